@@ -1,0 +1,39 @@
+// ringmoe: command-line entry point; dispatches to the subcommand named first.
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "runtime/cli/commands.h"
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  int (*main)(int, char**);
+  const char* summary;
+};
+
+// One line per subcommand (keep alphabetical).
+constexpr Subcommand kSubcommands[] = {
+    {"run", ringmoe::cli::RunCommand, "run a batch job: OpenAI Batch JSONL in, JSONL out"},
+};
+
+void PrintUsage(FILE* out) {
+  std::fprintf(out, "usage: ringmoe <command> [options]   (ringmoe <command> --help for its options)\n\ncommands:\n");
+  for (const Subcommand& command : kSubcommands) std::fprintf(out, "  %-10s %s\n", command.name, command.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    PrintUsage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Subcommand& command : kSubcommands) {
+    if (std::string_view(argv[1]) == command.name) return command.main(argc - 1, argv + 1);
+  }
+  std::fprintf(stderr, "ringmoe: unknown command '%s'\n\n", argv[1]);
+  PrintUsage(stderr);
+  return 2;
+}

@@ -1,0 +1,127 @@
+// ringmoe public API: open a Hugging Face MoE checkpoint, submit a batch of requests, get results.
+//
+// This header (and the others under runtime/include/ringmoe) is the only public face of the engine. It carries
+// no CUDA, oneDNN or TBB types. Errors a user can cause come back as absl::Status naming the file, tensor or
+// request at fault; a bad request fails alone and the rest of the batch completes.
+//
+//   auto engine = ringmoe::Engine::Open("models/tiny", {});
+//   std::vector<ringmoe::Request> requests = ...;
+//   auto results = engine->Generate(requests);
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace ringmoe {
+
+class Tokenizer;
+struct PlanReport;
+
+// Where the forward pass runs. kAuto picks the GPU path when a usable GPU exists, else the CPU.
+enum class Device { kCpu, kGpu, kAuto };
+
+// Arithmetic type of the CPU matmuls. kAuto: bf16 when the checkpoint is not f32 and the CPU has AMX or
+// AVX512-BF16, f32 otherwise. Golden tests force kF32.
+enum class ComputeType { kAuto, kF32, kBF16 };
+
+struct EngineOptions {
+  Device device = Device::kCpu;
+  ComputeType cpu_compute = ComputeType::kAuto;
+  int threads = 0;                       // CPU worker threads; 0 = every core hwloc reports.
+  int max_batch = 256;                   // Sequences in flight at once.
+  int max_step_tokens = 2048;            // Tokens per scheduler step (prefill chunks + decodes).
+  int kv_block_tokens = 16;              // Tokens per paged KV-cache block.
+  int64_t kv_cache_bytes = 0;            // Host KV-cache budget; 0 = sized from max_batch and the context.
+  int64_t gpu_memory_bytes = 0;          // Cap on GPU allocations (--gpu-mem); 0 = the planner decides.
+  int64_t cpu_memory_bytes = 0;          // Cap on host memory for the plan (--cpu-mem); 0 = what is free.
+  std::string hardware_profile;          // A probe JSON to plan with (--hardware); empty = probe cache.
+  std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
+};
+
+// Sampling: temperature 0 is greedy. With temperature > 0 the token is drawn from the top-p nucleus of the
+// tempered distribution with a per-request generator seeded by `seed` (the same seed gives the same tokens).
+struct SamplingParams {
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+};
+
+struct Request {
+  std::string id;                        // The caller's name for it (custom_id in batch files).
+  std::vector<int32_t> prompt_ids;       // Used when prompt_text is empty.
+  std::string prompt_text;               // Encoded with the model's tokenizer when non-empty.
+  int max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_token_ids;   // Generation stops after emitting one of these (as with EOS).
+  std::vector<std::string> stop;         // Stop strings; the text is cut before the match.
+  bool logprobs = false;                 // Report the log-probability of each generated token.
+  bool ignore_eos = false;
+};
+
+enum class FinishReason { kStop, kLength };
+
+struct Result {
+  std::string id;
+  absl::Status status;                   // Non-OK: the request failed alone; the fields below are empty.
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;           // One per token when Request::logprobs, else empty.
+  std::vector<std::string> token_strings;  // Decoded text piece of each token, with logprobs.
+  std::string text;                      // Detokenised completion; empty when no tokenizer is loaded.
+  FinishReason finish_reason = FinishReason::kLength;
+};
+
+// One generated token, reported as soon as it is sampled. Called on the engine's scheduler thread: keep it
+// short and do not call back into the engine.
+struct TokenEvent {
+  size_t request_index;  // Index into the span passed to Generate.
+  int32_t token;
+  float logprob;
+  bool finished;
+};
+using TokenCallback = std::function<void(const TokenEvent&)>;
+
+struct ModelInfo {
+  std::string model_type;
+  std::string path;
+  int vocab_size = 0;
+  int num_layers = 0;
+  int max_context = 0;
+  int64_t parameter_count = 0;
+  std::string device;                    // "cpu" or "gpu": where the forward actually runs.
+};
+
+// Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads.
+class Engine {
+ public:
+  static absl::StatusOr<Engine> Open(const std::string& model_dir, const EngineOptions& options);
+
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) noexcept;
+  ~Engine();
+
+  // Runs every request to completion with continuous batching. Per-request failures (prompt too long, text
+  // prompt without a tokenizer, ...) are reported in that Result's status; the returned status is non-OK
+  // only when the engine itself failed.
+  absl::StatusOr<std::vector<Result>> Generate(std::span<const Request> requests,
+                                               const TokenCallback& on_token = nullptr);
+
+  const ModelInfo& info() const;
+  // The model's tokenizer, or nullptr when the model folder has none.
+  const Tokenizer* tokenizer() const;
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ringmoe

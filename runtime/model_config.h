@@ -1,0 +1,81 @@
+// ModelSpec: the parsed config.json of a supported MoE checkpoint. Immutable after parsing; safe to share.
+//
+// Accepts both the keys of published checkpoints and those transformers 5 writes (num_experts /
+// num_local_experts, rope_theta / rope_parameters, ...). Everything downstream (weights, ops, planner) reads
+// shapes from here rather than from config.json.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ringmoe {
+
+enum class ModelType { kMixtral, kQwen2Moe, kQwen3Moe, kOlmoe };
+
+// How attention normalises q and k before RoPE.
+enum class QkNorm {
+  kNone,
+  kPerHead,    // Qwen3: RMSNorm over head_dim, one weight shared by all heads.
+  kFullWidth,  // OLMoE: RMSNorm over num_heads * head_dim (q) and num_kv_heads * head_dim (k).
+};
+
+// How router probabilities become expert weights.
+enum class RouterKind {
+  kSoftmaxTopK,  // softmax over all experts, then top-k; renormalised only when norm_topk_prob.
+  kTopKSoftmax,  // Mixtral: top-k logits, then softmax over those k (always sums to one).
+};
+
+struct LayerSpec {
+  bool is_moe = true;             // false: a dense SwiGLU MLP of intermediate_size.
+  bool has_shared_expert = false; // Qwen2-MoE: shared SwiGLU expert with a sigmoid gate.
+};
+
+struct ModelSpec {
+  ModelType type = ModelType::kMixtral;
+  std::string model_type;  // As written in config.json.
+
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int intermediate_size = 0;          // Dense MLP layers.
+  int moe_intermediate_size = 0;      // Each routed expert.
+  int shared_expert_intermediate_size = 0;
+  int num_experts = 0;
+  int num_experts_per_tok = 0;
+  bool norm_topk_prob = true;
+  RouterKind router = RouterKind::kSoftmaxTopK;
+  bool attention_bias = false;        // q/k/v projections carry biases.
+  QkNorm qk_norm = QkNorm::kNone;
+  float clip_qkv = 0.0f;              // OLMoE: clamp q/k/v to [-clip, clip] when > 0.
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  int max_position_embeddings = 0;
+  int sliding_window = 0;             // 0 = full attention.
+  bool tie_word_embeddings = false;
+  std::vector<int32_t> eos_token_ids;
+  int32_t bos_token_id = -1;
+  std::string torch_dtype;            // "bfloat16", "float32", ... (informational).
+  std::vector<LayerSpec> layers;
+
+  int q_width() const { return num_heads * head_dim; }
+  int kv_width() const { return num_kv_heads * head_dim; }
+  int num_moe_layers() const;
+  // Parameter counts, for reports and the planner.
+  int64_t expert_params() const;      // One routed expert (gate, up, down).
+  int64_t attention_params() const;   // One layer's q, k, v, o (+ biases, norms).
+  int64_t total_params() const;
+};
+
+// Parses config.json text. `source` names the file in error messages.
+absl::StatusOr<ModelSpec> ParseModelSpec(std::string_view config_json, std::string_view source);
+// Reads <dir>/config.json, and eos ids from <dir>/generation_config.json when present.
+absl::StatusOr<ModelSpec> LoadModelSpec(const std::string& model_dir);
+
+}  // namespace ringmoe
