@@ -1,0 +1,30 @@
+// Causal attention for one sequence over its paged KV cache (prefill chunks and decode alike).
+#pragma once
+
+#include <cstdint>
+
+#include "io/dtype.h"
+
+namespace ringmoe::cpu {
+
+// One layer's view of a sequence's KV cache. Blocks hold `block_tokens` tokens; a block's K (and V) is laid
+// out [block_tokens, kv_heads, head_dim] at pool + block_id * block_stride elements. F32 or BF16.
+struct PagedKvView {
+  io::DType dtype = io::DType::kF32;
+  const void* k_pool = nullptr;
+  const void* v_pool = nullptr;
+  int64_t block_stride = 0;  // elements per block (block_tokens * kv_heads * head_dim)
+  int block_tokens = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  const int32_t* block_ids = nullptr;  // the sequence's block table
+  int num_tokens = 0;                  // tokens in the cache, including the new ones
+};
+
+// q: [n_new, heads, head_dim] for positions num_tokens - n_new .. num_tokens - 1, whose K/V are already
+// written to the cache. out: [n_new, heads, head_dim]. GQA maps head h to kv head h / (heads / kv_heads).
+// sliding_window > 0 limits each query to the last sliding_window positions (itself included).
+void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale, int sliding_window,
+                    float* out);
+
+}  // namespace ringmoe::cpu

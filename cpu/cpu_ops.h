@@ -1,0 +1,16 @@
+// ringmoe_cpu: the CPU half of the engine. It owns the CPU kernels of the forward pass (embedding, RMSNorm,
+// RoPE, attention over the paged KV cache, routing, SwiGLU, expert-grouped MoE) and the oneDNN matmuls, plus
+// the worker pool they run on. Each kernel is a plain function over spans; mutable state (scratch, pools) is
+// passed in. The GPU ops in gpu/ are twins of these and are tested against them.
+//
+// This header only gathers the per-concern headers for convenience.
+#pragma once
+
+#include "cpu/activation.h"
+#include "cpu/attention.h"
+#include "cpu/linear.h"
+#include "cpu/moe.h"
+#include "cpu/norm.h"
+#include "cpu/rope.h"
+#include "cpu/routing.h"
+#include "cpu/thread_pool.h"

@@ -1,0 +1,22 @@
+// Linear layers on the CPU through oneDNN matmul: y = x W^T (+ b), W in PyTorch's [out, in] layout.
+#pragma once
+
+#include <cstdint>
+
+#include "io/dtype.h"
+
+namespace ringmoe::cpu {
+
+// A weight matrix in row-major [rows = out features, cols = in features]. F32 or BF16.
+struct Matrix {
+  io::DType dtype = io::DType::kF32;
+  const void* data = nullptr;
+  int rows = 0;
+  int cols = 0;
+};
+
+// y[m, w.rows] = x[m, w.cols] * w^T (+ bias[w.rows] when non-null). With a BF16 matrix, x is rounded to
+// bf16 and accumulated in f32 (AMX / AVX512-BF16 where the CPU has them). Threads: oneDNN's OpenMP pool.
+void Linear(const float* x, int m, const Matrix& w, const float* bias, float* y);
+
+}  // namespace ringmoe::cpu

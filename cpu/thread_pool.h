@@ -1,0 +1,35 @@
+// CpuWorkers: the engine's CPU thread pool (TBB arena; oneDNN runs on its own OpenMP threads, and the two
+// never run at the same time, so they do not oversubscribe the cores).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+namespace ringmoe::cpu {
+
+// Threading: ParallelFor may be called from one driving thread at a time (the scheduler thread); the body
+// runs on the pool's threads and must only touch its own slice of the output.
+class CpuWorkers {
+ public:
+  // threads <= 0: every core hwloc reports.
+  explicit CpuWorkers(int threads);
+  ~CpuWorkers();
+  CpuWorkers(const CpuWorkers&) = delete;
+  CpuWorkers& operator=(const CpuWorkers&) = delete;
+
+  int threads() const;
+  // body(begin, end) over [0, count) in chunks of at least grain.
+  void ParallelFor(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Number of physical cores (hwloc), at least 1.
+int PhysicalCoreCount();
+// Whether the CPU can run bf16 matmuls natively (AMX-BF16 or AVX512-BF16).
+bool CpuHasNativeBf16();
+
+}  // namespace ringmoe::cpu
