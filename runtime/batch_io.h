@@ -1,0 +1,72 @@
+// Batch I/O: the OpenAI Batch API JSONL format that `ringmoe run` reads and writes.
+//
+// Input: one request per line, either the full Batch form
+//   {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "Hi", "max_tokens": 8}}
+// or the short form with the body fields at top level
+//   {"custom_id": "a", "prompt": "Hi", "max_tokens": 8}
+// Output: one line per request in the Batch output form (response or error). runtime/BATCH_FORMAT.md
+// documents every field, default and error code; keep it in step with this file.
+//
+// A bad line never stops the batch: it becomes a BatchLine whose `request` holds the error, and
+// FormatResultLine turns that into an error line. Everything here is stateless and thread-compatible.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ringmoe/engine.h"
+
+namespace ringmoe {
+
+// Longest accepted input line in bytes, without its newline.
+inline constexpr size_t kMaxBatchLineBytes = size_t{16} << 20;
+
+struct BatchLine {
+  int line_number = 0;              // 1-based line in the input file (blank lines count).
+  std::string custom_id;            // As written, whenever it could be read, else "line-<N>".
+  absl::StatusOr<Request> request;  // InvalidArgument naming line, custom_id and field when the line is bad.
+};
+
+// Parses one input line (without its newline). Never fails as a whole: problems land in `request`.
+BatchLine ParseBatchLine(std::string_view line, int line_number);
+
+// Reads a whole batch: skips blank lines, accepts CRLF, a missing final newline and a UTF-8 byte-order
+// mark, and marks the later line of a duplicated custom_id as an error ("custom_id 'x' also on line 3").
+// Fails only when the stream itself cannot be read; `source` names it in that message.
+absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(std::istream& in, std::string_view source);
+// The same for a file; a missing or unreadable file is an error naming `path`.
+absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path);
+
+// One output line (no trailing newline), valid JSON even when the text holds invalid UTF-8 (such bytes
+// become U+FFFD). `result` may be null only for a line whose request failed to parse; a null result for a
+// good line is reported as an internal_error line. `batch_request_id` is the line's "id" (e.g.
+// "batch_req_<run>_<line>", see MakeBatchRequestId); the response's request_id ("req_...") and completion id
+// ("cmpl-...") are derived from it. `created_unix_seconds` defaults to the current time.
+std::string FormatResultLine(const BatchLine& line, const Result* result, std::string_view model_name,
+                             std::string_view batch_request_id,
+                             std::optional<int64_t> created_unix_seconds = std::nullopt);
+
+// "batch_req_<run_id>_<line_number>": unique per line of a run and stable across reruns with the same run_id.
+std::string MakeBatchRequestId(std::string_view run_id, int line_number);
+
+// The short machine-readable code of an error line. A status carrying a kErrorCodePayload payload uses that
+// text; otherwise by status code: InvalidArgument/FailedPrecondition -> "invalid_request", OutOfRange ->
+// "prompt_too_long", ResourceExhausted -> "out_of_memory", Unimplemented -> "unsupported", Cancelled ->
+// "cancelled", DeadlineExceeded -> "timeout", anything else -> "internal_error".
+inline constexpr char kErrorCodePayload[] = "type.ringmoe/error_code";
+std::string ErrorCodeFor(const absl::Status& status);
+// Returns `status` tagged with an explicit error code for ErrorCodeFor.
+absl::Status WithErrorCode(absl::Status status, std::string_view code);
+
+// The seed used when a request gives none: a stable 64-bit hash (FNV-1a) of the custom_id, so reruns of the
+// same file sample the same tokens.
+uint64_t DefaultSeedForCustomId(std::string_view custom_id);
+
+}  // namespace ringmoe
