@@ -31,5 +31,7 @@ class CpuWorkers {
 int PhysicalCoreCount();
 // Whether the CPU can run bf16 matmuls natively (AMX-BF16 or AVX512-BF16).
 bool CpuHasNativeBf16();
+// Threads oneDNN's matmuls use (its OpenMP pool). The engine sets it to its worker count.
+void SetMatmulThreads(int threads);
 
 }  // namespace ringmoe::cpu

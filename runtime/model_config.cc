@@ -16,7 +16,7 @@ using nlohmann::json;
 // Reads a typed field with a default, reporting wrong types by key and file instead of throwing.
 class ConfigReader {
  public:
-  ConfigReader(const json& root, std::string_view source) : root_(root), source_(source) {}
+  ConfigReader(const json& root, absl::string_view source) : root_(root), source_(source) {}
 
   bool Has(const char* key) const { return root_.contains(key) && !root_[key].is_null(); }
 
@@ -36,7 +36,7 @@ class ConfigReader {
   }
 
   template <typename T>
-  T As(const json& value, std::string_view key, T fallback) {
+  T As(const json& value, absl::string_view key, T fallback) {
     try {
       return value.get<T>();
     } catch (const json::exception&) {
@@ -52,7 +52,7 @@ class ConfigReader {
 
  private:
   const json& root_;
-  std::string_view source_;
+  absl::string_view source_;
   absl::Status status_;
 };
 
@@ -107,8 +107,8 @@ int64_t ModelSpec::total_params() const {
   return params;
 }
 
-absl::StatusOr<ModelSpec> ParseModelSpec(std::string_view config_json, std::string_view source) {
-  json root = json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::string_view source) {
+  json root = json::parse(config_json.begin(), config_json.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
   }

@@ -7,10 +7,10 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace ringmoe {
 
@@ -73,8 +73,9 @@ struct ModelSpec {
   int64_t total_params() const;
 };
 
-// Parses config.json text. `source` names the file in error messages.
-absl::StatusOr<ModelSpec> ParseModelSpec(std::string_view config_json, std::string_view source);
+// Parses config.json text. `source` names the file in error messages. (Debian's Abseil is built with its own
+// string_view, distinct from std::string_view: both accept std::string.)
+absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::string_view source);
 // Reads <dir>/config.json, and eos ids from <dir>/generation_config.json when present.
 absl::StatusOr<ModelSpec> LoadModelSpec(const std::string& model_dir);
 

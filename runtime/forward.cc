@@ -1,0 +1,174 @@
+#include "runtime/forward.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "cpu/cpu_ops.h"
+
+namespace ringmoe {
+namespace {
+
+class StageTimer {
+ public:
+  explicit StageTimer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~StageTimer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+template <typename T>
+T* Grow(std::vector<T>& buffer, size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+void AddInPlace(float* dst, const float* src, size_t count) {
+  for (size_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+}  // namespace
+
+CpuForward::CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers)
+    : weights_(weights), spec_(weights.spec()), kv_cache_(kv_cache), workers_(workers) {}
+
+void CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) {
+  const int hidden = spec_.hidden_size;
+  int tokens = 0;
+  for (const StepChunk& chunk : chunks) tokens += chunk.count;
+
+  float* x = Grow(hidden_, static_cast<size_t>(tokens) * hidden);
+  {
+    StageTimer timer(&times_.embed);
+    int row = 0;
+    for (const StepChunk& chunk : chunks) {
+      weights_.Embed(chunk.tokens, chunk.count, x + static_cast<int64_t>(row) * hidden);
+      row += chunk.count;
+    }
+  }
+  for (int layer = 0; layer < spec_.num_layers; ++layer) {
+    Attention(layer, chunks, tokens);
+    FeedForward(layer, tokens);
+  }
+
+  StageTimer timer(&times_.lm_head);
+  int wanted = 0;
+  for (const StepChunk& chunk : chunks) wanted += chunk.want_logits ? 1 : 0;
+  float* last_rows = Grow(normed_, static_cast<size_t>(std::max(wanted, 1)) * hidden);
+  int row = 0, out = 0;
+  for (const StepChunk& chunk : chunks) {
+    row += chunk.count;
+    if (!chunk.want_logits) continue;
+    cpu::RmsNorm(x + static_cast<int64_t>(row - 1) * hidden, weights_.final_norm().data(), 1, hidden,
+                 static_cast<float>(spec_.rms_norm_eps), last_rows + static_cast<int64_t>(out++) * hidden);
+  }
+  logits->resize(static_cast<size_t>(wanted) * spec_.vocab_size);
+  cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data());
+}
+
+void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int tokens) {
+  const AttentionWeights& w = weights_.layer(layer).attention;
+  const int hidden = spec_.hidden_size, q_width = spec_.q_width(), kv_width = spec_.kv_width();
+  const float eps = static_cast<float>(spec_.rms_norm_eps);
+  float* x = hidden_.data();
+  float* normed = Grow(normed_, static_cast<size_t>(tokens) * hidden);
+  float* q = Grow(q_, static_cast<size_t>(tokens) * q_width);
+  float* k = Grow(k_, static_cast<size_t>(tokens) * kv_width);
+  float* v = Grow(v_, static_cast<size_t>(tokens) * kv_width);
+  {
+    StageTimer timer(&times_.projections);
+    cpu::RmsNorm(x, w.input_norm.data(), tokens, hidden, eps, normed);
+    cpu::Linear(normed, tokens, w.q, w.q_bias.empty() ? nullptr : w.q_bias.data(), q);
+    cpu::Linear(normed, tokens, w.k, w.k_bias.empty() ? nullptr : w.k_bias.data(), k);
+    cpu::Linear(normed, tokens, w.v, w.v_bias.empty() ? nullptr : w.v_bias.data(), v);
+    if (spec_.clip_qkv > 0) {
+      const float clip = spec_.clip_qkv;
+      for (float* buffer : {q, k, v}) {
+        const size_t count = static_cast<size_t>(tokens) * (buffer == q ? q_width : kv_width);
+        for (size_t i = 0; i < count; ++i) buffer[i] = std::clamp(buffer[i], -clip, clip);
+      }
+    }
+    if (spec_.qk_norm == QkNorm::kPerHead) {
+      cpu::RmsNorm(q, w.q_norm.data(), tokens * spec_.num_heads, spec_.head_dim, eps, q);
+      cpu::RmsNorm(k, w.k_norm.data(), tokens * spec_.num_kv_heads, spec_.head_dim, eps, k);
+    } else if (spec_.qk_norm == QkNorm::kFullWidth) {
+      cpu::RmsNorm(q, w.q_norm.data(), tokens, q_width, eps, q);
+      cpu::RmsNorm(k, w.k_norm.data(), tokens, kv_width, eps, k);
+    }
+    int32_t* positions = Grow(positions_, static_cast<size_t>(tokens));
+    int row = 0;
+    for (const StepChunk& chunk : chunks) {
+      for (int i = 0; i < chunk.count; ++i) positions[row++] = chunk.start + i;
+    }
+    cpu::ApplyRope(q, tokens, spec_.num_heads, spec_.head_dim, positions, spec_.rope_theta);
+    cpu::ApplyRope(k, tokens, spec_.num_kv_heads, spec_.head_dim, positions, spec_.rope_theta);
+  }
+
+  float* attention_out = Grow(attention_out_, static_cast<size_t>(tokens) * q_width);
+  {
+    StageTimer timer(&times_.attention);
+    std::vector<int> first_row(chunks.size() + 1, 0);
+    for (size_t c = 0; c < chunks.size(); ++c) first_row[c + 1] = first_row[c] + chunks[c].count;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(spec_.head_dim));
+    workers_.ParallelFor(static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const StepChunk& chunk = chunks[c];
+        const int row = first_row[c];
+        kv_cache_.Write(layer, *chunk.block_table, chunk.start, chunk.count, k + static_cast<int64_t>(row) * kv_width,
+                        v + static_cast<int64_t>(row) * kv_width, kv_width);
+        cpu::PagedKvView view = kv_cache_.View(layer, *chunk.block_table, chunk.start + chunk.count);
+        cpu::PagedAttention(q + static_cast<int64_t>(row) * q_width, chunk.count, spec_.num_heads, view, scale,
+                            spec_.sliding_window, attention_out + static_cast<int64_t>(row) * q_width);
+      }
+    });
+  }
+  StageTimer timer(&times_.projections);
+  float* projected = Grow(projected_, static_cast<size_t>(tokens) * hidden);
+  cpu::Linear(attention_out, tokens, w.o, nullptr, projected);
+  AddInPlace(x, projected, static_cast<size_t>(tokens) * hidden);
+}
+
+void CpuForward::FeedForward(int layer, int tokens) {
+  const LayerWeights& w = weights_.layer(layer);
+  const LayerSpec& layer_spec = spec_.layers[layer];
+  const int hidden = spec_.hidden_size;
+  const size_t size = static_cast<size_t>(tokens) * hidden;
+  float* x = hidden_.data();
+  float* normed = Grow(normed_, size);
+  float* out = Grow(projected_, size);
+  cpu::RmsNorm(x, w.attention.post_attention_norm.data(), tokens, hidden, static_cast<float>(spec_.rms_norm_eps),
+               normed);
+  if (!layer_spec.is_moe) {
+    StageTimer timer(&times_.dense_mlp);
+    cpu::SwiGluMlp(normed, tokens, w.dense_mlp, out);
+    AddInPlace(x, out, size);
+    return;
+  }
+  StageTimer timer(&times_.moe);
+  const int top_k = spec_.num_experts_per_tok;
+  float* router_logits = Grow(router_logits_, static_cast<size_t>(tokens) * spec_.num_experts);
+  int32_t* expert_ids = Grow(expert_ids_, static_cast<size_t>(tokens) * top_k);
+  float* routing_weights = Grow(routing_weights_, static_cast<size_t>(tokens) * top_k);
+  cpu::Linear(normed, tokens, w.router, nullptr, router_logits);
+  cpu::RouteTopK(router_logits, tokens, spec_.num_experts, top_k,
+                 spec_.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
+                                                          : cpu::RouterScoring::kSoftmaxThenTopK,
+                 spec_.norm_topk_prob, expert_ids, routing_weights);
+  std::fill_n(out, size, 0.0f);
+  cpu::MoeForward(normed, tokens, hidden, expert_ids, routing_weights, top_k, w.experts, out);
+  if (layer_spec.has_shared_expert) {
+    float* shared = Grow(shared_out_, size);
+    float* gate = Grow(shared_gate_, static_cast<size_t>(tokens));
+    cpu::SwiGluMlp(normed, tokens, w.shared_expert, shared);
+    cpu::Linear(normed, tokens, w.shared_expert_gate, nullptr, gate);
+    for (int t = 0; t < tokens; ++t) {
+      const float g = 1.0f / (1.0f + std::exp(-gate[t]));
+      for (int i = 0; i < hidden; ++i) out[static_cast<int64_t>(t) * hidden + i] += g * shared[static_cast<int64_t>(t) * hidden + i];
+    }
+  }
+  AddInPlace(x, out, size);
+}
+
+}  // namespace ringmoe
