@@ -1,0 +1,185 @@
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "io/dtype.h"
+
+namespace ringmoe::io {
+namespace {
+
+uint32_t Bits(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return bits;
+}
+float FromBits(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+TEST(DTypeTest, ParsesEverySafetensorsSpellingAndBack) {
+  const std::vector<std::pair<const char*, size_t>> names = {
+      {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"I64", 8},     {"I32", 4},
+      {"I16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+  for (const auto& [name, size] : names) {
+    absl::StatusOr<DType> dtype = ParseSafetensorsDType(name);
+    ASSERT_TRUE(dtype.ok()) << name << ": " << dtype.status();
+    EXPECT_EQ(DTypeName(*dtype), name);
+    EXPECT_EQ(DTypeSize(*dtype), size) << name;
+  }
+}
+
+TEST(DTypeTest, UnknownDTypeIsAnErrorNamingIt) {
+  for (const char* name : {"f32", "FP32", "U16", "", "BF16 "}) {
+    absl::StatusOr<DType> dtype = ParseSafetensorsDType(name);
+    ASSERT_FALSE(dtype.ok()) << name;
+    EXPECT_NE(dtype.status().message().find(std::string("\"") + name + "\""), std::string::npos)
+        << dtype.status();
+  }
+}
+
+TEST(BF16Test, ExactValuesAndRoundToNearestEven) {
+  EXPECT_EQ(F32ToBF16(1.0f), 0x3f80);
+  EXPECT_EQ(F32ToBF16(-2.0f), 0xc000);
+  EXPECT_EQ(F32ToBF16(0.0f), 0x0000);
+  EXPECT_EQ(F32ToBF16(-0.0f), 0x8000);
+  // 1 + 2^-8 is exactly halfway between 0x3f80 and 0x3f81: ties go to the even 0x3f80.
+  EXPECT_EQ(F32ToBF16(FromBits(0x3f808000)), 0x3f80);
+  // 1 + 3 * 2^-8 is halfway between 0x3f81 and 0x3f82: ties go to the even 0x3f82.
+  EXPECT_EQ(F32ToBF16(FromBits(0x3f818000)), 0x3f82);
+  EXPECT_EQ(F32ToBF16(FromBits(0x3f808001)), 0x3f81);  // Just above halfway rounds up.
+  EXPECT_EQ(F32ToBF16(FromBits(0x3f807fff)), 0x3f80);  // Just below halfway rounds down.
+  EXPECT_EQ(F32ToBF16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(F32ToBF16(-std::numeric_limits<float>::infinity()), 0xff80);
+  EXPECT_EQ(F32ToBF16(std::numeric_limits<float>::max()), 0x7f80);  // Rounds past the largest BF16.
+  EXPECT_EQ(F32ToBF16(FromBits(0x00000001)), 0x0000);              // Smallest subnormal rounds to zero.
+  EXPECT_EQ(F32ToBF16(FromBits(0x00018000)), 0x0002);              // Subnormal tie to even.
+}
+
+TEST(BF16Test, NaNStaysNaNEvenWhenThePayloadIsOnlyInTheDroppedBits) {
+  for (const uint32_t nan_bits : {0x7fc00000u, 0x7f800001u, 0xff800001u, 0x7fffffffu}) {
+    const uint16_t bf16 = F32ToBF16(FromBits(nan_bits));
+    EXPECT_TRUE(std::isnan(BF16ToF32(bf16))) << std::hex << nan_bits << " -> " << bf16;
+    EXPECT_EQ(bf16 & 0x8000, (nan_bits >> 16) & 0x8000) << "sign kept";
+  }
+}
+
+TEST(BF16Test, ToF32IsExact) {
+  EXPECT_EQ(BF16ToF32(0x3f80), 1.0f);
+  EXPECT_EQ(BF16ToF32(0x4049), 3.140625f);
+  EXPECT_EQ(Bits(BF16ToF32(0x8000)), 0x80000000u);
+  EXPECT_EQ(BF16ToF32(0xff80), -std::numeric_limits<float>::infinity());
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const float f = BF16ToF32(static_cast<uint16_t>(bits));
+    EXPECT_EQ(Bits(f), bits << 16);
+    if (!std::isnan(f)) EXPECT_EQ(F32ToBF16(f), bits) << "round trip of " << bits;
+  }
+}
+
+TEST(F16Test, ExactValues) {
+  EXPECT_EQ(F32ToF16(1.0f), 0x3c00);
+  EXPECT_EQ(F32ToF16(-2.0f), 0xc000);
+  EXPECT_EQ(F32ToF16(0.0f), 0x0000);
+  EXPECT_EQ(F32ToF16(-0.0f), 0x8000);
+  EXPECT_EQ(F32ToF16(65504.0f), 0x7bff);      // Largest finite F16.
+  EXPECT_EQ(F32ToF16(65519.99f), 0x7bff);     // Below the halfway point to 65536: stays finite.
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);      // Halfway, ties to even = inf.
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);
+  EXPECT_EQ(F32ToF16(-1e6f), 0xfc00);
+  EXPECT_EQ(F32ToF16(std::numeric_limits<float>::infinity()), 0x7c00);
+  EXPECT_EQ(F32ToF16(-std::numeric_limits<float>::infinity()), 0xfc00);
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -14)), 0x0400);  // Smallest normal.
+  // 1 + 2^-11 is halfway between 0x3c00 and 0x3c01 (ties to even 0x3c00); 1 + 3 * 2^-11 goes to 0x3c02.
+  EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);
+  EXPECT_EQ(F32ToF16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
+  EXPECT_EQ(F32ToF16(std::nextafter(1.0f + std::ldexp(1.0f, -11), 2.0f)), 0x3c01);
+}
+
+TEST(F16Test, SubnormalsRoundToNearestEven) {
+  const float unit = std::ldexp(1.0f, -24);  // The smallest F16 subnormal.
+  EXPECT_EQ(F32ToF16(unit), 0x0001);
+  EXPECT_EQ(F32ToF16(-unit), 0x8001);
+  EXPECT_EQ(F32ToF16(0.5f * unit), 0x0000);                              // Tie, to even 0.
+  EXPECT_EQ(F32ToF16(-0.5f * unit), 0x8000);                             // Negative zero.
+  EXPECT_EQ(F32ToF16(std::nextafter(0.5f * unit, 1.0f)), 0x0001);        // Just above the tie.
+  EXPECT_EQ(F32ToF16(1.5f * unit), 0x0002);                              // Tie, to even 2.
+  EXPECT_EQ(F32ToF16(2.5f * unit), 0x0002);                              // Tie, to even 2.
+  EXPECT_EQ(F32ToF16(1023 * unit), 0x03ff);                              // Largest subnormal.
+  EXPECT_EQ(F32ToF16(1023.5f * unit), 0x0400);                           // Rounds up into the normals.
+  EXPECT_EQ(F32ToF16(FromBits(0x00000001)), 0x0000);                     // F32 subnormal: far below.
+  EXPECT_EQ(F16ToF32(0x0001), unit);
+  EXPECT_EQ(F16ToF32(0x8001), -unit);
+  EXPECT_EQ(F16ToF32(0x03ff), 1023 * unit);
+  EXPECT_EQ(F16ToF32(0x0400), std::ldexp(1.0f, -14));
+}
+
+TEST(F16Test, SpecialValuesToF32) {
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F16ToF32(0x7bff), 65504.0f);
+  EXPECT_EQ(F16ToF32(0x7c00), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(F16ToF32(0xfc00), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(F16ToF32(0x7e00)));
+  EXPECT_TRUE(std::isnan(F16ToF32(0x7c01)));
+  EXPECT_EQ(Bits(F16ToF32(0x8000)), 0x80000000u);
+  EXPECT_TRUE(std::isnan(F16ToF32(F32ToF16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isnan(F16ToF32(F32ToF16(FromBits(0x7f800001)))));  // Payload only in dropped bits.
+}
+
+TEST(F16Test, EveryValueRoundTrips) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const float f = F16ToF32(static_cast<uint16_t>(bits));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(F32ToF16(f), bits) << "F16 " << std::hex << bits << " -> " << f;
+  }
+}
+
+TEST(BulkConversionTest, F16MatchesScalarForAllValuesAndUnalignedSource) {
+  std::vector<uint8_t> buffer(1 + 2 * 0x10000);
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const uint16_t value = static_cast<uint16_t>(bits);
+    std::memcpy(buffer.data() + 1 + 2 * bits, &value, 2);
+  }
+  std::vector<float> out(0x10000);
+  ASSERT_TRUE(ConvertToF32(DType::kF16, buffer.data() + 1, out.data(), out.size()).ok());
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    ASSERT_EQ(Bits(out[bits]), Bits(F16ToF32(static_cast<uint16_t>(bits)))) << std::hex << bits;
+  }
+}
+
+TEST(BulkConversionTest, BF16AndF32MatchScalar) {
+  std::mt19937 rng(7);
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, std::numeric_limits<float>::infinity(),
+                               FromBits(0x7f800001), FromBits(0x3f808000), FromBits(0x3f818000),
+                               std::numeric_limits<float>::max(), FromBits(0x00000001)};
+  for (int i = 0; i < 100000; ++i) values.push_back(FromBits(static_cast<uint32_t>(rng())));
+  std::vector<uint16_t> bf16(values.size());
+  ConvertF32ToBF16(values.data(), bf16.data(), values.size());
+  std::vector<uint16_t> f16(values.size());
+  ConvertF32ToF16(values.data(), f16.data(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(bf16[i], F32ToBF16(values[i])) << std::hex << Bits(values[i]);
+    ASSERT_EQ(f16[i], F32ToF16(values[i])) << std::hex << Bits(values[i]);
+  }
+  std::vector<float> back(values.size());
+  ASSERT_TRUE(ConvertToF32(DType::kBF16, bf16.data(), back.data(), back.size()).ok());
+  for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(Bits(back[i]), Bits(BF16ToF32(bf16[i])));
+  ASSERT_TRUE(ConvertToF32(DType::kF32, values.data(), back.data(), back.size()).ok());
+  EXPECT_EQ(std::memcmp(back.data(), values.data(), values.size() * 4), 0);
+}
+
+TEST(BulkConversionTest, UnsupportedSourceTypeIsAnErrorNamingIt) {
+  const int32_t src[2] = {1, 2};
+  float dst[2];
+  const absl::Status status = ConvertToF32(DType::kI32, src, dst, 2);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("I32"), std::string::npos) << status;
+  EXPECT_FALSE(ConvertToF32(DType::kF8E4M3, src, dst, 2).ok());
+}
+
+}  // namespace
+}  // namespace ringmoe::io
