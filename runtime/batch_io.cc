@@ -344,6 +344,11 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
         absl::StrCat(where, ": field 'custom_id' must be a string, got ", Describe(*custom_id)));
     return parsed;
   }
+  if (custom_id->get_ref<const std::string&>().empty()) {
+    parsed.request =
+        absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is an empty string"));
+    return parsed;
+  }
   parsed.custom_id = custom_id->get<std::string>();
   *custom_id_known = true;
   try {

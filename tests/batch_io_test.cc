@@ -221,7 +221,7 @@ TEST(ParseBatchLine, NotAnObject) {
   EXPECT_EQ(Message(line.request), "line 6: expected a JSON object, got array");
 }
 
-TEST(ParseBatchLine, CustomIdMissingOrNotAString) {
+TEST(ParseBatchLine, CustomIdMissingEmptyOrNotAString) {
   BatchLine missing = ParseBatchLine(R"({"prompt": "x"})", 8);
   EXPECT_EQ(missing.custom_id, "line-8");
   ASSERT_FALSE(missing.request.ok());
@@ -231,6 +231,11 @@ TEST(ParseBatchLine, CustomIdMissingOrNotAString) {
   EXPECT_EQ(number.custom_id, "line-9");
   ASSERT_FALSE(number.request.ok());
   EXPECT_EQ(Message(number.request), "line 9: field 'custom_id' must be a string, got 12");
+
+  BatchLine empty = ParseBatchLine(R"({"custom_id": "", "prompt": "x"})", 10);
+  EXPECT_EQ(empty.custom_id, "line-10");
+  ASSERT_FALSE(empty.request.ok());
+  EXPECT_EQ(Message(empty.request), "line 10: field 'custom_id' is an empty string");
 }
 
 TEST(ParseBatchLine, RejectsLinesOverSixteenMiB) {
