@@ -1,0 +1,81 @@
+#include "gpu/expert_packing.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmoe::gpu {
+namespace {
+
+int64_t AlignUp(int64_t value, int64_t alignment) { return (value + alignment - 1) / alignment * alignment; }
+
+}  // namespace
+
+PackedLayerIndex MakePackedLayerIndex(int num_experts, int hidden, int intermediate) {
+  PackedLayerIndex index;
+  index.num_experts = num_experts;
+  index.hidden = hidden;
+  index.intermediate = intermediate;
+  index.expert_stride_bytes = AlignUp(index.expert_bytes(), kPackAlignment);
+  return index;
+}
+
+absl::Status PackLayerExperts(std::span<const ExpertMatricesBf16> experts, const PackedLayerIndex& index,
+                              void* dst, int64_t dst_bytes) {
+  if (static_cast<int64_t>(experts.size()) != index.num_experts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PackLayerExperts: ", experts.size(), " experts given, the index has ", index.num_experts));
+  }
+  if (dst == nullptr || dst_bytes < index.total_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("PackLayerExperts: destination of ", dst_bytes,
+                                                   " bytes, the packed layer needs ", index.total_bytes()));
+  }
+  const size_t matrix_bytes = static_cast<size_t>(index.intermediate) * index.hidden * 2;
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int e = 0; e < index.num_experts; ++e) {
+    const ExpertMatricesBf16& expert = experts[e];
+    if (expert.gate == nullptr || expert.up == nullptr || expert.down == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("PackLayerExperts: expert ", e, " is missing a matrix"));
+    }
+    uint8_t* base = out + index.gate_up_offset(e);
+    std::memcpy(base, expert.gate, matrix_bytes);
+    std::memcpy(base + matrix_bytes, expert.up, matrix_bytes);
+    std::memcpy(out + index.down_offset(e), expert.down, matrix_bytes);
+    int64_t padding = index.expert_stride_bytes - index.expert_bytes();
+    if (padding > 0) std::memset(base + index.expert_bytes(), 0, static_cast<size_t>(padding));
+  }
+  return absl::OkStatus();
+}
+
+SectionLayout MakeSectionLayout(int first_layer, std::span<const PackedLayerIndex> layers) {
+  SectionLayout layout;
+  layout.first_layer = first_layer;
+  int64_t offset = 0;
+  for (const PackedLayerIndex& layer : layers) {
+    layout.layers.push_back(layer);
+    layout.layer_offsets.push_back(offset);
+    offset = AlignUp(offset + layer.total_bytes(), kPackAlignment);
+  }
+  layout.total_bytes = offset;
+  return layout;
+}
+
+std::vector<ByteRange> RoutedExpertRanges(const PackedLayerIndex& index, std::span<const int32_t> expert_counts) {
+  std::vector<ByteRange> ranges;
+  const int experts = std::min<int>(index.num_experts, static_cast<int>(expert_counts.size()));
+  for (int e = 0; e < experts; ++e) {
+    if (expert_counts[e] <= 0) continue;
+    int64_t offset = index.gate_up_offset(e);
+    if (!ranges.empty() && ranges.back().offset + ranges.back().bytes == offset) {
+      ranges.back().bytes += index.expert_stride_bytes;
+    } else {
+      ranges.push_back({offset, index.expert_stride_bytes});
+    }
+  }
+  // Each range's last expert's trailing padding need not travel.
+  for (ByteRange& range : ranges) range.bytes -= index.expert_stride_bytes - index.expert_bytes();
+  return ranges;
+}
+
+}  // namespace ringmoe::gpu

@@ -1,0 +1,149 @@
+#include "gpu/gpu_probe.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gpu/blas.h"
+#include "gpu/dense_ops.h"
+#include "gpu/device_arena.h"
+#include "gpu/expert_packing.h"
+#include "gpu/host_memory.h"
+#include "gpu/status_util.h"
+#include "gpu/stream.h"
+
+namespace ringmoe::gpu {
+namespace {
+
+constexpr int kCopyRepeats = 3;
+
+// Best of kCopyRepeats timed runs of `enqueue` on `stream`, in milliseconds.
+template <typename Enqueue>
+absl::StatusOr<float> BestMilliseconds(const Stream& stream, Enqueue enqueue) {
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Event start, Event::Create(/*timing=*/true));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Event end, Event::Create(/*timing=*/true));
+  RINGMOE_GPU_RETURN_IF_ERROR(enqueue());  // Warm-up.
+  float best = 0;
+  for (int i = 0; i < kCopyRepeats; ++i) {
+    RINGMOE_GPU_RETURN_IF_ERROR(start.Record(stream));
+    RINGMOE_GPU_RETURN_IF_ERROR(enqueue());
+    RINGMOE_GPU_RETURN_IF_ERROR(end.Record(stream));
+    RINGMOE_GPU_RETURN_IF_ERROR(end.Synchronize());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(float ms, ElapsedMilliseconds(start, end));
+    best = i == 0 ? ms : std::min(best, ms);
+  }
+  return best;
+}
+
+double GigabytesPerSecond(int64_t bytes, float ms) { return ms > 0 ? bytes / (ms * 1e6) : 0; }
+
+}  // namespace
+
+absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options, GemmStrategy strategy) {
+  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  if (options.hidden <= 0 || options.intermediate <= 0 || options.experts <= 0) {
+    return absl::InvalidArgumentError("MeasureExpertGemm: non-positive shape");
+  }
+  int max_tokens_per_expert = 0;
+  for (int t : options.tokens_per_expert) {
+    if (t <= 0) return absl::InvalidArgumentError(absl::StrCat("MeasureExpertGemm: tokens_per_expert ", t));
+    max_tokens_per_expert = std::max(max_tokens_per_expert, t);
+  }
+  const int h = options.hidden, e = options.experts;
+  const int max_tokens = max_tokens_per_expert * e;  // top_k = 1: every token goes to one expert.
+  DeviceArena arena(0);
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Stream stream, Stream::Create());
+  RINGMOE_GPU_ASSIGN_OR_RETURN(BlasHandle blas, BlasHandle::Create(arena));
+  MoeShape shape{h, options.intermediate, e, 1};
+  RINGMOE_GPU_ASSIGN_OR_RETURN(MoeRunner runner, MoeRunner::Create(arena, shape, max_tokens, strategy));
+  const PackedLayerIndex index = MakePackedLayerIndex(e, h, options.intermediate);
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer layer, arena.Allocate(index.total_bytes(), "probe expert weights"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer x, arena.Allocate(int64_t{2} * max_tokens * h, "probe activations"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer out, arena.Allocate(int64_t{4} * max_tokens * h, "probe output"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer ids, arena.Allocate(int64_t{4} * max_tokens, "probe expert ids"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer weights, arena.Allocate(int64_t{4} * max_tokens, "probe weights"));
+  RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(layer.data(), index.total_bytes() / 2, 1, 0.02f, stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(x.data(), int64_t{max_tokens} * h, 2, 1.0f, stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(FillDeviceBytes(out.data(), 0, out.size(), stream));
+  std::vector<int32_t> host_ids(max_tokens);
+  std::vector<float> host_weights(max_tokens, 1.0f);
+  for (int t = 0; t < max_tokens; ++t) host_ids[t] = t % e;
+  RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(ids.data(), host_ids.data(), ids.size(), stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(weights.data(), host_weights.data(), weights.size(), stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(stream.Synchronize());
+
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Event start, Event::Create(/*timing=*/true));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Event end, Event::Create(/*timing=*/true));
+  std::vector<GemmRate> rates;
+  for (int t : options.tokens_per_expert) {
+    const int tokens = t * e;
+    RINGMOE_GPU_RETURN_IF_ERROR(runner.SortByExpert(ids.as<int32_t>(), tokens, stream));
+    auto pass = [&] {
+      return runner.RunExperts(blas, x.data(), weights.as<float>(), layer.data(), index, out.as<float>(), stream);
+    };
+    RINGMOE_GPU_RETURN_IF_ERROR(pass());  // Warm-up (cuBLAS picks and loads its kernels).
+    // Enough passes for ~1 TFLOP of work, between 5 and 200, so the events see well past launch overhead.
+    const double flops = 2.0 * tokens * 3.0 * h * options.intermediate;
+    const int repeats = std::clamp(static_cast<int>(1e12 / flops), 5, 200);
+    RINGMOE_GPU_RETURN_IF_ERROR(start.Record(stream));
+    for (int r = 0; r < repeats; ++r) RINGMOE_GPU_RETURN_IF_ERROR(pass());
+    RINGMOE_GPU_RETURN_IF_ERROR(end.Record(stream));
+    RINGMOE_GPU_RETURN_IF_ERROR(end.Synchronize());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(float ms, ElapsedMilliseconds(start, end));
+    rates.push_back({t, ms > 0 ? flops * repeats / (ms * 1e-3) / 1e12 : 0});
+  }
+  return rates;
+}
+
+absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options) {
+  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  if (options.copy_bytes <= 0) return absl::InvalidArgumentError("ProbeGpu: copy_bytes must be positive");
+  GpuProbeResult result;
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceProperties props, QueryDeviceProperties());
+  result.name = props.name;
+  result.memory_bytes = props.memory_bytes;
+  result.sm_count = props.sm_count;
+
+  const int64_t bytes = options.copy_bytes;
+  {
+    DeviceArena arena(0);
+    RINGMOE_GPU_ASSIGN_OR_RETURN(Stream up, Stream::Create());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(Stream down, Stream::Create());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(PinnedHostBuffer host_a, PinnedHostBuffer::Allocate(bytes, "probe copy source"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(PinnedHostBuffer host_b, PinnedHostBuffer::Allocate(bytes, "probe copy target"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer device_a, arena.Allocate(bytes, "probe copy target"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer device_b, arena.Allocate(bytes, "probe copy source"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(
+        float h2d_ms, BestMilliseconds(up, [&] { return CopyHostToDevice(device_a.data(), host_a.data(), bytes, up); }));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(
+        float d2h_ms,
+        BestMilliseconds(up, [&] { return CopyDeviceToHost(host_b.data(), device_b.data(), bytes, up); }));
+    // Both directions at once: the second stream joins the first at the start and rejoins it at the end.
+    RINGMOE_GPU_ASSIGN_OR_RETURN(Event fork, Event::Create());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(Event join, Event::Create());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(float both_ms, BestMilliseconds(up, [&]() -> absl::Status {
+                                   RINGMOE_GPU_RETURN_IF_ERROR(fork.Record(up));
+                                   RINGMOE_GPU_RETURN_IF_ERROR(down.WaitFor(fork));
+                                   RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(device_a.data(), host_a.data(), bytes, up));
+                                   RINGMOE_GPU_RETURN_IF_ERROR(
+                                       CopyDeviceToHost(host_b.data(), device_b.data(), bytes, down));
+                                   RINGMOE_GPU_RETURN_IF_ERROR(join.Record(down));
+                                   return up.WaitFor(join);
+                                 }));
+    result.h2d_gbps = GigabytesPerSecond(bytes, h2d_ms);
+    result.d2h_gbps = GigabytesPerSecond(bytes, d2h_ms);
+    result.bidirectional_gbps = GigabytesPerSecond(2 * bytes, both_ms);
+  }
+
+  RINGMOE_GPU_ASSIGN_OR_RETURN(std::vector<GemmRate> loop, MeasureExpertGemm(options, GemmStrategy::kLoopGemmEx));
+  absl::StatusOr<std::vector<GemmRate>> grouped = MeasureExpertGemm(options, GemmStrategy::kGroupedBatched);
+  result.grouped_gemm_bf16 = loop;
+  if (grouped.ok()) {
+    for (size_t i = 0; i < loop.size() && i < grouped->size(); ++i) {
+      result.grouped_gemm_bf16[i].tflops = std::max(loop[i].tflops, (*grouped)[i].tflops);
+    }
+  }
+  return result;
+}
+
+}  // namespace ringmoe::gpu

@@ -1,0 +1,44 @@
+// GPU probe for the planner: device, PCIe copy bandwidth, and the routed-expert GEMM rate per batch size.
+// Plain C++; returns UnavailableError without a GPU or in a build without CUDA.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gpu/device.h"  // GpuAvailable
+#include "gpu/moe_ops.h"
+
+namespace ringmoe::gpu {
+
+struct GemmRate {
+  int tokens_per_expert;
+  double tflops;
+};
+
+struct GpuProbeOptions {
+  int hidden = 2048;
+  int intermediate = 768;
+  int experts = 8;
+  std::vector<int> tokens_per_expert = {1, 4, 16, 64, 256, 1024};
+  int64_t copy_bytes = int64_t{1} << 30;
+};
+
+struct GpuProbeResult {
+  std::string name;
+  int64_t memory_bytes = 0;
+  int sm_count = 0;
+  double h2d_gbps = 0, d2h_gbps = 0, bidirectional_gbps = 0;  // Pinned host memory; 1 GB = 1e9 bytes.
+  std::vector<GemmRate> grouped_gemm_bf16;  // The routed-expert pass (both GEMMs), best strategy per size.
+};
+
+// Takes a few seconds: allocates 2 x copy_bytes of pinned host and device memory.
+absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options);
+
+// The routed-expert pass (gather, gate/up GEMM, SwiGLU, down GEMM, combine) of `options.experts` experts with
+// each expert given exactly t tokens, in TFLOP/s of its GEMMs (2 * t * experts * 3 * hidden * intermediate
+// flops), issued with `strategy`. Used by ProbeGpu (best of both) and to compare the strategies.
+absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options, GemmStrategy strategy);
+
+}  // namespace ringmoe::gpu

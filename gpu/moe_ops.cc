@@ -1,0 +1,240 @@
+#include "gpu/moe_ops.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "gpu/device.h"
+#include "gpu/status_util.h"
+
+#if RINGMOE_HAVE_CUDA
+#include <cublas_v2.h>
+
+#include "gpu/cuda_status.cuh"
+#include "gpu/kernels.cuh"
+#endif
+
+namespace ringmoe::gpu {
+
+std::span<const int32_t> MoeRunner::expert_counts() const {
+  if (tokens_ < 0) return {};
+  return std::span<const int32_t>(host_counts_.as<const int32_t>(), shape_.num_experts);
+}
+
+#if RINGMOE_HAVE_CUDA
+using internal::AsCuda;
+
+absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
+                                            GemmStrategy strategy) {
+  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  if (shape.hidden <= 0 || shape.intermediate <= 0 || shape.num_experts <= 0 || shape.top_k <= 0 ||
+      shape.top_k > shape.num_experts || max_tokens <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeRunner: hidden ", shape.hidden, ", intermediate ",
+                                                   shape.intermediate, ", experts ", shape.num_experts, ", top_k ",
+                                                   shape.top_k, ", max_tokens ", max_tokens));
+  }
+  MoeRunner runner;
+  runner.shape_ = shape;
+  runner.max_tokens_ = max_tokens;
+  runner.strategy_ = strategy;
+  const int64_t assignments = static_cast<int64_t>(max_tokens) * shape.top_k;
+  const int64_t experts = shape.num_experts;
+  const int64_t h = shape.hidden, i = shape.intermediate;
+  auto allocate = [&](DeviceBuffer& buffer, int64_t bytes, const char* what) -> absl::Status {
+    RINGMOE_GPU_ASSIGN_OR_RETURN(buffer, arena.Allocate(bytes, absl::StrCat("MoE ", what)));
+    return absl::OkStatus();
+  };
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.counts_, 4 * (experts + 1), "expert counts"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.offsets_, 4 * (experts + 1), "expert offsets"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.permutation_, 4 * assignments, "permutation"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.inverse_, 4 * assignments, "inverse permutation"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(
+      runner.sort_scratch_,
+      static_cast<int64_t>(kernels::SortScratchBytes(static_cast<int>(assignments), shape.num_experts)),
+      "sort scratch"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.sorted_x_, 2 * assignments * h, "sorted activations (bf16)"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.gate_up_, 4 * assignments * 2 * i, "gate/up output (f32)"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.activated_, 2 * assignments * i, "SwiGLU output (bf16)"));
+  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_counts_, PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
+  if (strategy == GemmStrategy::kGroupedBatched) {
+    const int64_t pointer_bytes = 6 * experts * static_cast<int64_t>(sizeof(void*));
+    RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_pointers_,
+                                 PinnedHostBuffer::Allocate(pointer_bytes, "grouped GEMM pointers"));
+  }
+  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.counts_ready_, Event::Create());
+  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.pointers_copied_, Event::Create());
+  runner.host_offsets_.assign(experts + 1, 0);
+  return runner;
+}
+
+absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, const Stream& stream) {
+  tokens_ = -1;
+  if (tokens < 0 || tokens > max_tokens_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoeRunner::SortByExpert: ", tokens, " tokens; this runner holds at most ", max_tokens_));
+  }
+  const int assignments = tokens * shape_.top_k;
+  const int experts = shape_.num_experts;
+  RINGMOE_CUDA_RETURN_IF_ERROR(
+      kernels::LaunchSortByExpert(expert_ids, assignments, experts, counts_.as<int32_t>(), offsets_.as<int32_t>(),
+                                  permutation_.as<int32_t>(), inverse_.as<int32_t>(), sort_scratch_.data(),
+                                  static_cast<size_t>(sort_scratch_.size()), AsCuda(stream)),
+      "expert sort");
+  RINGMOE_GPU_RETURN_IF_ERROR(CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(counts_ready_.Record(stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(counts_ready_.Synchronize());
+  const int32_t* counts = host_counts_.as<const int32_t>();
+  if (counts[experts] != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeRunner::SortByExpert: ", counts[experts],
+                                                   " routed expert ids outside [0, ", experts, ")"));
+  }
+  int32_t running = 0;
+  for (int e = 0; e < experts; ++e) {
+    host_offsets_[e] = running;
+    running += counts[e];
+  }
+  host_offsets_[experts] = running;
+  tokens_ = tokens;
+  return absl::OkStatus();
+}
+
+absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
+                                   const void* packed_layer, const PackedLayerIndex& index, float* out,
+                                   const Stream& stream) {
+  if (tokens_ < 0) return absl::FailedPreconditionError("MoeRunner::RunExperts before a successful SortByExpert");
+  if (index.num_experts != shape_.num_experts || index.hidden != shape_.hidden ||
+      index.intermediate != shape_.intermediate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MoeRunner::RunExperts: packed layer is ", index.num_experts, " experts of ", index.hidden, "x",
+        index.intermediate, ", the runner was made for ", shape_.num_experts, " of ", shape_.hidden, "x",
+        shape_.intermediate));
+  }
+  if (tokens_ == 0) return absl::OkStatus();
+  const int assignments = tokens_ * shape_.top_k;
+  const int h = shape_.hidden, i = shape_.intermediate;
+  const auto* layer = static_cast<const uint8_t*>(packed_layer);
+  cudaStream_t cuda_stream = AsCuda(stream);
+  RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
+  RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h,
+                                                         permutation_.as<int32_t>(), assignments, shape_.top_k,
+                                                         sorted_x_.as<uint16_t>(), cuda_stream),
+                               "gather kernel");
+  if (strategy_ == GemmStrategy::kGroupedBatched) {
+    absl::Status grouped = RunGemmsGrouped(blas, layer, index, stream);
+    if (absl::IsUnimplemented(grouped)) {
+      strategy_ = GemmStrategy::kLoopGemmEx;  // cuBLAS rejected the types: use the loop from now on.
+    } else {
+      RINGMOE_GPU_RETURN_IF_ERROR(grouped);
+    }
+  }
+  if (strategy_ == GemmStrategy::kLoopGemmEx) {
+    auto handle = static_cast<cublasHandle_t>(blas.handle());
+    const float alpha = 1.0f, beta = 0.0f;
+    const int32_t* counts = host_counts_.as<const int32_t>();
+    for (int e = 0; e < shape_.num_experts; ++e) {
+      const int rows = counts[e];
+      if (rows == 0) continue;
+      const int64_t first = host_offsets_[e];
+      // Row-major C[rows, 2I] = X[rows, H] * W_gate_up[2I, H]^T, as column-major C^T = W X^T.
+      RINGMOE_CUBLAS_RETURN_IF_ERROR(
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * i, rows, h, &alpha, layer + index.gate_up_offset(e),
+                       CUDA_R_16BF, h, sorted_x_.as<uint16_t>() + first * h, CUDA_R_16BF, h, &beta,
+                       gate_up_.as<float>() + first * 2 * i, CUDA_R_32F, 2 * i, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+          absl::StrCat("cublasGemmEx (expert ", e, " gate/up, ", rows, " rows)"));
+    }
+    RINGMOE_CUDA_RETURN_IF_ERROR(
+        kernels::LaunchSwiGlu(gate_up_.as<float>(), assignments, i, activated_.as<uint16_t>(), cuda_stream),
+        "SwiGLU kernel");
+    for (int e = 0; e < shape_.num_experts; ++e) {
+      const int rows = counts[e];
+      if (rows == 0) continue;
+      const int64_t first = host_offsets_[e];
+      RINGMOE_CUBLAS_RETURN_IF_ERROR(
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, h, rows, i, &alpha, layer + index.down_offset(e), CUDA_R_16BF,
+                       i, activated_.as<uint16_t>() + first * i, CUDA_R_16BF, i, &beta,
+                       expert_out_.as<float>() + first * h, CUDA_R_32F, h, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          absl::StrCat("cublasGemmEx (expert ", e, " down, ", rows, " rows)"));
+    }
+  }
+  RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchCombine(expert_out_.as<float>(), h, inverse_.as<int32_t>(), weights,
+                                                      tokens_, shape_.top_k, out, cuda_stream),
+                               "combine kernel");
+  return absl::OkStatus();
+}
+
+absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, const PackedLayerIndex& index,
+                                        const Stream& stream) {
+  const int h = shape_.hidden, i = shape_.intermediate;
+  const int experts = shape_.num_experts;
+  const int32_t* counts = host_counts_.as<const int32_t>();
+  // The staging area is reused by every call: the previous call's upload must have left it.
+  if (pointers_pending_) RINGMOE_GPU_RETURN_IF_ERROR(pointers_copied_.Synchronize());
+  auto** staged = host_pointers_.as<const void*>();
+  // Layout: [A1 | B1 | C1 | A2 | B2 | C2], each `experts` long; only the first `groups` of each are used.
+  std::vector<int> rows;
+  int groups = 0;
+  for (int e = 0; e < experts; ++e) {
+    if (counts[e] == 0) continue;
+    const int64_t first = host_offsets_[e];
+    staged[0 * experts + groups] = layer + index.gate_up_offset(e);
+    staged[1 * experts + groups] = sorted_x_.as<uint16_t>() + first * h;
+    staged[2 * experts + groups] = gate_up_.as<float>() + first * 2 * i;
+    staged[3 * experts + groups] = layer + index.down_offset(e);
+    staged[4 * experts + groups] = activated_.as<uint16_t>() + first * i;
+    staged[5 * experts + groups] = expert_out_.as<float>() + first * h;
+    rows.push_back(counts[e]);
+    ++groups;
+  }
+  if (groups == 0) return absl::OkStatus();
+  RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(device_pointers_.data(), host_pointers_.data(),
+                                               6 * experts * static_cast<int64_t>(sizeof(void*)), stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(pointers_copied_.Record(stream));
+  pointers_pending_ = true;
+  auto** device = device_pointers_.as<void*>();
+  std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T), trans_b(groups, CUBLAS_OP_N);
+  std::vector<float> alpha(groups, 1.0f), beta(groups, 0.0f);
+  std::vector<int> two_i(groups, 2 * i), hidden(groups, h), inter(groups, i), group_size(groups, 1);
+  auto handle = static_cast<cublasHandle_t>(blas.handle());
+  // cuBLAS answers NOT_SUPPORTED or INVALID_VALUE for type combinations it lacks: Unimplemented, so that the
+  // caller falls back to the loop.
+  auto check = [](cublasStatus_t status, const char* what) -> absl::Status {
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
+      return absl::UnimplementedError(absl::StrCat(what, ": ", internal::CublasStatusName(status)));
+    }
+    return internal::CublasStatus(status, what);
+  };
+  RINGMOE_GPU_RETURN_IF_ERROR(check(
+      cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), two_i.data(), rows.data(), hidden.data(),
+                                 alpha.data(), device + 0 * experts, CUDA_R_16BF, hidden.data(), device + 1 * experts,
+                                 CUDA_R_16BF, hidden.data(), beta.data(), device + 2 * experts, CUDA_R_32F,
+                                 two_i.data(), groups, group_size.data(), CUBLAS_COMPUTE_32F),
+      "cublasGemmGroupedBatchedEx (gate/up)"));
+  const int assignments = tokens_ * shape_.top_k;
+  RINGMOE_CUDA_RETURN_IF_ERROR(
+      kernels::LaunchSwiGlu(gate_up_.as<float>(), assignments, i, activated_.as<uint16_t>(), AsCuda(stream)),
+      "SwiGLU kernel");
+  RINGMOE_GPU_RETURN_IF_ERROR(check(
+      cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(), inter.data(),
+                                 alpha.data(), device + 3 * experts, CUDA_R_16BF, inter.data(), device + 4 * experts,
+                                 CUDA_R_16BF, inter.data(), beta.data(), device + 5 * experts, CUDA_R_32F,
+                                 hidden.data(), groups, group_size.data(), CUBLAS_COMPUTE_32F),
+      "cublasGemmGroupedBatchedEx (down)"));
+  return absl::OkStatus();
+}
+
+#else  // !RINGMOE_HAVE_CUDA
+
+absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena&, const MoeShape&, int, GemmStrategy) {
+  return NotBuiltWithCuda();
+}
+absl::Status MoeRunner::SortByExpert(const int32_t*, int, const Stream&) { return NotBuiltWithCuda(); }
+absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, const void*, const PackedLayerIndex&,
+                                   float*, const Stream&) {
+  return NotBuiltWithCuda();
+}
+
+#endif
+
+}  // namespace ringmoe::gpu

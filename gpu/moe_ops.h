@@ -1,0 +1,91 @@
+// The routed-expert pass of one MoE layer on the GPU; twin of cpu::MoeForward (cpu/moe.h).
+//
+//   1. SortByExpert: counts, offsets and a stable permutation of the (token, k) assignments by expert, and a
+//      host copy of the counts (one small device->host read: the GEMM shapes and the routed-expert copy need it).
+//   2. RunExperts: gather the rows in expert order, one fused gate/up GEMM per expert (bf16 in, f32 out) into
+//      [rows, 2I], SwiGLU to bf16, the down GEMM per expert, then out[t] += sum_j w[t, j] * y[slot(t, j)] in
+//      token order. Weights are a packed layer (gpu/expert_packing.h) in device memory, e.g. a ring slot.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gpu/blas.h"
+#include "gpu/device_arena.h"
+#include "gpu/expert_packing.h"
+#include "gpu/host_memory.h"
+#include "gpu/stream.h"
+
+namespace ringmoe::gpu {
+
+struct MoeShape {
+  int hidden = 0;
+  int intermediate = 0;  // Of one routed expert (moe_intermediate_size).
+  int num_experts = 0;
+  int top_k = 0;
+};
+
+// How the per-expert GEMMs are issued: one cublasGemmEx per routed expert, or one cublasGemmGroupedBatchedEx
+// call per projection (falls back to the loop when cuBLAS rejects the types; see strategy()).
+enum class GemmStrategy { kLoopGemmEx, kGroupedBatched };
+
+// Threading: one host thread and one stream at a time (it owns scratch buffers reused by every call).
+class MoeRunner {
+ public:
+  // Allocates scratch for up to max_tokens tokens from `arena` (about max_tokens * top_k * (10 H + 10 I) bytes).
+  static absl::StatusOr<MoeRunner> Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
+                                          GemmStrategy strategy = GemmStrategy::kLoopGemmEx);
+
+  MoeRunner(MoeRunner&&) noexcept = default;
+  MoeRunner& operator=(MoeRunner&&) noexcept = default;
+
+  // expert_ids: device int32 [tokens, top_k]. Queues the sort on `stream`, then waits (host) for the counts.
+  // InvalidArgument when tokens > max_tokens or an id is outside [0, num_experts).
+  absl::Status SortByExpert(const int32_t* expert_ids, int tokens, const Stream& stream);
+
+  // Valid after SortByExpert: host copies of counts [num_experts] and offsets [num_experts + 1].
+  std::span<const int32_t> expert_counts() const;
+  std::span<const int32_t> expert_offsets() const { return host_offsets_; }
+  // Device arrays of the last sort: offsets [E + 1], permutation[s] = assignment t * top_k + j at sorted
+  // position s (stable), inverse[t * top_k + j] = s.
+  const int32_t* device_offsets() const { return offsets_.as<int32_t>(); }
+  const int32_t* device_permutation() const { return permutation_.as<int32_t>(); }
+  const int32_t* device_inverse() const { return inverse_.as<int32_t>(); }
+
+  // out[t, :] += sum_j weights[t, j] * Expert_{ids[t, j]}(x[t, :]) for the tokens of the last sort.
+  // x: device bf16 [tokens, hidden]; weights: device f32 [tokens, top_k]; packed_layer: device address of
+  // the layer in `index`'s layout (only experts with a non-zero count are read); out: device f32
+  // [tokens, hidden]. Queued on `stream`; no host wait.
+  absl::Status RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights, const void* packed_layer,
+                          const PackedLayerIndex& index, float* out, const Stream& stream);
+
+  const MoeShape& shape() const { return shape_; }
+  int max_tokens() const { return max_tokens_; }
+  GemmStrategy strategy() const { return strategy_; }
+  int sorted_tokens() const { return tokens_; }
+
+ private:
+  MoeRunner() = default;
+  absl::Status RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, const PackedLayerIndex& index,
+                               const Stream& stream);
+
+  MoeShape shape_;
+  int max_tokens_ = 0;
+  GemmStrategy strategy_ = GemmStrategy::kLoopGemmEx;
+  int tokens_ = -1;  // Tokens of the last successful sort; -1 before.
+
+  DeviceBuffer counts_, offsets_, permutation_, inverse_, sort_scratch_;
+  DeviceBuffer sorted_x_, gate_up_, activated_, expert_out_;
+  DeviceBuffer device_pointers_;  // Grouped GEMM: A, B, C pointer arrays of both projections.
+  PinnedHostBuffer host_counts_;  // [E + 1]: the sort's counts, read back.
+  PinnedHostBuffer host_pointers_;
+  Event counts_ready_;
+  Event pointers_copied_;
+  bool pointers_pending_ = false;
+  std::vector<int32_t> host_offsets_;
+};
+
+}  // namespace ringmoe::gpu
