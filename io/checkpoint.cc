@@ -42,7 +42,8 @@ absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& 
   absl::StatusOr<MappedFile> mapped = MappedFile::Open(index_path);
   if (!mapped.ok()) return mapped.status();
   if (mapped->size() > kMaxIndexBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", mapped->size(), " bytes is too large for an index"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(index_path, ": ", mapped->size(), " bytes is too large for an index"));
   }
   const std::span<const uint8_t> bytes = mapped->bytes();
   const Json root = Json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
@@ -53,18 +54,20 @@ absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& 
     return absl::InvalidArgumentError(absl::StrCat(index_path, ": missing \"weight_map\""));
   }
   if (!weight_map->is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(index_path, ": \"weight_map\" is a JSON ",
-                                                   weight_map->type_name(), ", not an object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(index_path, ": \"weight_map\" is a JSON ", weight_map->type_name(), ", not an object"));
   }
   std::map<std::string, std::string> tensor_to_shard;
   for (const auto& [tensor, shard] : weight_map->items()) {
     if (!shard.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(index_path, ": \"weight_map\" entry for tensor '", tensor,
-                                                     "' is a JSON ", shard.type_name(), ", not a file name"));
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": \"weight_map\" entry for tensor '",
+                                                     tensor, "' is a JSON ", shard.type_name(),
+                                                     ", not a file name"));
     }
     const std::string& file = shard.get_ref<const std::string&>();
     if (!IsPlainRelativePath(file)) {
-      return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", tensor, "' is placed in '", file,
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", tensor, "' is placed in '",
+                                                     file,
                                                      "', which is not a file inside the model directory"));
     }
     tensor_to_shard.emplace(tensor, file);
@@ -97,16 +100,18 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     for (const auto& [tensor, file] : *tensor_to_shard) shard_files.insert(file);
     for (const std::string& file : shard_files) {
       if (absl::Status status = checkpoint->AddShard(file); !status.ok()) {
-        return absl::Status(status.code(), absl::StrCat(status.message(), " (a shard named by ", index_path, ")"));
+        return absl::Status(status.code(),
+                            absl::StrCat(status.message(), " (a shard named by ", index_path, ")"));
       }
     }
     if (absl::Status status = checkpoint->BuildIndex(); !status.ok()) return status;
     for (const auto& [tensor, file] : *tensor_to_shard) {
       const TensorView* view = checkpoint->Find(tensor);
       if (view == nullptr || view->file() != file) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, " says tensor '", tensor, "' is in ", file, ", but ",
-            view == nullptr ? absl::StrCat(file, " has no such tensor") : absl::StrCat("it is in ", view->file())));
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path, " says tensor '", tensor, "' is in ", file, ", but ",
+                         view == nullptr ? absl::StrCat(file, " has no such tensor")
+                                         : absl::StrCat("it is in ", view->file())));
       }
     }
     return checkpoint;
@@ -121,7 +126,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
       if (absl::EndsWith(name, ".safetensors") && IsFile(it->path().string())) files.push_back(name);
     }
     if (error) {
-      return absl::InternalError(absl::StrCat("cannot list model directory '", model_dir, "': ", error.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot list model directory '", model_dir, "': ", error.message()));
     }
     std::sort(files.begin(), files.end());
   }
@@ -174,15 +180,16 @@ const TensorView* Checkpoint::Find(std::string_view name) const {
 }
 
 absl::StatusOr<TensorView> Checkpoint::Require(std::string_view name,
-                                                std::span<const int64_t> expected_shape) const {
+                                               std::span<const int64_t> expected_shape) const {
   const TensorView* view = Find(name);
   if (view == nullptr) {
-    return absl::NotFoundError(absl::StrCat("checkpoint in ", dir_, " has no tensor '", std::string(name), "'"));
+    return absl::NotFoundError(
+        absl::StrCat("checkpoint in ", dir_, " has no tensor '", std::string(name), "'"));
   }
   if (!std::equal(view->shape().begin(), view->shape().end(), expected_shape.begin(), expected_shape.end())) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", view->name(), "' (in ", view->file(), ") has shape ",
-                                                   FormatShape(view->shape()), " but config.json implies ",
-                                                   FormatShape(expected_shape)));
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", view->name(), "' (in ", view->file(),
+                                                   ") has shape ", FormatShape(view->shape()),
+                                                   " but config.json implies ", FormatShape(expected_shape)));
   }
   return *view;
 }

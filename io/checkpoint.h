@@ -5,8 +5,8 @@
 //   2. a single model.safetensors;
 //   3. any number of *.safetensors files without an index (merged; a tensor in two files is an error).
 //
-// Threading: immutable after Open; every method may be called from any number of threads at once. The views it
-// hands out point into the mapped files and stay valid as long as the Checkpoint lives.
+// Threading: immutable after Open; every method may be called from any number of threads at once. The views
+// it hands out point into the mapped files and stay valid as long as the Checkpoint lives.
 #pragma once
 
 #include <cstdint>
@@ -59,8 +59,8 @@ class Checkpoint {
  public:
   // Opens the safetensors files of `model_dir` (see the layouts above). Errors name the directory or the file
   // (and tensor) at fault: missing directory, no safetensors files, unparsable index, missing shard, a shard
-  // that is truncated or whose header lies, a tensor the index places in a shard that lacks it, a tensor in two
-  // shards.
+  // that is truncated or whose header lies, a tensor the index places in a shard that lacks it, a tensor in
+  // two shards.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& model_dir);
 
   Checkpoint(const Checkpoint&) = delete;
@@ -72,7 +72,8 @@ class Checkpoint {
   //   "tensor 'x' (in model-00001-of-00003.safetensors) has shape [8, 64] but config.json implies [16, 64]"
   //   "checkpoint in DIR has no tensor 'lm_head.weight'"
   absl::StatusOr<TensorView> Require(std::string_view name, std::span<const int64_t> expected_shape) const;
-  absl::StatusOr<TensorView> Require(std::string_view name, std::initializer_list<int64_t> expected_shape) const {
+  absl::StatusOr<TensorView> Require(std::string_view name,
+                                     std::initializer_list<int64_t> expected_shape) const {
     return Require(name, std::span<const int64_t>(expected_shape.begin(), expected_shape.size()));
   }
 

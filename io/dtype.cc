@@ -66,7 +66,8 @@ absl::StatusOr<DType> ParseSafetensorsDType(std::string_view name) {
     if (info.name == name) return info.dtype;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown or unsupported safetensors dtype \"", absl::CHexEscape(absl::string_view(name.data(), std::min<size_t>(name.size(), 32))),
+      absl::StrCat("unknown or unsupported safetensors dtype \"",
+                   absl::CHexEscape(absl::string_view(name.data(), std::min<size_t>(name.size(), 32))),
                    "\" (expected F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3 or F8_E5M2)"));
 }
 
@@ -95,7 +96,8 @@ absl::Status ConvertToF32(DType src_type, const void* src, float* dst, size_t co
       }
       return absl::OkStatus();
     default:
-      return absl::InvalidArgumentError(absl::StrCat("cannot convert dtype ", std::string(DTypeName(src_type)),
+      return absl::InvalidArgumentError(absl::StrCat("cannot convert dtype ",
+                                                     std::string(DTypeName(src_type)),
                                                      " to F32 (only F32, BF16 and F16 are supported)"));
   }
 }

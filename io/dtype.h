@@ -1,8 +1,8 @@
 // Element types of checkpoint tensors, their safetensors spellings, and conversions to and from F32.
 //
 // The scalar conversions are exact bit manipulations (no reliance on _Float16 or F16C), so they give the same
-// results on every compiler; the bulk loops are written so that the compiler vectorises them, because they run
-// over gigabytes of weights at load time.
+// results on every compiler; the bulk loops are written so that the compiler vectorises them, because they
+// run over gigabytes of weights at load time.
 #pragma once
 
 #include <cstddef>
@@ -40,7 +40,8 @@ inline float BitsToFloat(uint32_t bits) {
 
 inline float BF16ToF32(uint16_t value) { return internal::BitsToFloat(static_cast<uint32_t>(value) << 16); }
 
-// Round to nearest, ties to even. NaN stays NaN (quietened, sign kept); values past the BF16 range become inf.
+// Round to nearest, ties to even. NaN stays NaN (quietened, sign kept); values past the BF16 range become
+// inf.
 inline uint16_t F32ToBF16(float value) {
   const uint32_t bits = internal::FloatBits(value);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);

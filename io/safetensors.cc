@@ -63,7 +63,8 @@ bool NestingWithin(std::string_view text, int limit) {
 // A JSON integer that is >= 0, or nothing (floats, negatives, non-numbers).
 std::optional<uint64_t> NonNegativeInteger(const Json& value) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
-  if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
+  if (value.is_number_integer() && value.get<int64_t>() >= 0)
+    return static_cast<uint64_t>(value.get<int64_t>());
   return std::nullopt;
 }
 
@@ -87,14 +88,16 @@ class EntryParser {
 
     const auto dtype_it = value.find("dtype");
     if (dtype_it == value.end()) return fail("missing \"dtype\"");
-    if (!dtype_it->is_string()) return fail(absl::StrCat("\"dtype\" is ", Describe(*dtype_it), ", not a string"));
+    if (!dtype_it->is_string())
+      return fail(absl::StrCat("\"dtype\" is ", Describe(*dtype_it), ", not a string"));
     absl::StatusOr<DType> dtype = ParseSafetensorsDType(dtype_it->get_ref<const std::string&>());
     if (!dtype.ok()) return fail(dtype.status().message());
     entry.dtype = *dtype;
 
     const auto shape_it = value.find("shape");
     if (shape_it == value.end()) return fail("missing \"shape\"");
-    if (!shape_it->is_array()) return fail(absl::StrCat("\"shape\" is ", Describe(*shape_it), ", not an array"));
+    if (!shape_it->is_array())
+      return fail(absl::StrCat("\"shape\" is ", Describe(*shape_it), ", not an array"));
     if (shape_it->size() > static_cast<size_t>(kMaxTensorRank)) {
       return fail(absl::StrCat("\"shape\" has ", shape_it->size(), " dimensions (at most ", kMaxTensorRank,
                                " are accepted)"));
@@ -121,15 +124,16 @@ class EntryParser {
     const auto offsets_it = value.find("data_offsets");
     if (offsets_it == value.end()) return fail("missing \"data_offsets\"");
     if (!offsets_it->is_array() || offsets_it->size() != 2) {
-      return fail(absl::StrCat("\"data_offsets\" is ", Describe(*offsets_it),
-                               offsets_it->is_array() ? absl::StrCat(" of ", offsets_it->size(), " elements") : "",
-                               ", not [begin, end]"));
+      return fail(
+          absl::StrCat("\"data_offsets\" is ", Describe(*offsets_it),
+                       offsets_it->is_array() ? absl::StrCat(" of ", offsets_it->size(), " elements") : "",
+                       ", not [begin, end]"));
     }
     const std::optional<uint64_t> begin = NonNegativeInteger((*offsets_it)[0]);
     const std::optional<uint64_t> end = NonNegativeInteger((*offsets_it)[1]);
     if (!begin.has_value() || !end.has_value()) {
-      return fail(absl::StrCat("\"data_offsets\" [", Describe((*offsets_it)[0]), ", ", Describe((*offsets_it)[1]),
-                               "] are not two non-negative integers"));
+      return fail(absl::StrCat("\"data_offsets\" [", Describe((*offsets_it)[0]), ", ",
+                               Describe((*offsets_it)[1]), "] are not two non-negative integers"));
     }
     if (*begin > *end) return fail(absl::StrCat("data_offsets [", *begin, ", ", *end, "] are not ascending"));
     if (*end > data_size_) {
@@ -138,7 +142,8 @@ class EntryParser {
     }
     if (*end - *begin != expected_bytes) {
       return fail(absl::StrCat("data_offsets [", *begin, ", ", *end, "] span ", *end - *begin, " bytes but ",
-                               std::string(DTypeName(entry.dtype)), " ", FormatShape(entry.shape), " needs ", expected_bytes));
+                               std::string(DTypeName(entry.dtype)), " ", FormatShape(entry.shape), " needs ",
+                               expected_bytes));
     }
     entry.begin = *begin;
     entry.end = *end;
@@ -158,9 +163,10 @@ absl::Status CheckNoOverlap(std::vector<TensorEntry>& tensors, const std::string
   for (const TensorEntry& entry : tensors) {
     if (entry.begin == entry.end) continue;  // Empty tensors occupy no bytes.
     if (furthest != nullptr && entry.begin < furthest->end) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          label, ": tensor ", Quoted(entry.name), " (bytes [", entry.begin, ", ", entry.end, ")) overlaps tensor ",
-          Quoted(furthest->name), " (bytes [", furthest->begin, ", ", furthest->end, "))"));
+      return absl::InvalidArgumentError(absl::StrCat(label, ": tensor ", Quoted(entry.name), " (bytes [",
+                                                     entry.begin, ", ", entry.end, ")) overlaps tensor ",
+                                                     Quoted(furthest->name), " (bytes [", furthest->begin,
+                                                     ", ", furthest->end, "))"));
     }
     if (furthest == nullptr || entry.end > furthest->end) furthest = &entry;
   }
@@ -193,10 +199,12 @@ absl::StatusOr<Json> ParseJson(std::string_view text, const std::string& label) 
     return absl::ResourceExhaustedError(absl::StrCat(label, ": parsing the header failed: ", e.what()));
   }
   if (root.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(label, ": header (", text.size(), " bytes) is not valid JSON"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(label, ": header (", text.size(), " bytes) is not valid JSON"));
   }
   if (!root.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(label, ": header is ", Describe(root), ", not a JSON object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(label, ": header is ", Describe(root), ", not a JSON object"));
   }
   if (has_duplicate) {
     return absl::InvalidArgumentError(
@@ -205,7 +213,8 @@ absl::StatusOr<Json> ParseJson(std::string_view text, const std::string& label) 
   return root;
 }
 
-absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(const Json& value, const std::string& label) {
+absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(const Json& value,
+                                                                 const std::string& label) {
   if (!value.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(label, ": \"__metadata__\" is ", Describe(value), ", not an object of strings"));
@@ -229,14 +238,17 @@ int64_t TensorEntry::numel() const {
   return count;
 }
 
-std::string FormatShape(std::span<const int64_t> shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string FormatShape(std::span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 absl::StatusOr<SafetensorsHeader> ParseSafetensorsFile(std::span<const uint8_t> file_bytes,
                                                        std::string_view file_label_view) {
   const std::string file_label(file_label_view);
   if (file_bytes.size() < 8) {
-    return absl::InvalidArgumentError(absl::StrCat(file_label, ": file is ", file_bytes.size(),
-                                                   " bytes, too short for the 8-byte safetensors header length"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_label, ": file is ", file_bytes.size(),
+                     " bytes, too short for the 8-byte safetensors header length"));
   }
   uint64_t header_length = 0;
   for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | file_bytes[i];  // Little-endian.
@@ -275,7 +287,7 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsFile(std::span<const uint8_t> 
 }
 
 absl::StatusOr<std::vector<TensorEntry>> ParseSafetensorsHeader(std::span<const uint8_t> file_bytes,
-                                                                 std::string_view file_label) {
+                                                                std::string_view file_label) {
   absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsFile(file_bytes, file_label);
   if (!header.ok()) return header.status();
   return std::move(header->tensors);

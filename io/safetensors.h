@@ -49,7 +49,7 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsFile(std::span<const uint8_t> 
 
 // The same validation, returning only the tensors (in data-offset order).
 absl::StatusOr<std::vector<TensorEntry>> ParseSafetensorsHeader(std::span<const uint8_t> file_bytes,
-                                                                 std::string_view file_label);
+                                                                std::string_view file_label);
 
 // "[8, 64]": how shapes are written in error messages.
 std::string FormatShape(std::span<const int64_t> shape);

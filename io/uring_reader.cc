@@ -74,12 +74,12 @@ absl::Status ValidateRanges(int fd, std::span<const ReadRange> ranges) {
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("ReadRanges: invalid file descriptor ", fd));
   for (const ReadRange& range : ranges) {
     if (range.length > 0 && range.dst == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("ReadRanges: range at offset ", range.offset,
-                                                     " has no destination buffer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("ReadRanges: range at offset ", range.offset, " has no destination buffer"));
     }
     if (range.offset + range.length < range.offset) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ReadRanges: range at offset ", range.offset, " of ", range.length, " bytes overflows"));
+      return absl::InvalidArgumentError(absl::StrCat("ReadRanges: range at offset ", range.offset, " of ",
+                                                     range.length, " bytes overflows"));
     }
   }
   return absl::OkStatus();
@@ -92,16 +92,16 @@ absl::Status ReadError(int error, const ReadRange& range, const Piece& piece) {
                                           range.offset + piece.pos, " failed: ", std::strerror(error)));
 }
 
-// What to do once `piece` returned `got` bytes (0 <= got <= piece.length): retry the rest, zero-fill it at the
-// end of the file, or fail. A short read is the end of the file only if fstat says so; otherwise (signals,
-// O_DIRECT splitting) the remainder is simply read again.
+// What to do once `piece` returned `got` bytes (0 <= got <= piece.length): retry the rest, zero-fill it at
+// the end of the file, or fail. A short read is the end of the file only if fstat says so; otherwise
+// (signals, O_DIRECT splitting) the remainder is simply read again.
 absl::Status HandleShortRead(int fd, const ReadRange& range, const Piece& piece, uint32_t got, AtEof at_eof,
                              PieceQueue& queue) {
   if (got == piece.length) return absl::OkStatus();
   const Piece rest{piece.range, piece.pos + got, piece.length - got};
   struct stat info;
-  const bool at_end = got == 0 || (::fstat(fd, &info) == 0 &&
-                                   static_cast<uint64_t>(info.st_size) <= range.offset + rest.pos);
+  const bool at_end =
+      got == 0 || (::fstat(fd, &info) == 0 && static_cast<uint64_t>(info.st_size) <= range.offset + rest.pos);
   if (!at_end) {
     queue.Retry(rest);
     return absl::OkStatus();
@@ -110,8 +110,9 @@ absl::Status HandleShortRead(int fd, const ReadRange& range, const Piece& piece,
     std::memset(Destination(range, rest.pos), 0, rest.length);
     return absl::OkStatus();
   }
-  return absl::OutOfRangeError(absl::StrCat("file ends at offset ", range.offset + rest.pos, ", inside the range [",
-                                            range.offset, ", ", range.offset + range.length, ")"));
+  return absl::OutOfRangeError(absl::StrCat("file ends at offset ", range.offset + rest.pos,
+                                            ", inside the range [", range.offset, ", ",
+                                            range.offset + range.length, ")"));
 }
 
 }  // namespace
@@ -119,7 +120,8 @@ absl::Status HandleShortRead(int fd, const ReadRange& range, const Piece& piece,
 struct UringReader::Ring {
   io_uring ring;
   bool initialized = false;
-  bool broken = false;  // Set when the submission queue may hold stale entries; the reader refuses further work.
+  bool broken =
+      false;  // Set when the submission queue may hold stale entries; the reader refuses further work.
   ~Ring() {
     if (initialized) io_uring_queue_exit(&ring);
   }
@@ -139,9 +141,9 @@ absl::StatusOr<UringReader> UringReader::Create(int queue_depth) {
   auto ring = std::make_unique<Ring>();
   const int rc = io_uring_queue_init(static_cast<unsigned>(queue_depth), &ring->ring, 0);
   if (rc < 0) {
-    const std::string message =
-        absl::StrCat("io_uring_queue_init(", queue_depth, ") failed: ", std::strerror(-rc),
-                     rc == -ENOSYS || rc == -EPERM ? " (io_uring is disabled in this kernel or container)" : "");
+    const std::string message = absl::StrCat(
+        "io_uring_queue_init(", queue_depth, ") failed: ", std::strerror(-rc),
+        rc == -ENOSYS || rc == -EPERM ? " (io_uring is disabled in this kernel or container)" : "");
     return rc == -ENOMEM ? absl::ResourceExhaustedError(message) : absl::UnavailableError(message);
   }
   ring->initialized = true;
@@ -150,14 +152,16 @@ absl::StatusOr<UringReader> UringReader::Create(int queue_depth) {
 
 absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof) {
   if (ring_ == nullptr) return absl::FailedPreconditionError("ReadRanges on a moved-from UringReader");
-  if (ring_->broken) return absl::FailedPreconditionError("ReadRanges on a UringReader whose ring failed earlier");
+  if (ring_->broken)
+    return absl::FailedPreconditionError("ReadRanges on a UringReader whose ring failed earlier");
   if (absl::Status status = ValidateRanges(fd, ranges); !status.ok()) return status;
   io_uring* ring = &ring_->ring;
 
   PieceQueue queue(ranges);
   std::vector<Piece> slots(static_cast<size_t>(queue_depth_));
   std::vector<uint32_t> free_slots(slots.size());
-  for (size_t i = 0; i < free_slots.size(); ++i) free_slots[i] = static_cast<uint32_t>(free_slots.size() - 1 - i);
+  for (size_t i = 0; i < free_slots.size(); ++i)
+    free_slots[i] = static_cast<uint32_t>(free_slots.size() - 1 - i);
   int in_flight = 0;
   int transient_retries = 0;
   absl::Status first_error;
@@ -256,8 +260,8 @@ void FreeAligned(void* ptr) { std::free(ptr); }
 absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_depth, size_t block_bytes,
                                             size_t total_bytes) {
   if (block_bytes == 0 || block_bytes % 4096 != 0 || block_bytes > kMaxPiece) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bandwidth probe block size ", block_bytes, " must be a multiple of 4096 up to ", kMaxPiece));
+    return absl::InvalidArgumentError(absl::StrCat("bandwidth probe block size ", block_bytes,
+                                                   " must be a multiple of 4096 up to ", kMaxPiece));
   }
   absl::StatusOr<UringReader> reader = UringReader::Create(queue_depth);
   if (!reader.ok()) return reader.status();
@@ -273,9 +277,9 @@ absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_d
   const size_t blocks = std::min<size_t>(total_bytes, static_cast<size_t>(info.st_size)) / block_bytes;
   if (blocks == 0) {
     ::close(*fd);
-    return absl::InvalidArgumentError(absl::StrCat("'", path, "' (", info.st_size, " bytes) is too small to measure ",
-                                                   "with blocks of ", block_bytes, " bytes and a total of ",
-                                                   total_bytes));
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' (", info.st_size,
+                                                   " bytes) is too small to measure ", "with blocks of ",
+                                                   block_bytes, " bytes and a total of ", total_bytes));
   }
   // Best effort: without O_DIRECT we would otherwise measure the page cache.
   if (!direct) ::posix_fadvise(*fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -285,10 +289,12 @@ absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_d
   auto* memory = static_cast<uint8_t*>(AllocateAligned(buffers * block_bytes));
   if (memory == nullptr) {
     ::close(*fd);
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", buffers * block_bytes, " bytes of buffers"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", buffers * block_bytes, " bytes of buffers"));
   }
   std::vector<ReadRange> ranges(blocks);
-  for (size_t i = 0; i < blocks; ++i) ranges[i] = {i * block_bytes, block_bytes, memory + (i % buffers) * block_bytes};
+  for (size_t i = 0; i < blocks; ++i)
+    ranges[i] = {i * block_bytes, block_bytes, memory + (i % buffers) * block_bytes};
 
   const auto start = std::chrono::steady_clock::now();
   const absl::Status status = reader->ReadRanges(*fd, ranges);

@@ -18,9 +18,9 @@
 namespace ringmoe::io {
 
 struct ReadRange {
-  uint64_t offset = 0;    // In the file. With O_DIRECT: a multiple of the logical block size (4096 is safe).
-  size_t length = 0;      // With O_DIRECT: a multiple of the block size too.
-  void* dst = nullptr;    // With O_DIRECT: aligned (see AllocateAligned).
+  uint64_t offset = 0;  // In the file. With O_DIRECT: a multiple of the logical block size (4096 is safe).
+  size_t length = 0;    // With O_DIRECT: a multiple of the block size too.
+  void* dst = nullptr;  // With O_DIRECT: aligned (see AllocateAligned).
 };
 
 // What ReadRanges does when the file ends before a range does.
@@ -40,9 +40,9 @@ class UringReader {
   UringReader& operator=(const UringReader&) = delete;
   ~UringReader();
 
-  // Reads every range of `fd` into its dst and returns when all have finished. Short reads are resubmitted for
-  // the remainder; EINTR/EAGAIN are retried. On an error, the reads already in flight are waited for (so no
-  // buffer is written after return) and the first error is returned, naming the offset.
+  // Reads every range of `fd` into its dst and returns when all have finished. Short reads are resubmitted
+  // for the remainder; EINTR/EAGAIN are retried. On an error, the reads already in flight are waited for (so
+  // no buffer is written after return) and the first error is returned, naming the offset.
   absl::Status ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof = AtEof::kError);
 
   int queue_depth() const { return queue_depth_; }
@@ -64,10 +64,10 @@ absl::StatusOr<int> OpenForDirectRead(const std::string& path, bool* direct);
 void* AllocateAligned(size_t bytes, size_t alignment = 4096);
 void FreeAligned(void* ptr);
 
-// Reads up to `total_bytes` of `path` (from its start, at most the file's size rounded down to block_bytes) in
-// blocks of `block_bytes` with `queue_depth` in flight, and returns GB/s (1e9 bytes per second). Uses O_DIRECT
-// when the filesystem allows it; otherwise first asks the kernel to drop the file's cached pages so the number
-// is not a page-cache number (best effort).
+// Reads up to `total_bytes` of `path` (from its start, at most the file's size rounded down to block_bytes)
+// in blocks of `block_bytes` with `queue_depth` in flight, and returns GB/s (1e9 bytes per second). Uses
+// O_DIRECT when the filesystem allows it; otherwise first asks the kernel to drop the file's cached pages so
+// the number is not a page-cache number (best effort).
 absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_depth, size_t block_bytes,
                                             size_t total_bytes);
 

@@ -52,10 +52,10 @@ class CheckpointTest : public ::testing::Test {
 TEST_F(CheckpointTest, SingleFileRoundTripsF32BF16AndF16) {
   const std::vector<float> f32 = {1.5f, -2.25f, 3.0e-3f, 1.0e6f, -0.0f, 7.0f};
   const std::vector<float> exact = {1.5f, -2.25f, 0.5f, -8.0f};  // Exactly representable in BF16 and F16.
-  ASSERT_TRUE(WriteSafetensors(dir_.File("model.safetensors"),
-                               {{"layer.f32", "F32", {2, 3}, F32Bytes(f32)},
-                                {"layer.bf16", "BF16", {4}, BF16Bytes(exact)},
-                                {"layer.f16", "F16", {2, 2}, F16Bytes(exact)}}));
+  ASSERT_TRUE(
+      WriteSafetensors(dir_.File("model.safetensors"), {{"layer.f32", "F32", {2, 3}, F32Bytes(f32)},
+                                                        {"layer.bf16", "BF16", {4}, BF16Bytes(exact)},
+                                                        {"layer.f16", "F16", {2, 2}, F16Bytes(exact)}}));
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   const Checkpoint& ckpt = **checkpoint;
@@ -87,8 +87,9 @@ TEST_F(CheckpointTest, SingleFileRoundTripsF32BF16AndF16) {
 
 TEST_F(CheckpointTest, ShardedCheckpointWithIndex) {
   const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6}, c = {7, 8, 9};
-  ASSERT_TRUE(WriteSafetensors(dir_.File("model-00001-of-00002.safetensors"),
-                               {{"embed.weight", "BF16", {2, 2}, BF16Bytes(a)}, {"norm.weight", "F32", {2}, F32Bytes(b)}}));
+  ASSERT_TRUE(WriteSafetensors(
+      dir_.File("model-00001-of-00002.safetensors"),
+      {{"embed.weight", "BF16", {2, 2}, BF16Bytes(a)}, {"norm.weight", "F32", {2}, F32Bytes(b)}}));
   ASSERT_TRUE(WriteSafetensors(dir_.File("model-00002-of-00002.safetensors"),
                                {{"lm_head.weight", "F16", {3}, F16Bytes(c)}}));
   // A stray single file must be ignored when an index exists.
@@ -139,8 +140,9 @@ TEST_F(CheckpointTest, DuplicateTensorAcrossShardsWithIndex) {
                                {{"x", "F32", {1}, F32Bytes({1})}, {"dup", "F32", {1}, F32Bytes({1})}}));
   ASSERT_TRUE(WriteSafetensors(dir_.File("s2.safetensors"),
                                {{"y", "F32", {1}, F32Bytes({1})}, {"dup", "F32", {1}, F32Bytes({2})}}));
-  ASSERT_TRUE(WriteSafetensorsIndex(dir_.File("model.safetensors.index.json"),
-                                    {{"x", "s1.safetensors"}, {"y", "s2.safetensors"}, {"dup", "s1.safetensors"}}));
+  ASSERT_TRUE(
+      WriteSafetensorsIndex(dir_.File("model.safetensors.index.json"),
+                            {{"x", "s1.safetensors"}, {"y", "s2.safetensors"}, {"dup", "s1.safetensors"}}));
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_FALSE(checkpoint.ok());
   EXPECT_NE(Message(checkpoint.status()).find("'dup' appears in both s1.safetensors and s2.safetensors"),
@@ -155,7 +157,8 @@ TEST_F(CheckpointTest, MissingShardNamedByIndex) {
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_FALSE(checkpoint.ok());
   EXPECT_EQ(checkpoint.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(Message(checkpoint.status()).find("s2-missing.safetensors"), std::string::npos) << checkpoint.status();
+  EXPECT_NE(Message(checkpoint.status()).find("s2-missing.safetensors"), std::string::npos)
+      << checkpoint.status();
   EXPECT_NE(Message(checkpoint.status()).find("No such file"), std::string::npos) << checkpoint.status();
 }
 
@@ -165,7 +168,8 @@ TEST_F(CheckpointTest, IndexNamesATensorTheShardLacks) {
                                     {{"x", "s1.safetensors"}, {"ghost.weight", "s1.safetensors"}}));
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_FALSE(checkpoint.ok());
-  EXPECT_NE(Message(checkpoint.status()).find("'ghost.weight' is in s1.safetensors, but s1.safetensors has no such"),
+  EXPECT_NE(Message(checkpoint.status())
+                .find("'ghost.weight' is in s1.safetensors, but s1.safetensors has no such"),
             std::string::npos)
       << checkpoint.status();
 }
@@ -173,8 +177,9 @@ TEST_F(CheckpointTest, IndexNamesATensorTheShardLacks) {
 TEST_F(CheckpointTest, IndexPlacesATensorInTheWrongShard) {
   ASSERT_TRUE(WriteSafetensors(dir_.File("s1.safetensors"), {{"x", "F32", {1}, F32Bytes({1})}}));
   ASSERT_TRUE(WriteSafetensors(dir_.File("s2.safetensors"), {{"y", "F32", {1}, F32Bytes({1})}}));
-  ASSERT_TRUE(WriteSafetensorsIndex(dir_.File("model.safetensors.index.json"),
-                                    {{"x", "s2.safetensors"}, {"y", "s2.safetensors"}, {"z", "s1.safetensors"}}));
+  ASSERT_TRUE(
+      WriteSafetensorsIndex(dir_.File("model.safetensors.index.json"),
+                            {{"x", "s2.safetensors"}, {"y", "s2.safetensors"}, {"z", "s1.safetensors"}}));
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_FALSE(checkpoint.ok());
   EXPECT_NE(Message(checkpoint.status()).find("'x' is in s2.safetensors, but it is in s1.safetensors"),
@@ -204,8 +209,8 @@ TEST_F(CheckpointTest, BrokenIndexFiles) {
 
 TEST_F(CheckpointTest, TruncatedFileNamesTheFileAndTensor) {
   const std::string path = dir_.File("model.safetensors");
-  ASSERT_TRUE(WriteSafetensors(path, {{"a", "F32", {4}, F32Bytes({1, 2, 3, 4})},
-                                      {"b", "F32", {4}, F32Bytes({5, 6, 7, 8})}}));
+  ASSERT_TRUE(WriteSafetensors(
+      path, {{"a", "F32", {4}, F32Bytes({1, 2, 3, 4})}, {"b", "F32", {4}, F32Bytes({5, 6, 7, 8})}}));
   std::filesystem::resize_file(path, std::filesystem::file_size(path) - 3);
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_FALSE(checkpoint.ok());
@@ -242,16 +247,18 @@ TEST_F(CheckpointTest, MissingAndEmptyDirectories) {
 }
 
 TEST_F(CheckpointTest, RequireReportsWrongShapeAndMissingTensor) {
-  ASSERT_TRUE(WriteSafetensors(dir_.File("model-00001-of-00003.safetensors"),
-                               {{"model.layers.0.mlp.gate.weight", "BF16", {8, 64}, std::vector<uint8_t>(1024)}}));
+  ASSERT_TRUE(
+      WriteSafetensors(dir_.File("model-00001-of-00003.safetensors"),
+                       {{"model.layers.0.mlp.gate.weight", "BF16", {8, 64}, std::vector<uint8_t>(1024)}}));
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(dir_.path());
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   const std::vector<int64_t> expected = {16, 64};
   absl::StatusOr<TensorView> wrong = (*checkpoint)->Require("model.layers.0.mlp.gate.weight", expected);
   ASSERT_FALSE(wrong.ok());
-  EXPECT_EQ(Message(wrong.status()),
-            "tensor 'model.layers.0.mlp.gate.weight' (in model-00001-of-00003.safetensors) has shape [8, 64] but "
-            "config.json implies [16, 64]");
+  EXPECT_EQ(
+      Message(wrong.status()),
+      "tensor 'model.layers.0.mlp.gate.weight' (in model-00001-of-00003.safetensors) has shape [8, 64] but "
+      "config.json implies [16, 64]");
   EXPECT_FALSE((*checkpoint)->Require("model.layers.0.mlp.gate.weight", {8, 64, 1}).ok());
   EXPECT_TRUE((*checkpoint)->Require("model.layers.0.mlp.gate.weight", {8, 64}).ok());
 

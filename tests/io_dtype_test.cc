@@ -24,7 +24,7 @@ float FromBits(uint32_t bits) {
 
 TEST(DTypeTest, ParsesEverySafetensorsSpellingAndBack) {
   const std::vector<std::pair<const char*, size_t>> names = {
-      {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"I64", 8},     {"I32", 4},
+      {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8},  {"I64", 8},     {"I32", 4},
       {"I16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
   for (const auto& [name, size] : names) {
     absl::StatusOr<DType> dtype = ParseSafetensorsDType(name);
@@ -57,8 +57,8 @@ TEST(BF16Test, ExactValuesAndRoundToNearestEven) {
   EXPECT_EQ(F32ToBF16(std::numeric_limits<float>::infinity()), 0x7f80);
   EXPECT_EQ(F32ToBF16(-std::numeric_limits<float>::infinity()), 0xff80);
   EXPECT_EQ(F32ToBF16(std::numeric_limits<float>::max()), 0x7f80);  // Rounds past the largest BF16.
-  EXPECT_EQ(F32ToBF16(FromBits(0x00000001)), 0x0000);              // Smallest subnormal rounds to zero.
-  EXPECT_EQ(F32ToBF16(FromBits(0x00018000)), 0x0002);              // Subnormal tie to even.
+  EXPECT_EQ(F32ToBF16(FromBits(0x00000001)), 0x0000);               // Smallest subnormal rounds to zero.
+  EXPECT_EQ(F32ToBF16(FromBits(0x00018000)), 0x0002);               // Subnormal tie to even.
 }
 
 TEST(BF16Test, NaNStaysNaNEvenWhenThePayloadIsOnlyInTheDroppedBits) {
@@ -77,7 +77,9 @@ TEST(BF16Test, ToF32IsExact) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
     const float f = BF16ToF32(static_cast<uint16_t>(bits));
     EXPECT_EQ(Bits(f), bits << 16);
-    if (!std::isnan(f)) EXPECT_EQ(F32ToBF16(f), bits) << "round trip of " << bits;
+    if (!std::isnan(f)) {
+      EXPECT_EQ(F32ToBF16(f), bits) << "round trip of " << bits;
+    }
   }
 }
 
@@ -86,9 +88,9 @@ TEST(F16Test, ExactValues) {
   EXPECT_EQ(F32ToF16(-2.0f), 0xc000);
   EXPECT_EQ(F32ToF16(0.0f), 0x0000);
   EXPECT_EQ(F32ToF16(-0.0f), 0x8000);
-  EXPECT_EQ(F32ToF16(65504.0f), 0x7bff);      // Largest finite F16.
-  EXPECT_EQ(F32ToF16(65519.99f), 0x7bff);     // Below the halfway point to 65536: stays finite.
-  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);      // Halfway, ties to even = inf.
+  EXPECT_EQ(F32ToF16(65504.0f), 0x7bff);   // Largest finite F16.
+  EXPECT_EQ(F32ToF16(65519.99f), 0x7bff);  // Below the halfway point to 65536: stays finite.
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);   // Halfway, ties to even = inf.
   EXPECT_EQ(F32ToF16(1e6f), 0x7c00);
   EXPECT_EQ(F32ToF16(-1e6f), 0xfc00);
   EXPECT_EQ(F32ToF16(std::numeric_limits<float>::infinity()), 0x7c00);
@@ -104,14 +106,14 @@ TEST(F16Test, SubnormalsRoundToNearestEven) {
   const float unit = std::ldexp(1.0f, -24);  // The smallest F16 subnormal.
   EXPECT_EQ(F32ToF16(unit), 0x0001);
   EXPECT_EQ(F32ToF16(-unit), 0x8001);
-  EXPECT_EQ(F32ToF16(0.5f * unit), 0x0000);                              // Tie, to even 0.
-  EXPECT_EQ(F32ToF16(-0.5f * unit), 0x8000);                             // Negative zero.
-  EXPECT_EQ(F32ToF16(std::nextafter(0.5f * unit, 1.0f)), 0x0001);        // Just above the tie.
-  EXPECT_EQ(F32ToF16(1.5f * unit), 0x0002);                              // Tie, to even 2.
-  EXPECT_EQ(F32ToF16(2.5f * unit), 0x0002);                              // Tie, to even 2.
-  EXPECT_EQ(F32ToF16(1023 * unit), 0x03ff);                              // Largest subnormal.
-  EXPECT_EQ(F32ToF16(1023.5f * unit), 0x0400);                           // Rounds up into the normals.
-  EXPECT_EQ(F32ToF16(FromBits(0x00000001)), 0x0000);                     // F32 subnormal: far below.
+  EXPECT_EQ(F32ToF16(0.5f * unit), 0x0000);                        // Tie, to even 0.
+  EXPECT_EQ(F32ToF16(-0.5f * unit), 0x8000);                       // Negative zero.
+  EXPECT_EQ(F32ToF16(std::nextafter(0.5f * unit, 1.0f)), 0x0001);  // Just above the tie.
+  EXPECT_EQ(F32ToF16(1.5f * unit), 0x0002);                        // Tie, to even 2.
+  EXPECT_EQ(F32ToF16(2.5f * unit), 0x0002);                        // Tie, to even 2.
+  EXPECT_EQ(F32ToF16(1023 * unit), 0x03ff);                        // Largest subnormal.
+  EXPECT_EQ(F32ToF16(1023.5f * unit), 0x0400);                     // Rounds up into the normals.
+  EXPECT_EQ(F32ToF16(FromBits(0x00000001)), 0x0000);               // F32 subnormal: far below.
   EXPECT_EQ(F16ToF32(0x0001), unit);
   EXPECT_EQ(F16ToF32(0x8001), -unit);
   EXPECT_EQ(F16ToF32(0x03ff), 1023 * unit);
@@ -153,9 +155,15 @@ TEST(BulkConversionTest, F16MatchesScalarForAllValuesAndUnalignedSource) {
 
 TEST(BulkConversionTest, BF16AndF32MatchScalar) {
   std::mt19937 rng(7);
-  std::vector<float> values = {0.0f, -0.0f, 1.0f, std::numeric_limits<float>::infinity(),
-                               FromBits(0x7f800001), FromBits(0x3f808000), FromBits(0x3f818000),
-                               std::numeric_limits<float>::max(), FromBits(0x00000001)};
+  std::vector<float> values = {0.0f,
+                               -0.0f,
+                               1.0f,
+                               std::numeric_limits<float>::infinity(),
+                               FromBits(0x7f800001),
+                               FromBits(0x3f808000),
+                               FromBits(0x3f818000),
+                               std::numeric_limits<float>::max(),
+                               FromBits(0x00000001)};
   for (int i = 0; i < 100000; ++i) values.push_back(FromBits(static_cast<uint32_t>(rng())));
   std::vector<uint16_t> bf16(values.size());
   ConvertF32ToBF16(values.data(), bf16.data(), values.size());

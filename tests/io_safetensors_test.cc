@@ -1,5 +1,5 @@
-// ParseSafetensorsHeader against valid files and against every kind of lying header. Every error must name the
-// file and, when a tensor is at fault, the tensor.
+// ParseSafetensorsHeader against valid files and against every kind of lying header. Every error must name
+// the file and, when a tensor is at fault, the tensor.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,16 +36,17 @@ void ExpectRejected(const std::string& file, const std::string& tensor, const st
   ASSERT_FALSE(parsed.ok()) << "accepted a header that should fail with: " << detail;
   const std::string message(parsed.status().message());
   EXPECT_NE(message.find(kLabel), std::string::npos) << message;
-  if (!tensor.empty()) EXPECT_NE(message.find("'" + tensor + "'"), std::string::npos) << message;
+  if (!tensor.empty()) {
+    EXPECT_NE(message.find("'" + tensor + "'"), std::string::npos) << message;
+  }
   EXPECT_NE(message.find(detail), std::string::npos) << message;
 }
 
 TEST(SafetensorsHeaderTest, ParsesAValidFileInDataOrder) {
-  const std::string file = SafetensorsFile(
-      {{"b.weight", "BF16", {2, 3}, std::vector<uint8_t>(12, 1)},
-       {"a.bias", "F32", {3}, std::vector<uint8_t>(12, 2)},
-       {"c.empty", "F16", {0, 4}, {}}},
-      {{"format", "pt"}});
+  const std::string file = SafetensorsFile({{"b.weight", "BF16", {2, 3}, std::vector<uint8_t>(12, 1)},
+                                            {"a.bias", "F32", {3}, std::vector<uint8_t>(12, 2)},
+                                            {"c.empty", "F16", {0, 4}, {}}},
+                                           {{"format", "pt"}});
   absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsFile(AsBytes(file), kLabel);
   ASSERT_TRUE(header.ok()) << header.status();
   ASSERT_EQ(header->tensors.size(), 3u);
@@ -150,8 +151,8 @@ TEST(SafetensorsHeaderTest, FractionalDimension) {
 }
 
 TEST(SafetensorsHeaderTest, AbsurdDimension) {
-  ExpectRejected(FileWithEntry("w", R"({"dtype":"U8","shape":[1, 4398046511105],"data_offsets":[0,16]})"), "w",
-                 "absurdly large");
+  ExpectRejected(FileWithEntry("w", R"({"dtype":"U8","shape":[1, 4398046511105],"data_offsets":[0,16]})"),
+                 "w", "absurdly large");
 }
 
 TEST(SafetensorsHeaderTest, TooManyDimensions) {
@@ -166,8 +167,9 @@ TEST(SafetensorsHeaderTest, ElementCountOverflow) {
                                     R"("data_offsets":[0,16]})"),
                  "w", "more elements than can be stored");
   // The element count fits but the byte count (numel * 8) does not.
-  ExpectRejected(FileWithEntry("w", R"({"dtype":"F64","shape":[1099511627776,4194304],"data_offsets":[0,16]})"),
-                 "w", "more elements than can be stored");
+  ExpectRejected(
+      FileWithEntry("w", R"({"dtype":"F64","shape":[1099511627776,4194304],"data_offsets":[0,16]})"), "w",
+      "more elements than can be stored");
 }
 
 TEST(SafetensorsHeaderTest, MissingDataOffsets) {
@@ -206,27 +208,27 @@ TEST(SafetensorsHeaderTest, ByteCountDisagreesWithShapeAndDType) {
 }
 
 TEST(SafetensorsHeaderTest, OverlappingTensors) {
-  const std::string file = SafetensorsFileWithHeader(
-      R"({"first":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},)"
-      R"("second":{"dtype":"U8","shape":[8],"data_offsets":[4,12]}})",
-      std::string(16, '\0'));
+  const std::string file =
+      SafetensorsFileWithHeader(R"({"first":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},)"
+                                R"("second":{"dtype":"U8","shape":[8],"data_offsets":[4,12]}})",
+                                std::string(16, '\0'));
   ExpectRejected(file, "second", "overlaps tensor 'first'");
 }
 
 TEST(SafetensorsHeaderTest, TensorNestedInsideAnotherOverlaps) {
-  const std::string file = SafetensorsFileWithHeader(
-      R"({"outer":{"dtype":"U8","shape":[12],"data_offsets":[0,12]},)"
-      R"("inner":{"dtype":"U8","shape":[2],"data_offsets":[4,6]},)"
-      R"("after":{"dtype":"U8","shape":[2],"data_offsets":[8,10]}})",
-      std::string(16, '\0'));
+  const std::string file =
+      SafetensorsFileWithHeader(R"({"outer":{"dtype":"U8","shape":[12],"data_offsets":[0,12]},)"
+                                R"("inner":{"dtype":"U8","shape":[2],"data_offsets":[4,6]},)"
+                                R"("after":{"dtype":"U8","shape":[2],"data_offsets":[8,10]}})",
+                                std::string(16, '\0'));
   ExpectRejected(file, "inner", "overlaps tensor 'outer'");
 }
 
 TEST(SafetensorsHeaderTest, DuplicateTensorName) {
-  const std::string file = SafetensorsFileWithHeader(
-      R"({"twice":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-      R"("twice":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})",
-      std::string(8, '\0'));
+  const std::string file =
+      SafetensorsFileWithHeader(R"({"twice":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                                R"("twice":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})",
+                                std::string(8, '\0'));
   ExpectRejected(file, "twice", "appears twice");
 }
 

@@ -73,8 +73,8 @@ TEST_P(UringReaderTest, ReadsAlignedBlocksWithDirectIo) {
   absl::StatusOr<UringReader> reader = UringReader::Create(GetParam());
   ASSERT_TRUE(reader.ok()) << reader.status();
 
-  // Every 4 KiB-aligned block of the file, in reverse order, into one aligned buffer; the last block runs past
-  // the end of the file and must be zero-filled.
+  // Every 4 KiB-aligned block of the file, in reverse order, into one aligned buffer; the last block runs
+  // past the end of the file and must be zero-filled.
   constexpr size_t kBlock = 64 * 1024;
   const size_t blocks = (contents_.size() + kBlock - 1) / kBlock;
   auto* buffer = static_cast<uint8_t*>(AllocateAligned(blocks * kBlock));

@@ -32,7 +32,8 @@ class TempDir {
  public:
   TempDir() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ringmoe_test_XXXXXX";
+    std::string pattern =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ringmoe_test_XXXXXX";
     if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
   }
   ~TempDir() {
@@ -118,7 +119,8 @@ inline bool WriteSafetensors(const std::string& path, const std::vector<TensorSp
 }
 
 // model.safetensors.index.json for a sharded checkpoint: tensor name -> shard file name.
-inline bool WriteSafetensorsIndex(const std::string& path, const std::map<std::string, std::string>& weight_map) {
+inline bool WriteSafetensorsIndex(const std::string& path,
+                                  const std::map<std::string, std::string>& weight_map) {
   nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}};
   return WriteFile(path, index.dump(2));
 }
