@@ -1,0 +1,178 @@
+// ringmoe run: an OpenAI Batch JSONL job. Reads every request line, runs the valid ones as one continuous
+// batch, and writes one output line per input line in input order (bad lines get an error object).
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "ringmoe/engine.h"
+#include "runtime/batch_io.h"
+#include "runtime/byte_size.h"
+#include "runtime/cli/commands.h"
+#include "runtime/progress.h"
+
+namespace ringmoe::cli {
+namespace {
+
+struct RunFlags {
+  std::string model, input, output, device = "cpu", cpu_dtype = "auto", tokenizer;
+  std::string gpu_mem, cpu_mem, kv_cache, hardware, report_json;
+  int max_batch = 256, threads = 0, max_step_tokens = 2048;
+  bool quiet = false;
+};
+
+absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
+  EngineOptions options;
+  if (flags.device == "cpu") {
+    options.device = Device::kCpu;
+  } else if (flags.device == "gpu") {
+    options.device = Device::kGpu;
+  } else if (flags.device == "auto") {
+    options.device = Device::kAuto;
+  } else {
+    return absl::InvalidArgumentError("--device must be cpu, gpu or auto");
+  }
+  if (flags.cpu_dtype == "f32") {
+    options.cpu_compute = ComputeType::kF32;
+  } else if (flags.cpu_dtype == "bf16") {
+    options.cpu_compute = ComputeType::kBF16;
+  } else if (flags.cpu_dtype != "auto") {
+    return absl::InvalidArgumentError("--cpu-dtype must be auto, f32 or bf16");
+  }
+  options.max_batch = flags.max_batch;
+  options.threads = flags.threads;
+  options.max_step_tokens = flags.max_step_tokens;
+  options.tokenizer_path = flags.tokenizer;
+  options.hardware_profile = flags.hardware;
+  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes},
+                              {&flags.cpu_mem, &options.cpu_memory_bytes}, {&flags.kv_cache, &options.kv_cache_bytes}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
+    if (!bytes.ok()) return bytes.status();
+    *target = *bytes;
+  }
+  return options;
+}
+
+std::string RunId() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+}
+
+}  // namespace
+
+int RunCommand(int argc, char** argv) {
+  CLI::App app{"Run a batch job: OpenAI Batch API JSONL requests in, one result line per request out."};
+  RunFlags flags;
+  app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")->required();
+  app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
+  app.add_option("--output", flags.output, "results, one JSON object per line, in input order")->required();
+  app.add_option("--max-batch", flags.max_batch, "sequences in flight at once")->capture_default_str();
+  app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
+  app.add_option("--device", flags.device, "cpu, gpu or auto")->capture_default_str();
+  app.add_option("--max-step-tokens", flags.max_step_tokens, "tokens per scheduler step (prefill chunk budget)")
+      ->capture_default_str();
+  app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
+  app.add_option("--kv-cache", flags.kv_cache, "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
+  app.add_option("--gpu-mem", flags.gpu_mem, "cap on GPU memory, e.g. 6GiB");
+  app.add_option("--cpu-mem", flags.cpu_mem, "cap on host memory for the plan");
+  app.add_option("--hardware", flags.hardware, "hardware profile JSON from `ringmoe probe`");
+  app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
+  app.add_option("--report-json", flags.report_json, "write the run's figures as JSON");
+  app.add_flag("--quiet", flags.quiet, "no progress display");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+
+  absl::StatusOr<EngineOptions> options = ToOptions(flags);
+  if (!options.ok()) {
+    std::fprintf(stderr, "ringmoe run: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
+  if (!lines.ok()) {
+    std::fprintf(stderr, "ringmoe run: %s\n", std::string(lines.status().message()).c_str());
+    return 1;
+  }
+  std::ofstream output(flags.output, std::ios::binary | std::ios::trunc);
+  if (!output) {
+    std::fprintf(stderr, "ringmoe run: cannot write %s\n", flags.output.c_str());
+    return 1;
+  }
+  absl::StatusOr<Engine> engine = Engine::Open(flags.model, *options);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "ringmoe run: %s\n", std::string(engine.status().message()).c_str());
+    return 1;
+  }
+
+  std::vector<Request> requests;
+  std::vector<int> request_of_line(lines->size(), -1);
+  int bad_lines = 0;
+  for (size_t i = 0; i < lines->size(); ++i) {
+    if (!(*lines)[i].request.ok()) {
+      ++bad_lines;
+      continue;
+    }
+    request_of_line[i] = static_cast<int>(requests.size());
+    requests.push_back(*(*lines)[i].request);
+  }
+  std::fprintf(stderr, "ringmoe run: %s (%s, %d layers, %.2fB parameters) on %s; %zu requests, %d bad lines\n",
+               flags.model.c_str(), engine->info().model_type.c_str(), engine->info().num_layers,
+               engine->info().parameter_count / 1e9, engine->info().device.c_str(), requests.size(), bad_lines);
+
+  FILE* progress_out = flags.quiet ? nullptr : stderr;
+  std::unique_ptr<ProgressReporter> progress;
+  if (progress_out != nullptr) progress = std::make_unique<ProgressReporter>(static_cast<int>(requests.size()));
+  int done = 0;
+  int64_t generated = 0, prefilled = 0;
+  std::vector<bool> started(requests.size(), false);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<Result>> results = engine->Generate(requests, [&](const TokenEvent& event) {
+    ++generated;
+    if (!started[event.request_index]) {
+      started[event.request_index] = true;
+      prefilled += static_cast<int64_t>(requests[event.request_index].prompt_ids.size());
+    }
+    if (event.finished) ++done;
+    if (progress) progress->Update(done, generated, prefilled);
+  });
+  if (progress) progress->Finish();
+  if (!results.ok()) {
+    std::fprintf(stderr, "ringmoe run: %s\n", std::string(results.status().message()).c_str());
+    return 1;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const std::string run_id = RunId();
+  const std::string model_name = flags.model;
+  int failed = bad_lines;
+  int64_t prompt_tokens = 0;
+  for (size_t i = 0; i < lines->size(); ++i) {
+    const BatchLine& line = (*lines)[i];
+    const Result* result = request_of_line[i] >= 0 ? &(*results)[request_of_line[i]] : nullptr;
+    if (result != nullptr && !result->status.ok()) ++failed;
+    if (result != nullptr) prompt_tokens += static_cast<int64_t>(result->prompt_ids.size());
+    output << FormatResultLine(line, result, model_name, MakeBatchRequestId(run_id, line.line_number)) << '\n';
+  }
+  output.close();
+  if (!output) {
+    std::fprintf(stderr, "ringmoe run: writing %s failed\n", flags.output.c_str());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "ringmoe run: %zu lines -> %s; %d failed; %lld prompt + %lld generated tokens in %.2f s "
+               "(%.1f generated tokens/s)\n",
+               lines->size(), flags.output.c_str(), failed, static_cast<long long>(prompt_tokens),
+               static_cast<long long>(generated), seconds, seconds > 0 ? generated / seconds : 0.0);
+  return 0;
+}
+
+}  // namespace ringmoe::cli
