@@ -15,7 +15,10 @@ struct Subcommand {
 
 // One line per subcommand (keep alphabetical).
 constexpr Subcommand kSubcommands[] = {
+    {"plan", ringmoe::cli::PlanCommand, "predict a job's throughput, bottleneck and memory plan"},
+    {"probe", ringmoe::cli::ProbeCommand, "measure this machine for the planner (writes a hardware profile)"},
     {"run", ringmoe::cli::RunCommand, "run a batch job: OpenAI Batch JSONL in, JSONL out"},
+    {"tokenize", ringmoe::cli::TokenizeCommand, "encode JSON-string lines to token ids, or --decode them"},
 };
 
 void PrintUsage(FILE* out) {

@@ -1,0 +1,91 @@
+// ringmoe tokenize: encode JSON-string lines to id arrays, or (--decode) id arrays to JSON strings.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ringmoe/tokenizer.h"
+#include "runtime/cli/commands.h"
+
+namespace ringmoe::cli {
+namespace {
+
+// One input line to one output line; returns an error message for a bad line.
+std::string EncodeLine(const Tokenizer& tokenizer, const std::string& line, bool add_special_tokens,
+                       std::string& out) {
+  nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || !value.is_string()) return "expected a JSON string";
+  absl::StatusOr<std::vector<int32_t>> ids =
+      tokenizer.Encode(value.get_ref<const std::string&>(), add_special_tokens);
+  if (!ids.ok()) return std::string(ids.status().message());
+  out = nlohmann::json(*ids).dump();
+  return "";
+}
+
+std::string DecodeLine(const Tokenizer& tokenizer, const std::string& line, bool skip_special_tokens,
+                       std::string& out) {
+  nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || !value.is_array()) return "expected a JSON array of token ids";
+  std::vector<int32_t> ids;
+  ids.reserve(value.size());
+  for (const auto& id : value) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= tokenizer.vocab_size()) {
+      return "every element must be a token id in [0, " + std::to_string(tokenizer.vocab_size()) + ")";
+    }
+    ids.push_back(id.get<int32_t>());
+  }
+  out = nlohmann::json(tokenizer.Decode(ids, skip_special_tokens))
+            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return "";
+}
+
+}  // namespace
+
+int TokenizeCommand(int argc, char** argv) {
+  CLI::App app{
+      "Tokenize stdin: one JSON string per line in, one JSON array of ids per line out "
+      "(--decode: id arrays in, JSON strings out)."};
+  std::string tokenizer_path;
+  bool add_special_tokens = false;
+  bool decode = false;
+  bool skip_special_tokens = false;
+  app.add_option("--tokenizer", tokenizer_path, "tokenizer.json(.gz) or a model folder")->required();
+  app.add_flag("--add-special-tokens", add_special_tokens,
+               "add the post-processor's special tokens (e.g. BOS)");
+  app.add_flag("--decode", decode, "decode id arrays instead of encoding strings");
+  app.add_flag("--skip-special-tokens", skip_special_tokens, "with --decode: drop special tokens");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::Load(tokenizer_path);
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "ringmoe tokenize: %s\n", std::string(tokenizer.status().message()).c_str());
+    return 1;
+  }
+  std::ios::sync_with_stdio(false);
+  std::string line, out;
+  int64_t line_number = 0;
+  bool failed = false;
+  while (std::getline(std::cin, line)) {
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string error = decode ? DecodeLine(*tokenizer, line, skip_special_tokens, out)
+                                     : EncodeLine(*tokenizer, line, add_special_tokens, out);
+    if (!error.empty()) {
+      std::fprintf(stderr, "ringmoe tokenize: line %lld: %s\n", static_cast<long long>(line_number),
+                   error.c_str());
+      failed = true;
+      std::cout << "null\n";  // Keeps output line N matching input line N.
+      continue;
+    }
+    std::cout << out << '\n';
+  }
+  std::cout.flush();
+  return failed ? 1 : 0;
+}
+
+}  // namespace ringmoe::cli

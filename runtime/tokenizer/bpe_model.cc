@@ -1,0 +1,213 @@
+#include "runtime/tokenizer/bpe_model.h"
+
+#include <queue>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/tokenizer/unicode_utils.h"
+
+namespace ringmoe::tokenizer_internal {
+
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
+    std::vector<std::pair<std::string, int32_t>> vocab,
+    const std::vector<std::pair<std::string_view, std::string_view>>& merges, BpeOptions options) {
+  auto model = std::unique_ptr<BpeModel>(new BpeModel(std::move(options)));
+  int32_t max_id = -1;
+  for (const auto& [token, id] : vocab) {
+    if (id < 0)
+      return absl::InvalidArgumentError(absl::StrCat("vocab entry '", token, "' has negative id ", id));
+    max_id = std::max(max_id, id);
+  }
+  model->id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  model->id_present_.assign(static_cast<size_t>(max_id + 1), false);
+  model->vocab_.reserve(vocab.size());
+  for (auto& [token, id] : vocab) {
+    model->id_to_token_[id] = token;
+    model->id_present_[id] = true;
+    size_t pos = 0;
+    if (!token.empty() && Utf8SequenceLength(token, 0) == static_cast<int>(token.size())) {
+      model->char_ids_[NextCodePoint(token, pos)] = id;
+    }
+    model->vocab_.emplace(std::move(token), id);
+  }
+  const BpeOptions& opts = model->options_;
+  model->plain_characters_ = opts.continuing_subword_prefix.empty() && opts.end_of_word_suffix.empty();
+  model->byte_fallback_ids_.fill(-1);
+  for (int b = 0; b < 256; ++b) {
+    if (auto id = model->LookUp(absl::StrFormat("<0x%02X>", b))) model->byte_fallback_ids_[b] = *id;
+  }
+  if (opts.unk_token.has_value()) model->unk_id_ = model->LookUp(*opts.unk_token);
+
+  const std::string& prefix = opts.continuing_subword_prefix;
+  model->merges_.reserve(merges.size());
+  std::string merged;
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const auto& [left, right] = merges[rank];
+    const auto left_id = model->LookUp(left);
+    const auto right_id = model->LookUp(right);
+    if (!left_id || !right_id) {
+      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " ('", ToAbsl(left), "' '",
+                                                     ToAbsl(right),
+                                                     "') uses a token missing from the vocab"));
+    }
+    std::string_view right_part = right;
+    if (!prefix.empty() && right_part.substr(0, prefix.size()) == prefix)
+      right_part.remove_prefix(prefix.size());
+    merged.assign(left);
+    merged.append(right_part);
+    const auto new_id = model->LookUp(merged);
+    if (!new_id) {
+      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " ('", ToAbsl(left), "' '",
+                                                     ToAbsl(right), "') makes '", merged,
+                                                     "', missing from the vocab"));
+    }
+    // Later duplicates overwrite earlier ones, as collecting into the library's HashMap does.
+    model->merges_[PairKey(*left_id, *right_id)] = MergeTarget{static_cast<int32_t>(rank), *new_id};
+  }
+  return model;
+}
+
+std::optional<int32_t> BpeModel::LookUp(std::string_view token) const {
+  auto it = vocab_.find(token);
+  if (it == vocab_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<int32_t> BpeModel::TokenToId(std::string_view token) const { return LookUp(token); }
+
+const std::string* BpeModel::IdToToken(int32_t id) const {
+  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size() || !id_present_[id]) return nullptr;
+  return &id_to_token_[id];
+}
+
+void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>& symbols) const {
+  // Pending unknown token: (id, whether one is pending). Lengths do not matter since offsets are not kept.
+  bool unk_pending = false;
+  std::string decorated;
+  size_t pos = 0;
+  while (pos < word.size()) {
+    const size_t start = pos;
+    const char32_t c = NextCodePoint(word, pos);
+    std::optional<int32_t> id;
+    std::string_view piece = word.substr(start, pos - start);
+    if (plain_characters_) {
+      auto it = char_ids_.find(c);
+      if (it != char_ids_.end()) id = it->second;
+    } else {
+      decorated.clear();
+      if (start != 0) decorated += options_.continuing_subword_prefix;
+      decorated.append(piece);
+      if (pos == word.size()) decorated += options_.end_of_word_suffix;
+      piece = decorated;
+      id = LookUp(decorated);
+    }
+    if (id.has_value()) {
+      if (unk_pending) {
+        symbols.push_back(*unk_id_);
+        unk_pending = false;
+      }
+      symbols.push_back(*id);
+      continue;
+    }
+    if (options_.byte_fallback) {
+      bool all_bytes = true;
+      for (char ch : piece) all_bytes = all_bytes && byte_fallback_ids_[static_cast<uint8_t>(ch)] >= 0;
+      if (all_bytes) {
+        for (char ch : piece) symbols.push_back(byte_fallback_ids_[static_cast<uint8_t>(ch)]);
+        continue;
+      }
+    }
+    if (unk_id_.has_value()) {
+      if (unk_pending && !options_.fuse_unk) symbols.push_back(*unk_id_);
+      unk_pending = true;
+    }
+    // Without an unknown token the character is dropped, as in the library.
+  }
+  if (unk_pending) symbols.push_back(*unk_id_);
+}
+
+void BpeModel::MergeSymbols(std::vector<int32_t>& symbols) const {
+  const int n = static_cast<int>(symbols.size());
+  if (n < 2) return;
+  // A doubly linked list over the symbols; merged-away symbols get length 0 (the library's Word).
+  struct Symbol {
+    int32_t id;
+    int prev, next;
+    bool alive;
+  };
+  struct Candidate {
+    int32_t rank;
+    int pos;
+    int32_t new_id;
+    bool operator<(const Candidate& other) const {  // Lowest rank first, then leftmost.
+      return rank != other.rank ? rank > other.rank : pos > other.pos;
+    }
+  };
+  std::vector<Symbol> list(n);
+  for (int i = 0; i < n; ++i) list[i] = Symbol{symbols[i], i - 1, i + 1 < n ? i + 1 : -1, true};
+  std::vector<Candidate> heap_storage;
+  heap_storage.reserve(n);
+  std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(heap_storage));
+  for (int i = 0; i + 1 < n; ++i) {
+    auto it = merges_.find(PairKey(list[i].id, list[i + 1].id));
+    if (it != merges_.end()) queue.push(Candidate{it->second.rank, i, it->second.new_id});
+  }
+  while (!queue.empty()) {
+    const Candidate top = queue.top();
+    queue.pop();
+    Symbol& current = list[top.pos];
+    if (!current.alive || current.next == -1) continue;
+    const int next_pos = current.next;
+    // Skip entries made stale by an earlier merge.
+    auto it = merges_.find(PairKey(current.id, list[next_pos].id));
+    if (it == merges_.end() || it->second.new_id != top.new_id) continue;
+    current.id = top.new_id;
+    list[next_pos].alive = false;
+    current.next = list[next_pos].next;
+    if (current.next != -1) list[current.next].prev = top.pos;
+    if (current.prev != -1) {
+      auto left = merges_.find(PairKey(list[current.prev].id, current.id));
+      if (left != merges_.end()) queue.push(Candidate{left->second.rank, current.prev, left->second.new_id});
+    }
+    if (current.next != -1) {
+      auto right = merges_.find(PairKey(current.id, list[current.next].id));
+      if (right != merges_.end()) queue.push(Candidate{right->second.rank, top.pos, right->second.new_id});
+    }
+  }
+  symbols.clear();
+  for (int i = 0; i != -1; i = list[i].next) symbols.push_back(list[i].id);
+}
+
+void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>& ids) const {
+  if (word.empty()) return;
+  if (options_.ignore_merges) {
+    if (auto id = LookUp(word)) {
+      ids.push_back(*id);
+      return;
+    }
+  }
+  const bool cacheable = word.size() <= kMaxCachedWordBytes;
+  CacheShard* shard = nullptr;
+  if (cacheable) {
+    shard = &cache_[StringViewHash{}(word) % kCacheShards];
+    std::lock_guard<std::mutex> lock(shard->mutex);
+    auto it = shard->words.find(word);
+    if (it != shard->words.end()) {
+      ids.insert(ids.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> symbols;
+  symbols.reserve(word.size());
+  InitialSymbols(word, symbols);
+  MergeSymbols(symbols);
+  ids.insert(ids.end(), symbols.begin(), symbols.end());
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(shard->mutex);
+    if (shard->words.size() >= kCacheEntriesPerShard) shard->words.clear();
+    shard->words.emplace(word, std::move(symbols));
+  }
+}
+
+}  // namespace ringmoe::tokenizer_internal

@@ -1,0 +1,85 @@
+#include "runtime/tokenizer/file_reader.h"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmoe::tokenizer_internal {
+namespace {
+
+absl::StatusOr<std::string> ReadRaw(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (file == nullptr) {
+    const int error = errno;
+    const std::string message = absl::StrCat("cannot open ", path, ": ", std::strerror(error));
+    return error == ENOENT ? absl::NotFoundError(message) : absl::PermissionDeniedError(message);
+  }
+  std::string data;
+  char buffer[1 << 16];
+  size_t count;
+  while ((count = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) data.append(buffer, count);
+  if (std::ferror(file.get())) return absl::DataLossError(absl::StrCat("read error on ", path));
+  return data;
+}
+
+absl::StatusOr<std::string> Inflate(const std::string& compressed, const std::string& path) {
+  z_stream stream;
+  std::memset(&stream, 0, sizeof(stream));
+  if (inflateInit2(&stream, 15 + 32) != Z_OK) return absl::InternalError("zlib inflateInit2 failed");
+  std::string out;
+  // The gzip trailer holds the uncompressed size modulo 2^32: a good first guess for the buffer.
+  size_t guess = compressed.size() * 4;
+  if (compressed.size() >= 4) {
+    uint32_t isize;
+    std::memcpy(&isize, compressed.data() + compressed.size() - 4, 4);
+    if (isize > 0) guess = isize;
+  }
+  out.resize(guess + 1);
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  stream.avail_in = static_cast<uInt>(compressed.size());
+  size_t produced = 0;
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    if (produced == out.size()) out.resize(out.size() * 2);
+    stream.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
+    stream.avail_out = static_cast<uInt>(out.size() - produced);
+    rc = inflate(&stream, Z_NO_FLUSH);
+    produced = out.size() - stream.avail_out;
+    if (rc == Z_STREAM_END && stream.avail_in > 0) {
+      // Concatenated gzip members: continue with the next one.
+      if (inflateReset(&stream) != Z_OK) break;
+      rc = Z_OK;
+      continue;
+    }
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&stream);
+      return absl::DataLossError(absl::StrCat("corrupt gzip data in ", path, " (zlib error ", rc, ")"));
+    }
+    if (rc == Z_OK && stream.avail_in == 0 && stream.avail_out > 0) {
+      inflateEnd(&stream);
+      return absl::DataLossError(absl::StrCat("truncated gzip data in ", path));
+    }
+  }
+  inflateEnd(&stream);
+  out.resize(produced);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadFileMaybeGzip(const std::string& path) {
+  absl::StatusOr<std::string> raw = ReadRaw(path);
+  if (!raw.ok()) return raw.status();
+  if (raw->size() >= 2 && static_cast<uint8_t>((*raw)[0]) == 0x1F &&
+      static_cast<uint8_t>((*raw)[1]) == 0x8B) {
+    return Inflate(*raw, path);
+  }
+  return raw;
+}
+
+}  // namespace ringmoe::tokenizer_internal
