@@ -177,7 +177,8 @@ class LineParser {
     if (const json* max_tokens = Field(body, "max_tokens")) {
       std::optional<int64_t> value = AsInt64(*max_tokens);
       if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
-        return FieldError("max_tokens", absl::StrCat("must be an integer >= 1, got ", Describe(*max_tokens)));
+        return FieldError("max_tokens", absl::StrCat("must be an integer >= 1 (at most 2147483647), got ",
+                                                     Describe(*max_tokens)));
       }
       request.max_tokens = static_cast<int>(*value);
     }
