@@ -1,0 +1,110 @@
+// HardwareProfile: what `ringmoe probe` measured on one machine, and its JSON form (the probe's output, the
+// per-machine cache and bench/h200_profile.json all share it). Plain data; immutable once loaded.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ringmoe::planner {
+
+inline constexpr int kProfileFormatVersion = 1;
+
+// One point of a measured throughput curve: `tokens` rows (tokens per expert for grouped GEMMs, M for a
+// matmul) ran at `tflops`.
+struct RatePoint {
+  int tokens = 0;
+  double tflops = 0.0;
+};
+
+struct NumaNode {
+  int os_index = 0;
+  int cores = 0;
+  int64_t memory_bytes = 0;
+};
+
+struct Topology {
+  std::string cpu_model;
+  int packages = 0;
+  int cores = 0;    // physical cores
+  int threads = 0;  // hardware threads (PUs)
+  int64_t memory_bytes = 0;
+  std::vector<NumaNode> numa_nodes;
+};
+
+struct CpuAttentionRate {
+  double kv_gbps = 0.0;  // KV-cache bytes read per second by decode attention, all cores.
+  double gflops = 0.0;   // The FLOP rate that read achieved (q.k and p.v, 4 FLOPs per KV element pair).
+  int heads = 0, kv_heads = 0, head_dim = 0, context = 0;  // The shape it was measured at.
+  bool estimated = false;  // true: not measured on that machine (see the profile's notes).
+};
+
+struct CpuProfile {
+  int threads = 0;              // Threads the probe used.
+  double dram_read_gbps = 0.0;  // All cores reading one large buffer.
+  bool has_avx512_bf16 = false;
+  bool has_amx_bf16 = false;
+  CpuAttentionRate attention;
+  int matmul_k = 0, matmul_n = 0;      // The matmul shape behind the curves below (M varies).
+  std::vector<RatePoint> matmul_f32;   // oneDNN, sorted by tokens (M).
+  std::vector<RatePoint> matmul_bf16;  // Empty when oneDNN has no fast bf16 path here.
+};
+
+// DRAM shared by DMA (pinned host-to-device copies) and CPU reads: each alone and both at once.
+struct DramContention {
+  double dma_alone_gbps = 0.0;
+  double cpu_alone_gbps = 0.0;
+  double dma_shared_gbps = 0.0;
+  double cpu_shared_gbps = 0.0;
+};
+
+struct GpuProfile {
+  std::string name;
+  int64_t memory_bytes = 0;
+  int sm_count = 0;
+  double h2d_gbps = 0.0, d2h_gbps = 0.0, bidirectional_gbps = 0.0;  // Pinned host memory.
+  double device_memory_gbps = 0.0;  // Device memory read rate; 0 = unknown (no GPU-side attention then).
+  int gemm_hidden = 0, gemm_intermediate = 0;  // The expert shape behind the curve.
+  std::vector<RatePoint> grouped_gemm_bf16;    // tokens = tokens per expert, sorted.
+};
+
+struct SsdReadRate {
+  int queue_depth = 0;
+  int64_t block_bytes = 0;
+  double gbps = 0.0;
+};
+
+struct SsdProfile {
+  std::string path;  // The directory measured (the model's filesystem).
+  std::vector<SsdReadRate> reads;
+  double best_gbps() const;
+};
+
+struct HardwareProfile {
+  std::string source;  // Who made it: "ringmoe probe" or a note on where the figures came from.
+  std::string hostname;
+  std::string probed_at;  // ISO 8601 UTC.
+  std::vector<std::string> notes;
+  Topology topology;
+  int64_t pinned_limit_bytes = 0;  // Most host memory the engine may pin; 0 = no limit beyond the budget.
+  CpuProfile cpu;
+  std::optional<DramContention> contention;
+  std::optional<GpuProfile> gpu;
+  std::string gpu_absent_reason;  // Set when gpu is empty.
+  std::optional<SsdProfile> ssd;
+  std::string ssd_absent_reason;  // Set when ssd is empty.
+};
+
+std::string ProfileToJson(const HardwareProfile& profile);
+// `source` names the file in error messages.
+absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const std::string& source);
+absl::StatusOr<HardwareProfile> LoadProfile(const std::string& path);
+absl::Status SaveProfile(const HardwareProfile& profile, const std::string& path);
+
+// ~/.cache/ringmoe/hardware-<hostname>.json (XDG_CACHE_HOME honoured).
+std::string DefaultProfilePath();
+
+}  // namespace ringmoe::planner

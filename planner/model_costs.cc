@@ -1,0 +1,126 @@
+#include "planner/model_costs.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace ringmoe::planner {
+
+std::string_view WeightGroupName(WeightGroup group) {
+  switch (group) {
+    case WeightGroup::kAttention:
+      return "attention";
+    case WeightGroup::kRouter:
+      return "routers";
+    case WeightGroup::kSharedMlp:
+      return "shared/dense MLPs";
+    case WeightGroup::kLmHead:
+      return "lm_head";
+    case WeightGroup::kRoutedExperts:
+      return "routed experts";
+  }
+  return "?";
+}
+
+int64_t ModelCosts::group_bytes(WeightGroup group) const {
+  int64_t bytes = 0;
+  for (const LayerCosts& layer : layers) {
+    switch (group) {
+      case WeightGroup::kAttention:
+        bytes += layer.attention_bytes;
+        break;
+      case WeightGroup::kRouter:
+        bytes += layer.router_bytes;
+        break;
+      case WeightGroup::kSharedMlp:
+        bytes += layer.shared_mlp_bytes;
+        break;
+      case WeightGroup::kRoutedExperts:
+        bytes += layer.routed_expert_bytes();
+        break;
+      case WeightGroup::kLmHead:
+        break;
+    }
+  }
+  if (group == WeightGroup::kLmHead) bytes = lm_head_bytes;
+  return bytes;
+}
+
+int64_t ModelCosts::gpu_weight_bytes() const {
+  int64_t bytes = 0;
+  for (int g = 0; g < kNumWeightGroups; ++g) bytes += group_bytes(static_cast<WeightGroup>(g));
+  return bytes;
+}
+
+double ModelCosts::dense_flops_per_token() const {
+  double flops = 0;
+  for (const LayerCosts& layer : layers) {
+    flops += layer.attention_projection_flops + layer.router_flops + layer.shared_mlp_flops +
+             layer.top_k * layer.expert_flops;
+  }
+  return flops;
+}
+
+ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int weight_bytes_per_param,
+                             int kv_bytes_per_element) {
+  assert(weight_bytes_per_param > 0 && kv_bytes_per_element > 0);
+  ModelCosts costs;
+  costs.hidden = spec.hidden_size;
+  costs.q_width = spec.q_width();
+  costs.kv_width = spec.kv_width();
+  costs.vocab = spec.vocab_size;
+  costs.heads = spec.num_heads;
+  costs.kv_heads = spec.num_kv_heads;
+  costs.head_dim = spec.head_dim;
+  costs.weight_bytes_per_param = weight_bytes_per_param;
+  costs.kv_bytes_per_element = kv_bytes_per_element;
+
+  const int64_t h = spec.hidden_size;
+  const int64_t bpp = weight_bytes_per_param;
+  int num_layers = static_cast<int>(spec.layers.size());
+  if (layers_override > 0) num_layers = std::min(num_layers, layers_override);
+
+  for (int i = 0; i < num_layers; ++i) {
+    const LayerSpec& layer_spec = spec.layers[i];
+    LayerCosts layer;
+    layer.is_moe = layer_spec.is_moe;
+    layer.attention_bytes = spec.attention_params() * bpp;
+    layer.attention_projection_flops =
+        2.0 * h * (spec.q_width() + 2 * spec.kv_width()) + 2.0 * spec.q_width() * h;
+    if (layer_spec.is_moe) {
+      layer.num_experts = spec.num_experts;
+      layer.top_k = spec.num_experts_per_tok;
+      layer.router_bytes = static_cast<int64_t>(spec.num_experts) * h * bpp;
+      layer.router_flops = 2.0 * h * spec.num_experts;
+      layer.expert_bytes = spec.expert_params() * bpp;
+      layer.expert_flops = 6.0 * h * spec.moe_intermediate_size;
+      if (layer_spec.has_shared_expert) {
+        layer.shared_mlp_bytes = (3 * h * spec.shared_expert_intermediate_size + h) * bpp;
+        layer.shared_mlp_flops = 6.0 * h * spec.shared_expert_intermediate_size + 2.0 * h;
+      }
+    } else {
+      layer.shared_mlp_bytes = 3 * h * spec.intermediate_size * bpp;
+      layer.shared_mlp_flops = 6.0 * h * spec.intermediate_size;
+    }
+    costs.layers.push_back(layer);
+  }
+
+  costs.embedding_bytes = static_cast<int64_t>(spec.vocab_size) * h * bpp;
+  costs.lm_head_bytes = (static_cast<int64_t>(spec.vocab_size) * h + h) * bpp;
+  costs.lm_head_flops = 2.0 * spec.vocab_size * h;
+  costs.kv_bytes_per_token = 2LL * spec.kv_width() * kv_bytes_per_element * num_layers;
+  costs.attention_flops_per_context_token = 4.0 * spec.num_heads * spec.head_dim * num_layers;
+
+  // Per token in flight on the GPU: residual and normed hidden (f32 + bf16), q/k/v and attention output,
+  // router logits, and for each of top_k experts the gate/up/activation intermediates (bf16).
+  int64_t moe_width = 0;
+  if (spec.num_moe_layers() > 0) {
+    moe_width = static_cast<int64_t>(spec.num_experts_per_tok) * 3 * spec.moe_intermediate_size +
+                3LL * spec.shared_expert_intermediate_size;
+  }
+  int64_t dense_width = 3LL * spec.intermediate_size;
+  costs.activation_bytes_per_token = 4 * h + 2 * h + 2 * (2LL * spec.q_width() + 2 * spec.kv_width()) +
+                                     4LL * spec.num_experts + 2 * std::max(moe_width, dense_width) + 2 * h;
+  return costs;
+}
+
+}  // namespace ringmoe::planner

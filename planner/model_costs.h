@@ -1,0 +1,71 @@
+// ModelCosts: bytes and FLOPs of a model, counted from its ModelSpec (config.json) alone, per layer and per
+// weight group. Weight groups are listed in the order the engine keeps them resident on the GPU.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "runtime/model_config.h"
+
+namespace ringmoe::planner {
+
+// Residency priority: the engine keeps whole groups on the GPU in this order, routed experts last.
+enum class WeightGroup { kAttention, kRouter, kSharedMlp, kLmHead, kRoutedExperts };
+inline constexpr int kNumWeightGroups = 5;
+std::string_view WeightGroupName(WeightGroup group);
+
+struct LayerCosts {
+  bool is_moe = true;
+  int64_t attention_bytes = 0;   // q, k, v, o (+ biases, q/k norms, both layer norms).
+  int64_t router_bytes = 0;      // The gate over routed experts (MoE layers).
+  int64_t shared_mlp_bytes = 0;  // Shared expert and its gate (Qwen2-MoE), or the dense MLP of a dense layer.
+  int64_t expert_bytes = 0;      // One routed expert (gate, up, down).
+  int num_experts = 0;           // Routed experts (0 in dense layers).
+  int top_k = 0;
+
+  // FLOPs per token (a multiply-add is 2).
+  double attention_projection_flops = 0;  // q, k, v and o projections.
+  double router_flops = 0;
+  double shared_mlp_flops = 0;
+  double expert_flops = 0;  // One token through one routed expert; a token visits top_k of them.
+
+  int64_t routed_expert_bytes() const { return expert_bytes * num_experts; }
+  int64_t weight_bytes() const {
+    return attention_bytes + router_bytes + shared_mlp_bytes + routed_expert_bytes();
+  }
+};
+
+struct ModelCosts {
+  int hidden = 0, q_width = 0, kv_width = 0, vocab = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int weight_bytes_per_param = 2;  // bf16 weights
+  int kv_bytes_per_element = 2;    // bf16 KV cache
+  std::vector<LayerCosts> layers;
+  int64_t embedding_bytes = 0;  // Token embeddings: looked up on the CPU, never streamed.
+  int64_t lm_head_bytes = 0;    // Final norm and lm_head (a GPU copy even when tied to the embeddings).
+  double lm_head_flops = 0;     // Per token that needs logits.
+
+  // KV cache bytes one token adds, over all layers (K and V).
+  int64_t kv_bytes_per_token = 0;
+  // Attention-core FLOPs per query token per context token over all layers (q.k and p.v: 4 * heads * head_dim
+  // per layer).
+  double attention_flops_per_context_token = 0;
+  // GPU activation bytes per token in flight (hidden states, q/k/v, router logits, expert intermediates).
+  int64_t activation_bytes_per_token = 0;
+
+  int num_layers() const { return static_cast<int>(layers.size()); }
+  // Bytes of one weight group over the whole model.
+  int64_t group_bytes(WeightGroup group) const;
+  // Every weight the GPU path needs (all groups); the embeddings are extra, on the host.
+  int64_t gpu_weight_bytes() const;
+  int64_t total_weight_bytes() const { return gpu_weight_bytes() + embedding_bytes; }
+  // Dense FLOPs per token over all layers: projections, router, shared MLPs and top_k experts (no lm_head).
+  double dense_flops_per_token() const;
+};
+
+// Counts costs for `spec`; `layers_override` > 0 keeps only the first that many layers (plan --layers).
+ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override = 0, int weight_bytes_per_param = 2,
+                             int kv_bytes_per_element = 2);
+
+}  // namespace ringmoe::planner

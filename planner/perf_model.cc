@@ -1,0 +1,567 @@
+#include "planner/perf_model.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace ringmoe::planner {
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+constexpr int64_t kMiB = int64_t{1} << 20;
+// cuBLAS workspace, events, router and index buffers: a fixed slice of the GPU budget.
+constexpr int64_t kGpuFixedReserveBytes = 256 * kMiB;
+constexpr int kKvBlockTokens = 16;
+// Without a contention measurement, scale DMA and CPU reads as the H200 box measured (53.2/55.3, 63.9/79.6).
+constexpr double kDefaultDmaShare = 53.2 / 55.3;
+constexpr double kDefaultCpuShare = 63.9 / 79.6;
+
+std::string Gib(int64_t bytes) { return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / kGiB); }
+
+int64_t KvBytesPerSequence(const ModelCosts& costs, const Workload& workload) {
+  int64_t context = std::max(1, workload.max_context_tokens);
+  int64_t blocks = (context + kKvBlockTokens - 1) / kKvBlockTokens;
+  return blocks * kKvBlockTokens * costs.kv_bytes_per_token;
+}
+
+int64_t MaxLayerWeightBytes(const ModelCosts& costs) {
+  int64_t most = 0;
+  for (const LayerCosts& layer : costs.layers) most = std::max(most, layer.weight_bytes());
+  return most;
+}
+
+// Time for two DRAM readers that start together: DMA reading `dma_bytes` and CPU attention reading
+// `kv_bytes`. While both run each gets its shared rate; whoever finishes first leaves the other its solo
+// rate.
+std::pair<double, double> ContendedTimes(double dma_bytes, double kv_bytes, double dma_alone, double kv_alone,
+                                         double dma_shared, double kv_shared) {
+  if (dma_bytes <= 0) return {0.0, kv_bytes / kv_alone};
+  if (kv_bytes <= 0) return {dma_bytes / dma_alone, 0.0};
+  double dma_together = dma_bytes / dma_shared;
+  double kv_together = kv_bytes / kv_shared;
+  if (dma_together <= kv_together) {
+    return {dma_together, dma_together + (kv_bytes - dma_together * kv_shared) / kv_alone};
+  }
+  return {kv_together + (dma_bytes - kv_together * dma_shared) / dma_alone, kv_together};
+}
+
+}  // namespace
+
+std::string_view PlanDeviceName(PlanDevice device) { return device == PlanDevice::kGpu ? "gpu" : "cpu"; }
+
+Budgets ResolveBudgets(const HardwareProfile& profile, Budgets requested) {
+  Budgets budgets = requested;
+  if (budgets.gpu_bytes <= 0 && profile.gpu) {
+    int64_t memory = profile.gpu->memory_bytes;
+    budgets.gpu_bytes = std::max<int64_t>(0, memory - std::max<int64_t>(kGiB, memory / 20));
+  }
+  if (budgets.cpu_bytes <= 0) {
+    int64_t memory = profile.topology.memory_bytes;
+    budgets.cpu_bytes = std::max<int64_t>(0, memory - std::max<int64_t>(4 * kGiB, memory / 10));
+  }
+  return budgets;
+}
+
+int64_t MemoryPlan::gpu_used() const {
+  int64_t used = gpu_ring_bytes + gpu_workspace_bytes + gpu_kv_bytes;
+  for (int64_t bytes : gpu_resident_bytes) used += bytes;
+  return used;
+}
+
+std::vector<std::pair<std::string, double>> StageTimes::Stages() const {
+  return {{kStageSsdRead, ssd_read},           {kStageH2dCopy, h2d_copy},
+          {kStageD2hCopy, d2h_copy},           {kStageGpuGemm, gpu_gemm},
+          {kStageGpuAttention, gpu_attention}, {kStageCpuAttention, cpu_attention},
+          {kStageCpuMatmul, cpu_matmul}};
+}
+
+double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool scale_below) {
+  assert(!curve.empty());
+  const double flops_per_tflop = 1e12;
+  if (tokens <= curve.front().tokens) {
+    double rate = curve.front().tflops * flops_per_tflop;
+    return scale_below ? rate * std::max(tokens, 1e-9) / curve.front().tokens : rate;
+  }
+  if (tokens >= curve.back().tokens) return curve.back().tflops * flops_per_tflop;
+  for (size_t i = 1; i < curve.size(); ++i) {
+    if (tokens <= curve[i].tokens) {
+      double x0 = std::log(static_cast<double>(curve[i - 1].tokens));
+      double x1 = std::log(static_cast<double>(curve[i].tokens));
+      double t = (std::log(tokens) - x0) / (x1 - x0);
+      return (curve[i - 1].tflops + t * (curve[i].tflops - curve[i - 1].tflops)) * flops_per_tflop;
+    }
+  }
+  return curve.back().tflops * flops_per_tflop;
+}
+
+double ExpectedTouchedExperts(double tokens, int num_experts, int top_k) {
+  if (num_experts <= 0 || tokens <= 0) return 0.0;
+  double miss = 1.0 - static_cast<double>(top_k) / num_experts;
+  return num_experts * (1.0 - std::pow(miss, tokens));
+}
+
+PerfModel::PerfModel(HardwareProfile profile, ModelCosts costs, Workload workload, Budgets budgets)
+    : profile_(std::move(profile)),
+      costs_(std::move(costs)),
+      workload_(std::move(workload)),
+      budgets_(budgets) {}
+
+bool PerfModel::CpuUsesBf16() const {
+  return !profile_.cpu.matmul_bf16.empty() &&
+         (profile_.cpu.has_amx_bf16 || profile_.cpu.has_avx512_bf16 || profile_.cpu.matmul_f32.empty());
+}
+
+double PerfModel::GpuGemmFlops(double tokens_per_expert) const {
+  return InterpolateRate(profile_.gpu->grouped_gemm_bf16, tokens_per_expert, /*scale_below=*/true);
+}
+
+double PerfModel::CpuMatmulFlops(double tokens) const {
+  return InterpolateRate(CpuUsesBf16() ? profile_.cpu.matmul_bf16 : profile_.cpu.matmul_f32, tokens,
+                         /*scale_below=*/false);
+}
+
+absl::StatusOr<MemoryPlan> PerfModel::PlanMemory(const Plan& plan) const {
+  if (plan.batch < 1 || plan.prefill_chunk < 1 || plan.micro_batches < 1) {
+    return absl::InvalidArgumentError("batch, prefill chunk and micro-batches must be at least 1");
+  }
+  if (plan.kv_gpu_fraction < 0 || plan.kv_gpu_fraction > 1) {
+    return absl::InvalidArgumentError("the GPU share of the KV cache must lie in [0, 1]");
+  }
+  return plan.device == PlanDevice::kGpu ? PlanGpuMemory(plan) : PlanCpuMemory(plan);
+}
+
+absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
+  if (!profile_.gpu) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the hardware profile has no GPU (", profile_.gpu_absent_reason,
+                     "); plan with --device cpu, or pass --hardware FILE naming a profile with a GPU"));
+  }
+  if (plan.kv_gpu_fraction > 0 && !(profile_.gpu->device_memory_gbps > 0)) {
+    return absl::FailedPreconditionError(
+        "the hardware profile lacks gpu.device_memory_gbps, so KV on the GPU cannot be modelled");
+  }
+  if (plan.ring_sections < 2) return absl::InvalidArgumentError("the GPU ring needs at least 2 sections");
+  MemoryPlan memory;
+  memory.gpu_budget = budgets_.gpu_bytes;
+  memory.cpu_budget = budgets_.cpu_bytes;
+  memory.pinned_limit = profile_.pinned_limit_bytes;
+  memory.kv_bytes_per_sequence = KvBytesPerSequence(costs_, workload_);
+
+  const int64_t batch = plan.batch;
+  const int64_t step_tokens = batch + plan.prefill_chunk;
+  const int64_t prompt = std::max<int64_t>(1, std::llround(workload_.mean_prompt_tokens));
+  const int64_t logit_tokens = batch + (plan.prefill_chunk + prompt - 1) / prompt;
+  int64_t all_kv = batch * memory.kv_bytes_per_sequence;
+  memory.gpu_kv_bytes = static_cast<int64_t>(std::llround(plan.kv_gpu_fraction * all_kv));
+  memory.cpu_kv_bytes = all_kv - memory.gpu_kv_bytes;
+  memory.gpu_workspace_bytes = kGpuFixedReserveBytes + step_tokens * costs_.activation_bytes_per_token +
+                               logit_tokens * costs_.vocab * 4;
+
+  int64_t available = memory.gpu_budget - memory.gpu_workspace_bytes - memory.gpu_kv_bytes;
+  if (available < 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("GPU budget ", Gib(memory.gpu_budget), " cannot hold the workspace for ", step_tokens,
+                     " tokens per step (", Gib(memory.gpu_workspace_bytes),
+                     ") and the GPU share of the KV cache (", Gib(memory.gpu_kv_bytes), ")"));
+  }
+
+  // Residency and ring size depend on each other: start from a ring for a whole layer, fill, then shrink the
+  // ring to what the streamed remainder needs (it only shrinks, so the budget holds at every round).
+  const int64_t total_weights = costs_.gpu_weight_bytes();
+  const int64_t max_layer = MaxLayerWeightBytes(costs_);
+  int64_t layer_weights = 0;
+  for (const LayerCosts& layer : costs_.layers) layer_weights += layer.weight_bytes();
+  int64_t expert_bytes = 0, total_experts = 0;
+  for (const LayerCosts& layer : costs_.layers) {
+    if (layer.num_experts > 0) expert_bytes = layer.expert_bytes;
+    total_experts += layer.num_experts;
+  }
+  memory.gpu_total_experts = total_experts;
+  int64_t ring = plan.ring_sections * std::max(max_layer, costs_.lm_head_bytes);
+  for (int round = 0; round < 8; ++round) {
+    int64_t remaining = available - ring;
+    if (remaining < 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("GPU budget ", Gib(memory.gpu_budget), " cannot hold a ring of ", plan.ring_sections,
+                       " sections (", Gib(ring), ") beside the workspace and the GPU KV cache"));
+    }
+    int64_t resident_total = 0;
+    for (int g = 0; g < kNumWeightGroups; ++g) {
+      WeightGroup group = static_cast<WeightGroup>(g);
+      int64_t bytes = costs_.group_bytes(group);
+      int64_t keep = 0;
+      if (group == WeightGroup::kRoutedExperts) {
+        int64_t count = expert_bytes > 0 ? std::min(total_experts, remaining / expert_bytes) : 0;
+        if (plan.max_resident_experts >= 0) count = std::min<int64_t>(count, plan.max_resident_experts);
+        memory.gpu_resident_experts = count;
+        keep = count * expert_bytes;
+      } else {
+        keep = std::min(bytes, remaining);
+      }
+      memory.gpu_resident_bytes[g] = keep;
+      remaining -= keep;
+      resident_total += keep;
+    }
+    int64_t streamed = total_weights - resident_total;
+    int64_t lm_head_streamed =
+        costs_.lm_head_bytes - memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kLmHead)];
+    int64_t layers_streamed = streamed - lm_head_streamed;
+    // The largest layer streams its share of the layers' remainder; the lm_head streams as its own section.
+    int64_t section = 0;
+    if (layers_streamed > 0 && layer_weights > 0) {
+      section =
+          static_cast<int64_t>(std::ceil(static_cast<double>(layers_streamed) * max_layer / layer_weights));
+      section = std::min(section, max_layer);
+    }
+    section = std::max(section, lm_head_streamed);
+    int64_t new_ring = streamed > 0 ? plan.ring_sections * section : 0;
+    memory.streamed_bytes_per_step = streamed;
+    memory.gpu_ring_bytes = new_ring;
+    if (new_ring >= ring) break;
+    ring = new_ring;
+  }
+
+  // Host side: streamed weights in pinned memory, the rest of the KV cache, staging buffers.
+  const int64_t streamed = memory.streamed_bytes_per_step;
+  memory.cpu_embedding_bytes = costs_.embedding_bytes;
+  memory.cpu_staging_bytes = step_tokens * (2LL * costs_.q_width + 2LL * costs_.kv_width) * 4 * 2;
+  int64_t fixed = memory.cpu_embedding_bytes + memory.cpu_kv_bytes + memory.cpu_staging_bytes;
+  if (fixed > memory.cpu_budget) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("CPU budget ", Gib(memory.cpu_budget), " cannot hold the KV cache of ", batch,
+                     " sequences of ", workload_.max_context_tokens, " tokens (", Gib(memory.cpu_kv_bytes),
+                     ") with the embeddings (", Gib(memory.cpu_embedding_bytes), ")"));
+  }
+  int64_t host_room = memory.cpu_budget - fixed;
+  if (memory.pinned_limit > 0)
+    host_room = std::min(host_room, memory.pinned_limit - memory.cpu_staging_bytes);
+  host_room = std::max<int64_t>(0, host_room);
+  memory.cpu_weight_bytes = std::min(streamed, host_room);
+  memory.ssd_weight_bytes = streamed - memory.cpu_weight_bytes;
+  if (memory.ssd_weight_bytes > 0) {
+    if (!profile_.ssd) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the weights exceed the CPU budget by ", Gib(memory.ssd_weight_bytes),
+                       " and the hardware profile has no SSD reading (", profile_.ssd_absent_reason, ")"));
+    }
+    // Reading from SSD needs a pinned staging ring of its own.
+    int64_t ssd_ring = plan.ring_sections * std::max(max_layer, costs_.lm_head_bytes);
+    int64_t give_back = std::min(memory.cpu_weight_bytes, ssd_ring);
+    memory.cpu_weight_bytes -= give_back;
+    memory.ssd_weight_bytes += give_back;
+    memory.cpu_staging_bytes += ssd_ring;
+    if (memory.cpu_used() > memory.cpu_budget) {
+      return absl::ResourceExhaustedError(absl::StrCat("CPU budget ", Gib(memory.cpu_budget),
+                                                       " cannot hold the SSD staging ring (", Gib(ssd_ring),
+                                                       ") beside the KV cache"));
+    }
+  }
+  memory.pinned_bytes = memory.cpu_weight_bytes + memory.cpu_staging_bytes;
+  if (memory.pinned_limit > 0 && memory.pinned_bytes > memory.pinned_limit) {
+    return absl::ResourceExhaustedError(absl::StrCat("pinned memory ", Gib(memory.pinned_bytes),
+                                                     " exceeds the limit ", Gib(memory.pinned_limit)));
+  }
+  int64_t kv_room = memory.cpu_budget - memory.cpu_embedding_bytes - memory.cpu_staging_bytes;
+  double cpu_kv_per_sequence = (1.0 - plan.kv_gpu_fraction) * memory.kv_bytes_per_sequence;
+  memory.kv_capacity_sequences =
+      cpu_kv_per_sequence > 0 ? static_cast<int>(std::min(1e9, kv_room / cpu_kv_per_sequence)) : 1000000000;
+  return memory;
+}
+
+absl::StatusOr<MemoryPlan> PerfModel::PlanCpuMemory(const Plan& plan) const {
+  if (plan.kv_gpu_fraction > 0) return absl::InvalidArgumentError("the CPU device keeps no KV on a GPU");
+  MemoryPlan memory;
+  memory.cpu_budget = budgets_.cpu_bytes;
+  memory.kv_bytes_per_sequence = KvBytesPerSequence(costs_, workload_);
+  // f32 matmuls need f32 weights: twice the bf16 bytes.
+  const int64_t scale = CpuUsesBf16() ? 1 : 2;
+  const int64_t batch = plan.batch;
+  const int64_t step_tokens = batch + plan.prefill_chunk;
+  memory.cpu_kv_bytes = batch * memory.kv_bytes_per_sequence;
+  memory.cpu_staging_bytes = step_tokens * costs_.activation_bytes_per_token * 2 +
+                             (batch + 1) * static_cast<int64_t>(costs_.vocab) * 4;
+  int64_t fixed = memory.cpu_kv_bytes + memory.cpu_staging_bytes;
+  if (fixed > memory.cpu_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "CPU budget ", Gib(memory.cpu_budget), " cannot hold the KV cache of ", batch, " sequences of ",
+        workload_.max_context_tokens, " tokens (", Gib(memory.cpu_kv_bytes), ") and the activations"));
+  }
+  int64_t weights = costs_.gpu_weight_bytes() * scale;
+  int64_t embedding = costs_.embedding_bytes * scale;
+  int64_t room = memory.cpu_budget - fixed;
+  memory.cpu_embedding_bytes = std::min(embedding, room);
+  room -= memory.cpu_embedding_bytes;
+  memory.cpu_weight_bytes = std::min(weights, room);
+  memory.ssd_weight_bytes = weights + embedding - memory.cpu_weight_bytes - memory.cpu_embedding_bytes;
+  if (memory.ssd_weight_bytes > 0) {
+    if (!profile_.ssd) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the weights exceed the CPU budget by ", Gib(memory.ssd_weight_bytes),
+                       " and the hardware profile has no SSD reading (", profile_.ssd_absent_reason, ")"));
+    }
+    int64_t ssd_ring = plan.ring_sections * MaxLayerWeightBytes(costs_) * scale;
+    int64_t give_back = std::min(memory.cpu_weight_bytes, ssd_ring);
+    memory.cpu_weight_bytes -= give_back;
+    memory.ssd_weight_bytes += give_back;
+    memory.cpu_staging_bytes += ssd_ring;
+    if (memory.cpu_used() > memory.cpu_budget) {
+      return absl::ResourceExhaustedError(absl::StrCat("CPU budget ", Gib(memory.cpu_budget),
+                                                       " cannot hold the SSD staging ring beside the KV"));
+    }
+  }
+  memory.dram_weight_bytes_per_step = weights;
+  int64_t kv_room = memory.cpu_budget - memory.cpu_staging_bytes;
+  memory.kv_capacity_sequences =
+      static_cast<int>(std::min<int64_t>(1000000000, kv_room / memory.kv_bytes_per_sequence));
+  return memory;
+}
+
+StageTimes PerfModel::StepTime(const Plan& plan, const MemoryPlan& memory, double decode_tokens,
+                               double decode_context, double prefill_tokens, double prompt_tokens) const {
+  if (plan.device == PlanDevice::kGpu) {
+    return GpuStep(plan, memory, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+  }
+  return CpuStep(memory, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+}
+
+namespace {
+
+// KV bytes read and attention FLOPs of one step (whole model), split later between CPU and GPU.
+struct AttentionWork {
+  double kv_bytes = 0;
+  double flops = 0;
+};
+
+AttentionWork StepAttention(const ModelCosts& costs, double decode_tokens, double decode_context,
+                            double prefill_tokens, double prompt_tokens) {
+  AttentionWork work;
+  // Decode: each token reads its whole context once.
+  work.kv_bytes += decode_tokens * decode_context * costs.kv_bytes_per_token;
+  work.flops += decode_tokens * decode_context * costs.attention_flops_per_context_token;
+  if (prefill_tokens > 0) {
+    // A chunk writes its own K/V and reads the prefix once: half a prompt on average, or half the chunk
+    // when one chunk holds whole prompts. Causal: a prompt token attends to half the prompt on average.
+    double prompt = std::max(1.0, prompt_tokens);
+    work.kv_bytes += (prefill_tokens + std::max(prefill_tokens, prompt) / 2) * costs.kv_bytes_per_token;
+    work.flops += prefill_tokens * (prompt / 2) * costs.attention_flops_per_context_token;
+  }
+  return work;
+}
+
+double LogitTokens(double decode_tokens, double prefill_tokens, double prompt_tokens) {
+  return decode_tokens +
+         (prefill_tokens > 0 ? std::ceil(prefill_tokens / std::max(1.0, prompt_tokens)) : 0.0);
+}
+
+}  // namespace
+
+StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double decode_tokens,
+                              double decode_context, double prefill_tokens, double prompt_tokens) const {
+  const GpuProfile& gpu = *profile_.gpu;
+  StageTimes times;
+  const double tokens = decode_tokens + prefill_tokens;
+  times.tokens = tokens;
+  const int micro_batches = plan.micro_batches;
+  const double micro_tokens = tokens / micro_batches;
+  const double gbps = 1e9;
+
+  // GPU GEMMs, one micro-batch at a time, on the measured curve at the tokens each expert sees.
+  double micro_gemm = 0;
+  if (micro_tokens > 0) {
+    for (const LayerCosts& layer : costs_.layers) {
+      double dense_flops =
+          micro_tokens * (layer.attention_projection_flops + layer.router_flops + layer.shared_mlp_flops);
+      micro_gemm += dense_flops / GpuGemmFlops(micro_tokens);
+      if (layer.num_experts > 0) {
+        double touched = ExpectedTouchedExperts(micro_tokens, layer.num_experts, layer.top_k);
+        double per_expert = micro_tokens * layer.top_k / touched;
+        micro_gemm += micro_tokens * layer.top_k * layer.expert_flops / GpuGemmFlops(per_expert);
+      }
+    }
+    double micro_logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens) / micro_batches;
+    if (micro_logits > 0) micro_gemm += micro_logits * costs_.lm_head_flops / GpuGemmFlops(micro_logits);
+  }
+  times.gpu_gemm = micro_batches * micro_gemm;
+
+  // Attention: the GPU share reads device memory, the rest runs on the CPU (bytes or FLOPs bound).
+  AttentionWork attention =
+      StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+  const double gpu_share = plan.kv_gpu_fraction;
+  if (gpu_share > 0) times.gpu_attention = gpu_share * attention.kv_bytes / (gpu.device_memory_gbps * gbps);
+  double cpu_kv_bytes = (1 - gpu_share) * attention.kv_bytes;
+  double cpu_flops = (1 - gpu_share) * attention.flops;
+
+  // Copies: streamed weights and attention outputs go down; q/k/v of the CPU share come back.
+  double per_layer_down = costs_.q_width * 2.0;
+  double per_layer_up = (costs_.q_width + 2.0 * costs_.kv_width) * 2.0;
+  double h2d_bytes = memory.cpu_weight_bytes + memory.ssd_weight_bytes +
+                     (1 - gpu_share) * tokens * per_layer_down * costs_.num_layers();
+  double d2h_bytes = (1 - gpu_share) * tokens * per_layer_up * costs_.num_layers();
+
+  // DMA and attention both read DRAM; share it as measured.
+  const CpuAttentionRate& rate = profile_.cpu.attention;
+  double dma_alone = gpu.h2d_gbps * gbps;
+  double kv_alone = rate.kv_gbps * gbps;
+  double dma_shared = dma_alone * kDefaultDmaShare;
+  double kv_shared = kv_alone * kDefaultCpuShare;
+  if (profile_.contention) {
+    dma_shared = dma_alone * profile_.contention->dma_shared_gbps / profile_.contention->dma_alone_gbps;
+    kv_shared = kv_alone * profile_.contention->cpu_shared_gbps / profile_.contention->cpu_alone_gbps;
+  }
+  // SSD-tier bytes reach the GPU through the pinned staging ring, so they too are DMA reads of DRAM.
+  auto [dma_time, kv_time] = ContendedTimes(h2d_bytes, cpu_kv_bytes, dma_alone, kv_alone,
+                                            std::min(dma_shared, dma_alone), std::min(kv_shared, kv_alone));
+  times.h2d_copy = dma_time;
+  times.d2h_copy = d2h_bytes / (gpu.d2h_gbps * gbps);
+  if (gpu.bidirectional_gbps > 0) {
+    double both = (h2d_bytes + d2h_bytes) / (gpu.bidirectional_gbps * gbps);
+    if (both > std::max(times.h2d_copy, times.d2h_copy)) {
+      times.d2h_copy = both - times.h2d_copy;  // Charge the shared-link excess to the smaller direction.
+    }
+  }
+  times.cpu_attention = std::max(kv_time, cpu_flops / (rate.gflops * 1e9));
+  if (memory.ssd_weight_bytes > 0)
+    times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * gbps);
+
+  // Overlap: copies run beside compute; with m micro-batches the CPU attention of one overlaps the GEMMs of
+  // another, but one micro-batch's chain (its GEMMs then its attention) cannot be cut.
+  double gpu_busy = times.gpu_gemm + times.gpu_attention;
+  times.serial_chain = (gpu_busy + times.cpu_attention) / micro_batches;
+  double copy = std::max(times.h2d_copy, times.d2h_copy);
+  std::pair<double, const char*> candidates[] = {
+      {times.ssd_read, kStageSsdRead},
+      {copy, times.h2d_copy >= times.d2h_copy ? kStageH2dCopy : kStageD2hCopy},
+      {gpu_busy, times.gpu_gemm >= times.gpu_attention ? kStageGpuGemm : kStageGpuAttention},
+      {times.cpu_attention, kStageCpuAttention},
+      {times.serial_chain, "gpu+cpu chain (more micro-batches would overlap it)"},
+  };
+  times.step = 0;
+  for (const auto& [seconds, name] : candidates) {
+    if (seconds > times.step) {
+      times.step = seconds;
+      times.bottleneck = name;
+    }
+  }
+  return times;
+}
+
+StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, double decode_context,
+                              double prefill_tokens, double prompt_tokens) const {
+  StageTimes times;
+  const double tokens = decode_tokens + prefill_tokens;
+  times.tokens = tokens;
+  const double dram = profile_.cpu.dram_read_gbps * 1e9;
+  const double scale = CpuUsesBf16() ? 1.0 : 2.0;  // f32 weights are twice the bytes
+  // Each matmul is bound by its FLOPs on the measured curve or by reading its weights from DRAM.
+  double matmul = 0;
+  if (tokens > 0) {
+    for (const LayerCosts& layer : costs_.layers) {
+      double dense_flops =
+          tokens * (layer.attention_projection_flops + layer.router_flops + layer.shared_mlp_flops);
+      double dense_bytes = (layer.attention_bytes + layer.router_bytes + layer.shared_mlp_bytes) * scale;
+      matmul += std::max(dense_flops / CpuMatmulFlops(tokens), dense_bytes / dram);
+      if (layer.num_experts > 0) {
+        double touched = ExpectedTouchedExperts(tokens, layer.num_experts, layer.top_k);
+        double per_expert = tokens * layer.top_k / touched;
+        double flops = tokens * layer.top_k * layer.expert_flops;
+        matmul += std::max(flops / CpuMatmulFlops(per_expert), touched * layer.expert_bytes * scale / dram);
+      }
+    }
+    double logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens);
+    matmul +=
+        std::max(logits * costs_.lm_head_flops / CpuMatmulFlops(logits), costs_.lm_head_bytes * scale / dram);
+  }
+  times.cpu_matmul = matmul;
+  AttentionWork attention =
+      StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+  const CpuAttentionRate& rate = profile_.cpu.attention;
+  times.cpu_attention =
+      std::max(attention.kv_bytes / (rate.kv_gbps * 1e9), attention.flops / (rate.gflops * 1e9));
+  if (memory.ssd_weight_bytes > 0)
+    times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * 1e9);
+  // Matmuls and attention share the cores, so they add; SSD reads (io_uring) overlap both.
+  double compute = times.cpu_matmul + times.cpu_attention;
+  times.serial_chain = compute;
+  times.step = std::max(compute, times.ssd_read);
+  if (times.ssd_read >= compute) {
+    times.bottleneck = kStageSsdRead;
+  } else {
+    times.bottleneck = times.cpu_matmul >= times.cpu_attention ? kStageCpuMatmul : kStageCpuAttention;
+  }
+  return times;
+}
+
+absl::StatusOr<Prediction> PerfModel::Predict(const Plan& plan) const {
+  if (workload_.num_requests < 1 || workload_.mean_prompt_tokens < 1 || workload_.mean_gen_tokens < 0) {
+    return absl::InvalidArgumentError("the workload needs at least one request with a non-empty prompt");
+  }
+  Plan effective = plan;
+  if (effective.device == PlanDevice::kCpu) effective.micro_batches = 1;
+  absl::StatusOr<MemoryPlan> memory = PlanMemory(effective);
+  if (!memory.ok()) return memory.status();
+
+  Prediction prediction;
+  prediction.plan = effective;
+  prediction.memory = *memory;
+  const double requests = static_cast<double>(workload_.num_requests);
+  const double prompt = workload_.mean_prompt_tokens;
+  const double gen = workload_.mean_gen_tokens;
+  const double chunk = effective.prefill_chunk;
+
+  // Steady state keeps admissions equal to completions: per step, batch/gen sequences finish, so
+  // batch * prompt / gen prompt tokens must be prefilled; the chunk size caps that.
+  double batch = std::min<double>(effective.batch, requests);
+  if (gen > 0) batch = std::min(batch, std::max(1.0, std::floor(chunk * gen / prompt)));
+  prediction.effective_batch = static_cast<int>(batch);
+  prediction.steady_prefill_tokens = gen > 0 ? batch * prompt / gen : 0;
+  const double context = prompt + gen / 2;
+
+  prediction.prefill_chunk = StepTime(effective, *memory, 0, 0, chunk, prompt);
+  prediction.decode_step = StepTime(effective, *memory, batch, context, 0, prompt);
+  prediction.mixed_step =
+      StepTime(effective, *memory, batch, context, prediction.steady_prefill_tokens, prompt);
+
+  // Fill: prefill the first batch alone. Steady: the rest arrive in mixed steps. Tail: the last batch
+  // decodes.
+  double fill_tokens = (gen > 0 ? batch : requests) * prompt;
+  prediction.fill_steps = std::ceil(fill_tokens / chunk - 1e-9);
+  StageTimes fill = StepTime(effective, *memory, 0, 0, fill_tokens / prediction.fill_steps, prompt);
+  prediction.fill_step_seconds = fill.step;
+  prediction.mixed_steps = gen > 0 ? (requests - batch) * gen / batch : 0;
+  prediction.tail_steps = gen > 0 ? gen : 0;
+
+  struct Phase {
+    double steps;
+    const StageTimes* times;
+  };
+  Phase phases[] = {{prediction.fill_steps, &fill},
+                    {prediction.mixed_steps, &prediction.mixed_step},
+                    {prediction.tail_steps, &prediction.decode_step}};
+  double longest = -1;
+  for (const Phase& phase : phases) {
+    double seconds = phase.steps * phase.times->step;
+    prediction.duration_s += seconds;
+    for (const auto& [name, stage_seconds] : phase.times->Stages()) {
+      prediction.job_stage_seconds[name] += phase.steps * stage_seconds;
+    }
+    if (seconds > longest) {
+      longest = seconds;
+      prediction.bottleneck = phase.times->bottleneck;
+    }
+  }
+  if (prediction.prefill_chunk.step > 0)
+    prediction.prefill_tokens_per_s = chunk / prediction.prefill_chunk.step;
+  if (prediction.decode_step.step > 0) prediction.decode_tokens_per_s = batch / prediction.decode_step.step;
+  if (prediction.duration_s > 0) {
+    prediction.output_tokens_per_s = requests * gen / prediction.duration_s;
+    prediction.total_tokens_per_s = requests * (prompt + gen) / prediction.duration_s;
+  }
+  return prediction;
+}
+
+}  // namespace ringmoe::planner

@@ -1,0 +1,168 @@
+// PerfModel: maps a Plan (batch, micro-batches, prefill chunk, residency, attention split) to a memory plan
+// per tier and to per-stage times for a decode step, a prefill chunk and a whole job. The equations are in
+// planner/DESIGN.md. Threading: immutable after construction; every method is const and safe to call from
+// several threads at once.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "planner/hardware_profile.h"
+#include "planner/model_costs.h"
+
+namespace ringmoe::planner {
+
+enum class PlanDevice { kCpu, kGpu };
+std::string_view PlanDeviceName(PlanDevice device);
+
+// The job: how many requests and how long they are.
+struct Workload {
+  int64_t num_requests = 0;
+  double mean_prompt_tokens = 0;
+  double mean_gen_tokens = 0;
+  int max_context_tokens = 0;      // Longest prompt + generation: sizes each sequence's KV reservation.
+  std::string prompt_length_note;  // How prompt lengths were counted (exact ids, tokenizer, or estimate).
+};
+
+// Memory the plan may use. Zero fields take defaults from the profile (see ResolveBudgets).
+struct Budgets {
+  int64_t gpu_bytes = 0;
+  int64_t cpu_bytes = 0;
+};
+// GPU: its memory less max(1 GiB, 5%) for the CUDA context; CPU: host memory less max(4 GiB, 10%).
+Budgets ResolveBudgets(const HardwareProfile& profile, Budgets requested);
+
+// The decisions. The search fills these; a user flag can pin any of them.
+struct Plan {
+  PlanDevice device = PlanDevice::kGpu;
+  int batch = 1;               // Most sequences in flight.
+  int micro_batches = 2;       // Slices of a step in flight at once (GPU device; 1 on the CPU device).
+  int prefill_chunk = 2048;    // Most prefill tokens per step.
+  double kv_gpu_fraction = 0;  // Share of each sequence's KV cache (and its attention) kept on the GPU.
+  int max_resident_experts =
+      -1;                 // Cap on routed experts resident on the GPU (all layers); -1 = all that fit.
+  int ring_sections = 2;  // GPU ring slots that streamed layers pass through.
+};
+
+// Where every byte lives under a plan.
+struct MemoryPlan {
+  int64_t gpu_budget = 0;
+  std::array<int64_t, kNumWeightGroups> gpu_resident_bytes{};  // Per WeightGroup.
+  int64_t gpu_resident_experts = 0;                            // Routed experts resident, over all layers.
+  int64_t gpu_total_experts = 0;
+  int64_t gpu_ring_bytes = 0;
+  int64_t gpu_workspace_bytes = 0;
+  int64_t gpu_kv_bytes = 0;
+  int64_t gpu_used() const;
+
+  int64_t cpu_budget = 0;
+  int64_t cpu_weight_bytes = 0;  // Weights held in host memory (pinned on the GPU device).
+  int64_t cpu_embedding_bytes = 0;
+  int64_t cpu_kv_bytes = 0;
+  int64_t cpu_staging_bytes = 0;  // Pinned activation buffers and the SSD staging ring.
+  int64_t pinned_bytes = 0;
+  int64_t pinned_limit = 0;
+  int64_t cpu_used() const {
+    return cpu_weight_bytes + cpu_embedding_bytes + cpu_kv_bytes + cpu_staging_bytes;
+  }
+
+  int64_t ssd_weight_bytes = 0;         // Weights read from SSD every step (did not fit the CPU budget).
+  int64_t streamed_bytes_per_step = 0;  // Host-to-GPU weight bytes per step (GPU device).
+  int64_t dram_weight_bytes_per_step =
+      0;                          // CPU device: weight bytes the matmuls read per step (upper bound).
+  int kv_capacity_sequences = 0;  // Sequences of max context whose KV fits the KV budgets.
+  int64_t kv_bytes_per_sequence = 0;
+};
+
+// Seconds of one step per stage. Stages overlap; `step` is what the step takes.
+struct StageTimes {
+  double tokens = 0;  // Tokens the step processes.
+  double ssd_read = 0, h2d_copy = 0, d2h_copy = 0, gpu_gemm = 0, gpu_attention = 0, cpu_attention = 0,
+         cpu_matmul = 0;
+  double serial_chain = 0;  // One micro-batch's GPU work plus its CPU attention, done in turn.
+  double step = 0;
+  std::string bottleneck;  // The stage that sets `step`.
+  // (name, seconds) for each stage, in report order. Names are the keys of MeasuredRun::stage_seconds.
+  std::vector<std::pair<std::string, double>> Stages() const;
+};
+
+// Stage names shared by predictions and measurements.
+inline constexpr char kStageSsdRead[] = "ssd_read";
+inline constexpr char kStageH2dCopy[] = "h2d_copy";
+inline constexpr char kStageD2hCopy[] = "d2h_copy";
+inline constexpr char kStageGpuGemm[] = "gpu_gemm";
+inline constexpr char kStageGpuAttention[] = "gpu_attention";
+inline constexpr char kStageCpuAttention[] = "cpu_attention";
+inline constexpr char kStageCpuMatmul[] = "cpu_matmul";
+
+struct Prediction {
+  Plan plan;
+  MemoryPlan memory;
+  int effective_batch = 0;           // Sequences in flight in steady state (<= plan.batch).
+  double steady_prefill_tokens = 0;  // Prefill tokens riding along each steady-state step.
+  StageTimes decode_step;            // effective_batch decodes at the mean context.
+  StageTimes prefill_chunk;          // prefill_chunk prompt tokens alone.
+  StageTimes mixed_step;             // Steady state: decodes plus the prefill that keeps the batch full.
+  double fill_steps = 0, mixed_steps = 0, tail_steps = 0;
+  double fill_step_seconds = 0;
+  double prefill_tokens_per_s = 0;  // Prefill alone, chunk after chunk.
+  double decode_tokens_per_s = 0;   // Decode alone at effective_batch.
+  double output_tokens_per_s = 0;   // Whole job: generated tokens / duration.
+  double total_tokens_per_s = 0;    // Whole job: (prompt + generated) tokens / duration.
+  double duration_s = 0;
+  std::map<std::string, double> job_stage_seconds;  // Each stage's busy seconds over the whole job.
+  std::string bottleneck;                           // Of the phase that takes most of the job.
+};
+
+class PerfModel {
+ public:
+  // `budgets` must be resolved (non-zero); `costs` must describe bf16 weights.
+  PerfModel(HardwareProfile profile, ModelCosts costs, Workload workload, Budgets budgets);
+
+  const HardwareProfile& profile() const { return profile_; }
+  const ModelCosts& costs() const { return costs_; }
+  const Workload& workload() const { return workload_; }
+  const Budgets& budgets() const { return budgets_; }
+
+  // Where the bytes go; an error (ResourceExhausted / FailedPrecondition) says which limit the plan breaks.
+  absl::StatusOr<MemoryPlan> PlanMemory(const Plan& plan) const;
+  // One step of `decode_tokens` decodes at mean context `decode_context` plus `prefill_tokens` prompt tokens
+  // of prompts `prompt_tokens` long.
+  StageTimes StepTime(const Plan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
+                      double prefill_tokens, double prompt_tokens) const;
+  absl::StatusOr<Prediction> Predict(const Plan& plan) const;
+
+  // The CPU device's matmul type: bf16 when the profile has a bf16 curve and the CPU has bf16 hardware.
+  bool CpuUsesBf16() const;
+  // Rates from the measured curves (FLOP/s), interpolated in log(tokens).
+  double GpuGemmFlops(double tokens_per_expert) const;
+  double CpuMatmulFlops(double tokens) const;
+
+ private:
+  StageTimes GpuStep(const Plan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
+                     double prefill_tokens, double prompt_tokens) const;
+  StageTimes CpuStep(const MemoryPlan& memory, double decode_tokens, double decode_context,
+                     double prefill_tokens, double prompt_tokens) const;
+  absl::StatusOr<MemoryPlan> PlanGpuMemory(const Plan& plan) const;
+  absl::StatusOr<MemoryPlan> PlanCpuMemory(const Plan& plan) const;
+
+  HardwareProfile profile_;
+  ModelCosts costs_;
+  Workload workload_;
+  Budgets budgets_;
+};
+
+// Interpolates a rate curve (FLOP/s) at `tokens` in log(tokens). Below the first point: `scale_below` true
+// keeps the time constant (rate proportional to tokens: a weight-bound kernel), false keeps the rate.
+// Above the last point the rate stays flat.
+double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool scale_below);
+
+// Expected number of distinct experts `tokens` tokens touch when each picks top_k of num_experts uniformly.
+double ExpectedTouchedExperts(double tokens, int num_experts, int top_k);
+
+}  // namespace ringmoe::planner

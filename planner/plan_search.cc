@@ -1,0 +1,132 @@
+#include "planner/plan_search.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace ringmoe::planner {
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+// 1, 2, 3, 4, 6, 8, 12, 16, ... up to `most`, and `most` itself.
+std::vector<int> BatchCandidates(int64_t most) {
+  std::vector<int> batches;
+  most = std::min<int64_t>(most, 1 << 16);
+  for (int64_t power = 1; power <= most; power *= 2) {
+    batches.push_back(static_cast<int>(power));
+    if (power >= 2 && power * 3 / 2 <= most) batches.push_back(static_cast<int>(power * 3 / 2));
+  }
+  batches.push_back(static_cast<int>(std::max<int64_t>(1, most)));
+  std::sort(batches.begin(), batches.end());
+  batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
+  return batches;
+}
+
+}  // namespace
+
+absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice device,
+                                        const PlanOverrides& overrides) {
+  const bool gpu = device == PlanDevice::kGpu;
+  std::vector<double> kv_fractions = {0.0};
+  if (gpu && model.profile().gpu && model.profile().gpu->device_memory_gbps > 0) {
+    kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
+  }
+  if (overrides.kv_gpu_fraction) kv_fractions = {*overrides.kv_gpu_fraction};
+  std::vector<int> micro_batches = gpu ? std::vector<int>{1, 2, 3, 4} : std::vector<int>{1};
+  if (overrides.micro_batches) micro_batches = {*overrides.micro_batches};
+  std::vector<int> chunks = {256, 512, 1024, 2048, 4096, 8192};
+  if (overrides.prefill_chunk) chunks = {*overrides.prefill_chunk};
+  std::vector<int> batches = BatchCandidates(model.workload().num_requests);
+  if (overrides.batch) batches = {*overrides.batch};
+
+  SearchResult result;
+  absl::Status last_error = absl::InvalidArgumentError("no plan was tried");
+  bool found = false;
+  for (double kv_fraction : kv_fractions) {
+    for (int micro : micro_batches) {
+      for (int chunk : chunks) {
+        for (int batch : batches) {
+          Plan plan;
+          plan.device = device;
+          plan.batch = batch;
+          plan.micro_batches = micro;
+          plan.prefill_chunk = chunk;
+          plan.kv_gpu_fraction = kv_fraction;
+          plan.max_resident_experts = overrides.max_resident_experts.value_or(-1);
+          ++result.plans_evaluated;
+          absl::StatusOr<Prediction> prediction = model.Predict(plan);
+          if (!prediction.ok()) {
+            last_error = prediction.status();
+            // Memory only grows with the batch: larger batches fail too.
+            if (absl::IsResourceExhausted(prediction.status())) break;
+            continue;
+          }
+          ++result.plans_feasible;
+          if (!found || prediction->total_tokens_per_s > result.best.total_tokens_per_s * (1 + 1e-9)) {
+            result.best = *std::move(prediction);
+            found = true;
+          }
+        }
+      }
+    }
+  }
+  if (!found) return last_error;
+  return result;
+}
+
+std::vector<WhatIf> ExploreWhatIfs(const HardwareProfile& profile, const ModelCosts& costs,
+                                   const Workload& workload, const Budgets& budgets, PlanDevice device,
+                                   const PlanOverrides& overrides, double base_total_tokens_per_s) {
+  struct Variant {
+    std::string change;
+    HardwareProfile profile;
+    Budgets budgets;
+  };
+  std::vector<Variant> variants;
+  if (device == PlanDevice::kGpu && profile.gpu) {
+    Budgets more_gpu = budgets;
+    more_gpu.gpu_bytes += kGiB;
+    variants.push_back({"+1 GiB GPU memory", profile, more_gpu});
+  }
+  Budgets more_cpu = budgets;
+  more_cpu.cpu_bytes += kGiB;
+  variants.push_back({"+1 GiB CPU memory", profile, more_cpu});
+  if (device == PlanDevice::kGpu && profile.gpu) {
+    HardwareProfile faster_link = profile;
+    faster_link.gpu->h2d_gbps *= 2;
+    faster_link.gpu->d2h_gbps *= 2;
+    faster_link.gpu->bidirectional_gbps *= 2;
+    if (faster_link.contention) {
+      faster_link.contention->dma_alone_gbps *= 2;
+      faster_link.contention->dma_shared_gbps *= 2;
+    }
+    variants.push_back({"2x host-to-GPU bandwidth", faster_link, budgets});
+    HardwareProfile faster_gemm = profile;
+    for (RatePoint& point : faster_gemm.gpu->grouped_gemm_bf16) point.tflops *= 2;
+    variants.push_back({"2x GPU GEMM rate", faster_gemm, budgets});
+  }
+  std::vector<WhatIf> what_ifs;
+  for (Variant& variant : variants) {
+    WhatIf what_if;
+    what_if.change = variant.change;
+    PerfModel model(std::move(variant.profile), costs, workload, variant.budgets);
+    absl::StatusOr<SearchResult> result = SearchPlan(model, device, overrides);
+    if (result.ok()) {
+      what_if.feasible = true;
+      what_if.total_tokens_per_s = result->best.total_tokens_per_s;
+      what_if.bottleneck = result->best.bottleneck;
+      if (base_total_tokens_per_s > 0) {
+        what_if.gain_percent = 100.0 * (what_if.total_tokens_per_s / base_total_tokens_per_s - 1.0);
+      }
+    } else {
+      what_if.note = std::string(result.status().message());
+    }
+    what_ifs.push_back(std::move(what_if));
+  }
+  return what_ifs;
+}
+
+}  // namespace ringmoe::planner

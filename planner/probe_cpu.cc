@@ -1,0 +1,277 @@
+// CPU side of the probe: topology (hwloc), DRAM read bandwidth and decode attention (TBB threads), oneDNN
+// matmul rates, bf16 instruction support.
+#include <cpuid.h>
+#include <hwloc.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "planner/probe.h"
+
+namespace ringmoe::planner {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string CpuModelFromProc() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "";
+}
+
+// A buffer the probe owns, aligned for vector loads.
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t bytes)
+      : size(bytes), data(static_cast<char*>(std::aligned_alloc(64, RoundUp(bytes)))) {}
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  static size_t RoundUp(size_t bytes) { return (bytes + 63) / 64 * 64; }
+  size_t size;
+  char* data;
+};
+
+inline float Bf16ToFloat(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
+inline uint16_t FloatToBf16(float value) {
+  return static_cast<uint16_t>(std::bit_cast<uint32_t>(value) >> 16);
+}
+
+}  // namespace
+
+Topology ProbeTopology() {
+  Topology topology;
+  hwloc_topology_t handle;
+  if (hwloc_topology_init(&handle) != 0) return topology;
+  if (hwloc_topology_load(handle) != 0) {
+    hwloc_topology_destroy(handle);
+    return topology;
+  }
+  topology.packages = std::max(1, hwloc_get_nbobjs_by_type(handle, HWLOC_OBJ_PACKAGE));
+  topology.cores = std::max(1, hwloc_get_nbobjs_by_type(handle, HWLOC_OBJ_CORE));
+  topology.threads = std::max(1, hwloc_get_nbobjs_by_type(handle, HWLOC_OBJ_PU));
+  int nodes = hwloc_get_nbobjs_by_type(handle, HWLOC_OBJ_NUMANODE);
+  for (int i = 0; i < nodes; ++i) {
+    hwloc_obj_t node = hwloc_get_obj_by_type(handle, HWLOC_OBJ_NUMANODE, i);
+    NumaNode numa;
+    numa.os_index = static_cast<int>(node->os_index);
+    numa.memory_bytes = static_cast<int64_t>(node->attr->numanode.local_memory);
+    numa.cores = hwloc_get_nbobjs_inside_cpuset_by_type(handle, node->cpuset, HWLOC_OBJ_CORE);
+    topology.memory_bytes += numa.memory_bytes;
+    topology.numa_nodes.push_back(numa);
+  }
+  if (topology.memory_bytes == 0) {
+    topology.memory_bytes = static_cast<int64_t>(hwloc_get_root_obj(handle)->total_memory);
+  }
+  if (hwloc_obj_t package = hwloc_get_obj_by_type(handle, HWLOC_OBJ_PACKAGE, 0); package != nullptr) {
+    if (const char* model = hwloc_obj_get_info_by_name(package, "CPUModel")) topology.cpu_model = model;
+  }
+  hwloc_topology_destroy(handle);
+  if (topology.cpu_model.empty()) topology.cpu_model = CpuModelFromProc();
+  return topology;
+}
+
+void DetectBf16Support(bool* avx512_bf16, bool* amx_bf16) {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  *avx512_bf16 = false;
+  *amx_bf16 = false;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) *avx512_bf16 = (eax >> 5) & 1;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) *amx_bf16 = (edx >> 22) & 1;
+}
+
+double MeasureDramReadGbps(int threads, int64_t bytes, int repeats) {
+  const size_t words = static_cast<size_t>(bytes) / sizeof(uint64_t);
+  AlignedBuffer buffer(words * sizeof(uint64_t));
+  auto* data = reinterpret_cast<uint64_t*>(buffer.data);
+  tbb::task_arena arena(threads);
+  const size_t grain = 1 << 16;
+  // First touch from the same threads, so pages land near the readers.
+  arena.execute([&] {
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, words, grain),
+                      [&](const tbb::blocked_range<size_t>& range) {
+                        for (size_t i = range.begin(); i < range.end(); ++i) data[i] = i;
+                      });
+  });
+  double best = 0;
+  std::atomic<uint64_t> sink{0};
+  for (int repeat = 0; repeat < repeats; ++repeat) {
+    Clock::time_point start = Clock::now();
+    uint64_t total = arena.execute([&] {
+      return tbb::parallel_reduce(
+          tbb::blocked_range<size_t>(0, words, grain), uint64_t{0},
+          [&](const tbb::blocked_range<size_t>& range, uint64_t acc) {
+            uint64_t a = 0, b = 0, c = 0, d = 0;
+            size_t i = range.begin();
+            for (; i + 4 <= range.end(); i += 4) {
+              a += data[i];
+              b ^= data[i + 1];
+              c += data[i + 2];
+              d ^= data[i + 3];
+            }
+            for (; i < range.end(); ++i) a += data[i];
+            return acc + a + b + c + d;
+          },
+          [](uint64_t x, uint64_t y) { return x + y; });
+    });
+    double seconds = SecondsSince(start);
+    sink += total;
+    if (seconds > 0) best = std::max(best, words * sizeof(uint64_t) / seconds / 1e9);
+  }
+  return best;
+}
+
+CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats) {
+  // Qwen3-30B-A3B's attention shape; paged blocks of 16 tokens laid out [token, kv_head, head_dim] as the
+  // engine's cache does.
+  constexpr int kHeads = 32, kKvHeads = 4, kHeadDim = 128, kBlockTokens = 16, kContext = 2048;
+  constexpr int kGroup = kHeads / kKvHeads;
+  const int64_t bytes_per_sequence = 2LL * kContext * kKvHeads * kHeadDim * sizeof(uint16_t);
+  const int sequences = static_cast<int>(std::max<int64_t>(threads, kv_bytes / bytes_per_sequence));
+  const int64_t block_elements = int64_t{kBlockTokens} * kKvHeads * kHeadDim;
+  const int blocks_per_sequence = kContext / kBlockTokens;
+  const int64_t total_blocks = int64_t{sequences} * blocks_per_sequence;
+  std::vector<uint16_t> k_pool(total_blocks * block_elements), v_pool(total_blocks * block_elements);
+  tbb::task_arena arena(threads);
+  arena.execute([&] {
+    tbb::parallel_for(int64_t{0}, static_cast<int64_t>(k_pool.size()), int64_t{1} << 16, [&](int64_t start) {
+      int64_t end = std::min<int64_t>(start + (int64_t{1} << 16), static_cast<int64_t>(k_pool.size()));
+      for (int64_t i = start; i < end; ++i) {
+        k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
+        v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
+      }
+    });
+  });
+  std::vector<float> q(static_cast<size_t>(sequences) * kHeads * kHeadDim, 0.01f);
+  std::vector<float> out(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+
+  auto attend = [&](int sequence, int kv_head) {
+    float scores[kGroup][kContext];
+    const float* q_group = q.data() + (static_cast<size_t>(sequence) * kHeads + kv_head * kGroup) * kHeadDim;
+    float k_row[kHeadDim];
+    for (int position = 0; position < kContext; ++position) {
+      int64_t block = int64_t{sequence} * blocks_per_sequence + position / kBlockTokens;
+      const uint16_t* k = k_pool.data() + block * block_elements +
+                          (int64_t{position % kBlockTokens} * kKvHeads + kv_head) * kHeadDim;
+      for (int d = 0; d < kHeadDim; ++d) k_row[d] = Bf16ToFloat(k[d]);
+      for (int h = 0; h < kGroup; ++h) {
+        float dot = 0;
+        for (int d = 0; d < kHeadDim; ++d) dot += q_group[h * kHeadDim + d] * k_row[d];
+        scores[h][position] = dot * scale;
+      }
+    }
+    for (int h = 0; h < kGroup; ++h) {
+      float most = *std::max_element(scores[h], scores[h] + kContext);
+      float sum = 0;
+      for (int position = 0; position < kContext; ++position) {
+        scores[h][position] = std::exp(scores[h][position] - most);
+        sum += scores[h][position];
+      }
+      for (int position = 0; position < kContext; ++position) scores[h][position] /= sum;
+    }
+    float acc[kGroup][kHeadDim] = {};
+    float v_row[kHeadDim];
+    for (int position = 0; position < kContext; ++position) {
+      int64_t block = int64_t{sequence} * blocks_per_sequence + position / kBlockTokens;
+      const uint16_t* v = v_pool.data() + block * block_elements +
+                          (int64_t{position % kBlockTokens} * kKvHeads + kv_head) * kHeadDim;
+      for (int d = 0; d < kHeadDim; ++d) v_row[d] = Bf16ToFloat(v[d]);
+      for (int h = 0; h < kGroup; ++h) {
+        float p = scores[h][position];
+        for (int d = 0; d < kHeadDim; ++d) acc[h][d] += p * v_row[d];
+      }
+    }
+    float* out_group = out.data() + (static_cast<size_t>(sequence) * kHeads + kv_head * kGroup) * kHeadDim;
+    std::memcpy(out_group, acc, sizeof(acc));
+  };
+
+  double best = 0;
+  for (int repeat = 0; repeat < repeats; ++repeat) {
+    Clock::time_point start = Clock::now();
+    arena.execute([&] {
+      tbb::parallel_for(0, sequences * kKvHeads, [&](int task) { attend(task / kKvHeads, task % kKvHeads); });
+    });
+    double seconds = SecondsSince(start);
+    if (seconds > 0) best = std::max(best, 1.0 / seconds);
+  }
+  CpuAttentionRate rate;
+  rate.heads = kHeads;
+  rate.kv_heads = kKvHeads;
+  rate.head_dim = kHeadDim;
+  rate.context = kContext;
+  double bytes = static_cast<double>(sequences) * bytes_per_sequence;
+  double flops = 4.0 * sequences * kContext * kHeads * kHeadDim;
+  rate.kv_gbps = bytes * best / 1e9;
+  rate.gflops = flops * best / 1e9;
+  return rate;
+}
+
+std::vector<RatePoint> MeasureOnednnMatmul(bool bf16, int k, int n, const std::vector<int>& ms,
+                                           double seconds_per_point, std::string* why_not) {
+  std::vector<RatePoint> curve;
+  try {
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    dnnl::stream stream(engine);
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dt type = bf16 ? dt::bf16 : dt::f32;
+    for (int m : ms) {
+      dnnl::memory::desc a_desc({m, k}, type, tag::ab);
+      dnnl::memory::desc b_desc({k, n}, type, tag::any);  // oneDNN picks its packed weight layout
+      dnnl::memory::desc c_desc({m, n}, dt::f32, tag::ab);
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_desc, b_desc, c_desc), engine);
+      std::string impl = pd.impl_info_str();
+      if (impl.find("ref") != std::string::npos) {
+        if (why_not != nullptr) *why_not = absl::StrCat("oneDNN has only its reference kernel (", impl, ")");
+        return {};
+      }
+      dnnl::memory a(pd.src_desc(), engine), b(pd.weights_desc(), engine), c(pd.dst_desc(), engine);
+      std::memset(a.get_data_handle(), 0, pd.src_desc().get_size());
+      std::memset(b.get_data_handle(), 0, pd.weights_desc().get_size());
+      dnnl::matmul matmul(pd);
+      auto run = [&] {
+        matmul.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+        stream.wait();
+      };
+      run();  // warm-up: JIT and first touch
+      int runs = 0;
+      Clock::time_point start = Clock::now();
+      do {
+        run();
+        ++runs;
+      } while (runs < 3 || SecondsSince(start) < seconds_per_point);
+      double seconds = SecondsSince(start) / runs;
+      curve.push_back({m, 2.0 * m * k * n / seconds / 1e12});
+    }
+  } catch (const dnnl::error& error) {
+    if (why_not != nullptr) *why_not = absl::StrCat("oneDNN: ", error.what());
+    return {};
+  }
+  return curve;
+}
+
+}  // namespace ringmoe::planner

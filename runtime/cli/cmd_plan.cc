@@ -1,0 +1,239 @@
+// ringmoe plan: the predicted-throughput report for a job on this machine (or on a profiled one): memory per
+// tier, time per stage per step and the bottleneck, prefill/decode/end-to-end tokens/s, the job's duration,
+// and what more memory or a faster link would buy.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "planner/planner.h"
+#include "ringmoe/engine.h"
+#include "ringmoe/tokenizer.h"
+#include "runtime/batch_io.h"
+#include "runtime/byte_size.h"
+#include "runtime/cli/commands.h"
+#include "runtime/model_config.h"
+
+namespace ringmoe::cli {
+namespace {
+
+struct PlanFlags {
+  std::string model, input, gpu_mem, cpu_mem, device = "auto", hardware, report_json, tokenizer;
+  int prompt_len = 0, gen_len = 0, layers = 0;
+  int64_t num_requests = 0;
+  std::optional<int> batch, micro_batches, prefill_chunk, resident_experts;
+  std::optional<double> kv_gpu_fraction;
+  bool no_what_if = false;
+};
+
+// --model names a folder with config.json, or a config.json itself.
+absl::StatusOr<ModelSpec> LoadSpec(const std::string& model) {
+  if (std::filesystem::is_regular_file(model)) {
+    std::ifstream in(model, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in.good() && !in.eof()) return absl::NotFoundError(model + ": cannot read");
+    return ParseModelSpec(text.str(), model);
+  }
+  return LoadModelSpec(model);
+}
+
+// Prompt lengths from a batch file: token-id prompts exactly, text prompts through the tokenizer when one
+// loads, else ceil(bytes / 4).
+absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, const ModelSpec& spec) {
+  absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
+  if (!lines.ok()) return lines.status();
+  std::optional<Tokenizer> tokenizer;
+  std::string tokenizer_path = flags.tokenizer;
+  if (tokenizer_path.empty() && std::filesystem::is_directory(flags.model) &&
+      std::filesystem::exists(std::filesystem::path(flags.model) / "tokenizer.json")) {
+    tokenizer_path = flags.model;
+  }
+  std::string tokenizer_error;
+  if (!tokenizer_path.empty()) {
+    absl::StatusOr<Tokenizer> loaded = Tokenizer::Load(tokenizer_path);
+    if (loaded.ok()) {
+      tokenizer.emplace(*std::move(loaded));
+    } else {
+      tokenizer_error = std::string(loaded.status().message());
+    }
+  }
+  planner::Workload workload;
+  double prompt_sum = 0, gen_sum = 0;
+  int64_t bad = 0, estimated = 0, exact_text = 0;
+  for (const BatchLine& line : *lines) {
+    if (!line.request.ok()) {
+      ++bad;
+      continue;
+    }
+    const Request& request = *line.request;
+    int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
+    if (!request.prompt_text.empty()) {
+      absl::StatusOr<std::vector<int32_t>> ids;
+      if (tokenizer) ids = tokenizer->Encode(request.prompt_text, /*add_special_tokens=*/true);
+      if (tokenizer && ids.ok()) {
+        prompt = static_cast<int64_t>(ids->size());
+        ++exact_text;
+      } else {
+        prompt = (static_cast<int64_t>(request.prompt_text.size()) + 3) / 4;
+        ++estimated;
+      }
+    }
+    prompt = std::max<int64_t>(prompt, 1);
+    prompt_sum += static_cast<double>(prompt);
+    gen_sum += request.max_tokens;
+    workload.max_context_tokens = std::max<int>(
+        workload.max_context_tokens,
+        static_cast<int>(std::min<int64_t>(prompt + request.max_tokens, spec.max_position_embeddings)));
+    ++workload.num_requests;
+  }
+  if (workload.num_requests == 0) {
+    return absl::InvalidArgumentError(flags.input + ": no valid request lines to plan for");
+  }
+  workload.mean_prompt_tokens = prompt_sum / workload.num_requests;
+  workload.mean_gen_tokens = gen_sum / workload.num_requests;
+  std::string note = absl::StrCat(flags.input, ": ", workload.num_requests, " requests");
+  if (bad > 0) absl::StrAppend(&note, " (", bad, " bad lines left out)");
+  absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
+  if (estimated > 0) {
+    absl::StrAppend(&note, "; ", estimated, " text prompts estimated as ceil(bytes / 4) tokens (",
+                    tokenizer ? "the tokenizer failed on them"
+                              : (tokenizer_error.empty() ? "no tokenizer found: pass --tokenizer"
+                                                         : "tokenizer: " + tokenizer_error),
+                    ")");
+  }
+  if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
+  workload.prompt_length_note = note;
+  return workload;
+}
+
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "ringmoe plan: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int PlanCommand(int argc, char** argv) {
+  CLI::App app{
+      "Predict a batch job's throughput and show the plan: memory per tier, time per stage, the "
+      "bottleneck, and what more memory would buy."};
+  PlanFlags flags;
+  app.add_option("--model", flags.model, "model folder (config.json), or a config.json")->required();
+  app.add_option("--input", flags.input, "OpenAI Batch JSONL requests to plan for");
+  app.add_option("--prompt-len", flags.prompt_len, "prompt tokens per request (without --input)");
+  app.add_option("--gen-len", flags.gen_len, "generated tokens per request (without --input)");
+  app.add_option("--num-requests", flags.num_requests, "requests in the job (without --input)");
+  app.add_option("--gpu-mem", flags.gpu_mem, "GPU memory budget: 6GiB, 512MiB, 12G or bytes");
+  app.add_option("--cpu-mem", flags.cpu_mem, "host memory budget: 6GiB, 512MiB, 12G or bytes");
+  app.add_option("--device", flags.device, "gpu, cpu or auto (gpu when the profile has one)")
+      ->capture_default_str();
+  app.add_option("--hardware", flags.hardware, "hardware profile JSON (default: this machine's probe cache)");
+  app.add_option("--report-json", flags.report_json, "also write the report as JSON here");
+  app.add_option("--layers", flags.layers, "plan only the first N layers of the model");
+  app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder, to count text prompts exactly");
+  app.add_option("--batch", flags.batch, "pin the sequences in flight");
+  app.add_option("--micro-batches", flags.micro_batches, "pin the micro-batches per step");
+  app.add_option("--prefill-chunk", flags.prefill_chunk, "pin the prefill tokens per step");
+  app.add_option("--kv-gpu-fraction", flags.kv_gpu_fraction,
+                 "pin the share of the KV cache on the GPU (0..1)");
+  app.add_option("--resident-experts", flags.resident_experts,
+                 "pin the most routed experts resident on the GPU");
+  app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
+
+  absl::StatusOr<ModelSpec> spec = LoadSpec(flags.model);
+  if (!spec.ok()) return Fail(std::string(spec.status().message()));
+  if (flags.layers < 0 || flags.layers > spec->num_layers) {
+    return Fail(absl::StrCat("--layers must lie in 1..", spec->num_layers), 2);
+  }
+
+  planner::PlanInputs inputs;
+  inputs.spec = *spec;
+  inputs.model_name = flags.model;
+  inputs.layers_override = flags.layers;
+  if (!flags.input.empty()) {
+    if (flags.prompt_len > 0 || flags.gen_len > 0 || flags.num_requests > 0) {
+      return Fail("give either --input or --prompt-len/--gen-len/--num-requests, not both", 2);
+    }
+    absl::StatusOr<planner::Workload> workload = WorkloadFromBatchFile(flags, *spec);
+    if (!workload.ok()) return Fail(std::string(workload.status().message()));
+    inputs.workload = *workload;
+  } else {
+    if (flags.prompt_len < 1 || flags.gen_len < 0 || flags.num_requests < 1) {
+      return Fail("need --input FILE, or --prompt-len P (>= 1) --gen-len G --num-requests N (>= 1)", 2);
+    }
+    inputs.workload.num_requests = flags.num_requests;
+    inputs.workload.mean_prompt_tokens = flags.prompt_len;
+    inputs.workload.mean_gen_tokens = flags.gen_len;
+    inputs.workload.max_context_tokens = flags.prompt_len + flags.gen_len;
+  }
+  if (flags.input.empty() && inputs.workload.max_context_tokens > spec->max_position_embeddings) {
+    return Fail(absl::StrCat("prompt + generation (", inputs.workload.max_context_tokens,
+                             " tokens) exceeds the model's max_position_embeddings (",
+                             spec->max_position_embeddings, ")"),
+                2);
+  }
+  for (auto [text, target] : {std::pair{&flags.gpu_mem, &inputs.requested_budgets.gpu_bytes},
+                              {&flags.cpu_mem, &inputs.requested_budgets.cpu_bytes}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
+    if (!bytes.ok()) return Fail(std::string(bytes.status().message()), 2);
+    if (*bytes <= 0) return Fail("memory budgets must be positive", 2);
+    *target = *bytes;
+  }
+  inputs.overrides.batch = flags.batch;
+  inputs.overrides.micro_batches = flags.micro_batches;
+  inputs.overrides.prefill_chunk = flags.prefill_chunk;
+  inputs.overrides.max_resident_experts = flags.resident_experts;
+  inputs.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
+  inputs.explore_what_ifs = !flags.no_what_if;
+
+  planner::ProbeOptions probe_options;
+  probe_options.ssd_dir = std::filesystem::is_directory(flags.model)
+                              ? flags.model
+                              : std::filesystem::path(flags.model).parent_path().string();
+  if (flags.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {
+    std::fprintf(stderr,
+                 "ringmoe plan: no hardware profile for this machine yet; probing it once (cached at %s)\n",
+                 planner::DefaultProfilePath().c_str());
+  }
+  std::string profile_path;
+  absl::StatusOr<planner::HardwareProfile> profile =
+      planner::LoadOrProbeProfile(flags.hardware, probe_options, &profile_path);
+  if (!profile.ok()) return Fail(std::string(profile.status().message()));
+  inputs.profile = *profile;
+  inputs.profile_path = profile_path;
+
+  if (flags.device == "gpu") {
+    inputs.device = planner::PlanDevice::kGpu;
+  } else if (flags.device == "cpu") {
+    inputs.device = planner::PlanDevice::kCpu;
+  } else if (flags.device == "auto") {
+    inputs.device = profile->gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
+  } else {
+    return Fail("--device must be gpu, cpu or auto", 2);
+  }
+
+  absl::StatusOr<PlanReport> report = planner::BuildPlanReport(inputs);
+  if (!report.ok()) return Fail(std::string(report.status().message()));
+  std::fputs(planner::FormatPlanReport(*report).c_str(), stdout);
+  if (!flags.report_json.empty()) {
+    std::ofstream out(flags.report_json, std::ios::binary | std::ios::trunc);
+    out << planner::PlanReportJson(*report);
+    if (!out.flush()) return Fail(flags.report_json + ": cannot write the JSON report");
+  }
+  return 0;
+}
+
+}  // namespace ringmoe::cli

@@ -1,0 +1,67 @@
+// ringmoe probe: measure this machine (topology, DRAM, CPU attention, oneDNN matmuls, GPU copies and GEMMs,
+// SSD reads) and write the hardware profile the planner uses, to the per-machine cache and optionally --out.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "planner/hardware_profile.h"
+#include "planner/probe.h"
+#include "runtime/cli/commands.h"
+
+namespace ringmoe::cli {
+
+int ProbeCommand(int argc, char** argv) {
+  CLI::App app{"Measure this machine for the planner (under a minute); writes a hardware profile JSON."};
+  std::string out, model, dir;
+  int threads = 0;
+  bool quick = false, no_cache = false;
+  app.add_option("--out", out, "also write the profile here");
+  app.add_option("--model", model, "model folder: its filesystem is the one whose SSD reads are measured");
+  app.add_option("--dir", dir, "directory whose filesystem to measure for SSD reads (instead of --model)");
+  app.add_option("--threads", threads, "CPU threads to measure with (0 = all)")->capture_default_str();
+  app.add_flag("--quick", quick, "small buffers, rough figures (a few seconds)");
+  app.add_flag("--no-cache", no_cache, "do not write the per-machine cache");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
+  planner::ProbeOptions options;
+  options.threads = threads;
+  options.quick = quick;
+  options.ssd_dir = !dir.empty() ? dir : model;
+  if (!options.ssd_dir.empty() && std::filesystem::is_regular_file(options.ssd_dir)) {
+    options.ssd_dir = std::filesystem::path(options.ssd_dir).parent_path().string();
+    if (options.ssd_dir.empty()) options.ssd_dir = ".";
+  }
+  if (!options.ssd_dir.empty() && !std::filesystem::is_directory(options.ssd_dir)) {
+    std::fprintf(stderr, "ringmoe probe: %s is not a directory\n", options.ssd_dir.c_str());
+    return 2;
+  }
+  options.progress = [](std::string_view line) {
+    std::fprintf(stderr, "  %.*s\n", static_cast<int>(line.size()), line.data());
+  };
+  std::fprintf(stderr, "ringmoe probe: measuring this machine\n");
+  absl::StatusOr<planner::HardwareProfile> profile = planner::ProbeMachine(options);
+  if (!profile.ok()) {
+    std::fprintf(stderr, "ringmoe probe: %s\n", std::string(profile.status().message()).c_str());
+    return 1;
+  }
+  std::vector<std::string> targets;
+  if (!no_cache) targets.push_back(planner::DefaultProfilePath());
+  if (!out.empty()) targets.push_back(out);
+  int status = 0;
+  for (const std::string& target : targets) {
+    if (absl::Status saved = planner::SaveProfile(*profile, target); !saved.ok()) {
+      std::fprintf(stderr, "ringmoe probe: %s\n", std::string(saved.message()).c_str());
+      status = 1;
+    } else {
+      std::fprintf(stderr, "ringmoe probe: wrote %s\n", target.c_str());
+    }
+  }
+  if (targets.empty()) std::fputs(planner::ProfileToJson(*profile).c_str(), stdout);
+  return status;
+}
+
+}  // namespace ringmoe::cli
