@@ -54,7 +54,8 @@ absl::Status BlasHandle::Bind(const Stream& stream) {
   auto handle = static_cast<cublasHandle_t>(handle_);
   RINGMOE_CUBLAS_RETURN_IF_ERROR(cublasSetStream(handle, internal::AsCuda(stream)), "cublasSetStream");
   RINGMOE_CUBLAS_RETURN_IF_ERROR(
-      cublasSetWorkspace(handle, workspace_.data(), static_cast<size_t>(workspace_.size())), "cublasSetWorkspace");
+      cublasSetWorkspace(handle, workspace_.data(), static_cast<size_t>(workspace_.size())),
+      "cublasSetWorkspace");
   bound_stream_ = stream.handle();
   return absl::OkStatus();
 }

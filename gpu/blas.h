@@ -17,7 +17,8 @@ class BlasHandle {
  public:
   static constexpr int64_t kDefaultWorkspaceBytes = int64_t{32} << 20;
 
-  static absl::StatusOr<BlasHandle> Create(DeviceArena& arena, int64_t workspace_bytes = kDefaultWorkspaceBytes);
+  static absl::StatusOr<BlasHandle> Create(DeviceArena& arena,
+                                           int64_t workspace_bytes = kDefaultWorkspaceBytes);
 
   BlasHandle() = default;
   BlasHandle(BlasHandle&& other) noexcept;

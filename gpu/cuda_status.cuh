@@ -5,35 +5,46 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "gpu/stream.h"
 
 namespace ringmoe::gpu::internal {
 
 inline absl::Status CudaStatus(cudaError_t error, absl::string_view what) {
   if (error == cudaSuccess) return absl::OkStatus();
-  std::string message = absl::StrCat(what, ": ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")");
+  std::string message =
+      absl::StrCat(what, ": ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")");
   if (error == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(message);
-  if (error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver || error == cudaErrorNoKernelImageForDevice)
+  if (error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver ||
+      error == cudaErrorNoKernelImageForDevice)
     return absl::UnavailableError(message);
   return absl::InternalError(message);
 }
 
 inline const char* CublasStatusName(cublasStatus_t status) {
   switch (status) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "CUBLAS_STATUS_UNKNOWN";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+      return "CUBLAS_STATUS_UNKNOWN";
   }
 }
 
@@ -51,14 +62,14 @@ inline cudaEvent_t AsCuda(const Event& event) { return static_cast<cudaEvent_t>(
 
 }  // namespace ringmoe::gpu::internal
 
-#define RINGMOE_CUDA_RETURN_IF_ERROR(expr, what)                                        \
-  do {                                                                                  \
+#define RINGMOE_CUDA_RETURN_IF_ERROR(expr, what)                                                \
+  do {                                                                                          \
     ::absl::Status ringmoe_cuda_status_ = ::ringmoe::gpu::internal::CudaStatus((expr), (what)); \
-    if (!ringmoe_cuda_status_.ok()) return ringmoe_cuda_status_;                        \
+    if (!ringmoe_cuda_status_.ok()) return ringmoe_cuda_status_;                                \
   } while (0)
 
-#define RINGMOE_CUBLAS_RETURN_IF_ERROR(expr, what)                                          \
-  do {                                                                                      \
+#define RINGMOE_CUBLAS_RETURN_IF_ERROR(expr, what)                                                  \
+  do {                                                                                              \
     ::absl::Status ringmoe_cublas_status_ = ::ringmoe::gpu::internal::CublasStatus((expr), (what)); \
-    if (!ringmoe_cublas_status_.ok()) return ringmoe_cublas_status_;                        \
+    if (!ringmoe_cublas_status_.ok()) return ringmoe_cublas_status_;                                \
   } while (0)

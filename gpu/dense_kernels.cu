@@ -56,13 +56,15 @@ __global__ void AddRowBiasKernel(float* __restrict__ y, const float* __restrict_
     y[i] += bias[i % cols];
 }
 
-__global__ void F32ToBf16Kernel(const float* __restrict__ in, int64_t count, __nv_bfloat16* __restrict__ out) {
+__global__ void F32ToBf16Kernel(const float* __restrict__ in, int64_t count,
+                                __nv_bfloat16* __restrict__ out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     out[i] = __float2bfloat16_rn(in[i]);
 }
 
-__global__ void Bf16ToF32Kernel(const __nv_bfloat16* __restrict__ in, int64_t count, float* __restrict__ out) {
+__global__ void Bf16ToF32Kernel(const __nv_bfloat16* __restrict__ in, int64_t count,
+                                float* __restrict__ out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     out[i] = __bfloat162float(in[i]);
@@ -74,8 +76,8 @@ __device__ __forceinline__ bool Better(float a, int a_id, float b, int b_id) {
 
 constexpr int kArgmaxThreads = 1024;
 
-__global__ void ArgmaxLogSoftmaxKernel(const float* __restrict__ logits, int vocab, int32_t* __restrict__ token_ids,
-                                       float* __restrict__ logprobs) {
+__global__ void ArgmaxLogSoftmaxKernel(const float* __restrict__ logits, int vocab,
+                                       int32_t* __restrict__ token_ids, float* __restrict__ logprobs) {
   __shared__ float best_values[kArgmaxThreads / kWarp];
   __shared__ int best_ids[kArgmaxThreads / kWarp];
   __shared__ float scratch[32];
@@ -127,7 +129,8 @@ __device__ __forceinline__ uint64_t SplitMix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-__global__ void FillRandomBf16Kernel(__nv_bfloat16* __restrict__ out, int64_t count, uint64_t seed, float scale) {
+__global__ void FillRandomBf16Kernel(__nv_bfloat16* __restrict__ out, int64_t count, uint64_t seed,
+                                     float scale) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const uint64_t bits = SplitMix64(seed * 0x632be59bd9b4e019ull + static_cast<uint64_t>(i));
@@ -165,21 +168,23 @@ cudaError_t LaunchF32ToBf16(const float* in, int64_t count, uint16_t* out, cudaS
 
 cudaError_t LaunchBf16ToF32(const uint16_t* in, int64_t count, float* out, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  Bf16ToF32Kernel<<<GridFor(count), kThreads, 0, stream>>>(reinterpret_cast<const __nv_bfloat16*>(in), count, out);
+  Bf16ToF32Kernel<<<GridFor(count), kThreads, 0, stream>>>(reinterpret_cast<const __nv_bfloat16*>(in), count,
+                                                           out);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids, float* logprobs,
-                                   cudaStream_t stream) {
+cudaError_t LaunchArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids,
+                                   float* logprobs, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   ArgmaxLogSoftmaxKernel<<<rows, kArgmaxThreads, 0, stream>>>(logits, vocab, token_ids, logprobs);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchFillRandomBf16(uint16_t* out, int64_t count, uint64_t seed, float scale, cudaStream_t stream) {
+cudaError_t LaunchFillRandomBf16(uint16_t* out, int64_t count, uint64_t seed, float scale,
+                                 cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  FillRandomBf16Kernel<<<GridFor(count), kThreads, 0, stream>>>(reinterpret_cast<__nv_bfloat16*>(out), count, seed,
-                                                                 scale);
+  FillRandomBf16Kernel<<<GridFor(count), kThreads, 0, stream>>>(reinterpret_cast<__nv_bfloat16*>(out), count,
+                                                                seed, scale);
   return cudaGetLastError();
 }
 

@@ -27,9 +27,10 @@ absl::Status ResidualAdd(float* x, const float* y, int64_t count, const Stream& 
 absl::Status ConvertF32ToBf16(const float* in, int64_t count, void* out_bf16, const Stream& stream);
 absl::Status ConvertBf16ToF32(const void* in_bf16, int64_t count, float* out, const Stream& stream);
 
-// Per row of `vocab` logits: token_ids[r] = the first index of the maximum, logprobs[r] = its log-softmax value.
-absl::Status GreedyArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids, float* logprobs,
-                                    const Stream& stream);
+// Per row of `vocab` logits: token_ids[r] = the first index of the maximum, logprobs[r] = its log-softmax
+// value.
+absl::Status GreedyArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids,
+                                    float* logprobs, const Stream& stream);
 
 // Fills `count` bf16 values with uniform noise in [-scale, scale] from (seed, index): tests and benchmarks.
 absl::Status FillRandomBf16(void* out_bf16, int64_t count, uint64_t seed, float scale, const Stream& stream);

@@ -60,16 +60,17 @@ absl::Status CheckGpu() {
   bool listed = archs.empty();
   for (int arch : archs) listed = listed || arch == capability;
   if (!listed) {
-    return absl::UnavailableError(absl::StrCat("GPU ", props.name, " has compute capability ", props.major, ".",
-                                               props.minor, "; this build has kernels for ", compiled,
-                                               " (rebuild with -DCMAKE_CUDA_ARCHITECTURES=", capability, ")"));
+    return absl::UnavailableError(absl::StrCat("GPU ", props.name, " has compute capability ", props.major,
+                                               ".", props.minor, "; this build has kernels for ", compiled,
+                                               " (rebuild with -DCMAKE_CUDA_ARCHITECTURES=", capability,
+                                               ")"));
   }
   // The arch list can be symbolic ("native"); loading a kernel is the final word.
   error = kernels::CheckKernelImage();
   if (error != cudaSuccess) {
-    return absl::UnavailableError(absl::StrCat("GPU ", props.name, " (compute capability ", props.major, ".",
-                                               props.minor, ") cannot run this build's kernels (compiled for ",
-                                               compiled, "): ", cudaGetErrorString(error)));
+    return absl::UnavailableError(absl::StrCat(
+        "GPU ", props.name, " (compute capability ", props.major, ".", props.minor,
+        ") cannot run this build's kernels (compiled for ", compiled, "): ", cudaGetErrorString(error)));
   }
   return absl::OkStatus();
 }

@@ -1,4 +1,5 @@
-// Whether a usable GPU is present, and what it is. Plain C++ (no CUDA types): runtime/ and planner/ include it.
+// Whether a usable GPU is present, and what it is. Plain C++ (no CUDA types): runtime/ and planner/ include
+// it.
 //
 // The engine uses one GPU, device 0 (CUDA_VISIBLE_DEVICES picks which); every gpu/ call runs on it.
 #pragma once
@@ -12,8 +13,8 @@ namespace ringmoe::gpu {
 
 // True when this build has CUDA, a device is present, and its compute capability is one this build compiled
 // kernels for. Otherwise false, with the reason in *why_not (when non-null), e.g. "built without CUDA",
-// "no CUDA device: cudaErrorNoDevice ...", "GPU NVIDIA X has compute capability 8.6; this build has kernels for
-// 90 (rebuild with -DCMAKE_CUDA_ARCHITECTURES=86)". Cheap after the first call; safe from any thread.
+// "no CUDA device: cudaErrorNoDevice ...", "GPU NVIDIA X has compute capability 8.6; this build has kernels
+// for 90 (rebuild with -DCMAKE_CUDA_ARCHITECTURES=86)". Cheap after the first call; safe from any thread.
 bool GpuAvailable(std::string* why_not = nullptr);
 // OkStatus when GpuAvailable(), else UnavailableError with the reason. Every gpu/ entry point starts with it.
 absl::Status RequireGpu();

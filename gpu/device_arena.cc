@@ -73,7 +73,8 @@ int64_t DeviceArena::available_bytes() const {
 
 absl::StatusOr<DeviceBuffer> DeviceArena::Allocate(int64_t bytes, std::string_view purpose) {
   if (bytes < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("device allocation for ", std::string(purpose), ": negative size ", bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device allocation for ", std::string(purpose), ": negative size ", bytes));
   }
   if (bytes == 0) return DeviceBuffer();
 #if RINGMOE_HAVE_CUDA
@@ -84,9 +85,9 @@ absl::StatusOr<DeviceBuffer> DeviceArena::Allocate(int64_t bytes, std::string_vi
     std::lock_guard<std::mutex> lock(mutex_);
     if (cap_bytes_ > 0 && used_bytes_ + charged > cap_bytes_) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "device allocation for ", std::string(purpose), " of ", FormatBytes(bytes), " (", bytes, " bytes) exceeds the GPU memory cap (--gpu-mem ",
-          FormatBytes(cap_bytes_), "): ", FormatBytes(used_bytes_), " already in use, ",
-          FormatBytes(cap_bytes_ - used_bytes_), " left"));
+          "device allocation for ", std::string(purpose), " of ", FormatBytes(bytes), " (", bytes,
+          " bytes) exceeds the GPU memory cap (--gpu-mem ", FormatBytes(cap_bytes_), "): ",
+          FormatBytes(used_bytes_), " already in use, ", FormatBytes(cap_bytes_ - used_bytes_), " left"));
     }
     used_bytes_ += charged;
     peak_bytes_ = std::max(peak_bytes_, used_bytes_);
@@ -99,8 +100,9 @@ absl::StatusOr<DeviceBuffer> DeviceArena::Allocate(int64_t bytes, std::string_vi
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
     return absl::ResourceExhaustedError(absl::StrCat(
-        "cudaMalloc of ", FormatBytes(bytes), " for ", std::string(purpose), " failed: ", cudaGetErrorString(error), " (device has ",
-        FormatBytes(static_cast<int64_t>(free_bytes)), " free of ", FormatBytes(static_cast<int64_t>(total_bytes)), ")"));
+        "cudaMalloc of ", FormatBytes(bytes), " for ", std::string(purpose), " failed: ",
+        cudaGetErrorString(error), " (device has ", FormatBytes(static_cast<int64_t>(free_bytes)),
+        " free of ", FormatBytes(static_cast<int64_t>(total_bytes)), ")"));
   }
   return DeviceBuffer(this, data, bytes, charged);
 #else

@@ -1,5 +1,6 @@
 // The device-memory budget: every device allocation of the engine goes through a DeviceArena, which enforces
-// the --gpu-mem cap (so a 141 GB H200 can stand in for a 16-24 GB card). Plain cudaMalloc, never managed memory.
+// the --gpu-mem cap (so a 141 GB H200 can stand in for a 16-24 GB card). Plain cudaMalloc, never managed
+// memory.
 #pragma once
 
 #include <cstdint>

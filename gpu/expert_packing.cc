@@ -24,8 +24,8 @@ PackedLayerIndex MakePackedLayerIndex(int num_experts, int hidden, int intermedi
 absl::Status PackLayerExperts(std::span<const ExpertMatricesBf16> experts, const PackedLayerIndex& index,
                               void* dst, int64_t dst_bytes) {
   if (static_cast<int64_t>(experts.size()) != index.num_experts) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("PackLayerExperts: ", experts.size(), " experts given, the index has ", index.num_experts));
+    return absl::InvalidArgumentError(absl::StrCat("PackLayerExperts: ", experts.size(),
+                                                   " experts given, the index has ", index.num_experts));
   }
   if (dst == nullptr || dst_bytes < index.total_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat("PackLayerExperts: destination of ", dst_bytes,
@@ -61,7 +61,8 @@ SectionLayout MakeSectionLayout(int first_layer, std::span<const PackedLayerInde
   return layout;
 }
 
-std::vector<ByteRange> RoutedExpertRanges(const PackedLayerIndex& index, std::span<const int32_t> expert_counts) {
+std::vector<ByteRange> RoutedExpertRanges(const PackedLayerIndex& index,
+                                          std::span<const int32_t> expert_counts) {
   std::vector<ByteRange> ranges;
   const int experts = std::min<int>(index.num_experts, static_cast<int>(expert_counts.size()));
   for (int e = 0; e < experts; ++e) {

@@ -4,8 +4,8 @@
 //
 // Layout of one packed layer (all bf16, row-major, PyTorch's [out, in] orientation):
 //   expert e starts at e * expert_stride_bytes:
-//     [gate rows (intermediate x hidden) | up rows (intermediate x hidden)]   the fused gate/up matrix [2I, H]
-//     [down (hidden x intermediate)]
+//     [gate rows (intermediate x hidden) | up rows (intermediate x hidden)]   the fused gate/up matrix [2I,
+//     H] [down (hidden x intermediate)]
 //   expert_stride_bytes is the expert's 3*I*H*2 bytes rounded up to kPackAlignment.
 #pragma once
 
@@ -44,8 +44,8 @@ struct ExpertMatricesBf16 {
   const uint16_t* down = nullptr;  // [hidden, intermediate]
 };
 
-// Writes the experts into `dst` (index.total_bytes() bytes, e.g. a pinned section buffer) in the layout above;
-// padding is zeroed. InvalidArgument when the count or the destination size does not match the index.
+// Writes the experts into `dst` (index.total_bytes() bytes, e.g. a pinned section buffer) in the layout
+// above; padding is zeroed. InvalidArgument when the count or the destination size does not match the index.
 absl::Status PackLayerExperts(std::span<const ExpertMatricesBf16> experts, const PackedLayerIndex& index,
                               void* dst, int64_t dst_bytes);
 
@@ -65,6 +65,7 @@ struct ByteRange {
   int64_t offset = 0;
   int64_t bytes = 0;
 };
-std::vector<ByteRange> RoutedExpertRanges(const PackedLayerIndex& index, std::span<const int32_t> expert_counts);
+std::vector<ByteRange> RoutedExpertRanges(const PackedLayerIndex& index,
+                                          std::span<const int32_t> expert_counts);
 
 }  // namespace ringmoe::gpu

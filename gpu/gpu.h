@@ -10,14 +10,15 @@
 //   section_ring.h   SectionRing (N device slots, copy/compute overlap ordered by events) and the
 //                    HostSectionSource producer interface with its pinned-memory implementation.
 //   routing_ops.h    Router top-k (twin: cpu::RouteTopK).
-//   moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin: cpu::MoeForward).
-//   dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add, conversions,
+//   moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
+//   cpu::MoeForward). dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add,
+//   conversions,
 //                    greedy argmax + log-softmax for lm_head logits.
 //   gpu_probe.h      ProbeGpu for the planner: copy bandwidths and expert GEMM rates.
 //   DESIGN.md        How the engine is meant to drive the ring, the streams/events and micro-batches.
 //
-// Every header here is plain C++ (opaque handles, void* device pointers): runtime/ includes them in builds with
-// or without CUDA. CUDA-only headers end in .cuh and are private to this folder. In a build without CUDA
+// Every header here is plain C++ (opaque handles, void* device pointers): runtime/ includes them in builds
+// with or without CUDA. CUDA-only headers end in .cuh and are private to this folder. In a build without CUDA
 // (-DRINGMOE_CUDA=OFF) every entry point returns UnavailableError("built without CUDA").
 #pragma once
 

@@ -39,7 +39,8 @@ double GigabytesPerSecond(int64_t bytes, float ms) { return ms > 0 ? bytes / (ms
 
 }  // namespace
 
-absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options, GemmStrategy strategy) {
+absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options,
+                                                        GemmStrategy strategy) {
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   if (options.hidden <= 0 || options.intermediate <= 0 || options.experts <= 0) {
     return absl::InvalidArgumentError("MeasureExpertGemm: non-positive shape");
@@ -57,11 +58,14 @@ absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& o
   MoeShape shape{h, options.intermediate, e, 1};
   RINGMOE_GPU_ASSIGN_OR_RETURN(MoeRunner runner, MoeRunner::Create(arena, shape, max_tokens, strategy));
   const PackedLayerIndex index = MakePackedLayerIndex(e, h, options.intermediate);
-  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer layer, arena.Allocate(index.total_bytes(), "probe expert weights"));
-  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer x, arena.Allocate(int64_t{2} * max_tokens * h, "probe activations"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer layer,
+                               arena.Allocate(index.total_bytes(), "probe expert weights"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer x,
+                               arena.Allocate(int64_t{2} * max_tokens * h, "probe activations"));
   RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer out, arena.Allocate(int64_t{4} * max_tokens * h, "probe output"));
   RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer ids, arena.Allocate(int64_t{4} * max_tokens, "probe expert ids"));
-  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer weights, arena.Allocate(int64_t{4} * max_tokens, "probe weights"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer weights,
+                               arena.Allocate(int64_t{4} * max_tokens, "probe weights"));
   RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(layer.data(), index.total_bytes() / 2, 1, 0.02f, stream));
   RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(x.data(), int64_t{max_tokens} * h, 2, 1.0f, stream));
   RINGMOE_GPU_RETURN_IF_ERROR(FillDeviceBytes(out.data(), 0, out.size(), stream));
@@ -79,7 +83,8 @@ absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& o
     const int tokens = t * e;
     RINGMOE_GPU_RETURN_IF_ERROR(runner.SortByExpert(ids.as<int32_t>(), tokens, stream));
     auto pass = [&] {
-      return runner.RunExperts(blas, x.data(), weights.as<float>(), layer.data(), index, out.as<float>(), stream);
+      return runner.RunExperts(blas, x.data(), weights.as<float>(), layer.data(), index, out.as<float>(),
+                               stream);
     };
     RINGMOE_GPU_RETURN_IF_ERROR(pass());  // Warm-up (cuBLAS picks and loads its kernels).
     // Enough passes for ~1 TFLOP of work, between 5 and 200, so the events see well past launch overhead.
@@ -109,33 +114,37 @@ absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options) {
     DeviceArena arena(0);
     RINGMOE_GPU_ASSIGN_OR_RETURN(Stream up, Stream::Create());
     RINGMOE_GPU_ASSIGN_OR_RETURN(Stream down, Stream::Create());
-    RINGMOE_GPU_ASSIGN_OR_RETURN(PinnedHostBuffer host_a, PinnedHostBuffer::Allocate(bytes, "probe copy source"));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(PinnedHostBuffer host_b, PinnedHostBuffer::Allocate(bytes, "probe copy target"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(PinnedHostBuffer host_a,
+                                 PinnedHostBuffer::Allocate(bytes, "probe copy source"));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(PinnedHostBuffer host_b,
+                                 PinnedHostBuffer::Allocate(bytes, "probe copy target"));
     RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer device_a, arena.Allocate(bytes, "probe copy target"));
     RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer device_b, arena.Allocate(bytes, "probe copy source"));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(
-        float h2d_ms, BestMilliseconds(up, [&] { return CopyHostToDevice(device_a.data(), host_a.data(), bytes, up); }));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(
-        float d2h_ms,
-        BestMilliseconds(up, [&] { return CopyDeviceToHost(host_b.data(), device_b.data(), bytes, up); }));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(float h2d_ms, BestMilliseconds(up, [&] {
+                                   return CopyHostToDevice(device_a.data(), host_a.data(), bytes, up);
+                                 }));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(float d2h_ms, BestMilliseconds(up, [&] {
+                                   return CopyDeviceToHost(host_b.data(), device_b.data(), bytes, up);
+                                 }));
     // Both directions at once: the second stream joins the first at the start and rejoins it at the end.
     RINGMOE_GPU_ASSIGN_OR_RETURN(Event fork, Event::Create());
     RINGMOE_GPU_ASSIGN_OR_RETURN(Event join, Event::Create());
-    RINGMOE_GPU_ASSIGN_OR_RETURN(float both_ms, BestMilliseconds(up, [&]() -> absl::Status {
-                                   RINGMOE_GPU_RETURN_IF_ERROR(fork.Record(up));
-                                   RINGMOE_GPU_RETURN_IF_ERROR(down.WaitFor(fork));
-                                   RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(device_a.data(), host_a.data(), bytes, up));
-                                   RINGMOE_GPU_RETURN_IF_ERROR(
-                                       CopyDeviceToHost(host_b.data(), device_b.data(), bytes, down));
-                                   RINGMOE_GPU_RETURN_IF_ERROR(join.Record(down));
-                                   return up.WaitFor(join);
-                                 }));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(
+        float both_ms, BestMilliseconds(up, [&]() -> absl::Status {
+          RINGMOE_GPU_RETURN_IF_ERROR(fork.Record(up));
+          RINGMOE_GPU_RETURN_IF_ERROR(down.WaitFor(fork));
+          RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(device_a.data(), host_a.data(), bytes, up));
+          RINGMOE_GPU_RETURN_IF_ERROR(CopyDeviceToHost(host_b.data(), device_b.data(), bytes, down));
+          RINGMOE_GPU_RETURN_IF_ERROR(join.Record(down));
+          return up.WaitFor(join);
+        }));
     result.h2d_gbps = GigabytesPerSecond(bytes, h2d_ms);
     result.d2h_gbps = GigabytesPerSecond(bytes, d2h_ms);
     result.bidirectional_gbps = GigabytesPerSecond(2 * bytes, both_ms);
   }
 
-  RINGMOE_GPU_ASSIGN_OR_RETURN(std::vector<GemmRate> loop, MeasureExpertGemm(options, GemmStrategy::kLoopGemmEx));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(std::vector<GemmRate> loop,
+                               MeasureExpertGemm(options, GemmStrategy::kLoopGemmEx));
   absl::StatusOr<std::vector<GemmRate>> grouped = MeasureExpertGemm(options, GemmStrategy::kGroupedBatched);
   result.grouped_gemm_bf16 = loop;
   if (grouped.ok()) {

@@ -39,6 +39,7 @@ absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options);
 // The routed-expert pass (gather, gate/up GEMM, SwiGLU, down GEMM, combine) of `options.experts` experts with
 // each expert given exactly t tokens, in TFLOP/s of its GEMMs (2 * t * experts * 3 * hidden * intermediate
 // flops), issued with `strategy`. Used by ProbeGpu (best of both) and to compare the strategies.
-absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options, GemmStrategy strategy);
+absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options,
+                                                        GemmStrategy strategy);
 
 }  // namespace ringmoe::gpu

@@ -26,7 +26,8 @@ std::string MemlockLimitText() {
   auto text = [](rlim_t value) {
     return value == RLIM_INFINITY ? std::string("unlimited") : FormatBytes(static_cast<int64_t>(value));
   };
-  return absl::StrCat("RLIMIT_MEMLOCK (ulimit -l): soft ", text(limit.rlim_cur), ", hard ", text(limit.rlim_max));
+  return absl::StrCat("RLIMIT_MEMLOCK (ulimit -l): soft ", text(limit.rlim_cur), ", hard ",
+                      text(limit.rlim_max));
 }
 
 PinnedHostBuffer::PinnedHostBuffer(PinnedHostBuffer&& other) noexcept
@@ -59,16 +60,18 @@ HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept
 #if RINGMOE_HAVE_CUDA
 
 absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t bytes, std::string_view purpose) {
-  if (bytes < 0) return absl::InvalidArgumentError(absl::StrCat("pinned buffer for ", std::string(purpose), ": negative size"));
+  if (bytes < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("pinned buffer for ", std::string(purpose), ": negative size"));
   if (bytes == 0) return PinnedHostBuffer();
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   void* data = nullptr;
   cudaError_t error = cudaHostAlloc(&data, static_cast<size_t>(bytes), cudaHostAllocPortable);
   if (error != cudaSuccess) {
     cudaGetLastError();
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", FormatBytes(bytes),
-                                                     " of pinned host memory for ", std::string(purpose), ": ",
-                                                     cudaGetErrorString(error), "; ", MemlockLimitText()));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", FormatBytes(bytes), " of pinned host memory for ",
+                     std::string(purpose), ": ", cudaGetErrorString(error), "; ", MemlockLimitText()));
   }
   return PinnedHostBuffer(data, bytes);
 }
@@ -77,10 +80,11 @@ PinnedHostBuffer::~PinnedHostBuffer() {
   if (data_ != nullptr) cudaFreeHost(data_);
 }
 
-absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, int64_t bytes, std::string_view purpose,
-                                                            bool read_only) {
+absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, int64_t bytes,
+                                                            std::string_view purpose, bool read_only) {
   if (bytes < 0 || (bytes > 0 && data == nullptr)) {
-    return absl::InvalidArgumentError(absl::StrCat("host registration for ", std::string(purpose), ": bad range"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("host registration for ", std::string(purpose), ": bad range"));
   }
   HostRegistration registration;
   if (bytes == 0) return registration;
@@ -98,15 +102,17 @@ absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, in
   uintptr_t chunk_begin = begin;
   while (chunk_begin < end) {
     uintptr_t chunk_end = std::min<uintptr_t>(end, (chunk_begin + kMaxHostRegisterChunkBytes) / page * page);
-    if (chunk_end <= chunk_begin) chunk_end = std::min<uintptr_t>(end, chunk_begin + kMaxHostRegisterChunkBytes);
+    if (chunk_end <= chunk_begin)
+      chunk_end = std::min<uintptr_t>(end, chunk_begin + kMaxHostRegisterChunkBytes);
     void* chunk = reinterpret_cast<void*>(chunk_begin);
     cudaError_t error = cudaHostRegister(chunk, chunk_end - chunk_begin, flags);
     if (error != cudaSuccess) {
       cudaGetLastError();
       return absl::ResourceExhaustedError(absl::StrCat(
-          "cannot pin ", FormatBytes(bytes), " of host memory for ", std::string(purpose), " (cudaHostRegister of the chunk at offset ",
-          chunk_begin - begin, ", ", FormatBytes(static_cast<int64_t>(chunk_end - chunk_begin)),
-          "): ", cudaGetErrorString(error), "; ", MemlockLimitText(),
+          "cannot pin ", FormatBytes(bytes), " of host memory for ", std::string(purpose),
+          " (cudaHostRegister of the chunk at offset ", chunk_begin - begin, ", ",
+          FormatBytes(static_cast<int64_t>(chunk_end - chunk_begin)), "): ", cudaGetErrorString(error), "; ",
+          MemlockLimitText(),
           " - raise it (ulimit -l unlimited, or memlock in /etc/security/limits.conf) or pin less"));
       // `registration` unregisters the chunks done so far as it goes out of scope.
     }
@@ -123,7 +129,9 @@ HostRegistration::~HostRegistration() {
 
 #else  // !RINGMOE_HAVE_CUDA
 
-absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t, std::string_view) { return NotBuiltWithCuda(); }
+absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t, std::string_view) {
+  return NotBuiltWithCuda();
+}
 PinnedHostBuffer::~PinnedHostBuffer() = default;
 absl::StatusOr<HostRegistration> HostRegistration::Register(const void*, int64_t, std::string_view, bool) {
   return NotBuiltWithCuda();

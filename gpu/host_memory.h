@@ -46,8 +46,8 @@ class PinnedHostBuffer {
 // unpins it on destruction (which must come before the memory is freed or unmapped).
 class HostRegistration {
  public:
-  // read_only: the memory is mapped read-only (an mmap of a checkpoint opened O_RDONLY); the device only reads
-  // it. On failure, what was registered so far is undone and the error names the memlock limit.
+  // read_only: the memory is mapped read-only (an mmap of a checkpoint opened O_RDONLY); the device only
+  // reads it. On failure, what was registered so far is undone and the error names the memlock limit.
   static absl::StatusOr<HostRegistration> Register(const void* data, int64_t bytes, std::string_view purpose,
                                                    bool read_only = true);
 

@@ -1,5 +1,5 @@
-// Launchers of the gpu/ CUDA kernels, callable from the .cc files (compiled by the host compiler with the CUDA
-// runtime headers). Each returns the launch's cudaError_t; arguments are checked by the .cc callers. All
+// Launchers of the gpu/ CUDA kernels, callable from the .cc files (compiled by the host compiler with the
+// CUDA runtime headers). Each returns the launch's cudaError_t; arguments are checked by the .cc callers. All
 // pointers are device pointers; bf16 data is passed as its uint16_t bits.
 #pragma once
 
@@ -29,9 +29,10 @@ cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int n
                                size_t scratch_bytes, cudaStream_t stream);
 
 // sorted_x[s, :] = x[permutation[s] / top_k, :] (bf16 rows of `hidden`).
-cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permutation, int assignments, int top_k,
-                             uint16_t* sorted_x, cudaStream_t stream);
-// h[r, i] = bf16(silu(gate_up[r, i]) * gate_up[r, intermediate + i]); gate_up is f32 [rows, 2 * intermediate].
+cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permutation, int assignments,
+                             int top_k, uint16_t* sorted_x, cudaStream_t stream);
+// h[r, i] = bf16(silu(gate_up[r, i]) * gate_up[r, intermediate + i]); gate_up is f32 [rows, 2 *
+// intermediate].
 cudaError_t LaunchSwiGlu(const float* gate_up, int rows, int intermediate, uint16_t* h, cudaStream_t stream);
 // out[t, :] += sum_j weights[t * top_k + j] * expert_out[inverse[t * top_k + j], :], j in order.
 cudaError_t LaunchCombine(const float* expert_out, int hidden, const int32_t* inverse, const float* weights,
@@ -44,9 +45,10 @@ cudaError_t LaunchAddRowBias(float* y, const float* bias, int rows, int cols, cu
 cudaError_t LaunchF32ToBf16(const float* in, int64_t count, uint16_t* out, cudaStream_t stream);
 cudaError_t LaunchBf16ToF32(const uint16_t* in, int64_t count, float* out, cudaStream_t stream);
 // Per row: the first index of the maximum, and its log-softmax value (-log sum exp(x - max)).
-cudaError_t LaunchArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids, float* logprobs,
-                                   cudaStream_t stream);
+cudaError_t LaunchArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids,
+                                   float* logprobs, cudaStream_t stream);
 // Uniform values in [-scale, scale] from a counter-based hash of (seed, index): benchmarks and tests.
-cudaError_t LaunchFillRandomBf16(uint16_t* out, int64_t count, uint64_t seed, float scale, cudaStream_t stream);
+cudaError_t LaunchFillRandomBf16(uint16_t* out, int64_t count, uint64_t seed, float scale,
+                                 cudaStream_t stream);
 
 }  // namespace ringmoe::gpu::kernels

@@ -29,7 +29,8 @@ __global__ void CountKernel(const int32_t* __restrict__ expert_ids, int assignme
 }
 
 // One thread: num_experts is small (<= a few hundred).
-__global__ void OffsetsKernel(const int32_t* __restrict__ counts, int num_experts, int32_t* __restrict__ offsets) {
+__global__ void OffsetsKernel(const int32_t* __restrict__ counts, int num_experts,
+                              int32_t* __restrict__ offsets) {
   int32_t running = 0;
   for (int e = 0; e < num_experts; ++e) {
     offsets[e] = running;
@@ -44,8 +45,9 @@ __global__ void InverseKernel(const int32_t* __restrict__ permutation, int assig
     inverse[permutation[s]] = s;
 }
 
-__global__ void GatherRowsKernel(const uint16_t* __restrict__ x, int hidden, const int32_t* __restrict__ permutation,
-                                 int top_k, uint16_t* __restrict__ sorted_x) {
+__global__ void GatherRowsKernel(const uint16_t* __restrict__ x, int hidden,
+                                 const int32_t* __restrict__ permutation, int top_k,
+                                 uint16_t* __restrict__ sorted_x) {
   const int s = blockIdx.x;
   const int token = permutation[s] / top_k;
   const uint16_t* src = x + static_cast<size_t>(token) * hidden;
@@ -72,8 +74,9 @@ __global__ void SwiGluKernel(const float* __restrict__ gate_up, int rows, int in
   }
 }
 
-__global__ void CombineKernel(const float* __restrict__ expert_out, int hidden, const int32_t* __restrict__ inverse,
-                              const float* __restrict__ weights, int top_k, float* __restrict__ out) {
+__global__ void CombineKernel(const float* __restrict__ expert_out, int hidden,
+                              const int32_t* __restrict__ inverse, const float* __restrict__ weights,
+                              int top_k, float* __restrict__ out) {
   const int token = blockIdx.x;
   float* row = out + static_cast<size_t>(token) * hidden;
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
@@ -114,12 +117,13 @@ cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int n
     auto* iota = reinterpret_cast<int32_t*>(base + array_bytes);
     void* cub_storage = base + 2 * array_bytes;
     size_t cub_bytes = scratch_bytes - 2 * array_bytes;
-    CountKernel<<<GridFor(assignments), kThreads, 0, stream>>>(expert_ids, assignments, num_experts, counts, iota);
+    CountKernel<<<GridFor(assignments), kThreads, 0, stream>>>(expert_ids, assignments, num_experts, counts,
+                                                               iota);
     // Radix sort is stable, so each expert's assignments stay in token order. Ids outside the range are
     // counted above and make the caller fail before anything reads the sorted order's GEMM ranges.
-    error = cub::DeviceRadixSort::SortPairs(cub_storage, cub_bytes, reinterpret_cast<const uint32_t*>(expert_ids),
-                                            keys_out, iota, permutation, assignments, 0, BitsFor(num_experts),
-                                            stream);
+    error = cub::DeviceRadixSort::SortPairs(cub_storage, cub_bytes,
+                                            reinterpret_cast<const uint32_t*>(expert_ids), keys_out, iota,
+                                            permutation, assignments, 0, BitsFor(num_experts), stream);
     if (error != cudaSuccess) return error;
     InverseKernel<<<GridFor(assignments), kThreads, 0, stream>>>(permutation, assignments, inverse);
   }
@@ -127,8 +131,8 @@ cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int n
   return cudaGetLastError();
 }
 
-cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permutation, int assignments, int top_k,
-                             uint16_t* sorted_x, cudaStream_t stream) {
+cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permutation, int assignments,
+                             int top_k, uint16_t* sorted_x, cudaStream_t stream) {
   if (assignments == 0) return cudaSuccess;
   GatherRowsKernel<<<assignments, 128, 0, stream>>>(x, hidden, permutation, top_k, sorted_x);
   return cudaGetLastError();

@@ -29,8 +29,8 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   if (shape.hidden <= 0 || shape.intermediate <= 0 || shape.num_experts <= 0 || shape.top_k <= 0 ||
       shape.top_k > shape.num_experts || max_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("MoeRunner: hidden ", shape.hidden, ", intermediate ",
-                                                   shape.intermediate, ", experts ", shape.num_experts, ", top_k ",
-                                                   shape.top_k, ", max_tokens ", max_tokens));
+                                                   shape.intermediate, ", experts ", shape.num_experts,
+                                                   ", top_k ", shape.top_k, ", max_tokens ", max_tokens));
   }
   MoeRunner runner;
   runner.shape_ = shape;
@@ -55,7 +55,8 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.gate_up_, 4 * assignments * 2 * i, "gate/up output (f32)"));
   RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.activated_, 2 * assignments * i, "SwiGLU output (bf16)"));
   RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
-  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_counts_, PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_counts_,
+                               PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
   if (strategy == GemmStrategy::kGroupedBatched) {
     const int64_t pointer_bytes = 6 * experts * static_cast<int64_t>(sizeof(void*));
     RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
@@ -71,17 +72,19 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
 absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, const Stream& stream) {
   tokens_ = -1;
   if (tokens < 0 || tokens > max_tokens_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("MoeRunner::SortByExpert: ", tokens, " tokens; this runner holds at most ", max_tokens_));
+    return absl::InvalidArgumentError(absl::StrCat("MoeRunner::SortByExpert: ", tokens,
+                                                   " tokens; this runner holds at most ", max_tokens_));
   }
   const int assignments = tokens * shape_.top_k;
   const int experts = shape_.num_experts;
   RINGMOE_CUDA_RETURN_IF_ERROR(
-      kernels::LaunchSortByExpert(expert_ids, assignments, experts, counts_.as<int32_t>(), offsets_.as<int32_t>(),
-                                  permutation_.as<int32_t>(), inverse_.as<int32_t>(), sort_scratch_.data(),
-                                  static_cast<size_t>(sort_scratch_.size()), AsCuda(stream)),
+      kernels::LaunchSortByExpert(expert_ids, assignments, experts, counts_.as<int32_t>(),
+                                  offsets_.as<int32_t>(), permutation_.as<int32_t>(), inverse_.as<int32_t>(),
+                                  sort_scratch_.data(), static_cast<size_t>(sort_scratch_.size()),
+                                  AsCuda(stream)),
       "expert sort");
-  RINGMOE_GPU_RETURN_IF_ERROR(CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(
+      CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
   RINGMOE_GPU_RETURN_IF_ERROR(counts_ready_.Record(stream));
   RINGMOE_GPU_RETURN_IF_ERROR(counts_ready_.Synchronize());
   const int32_t* counts = host_counts_.as<const int32_t>();
@@ -102,13 +105,14 @@ absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, cons
 absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
                                    const void* packed_layer, const PackedLayerIndex& index, float* out,
                                    const Stream& stream) {
-  if (tokens_ < 0) return absl::FailedPreconditionError("MoeRunner::RunExperts before a successful SortByExpert");
+  if (tokens_ < 0)
+    return absl::FailedPreconditionError("MoeRunner::RunExperts before a successful SortByExpert");
   if (index.num_experts != shape_.num_experts || index.hidden != shape_.hidden ||
       index.intermediate != shape_.intermediate) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MoeRunner::RunExperts: packed layer is ", index.num_experts, " experts of ", index.hidden, "x",
-        index.intermediate, ", the runner was made for ", shape_.num_experts, " of ", shape_.hidden, "x",
-        shape_.intermediate));
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoeRunner::RunExperts: packed layer is ", index.num_experts, " experts of ",
+                     index.hidden, "x", index.intermediate, ", the runner was made for ", shape_.num_experts,
+                     " of ", shape_.hidden, "x", shape_.intermediate));
   }
   if (tokens_ == 0) return absl::OkStatus();
   const int assignments = tokens_ * shape_.top_k;
@@ -116,10 +120,10 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   const auto* layer = static_cast<const uint8_t*>(packed_layer);
   cudaStream_t cuda_stream = AsCuda(stream);
   RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
-  RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h,
-                                                         permutation_.as<int32_t>(), assignments, shape_.top_k,
-                                                         sorted_x_.as<uint16_t>(), cuda_stream),
-                               "gather kernel");
+  RINGMOE_CUDA_RETURN_IF_ERROR(
+      kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h, permutation_.as<int32_t>(),
+                                assignments, shape_.top_k, sorted_x_.as<uint16_t>(), cuda_stream),
+      "gather kernel");
   if (strategy_ == GemmStrategy::kGroupedBatched) {
     absl::Status grouped = RunGemmsGrouped(blas, layer, index, stream);
     if (absl::IsUnimplemented(grouped)) {
@@ -138,10 +142,10 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       const int64_t first = host_offsets_[e];
       // Row-major C[rows, 2I] = X[rows, H] * W_gate_up[2I, H]^T, as column-major C^T = W X^T.
       RINGMOE_CUBLAS_RETURN_IF_ERROR(
-          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * i, rows, h, &alpha, layer + index.gate_up_offset(e),
-                       CUDA_R_16BF, h, sorted_x_.as<uint16_t>() + first * h, CUDA_R_16BF, h, &beta,
-                       gate_up_.as<float>() + first * 2 * i, CUDA_R_32F, 2 * i, CUBLAS_COMPUTE_32F,
-                       CUBLAS_GEMM_DEFAULT),
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * i, rows, h, &alpha,
+                       layer + index.gate_up_offset(e), CUDA_R_16BF, h, sorted_x_.as<uint16_t>() + first * h,
+                       CUDA_R_16BF, h, &beta, gate_up_.as<float>() + first * 2 * i, CUDA_R_32F, 2 * i,
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           absl::StrCat("cublasGemmEx (expert ", e, " gate/up, ", rows, " rows)"));
     }
     RINGMOE_CUDA_RETURN_IF_ERROR(
@@ -152,14 +156,15 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       if (rows == 0) continue;
       const int64_t first = host_offsets_[e];
       RINGMOE_CUBLAS_RETURN_IF_ERROR(
-          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, h, rows, i, &alpha, layer + index.down_offset(e), CUDA_R_16BF,
-                       i, activated_.as<uint16_t>() + first * i, CUDA_R_16BF, i, &beta,
-                       expert_out_.as<float>() + first * h, CUDA_R_32F, h, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, h, rows, i, &alpha, layer + index.down_offset(e),
+                       CUDA_R_16BF, i, activated_.as<uint16_t>() + first * i, CUDA_R_16BF, i, &beta,
+                       expert_out_.as<float>() + first * h, CUDA_R_32F, h, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
           absl::StrCat("cublasGemmEx (expert ", e, " down, ", rows, " rows)"));
     }
   }
-  RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchCombine(expert_out_.as<float>(), h, inverse_.as<int32_t>(), weights,
-                                                      tokens_, shape_.top_k, out, cuda_stream),
+  RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchCombine(expert_out_.as<float>(), h, inverse_.as<int32_t>(),
+                                                      weights, tokens_, shape_.top_k, out, cuda_stream),
                                "combine kernel");
   return absl::OkStatus();
 }
@@ -205,22 +210,24 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, 
     }
     return internal::CublasStatus(status, what);
   };
-  RINGMOE_GPU_RETURN_IF_ERROR(check(
-      cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), two_i.data(), rows.data(), hidden.data(),
-                                 alpha.data(), device + 0 * experts, CUDA_R_16BF, hidden.data(), device + 1 * experts,
-                                 CUDA_R_16BF, hidden.data(), beta.data(), device + 2 * experts, CUDA_R_32F,
-                                 two_i.data(), groups, group_size.data(), CUBLAS_COMPUTE_32F),
-      "cublasGemmGroupedBatchedEx (gate/up)"));
+  RINGMOE_GPU_RETURN_IF_ERROR(
+      check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), two_i.data(), rows.data(),
+                                       hidden.data(), alpha.data(), device + 0 * experts, CUDA_R_16BF,
+                                       hidden.data(), device + 1 * experts, CUDA_R_16BF, hidden.data(),
+                                       beta.data(), device + 2 * experts, CUDA_R_32F, two_i.data(), groups,
+                                       group_size.data(), CUBLAS_COMPUTE_32F),
+            "cublasGemmGroupedBatchedEx (gate/up)"));
   const int assignments = tokens_ * shape_.top_k;
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchSwiGlu(gate_up_.as<float>(), assignments, i, activated_.as<uint16_t>(), AsCuda(stream)),
       "SwiGLU kernel");
-  RINGMOE_GPU_RETURN_IF_ERROR(check(
-      cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(), inter.data(),
-                                 alpha.data(), device + 3 * experts, CUDA_R_16BF, inter.data(), device + 4 * experts,
-                                 CUDA_R_16BF, inter.data(), beta.data(), device + 5 * experts, CUDA_R_32F,
-                                 hidden.data(), groups, group_size.data(), CUBLAS_COMPUTE_32F),
-      "cublasGemmGroupedBatchedEx (down)"));
+  RINGMOE_GPU_RETURN_IF_ERROR(
+      check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(),
+                                       inter.data(), alpha.data(), device + 3 * experts, CUDA_R_16BF,
+                                       inter.data(), device + 4 * experts, CUDA_R_16BF, inter.data(),
+                                       beta.data(), device + 5 * experts, CUDA_R_32F, hidden.data(), groups,
+                                       group_size.data(), CUBLAS_COMPUTE_32F),
+            "cublasGemmGroupedBatchedEx (down)"));
   return absl::OkStatus();
 }
 
@@ -230,8 +237,8 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena&, const MoeShape&, int, 
   return NotBuiltWithCuda();
 }
 absl::Status MoeRunner::SortByExpert(const int32_t*, int, const Stream&) { return NotBuiltWithCuda(); }
-absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, const void*, const PackedLayerIndex&,
-                                   float*, const Stream&) {
+absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, const void*,
+                                   const PackedLayerIndex&, float*, const Stream&) {
   return NotBuiltWithCuda();
 }
 

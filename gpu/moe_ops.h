@@ -1,7 +1,8 @@
 // The routed-expert pass of one MoE layer on the GPU; twin of cpu::MoeForward (cpu/moe.h).
 //
 //   1. SortByExpert: counts, offsets and a stable permutation of the (token, k) assignments by expert, and a
-//      host copy of the counts (one small device->host read: the GEMM shapes and the routed-expert copy need it).
+//      host copy of the counts (one small device->host read: the GEMM shapes and the routed-expert copy need
+//      it).
 //   2. RunExperts: gather the rows in expert order, one fused gate/up GEMM per expert (bf16 in, f32 out) into
 //      [rows, 2I], SwiGLU to bf16, the down GEMM per expert, then out[t] += sum_j w[t, j] * y[slot(t, j)] in
 //      token order. Weights are a packed layer (gpu/expert_packing.h) in device memory, e.g. a ring slot.
@@ -35,7 +36,8 @@ enum class GemmStrategy { kLoopGemmEx, kGroupedBatched };
 // Threading: one host thread and one stream at a time (it owns scratch buffers reused by every call).
 class MoeRunner {
  public:
-  // Allocates scratch for up to max_tokens tokens from `arena` (about max_tokens * top_k * (10 H + 10 I) bytes).
+  // Allocates scratch for up to max_tokens tokens from `arena` (about max_tokens * top_k * (10 H + 10 I)
+  // bytes).
   static absl::StatusOr<MoeRunner> Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
                                           GemmStrategy strategy = GemmStrategy::kLoopGemmEx);
 
@@ -59,8 +61,9 @@ class MoeRunner {
   // x: device bf16 [tokens, hidden]; weights: device f32 [tokens, top_k]; packed_layer: device address of
   // the layer in `index`'s layout (only experts with a non-zero count are read); out: device f32
   // [tokens, hidden]. Queued on `stream`; no host wait.
-  absl::Status RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights, const void* packed_layer,
-                          const PackedLayerIndex& index, float* out, const Stream& stream);
+  absl::Status RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
+                          const void* packed_layer, const PackedLayerIndex& index, float* out,
+                          const Stream& stream);
 
   const MoeShape& shape() const { return shape_; }
   int max_tokens() const { return max_tokens_; }

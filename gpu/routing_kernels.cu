@@ -102,9 +102,8 @@ cudaError_t LaunchRouteTopK(const float* logits, int tokens, int num_experts, in
   if (tokens == 0) return cudaSuccess;
   const int blocks = (tokens + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const size_t shared = static_cast<size_t>(kWarpsPerBlock) * num_experts * (sizeof(float) + 1);
-  RouteTopKKernel<<<blocks, kWarpsPerBlock * kWarp, shared, stream>>>(logits, tokens, num_experts, top_k,
-                                                                       softmax_first, renormalize, expert_ids,
-                                                                       weights);
+  RouteTopKKernel<<<blocks, kWarpsPerBlock * kWarp, shared, stream>>>(
+      logits, tokens, num_experts, top_k, softmax_first, renormalize, expert_ids, weights);
   return cudaGetLastError();
 }
 

@@ -13,8 +13,9 @@ absl::StatusOr<int> PinnedSectionSource::AddSection(std::vector<HostChunk> chunk
   int64_t end = 0;
   for (const HostChunk& chunk : chunks) {
     if (chunk.bytes < 0 || chunk.slot_offset < 0 || (chunk.bytes > 0 && chunk.host == nullptr)) {
-      return absl::InvalidArgumentError(absl::StrCat("section ", sections_.size(), ": bad chunk (", chunk.bytes,
-                                                     " bytes at slot offset ", chunk.slot_offset, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("section ", sections_.size(), ": bad chunk (",
+                                                     chunk.bytes, " bytes at slot offset ", chunk.slot_offset,
+                                                     ")"));
     }
     end = std::max(end, chunk.slot_offset + chunk.bytes);
   }
@@ -29,15 +30,18 @@ int64_t PinnedSectionSource::section_bytes(int section) const {
 
 absl::StatusOr<std::vector<HostChunk>> PinnedSectionSource::Acquire(int section) {
   if (section < 0 || section >= num_sections()) {
-    return absl::OutOfRangeError(absl::StrCat("section ", section, " requested; the source has ", num_sections()));
+    return absl::OutOfRangeError(
+        absl::StrCat("section ", section, " requested; the source has ", num_sections()));
   }
   return sections_[section];
 }
 
 absl::StatusOr<std::unique_ptr<SectionRing>> SectionRing::Create(DeviceArena& arena, int num_slots,
                                                                  int64_t slot_bytes) {
-  if (num_slots < 2) return absl::InvalidArgumentError(absl::StrCat("section ring needs >= 2 slots, got ", num_slots));
-  if (slot_bytes <= 0) return absl::InvalidArgumentError(absl::StrCat("section ring slot of ", slot_bytes, " bytes"));
+  if (num_slots < 2)
+    return absl::InvalidArgumentError(absl::StrCat("section ring needs >= 2 slots, got ", num_slots));
+  if (slot_bytes <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("section ring slot of ", slot_bytes, " bytes"));
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   std::unique_ptr<SectionRing> ring(new SectionRing());
   ring->slot_bytes_ = slot_bytes;
@@ -59,7 +63,8 @@ SectionRing::~SectionRing() {
 
 absl::Status SectionRing::CheckSlot(int slot, const char* what) const {
   if (slot < 0 || slot >= num_slots()) {
-    return absl::OutOfRangeError(absl::StrCat(what, ": slot ", slot, " of a ring with ", num_slots(), " slots"));
+    return absl::OutOfRangeError(
+        absl::StrCat(what, ": slot ", slot, " of a ring with ", num_slots(), " slots"));
   }
   return absl::OkStatus();
 }
@@ -103,12 +108,14 @@ absl::Status SectionRing::FillRanges(int slot_index, HostSectionSource& source, 
                                      std::span<const ByteRange> ranges, const Stream& copy_stream) {
   RINGMOE_GPU_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::FillRanges"));
   if (section < 0 || section >= source.num_sections()) {
-    return absl::OutOfRangeError(absl::StrCat("section ", section, " requested; the source has ", source.num_sections()));
+    return absl::OutOfRangeError(
+        absl::StrCat("section ", section, " requested; the source has ", source.num_sections()));
   }
   const int64_t section_bytes = source.section_bytes(section);
   if (section_bytes > slot_bytes_) {
     return absl::InvalidArgumentError(absl::StrCat("section ", section, " is ", FormatBytes(section_bytes),
-                                                   ", larger than a ring slot (", FormatBytes(slot_bytes_), ")"));
+                                                   ", larger than a ring slot (", FormatBytes(slot_bytes_),
+                                                   ")"));
   }
   for (const ByteRange& range : ranges) {
     if (range.offset < 0 || range.bytes < 0 || range.offset + range.bytes > section_bytes) {
@@ -123,8 +130,9 @@ absl::Status SectionRing::FillRanges(int slot_index, HostSectionSource& source, 
   for (const HostChunk& chunk : chunks) {
     if (chunk.slot_offset < 0 || chunk.bytes < 0 || chunk.slot_offset + chunk.bytes > slot_bytes_) {
       source.Release(section);
-      return absl::InvalidArgumentError(absl::StrCat("section ", section, ": chunk at slot offset ", chunk.slot_offset,
-                                                     " of ", chunk.bytes, " bytes overruns the slot"));
+      return absl::InvalidArgumentError(absl::StrCat("section ", section, ": chunk at slot offset ",
+                                                     chunk.slot_offset, " of ", chunk.bytes,
+                                                     " bytes overruns the slot"));
     }
   }
   absl::Status status = QueueCopies(slot_index, source, section, chunks, ranges, copy_stream);
@@ -171,7 +179,8 @@ absl::StatusOr<void*> SectionRing::BeginCompute(int slot_index, const Stream& co
   RINGMOE_GPU_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::BeginCompute"));
   Slot& slot = slots_[slot_index];
   if (!slot.fill_queued || slot.section < 0) {
-    return absl::FailedPreconditionError(absl::StrCat("SectionRing::BeginCompute: slot ", slot_index, " was never filled"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("SectionRing::BeginCompute: slot ", slot_index, " was never filled"));
   }
   RINGMOE_GPU_RETURN_IF_ERROR(compute_stream.WaitFor(slot.filled));
   return slot.memory.data();
@@ -190,7 +199,8 @@ absl::StatusOr<int64_t> CopyRoutedExperts(const void* host_layer, const PackedLa
                                           const Stream& copy_stream) {
   if (static_cast<int>(expert_counts.size()) != index.num_experts) {
     return absl::InvalidArgumentError(absl::StrCat("CopyRoutedExperts: ", expert_counts.size(),
-                                                   " expert counts for a layer of ", index.num_experts, " experts"));
+                                                   " expert counts for a layer of ", index.num_experts,
+                                                   " experts"));
   }
   int64_t copied = 0;
   const auto* host = static_cast<const uint8_t*>(host_layer);
@@ -203,7 +213,8 @@ absl::StatusOr<int64_t> CopyRoutedExperts(const void* host_layer, const PackedLa
   return copied;
 }
 
-bool PreferRoutedCopy(const PackedLayerIndex& index, std::span<const int32_t> expert_counts, double max_fraction) {
+bool PreferRoutedCopy(const PackedLayerIndex& index, std::span<const int32_t> expert_counts,
+                      double max_fraction) {
   int64_t routed = 0;
   for (const ByteRange& range : RoutedExpertRanges(index, expert_counts)) routed += range.bytes;
   return static_cast<double>(routed) <= max_fraction * static_cast<double>(index.total_bytes());

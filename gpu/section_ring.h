@@ -62,7 +62,8 @@ class PinnedSectionSource final : public HostSectionSource {
 // the streams passed in. The ring must outlive the work it queued (Drain() before destroying it).
 class SectionRing {
  public:
-  static absl::StatusOr<std::unique_ptr<SectionRing>> Create(DeviceArena& arena, int num_slots, int64_t slot_bytes);
+  static absl::StatusOr<std::unique_ptr<SectionRing>> Create(DeviceArena& arena, int num_slots,
+                                                             int64_t slot_bytes);
   ~SectionRing();
 
   int num_slots() const { return static_cast<int>(slots_.size()); }
@@ -70,8 +71,8 @@ class SectionRing {
   void* slot_data(int slot) const { return slots_[slot].memory.data(); }
   int section_in(int slot) const { return slots_[slot].section; }  // -1 while empty.
 
-  // Queues on `copy_stream` the copy of all of `section` into `slot`, ordered after the compute that last used
-  // the slot (EndCompute). Acquires the section from `source` (may block) and releases it once copied.
+  // Queues on `copy_stream` the copy of all of `section` into `slot`, ordered after the compute that last
+  // used the slot (EndCompute). Acquires the section from `source` (may block) and releases it once copied.
   absl::Status Fill(int slot, HostSectionSource& source, int section, const Stream& copy_stream);
   // As Fill, but copies only `ranges` (offsets within the section), e.g. the experts a small batch routes
   // to (RoutedExpertRanges, shifted by the layer's offset). Bytes outside the ranges keep stale contents.
@@ -93,8 +94,8 @@ class SectionRing {
  private:
   struct Slot {
     DeviceBuffer memory;
-    Event filled;       // Recorded on the copy stream after the slot's copies.
-    Event consumed;     // Recorded on the compute stream after the last kernel reading the slot.
+    Event filled;    // Recorded on the copy stream after the slot's copies.
+    Event consumed;  // Recorded on the compute stream after the last kernel reading the slot.
     bool consumed_recorded = false;
     bool fill_queued = false;
     int section = -1;
@@ -104,8 +105,9 @@ class SectionRing {
   SectionRing() = default;
   absl::Status CheckSlot(int slot, const char* what) const;
   absl::Status ReleaseSlot(Slot& slot, bool wait);
-  absl::Status QueueCopies(int slot, HostSectionSource& source, int section, const std::vector<HostChunk>& chunks,
-                           std::span<const ByteRange> ranges, const Stream& copy_stream);
+  absl::Status QueueCopies(int slot, HostSectionSource& source, int section,
+                           const std::vector<HostChunk>& chunks, std::span<const ByteRange> ranges,
+                           const Stream& copy_stream);
 
   std::vector<Slot> slots_;
   int64_t slot_bytes_ = 0;

@@ -3,9 +3,9 @@
 
 #include "absl/status/status.h"
 
-#define RINGMOE_GPU_RETURN_IF_ERROR(expr)              \
-  do {                                                 \
-    ::absl::Status ringmoe_gpu_status_ = (expr);       \
+#define RINGMOE_GPU_RETURN_IF_ERROR(expr)                      \
+  do {                                                         \
+    ::absl::Status ringmoe_gpu_status_ = (expr);               \
     if (!ringmoe_gpu_status_.ok()) return ringmoe_gpu_status_; \
   } while (0)
 

@@ -63,8 +63,9 @@ absl::Status Stream::Synchronize() const {
 absl::StatusOr<Event> Event::Create(bool timing) {
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   cudaEvent_t event = nullptr;
-  RINGMOE_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event, timing ? cudaEventDefault : cudaEventDisableTiming),
-                               "cudaEventCreateWithFlags");
+  RINGMOE_CUDA_RETURN_IF_ERROR(
+      cudaEventCreateWithFlags(&event, timing ? cudaEventDefault : cudaEventDisableTiming),
+      "cudaEventCreateWithFlags");
   return Event(event);
 }
 
@@ -112,7 +113,8 @@ absl::Status CopyHostToDevice(void* device_dst, const void* host_src, int64_t by
 absl::Status CopyDeviceToHost(void* host_dst, const void* device_src, int64_t bytes, const Stream& stream) {
   return Copy(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream, "device-to-host copy");
 }
-absl::Status CopyDeviceToDevice(void* device_dst, const void* device_src, int64_t bytes, const Stream& stream) {
+absl::Status CopyDeviceToDevice(void* device_dst, const void* device_src, int64_t bytes,
+                                const Stream& stream) {
   return Copy(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, stream, "device-to-device copy");
 }
 absl::Status FillDeviceBytes(void* device_dst, uint8_t value, int64_t bytes, const Stream& stream) {

@@ -72,7 +72,8 @@ absl::StatusOr<float> ElapsedMilliseconds(const Event& start, const Event& end);
 // copy to be asynchronous and run at full PCIe speed; pageable memory works but serialises.
 absl::Status CopyHostToDevice(void* device_dst, const void* host_src, int64_t bytes, const Stream& stream);
 absl::Status CopyDeviceToHost(void* host_dst, const void* device_src, int64_t bytes, const Stream& stream);
-absl::Status CopyDeviceToDevice(void* device_dst, const void* device_src, int64_t bytes, const Stream& stream);
+absl::Status CopyDeviceToDevice(void* device_dst, const void* device_src, int64_t bytes,
+                                const Stream& stream);
 absl::Status FillDeviceBytes(void* device_dst, uint8_t value, int64_t bytes, const Stream& stream);
 
 }  // namespace ringmoe::gpu

@@ -1,0 +1,359 @@
+// ringmoe_make_checkpoint: writes a random-weight checkpoint with the shapes, tensor names, per-expert
+// tensors, ~4 GiB sharding (model-0000i-of-0000n.safetensors + model.safetensors.index.json) and config.json
+// of a published MoE model, in bf16, for benchmarks on machines that cannot download the real weights.
+//
+//   ringmoe_make_checkpoint --model qwen3-30b-a3b --layers 16 --out /tmp/qwen3-16l
+//
+// Weights are uniform with std 1/sqrt(fan_in) (norm weights 1) so that activations stay finite through the
+// layers. Filling is multi-threaded with a counter-based PRNG: the bytes depend on --seed only, not on the
+// thread count. Standalone on purpose (no engine libraries): it must build even while the engine does not.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+using nlohmann::json;
+
+struct ModelShape {
+  std::string preset;
+  std::string model_type;    // config.json's model_type
+  std::string architecture;  // config.json's architectures[0]
+  int hidden = 0, layers = 0, experts = 0, top_k = 0, expert_intermediate = 0, dense_intermediate = 0;
+  int heads = 0, kv_heads = 0, head_dim = 0, vocab = 0, max_position = 0;
+  double rope_theta = 1e6, rms_norm_eps = 1e-6;
+  bool norm_topk_prob = true;
+  bool qk_norm = false;
+  int bos = 1, eos = 2;
+};
+
+std::vector<ModelShape> Presets() {
+  ModelShape qwen3;
+  qwen3.preset = "qwen3-30b-a3b";
+  qwen3.model_type = "qwen3_moe";
+  qwen3.architecture = "Qwen3MoeForCausalLM";
+  qwen3.hidden = 2048, qwen3.layers = 48, qwen3.experts = 128, qwen3.top_k = 8,
+  qwen3.expert_intermediate = 768;
+  qwen3.dense_intermediate = 6144, qwen3.heads = 32, qwen3.kv_heads = 4, qwen3.head_dim = 128;
+  qwen3.vocab = 151936, qwen3.max_position = 40960, qwen3.rope_theta = 1e6, qwen3.rms_norm_eps = 1e-6;
+  qwen3.norm_topk_prob = true, qwen3.qk_norm = true, qwen3.bos = 151643, qwen3.eos = 151645;
+
+  ModelShape mixtral;
+  mixtral.preset = "mixtral-8x7b";
+  mixtral.model_type = "mixtral";
+  mixtral.architecture = "MixtralForCausalLM";
+  mixtral.hidden = 4096, mixtral.layers = 32, mixtral.experts = 8, mixtral.top_k = 2;
+  mixtral.expert_intermediate = mixtral.dense_intermediate = 14336;
+  mixtral.heads = 32, mixtral.kv_heads = 8, mixtral.head_dim = 128, mixtral.vocab = 32000;
+  mixtral.max_position = 32768, mixtral.rope_theta = 1e6, mixtral.rms_norm_eps = 1e-5;
+  mixtral.norm_topk_prob = true, mixtral.qk_norm = false, mixtral.bos = 1, mixtral.eos = 2;
+
+  // A few MB, for smoke tests of the tool and of whatever reads its output.
+  ModelShape tiny = qwen3;
+  tiny.preset = "tiny-qwen3-moe";
+  tiny.hidden = 128, tiny.layers = 4, tiny.experts = 8, tiny.top_k = 2, tiny.expert_intermediate = 64;
+  tiny.dense_intermediate = 256, tiny.heads = 4, tiny.kv_heads = 2, tiny.head_dim = 32, tiny.vocab = 1000;
+  tiny.max_position = 1024, tiny.bos = 997, tiny.eos = 997;
+  return {qwen3, mixtral, tiny};
+}
+
+enum class Fill { kRandom, kOnes };
+
+struct Tensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  Fill fill = Fill::kRandom;
+  float scale = 0;  // Uniform half-width: sqrt(3) * std.
+  int64_t bytes() const {
+    int64_t n = 2;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+std::vector<Tensor> TensorsOf(const ModelShape& m) {
+  std::vector<Tensor> tensors;
+  auto random = [&](std::string name, std::vector<int64_t> shape, int64_t fan_in) {
+    tensors.push_back({std::move(name), std::move(shape), Fill::kRandom,
+                       static_cast<float>(std::sqrt(3.0 / static_cast<double>(fan_in)))});
+  };
+  auto ones = [&](std::string name, int64_t width) {
+    tensors.push_back({std::move(name), {width}, Fill::kOnes, 0});
+  };
+  const int64_t h = m.hidden, q = int64_t{m.heads} * m.head_dim, kv = int64_t{m.kv_heads} * m.head_dim;
+  // Embeddings: std 1 keeps the first layer's inputs O(1) (RMSNorm follows anyway).
+  random("model.embed_tokens.weight", {m.vocab, h}, 1);
+  const bool mixtral = m.model_type == "mixtral";
+  for (int l = 0; l < m.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    ones(p + "input_layernorm.weight", h);
+    random(p + "self_attn.q_proj.weight", {q, h}, h);
+    random(p + "self_attn.k_proj.weight", {kv, h}, h);
+    random(p + "self_attn.v_proj.weight", {kv, h}, h);
+    random(p + "self_attn.o_proj.weight", {h, q}, q);
+    if (m.qk_norm) {
+      ones(p + "self_attn.q_norm.weight", m.head_dim);
+      ones(p + "self_attn.k_norm.weight", m.head_dim);
+    }
+    ones(p + "post_attention_layernorm.weight", h);
+    const std::string moe = p + (mixtral ? "block_sparse_moe." : "mlp.");
+    random(moe + "gate.weight", {m.experts, h}, h);
+    const int64_t inter = m.expert_intermediate;
+    for (int e = 0; e < m.experts; ++e) {
+      const std::string x = moe + "experts." + std::to_string(e) + ".";
+      if (mixtral) {
+        random(x + "w1.weight", {inter, h}, h);      // gate
+        random(x + "w2.weight", {h, inter}, inter);  // down
+        random(x + "w3.weight", {inter, h}, h);      // up
+      } else {
+        random(x + "gate_proj.weight", {inter, h}, h);
+        random(x + "up_proj.weight", {inter, h}, h);
+        random(x + "down_proj.weight", {h, inter}, inter);
+      }
+    }
+  }
+  ones("model.norm.weight", h);
+  random("lm_head.weight", {m.vocab, h}, h);
+  return tensors;
+}
+
+json ConfigOf(const ModelShape& m) {
+  json config = {
+      {"architectures", {m.architecture}},
+      {"model_type", m.model_type},
+      {"hidden_size", m.hidden},
+      {"intermediate_size", m.dense_intermediate},
+      {"num_hidden_layers", m.layers},
+      {"num_attention_heads", m.heads},
+      {"num_key_value_heads", m.kv_heads},
+      {"head_dim", m.head_dim},
+      {"vocab_size", m.vocab},
+      {"max_position_embeddings", m.max_position},
+      {"rope_theta", m.rope_theta},
+      {"rms_norm_eps", m.rms_norm_eps},
+      {"num_experts_per_tok", m.top_k},
+      {"hidden_act", "silu"},
+      {"tie_word_embeddings", false},
+      {"torch_dtype", "bfloat16"},
+      {"bos_token_id", m.bos},
+      {"eos_token_id", m.eos},
+      {"attention_dropout", 0.0},
+      {"initializer_range", 0.02},
+      {"sliding_window", nullptr},
+      {"use_cache", true},
+  };
+  if (m.model_type == "mixtral") {
+    config["num_local_experts"] = m.experts;
+    config["router_aux_loss_coef"] = 0.02;
+  } else {
+    config["num_experts"] = m.experts;
+    config["moe_intermediate_size"] = m.expert_intermediate;
+    config["norm_topk_prob"] = m.norm_topk_prob;
+    config["decoder_sparse_step"] = 1;
+    config["mlp_only_layers"] = json::array();
+    config["attention_bias"] = false;
+    config["use_sliding_window"] = false;
+    config["router_aux_loss_coef"] = 0.001;
+  }
+  return config;
+}
+
+uint64_t SplitMix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint16_t ToBf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+// Fills `count` bf16 values of block `block` of tensor `tensor_index`: four 16-bit uniforms per 64-bit draw.
+void FillBlock(const Tensor& tensor, uint64_t seed, int64_t tensor_index, int64_t block, uint16_t* out,
+               int64_t count) {
+  if (tensor.fill == Fill::kOnes) {
+    std::fill(out, out + count, ToBf16(1.0f));
+    return;
+  }
+  uint64_t state =
+      SplitMix64(seed ^ SplitMix64(static_cast<uint64_t>(tensor_index) * 0x100000001b3ull + block));
+  const float step = 2.0f * tensor.scale / 65536.0f;
+  const float offset = -tensor.scale + 0.5f * step;
+  for (int64_t i = 0; i < count; i += 4) {
+    state += 0x9e3779b97f4a7c15ull;  // wyrand-style: a Weyl sequence through a 128-bit multiply mix.
+    __uint128_t mixed = static_cast<__uint128_t>(state) * (state ^ 0xe7037ed1a0b428dbull);
+    uint64_t r = static_cast<uint64_t>(mixed >> 64) ^ static_cast<uint64_t>(mixed);
+    for (int j = 0; j < 4 && i + j < count; ++j) {
+      out[i + j] = ToBf16(offset + step * static_cast<float>((r >> (16 * j)) & 0xffffu));
+    }
+  }
+}
+
+struct Shard {
+  std::string file;
+  std::vector<int> tensors;
+  std::vector<int64_t> offsets;  // Of each tensor within the data section.
+  int64_t data_bytes = 0;
+  std::string header;  // JSON, padded to a multiple of 8.
+};
+
+constexpr int64_t kBlockElements = int64_t{16} << 20;  // 32 MiB of bf16 per work item.
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Write a random-weight bf16 checkpoint with a published MoE model's shapes and layout"};
+  std::string preset = "qwen3-30b-a3b", out_dir;
+  int layers = 0;
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  uint64_t seed = 1;
+  double shard_gib = 4.0;
+  std::vector<std::string> names;
+  for (const ModelShape& shape : Presets()) names.push_back(shape.preset);
+  app.add_option("--model", preset, "Model shape")->check(CLI::IsMember(names));
+  app.add_option("--layers", layers, "Decoder layers to write (default: the model's own count)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--out", out_dir, "Output folder (created)")->required();
+  app.add_option("--threads", threads, "Fill threads")->check(CLI::PositiveNumber);
+  app.add_option("--seed", seed, "PRNG seed: the same seed writes the same bytes");
+  app.add_option("--shard-gib", shard_gib, "Target shard size in GiB")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  ModelShape shape;
+  for (const ModelShape& candidate : Presets())
+    if (candidate.preset == preset) shape = candidate;
+  if (layers > 0) shape.layers = layers;
+  const std::vector<Tensor> tensors = TensorsOf(shape);
+
+  // Shards in order, each up to shard_gib (a tensor larger than that gets a shard of its own).
+  const int64_t shard_limit = static_cast<int64_t>(shard_gib * (int64_t{1} << 30));
+  std::vector<Shard> shards(1);
+  for (int t = 0; t < static_cast<int>(tensors.size()); ++t) {
+    if (!shards.back().tensors.empty() && shards.back().data_bytes + tensors[t].bytes() > shard_limit)
+      shards.emplace_back();
+    Shard& shard = shards.back();
+    shard.tensors.push_back(t);
+    shard.offsets.push_back(shard.data_bytes);
+    shard.data_bytes += tensors[t].bytes();
+  }
+  char name[64];
+  json weight_map = json::object();
+  int64_t total_bytes = 0;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    Shard& shard = shards[s];
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+    shard.file = name;
+    json header = {{"__metadata__", {{"format", "pt"}}}};
+    for (size_t i = 0; i < shard.tensors.size(); ++i) {
+      const Tensor& tensor = tensors[shard.tensors[i]];
+      header[tensor.name] = {{"dtype", "BF16"},
+                             {"shape", tensor.shape},
+                             {"data_offsets", {shard.offsets[i], shard.offsets[i] + tensor.bytes()}}};
+      weight_map[tensor.name] = shard.file;
+    }
+    shard.header = header.dump();
+    shard.header.append((8 - shard.header.size() % 8) % 8, ' ');
+    total_bytes += shard.data_bytes;
+  }
+
+  std::error_code error;
+  std::filesystem::create_directories(out_dir, error);
+  if (error) {
+    std::fprintf(stderr, "cannot create %s: %s\n", out_dir.c_str(), error.message().c_str());
+    return 1;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  std::printf("%s, %d layers: %zu tensors, %.2f GB in %zu shard(s) -> %s (%u threads)\n",
+              shape.preset.c_str(), shape.layers, tensors.size(), total_bytes / 1e9, shards.size(),
+              out_dir.c_str(), threads);
+
+  for (const Shard& shard : shards) {
+    const std::string path = out_dir + "/" + shard.file;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+      std::fprintf(stderr, "cannot create %s: %s\n", path.c_str(), std::strerror(errno));
+      return 1;
+    }
+    const uint64_t header_size = shard.header.size();
+    std::string prefix(reinterpret_cast<const char*>(&header_size), 8);  // Little-endian on x86-64 and arm64.
+    prefix += shard.header;
+    const int64_t data_start = static_cast<int64_t>(prefix.size());
+    if (::pwrite(fd, prefix.data(), prefix.size(), 0) != static_cast<ssize_t>(prefix.size()) ||
+        ::ftruncate(fd, data_start + shard.data_bytes) != 0) {
+      std::fprintf(stderr, "cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+      ::close(fd);
+      return 1;
+    }
+    // Work items: (tensor, block) pairs, taken by the threads in order.
+    struct Item {
+      int tensor;
+      int64_t block, file_offset, count;
+    };
+    std::vector<Item> items;
+    for (size_t i = 0; i < shard.tensors.size(); ++i) {
+      const int64_t elements = tensors[shard.tensors[i]].bytes() / 2;
+      for (int64_t b = 0; b * kBlockElements < elements; ++b) {
+        items.push_back({shard.tensors[i], b, data_start + shard.offsets[i] + b * kBlockElements * 2,
+                         std::min(kBlockElements, elements - b * kBlockElements)});
+      }
+    }
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> workers;
+    for (unsigned w = 0; w < threads; ++w) {
+      workers.emplace_back([&] {
+        std::vector<uint16_t> buffer(kBlockElements);
+        for (size_t i = next++; i < items.size() && !failed; i = next++) {
+          const Item& item = items[i];
+          FillBlock(tensors[item.tensor], seed, item.tensor, item.block, buffer.data(), item.count);
+          const char* data = reinterpret_cast<const char*>(buffer.data());
+          int64_t left = item.count * 2, offset = item.file_offset;
+          while (left > 0) {
+            ssize_t written = ::pwrite(fd, data, static_cast<size_t>(left), offset);
+            if (written <= 0) {
+              if (written < 0 && errno == EINTR) continue;
+              failed = true;
+              break;
+            }
+            data += written, offset += written, left -= written;
+          }
+        }
+      });
+    }
+    for (std::thread& worker : workers) worker.join();
+    if (failed || ::close(fd) != 0) {
+      std::fprintf(stderr, "writing %s failed (disk full?): %s\n", path.c_str(), std::strerror(errno));
+      return 1;
+    }
+    std::printf("  %s: %.2f GB\n", shard.file.c_str(), shard.data_bytes / 1e9);
+  }
+
+  json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+  std::ofstream(out_dir + "/model.safetensors.index.json") << index.dump(2) << "\n";
+  std::ofstream(out_dir + "/config.json") << ConfigOf(shape).dump(2) << "\n";
+  json generation = {{"bos_token_id", shape.bos}, {"eos_token_id", shape.eos}, {"do_sample", false}};
+  std::ofstream(out_dir + "/generation_config.json") << generation.dump(2) << "\n";
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("wrote %.2f GB in %.1f s (%.2f GB/s)\n", total_bytes / 1e9, seconds,
+              total_bytes / 1e9 / seconds);
+  return 0;
+}

@@ -1,0 +1,250 @@
+// gpu/ memory vocabulary: GpuAvailable's reasons, the DeviceArena cap (checked against cudaMemGetInfo),
+// pinned and registered host memory, streams, events and copies. GPU tests skip, with the reason, where there
+// is none.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu.h"
+#include "gtest/gtest.h"
+
+namespace ringmoe::gpu {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                     \
+  do {                                                                         \
+    std::string why_not;                                                       \
+    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not; \
+  } while (0)
+
+#define ASSERT_OK(expr)                                    \
+  do {                                                     \
+    const absl::Status status_ = (expr);                   \
+    ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
+  } while (0)
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+TEST(GpuAvailableTest, GivesAReasonWhenFalse) {
+  std::string why_not;
+  bool available = GpuAvailable(&why_not);
+#if !RINGMOE_HAVE_CUDA
+  EXPECT_FALSE(available);
+  EXPECT_EQ(why_not, "built without CUDA");
+#endif
+  if (!available) {
+    EXPECT_FALSE(why_not.empty());
+    absl::Status status = RequireGpu();
+    EXPECT_TRUE(absl::IsUnavailable(status)) << status;
+    EXPECT_EQ(status.message(), why_not);
+  } else {
+    EXPECT_TRUE(RequireGpu().ok());
+    EXPECT_FALSE(CompiledCudaArchitectures().empty());
+  }
+  EXPECT_EQ(GpuAvailable(), available);  // Cached, and the reason is optional.
+}
+
+// Without a usable GPU (or without CUDA) every entry point says so instead of crashing.
+TEST(GpuAvailableTest, EveryEntryPointIsUnavailableWithoutAGpu) {
+  if (GpuAvailable()) GTEST_SKIP() << "a GPU is present";
+  DeviceArena arena(kMiB);
+  EXPECT_TRUE(absl::IsUnavailable(arena.Allocate(1024, "test").status()));
+  EXPECT_EQ(arena.used_bytes(), 0);
+  EXPECT_TRUE(absl::IsUnavailable(Stream::Create().status()));
+  EXPECT_TRUE(absl::IsUnavailable(Event::Create().status()));
+  EXPECT_TRUE(absl::IsUnavailable(PinnedHostBuffer::Allocate(1024, "test").status()));
+  std::vector<uint8_t> memory(4096);
+  EXPECT_TRUE(absl::IsUnavailable(HostRegistration::Register(memory.data(), 4096, "test").status()));
+  EXPECT_TRUE(absl::IsUnavailable(BlasHandle::Create(arena).status()));
+  EXPECT_TRUE(absl::IsUnavailable(SectionRing::Create(arena, 2, kMiB).status()));
+  EXPECT_TRUE(absl::IsUnavailable(MoeRunner::Create(arena, MoeShape{64, 32, 4, 2}, 8).status()));
+  EXPECT_TRUE(absl::IsUnavailable(QueryDeviceMemory().status()));
+  EXPECT_TRUE(absl::IsUnavailable(QueryDeviceProperties().status()));
+  EXPECT_TRUE(absl::IsUnavailable(ProbeGpu(GpuProbeOptions{}).status()));
+  Stream no_stream;
+  EXPECT_TRUE(absl::IsUnavailable(RmsNorm(nullptr, nullptr, 1, 1, 1e-6f, nullptr, no_stream)));
+  EXPECT_TRUE(absl::IsUnavailable(
+      RouteTopK(nullptr, 1, 8, 2, cpu::RouterScoring::kTopKThenSoftmax, false, nullptr, nullptr, no_stream)));
+#if !RINGMOE_HAVE_CUDA
+  EXPECT_EQ(arena.Allocate(1024, "test").status().message(), "built without CUDA");
+#endif
+}
+
+TEST(HostMemoryTest, MemlockTextNamesTheLimit) {
+  std::string text = MemlockLimitText();
+  EXPECT_NE(text.find("RLIMIT_MEMLOCK"), std::string::npos) << text;
+  EXPECT_NE(text.find("ulimit -l"), std::string::npos) << text;
+}
+
+TEST(DeviceArenaTest, RejectsNegativeSizesAndGivesEmptyBuffersForZero) {
+  DeviceArena arena(kMiB);
+  EXPECT_TRUE(absl::IsInvalidArgument(arena.Allocate(-1, "bad").status()));
+  auto empty = arena.Allocate(0, "nothing");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  EXPECT_EQ(arena.used_bytes(), 0);
+}
+
+TEST(DeviceArenaTest, EnforcesTheCap) {
+  SKIP_WITHOUT_GPU();
+  DeviceArena arena(64 * kMiB);
+  auto first = arena.Allocate(40 * kMiB, "first block");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(arena.used_bytes(), 40 * kMiB);
+  auto second = arena.Allocate(30 * kMiB, "expert slot 7");
+  ASSERT_FALSE(second.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(second.status())) << second.status();
+  const std::string message(second.status().message());
+  EXPECT_NE(message.find("expert slot 7"), std::string::npos) << message;        // Names the request...
+  EXPECT_NE(message.find("30.00 MiB"), std::string::npos) << message;            // ...its size...
+  EXPECT_NE(message.find("--gpu-mem 64.00 MiB"), std::string::npos) << message;  // ...and the cap.
+  EXPECT_EQ(arena.used_bytes(), 40 * kMiB);  // A refused request leaves nothing charged.
+  first->Reset();
+  EXPECT_EQ(arena.used_bytes(), 0);
+  auto third = arena.Allocate(30 * kMiB, "after free");
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(arena.peak_bytes(), 40 * kMiB);
+  DeviceBuffer moved = std::move(*third);
+  EXPECT_EQ(arena.used_bytes(), 30 * kMiB);
+  moved = DeviceBuffer();
+  EXPECT_EQ(arena.used_bytes(), 0);
+}
+
+// The cap is kept in the device's own accounting: fill the arena to the cap with real users of memory (ring
+// slots, the MoE runner's scratch, cuBLAS's workspace), run the kernels, and compare cudaMemGetInfo.
+TEST(DeviceArenaTest, DeviceMemoryGrowsByNoMoreThanTheCap) {
+  SKIP_WITHOUT_GPU();
+  // The CUDA context and module loading are not ours to cap; this much of growth is allowed beyond the cap
+  // for lazily loaded kernels (ours, cuBLAS's, CUB's) and the runtime's own small allocations.
+  constexpr int64_t kAllowance = 256 * kMiB;
+  constexpr int64_t kCap = 1024 * kMiB;
+  ASSERT_OK(SynchronizeDevice());  // Creates the context before the baseline.
+  auto before = QueryDeviceMemory();
+  ASSERT_TRUE(before.ok()) << before.status();
+  {
+    DeviceArena arena(kCap);
+    auto stream = Stream::Create();
+    ASSERT_TRUE(stream.ok());
+    auto blas = BlasHandle::Create(arena);
+    ASSERT_TRUE(blas.ok()) << blas.status();
+    const MoeShape shape{1024, 512, 16, 4};
+    auto runner = MoeRunner::Create(arena, shape, 256);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    const PackedLayerIndex index = MakePackedLayerIndex(shape.num_experts, shape.hidden, shape.intermediate);
+    auto ring = SectionRing::Create(arena, 2, index.total_bytes());
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    auto x = arena.Allocate(int64_t{2} * 256 * shape.hidden, "x");
+    auto out = arena.Allocate(int64_t{4} * 256 * shape.hidden, "out");
+    auto ids = arena.Allocate(int64_t{4} * 256 * shape.top_k, "ids");
+    auto weights = arena.Allocate(int64_t{4} * 256 * shape.top_k, "weights");
+    ASSERT_TRUE(x.ok() && out.ok() && ids.ok() && weights.ok());
+    // Fill the rest of the cap in 32 MiB blocks until the arena refuses.
+    std::vector<DeviceBuffer> filler;
+    while (true) {
+      auto block = arena.Allocate(32 * kMiB, "filler");
+      if (!block.ok()) {
+        EXPECT_TRUE(absl::IsResourceExhausted(block.status())) << block.status();
+        break;
+      }
+      filler.push_back(std::move(*block));
+    }
+    EXPECT_LE(arena.used_bytes(), kCap);
+    EXPECT_GT(arena.used_bytes(), kCap - 32 * kMiB);
+    // Touch the filler so that the memory is really committed, and run the kernels so they are loaded.
+    for (DeviceBuffer& block : filler) ASSERT_OK(FillDeviceBytes(block.data(), 1, block.size(), *stream));
+    std::vector<int32_t> host_ids(256 * shape.top_k);
+    for (size_t i = 0; i < host_ids.size(); ++i) host_ids[i] = static_cast<int32_t>((i * 7 + i / 4) % 16);
+    ASSERT_OK(CopyHostToDevice(ids->data(), host_ids.data(), ids->size(), *stream));
+    ASSERT_OK(FillDeviceBytes(weights->data(), 0, weights->size(), *stream));
+    ASSERT_OK(FillRandomBf16(x->data(), 256 * shape.hidden, 3, 1.0f, *stream));
+    ASSERT_OK(FillRandomBf16(ring->get()->slot_data(0), index.total_bytes() / 2, 4, 0.05f, *stream));
+    ASSERT_OK(runner->SortByExpert(ids->as<int32_t>(), 256, *stream));
+    ASSERT_OK(runner->RunExperts(*blas, x->data(), weights->as<float>(), ring->get()->slot_data(0), index,
+                                 out->as<float>(), *stream));
+    ASSERT_OK(stream->Synchronize());
+    auto during = QueryDeviceMemory();
+    ASSERT_TRUE(during.ok());
+    const int64_t grown = before->free_bytes - during->free_bytes;
+    std::printf("cap %lld MiB, arena used %lld MiB, device memory grew by %lld MiB (allowance %lld MiB)\n",
+                static_cast<long long>(kCap / kMiB), static_cast<long long>(arena.used_bytes() / kMiB),
+                static_cast<long long>(grown / kMiB), static_cast<long long>(kAllowance / kMiB));
+    EXPECT_LE(grown, kCap + kAllowance);
+    // And the measurement sees the arena's memory at all (the check above is not vacuous).
+    EXPECT_GE(grown, arena.used_bytes() - 16 * kMiB);
+    ASSERT_OK(ring->get()->Drain());
+  }
+}
+
+TEST(HostMemoryTest, PinnedBufferRoundTrip) {
+  SKIP_WITHOUT_GPU();
+  DeviceArena arena(0);
+  auto stream = Stream::Create();
+  ASSERT_TRUE(stream.ok());
+  auto pinned = PinnedHostBuffer::Allocate(8 * kMiB, "round trip");
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  auto back = PinnedHostBuffer::Allocate(8 * kMiB, "round trip back");
+  ASSERT_TRUE(back.ok());
+  auto device = arena.Allocate(8 * kMiB, "round trip");
+  ASSERT_TRUE(device.ok());
+  for (int64_t i = 0; i < pinned->size(); ++i) pinned->as<uint8_t>()[i] = static_cast<uint8_t>(i * 31 + 7);
+  std::memset(back->data(), 0, back->size());
+  ASSERT_OK(CopyHostToDevice(device->data(), pinned->data(), pinned->size(), *stream));
+  ASSERT_OK(CopyDeviceToHost(back->data(), device->data(), back->size(), *stream));
+  ASSERT_OK(stream->Synchronize());
+  EXPECT_EQ(std::memcmp(pinned->data(), back->data(), pinned->size()), 0);
+}
+
+// More than 1 GiB, at an address that is not page-aligned: registered in two chunks, then usable for copies.
+TEST(HostMemoryTest, RegistersInChunksOfAtMostOneGiB) {
+  SKIP_WITHOUT_GPU();
+  const int64_t bytes = kMaxHostRegisterChunkBytes + 64 * kMiB;
+  std::vector<uint8_t> memory(bytes + 100);
+  uint8_t* data = memory.data() + 100;
+  for (int64_t i = 0; i < bytes; i += 4096) data[i] = static_cast<uint8_t>(i / 4096);
+  auto registration = HostRegistration::Register(data, bytes, "test region", /*read_only=*/false);
+  ASSERT_TRUE(registration.ok()) << registration.status();
+  EXPECT_EQ(registration->bytes(), bytes);
+  EXPECT_EQ(registration->chunk_count(), 2);
+  DeviceArena arena(0);
+  auto stream = Stream::Create();
+  ASSERT_TRUE(stream.ok());
+  auto device = arena.Allocate(bytes, "registered copy");
+  ASSERT_TRUE(device.ok());
+  ASSERT_OK(CopyHostToDevice(device->data(), data, bytes, *stream));
+  std::vector<uint8_t> tail(8 * kMiB);
+  ASSERT_OK(CopyDeviceToHost(tail.data(), device->as<uint8_t>() + bytes - tail.size(), tail.size(), *stream));
+  ASSERT_OK(stream->Synchronize());
+  EXPECT_EQ(std::memcmp(tail.data(), data + bytes - tail.size(), tail.size()), 0);
+  // Registering the same memory twice is refused with a message that names the memlock limit.
+  auto again = HostRegistration::Register(data, 4096 * 4, "second registration", false);
+  if (!again.ok()) {
+    EXPECT_NE(again.status().message().find("second registration"), std::string::npos);
+    EXPECT_NE(again.status().message().find("ulimit -l"), std::string::npos);
+  }
+}
+
+TEST(StreamTest, EventsOrderTwoStreams) {
+  SKIP_WITHOUT_GPU();
+  DeviceArena arena(0);
+  auto a = Stream::Create();
+  auto b = Stream::Create(/*high_priority=*/true);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto done = Event::Create();
+  ASSERT_TRUE(done.ok());
+  auto buffer = arena.Allocate(64 * kMiB, "events");
+  ASSERT_TRUE(buffer.ok());
+  ASSERT_OK(FillDeviceBytes(buffer->data(), 0x5a, buffer->size(), *a));
+  ASSERT_OK(done->Record(*a));
+  ASSERT_OK(b->WaitFor(*done));
+  std::vector<uint8_t> host(buffer->size());
+  ASSERT_OK(CopyDeviceToHost(host.data(), buffer->data(), buffer->size(), *b));
+  ASSERT_OK(b->Synchronize());
+  auto complete = done->IsComplete();
+  ASSERT_TRUE(complete.ok());
+  EXPECT_TRUE(*complete);
+  EXPECT_EQ(host.front(), 0x5a);
+  EXPECT_EQ(host.back(), 0x5a);
+}
+
+}  // namespace
+}  // namespace ringmoe::gpu

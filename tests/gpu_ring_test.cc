@@ -1,0 +1,330 @@
+// gpu/ expert packing (host-only, always runs) and the section ring: fills, wrap-around, releases to the
+// producer, routed-expert copies, and that copies and compute really overlap (event timings).
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu.h"
+#include "gtest/gtest.h"
+
+namespace ringmoe::gpu {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                     \
+  do {                                                                         \
+    std::string why_not;                                                       \
+    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not; \
+  } while (0)
+
+#define ASSERT_OK(expr)                                    \
+  do {                                                     \
+    const absl::Status status_ = (expr);                   \
+    ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
+  } while (0)
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+// Experts whose every bf16 element encodes (expert, matrix, index) so that misplacements show.
+struct TestExperts {
+  std::vector<std::vector<uint16_t>> gate, up, down;
+  std::vector<ExpertMatricesBf16> views;
+  TestExperts(int experts, int hidden, int intermediate) {
+    const size_t size = static_cast<size_t>(hidden) * intermediate;
+    for (int e = 0; e < experts; ++e) {
+      gate.emplace_back(size), up.emplace_back(size), down.emplace_back(size);
+      for (size_t i = 0; i < size; ++i) {
+        gate[e][i] = static_cast<uint16_t>(e * 1000 + 1 + i % 97);
+        up[e][i] = static_cast<uint16_t>(e * 1000 + 300 + i % 89);
+        down[e][i] = static_cast<uint16_t>(e * 1000 + 600 + i % 83);
+      }
+    }
+    for (int e = 0; e < experts; ++e) views.push_back({gate[e].data(), up[e].data(), down[e].data()});
+  }
+};
+
+TEST(ExpertPackingTest, LaysOutGateUpThenDownPerExpert) {
+  const int experts = 3, hidden = 40, intermediate = 24;
+  const PackedLayerIndex index = MakePackedLayerIndex(experts, hidden, intermediate);
+  EXPECT_EQ(index.expert_bytes(), 3 * hidden * intermediate * 2);
+  EXPECT_EQ(index.expert_stride_bytes % kPackAlignment, 0);
+  EXPECT_GE(index.expert_stride_bytes, index.expert_bytes());
+  TestExperts data(experts, hidden, intermediate);
+  std::vector<uint8_t> packed(index.total_bytes(), 0xee);
+  ASSERT_OK(PackLayerExperts(data.views, index, packed.data(), static_cast<int64_t>(packed.size())));
+  const size_t matrix = static_cast<size_t>(hidden) * intermediate;
+  for (int e = 0; e < experts; ++e) {
+    const auto* gate_up = reinterpret_cast<const uint16_t*>(packed.data() + index.gate_up_offset(e));
+    const auto* down = reinterpret_cast<const uint16_t*>(packed.data() + index.down_offset(e));
+    EXPECT_EQ(std::memcmp(gate_up, data.gate[e].data(), matrix * 2), 0) << "expert " << e;
+    EXPECT_EQ(std::memcmp(gate_up + matrix, data.up[e].data(), matrix * 2), 0) << "expert " << e;
+    EXPECT_EQ(std::memcmp(down, data.down[e].data(), matrix * 2), 0) << "expert " << e;
+    for (int64_t p = index.expert_bytes(); p < index.expert_stride_bytes; ++p)
+      ASSERT_EQ(packed[index.gate_up_offset(e) + p], 0) << "padding of expert " << e;
+  }
+}
+
+TEST(ExpertPackingTest, RejectsMismatchedInput) {
+  const PackedLayerIndex index = MakePackedLayerIndex(2, 16, 8);
+  TestExperts data(3, 16, 8);
+  std::vector<uint8_t> packed(index.total_bytes());
+  EXPECT_TRUE(absl::IsInvalidArgument(PackLayerExperts(data.views, index, packed.data(), packed.size())));
+  std::span<const ExpertMatricesBf16> two(data.views.data(), 2);
+  EXPECT_TRUE(absl::IsInvalidArgument(PackLayerExperts(two, index, packed.data(), packed.size() - 1)));
+  std::vector<ExpertMatricesBf16> missing(two.begin(), two.end());
+  missing[1].down = nullptr;
+  EXPECT_TRUE(absl::IsInvalidArgument(PackLayerExperts(missing, index, packed.data(), packed.size())));
+}
+
+TEST(ExpertPackingTest, SectionLayoutAlignsLayers) {
+  std::vector<PackedLayerIndex> layers = {MakePackedLayerIndex(4, 100, 60), MakePackedLayerIndex(2, 64, 32)};
+  SectionLayout layout = MakeSectionLayout(6, layers);
+  EXPECT_EQ(layout.first_layer, 6);
+  ASSERT_EQ(layout.layer_offsets.size(), 2u);
+  EXPECT_EQ(layout.layer_offsets[0], 0);
+  EXPECT_GE(layout.layer_offsets[1], layers[0].total_bytes());
+  EXPECT_EQ(layout.layer_offsets[1] % kPackAlignment, 0);
+  EXPECT_GE(layout.total_bytes, layout.layer_offsets[1] + layers[1].total_bytes());
+}
+
+TEST(ExpertPackingTest, RoutedRangesMergeNeighboursAndSkipPadding) {
+  const PackedLayerIndex index = MakePackedLayerIndex(6, 40, 24);
+  const int64_t stride = index.expert_stride_bytes, bytes = index.expert_bytes();
+  std::vector<int32_t> counts = {0, 3, 1, 0, 0, 2};
+  std::vector<ByteRange> ranges = RoutedExpertRanges(index, counts);
+  ASSERT_EQ(ranges.size(), 2u);
+  EXPECT_EQ(ranges[0].offset, stride);
+  EXPECT_EQ(ranges[0].bytes, stride + bytes);
+  EXPECT_EQ(ranges[1].offset, 5 * stride);
+  EXPECT_EQ(ranges[1].bytes, bytes);
+  EXPECT_TRUE(RoutedExpertRanges(index, std::vector<int32_t>(6, 0)).empty());
+  std::vector<ByteRange> all = RoutedExpertRanges(index, std::vector<int32_t>(6, 1));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].bytes, 5 * stride + bytes);
+  EXPECT_TRUE(PreferRoutedCopy(index, counts));  // 3 of 6 experts.
+  EXPECT_FALSE(PreferRoutedCopy(index, std::vector<int32_t>(6, 1)));
+}
+
+TEST(PinnedSectionSourceTest, ReportsSizesAndRejectsBadChunks) {
+  std::vector<uint8_t> memory(1000);
+  PinnedSectionSource source;
+  auto first = source.AddSection({{memory.data(), 400, 0}, {memory.data() + 400, 100, 512}});
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, 0);
+  EXPECT_EQ(source.section_bytes(0), 612);
+  EXPECT_TRUE(absl::IsInvalidArgument(source.AddSection({{nullptr, 10, 0}}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(source.AddSection({{memory.data(), -1, 0}}).status()));
+  EXPECT_TRUE(absl::IsOutOfRange(source.Acquire(3).status()));
+  EXPECT_EQ(source.num_sections(), 1);
+}
+
+// A producer that records Acquire/Release, to check that the ring gives every section back.
+class CountingSource : public HostSectionSource {
+ public:
+  explicit CountingSource(PinnedSectionSource* inner) : inner_(inner) {}
+  int num_sections() const override { return inner_->num_sections(); }
+  int64_t section_bytes(int section) const override { return inner_->section_bytes(section); }
+  absl::StatusOr<std::vector<HostChunk>> Acquire(int section) override {
+    ++outstanding;
+    return inner_->Acquire(section);
+  }
+  void Release(int section) override {
+    --outstanding;
+    released.push_back(section);
+  }
+  int outstanding = 0;
+  std::vector<int> released;
+
+ private:
+  PinnedSectionSource* inner_;
+};
+
+TEST(SectionRingTest, FillsWrapsAroundAndReleases) {
+  SKIP_WITHOUT_GPU();
+  DeviceArena arena(0);
+  auto copy = Stream::Create();
+  auto compute = Stream::Create(/*high_priority=*/true);
+  ASSERT_TRUE(copy.ok() && compute.ok());
+  const int sections = 5;
+  const int64_t section_bytes = 3 * kMiB + 4096;
+  auto host = PinnedHostBuffer::Allocate(sections * section_bytes, "ring test sections");
+  ASSERT_TRUE(host.ok()) << host.status();
+  std::mt19937 random(std::random_device{}());
+  for (int64_t i = 0; i < host->size(); ++i) host->as<uint8_t>()[i] = static_cast<uint8_t>(random());
+  PinnedSectionSource pinned;
+  for (int s = 0; s < sections; ++s) {
+    // Two chunks per section, stored in the opposite order to where they land in the slot.
+    const uint8_t* base = host->as<uint8_t>() + s * section_bytes;
+    const int64_t half = section_bytes / 2;
+    ASSERT_TRUE(pinned.AddSection({{base + half, section_bytes - half, half}, {base, half, 0}}).ok());
+  }
+  CountingSource source(&pinned);
+  auto ring = SectionRing::Create(arena, 2, section_bytes);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  SectionRing& r = **ring;
+  auto readback = PinnedHostBuffer::Allocate(sections * section_bytes, "ring readback");
+  ASSERT_TRUE(readback.ok());
+  // The engine's loop: prefetch section s+1 while "computing" on s (here: copying the slot back out).
+  ASSERT_OK(r.Fill(0, source, 0, *copy));
+  for (int s = 0; s < sections; ++s) {
+    const int slot = s % 2;
+    if (s + 1 < sections) ASSERT_OK(r.Fill((s + 1) % 2, source, s + 1, *copy));
+    auto data = r.BeginCompute(slot, *compute);
+    ASSERT_TRUE(data.ok()) << data.status();
+    EXPECT_EQ(r.section_in(slot), s);
+    ASSERT_OK(CopyDeviceToHost(readback->as<uint8_t>() + s * section_bytes, *data, section_bytes, *compute));
+    ASSERT_OK(r.EndCompute(slot, *compute));
+    ASSERT_OK(r.ReleaseFinishedCopies());
+  }
+  ASSERT_OK(compute->Synchronize());
+  ASSERT_OK(r.Drain());
+  EXPECT_EQ(std::memcmp(readback->data(), host->data(), host->size()), 0);
+  EXPECT_EQ(source.outstanding, 0);
+  std::vector<int> released = source.released;
+  std::sort(released.begin(), released.end());
+  EXPECT_EQ(released, (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(r.bytes_copied(), sections * section_bytes);
+}
+
+TEST(SectionRingTest, RejectsMisuse) {
+  SKIP_WITHOUT_GPU();
+  DeviceArena arena(0);
+  EXPECT_TRUE(absl::IsInvalidArgument(SectionRing::Create(arena, 1, kMiB).status()));
+  auto copy = Stream::Create();
+  ASSERT_TRUE(copy.ok());
+  auto ring = SectionRing::Create(arena, 2, kMiB);
+  ASSERT_TRUE(ring.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition((*ring)->BeginCompute(0, *copy).status()));
+  EXPECT_TRUE(absl::IsOutOfRange((*ring)->BeginCompute(2, *copy).status()));
+  std::vector<uint8_t> big(2 * kMiB);
+  PinnedSectionSource source;
+  ASSERT_TRUE(source.AddSection({{big.data(), 2 * kMiB, 0}}).ok());
+  absl::Status too_big = (*ring)->Fill(0, source, 0, *copy);
+  EXPECT_TRUE(absl::IsInvalidArgument(too_big)) << too_big;
+  EXPECT_NE(too_big.message().find("larger than a ring slot"), std::string::npos) << too_big;
+  EXPECT_TRUE(absl::IsOutOfRange((*ring)->Fill(0, source, 5, *copy)));
+}
+
+// A small batch's layer: only the routed experts travel; the rest of the slot keeps its old bytes.
+TEST(SectionRingTest, RoutedExpertCopiesTouchOnlyRoutedExperts) {
+  SKIP_WITHOUT_GPU();
+  const int experts = 8, hidden = 256, intermediate = 128;
+  const PackedLayerIndex index = MakePackedLayerIndex(experts, hidden, intermediate);
+  TestExperts data(experts, hidden, intermediate);
+  auto host = PinnedHostBuffer::Allocate(index.total_bytes(), "packed layer");
+  ASSERT_TRUE(host.ok());
+  ASSERT_OK(PackLayerExperts(data.views, index, host->data(), host->size()));
+  DeviceArena arena(0);
+  auto copy = Stream::Create();
+  ASSERT_TRUE(copy.ok());
+  auto ring = SectionRing::Create(arena, 2, index.total_bytes());
+  ASSERT_TRUE(ring.ok());
+  PinnedSectionSource source;
+  ASSERT_TRUE(source.AddSection({{host->data(), index.total_bytes(), 0}}).ok());
+  const std::vector<int32_t> counts = {0, 2, 0, 0, 1, 1, 0, 0};
+  std::vector<uint8_t> back(index.total_bytes());
+  auto check = [&](const char* how) {
+    for (int e = 0; e < experts; ++e) {
+      const uint8_t* device_copy = back.data() + index.gate_up_offset(e);
+      if (counts[e] > 0) {
+        EXPECT_EQ(
+            std::memcmp(device_copy, host->as<uint8_t>() + index.gate_up_offset(e), index.expert_bytes()), 0)
+            << how << ": routed expert " << e;
+      } else {
+        EXPECT_TRUE(
+            std::all_of(device_copy, device_copy + index.expert_bytes(), [](uint8_t b) { return b == 0xab; }))
+            << how << ": expert " << e << " was copied though no token routes to it";
+      }
+    }
+  };
+  // Through the ring...
+  ASSERT_OK(FillDeviceBytes((*ring)->slot_data(1), 0xab, index.total_bytes(), *copy));
+  std::vector<ByteRange> ranges = RoutedExpertRanges(index, counts);
+  ASSERT_OK((*ring)->FillRanges(1, source, 0, ranges, *copy));
+  auto slot = (*ring)->BeginCompute(1, *copy);
+  ASSERT_TRUE(slot.ok());
+  ASSERT_OK(CopyDeviceToHost(back.data(), *slot, index.total_bytes(), *copy));
+  ASSERT_OK(copy->Synchronize());
+  check("FillRanges");
+  EXPECT_EQ((*ring)->bytes_copied(), index.expert_stride_bytes + 2 * index.expert_bytes());  // {1}, {4, 5}
+  // ...and directly.
+  ASSERT_OK(FillDeviceBytes((*ring)->slot_data(0), 0xab, index.total_bytes(), *copy));
+  auto copied = CopyRoutedExperts(host->data(), index, counts, (*ring)->slot_data(0), *copy);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_LT(*copied, index.total_bytes() / 2);
+  ASSERT_OK(CopyDeviceToHost(back.data(), (*ring)->slot_data(0), index.total_bytes(), *copy));
+  ASSERT_OK(copy->Synchronize());
+  check("CopyRoutedExperts");
+  ASSERT_OK((*ring)->Drain());
+}
+
+// The point of the ring: a slot's copy and a kernel on another slot run at the same time. Time a copy alone,
+// GEMM work alone, then both on their two streams: together must take clearly less than the sum.
+TEST(SectionRingTest, CopiesAndComputeOverlap) {
+  SKIP_WITHOUT_GPU();
+  DeviceArena arena(0);
+  auto copy = Stream::Create();
+  auto compute = Stream::Create(/*high_priority=*/true);
+  ASSERT_TRUE(copy.ok() && compute.ok());
+  auto blas = BlasHandle::Create(arena);
+  ASSERT_TRUE(blas.ok());
+  const int64_t section_bytes = 512 * kMiB;
+  auto host = PinnedHostBuffer::Allocate(section_bytes, "overlap section");
+  ASSERT_TRUE(host.ok()) << host.status();
+  std::memset(host->data(), 1, host->size());
+  PinnedSectionSource source;
+  ASSERT_TRUE(source.AddSection({{host->data(), section_bytes, 0}}).ok());
+  auto ring = SectionRing::Create(arena, 2, section_bytes);
+  ASSERT_TRUE(ring.ok());
+  // The compute: dense bf16 GEMMs reading slot 0's bytes as a [4096, 4096] weight.
+  const int m = 2048, n = 4096, k = 4096;
+  auto x = arena.Allocate(int64_t{2} * m * k, "x");
+  auto y = arena.Allocate(int64_t{4} * m * n, "y");
+  ASSERT_TRUE(x.ok() && y.ok());
+  ASSERT_OK(FillRandomBf16(x->data(), int64_t{m} * k, 1, 1.0f, *compute));
+  ASSERT_OK(FillRandomBf16((*ring)->slot_data(0), int64_t{n} * k, 2, 0.02f, *compute));
+  ASSERT_OK(compute->Synchronize());
+  auto start = Event::Create(true), copy_end = Event::Create(true), compute_end = Event::Create(true);
+  ASSERT_TRUE(start.ok() && copy_end.ok() && compute_end.ok());
+  auto gemms = [&](int repeats) -> absl::Status {
+    for (int i = 0; i < repeats; ++i) {
+      absl::Status status =
+          LinearBf16(*blas, x->data(), m, (*ring)->slot_data(0), n, k, nullptr, y->as<float>(), *compute);
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  };
+  auto time = [&](const Stream& stream, auto enqueue) -> float {
+    EXPECT_TRUE(start->Record(stream).ok());
+    EXPECT_TRUE(enqueue().ok());
+    EXPECT_TRUE(copy_end->Record(stream).ok());
+    EXPECT_TRUE(copy_end->Synchronize().ok());
+    return ElapsedMilliseconds(*start, *copy_end).value_or(-1);
+  };
+  ASSERT_OK(gemms(2));  // Warm-up.
+  const float copy_ms = time(*copy, [&] { return (*ring)->Fill(1, source, 0, *copy); });
+  const float one_gemm_ms = time(*compute, [&] { return gemms(1); });
+  ASSERT_GT(one_gemm_ms, 0);
+  const int repeats = std::max(1, static_cast<int>(copy_ms / one_gemm_ms));
+  const float compute_ms = time(*compute, [&] { return gemms(repeats); });
+  // Both: the copy stream starts with the compute stream, each records its end.
+  ASSERT_OK(start->Record(*compute));
+  ASSERT_OK(copy->WaitFor(*start));
+  ASSERT_OK(gemms(repeats));
+  ASSERT_OK((*ring)->Fill(1, source, 0, *copy));
+  ASSERT_OK(copy_end->Record(*copy));
+  ASSERT_OK(compute_end->Record(*compute));
+  ASSERT_OK(copy_end->Synchronize());
+  ASSERT_OK(compute_end->Synchronize());
+  const float both_ms = std::max(ElapsedMilliseconds(*start, *copy_end).value_or(-1),
+                                 ElapsedMilliseconds(*start, *compute_end).value_or(-1));
+  std::printf("copy %.2f ms (%.1f GB/s), compute %.2f ms (%d GEMMs), both %.2f ms, sum %.2f ms\n", copy_ms,
+              section_bytes / (copy_ms * 1e6), compute_ms, repeats, both_ms, copy_ms + compute_ms);
+  EXPECT_GT(both_ms, 0.8f * std::max(copy_ms, compute_ms));  // Sanity: the work really ran.
+  EXPECT_LT(both_ms, 0.8f * (copy_ms + compute_ms));
+  ASSERT_OK((*ring)->Drain());
+}
+
+}  // namespace
+}  // namespace ringmoe::gpu
