@@ -17,10 +17,11 @@ struct ExpertWeights {
 
 // For every token t: out[t] += sum_j weights[t, j] * Expert[expert_ids[t, j]](x[t]). Accumulates into out.
 // x, out: [tokens, hidden]; expert_ids, weights: [tokens, top_k].
+// With workers, experts run in parallel when enough of them have tokens, else each matmul is split.
 void MoeForward(const float* x, int tokens, int hidden, const int32_t* expert_ids, const float* weights,
-                int top_k, std::span<const ExpertWeights> experts, float* out);
+                int top_k, std::span<const ExpertWeights> experts, float* out, CpuWorkers* workers = nullptr);
 
 // One SwiGLU MLP (a dense layer or a shared expert): out[t] = down(silu(gate(x)) * up(x)). Overwrites out.
-void SwiGluMlp(const float* x, int tokens, const ExpertWeights& mlp, float* out);
+void SwiGluMlp(const float* x, int tokens, const ExpertWeights& mlp, float* out, CpuWorkers* workers = nullptr);
 
 }  // namespace ringmoe::cpu

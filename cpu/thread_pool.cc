@@ -1,5 +1,6 @@
 #include "cpu/thread_pool.h"
 
+#include <cpuid.h>
 #include <hwloc.h>
 #include <omp.h>
 
@@ -32,12 +33,19 @@ Topology& SharedTopology() {
   return topology;
 }
 
-// Pins each arena thread to one core, so attention threads do not migrate and thrash caches.
-class CorePinner : public tbb::task_scheduler_observer {
+// Prepares each arena thread: oneDNN calls made on it stay single-threaded (its OpenMP pool must not spawn a
+// team per TBB thread), and, when the pool owns every core, the thread is pinned to one core so attention
+// threads do not migrate and thrash caches.
+class WorkerSetup : public tbb::task_scheduler_observer {
  public:
-  CorePinner(tbb::task_arena& arena, int cores) : tbb::task_scheduler_observer(arena), cores_(cores) { observe(true); }
-  ~CorePinner() override { observe(false); }
+  WorkerSetup(tbb::task_arena& arena, int cores, bool pin)
+      : tbb::task_scheduler_observer(arena), cores_(cores), pin_(pin) {
+    observe(true);
+  }
+  ~WorkerSetup() override { observe(false); }
   void on_scheduler_entry(bool) override {
+    omp_set_num_threads(1);
+    if (!pin_) return;
     Topology& shared = SharedTopology();
     if (shared.topology == nullptr) return;
     int slot = tbb::this_task_arena::current_thread_index();
@@ -48,6 +56,7 @@ class CorePinner : public tbb::task_scheduler_observer {
 
  private:
   int cores_;
+  bool pin_;
 };
 
 }  // namespace
@@ -55,7 +64,7 @@ class CorePinner : public tbb::task_scheduler_observer {
 struct CpuWorkers::State {
   int threads;
   tbb::task_arena arena;
-  std::unique_ptr<CorePinner> pinner;
+  std::unique_ptr<WorkerSetup> setup;
   explicit State(int n) : threads(n), arena(n) {}
 };
 
@@ -65,7 +74,8 @@ CpuWorkers::CpuWorkers(int threads) {
   state_ = std::make_unique<State>(n);
   state_->arena.initialize();
   // Pin only when we own every core; a caller who asked for fewer threads shares the machine.
-  if (n == cores && n > 1) state_->pinner = std::make_unique<CorePinner>(state_->arena, cores);
+  state_->setup = std::make_unique<WorkerSetup>(state_->arena, cores, n == cores && n > 1);
+  omp_set_num_threads(1);  // the calling thread runs slices too
 }
 
 CpuWorkers::~CpuWorkers() = default;
@@ -87,10 +97,10 @@ void CpuWorkers::ParallelFor(int64_t count, int64_t grain, const std::function<v
 int PhysicalCoreCount() { return SharedTopology().cores; }
 
 bool CpuHasNativeBf16() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  // CPUID leaf 7: subleaf 1 EAX bit 5 is AVX512-BF16, subleaf 0 EDX bit 22 is AMX-BF16.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0) return true;
+  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx & (1u << 22)) != 0;
 }
-
-void SetMatmulThreads(int threads) { omp_set_num_threads(threads > 0 ? threads : 1); }
 
 }  // namespace ringmoe::cpu

@@ -1,5 +1,6 @@
-// CpuWorkers: the engine's CPU thread pool (TBB arena; oneDNN runs on its own OpenMP threads, and the two
-// never run at the same time, so they do not oversubscribe the cores).
+// CpuWorkers: the engine's CPU thread pool, a TBB arena. All CPU parallelism goes through it: oneDNN is kept
+// single-threaded on every thread (its OpenMP pool would otherwise spin against TBB's) and large matmuls are
+// split into slices on this pool instead (cpu/linear.h).
 #pragma once
 
 #include <cstdint>
@@ -31,7 +32,6 @@ class CpuWorkers {
 int PhysicalCoreCount();
 // Whether the CPU can run bf16 matmuls natively (AMX-BF16 or AVX512-BF16).
 bool CpuHasNativeBf16();
-// Threads oneDNN's matmuls use (its OpenMP pool). The engine sets it to its worker count.
-void SetMatmulThreads(int threads);
+
 
 }  // namespace ringmoe::cpu

@@ -91,7 +91,6 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   }
 
   impl->workers = std::make_unique<cpu::CpuWorkers>(options.threads);
-  cpu::SetMatmulThreads(impl->workers->threads());
 
   // KV cache: enough for max_batch sequences of full context, within the budget (default: half the free RAM).
   const int64_t bytes_per_token = KvCache::BytesPerToken(impl->spec, compute);
@@ -161,7 +160,9 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
                                          requests[sequence.request_index].sampling, sequence.random, scratch);
       sequence.tokens.push_back(sampled.token);
       state.Accept(sampled, sequence, &results[sequence.request_index]);
-      if (on_token) on_token({sequence.request_index, sampled.token, sampled.logprob, sequence.finished});
+      if (on_token) {
+        on_token({sequence.request_index, sampled.token, sampled.logprob, sequence.finished, sequence.prompt_length});
+      }
     }
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
       states[done->request_index].Finish(*done, &results[done->request_index]);

@@ -65,7 +65,7 @@ void CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* l
                  static_cast<float>(spec_.rms_norm_eps), last_rows + static_cast<int64_t>(out++) * hidden);
   }
   logits->resize(static_cast<size_t>(wanted) * spec_.vocab_size);
-  cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data());
+  cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data(), &workers_);
 }
 
 void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int tokens) {
@@ -80,9 +80,9 @@ void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int 
   {
     StageTimer timer(&times_.projections);
     cpu::RmsNorm(x, w.input_norm.data(), tokens, hidden, eps, normed);
-    cpu::Linear(normed, tokens, w.q, w.q_bias.empty() ? nullptr : w.q_bias.data(), q);
-    cpu::Linear(normed, tokens, w.k, w.k_bias.empty() ? nullptr : w.k_bias.data(), k);
-    cpu::Linear(normed, tokens, w.v, w.v_bias.empty() ? nullptr : w.v_bias.data(), v);
+    cpu::Linear(normed, tokens, w.q, w.q_bias.empty() ? nullptr : w.q_bias.data(), q, &workers_);
+    cpu::Linear(normed, tokens, w.k, w.k_bias.empty() ? nullptr : w.k_bias.data(), k, &workers_);
+    cpu::Linear(normed, tokens, w.v, w.v_bias.empty() ? nullptr : w.v_bias.data(), v, &workers_);
     if (spec_.clip_qkv > 0) {
       const float clip = spec_.clip_qkv;
       for (float* buffer : {q, k, v}) {
@@ -126,7 +126,7 @@ void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int 
   }
   StageTimer timer(&times_.projections);
   float* projected = Grow(projected_, static_cast<size_t>(tokens) * hidden);
-  cpu::Linear(attention_out, tokens, w.o, nullptr, projected);
+  cpu::Linear(attention_out, tokens, w.o, nullptr, projected, &workers_);
   AddInPlace(x, projected, static_cast<size_t>(tokens) * hidden);
 }
 
@@ -142,7 +142,7 @@ void CpuForward::FeedForward(int layer, int tokens) {
                normed);
   if (!layer_spec.is_moe) {
     StageTimer timer(&times_.dense_mlp);
-    cpu::SwiGluMlp(normed, tokens, w.dense_mlp, out);
+    cpu::SwiGluMlp(normed, tokens, w.dense_mlp, out, &workers_);
     AddInPlace(x, out, size);
     return;
   }
@@ -151,17 +151,17 @@ void CpuForward::FeedForward(int layer, int tokens) {
   float* router_logits = Grow(router_logits_, static_cast<size_t>(tokens) * spec_.num_experts);
   int32_t* expert_ids = Grow(expert_ids_, static_cast<size_t>(tokens) * top_k);
   float* routing_weights = Grow(routing_weights_, static_cast<size_t>(tokens) * top_k);
-  cpu::Linear(normed, tokens, w.router, nullptr, router_logits);
+  cpu::Linear(normed, tokens, w.router, nullptr, router_logits, &workers_);
   cpu::RouteTopK(router_logits, tokens, spec_.num_experts, top_k,
                  spec_.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
                                                           : cpu::RouterScoring::kSoftmaxThenTopK,
                  spec_.norm_topk_prob, expert_ids, routing_weights);
   std::fill_n(out, size, 0.0f);
-  cpu::MoeForward(normed, tokens, hidden, expert_ids, routing_weights, top_k, w.experts, out);
+  cpu::MoeForward(normed, tokens, hidden, expert_ids, routing_weights, top_k, w.experts, out, &workers_);
   if (layer_spec.has_shared_expert) {
     float* shared = Grow(shared_out_, size);
     float* gate = Grow(shared_gate_, static_cast<size_t>(tokens));
-    cpu::SwiGluMlp(normed, tokens, w.shared_expert, shared);
+    cpu::SwiGluMlp(normed, tokens, w.shared_expert, shared, &workers_);
     cpu::Linear(normed, tokens, w.shared_expert_gate, nullptr, gate);
     for (int t = 0; t < tokens; ++t) {
       const float g = 1.0f / (1.0f + std::exp(-gate[t]));

@@ -124,9 +124,11 @@ int RunCommand(int argc, char** argv) {
     request_of_line[i] = static_cast<int>(requests.size());
     requests.push_back(*(*lines)[i].request);
   }
-  std::fprintf(stderr, "ringmoe run: %s (%s, %d layers, %.2fB parameters) on %s; %zu requests, %d bad lines\n",
+  const double parameters = static_cast<double>(engine->info().parameter_count);
+  std::fprintf(stderr, "ringmoe run: %s (%s, %d layers, %.2f%s parameters) on %s; %zu requests, %d bad lines\n",
                flags.model.c_str(), engine->info().model_type.c_str(), engine->info().num_layers,
-               engine->info().parameter_count / 1e9, engine->info().device.c_str(), requests.size(), bad_lines);
+               parameters >= 1e9 ? parameters / 1e9 : parameters / 1e6, parameters >= 1e9 ? "B" : "M",
+               engine->info().device.c_str(), requests.size(), bad_lines);
 
   FILE* progress_out = flags.quiet ? nullptr : stderr;
   std::unique_ptr<ProgressReporter> progress;
@@ -139,7 +141,7 @@ int RunCommand(int argc, char** argv) {
     ++generated;
     if (!started[event.request_index]) {
       started[event.request_index] = true;
-      prefilled += static_cast<int64_t>(requests[event.request_index].prompt_ids.size());
+      prefilled += event.prompt_tokens;
     }
     if (event.finished) ++done;
     if (progress) progress->Update(done, generated, prefilled);

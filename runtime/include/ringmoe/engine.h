@@ -85,6 +85,7 @@ struct TokenEvent {
   int32_t token;
   float logprob;
   bool finished;
+  int prompt_tokens;     // The request's prompt length in tokens (after tokenisation).
 };
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
