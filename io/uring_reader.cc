@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -115,13 +116,43 @@ absl::Status HandleShortRead(int fd, const ReadRange& range, const Piece& piece,
                                             range.offset + range.length, ")"));
 }
 
+// The fallback when io_uring is unavailable: one range at a time with pread, same semantics.
+absl::Status PreadRange(int fd, const ReadRange& range, AtEof at_eof) {
+  uint64_t pos = 0;
+  int transient_retries = 0;
+  while (pos < range.length) {
+    const size_t want = std::min<uint64_t>(range.length - pos, kMaxPiece);
+    const ssize_t got = ::pread(fd, Destination(range, pos), want, static_cast<off_t>(range.offset + pos));
+    if (got < 0) {
+      const int error = errno;
+      if ((error == EINTR || error == EAGAIN) && ++transient_retries <= kMaxTransientRetries) continue;
+      return ReadError(error, range, Piece{0, pos, static_cast<uint32_t>(want)});
+    }
+    pos += static_cast<uint64_t>(got);
+    if (static_cast<size_t>(got) == want) continue;
+    struct stat info;
+    const bool at_end =
+        got == 0 || (::fstat(fd, &info) == 0 && static_cast<uint64_t>(info.st_size) <= range.offset + pos);
+    if (!at_end) continue;
+    if (at_eof == AtEof::kError) {
+      return absl::OutOfRangeError(absl::StrCat("file ends at offset ", range.offset + pos,
+                                                ", inside the range [", range.offset, ", ",
+                                                range.offset + range.length, ")"));
+    }
+    std::memset(Destination(range, pos), 0, range.length - pos);
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 struct UringReader::Ring {
   io_uring ring;
   bool initialized = false;
-  bool broken =
-      false;  // Set when the submission queue may hold stale entries; the reader refuses further work.
+  bool use_pread = false;  // io_uring unavailable (or disabled): read with pread instead.
+  // Set when the submission queue may hold stale entries; the reader then refuses further work.
+  bool broken = false;
   ~Ring() {
     if (initialized) io_uring_queue_exit(&ring);
   }
@@ -133,17 +164,28 @@ UringReader::UringReader(UringReader&& other) noexcept = default;
 UringReader& UringReader::operator=(UringReader&& other) noexcept = default;
 UringReader::~UringReader() = default;
 
+bool UringReader::uses_io_uring() const { return ring_ != nullptr && !ring_->use_pread; }
+
 absl::StatusOr<UringReader> UringReader::Create(int queue_depth) {
   if (queue_depth < 1 || queue_depth > kMaxQueueDepth) {
     return absl::InvalidArgumentError(
         absl::StrCat("io_uring queue depth ", queue_depth, " is outside [1, ", kMaxQueueDepth, "]"));
   }
   auto ring = std::make_unique<Ring>();
+  const char* disable = std::getenv("RINGMOE_DISABLE_IO_URING");
+  if (disable != nullptr && *disable != '\0' && std::string_view(disable) != "0") {
+    ring->use_pread = true;
+    return UringReader(std::move(ring), queue_depth);
+  }
   const int rc = io_uring_queue_init(static_cast<unsigned>(queue_depth), &ring->ring, 0);
+  if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
+    // Kernels built without io_uring and container seccomp profiles that block it: still read, slower.
+    ring->use_pread = true;
+    return UringReader(std::move(ring), queue_depth);
+  }
   if (rc < 0) {
-    const std::string message = absl::StrCat(
-        "io_uring_queue_init(", queue_depth, ") failed: ", std::strerror(-rc),
-        rc == -ENOSYS || rc == -EPERM ? " (io_uring is disabled in this kernel or container)" : "");
+    const std::string message =
+        absl::StrCat("io_uring_queue_init(", queue_depth, ") failed: ", std::strerror(-rc));
     return rc == -ENOMEM ? absl::ResourceExhaustedError(message) : absl::UnavailableError(message);
   }
   ring->initialized = true;
@@ -155,6 +197,12 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
   if (ring_->broken)
     return absl::FailedPreconditionError("ReadRanges on a UringReader whose ring failed earlier");
   if (absl::Status status = ValidateRanges(fd, ranges); !status.ok()) return status;
+  if (ring_->use_pread) {
+    for (const ReadRange& range : ranges) {
+      if (absl::Status status = PreadRange(fd, range, at_eof); !status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
   io_uring* ring = &ring_->ring;
 
   PieceQueue queue(ranges);

@@ -159,11 +159,29 @@ TEST(BulkConversionTest, BF16AndF32MatchScalar) {
                                -0.0f,
                                1.0f,
                                std::numeric_limits<float>::infinity(),
+                               -std::numeric_limits<float>::infinity(),
+                               std::numeric_limits<float>::quiet_NaN(),
                                FromBits(0x7f800001),
                                FromBits(0x3f808000),
                                FromBits(0x3f818000),
                                std::numeric_limits<float>::max(),
-                               FromBits(0x00000001)};
+                               FromBits(0x00000001),
+                               65504.0f,
+                               65520.0f,
+                               65519.99f,
+                               -65520.0f,
+                               std::ldexp(1.0f, -25),
+                               std::ldexp(1.5f, -24),
+                               std::ldexp(1.0f, -14),
+                               std::ldexp(1023.5f, -24),
+                               1.0f + std::ldexp(1.0f, -11)};
+  // Every F16 value and its neighbours, so that each F16 rounding boundary is crossed.
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const float f = F16ToF32(static_cast<uint16_t>(bits));
+    values.push_back(f);
+    values.push_back(std::nextafter(f, 0.0f));
+    values.push_back(std::nextafter(f, std::numeric_limits<float>::infinity()));
+  }
   for (int i = 0; i < 100000; ++i) values.push_back(FromBits(static_cast<uint32_t>(rng())));
   std::vector<uint16_t> bf16(values.size());
   ConvertF32ToBF16(values.data(), bf16.data(), values.size());

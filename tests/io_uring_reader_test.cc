@@ -93,6 +93,40 @@ TEST_P(UringReaderTest, ReadsAlignedBlocksWithDirectIo) {
 
 INSTANTIATE_TEST_SUITE_P(QueueDepths, UringReaderTest, ::testing::Values(1, 2, 8, 64));
 
+// The pread fallback (used where io_uring is blocked) must behave exactly like the io_uring path.
+TEST(UringReaderFallbackTest, PreadFallbackReadsTheSameBytes) {
+  TempDir dir;
+  const std::string path = dir.File("data");
+  std::string contents(300000, '\0');
+  std::mt19937 rng(3);
+  for (char& c : contents) c = static_cast<char>(rng());
+  ASSERT_TRUE(testing::WriteFile(path, contents));
+  ::setenv("RINGMOE_DISABLE_IO_URING", "1", 1);
+  absl::StatusOr<UringReader> reader = UringReader::Create(8);
+  ::unsetenv("RINGMOE_DISABLE_IO_URING");
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_FALSE(reader->uses_io_uring());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::vector<char> a(1000), b(123457), tail(100, 'q');
+  const std::vector<ReadRange> ranges = {{5, a.size(), a.data()}, {100000, b.size(), b.data()}};
+  ASSERT_TRUE(reader->ReadRanges(fd, ranges).ok());
+  EXPECT_EQ(std::string(a.begin(), a.end()), contents.substr(5, a.size()));
+  EXPECT_EQ(std::string(b.begin(), b.end()), contents.substr(100000, b.size()));
+  const ReadRange past_end{contents.size() - 40, tail.size(), tail.data()};
+  const absl::Status status = reader->ReadRanges(fd, {&past_end, 1});
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange) << status;
+  EXPECT_NE(status.message().find("file ends at offset 300000"), std::string::npos) << status;
+  ASSERT_TRUE(reader->ReadRanges(fd, {&past_end, 1}, AtEof::kZeroFill).ok());
+  EXPECT_EQ(std::string(tail.begin(), tail.begin() + 40), contents.substr(contents.size() - 40));
+  EXPECT_EQ(std::string(tail.begin() + 40, tail.end()), std::string(60, '\0'));
+  ::close(fd);
+
+  absl::StatusOr<UringReader> uring = UringReader::Create(8);
+  ASSERT_TRUE(uring.ok());
+  RecordProperty("io_uring_available", uring->uses_io_uring() ? "yes" : "no");
+}
+
 TEST(UringReaderErrorsTest, ReadingPastTheEndIsAnErrorNamingTheOffset) {
   TempDir dir;
   const std::string path = dir.File("small");
