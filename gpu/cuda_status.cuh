@@ -62,14 +62,17 @@ inline cudaEvent_t AsCuda(const Event& event) { return static_cast<cudaEvent_t>(
 
 }  // namespace ringmoe::gpu::internal
 
-#define RINGMOE_CUDA_RETURN_IF_ERROR(expr, what)                                                \
-  do {                                                                                          \
-    ::absl::Status ringmoe_cuda_status_ = ::ringmoe::gpu::internal::CudaStatus((expr), (what)); \
-    if (!ringmoe_cuda_status_.ok()) return ringmoe_cuda_status_;                                \
+// `what` is only evaluated on failure, so it may format (absl::StrCat) without slowing the success path.
+#define RINGMOE_CUDA_RETURN_IF_ERROR(expr, what)                                \
+  do {                                                                          \
+    const cudaError_t ringmoe_cuda_error_ = (expr);                             \
+    if (ringmoe_cuda_error_ != cudaSuccess)                                     \
+      return ::ringmoe::gpu::internal::CudaStatus(ringmoe_cuda_error_, (what)); \
   } while (0)
 
-#define RINGMOE_CUBLAS_RETURN_IF_ERROR(expr, what)                                                  \
-  do {                                                                                              \
-    ::absl::Status ringmoe_cublas_status_ = ::ringmoe::gpu::internal::CublasStatus((expr), (what)); \
-    if (!ringmoe_cublas_status_.ok()) return ringmoe_cublas_status_;                                \
+#define RINGMOE_CUBLAS_RETURN_IF_ERROR(expr, what)                                   \
+  do {                                                                               \
+    const cublasStatus_t ringmoe_cublas_status_ = (expr);                            \
+    if (ringmoe_cublas_status_ != CUBLAS_STATUS_SUCCESS)                             \
+      return ::ringmoe::gpu::internal::CublasStatus(ringmoe_cublas_status_, (what)); \
   } while (0)

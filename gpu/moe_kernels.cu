@@ -52,7 +52,9 @@ __global__ void GatherRowsKernel(const uint16_t* __restrict__ x, int hidden,
   const int token = permutation[s] / top_k;
   const uint16_t* src = x + static_cast<size_t>(token) * hidden;
   uint16_t* dst = sorted_x + static_cast<size_t>(s) * hidden;
-  if (hidden % 8 == 0) {  // 16-byte vectors; rows stay 16-byte aligned as hidden * 2 is a multiple of 16.
+  const bool vectors = hidden % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(sorted_x) % 16 == 0;
+  if (vectors) {  // 16-byte vectors; rows stay 16-byte aligned as hidden * 2 is a multiple of 16.
     const uint4* src4 = reinterpret_cast<const uint4*>(src);
     uint4* dst4 = reinterpret_cast<uint4*>(dst);
     for (int i = threadIdx.x; i < hidden / 8; i += blockDim.x) dst4[i] = src4[i];
