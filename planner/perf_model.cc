@@ -266,7 +266,8 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
     return absl::ResourceExhaustedError(absl::StrCat("pinned memory ", Gib(memory.pinned_bytes),
                                                      " exceeds the limit ", Gib(memory.pinned_limit)));
   }
-  int64_t kv_room = memory.cpu_budget - memory.cpu_embedding_bytes - memory.cpu_staging_bytes;
+  // Room for KV with the weights where they are: what is free plus the KV already planned.
+  int64_t kv_room = memory.cpu_budget - memory.cpu_used() + memory.cpu_kv_bytes;
   double cpu_kv_per_sequence = (1.0 - plan.kv_gpu_fraction) * memory.kv_bytes_per_sequence;
   memory.kv_capacity_sequences =
       cpu_kv_per_sequence > 0 ? static_cast<int>(std::min(1e9, kv_room / cpu_kv_per_sequence)) : 1000000000;
@@ -315,7 +316,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanCpuMemory(const Plan& plan) const {
     }
   }
   memory.dram_weight_bytes_per_step = weights;
-  int64_t kv_room = memory.cpu_budget - memory.cpu_staging_bytes;
+  int64_t kv_room = memory.cpu_budget - memory.cpu_used() + memory.cpu_kv_bytes;
   memory.kv_capacity_sequences =
       static_cast<int>(std::min<int64_t>(1000000000, kv_room / memory.kv_bytes_per_sequence));
   return memory;

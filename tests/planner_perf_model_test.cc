@@ -1,0 +1,242 @@
+// The performance model against hand-computed cases: pure weight streaming, a KV-capacity-bound batch, DRAM
+// contention between copies and CPU attention, the CPU device reading weights from DRAM, and the tier that
+// binds for models far larger than the machine.
+#include <gtest/gtest.h>
+
+#include "planner/model_costs.h"
+#include "planner/perf_model.h"
+#include "planner/plan_search.h"
+#include "planner_test_util.h"
+
+namespace ringmoe::planner {
+namespace {
+
+using testing::ConfigNamed;
+using testing::InstantMachine;
+using testing::kGiB;
+using testing::kTinyMoe;
+using testing::ParseOrDie;
+
+// Tiny model: one expert is 3 x 1024 x 512 bf16; 4 layers x 16 experts stream when none stay resident.
+constexpr int64_t kTinyExpertBytes = 3LL * 1024 * 512 * 2;         // 3,145,728
+constexpr int64_t kTinyRoutedBytes = 4LL * 16 * kTinyExpertBytes;  // 201,326,592
+constexpr int64_t kTinyKvPerToken = 2LL * 256 * 2 * 4;             // K and V, 2 kv heads x 128, 4 layers
+
+Workload Job(int64_t requests, int prompt, int gen) {
+  return Workload{requests, static_cast<double>(prompt), static_cast<double>(gen), prompt + gen, ""};
+}
+
+TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
+  HardwareProfile profile = InstantMachine();
+  profile.gpu->h2d_gbps = 10;  // the only finite rate
+  profile.contention = DramContention{10, 1e6, 10, 1e6};
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
+
+  Plan plan;
+  plan.device = PlanDevice::kGpu;
+  plan.batch = 64;
+  plan.micro_batches = 2;
+  plan.prefill_chunk = 256;
+  plan.max_resident_experts = 0;
+  absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes);
+  EXPECT_EQ(memory->gpu_resident_experts, 0);
+
+  // Bytes down per step: the experts, plus each token's attention output (q width 1024, bf16) in 4 layers.
+  const double bytes_down = kTinyRoutedBytes + 64.0 * 1024 * 2 * 4;
+  StageTimes step = model.StepTime(plan, *memory, 64, 125, 0, 100);
+  EXPECT_NEAR(step.step, bytes_down / 10e9, 1e-12);
+  EXPECT_EQ(step.bottleneck, "h2d_copy");
+
+  absl::StatusOr<Prediction> prediction = model.Predict(plan);
+  ASSERT_TRUE(prediction.ok()) << prediction.status();
+  EXPECT_EQ(prediction->effective_batch, 64);
+  EXPECT_NEAR(prediction->decode_tokens_per_s, 64 * 10e9 / bytes_down, 1e-6);
+
+  // Half the experts resident: half the bytes stream, twice the tokens per second (less the activations).
+  plan.max_resident_experts = 32;
+  memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok());
+  EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes / 2);
+  EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100).step,
+              (kTinyRoutedBytes / 2 + 64.0 * 1024 * 2 * 4) / 10e9, 1e-12);
+
+  // Everything fits the GPU: nothing streams, no ring.
+  plan.max_resident_experts = -1;
+  memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok());
+  EXPECT_EQ(memory->streamed_bytes_per_step, 0);
+  EXPECT_EQ(memory->gpu_ring_bytes, 0);
+  EXPECT_EQ(memory->gpu_resident_experts, 64);
+}
+
+TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
+  HardwareProfile profile = InstantMachine();
+  profile.gpu->h2d_gbps = 10;
+  profile.contention = DramContention{10, 1e6, 10, 1e6};
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  EXPECT_EQ(costs.kv_bytes_per_token, kTinyKvPerToken);
+  // 2000-token contexts: 8,192,000 KV bytes per sequence.
+  const int64_t kv_per_sequence = 2000 * kTinyKvPerToken;
+  const int64_t embedding = 1000LL * 1024 * 2;
+  auto staging = [](int64_t batch) { return (batch + 256) * (2 * 1024 + 2 * 256) * 4 * 2; };
+  // Room for the streamed experts, the embeddings and 48 sequences, not 64.
+  const int64_t cpu_budget = kTinyRoutedBytes + embedding + 450'000'000;
+  PerfModel model(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
+
+  PlanOverrides overrides;
+  overrides.prefill_chunk = 256;
+  overrides.max_resident_experts = 0;  // keep the step streaming-bound: throughput grows with the batch
+  absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu, overrides);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const Prediction& best = result->best;
+  EXPECT_EQ(best.plan.batch, 48);
+  EXPECT_EQ(best.memory.cpu_kv_bytes, 48 * kv_per_sequence);
+  EXPECT_EQ(best.memory.cpu_staging_bytes, staging(48));
+  EXPECT_LE(best.memory.cpu_used(), cpu_budget);
+  EXPECT_EQ(best.memory.kv_capacity_sequences,
+            (cpu_budget - kTinyRoutedBytes - embedding - staging(48)) / kv_per_sequence);  // 54
+
+  Plan bigger = best.plan;
+  bigger.batch = 64;
+  EXPECT_EQ(model.PlanMemory(bigger).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
+  HardwareProfile profile = InstantMachine();
+  // The H200 box: copies alone 55.3 GB/s, a 16-thread read alone 79.6, both at once 53.2 + 63.9.
+  profile.gpu->h2d_gbps = 55.3;
+  profile.cpu.attention.kv_gbps = 79.6;
+  profile.contention = DramContention{55.3, 79.6, 53.2, 63.9};
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  PerfModel model(profile, costs, Job(64, 1000, 1000), ResolveBudgets(profile, {}));
+  Plan plan;
+  plan.batch = 64;
+  plan.max_resident_experts = 0;
+  absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+
+  const double dma_bytes = kTinyRoutedBytes + 64.0 * 1024 * 2 * 4;  // 201,850,880
+  const double kv_bytes = 64.0 * 2000 * kTinyKvPerToken;            // 524,288,000
+  // Both start together at the shared rates; the copy ends first (3.794 ms), then attention reads alone.
+  const double copy_done = dma_bytes / 53.2e9;
+  ASSERT_LT(copy_done, kv_bytes / 63.9e9);
+  const double attention_done = copy_done + (kv_bytes - copy_done * 63.9e9) / 79.6e9;
+
+  StageTimes step = model.StepTime(plan, *memory, 64, 2000, 0, 1000);
+  EXPECT_NEAR(step.h2d_copy, copy_done, 1e-12);
+  EXPECT_NEAR(step.cpu_attention, attention_done, 1e-12);
+  EXPECT_GT(step.h2d_copy, dma_bytes / 55.3e9);
+  EXPECT_GT(step.cpu_attention, kv_bytes / 79.6e9);
+  EXPECT_EQ(step.bottleneck, "cpu_attention");
+  EXPECT_NEAR(step.step, attention_done, 1e-12);
+
+  // One micro-batch cannot overlap the CPU attention with the GEMMs: they add up.
+  profile.gpu->grouped_gemm_bf16 = {{1, 1e-3}};  // slow GEMMs: longer than the attention
+  PerfModel slow_gemm(profile, costs, Job(64, 1000, 1000), ResolveBudgets(profile, {}));
+  plan.micro_batches = 1;
+  StageTimes serial = slow_gemm.StepTime(plan, *memory, 64, 2000, 0, 1000);
+  EXPECT_NEAR(serial.step, serial.gpu_gemm + serial.cpu_attention, 1e-9 * serial.step);
+  plan.micro_batches = 2;
+  StageTimes overlapped = slow_gemm.StepTime(plan, *memory, 64, 2000, 0, 1000);
+  EXPECT_LT(overlapped.step, serial.step);
+}
+
+TEST(PlannerPerfModel, CpuDeviceReadsTheTouchedWeightsFromDram) {
+  HardwareProfile profile = InstantMachine();
+  profile.gpu.reset();
+  profile.gpu_absent_reason = "none";
+  profile.cpu.dram_read_gbps = 50;
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  PerfModel model(profile, costs, Job(1, 100, 100), ResolveBudgets(profile, {}));
+  Plan plan;
+  plan.device = PlanDevice::kCpu;
+  plan.batch = 1;
+  plan.micro_batches = 1;
+  absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  // One token per step touches exactly top_k = 2 experts per layer; attention, router and lm_head always.
+  const int64_t attention_params = 1024LL * (1024 + 512) + 1024LL * 1024 + 2 * 128 + 2 * 1024;
+  const double per_layer = attention_params * 2 + 16 * 1024 * 2 + 2 * kTinyExpertBytes;
+  const double lm_head = (1000.0 * 1024 + 1024) * 2;
+  StageTimes step = model.StepTime(plan, *memory, 1, 150, 0, 100);
+  EXPECT_NEAR(step.cpu_matmul, (4 * per_layer + lm_head) / 50e9, 1e-12);
+  EXPECT_EQ(step.bottleneck, "cpu_matmul");
+
+  // No GPU in the profile: the GPU device is refused with a reason.
+  plan.device = PlanDevice::kGpu;
+  absl::StatusOr<MemoryPlan> gpu = model.PlanMemory(plan);
+  EXPECT_EQ(gpu.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(gpu.status().message().find("--device cpu"), std::string::npos);
+}
+
+TEST(PlannerPerfModel, ModelsLargerThanTheMachineStreamFromSsd) {
+  absl::StatusOr<HardwareProfile> h200 =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(h200.ok()) << h200.status();
+  Workload job = Job(4096, 512, 256);
+
+  for (const char* name : {"qwen3-235b-a22b.json", "deepseek-v3-like.json"}) {
+    SCOPED_TRACE(name);
+    ModelCosts costs = ComputeModelCosts(ConfigNamed(name));
+    ASSERT_GT(costs.total_weight_bytes(), h200->topology.memory_bytes);
+    PerfModel model(*h200, costs, job, ResolveBudgets(*h200, {}));
+    absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu);
+    ASSERT_TRUE(result.ok()) << result.status();
+    const Prediction& best = result->best;
+    EXPECT_GT(best.memory.ssd_weight_bytes, 0);
+    EXPECT_EQ(best.bottleneck, "ssd_read");
+    EXPECT_LE(best.memory.gpu_used(), best.memory.gpu_budget);
+    EXPECT_LE(best.memory.cpu_used(), best.memory.cpu_budget);
+    EXPECT_LE(best.memory.pinned_bytes, best.memory.pinned_limit);
+    // Every step reads the SSD tier once: the step is at least that long.
+    EXPECT_GE(best.decode_step.step, best.memory.ssd_weight_bytes / (1.97e9) * (1 - 1e-9));
+    EXPECT_GT(best.duration_s, 0);
+
+    // The CPU device binds on the SSD too.
+    absl::StatusOr<SearchResult> cpu = SearchPlan(model, PlanDevice::kCpu);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    EXPECT_EQ(cpu->best.bottleneck, "ssd_read");
+  }
+
+  // Give the 235B model a host that holds it: no SSD tier, and the host-to-GPU copies bind instead.
+  HardwareProfile big_host = *h200;
+  big_host.topology.memory_bytes = 1024 * kGiB;
+  big_host.pinned_limit_bytes = 900 * kGiB;
+  ModelCosts costs = ComputeModelCosts(ConfigNamed("qwen3-235b-a22b.json"));
+  PerfModel model(big_host, costs, job, ResolveBudgets(big_host, {}));
+  absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->best.memory.ssd_weight_bytes, 0);
+  EXPECT_GT(result->best.memory.streamed_bytes_per_step, 0);
+  EXPECT_NE(result->best.bottleneck, "ssd_read");
+}
+
+TEST(PlannerPerfModel, JobPhasesAccountForEveryToken) {
+  absl::StatusOr<HardwareProfile> h200 =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(h200.ok()) << h200.status();
+  ModelCosts costs = ComputeModelCosts(ConfigNamed("qwen3-30b-a3b.json"), 16);
+  PerfModel model(*h200, costs, Job(4096, 512, 256), ResolveBudgets(*h200, {6 * kGiB, 0}));
+  Plan plan;
+  plan.batch = 256;
+  plan.prefill_chunk = 2048;
+  absl::StatusOr<Prediction> p = model.Predict(plan);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->effective_batch, 256);
+  EXPECT_DOUBLE_EQ(p->steady_prefill_tokens, 512);  // 256 sequences x 512 / 256 keeps the batch full
+  // Decode tokens: steady steps and the tail each carry the batch; prefill: the fill plus the steady steps.
+  EXPECT_NEAR((p->mixed_steps + p->tail_steps) * 256, 4096.0 * 256, 1e-6);
+  EXPECT_NEAR(p->fill_steps * 2048 + p->mixed_steps * 512, 4096.0 * 512, 1e-6);
+  EXPECT_NEAR(p->duration_s,
+              p->fill_steps * p->fill_step_seconds + p->mixed_steps * p->mixed_step.step +
+                  p->tail_steps * p->decode_step.step,
+              1e-9 * p->duration_s);
+  EXPECT_NEAR(p->total_tokens_per_s, 4096.0 * 768 / p->duration_s, 1e-6);
+  EXPECT_GT(p->job_stage_seconds.at("h2d_copy"), 0);
+}
+
+}  // namespace
+}  // namespace ringmoe::planner

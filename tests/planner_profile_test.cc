@@ -1,0 +1,101 @@
+// Hardware profiles: JSON round trip, the committed H200 profile in exactly the probe's format, errors that
+// name the file and field, and a quick probe of this machine.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "planner/hardware_profile.h"
+#include "planner/probe.h"
+#include "planner_test_util.h"
+
+namespace ringmoe::planner {
+namespace {
+
+using testing::ReadSourceFile;
+
+TEST(PlannerProfile, H200ProfileLoadsInTheProbeFormat) {
+  std::string text = ReadSourceFile("bench/h200_profile.json");
+  absl::StatusOr<HardwareProfile> profile = ProfileFromJson(text, "bench/h200_profile.json");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  EXPECT_EQ(profile->source, "transcribed from shared/hardware/h200-box.md, 2026-11-28");
+  ASSERT_TRUE(profile->gpu.has_value());
+  EXPECT_EQ(profile->gpu->name, "NVIDIA H200");
+  EXPECT_DOUBLE_EQ(profile->gpu->h2d_gbps, 55.4);
+  EXPECT_DOUBLE_EQ(profile->gpu->d2h_gbps, 55.3);
+  EXPECT_DOUBLE_EQ(profile->gpu->bidirectional_gbps, 97.0);
+  ASSERT_EQ(profile->gpu->grouped_gemm_bf16.size(), 5u);
+  EXPECT_DOUBLE_EQ(profile->gpu->grouped_gemm_bf16[2].tflops, 683.0);
+  EXPECT_DOUBLE_EQ(profile->cpu.dram_read_gbps, 75.0);
+  ASSERT_TRUE(profile->contention.has_value());
+  EXPECT_DOUBLE_EQ(profile->contention->cpu_shared_gbps, 63.9);
+  ASSERT_TRUE(profile->ssd.has_value());
+  EXPECT_DOUBLE_EQ(profile->ssd->best_gbps(), 1.97);
+  EXPECT_EQ(profile->topology.cores, 16);
+  // Written back by the probe's own writer it is byte for byte the committed file.
+  EXPECT_EQ(ProfileToJson(*profile), text);
+}
+
+TEST(PlannerProfile, RoundTripWithoutGpuOrSsd) {
+  HardwareProfile profile = testing::InstantMachine();
+  profile.gpu.reset();
+  profile.gpu_absent_reason = "no GPU here";
+  profile.contention.reset();
+  profile.notes = {"a note"};
+  std::string path = std::string(RINGMOE_BINARY_DIR) + "/planner_profile_test.json";
+  ASSERT_TRUE(SaveProfile(profile, path).ok());
+  absl::StatusOr<HardwareProfile> loaded = LoadProfile(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_FALSE(loaded->gpu.has_value());
+  EXPECT_EQ(loaded->gpu_absent_reason, "no GPU here");
+  EXPECT_FALSE(loaded->ssd.has_value());
+  EXPECT_EQ(loaded->ssd_absent_reason, "test machine has no SSD");
+  EXPECT_FALSE(loaded->contention.has_value());
+  EXPECT_EQ(ProfileToJson(*loaded), ProfileToJson(profile));
+}
+
+TEST(PlannerProfile, ErrorsNameTheFileAndField) {
+  std::string text = ReadSourceFile("bench/h200_profile.json");
+  std::string broken = text;
+  broken.replace(broken.find("\"dram_read_gbps\""), 16, "\"dram_read_gbpz\"");
+  absl::StatusOr<HardwareProfile> profile = ProfileFromJson(broken, "mine.json");
+  ASSERT_FALSE(profile.ok());
+  EXPECT_NE(profile.status().message().find("mine.json"), std::string::npos) << profile.status();
+  EXPECT_NE(profile.status().message().find("cpu.dram_read_gbps"), std::string::npos) << profile.status();
+
+  EXPECT_FALSE(ProfileFromJson("[1, 2]", "x.json").ok());
+  EXPECT_FALSE(ProfileFromJson("{\"format\": \"something else\", \"version\": 1}", "x.json").ok());
+  absl::StatusOr<HardwareProfile> missing = LoadProfile("/nonexistent/profile.json");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/profile.json"), std::string::npos);
+}
+
+TEST(PlannerProfile, QuickProbeOfThisMachine) {
+  ProbeOptions options;
+  options.quick = true;
+  options.threads = 2;
+  options.ssd_dir = RINGMOE_BINARY_DIR;
+  absl::StatusOr<HardwareProfile> profile = ProbeMachine(options);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  EXPECT_GE(profile->topology.cores, 1);
+  EXPECT_GT(profile->topology.memory_bytes, 0);
+  EXPECT_FALSE(profile->topology.numa_nodes.empty());
+  EXPECT_GT(profile->cpu.dram_read_gbps, 0.1);
+  EXPECT_GT(profile->cpu.attention.kv_gbps, 0.01);
+  EXPECT_GT(profile->cpu.attention.gflops, 0.01);
+  ASSERT_FALSE(profile->cpu.matmul_f32.empty());
+  EXPECT_GT(profile->cpu.matmul_f32.back().tflops, 0);
+  // A GPU section, or the reason there is none; the same for the SSD.
+  EXPECT_TRUE(profile->gpu.has_value() || !profile->gpu_absent_reason.empty());
+  EXPECT_TRUE(profile->ssd.has_value() || !profile->ssd_absent_reason.empty());
+  // No scratch file is left behind.
+  for (const auto& entry : std::filesystem::directory_iterator(RINGMOE_BINARY_DIR)) {
+    EXPECT_EQ(entry.path().filename().string().rfind(".ringmoe-probe-", 0), std::string::npos);
+  }
+  // What it measured is a valid profile.
+  absl::StatusOr<HardwareProfile> reread = ProfileFromJson(ProfileToJson(*profile), "probe");
+  EXPECT_TRUE(reread.ok()) << reread.status();
+}
+
+}  // namespace
+}  // namespace ringmoe::planner
