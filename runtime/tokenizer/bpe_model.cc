@@ -5,31 +5,28 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "runtime/tokenizer/string_map.h"
 #include "runtime/tokenizer/unicode_utils.h"
 
 namespace ringmoe::tokenizer_internal {
 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
-    std::vector<std::pair<std::string, int32_t>> vocab,
+    const std::vector<std::pair<std::string_view, int32_t>>& vocab,
     const std::vector<std::pair<std::string_view, std::string_view>>& merges, BpeOptions options) {
   auto model = std::unique_ptr<BpeModel>(new BpeModel(std::move(options)));
-  int32_t max_id = -1;
   for (const auto& [token, id] : vocab) {
-    if (id < 0)
-      return absl::InvalidArgumentError(absl::StrCat("vocab entry '", token, "' has negative id ", id));
-    max_id = std::max(max_id, id);
+    if (id < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("vocab entry '", ToAbsl(token), "' has negative id ", id));
+    }
   }
-  model->id_to_token_.resize(static_cast<size_t>(max_id + 1));
-  model->id_present_.assign(static_cast<size_t>(max_id + 1), false);
-  model->vocab_.reserve(vocab.size());
-  for (auto& [token, id] : vocab) {
-    model->id_to_token_[id] = token;
-    model->id_present_[id] = true;
+  model->vocab_.Build(vocab);
+  for (const auto& [token, id] : vocab) {
     size_t pos = 0;
     if (!token.empty() && Utf8SequenceLength(token, 0) == static_cast<int>(token.size())) {
-      model->char_ids_[NextCodePoint(token, pos)] = id;
+      const char32_t c = NextCodePoint(token, pos);
+      if (model->vocab_.Find(token) == id) model->char_ids_[c] = id;
     }
-    model->vocab_.emplace(std::move(token), id);
   }
   const BpeOptions& opts = model->options_;
   model->plain_characters_ = opts.continuing_subword_prefix.empty() && opts.end_of_word_suffix.empty();
@@ -39,46 +36,69 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   }
   if (opts.unk_token.has_value()) model->unk_id_ = model->LookUp(*opts.unk_token);
 
+  // Merges are resolved in batches whose hash slots are prefetched first: loading is bound by memory latency.
   const std::string& prefix = opts.continuing_subword_prefix;
-  model->merges_.reserve(merges.size());
-  std::string merged;
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
-    const auto left_id = model->LookUp(left);
-    const auto right_id = model->LookUp(right);
-    if (!left_id || !right_id) {
-      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " ('", ToAbsl(left), "' '",
-                                                     ToAbsl(right),
-                                                     "') uses a token missing from the vocab"));
+  const VocabTable& table = model->vocab_;
+  model->merges_.Reserve(merges.size());
+  constexpr size_t kBatch = 32;
+  uint64_t left_hash[kBatch], right_hash[kBatch], merged_hash[kBatch];
+  int32_t left_id[kBatch], right_id[kBatch];
+  std::string merged[kBatch];
+  for (size_t base = 0; base < merges.size(); base += kBatch) {
+    const size_t count = std::min(kBatch, merges.size() - base);
+    for (size_t j = 0; j < count; ++j) {
+      left_hash[j] = VocabTable::Hash(merges[base + j].first);
+      right_hash[j] = VocabTable::Hash(merges[base + j].second);
+      table.Prefetch(left_hash[j]);
+      table.Prefetch(right_hash[j]);
     }
-    std::string_view right_part = right;
-    if (!prefix.empty() && right_part.substr(0, prefix.size()) == prefix)
-      right_part.remove_prefix(prefix.size());
-    merged.assign(left);
-    merged.append(right_part);
-    const auto new_id = model->LookUp(merged);
-    if (!new_id) {
-      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " ('", ToAbsl(left), "' '",
-                                                     ToAbsl(right), "') makes '", merged,
-                                                     "', missing from the vocab"));
+    for (size_t j = 0; j < count; ++j) {
+      const auto& [left, right] = merges[base + j];
+      left_id[j] = table.Find(left, left_hash[j]);
+      right_id[j] = table.Find(right, right_hash[j]);
+      if (left_id[j] < 0 || right_id[j] < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("merge ", base + j, " ('", ToAbsl(left), "' '",
+                                                       ToAbsl(right),
+                                                       "') uses a token missing from the vocab"));
+      }
+      std::string_view right_part = right;
+      if (!prefix.empty() && right_part.substr(0, prefix.size()) == prefix)
+        right_part.remove_prefix(prefix.size());
+      merged[j].assign(left);
+      merged[j].append(right_part);
+      merged_hash[j] = VocabTable::Hash(merged[j]);
+      table.Prefetch(merged_hash[j]);
+      model->merges_.Prefetch(PairKey(left_id[j], right_id[j]));
     }
-    // Later duplicates overwrite earlier ones, as collecting into the library's HashMap does.
-    model->merges_[PairKey(*left_id, *right_id)] = MergeTarget{static_cast<int32_t>(rank), *new_id};
+    for (size_t j = 0; j < count; ++j) {
+      const int32_t new_id = table.Find(merged[j], merged_hash[j]);
+      if (new_id < 0) {
+        const auto& [left, right] = merges[base + j];
+        return absl::InvalidArgumentError(absl::StrCat("merge ", base + j, " ('", ToAbsl(left), "' '",
+                                                       ToAbsl(right), "') makes '", merged[j],
+                                                       "', missing from the vocab"));
+      }
+      // Later duplicates overwrite earlier ones, as collecting into the library's HashMap does.
+      model->merges_.InsertOrAssign(PairKey(left_id[j], right_id[j]),
+                                    MergeTable::Target{static_cast<int32_t>(base + j), new_id});
+    }
   }
   return model;
 }
 
 std::optional<int32_t> BpeModel::LookUp(std::string_view token) const {
-  auto it = vocab_.find(token);
-  if (it == vocab_.end()) return std::nullopt;
-  return it->second;
+  const int32_t id = vocab_.Find(token);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 std::optional<int32_t> BpeModel::TokenToId(std::string_view token) const { return LookUp(token); }
 
-const std::string* BpeModel::IdToToken(int32_t id) const {
-  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size() || !id_present_[id]) return nullptr;
-  return &id_to_token_[id];
+std::optional<std::string_view> BpeModel::IdToToken(int32_t id) const {
+  bool present = false;
+  std::string_view token = vocab_.TokenOf(id, present);
+  if (!present) return std::nullopt;
+  return token;
 }
 
 void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>& symbols) const {
@@ -150,8 +170,9 @@ void BpeModel::MergeSymbols(std::vector<int32_t>& symbols) const {
   heap_storage.reserve(n);
   std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(heap_storage));
   for (int i = 0; i + 1 < n; ++i) {
-    auto it = merges_.find(PairKey(list[i].id, list[i + 1].id));
-    if (it != merges_.end()) queue.push(Candidate{it->second.rank, i, it->second.new_id});
+    if (const auto* merge = merges_.Find(PairKey(list[i].id, list[i + 1].id))) {
+      queue.push(Candidate{merge->rank, i, merge->new_id});
+    }
   }
   while (!queue.empty()) {
     const Candidate top = queue.top();
@@ -160,19 +181,21 @@ void BpeModel::MergeSymbols(std::vector<int32_t>& symbols) const {
     if (!current.alive || current.next == -1) continue;
     const int next_pos = current.next;
     // Skip entries made stale by an earlier merge.
-    auto it = merges_.find(PairKey(current.id, list[next_pos].id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;
+    const auto* merge = merges_.Find(PairKey(current.id, list[next_pos].id));
+    if (merge == nullptr || merge->new_id != top.new_id) continue;
     current.id = top.new_id;
     list[next_pos].alive = false;
     current.next = list[next_pos].next;
     if (current.next != -1) list[current.next].prev = top.pos;
     if (current.prev != -1) {
-      auto left = merges_.find(PairKey(list[current.prev].id, current.id));
-      if (left != merges_.end()) queue.push(Candidate{left->second.rank, current.prev, left->second.new_id});
+      if (const auto* left = merges_.Find(PairKey(list[current.prev].id, current.id))) {
+        queue.push(Candidate{left->rank, current.prev, left->new_id});
+      }
     }
     if (current.next != -1) {
-      auto right = merges_.find(PairKey(current.id, list[current.next].id));
-      if (right != merges_.end()) queue.push(Candidate{right->second.rank, top.pos, right->second.new_id});
+      if (const auto* right = merges_.Find(PairKey(current.id, list[current.next].id))) {
+        queue.push(Candidate{right->rank, top.pos, right->new_id});
+      }
     }
   }
   symbols.clear();

@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "runtime/tokenizer/string_map.h"
+#include "runtime/tokenizer/vocab_table.h"
 
 namespace ringmoe::tokenizer_internal {
 
@@ -32,24 +33,18 @@ class BpeModel {
  public:
   // `vocab` maps token strings to ids; `merges` lists pairs of token strings, highest priority first.
   static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
-      std::vector<std::pair<std::string, int32_t>> vocab,
+      const std::vector<std::pair<std::string_view, int32_t>>& vocab,
       const std::vector<std::pair<std::string_view, std::string_view>>& merges, BpeOptions options);
 
   // Appends the ids of `word` (one pre-tokenised piece) to `ids`.
   void Tokenize(std::string_view word, std::vector<int32_t>& ids) const;
 
   std::optional<int32_t> TokenToId(std::string_view token) const;
-  const std::string* IdToToken(int32_t id) const;  // nullptr for an id the vocabulary lacks.
-  int32_t max_id() const { return static_cast<int32_t>(id_to_token_.size()) - 1; }
+  std::optional<std::string_view> IdToToken(int32_t id) const;  // nullopt for an id the vocabulary lacks.
+  int32_t max_id() const { return vocab_.max_id(); }
 
  private:
-  struct MergeTarget {
-    int32_t rank;
-    int32_t new_id;
-  };
-  static uint64_t PairKey(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
-  }
+  static uint64_t PairKey(int32_t left, int32_t right) { return MergeTable::Key(left, right); }
 
   explicit BpeModel(BpeOptions options) : options_(std::move(options)) {}
   // The symbols of `word` before any merge (characters, byte fallback, unknown token).
@@ -58,10 +53,8 @@ class BpeModel {
   std::optional<int32_t> LookUp(std::string_view token) const;
 
   BpeOptions options_;
-  StringMap<int32_t> vocab_;
-  std::vector<std::string> id_to_token_;  // Indexed by id; empty string for gaps.
-  std::vector<bool> id_present_;
-  absl::flat_hash_map<uint64_t, MergeTarget> merges_;
+  VocabTable vocab_;
+  MergeTable merges_;
   absl::flat_hash_map<char32_t, int32_t> char_ids_;  // Single-character tokens, for the common case.
   std::array<int32_t, 256> byte_fallback_ids_{};     // <0xNN> ids, -1 when absent.
   std::optional<int32_t> unk_id_;

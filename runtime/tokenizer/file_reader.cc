@@ -12,6 +12,8 @@
 namespace ringmoe::tokenizer_internal {
 namespace {
 
+constexpr size_t kSpareBytes = 128;
+
 absl::StatusOr<std::string> ReadRaw(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (file == nullptr) {
@@ -20,6 +22,12 @@ absl::StatusOr<std::string> ReadRaw(const std::string& path) {
     return error == ENOENT ? absl::NotFoundError(message) : absl::PermissionDeniedError(message);
   }
   std::string data;
+  // Spare capacity past the end lets a JSON parser that reads ahead (simdjson) use the buffer without a copy.
+  if (std::fseek(file.get(), 0, SEEK_END) == 0) {
+    const long size = std::ftell(file.get());
+    if (size > 0) data.reserve(static_cast<size_t>(size) + kSpareBytes);
+    std::fseek(file.get(), 0, SEEK_SET);
+  }
   char buffer[1 << 16];
   size_t count;
   while ((count = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) data.append(buffer, count);
@@ -39,6 +47,7 @@ absl::StatusOr<std::string> Inflate(const std::string& compressed, const std::st
     std::memcpy(&isize, compressed.data() + compressed.size() - 4, 4);
     if (isize > 0) guess = isize;
   }
+  out.reserve(guess + 1 + kSpareBytes);
   out.resize(guess + 1);
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
   stream.avail_in = static_cast<uInt>(compressed.size());

@@ -50,10 +50,10 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids, bool skip_special_to
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
-    const std::string* token = impl_->TokenString(id);
-    if (token == nullptr) continue;  // Unknown ids are dropped, as in the library.
+    const std::optional<std::string_view> token = impl_->TokenString(id);
+    if (!token.has_value()) continue;  // Unknown ids are dropped, as in the library.
     if (skip_special_tokens && impl_->IsSpecial(id)) continue;
-    tokens.push_back(*token);
+    tokens.emplace_back(*token);
   }
   if (impl_->decoder == nullptr) {
     std::string joined;
@@ -75,9 +75,9 @@ std::string Tokenizer::TokenToString(int32_t id) const {
 }
 
 std::optional<std::string> Tokenizer::IdToToken(int32_t id) const {
-  const std::string* token = impl_->TokenString(id);
-  if (token == nullptr) return std::nullopt;
-  return *token;
+  const std::optional<std::string_view> token = impl_->TokenString(id);
+  if (!token.has_value()) return std::nullopt;
+  return std::string(*token);
 }
 
 std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {

@@ -32,7 +32,7 @@ struct TokenizerImpl {
   int32_t vocab_size = 0;
 
   // The string a token decodes from: the added token's content, else the model's; nullptr if unknown.
-  const std::string* TokenString(int32_t id) const;
+  std::optional<std::string_view> TokenString(int32_t id) const;
   bool IsSpecial(int32_t id) const;
 };
 

@@ -368,14 +368,14 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const Context& context, Ele
   if (!vocab_field || vocab_field->get_object().get(vocab_object) != simdjson::SUCCESS) {
     return context.Error("model.vocab must be an object");
   }
-  std::vector<std::pair<std::string, int32_t>> vocab;
+  std::vector<std::pair<std::string_view, int32_t>> vocab;
   vocab.reserve(vocab_object.size());
   for (auto [key, value] : vocab_object) {
     int64_t id;
     if (value.get_int64().get(id) != simdjson::SUCCESS || id < 0 || id > INT32_MAX) {
       return context.Error(absl::StrCat("vocab entry '", ToAbsl(key), "' has no valid id"));
     }
-    vocab.emplace_back(std::string(key), static_cast<int32_t>(id));
+    vocab.emplace_back(key, static_cast<int32_t>(id));
   }
   std::vector<std::pair<std::string_view, std::string_view>> merges;
   if (auto merges_field = Field(config, "merges")) {
@@ -408,7 +408,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const Context& context, Ele
       ++index;
     }
   }
-  auto model = BpeModel::Create(std::move(vocab), merges, std::move(options));
+  auto model = BpeModel::Create(vocab, merges, std::move(options));
   if (!model.ok()) return context.Error(std::string(model.status().message()));
   return model;
 }
@@ -478,8 +478,8 @@ absl::Status ApplyConfig(const std::string& config_path, TokenizerImpl& impl) {
 
 }  // namespace
 
-const std::string* TokenizerImpl::TokenString(int32_t id) const {
-  if (const AddedToken* token = added_vocabulary->FindById(id)) return &token->content;
+std::optional<std::string_view> TokenizerImpl::TokenString(int32_t id) const {
+  if (const AddedToken* token = added_vocabulary->FindById(id)) return std::string_view(token->content);
   return model->IdToToken(id);
 }
 
@@ -492,9 +492,12 @@ absl::StatusOr<std::unique_ptr<TokenizerImpl>> ParseTokenizerJson(std::string js
                                                                   const std::string& source) {
   const Context context{source};
   simdjson::dom::parser parser;
-  simdjson::padded_string padded(std::move(json));
+  // simdjson reads up to SIMDJSON_PADDING bytes past the end; the file reader leaves that much spare
+  // capacity, so this reserve does not copy the (possibly 30 MB) text.
+  json.reserve(json.size() + simdjson::SIMDJSON_PADDING);
   Element root;
-  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+  if (auto error = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/false).get(root);
+      error != simdjson::SUCCESS) {
     return context.Error(absl::StrCat("not valid JSON: ", simdjson::error_message(error)));
   }
   if (!root.is_object()) return context.Error("not a JSON object");
