@@ -33,9 +33,17 @@ void LinearSlice(const void* src, int m, const Matrix& w, const float* bias, flo
   dnnl::memory::desc weights_md({in, out}, compute, tag::ba);  // [out, in] row-major is W^T in "ba"
   dnnl::memory::desc dst_md({rows, out}, dt::f32, dnnl::memory::dims{w.rows, 1});  // a column slice of y
   dnnl::memory::desc bias_md({1, out}, dt::f32, tag::ab);
+  // Served from oneDNN's primitive cache after the first call with these shapes. oneDNN 3 (Ubuntu 24.04)
+  // dropped the op descriptors of oneDNN 2 (Debian 12).
+#if DNNL_VERSION_MAJOR >= 3
+  dnnl::matmul::primitive_desc primitive_desc =
+      bias != nullptr ? dnnl::matmul::primitive_desc(engine, src_md, weights_md, bias_md, dst_md)
+                      : dnnl::matmul::primitive_desc(engine, src_md, weights_md, dst_md);
+#else
   dnnl::matmul::desc desc = bias != nullptr ? dnnl::matmul::desc(src_md, weights_md, bias_md, dst_md)
                                             : dnnl::matmul::desc(src_md, weights_md, dst_md);
-  dnnl::matmul::primitive_desc primitive_desc(desc, engine);  // served from oneDNN's primitive cache
+  dnnl::matmul::primitive_desc primitive_desc(desc, engine);
+#endif
   dnnl::matmul matmul(primitive_desc);
 
   const uint8_t* weights = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.cols * element;
