@@ -6,6 +6,7 @@
 #include <tbb/parallel_for.h>
 #include <tbb/parallel_reduce.h>
 #include <tbb/task_arena.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -92,6 +93,9 @@ Topology ProbeTopology() {
   }
   hwloc_topology_destroy(handle);
   if (topology.cpu_model.empty()) topology.cpu_model = CpuModelFromProc();
+  // Virtual machines may hot-plug memory outside the NUMA nodes hwloc lists; the kernel's total is the truth.
+  int64_t pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) topology.memory_bytes = std::max(topology.memory_bytes, pages * page_size);
   return topology;
 }
 
@@ -177,9 +181,11 @@ CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats)
       int64_t block = int64_t{sequence} * blocks_per_sequence + position / kBlockTokens;
       const uint16_t* k = k_pool.data() + block * block_elements +
                           (int64_t{position % kBlockTokens} * kKvHeads + kv_head) * kHeadDim;
+#pragma omp simd
       for (int d = 0; d < kHeadDim; ++d) k_row[d] = Bf16ToFloat(k[d]);
       for (int h = 0; h < kGroup; ++h) {
         float dot = 0;
+#pragma omp simd reduction(+ : dot)
         for (int d = 0; d < kHeadDim; ++d) dot += q_group[h * kHeadDim + d] * k_row[d];
         scores[h][position] = dot * scale;
       }
@@ -199,9 +205,11 @@ CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats)
       int64_t block = int64_t{sequence} * blocks_per_sequence + position / kBlockTokens;
       const uint16_t* v = v_pool.data() + block * block_elements +
                           (int64_t{position % kBlockTokens} * kKvHeads + kv_head) * kHeadDim;
+#pragma omp simd
       for (int d = 0; d < kHeadDim; ++d) v_row[d] = Bf16ToFloat(v[d]);
       for (int h = 0; h < kGroup; ++h) {
         float p = scores[h][position];
+#pragma omp simd
         for (int d = 0; d < kHeadDim; ++d) acc[h][d] += p * v_row[d];
       }
     }
