@@ -57,6 +57,24 @@ HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept
   return *this;
 }
 
+std::vector<HostSpan> HostRegistration::Split(const void* data, int64_t bytes) const {
+  std::vector<HostSpan> spans;
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t end = begin + static_cast<uintptr_t>(bytes);
+  uintptr_t covered = begin;
+  for (const HostSpan& chunk : chunks_) {
+    const auto chunk_begin = reinterpret_cast<uintptr_t>(chunk.data);
+    const uintptr_t chunk_end = chunk_begin + static_cast<uintptr_t>(chunk.bytes);
+    const uintptr_t from = std::max(covered, chunk_begin), to = std::min(end, chunk_end);
+    if (from >= to) continue;
+    if (from != covered) return {};  // A hole: part of the range is not registered.
+    spans.push_back({reinterpret_cast<const void*>(from), static_cast<int64_t>(to - from)});
+    covered = to;
+  }
+  if (covered != end) return {};
+  return spans;
+}
+
 #if RINGMOE_HAVE_CUDA
 
 absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t bytes, std::string_view purpose) {
@@ -116,7 +134,7 @@ absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, in
           " - raise it (ulimit -l unlimited, or memlock in /etc/security/limits.conf) or pin less"));
       // `registration` unregisters the chunks done so far as it goes out of scope.
     }
-    registration.chunks_.push_back(chunk);
+    registration.chunks_.push_back({chunk, static_cast<int64_t>(chunk_end - chunk_begin)});
     registration.bytes_ += static_cast<int64_t>(chunk_end - chunk_begin);
     chunk_begin = chunk_end;
   }
@@ -124,7 +142,7 @@ absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, in
 }
 
 HostRegistration::~HostRegistration() {
-  for (void* chunk : chunks_) cudaHostUnregister(chunk);
+  for (const HostSpan& chunk : chunks_) cudaHostUnregister(const_cast<void*>(chunk.data));
 }
 
 #else  // !RINGMOE_HAVE_CUDA

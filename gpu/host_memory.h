@@ -42,8 +42,17 @@ class PinnedHostBuffer {
   int64_t size_ = 0;
 };
 
+// A host address range.
+struct HostSpan {
+  const void* data = nullptr;
+  int64_t bytes = 0;
+};
+
 // Pins [data, data + bytes) of memory the caller owns, in chunks of at most kMaxHostRegisterChunkBytes, and
 // unpins it on destruction (which must come before the memory is freed or unmapped).
+//
+// One cudaMemcpy may not span two registered chunks (CUDA fails it with cudaErrorInvalidValue): cut copies
+// with Split() - e.g. when building a section's HostChunks out of a registered checkpoint mapping.
 class HostRegistration {
  public:
   // read_only: the memory is mapped read-only (an mmap of a checkpoint opened O_RDONLY); the device only
@@ -61,8 +70,12 @@ class HostRegistration {
   int64_t bytes() const { return bytes_; }
   int chunk_count() const { return static_cast<int>(chunks_.size()); }
 
+  // [data, data + bytes), which must lie inside the registration, cut at the chunk boundaries: each span can
+  // be one copy. Empty when the range is not inside the registration.
+  std::vector<HostSpan> Split(const void* data, int64_t bytes) const;
+
  private:
-  std::vector<void*> chunks_;  // Start of each registered chunk.
+  std::vector<HostSpan> chunks_;  // Each registered chunk, in address order.
   int64_t bytes_ = 0;
 };
 

@@ -31,12 +31,14 @@ cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int n
 // sorted_x[s, :] = x[permutation[s] / top_k, :] (bf16 rows of `hidden`).
 cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permutation, int assignments,
                              int top_k, uint16_t* sorted_x, cudaStream_t stream);
-// h[r, i] = bf16(silu(gate_up[r, i]) * gate_up[r, intermediate + i]); gate_up is f32 [rows, 2 *
-// intermediate].
-cudaError_t LaunchSwiGlu(const float* gate_up, int rows, int intermediate, uint16_t* h, cudaStream_t stream);
-// out[t, :] += sum_j weights[t * top_k + j] * expert_out[inverse[t * top_k + j], :], j in order.
-cudaError_t LaunchCombine(const float* expert_out, int hidden, const int32_t* inverse, const float* weights,
-                          int tokens, int top_k, float* out, cudaStream_t stream);
+// h[r, i] = bf16(silu(gate_up[r, i]) * gate_up[r, intermediate + i]); gate_up is [rows, 2 * intermediate],
+// f32, or bf16 when gate_up_bf16.
+cudaError_t LaunchSwiGlu(const void* gate_up, bool gate_up_bf16, int rows, int intermediate, uint16_t* h,
+                         cudaStream_t stream);
+// out[t, :] += sum_j weights[t * top_k + j] * expert_out[inverse[t * top_k + j], :], j in order; expert_out
+// f32, or bf16 when expert_out_bf16.
+cudaError_t LaunchCombine(const void* expert_out, bool expert_out_bf16, int hidden, const int32_t* inverse,
+                          const float* weights, int tokens, int top_k, float* out, cudaStream_t stream);
 
 cudaError_t LaunchRmsNorm(const float* x, const float* weight, int rows, int width, float eps, float* out,
                           cudaStream_t stream);

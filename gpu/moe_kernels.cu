@@ -63,20 +63,26 @@ __global__ void GatherRowsKernel(const uint16_t* __restrict__ x, int hidden,
   }
 }
 
-__global__ void SwiGluKernel(const float* __restrict__ gate_up, int rows, int intermediate,
+__device__ __forceinline__ float Load(const float* p) { return *p; }
+__device__ __forceinline__ float Load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+
+// T: float (the loop of cublasGemmEx writes f32) or __nv_bfloat16 (the grouped GEMM writes its input type).
+template <typename T>
+__global__ void SwiGluKernel(const T* __restrict__ gate_up, int rows, int intermediate,
                              __nv_bfloat16* __restrict__ h) {
   const int64_t total = static_cast<int64_t>(rows) * intermediate;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t row = i / intermediate;
     const int64_t col = i % intermediate;
-    const float gate = gate_up[row * 2 * intermediate + col];
-    const float up = gate_up[row * 2 * intermediate + intermediate + col];
+    const float gate = Load(gate_up + row * 2 * intermediate + col);
+    const float up = Load(gate_up + row * 2 * intermediate + intermediate + col);
     h[i] = __float2bfloat16_rn(gate / (1.0f + expf(-gate)) * up);
   }
 }
 
-__global__ void CombineKernel(const float* __restrict__ expert_out, int hidden,
+template <typename T>
+__global__ void CombineKernel(const T* __restrict__ expert_out, int hidden,
                               const int32_t* __restrict__ inverse, const float* __restrict__ weights,
                               int top_k, float* __restrict__ out) {
   const int token = blockIdx.x;
@@ -85,7 +91,7 @@ __global__ void CombineKernel(const float* __restrict__ expert_out, int hidden,
     float value = row[c];
     for (int j = 0; j < top_k; ++j) {
       const int a = token * top_k + j;
-      value += weights[a] * expert_out[static_cast<size_t>(inverse[a]) * hidden + c];
+      value += weights[a] * Load(expert_out + static_cast<size_t>(inverse[a]) * hidden + c);
     }
     row[c] = value;
   }
@@ -140,17 +146,30 @@ cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permu
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSwiGlu(const float* gate_up, int rows, int intermediate, uint16_t* h, cudaStream_t stream) {
+cudaError_t LaunchSwiGlu(const void* gate_up, bool gate_up_bf16, int rows, int intermediate, uint16_t* h,
+                         cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  SwiGluKernel<<<GridFor(static_cast<int64_t>(rows) * intermediate), kThreads, 0, stream>>>(
-      gate_up, rows, intermediate, reinterpret_cast<__nv_bfloat16*>(h));
+  const int grid = GridFor(static_cast<int64_t>(rows) * intermediate);
+  auto* out = reinterpret_cast<__nv_bfloat16*>(h);
+  if (gate_up_bf16) {
+    SwiGluKernel<<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(gate_up), rows,
+                                                intermediate, out);
+  } else {
+    SwiGluKernel<<<grid, kThreads, 0, stream>>>(static_cast<const float*>(gate_up), rows, intermediate, out);
+  }
   return cudaGetLastError();
 }
 
-cudaError_t LaunchCombine(const float* expert_out, int hidden, const int32_t* inverse, const float* weights,
-                          int tokens, int top_k, float* out, cudaStream_t stream) {
+cudaError_t LaunchCombine(const void* expert_out, bool expert_out_bf16, int hidden, const int32_t* inverse,
+                          const float* weights, int tokens, int top_k, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
-  CombineKernel<<<tokens, kThreads, 0, stream>>>(expert_out, hidden, inverse, weights, top_k, out);
+  if (expert_out_bf16) {
+    CombineKernel<<<tokens, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(expert_out), hidden,
+                                                   inverse, weights, top_k, out);
+  } else {
+    CombineKernel<<<tokens, kThreads, 0, stream>>>(static_cast<const float*>(expert_out), hidden, inverse,
+                                                   weights, top_k, out);
+  }
   return cudaGetLastError();
 }
 

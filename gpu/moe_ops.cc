@@ -124,15 +124,19 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h, permutation_.as<int32_t>(),
                                 assignments, shape_.top_k, sorted_x_.as<uint16_t>(), cuda_stream),
       "gather kernel");
+  bool grouped_done = false;  // The grouped path leaves bf16 outputs; the loop f32.
   if (strategy_ == GemmStrategy::kGroupedBatched) {
     absl::Status grouped = RunGemmsGrouped(blas, layer, index, stream);
     if (absl::IsUnimplemented(grouped)) {
-      strategy_ = GemmStrategy::kLoopGemmEx;  // cuBLAS rejected the types: use the loop from now on.
+      // cuBLAS rejected the call: use the loop from now on, and say why (fallback_reason()).
+      fallback_reason_ = std::string(grouped.message());
+      strategy_ = GemmStrategy::kLoopGemmEx;
     } else {
       RINGMOE_GPU_RETURN_IF_ERROR(grouped);
+      grouped_done = true;
     }
   }
-  if (strategy_ == GemmStrategy::kLoopGemmEx) {
+  if (!grouped_done) {
     auto handle = static_cast<cublasHandle_t>(blas.handle());
     const float alpha = 1.0f, beta = 0.0f;
     const int32_t* counts = host_counts_.as<const int32_t>();
@@ -149,7 +153,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
           absl::StrCat("cublasGemmEx (expert ", e, " gate/up, ", rows, " rows)"));
     }
     RINGMOE_CUDA_RETURN_IF_ERROR(
-        kernels::LaunchSwiGlu(gate_up_.as<float>(), assignments, i, activated_.as<uint16_t>(), cuda_stream),
+        kernels::LaunchSwiGlu(gate_up_.data(), false, assignments, i, activated_.as<uint16_t>(), cuda_stream),
         "SwiGLU kernel");
     for (int e = 0; e < shape_.num_experts; ++e) {
       const int rows = counts[e];
@@ -163,9 +167,10 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
           absl::StrCat("cublasGemmEx (expert ", e, " down, ", rows, " rows)"));
     }
   }
-  RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchCombine(expert_out_.as<float>(), h, inverse_.as<int32_t>(),
-                                                      weights, tokens_, shape_.top_k, out, cuda_stream),
-                               "combine kernel");
+  RINGMOE_CUDA_RETURN_IF_ERROR(
+      kernels::LaunchCombine(expert_out_.data(), grouped_done, h, inverse_.as<int32_t>(), weights, tokens_,
+                             shape_.top_k, out, cuda_stream),
+      "combine kernel");
   return absl::OkStatus();
 }
 
@@ -185,10 +190,11 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, 
     const int64_t first = host_offsets_[e];
     staged[0 * experts + groups] = layer + index.gate_up_offset(e);
     staged[1 * experts + groups] = sorted_x_.as<uint16_t>() + first * h;
-    staged[2 * experts + groups] = gate_up_.as<float>() + first * 2 * i;
+    staged[2 * experts + groups] = gate_up_.as<uint16_t>() + first * 2 * i;  // bf16: cuBLAS's grouped call
+                                                                             // wants C of the input type.
     staged[3 * experts + groups] = layer + index.down_offset(e);
     staged[4 * experts + groups] = activated_.as<uint16_t>() + first * i;
-    staged[5 * experts + groups] = expert_out_.as<float>() + first * h;
+    staged[5 * experts + groups] = expert_out_.as<uint16_t>() + first * h;
     rows.push_back(counts[e]);
     ++groups;
   }
@@ -214,18 +220,18 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, 
       check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), two_i.data(), rows.data(),
                                        hidden.data(), alpha.data(), device + 0 * experts, CUDA_R_16BF,
                                        hidden.data(), device + 1 * experts, CUDA_R_16BF, hidden.data(),
-                                       beta.data(), device + 2 * experts, CUDA_R_32F, two_i.data(), groups,
+                                       beta.data(), device + 2 * experts, CUDA_R_16BF, two_i.data(), groups,
                                        group_size.data(), CUBLAS_COMPUTE_32F),
             "cublasGemmGroupedBatchedEx (gate/up)"));
   const int assignments = tokens_ * shape_.top_k;
   RINGMOE_CUDA_RETURN_IF_ERROR(
-      kernels::LaunchSwiGlu(gate_up_.as<float>(), assignments, i, activated_.as<uint16_t>(), AsCuda(stream)),
+      kernels::LaunchSwiGlu(gate_up_.data(), true, assignments, i, activated_.as<uint16_t>(), AsCuda(stream)),
       "SwiGLU kernel");
   RINGMOE_GPU_RETURN_IF_ERROR(
       check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(),
                                        inter.data(), alpha.data(), device + 3 * experts, CUDA_R_16BF,
                                        inter.data(), device + 4 * experts, CUDA_R_16BF, inter.data(),
-                                       beta.data(), device + 5 * experts, CUDA_R_32F, hidden.data(), groups,
+                                       beta.data(), device + 5 * experts, CUDA_R_16BF, hidden.data(), groups,
                                        group_size.data(), CUBLAS_COMPUTE_32F),
             "cublasGemmGroupedBatchedEx (down)"));
   return absl::OkStatus();

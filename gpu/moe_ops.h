@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -29,8 +30,10 @@ struct MoeShape {
   int top_k = 0;
 };
 
-// How the per-expert GEMMs are issued: one cublasGemmEx per routed expert, or one cublasGemmGroupedBatchedEx
-// call per projection (falls back to the loop when cuBLAS rejects the types; see strategy()).
+// How the per-expert GEMMs are issued: one cublasGemmEx per routed expert (bf16 in, f32 out), or one
+// cublasGemmGroupedBatchedEx call per projection (bf16 in, bf16 out: the grouped call takes C of the input
+// type; f32 accumulation either way). The grouped strategy falls back to the loop when cuBLAS rejects the
+// call; see strategy() and fallback_reason().
 enum class GemmStrategy { kLoopGemmEx, kGroupedBatched };
 
 // Threading: one host thread and one stream at a time (it owns scratch buffers reused by every call).
@@ -68,6 +71,8 @@ class MoeRunner {
   const MoeShape& shape() const { return shape_; }
   int max_tokens() const { return max_tokens_; }
   GemmStrategy strategy() const { return strategy_; }
+  // Why a kGroupedBatched runner now uses the loop ("" when it does not).
+  const std::string& fallback_reason() const { return fallback_reason_; }
   int sorted_tokens() const { return tokens_; }
 
  private:
@@ -78,6 +83,7 @@ class MoeRunner {
   MoeShape shape_;
   int max_tokens_ = 0;
   GemmStrategy strategy_ = GemmStrategy::kLoopGemmEx;
+  std::string fallback_reason_;
   int tokens_ = -1;  // Tokens of the last successful sort; -1 before.
 
   DeviceBuffer counts_, offsets_, permutation_, inverse_, sort_scratch_;

@@ -20,7 +20,9 @@
 
 namespace ringmoe::gpu {
 
-// A piece of a section in pinned host memory and where it lands in the slot.
+// A piece of a section in pinned host memory and where it lands in the slot. It must lie inside one pinned
+// allocation or one registered chunk (HostRegistration::Split cuts ranges accordingly): a copy may not span
+// two.
 struct HostChunk {
   const void* host = nullptr;
   int64_t bytes = 0;

@@ -273,9 +273,10 @@ TEST_F(GpuKernelTest, MoeMatchesCpuTwin) {
     // Compare the MoE contribution itself (out - initial), not the easy sum with the initial values.
     for (size_t i = 0; i < got.size(); ++i) got[i] -= initial[i], want[i] -= initial[i];
     const double error = RelativeError(got, want);
-    std::printf("MoE %d experts top %d, %d tokens, %s: relative error %.2e\n", c.experts, c.top_k, c.tokens,
-                runner->strategy() == GemmStrategy::kLoopGemmEx ? "loop of cublasGemmEx" : "grouped batched",
-                error);
+    std::printf(
+        "MoE %d experts top %d, %d tokens, %s: relative error %.2e%s%s\n", c.experts, c.top_k, c.tokens,
+        runner->strategy() == GemmStrategy::kLoopGemmEx ? "loop of cublasGemmEx" : "grouped batched", error,
+        runner->fallback_reason().empty() ? "" : "; grouped refused: ", runner->fallback_reason().c_str());
     EXPECT_LT(error, kBf16Tolerance);
   }
 }

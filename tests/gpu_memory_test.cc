@@ -210,7 +210,17 @@ TEST(HostMemoryTest, RegistersInChunksOfAtMostOneGiB) {
   ASSERT_TRUE(stream.ok());
   auto device = arena.Allocate(bytes, "registered copy");
   ASSERT_TRUE(device.ok());
-  ASSERT_OK(CopyHostToDevice(device->data(), data, bytes, *stream));
+  // One copy may not span two registered chunks: copy span by span.
+  std::vector<HostSpan> spans = registration->Split(data, bytes);
+  ASSERT_EQ(spans.size(), 2u);
+  EXPECT_EQ(spans[0].data, data);
+  EXPECT_LE(spans[0].bytes, kMaxHostRegisterChunkBytes);
+  EXPECT_EQ(spans[0].bytes + spans[1].bytes, bytes);
+  EXPECT_TRUE(registration->Split(data - 1, 16).empty());  // Not inside the registration.
+  for (const HostSpan& span : spans) {
+    const int64_t offset = static_cast<const uint8_t*>(span.data) - data;
+    ASSERT_OK(CopyHostToDevice(device->as<uint8_t>() + offset, span.data, span.bytes, *stream));
+  }
   std::vector<uint8_t> tail(8 * kMiB);
   ASSERT_OK(CopyDeviceToHost(tail.data(), device->as<uint8_t>() + bytes - tail.size(), tail.size(), *stream));
   ASSERT_OK(stream->Synchronize());
