@@ -31,15 +31,7 @@ std::string IncrementalDecoder::Append(int32_t id) {
   window_.push_back(id);
   const std::string text = tokenizer_->Decode(window_, skip_special_tokens_);
   if (EndsWithReplacement(text) && window_.size() - context_size_ < kMaxPendingIds) return "";
-  std::string fresh;
-  if (text.size() >= context_text_.size() && text.compare(0, context_text_.size(), context_text_) == 0) {
-    fresh = text.substr(context_text_.size());
-  } else {
-    // The decoder rewrote the context (not expected of the supported decoders): return the pending ids' text.
-    const std::vector<int32_t> pending(window_.begin() + static_cast<std::ptrdiff_t>(context_size_),
-                                       window_.end());
-    fresh = tokenizer_->Decode(pending, skip_special_tokens_);
-  }
+  std::string fresh = PendingText(text);
   // The ids just returned become the context of the next call.
   window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(context_size_));
   context_size_ = window_.size();
@@ -49,14 +41,23 @@ std::string IncrementalDecoder::Append(int32_t id) {
 
 std::string IncrementalDecoder::Flush() {
   std::string fresh;
-  if (window_.size() > context_size_) {
-    const std::string text = tokenizer_->Decode(window_, skip_special_tokens_);
-    if (text.size() > context_text_.size()) fresh = text.substr(context_text_.size());
-  }
+  if (window_.size() > context_size_) fresh = PendingText(tokenizer_->Decode(window_, skip_special_tokens_));
   window_.clear();
   context_size_ = 0;
   context_text_.clear();
   return fresh;
+}
+
+std::string IncrementalDecoder::PendingText(const std::string& window_text) const {
+  if (window_text.size() >= context_text_.size() &&
+      window_text.compare(0, context_text_.size(), context_text_) == 0) {
+    return window_text.substr(context_text_.size());
+  }
+  // The pending ids changed how the context decodes (byte-fallback runs that are invalid as a whole decode to
+  // one U+FFFD per byte): return the pending ids' own text.
+  const std::vector<int32_t> pending(window_.begin() + static_cast<std::ptrdiff_t>(context_size_),
+                                     window_.end());
+  return tokenizer_->Decode(pending, skip_special_tokens_);
 }
 
 }  // namespace ringmoe

@@ -77,6 +77,9 @@ class IncrementalDecoder {
   std::string Flush();             // Whatever is held back (invalid bytes become U+FFFD).
 
  private:
+  // The text the pending ids add, given the decode of the whole window.
+  std::string PendingText(const std::string& window_text) const;
+
   const Tokenizer* tokenizer_;
   bool skip_special_tokens_;
   std::vector<int32_t> window_;  // Context ids (already returned) followed by the pending ids.
