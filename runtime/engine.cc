@@ -149,7 +149,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
-    forward.Run(chunks, &logits);
+    if (absl::Status status = forward.Run(chunks, &logits); !status.ok()) return status;
     scheduler.Commit(chunks, owners);
     int row = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cpu/cpu_ops.h"
+#include "runtime/attention_step.h"
 
 namespace ringmoe {
 namespace {
@@ -34,7 +35,7 @@ void AddInPlace(float* dst, const float* src, size_t count) {
 CpuForward::CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers)
     : weights_(weights), spec_(weights.spec()), kv_cache_(kv_cache), workers_(workers) {}
 
-void CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) {
+absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) {
   const int hidden = spec_.hidden_size;
   int tokens = 0;
   for (const StepChunk& chunk : chunks) tokens += chunk.count;
@@ -66,12 +67,12 @@ void CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* l
   }
   logits->resize(static_cast<size_t>(wanted) * spec_.vocab_size);
   cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data(), &workers_);
+  return absl::OkStatus();
 }
 
 void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int tokens) {
   const AttentionWeights& w = weights_.layer(layer).attention;
   const int hidden = spec_.hidden_size, q_width = spec_.q_width(), kv_width = spec_.kv_width();
-  const float eps = static_cast<float>(spec_.rms_norm_eps);
   float* x = hidden_.data();
   float* normed = Grow(normed_, static_cast<size_t>(tokens) * hidden);
   float* q = Grow(q_, static_cast<size_t>(tokens) * q_width);
@@ -79,50 +80,15 @@ void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int 
   float* v = Grow(v_, static_cast<size_t>(tokens) * kv_width);
   {
     StageTimer timer(&times_.projections);
-    cpu::RmsNorm(x, w.input_norm.data(), tokens, hidden, eps, normed);
+    cpu::RmsNorm(x, w.input_norm.data(), tokens, hidden, static_cast<float>(spec_.rms_norm_eps), normed);
     cpu::Linear(normed, tokens, w.q, w.q_bias.empty() ? nullptr : w.q_bias.data(), q, &workers_);
     cpu::Linear(normed, tokens, w.k, w.k_bias.empty() ? nullptr : w.k_bias.data(), k, &workers_);
     cpu::Linear(normed, tokens, w.v, w.v_bias.empty() ? nullptr : w.v_bias.data(), v, &workers_);
-    if (spec_.clip_qkv > 0) {
-      const float clip = spec_.clip_qkv;
-      for (float* buffer : {q, k, v}) {
-        const size_t count = static_cast<size_t>(tokens) * (buffer == q ? q_width : kv_width);
-        for (size_t i = 0; i < count; ++i) buffer[i] = std::clamp(buffer[i], -clip, clip);
-      }
-    }
-    if (spec_.qk_norm == QkNorm::kPerHead) {
-      cpu::RmsNorm(q, w.q_norm.data(), tokens * spec_.num_heads, spec_.head_dim, eps, q);
-      cpu::RmsNorm(k, w.k_norm.data(), tokens * spec_.num_kv_heads, spec_.head_dim, eps, k);
-    } else if (spec_.qk_norm == QkNorm::kFullWidth) {
-      cpu::RmsNorm(q, w.q_norm.data(), tokens, q_width, eps, q);
-      cpu::RmsNorm(k, w.k_norm.data(), tokens, kv_width, eps, k);
-    }
-    int32_t* positions = Grow(positions_, static_cast<size_t>(tokens));
-    int row = 0;
-    for (const StepChunk& chunk : chunks) {
-      for (int i = 0; i < chunk.count; ++i) positions[row++] = chunk.start + i;
-    }
-    cpu::ApplyRope(q, tokens, spec_.num_heads, spec_.head_dim, positions, spec_.rope_theta);
-    cpu::ApplyRope(k, tokens, spec_.num_kv_heads, spec_.head_dim, positions, spec_.rope_theta);
   }
-
   float* attention_out = Grow(attention_out_, static_cast<size_t>(tokens) * q_width);
   {
     StageTimer timer(&times_.attention);
-    std::vector<int> first_row(chunks.size() + 1, 0);
-    for (size_t c = 0; c < chunks.size(); ++c) first_row[c + 1] = first_row[c] + chunks[c].count;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(spec_.head_dim));
-    workers_.ParallelFor(static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        const StepChunk& chunk = chunks[c];
-        const int row = first_row[c];
-        kv_cache_.Write(layer, *chunk.block_table, chunk.start, chunk.count, k + static_cast<int64_t>(row) * kv_width,
-                        v + static_cast<int64_t>(row) * kv_width, kv_width);
-        cpu::PagedKvView view = kv_cache_.View(layer, *chunk.block_table, chunk.start + chunk.count);
-        cpu::PagedAttention(q + static_cast<int64_t>(row) * q_width, chunk.count, spec_.num_heads, view, scale,
-                            spec_.sliding_window, attention_out + static_cast<int64_t>(row) * q_width);
-      }
-    });
+    AttentionOnCpu(spec_, w, layer, chunks, q, k, v, attention_out, kv_cache_, workers_);
   }
   StageTimer timer(&times_.projections);
   float* projected = Grow(projected_, static_cast<size_t>(tokens) * hidden);

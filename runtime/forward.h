@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "cpu/thread_pool.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_weights.h"
@@ -28,15 +29,21 @@ struct StageTimes {
   double embed = 0, projections = 0, attention = 0, moe = 0, dense_mlp = 0, lm_head = 0;
 };
 
-// Threading: one Run at a time (the scheduler thread). Owns its scratch buffers.
-class CpuForward {
+// A forward pass over one step. Threading: one Run at a time (the scheduler thread); owns its scratch.
+class ForwardPass {
+ public:
+  virtual ~ForwardPass() = default;
+  // Writes logits [number of chunks with want_logits, vocab] in chunk order.
+  virtual absl::Status Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) = 0;
+  virtual const StageTimes& stage_times() const = 0;
+};
+
+class CpuForward final : public ForwardPass {
  public:
   CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers);
 
-  // Writes logits [number of chunks with want_logits, vocab] in chunk order.
-  void Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits);
-
-  const StageTimes& stage_times() const { return times_; }
+  absl::Status Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) override;
+  const StageTimes& stage_times() const override { return times_; }
 
  private:
   void Attention(int layer, const std::vector<StepChunk>& chunks, int tokens);
@@ -50,7 +57,7 @@ class CpuForward {
   // Scratch, grown to the largest step seen.
   std::vector<float> hidden_, normed_, q_, k_, v_, attention_out_, projected_, router_logits_, routing_weights_,
       shared_out_, shared_gate_;
-  std::vector<int32_t> positions_, expert_ids_;
+  std::vector<int32_t> expert_ids_;
 };
 
 }  // namespace ringmoe

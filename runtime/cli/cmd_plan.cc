@@ -49,21 +49,15 @@ absl::StatusOr<ModelSpec> LoadSpec(const std::string& model) {
 absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, const ModelSpec& spec) {
   absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
   if (!lines.ok()) return lines.status();
-  std::optional<Tokenizer> tokenizer;
   std::string tokenizer_path = flags.tokenizer;
   if (tokenizer_path.empty() && std::filesystem::is_directory(flags.model) &&
       std::filesystem::exists(std::filesystem::path(flags.model) / "tokenizer.json")) {
     tokenizer_path = flags.model;
   }
-  std::string tokenizer_error;
-  if (!tokenizer_path.empty()) {
-    absl::StatusOr<Tokenizer> loaded = Tokenizer::Load(tokenizer_path);
-    if (loaded.ok()) {
-      tokenizer.emplace(*std::move(loaded));
-    } else {
-      tokenizer_error = std::string(loaded.status().message());
-    }
-  }
+  absl::StatusOr<Tokenizer> loaded = absl::NotFoundError("no tokenizer found: pass --tokenizer");
+  if (!tokenizer_path.empty()) loaded = Tokenizer::Load(tokenizer_path);
+  const Tokenizer* tokenizer = loaded.ok() ? &*loaded : nullptr;
+  std::string tokenizer_error = loaded.ok() ? "" : std::string(loaded.status().message());
   planner::Workload workload;
   double prompt_sum = 0, gen_sum = 0;
   int64_t bad = 0, estimated = 0, exact_text = 0;
@@ -76,8 +70,8 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, 
     int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
     if (!request.prompt_text.empty()) {
       absl::StatusOr<std::vector<int32_t>> ids;
-      if (tokenizer) ids = tokenizer->Encode(request.prompt_text, /*add_special_tokens=*/true);
-      if (tokenizer && ids.ok()) {
+      if (tokenizer != nullptr) ids = tokenizer->Encode(request.prompt_text, /*add_special_tokens=*/true);
+      if (tokenizer != nullptr && ids.ok()) {
         prompt = static_cast<int64_t>(ids->size());
         ++exact_text;
       } else {
@@ -103,10 +97,7 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, 
   absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
   if (estimated > 0) {
     absl::StrAppend(&note, "; ", estimated, " text prompts estimated as ceil(bytes / 4) tokens (",
-                    tokenizer ? "the tokenizer failed on them"
-                              : (tokenizer_error.empty() ? "no tokenizer found: pass --tokenizer"
-                                                         : "tokenizer: " + tokenizer_error),
-                    ")");
+                    tokenizer != nullptr ? "the tokenizer failed on them" : tokenizer_error, ")");
   }
   if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
   workload.prompt_length_note = note;
