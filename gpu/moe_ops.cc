@@ -57,7 +57,7 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
   RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_counts_,
                                PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
-  if (strategy == GemmStrategy::kGroupedBatched) {
+  if (strategy != GemmStrategy::kLoopGemmEx) {
     const int64_t pointer_bytes = 6 * experts * static_cast<int64_t>(sizeof(void*));
     RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
     RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_pointers_,
@@ -124,8 +124,14 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h, permutation_.as<int32_t>(),
                                 assignments, shape_.top_k, sorted_x_.as<uint16_t>(), cuda_stream),
       "gather kernel");
+  bool use_grouped = strategy_ == GemmStrategy::kGroupedBatched;
+  if (strategy_ == GemmStrategy::kAuto) {
+    int routed = 0;
+    for (int e = 0; e < shape_.num_experts; ++e) routed += host_counts_.as<const int32_t>()[e] > 0;
+    use_grouped = routed > 0 && assignments < kAutoGroupedMaxRows * routed;
+  }
   bool grouped_done = false;  // The grouped path leaves bf16 outputs; the loop f32.
-  if (strategy_ == GemmStrategy::kGroupedBatched) {
+  if (use_grouped) {
     absl::Status grouped = RunGemmsGrouped(blas, layer, index, stream);
     if (absl::IsUnimplemented(grouped)) {
       // cuBLAS rejected the call: use the loop from now on, and say why (fallback_reason()).
@@ -136,6 +142,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       grouped_done = true;
     }
   }
+  last_used_grouped_ = grouped_done;
   if (!grouped_done) {
     auto handle = static_cast<cublasHandle_t>(blas.handle());
     const float alpha = 1.0f, beta = 0.0f;

@@ -32,9 +32,11 @@ struct MoeShape {
 
 // How the per-expert GEMMs are issued: one cublasGemmEx per routed expert (bf16 in, f32 out), or one
 // cublasGemmGroupedBatchedEx call per projection (bf16 in, bf16 out: the grouped call takes C of the input
-// type; f32 accumulation either way). The grouped strategy falls back to the loop when cuBLAS rejects the
-// call; see strategy() and fallback_reason().
-enum class GemmStrategy { kLoopGemmEx, kGroupedBatched };
+// type; f32 accumulation either way). kAuto picks per call by the mean rows per routed expert: measured on
+// the H200 (tests/gpu_probe_test.cc), the grouped call is 3-9x faster at decode sizes (launch-bound loop) and
+// up to 2.5x slower at >= 256 rows per expert of Mixtral's size. A grouped call that cuBLAS rejects falls
+// back to the loop for good; see strategy() and fallback_reason().
+enum class GemmStrategy { kLoopGemmEx, kGroupedBatched, kAuto };
 
 // Threading: one host thread and one stream at a time (it owns scratch buffers reused by every call).
 class MoeRunner {
@@ -42,7 +44,9 @@ class MoeRunner {
   // Allocates scratch for up to max_tokens tokens from `arena` (about max_tokens * top_k * (10 H + 10 I)
   // bytes).
   static absl::StatusOr<MoeRunner> Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
-                                          GemmStrategy strategy = GemmStrategy::kLoopGemmEx);
+                                          GemmStrategy strategy = GemmStrategy::kAuto);
+  // kAuto uses the grouped call below this many rows per routed expert (mean), the loop from there on.
+  static constexpr int kAutoGroupedMaxRows = 160;
 
   MoeRunner(MoeRunner&&) noexcept = default;
   MoeRunner& operator=(MoeRunner&&) noexcept = default;
@@ -71,7 +75,9 @@ class MoeRunner {
   const MoeShape& shape() const { return shape_; }
   int max_tokens() const { return max_tokens_; }
   GemmStrategy strategy() const { return strategy_; }
-  // Why a kGroupedBatched runner now uses the loop ("" when it does not).
+  // Whether the last RunExperts used the grouped call.
+  bool last_used_grouped() const { return last_used_grouped_; }
+  // Why a kGroupedBatched or kAuto runner now uses only the loop ("" when it does not).
   const std::string& fallback_reason() const { return fallback_reason_; }
   int sorted_tokens() const { return tokens_; }
 
@@ -84,6 +90,7 @@ class MoeRunner {
   int max_tokens_ = 0;
   GemmStrategy strategy_ = GemmStrategy::kLoopGemmEx;
   std::string fallback_reason_;
+  bool last_used_grouped_ = false;
   int tokens_ = -1;  // Tokens of the last successful sort; -1 before.
 
   DeviceBuffer counts_, offsets_, permutation_, inverse_, sort_scratch_;

@@ -217,6 +217,9 @@ TEST_F(GpuKernelTest, MoeMatchesCpuTwin) {
       {32, 4, 256, 128, 100, GemmStrategy::kLoopGemmEx, cpu::RouterScoring::kSoftmaxThenTopK, true},
       {32, 4, 256, 128, 100, GemmStrategy::kGroupedBatched, cpu::RouterScoring::kSoftmaxThenTopK, true},
       {16, 4, 136, 72, 1, GemmStrategy::kLoopGemmEx, cpu::RouterScoring::kSoftmaxThenTopK, false},  // Decode.
+      {16, 4, 136, 72, 1, GemmStrategy::kGroupedBatched, cpu::RouterScoring::kSoftmaxThenTopK, false},
+      {32, 4, 256, 128, 100, GemmStrategy::kAuto, cpu::RouterScoring::kSoftmaxThenTopK, true},  // Grouped.
+      {4, 2, 256, 128, 600, GemmStrategy::kAuto, cpu::RouterScoring::kTopKThenSoftmax, false},  // Loop.
   };
   for (const MoeCase& c : cases) {
     SCOPED_TRACE(testing::Message() << c.experts << " experts top " << c.top_k << ", " << c.tokens
@@ -264,8 +267,8 @@ TEST_F(GpuKernelTest, MoeMatchesCpuTwin) {
     ASSERT_OK(ConvertF32ToBf16(Upload(x), static_cast<int64_t>(x.size()), x_bf16, stream_));
     float* out = Upload(initial);
     uint8_t* layer = Upload(packed);
-    auto runner =
-        MoeRunner::Create(arena_, MoeShape{c.hidden, c.intermediate, c.experts, c.top_k}, 128, c.strategy);
+    auto runner = MoeRunner::Create(arena_, MoeShape{c.hidden, c.intermediate, c.experts, c.top_k},
+                                    std::max(128, c.tokens), c.strategy);
     ASSERT_TRUE(runner.ok()) << runner.status();
     ASSERT_OK(runner->SortByExpert(device_ids, c.tokens, stream_));
     ASSERT_OK(runner->RunExperts(blas_, x_bf16, device_weights, layer, index, out, stream_));
@@ -278,6 +281,10 @@ TEST_F(GpuKernelTest, MoeMatchesCpuTwin) {
         runner->strategy() == GemmStrategy::kLoopGemmEx ? "loop of cublasGemmEx" : "grouped batched", error,
         runner->fallback_reason().empty() ? "" : "; grouped refused: ", runner->fallback_reason().c_str());
     EXPECT_LT(error, kBf16Tolerance);
+    if (c.strategy == GemmStrategy::kAuto) {  // Few rows per expert: grouped; many: the loop.
+      const bool few_rows = c.tokens * c.top_k < MoeRunner::kAutoGroupedMaxRows * c.experts;
+      EXPECT_EQ(runner->last_used_grouped(), few_rows && runner->fallback_reason().empty());
+    }
   }
 }
 
