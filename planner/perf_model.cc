@@ -54,6 +54,29 @@ std::pair<double, double> ContendedTimes(double dma_bytes, double kv_bytes, doub
 
 std::string_view PlanDeviceName(PlanDevice device) { return device == PlanDevice::kGpu ? "gpu" : "cpu"; }
 
+Workload MakeWorkload(const std::vector<int64_t>& prompt_tokens, const std::vector<int64_t>& gen_tokens,
+                      int max_position, std::string note) {
+  assert(prompt_tokens.size() == gen_tokens.size());
+  Workload workload;
+  workload.num_requests = static_cast<int64_t>(prompt_tokens.size());
+  workload.prompt_length_note = std::move(note);
+  if (workload.num_requests == 0) return workload;
+  double prompt_sum = 0, gen_sum = 0;
+  int64_t longest = 0;
+  for (size_t i = 0; i < prompt_tokens.size(); ++i) {
+    int64_t prompt = std::max<int64_t>(1, prompt_tokens[i]);
+    int64_t gen = std::max<int64_t>(0, gen_tokens[i]);
+    prompt_sum += static_cast<double>(prompt);
+    gen_sum += static_cast<double>(gen);
+    longest = std::max(longest, prompt + gen);
+  }
+  if (max_position > 0) longest = std::min<int64_t>(longest, max_position);
+  workload.mean_prompt_tokens = prompt_sum / workload.num_requests;
+  workload.mean_gen_tokens = gen_sum / workload.num_requests;
+  workload.max_context_tokens = static_cast<int>(longest);
+  return workload;
+}
+
 Budgets ResolveBudgets(const HardwareProfile& profile, Budgets requested) {
   Budgets budgets = requested;
   if (budgets.gpu_bytes <= 0 && profile.gpu) {

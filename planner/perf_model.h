@@ -29,6 +29,11 @@ struct Workload {
   std::string prompt_length_note;  // How prompt lengths were counted (exact ids, tokenizer, or estimate).
 };
 
+// A workload from each request's prompt length and generation budget (max_tokens); contexts are capped at
+// `max_position` (the model's max_position_embeddings; 0 = no cap). `note` says how prompts were counted.
+Workload MakeWorkload(const std::vector<int64_t>& prompt_tokens, const std::vector<int64_t>& gen_tokens,
+                      int max_position, std::string note);
+
 // Memory the plan may use. Zero fields take defaults from the profile (see ResolveBudgets).
 struct Budgets {
   int64_t gpu_bytes = 0;

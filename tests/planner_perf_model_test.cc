@@ -240,3 +240,19 @@ TEST(PlannerPerfModel, JobPhasesAccountForEveryToken) {
 
 }  // namespace
 }  // namespace ringmoe::planner
+
+namespace ringmoe::planner {
+namespace {
+
+TEST(PlannerPerfModel, WorkloadFromRequestLengths) {
+  Workload workload = MakeWorkload({100, 0, 300}, {10, 20, 30}, 320, "counted");
+  EXPECT_EQ(workload.num_requests, 3);
+  EXPECT_DOUBLE_EQ(workload.mean_prompt_tokens,
+                   (100 + 1 + 300) / 3.0);  // an empty prompt counts as one token
+  EXPECT_DOUBLE_EQ(workload.mean_gen_tokens, 20);
+  EXPECT_EQ(workload.max_context_tokens, 320);  // 330 capped at max_position
+  EXPECT_EQ(workload.prompt_length_note, "counted");
+}
+
+}  // namespace
+}  // namespace ringmoe::planner

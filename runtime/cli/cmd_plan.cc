@@ -58,8 +58,7 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, 
   if (!tokenizer_path.empty()) loaded = Tokenizer::Load(tokenizer_path);
   const Tokenizer* tokenizer = loaded.ok() ? &*loaded : nullptr;
   std::string tokenizer_error = loaded.ok() ? "" : std::string(loaded.status().message());
-  planner::Workload workload;
-  double prompt_sum = 0, gen_sum = 0;
+  std::vector<int64_t> prompts, gens;
   int64_t bad = 0, estimated = 0, exact_text = 0;
   for (const BatchLine& line : *lines) {
     if (!line.request.ok()) {
@@ -79,20 +78,12 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, 
         ++estimated;
       }
     }
-    prompt = std::max<int64_t>(prompt, 1);
-    prompt_sum += static_cast<double>(prompt);
-    gen_sum += request.max_tokens;
-    workload.max_context_tokens = std::max<int>(
-        workload.max_context_tokens,
-        static_cast<int>(std::min<int64_t>(prompt + request.max_tokens, spec.max_position_embeddings)));
-    ++workload.num_requests;
+    prompts.push_back(prompt);
+    gens.push_back(request.max_tokens);
   }
-  if (workload.num_requests == 0) {
+  if (prompts.empty())
     return absl::InvalidArgumentError(flags.input + ": no valid request lines to plan for");
-  }
-  workload.mean_prompt_tokens = prompt_sum / workload.num_requests;
-  workload.mean_gen_tokens = gen_sum / workload.num_requests;
-  std::string note = absl::StrCat(flags.input, ": ", workload.num_requests, " requests");
+  std::string note = absl::StrCat(flags.input, ": ", prompts.size(), " requests");
   if (bad > 0) absl::StrAppend(&note, " (", bad, " bad lines left out)");
   absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
   if (estimated > 0) {
@@ -100,8 +91,7 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, 
                     tokenizer != nullptr ? "the tokenizer failed on them" : tokenizer_error, ")");
   }
   if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
-  workload.prompt_length_note = note;
-  return workload;
+  return planner::MakeWorkload(prompts, gens, spec.max_position_embeddings, note);
 }
 
 int Fail(const std::string& message, int code = 1) {
