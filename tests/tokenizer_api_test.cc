@@ -129,6 +129,12 @@ TEST(TokenizerApi, FolderWithConfigAndGzip) {
   Tokenizer tokenizer = MustLoad(folder.path());
   EXPECT_EQ(tokenizer.EosTokenIds(), (Ids{1}));
   EXPECT_EQ(tokenizer.BosTokenId(), 0);
+  folder.Write("generation_config.json", R"({"bos_token_id": 0, "eos_token_id": [1, 5]})");
+  EXPECT_EQ(MustLoad(folder.path()).EosTokenIds(), (Ids{1, 5}));
+  folder.Write("generation_config.json", R"({"eos_token_id": 70000})");
+  EXPECT_EQ(Tokenizer::Load(folder.path()).status().code(), absl::StatusCode::kInvalidArgument);
+  folder.Write("tokenizer_config.json", R"({"eos_token": "</nope>"})");
+  EXPECT_EQ(Tokenizer::Load(folder.path()).status().code(), absl::StatusCode::kInvalidArgument);
 
   // The real gzip files: <name>.tokenizer.json.gz pairs with <name>.tokenizer_config.json.
   Tokenizer qwen3 = MustLoad(kDataDir + "qwen3.tokenizer.json.gz");

@@ -222,6 +222,14 @@ TEST(PreTokenizers, ByteLevelWithGpt2Regex) {
                      "\xC4\xA0"
                      "day",
                      "\xC4\xA0going", "?"}));
+  // The library's tests: runs of spaces and newlines.
+  ByteLevelPreTokenizer no_prefix(/*add_prefix_space=*/false, MustCompile(kGpt2Pattern));
+  EXPECT_EQ(PreTokenize(no_prefix, "Hello there       dear"),
+            (Strings{"Hello", "\xC4\xA0there", "\xC4\xA0\xC4\xA0\xC4\xA0\xC4\xA0\xC4\xA0\xC4\xA0",
+                     "\xC4\xA0"
+                     "dear"}));
+  EXPECT_EQ(PreTokenize(no_prefix, "Hello there\nHello there"),
+            (Strings{"Hello", "\xC4\xA0there", "\xC4\x8A", "Hello", "\xC4\xA0there"}));
   ByteLevelPreTokenizer no_regex(/*add_prefix_space=*/false, std::nullopt);
   EXPECT_EQ(PreTokenize(no_regex, "a b\n"), (Strings{"a\xC4\xA0"
                                                      "b\xC4\x8A"}));

@@ -45,7 +45,8 @@ absl::StatusOr<std::string> Inflate(const std::string& compressed, const std::st
   if (compressed.size() >= 4) {
     uint32_t isize;
     std::memcpy(&isize, compressed.data() + compressed.size() - 4, 4);
-    // Trust it only within deflate's maximum ratio (about 1032:1): a corrupt trailer must not allocate gigabytes.
+    // Trust it only within deflate's maximum ratio (about 1032:1): a corrupt trailer must not allocate
+    // gigabytes.
     if (isize > 0 && isize <= compressed.size() * 1032) guess = isize;
   }
   out.reserve(guess + 1 + kSpareBytes);

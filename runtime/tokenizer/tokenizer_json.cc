@@ -3,6 +3,7 @@
 // merges).
 #include <simdjson.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -476,6 +477,32 @@ absl::Status ApplyConfig(const std::string& config_path, TokenizerImpl& impl) {
   return absl::OkStatus();
 }
 
+// generation_config.json's eos_token_id (a number or a list): models often stop on several ids (Llama 3.1:
+// end of text, end of message, end of turn). Added to EosTokenIds after the tokenizer_config one, without
+// duplicates.
+absl::Status ApplyGenerationConfig(const std::string& path, TokenizerImpl& impl) {
+  absl::StatusOr<std::string> text = ReadFileMaybeGzip(path);
+  if (!text.ok()) return text.status();
+  nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  }
+  auto it = config.find("eos_token_id");
+  if (it == config.end() || it->is_null()) return absl::OkStatus();
+  const nlohmann::json ids = it->is_array() ? *it : nlohmann::json::array({*it});
+  for (const auto& id : ids) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= impl.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": eos_token_id ", id.dump(), " is not a token id"));
+    }
+    const int32_t value = id.get<int32_t>();
+    if (std::find(impl.eos_ids.begin(), impl.eos_ids.end(), value) == impl.eos_ids.end()) {
+      impl.eos_ids.push_back(value);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::optional<std::string_view> TokenizerImpl::TokenString(int32_t id) const {
@@ -567,6 +594,11 @@ absl::StatusOr<std::unique_ptr<TokenizerImpl>> LoadTokenizerImpl(const std::stri
   const fs::path config = file.parent_path() / (name + "_config.json");
   if (fs::exists(config, error)) {
     absl::Status status = ApplyConfig(config.string(), **impl);
+    if (!status.ok()) return status;
+  }
+  const fs::path generation_config = file.parent_path() / "generation_config.json";
+  if (fs::exists(generation_config, error)) {
+    absl::Status status = ApplyGenerationConfig(generation_config.string(), **impl);
     if (!status.ok()) return status;
   }
   return impl;

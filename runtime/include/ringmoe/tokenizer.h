@@ -31,7 +31,7 @@ struct TokenizerImpl;
 class Tokenizer {
  public:
   // `path` is a tokenizer.json, a gzip-compressed tokenizer.json.gz, or a model folder holding tokenizer.json
-  // (and optionally tokenizer_config.json, which supplies the EOS/BOS tokens).
+  // (and optionally tokenizer_config.json and generation_config.json, which supply the EOS/BOS tokens).
   static absl::StatusOr<Tokenizer> Load(const std::string& path);
 
   Tokenizer(Tokenizer&&) noexcept;
@@ -50,7 +50,9 @@ class Tokenizer {
   std::optional<int32_t> TokenToId(std::string_view token) const;
 
   int vocab_size() const;  // Highest id + 1, added tokens included.
-  // From tokenizer_config.json's eos_token (a string or {"content": ...}) when present; else empty.
+  // tokenizer_config.json's eos_token (a string or {"content": ...}) when present, then the ids of
+  // generation_config.json's eos_token_id (a number or a list) when that file is beside tokenizer.json,
+  // without duplicates; empty when neither says.
   std::vector<int32_t> EosTokenIds() const;
   std::optional<int32_t> BosTokenId() const;
   bool IsSpecial(int32_t id) const;  // An added token marked special (skipped by skip_special_tokens).
