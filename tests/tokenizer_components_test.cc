@@ -409,6 +409,9 @@ TEST(AddedTokens, SingleWord) {
   EXPECT_EQ(Texts(Extract(*vocabulary, "bok ok okay")), (Strings{"bok ", "ok", " okay"}));
   EXPECT_EQ(Extract(*vocabulary, "bok ok okay")[1].added_id, 3);
   EXPECT_EQ(Extract(*vocabulary, "(ok)")[1].added_id, 3);
+  EXPECT_EQ(Extract(*vocabulary, "x\nok")[1].added_id, 3);  // A newline ends the word before it.
+  EXPECT_EQ(Extract(*vocabulary, "ok\nx")[0].added_id, 3);
+  EXPECT_EQ(Extract(*vocabulary, "_ok").size(), 1u);  // '_' is a word character.
 }
 
 TEST(AddedTokens, NormalizedTokensMatchTheNormalizedText) {

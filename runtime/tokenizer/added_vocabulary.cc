@@ -49,8 +49,8 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::Create(std::vector<AddedToken> 
     }
   }
   vocabulary.tokens_ = std::move(tokens);
-  auto word_end = Regex::Compile("\\w$", /*multiline=*/false);
-  auto word_start = Regex::Compile("^\\w", /*multiline=*/false);
+  auto word_end = Regex::Compile("\\w\\z", /*multiline=*/false);
+  auto word_start = Regex::Compile("\\A\\w", /*multiline=*/false);
   if (!word_end.ok()) return word_end.status();
   if (!word_start.ok()) return word_start.status();
   vocabulary.word_end_.emplace(std::move(*word_end));

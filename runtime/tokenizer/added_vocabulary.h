@@ -78,8 +78,9 @@ class AddedVocabulary {
   StringMap<int32_t> id_by_content_;
   LiteralMatcher raw_matcher_;         // Tokens with normalized == false.
   LiteralMatcher normalized_matcher_;  // Tokens with normalized == true, by their normalised content.
-  std::optional<Regex> word_end_;      // \w$ (single_word)
-  std::optional<Regex> word_start_;    // ^\w (single_word)
+  // single_word: a word character at the very end / start (Rust's $ and ^, which ignore newlines).
+  std::optional<Regex> word_end_;
+  std::optional<Regex> word_start_;
 };
 
 template <typename OnMatch>
