@@ -289,11 +289,16 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
     return absl::ResourceExhaustedError(absl::StrCat("pinned memory ", Gib(memory.pinned_bytes),
                                                      " exceeds the limit ", Gib(memory.pinned_limit)));
   }
-  // Room for KV with the weights where they are: what is free plus the KV already planned.
-  int64_t kv_room = memory.cpu_budget - memory.cpu_used() + memory.cpu_kv_bytes;
-  double cpu_kv_per_sequence = (1.0 - plan.kv_gpu_fraction) * memory.kv_bytes_per_sequence;
-  memory.kv_capacity_sequences =
-      cpu_kv_per_sequence > 0 ? static_cast<int>(std::min(1e9, kv_room / cpu_kv_per_sequence)) : 1000000000;
+  // Room for KV with the weights where they are: what is free plus the KV already planned, on each side.
+  double capacity = 1e9;
+  double cpu_share = (1.0 - plan.kv_gpu_fraction) * memory.kv_bytes_per_sequence;
+  double gpu_share = plan.kv_gpu_fraction * memory.kv_bytes_per_sequence;
+  if (cpu_share > 0)
+    capacity = std::min(capacity, (memory.cpu_budget - memory.cpu_used() + memory.cpu_kv_bytes) / cpu_share);
+  // GPU KV competes with resident experts; count only what is free (the experts are the planner's choice).
+  if (gpu_share > 0)
+    capacity = std::min(capacity, (memory.gpu_budget - memory.gpu_used() + memory.gpu_kv_bytes) / gpu_share);
+  memory.kv_capacity_sequences = static_cast<int>(capacity);
   return memory;
 }
 

@@ -35,7 +35,8 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
   }
   if (overrides.kv_gpu_fraction) kv_fractions = {*overrides.kv_gpu_fraction};
-  std::vector<int> micro_batches = gpu ? std::vector<int>{1, 2, 3, 4} : std::vector<int>{1};
+  // Two first: on a tie (copy-bound steps) prefer the overlap the engine is built around.
+  std::vector<int> micro_batches = gpu ? std::vector<int>{2, 1, 3, 4} : std::vector<int>{1};
   if (overrides.micro_batches) micro_batches = {*overrides.micro_batches};
   std::vector<int> chunks = {256, 512, 1024, 2048, 4096, 8192};
   if (overrides.prefill_chunk) chunks = {*overrides.prefill_chunk};
@@ -43,37 +44,57 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   if (overrides.batch) batches = {*overrides.batch};
 
   SearchResult result;
-  absl::Status last_error = absl::InvalidArgumentError("no plan was tried");
+  absl::Status first_error;  // From the smallest plans: the most telling reason when nothing fits.
   bool found = false;
+  auto consider = [&](Plan plan) -> absl::Status {
+    ++result.plans_evaluated;
+    absl::StatusOr<Prediction> prediction = model.Predict(plan);
+    if (!prediction.ok()) {
+      if (first_error.ok()) first_error = prediction.status();
+      return prediction.status();
+    }
+    ++result.plans_feasible;
+    if (!found || prediction->total_tokens_per_s > result.best.total_tokens_per_s * (1 + 1e-9)) {
+      result.best = *std::move(prediction);
+      found = true;
+    }
+    return absl::OkStatus();
+  };
   for (double kv_fraction : kv_fractions) {
     for (int micro : micro_batches) {
       for (int chunk : chunks) {
+        Plan plan;
+        plan.device = device;
+        plan.micro_batches = micro;
+        plan.prefill_chunk = chunk;
+        plan.kv_gpu_fraction = kv_fraction;
+        plan.max_resident_experts = overrides.max_resident_experts.value_or(-1);
+        int last_fit = 0;
         for (int batch : batches) {
-          Plan plan;
-          plan.device = device;
           plan.batch = batch;
-          plan.micro_batches = micro;
-          plan.prefill_chunk = chunk;
-          plan.kv_gpu_fraction = kv_fraction;
-          plan.max_resident_experts = overrides.max_resident_experts.value_or(-1);
-          ++result.plans_evaluated;
-          absl::StatusOr<Prediction> prediction = model.Predict(plan);
-          if (!prediction.ok()) {
-            last_error = prediction.status();
-            // Memory only grows with the batch: larger batches fail too.
-            if (absl::IsResourceExhausted(prediction.status())) break;
+          absl::Status status = consider(plan);
+          if (status.ok()) {
+            last_fit = batch;
             continue;
           }
-          ++result.plans_feasible;
-          if (!found || prediction->total_tokens_per_s > result.best.total_tokens_per_s * (1 + 1e-9)) {
-            result.best = *std::move(prediction);
-            found = true;
+          // Memory only grows with the batch: larger batches fail too. The largest batch that fits lies
+          // between the last candidate that fitted and this one; bisect for it (the KV-capacity bound).
+          if (!absl::IsResourceExhausted(status)) continue;
+          int low = last_fit, high = batch;
+          while (low > 0 && high - low > 1) {
+            plan.batch = low + (high - low) / 2;
+            if (consider(plan).ok()) {
+              low = plan.batch;
+            } else {
+              high = plan.batch;
+            }
           }
+          break;
         }
       }
     }
   }
-  if (!found) return last_error;
+  if (!found) return first_error.ok() ? absl::InvalidArgumentError("no plan was tried") : first_error;
   return result;
 }
 

@@ -154,14 +154,19 @@ void AppendSteps(const PlanReport& report, std::string* out) {
 }
 
 void AppendPlanLine(const char* label, const Prediction& p, std::string* out) {
-  absl::StrAppendFormat(out,
-                        "%s %d sequences in flight (asked %d), %d micro-batches, prefill chunk %d, "
-                        "%s of KV on the GPU, %s\n",
-                        label, p.effective_batch, p.plan.batch, p.plan.micro_batches, p.plan.prefill_chunk,
-                        Percent(p.plan.kv_gpu_fraction),
-                        p.plan.max_resident_experts >= 0
-                            ? absl::StrCat("at most ", p.plan.max_resident_experts, " resident experts")
-                            : "as many resident experts as fit");
+  absl::StrAppendFormat(out, "%s %d sequences in flight (asked %d), prefill chunk %d", label,
+                        p.effective_batch, p.plan.batch, p.plan.prefill_chunk);
+  if (p.plan.device == PlanDevice::kGpu) {
+    absl::StrAppendFormat(out, ", %d micro-batch%s, %s of KV on the GPU, %s", p.plan.micro_batches,
+                          p.plan.micro_batches == 1 ? "" : "es", Percent(p.plan.kv_gpu_fraction),
+                          p.plan.max_resident_experts >= 0
+                              ? absl::StrCat("at most ", p.plan.max_resident_experts, " resident experts")
+                              : "as many resident experts as fit");
+  }
+  absl::StrAppend(out, "\n");
+  if (p.effective_batch >= p.memory.kv_capacity_sequences && p.plan.batch >= p.memory.kv_capacity_sequences) {
+    absl::StrAppend(out, "  (sequences in flight are capped by KV-cache capacity)\n");
+  }
 }
 
 json PredictionJson(const Prediction& p) {

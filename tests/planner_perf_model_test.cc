@@ -82,7 +82,7 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
   const int64_t kv_per_sequence = 2000 * kTinyKvPerToken;
   const int64_t embedding = 1000LL * 1024 * 2;
   auto staging = [](int64_t batch) { return (batch + 256) * (2 * 1024 + 2 * 256) * 4 * 2; };
-  // Room for the streamed experts, the embeddings and 48 sequences, not 64.
+  // Room for the streamed experts, the embeddings and about 54 sequences.
   const int64_t cpu_budget = kTinyRoutedBytes + embedding + 450'000'000;
   PerfModel model(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
 
@@ -92,15 +92,19 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
   absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu, overrides);
   ASSERT_TRUE(result.ok()) << result.status();
   const Prediction& best = result->best;
-  EXPECT_EQ(best.plan.batch, 48);
-  EXPECT_EQ(best.memory.cpu_kv_bytes, 48 * kv_per_sequence);
-  EXPECT_EQ(best.memory.cpu_staging_bytes, staging(48));
+  // The largest batch whose KV, staging buffers, embeddings and streamed experts fit:
+  // B <= (budget - experts - embeddings - 256 chunk tokens of staging) / (KV + staging per sequence) = 54.16.
+  const int64_t capacity =
+      (cpu_budget - kTinyRoutedBytes - embedding - staging(0)) / (kv_per_sequence + staging(1) - staging(0));
+  ASSERT_EQ(capacity, 54);
+  EXPECT_EQ(best.plan.batch, capacity);
+  EXPECT_EQ(best.memory.cpu_kv_bytes, capacity * kv_per_sequence);
+  EXPECT_EQ(best.memory.cpu_staging_bytes, staging(capacity));
   EXPECT_LE(best.memory.cpu_used(), cpu_budget);
-  EXPECT_EQ(best.memory.kv_capacity_sequences,
-            (cpu_budget - kTinyRoutedBytes - embedding - staging(48)) / kv_per_sequence);  // 54
+  EXPECT_EQ(best.memory.kv_capacity_sequences, capacity);
 
   Plan bigger = best.plan;
-  bigger.batch = 64;
+  bigger.batch = capacity + 1;
   EXPECT_EQ(model.PlanMemory(bigger).status().code(), absl::StatusCode::kResourceExhausted);
 }
 
