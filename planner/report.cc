@@ -24,6 +24,7 @@ std::string Millis(double seconds) {
 
 std::string Duration(double seconds) {
   if (!(seconds > 0)) return "-";
+  if (seconds < 1) return absl::StrFormat("%.1f ms", seconds * 1e3);
   if (seconds < 120) return absl::StrFormat("%.1f s", seconds);
   int64_t total = static_cast<int64_t>(std::llround(seconds));
   int64_t hours = total / 3600, minutes = (total % 3600) / 60;
