@@ -69,8 +69,9 @@ std::optional<uint64_t> NonNegativeInteger(const Json& value) {
 }
 
 std::string Describe(const Json& value) {
+  if (value.is_number_unsigned())
+    return absl::StrCat(value.get<uint64_t>());  // Before: unsigned is integer too.
   if (value.is_number_integer()) return absl::StrCat(value.get<int64_t>());
-  if (value.is_number_unsigned()) return absl::StrCat(value.get<uint64_t>());
   return absl::StrCat("a JSON ", value.type_name());
 }
 

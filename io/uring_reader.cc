@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -237,7 +238,20 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
     if (in_flight == 0) break;
 
     const int submitted = io_uring_submit_and_wait(ring, 1);
-    if (submitted < 0 && submitted != -EINTR && submitted != -EAGAIN && submitted != -EBUSY) {
+    if (submitted == -EINTR) continue;  // Entries not yet taken stay queued; submit again.
+    if (submitted == -EAGAIN || submitted == -EBUSY) {
+      // The kernel is short of resources: waiting here could block forever if nothing was submitted yet.
+      if (++transient_retries > kMaxTransientRetries) {
+        ring_->broken = true;
+        fail(absl::ResourceExhaustedError(
+            absl::StrCat("io_uring_submit keeps failing: ", std::strerror(-submitted))));
+        in_flight -= static_cast<int>(io_uring_sq_ready(ring));
+        if (in_flight <= 0) break;
+      } else {
+        ::sched_yield();
+        continue;
+      }
+    } else if (submitted < 0) {
       // Unsubmitted entries would point at the caller's buffers after we return: retire the ring.
       ring_->broken = true;
       fail(absl::InternalError(absl::StrCat("io_uring_submit failed: ", std::strerror(-submitted))));
@@ -248,6 +262,7 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
     const int wait = io_uring_wait_cqe(ring, &cqe);
     if (wait == -EINTR || wait == -EAGAIN) continue;
     if (wait < 0) {
+      // Cannot happen with a valid ring; reads may still be in flight, so the ring is retired.
       ring_->broken = true;
       fail(absl::InternalError(absl::StrCat("io_uring_wait_cqe failed: ", std::strerror(-wait))));
       break;

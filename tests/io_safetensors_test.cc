@@ -155,6 +155,13 @@ TEST(SafetensorsHeaderTest, AbsurdDimension) {
                  "w", "absurdly large");
 }
 
+TEST(SafetensorsHeaderTest, DimensionBeyondUint64IsNotAnInteger) {
+  ExpectRejected(FileWithEntry("w", R"({"dtype":"U8","shape":[18446744073709551616],"data_offsets":[0,16]})"),
+                 "w", "a JSON number is not a non-negative integer");
+  ExpectRejected(FileWithEntry("w", R"({"dtype":"U8","shape":[18446744073709551615],"data_offsets":[0,16]})"),
+                 "w", "18446744073709551615 is absurdly large");
+}
+
 TEST(SafetensorsHeaderTest, TooManyDimensions) {
   ExpectRejected(FileWithEntry("w", R"({"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
                                     R"("data_offsets":[0,1]})"),
