@@ -197,14 +197,17 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
   // ring to what the streamed remainder needs (it only shrinks, so the budget holds at every round).
   const int64_t total_weights = costs_.gpu_weight_bytes();
   const int64_t max_layer = MaxLayerWeightBytes(costs_);
-  int64_t layer_weights = 0;
-  for (const LayerCosts& layer : costs_.layers) layer_weights += layer.weight_bytes();
-  int64_t expert_bytes = 0, total_experts = 0;
+  // Routed experts stay resident in whole MoE layers (as gpu_model places them); the others stream one layer
+  // per ring section.
+  int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0;
   for (const LayerCosts& layer : costs_.layers) {
-    if (layer.num_experts > 0) expert_bytes = layer.expert_bytes;
-    total_experts += layer.num_experts;
+    if (layer.num_experts == 0) continue;
+    moe_layer_bytes = std::max(moe_layer_bytes, layer.routed_expert_bytes());
+    experts_per_layer = layer.num_experts;
+    ++moe_layers;
   }
-  memory.gpu_total_experts = total_experts;
+  memory.gpu_total_moe_layers = static_cast<int>(moe_layers);
+  memory.gpu_total_experts = moe_layers * experts_per_layer;
   int64_t ring = plan.ring_sections * std::max(max_layer, costs_.lm_head_bytes);
   for (int round = 0; round < 8; ++round) {
     int64_t remaining = available - ring;
@@ -216,15 +219,16 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
     int64_t resident_total = 0;
     for (int g = 0; g < kNumWeightGroups; ++g) {
       WeightGroup group = static_cast<WeightGroup>(g);
-      int64_t bytes = costs_.group_bytes(group);
       int64_t keep = 0;
       if (group == WeightGroup::kRoutedExperts) {
-        int64_t count = expert_bytes > 0 ? std::min(total_experts, remaining / expert_bytes) : 0;
-        if (plan.max_resident_experts >= 0) count = std::min<int64_t>(count, plan.max_resident_experts);
-        memory.gpu_resident_experts = count;
-        keep = count * expert_bytes;
+        int64_t layers = moe_layer_bytes > 0 ? std::min(moe_layers, remaining / moe_layer_bytes) : 0;
+        if (plan.max_resident_moe_layers >= 0)
+          layers = std::min<int64_t>(layers, plan.max_resident_moe_layers);
+        memory.gpu_resident_moe_layers = static_cast<int>(layers);
+        memory.gpu_resident_experts = layers * experts_per_layer;
+        keep = layers * moe_layer_bytes;
       } else {
-        keep = std::min(bytes, remaining);
+        keep = std::min(costs_.group_bytes(group), remaining);
       }
       memory.gpu_resident_bytes[g] = keep;
       remaining -= keep;
@@ -233,14 +237,12 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
     int64_t streamed = total_weights - resident_total;
     int64_t lm_head_streamed =
         costs_.lm_head_bytes - memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kLmHead)];
-    int64_t layers_streamed = streamed - lm_head_streamed;
-    // The largest layer streams its share of the layers' remainder; the lm_head streams as its own section.
-    int64_t section = 0;
-    if (layers_streamed > 0 && layer_weights > 0) {
-      section =
-          static_cast<int64_t>(std::ceil(static_cast<double>(layers_streamed) * max_layer / layer_weights));
-      section = std::min(section, max_layer);
-    }
+    int64_t experts_streamed = costs_.group_bytes(WeightGroup::kRoutedExperts) -
+                               memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kRoutedExperts)];
+    // Non-expert weights stream only when even they do not fit; spread them over the layers' sections.
+    int64_t other_streamed = streamed - lm_head_streamed - experts_streamed;
+    int64_t section = experts_streamed > 0 ? moe_layer_bytes : 0;
+    if (other_streamed > 0) section += (other_streamed + costs_.num_layers() - 1) / costs_.num_layers();
     section = std::max(section, lm_head_streamed);
     int64_t new_ring = streamed > 0 ? plan.ring_sections * section : 0;
     memory.streamed_bytes_per_step = streamed;

@@ -49,8 +49,8 @@ struct Plan {
   int micro_batches = 2;       // Slices of a step in flight at once (GPU device; 1 on the CPU device).
   int prefill_chunk = 2048;    // Most prefill tokens per step.
   double kv_gpu_fraction = 0;  // Share of each sequence's KV cache (and its attention) kept on the GPU.
-  int max_resident_experts =
-      -1;                 // Cap on routed experts resident on the GPU (all layers); -1 = all that fit.
+  int max_resident_moe_layers =
+      -1;                 // Cap on MoE layers whose routed experts stay on the GPU; -1 = all that fit.
   int ring_sections = 2;  // GPU ring slots that streamed layers pass through.
 };
 
@@ -58,7 +58,9 @@ struct Plan {
 struct MemoryPlan {
   int64_t gpu_budget = 0;
   std::array<int64_t, kNumWeightGroups> gpu_resident_bytes{};  // Per WeightGroup.
-  int64_t gpu_resident_experts = 0;                            // Routed experts resident, over all layers.
+  int gpu_resident_moe_layers = 0;  // MoE layers whose routed experts stay on the GPU (GpuPlacement).
+  int gpu_total_moe_layers = 0;
+  int64_t gpu_resident_experts = 0;  // The routed experts in those layers.
   int64_t gpu_total_experts = 0;
   int64_t gpu_ring_bytes = 0;
   int64_t gpu_workspace_bytes = 0;

@@ -68,7 +68,7 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
         plan.micro_batches = micro;
         plan.prefill_chunk = chunk;
         plan.kv_gpu_fraction = kv_fraction;
-        plan.max_resident_experts = overrides.max_resident_experts.value_or(-1);
+        plan.max_resident_moe_layers = overrides.max_resident_moe_layers.value_or(-1);
         int last_fit = 0;
         for (int batch : batches) {
           plan.batch = batch;

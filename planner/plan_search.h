@@ -16,10 +16,10 @@ struct PlanOverrides {
   std::optional<int> batch;
   std::optional<int> micro_batches;
   std::optional<int> prefill_chunk;
-  std::optional<int> max_resident_experts;
+  std::optional<int> max_resident_moe_layers;
   std::optional<double> kv_gpu_fraction;
   bool any() const {
-    return batch || micro_batches || prefill_chunk || max_resident_experts || kv_gpu_fraction;
+    return batch || micro_batches || prefill_chunk || max_resident_moe_layers || kv_gpu_fraction;
   }
 };
 

@@ -105,7 +105,8 @@ void AppendMemory(const PlanReport& report, std::string* out) {
       std::string detail = absl::StrCat(Percent(static_cast<double>(memory.gpu_resident_bytes[g]) / total),
                                         " of ", Gib(total), " resident");
       if (group == WeightGroup::kRoutedExperts) {
-        absl::StrAppend(&detail, " (", memory.gpu_resident_experts, " of ", memory.gpu_total_experts,
+        absl::StrAppend(&detail, " (", memory.gpu_resident_moe_layers, " of ", memory.gpu_total_moe_layers,
+                        " MoE layers, ", memory.gpu_resident_experts, " of ", memory.gpu_total_experts,
                         " experts)");
       }
       row(std::string(WeightGroupName(group)), memory.gpu_resident_bytes[g], detail);
@@ -160,9 +161,10 @@ void AppendPlanLine(const char* label, const Prediction& p, std::string* out) {
   if (p.plan.device == PlanDevice::kGpu) {
     absl::StrAppendFormat(out, ", %d micro-batch%s, %s of KV on the GPU, %s", p.plan.micro_batches,
                           p.plan.micro_batches == 1 ? "" : "es", Percent(p.plan.kv_gpu_fraction),
-                          p.plan.max_resident_experts >= 0
-                              ? absl::StrCat("at most ", p.plan.max_resident_experts, " resident experts")
-                              : "as many resident experts as fit");
+                          p.plan.max_resident_moe_layers >= 0
+                              ? absl::StrCat("routed experts of at most ", p.plan.max_resident_moe_layers,
+                                             " MoE layers resident")
+                              : "routed experts of as many MoE layers as fit resident");
   }
   absl::StrAppend(out, "\n");
   if (p.effective_batch >= p.memory.kv_capacity_sequences && p.plan.batch >= p.memory.kv_capacity_sequences) {
@@ -193,11 +195,13 @@ json PredictionJson(const Prediction& p) {
         {"micro_batches", p.plan.micro_batches},
         {"prefill_chunk", p.plan.prefill_chunk},
         {"kv_gpu_fraction", p.plan.kv_gpu_fraction},
-        {"max_resident_experts", p.plan.max_resident_experts},
+        {"max_resident_moe_layers", p.plan.max_resident_moe_layers},
         {"ring_sections", p.plan.ring_sections}}},
       {"memory",
        {{"gpu_budget", m.gpu_budget},
         {"gpu_resident_bytes", groups},
+        {"gpu_resident_moe_layers", m.gpu_resident_moe_layers},
+        {"gpu_total_moe_layers", m.gpu_total_moe_layers},
         {"gpu_resident_experts", m.gpu_resident_experts},
         {"gpu_total_experts", m.gpu_total_experts},
         {"gpu_ring_bytes", m.gpu_ring_bytes},

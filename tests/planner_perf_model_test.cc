@@ -38,11 +38,12 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   plan.batch = 64;
   plan.micro_batches = 2;
   plan.prefill_chunk = 256;
-  plan.max_resident_experts = 0;
+  plan.max_resident_moe_layers = 0;
   absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok()) << memory.status();
   EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes);
   EXPECT_EQ(memory->gpu_resident_experts, 0);
+  EXPECT_EQ(memory->gpu_ring_bytes, 2 * 16 * kTinyExpertBytes);  // two slots of one layer's experts
 
   // Bytes down per step: the experts, plus each token's attention output (q width 1024, bf16) in 4 layers.
   const double bytes_down = kTinyRoutedBytes + 64.0 * 1024 * 2 * 4;
@@ -55,8 +56,8 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   EXPECT_EQ(prediction->effective_batch, 64);
   EXPECT_NEAR(prediction->decode_tokens_per_s, 64 * 10e9 / bytes_down, 1e-6);
 
-  // Half the experts resident: half the bytes stream, twice the tokens per second (less the activations).
-  plan.max_resident_experts = 32;
+  // Half the MoE layers resident: half the bytes stream, twice the tokens per second (less the activations).
+  plan.max_resident_moe_layers = 2;
   memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok());
   EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes / 2);
@@ -64,12 +65,13 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
               (kTinyRoutedBytes / 2 + 64.0 * 1024 * 2 * 4) / 10e9, 1e-12);
 
   // Everything fits the GPU: nothing streams, no ring.
-  plan.max_resident_experts = -1;
+  plan.max_resident_moe_layers = -1;
   memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok());
   EXPECT_EQ(memory->streamed_bytes_per_step, 0);
   EXPECT_EQ(memory->gpu_ring_bytes, 0);
   EXPECT_EQ(memory->gpu_resident_experts, 64);
+  EXPECT_EQ(memory->gpu_resident_moe_layers, 4);
 }
 
 TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
@@ -88,7 +90,7 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
 
   PlanOverrides overrides;
   overrides.prefill_chunk = 256;
-  overrides.max_resident_experts = 0;  // keep the step streaming-bound: throughput grows with the batch
+  overrides.max_resident_moe_layers = 0;  // keep the step streaming-bound: throughput grows with the batch
   absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu, overrides);
   ASSERT_TRUE(result.ok()) << result.status();
   const Prediction& best = result->best;
@@ -118,7 +120,7 @@ TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
   PerfModel model(profile, costs, Job(64, 1000, 1000), ResolveBudgets(profile, {}));
   Plan plan;
   plan.batch = 64;
-  plan.max_resident_experts = 0;
+  plan.max_resident_moe_layers = 0;
   absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok()) << memory.status();
 

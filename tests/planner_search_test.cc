@@ -89,7 +89,7 @@ TEST(PlannerSearch, NoPlanEverExceedsABudget) {
         plan.micro_batches = pick(1, 4);
         plan.prefill_chunk = 64 << pick(0, 7);
         plan.kv_gpu_fraction = device == PlanDevice::kGpu ? pick(0, 4) / 4.0 : 0;
-        plan.max_resident_experts = pick(0, 1) ? -1 : pick(0, 4096);
+        plan.max_resident_moe_layers = pick(0, 1) ? -1 : pick(0, 24);
         absl::StatusOr<Prediction> prediction = model.Predict(plan);
         if (prediction.ok()) ExpectWithinBudgets(*prediction, context + " (random plan)");
       }

@@ -27,7 +27,7 @@ struct PlanFlags {
   std::string model, input, gpu_mem, cpu_mem, device = "auto", hardware, report_json, tokenizer;
   int prompt_len = 0, gen_len = 0, layers = 0;
   int64_t num_requests = 0;
-  std::optional<int> batch, micro_batches, prefill_chunk, resident_experts;
+  std::optional<int> batch, micro_batches, prefill_chunk, resident_moe_layers;
   std::optional<double> kv_gpu_fraction;
   bool no_what_if = false;
 };
@@ -124,8 +124,8 @@ int PlanCommand(int argc, char** argv) {
   app.add_option("--prefill-chunk", flags.prefill_chunk, "pin the prefill tokens per step");
   app.add_option("--kv-gpu-fraction", flags.kv_gpu_fraction,
                  "pin the share of the KV cache on the GPU (0..1)");
-  app.add_option("--resident-experts", flags.resident_experts,
-                 "pin the most routed experts resident on the GPU");
+  app.add_option("--resident-moe-layers", flags.resident_moe_layers,
+                 "pin the most MoE layers whose routed experts stay on the GPU");
   app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
   try {
     app.parse(argc, argv);
@@ -176,7 +176,7 @@ int PlanCommand(int argc, char** argv) {
   inputs.overrides.batch = flags.batch;
   inputs.overrides.micro_batches = flags.micro_batches;
   inputs.overrides.prefill_chunk = flags.prefill_chunk;
-  inputs.overrides.max_resident_experts = flags.resident_experts;
+  inputs.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   inputs.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
   inputs.explore_what_ifs = !flags.no_what_if;
 
