@@ -23,6 +23,11 @@
 //   std::cout << planner::FormatPlanReport(*report);
 //   ... run ...
 //   std::cout << planner::FormatMeasuredBesidePredicted(*report, measured);
+//
+// What the engine takes from a Prediction p (report.prediction):
+//   GpuPlacement{.resident_moe_layers = p.memory.gpu_resident_moe_layers, .ring_slots = p.plan.ring_sections,
+//                .micro_batches = p.plan.micro_batches, .workspace_bytes = p.memory.gpu_workspace_bytes}
+//   EngineOptions::max_batch = p.effective_batch; max_step_tokens = p.effective_batch + p.plan.prefill_chunk.
 #pragma once
 
 #include "planner/hardware_profile.h"

@@ -176,18 +176,24 @@ CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats)
   auto attend = [&](int sequence, int kv_head) {
     float scores[kGroup][kContext];
     const float* q_group = q.data() + (static_cast<size_t>(sequence) * kHeads + kv_head * kGroup) * kHeadDim;
-    float k_row[kHeadDim];
-    for (int position = 0; position < kContext; ++position) {
-      int64_t block = int64_t{sequence} * blocks_per_sequence + position / kBlockTokens;
-      const uint16_t* k = k_pool.data() + block * block_elements +
-                          (int64_t{position % kBlockTokens} * kKvHeads + kv_head) * kHeadDim;
-#pragma omp simd
-      for (int d = 0; d < kHeadDim; ++d) k_row[d] = Bf16ToFloat(k[d]);
+    // One paged block at a time: K transposed to [head_dim][block_tokens] in f32, so each head's scores for
+    // the block's tokens accumulate as one vector (no horizontal sums).
+    float k_block[kHeadDim][kBlockTokens];
+    for (int first = 0; first < kContext; first += kBlockTokens) {
+      int64_t block = int64_t{sequence} * blocks_per_sequence + first / kBlockTokens;
+      const uint16_t* k = k_pool.data() + block * block_elements + int64_t{kv_head} * kHeadDim;
+      for (int t = 0; t < kBlockTokens; ++t) {
+        for (int d = 0; d < kHeadDim; ++d)
+          k_block[d][t] = Bf16ToFloat(k[int64_t{t} * kKvHeads * kHeadDim + d]);
+      }
       for (int h = 0; h < kGroup; ++h) {
-        float dot = 0;
-#pragma omp simd reduction(+ : dot)
-        for (int d = 0; d < kHeadDim; ++d) dot += q_group[h * kHeadDim + d] * k_row[d];
-        scores[h][position] = dot * scale;
+        float dots[kBlockTokens] = {};
+        for (int d = 0; d < kHeadDim; ++d) {
+          float qd = q_group[h * kHeadDim + d];
+#pragma omp simd
+          for (int t = 0; t < kBlockTokens; ++t) dots[t] += qd * k_block[d][t];
+        }
+        for (int t = 0; t < kBlockTokens; ++t) scores[h][first + t] = dots[t] * scale;
       }
     }
     for (int h = 0; h < kGroup; ++h) {

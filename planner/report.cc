@@ -149,6 +149,11 @@ void AppendSteps(const PlanReport& report, std::string* out) {
     absl::StrAppendFormat(out, "  %-18s %12s %15s %13s\n", decode[i].first, Millis(decode[i].second),
                           Millis(prefill[i].second), Millis(mixed[i].second));
   }
+  if (report.device == PlanDevice::kGpu) {
+    absl::StrAppendFormat(out, "  %-18s %12s %15s %13s\n", "chain / micro-b.",
+                          Millis(p.decode_step.serial_chain), Millis(p.prefill_chunk.serial_chain),
+                          Millis(p.mixed_step.serial_chain));
+  }
   absl::StrAppendFormat(out, "  %-18s %12s %15s %13s\n", "step (overlapped)", Millis(p.decode_step.step),
                         Millis(p.prefill_chunk.step), Millis(p.mixed_step.step));
   absl::StrAppend(out, "  bottleneck: decode ", p.decode_step.bottleneck, "; prefill ",
