@@ -82,6 +82,10 @@ TEST(Unicode, NormalizationForms) {
   EXPECT_EQ(NormalizeUnicode("\xEF\xAC\x81", NormalizationForm::kNfkc), "fi");  // U+FB01 ligature.
   EXPECT_EQ(NormalizeUnicode("\xEF\xAC\x81", NormalizationForm::kNfc), "\xEF\xAC\x81");
   EXPECT_EQ(ToLowercase("HeLLo \xC3\x89"), "hello \xC3\xA9");
+  EXPECT_EQ(ToLowercase("\xC4\xB0stanbul"), "i\xCC\x87stanbul");  // İ has a two-character lowercase.
+  // Final sigma: ΟΔΟΣ -> οδος with ς; a lone Σ and one inside a word stay σ.
+  EXPECT_EQ(ToLowercase("\xCE\x9F\xCE\x94\xCE\x9F\xCE\xA3 \xCE\xA3 \xCE\xA3\xCE\x91"),
+            "\xCE\xBF\xCE\xB4\xCE\xBF\xCF\x82 \xCF\x83 \xCF\x83\xCE\xB1");
 }
 
 TEST(Unicode, ByteLevelAlphabet) {

@@ -212,13 +212,91 @@ std::string NormalizeUnicode(std::string_view text, NormalizationForm form) {
   return out;
 }
 
+namespace {
+
+// Unicode's Cased property, from the case mappings and categories utf8proc has (misses a few Other_Lowercase
+// letters such as U+00AA).
+bool IsCased(char32_t c) {
+  const auto code = static_cast<utf8proc_int32_t>(c);
+  const utf8proc_category_t category = utf8proc_category(code);
+  return category == UTF8PROC_CATEGORY_LU || category == UTF8PROC_CATEGORY_LL ||
+         category == UTF8PROC_CATEGORY_LT || utf8proc_tolower(code) != code || utf8proc_toupper(code) != code;
+}
+
+// Unicode's Case_Ignorable property: marks, format characters, modifiers, and the Word_Break MidLetter,
+// MidNumLet and Single_Quote characters (which utf8proc does not expose; listed here).
+bool IsCaseIgnorable(char32_t c) {
+  switch (c) {
+    case '\'':
+    case '.':
+    case ':':
+    case 0xB7:
+    case 0x387:
+    case 0x55F:
+    case 0x5F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A:
+      return true;
+    default:
+      break;
+  }
+  const utf8proc_category_t category = utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  return category == UTF8PROC_CATEGORY_MN || category == UTF8PROC_CATEGORY_ME ||
+         category == UTF8PROC_CATEGORY_CF || category == UTF8PROC_CATEGORY_LM ||
+         category == UTF8PROC_CATEGORY_SK;
+}
+
+// Unicode's Final_Sigma condition for the capital sigma at [start, end) of `text`: a cased letter before it
+// and none after it, skipping case-ignorable characters (Rust's str::to_lowercase).
+bool IsFinalSigma(std::string_view text, size_t start, size_t end) {
+  bool cased_before = false;
+  size_t pos = start;
+  while (pos > 0) {
+    size_t back = pos - 1;
+    while (back > 0 && (static_cast<uint8_t>(text[back]) & 0xC0) == 0x80) --back;
+    size_t next = back;
+    const char32_t c = NextCodePoint(text, next);
+    pos = back;
+    if (IsCaseIgnorable(c)) continue;
+    cased_before = IsCased(c);
+    break;
+  }
+  if (!cased_before) return false;
+  pos = end;
+  while (pos < text.size()) {
+    const char32_t c = NextCodePoint(text, pos);
+    if (IsCaseIgnorable(c)) continue;
+    return !IsCased(c);
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string ToLowercase(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   size_t pos = 0;
   while (pos < text.size()) {
+    const size_t start = pos;
     const char32_t c = NextCodePoint(text, pos);
-    AppendUtf8(static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))), out);
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    } else if (c == 0x130) {
+      out.append("i\xCC\x87");  // The one unconditional multi-character lowercase mapping (SpecialCasing).
+    } else if (c == 0x3A3) {
+      out.append(IsFinalSigma(text, start, pos) ? "\xCF\x82" : "\xCF\x83");  // ς or σ
+    } else {
+      AppendUtf8(static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))), out);
+    }
   }
   return out;
 }

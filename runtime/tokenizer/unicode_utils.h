@@ -32,7 +32,8 @@ bool IsNumeric(char32_t c);     // char::is_numeric (general categories Nd, Nl, 
 enum class NormalizationForm { kNfc, kNfd, kNfkc, kNfkd };
 // Valid UTF-8 in, normalised UTF-8 out.
 std::string NormalizeUnicode(std::string_view text, NormalizationForm form);
-std::string ToLowercase(std::string_view text);  // Per code point (utf8proc simple lowercase mapping).
+// Rust's str::to_lowercase: utf8proc's lowercase mapping plus U+0130 -> "i\u0307" and the final-sigma rule.
+std::string ToLowercase(std::string_view text);
 
 // GPT-2's reversible map of the 256 byte values to printable characters ("Ġ" for the space byte).
 class ByteLevelAlphabet {
