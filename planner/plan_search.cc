@@ -46,7 +46,8 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   SearchResult result;
   absl::Status first_error;  // From the smallest plans: the most telling reason when nothing fits.
   bool found = false;
-  auto consider = [&](Plan plan) -> absl::Status {
+  // Returns the plan's SSD-tier bytes, or its error.
+  auto consider = [&](const Plan& plan) -> absl::StatusOr<int64_t> {
     ++result.plans_evaluated;
     absl::StatusOr<Prediction> prediction = model.Predict(plan);
     if (!prediction.ok()) {
@@ -54,12 +55,27 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
       return prediction.status();
     }
     ++result.plans_feasible;
+    int64_t ssd_bytes = prediction->memory.ssd_weight_bytes;
     if (!found || prediction->total_tokens_per_s > result.best.total_tokens_per_s * (1 + 1e-9)) {
       result.best = *std::move(prediction);
       found = true;
     }
-    return absl::OkStatus();
+    return ssd_bytes;
   };
+  // Throughput jumps where a limit is crossed: the batch at which the weights start spilling to SSD, and the
+  // largest batch that fits at all. Bisect between the candidates on either side to find each edge exactly.
+  auto bisect = [&](Plan plan, int low, int high, auto&& still_good) {
+    while (low > 0 && high - low > 1) {
+      plan.batch = low + (high - low) / 2;
+      if (still_good(consider(plan))) {
+        low = plan.batch;
+      } else {
+        high = plan.batch;
+      }
+    }
+  };
+  auto fits = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok(); };
+  auto fits_in_memory = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok() && *outcome == 0; };
   for (double kv_fraction : kv_fractions) {
     for (int micro : micro_batches) {
       for (int chunk : chunks) {
@@ -69,25 +85,25 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
         plan.prefill_chunk = chunk;
         plan.kv_gpu_fraction = kv_fraction;
         plan.max_resident_moe_layers = overrides.max_resident_moe_layers.value_or(-1);
-        int last_fit = 0;
+        int last_fit = 0, last_in_memory = 0;
+        bool spilled = false;
         for (int batch : batches) {
           plan.batch = batch;
-          absl::Status status = consider(plan);
-          if (status.ok()) {
+          absl::StatusOr<int64_t> outcome = consider(plan);
+          if (outcome.ok()) {
+            if (*outcome > 0 && !spilled && last_in_memory > 0)
+              bisect(plan, last_in_memory, batch, fits_in_memory);
+            spilled = spilled || *outcome > 0;
+            if (!spilled) last_in_memory = batch;
             last_fit = batch;
             continue;
           }
-          // Memory only grows with the batch: larger batches fail too. The largest batch that fits lies
-          // between the last candidate that fitted and this one; bisect for it (the KV-capacity bound).
-          if (!absl::IsResourceExhausted(status)) continue;
-          int low = last_fit, high = batch;
-          while (low > 0 && high - low > 1) {
-            plan.batch = low + (high - low) / 2;
-            if (consider(plan).ok()) {
-              low = plan.batch;
-            } else {
-              high = plan.batch;
-            }
+          // Memory only grows with the batch: larger batches fail too.
+          if (!absl::IsResourceExhausted(outcome.status())) continue;
+          if (!spilled && last_in_memory > 0) {
+            bisect(plan, last_in_memory, batch, fits_in_memory);
+          } else {
+            bisect(plan, last_fit, batch, fits);
           }
           break;
         }

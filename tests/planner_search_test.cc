@@ -30,9 +30,13 @@ void ExpectWithinBudgets(const Prediction& p, const std::string& context) {
   if (p.plan.device == PlanDevice::kGpu) {
     EXPECT_LE(m.gpu_used(), m.gpu_budget);
     EXPECT_GE(m.gpu_ring_bytes, 0);
-    if (m.pinned_limit > 0) EXPECT_LE(m.pinned_bytes, m.pinned_limit);
+    if (m.pinned_limit > 0) {
+      EXPECT_LE(m.pinned_bytes, m.pinned_limit);
+    }
     EXPECT_EQ(m.cpu_weight_bytes + m.ssd_weight_bytes, m.streamed_bytes_per_step);
-    if (m.streamed_bytes_per_step > 0) EXPECT_GT(m.gpu_ring_bytes, 0);
+    if (m.streamed_bytes_per_step > 0) {
+      EXPECT_GT(m.gpu_ring_bytes, 0);
+    }
   }
   EXPECT_LE(m.cpu_used(), m.cpu_budget);
   EXPECT_GE(m.cpu_weight_bytes, 0);
