@@ -1,16 +1,20 @@
 #include "ringmoe/engine.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "cpu/thread_pool.h"
+#include "gpu/device.h"
 #include "io/checkpoint.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/forward.h"
+#include "runtime/gpu_forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_config.h"
 #include "runtime/model_weights.h"
@@ -20,13 +24,18 @@
 namespace ringmoe {
 namespace {
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 int64_t AvailableHostBytes() {
   long pages = sysconf(_SC_AVPHYS_PAGES);
   long page_size = sysconf(_SC_PAGE_SIZE);
   return pages > 0 && page_size > 0 ? static_cast<int64_t>(pages) * page_size : int64_t{8} << 30;
 }
 
-io::DType ChooseComputeType(ComputeType requested, const io::Checkpoint& checkpoint) {
+io::DType ChooseComputeType(ComputeType requested, const io::Checkpoint& checkpoint, bool gpu) {
+  if (gpu) return io::DType::kBF16;  // the GPU path computes in bf16 with f32 accumulation
   if (requested == ComputeType::kF32) return io::DType::kF32;
   if (requested == ComputeType::kBF16) return io::DType::kBF16;
   const io::TensorView* probe = checkpoint.Find("model.layers.0.self_attn.q_proj.weight");
@@ -43,8 +52,12 @@ struct Engine::Impl {
   std::optional<Tokenizer> tokenizer;
   std::unique_ptr<cpu::CpuWorkers> workers;
   std::unique_ptr<KvCache> kv_cache;
+  std::unique_ptr<ForwardPass> forward;
+  int max_step_tokens = 0;
   ModelInfo info;
-  StageTimes stage_times;
+  RunStats last_run_stats;
+  int64_t streamed_bytes_before = 0;
+  double gpu_wait_before = 0;
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -53,11 +66,15 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 Engine::~Engine() = default;
 
 const ModelInfo& Engine::info() const { return impl_->info; }
+const RunStats& Engine::last_run_stats() const { return impl_->last_run_stats; }
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
 
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
-  if (options.device == Device::kGpu) {
-    return absl::UnimplementedError("the GPU path is not wired into the engine yet; use --device cpu or auto");
+  // --device gpu needs a usable GPU; --device auto falls back to the CPU without one.
+  std::string no_gpu_reason;
+  const bool use_gpu = options.device != Device::kCpu && gpu::GpuAvailable(&no_gpu_reason);
+  if (options.device == Device::kGpu && !use_gpu) {
+    return absl::FailedPreconditionError(absl::StrCat("--device gpu: ", no_gpu_reason));
   }
   if (options.max_batch < 1 || options.max_step_tokens < 1 || options.kv_block_tokens < 1) {
     return absl::InvalidArgumentError("max_batch, max_step_tokens and kv_block_tokens must be positive");
@@ -69,7 +86,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   impl->spec = *spec;
   absl::StatusOr<std::unique_ptr<io::Checkpoint>> checkpoint = io::Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
-  const io::DType compute = ChooseComputeType(options.cpu_compute, **checkpoint);
+  const io::DType compute = ChooseComputeType(options.cpu_compute, **checkpoint, use_gpu);
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
       ModelWeights::Load(impl->spec, std::move(*checkpoint), compute);
   if (!weights.ok()) return weights.status();
@@ -77,7 +94,8 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
 
   // The tokenizer is optional: without one, prompts must be token ids and outputs carry no text.
   std::string tokenizer_path = options.tokenizer_path;
-  if (tokenizer_path.empty() && std::filesystem::exists(model_dir + "/tokenizer.json")) tokenizer_path = model_dir;
+  if (tokenizer_path.empty() && std::filesystem::exists(model_dir + "/tokenizer.json"))
+    tokenizer_path = model_dir;
   if (!tokenizer_path.empty()) {
     absl::StatusOr<Tokenizer> tokenizer = Tokenizer::Load(tokenizer_path);
     if (!tokenizer.ok()) return tokenizer.status();
@@ -99,11 +117,25 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   const int64_t tokens = std::min(wanted_tokens, budget / bytes_per_token);
   const int num_blocks = static_cast<int>(std::min<int64_t>(tokens / options.kv_block_tokens, INT32_MAX / 2));
   if (num_blocks < 1) {
-    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget, " bytes holds no block of ",
-                                                     options.kv_block_tokens, " tokens (", bytes_per_token,
-                                                     " bytes per token)"));
+    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget,
+                                                     " bytes holds no block of ", options.kv_block_tokens,
+                                                     " tokens (", bytes_per_token, " bytes per token)"));
   }
   impl->kv_cache = std::make_unique<KvCache>(impl->spec, compute, options.kv_block_tokens, num_blocks);
+  impl->max_step_tokens = std::max(options.max_step_tokens, options.max_batch);
+  if (use_gpu) {
+    GpuPlacement placement;
+    if (options.gpu_resident_moe_layers >= 0) placement.resident_moe_layers = options.gpu_resident_moe_layers;
+    if (options.micro_batches > 0) placement.micro_batches = options.micro_batches;
+    if (options.ring_slots > 0) placement.ring_slots = options.ring_slots;
+    absl::StatusOr<std::unique_ptr<GpuForward>> forward =
+        GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement,
+                           options.gpu_memory_bytes, impl->max_step_tokens);
+    if (!forward.ok()) return forward.status();
+    impl->forward = std::move(*forward);
+  } else {
+    impl->forward = std::make_unique<CpuForward>(*impl->weights, *impl->kv_cache, *impl->workers);
+  }
 
   impl->info.model_type = impl->spec.model_type;
   impl->info.path = model_dir;
@@ -111,7 +143,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   impl->info.num_layers = impl->spec.num_layers;
   impl->info.max_context = impl->spec.max_position_embeddings;
   impl->info.parameter_count = impl->spec.total_params();
-  impl->info.device = "cpu";
+  impl->info.device = use_gpu ? "gpu" : "cpu";
   return Engine(std::move(impl));
 }
 
@@ -122,8 +154,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   std::vector<Result> results(requests.size());
   std::vector<RequestState> states;
   states.reserve(requests.size());
-  const int max_step_tokens = std::max(impl.options.max_step_tokens, impl.options.max_batch);
-  Scheduler scheduler(*impl.kv_cache, impl.options.max_batch, max_step_tokens);
+  Scheduler scheduler(*impl.kv_cache, impl.options.max_batch, impl.max_step_tokens);
 
   for (size_t i = 0; i < requests.size(); ++i) {
     states.emplace_back(requests[i], impl.spec, tokenizer);
@@ -138,37 +169,98 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     scheduler.Enqueue(std::move(*sequence));
   }
 
-  CpuForward forward(*impl.weights, *impl.kv_cache, *impl.workers);
+  ForwardPass& forward = *impl.forward;
+  const StageTimes times_before = forward.stage_times();
+  RunStats stats;
+  const auto run_start = std::chrono::steady_clock::now();
   std::vector<StepChunk> chunks;
   std::vector<Sequence*> owners;
   std::vector<float> logits;
-  std::vector<int32_t> scratch;
+  std::vector<std::pair<int, Sequence*>> sampling_rows;
+  std::vector<SampledToken> sampled;
   const int vocab = impl.spec.vocab_size;
+  const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
   while (!scheduler.Idle()) {
     scheduler.NextStep(&chunks, &owners);
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
+    const auto step_start = std::chrono::steady_clock::now();
     if (absl::Status status = forward.Run(chunks, &logits); !status.ok()) return status;
-    scheduler.Commit(chunks, owners);
-    int row = 0;
+    bool has_prefill = false;
     for (size_t c = 0; c < chunks.size(); ++c) {
-      if (!chunks[c].want_logits) continue;
-      Sequence& sequence = *owners[c];
-      RequestState& state = states[sequence.request_index];
-      SampledToken sampled = SampleToken(logits.data() + static_cast<int64_t>(row++) * vocab, vocab,
-                                         requests[sequence.request_index].sampling, sequence.random, scratch);
-      sequence.tokens.push_back(sampled.token);
-      state.Accept(sampled, sequence, &results[sequence.request_index]);
+      const StepChunk& chunk = chunks[c];
+      if (chunk.start < owners[c]->prompt_length) {
+        has_prefill = true;
+        stats.prompt_tokens += chunk.count;
+      }
+      // Each new token's attention reads the K/V of every position up to its own.
+      stats.kv_read_bytes += kv_bytes_per_token * (static_cast<int64_t>(chunk.count) * chunk.start +
+                                                   static_cast<int64_t>(chunk.count) * (chunk.count + 1) / 2);
+    }
+    scheduler.Commit(chunks, owners);
+
+    // Sample every row in parallel (each sequence has its own generator), then record them in order.
+    const auto sampling_start = std::chrono::steady_clock::now();
+    sampling_rows.clear();
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      if (chunks[c].want_logits) sampling_rows.push_back({static_cast<int>(sampling_rows.size()), owners[c]});
+    }
+    sampled.resize(sampling_rows.size());
+    impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> scratch;
+      for (int64_t i = begin; i < end; ++i) {
+        Sequence& sequence = *sampling_rows[i].second;
+        sampled[i] = SampleToken(logits.data() + static_cast<int64_t>(sampling_rows[i].first) * vocab, vocab,
+                                 requests[sequence.request_index].sampling, sequence.random, scratch);
+      }
+    });
+    for (size_t i = 0; i < sampling_rows.size(); ++i) {
+      Sequence& sequence = *sampling_rows[i].second;
+      sequence.tokens.push_back(sampled[i].token);
+      states[sequence.request_index].Accept(sampled[i], sequence, &results[sequence.request_index]);
       if (on_token) {
-        on_token({sequence.request_index, sampled.token, sampled.logprob, sequence.finished, sequence.prompt_length});
+        on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
+                  sequence.prompt_length});
       }
     }
+    stats.sampling_seconds += SecondsSince(sampling_start);
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
       states[done->request_index].Finish(*done, &results[done->request_index]);
     }
+    const double step_seconds = SecondsSince(step_start);
+    stats.generated_tokens += static_cast<int64_t>(sampling_rows.size());
+    ++stats.steps;
+    if (has_prefill) {
+      stats.prefill_step_seconds += step_seconds;
+    } else {
+      stats.decode_step_seconds += step_seconds;
+      stats.decode_step_tokens += static_cast<int64_t>(sampling_rows.size());
+    }
   }
-  impl.stage_times = forward.stage_times();
+  stats.wall_seconds = SecondsSince(run_start);
+  const StageTimes& times = forward.stage_times();
+  stats.embed_seconds = times.embed - times_before.embed;
+  stats.projection_seconds = times.projections - times_before.projections;
+  stats.attention_seconds = times.attention - times_before.attention;
+  stats.moe_seconds = times.moe - times_before.moe;
+  stats.dense_seconds = times.dense_mlp - times_before.dense_mlp;
+  stats.lm_head_seconds = times.lm_head - times_before.lm_head;
+  if (auto* gpu_forward = dynamic_cast<GpuForward*>(&forward)) {
+    const GpuRunStats gpu = gpu_forward->stats();
+    stats.streamed_bytes = gpu.streamed_bytes - impl.streamed_bytes_before;
+    impl.streamed_bytes_before = gpu.streamed_bytes;
+    stats.gpu_wait_seconds = gpu.cpu_wait_seconds - impl.gpu_wait_before;
+    impl.gpu_wait_before = gpu.cpu_wait_seconds;
+    stats.gpu_peak_bytes = gpu.gpu_peak_bytes;
+    stats.gpu_cap_bytes = gpu.gpu_cap_bytes;
+    stats.resident_moe_layers = gpu.resident_moe_layers;
+    stats.streamed_moe_layers = gpu.streamed_moe_layers;
+  }
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) == 0)
+    stats.host_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  impl.last_run_stats = stats;
   return results;
 }
 

@@ -42,6 +42,10 @@ struct EngineOptions {
   int64_t gpu_memory_bytes = 0;          // Cap on GPU allocations (--gpu-mem); 0 = the planner decides.
   int64_t cpu_memory_bytes = 0;          // Cap on host memory for the plan (--cpu-mem); 0 = what is free.
   std::string hardware_profile;          // A probe JSON to plan with (--hardware); empty = probe cache.
+  // GPU path overrides of the plan (-1 / 0: the planner decides).
+  int gpu_resident_moe_layers = -1;      // MoE layers whose routed experts stay on the GPU.
+  int micro_batches = 0;                 // Slices of a step in flight at once.
+  int ring_slots = 0;                    // GPU slots that streamed layers rotate through (>= 2).
   std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
 };
 
@@ -99,6 +103,27 @@ struct ModelInfo {
   std::string device;                    // "cpu" or "gpu": where the forward actually runs.
 };
 
+// What the last Generate measured: for reports and benchmarks.
+struct RunStats {
+  double wall_seconds = 0;
+  int steps = 0;
+  int64_t prompt_tokens = 0;         // prefilled
+  int64_t generated_tokens = 0;
+  double prefill_step_seconds = 0;   // steps that held at least one prefill chunk
+  double decode_step_seconds = 0;    // steps of decodes only
+  int64_t decode_step_tokens = 0;    // tokens generated in decode-only steps
+  // Per stage, as the forward pass splits them (seconds of host time).
+  double embed_seconds = 0, projection_seconds = 0, attention_seconds = 0, moe_seconds = 0, dense_seconds = 0,
+         lm_head_seconds = 0, sampling_seconds = 0;
+  double gpu_wait_seconds = 0;       // host time blocked on the GPU
+  int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
+  int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
+  int64_t gpu_peak_bytes = 0;
+  int64_t gpu_cap_bytes = 0;
+  int64_t host_peak_bytes = 0;       // peak resident set of the process
+  int resident_moe_layers = 0, streamed_moe_layers = 0;
+};
+
 // Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads.
 class Engine {
  public:
@@ -115,6 +140,7 @@ class Engine {
                                                const TokenCallback& on_token = nullptr);
 
   const ModelInfo& info() const;
+  const RunStats& last_run_stats() const;
   // The model's tokenizer, or nullptr when the model folder has none.
   const Tokenizer* tokenizer() const;
 

@@ -1,0 +1,83 @@
+// GpuModel: the model's weights laid out for the GPU path, as the plan places them.
+//
+// Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
+// routers, shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head and the
+// final norm; then the routed experts of as many MoE layers as the plan allows. The routed experts of the
+// other MoE layers are packed at load into pinned host memory, one buffer per layer, and stream through the
+// section ring every step. The embedding stays in host memory (rows are looked up on the CPU).
+// Immutable after Create, except the ring, which the forward pass drives (one thread).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gpu/blas.h"
+#include "gpu/device_arena.h"
+#include "gpu/expert_packing.h"
+#include "gpu/host_memory.h"
+#include "gpu/section_ring.h"
+#include "gpu/stream.h"
+#include "runtime/model_weights.h"
+
+namespace ringmoe {
+
+// Where the weights go and how the ring runs: from the planner's plan.
+struct GpuPlacement {
+  int resident_moe_layers = -1;  // MoE layers whose routed experts stay on the GPU; -1 = as many as fit.
+  int ring_slots = 2;            // Device slots that streamed layers pass through (>= 2).
+  int micro_batches = 2;         // Slices of a step in flight at once.
+  int64_t workspace_bytes = 0;   // Device memory the forward pass keeps for activations and scratch.
+};
+
+struct GpuLayer {
+  gpu::DeviceBuffer q, k, v, o;                       // bf16 [out, in]
+  gpu::DeviceBuffer q_bias, k_bias, v_bias;           // f32, empty without bias
+  gpu::DeviceBuffer input_norm, post_attention_norm;  // f32 [hidden]
+  gpu::DeviceBuffer router;                           // bf16 [experts, hidden]
+  gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
+  gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]
+  gpu::DeviceBuffer experts;                          // packed routed experts, when resident
+  int section = -1;                                   // ring section of the routed experts, when streamed
+};
+
+class GpuModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<GpuModel>> Create(const ModelWeights& weights,
+                                                          const GpuPlacement& placement,
+                                                          int64_t gpu_cap_bytes, const gpu::Stream& stream);
+  ~GpuModel();
+
+  const ModelWeights& weights() const { return weights_; }
+  const GpuLayer& layer(int i) const { return layers_[i]; }
+  const gpu::DeviceBuffer& lm_head() const { return lm_head_; }
+  const gpu::DeviceBuffer& final_norm() const { return final_norm_; }
+  const gpu::PackedLayerIndex& expert_index() const { return expert_index_; }
+  const gpu::PackedLayerIndex& dense_index() const { return dense_index_; }
+  const gpu::PackedLayerIndex& shared_index() const { return shared_index_; }
+  gpu::DeviceArena& arena() { return *arena_; }
+  gpu::SectionRing* ring() { return ring_.get(); }
+  gpu::HostSectionSource& source() { return source_; }
+  int num_sections() const { return source_.num_sections(); }
+  int resident_moe_layers() const { return resident_moe_layers_; }
+  int64_t streamed_bytes_per_step() const { return streamed_bytes_per_step_; }
+
+ private:
+  explicit GpuModel(const ModelWeights& weights) : weights_(weights) {}
+  absl::Status Upload(const void* host, int64_t bytes, const char* what, gpu::DeviceBuffer* out,
+                      const gpu::Stream& stream);
+
+  const ModelWeights& weights_;
+  std::unique_ptr<gpu::DeviceArena> arena_;
+  std::vector<GpuLayer> layers_;
+  gpu::DeviceBuffer lm_head_, final_norm_;
+  gpu::PackedLayerIndex expert_index_, dense_index_, shared_index_;
+  std::vector<gpu::PinnedHostBuffer> streamed_;  // one packed MoE layer each
+  gpu::PinnedSectionSource source_;
+  std::unique_ptr<gpu::SectionRing> ring_;
+  int resident_moe_layers_ = 0;
+  int64_t streamed_bytes_per_step_ = 0;
+  std::vector<std::vector<uint16_t>> staging_;  // bf16 conversions kept until the uploads complete
+};
+
+}  // namespace ringmoe
