@@ -4,6 +4,7 @@
 // leading space) and multi-token characters (byte fallback, byte-level) come out as the whole-sequence Decode
 // does.
 #include "ringmoe/tokenizer.h"
+#include "runtime/tokenizer/tokenizer_impl.h"
 
 namespace ringmoe {
 namespace {
@@ -27,7 +28,7 @@ IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_spe
 std::string IncrementalDecoder::Append(int32_t id) {
   // A skipped special token or an unknown id contributes nothing and must not become context.
   if (skip_special_tokens_ && tokenizer_->IsSpecial(id)) return "";
-  if (!tokenizer_->IdToToken(id).has_value()) return "";
+  if (!tokenizer_->impl_->TokenString(id).has_value()) return "";
   window_.push_back(id);
   const std::string text = tokenizer_->Decode(window_, skip_special_tokens_);
   if (EndsWithReplacement(text) && window_.size() - context_size_ < kMaxPendingIds) return "";

@@ -57,10 +57,8 @@ class Tokenizer {
   std::optional<int32_t> BosTokenId() const;
   bool IsSpecial(int32_t id) const;  // An added token marked special (skipped by skip_special_tokens).
 
-  // Internal pieces for the incremental decoder and tests.
-  const tokenizer_internal::TokenizerImpl& impl() const { return *impl_; }
-
  private:
+  friend class IncrementalDecoder;
   explicit Tokenizer(std::unique_ptr<tokenizer_internal::TokenizerImpl> impl);
   std::unique_ptr<tokenizer_internal::TokenizerImpl> impl_;
 };
