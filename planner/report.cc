@@ -297,6 +297,18 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
   if (report.profile.cpu.attention.estimated) {
     report.notes.push_back("CPU attention rates in this profile are estimates, not measurements");
   }
+  if (inputs.device == PlanDevice::kGpu) {
+    const MemoryPlan& memory = report.prediction.memory;
+    for (WeightGroup group :
+         {WeightGroup::kAttention, WeightGroup::kRouter, WeightGroup::kSharedMlp, WeightGroup::kLmHead}) {
+      if (memory.gpu_resident_bytes[static_cast<int>(group)] < report.costs.group_bytes(group)) {
+        report.notes.push_back(absl::StrCat(
+            std::string(WeightGroupName(group)),
+            " weights do not all fit on the GPU and are modelled as streamed; the engine's GPU "
+            "path (runtime/gpu_model.h) keeps them resident, so it needs more --gpu-mem for this model"));
+      }
+    }
+  }
   if (!report.profile.contention && inputs.device == PlanDevice::kGpu) {
     report.notes.push_back(
         "no DRAM contention measurement: copies and CPU reads share DRAM as on the H200 box");

@@ -108,6 +108,19 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
   Plan bigger = best.plan;
   bigger.batch = capacity + 1;
   EXPECT_EQ(model.PlanMemory(bigger).status().code(), absl::StatusCode::kResourceExhausted);
+
+  // With a (slow) SSD, larger batches fit by spilling experts to it, but every step then reads them from the
+  // SSD: the search still stops at the edge where the weights just fit in memory.
+  profile.ssd = SsdProfile{"/ssd", {{4, 1 << 20, 2.0}}};
+  PerfModel with_ssd(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
+  bigger.batch = 64;
+  absl::StatusOr<MemoryPlan> spilled = with_ssd.PlanMemory(bigger);
+  ASSERT_TRUE(spilled.ok()) << spilled.status();
+  EXPECT_GT(spilled->ssd_weight_bytes, 0);
+  result = SearchPlan(with_ssd, PlanDevice::kGpu, overrides);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->best.plan.batch, capacity);
+  EXPECT_EQ(result->best.memory.ssd_weight_bytes, 0);
 }
 
 TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
