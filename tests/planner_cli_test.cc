@@ -1,0 +1,105 @@
+// `ringmoe plan` and `ringmoe probe` as a user runs them (needs the `ringmoe` target built, as `ninja` does).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "nlohmann/json.hpp"
+#include "planner/hardware_profile.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kBinary = std::string(RINGMOE_BINARY_DIR) + "/ringmoe";
+const std::string kSource = RINGMOE_SOURCE_DIR;
+
+struct Output {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string Slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class PlannerCliTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kBinary)) << kBinary << " is missing: build the ringmoe target first";
+    dir_ = fs::temp_directory_path() / ("ringmoe_planner_cli_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Output Run(const std::string& arguments) {
+    // A private cache folder: the test never reads or writes the user's probe cache.
+    std::string command = "XDG_CACHE_HOME=" + (dir_ / "cache").string() + " " + kBinary + " " + arguments +
+                          " > " + (dir_ / "out.txt").string() + " 2> " + (dir_ / "err.txt").string();
+    int status = std::system(command.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(dir_ / "out.txt"), Slurp(dir_ / "err.txt")};
+  }
+  fs::path dir_;
+};
+
+TEST_F(PlannerCliTest, PlanOnTheH200Profile) {
+  fs::path json_path = dir_ / "report.json";
+  Output run =
+      Run("plan --model " + kSource + "/tests/data/configs/qwen3-30b-a3b.json --layers 16 --hardware " +
+          kSource + "/bench/h200_profile.json --gpu-mem 6GiB --prompt-len 512 --gen-len 256 " +
+          "--num-requests 4096 --report-json " + json_path.string());
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  for (const char* expected :
+       {"16 of 48 layers", "NVIDIA H200", "memory plan", "bottleneck", "end-to-end", "+1 GiB GPU memory"}) {
+    EXPECT_NE(run.out.find(expected), std::string::npos) << expected << "\n" << run.out;
+  }
+  nlohmann::json report = nlohmann::json::parse(Slurp(json_path));
+  EXPECT_EQ(report["budgets"]["gpu_bytes"].get<int64_t>(), int64_t{6} << 30);
+  EXPECT_GT(report["prediction"]["throughput"]["total_tokens_per_s"].get<double>(), 0);
+}
+
+TEST_F(PlannerCliTest, UsageAndInputErrors) {
+  std::string model = " --model " + kSource + "/tests/data/configs/mixtral-8x7b.json --hardware " + kSource +
+                      "/bench/h200_profile.json";
+  Output bad_size = Run("plan" + model + " --prompt-len 10 --gen-len 10 --num-requests 1 --gpu-mem 6x");
+  EXPECT_EQ(bad_size.exit_code, 2);
+  EXPECT_NE(bad_size.err.find("6x"), std::string::npos) << bad_size.err;
+  Output no_workload = Run("plan" + model);
+  EXPECT_EQ(no_workload.exit_code, 2);
+  EXPECT_NE(no_workload.err.find("--prompt-len"), std::string::npos) << no_workload.err;
+  Output missing =
+      Run("plan --model " + (dir_ / "nowhere").string() + " --prompt-len 1 --gen-len 1 --num-requests 1");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("nowhere"), std::string::npos) << missing.err;
+}
+
+TEST_F(PlannerCliTest, ProbeThenPlanWithoutAGpu) {
+  fs::path profile_path = dir_ / "here.json";
+  Output probe =
+      Run("probe --quick --no-cache --threads 2 --dir " + dir_.string() + " --out " + profile_path.string());
+  ASSERT_EQ(probe.exit_code, 0) << probe.err;
+  absl::StatusOr<ringmoe::planner::HardwareProfile> profile =
+      ringmoe::planner::LoadProfile(profile_path.string());
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  if (profile->gpu.has_value()) GTEST_SKIP() << "this machine has a GPU: the GPU-less path is not exercised";
+
+  std::string plan = "plan --model " + kSource +
+                     "/tests/data/configs/qwen3-30b-a3b.json --layers 2 --hardware " + profile_path.string() +
+                     " --prompt-len 64 --gen-len 16 --num-requests 8 --no-what-if";
+  Output gpu = Run(plan + " --device gpu");
+  EXPECT_EQ(gpu.exit_code, 1);
+  EXPECT_NE(gpu.err.find("has no GPU"), std::string::npos) << gpu.err;
+  Output cpu = Run(plan);  // --device auto picks the CPU
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  EXPECT_NE(cpu.out.find("device cpu"), std::string::npos) << cpu.out;
+}
+
+}  // namespace
