@@ -96,7 +96,8 @@ int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens) {
       {spec.moe_intermediate_size, spec.intermediate_size, spec.shared_expert_intermediate_size});
   int64_t activations =
       t * (4 * h * 3 + 2 * h + 4 * (qw + 2 * kvw) + 4 * qw + 2 * qw + 4 * spec.num_experts + 8 * k + 12);
-  int64_t moe_scratch = 3 * t * k * (10 * h + 10 * widest) + (int64_t{1} << 20);
+  // gpu::MoeRunner: sorted rows (bf16), gate/up (f32), activations (bf16), expert outputs (f32) per assignment.
+  int64_t moe_scratch = t * k * (6 * h + 10 * widest) + (int64_t{1} << 20);
   int64_t logits = kLogitsRows * (4 * spec.vocab_size + 6 * h);
   return activations + moe_scratch + logits + (int64_t{64} << 20);  // + cuBLAS workspace and slack
 }
