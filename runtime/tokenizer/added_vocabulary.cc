@@ -36,6 +36,8 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::Create(std::vector<AddedToken> 
   for (size_t i = 0; i < tokens.size(); ++i) {
     vocabulary.index_by_id_[tokens[i].id] = i;
     vocabulary.id_by_content_[tokens[i].content] = tokens[i].id;
+    if (tokens[i].special && !tokens[i].content.empty())
+      vocabulary.special_contents_[tokens[i].content] = true;
   }
   for (size_t i : order) {
     const AddedToken& token = tokens[i];

@@ -62,6 +62,8 @@ class AddedVocabulary {
 
   const AddedToken* FindById(int32_t id) const;
   std::optional<int32_t> FindByContent(std::string_view content) const;
+  // Whether `content` is the content of a special token (the library skips tokens by content when decoding).
+  bool IsSpecialContent(std::string_view content) const { return special_contents_.contains(content); }
   const std::vector<AddedToken>& tokens() const { return tokens_; }
 
  private:
@@ -76,6 +78,7 @@ class AddedVocabulary {
   std::vector<AddedToken> tokens_;
   absl::flat_hash_map<int32_t, size_t> index_by_id_;
   StringMap<int32_t> id_by_content_;
+  StringMap<bool> special_contents_;
   LiteralMatcher raw_matcher_;         // Tokens with normalized == false.
   LiteralMatcher normalized_matcher_;  // Tokens with normalized == true, by their normalised content.
   // single_word: a word character at the very end / start (Rust's $ and ^, which ignore newlines).

@@ -52,7 +52,7 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids, bool skip_special_to
   for (int32_t id : ids) {
     const std::optional<std::string_view> token = impl_->TokenString(id);
     if (!token.has_value()) continue;  // Unknown ids are dropped, as in the library.
-    if (skip_special_tokens && impl_->IsSpecial(id)) continue;
+    if (skip_special_tokens && impl_->added_vocabulary->IsSpecialContent(*token)) continue;
     tokens.emplace_back(*token);
   }
   if (impl_->decoder == nullptr) {

@@ -511,8 +511,8 @@ std::optional<std::string_view> TokenizerImpl::TokenString(int32_t id) const {
 }
 
 bool TokenizerImpl::IsSpecial(int32_t id) const {
-  const AddedToken* token = added_vocabulary->FindById(id);
-  return token != nullptr && token->special;
+  const std::optional<std::string_view> token = TokenString(id);
+  return token.has_value() && added_vocabulary->IsSpecialContent(*token);
 }
 
 absl::StatusOr<std::unique_ptr<TokenizerImpl>> ParseTokenizerJson(std::string json,

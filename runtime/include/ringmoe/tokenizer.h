@@ -55,7 +55,8 @@ class Tokenizer {
   // without duplicates; empty when neither says.
   std::vector<int32_t> EosTokenIds() const;
   std::optional<int32_t> BosTokenId() const;
-  bool IsSpecial(int32_t id) const;  // An added token marked special (skipped by skip_special_tokens).
+  // Whether the token's string is a special added token's content (what skip_special_tokens skips).
+  bool IsSpecial(int32_t id) const;
 
  private:
   friend class IncrementalDecoder;
