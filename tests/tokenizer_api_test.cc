@@ -186,6 +186,19 @@ TEST(TokenizerApi, LoadErrorsNameTheFile) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(TokenizerApi, CatastrophicRegexIsAnErrorNotAHang) {
+  TempFolder folder;
+  std::string json = TinyTokenizerJson(R"([])");
+  json.replace(
+      json.find(R"({"type": "Whitespace"})"), 22,
+      R"({"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": false})");
+  Tokenizer tokenizer = MustLoad(folder.Write("tokenizer.json", json));
+  absl::StatusOr<Ids> ids = tokenizer.Encode(std::string(40, 'a') + "!", false);
+  ASSERT_FALSE(ids.ok());
+  EXPECT_EQ(ids.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(tokenizer.Encode("hi", false).ok());
+}
+
 TEST(TokenizerApi, InvalidUtf8IsAnErrorNamingTheOffset) {
   Tokenizer tokenizer = MustLoad(kDataDir + "qwen3.tokenizer.json.gz");
   for (const std::string& text : {std::string("ab\xFF"
