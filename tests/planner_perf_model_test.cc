@@ -275,3 +275,33 @@ TEST(PlannerPerfModel, WorkloadFromRequestLengths) {
 
 }  // namespace
 }  // namespace ringmoe::planner
+
+namespace ringmoe::planner {
+namespace {
+
+TEST(PlannerPerfModel, PrefillChunkAttentionByHand) {
+  HardwareProfile profile = testing::InstantMachine();
+  profile.cpu.attention.gflops = 100;  // FLOP-bound first
+  ModelCosts costs = ComputeModelCosts(testing::ParseOrDie(testing::kTinyMoe, "tiny"));
+  // 4 x heads 8 x head_dim 128 FLOPs per query token per context token, 4 layers.
+  const double flops_per_context = 4.0 * 8 * 128 * 4;
+  ASSERT_DOUBLE_EQ(costs.attention_flops_per_context_token, flops_per_context);
+  PerfModel model(profile, costs, Workload{16, 1024, 16, 1040, ""}, ResolveBudgets(profile, {}));
+  Plan plan;
+  plan.batch = 16;
+  absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  // A 256-token chunk of 1024-token prompts: each token attends to half a prompt on average (causal).
+  StageTimes chunk = model.StepTime(plan, *memory, 0, 0, 256, 1024);
+  EXPECT_NEAR(chunk.cpu_attention, 256 * 512 * flops_per_context / 100e9, 1e-12);
+
+  // Byte-bound instead: the chunk writes its 256 tokens and reads half the prompt's prefix.
+  profile.cpu.attention = {1.0, 1e9, 32, 4, 128, 2048, false};
+  profile.contention = DramContention{1e6, 1.0, 1e6, 1.0};
+  PerfModel byte_bound(profile, costs, Workload{16, 1024, 16, 1040, ""}, ResolveBudgets(profile, {}));
+  chunk = byte_bound.StepTime(plan, *memory, 0, 0, 256, 1024);
+  EXPECT_NEAR(chunk.cpu_attention, (256 + 512) * 4096.0 / 1e9, 1e-9);
+}
+
+}  // namespace
+}  // namespace ringmoe::planner
