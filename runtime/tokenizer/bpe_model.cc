@@ -169,6 +169,8 @@ void BpeModel::MergeSymbols(std::vector<int32_t>& symbols) const {
   std::vector<Candidate> heap_storage;
   heap_storage.reserve(n);
   std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(heap_storage));
+  // The merge table is large and these first lookups are independent: prefetch them all, then probe.
+  for (int i = 0; i + 1 < n; ++i) merges_.Prefetch(PairKey(list[i].id, list[i + 1].id));
   for (int i = 0; i + 1 < n; ++i) {
     if (const auto* merge = merges_.Find(PairKey(list[i].id, list[i + 1].id))) {
       queue.push(Candidate{merge->rank, i, merge->new_id});
