@@ -1,6 +1,6 @@
 #include "runtime/tokenizer/bpe_model.h"
 
-#include <queue>
+#include <algorithm>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -147,38 +147,61 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>& symbo
   if (unk_pending) symbols.push_back(*unk_id_);
 }
 
+namespace {
+
+// A doubly linked list over a word's symbols (the library's Word); merged-away symbols are not alive.
+struct Symbol {
+  int32_t id;
+  int prev, next;
+  bool alive;
+};
+struct Candidate {
+  int32_t rank;
+  int pos;
+  int32_t new_id;
+  bool operator<(
+      const Candidate& other) const {  // Max-heap order puts the lowest rank, then leftmost, first.
+    return rank != other.rank ? rank > other.rank : pos > other.pos;
+  }
+};
+// Per-thread buffers, so that merging a word allocates nothing once they have grown.
+struct MergeScratch {
+  std::vector<Symbol> list;
+  std::vector<Candidate> heap;
+  std::vector<int32_t> symbols;
+};
+MergeScratch& Scratch() {
+  thread_local MergeScratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
 void BpeModel::MergeSymbols(std::vector<int32_t>& symbols) const {
   const int n = static_cast<int>(symbols.size());
   if (n < 2) return;
-  // A doubly linked list over the symbols; merged-away symbols get length 0 (the library's Word).
-  struct Symbol {
-    int32_t id;
-    int prev, next;
-    bool alive;
-  };
-  struct Candidate {
-    int32_t rank;
-    int pos;
-    int32_t new_id;
-    bool operator<(const Candidate& other) const {  // Lowest rank first, then leftmost.
-      return rank != other.rank ? rank > other.rank : pos > other.pos;
-    }
-  };
-  std::vector<Symbol> list(n);
+  MergeScratch& scratch = Scratch();
+  std::vector<Symbol>& list = scratch.list;
+  std::vector<Candidate>& heap = scratch.heap;
+  list.resize(n);
+  heap.clear();
   for (int i = 0; i < n; ++i) list[i] = Symbol{symbols[i], i - 1, i + 1 < n ? i + 1 : -1, true};
-  std::vector<Candidate> heap_storage;
-  heap_storage.reserve(n);
-  std::priority_queue<Candidate> queue(std::less<Candidate>(), std::move(heap_storage));
+  const auto push = [&heap](Candidate candidate) {
+    heap.push_back(candidate);
+    std::push_heap(heap.begin(), heap.end());
+  };
   // The merge table is large and these first lookups are independent: prefetch them all, then probe.
   for (int i = 0; i + 1 < n; ++i) merges_.Prefetch(PairKey(list[i].id, list[i + 1].id));
   for (int i = 0; i + 1 < n; ++i) {
     if (const auto* merge = merges_.Find(PairKey(list[i].id, list[i + 1].id))) {
-      queue.push(Candidate{merge->rank, i, merge->new_id});
+      heap.push_back(Candidate{merge->rank, i, merge->new_id});
     }
   }
-  while (!queue.empty()) {
-    const Candidate top = queue.top();
-    queue.pop();
+  std::make_heap(heap.begin(), heap.end());
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end());
+    const Candidate top = heap.back();
+    heap.pop_back();
     Symbol& current = list[top.pos];
     if (!current.alive || current.next == -1) continue;
     const int next_pos = current.next;
@@ -191,12 +214,12 @@ void BpeModel::MergeSymbols(std::vector<int32_t>& symbols) const {
     if (current.next != -1) list[current.next].prev = top.pos;
     if (current.prev != -1) {
       if (const auto* left = merges_.Find(PairKey(list[current.prev].id, current.id))) {
-        queue.push(Candidate{left->rank, current.prev, left->new_id});
+        push(Candidate{left->rank, current.prev, left->new_id});
       }
     }
     if (current.next != -1) {
       if (const auto* right = merges_.Find(PairKey(current.id, list[current.next].id))) {
-        queue.push(Candidate{right->rank, top.pos, right->new_id});
+        push(Candidate{right->rank, top.pos, right->new_id});
       }
     }
   }
@@ -223,15 +246,15 @@ void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>& ids) const 
       return;
     }
   }
-  std::vector<int32_t> symbols;
-  symbols.reserve(word.size());
+  std::vector<int32_t>& symbols = Scratch().symbols;
+  symbols.clear();
   InitialSymbols(word, symbols);
   MergeSymbols(symbols);
   ids.insert(ids.end(), symbols.begin(), symbols.end());
   if (cacheable) {
     std::lock_guard<std::mutex> lock(shard->mutex);
     if (shard->words.size() >= kCacheEntriesPerShard) shard->words.clear();
-    shard->words.emplace(word, std::move(symbols));
+    shard->words.emplace(word, symbols);
   }
 }
 
