@@ -49,13 +49,14 @@ int main(int argc, char** argv) {
   app.add_option("--resident-layers", flags.resident_layers, "MoE layers kept on the GPU (-1: what fits)");
   app.add_option("--ring-slots", flags.ring_slots, "0: engine default");
   app.add_option("--threads", flags.threads);
-  app.add_option("--h2d-gbps", flags.h2d_gbps, "host-to-device bandwidth for the bound")->capture_default_str();
+  app.add_option("--h2d-gbps", flags.h2d_gbps, "host-to-device bandwidth for the bound")
+      ->capture_default_str();
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
   CLI11_PARSE(app, argc, argv);
 
   ringmoe::EngineOptions options;
-  options.device = flags.device == "cpu" ? ringmoe::Device::kCpu
+  options.device = flags.device == "cpu"    ? ringmoe::Device::kCpu
                    : flags.device == "auto" ? ringmoe::Device::kAuto
                                             : ringmoe::Device::kGpu;
   options.max_batch = flags.max_batch;
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
   options.micro_batches = flags.micro_batches;
   options.gpu_resident_moe_layers = flags.resident_layers;
   options.ring_slots = flags.ring_slots;
-  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes}, {&flags.kv_cache, &options.kv_cache_bytes}}) {
+  for (auto [text, target] :
+       {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes}, {&flags.kv_cache, &options.kv_cache_bytes}}) {
     if (text->empty()) continue;
     absl::StatusOr<int64_t> bytes = ringmoe::ParseByteSize(*text);
     if (!bytes.ok()) {
@@ -84,7 +86,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(engine.status().message()).c_str());
     return 1;
   }
-  const double open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - open_start).count();
+  const double open_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - open_start).count();
 
   std::mt19937_64 random(flags.seed);
   std::vector<ringmoe::Request> requests(flags.requests);
@@ -118,41 +121,70 @@ int main(int argc, char** argv) {
   const double attention_gbps = s.attention_seconds > 0 ? s.kv_read_bytes / s.attention_seconds / 1e9 : 0;
   // Bound for a decode step of max_batch tokens: every streamed layer crosses PCIe once per step.
   const double streamed_per_step = s.steps > 0 ? static_cast<double>(s.streamed_bytes) / s.steps : 0;
-  const double decode_bound = streamed_per_step > 0 ? flags.max_batch * flags.h2d_gbps * 1e9 / streamed_per_step : 0;
+  const double decode_bound =
+      streamed_per_step > 0 ? flags.max_batch * flags.h2d_gbps * 1e9 / streamed_per_step : 0;
 
-  std::printf("ringmoe offload bench: %s (%s, %d layers), %s, %d requests x (%d prompt + %d generated), batch %d\n",
-              flags.model.c_str(), spec->model_type.c_str(), spec->num_layers, engine->info().device.c_str(),
-              flags.requests, flags.prompt_len, flags.gen_len, flags.max_batch);
-  std::printf("  open %.1f s; GPU cap %.2f GiB, peak %.2f GiB; host peak %.2f GiB; MoE layers resident %d, streamed %d\n",
-              open_seconds, s.gpu_cap_bytes / 1073741824.0, s.gpu_peak_bytes / 1073741824.0,
-              s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers);
+  std::printf(
+      "ringmoe offload bench: %s (%s, %d layers), %s, %d requests x (%d prompt + %d generated), batch %d\n",
+      flags.model.c_str(), spec->model_type.c_str(), spec->num_layers, engine->info().device.c_str(),
+      flags.requests, flags.prompt_len, flags.gen_len, flags.max_batch);
+  std::printf(
+      "  open %.1f s; GPU cap %.2f GiB, peak %.2f GiB; host peak %.2f GiB; MoE layers resident %d, streamed "
+      "%d\n",
+      open_seconds, s.gpu_cap_bytes / 1073741824.0, s.gpu_peak_bytes / 1073741824.0,
+      s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers);
   std::printf("  %-28s %12s %12s %8s\n", "", "measured", "bound", "ratio");
   std::printf("  %-28s %12.1f %12.1f %8.2f\n", "generated tokens/s (e2e)", generated_per_s, decode_bound,
               Ratio(generated_per_s, decode_bound));
-  std::printf("  %-28s %12.1f %12.1f %8.2f\n", "decode tokens/s", decode_per_s, decode_bound, Ratio(decode_per_s, decode_bound));
+  std::printf("  %-28s %12.1f %12.1f %8.2f\n", "decode tokens/s", decode_per_s, decode_bound,
+              Ratio(decode_per_s, decode_bound));
   std::printf("  %-28s %12.1f\n", "prefill tokens/s", prefill_per_s);
-  std::printf("  %-28s %12.2f %12.2f %8.2f\n", "host-to-device GB/s (avg)", h2d_gbps, flags.h2d_gbps, Ratio(h2d_gbps, flags.h2d_gbps));
+  std::printf("  %-28s %12.2f %12.2f %8.2f\n", "host-to-device GB/s (avg)", h2d_gbps, flags.h2d_gbps,
+              Ratio(h2d_gbps, flags.h2d_gbps));
   std::printf("  %-28s %12.2f\n", "CPU attention GB/s", attention_gbps);
-  std::printf("  wall %.1f s in %d steps: attention %.1f s, GPU waits %.1f s, MoE enqueue+waits %.1f s, lm_head %.1f s, sampling %.1f s\n",
-              s.wall_seconds, s.steps, s.attention_seconds, s.gpu_wait_seconds, s.moe_seconds, s.lm_head_seconds,
-              s.sampling_seconds);
+  std::printf(
+      "  wall %.1f s in %d steps: attention %.1f s, GPU waits %.1f s, MoE enqueue+waits %.1f s, lm_head %.1f "
+      "s, sampling %.1f s\n",
+      s.wall_seconds, s.steps, s.attention_seconds, s.gpu_wait_seconds, s.moe_seconds, s.lm_head_seconds,
+      s.sampling_seconds);
 
   if (!flags.json_path.empty()) {
-    json out = {{"model", flags.model}, {"model_type", spec->model_type}, {"layers", spec->num_layers},
-                {"device", engine->info().device}, {"requests", flags.requests}, {"prompt_len", flags.prompt_len},
-                {"gen_len", flags.gen_len}, {"max_batch", flags.max_batch}, {"gpu_mem_bytes", options.gpu_memory_bytes},
-                {"open_seconds", open_seconds}, {"wall_seconds", s.wall_seconds}, {"steps", s.steps},
-                {"throughput", {{"generated_tokens_per_s", generated_per_s}, {"prefill_tokens_per_s", prefill_per_s},
-                                {"decode_tokens_per_s", decode_per_s}}},
-                {"bandwidth", {{"h2d_gbps_avg", h2d_gbps}, {"cpu_attention_gbps", attention_gbps},
-                               {"streamed_bytes", s.streamed_bytes}, {"kv_read_bytes", s.kv_read_bytes}}},
-                {"bound", {{"h2d_gbps", flags.h2d_gbps}, {"decode_tokens_per_s", decode_bound},
-                           {"generated_ratio", Ratio(generated_per_s, decode_bound)}}},
-                {"stages_seconds", {{"attention", s.attention_seconds}, {"gpu_wait", s.gpu_wait_seconds},
-                                    {"moe", s.moe_seconds}, {"lm_head", s.lm_head_seconds},
-                                    {"sampling", s.sampling_seconds}, {"embed", s.embed_seconds}}},
-                {"memory", {{"gpu_peak_bytes", s.gpu_peak_bytes}, {"gpu_cap_bytes", s.gpu_cap_bytes},
-                            {"host_peak_bytes", s.host_peak_bytes}}},
+    json out = {{"model", flags.model},
+                {"model_type", spec->model_type},
+                {"layers", spec->num_layers},
+                {"device", engine->info().device},
+                {"requests", flags.requests},
+                {"prompt_len", flags.prompt_len},
+                {"gen_len", flags.gen_len},
+                {"max_batch", flags.max_batch},
+                {"gpu_mem_bytes", options.gpu_memory_bytes},
+                {"open_seconds", open_seconds},
+                {"wall_seconds", s.wall_seconds},
+                {"steps", s.steps},
+                {"throughput",
+                 {{"generated_tokens_per_s", generated_per_s},
+                  {"prefill_tokens_per_s", prefill_per_s},
+                  {"decode_tokens_per_s", decode_per_s}}},
+                {"bandwidth",
+                 {{"h2d_gbps_avg", h2d_gbps},
+                  {"cpu_attention_gbps", attention_gbps},
+                  {"streamed_bytes", s.streamed_bytes},
+                  {"kv_read_bytes", s.kv_read_bytes}}},
+                {"bound",
+                 {{"h2d_gbps", flags.h2d_gbps},
+                  {"decode_tokens_per_s", decode_bound},
+                  {"generated_ratio", Ratio(generated_per_s, decode_bound)}}},
+                {"stages_seconds",
+                 {{"attention", s.attention_seconds},
+                  {"gpu_wait", s.gpu_wait_seconds},
+                  {"moe", s.moe_seconds},
+                  {"lm_head", s.lm_head_seconds},
+                  {"sampling", s.sampling_seconds},
+                  {"embed", s.embed_seconds}}},
+                {"memory",
+                 {{"gpu_peak_bytes", s.gpu_peak_bytes},
+                  {"gpu_cap_bytes", s.gpu_cap_bytes},
+                  {"host_peak_bytes", s.host_peak_bytes}}},
                 {"moe_layers", {{"resident", s.resident_moe_layers}, {"streamed", s.streamed_moe_layers}}}};
     std::ofstream(flags.json_path) << out.dump(2) << "\n";
   }

@@ -39,6 +39,23 @@ absl::Status LinearBf16(BlasHandle& blas, const void* x_bf16, int m, const void*
   return absl::OkStatus();
 }
 
+absl::Status LinearF32(BlasHandle& blas, const float* x, int m, const float* w, int out_features,
+                       int in_features, float* y, const Stream& stream) {
+  if (m < 0 || out_features <= 0 || in_features <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu::LinearF32: m ", m, ", out ", out_features, ", in ", in_features));
+  }
+  if (m == 0) return absl::OkStatus();
+  RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
+  const float alpha = 1.0f, beta = 0.0f;
+  RINGMOE_CUBLAS_RETURN_IF_ERROR(
+      cublasGemmEx(static_cast<cublasHandle_t>(blas.handle()), CUBLAS_OP_T, CUBLAS_OP_N, out_features, m,
+                   in_features, &alpha, w, CUDA_R_32F, in_features, x, CUDA_R_32F, in_features, &beta, y,
+                   CUDA_R_32F, out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      absl::StrCat("cublasGemmEx (f32 linear ", m, "x", in_features, " -> ", out_features, ")"));
+  return absl::OkStatus();
+}
+
 absl::Status RmsNorm(const float* x, const float* weight, int rows, int width, float eps, float* out,
                      const Stream& stream) {
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
@@ -100,6 +117,9 @@ absl::Status FillRandomBf16(void* out_bf16, int64_t count, uint64_t seed, float 
 
 absl::Status LinearBf16(BlasHandle&, const void*, int, const void*, int, int, const float*, float*,
                         const Stream&) {
+  return NotBuiltWithCuda();
+}
+absl::Status LinearF32(BlasHandle&, const float*, int, const float*, int, int, float*, const Stream&) {
   return NotBuiltWithCuda();
 }
 absl::Status RmsNorm(const float*, const float*, int, int, float, float*, const Stream&) {

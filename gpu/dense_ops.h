@@ -16,6 +16,10 @@ namespace ringmoe::gpu {
 absl::Status LinearBf16(BlasHandle& blas, const void* x_bf16, int m, const void* w_bf16, int out_features,
                         int in_features, const float* bias, float* y, const Stream& stream);
 
+// The same in f32 throughout (x, w and y f32; no TF32): for small products whose precision matters more than
+// their speed, such as the router's logits. Twin: cpu::Linear with an F32 matrix.
+absl::Status LinearF32(BlasHandle& blas, const float* x, int m, const float* w, int out_features,
+                       int in_features, float* y, const Stream& stream);
 // out = x * rsqrt(mean(x^2) + eps) * weight per row of `width`; out may alias x.
 absl::Status RmsNorm(const float* x, const float* weight, int rows, int width, float eps, float* out,
                      const Stream& stream);

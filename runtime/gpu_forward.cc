@@ -96,8 +96,12 @@ int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens) {
       {spec.moe_intermediate_size, spec.intermediate_size, spec.shared_expert_intermediate_size});
   int64_t activations =
       t * (4 * h * 3 + 2 * h + 4 * (qw + 2 * kvw) + 4 * qw + 2 * qw + 4 * spec.num_experts + 8 * k + 12);
-  // gpu::MoeRunner: sorted rows (bf16), gate/up (f32), activations (bf16), expert outputs (f32) per assignment.
-  int64_t moe_scratch = t * k * (6 * h + 10 * widest) + (int64_t{1} << 20);
+  // Each gpu::MoeRunner: sorted rows (bf16), gate/up (f32), activations (bf16), expert outputs (f32) per
+  // assignment; the dense-MLP and shared-expert runners take one assignment per token.
+  int64_t moe_scratch = t * k * (6 * h + 10 * spec.moe_intermediate_size) + (int64_t{1} << 20);
+  if (spec.num_moe_layers() < spec.num_layers) moe_scratch += t * (6 * h + 10 * spec.intermediate_size);
+  if (spec.shared_expert_intermediate_size > 0)
+    moe_scratch += t * (6 * h + 10 * spec.shared_expert_intermediate_size);
   int64_t logits = kLogitsRows * (4 * spec.vocab_size + 6 * h);
   return activations + moe_scratch + logits + (int64_t{64} << 20);  // + cuBLAS workspace and slack
 }
@@ -152,20 +156,24 @@ absl::Status GpuForward::State::Allocate() {
   RETURN_IF_ERROR(gpu::CopyHostToDevice(ones.data(), unit.data(), t * 4, compute));
   RETURN_IF_ERROR(compute.Synchronize());
 
-  auto runner = [&](int intermediate, int experts_count, int top_k, std::optional<gpu::MoeRunner>* out) {
-    absl::StatusOr<gpu::MoeRunner> created =
-        gpu::MoeRunner::Create(arena, gpu::MoeShape{spec.hidden_size, intermediate, experts_count, top_k},
-                               max_tokens, gpu::GemmStrategy::kAuto);
+  // Routed experts pick their GEMM strategy by rows per expert (grouped calls at decode sizes). The
+  // single-expert runners gain nothing from grouping and keep f32 outputs.
+  auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
+                    std::optional<gpu::MoeRunner>* out) {
+    absl::StatusOr<gpu::MoeRunner> created = gpu::MoeRunner::Create(
+        arena, gpu::MoeShape{spec.hidden_size, intermediate, experts_count, top_k}, max_tokens, strategy);
     if (!created.ok()) return created.status();
     out->emplace(std::move(*created));
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(runner(spec.moe_intermediate_size, spec.num_experts, spec.num_experts_per_tok, &experts));
+  RETURN_IF_ERROR(runner(spec.moe_intermediate_size, spec.num_experts, spec.num_experts_per_tok,
+                         gpu::GemmStrategy::kAuto, &experts));
   if (spec.intermediate_size > 0 && spec.num_moe_layers() < spec.num_layers) {
-    RETURN_IF_ERROR(runner(spec.intermediate_size, 1, 1, &dense));
+    RETURN_IF_ERROR(runner(spec.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense));
   }
   if (spec.shared_expert_intermediate_size > 0) {
-    RETURN_IF_ERROR(runner(spec.shared_expert_intermediate_size, 1, 1, &shared));
+    RETURN_IF_ERROR(
+        runner(spec.shared_expert_intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &shared));
   }
   qkv_ready.clear();
   for (int i = 0; i < placement.micro_batches; ++i) {
@@ -241,8 +249,8 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
     return absl::OkStatus();
   }
   const int e = spec.num_experts;
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.router.data(), e, h, nullptr,
-                                  Row<float>(router_logits, r, e), compute));
+  RETURN_IF_ERROR(gpu::LinearF32(blas, Row<float>(normed, r, h), n, g.router.as<float>(), e, h,
+                                 Row<float>(router_logits, r, e), compute));
   RETURN_IF_ERROR(gpu::RouteTopK(
       Row<float>(router_logits, r, e), n, e, top_k,
       spec.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax

@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
              4LL * (a.q_bias.size() + a.k_bias.size() + a.v_bias.size());
     if (spec.layers[i].is_moe) {
       ++moe_layers;
-      fixed += 2LL * spec.num_experts * hidden;
+      fixed += 4LL * spec.num_experts * hidden;
       if (spec.layers[i].has_shared_expert) fixed += model->shared_index_.total_bytes() + 2LL * hidden;
     } else {
       fixed += model->dense_index_.total_bytes();

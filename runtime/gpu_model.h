@@ -1,13 +1,14 @@
 // GpuModel: the model's weights laid out for the GPU path, as the plan places them.
 //
 // Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
-// routers, shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head and the
-// final norm; then the routed experts of as many MoE layers as the plan allows. The routed experts of the
-// other MoE layers are packed at load into pinned host memory, one buffer per layer, and stream through the
-// section ring every step. The embedding stays in host memory (rows are looked up on the CPU).
-// Immutable after Create, except the ring, which the forward pass drives (one thread).
+// routers (f32), shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head
+// and the final norm; then the routed experts of as many MoE layers as the plan allows. The routed experts of
+// the other MoE layers are packed at load into pinned host memory, one buffer per layer, and stream through
+// the section ring every step. The embedding stays in host memory (rows are looked up on the CPU). Immutable
+// after Create, except the ring, which the forward pass drives (one thread).
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -77,7 +78,8 @@ class GpuModel {
   std::unique_ptr<gpu::SectionRing> ring_;
   int resident_moe_layers_ = 0;
   int64_t streamed_bytes_per_step_ = 0;
-  std::vector<std::vector<uint16_t>> staging_;  // bf16 conversions kept until the uploads complete
+  // bf16 conversions kept until the uploads complete; a deque so that references stay valid as it grows.
+  std::deque<std::vector<uint16_t>> staging_;
 };
 
 }  // namespace ringmoe

@@ -92,7 +92,7 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
   input.close();
 
   CommandRun run = RunCommand("run --model " + kTinyModel + " --input " + (dir_ / "requests.jsonl").string() +
-                           " --output " + (dir_ / "results.jsonl").string() + " --max-batch 8 --threads 2",
+                           " --output " + (dir_ / "results.jsonl").string() + " --max-batch 8 --threads 2 --device cpu",
                        dir_);
   ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
   std::vector<json> lines = ReadLines(dir_ / "results.jsonl");

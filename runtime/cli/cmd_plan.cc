@@ -18,6 +18,7 @@
 #include "runtime/batch_io.h"
 #include "runtime/byte_size.h"
 #include "runtime/cli/commands.h"
+#include "runtime/job_plan.h"
 #include "runtime/model_config.h"
 
 namespace ringmoe::cli {
@@ -44,8 +45,7 @@ absl::StatusOr<ModelSpec> LoadSpec(const std::string& model) {
   return LoadModelSpec(model);
 }
 
-// Prompt lengths from a batch file: token-id prompts exactly, text prompts through the tokenizer when one
-// loads, else ceil(bytes / 4).
+// The workload of a batch file; text prompts are counted with the model's (or --tokenizer's) tokenizer.
 absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, const ModelSpec& spec) {
   absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
   if (!lines.ok()) return lines.status();
@@ -56,42 +56,8 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, 
   }
   absl::StatusOr<Tokenizer> loaded = absl::NotFoundError("no tokenizer found: pass --tokenizer");
   if (!tokenizer_path.empty()) loaded = Tokenizer::Load(tokenizer_path);
-  const Tokenizer* tokenizer = loaded.ok() ? &*loaded : nullptr;
-  std::string tokenizer_error = loaded.ok() ? "" : std::string(loaded.status().message());
-  std::vector<int64_t> prompts, gens;
-  int64_t bad = 0, estimated = 0, exact_text = 0;
-  for (const BatchLine& line : *lines) {
-    if (!line.request.ok()) {
-      ++bad;
-      continue;
-    }
-    const Request& request = *line.request;
-    int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
-    if (!request.prompt_text.empty()) {
-      absl::StatusOr<std::vector<int32_t>> ids;
-      if (tokenizer != nullptr) ids = tokenizer->Encode(request.prompt_text, /*add_special_tokens=*/true);
-      if (tokenizer != nullptr && ids.ok()) {
-        prompt = static_cast<int64_t>(ids->size());
-        ++exact_text;
-      } else {
-        prompt = (static_cast<int64_t>(request.prompt_text.size()) + 3) / 4;
-        ++estimated;
-      }
-    }
-    prompts.push_back(prompt);
-    gens.push_back(request.max_tokens);
-  }
-  if (prompts.empty())
-    return absl::InvalidArgumentError(flags.input + ": no valid request lines to plan for");
-  std::string note = absl::StrCat(flags.input, ": ", prompts.size(), " requests");
-  if (bad > 0) absl::StrAppend(&note, " (", bad, " bad lines left out)");
-  absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
-  if (estimated > 0) {
-    absl::StrAppend(&note, "; ", estimated, " text prompts estimated as ceil(bytes / 4) tokens (",
-                    tokenizer != nullptr ? "the tokenizer failed on them" : tokenizer_error, ")");
-  }
-  if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
-  return planner::MakeWorkload(prompts, gens, spec.max_position_embeddings, note);
+  return WorkloadFromBatchLines(*lines, loaded.ok() ? &*loaded : nullptr,
+                                loaded.ok() ? "" : std::string(loaded.status().message()), spec, flags.input);
 }
 
 int Fail(const std::string& message, int code = 1) {
@@ -139,74 +105,49 @@ int PlanCommand(int argc, char** argv) {
     return Fail(absl::StrCat("--layers must lie in 1..", spec->num_layers), 2);
   }
 
-  planner::PlanInputs inputs;
-  inputs.spec = *spec;
-  inputs.model_name = flags.model;
-  inputs.layers_override = flags.layers;
+  planner::Workload workload;
   if (!flags.input.empty()) {
     if (flags.prompt_len > 0 || flags.gen_len > 0 || flags.num_requests > 0) {
       return Fail("give either --input or --prompt-len/--gen-len/--num-requests, not both", 2);
     }
-    absl::StatusOr<planner::Workload> workload = WorkloadFromBatchFile(flags, *spec);
-    if (!workload.ok()) return Fail(std::string(workload.status().message()));
-    inputs.workload = *workload;
+    absl::StatusOr<planner::Workload> from_file = WorkloadFromBatchFile(flags, *spec);
+    if (!from_file.ok()) return Fail(std::string(from_file.status().message()));
+    workload = *from_file;
   } else {
     if (flags.prompt_len < 1 || flags.gen_len < 0 || flags.num_requests < 1) {
       return Fail("need --input FILE, or --prompt-len P (>= 1) --gen-len G --num-requests N (>= 1)", 2);
     }
-    inputs.workload.num_requests = flags.num_requests;
-    inputs.workload.mean_prompt_tokens = flags.prompt_len;
-    inputs.workload.mean_gen_tokens = flags.gen_len;
-    inputs.workload.max_context_tokens = flags.prompt_len + flags.gen_len;
+    workload.num_requests = flags.num_requests;
+    workload.mean_prompt_tokens = flags.prompt_len;
+    workload.mean_gen_tokens = flags.gen_len;
+    workload.max_context_tokens = flags.prompt_len + flags.gen_len;
+    if (workload.max_context_tokens > spec->max_position_embeddings) {
+      return Fail(absl::StrCat("prompt + generation (", workload.max_context_tokens,
+                               " tokens) exceeds the model's max_position_embeddings (",
+                               spec->max_position_embeddings, ")"),
+                  2);
+    }
   }
-  if (flags.input.empty() && inputs.workload.max_context_tokens > spec->max_position_embeddings) {
-    return Fail(absl::StrCat("prompt + generation (", inputs.workload.max_context_tokens,
-                             " tokens) exceeds the model's max_position_embeddings (",
-                             spec->max_position_embeddings, ")"),
-                2);
-  }
-  for (auto [text, target] : {std::pair{&flags.gpu_mem, &inputs.requested_budgets.gpu_bytes},
-                              {&flags.cpu_mem, &inputs.requested_budgets.cpu_bytes}}) {
+  JobPlanOptions options;
+  options.model = flags.model;
+  options.hardware = flags.hardware;
+  options.device = flags.device;
+  options.layers = flags.layers;
+  options.what_ifs = !flags.no_what_if;
+  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.budgets.gpu_bytes},
+                              {&flags.cpu_mem, &options.budgets.cpu_bytes}}) {
     if (text->empty()) continue;
     absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
     if (!bytes.ok()) return Fail(std::string(bytes.status().message()), 2);
     if (*bytes <= 0) return Fail("memory budgets must be positive", 2);
     *target = *bytes;
   }
-  inputs.overrides.batch = flags.batch;
-  inputs.overrides.micro_batches = flags.micro_batches;
-  inputs.overrides.prefill_chunk = flags.prefill_chunk;
-  inputs.overrides.max_resident_moe_layers = flags.resident_moe_layers;
-  inputs.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
-  inputs.explore_what_ifs = !flags.no_what_if;
-
-  planner::ProbeOptions probe_options;
-  probe_options.ssd_dir = std::filesystem::is_directory(flags.model)
-                              ? flags.model
-                              : std::filesystem::path(flags.model).parent_path().string();
-  if (flags.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {
-    std::fprintf(stderr,
-                 "ringmoe plan: no hardware profile for this machine yet; probing it once (cached at %s)\n",
-                 planner::DefaultProfilePath().c_str());
-  }
-  std::string profile_path;
-  absl::StatusOr<planner::HardwareProfile> profile =
-      planner::LoadOrProbeProfile(flags.hardware, probe_options, &profile_path);
-  if (!profile.ok()) return Fail(std::string(profile.status().message()));
-  inputs.profile = *profile;
-  inputs.profile_path = profile_path;
-
-  if (flags.device == "gpu") {
-    inputs.device = planner::PlanDevice::kGpu;
-  } else if (flags.device == "cpu") {
-    inputs.device = planner::PlanDevice::kCpu;
-  } else if (flags.device == "auto") {
-    inputs.device = profile->gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
-  } else {
-    return Fail("--device must be gpu, cpu or auto", 2);
-  }
-
-  absl::StatusOr<PlanReport> report = planner::BuildPlanReport(inputs);
+  options.overrides.batch = flags.batch;
+  options.overrides.micro_batches = flags.micro_batches;
+  options.overrides.prefill_chunk = flags.prefill_chunk;
+  options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
+  options.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
+  absl::StatusOr<PlanReport> report = PlanJob(*spec, workload, options);
   if (!report.ok()) return Fail(std::string(report.status().message()));
   std::fputs(planner::FormatPlanReport(*report).c_str(), stdout);
   if (!flags.report_json.empty()) {

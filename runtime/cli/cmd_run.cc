@@ -5,26 +5,33 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "gpu/device.h"
+#include "planner/planner.h"
 #include "ringmoe/engine.h"
+#include "ringmoe/tokenizer.h"
 #include "runtime/batch_io.h"
 #include "runtime/byte_size.h"
 #include "runtime/cli/commands.h"
+#include "runtime/job_plan.h"
+#include "runtime/model_config.h"
 #include "runtime/progress.h"
 
 namespace ringmoe::cli {
 namespace {
 
 struct RunFlags {
-  std::string model, input, output, device = "cpu", cpu_dtype = "auto", tokenizer;
+  std::string model, input, output, device = "auto", cpu_dtype = "auto", tokenizer;
   std::string gpu_mem, cpu_mem, kv_cache, hardware, report_json;
-  int max_batch = 256, threads = 0, max_step_tokens = 2048;
-  bool quiet = false;
+  int max_batch = 256, threads = 0, max_step_tokens = 2048, micro_batches = 0, resident_moe_layers = -1;
+  bool quiet = false, no_plan = false;
 };
 
 absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
@@ -34,7 +41,7 @@ absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
   } else if (flags.device == "gpu") {
     options.device = Device::kGpu;
   } else if (flags.device == "auto") {
-    options.device = Device::kAuto;
+    options.device = Device::kAuto;  // resolved below: gpu when one is usable
   } else {
     return absl::InvalidArgumentError("--device must be cpu, gpu or auto");
   }
@@ -46,18 +53,54 @@ absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
     return absl::InvalidArgumentError("--cpu-dtype must be auto, f32 or bf16");
   }
   options.max_batch = flags.max_batch;
+  options.micro_batches = flags.micro_batches;
+  options.gpu_resident_moe_layers = flags.resident_moe_layers;
   options.threads = flags.threads;
   options.max_step_tokens = flags.max_step_tokens;
   options.tokenizer_path = flags.tokenizer;
   options.hardware_profile = flags.hardware;
   for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes},
-                              {&flags.cpu_mem, &options.cpu_memory_bytes}, {&flags.kv_cache, &options.kv_cache_bytes}}) {
+                              {&flags.cpu_mem, &options.cpu_memory_bytes},
+                              {&flags.kv_cache, &options.kv_cache_bytes}}) {
     if (text->empty()) continue;
     absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
     if (!bytes.ok()) return bytes.status();
     *target = *bytes;
   }
   return options;
+}
+
+// Plans the job of `lines` with the run's flags; pinned choices are the flags the user gave.
+absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const CLI::App& app,
+                                   const std::vector<BatchLine>& lines) {
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
+  if (!spec.ok()) return spec.status();
+  const std::string tokenizer_path = !flags.tokenizer.empty() ? flags.tokenizer
+                                     : std::filesystem::exists(flags.model + "/tokenizer.json") ? flags.model
+                                                                                                : "";
+  absl::StatusOr<Tokenizer> tokenizer = absl::NotFoundError("the model folder has no tokenizer.json");
+  if (!tokenizer_path.empty()) tokenizer = Tokenizer::Load(tokenizer_path);
+  absl::StatusOr<planner::Workload> workload = WorkloadFromBatchLines(
+      lines, tokenizer.ok() ? &*tokenizer : nullptr,
+      tokenizer.ok() ? "" : std::string(tokenizer.status().message()), *spec, flags.input);
+  if (!workload.ok()) return workload.status();
+  JobPlanOptions options;
+  options.model = flags.model;
+  options.hardware = flags.hardware;
+  options.device = flags.device;
+  options.what_ifs = false;
+  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.budgets.gpu_bytes},
+                              {&flags.cpu_mem, &options.budgets.cpu_bytes}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
+    if (!bytes.ok()) return bytes.status();
+    *target = *bytes;
+  }
+  if (app.count("--max-batch") > 0) options.overrides.batch = flags.max_batch;
+  if (app.count("--micro-batches") > 0) options.overrides.micro_batches = flags.micro_batches;
+  if (app.count("--resident-moe-layers") > 0)
+    options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
+  return PlanJob(*spec, *workload, options);
 }
 
 std::string RunId() {
@@ -70,21 +113,29 @@ std::string RunId() {
 int RunCommand(int argc, char** argv) {
   CLI::App app{"Run a batch job: OpenAI Batch API JSONL requests in, one result line per request out."};
   RunFlags flags;
-  app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")->required();
+  app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")
+      ->required();
   app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
   app.add_option("--output", flags.output, "results, one JSON object per line, in input order")->required();
   app.add_option("--max-batch", flags.max_batch, "sequences in flight at once")->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
   app.add_option("--device", flags.device, "cpu, gpu or auto")->capture_default_str();
-  app.add_option("--max-step-tokens", flags.max_step_tokens, "tokens per scheduler step (prefill chunk budget)")
+  app.add_option("--max-step-tokens", flags.max_step_tokens,
+                 "tokens per scheduler step (prefill chunk budget)")
       ->capture_default_str();
   app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
-  app.add_option("--kv-cache", flags.kv_cache, "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
+  app.add_option("--kv-cache", flags.kv_cache,
+                 "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
   app.add_option("--gpu-mem", flags.gpu_mem, "cap on GPU memory, e.g. 6GiB");
   app.add_option("--cpu-mem", flags.cpu_mem, "cap on host memory for the plan");
   app.add_option("--hardware", flags.hardware, "hardware profile JSON from `ringmoe probe`");
   app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
-  app.add_option("--report-json", flags.report_json, "write the run's figures as JSON");
+  app.add_option("--micro-batches", flags.micro_batches,
+                 "GPU path: micro-batches per step (default: the plan's)");
+  app.add_option("--resident-moe-layers", flags.resident_moe_layers,
+                 "GPU path: MoE layers whose experts stay on the GPU (default: the plan's)");
+  app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
+  app.add_flag("--no-plan", flags.no_plan, "skip the planner: run with the flags' settings, no report");
   app.add_flag("--quiet", flags.quiet, "no progress display");
   try {
     app.parse(argc, argv);
@@ -102,6 +153,26 @@ int RunCommand(int argc, char** argv) {
     std::fprintf(stderr, "ringmoe run: %s\n", std::string(lines.status().message()).c_str());
     return 1;
   }
+  // The plan: printed before the run, and the engine runs with its choices unless a flag pins them.
+  std::optional<PlanReport> report;
+  if (flags.device == "auto") flags.device = gpu::GpuAvailable() ? "gpu" : "cpu";
+  if (!flags.no_plan) {
+    absl::StatusOr<PlanReport> planned = PlanRun(flags, app, *lines);
+    if (planned.ok()) {
+      report = std::move(*planned);
+      std::fputs(planner::FormatPlanReport(*report).c_str(), stderr);
+      const EngineOptions pinned = *options;
+      ApplyPlan(*report, &*options);
+      if (app.count("--max-batch") > 0) options->max_batch = pinned.max_batch;
+      if (app.count("--max-step-tokens") > 0) options->max_step_tokens = pinned.max_step_tokens;
+      if (app.count("--gpu-mem") > 0) options->gpu_memory_bytes = pinned.gpu_memory_bytes;
+    } else {
+      std::fprintf(stderr, "ringmoe run: no plan (%s); running with the flags' settings\n",
+                   std::string(planned.status().message()).c_str());
+    }
+  }
+  options->device = flags.device == "gpu" ? Device::kGpu : Device::kCpu;
+
   std::ofstream output(flags.output, std::ios::binary | std::ios::trunc);
   if (!output) {
     std::fprintf(stderr, "ringmoe run: cannot write %s\n", flags.output.c_str());
@@ -125,14 +196,16 @@ int RunCommand(int argc, char** argv) {
     requests.push_back(*(*lines)[i].request);
   }
   const double parameters = static_cast<double>(engine->info().parameter_count);
-  std::fprintf(stderr, "ringmoe run: %s (%s, %d layers, %.2f%s parameters) on %s; %zu requests, %d bad lines\n",
+  std::fprintf(stderr,
+               "ringmoe run: %s (%s, %d layers, %.2f%s parameters) on %s; %zu requests, %d bad lines\n",
                flags.model.c_str(), engine->info().model_type.c_str(), engine->info().num_layers,
                parameters >= 1e9 ? parameters / 1e9 : parameters / 1e6, parameters >= 1e9 ? "B" : "M",
                engine->info().device.c_str(), requests.size(), bad_lines);
 
   FILE* progress_out = flags.quiet ? nullptr : stderr;
   std::unique_ptr<ProgressReporter> progress;
-  if (progress_out != nullptr) progress = std::make_unique<ProgressReporter>(static_cast<int>(requests.size()));
+  if (progress_out != nullptr)
+    progress = std::make_unique<ProgressReporter>(static_cast<int>(requests.size()));
   int done = 0;
   int64_t generated = 0, prefilled = 0;
   std::vector<bool> started(requests.size(), false);
@@ -162,7 +235,8 @@ int RunCommand(int argc, char** argv) {
     const Result* result = request_of_line[i] >= 0 ? &(*results)[request_of_line[i]] : nullptr;
     if (result != nullptr && !result->status.ok()) ++failed;
     if (result != nullptr) prompt_tokens += static_cast<int64_t>(result->prompt_ids.size());
-    output << FormatResultLine(line, result, model_name, MakeBatchRequestId(run_id, line.line_number)) << '\n';
+    output << FormatResultLine(line, result, model_name, MakeBatchRequestId(run_id, line.line_number))
+           << '\n';
   }
   output.close();
   if (!output) {
@@ -174,6 +248,23 @@ int RunCommand(int argc, char** argv) {
                "(%.1f generated tokens/s)\n",
                lines->size(), flags.output.c_str(), failed, static_cast<long long>(prompt_tokens),
                static_cast<long long>(generated), seconds, seconds > 0 ? generated / seconds : 0.0);
+  const RunStats& stats = engine->last_run_stats();
+  const planner::MeasuredRun measured =
+      MeasuredFrom(stats, static_cast<int64_t>(requests.size()), engine->info().device == "gpu");
+  if (report) std::fputs(planner::FormatMeasuredBesidePredicted(*report, measured).c_str(), stderr);
+  if (!flags.report_json.empty()) {
+    std::ofstream json(flags.report_json, std::ios::binary | std::ios::trunc);
+    if (report) {
+      json << planner::PlanReportJson(*report, &measured);
+    } else {
+      json << "{\"measured\": {\"wall_seconds\": " << measured.wall_seconds
+           << ", \"generated_tokens\": " << measured.generated_tokens << "}}\n";
+    }
+    if (!json.flush()) {
+      std::fprintf(stderr, "ringmoe run: cannot write %s\n", flags.report_json.c_str());
+      return 1;
+    }
+  }
   return 0;
 }
 

@@ -1,0 +1,116 @@
+#include "runtime/job_plan.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmoe {
+
+absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<BatchLine>& lines,
+                                                         const Tokenizer* tokenizer,
+                                                         const std::string& tokenizer_problem,
+                                                         const ModelSpec& spec, const std::string& source) {
+  std::vector<int64_t> prompts, gens;
+  int64_t bad = 0, estimated = 0, exact_text = 0;
+  for (const BatchLine& line : lines) {
+    if (!line.request.ok()) {
+      ++bad;
+      continue;
+    }
+    const Request& request = *line.request;
+    int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
+    if (!request.prompt_text.empty()) {
+      absl::StatusOr<std::vector<int32_t>> ids = absl::UnavailableError("no tokenizer");
+      if (tokenizer != nullptr) ids = tokenizer->Encode(request.prompt_text, /*add_special_tokens=*/true);
+      if (ids.ok()) {
+        prompt = static_cast<int64_t>(ids->size());
+        ++exact_text;
+      } else {
+        prompt = (static_cast<int64_t>(request.prompt_text.size()) + 3) / 4;
+        ++estimated;
+      }
+    }
+    prompts.push_back(prompt);
+    gens.push_back(request.max_tokens);
+  }
+  if (prompts.empty()) return absl::InvalidArgumentError(source + ": no valid request lines to plan for");
+  std::string note = absl::StrCat(source, ": ", prompts.size(), " requests");
+  if (bad > 0) absl::StrAppend(&note, " (", bad, " bad lines left out)");
+  absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
+  if (estimated > 0) {
+    absl::StrAppend(&note, "; ", estimated, " text prompts estimated as ceil(bytes / 4) tokens (",
+                    tokenizer != nullptr ? "the tokenizer failed on them" : tokenizer_problem, ")");
+  }
+  if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
+  return planner::MakeWorkload(prompts, gens, spec.max_position_embeddings, note);
+}
+
+absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workload& workload,
+                                   const JobPlanOptions& options) {
+  planner::PlanInputs inputs;
+  inputs.spec = spec;
+  inputs.model_name = options.model;
+  inputs.layers_override = options.layers;
+  inputs.workload = workload;
+  inputs.requested_budgets = options.budgets;
+  inputs.overrides = options.overrides;
+  inputs.explore_what_ifs = options.what_ifs;
+
+  planner::ProbeOptions probe_options;
+  probe_options.ssd_dir = std::filesystem::is_directory(options.model)
+                              ? options.model
+                              : std::filesystem::path(options.model).parent_path().string();
+  if (options.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {
+    std::fprintf(stderr,
+                 "ringmoe: no hardware profile for this machine yet; probing it once (cached at %s)\n",
+                 planner::DefaultProfilePath().c_str());
+  }
+  std::string profile_path;
+  absl::StatusOr<planner::HardwareProfile> profile =
+      planner::LoadOrProbeProfile(options.hardware, probe_options, &profile_path);
+  if (!profile.ok()) return profile.status();
+  inputs.profile = *profile;
+  inputs.profile_path = profile_path;
+  if (options.device == "gpu") {
+    inputs.device = planner::PlanDevice::kGpu;
+  } else if (options.device == "cpu") {
+    inputs.device = planner::PlanDevice::kCpu;
+  } else if (options.device == "auto") {
+    inputs.device = profile->gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
+  } else {
+    return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
+  }
+  return planner::BuildPlanReport(inputs);
+}
+
+void ApplyPlan(const PlanReport& report, EngineOptions* options) {
+  const planner::Prediction& p = report.prediction;
+  options->max_batch = std::max(1, p.effective_batch);
+  options->max_step_tokens = std::max(1, p.effective_batch + p.plan.prefill_chunk);
+  if (report.device == planner::PlanDevice::kGpu) {
+    options->micro_batches = p.plan.micro_batches;
+    options->ring_slots = p.plan.ring_sections;
+    options->gpu_resident_moe_layers = static_cast<int>(p.memory.gpu_resident_moe_layers);
+    if (options->gpu_memory_bytes == 0) options->gpu_memory_bytes = report.budgets.gpu_bytes;
+  }
+}
+
+planner::MeasuredRun MeasuredFrom(const RunStats& stats, int64_t requests, bool gpu) {
+  planner::MeasuredRun measured;
+  measured.wall_seconds = stats.wall_seconds;
+  measured.requests = requests;
+  measured.prompt_tokens = stats.prompt_tokens;
+  measured.generated_tokens = stats.generated_tokens;
+  measured.steps = stats.steps;
+  measured.stage_seconds[planner::kStageCpuAttention] = stats.attention_seconds;
+  if (!gpu) {
+    measured.stage_seconds[planner::kStageCpuMatmul] =
+        stats.projection_seconds + stats.moe_seconds + stats.dense_seconds + stats.lm_head_seconds;
+  }
+  measured.peak_gpu_bytes = stats.gpu_peak_bytes;
+  measured.peak_cpu_bytes = stats.host_peak_bytes;
+  return measured;
+}
+
+}  // namespace ringmoe

@@ -1,0 +1,45 @@
+// Planning a batch job: the workload of a batch file, the plan report (`ringmoe plan` prints it, `ringmoe
+// run` prints it and runs it), the engine options a plan implies, and the measured figures to set beside it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "planner/planner.h"
+#include "ringmoe/engine.h"
+#include "ringmoe/tokenizer.h"
+#include "runtime/batch_io.h"
+#include "runtime/model_config.h"
+
+namespace ringmoe {
+
+// Prompt lengths of the valid lines: token-id prompts exactly, text prompts through `tokenizer` when given,
+// else ceil(bytes / 4) (the note says which, and why: `tokenizer_problem`). Generation lengths are
+// max_tokens.
+absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<BatchLine>& lines,
+                                                         const Tokenizer* tokenizer,
+                                                         const std::string& tokenizer_problem,
+                                                         const ModelSpec& spec, const std::string& source);
+
+struct JobPlanOptions {
+  std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
+  std::string hardware;  // profile JSON; empty = this machine's cache, probed once when missing
+  std::string device = "auto";  // gpu, cpu or auto (gpu when the profile has one)
+  planner::Budgets budgets;     // zero fields: defaults
+  planner::PlanOverrides overrides;
+  int layers = 0;  // > 0: plan only the first that many layers
+  bool what_ifs = true;
+};
+
+// Loads or probes the hardware profile, picks the device and searches the plan.
+absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workload& workload,
+                                   const JobPlanOptions& options);
+
+// The engine settings the plan chose (sequences in flight, step size, micro-batches, ring, residency).
+void ApplyPlan(const PlanReport& report, EngineOptions* options);
+
+// What a finished run measured, in the planner's terms.
+planner::MeasuredRun MeasuredFrom(const RunStats& stats, int64_t requests, bool gpu);
+
+}  // namespace ringmoe
