@@ -39,6 +39,15 @@ for shape in ${BENCH_SHAPES:-qwen3-30b-a3b:16:6GiB mixtral-8x7b:4:12GiB}; do
   IFS=: read -r name layers gpu_mem <<<"${shape}"
   step "checkpoint ${name} (${layers} layers)"
   "${build}/bench/ringmoe_make_checkpoint" --model "${name}" --layers "${layers}" --out "/tmp/${name}" >/dev/null || exit 1
+  if [[ -f "${out}/h200_probe.json" ]]; then
+    step "plan ${name}"
+    batch="${BENCH_BATCH:-1024}"; step_tokens="${BENCH_STEP_TOKENS:-4096}"
+    "${build}/ringmoe" plan --model "/tmp/${name}" --hardware "${out}/h200_probe.json" --gpu-mem "${gpu_mem}" \
+      --prompt-len "${BENCH_PROMPT:-128}" --gen-len "${BENCH_GEN:-32}" --num-requests "${BENCH_REQUESTS:-1024}" \
+      --batch "${batch}" --prefill-chunk $((step_tokens - batch)) --micro-batches 2 --no-what-if \
+      >"${out}/plan_${name}.txt" 2>&1
+    grep -A3 -E "^predicted throughput" "${out}/plan_${name}.txt"; grep -E "^plan:|GPU   budget|routed experts" "${out}/plan_${name}.txt"
+  fi
   step "ringmoe ${name}"
   util "${name}"; pid=$!
   timeout 200 "${build}/bench/offload_bench" --model "/tmp/${name}" --gpu-mem "${gpu_mem}" \
