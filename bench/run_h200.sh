@@ -52,7 +52,10 @@ for shape in ${BENCH_SHAPES:-qwen3-30b-a3b:16:6GiB mixtral-8x7b:4:12GiB}; do
   util "${name}"; pid=$!
   timeout 200 "${build}/bench/offload_bench" --model "/tmp/${name}" --gpu-mem "${gpu_mem}" \
     --requests "${BENCH_REQUESTS:-1024}" --prompt-len "${BENCH_PROMPT:-128}" --gen-len "${BENCH_GEN:-32}" \
-    --max-batch "${BENCH_BATCH:-1024}" --max-step-tokens "${BENCH_STEP_TOKENS:-4096}" --json "${out}/ringmoe_${name}.json"
+    --max-batch "${BENCH_BATCH:-1024}" --max-step-tokens "${BENCH_STEP_TOKENS:-4096}" --json "${out}/ringmoe_${name}.json" ||
+    { echo "  failed; again, small and with CUDA_LAUNCH_BLOCKING=1 to name the failing call:";
+      CUDA_LAUNCH_BLOCKING=1 timeout 60 "${build}/bench/offload_bench" --model "/tmp/${name}" --gpu-mem "${gpu_mem}" \
+        --requests 16 --prompt-len 16 --gen-len 2 --max-batch 16 2>&1 | tail -3; }
   kill "${pid}" 2>/dev/null
   awk '{ s += $1; n++ } END { if (n) printf "  GPU busy (nvidia-smi, 200 ms samples): %.0f%%\n", s / n }' "${out}/util_${name}.csv"
   if [[ "${HF:-1}" != 0 ]]; then

@@ -124,10 +124,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
       if (!status.ok()) return status;
       continue;
     }
-    std::vector<uint16_t>& router =
-        model->staging_.emplace_back(static_cast<size_t>(spec.num_experts) * hidden);
-    io::ConvertF32ToBF16(static_cast<const float*>(w.router.data), router.data(), router.size());
-    status = upload(router.data(), 2LL * router.size(), "router", &g.router);
+    // The router stays f32: its logits pick the experts, and it is tiny.
+    status = upload(w.router.data, 4LL * spec.num_experts * hidden, "router", &g.router);
     if (status.ok() && spec.layers[i].has_shared_expert) {
       packed.resize(model->shared_index_.total_bytes() / 2);
       std::vector<cpu::ExpertWeights> one = {w.shared_expert};

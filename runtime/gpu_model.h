@@ -35,7 +35,7 @@ struct GpuLayer {
   gpu::DeviceBuffer q, k, v, o;                       // bf16 [out, in]
   gpu::DeviceBuffer q_bias, k_bias, v_bias;           // f32, empty without bias
   gpu::DeviceBuffer input_norm, post_attention_norm;  // f32 [hidden]
-  gpu::DeviceBuffer router;                           // bf16 [experts, hidden]
+  gpu::DeviceBuffer router;                           // f32 [experts, hidden]
   gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
   gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]
   gpu::DeviceBuffer experts;                          // packed routed experts, when resident
