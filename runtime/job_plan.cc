@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/byte_size.h"
 
 namespace ringmoe {
 
@@ -44,6 +45,32 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
   }
   if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
   return planner::MakeWorkload(prompts, gens, spec.max_position_embeddings, note);
+}
+
+absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
+                                                const std::string& tokenizer, const ModelSpec& spec,
+                                                const std::string& source) {
+  std::string path = tokenizer;
+  if (path.empty() && std::filesystem::is_directory(model) &&
+      std::filesystem::exists(std::filesystem::path(model) / "tokenizer.json")) {
+    path = model;
+  }
+  absl::StatusOr<Tokenizer> loaded =
+      absl::NotFoundError("no tokenizer.json beside the model; pass --tokenizer");
+  if (!path.empty()) loaded = Tokenizer::Load(path);
+  return WorkloadFromBatchLines(lines, loaded.ok() ? &*loaded : nullptr,
+                                loaded.ok() ? "" : std::string(loaded.status().message()), spec, source);
+}
+
+absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets) {
+  for (auto [text, target] : {std::pair{&gpu_mem, &budgets->gpu_bytes}, {&cpu_mem, &budgets->cpu_bytes}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
+    if (!bytes.ok()) return bytes.status();
+    if (*bytes <= 0) return absl::InvalidArgumentError("memory budgets must be positive");
+    *target = *bytes;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workload& workload,

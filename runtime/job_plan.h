@@ -22,6 +22,15 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
                                                          const std::string& tokenizer_problem,
                                                          const ModelSpec& spec, const std::string& source);
 
+// The same, finding the tokenizer itself: `tokenizer` (a file or folder) when given, else the model folder's
+// tokenizer.json when there is one.
+absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
+                                                const std::string& tokenizer, const ModelSpec& spec,
+                                                const std::string& source);
+
+// --gpu-mem / --cpu-mem ("6GiB", ...; empty = the default) into `budgets`; sizes must be positive.
+absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets);
+
 struct JobPlanOptions {
   std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
   std::string hardware;  // profile JSON; empty = this machine's cache, probed once when missing

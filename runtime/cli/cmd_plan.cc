@@ -45,21 +45,6 @@ absl::StatusOr<ModelSpec> LoadSpec(const std::string& model) {
   return LoadModelSpec(model);
 }
 
-// The workload of a batch file; text prompts are counted with the model's (or --tokenizer's) tokenizer.
-absl::StatusOr<planner::Workload> WorkloadFromBatchFile(const PlanFlags& flags, const ModelSpec& spec) {
-  absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
-  if (!lines.ok()) return lines.status();
-  std::string tokenizer_path = flags.tokenizer;
-  if (tokenizer_path.empty() && std::filesystem::is_directory(flags.model) &&
-      std::filesystem::exists(std::filesystem::path(flags.model) / "tokenizer.json")) {
-    tokenizer_path = flags.model;
-  }
-  absl::StatusOr<Tokenizer> loaded = absl::NotFoundError("no tokenizer found: pass --tokenizer");
-  if (!tokenizer_path.empty()) loaded = Tokenizer::Load(tokenizer_path);
-  return WorkloadFromBatchLines(*lines, loaded.ok() ? &*loaded : nullptr,
-                                loaded.ok() ? "" : std::string(loaded.status().message()), spec, flags.input);
-}
-
 int Fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "ringmoe plan: %s\n", message.c_str());
   return code;
@@ -110,7 +95,10 @@ int PlanCommand(int argc, char** argv) {
     if (flags.prompt_len > 0 || flags.gen_len > 0 || flags.num_requests > 0) {
       return Fail("give either --input or --prompt-len/--gen-len/--num-requests, not both", 2);
     }
-    absl::StatusOr<planner::Workload> from_file = WorkloadFromBatchFile(flags, *spec);
+    absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
+    if (!lines.ok()) return Fail(std::string(lines.status().message()));
+    absl::StatusOr<planner::Workload> from_file =
+        WorkloadOfJob(*lines, flags.model, flags.tokenizer, *spec, flags.input);
     if (!from_file.ok()) return Fail(std::string(from_file.status().message()));
     workload = *from_file;
   } else {
@@ -134,13 +122,8 @@ int PlanCommand(int argc, char** argv) {
   options.device = flags.device;
   options.layers = flags.layers;
   options.what_ifs = !flags.no_what_if;
-  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.budgets.gpu_bytes},
-                              {&flags.cpu_mem, &options.budgets.cpu_bytes}}) {
-    if (text->empty()) continue;
-    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
-    if (!bytes.ok()) return Fail(std::string(bytes.status().message()), 2);
-    if (*bytes <= 0) return Fail("memory budgets must be positive", 2);
-    *target = *bytes;
+  if (absl::Status budgets = ParseBudgets(flags.gpu_mem, flags.cpu_mem, &options.budgets); !budgets.ok()) {
+    return Fail(std::string(budgets.message()), 2);
   }
   options.overrides.batch = flags.batch;
   options.overrides.micro_batches = flags.micro_batches;

@@ -75,26 +75,16 @@ absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const CLI::App& app,
                                    const std::vector<BatchLine>& lines) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
   if (!spec.ok()) return spec.status();
-  const std::string tokenizer_path = !flags.tokenizer.empty() ? flags.tokenizer
-                                     : std::filesystem::exists(flags.model + "/tokenizer.json") ? flags.model
-                                                                                                : "";
-  absl::StatusOr<Tokenizer> tokenizer = absl::NotFoundError("the model folder has no tokenizer.json");
-  if (!tokenizer_path.empty()) tokenizer = Tokenizer::Load(tokenizer_path);
-  absl::StatusOr<planner::Workload> workload = WorkloadFromBatchLines(
-      lines, tokenizer.ok() ? &*tokenizer : nullptr,
-      tokenizer.ok() ? "" : std::string(tokenizer.status().message()), *spec, flags.input);
+  absl::StatusOr<planner::Workload> workload =
+      WorkloadOfJob(lines, flags.model, flags.tokenizer, *spec, flags.input);
   if (!workload.ok()) return workload.status();
   JobPlanOptions options;
   options.model = flags.model;
   options.hardware = flags.hardware;
   options.device = flags.device;
   options.what_ifs = false;
-  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.budgets.gpu_bytes},
-                              {&flags.cpu_mem, &options.budgets.cpu_bytes}}) {
-    if (text->empty()) continue;
-    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
-    if (!bytes.ok()) return bytes.status();
-    *target = *bytes;
+  if (absl::Status budgets = ParseBudgets(flags.gpu_mem, flags.cpu_mem, &options.budgets); !budgets.ok()) {
+    return budgets;
   }
   if (app.count("--max-batch") > 0) options.overrides.batch = flags.max_batch;
   if (app.count("--micro-batches") > 0) options.overrides.micro_batches = flags.micro_batches;
