@@ -1,0 +1,19 @@
+// io/: everything that reads model files from disk.
+//
+// What this folder owns:
+//   dtype.h         Element types of checkpoint tensors (F32, BF16, F16, ...), their safetensors spellings, and
+//                   exact conversions to and from f32.
+//   mapped_file.h   MappedFile: read-only memory maps; checkpoints are mapped, never read whole.
+//   safetensors.h   Validated parsing of the safetensors header (hostile input: fuzzed).
+//   checkpoint.h    Checkpoint: a model folder's tensors over one file or index-named shards, every offset,
+//                   dtype and shape checked; TensorView hands out the bytes.
+//   uring_reader.h  UringReader: io_uring (O_DIRECT where the filesystem allows) reads of many ranges, the SSD
+//                   tier's reader and the planner's bandwidth probe.
+// Nothing here knows about models beyond tensor names and shapes: ModelSpec lives in runtime/.
+#pragma once
+
+#include "io/checkpoint.h"
+#include "io/dtype.h"
+#include "io/mapped_file.h"
+#include "io/safetensors.h"
+#include "io/uring_reader.h"
