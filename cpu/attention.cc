@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/activation.h"
+
 namespace ringmoe::cpu {
 namespace {
 
@@ -15,26 +17,6 @@ inline float Widen(uint16_t bf16) {
   float value;
   std::memcpy(&value, &bits, sizeof(value));
   return value;
-}
-
-// exp(x) for x <= 0 (softmax after subtracting the maximum), in plain arithmetic so that loops over it
-// vectorise: 2^n * p(r) with n = round(x / ln 2), r = x - n ln 2 in two parts, p the degree-6 Taylor polynomial
-// (relative error below 2e-7 on |r| <= ln2 / 2). Inputs below -87 give 0.
-inline float ExpNonPositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float n = __builtin_roundf(x * 1.44269504088896341f);
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
 }
 
 // The cache's K/V element type: f32, or bf16 widened in the inner loops (which the compiler vectorises: a
@@ -100,8 +82,8 @@ void Attend(const float* q, int n_new, int heads, const PagedKvView& kv, float s
 
 }  // namespace
 
-void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale, int sliding_window,
-                    float* out) {
+void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
+                    int sliding_window, float* out) {
   if (kv.dtype == io::DType::kF32) {
     Attend<float>(q, n_new, heads, kv, scale, sliding_window, out);
   } else {

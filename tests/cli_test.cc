@@ -84,16 +84,22 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
     ++good;
   }
   input << "{\"custom_id\": \"bad-json\", \n";
-  input << R"({"custom_id": "bad-max", "prompt": [1, 2], "max_tokens": -3})" << "\n";
-  input << R"({"custom_id": "too-long", "prompt": "x", "max_tokens": 5})" << "\n";
-  input << R"({"custom_id": "job-3", "prompt": [4, 5], "max_tokens": 2})" << "\n";  // duplicate id
-  input << R"({"custom_id": "bad-url", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": []}})"
+  input << R"({"custom_id": "bad-max", "prompt": [1, 2], "max_tokens": -3})"
         << "\n";
+  input << R"({"custom_id": "too-long", "prompt": "x", "max_tokens": 5})"
+        << "\n";
+  input << R"({"custom_id": "job-3", "prompt": [4, 5], "max_tokens": 2})"
+        << "\n";  // duplicate id
+  input
+      << R"({"custom_id": "bad-url", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": []}})"
+      << "\n";
   input.close();
 
   CommandRun run = RunCommand("run --model " + kTinyModel + " --input " + (dir_ / "requests.jsonl").string() +
-                           " --output " + (dir_ / "results.jsonl").string() + " --max-batch 8 --threads 2 --device cpu",
-                       dir_);
+                                  " --output " + (dir_ / "results.jsonl").string() +
+                                  " --max-batch 8 --threads 2 --device cpu --hardware " +
+                                  std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json",
+                              dir_);
   ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
   std::vector<json> lines = ReadLines(dir_ / "results.jsonl");
   ASSERT_EQ(lines.size(), static_cast<size_t>(good + 5));
@@ -112,7 +118,8 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
     EXPECT_EQ(body["object"], "text_completion");
     const json& choice = body["choices"][0];
     const std::string id = line["custom_id"];
-    if (expected_greedy.count(id)) EXPECT_EQ(choice["token_ids"].get<std::vector<int>>(), expected_greedy[id]) << id;
+    if (expected_greedy.count(id))
+      EXPECT_EQ(choice["token_ids"].get<std::vector<int>>(), expected_greedy[id]) << id;
     EXPECT_EQ(body["usage"]["completion_tokens"], choice["token_ids"].size());
     EXPECT_TRUE(choice["finish_reason"] == "stop" || choice["finish_reason"] == "length");
     const std::string text = choice["text"];
@@ -127,15 +134,18 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
 }
 
 TEST_F(CliTest, MissingModelAndUsageErrors) {
-  std::ofstream(dir_ / "in.jsonl") << R"({"custom_id": "a", "prompt": [1], "max_tokens": 1})" << "\n";
-  CommandRun missing = RunCommand("run --model " + (dir_ / "nope").string() + " --input " + (dir_ / "in.jsonl").string() +
-                               " --output " + (dir_ / "out.jsonl").string(),
-                           dir_);
+  std::ofstream(dir_ / "in.jsonl") << R"({"custom_id": "a", "prompt": [1], "max_tokens": 1})"
+                                   << "\n";
+  CommandRun missing =
+      RunCommand("run --model " + (dir_ / "nope").string() + " --input " + (dir_ / "in.jsonl").string() +
+                     " --output " + (dir_ / "out.jsonl").string(),
+                 dir_);
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.stderr_text.find("nope"), std::string::npos) << missing.stderr_text;
-  CommandRun no_input = RunCommand("run --model " + kTinyModel + " --input " + (dir_ / "absent.jsonl").string() +
-                                " --output " + (dir_ / "out.jsonl").string(),
-                            dir_);
+  CommandRun no_input =
+      RunCommand("run --model " + kTinyModel + " --input " + (dir_ / "absent.jsonl").string() + " --output " +
+                     (dir_ / "out.jsonl").string(),
+                 dir_);
   EXPECT_EQ(no_input.exit_code, 1);
   EXPECT_NE(no_input.stderr_text.find("absent.jsonl"), std::string::npos);
   EXPECT_NE(RunCommand("run --input x", dir_).exit_code, 0);
