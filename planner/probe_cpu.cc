@@ -257,7 +257,11 @@ std::vector<RatePoint> MeasureOnednnMatmul(bool bf16, int k, int n, const std::v
       dnnl::memory::desc a_desc({m, k}, type, tag::ab);
       dnnl::memory::desc b_desc({k, n}, type, tag::any);  // oneDNN picks its packed weight layout
       dnnl::memory::desc c_desc({m, n}, dt::f32, tag::ab);
+#if DNNL_VERSION_MAJOR >= 3  // oneDNN 3 (Ubuntu 24.04) dropped oneDNN 2's op descriptors
+      dnnl::matmul::primitive_desc pd(engine, a_desc, b_desc, c_desc);
+#else
       dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_desc, b_desc, c_desc), engine);
+#endif
       std::string impl = pd.impl_info_str();
       if (impl.find("ref") != std::string::npos) {
         if (why_not != nullptr) *why_not = absl::StrCat("oneDNN has only its reference kernel (", impl, ")");
