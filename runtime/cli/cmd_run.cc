@@ -71,7 +71,7 @@ absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
 }
 
 // Plans the job of `lines` with the run's flags; pinned choices are the flags the user gave.
-absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const CLI::App& app,
+absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const EngineOptions& parsed, const CLI::App& app,
                                    const std::vector<BatchLine>& lines) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
   if (!spec.ok()) return spec.status();
@@ -83,9 +83,9 @@ absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const CLI::App& app,
   options.hardware = flags.hardware;
   options.device = flags.device;
   options.what_ifs = false;
-  if (absl::Status budgets = ParseBudgets(flags.gpu_mem, flags.cpu_mem, &options.budgets); !budgets.ok()) {
-    return budgets;
-  }
+  // The sizes ToOptions already parsed (0 = the planner's default).
+  options.budgets.gpu_bytes = parsed.gpu_memory_bytes;
+  options.budgets.cpu_bytes = parsed.cpu_memory_bytes;
   if (app.count("--max-batch") > 0) options.overrides.batch = flags.max_batch;
   if (app.count("--micro-batches") > 0) options.overrides.micro_batches = flags.micro_batches;
   if (app.count("--resident-moe-layers") > 0)
@@ -147,7 +147,7 @@ int RunCommand(int argc, char** argv) {
   std::optional<PlanReport> report;
   if (flags.device == "auto") flags.device = gpu::GpuAvailable() ? "gpu" : "cpu";
   if (!flags.no_plan) {
-    absl::StatusOr<PlanReport> planned = PlanRun(flags, app, *lines);
+    absl::StatusOr<PlanReport> planned = PlanRun(flags, *options, app, *lines);
     if (planned.ok()) {
       report = std::move(*planned);
       std::fputs(planner::FormatPlanReport(*report).c_str(), stderr);
