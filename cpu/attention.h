@@ -24,7 +24,19 @@ struct PagedKvView {
 // q: [n_new, heads, head_dim] for positions num_tokens - n_new .. num_tokens - 1, whose K/V are already
 // written to the cache. out: [n_new, heads, head_dim]. GQA maps head h to kv head h / (heads / kv_heads).
 // sliding_window > 0 limits each query to the last sliding_window positions (itself included).
-void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale, int sliding_window,
-                    float* out);
+//
+// Flash-decoding style: an online softmax over chunks of 16 tokens, f32 accumulation, bf16 K/V widened
+// exactly, each K and V row read once per tile of query rows (one row for decode, about 64 / group rows for
+// prefill) for the whole GQA group. AVX-512 when the CPU has it and head_dim % 16 == 0, else portable loops.
+// Single-threaded: callers parallelise over sequences (or over kv heads with PagedAttentionHeads).
+void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
+                    int sliding_window, float* out);
+
+// PagedAttention for the query heads of kv heads [kv_head_begin, kv_head_end) only (heads
+// kv_head_begin * group .. kv_head_end * group - 1 of each row); q and out keep their full shape and out's
+// other heads are left untouched. Disjoint ranges may run on different threads, so one long prefill chunk can
+// be spread over several cores.
+void PagedAttentionHeads(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
+                         int sliding_window, float* out, int kv_head_begin, int kv_head_end);
 
 }  // namespace ringmoe::cpu
