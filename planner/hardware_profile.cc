@@ -130,6 +130,7 @@ std::string ProfileToJson(const HardwareProfile& profile) {
                  {"attention",
                   {{"kv_gbps", attention.kv_gbps},
                    {"gflops", attention.gflops},
+                   {"prefill_gflops", attention.prefill_gflops},
                    {"heads", attention.heads},
                    {"kv_heads", attention.kv_heads},
                    {"head_dim", attention.head_dim},
@@ -159,6 +160,7 @@ std::string ProfileToJson(const HardwareProfile& profile) {
                    {"d2h_gbps", gpu.d2h_gbps},
                    {"bidirectional_gbps", gpu.bidirectional_gbps},
                    {"device_memory_gbps", gpu.device_memory_gbps},
+                   {"prefill_attention_tflops", gpu.prefill_attention_tflops},
                    {"gemm_hidden", gpu.gemm_hidden},
                    {"gemm_intermediate", gpu.gemm_intermediate},
                    {"grouped_gemm_bf16", CurveToJson(gpu.grouped_gemm_bf16)}};
@@ -242,6 +244,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
       CpuAttentionRate& rate = profile.cpu.attention;
       rate.kv_gbps = attention.Get<double>("kv_gbps", 0.0, true);
       rate.gflops = attention.Get<double>("gflops", 0.0, true);
+      rate.prefill_gflops = attention.Get<double>("prefill_gflops", 0.0);
       rate.heads = attention.Get<int>("heads", 0);
       rate.kv_heads = attention.Get<int>("kv_heads", 0);
       rate.head_dim = attention.Get<int>("head_dim", 0);
@@ -281,6 +284,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
     g.d2h_gbps = gpu.Get<double>("d2h_gbps", 0.0, true);
     g.bidirectional_gbps = gpu.Get<double>("bidirectional_gbps", 0.0);
     g.device_memory_gbps = gpu.Get<double>("device_memory_gbps", 0.0);
+    g.prefill_attention_tflops = gpu.Get<double>("prefill_attention_tflops", 0.0);
     g.gemm_hidden = gpu.Get<int>("gemm_hidden", 0);
     g.gemm_intermediate = gpu.Get<int>("gemm_intermediate", 0);
     g.grouped_gemm_bf16 = CurveFromJson(gpu.Child("grouped_gemm_bf16"), "gpu.grouped_gemm_bf16", &status);

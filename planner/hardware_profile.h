@@ -38,6 +38,9 @@ struct Topology {
 struct CpuAttentionRate {
   double kv_gbps = 0.0;  // KV-cache bytes read per second by decode attention, all cores.
   double gflops = 0.0;   // The FLOP rate that read achieved (q.k and p.v, 4 FLOPs per KV element pair).
+  // Prefill chunks that continue a cached prefix (many query rows per KV row: FLOP-bound), all cores;
+  // 0 = not measured (the model then uses gflops).
+  double prefill_gflops = 0.0;
   int heads = 0, kv_heads = 0, head_dim = 0, context = 0;  // The shape it was measured at.
   bool estimated = false;  // true: not measured on that machine (see the profile's notes).
 };
@@ -67,6 +70,9 @@ struct GpuProfile {
   int sm_count = 0;
   double h2d_gbps = 0.0, d2h_gbps = 0.0, bidirectional_gbps = 0.0;  // Pinned host memory.
   double device_memory_gbps = 0.0;  // Device memory read rate; 0 = unknown (no GPU-side attention then).
+  // Causal attention of fresh prompts on the GPU (gpu::PrefillAttention), TFLOP/s at 512-token prompts;
+  // 0 = not measured (the model then assumes kDefaultPrefillAttentionTflops and says so).
+  double prefill_attention_tflops = 0.0;
   int gemm_hidden = 0, gemm_intermediate = 0;  // The expert shape behind the curve.
   std::vector<RatePoint> grouped_gemm_bf16;    // tokens = tokens per expert, sorted.
 };

@@ -60,6 +60,28 @@ double ModelCosts::dense_flops_per_token() const {
   return flops;
 }
 
+GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec) {
+  const int64_t h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  const int64_t k = spec.num_experts_per_tok;
+  GpuWorkspace workspace;
+  // Activations: hidden f32 x3 + bf16, q/k/v f32, attention f32 + bf16, router logits, ids and weights,
+  // single-expert ids/weights/gate, positions, fresh-prompt offsets, logit rows, picked tokens.
+  workspace.bytes_per_token =
+      4 * h * 3 + 2 * h + 4 * (qw + 2 * kvw) + 4 * qw + 2 * qw + 4LL * spec.num_experts + 8 * k + 12 + 16;
+  // Each gpu::MoeRunner: sorted rows (bf16), gate/up (f32), activations (bf16), expert outputs (f32) per
+  // assignment; the dense-MLP and shared-expert runners take one assignment per token.
+  workspace.bytes_per_token += k * (6 * h + 10LL * spec.moe_intermediate_size);
+  if (spec.num_moe_layers() < spec.num_layers)
+    workspace.bytes_per_token += 6 * h + 10LL * spec.intermediate_size;
+  if (spec.shared_expert_intermediate_size > 0)
+    workspace.bytes_per_token += 6 * h + 10LL * spec.shared_expert_intermediate_size;
+  // lm_head over at most 256 rows at once; MoE sort scratch; cuBLAS workspace and allocation slack.
+  constexpr int64_t kLogitsRows = 256;
+  workspace.fixed_bytes =
+      kLogitsRows * (4LL * spec.vocab_size + 6 * h) + (int64_t{1} << 20) + 4096 + (int64_t{64} << 20);
+  return workspace;
+}
+
 ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int weight_bytes_per_param,
                              int kv_bytes_per_element) {
   assert(weight_bytes_per_param > 0 && kv_bytes_per_element > 0);
@@ -118,6 +140,9 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
                 3LL * spec.shared_expert_intermediate_size;
   }
   int64_t dense_width = 3LL * spec.intermediate_size;
+  const GpuWorkspace workspace = GpuWorkspaceBytes(spec);
+  costs.gpu_workspace_fixed_bytes = workspace.fixed_bytes;
+  costs.gpu_workspace_bytes_per_token = workspace.bytes_per_token;
   costs.activation_bytes_per_token = 4 * h + 2 * h + 2 * (2LL * spec.q_width() + 2 * spec.kv_width()) +
                                      4LL * spec.num_experts + 2 * std::max(moe_width, dense_width) + 2 * h;
   return costs;

@@ -53,6 +53,12 @@ struct ModelCosts {
   double attention_flops_per_context_token = 0;
   // GPU activation bytes per token in flight (hidden states, q/k/v, router logits, expert intermediates).
   int64_t activation_bytes_per_token = 0;
+  // The GPU path's device workspace for a step of T tokens: fixed + T * per_token (GpuWorkspaceBytes).
+  int64_t gpu_workspace_fixed_bytes = 0;
+  int64_t gpu_workspace_bytes_per_token = 0;
+  int64_t gpu_workspace_bytes(int64_t step_tokens) const {
+    return gpu_workspace_fixed_bytes + step_tokens * gpu_workspace_bytes_per_token;
+  }
 
   int num_layers() const { return static_cast<int>(layers.size()); }
   // Bytes of one weight group over the whole model.
@@ -63,6 +69,15 @@ struct ModelCosts {
   // Dense FLOPs per token over all layers: projections, router, shared MLPs and top_k experts (no lm_head).
   double dense_flops_per_token() const;
 };
+
+// Device bytes the GPU forward pass allocates for activations and scratch at `step_tokens` tokens per step
+// (runtime/gpu_forward.cc allocates exactly these buffers: the engine and the planner share this count).
+// per_token and fixed are the two parts; the total is fixed + step_tokens * per_token.
+struct GpuWorkspace {
+  int64_t fixed_bytes = 0;
+  int64_t bytes_per_token = 0;
+};
+GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec);
 
 // Counts costs for `spec`; `layers_override` > 0 keeps only the first that many layers (plan --layers).
 ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override = 0, int weight_bytes_per_param = 2,

@@ -13,9 +13,6 @@ namespace ringmoe::planner {
 namespace {
 
 constexpr int64_t kGiB = int64_t{1} << 30;
-constexpr int64_t kMiB = int64_t{1} << 20;
-// cuBLAS workspace, events, router and index buffers: a fixed slice of the GPU budget.
-constexpr int64_t kGpuFixedReserveBytes = 256 * kMiB;
 constexpr int kKvBlockTokens = 16;
 // Without a contention measurement, scale DMA and CPU reads as the H200 box measured (53.2/55.3, 63.9/79.6).
 constexpr double kDefaultDmaShare = 53.2 / 55.3;
@@ -143,6 +140,14 @@ double PerfModel::GpuGemmFlops(double tokens_per_expert) const {
   return InterpolateRate(profile_.gpu->grouped_gemm_bf16, tokens_per_expert, /*scale_below=*/true);
 }
 
+double PerfModel::CpuPeakFlops() const {
+  double peak = 0;
+  for (const std::vector<RatePoint>* curve : {&profile_.cpu.matmul_f32, &profile_.cpu.matmul_bf16}) {
+    for (const RatePoint& point : *curve) peak = std::max(peak, point.tflops * 1e12);
+  }
+  return peak;
+}
+
 double PerfModel::CpuMatmulFlops(double tokens) const {
   return InterpolateRate(CpuUsesBf16() ? profile_.cpu.matmul_bf16 : profile_.cpu.matmul_f32, tokens,
                          /*scale_below=*/false);
@@ -168,7 +173,12 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
     return absl::FailedPreconditionError(
         "the hardware profile lacks gpu.device_memory_gbps, so KV on the GPU cannot be modelled");
   }
-  if (plan.ring_sections < 2) return absl::InvalidArgumentError("the GPU ring needs at least 2 sections");
+  if (plan.layer_parts < 1) return absl::InvalidArgumentError("a streamed layer needs at least 1 part");
+  if (plan.ring_sections < std::max(2, plan.layer_parts + 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the GPU ring needs at least ", std::max(2, plan.layer_parts + 1),
+                     " sections for layers cut into ", plan.layer_parts, " parts"));
+  }
   MemoryPlan memory;
   memory.gpu_budget = budgets_.gpu_bytes;
   memory.cpu_budget = budgets_.cpu_bytes;
@@ -178,12 +188,10 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
   const int64_t batch = plan.batch;
   const int64_t step_tokens = batch + plan.prefill_chunk;
   const int64_t prompt = std::max<int64_t>(1, std::llround(workload_.mean_prompt_tokens));
-  const int64_t logit_tokens = batch + (plan.prefill_chunk + prompt - 1) / prompt;
   int64_t all_kv = batch * memory.kv_bytes_per_sequence;
   memory.gpu_kv_bytes = static_cast<int64_t>(std::llround(plan.kv_gpu_fraction * all_kv));
   memory.cpu_kv_bytes = all_kv - memory.gpu_kv_bytes;
-  memory.gpu_workspace_bytes = kGpuFixedReserveBytes + step_tokens * costs_.activation_bytes_per_token +
-                               logit_tokens * costs_.vocab * 4;
+  memory.gpu_workspace_bytes = costs_.gpu_workspace_bytes(step_tokens);
 
   int64_t available = memory.gpu_budget - memory.gpu_workspace_bytes - memory.gpu_kv_bytes;
   if (available < 0) {
@@ -199,16 +207,20 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
   const int64_t max_layer = MaxLayerWeightBytes(costs_);
   // Routed experts stay resident in whole MoE layers (as gpu_model places them); the others stream one layer
   // per ring section.
-  int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0;
+  int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0, part_bytes = 0;
   for (const LayerCosts& layer : costs_.layers) {
     if (layer.num_experts == 0) continue;
     moe_layer_bytes = std::max(moe_layer_bytes, layer.routed_expert_bytes());
+    // The engine cuts a layer's experts into parts of ceil(E / parts) experts, one ring slot each.
+    part_bytes = std::max(part_bytes,
+                          (layer.num_experts + plan.layer_parts - 1) / plan.layer_parts * layer.expert_bytes);
     experts_per_layer = layer.num_experts;
     ++moe_layers;
   }
   memory.gpu_total_moe_layers = static_cast<int>(moe_layers);
   memory.gpu_total_experts = moe_layers * experts_per_layer;
-  int64_t ring = plan.ring_sections * std::max(max_layer, costs_.lm_head_bytes);
+  int64_t ring = plan.ring_sections *
+                 std::max((max_layer + plan.layer_parts - 1) / plan.layer_parts, costs_.lm_head_bytes);
   for (int round = 0; round < 8; ++round) {
     int64_t remaining = available - ring;
     if (remaining < 0) {
@@ -241,7 +253,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
                                memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kRoutedExperts)];
     // Non-expert weights stream only when even they do not fit; spread them over the layers' sections.
     int64_t other_streamed = streamed - lm_head_streamed - experts_streamed;
-    int64_t section = experts_streamed > 0 ? moe_layer_bytes : 0;
+    int64_t section = experts_streamed > 0 ? part_bytes : 0;
     if (other_streamed > 0) section += (other_streamed + costs_.num_layers() - 1) / costs_.num_layers();
     section = std::max(section, lm_head_streamed);
     int64_t new_ring = streamed > 0 ? plan.ring_sections * section : 0;
@@ -353,33 +365,45 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanCpuMemory(const Plan& plan) const {
 }
 
 StageTimes PerfModel::StepTime(const Plan& plan, const MemoryPlan& memory, double decode_tokens,
-                               double decode_context, double prefill_tokens, double prompt_tokens) const {
+                               double decode_context, double prefill_tokens, double prompt_tokens,
+                               bool bound) const {
   if (plan.device == PlanDevice::kGpu) {
-    return GpuStep(plan, memory, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+    return GpuStep(plan, memory, decode_tokens, decode_context, prefill_tokens, prompt_tokens, bound);
   }
-  return CpuStep(memory, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+  return CpuStep(memory, decode_tokens, decode_context, prefill_tokens, prompt_tokens, bound);
 }
 
 namespace {
 
-// KV bytes read and attention FLOPs of one step (whole model), split later between CPU and GPU.
+// KV bytes read and attention FLOPs of one step (whole model). Decodes and the prefill tokens that continue
+// a cached prefix read the KV cache (CPU attention on the GPU path); fresh prompts, from position 0, attend
+// only to themselves (GPU attention on the GPU path).
 struct AttentionWork {
-  double kv_bytes = 0;
-  double flops = 0;
+  double kv_bytes = 0;        // Read by the cache-reading kind (decodes and continuations), and the writes.
+  double decode_flops = 0;    // Decodes: one query row per KV row.
+  double continue_flops = 0;  // Continuations: many query rows per KV row.
+  double fresh_flops = 0;     // Fresh prompts' causal self-attention.
 };
 
 AttentionWork StepAttention(const ModelCosts& costs, double decode_tokens, double decode_context,
                             double prefill_tokens, double prompt_tokens) {
   AttentionWork work;
+  const double phi = costs.attention_flops_per_context_token;
   // Decode: each token reads its whole context once.
   work.kv_bytes += decode_tokens * decode_context * costs.kv_bytes_per_token;
-  work.flops += decode_tokens * decode_context * costs.attention_flops_per_context_token;
+  work.decode_flops += decode_tokens * decode_context * phi;
   if (prefill_tokens > 0) {
-    // A chunk writes its own K/V and reads the prefix once: half a prompt on average, or half the chunk
-    // when one chunk holds whole prompts. Causal: a prompt token attends to half the prompt on average.
-    double prompt = std::max(1.0, prompt_tokens);
-    work.kv_bytes += (prefill_tokens + std::max(prefill_tokens, prompt) / 2) * costs.kv_bytes_per_token;
-    work.flops += prefill_tokens * (prompt / 2) * costs.attention_flops_per_context_token;
+    // A step's prefill budget cuts one prompt at its end; the rest of that prompt opens the next step as a
+    // continuation, on average half a prompt (or half the chunk, when chunks are shorter than prompts). It
+    // attends to its prefix and itself: c (P - c/2) query-key pairs for a continuation of c tokens.
+    const double prompt = std::max(1.0, prompt_tokens);
+    const double continued = std::min(prefill_tokens, prompt) / 2;
+    const double fresh = prefill_tokens - continued;
+    work.continue_flops += continued * (prompt - continued / 2) * phi;
+    work.kv_bytes += prompt * costs.kv_bytes_per_token;  // its prefix and itself, once
+    // Fresh prompts: a token at position p attends to p + 1 positions, P/2 on average.
+    work.fresh_flops += fresh * (prompt / 2) * phi;
+    work.kv_bytes += prefill_tokens * costs.kv_bytes_per_token;  // every prompt token's K/V is written
   }
   return work;
 }
@@ -392,7 +416,8 @@ double LogitTokens(double decode_tokens, double prefill_tokens, double prompt_to
 }  // namespace
 
 StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double decode_tokens,
-                              double decode_context, double prefill_tokens, double prompt_tokens) const {
+                              double decode_context, double prefill_tokens, double prompt_tokens,
+                              bool bound) const {
   const GpuProfile& gpu = *profile_.gpu;
   StageTimes times;
   const double tokens = decode_tokens + prefill_tokens;
@@ -419,25 +444,27 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   }
   times.gpu_gemm = micro_batches * micro_gemm;
 
-  // Attention: the GPU share reads device memory, the rest runs on the CPU (bytes or FLOPs bound).
+  // Attention: fresh prompts on the GPU; decodes and continuations on the CPU over the host KV cache, or a
+  // share f of it on the GPU at device-memory speed.
   AttentionWork attention =
       StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
+  const double prefill_tflops =
+      gpu.prefill_attention_tflops > 0 ? gpu.prefill_attention_tflops : kDefaultPrefillAttentionTflops;
+  times.gpu_attention = attention.fresh_flops / (prefill_tflops * 1e12);
   const double gpu_share = plan.kv_gpu_fraction;
-  if (gpu_share > 0) times.gpu_attention = gpu_share * attention.kv_bytes / (gpu.device_memory_gbps * gbps);
+  if (gpu_share > 0) times.gpu_attention += gpu_share * attention.kv_bytes / (gpu.device_memory_gbps * gbps);
   double cpu_kv_bytes = (1 - gpu_share) * attention.kv_bytes;
-  double cpu_flops = (1 - gpu_share) * attention.flops;
 
-  // Copies: streamed weights and attention outputs go down; q/k/v of the CPU share come back.
-  double per_layer_down = costs_.q_width * 2.0;
-  double per_layer_up = (costs_.q_width + 2.0 * costs_.kv_width) * 2.0;
+  // Copies: streamed weights and the CPU's attention outputs go down; its q (and every row's k/v) come back.
+  const double cpu_rows = (1 - gpu_share) * (decode_tokens + std::min(prefill_tokens, prompt_tokens) / 2);
   double h2d_bytes = memory.cpu_weight_bytes + memory.ssd_weight_bytes +
-                     (1 - gpu_share) * tokens * per_layer_down * costs_.num_layers();
-  double d2h_bytes = (1 - gpu_share) * tokens * per_layer_up * costs_.num_layers();
+                     cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
+  double d2h_bytes = (cpu_rows * costs_.q_width + tokens * 2.0 * costs_.kv_width) * 4.0 * costs_.num_layers();
 
-  // DMA and attention both read DRAM; share it as measured.
+  // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed.
   const CpuAttentionRate& rate = profile_.cpu.attention;
   double dma_alone = gpu.h2d_gbps * gbps;
-  double kv_alone = rate.kv_gbps * gbps;
+  double kv_alone = (bound ? profile_.cpu.dram_read_gbps : rate.kv_gbps) * gbps;
   double dma_shared = dma_alone * kDefaultDmaShare;
   double kv_shared = kv_alone * kDefaultCpuShare;
   if (profile_.contention) {
@@ -455,19 +482,44 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
       times.d2h_copy = both - times.h2d_copy;  // Charge the shared-link excess to the smaller direction.
     }
   }
-  times.cpu_attention = std::max(kv_time, cpu_flops / (rate.gflops * 1e9));
+  const double decode_gflops = (bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9);
+  const double continue_gflops = bound ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
+                                       : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;
+  times.cpu_attention = std::max(kv_time, (1 - gpu_share) * (attention.decode_flops / decode_gflops +
+                                                             attention.continue_flops / continue_gflops));
   if (memory.ssd_weight_bytes > 0)
     times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * gbps);
 
+  // Host-side costs of driving the GPU: launches, the expert-count read-back and the q/k/v hand-off, per
+  // (layer, micro-batch), and per step. The bound has none.
+  if (!bound) {
+    times.engine_overhead =
+        kStepOverheadSeconds + kGpuLayerOverheadSeconds * micro_batches * costs_.num_layers();
+  }
+
   // Overlap: copies run beside compute; with m micro-batches the CPU attention of one overlaps the GEMMs of
   // another, but one micro-batch's chain (its GEMMs then its attention) cannot be cut.
-  double gpu_busy = times.gpu_gemm + times.gpu_attention;
-  times.serial_chain = (gpu_busy + times.cpu_attention) / micro_batches;
-  double copy = std::max(times.h2d_copy, times.d2h_copy);
+  double gpu_busy = times.gpu_gemm + times.gpu_attention + times.engine_overhead;
+  times.serial_chain = bound ? 0 : (gpu_busy + times.cpu_attention) / micro_batches;
+  // Ring depth: with p parts a layer and N slots, N - p parts of the next layer stream while a layer
+  // computes; the rest wait for its slots. A share phi = min(1, (N - p) / p) of the copies overlaps the
+  // compute; the remainder adds to it (planner/DESIGN.md). The bound overlaps everything.
+  const double compute = std::max({gpu_busy, times.cpu_attention, times.serial_chain});
+  double h2d = times.h2d_copy;
+  if (!bound && memory.streamed_bytes_per_step > 0 && plan.layer_parts > 0) {
+    const double phi =
+        std::min(1.0, static_cast<double>(plan.ring_sections - plan.layer_parts) / plan.layer_parts);
+    if (phi < 1 && compute > phi * h2d) h2d = compute + (1 - phi) * h2d;
+  }
+  double copy = std::max(h2d, times.d2h_copy);
   std::pair<double, const char*> candidates[] = {
       {times.ssd_read, kStageSsdRead},
-      {copy, times.h2d_copy >= times.d2h_copy ? kStageH2dCopy : kStageD2hCopy},
-      {gpu_busy, times.gpu_gemm >= times.gpu_attention ? kStageGpuGemm : kStageGpuAttention},
+      {copy, h2d > times.h2d_copy               ? "h2d_copy (ring too shallow to overlap it)"
+             : times.h2d_copy >= times.d2h_copy ? kStageH2dCopy
+                                                : kStageD2hCopy},
+      {gpu_busy, times.engine_overhead > times.gpu_gemm + times.gpu_attention ? "engine overhead"
+                 : times.gpu_gemm >= times.gpu_attention                      ? kStageGpuGemm
+                                                                              : kStageGpuAttention},
       {times.cpu_attention, kStageCpuAttention},
       {times.serial_chain, "gpu+cpu chain (more micro-batches would overlap it)"},
   };
@@ -482,7 +534,7 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
 }
 
 StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, double decode_context,
-                              double prefill_tokens, double prompt_tokens) const {
+                              double prefill_tokens, double prompt_tokens, bool bound) const {
   StageTimes times;
   const double tokens = decode_tokens + prefill_tokens;
   times.tokens = tokens;
@@ -511,8 +563,15 @@ StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, do
   AttentionWork attention =
       StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
   const CpuAttentionRate& rate = profile_.cpu.attention;
-  times.cpu_attention =
-      std::max(attention.kv_bytes / (rate.kv_gbps * 1e9), attention.flops / (rate.gflops * 1e9));
+  // The CPU device attends to everything over the cache; the bound reads it at DRAM speed.
+  const double kv_rate = (bound ? profile_.cpu.dram_read_gbps : rate.kv_gbps) * 1e9;
+  const double decode_flops_rate = bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9;
+  const double prefill_flops_rate = bound
+                                        ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
+                                        : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;
+  times.cpu_attention = std::max(attention.kv_bytes / kv_rate,
+                                 attention.decode_flops / decode_flops_rate +
+                                     (attention.continue_flops + attention.fresh_flops) / prefill_flops_rate);
   if (memory.ssd_weight_bytes > 0)
     times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * 1e9);
   // Matmuls and attention share the cores, so they add; SSD reads (io_uring) overlap both.
@@ -565,6 +624,19 @@ absl::StatusOr<Prediction> PerfModel::Predict(const Plan& plan) const {
   prediction.fill_step_seconds = fill.step;
   prediction.mixed_steps = gen > 0 ? (requests - batch) * gen / batch : 0;
   prediction.tail_steps = gen > 0 ? gen : 0;
+
+  // The same job with every step at its hardware bound.
+  const double bound_seconds =
+      prediction.fill_steps *
+          StepTime(effective, *memory, 0, 0, fill_tokens / prediction.fill_steps, prompt, true).step +
+      prediction.mixed_steps *
+          StepTime(effective, *memory, batch, context, prediction.steady_prefill_tokens, prompt, true).step +
+      prediction.tail_steps * StepTime(effective, *memory, batch, context, 0, prompt, true).step;
+  if (bound_seconds > 0) {
+    prediction.bound_duration_s = bound_seconds;
+    prediction.bound_output_tokens_per_s = requests * gen / bound_seconds;
+    prediction.bound_total_tokens_per_s = requests * (prompt + gen) / bound_seconds;
+  }
 
   struct Phase {
     double steps;

@@ -51,7 +51,8 @@ struct Plan {
   double kv_gpu_fraction = 0;  // Share of each sequence's KV cache (and its attention) kept on the GPU.
   int max_resident_moe_layers =
       -1;                 // Cap on MoE layers whose routed experts stay on the GPU; -1 = all that fit.
-  int ring_sections = 2;  // GPU ring slots that streamed layers pass through.
+  int ring_sections = 2;  // GPU ring slots that streamed layers pass through (>= layer_parts + 1).
+  int layer_parts = 1;    // Ring sections each streamed MoE layer's routed experts are cut into.
 };
 
 // Where every byte lives under a plan.
@@ -91,7 +92,8 @@ struct StageTimes {
   double tokens = 0;  // Tokens the step processes.
   double ssd_read = 0, h2d_copy = 0, d2h_copy = 0, gpu_gemm = 0, gpu_attention = 0, cpu_attention = 0,
          cpu_matmul = 0;
-  double serial_chain = 0;  // One micro-batch's GPU work plus its CPU attention, done in turn.
+  double engine_overhead = 0;  // Host-side launch and hand-off time per step (GPU path), see DESIGN.md.
+  double serial_chain = 0;     // One micro-batch's GPU work plus its CPU attention, done in turn.
   double step = 0;
   std::string bottleneck;  // The stage that sets `step`.
   // (name, seconds) for each stage, in report order. Names are the keys of MeasuredRun::stage_seconds.
@@ -122,6 +124,12 @@ struct Prediction {
   double output_tokens_per_s = 0;   // Whole job: generated tokens / duration.
   double total_tokens_per_s = 0;    // Whole job: (prompt + generated) tokens / duration.
   double duration_s = 0;
+  // The hardware bound of the same plan: every stage at the machine's limits (copies at the measured link
+  // rate, CPU attention at DRAM bandwidth under contention, GEMMs on the measured curve), perfectly
+  // overlapped, no engine overheads. Measured over this is the engine's efficiency.
+  double bound_output_tokens_per_s = 0;
+  double bound_total_tokens_per_s = 0;
+  double bound_duration_s = 0;
   std::map<std::string, double> job_stage_seconds;  // Each stage's busy seconds over the whole job.
   std::string bottleneck;                           // Of the phase that takes most of the job.
 };
@@ -140,8 +148,9 @@ class PerfModel {
   absl::StatusOr<MemoryPlan> PlanMemory(const Plan& plan) const;
   // One step of `decode_tokens` decodes at mean context `decode_context` plus `prefill_tokens` prompt tokens
   // of prompts `prompt_tokens` long.
+  // bound: the hardware-bound version of the step (see Prediction::bound_output_tokens_per_s).
   StageTimes StepTime(const Plan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
-                      double prefill_tokens, double prompt_tokens) const;
+                      double prefill_tokens, double prompt_tokens, bool bound = false) const;
   absl::StatusOr<Prediction> Predict(const Plan& plan) const;
 
   // The CPU device's matmul type: bf16 when the profile has a bf16 curve and the CPU has bf16 hardware.
@@ -149,12 +158,14 @@ class PerfModel {
   // Rates from the measured curves (FLOP/s), interpolated in log(tokens).
   double GpuGemmFlops(double tokens_per_expert) const;
   double CpuMatmulFlops(double tokens) const;
+  // The best CPU matmul rate measured (f32 or bf16): the CPU's arithmetic limit, for the hardware bound.
+  double CpuPeakFlops() const;
 
  private:
   StageTimes GpuStep(const Plan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
-                     double prefill_tokens, double prompt_tokens) const;
+                     double prefill_tokens, double prompt_tokens, bool bound) const;
   StageTimes CpuStep(const MemoryPlan& memory, double decode_tokens, double decode_context,
-                     double prefill_tokens, double prompt_tokens) const;
+                     double prefill_tokens, double prompt_tokens, bool bound) const;
   absl::StatusOr<MemoryPlan> PlanGpuMemory(const Plan& plan) const;
   absl::StatusOr<MemoryPlan> PlanCpuMemory(const Plan& plan) const;
 
@@ -168,6 +179,15 @@ class PerfModel {
 // keeps the time constant (rate proportional to tokens: a weight-bound kernel), false keeps the rate.
 // Above the last point the rate stays flat.
 double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool scale_below);
+
+// Engine constants the model cannot take from a probe, fitted to H200 runs (planner/DESIGN.md, "Engine
+// overheads"): host time per (layer, micro-batch) on the GPU path - kernel launches, the expert-count read
+// back, the q/k/v hand-off to the CPU - and per step.
+inline constexpr double kGpuLayerOverheadSeconds = 0.4e-3;
+inline constexpr double kStepOverheadSeconds = 2e-3;
+// GPU prefill attention rate when the profile has no reading (an H200 ran gpu::PrefillAttention at about
+// this, tests/gpu_attention_test.cc).
+inline constexpr double kDefaultPrefillAttentionTflops = 20.0;
 
 // Expected number of distinct experts `tokens` tokens touch when each picks top_k of num_experts uniformly.
 double ExpectedTouchedExperts(double tokens, int num_experts, int top_k);

@@ -42,6 +42,14 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   if (overrides.prefill_chunk) chunks = {*overrides.prefill_chunk};
   std::vector<int> batches = BatchCandidates(model.workload().num_requests);
   if (overrides.batch) batches = {*overrides.batch};
+  // Ring shapes (parts per layer, slots): a whole layer streaming ahead first, then halves and quarters of
+  // layers, which fit smaller GPUs; fewer slots than two layers' worth save memory but stream less ahead.
+  std::vector<std::pair<int, int>> rings = {{1, 2}, {2, 4}, {4, 8}, {4, 6}, {2, 3}, {4, 5}};
+  if (!gpu) rings = {{1, 2}};
+  if (overrides.layer_parts) {
+    std::erase_if(rings, [&](const auto& ring) { return ring.first != *overrides.layer_parts; });
+    if (rings.empty()) rings = {{*overrides.layer_parts, *overrides.layer_parts + 1}};
+  }
 
   SearchResult result;
   absl::Status first_error;  // From the smallest plans: the most telling reason when nothing fits.
@@ -76,36 +84,40 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   };
   auto fits = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok(); };
   auto fits_in_memory = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok() && *outcome == 0; };
-  for (double kv_fraction : kv_fractions) {
-    for (int micro : micro_batches) {
-      for (int chunk : chunks) {
-        Plan plan;
-        plan.device = device;
-        plan.micro_batches = micro;
-        plan.prefill_chunk = chunk;
-        plan.kv_gpu_fraction = kv_fraction;
-        plan.max_resident_moe_layers = overrides.max_resident_moe_layers.value_or(-1);
-        int last_fit = 0, last_in_memory = 0;
-        bool spilled = false;
-        for (int batch : batches) {
-          plan.batch = batch;
-          absl::StatusOr<int64_t> outcome = consider(plan);
-          if (outcome.ok()) {
-            if (*outcome > 0 && !spilled && last_in_memory > 0)
+  for (const auto& [parts, slots] : rings) {
+    for (double kv_fraction : kv_fractions) {
+      for (int micro : micro_batches) {
+        for (int chunk : chunks) {
+          Plan plan;
+          plan.device = device;
+          plan.layer_parts = parts;
+          plan.ring_sections = slots;
+          plan.micro_batches = micro;
+          plan.prefill_chunk = chunk;
+          plan.kv_gpu_fraction = kv_fraction;
+          plan.max_resident_moe_layers = overrides.max_resident_moe_layers.value_or(-1);
+          int last_fit = 0, last_in_memory = 0;
+          bool spilled = false;
+          for (int batch : batches) {
+            plan.batch = batch;
+            absl::StatusOr<int64_t> outcome = consider(plan);
+            if (outcome.ok()) {
+              if (*outcome > 0 && !spilled && last_in_memory > 0)
+                bisect(plan, last_in_memory, batch, fits_in_memory);
+              spilled = spilled || *outcome > 0;
+              if (!spilled) last_in_memory = batch;
+              last_fit = batch;
+              continue;
+            }
+            // Memory only grows with the batch: larger batches fail too.
+            if (!absl::IsResourceExhausted(outcome.status())) continue;
+            if (!spilled && last_in_memory > 0) {
               bisect(plan, last_in_memory, batch, fits_in_memory);
-            spilled = spilled || *outcome > 0;
-            if (!spilled) last_in_memory = batch;
-            last_fit = batch;
-            continue;
+            } else {
+              bisect(plan, last_fit, batch, fits);
+            }
+            break;
           }
-          // Memory only grows with the batch: larger batches fail too.
-          if (!absl::IsResourceExhausted(outcome.status())) continue;
-          if (!spilled && last_in_memory > 0) {
-            bisect(plan, last_in_memory, batch, fits_in_memory);
-          } else {
-            bisect(plan, last_fit, batch, fits);
-          }
-          break;
         }
       }
     }

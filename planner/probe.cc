@@ -70,6 +70,7 @@ void ProbeGpuInto(const ProbeOptions& options, HardwareProfile* profile) {
   gpu.h2d_gbps = result->h2d_gbps;
   gpu.d2h_gbps = result->d2h_gbps;
   gpu.bidirectional_gbps = result->bidirectional_gbps;
+  gpu.prefill_attention_tflops = result->prefill_attention_tflops;
   gpu.gemm_hidden = gpu_options.hidden;
   gpu.gemm_intermediate = gpu_options.intermediate;
   for (const gpu::GemmRate& rate : result->grouped_gemm_bf16) {
@@ -170,9 +171,11 @@ absl::StatusOr<HardwareProfile> ProbeMachine(const ProbeOptions& options) {
   const int64_t dram_bytes = std::min<int64_t>((options.quick ? 64 : 1024) * kMiB, topology.memory_bytes / 8);
   cpu.dram_read_gbps = MeasureDramReadGbps(cpu.threads, std::max<int64_t>(dram_bytes, 16 * kMiB), repeats);
   Progress(options, absl::StrFormat("dram read: %.1f GB/s with %d threads", cpu.dram_read_gbps, cpu.threads));
-  cpu.attention = MeasureCpuAttention(cpu.threads, (options.quick ? 32 : 256) * kMiB, repeats);
-  Progress(options, absl::StrFormat("cpu attention: %.1f GB/s of bf16 KV, %.1f GFLOP/s",
-                                    cpu.attention.kv_gbps, cpu.attention.gflops));
+  // Well past the last-level cache (300 MiB on the H200 box), as a real KV cache is.
+  cpu.attention = MeasureCpuAttention(cpu.threads, (options.quick ? 32 : 1024) * kMiB, repeats);
+  Progress(options,
+           absl::StrFormat("cpu attention: %.1f GB/s of bf16 KV, %.1f GFLOP/s; prefill %.1f GFLOP/s",
+                           cpu.attention.kv_gbps, cpu.attention.gflops, cpu.attention.prefill_gflops));
 
   // An expert's fused gate+up projection of Qwen3-30B-A3B: k = hidden 2048, n = 2 x 768.
   cpu.matmul_k = 2048;

@@ -1,5 +1,5 @@
-// CPU side of the probe: topology (hwloc), DRAM read bandwidth and decode attention (TBB threads), oneDNN
-// matmul rates, bf16 instruction support.
+// CPU side of the probe: topology (hwloc), DRAM read bandwidth (TBB threads), the engine's attention kernel
+// (decode and prefill continuation) on the engine's pool, oneDNN matmul rates, bf16 instruction support.
 #include <cpuid.h>
 #include <hwloc.h>
 #include <tbb/blocked_range.h>
@@ -16,10 +16,14 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cpu/attention.h"
+#include "cpu/thread_pool.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "planner/probe.h"
 
@@ -55,8 +59,6 @@ struct AlignedBuffer {
   size_t size;
   char* data;
 };
-
-inline float Bf16ToFloat(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 
 inline uint16_t FloatToBf16(float value) {
   return static_cast<uint16_t>(std::bit_cast<uint32_t>(value) >> 16);
@@ -148,99 +150,101 @@ double MeasureDramReadGbps(int threads, int64_t bytes, int repeats) {
   return best;
 }
 
-CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats) {
-  // Qwen3-30B-A3B's attention shape; paged blocks of 16 tokens laid out [token, kv_head, head_dim] as the
-  // engine's cache does.
+namespace {
+
+CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repeats) {
+  // The engine's own kernel (cpu::PagedAttention) on the engine's pool, over a bf16 paged cache shaped like
+  // Qwen3-30B-A3B's (blocks of 16 tokens in a scattered order, as the block allocator hands them out), one
+  // task per sequence as runtime/attention_step.cc runs decodes.
   constexpr int kHeads = 32, kKvHeads = 4, kHeadDim = 128, kBlockTokens = 16, kContext = 2048;
-  constexpr int kGroup = kHeads / kKvHeads;
   const int64_t bytes_per_sequence = 2LL * kContext * kKvHeads * kHeadDim * sizeof(uint16_t);
   const int sequences = static_cast<int>(std::max<int64_t>(threads, kv_bytes / bytes_per_sequence));
   const int64_t block_elements = int64_t{kBlockTokens} * kKvHeads * kHeadDim;
   const int blocks_per_sequence = kContext / kBlockTokens;
   const int64_t total_blocks = int64_t{sequences} * blocks_per_sequence;
+  cpu::CpuWorkers workers(threads);
   std::vector<uint16_t> k_pool(total_blocks * block_elements), v_pool(total_blocks * block_elements);
-  tbb::task_arena arena(threads);
-  arena.execute([&] {
-    tbb::parallel_for(int64_t{0}, static_cast<int64_t>(k_pool.size()), int64_t{1} << 16, [&](int64_t start) {
-      int64_t end = std::min<int64_t>(start + (int64_t{1} << 16), static_cast<int64_t>(k_pool.size()));
-      for (int64_t i = start; i < end; ++i) {
-        k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
-        v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
-      }
-    });
+  workers.ParallelFor(static_cast<int64_t>(k_pool.size()), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
+      v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
+    }
   });
-  std::vector<float> q(static_cast<size_t>(sequences) * kHeads * kHeadDim, 0.01f);
-  std::vector<float> out(q.size());
+  std::vector<int32_t> block_ids(total_blocks);
+  for (int64_t b = 0; b < total_blocks; ++b) block_ids[b] = static_cast<int32_t>((b * 7919) % total_blocks);
+  if (std::gcd(int64_t{7919}, total_blocks) != 1) std::iota(block_ids.begin(), block_ids.end(), 0);
+  auto view_of = [&](int sequence, int tokens) {
+    cpu::PagedKvView view;
+    view.dtype = io::DType::kBF16;
+    view.k_pool = k_pool.data();
+    view.v_pool = v_pool.data();
+    view.block_stride = block_elements;
+    view.block_tokens = kBlockTokens;
+    view.kv_heads = kKvHeads;
+    view.head_dim = kHeadDim;
+    view.block_ids = block_ids.data() + int64_t{sequence} * blocks_per_sequence;
+    view.num_tokens = tokens;
+    return view;
+  };
   const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
 
-  auto attend = [&](int sequence, int kv_head) {
-    float scores[kGroup][kContext];
-    const float* q_group = q.data() + (static_cast<size_t>(sequence) * kHeads + kv_head * kGroup) * kHeadDim;
-    // One paged block at a time: K transposed to [head_dim][block_tokens] in f32, so each head's scores for
-    // the block's tokens accumulate as one vector (no horizontal sums).
-    float k_block[kHeadDim][kBlockTokens];
-    for (int first = 0; first < kContext; first += kBlockTokens) {
-      int64_t block = int64_t{sequence} * blocks_per_sequence + first / kBlockTokens;
-      const uint16_t* k = k_pool.data() + block * block_elements + int64_t{kv_head} * kHeadDim;
-      for (int t = 0; t < kBlockTokens; ++t) {
-        for (int d = 0; d < kHeadDim; ++d)
-          k_block[d][t] = Bf16ToFloat(k[int64_t{t} * kKvHeads * kHeadDim + d]);
-      }
-      for (int h = 0; h < kGroup; ++h) {
-        float dots[kBlockTokens] = {};
-        for (int d = 0; d < kHeadDim; ++d) {
-          float qd = q_group[h * kHeadDim + d];
-#pragma omp simd
-          for (int t = 0; t < kBlockTokens; ++t) dots[t] += qd * k_block[d][t];
-        }
-        for (int t = 0; t < kBlockTokens; ++t) scores[h][first + t] = dots[t] * scale;
-      }
-    }
-    for (int h = 0; h < kGroup; ++h) {
-      float most = *std::max_element(scores[h], scores[h] + kContext);
-      float sum = 0;
-      for (int position = 0; position < kContext; ++position) {
-        scores[h][position] = std::exp(scores[h][position] - most);
-        sum += scores[h][position];
-      }
-      for (int position = 0; position < kContext; ++position) scores[h][position] /= sum;
-    }
-    float acc[kGroup][kHeadDim] = {};
-    float v_row[kHeadDim];
-    for (int position = 0; position < kContext; ++position) {
-      int64_t block = int64_t{sequence} * blocks_per_sequence + position / kBlockTokens;
-      const uint16_t* v = v_pool.data() + block * block_elements +
-                          (int64_t{position % kBlockTokens} * kKvHeads + kv_head) * kHeadDim;
-#pragma omp simd
-      for (int d = 0; d < kHeadDim; ++d) v_row[d] = Bf16ToFloat(v[d]);
-      for (int h = 0; h < kGroup; ++h) {
-        float p = scores[h][position];
-#pragma omp simd
-        for (int d = 0; d < kHeadDim; ++d) acc[h][d] += p * v_row[d];
-      }
-    }
-    float* out_group = out.data() + (static_cast<size_t>(sequence) * kHeads + kv_head * kGroup) * kHeadDim;
-    std::memcpy(out_group, acc, sizeof(acc));
-  };
-
+  // Decode: one query row per sequence over its whole context.
+  std::vector<float> q(static_cast<size_t>(sequences) * kHeads * kHeadDim, 0.01f);
+  std::vector<float> out(q.size());
   double best = 0;
-  for (int repeat = 0; repeat < repeats; ++repeat) {
+  for (int repeat = 0; repeat < repeats + 1; ++repeat) {  // The first pass warms pages and caches.
     Clock::time_point start = Clock::now();
-    arena.execute([&] {
-      tbb::parallel_for(0, sequences * kKvHeads, [&](int task) { attend(task / kKvHeads, task % kKvHeads); });
+    workers.ParallelFor(sequences, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
+        const int64_t row = s * kHeads * kHeadDim;
+        cpu::PagedAttention(q.data() + row, 1, kHeads, view_of(static_cast<int>(s), kContext), scale, 0,
+                            out.data() + row);
+      }
     });
     double seconds = SecondsSince(start);
-    if (seconds > 0) best = std::max(best, 1.0 / seconds);
+    if (repeat > 0 && seconds > 0) best = std::max(best, 1.0 / seconds);
   }
   CpuAttentionRate rate;
   rate.heads = kHeads;
   rate.kv_heads = kKvHeads;
   rate.head_dim = kHeadDim;
   rate.context = kContext;
-  double bytes = static_cast<double>(sequences) * bytes_per_sequence;
-  double flops = 4.0 * sequences * kContext * kHeads * kHeadDim;
+  const double bytes = static_cast<double>(sequences) * bytes_per_sequence;
   rate.kv_gbps = bytes * best / 1e9;
-  rate.gflops = flops * best / 1e9;
+  rate.gflops = 4.0 * sequences * kContext * kHeads * kHeadDim * best / 1e9;
+
+  // Prefill continuing a cached prefix: 256 new rows after 256 cached ones, split per kv head as the engine
+  // splits long chunks (FLOP-bound: every K/V row serves many query rows).
+  constexpr int kPrefix = 256, kNew = 256;
+  const int prefill_sequences = std::max(1, std::min(sequences, 2 * threads / kKvHeads + 1));
+  std::vector<float> prefill_q(static_cast<size_t>(prefill_sequences) * kNew * kHeads * kHeadDim, 0.01f);
+  std::vector<float> prefill_out(prefill_q.size());
+  double prefill_best = 0;
+  for (int repeat = 0; repeat < repeats + 1; ++repeat) {
+    Clock::time_point start = Clock::now();
+    workers.ParallelFor(int64_t{prefill_sequences} * kKvHeads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int s = static_cast<int>(task / kKvHeads), g = static_cast<int>(task % kKvHeads);
+        const int64_t row = int64_t{s} * kNew * kHeads * kHeadDim;
+        cpu::PagedAttentionHeads(prefill_q.data() + row, kNew, kHeads, view_of(s, kPrefix + kNew), scale, 0,
+                                 prefill_out.data() + row, g, g + 1);
+      }
+    });
+    double seconds = SecondsSince(start);
+    if (repeat > 0 && seconds > 0) prefill_best = std::max(prefill_best, 1.0 / seconds);
+  }
+  const double pairs = static_cast<double>(kNew) * kPrefix + static_cast<double>(kNew) * (kNew + 1) / 2;
+  rate.prefill_gflops = 4.0 * prefill_sequences * pairs * kHeads * kHeadDim * prefill_best / 1e9;
+  return rate;
+}
+
+}  // namespace
+
+CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats) {
+  // On a thread of its own: the engine's pool pins the threads that join it and makes their OpenMP
+  // single-threaded (as the engine wants), which must not leak into the oneDNN measurements that follow.
+  CpuAttentionRate rate;
+  std::thread([&] { rate = MeasureEngineAttention(threads, kv_bytes, repeats); }).join();
   return rate;
 }
 

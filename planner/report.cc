@@ -111,7 +111,12 @@ void AppendMemory(const PlanReport& report, std::string* out) {
       }
       row(std::string(WeightGroupName(group)), memory.gpu_resident_bytes[g], detail);
     }
-    row(absl::StrCat("ring (", prediction.plan.ring_sections, " sections)"), memory.gpu_ring_bytes,
+    row(absl::StrCat("ring (", prediction.plan.ring_sections, " sections",
+                     prediction.plan.layer_parts > 1
+                         ? absl::StrCat(" of 1/", prediction.plan.layer_parts, " layer")
+                         : "",
+                     ")"),
+        memory.gpu_ring_bytes,
         memory.gpu_ring_bytes > 0 ? "streamed layers pass through here" : "nothing streams");
     row("workspace", memory.gpu_workspace_bytes, "activations, logits, cuBLAS");
     row("KV cache", memory.gpu_kv_bytes,
@@ -150,6 +155,9 @@ void AppendSteps(const PlanReport& report, std::string* out) {
                           Millis(prefill[i].second), Millis(mixed[i].second));
   }
   if (report.device == PlanDevice::kGpu) {
+    absl::StrAppendFormat(out, "  %-18s %12s %15s %13s\n", "engine overhead",
+                          Millis(p.decode_step.engine_overhead), Millis(p.prefill_chunk.engine_overhead),
+                          Millis(p.mixed_step.engine_overhead));
     absl::StrAppendFormat(out, "  %-18s %12s %15s %13s\n", "chain / micro-b.",
                           Millis(p.decode_step.serial_chain), Millis(p.prefill_chunk.serial_chain),
                           Millis(p.mixed_step.serial_chain));
@@ -170,6 +178,9 @@ void AppendPlanLine(const char* label, const Prediction& p, std::string* out) {
                               ? absl::StrCat("routed experts of at most ", p.plan.max_resident_moe_layers,
                                              " MoE layers resident")
                               : "routed experts of as many MoE layers as fit resident");
+    absl::StrAppendFormat(
+        out, ", a ring of %d slots of %s", p.plan.ring_sections,
+        p.plan.layer_parts > 1 ? absl::StrCat("1/", p.plan.layer_parts, " layer") : std::string("a layer"));
   }
   absl::StrAppend(out, "\n");
   if (p.effective_batch >= p.memory.kv_capacity_sequences && p.plan.batch >= p.memory.kv_capacity_sequences) {
@@ -184,6 +195,7 @@ json PredictionJson(const Prediction& p) {
     return json{{"tokens", times.tokens},
                 {"stages_s", stage_json},
                 {"serial_chain_s", times.serial_chain},
+                {"engine_overhead_s", times.engine_overhead},
                 {"step_s", times.step},
                 {"bottleneck", times.bottleneck}};
   };
@@ -201,7 +213,8 @@ json PredictionJson(const Prediction& p) {
         {"prefill_chunk", p.plan.prefill_chunk},
         {"kv_gpu_fraction", p.plan.kv_gpu_fraction},
         {"max_resident_moe_layers", p.plan.max_resident_moe_layers},
-        {"ring_sections", p.plan.ring_sections}}},
+        {"ring_sections", p.plan.ring_sections},
+        {"layer_parts", p.plan.layer_parts}}},
       {"memory",
        {{"gpu_budget", m.gpu_budget},
         {"gpu_resident_bytes", groups},
@@ -239,6 +252,10 @@ json PredictionJson(const Prediction& p) {
         {"output_tokens_per_s", p.output_tokens_per_s},
         {"total_tokens_per_s", p.total_tokens_per_s},
         {"duration_s", p.duration_s}}},
+      {"hardware_bound",
+       {{"output_tokens_per_s", p.bound_output_tokens_per_s},
+        {"total_tokens_per_s", p.bound_total_tokens_per_s},
+        {"duration_s", p.bound_duration_s}}},
       {"job_stage_seconds", p.job_stage_seconds},
       {"bottleneck", p.bottleneck},
   };
@@ -349,6 +366,14 @@ std::string FormatPlanReport(const PlanReport& report) {
                         Duration(p.mixed_steps * p.mixed_step.step), p.mixed_steps,
                         Duration(p.tail_steps * p.decode_step.step));
   absl::StrAppend(&out, "  bottleneck: ", p.bottleneck, "\n");
+  if (p.bound_output_tokens_per_s > 0) {
+    absl::StrAppendFormat(
+        &out,
+        "  hardware bound of this plan: %.0f generated tokens/s, job %s (every stage at the "
+        "machine's limits, no engine overheads); the prediction is %.0f%% of it\n",
+        p.bound_output_tokens_per_s, Duration(p.bound_duration_s),
+        100.0 * p.output_tokens_per_s / p.bound_output_tokens_per_s);
+  }
   if (report.unpinned) {
     const Prediction& best = *report.unpinned;
     AppendPlanLine("\nwithout your pins the planner would pick:", best, &out);

@@ -45,8 +45,8 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   EXPECT_EQ(memory->gpu_resident_experts, 0);
   EXPECT_EQ(memory->gpu_ring_bytes, 2 * 16 * kTinyExpertBytes);  // two slots of one layer's experts
 
-  // Bytes down per step: the experts, plus each token's attention output (q width 1024, bf16) in 4 layers.
-  const double bytes_down = kTinyRoutedBytes + 64.0 * 1024 * 2 * 4;
+  // Bytes down per step: the experts, plus each token's attention output (q width 1024, f32) in 4 layers.
+  const double bytes_down = kTinyRoutedBytes + 64.0 * 1024 * 4 * 4;
   StageTimes step = model.StepTime(plan, *memory, 64, 125, 0, 100);
   EXPECT_NEAR(step.step, bytes_down / 10e9, 1e-12);
   EXPECT_EQ(step.bottleneck, "h2d_copy");
@@ -62,7 +62,7 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   ASSERT_TRUE(memory.ok());
   EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes / 2);
   EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100).step,
-              (kTinyRoutedBytes / 2 + 64.0 * 1024 * 2 * 4) / 10e9, 1e-12);
+              (kTinyRoutedBytes / 2 + 64.0 * 1024 * 4 * 4) / 10e9, 1e-12);
 
   // Everything fits the GPU: nothing streams, no ring.
   plan.max_resident_moe_layers = -1;
@@ -137,7 +137,7 @@ TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
   absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok()) << memory.status();
 
-  const double dma_bytes = kTinyRoutedBytes + 64.0 * 1024 * 2 * 4;  // 201,850,880
+  const double dma_bytes = kTinyRoutedBytes + 64.0 * 1024 * 4 * 4;  // 202,375,168
   const double kv_bytes = 64.0 * 2000 * kTinyKvPerToken;            // 524,288,000
   // Both start together at the shared rates; the copy ends first (3.794 ms), then attention reads alone.
   const double copy_done = dma_bytes / 53.2e9;
@@ -157,7 +157,14 @@ TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
   PerfModel slow_gemm(profile, costs, Job(64, 1000, 1000), ResolveBudgets(profile, {}));
   plan.micro_batches = 1;
   StageTimes serial = slow_gemm.StepTime(plan, *memory, 64, 2000, 0, 1000);
-  EXPECT_NEAR(serial.step, serial.gpu_gemm + serial.cpu_attention, 1e-9 * serial.step);
+  // The host-side overheads: per step, and per (layer, micro-batch) of the 4 layers.
+  EXPECT_NEAR(serial.engine_overhead, kStepOverheadSeconds + 4 * kGpuLayerOverheadSeconds, 1e-15);
+  EXPECT_NEAR(serial.step, serial.gpu_gemm + serial.engine_overhead + serial.cpu_attention,
+              1e-9 * serial.step);
+  // The hardware bound has neither the chain nor the overheads: the slowest stage alone.
+  StageTimes serial_bound = slow_gemm.StepTime(plan, *memory, 64, 2000, 0, 1000, /*bound=*/true);
+  EXPECT_EQ(serial_bound.engine_overhead, 0);
+  EXPECT_NEAR(serial_bound.step, std::max(serial_bound.gpu_gemm, serial_bound.cpu_attention), 1e-15);
   plan.micro_batches = 2;
   StageTimes overlapped = slow_gemm.StepTime(plan, *memory, 64, 2000, 0, 1000);
   EXPECT_LT(overlapped.step, serial.step);
@@ -281,7 +288,8 @@ namespace {
 
 TEST(PlannerPerfModel, PrefillChunkAttentionByHand) {
   HardwareProfile profile = testing::InstantMachine();
-  profile.cpu.attention.gflops = 100;  // FLOP-bound first
+  profile.cpu.attention.gflops = 100;         // FLOP-bound first
+  profile.gpu->prefill_attention_tflops = 0;  // not measured: the model's default
   ModelCosts costs = ComputeModelCosts(testing::ParseOrDie(testing::kTinyMoe, "tiny"));
   // 4 x heads 8 x head_dim 128 FLOPs per query token per context token, 4 layers.
   const double flops_per_context = 4.0 * 8 * 128 * 4;
@@ -291,16 +299,118 @@ TEST(PlannerPerfModel, PrefillChunkAttentionByHand) {
   plan.batch = 16;
   absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok()) << memory.status();
-  // A 256-token chunk of 1024-token prompts: each token attends to half a prompt on average (causal).
+  // A 256-token chunk of 1024-token prompts: half of it (128 tokens) continues a prompt cut by the step
+  // before, at offset 896, on the CPU: 128 * (1024 - 64) query-key pairs. The other half is fresh prompts,
+  // each token attending to half a prompt on average, on the GPU at the default 20 TFLOP/s.
   StageTimes chunk = model.StepTime(plan, *memory, 0, 0, 256, 1024);
-  EXPECT_NEAR(chunk.cpu_attention, 256 * 512 * flops_per_context / 100e9, 1e-12);
+  EXPECT_NEAR(chunk.cpu_attention, 128 * 960 * flops_per_context / 100e9, 1e-12);
+  EXPECT_NEAR(chunk.gpu_attention, 128 * 512 * flops_per_context / (kDefaultPrefillAttentionTflops * 1e12),
+              1e-15);
+  // A measured continuation rate replaces the decode rate there.
+  profile.cpu.attention.prefill_gflops = 400;
+  PerfModel measured_prefill(profile, costs, Workload{16, 1024, 16, 1040, ""}, ResolveBudgets(profile, {}));
+  EXPECT_NEAR(measured_prefill.StepTime(plan, *memory, 0, 0, 256, 1024).cpu_attention,
+              128 * 960 * flops_per_context / 400e9, 1e-12);
 
-  // Byte-bound instead: the chunk writes its 256 tokens and reads half the prompt's prefix.
-  profile.cpu.attention = {1.0, 1e9, 32, 4, 128, 2048, false};
+  // Byte-bound instead: the chunk writes its 256 tokens' K/V and the continuation reads its prompt once.
+  profile.cpu.attention = {1.0, 1e9, 0, 32, 4, 128, 2048, false};
   profile.contention = DramContention{1e6, 1.0, 1e6, 1.0};
   PerfModel byte_bound(profile, costs, Workload{16, 1024, 16, 1040, ""}, ResolveBudgets(profile, {}));
   chunk = byte_bound.StepTime(plan, *memory, 0, 0, 256, 1024);
-  EXPECT_NEAR(chunk.cpu_attention, (256 + 512) * 4096.0 / 1e9, 1e-9);
+  EXPECT_NEAR(chunk.cpu_attention, (256 + 1024) * 4096.0 / 1e9, 1e-9);
+}
+
+}  // namespace
+}  // namespace ringmoe::planner
+
+namespace ringmoe::planner {
+namespace {
+
+TEST(PlannerPerfModel, HalfLayerRingSectionsFitWhereWholeLayersDoNot) {
+  HardwareProfile profile = testing::InstantMachine();
+  ModelCosts costs = ComputeModelCosts(testing::ParseOrDie(testing::kTinyMoe, "tiny"));
+  Plan plan;
+  plan.batch = 16;
+  plan.prefill_chunk = 256;
+  plan.max_resident_moe_layers = 0;
+  plan.layer_parts = 2;
+  plan.ring_sections = 3;
+  PerfModel roomy(profile, costs, Job(16, 100, 50), ResolveBudgets(profile, {}));
+  absl::StatusOr<MemoryPlan> halves = roomy.PlanMemory(plan);
+  ASSERT_TRUE(halves.ok()) << halves.status();
+  EXPECT_EQ(halves->gpu_ring_bytes, 3 * 8 * kTinyExpertBytes);   // three slots of 8 of the 16 experts
+  EXPECT_EQ(halves->streamed_bytes_per_step, kTinyRoutedBytes);  // parts change the slots, not the bytes
+
+  // A ring of three half-layer slots needs p + 1 of them.
+  Plan too_few = plan;
+  too_few.ring_sections = 2;
+  EXPECT_EQ(roomy.PlanMemory(too_few).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // A budget with room for the half-layer ring but not for two whole-layer slots (32 experts' worth).
+  const int64_t budget = halves->gpu_used() + kTinyExpertBytes / 2;
+  PerfModel tight(profile, costs, Job(16, 100, 50), Budgets{budget, 32 * kGiB});
+  Plan whole = plan;
+  whole.layer_parts = 1;
+  whole.ring_sections = 2;
+  EXPECT_EQ(tight.PlanMemory(whole).status().code(), absl::StatusCode::kResourceExhausted);
+  PlanOverrides overrides;
+  overrides.batch = 16;
+  overrides.prefill_chunk = 256;
+  overrides.max_resident_moe_layers = 0;
+  absl::StatusOr<SearchResult> result = SearchPlan(tight, PlanDevice::kGpu, overrides);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GE(result->best.plan.layer_parts, 2);
+  EXPECT_GE(result->best.plan.ring_sections, result->best.plan.layer_parts + 1);
+  EXPECT_LE(result->best.memory.gpu_used(), budget);
+}
+
+TEST(PlannerPerfModel, AShallowRingOverlapsOnlyPartOfTheCopies) {
+  HardwareProfile profile = testing::InstantMachine();
+  profile.gpu->h2d_gbps = 10;
+  profile.contention = DramContention{10, 1e6, 10, 1e6};
+  profile.gpu->grouped_gemm_bf16 = {{1, 2e-3}};  // GEMMs of the same order as the copies
+  ModelCosts costs = ComputeModelCosts(testing::ParseOrDie(testing::kTinyMoe, "tiny"));
+  PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
+  Plan plan;
+  plan.batch = 64;
+  plan.max_resident_moe_layers = 0;
+  plan.layer_parts = 4;
+  for (int slots : {8, 6, 5}) {
+    plan.ring_sections = slots;
+    absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+    ASSERT_TRUE(memory.ok()) << memory.status();
+    const StageTimes step = model.StepTime(plan, *memory, 64, 125, 0, 100);
+    const StageTimes bound = model.StepTime(plan, *memory, 64, 125, 0, 100, /*bound=*/true);
+    // The compute side: GPU work (with the host overheads), CPU attention or one micro-batch's chain.
+    const double compute =
+        std::max({step.gpu_gemm + step.engine_overhead, step.cpu_attention, step.serial_chain});
+    const double phi = std::min(1.0, (slots - 4) / 4.0);  // parts of the next layer streaming ahead
+    const double expected =
+        compute > phi * step.h2d_copy ? compute + (1 - phi) * step.h2d_copy : step.h2d_copy;
+    EXPECT_NEAR(step.step, std::max(expected, compute), 1e-12 * step.step) << slots << " slots";
+    EXPECT_LE(bound.step, step.step) << slots << " slots";
+  }
+}
+
+TEST(PlannerPerfModel, TheHardwareBoundIsNeverBelowThePrediction) {
+  // The committed H200 profile and the benchmark's shapes: the bound drops only the engine's own costs.
+  absl::StatusOr<HardwareProfile> profile =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  for (const char* name : {"qwen3-30b-a3b.json", "mixtral-8x7b.json"}) {
+    ModelCosts costs = ComputeModelCosts(ConfigNamed(name), name[0] == 'q' ? 16 : 4);
+    PerfModel model(*profile, costs, Job(1024, 512, 256), ResolveBudgets(*profile, {6 * kGiB, 0}));
+    absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu);
+    ASSERT_TRUE(result.ok()) << name << ": " << result.status();
+    const Prediction& p = result->best;
+    EXPECT_GT(p.bound_output_tokens_per_s, 0) << name;
+    EXPECT_GE(p.bound_output_tokens_per_s, p.output_tokens_per_s * (1 - 1e-9)) << name;
+    EXPECT_NEAR(p.bound_output_tokens_per_s * p.bound_duration_s, 1024.0 * 256, 1e-6 * 1024 * 256) << name;
+    // Streaming at 6 GiB: the link caps the bound at batch * R_h2d / bytes streamed per step for decodes.
+    const double link_decode = p.effective_batch * profile->gpu->h2d_gbps * 1e9 /
+                               static_cast<double>(p.memory.streamed_bytes_per_step);
+    EXPECT_LE(p.bound_output_tokens_per_s, link_decode * (1 + 1e-9)) << name;
+  }
 }
 
 }  // namespace

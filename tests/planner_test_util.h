@@ -24,7 +24,7 @@ inline HardwareProfile InstantMachine() {
   profile.cpu.threads = 8;
   profile.cpu.dram_read_gbps = 1e6;
   profile.cpu.has_avx512_bf16 = true;
-  profile.cpu.attention = {1e6, 1e9, 32, 4, 128, 2048, false};
+  profile.cpu.attention = {1e6, 1e9, 0, 32, 4, 128, 2048, false};
   profile.cpu.matmul_bf16 = {{1, 1e6}};
   profile.cpu.matmul_f32 = {{1, 1e6}};
   profile.contention = DramContention{1e6, 1e6, 1e6, 1e6};
@@ -34,6 +34,7 @@ inline HardwareProfile InstantMachine() {
   gpu.h2d_gbps = 1e6;
   gpu.d2h_gbps = 1e6;
   gpu.grouped_gemm_bf16 = {{1, 1e6}};
+  gpu.prefill_attention_tflops = 1e6;
   profile.gpu = gpu;
   profile.ssd_absent_reason = "test machine has no SSD";
   return profile;
