@@ -1,20 +1,24 @@
 // ringmoe_offload_bench: an offline batch through the engine (by default 4096 requests, prompt 512, 256 new
-// tokens, greedy) on a checkpoint written by ringmoe_make_checkpoint. Prints what it measured beside the
-// hardware bound (tokens per step x host-to-device bandwidth / bytes streamed per step) as ratios, and writes
-// JSON.
+// tokens, greedy) on a checkpoint written by ringmoe_make_checkpoint. It plans the job as `ringmoe run` does
+// (flags pin choices), runs it, and prints what it measured beside the planner's prediction and the
+// hardware bound of the plan, as ratios; --json writes every figure.
 //
-//   ringmoe_offload_bench --model /tmp/qwen3-16l --gpu-mem 6GiB --json out.json
+//   ringmoe_offload_bench --model /tmp/qwen3-16l --gpu-mem 6GiB --hardware bench/h200_profile.json --json
+//   out.json
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
 #include "runtime/byte_size.h"
+#include "runtime/job_plan.h"
 #include "runtime/model_config.h"
 
 namespace {
@@ -22,14 +26,48 @@ namespace {
 using nlohmann::json;
 
 struct Flags {
-  std::string model, json_path, device = "gpu", gpu_mem = "6GiB", kv_cache;
-  int requests = 4096, prompt_len = 512, gen_len = 256, max_batch = 1024, max_step_tokens = 0, threads = 0;
-  int micro_batches = 0, resident_layers = -1, ring_slots = 0;
-  double h2d_gbps = 55.0;  // the H200 box's pinned host-to-device bandwidth (shared/hardware/h200-box.md)
+  std::string model, json_path, device = "gpu", gpu_mem = "6GiB", cpu_mem, kv_cache, hardware;
+  int requests = 4096, prompt_len = 512, gen_len = 256, max_batch = 0, max_step_tokens = 0, threads = 0;
+  int micro_batches = 0, resident_layers = -1, ring_slots = 0, layer_parts = 0;
+  bool cpu_prefill_attention = false;
   uint64_t seed = 1;
 };
 
 double Ratio(double measured, double reference) { return reference > 0 ? measured / reference : 0.0; }
+
+// Samples nvidia-smi's GPU utilisation every 200 ms while alive: the busy fraction of the run.
+class GpuUtilisationSampler {
+ public:
+  GpuUtilisationSampler() : thread_([this] { Loop(); }) {}
+  ~GpuUtilisationSampler() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // Mean utilisation in [0, 1]; negative when nvidia-smi gave no reading.
+  double mean() const { return samples_ > 0 ? sum_ / samples_ / 100.0 : -1.0; }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      const auto start = std::chrono::steady_clock::now();
+      if (FILE* pipe = popen(
+              "nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null", "r")) {
+        double percent = 0;
+        if (std::fscanf(pipe, "%lf", &percent) == 1) {
+          sum_ += percent;
+          ++samples_;
+        }
+        pclose(pipe);
+      }
+      std::this_thread::sleep_until(start + std::chrono::milliseconds(200));
+    }
+  }
+  std::atomic<bool> stop_{false};
+  double sum_ = 0;
+  int samples_ = 0;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -42,31 +80,35 @@ int main(int argc, char** argv) {
   app.add_option("--gen-len", flags.gen_len)->capture_default_str();
   app.add_option("--device", flags.device, "gpu, cpu or auto")->capture_default_str();
   app.add_option("--gpu-mem", flags.gpu_mem)->capture_default_str();
+  app.add_option("--cpu-mem", flags.cpu_mem, "host memory budget of the plan");
   app.add_option("--kv-cache", flags.kv_cache, "host KV-cache budget");
-  app.add_option("--max-batch", flags.max_batch, "sequences in flight")->capture_default_str();
-  app.add_option("--max-step-tokens", flags.max_step_tokens, "tokens per step (0: max-batch)");
-  app.add_option("--micro-batches", flags.micro_batches, "0: engine default");
-  app.add_option("--resident-layers", flags.resident_layers, "MoE layers kept on the GPU (-1: what fits)");
-  app.add_option("--ring-slots", flags.ring_slots, "0: engine default");
+  app.add_option("--hardware", flags.hardware, "hardware profile to plan with (default: this machine's)");
+  app.add_option("--max-batch", flags.max_batch, "pin the sequences in flight");
+  app.add_option("--max-step-tokens", flags.max_step_tokens, "pin the tokens per step");
+  app.add_option("--micro-batches", flags.micro_batches, "pin the micro-batches");
+  app.add_option("--resident-layers", flags.resident_layers, "pin the MoE layers kept on the GPU");
+  app.add_option("--ring-slots", flags.ring_slots, "pin the ring slots");
+  app.add_option("--layer-parts", flags.layer_parts, "pin the ring sections per streamed layer");
+  app.add_flag("--cpu-prefill-attention", flags.cpu_prefill_attention, "fresh prompts' attention on the CPU");
   app.add_option("--threads", flags.threads);
-  app.add_option("--h2d-gbps", flags.h2d_gbps, "host-to-device bandwidth for the bound")
-      ->capture_default_str();
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
   CLI11_PARSE(app, argc, argv);
 
+  absl::StatusOr<ringmoe::ModelSpec> spec = ringmoe::LoadModelSpec(flags.model);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
+    return 1;
+  }
   ringmoe::EngineOptions options;
   options.device = flags.device == "cpu"    ? ringmoe::Device::kCpu
                    : flags.device == "auto" ? ringmoe::Device::kAuto
                                             : ringmoe::Device::kGpu;
-  options.max_batch = flags.max_batch;
-  options.max_step_tokens = flags.max_step_tokens > 0 ? flags.max_step_tokens : flags.max_batch;
   options.threads = flags.threads;
-  options.micro_batches = flags.micro_batches;
-  options.gpu_resident_moe_layers = flags.resident_layers;
-  options.ring_slots = flags.ring_slots;
-  for (auto [text, target] :
-       {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes}, {&flags.kv_cache, &options.kv_cache_bytes}}) {
+  options.cpu_prefill_attention = flags.cpu_prefill_attention;
+  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes},
+                              {&flags.cpu_mem, &options.cpu_memory_bytes},
+                              {&flags.kv_cache, &options.kv_cache_bytes}}) {
     if (text->empty()) continue;
     absl::StatusOr<int64_t> bytes = ringmoe::ParseByteSize(*text);
     if (!bytes.ok()) {
@@ -75,11 +117,37 @@ int main(int argc, char** argv) {
     }
     *target = *bytes;
   }
-  absl::StatusOr<ringmoe::ModelSpec> spec = ringmoe::LoadModelSpec(flags.model);
-  if (!spec.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
+
+  // Plan the job as `ringmoe run` would; a pinned flag is passed to the planner too, so that the
+  // prediction is of the plan that runs.
+  ringmoe::JobPlanOptions plan_options;
+  plan_options.model = flags.model;
+  plan_options.hardware = flags.hardware;
+  plan_options.device = flags.device;
+  plan_options.what_ifs = false;
+  plan_options.budgets.gpu_bytes = options.gpu_memory_bytes;
+  plan_options.budgets.cpu_bytes = options.cpu_memory_bytes;
+  ringmoe::planner::PlanOverrides& pins = plan_options.overrides;
+  if (flags.max_batch > 0) pins.batch = flags.max_batch;
+  if (flags.max_batch > 0 && flags.max_step_tokens > 0)
+    pins.prefill_chunk = std::max(1, flags.max_step_tokens - flags.max_batch);
+  if (flags.micro_batches > 0) pins.micro_batches = flags.micro_batches;
+  if (flags.resident_layers >= 0) pins.max_resident_moe_layers = flags.resident_layers;
+  if (flags.layer_parts > 0) pins.layer_parts = flags.layer_parts;
+  const std::vector<int64_t> prompts(flags.requests, flags.prompt_len), gens(flags.requests, flags.gen_len);
+  const ringmoe::planner::Workload workload = ringmoe::planner::MakeWorkload(
+      prompts, gens, spec->max_position_embeddings, "offload_bench: fixed lengths");
+  absl::StatusOr<ringmoe::PlanReport> report = ringmoe::PlanJob(*spec, workload, plan_options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "plan: %s\n", std::string(report.status().message()).c_str());
     return 1;
   }
+  std::fputs(ringmoe::planner::FormatPlanReport(*report).c_str(), stderr);
+  ringmoe::ApplyPlan(*report, &options);
+  if (flags.max_batch > 0) options.max_batch = flags.max_batch;
+  if (flags.max_step_tokens > 0) options.max_step_tokens = flags.max_step_tokens;
+  if (flags.ring_slots > 0) options.ring_slots = flags.ring_slots;
+
   const auto open_start = std::chrono::steady_clock::now();
   absl::StatusOr<ringmoe::Engine> engine = ringmoe::Engine::Open(flags.model, options);
   if (!engine.ok()) {
@@ -102,7 +170,10 @@ int main(int argc, char** argv) {
       id = static_cast<int32_t>(random() % (spec->vocab_size - 2 * margin)) + margin;
     }
   }
+  const bool on_gpu = engine->info().device == "gpu";
+  GpuUtilisationSampler sampler;
   absl::StatusOr<std::vector<ringmoe::Result>> results = engine->Generate(requests);
+  sampler.Stop();
   if (!results.ok()) {
     std::fprintf(stderr, "%s\n", std::string(results.status().message()).c_str());
     return 1;
@@ -114,78 +185,121 @@ int main(int argc, char** argv) {
     }
   }
   const ringmoe::RunStats& s = engine->last_run_stats();
+  const ringmoe::planner::Prediction& predicted = report->prediction;
+  const ringmoe::planner::MeasuredRun measured = ringmoe::MeasuredFrom(s, flags.requests, on_gpu);
+  std::fputs(ringmoe::planner::FormatMeasuredBesidePredicted(*report, measured).c_str(), stderr);
+
   const double generated_per_s = s.generated_tokens / s.wall_seconds;
   const double decode_per_s = s.decode_step_seconds > 0 ? s.decode_step_tokens / s.decode_step_seconds : 0;
   const double prefill_per_s = s.prefill_step_seconds > 0 ? s.prompt_tokens / s.prefill_step_seconds : 0;
-  const double h2d_gbps = s.streamed_bytes / s.wall_seconds / 1e9;
-  const double attention_gbps = s.attention_seconds > 0 ? s.kv_read_bytes / s.attention_seconds / 1e9 : 0;
-  // Bound for a decode step of max_batch tokens: every streamed layer crosses PCIe once per step.
+  const double h2d_avg_gbps = s.streamed_bytes / s.wall_seconds / 1e9;
+  const double h2d_streaming_gbps = s.h2d_copy_seconds > 0 ? s.streamed_bytes / s.h2d_copy_seconds / 1e9 : 0;
+  // What the CPU's attention read over the time it took (fresh prompts' attention runs on the GPU).
+  const double attention_gbps =
+      s.attention_seconds > 0 ? s.cpu_attention_kv_bytes / s.attention_seconds / 1e9 : 0;
+  const double link_gbps = report->profile.gpu ? report->profile.gpu->h2d_gbps : 0;
+  // The first bound: a decode step of the batch moves every streamed byte once over the link.
   const double streamed_per_step = s.steps > 0 ? static_cast<double>(s.streamed_bytes) / s.steps : 0;
-  const double decode_bound =
-      streamed_per_step > 0 ? flags.max_batch * flags.h2d_gbps * 1e9 / streamed_per_step : 0;
+  const double link_bound =
+      streamed_per_step > 0 ? options.max_batch * link_gbps * 1e9 / streamed_per_step : 0;
+  const double gpu_busy = sampler.mean();
 
   std::printf(
-      "ringmoe offload bench: %s (%s, %d layers), %s, %d requests x (%d prompt + %d generated), batch %d\n",
+      "ringmoe offload bench: %s (%s, %d layers), %s, %d requests x (%d prompt + %d generated), batch %d, "
+      "%d tokens per step, %d micro-batches\n",
       flags.model.c_str(), spec->model_type.c_str(), spec->num_layers, engine->info().device.c_str(),
-      flags.requests, flags.prompt_len, flags.gen_len, flags.max_batch);
+      flags.requests, flags.prompt_len, flags.gen_len, options.max_batch, options.max_step_tokens,
+      options.micro_batches);
   std::printf(
       "  open %.1f s; GPU cap %.2f GiB, peak %.2f GiB; host peak %.2f GiB; MoE layers resident %d, streamed "
-      "%d\n",
+      "%d (%d parts each)\n",
       open_seconds, s.gpu_cap_bytes / 1073741824.0, s.gpu_peak_bytes / 1073741824.0,
-      s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers);
-  std::printf("  %-28s %12s %12s %8s\n", "", "measured", "bound", "ratio");
-  std::printf("  %-28s %12.1f %12.1f %8.2f\n", "generated tokens/s (e2e)", generated_per_s, decode_bound,
-              Ratio(generated_per_s, decode_bound));
-  std::printf("  %-28s %12.1f %12.1f %8.2f\n", "decode tokens/s", decode_per_s, decode_bound,
-              Ratio(decode_per_s, decode_bound));
-  std::printf("  %-28s %12.1f\n", "prefill tokens/s", prefill_per_s);
-  std::printf("  %-28s %12.2f %12.2f %8.2f\n", "host-to-device GB/s (avg)", h2d_gbps, flags.h2d_gbps,
-              Ratio(h2d_gbps, flags.h2d_gbps));
-  std::printf("  %-28s %12.2f\n", "CPU attention GB/s", attention_gbps);
+      s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers,
+      std::max(1, options.ring_layer_parts));
+  std::printf("  %-30s %10s %10s %7s %10s %7s\n", "", "measured", "predicted", "ratio", "hw bound", "ratio");
+  std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "generated tokens/s (e2e)", generated_per_s,
+              predicted.output_tokens_per_s, Ratio(generated_per_s, predicted.output_tokens_per_s),
+              predicted.bound_output_tokens_per_s,
+              Ratio(generated_per_s, predicted.bound_output_tokens_per_s));
+  std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "decode tokens/s (decode steps)", decode_per_s,
+              predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s), link_bound,
+              Ratio(decode_per_s, link_bound));
+  std::printf("  %-30s %10.1f %10.1f %7.2f\n", "prefill tokens/s (prefill steps)", prefill_per_s,
+              predicted.prefill_tokens_per_s, Ratio(prefill_per_s, predicted.prefill_tokens_per_s));
+  std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "host-to-device GB/s, streaming", h2d_streaming_gbps,
+              "", "", link_gbps, Ratio(h2d_streaming_gbps, link_gbps));
+  std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "host-to-device GB/s, average", h2d_avg_gbps, "", "",
+              link_gbps, Ratio(h2d_avg_gbps, link_gbps));
+  std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "CPU attention GB/s of KV", attention_gbps, "", "",
+              report->profile.cpu.dram_read_gbps, Ratio(attention_gbps, report->profile.cpu.dram_read_gbps));
+  std::printf("  %-30s %10.0f%%\n", "GPU busy (nvidia-smi)", gpu_busy * 100);
   std::printf(
-      "  wall %.1f s in %d steps: attention %.1f s, GPU waits %.1f s, MoE enqueue+waits %.1f s, lm_head %.1f "
-      "s, sampling %.1f s\n",
-      s.wall_seconds, s.steps, s.attention_seconds, s.gpu_wait_seconds, s.moe_seconds, s.lm_head_seconds,
-      s.sampling_seconds);
+      "  wall %.1f s (predicted %.1f, bound %.1f) in %d steps: CPU attention %.1f s, waits for q/k/v %.1f s, "
+      "feeder busy %.1f s (expert-count waits %.1f s), lm_head %.1f s, sampling %.1f s, copies %.1f s\n",
+      s.wall_seconds, predicted.duration_s, predicted.bound_duration_s, s.steps, s.attention_seconds,
+      s.gpu_wait_seconds, s.gpu_feeder_busy_seconds, s.gpu_feeder_wait_seconds, s.lm_head_seconds,
+      s.sampling_seconds, s.h2d_copy_seconds);
 
   if (!flags.json_path.empty()) {
-    json out = {{"model", flags.model},
-                {"model_type", spec->model_type},
-                {"layers", spec->num_layers},
-                {"device", engine->info().device},
-                {"requests", flags.requests},
-                {"prompt_len", flags.prompt_len},
-                {"gen_len", flags.gen_len},
-                {"max_batch", flags.max_batch},
-                {"gpu_mem_bytes", options.gpu_memory_bytes},
-                {"open_seconds", open_seconds},
-                {"wall_seconds", s.wall_seconds},
-                {"steps", s.steps},
-                {"throughput",
-                 {{"generated_tokens_per_s", generated_per_s},
-                  {"prefill_tokens_per_s", prefill_per_s},
-                  {"decode_tokens_per_s", decode_per_s}}},
-                {"bandwidth",
-                 {{"h2d_gbps_avg", h2d_gbps},
-                  {"cpu_attention_gbps", attention_gbps},
-                  {"streamed_bytes", s.streamed_bytes},
-                  {"kv_read_bytes", s.kv_read_bytes}}},
-                {"bound",
-                 {{"h2d_gbps", flags.h2d_gbps},
-                  {"decode_tokens_per_s", decode_bound},
-                  {"generated_ratio", Ratio(generated_per_s, decode_bound)}}},
-                {"stages_seconds",
-                 {{"attention", s.attention_seconds},
-                  {"gpu_wait", s.gpu_wait_seconds},
-                  {"moe", s.moe_seconds},
-                  {"lm_head", s.lm_head_seconds},
-                  {"sampling", s.sampling_seconds},
-                  {"embed", s.embed_seconds}}},
-                {"memory",
-                 {{"gpu_peak_bytes", s.gpu_peak_bytes},
-                  {"gpu_cap_bytes", s.gpu_cap_bytes},
-                  {"host_peak_bytes", s.host_peak_bytes}}},
-                {"moe_layers", {{"resident", s.resident_moe_layers}, {"streamed", s.streamed_moe_layers}}}};
+    json out = {
+        {"model", flags.model},
+        {"model_type", spec->model_type},
+        {"layers", spec->num_layers},
+        {"device", engine->info().device},
+        {"requests", flags.requests},
+        {"prompt_len", flags.prompt_len},
+        {"gen_len", flags.gen_len},
+        {"max_batch", options.max_batch},
+        {"max_step_tokens", options.max_step_tokens},
+        {"micro_batches", options.micro_batches},
+        {"ring_slots", options.ring_slots},
+        {"layer_parts", options.ring_layer_parts},
+        {"gpu_mem_bytes", options.gpu_memory_bytes},
+        {"open_seconds", open_seconds},
+        {"wall_seconds", s.wall_seconds},
+        {"steps", s.steps},
+        {"throughput",
+         {{"generated_tokens_per_s", generated_per_s},
+          {"prefill_tokens_per_s", prefill_per_s},
+          {"decode_tokens_per_s", decode_per_s}}},
+        {"bandwidth",
+         {{"h2d_gbps_while_streaming", h2d_streaming_gbps},
+          {"h2d_gbps_avg", h2d_avg_gbps},
+          {"cpu_attention_gbps", attention_gbps},
+          {"streamed_bytes", s.streamed_bytes},
+          {"h2d_copy_seconds", s.h2d_copy_seconds},
+          {"kv_read_bytes", s.kv_read_bytes},
+          {"cpu_attention_kv_bytes", s.cpu_attention_kv_bytes}}},
+        {"gpu_busy_fraction", gpu_busy >= 0 ? json(gpu_busy) : json(nullptr)},
+        {"predicted",
+         {{"generated_tokens_per_s", predicted.output_tokens_per_s},
+          {"decode_tokens_per_s", predicted.decode_tokens_per_s},
+          {"prefill_tokens_per_s", predicted.prefill_tokens_per_s},
+          {"duration_s", predicted.duration_s},
+          {"error_percent", ringmoe::planner::ErrorPercent(predicted.output_tokens_per_s, generated_per_s)},
+          {"bottleneck", predicted.bottleneck}}},
+        {"bound",
+         {{"generated_tokens_per_s", predicted.bound_output_tokens_per_s},
+          {"generated_ratio", Ratio(generated_per_s, predicted.bound_output_tokens_per_s)},
+          {"link_gbps", link_gbps},
+          {"link_decode_tokens_per_s", link_bound},
+          {"link_decode_ratio", Ratio(decode_per_s, link_bound)}}},
+        {"stages_seconds",
+         {{"attention", s.attention_seconds},
+          {"gpu_wait", s.gpu_wait_seconds},
+          {"feeder_busy", s.gpu_feeder_busy_seconds},
+          {"feeder_count_waits", s.gpu_feeder_wait_seconds},
+          {"moe", s.moe_seconds},
+          {"projections", s.projection_seconds},
+          {"lm_head", s.lm_head_seconds},
+          {"sampling", s.sampling_seconds},
+          {"embed", s.embed_seconds}}},
+        {"memory",
+         {{"gpu_peak_bytes", s.gpu_peak_bytes},
+          {"gpu_cap_bytes", s.gpu_cap_bytes},
+          {"host_peak_bytes", s.host_peak_bytes}}},
+        {"moe_layers", {{"resident", s.resident_moe_layers}, {"streamed", s.streamed_moe_layers}}},
+        {"plan_report", json::parse(ringmoe::planner::PlanReportJson(*report, &measured))}};
     std::ofstream(flags.json_path) << out.dump(2) << "\n";
   }
   return 0;

@@ -1,69 +1,86 @@
 #!/usr/bin/env bash
-# One call on the GPU machine (see README): builds with CUDA for Hopper, runs the GPU tests and the golden tests,
-# probes the machine, writes the benchmark checkpoints and runs ringmoe's offload benchmark and the
-# transformers+accelerate baseline on them. Everything it reports lands in $OUT (default /tmp/ringmoe-out).
+# One call on the GPU machine (see README): builds with CUDA for Hopper, runs the GPU and golden tests, probes
+# the machine, writes the benchmark checkpoints and runs ringmoe's offload benchmark (planned on the fresh
+# probe, measured beside predicted and the hardware bound) and the transformers+accelerate baseline on them.
 #   source .device/env.sh && bench/run_h200.sh
-# STEPS picks the parts (default "build tests probe bench"); BENCH_SHAPES, BENCH_REQUESTS, BENCH_PROMPT,
-# BENCH_GEN, BENCH_BATCH and BENCH_STEP_TOKENS size the benchmark; HF=0 skips the transformers baseline.
+# STEPS picks the parts (default "build tests probe bench hf"). CASES lists the benchmark runs, each
+# "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]", e.g.
+#   CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256"
+# Logs and JSON land in $WORK (default /tmp/ringmoe-out); everything is packed into $OUT/results.tgz with a
+# summary in $OUT/summary.txt.
 set -uo pipefail
-out="${OUT:-/tmp/ringmoe-out}"
-mkdir -p "${out}"
+work="${WORK:-/tmp/ringmoe-out}"
+mkdir -p "${work}"
 build="${BUILD:-build-h200}"
-steps=" ${STEPS:-build tests probe bench} "
+steps=" ${STEPS:-build tests probe bench hf} "
 wants() { [[ "${steps}" == *" $1 "* ]]; }
-step() { echo "=== $(date +%T) $*"; }
+step() { echo "=== $(date +%T) $*" | tee -a "${work}/summary.txt"; }
+say() { echo "$*" | tee -a "${work}/summary.txt"; }
+pack() {
+  [[ -n "${OUT:-}" ]] || return 0
+  cp "${work}/summary.txt" "${OUT}/summary.txt" 2>/dev/null
+  tar -czf "${OUT}/results.tgz" -C "${work}" . 2>/dev/null
+}
+trap pack EXIT
 
 if wants build; then
-step build
-cmake -S . -B "${build}" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DRINGMOE_NATIVE=ON \
-  >"${out}/cmake.log" 2>&1 || { tail -30 "${out}/cmake.log"; exit 1; }
-ninja -C "${build}" -j16 >"${out}/build.log" 2>&1 || { grep -E "error|FAILED" "${out}/build.log" | head -30; exit 1; }
+  step build
+  cmake -S . -B "${build}" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DRINGMOE_NATIVE=ON \
+    >"${work}/cmake.log" 2>&1 || { tail -30 "${work}/cmake.log"; exit 1; }
+  ninja -C "${build}" -j16 >"${work}/build.log" 2>&1 || { grep -E "error|FAILED" "${work}/build.log" | head -30; exit 1; }
 fi
 
 if wants tests; then
-step gpu and golden tests
-ctest --test-dir "${build}" -R "Gpu|gpu|Golden" -j4 --output-on-failure >"${out}/gpu_tests.log" 2>&1
-grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|Skipped" "${out}/gpu_tests.log" | head -20
-grep -h "tokens compared" "${build}"/Testing/Temporary/LastTest.log | head -20
+  step "gpu and golden tests"
+  ctest --test-dir "${build}" -R "Gpu|gpu|Golden|CpuAttention" -j4 --timeout 300 --output-on-failure \
+    >"${work}/gpu_tests.log" 2>&1
+  grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Skipped" "${work}/gpu_tests.log" | head -30 |
+    tee -a "${work}/summary.txt"
+  grep -hE "tokens compared|TFLOP/s|GB/s|cap" "${build}"/Testing/Temporary/LastTest.log | head -40 >>"${work}/summary.txt"
 fi
 
+profile="${work}/h200_probe.json"
 if wants probe; then
-step probe
-timeout 120 "${build}/ringmoe" probe --out "${out}/h200_probe.json" --dir /tmp --no-cache >"${out}/probe.log" 2>&1
-tail -5 "${out}/probe.log"
+  step probe
+  timeout 120 "${build}/ringmoe" probe --out "${profile}" --dir /tmp --no-cache >"${work}/probe.log" 2>&1
+  tail -8 "${work}/probe.log" | tee -a "${work}/summary.txt"
 fi
-wants bench || exit 0
+[[ -f "${profile}" ]] || profile=bench/h200_profile.json
 
-util() { nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"${out}/util_$1.csv" 2>/dev/null & }
-for shape in ${BENCH_SHAPES:-qwen3-30b-a3b:16:6GiB mixtral-8x7b:4:12GiB}; do
-  IFS=: read -r name layers gpu_mem <<<"${shape}"
-  step "checkpoint ${name} (${layers} layers)"
-  "${build}/bench/ringmoe_make_checkpoint" --model "${name}" --layers "${layers}" --out "/tmp/${name}" >/dev/null || exit 1
-  if [[ -f "${out}/h200_probe.json" ]]; then
-    step "plan ${name}"
-    batch="${BENCH_BATCH:-1024}"; step_tokens="${BENCH_STEP_TOKENS:-4096}"
-    "${build}/ringmoe" plan --model "/tmp/${name}" --hardware "${out}/h200_probe.json" --gpu-mem "${gpu_mem}" \
-      --prompt-len "${BENCH_PROMPT:-128}" --gen-len "${BENCH_GEN:-32}" --num-requests "${BENCH_REQUESTS:-1024}" \
-      --batch "${batch}" --prefill-chunk $((step_tokens - batch)) --micro-batches 2 --no-what-if \
-      >"${out}/plan_${name}.txt" 2>&1
-    grep -A3 -E "^predicted throughput" "${out}/plan_${name}.txt"; grep -E "^plan:|GPU   budget|routed experts" "${out}/plan_${name}.txt"
-  fi
-  step "ringmoe ${name}"
-  util "${name}"; pid=$!
-  timeout 200 "${build}/bench/offload_bench" --model "/tmp/${name}" --gpu-mem "${gpu_mem}" \
-    --requests "${BENCH_REQUESTS:-1024}" --prompt-len "${BENCH_PROMPT:-128}" --gen-len "${BENCH_GEN:-32}" \
-    --max-batch "${BENCH_BATCH:-1024}" --max-step-tokens "${BENCH_STEP_TOKENS:-4096}" --json "${out}/ringmoe_${name}.json" ||
-    { echo "  failed; again, small and with CUDA_LAUNCH_BLOCKING=1 to name the failing call:";
-      CUDA_LAUNCH_BLOCKING=1 timeout 60 "${build}/bench/offload_bench" --model "/tmp/${name}" --gpu-mem "${gpu_mem}" \
-        --requests 16 --prompt-len 16 --gen-len 2 --max-batch 16 2>&1 | tail -3; }
-  kill "${pid}" 2>/dev/null
-  awk '{ s += $1; n++ } END { if (n) printf "  GPU busy (nvidia-smi, 200 ms samples): %.0f%%\n", s / n }' "${out}/util_${name}.csv"
-  if [[ "${HF:-1}" != 0 ]]; then
-  step "transformers+accelerate ${name}"
-  timeout 240 python3 bench/hf_offload_baseline.py --model "/tmp/${name}" --gpu-mem "${gpu_mem}" --requests 8 \
-    --prompt-len "${BENCH_PROMPT:-128}" --gen-len 4 --json "${out}/hf_${name}.json" 2>"${out}/hf_${name}.log" |
-    tail -1 || tail -5 "${out}/hf_${name}.log"
-  fi
-  rm -rf "/tmp/${name}"
-done
+if wants bench; then
+  made=""
+  for case in ${CASES:-qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256}; do
+    IFS=: read -r name layers gpu_mem requests prompt gen extra <<<"${case}"
+    extra="${extra//,/ }"
+    dir="/tmp/${name}-${layers}"
+    if [[ "${made}" != *" ${dir} "* ]]; then
+      step "checkpoint ${name} (${layers} layers)"
+      [[ -n "${made}" ]] && rm -rf ${made}  # one checkpoint on disk at a time (64 GiB)
+      "${build}/bench/ringmoe_make_checkpoint" --model "${name}" --layers "${layers}" --out "${dir}" >/dev/null ||
+        exit 1
+      made=" ${dir} "
+    fi
+    tag="${name}_${layers}l_${gpu_mem}_${requests}x${prompt}x${gen}${extra:+_$(echo "${extra}" | tr -dc 'a-z0-9')}"
+    step "ringmoe ${tag}"
+    "${build}/ringmoe" plan --model "${dir}" --hardware "${profile}" --gpu-mem "${gpu_mem}" \
+      --prompt-len "${prompt}" --gen-len "${gen}" --num-requests "${requests}" >"${work}/plan_${tag}.txt" 2>&1
+    # shellcheck disable=SC2086
+    timeout "${BENCH_TIMEOUT:-280}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
+      --hardware "${profile}" --requests "${requests}" --prompt-len "${prompt}" --gen-len "${gen}" ${extra} \
+      --json "${work}/ringmoe_${tag}.json" >"${work}/ringmoe_${tag}.txt" 2>"${work}/ringmoe_${tag}.log"
+    rc=$?
+    cat "${work}/ringmoe_${tag}.txt" | tee -a "${work}/summary.txt"
+    if [[ ${rc} -ne 0 ]]; then
+      say "  offload_bench failed (${rc}):"; tail -5 "${work}/ringmoe_${tag}.log" | tee -a "${work}/summary.txt"
+    fi
+    if wants hf && [[ "${HF_DONE:-}" != *" ${name} "* ]]; then
+      step "transformers+accelerate ${name} at ${gpu_mem}"
+      timeout "${HF_TIMEOUT:-200}" python3 bench/hf_offload_baseline.py --model "${dir}" --gpu-mem "${gpu_mem}" \
+        --requests "${HF_REQUESTS:-32}" --prompt-len "${prompt}" --gen-len "${HF_GEN:-4}" \
+        --json "${work}/hf_${name}_${gpu_mem}.json" 2>"${work}/hf_${name}.log" | tail -1 | tee -a "${work}/summary.txt" ||
+        tail -3 "${work}/hf_${name}.log" | tee -a "${work}/summary.txt"
+      HF_DONE="${HF_DONE:-} ${name} "
+    fi
+  done
+fi
 step done

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "gpu/attention_ops.h"
 #include "gpu/blas.h"
 #include "gpu/dense_ops.h"
 #include "gpu/device_arena.h"
@@ -103,6 +104,40 @@ absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& o
   return rates;
 }
 
+absl::StatusOr<double> MeasurePrefillAttention(int chunks, int rows) {
+  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  constexpr int kHeads = 32, kKvHeads = 4, kHeadDim = 128;
+  if (chunks < 1 || rows < 1) return absl::InvalidArgumentError("MeasurePrefillAttention: empty problem");
+  DeviceArena arena(0);
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Stream stream, Stream::Create());
+  const int64_t tokens = int64_t{chunks} * rows;
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer q, arena.Allocate(4 * tokens * kHeads * kHeadDim, "probe q"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer kv,
+                               arena.Allocate(8 * tokens * kKvHeads * kHeadDim, "probe k/v"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer out, arena.Allocate(4 * tokens * kHeads * kHeadDim, "probe out"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer offsets, arena.Allocate(4 * (chunks + 1), "probe offsets"));
+  // Random values (bf16 noise widened to f32), so that the scores vary as real ones do.
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer noise, arena.Allocate(q.size() / 2, "probe noise"));
+  for (auto [buffer, seed] : {std::pair{&q, 3}, {&kv, 4}}) {
+    const int64_t count = buffer->size() / 4;
+    RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(noise.data(), count, seed, 1.0f, stream));
+    RINGMOE_GPU_RETURN_IF_ERROR(ConvertBf16ToF32(noise.data(), count, buffer->as<float>(), stream));
+  }
+  std::vector<int32_t> host_offsets(chunks + 1);
+  for (int c = 0; c <= chunks; ++c) host_offsets[c] = c * rows;
+  RINGMOE_GPU_RETURN_IF_ERROR(
+      CopyHostToDevice(offsets.data(), host_offsets.data(), 4 * (chunks + 1), stream));
+  const float* k = kv.as<float>();
+  const float* v = k + tokens * kKvHeads * kHeadDim;
+  auto pass = [&] {
+    return PrefillAttention(q.as<float>(), k, v, offsets.as<int32_t>(), chunks, rows, kHeads, kKvHeads,
+                            kHeadDim, 0.088f, 0, out.as<float>(), stream);
+  };
+  RINGMOE_GPU_ASSIGN_OR_RETURN(float ms, BestMilliseconds(stream, pass));
+  const double pairs = static_cast<double>(chunks) * rows * (rows + 1) / 2;
+  return ms > 0 ? 4.0 * kHeads * kHeadDim * pairs / (ms * 1e-3) / 1e12 : 0.0;
+}
+
 absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options) {
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   if (options.copy_bytes <= 0) return absl::InvalidArgumentError("ProbeGpu: copy_bytes must be positive");
@@ -149,6 +184,7 @@ absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options) {
   RINGMOE_GPU_ASSIGN_OR_RETURN(std::vector<GemmRate> loop,
                                MeasureExpertGemm(options, GemmStrategy::kLoopGemmEx));
   absl::StatusOr<std::vector<GemmRate>> grouped = MeasureExpertGemm(options, GemmStrategy::kGroupedBatched);
+  RINGMOE_GPU_ASSIGN_OR_RETURN(result.prefill_attention_tflops, MeasurePrefillAttention());
   result.grouped_gemm_bf16 = loop;
   if (grouped.ok()) {
     for (size_t i = 0; i < loop.size() && i < grouped->size(); ++i) {

@@ -31,6 +31,7 @@ struct GpuProbeResult {
   int sm_count = 0;
   double h2d_gbps = 0, d2h_gbps = 0, bidirectional_gbps = 0;  // Pinned host memory; 1 GB = 1e9 bytes.
   std::vector<GemmRate> grouped_gemm_bf16;  // The routed-expert pass (both GEMMs), best strategy per size.
+  double prefill_attention_tflops = 0;      // PrefillAttention of 16 fresh 512-token prompts, Qwen3's heads.
 };
 
 // Takes a few seconds: allocates 2 x copy_bytes of pinned host and device memory.
@@ -41,5 +42,9 @@ absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options);
 // flops), issued with `strategy`. Used by ProbeGpu (best of both) and to compare the strategies.
 absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& options,
                                                         GemmStrategy strategy);
+
+// PrefillAttention (gpu/attention_ops.h) of `chunks` fresh prompts of `rows` tokens each, with 32 heads,
+// 4 kv heads and head_dim 128, in TFLOP/s of its causal attention (4 * heads * head_dim per query-key pair).
+absl::StatusOr<double> MeasurePrefillAttention(int chunks = 16, int rows = 512);
 
 }  // namespace ringmoe::gpu

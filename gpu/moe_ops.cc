@@ -1,6 +1,8 @@
 #include "gpu/moe_ops.h"
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
@@ -63,7 +65,7 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
     RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_pointers_,
                                  PinnedHostBuffer::Allocate(pointer_bytes, "grouped GEMM pointers"));
   }
-  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.counts_ready_, Event::Create());
+  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.counts_ready_, Event::Create(/*timing=*/false, /*blocking_sync=*/true));
   RINGMOE_GPU_ASSIGN_OR_RETURN(runner.pointers_copied_, Event::Create());
   runner.host_offsets_.assign(experts + 1, 0);
   return runner;
@@ -105,6 +107,18 @@ absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, cons
 absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
                                    const void* packed_layer, const PackedLayerIndex& index, float* out,
                                    const Stream& stream) {
+  const std::vector<const uint8_t*> bases(std::max(shape_.num_experts, 0),
+                                          static_cast<const uint8_t*>(packed_layer));
+  return RunExperts(blas, x_bf16, weights, bases, index, out, stream);
+}
+
+absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
+                                   std::span<const uint8_t* const> expert_bases,
+                                   const PackedLayerIndex& index, float* out, const Stream& stream) {
+  if (static_cast<int>(expert_bases.size()) != shape_.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeRunner::RunExperts: ", expert_bases.size(),
+                                                   " expert bases for ", shape_.num_experts, " experts"));
+  }
   if (tokens_ < 0)
     return absl::FailedPreconditionError("MoeRunner::RunExperts before a successful SortByExpert");
   if (index.num_experts != shape_.num_experts || index.hidden != shape_.hidden ||
@@ -117,7 +131,6 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   if (tokens_ == 0) return absl::OkStatus();
   const int assignments = tokens_ * shape_.top_k;
   const int h = shape_.hidden, i = shape_.intermediate;
-  const auto* layer = static_cast<const uint8_t*>(packed_layer);
   cudaStream_t cuda_stream = AsCuda(stream);
   RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
   RINGMOE_CUDA_RETURN_IF_ERROR(
@@ -132,7 +145,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   }
   bool grouped_done = false;  // The grouped path leaves bf16 outputs; the loop f32.
   if (use_grouped) {
-    absl::Status grouped = RunGemmsGrouped(blas, layer, index, stream);
+    absl::Status grouped = RunGemmsGrouped(blas, expert_bases, index, stream);
     if (absl::IsUnimplemented(grouped)) {
       // cuBLAS rejected the call: use the loop from now on, and say why (fallback_reason()).
       fallback_reason_ = std::string(grouped.message());
@@ -152,12 +165,12 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       if (rows == 0) continue;
       const int64_t first = host_offsets_[e];
       // Row-major C[rows, 2I] = X[rows, H] * W_gate_up[2I, H]^T, as column-major C^T = W X^T.
-      RINGMOE_CUBLAS_RETURN_IF_ERROR(
-          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * i, rows, h, &alpha,
-                       layer + index.gate_up_offset(e), CUDA_R_16BF, h, sorted_x_.as<uint16_t>() + first * h,
-                       CUDA_R_16BF, h, &beta, gate_up_.as<float>() + first * 2 * i, CUDA_R_32F, 2 * i,
-                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          absl::StrCat("cublasGemmEx (expert ", e, " gate/up, ", rows, " rows)"));
+      RINGMOE_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * i, rows, h, &alpha,
+                                                  expert_bases[e] + index.gate_up_offset(e), CUDA_R_16BF, h,
+                                                  sorted_x_.as<uint16_t>() + first * h, CUDA_R_16BF, h, &beta,
+                                                  gate_up_.as<float>() + first * 2 * i, CUDA_R_32F, 2 * i,
+                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                     absl::StrCat("cublasGemmEx (expert ", e, " gate/up, ", rows, " rows)"));
     }
     RINGMOE_CUDA_RETURN_IF_ERROR(
         kernels::LaunchSwiGlu(gate_up_.data(), false, assignments, i, activated_.as<uint16_t>(), cuda_stream),
@@ -166,12 +179,12 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       const int rows = counts[e];
       if (rows == 0) continue;
       const int64_t first = host_offsets_[e];
-      RINGMOE_CUBLAS_RETURN_IF_ERROR(
-          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, h, rows, i, &alpha, layer + index.down_offset(e),
-                       CUDA_R_16BF, i, activated_.as<uint16_t>() + first * i, CUDA_R_16BF, i, &beta,
-                       expert_out_.as<float>() + first * h, CUDA_R_32F, h, CUBLAS_COMPUTE_32F,
-                       CUBLAS_GEMM_DEFAULT),
-          absl::StrCat("cublasGemmEx (expert ", e, " down, ", rows, " rows)"));
+      RINGMOE_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, h, rows, i, &alpha,
+                                                  expert_bases[e] + index.down_offset(e), CUDA_R_16BF, i,
+                                                  activated_.as<uint16_t>() + first * i, CUDA_R_16BF, i,
+                                                  &beta, expert_out_.as<float>() + first * h, CUDA_R_32F, h,
+                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                     absl::StrCat("cublasGemmEx (expert ", e, " down, ", rows, " rows)"));
     }
   }
   RINGMOE_CUDA_RETURN_IF_ERROR(
@@ -181,8 +194,8 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   return absl::OkStatus();
 }
 
-absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, const PackedLayerIndex& index,
-                                        const Stream& stream) {
+absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
+                                        const PackedLayerIndex& index, const Stream& stream) {
   const int h = shape_.hidden, i = shape_.intermediate;
   const int experts = shape_.num_experts;
   const int32_t* counts = host_counts_.as<const int32_t>();
@@ -195,11 +208,11 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, 
   for (int e = 0; e < experts; ++e) {
     if (counts[e] == 0) continue;
     const int64_t first = host_offsets_[e];
-    staged[0 * experts + groups] = layer + index.gate_up_offset(e);
+    staged[0 * experts + groups] = expert_bases[e] + index.gate_up_offset(e);
     staged[1 * experts + groups] = sorted_x_.as<uint16_t>() + first * h;
     staged[2 * experts + groups] = gate_up_.as<uint16_t>() + first * 2 * i;  // bf16: cuBLAS's grouped call
                                                                              // wants C of the input type.
-    staged[3 * experts + groups] = layer + index.down_offset(e);
+    staged[3 * experts + groups] = expert_bases[e] + index.down_offset(e);
     staged[4 * experts + groups] = activated_.as<uint16_t>() + first * i;
     staged[5 * experts + groups] = expert_out_.as<uint16_t>() + first * h;
     rows.push_back(counts[e]);
@@ -251,6 +264,10 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena&, const MoeShape&, int, 
 }
 absl::Status MoeRunner::SortByExpert(const int32_t*, int, const Stream&) { return NotBuiltWithCuda(); }
 absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, const void*,
+                                   const PackedLayerIndex&, float*, const Stream&) {
+  return NotBuiltWithCuda();
+}
+absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, std::span<const uint8_t* const>,
                                    const PackedLayerIndex&, float*, const Stream&) {
   return NotBuiltWithCuda();
 }

@@ -72,6 +72,13 @@ class MoeRunner {
   absl::Status RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
                           const void* packed_layer, const PackedLayerIndex& index, float* out,
                           const Stream& stream);
+  // The same with the layer's experts in several places (a streamed layer cut into parts, each in its own
+  // ring slot): expert e's matrices are at expert_bases[e] + index.gate_up_offset(e) / down_offset(e), so a
+  // part holding experts [first, ...) from slot address A has base A - first * index.expert_stride_bytes.
+  // expert_bases: host array [num_experts].
+  absl::Status RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
+                          std::span<const uint8_t* const> expert_bases, const PackedLayerIndex& index,
+                          float* out, const Stream& stream);
 
   const MoeShape& shape() const { return shape_; }
   int max_tokens() const { return max_tokens_; }
@@ -84,8 +91,8 @@ class MoeRunner {
 
  private:
   MoeRunner() = default;
-  absl::Status RunGemmsGrouped(BlasHandle& blas, const uint8_t* layer, const PackedLayerIndex& index,
-                               const Stream& stream);
+  absl::Status RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
+                               const PackedLayerIndex& index, const Stream& stream);
 
   MoeShape shape_;
   int max_tokens_ = 0;

@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<SectionRing>> SectionRing::Create(DeviceArena& ar
     Slot& slot = ring->slots_[i];
     RINGMOE_GPU_ASSIGN_OR_RETURN(
         slot.memory, arena.Allocate(slot_bytes, absl::StrCat("section ring slot ", i, " of ", num_slots)));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(slot.filled, Event::Create());
+    RINGMOE_GPU_ASSIGN_OR_RETURN(slot.copy_start, Event::Create(/*timing=*/true));
+    RINGMOE_GPU_ASSIGN_OR_RETURN(slot.filled, Event::Create(/*timing=*/true));
     RINGMOE_GPU_ASSIGN_OR_RETURN(slot.consumed, Event::Create());
   }
   return ring;
@@ -77,6 +78,8 @@ absl::Status SectionRing::ReleaseSlot(Slot& slot, bool wait) {
     RINGMOE_GPU_ASSIGN_OR_RETURN(bool done, slot.filled.IsComplete());
     if (!done) return absl::OkStatus();
   }
+  RINGMOE_GPU_ASSIGN_OR_RETURN(float copy_ms, ElapsedMilliseconds(slot.copy_start, slot.filled));
+  copy_seconds_ += copy_ms * 1e-3;
   slot.pending_source->Release(slot.pending_section);
   slot.pending_source = nullptr;
   slot.pending_section = -1;
@@ -157,6 +160,7 @@ absl::Status SectionRing::QueueCopies(int slot_index, HostSectionSource& source,
   slot.pending_section = section;
   slot.section = -1;
   if (slot.consumed_recorded) RINGMOE_GPU_RETURN_IF_ERROR(copy_stream.WaitFor(slot.consumed));
+  RINGMOE_GPU_RETURN_IF_ERROR(slot.copy_start.Record(copy_stream));
   auto* base = static_cast<uint8_t*>(slot.memory.data());
   for (const ByteRange& range : ranges) {
     const int64_t range_end = range.offset + range.bytes;

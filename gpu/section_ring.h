@@ -92,12 +92,16 @@ class SectionRing {
   absl::Status Drain();
 
   int64_t bytes_copied() const { return bytes_copied_; }  // Total queued by Fill/FillRanges.
+  // Seconds the copy stream spent copying fills that have completed and been released (from the end of each
+  // fill's wait for its slot to its last byte): bytes over this is the bandwidth while streaming.
+  double copy_seconds() const { return copy_seconds_; }
 
  private:
   struct Slot {
     DeviceBuffer memory;
-    Event filled;    // Recorded on the copy stream after the slot's copies.
-    Event consumed;  // Recorded on the compute stream after the last kernel reading the slot.
+    Event copy_start;  // Recorded on the copy stream once the slot is free, before its copies (timing).
+    Event filled;      // Recorded on the copy stream after the slot's copies (timing).
+    Event consumed;    // Recorded on the compute stream after the last kernel reading the slot.
     bool consumed_recorded = false;
     bool fill_queued = false;
     int section = -1;
@@ -114,6 +118,7 @@ class SectionRing {
   std::vector<Slot> slots_;
   int64_t slot_bytes_ = 0;
   int64_t bytes_copied_ = 0;
+  double copy_seconds_ = 0;
 };
 
 // Copies to `device_layer` only the experts with expert_counts[e] > 0 (neighbours merged into one copy), each

@@ -60,12 +60,12 @@ absl::Status Stream::Synchronize() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Event> Event::Create(bool timing) {
+absl::StatusOr<Event> Event::Create(bool timing, bool blocking_sync) {
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   cudaEvent_t event = nullptr;
-  RINGMOE_CUDA_RETURN_IF_ERROR(
-      cudaEventCreateWithFlags(&event, timing ? cudaEventDefault : cudaEventDisableTiming),
-      "cudaEventCreateWithFlags");
+  const unsigned flags =
+      (timing ? cudaEventDefault : cudaEventDisableTiming) | (blocking_sync ? cudaEventBlockingSync : 0u);
+  RINGMOE_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event, flags), "cudaEventCreateWithFlags");
   return Event(event);
 }
 
@@ -130,7 +130,7 @@ absl::StatusOr<Stream> Stream::Create(bool) { return NotBuiltWithCuda(); }
 Stream::~Stream() = default;
 absl::Status Stream::WaitFor(const Event&) const { return NotBuiltWithCuda(); }
 absl::Status Stream::Synchronize() const { return NotBuiltWithCuda(); }
-absl::StatusOr<Event> Event::Create(bool) { return NotBuiltWithCuda(); }
+absl::StatusOr<Event> Event::Create(bool, bool) { return NotBuiltWithCuda(); }
 Event::~Event() = default;
 absl::Status Event::Record(const Stream&) { return NotBuiltWithCuda(); }
 absl::Status Event::Synchronize() { return NotBuiltWithCuda(); }

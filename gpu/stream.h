@@ -42,7 +42,9 @@ class Stream {
 class Event {
  public:
   // timing: the event can be used with ElapsedMilliseconds (slightly more expensive to record).
-  static absl::StatusOr<Event> Create(bool timing = false);
+  // blocking_sync: Synchronize sleeps instead of spinning, so that a thread that waits long (the GPU feeder
+  // waiting for a layer's copy) leaves its core to the CPU attention workers.
+  static absl::StatusOr<Event> Create(bool timing = false, bool blocking_sync = false);
 
   Event() = default;
   Event(Event&& other) noexcept;

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -56,8 +59,7 @@ struct Engine::Impl {
   int max_step_tokens = 0;
   ModelInfo info;
   RunStats last_run_stats;
-  int64_t streamed_bytes_before = 0;
-  double gpu_wait_before = 0;
+  GpuRunStats gpu_before;
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -127,7 +129,10 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     GpuPlacement placement;
     if (options.gpu_resident_moe_layers >= 0) placement.resident_moe_layers = options.gpu_resident_moe_layers;
     if (options.micro_batches > 0) placement.micro_batches = options.micro_batches;
+    if (options.ring_layer_parts > 0) placement.layer_parts = options.ring_layer_parts;
+    placement.ring_slots = std::max(placement.ring_slots, placement.layer_parts + 1);
     if (options.ring_slots > 0) placement.ring_slots = options.ring_slots;
+    placement.prefill_attention_on_gpu = !options.cpu_prefill_attention;
     absl::StatusOr<std::unique_ptr<GpuForward>> forward =
         GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement,
                            options.gpu_memory_bytes, impl->max_step_tokens);
@@ -175,23 +180,36 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   const auto run_start = std::chrono::steady_clock::now();
   std::vector<StepChunk> chunks;
   std::vector<Sequence*> owners;
-  std::vector<float> logits;
+  StepOutput step_output;
+  // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
+  // RINGMOE_STEP_LOG=FILE appends one line per step: index, chunks, prefill tokens, seconds (for tuning the
+  // planner against what each kind of step costs).
+  std::unique_ptr<FILE, int (*)(FILE*)> step_log_file(nullptr, &std::fclose);
+  if (const char* path = std::getenv("RINGMOE_STEP_LOG"); path != nullptr && *path != '\0') {
+    step_log_file.reset(std::fopen(path, "a"));
+  }
+  FILE* step_log = step_log_file.get();
   while (!scheduler.Idle()) {
     scheduler.NextStep(&chunks, &owners);
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      chunks[c].greedy = requests[owners[c]->request_index].sampling.temperature <= 0.0f;
+    }
     const auto step_start = std::chrono::steady_clock::now();
-    if (absl::Status status = forward.Run(chunks, &logits); !status.ok()) return status;
+    if (absl::Status status = forward.Run(chunks, &step_output); !status.ok()) return status;
     bool has_prefill = false;
+    int64_t step_prefill_tokens = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
       const StepChunk& chunk = chunks[c];
       if (chunk.start < owners[c]->prompt_length) {
         has_prefill = true;
+        step_prefill_tokens += chunk.count;
         stats.prompt_tokens += chunk.count;
       }
       // Each new token's attention reads the K/V of every position up to its own.
@@ -203,15 +221,23 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     // Sample every row in parallel (each sequence has its own generator), then record them in order.
     const auto sampling_start = std::chrono::steady_clock::now();
     sampling_rows.clear();
+    int logits_row = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
-      if (chunks[c].want_logits) sampling_rows.push_back({static_cast<int>(sampling_rows.size()), owners[c]});
+      if (!chunks[c].want_logits) continue;
+      const bool picked = step_output.picked[sampling_rows.size()].token >= 0;
+      sampling_rows.push_back({picked ? -1 : logits_row++, owners[c]});
     }
     sampled.resize(sampling_rows.size());
     impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
       std::vector<int32_t> scratch;
       for (int64_t i = begin; i < end; ++i) {
+        const int row = sampling_rows[i].first;
+        if (row < 0) {
+          sampled[i] = step_output.picked[i];
+          continue;
+        }
         Sequence& sequence = *sampling_rows[i].second;
-        sampled[i] = SampleToken(logits.data() + static_cast<int64_t>(sampling_rows[i].first) * vocab, vocab,
+        sampled[i] = SampleToken(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
                                  requests[sequence.request_index].sampling, sequence.random, scratch);
       }
     });
@@ -229,6 +255,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       states[done->request_index].Finish(*done, &results[done->request_index]);
     }
     const double step_seconds = SecondsSince(step_start);
+    if (step_log != nullptr) {
+      std::fprintf(step_log, "%d %zu %lld %.6f\n", stats.steps, chunks.size(),
+                   static_cast<long long>(step_prefill_tokens), step_seconds);
+    }
     stats.generated_tokens += static_cast<int64_t>(sampling_rows.size());
     ++stats.steps;
     if (has_prefill) {
@@ -239,6 +269,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
   }
   stats.wall_seconds = SecondsSince(run_start);
+  stats.cpu_attention_kv_bytes = stats.kv_read_bytes;  // the CPU path; the GPU path's own count below
   const StageTimes& times = forward.stage_times();
   stats.embed_seconds = times.embed - times_before.embed;
   stats.projection_seconds = times.projections - times_before.projections;
@@ -248,10 +279,14 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   stats.lm_head_seconds = times.lm_head - times_before.lm_head;
   if (auto* gpu_forward = dynamic_cast<GpuForward*>(&forward)) {
     const GpuRunStats gpu = gpu_forward->stats();
-    stats.streamed_bytes = gpu.streamed_bytes - impl.streamed_bytes_before;
-    impl.streamed_bytes_before = gpu.streamed_bytes;
-    stats.gpu_wait_seconds = gpu.cpu_wait_seconds - impl.gpu_wait_before;
-    impl.gpu_wait_before = gpu.cpu_wait_seconds;
+    const GpuRunStats& before = impl.gpu_before;
+    stats.streamed_bytes = gpu.streamed_bytes - before.streamed_bytes;
+    stats.h2d_copy_seconds = gpu.copy_seconds - before.copy_seconds;
+    stats.gpu_wait_seconds = gpu.cpu_wait_seconds - before.cpu_wait_seconds;
+    stats.gpu_feeder_busy_seconds = gpu.feeder_busy_seconds - before.feeder_busy_seconds;
+    stats.gpu_feeder_wait_seconds = gpu.feeder_wait_seconds - before.feeder_wait_seconds;
+    stats.cpu_attention_kv_bytes = gpu.cpu_kv_read_bytes - before.cpu_kv_read_bytes;
+    impl.gpu_before = gpu;
     stats.gpu_peak_bytes = gpu.gpu_peak_bytes;
     stats.gpu_cap_bytes = gpu.gpu_cap_bytes;
     stats.resident_moe_layers = gpu.resident_moe_layers;

@@ -13,7 +13,9 @@ namespace {
 class StageTimer {
  public:
   explicit StageTimer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~StageTimer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  ~StageTimer() {
+    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
 
  private:
   double* total_;
@@ -35,7 +37,8 @@ void AddInPlace(float* dst, const float* src, size_t count) {
 CpuForward::CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers)
     : weights_(weights), spec_(weights.spec()), kv_cache_(kv_cache), workers_(workers) {}
 
-absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) {
+absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* step_out) {
+  std::vector<float>* logits = &step_out->logits;
   const int hidden = spec_.hidden_size;
   int tokens = 0;
   for (const StepChunk& chunk : chunks) tokens += chunk.count;
@@ -66,6 +69,7 @@ absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<f
                  static_cast<float>(spec_.rms_norm_eps), last_rows + static_cast<int64_t>(out++) * hidden);
   }
   logits->resize(static_cast<size_t>(wanted) * spec_.vocab_size);
+  step_out->picked.assign(wanted, SampledToken{-1, 0.0f});
   cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data(), &workers_);
   return absl::OkStatus();
 }
@@ -104,8 +108,8 @@ void CpuForward::FeedForward(int layer, int tokens) {
   float* x = hidden_.data();
   float* normed = Grow(normed_, size);
   float* out = Grow(projected_, size);
-  cpu::RmsNorm(x, w.attention.post_attention_norm.data(), tokens, hidden, static_cast<float>(spec_.rms_norm_eps),
-               normed);
+  cpu::RmsNorm(x, w.attention.post_attention_norm.data(), tokens, hidden,
+               static_cast<float>(spec_.rms_norm_eps), normed);
   if (!layer_spec.is_moe) {
     StageTimer timer(&times_.dense_mlp);
     cpu::SwiGluMlp(normed, tokens, w.dense_mlp, out, &workers_);
@@ -131,7 +135,8 @@ void CpuForward::FeedForward(int layer, int tokens) {
     cpu::Linear(normed, tokens, w.shared_expert_gate, nullptr, gate);
     for (int t = 0; t < tokens; ++t) {
       const float g = 1.0f / (1.0f + std::exp(-gate[t]));
-      for (int i = 0; i < hidden; ++i) out[static_cast<int64_t>(t) * hidden + i] += g * shared[static_cast<int64_t>(t) * hidden + i];
+      for (int i = 0; i < hidden; ++i)
+        out[static_cast<int64_t>(t) * hidden + i] += g * shared[static_cast<int64_t>(t) * hidden + i];
     }
   }
   AddInPlace(x, out, size);

@@ -12,6 +12,7 @@
 #include "cpu/thread_pool.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_weights.h"
+#include "runtime/sampler.h"
 
 namespace ringmoe {
 
@@ -22,6 +23,14 @@ struct StepChunk {
   int start = 0;
   const std::vector<int32_t>* block_table = nullptr;
   bool want_logits = false;  // logits of the chunk's last token
+  bool greedy = false;       // its token is the argmax: the pass may pick it itself (StepOutput::picked)
+};
+
+// What a step gives back for each chunk with want_logits, in chunk order: the token the pass picked itself
+// (greedy chunks only, where it can do so without shipping the logits), or else the next row of `logits`.
+struct StepOutput {
+  std::vector<float> logits;         // [chunks not picked, vocab]
+  std::vector<SampledToken> picked;  // [chunks with want_logits]; token -1 where a logits row was given
 };
 
 // Seconds spent per stage, accumulated over a run (for the measured-versus-predicted report).
@@ -33,8 +42,8 @@ struct StageTimes {
 class ForwardPass {
  public:
   virtual ~ForwardPass() = default;
-  // Writes logits [number of chunks with want_logits, vocab] in chunk order.
-  virtual absl::Status Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) = 0;
+  // Runs every layer over the step's chunks (K/V of their tokens land in the cache) and fills `out`.
+  virtual absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) = 0;
   virtual const StageTimes& stage_times() const = 0;
 };
 
@@ -42,7 +51,8 @@ class CpuForward final : public ForwardPass {
  public:
   CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers);
 
-  absl::Status Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) override;
+  // Picks no tokens itself: every chunk with want_logits gets its logits row.
+  absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) override;
   const StageTimes& stage_times() const override { return times_; }
 
  private:
@@ -55,8 +65,8 @@ class CpuForward final : public ForwardPass {
   cpu::CpuWorkers& workers_;
   StageTimes times_;
   // Scratch, grown to the largest step seen.
-  std::vector<float> hidden_, normed_, q_, k_, v_, attention_out_, projected_, router_logits_, routing_weights_,
-      shared_out_, shared_gate_;
+  std::vector<float> hidden_, normed_, q_, k_, v_, attention_out_, projected_, router_logits_,
+      routing_weights_, shared_out_, shared_gate_;
   std::vector<int32_t> expert_ids_;
 };
 

@@ -1,115 +1,94 @@
 #include "runtime/gpu_forward.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "gpu/dense_ops.h"
-#include "gpu/moe_ops.h"
-#include "gpu/routing_ops.h"
-#include "gpu/row_ops.h"
 #include "gpu/status_util.h"
+#include "planner/model_costs.h"
 #include "runtime/attention_step.h"
+#include "runtime/gpu_forward_state.h"
 
 #define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
 
 namespace ringmoe {
 namespace {
 
-// lm_head runs over at most this many rows at once, which bounds the logits buffers.
-constexpr int kLogitsRows = 256;
-
-double Seconds(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-}
-
-// A micro-batch: consecutive chunks of the step, and their rows.
-struct MicroBatch {
-  std::vector<StepChunk> chunks;
-  int first_row = 0;
-  int rows = 0;
-};
-
-std::vector<MicroBatch> SplitStep(const std::vector<StepChunk>& chunks, int micro_batches) {
-  int total = 0;
-  for (const StepChunk& chunk : chunks) total += chunk.count;
-  const int target = std::max(1, (total + micro_batches - 1) / micro_batches);
-  std::vector<MicroBatch> batches(1);
-  int row = 0;
-  for (const StepChunk& chunk : chunks) {
-    if (batches.back().rows >= target && static_cast<int>(batches.size()) < micro_batches) {
-      batches.push_back({{}, row, 0});
-    }
-    batches.back().chunks.push_back(chunk);
-    batches.back().rows += chunk.count;
-    row += chunk.count;
+// Cuts `indices` (chunks in step order) into `parts` contiguous runs of about equal rows.
+std::vector<std::vector<int>> SplitByRows(const std::vector<StepChunk>& chunks,
+                                          const std::vector<int>& indices, int parts) {
+  std::vector<std::vector<int>> runs(parts);
+  int64_t total = 0;
+  for (int i : indices) total += chunks[i].count;
+  int64_t done = 0;
+  int part = 0;
+  for (int i : indices) {
+    // Move on once this part holds its share: part p ends where the running total passes (p + 1) / parts.
+    while (part + 1 < parts && done * parts >= (part + 1) * total) ++part;
+    runs[part].push_back(i);
+    done += chunks[i].count;
   }
-  return batches;
+  return runs;
 }
 
 }  // namespace
 
-struct GpuForward::State {
-  State(const ModelWeights& w, KvCache& kv, cpu::CpuWorkers& pool)
-      : weights(w), spec(w.spec()), kv_cache(kv), workers(pool) {}
-
-  const ModelWeights& weights;
-  const ModelSpec& spec;
-  KvCache& kv_cache;
-  cpu::CpuWorkers& workers;
-  GpuPlacement placement;
-  int max_tokens = 0;
-  gpu::Stream compute, copy;
-  std::unique_ptr<GpuModel> model;
-  gpu::BlasHandle blas;
-  std::optional<gpu::MoeRunner> experts, dense, shared;
-  gpu::DeviceBuffer x, normed, normed_bf16, q, k, v, attention, attention_bf16, projected, router_logits, ids,
-      routing, zero_ids, ones, gate, wanted_rows, final_rows, final_bf16, logits;
-  gpu::PinnedHostBuffer host_x, host_q, host_k, host_v, host_attention, host_rows, host_logits;
-  std::vector<gpu::Event> qkv_ready;
-  std::vector<int> slot_of_section;
-  StageTimes times;
-  GpuRunStats stats;
-
-  template <typename T>
-  T* Row(const gpu::DeviceBuffer& buffer, int row, int width) const {
-    return buffer.as<T>() + static_cast<int64_t>(row) * width;
+StepLayout LayOutStep(const std::vector<StepChunk>& chunks, int micro_batches, bool fresh_on_gpu) {
+  std::vector<int> cpu, fresh;
+  for (int i = 0; i < static_cast<int>(chunks.size()); ++i) {
+    (fresh_on_gpu && chunks[i].start == 0 ? fresh : cpu).push_back(i);
   }
-  template <typename T>
-  T* HostRow(const gpu::PinnedHostBuffer& buffer, int row, int width) const {
-    return buffer.as<T>() + static_cast<int64_t>(row) * width;
+  const int parts = std::max(1, micro_batches);
+  const std::vector<std::vector<int>> cpu_runs = SplitByRows(chunks, cpu, parts);
+  const std::vector<std::vector<int>> fresh_runs = SplitByRows(chunks, fresh, parts);
+  StepLayout layout;
+  std::vector<int> last_row(chunks.size(), -1);
+  for (int p = 0; p < parts; ++p) {
+    if (cpu_runs[p].empty() && fresh_runs[p].empty()) continue;
+    MicroBatch batch;
+    batch.first_row = layout.rows;
+    batch.fresh_offsets = static_cast<int>(layout.fresh_offsets.size());
+    for (const std::vector<int>* run : {&cpu_runs[p], &fresh_runs[p]}) {
+      const bool is_fresh = run == &fresh_runs[p];
+      if (is_fresh && !run->empty()) layout.fresh_offsets.push_back(0);
+      for (int i : *run) {
+        const StepChunk& chunk = chunks[i];
+        batch.chunks.push_back(chunk);
+        for (int t = 0; t < chunk.count; ++t) layout.positions.push_back(chunk.start + t);
+        batch.rows += chunk.count;
+        layout.rows += chunk.count;
+        last_row[i] = layout.rows - 1;
+        if (is_fresh) {
+          ++batch.fresh_chunks;
+          batch.max_fresh_rows = std::max(batch.max_fresh_rows, chunk.count);
+          layout.fresh_offsets.push_back(batch.rows - batch.cpu_rows);
+        } else {
+          ++batch.cpu_chunks;
+          batch.cpu_rows += chunk.count;
+        }
+      }
+    }
+    layout.batches.push_back(std::move(batch));
   }
-
-  absl::Status Allocate();
-  absl::Status PrimeRing();
-  absl::Status EnqueueProjections(int layer, const MicroBatch& batch);
-  absl::Status EnqueueAfterAttention(int layer, const MicroBatch& batch, const void* packed_experts);
-  absl::Status Logits(const std::vector<StepChunk>& chunks, std::vector<float>* logits);
-};
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (!chunks[i].want_logits) continue;
+    layout.logits_rows.push_back(last_row[i]);
+    layout.greedy.push_back(chunks[i].greedy);
+  }
+  return layout;
+}
 
 int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens) {
-  const int64_t t = max_step_tokens, h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
-  const int64_t k = spec.num_experts_per_tok;
-  const int64_t widest = std::max<int64_t>(
-      {spec.moe_intermediate_size, spec.intermediate_size, spec.shared_expert_intermediate_size});
-  int64_t activations =
-      t * (4 * h * 3 + 2 * h + 4 * (qw + 2 * kvw) + 4 * qw + 2 * qw + 4 * spec.num_experts + 8 * k + 12);
-  // Each gpu::MoeRunner: sorted rows (bf16), gate/up (f32), activations (bf16), expert outputs (f32) per
-  // assignment; the dense-MLP and shared-expert runners take one assignment per token.
-  int64_t moe_scratch = t * k * (6 * h + 10 * spec.moe_intermediate_size) + (int64_t{1} << 20);
-  if (spec.num_moe_layers() < spec.num_layers) moe_scratch += t * (6 * h + 10 * spec.intermediate_size);
-  if (spec.shared_expert_intermediate_size > 0)
-    moe_scratch += t * (6 * h + 10 * spec.shared_expert_intermediate_size);
-  int64_t logits = kLogitsRows * (4 * spec.vocab_size + 6 * h);
-  return activations + moe_scratch + logits + (int64_t{64} << 20);  // + cuBLAS workspace and slack
+  // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
+  const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec);
+  return workspace.fixed_bytes + int64_t{max_step_tokens} * workspace.bytes_per_token;
 }
 
 absl::Status GpuForward::State::Allocate() {
   gpu::DeviceArena& arena = model->arena();
   const int64_t t = max_tokens, h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
   const int64_t top_k = spec.num_experts_per_tok, e = spec.num_experts;
+  const int64_t offsets = t + placement.micro_batches + 1;
   struct Want {
     gpu::DeviceBuffer* buffer;
     int64_t bytes;
@@ -130,10 +109,14 @@ absl::Status GpuForward::State::Allocate() {
                         {&zero_ids, t * 4, "single-expert ids"},
                         {&ones, t * 4, "unit weights"},
                         {&gate, t * 4, "shared gate"},
+                        {&positions, t * 4, "positions"},
+                        {&fresh_offsets, offsets * 4, "fresh-prompt offsets"},
                         {&wanted_rows, t * 4, "logit rows"},
                         {&final_rows, kLogitsRows * h * 4, "final rows"},
                         {&final_bf16, kLogitsRows * h * 2, "final bf16"},
-                        {&logits, int64_t{kLogitsRows} * spec.vocab_size * 4, "logits"}};
+                        {&logits, int64_t{kLogitsRows} * spec.vocab_size * 4, "logits"},
+                        {&picked_ids, t * 4, "picked tokens"},
+                        {&picked_logprobs, t * 4, "picked logprobs"}};
   for (const Want& want : wants) {
     absl::StatusOr<gpu::DeviceBuffer> buffer = arena.Allocate(want.bytes, want.purpose);
     if (!buffer.ok()) return buffer.status();
@@ -144,8 +127,12 @@ absl::Status GpuForward::State::Allocate() {
                                {&host_k, t * kvw * 4},
                                {&host_v, t * kvw * 4},
                                {&host_attention, t * qw * 4},
+                               {&host_positions, t * 4},
+                               {&host_fresh_offsets, offsets * 4},
                                {&host_rows, t * 4},
-                               {&host_logits, int64_t{kLogitsRows} * spec.vocab_size * 4}}) {
+                               {&host_logits, int64_t{kLogitsRows} * spec.vocab_size * 4},
+                               {&host_picked_ids, t * 4},
+                               {&host_picked_logprobs, t * 4}}) {
     absl::StatusOr<gpu::PinnedHostBuffer> pinned = gpu::PinnedHostBuffer::Allocate(bytes, "step staging");
     if (!pinned.ok()) return pinned.status();
     *buffer = std::move(*pinned);
@@ -195,112 +182,61 @@ absl::Status GpuForward::State::PrimeRing() {
   return absl::OkStatus();
 }
 
-absl::Status GpuForward::State::EnqueueProjections(int layer, const MicroBatch& batch) {
-  const GpuLayer& g = model->layer(layer);
-  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width(), r = batch.first_row,
-            n = batch.rows;
-  const float eps = static_cast<float>(spec.rms_norm_eps);
-  RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(x, r, h), g.input_norm.as<float>(), n, h, eps,
-                               Row<float>(normed, r, h), compute));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(normed, r, h), int64_t{n} * h,
-                                        Row<uint16_t>(normed_bf16, r, h), compute));
-  const void* input = Row<uint16_t>(normed_bf16, r, h);
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.q.data(), qw, h, g.q_bias.as<float>(),
-                                  Row<float>(q, r, qw), compute));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(),
-                                  Row<float>(k, r, kvw), compute));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(),
-                                  Row<float>(v, r, kvw), compute));
-  RETURN_IF_ERROR(
-      gpu::CopyDeviceToHost(HostRow<float>(host_q, r, qw), Row<float>(q, r, qw), 4LL * n * qw, compute));
-  RETURN_IF_ERROR(
-      gpu::CopyDeviceToHost(HostRow<float>(host_k, r, kvw), Row<float>(k, r, kvw), 4LL * n * kvw, compute));
-  RETURN_IF_ERROR(
-      gpu::CopyDeviceToHost(HostRow<float>(host_v, r, kvw), Row<float>(v, r, kvw), 4LL * n * kvw, compute));
-  return absl::OkStatus();
-}
+// The driving thread's side of a step: CPU attention per (layer, micro-batch), with the GPU work before and
+// after each posted to the feeder in the order the compute stream must run it.
+absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, const StepLayout& layout,
+                                        StepOutput* out) {
+  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  const int batches = static_cast<int>(layout.batches.size());
+  const auto embed_start = std::chrono::steady_clock::now();
+  for (const MicroBatch& batch : layout.batches) {
+    int row = batch.first_row;
+    for (const StepChunk& chunk : batch.chunks) {
+      weights.Embed(chunk.tokens, chunk.count, HostRow<float>(host_x, row, h));
+      row += chunk.count;
+    }
+  }
+  std::memcpy(host_positions.data(), layout.positions.data(), 4 * layout.positions.size());
+  std::memcpy(host_fresh_offsets.data(), layout.fresh_offsets.data(), 4 * layout.fresh_offsets.size());
+  times.embed += SecondsSince(embed_start);
 
-absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatch& batch,
-                                                      const void* packed_experts) {
-  const GpuLayer& g = model->layer(layer);
-  const int h = spec.hidden_size, qw = spec.q_width(), r = batch.first_row, n = batch.rows;
-  const int top_k = spec.num_experts_per_tok;
-  const float eps = static_cast<float>(spec.rms_norm_eps);
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(attention, r, qw), HostRow<float>(host_attention, r, qw),
-                                        4LL * n * qw, compute));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(attention, r, qw), int64_t{n} * qw,
-                                        Row<uint16_t>(attention_bf16, r, qw), compute));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, Row<uint16_t>(attention_bf16, r, qw), n, g.o.data(), h, qw, nullptr,
-                                  Row<float>(projected, r, h), compute));
-  float* hidden = Row<float>(x, r, h);
-  RETURN_IF_ERROR(gpu::ResidualAdd(hidden, Row<float>(projected, r, h), int64_t{n} * h, compute));
-  RETURN_IF_ERROR(
-      gpu::RmsNorm(hidden, g.post_attention_norm.as<float>(), n, h, eps, Row<float>(normed, r, h), compute));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(normed, r, h), int64_t{n} * h,
-                                        Row<uint16_t>(normed_bf16, r, h), compute));
-  const void* input = Row<uint16_t>(normed_bf16, r, h);
-  // The MoE output (routed, then shared) accumulates straight into the residual stream.
-  const auto wait_start = std::chrono::steady_clock::now();
-  if (!spec.layers[layer].is_moe) {
-    RETURN_IF_ERROR(dense->SortByExpert(zero_ids.as<int32_t>(), n, compute));
-    RETURN_IF_ERROR(dense->RunExperts(blas, input, ones.as<float>(), g.mlp.data(), model->dense_index(),
-                                      hidden, compute));
-    times.moe += Seconds(wait_start);
-    return absl::OkStatus();
+  for (const MicroBatch& batch : layout.batches) {
+    for (int c = 0; c < batch.cpu_chunks; ++c) {
+      const StepChunk& chunk = batch.chunks[c];
+      stats.cpu_kv_read_bytes += kv_cache.bytes_per_token() * (int64_t{chunk.count} * chunk.start +
+                                                               int64_t{chunk.count} * (chunk.count + 1) / 2);
+    }
   }
-  const int e = spec.num_experts;
-  RETURN_IF_ERROR(gpu::LinearF32(blas, Row<float>(normed, r, h), n, g.router.as<float>(), e, h,
-                                 Row<float>(router_logits, r, e), compute));
-  RETURN_IF_ERROR(gpu::RouteTopK(
-      Row<float>(router_logits, r, e), n, e, top_k,
-      spec.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
-                                              : cpu::RouterScoring::kSoftmaxThenTopK,
-      spec.norm_topk_prob, Row<int32_t>(ids, r, top_k), Row<float>(routing, r, top_k), compute));
-  RETURN_IF_ERROR(experts->SortByExpert(Row<int32_t>(ids, r, top_k), n, compute));
-  RETURN_IF_ERROR(experts->RunExperts(blas, input, Row<float>(routing, r, top_k), packed_experts,
-                                      model->expert_index(), hidden, compute));
-  if (spec.layers[layer].has_shared_expert) {
-    RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.shared_gate.data(), 1, h, nullptr,
-                                    Row<float>(gate, r, 1), compute));
-    RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(gate, r, 1), n, compute));
-    RETURN_IF_ERROR(shared->SortByExpert(zero_ids.as<int32_t>(), n, compute));
-    RETURN_IF_ERROR(shared->RunExperts(blas, input, Row<float>(gate, r, 1), g.mlp.data(),
-                                       model->shared_index(), hidden, compute));
+  std::vector<int64_t> qkv_ticket(batches, 0);
+  feeder->Post([&] { return UploadStep(layout); });
+  for (int b = 0; b < batches; ++b) {
+    qkv_ticket[b] = feeder->Post([this, &layout, b] { return EnqueueProjections(0, layout.batches[b], b); });
   }
-  times.moe += Seconds(wait_start);
-  return absl::OkStatus();
-}
-
-absl::Status GpuForward::State::Logits(const std::vector<StepChunk>& chunks, std::vector<float>* logits) {
-  const int h = spec.hidden_size, vocab = spec.vocab_size;
-  std::vector<int32_t> rows;
-  int row = 0;
-  for (const StepChunk& chunk : chunks) {
-    row += chunk.count;
-    if (chunk.want_logits) rows.push_back(row - 1);
+  for (int layer = 0; layer < spec.num_layers; ++layer) {
+    feeder->Post([this, layer] { return BeginLayer(layer); });
+    for (int b = 0; b < batches; ++b) {
+      const MicroBatch& batch = layout.batches[b];
+      const auto wait_start = std::chrono::steady_clock::now();
+      RETURN_IF_ERROR(feeder->WaitFor(qkv_ticket[b]));
+      RETURN_IF_ERROR(qkv_ready[b].Synchronize());
+      stats.cpu_wait_seconds += SecondsSince(wait_start);
+      const auto attention_start = std::chrono::steady_clock::now();
+      CacheAndAttend(spec, layer, batch.chunks, batch.cpu_chunks, HostRow<float>(host_q, batch.first_row, qw),
+                     HostRow<float>(host_k, batch.first_row, kvw),
+                     HostRow<float>(host_v, batch.first_row, kvw),
+                     HostRow<float>(host_attention, batch.first_row, qw), kv_cache, workers);
+      times.attention += SecondsSince(attention_start);
+      const bool more = layer + 1 < spec.num_layers;
+      const int64_t ticket = feeder->Post([this, &batch, layer, b, more] {
+        RETURN_IF_ERROR(EnqueueAfterAttention(layer, batch));
+        return more ? EnqueueProjections(layer + 1, batch, b) : absl::OkStatus();
+      });
+      if (more) qkv_ticket[b] = ticket;
+    }
+    feeder->Post([this, layer] { return EndLayer(layer); });
   }
-  logits->resize(rows.size() * static_cast<size_t>(vocab));
-  if (rows.empty()) return absl::OkStatus();
-  std::memcpy(host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(wanted_rows.data(), host_rows.data(), 4LL * rows.size(), compute));
-  for (size_t first = 0; first < rows.size(); first += kLogitsRows) {
-    const int count = static_cast<int>(std::min<size_t>(kLogitsRows, rows.size() - first));
-    RETURN_IF_ERROR(gpu::GatherRowsF32(x.as<float>(), wanted_rows.as<int32_t>() + first, count, h,
-                                       final_rows.as<float>(), compute));
-    RETURN_IF_ERROR(gpu::RmsNorm(final_rows.as<float>(), model->final_norm().as<float>(), count, h,
-                                 static_cast<float>(spec.rms_norm_eps), final_rows.as<float>(), compute));
-    RETURN_IF_ERROR(
-        gpu::ConvertF32ToBf16(final_rows.as<float>(), int64_t{count} * h, final_bf16.data(), compute));
-    RETURN_IF_ERROR(gpu::LinearBf16(blas, final_bf16.data(), count, model->lm_head().data(), vocab, h,
-                                    nullptr, this->logits.as<float>(), compute));
-    RETURN_IF_ERROR(
-        gpu::CopyDeviceToHost(host_logits.data(), this->logits.data(), 4LL * count * vocab, compute));
-    const auto wait_start = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(compute.Synchronize());
-    stats.cpu_wait_seconds += Seconds(wait_start);
-    std::memcpy(logits->data() + first * vocab, host_logits.data(), 4ULL * count * vocab);
-  }
-  return absl::OkStatus();
+  feeder->Post([this, &layout, out] { return Logits(layout, out); });
+  return feeder->Drain();
 }
 
 GpuForward::GpuForward(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -335,79 +271,31 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   RETURN_IF_ERROR(state->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();
-  state->stats.streamed_moe_layers = state->model->num_sections();
+  state->stats.streamed_moe_layers = state->model->num_sections() / state->model->layer_parts();
+  state->feeder = std::make_unique<GpuFeeder>();
   return std::unique_ptr<GpuForward>(new GpuForward(std::move(state)));
 }
 
-absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, std::vector<float>* logits) {
+absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* out) {
   State& s = *state_;
-  const ModelSpec& spec = s.spec;
-  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
   int tokens = 0;
   for (const StepChunk& chunk : chunks) tokens += chunk.count;
   if (tokens > s.max_tokens) {
     return absl::InternalError(
         absl::StrCat("step of ", tokens, " tokens exceeds the GPU workspace (", s.max_tokens, ")"));
   }
-  auto start = std::chrono::steady_clock::now();
-  int row = 0;
-  for (const StepChunk& chunk : chunks) {
-    s.weights.Embed(chunk.tokens, chunk.count, s.HostRow<float>(s.host_x, row, h));
-    row += chunk.count;
-  }
-  s.times.embed += Seconds(start);
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(s.x.data(), s.host_x.data(), 4LL * tokens * h, s.compute));
-
-  const std::vector<MicroBatch> batches = SplitStep(chunks, s.placement.micro_batches);
-  for (size_t b = 0; b < batches.size(); ++b) {
-    RETURN_IF_ERROR(s.EnqueueProjections(0, batches[b]));
-    RETURN_IF_ERROR(s.qkv_ready[b].Record(s.compute));
-  }
+  const StepLayout layout =
+      LayOutStep(chunks, s.placement.micro_batches, s.placement.prefill_attention_on_gpu);
+  absl::Status status = s.RunStep(chunks, layout, out);
+  // Whatever happened, nothing posted may outlive this call: the tasks refer to `layout` and `out`.
+  absl::Status drained = s.feeder->Drain();
+  if (status.ok()) status = drained;
+  s.feeder->ClearFailure();
+  if (!status.ok()) return status;
   gpu::SectionRing* ring = s.model->ring();
-  for (int layer = 0; layer < spec.num_layers; ++layer) {
-    const GpuLayer& g = s.model->layer(layer);
-    const void* packed = g.experts.data();
-    int slot = -1;
-    if (g.section >= 0) {
-      slot = s.slot_of_section[g.section];
-      absl::StatusOr<void*> address = ring->BeginCompute(slot, s.compute);
-      if (!address.ok()) return address.status();
-      packed = *address;
-    }
-    for (size_t b = 0; b < batches.size(); ++b) {
-      const MicroBatch& batch = batches[b];
-      auto wait_start = std::chrono::steady_clock::now();
-      RETURN_IF_ERROR(s.qkv_ready[b].Synchronize());
-      s.stats.cpu_wait_seconds += Seconds(wait_start);
-      auto attention_start = std::chrono::steady_clock::now();
-      AttentionOnCpu(spec, s.weights.layer(layer).attention, layer, batch.chunks,
-                     s.HostRow<float>(s.host_q, batch.first_row, qw),
-                     s.HostRow<float>(s.host_k, batch.first_row, kvw),
-                     s.HostRow<float>(s.host_v, batch.first_row, kvw),
-                     s.HostRow<float>(s.host_attention, batch.first_row, qw), s.kv_cache, s.workers);
-      s.times.attention += Seconds(attention_start);
-      RETURN_IF_ERROR(s.EnqueueAfterAttention(layer, batch, packed));
-      if (layer + 1 < spec.num_layers) {
-        RETURN_IF_ERROR(s.EnqueueProjections(layer + 1, batch));
-        RETURN_IF_ERROR(s.qkv_ready[b].Record(s.compute));
-      }
-    }
-    if (slot >= 0) {
-      RETURN_IF_ERROR(ring->EndCompute(slot, s.compute));
-      const int sections = s.model->num_sections();
-      if (sections > ring->num_slots()) {
-        // Round robin: the slot takes the section that comes num_slots after, wrapping into the next step.
-        const int next = (g.section + ring->num_slots()) % sections;
-        RETURN_IF_ERROR(ring->Fill(slot, s.model->source(), next, s.copy));
-        s.slot_of_section[next] = slot;
-      }
-      RETURN_IF_ERROR(ring->ReleaseFinishedCopies());
-    }
-  }
-  auto logits_start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(s.Logits(chunks, logits));
-  s.times.lm_head += Seconds(logits_start);
   s.stats.streamed_bytes = ring != nullptr ? ring->bytes_copied() : 0;
+  s.stats.copy_seconds = ring != nullptr ? ring->copy_seconds() : 0;
+  s.stats.feeder_busy_seconds = s.feeder->busy_seconds();
   s.stats.gpu_peak_bytes = s.model->arena().peak_bytes();
   return absl::OkStatus();
 }

@@ -41,7 +41,18 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   if (weights.compute_dtype() != io::DType::kBF16) {
     return absl::InternalError("the GPU path needs the weights loaded as bf16");
   }
-  if (placement.ring_slots < 2) return absl::InvalidArgumentError("the section ring needs at least 2 slots");
+  if (placement.layer_parts < 1 || placement.layer_parts > spec.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("a streamed layer can be cut into 1 to ", spec.num_experts,
+                                                   " parts, not ", placement.layer_parts));
+  }
+  if (placement.ring_slots < std::max(2, placement.layer_parts + 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("the section ring needs at least ",
+                                                   std::max(2, placement.layer_parts + 1),
+                                                   " slots for layers cut into ", placement.layer_parts,
+                                                   " parts (one layer in the ring "
+                                                   "while the next part streams), not ",
+                                                   placement.ring_slots));
+  }
   std::unique_ptr<GpuModel> model(new GpuModel(weights));
   if (gpu_cap_bytes <= 0) {
     absl::StatusOr<gpu::DeviceMemoryInfo> memory = gpu::QueryDeviceMemory();
@@ -73,23 +84,28 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     }
   }
   const int64_t layer_bytes = model->expert_index_.total_bytes();
+  // Parts of a streamed layer: experts split as evenly as possible, the first ones one larger.
+  const int parts = placement.layer_parts;
+  const int64_t stride = model->expert_index_.expert_stride_bytes;
+  const int64_t slot_bytes = (spec.num_experts + parts - 1) / parts * stride;
   const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes;
   int resident =
       placement.resident_moe_layers < 0 ? moe_layers : std::min(placement.resident_moe_layers, moe_layers);
   if (placement.resident_moe_layers < 0 && static_cast<int64_t>(moe_layers) * layer_bytes > room) {
-    resident =
-        static_cast<int>(std::max<int64_t>(0, (room - placement.ring_slots * layer_bytes) / layer_bytes));
+    resident = static_cast<int>(
+        std::clamp<int64_t>((room - placement.ring_slots * slot_bytes) / layer_bytes, 0, moe_layers));
   }
   const int streamed = moe_layers - resident;
   const int slots = streamed > 0 ? placement.ring_slots : 0;
-  if (room < (resident + slots) * layer_bytes) {
+  if (room < resident * layer_bytes + slots * slot_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "GPU budget of ", gpu::FormatBytes(gpu_cap_bytes), " is too small: the non-expert weights need ",
         gpu::FormatBytes(fixed), ", the step's workspace ", gpu::FormatBytes(placement.workspace_bytes), ", ",
-        resident, " resident and ", slots, " ring-slot expert layers ",
-        gpu::FormatBytes((resident + slots) * layer_bytes)));
+        resident, " resident expert layers ", gpu::FormatBytes(resident * layer_bytes), " and ", slots,
+        " ring slots of ", gpu::FormatBytes(slot_bytes)));
   }
   model->resident_moe_layers_ = resident;
+  model->layer_parts_ = parts;
 
   model->layers_.resize(spec.num_layers);
   int moe_index = 0;
@@ -112,6 +128,10 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     if (status.ok()) status = upload(a.input_norm.data(), 4LL * hidden, "input norm", &g.input_norm);
     if (status.ok())
       status = upload(a.post_attention_norm.data(), 4LL * hidden, "post norm", &g.post_attention_norm);
+    if (status.ok() && !a.q_norm.empty()) {
+      status = upload(a.q_norm.data(), 4LL * a.q_norm.size(), "q norm", &g.q_norm);
+      if (status.ok()) status = upload(a.k_norm.data(), 4LL * a.k_norm.size(), "k norm", &g.k_norm);
+    }
     if (!status.ok()) return status;
 
     std::vector<uint16_t>& packed = model->staging_.emplace_back();
@@ -148,10 +168,14 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
           gpu::PinnedHostBuffer::Allocate(layer_bytes, "streamed experts");
       if (!pinned.ok()) return pinned.status();
       status = gpu::PackLayerExperts(experts, model->expert_index_, pinned->data(), layer_bytes);
-      absl::StatusOr<int> section =
-          model->source_.AddSection({gpu::HostChunk{pinned->data(), layer_bytes, 0}});
-      if (!section.ok()) return section.status();
-      g.section = *section;
+      for (int part = 0, first = 0; part < parts; ++part) {
+        const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+        absl::StatusOr<int> section = model->source_.AddSection(
+            {gpu::HostChunk{pinned->as<uint8_t>() + first * stride, count * stride, 0}});
+        if (!section.ok()) return section.status();
+        g.parts.push_back({*section, first, count});
+        first += count;
+      }
       model->streamed_.push_back(std::move(*pinned));
       model->streamed_bytes_per_step_ += layer_bytes;
     }
@@ -168,7 +192,7 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   model->staging_.clear();
   if (streamed > 0) {
     absl::StatusOr<std::unique_ptr<gpu::SectionRing>> ring =
-        gpu::SectionRing::Create(*model->arena_, slots, layer_bytes);
+        gpu::SectionRing::Create(*model->arena_, slots, slot_bytes);
     if (!ring.ok()) return ring.status();
     model->ring_ = std::move(*ring);
   }

@@ -26,20 +26,32 @@ namespace ringmoe {
 // Where the weights go and how the ring runs: from the planner's plan.
 struct GpuPlacement {
   int resident_moe_layers = -1;  // MoE layers whose routed experts stay on the GPU; -1 = as many as fit.
-  int ring_slots = 2;            // Device slots that streamed layers pass through (>= 2).
+  int ring_slots = 2;            // Device slots that streamed layers pass through (>= layer_parts + 1).
+  int layer_parts = 1;           // Sections each streamed layer's routed experts are cut into (ring slots are
+                                 // one part each: smaller slots fit a smaller GPU budget).
   int micro_batches = 2;         // Slices of a step in flight at once.
-  int64_t workspace_bytes = 0;   // Device memory the forward pass keeps for activations and scratch.
+  bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
+  int64_t workspace_bytes = 0;           // Device memory the forward pass keeps for activations and scratch.
+};
+
+// A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring
+// section.
+struct StreamedPart {
+  int section = -1;
+  int first_expert = 0;
+  int num_experts = 0;
 };
 
 struct GpuLayer {
   gpu::DeviceBuffer q, k, v, o;                       // bf16 [out, in]
   gpu::DeviceBuffer q_bias, k_bias, v_bias;           // f32, empty without bias
   gpu::DeviceBuffer input_norm, post_attention_norm;  // f32 [hidden]
+  gpu::DeviceBuffer q_norm, k_norm;                   // f32, empty without QK-norm
   gpu::DeviceBuffer router;                           // f32 [experts, hidden]
   gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
   gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]
   gpu::DeviceBuffer experts;                          // packed routed experts, when resident
-  int section = -1;                                   // ring section of the routed experts, when streamed
+  std::vector<StreamedPart> parts;                    // when streamed: its ring sections, in expert order
 };
 
 class GpuModel {
@@ -60,6 +72,7 @@ class GpuModel {
   gpu::SectionRing* ring() { return ring_.get(); }
   gpu::HostSectionSource& source() { return source_; }
   int num_sections() const { return source_.num_sections(); }
+  int layer_parts() const { return layer_parts_; }
   int resident_moe_layers() const { return resident_moe_layers_; }
   int64_t streamed_bytes_per_step() const { return streamed_bytes_per_step_; }
 
@@ -77,6 +90,7 @@ class GpuModel {
   gpu::PinnedSectionSource source_;
   std::unique_ptr<gpu::SectionRing> ring_;
   int resident_moe_layers_ = 0;
+  int layer_parts_ = 1;
   int64_t streamed_bytes_per_step_ = 0;
   // bf16 conversions kept until the uploads complete; a deque so that references stay valid as it grows.
   std::deque<std::vector<uint16_t>> staging_;

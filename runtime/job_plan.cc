@@ -118,6 +118,7 @@ void ApplyPlan(const PlanReport& report, EngineOptions* options) {
   if (report.device == planner::PlanDevice::kGpu) {
     options->micro_batches = p.plan.micro_batches;
     options->ring_slots = p.plan.ring_sections;
+    options->ring_layer_parts = p.plan.layer_parts;
     options->gpu_resident_moe_layers = static_cast<int>(p.memory.gpu_resident_moe_layers);
     if (options->gpu_memory_bytes == 0) options->gpu_memory_bytes = report.budgets.gpu_bytes;
   }
@@ -131,6 +132,7 @@ planner::MeasuredRun MeasuredFrom(const RunStats& stats, int64_t requests, bool 
   measured.generated_tokens = stats.generated_tokens;
   measured.steps = stats.steps;
   measured.stage_seconds[planner::kStageCpuAttention] = stats.attention_seconds;
+  if (gpu) measured.stage_seconds[planner::kStageH2dCopy] = stats.h2d_copy_seconds;
   if (!gpu) {
     measured.stage_seconds[planner::kStageCpuMatmul] =
         stats.projection_seconds + stats.moe_seconds + stats.dense_seconds + stats.lm_head_seconds;

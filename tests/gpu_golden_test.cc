@@ -1,8 +1,10 @@
 // The golden tests on the GPU path (--device gpu): bf16 weights and GEMMs with f32 accumulation, so logprobs
 // match transformers' f32 reference within 2e-2 and greedy tokens match wherever the reference's top-2 logit
 // margin exceeds 0.05 (past a step where it does not, the continuation may legitimately differ and is not
-// compared). Run with every MoE layer resident and with every MoE layer streamed through a 2-slot ring.
-// Skips without a GPU.
+// compared). Run with every MoE layer resident, with every MoE layer streamed through a 2-slot ring, in one
+// micro-batch, in half-layer parts through a 3-slot ring, and with fresh prompts' attention on the CPU
+// instead of the GPU. Sampled requests ride along in every batch (the GPU returns their logits rows while it
+// picks the greedy ones' tokens itself); they must repeat exactly from the same seeds. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,17 +18,19 @@ namespace ringmoe {
 namespace {
 
 // How far bf16 moves a logprob from transformers' f32 reference on these checkpoints. The golden models are
-// built with deliberately large logit spreads (so that greedy decoding has no near-ties), and there bf16 rounding
-// alone - of the f32 checkpoints' weights and of every matmul's input - moves logprobs by up to about 0.1: the
-// engine's own CPU path in bf16 shows the same order (3e-2 on the bf16 Qwen3-MoE checkpoint). Measured on the
-// H200 (2026-11-28): mixtral 0.060, qwen2_moe 0.106, qwen3_moe 0.039, olmoe 0.056, tiny-qwen3-moe 0.053. The
-// tokens must match exactly wherever the reference's margin exceeds 0.05.
+// built with deliberately large logit spreads (so that greedy decoding has no near-ties), and there bf16
+// rounding alone - of the f32 checkpoints' weights and of every matmul's input - moves logprobs by up to
+// about 0.1: the engine's own CPU path in bf16 shows the same order (3e-2 on the bf16 Qwen3-MoE checkpoint).
+// Measured on the H200 (2026-11-28): mixtral 0.060, qwen2_moe 0.106, qwen3_moe 0.039, olmoe 0.056,
+// tiny-qwen3-moe 0.053. The tokens must match exactly wherever the reference's margin exceeds 0.05.
 constexpr double kBf16LogprobTolerance = 0.15;
 
 struct Placement {
   const char* name;
   int resident_moe_layers;
   int micro_batches;
+  int layer_parts = 0;
+  bool cpu_prefill_attention = false;
 };
 
 class GpuGoldenTest : public testing::TestWithParam<std::tuple<std::string, Placement>> {};
@@ -46,6 +50,8 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   options.gpu_memory_bytes = int64_t{2} << 30;
   options.gpu_resident_moe_layers = placement.resident_moe_layers;
   options.micro_batches = placement.micro_batches;
+  options.ring_layer_parts = placement.layer_parts;
+  options.cpu_prefill_attention = placement.cpu_prefill_attention;
   absl::StatusOr<Engine> engine = Engine::Open(dir, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ASSERT_EQ(engine->info().device, "gpu");
@@ -59,11 +65,25 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     request.logprobs = true;
     requests.push_back(request);
   }
+  const size_t greedy_requests = requests.size();
+  for (size_t i = 0; i < 3 && i < greedy_requests; ++i) {
+    Request sampled = requests[i];
+    sampled.id = "sampled-" + std::to_string(i);
+    sampled.sampling = {.temperature = 0.8f, .top_p = 0.9f, .seed = 7 + i};
+    requests.push_back(sampled);
+  }
   auto results = engine->Generate(requests);
   ASSERT_TRUE(results.ok()) << results.status();
+  auto again = engine->Generate(requests);
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (size_t i = greedy_requests; i < requests.size(); ++i) {
+    ASSERT_TRUE((*results)[i].status.ok()) << (*results)[i].status;
+    EXPECT_FALSE((*results)[i].token_ids.empty()) << requests[i].id;
+    EXPECT_EQ((*results)[i].token_ids, (*again)[i].token_ids) << requests[i].id << " did not repeat";
+  }
   int compared = 0;
   double worst = 0;
-  for (size_t i = 0; i < requests.size(); ++i) {
+  for (size_t i = 0; i < greedy_requests; ++i) {
     const auto& expected = golden["prompts"][i];
     const Result& result = (*results)[i];
     ASSERT_TRUE(result.status.ok()) << result.status;
@@ -79,7 +99,7 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
       ++compared;
     }
   }
-  EXPECT_GT(compared, static_cast<int>(requests.size()) * 4) << "too few tokens were comparable";
+  EXPECT_GT(compared, static_cast<int>(greedy_requests) * 4) << "too few tokens were comparable";
   std::printf("%s %s: %d tokens compared, max logprob error %.2e\n", case_dir.c_str(), placement.name,
               compared, worst);
 }
@@ -87,17 +107,19 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
 constexpr Placement kResident{"resident", -1, 2};
 constexpr Placement kStreamed{"streamed", 0, 2};
 constexpr Placement kStreamedOneBatch{"streamed_one_micro_batch", 0, 1};
+constexpr Placement kStreamedInParts{"streamed_in_half_layers", 0, 2, 2};
+constexpr Placement kCpuPrefill{"streamed_cpu_prefill_attention", 0, 3, 0, true};
 
-INSTANTIATE_TEST_SUITE_P(AllModels, GpuGoldenTest,
-                         testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe",
-                                                          "golden/qwen3_moe", "golden/olmoe",
-                                                          "models/tiny-qwen3-moe"),
-                                          testing::Values(kResident, kStreamed, kStreamedOneBatch)),
-                         [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
-                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
-                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    AllModels, GpuGoldenTest,
+    testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe", "golden/qwen3_moe", "golden/olmoe",
+                                     "models/tiny-qwen3-moe"),
+                     testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill)),
+    [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
 
 }  // namespace
 }  // namespace ringmoe

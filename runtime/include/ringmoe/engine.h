@@ -45,7 +45,9 @@ struct EngineOptions {
   // GPU path overrides of the plan (-1 / 0: the planner decides).
   int gpu_resident_moe_layers = -1;      // MoE layers whose routed experts stay on the GPU.
   int micro_batches = 0;                 // Slices of a step in flight at once.
-  int ring_slots = 0;                    // GPU slots that streamed layers rotate through (>= 2).
+  int ring_slots = 0;                    // GPU slots that streamed layers rotate through (>= parts + 1).
+  int ring_layer_parts = 0;              // Ring sections each streamed layer is cut into (smaller slots).
+  bool cpu_prefill_attention = false;    // Fresh prompts' attention on the CPU too (default: on the GPU).
   std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
 };
 
@@ -116,8 +118,12 @@ struct RunStats {
   double embed_seconds = 0, projection_seconds = 0, attention_seconds = 0, moe_seconds = 0, dense_seconds = 0,
          lm_head_seconds = 0, sampling_seconds = 0;
   double gpu_wait_seconds = 0;       // host time blocked on the GPU
+  double h2d_copy_seconds = 0;       // time the copy stream spent streaming weights
+  double gpu_feeder_busy_seconds = 0;  // GPU path: the feeder thread queueing GPU work (its waits included)
+  double gpu_feeder_wait_seconds = 0;  // of which waiting for MoE expert counts
   int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
   int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
+  int64_t cpu_attention_kv_bytes = 0;  // of which the CPU's attention read (the rest ran on the GPU)
   int64_t gpu_peak_bytes = 0;
   int64_t gpu_cap_bytes = 0;
   int64_t host_peak_bytes = 0;       // peak resident set of the process
