@@ -13,9 +13,10 @@ inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 // exp(x) for x <= 0 (softmax after subtracting the maximum), in plain arithmetic so that loops over it
 // vectorise: 2^n * p(r) with n = round(x / ln 2), r = x - n ln 2 in two parts, p the degree-6 Taylor
 // polynomial (relative error below 2e-7 on |r| <= ln2 / 2). Inputs below -87 give about 1.6e-38, not 0.
+// rint (to nearest, ties to even) rather than round: it vectorises to one vroundps, round to a libm call.
 inline float ExpNonPositive(float x) {
   x = x < -87.0f ? -87.0f : x;
-  const float n = __builtin_roundf(x * 1.44269504088896341f);
+  const float n = __builtin_rintf(x * 1.44269504088896341f);
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.0f / 720;
   p = p * r + 1.0f / 120;
