@@ -77,6 +77,15 @@ std::vector<HostSpan> HostRegistration::Split(const void* data, int64_t bytes) c
 
 #if RINGMOE_HAVE_CUDA
 
+bool DeviceReadsHostDirectly(const void* host) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, host) != cudaSuccess) {
+    cudaGetLastError();  // clear it: a pointer CUDA does not know is an answer, not a failure
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost && attributes.devicePointer == host;
+}
+
 absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t bytes, std::string_view purpose) {
   if (bytes < 0)
     return absl::InvalidArgumentError(
@@ -147,6 +156,7 @@ HostRegistration::~HostRegistration() {
 
 #else  // !RINGMOE_HAVE_CUDA
 
+bool DeviceReadsHostDirectly(const void*) { return false; }
 absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t, std::string_view) {
   return NotBuiltWithCuda();
 }

@@ -17,6 +17,11 @@ namespace ringmoe::gpu {
 // cudaHostRegister is done in pieces of at most this, as large single registrations are slow or fail.
 inline constexpr int64_t kMaxHostRegisterChunkBytes = int64_t{1} << 30;
 
+// Whether kernels can read `host` (pinned memory) through the same pointer, over the bus: with unified
+// addressing, cudaHostAlloc memory is mapped. Lets a small transfer skip the copy engines, which a long
+// ring fill may keep busy. False without a GPU or for pageable memory.
+bool DeviceReadsHostDirectly(const void* host);
+
 class PinnedHostBuffer {
  public:
   // cudaHostAlloc of `bytes` (portable, so any context may copy from it). `purpose` names it in errors.

@@ -169,7 +169,13 @@ absl::Status SectionRing::QueueCopies(int slot_index, HostSectionSource& source,
       int64_t end = std::min(range_end, chunk.slot_offset + chunk.bytes);
       if (end <= begin) continue;
       const auto* host = static_cast<const uint8_t*>(chunk.host) + (begin - chunk.slot_offset);
-      RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(base + begin, host, end - begin, copy_stream));
+      // In pieces, so that another stream's small copy in the same direction waits for a piece at most,
+      // not for the whole section (copy engines serve their queues a request at a time).
+      for (int64_t piece = begin; piece < end; piece += kFillPieceBytes) {
+        const int64_t bytes = std::min(kFillPieceBytes, end - piece);
+        RINGMOE_GPU_RETURN_IF_ERROR(
+            CopyHostToDevice(base + piece, host + (piece - begin), bytes, copy_stream));
+      }
       bytes_copied_ += end - begin;
     }
   }

@@ -60,6 +60,10 @@ class PinnedSectionSource final : public HostSectionSource {
   std::vector<int64_t> bytes_;
 };
 
+// Ring fills are queued as copies of at most this many bytes (at 55 GB/s, 1.2 ms each): large enough to
+// run at full link speed, small enough not to hold other streams' copies up for long.
+inline constexpr int64_t kFillPieceBytes = int64_t{64} << 20;
+
 // Threading: one host thread drives a ring (Fill / BeginCompute / EndCompute); the GPU work it queues runs on
 // the streams passed in. The ring must outlive the work it queued (Drain() before destroying it).
 class SectionRing {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "gpu/host_memory.h"
 #include "gpu/status_util.h"
 #include "planner/model_costs.h"
 #include "runtime/attention_step.h"
@@ -137,6 +138,7 @@ absl::Status GpuForward::State::Allocate() {
     if (!pinned.ok()) return pinned.status();
     *buffer = std::move(*pinned);
   }
+  host_attention_direct = gpu::DeviceReadsHostDirectly(host_attention.data());
   // Dense MLPs and shared experts run as single-expert MoE layers: expert 0, weight 1 (or the sigmoid gate).
   RETURN_IF_ERROR(gpu::FillDeviceBytes(zero_ids.data(), 0, t * 4, compute));
   std::vector<float> unit(t, 1.0f);

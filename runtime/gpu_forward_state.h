@@ -77,6 +77,7 @@ struct GpuForward::State {
       picked_ids, picked_logprobs;
   gpu::PinnedHostBuffer host_x, host_q, host_k, host_v, host_attention, host_positions, host_fresh_offsets,
       host_rows, host_logits, host_picked_ids, host_picked_logprobs;
+  bool host_attention_direct = false;  // Kernels read host_attention in place (gpu::DeviceReadsHostDirectly).
   std::vector<gpu::Event> qkv_ready;  // Per micro-batch: its q/k/v rows of the next layer are in host memory.
   std::vector<int> slot_of_section;
   std::vector<const uint8_t*> expert_bases;  // Of the layer being computed (feeder thread).

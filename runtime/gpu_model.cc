@@ -159,7 +159,11 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     if (!status.ok()) return status;
 
     const std::vector<gpu::ExpertMatricesBf16> experts = ExpertViews(w.experts);
-    if (moe_index++ < resident) {
+    // Resident layers spread evenly among the streamed ones (not the first ones together): the ring streams
+    // ahead while a resident layer computes, instead of idling through a run of them and then falling behind.
+    const bool keep = (moe_index + 1) * resident / moe_layers > moe_index * resident / moe_layers;
+    ++moe_index;
+    if (keep) {
       std::vector<uint16_t>& layer = model->staging_.emplace_back(layer_bytes / 2);
       status = gpu::PackLayerExperts(experts, model->expert_index_, layer.data(), layer_bytes);
       if (status.ok()) status = upload(layer.data(), layer_bytes, "resident experts", &g.experts);

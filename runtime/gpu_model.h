@@ -2,9 +2,9 @@
 //
 // Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
 // routers (f32), shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head
-// and the final norm; then the routed experts of as many MoE layers as the plan allows. The routed experts of
-// the other MoE layers are packed at load into pinned host memory, one buffer per layer, and stream through
-// the section ring every step. The embedding stays in host memory (rows are looked up on the CPU). Immutable
+// and the final norm; then the routed experts of as many MoE layers as the plan allows, spread evenly over the
+// model. The routed experts of the other MoE layers are packed at load into pinned host memory, one buffer
+// per layer, and stream through the section ring every step. The embedding stays in host memory (rows are looked up on the CPU). Immutable
 // after Create, except the ring, which the forward pass drives (one thread).
 #pragma once
 

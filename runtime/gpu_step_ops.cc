@@ -115,12 +115,20 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
   const int h = spec.hidden_size, qw = spec.q_width(), r = batch.first_row, n = batch.rows;
   const int top_k = spec.num_experts_per_tok;
   const float eps = static_cast<float>(spec.rms_norm_eps);
-  if (batch.cpu_rows > 0) {
+  // The CPU's attention rows: read straight from pinned memory by the conversion kernel where the GPU can
+  // (a copy would queue on the copy engines behind the ring's fills, on the step's critical path), else
+  // copied up first. Fresh prompts' rows are on the GPU already.
+  int converted = 0;
+  if (batch.cpu_rows > 0 && host_attention_direct) {
+    RETURN_IF_ERROR(gpu::ConvertF32ToBf16(HostRow<float>(host_attention, r, qw), int64_t{batch.cpu_rows} * qw,
+                                          Row<uint16_t>(attention_bf16, r, qw), compute));
+    converted = batch.cpu_rows;
+  } else if (batch.cpu_rows > 0) {
     RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(attention, r, qw), HostRow<float>(host_attention, r, qw),
                                           4LL * batch.cpu_rows * qw, compute));
   }
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(attention, r, qw), int64_t{n} * qw,
-                                        Row<uint16_t>(attention_bf16, r, qw), compute));
+  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(attention, r + converted, qw), int64_t{n - converted} * qw,
+                                        Row<uint16_t>(attention_bf16, r + converted, qw), compute));
   RETURN_IF_ERROR(gpu::LinearBf16(blas, Row<uint16_t>(attention_bf16, r, qw), n, g.o.data(), h, qw, nullptr,
                                   Row<float>(projected, r, h), compute));
   float* hidden = Row<float>(x, r, h);

@@ -7,6 +7,7 @@
 
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
+#include "io/dtype.h"
 
 namespace ringmoe::gpu {
 namespace {
@@ -192,6 +193,33 @@ TEST(HostMemoryTest, PinnedBufferRoundTrip) {
   ASSERT_OK(CopyDeviceToHost(back->data(), device->data(), back->size(), *stream));
   ASSERT_OK(stream->Synchronize());
   EXPECT_EQ(std::memcmp(pinned->data(), back->data(), pinned->size()), 0);
+}
+
+// Kernels read pinned host memory through the same pointer (the GPU path converts the CPU's attention rows
+// this way, off the copy engines); ordinary host memory is not readable so.
+TEST(HostMemoryTest, KernelsReadPinnedMemoryDirectly) {
+  SKIP_WITHOUT_GPU();
+  std::vector<float> pageable(16, 1.0f);
+  EXPECT_FALSE(DeviceReadsHostDirectly(pageable.data()));
+  constexpr int64_t kCount = 3 * 1000 * 1000 + 17;
+  auto pinned = PinnedHostBuffer::Allocate(kCount * 4, "direct read");
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  ASSERT_TRUE(DeviceReadsHostDirectly(pinned->data()));
+  auto back = PinnedHostBuffer::Allocate(kCount * 2, "direct read result");
+  ASSERT_TRUE(back.ok());
+  for (int64_t i = 0; i < kCount; ++i)
+    pinned->as<float>()[i] = static_cast<float>((i * 7919) % 1000) * 0.37f - 123.0f;
+  DeviceArena arena(0);
+  auto stream = Stream::Create();
+  ASSERT_TRUE(stream.ok());
+  auto converted = arena.Allocate(kCount * 2, "direct read bf16");
+  ASSERT_TRUE(converted.ok());
+  ASSERT_OK(ConvertF32ToBf16(pinned->as<float>(), kCount, converted->data(), *stream));
+  ASSERT_OK(CopyDeviceToHost(back->data(), converted->data(), kCount * 2, *stream));
+  ASSERT_OK(stream->Synchronize());
+  std::vector<uint16_t> expected(kCount);
+  io::ConvertF32ToBF16(pinned->as<float>(), expected.data(), kCount);
+  EXPECT_EQ(std::memcmp(expected.data(), back->data(), kCount * 2), 0);
 }
 
 // More than 1 GiB, at an address that is not page-aligned: registered in two chunks, then usable for copies.
