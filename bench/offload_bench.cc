@@ -240,6 +240,7 @@ int main(int argc, char** argv) {
       s.gpu_wait_seconds, s.gpu_feeder_busy_seconds, s.gpu_feeder_wait_seconds, s.lm_head_seconds,
       s.sampling_seconds, s.h2d_copy_seconds);
 
+  std::fflush(stdout);  // before the engine's teardown (unpinning tens of GB), which a timeout may cut short
   if (!flags.json_path.empty()) {
     json out = {
         {"model", flags.model},

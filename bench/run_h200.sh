@@ -65,6 +65,7 @@ if wants bench; then
     "${build}/ringmoe" plan --model "${dir}" --hardware "${profile}" --gpu-mem "${gpu_mem}" \
       --prompt-len "${prompt}" --gen-len "${gen}" --num-requests "${requests}" >"${work}/plan_${tag}.txt" 2>&1
     # shellcheck disable=SC2086
+    RINGMOE_STEP_LOG="${work}/steps_${tag}.txt" \
     timeout "${BENCH_TIMEOUT:-280}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
       --hardware "${profile}" --requests "${requests}" --prompt-len "${prompt}" --gen-len "${gen}" ${extra} \
       --json "${work}/ringmoe_${tag}.json" >"${work}/ringmoe_${tag}.txt" 2>"${work}/ringmoe_${tag}.log"
@@ -81,6 +82,7 @@ if wants bench; then
         tail -3 "${work}/hf_${name}.log" | tee -a "${work}/summary.txt"
       HF_DONE="${HF_DONE:-} ${name} "
     fi
+    pack  # what is done so far survives a command cut off at its time limit
   done
 fi
 step done
