@@ -574,12 +574,16 @@ StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, do
                                      (attention.continue_flops + attention.fresh_flops) / prefill_flops_rate);
   if (memory.ssd_weight_bytes > 0)
     times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * 1e9);
-  // Matmuls and attention share the cores, so they add; SSD reads (io_uring) overlap both.
-  double compute = times.cpu_matmul + times.cpu_attention;
+  // Matmuls and attention share the cores, so they add; SSD reads (io_uring) overlap both. The step's fixed
+  // host work (scheduling, embedding, sampling) adds too, except in the bound.
+  if (!bound) times.engine_overhead = kStepOverheadSeconds;
+  double compute = times.cpu_matmul + times.cpu_attention + times.engine_overhead;
   times.serial_chain = compute;
   times.step = std::max(compute, times.ssd_read);
   if (times.ssd_read >= compute) {
     times.bottleneck = kStageSsdRead;
+  } else if (times.engine_overhead > times.cpu_matmul + times.cpu_attention) {
+    times.bottleneck = "engine overhead";
   } else {
     times.bottleneck = times.cpu_matmul >= times.cpu_attention ? kStageCpuMatmul : kStageCpuAttention;
   }

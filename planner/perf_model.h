@@ -182,10 +182,11 @@ double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool 
 
 // Engine constants the model cannot take from a probe (planner/DESIGN.md, "Engine overheads"): host time per
 // (layer, micro-batch) on the GPU path that the GPU waits for - kernel launches after the expert-count read
-// back, the q/k/v hand-off to the CPU - and per step. The H200 run of 2026-12-02 measured 2.3-3.5 ms of feeder
-// time per (layer, micro-batch), most of it overlapping kernels already queued.
+// back, the q/k/v hand-off to the CPU - and per step (scheduling, embedding, sampling; on either device). The
+// H200 run of 2026-12-02 measured 2.3-3.5 ms of feeder time per (layer, micro-batch), most of it overlapping
+// kernels already queued; the shipped tiny model's CPU steps take about 0.5 ms on a 2-core machine.
 inline constexpr double kGpuLayerOverheadSeconds = 1.0e-3;
-inline constexpr double kStepOverheadSeconds = 2e-3;
+inline constexpr double kStepOverheadSeconds = 1e-3;
 // GPU prefill attention rate when the profile has no reading (an H200 ran gpu::PrefillAttention at 22.7
 // TFLOP/s on 16 x 512-token prompts, tests/gpu_attention_test.cc, 2026-12-02).
 inline constexpr double kDefaultPrefillAttentionTflops = 20.0;
