@@ -64,6 +64,24 @@ TEST_F(PlannerCliTest, PlanOnTheH200Profile) {
   nlohmann::json report = nlohmann::json::parse(Slurp(json_path));
   EXPECT_EQ(report["budgets"]["gpu_bytes"].get<int64_t>(), int64_t{6} << 30);
   EXPECT_GT(report["prediction"]["throughput"]["total_tokens_per_s"].get<double>(), 0);
+  const double bound = report["prediction"]["hardware_bound"]["output_tokens_per_s"].get<double>();
+  EXPECT_GE(bound, report["prediction"]["throughput"]["output_tokens_per_s"].get<double>());
+  EXPECT_NE(run.out.find("hardware bound of this plan"), std::string::npos) << run.out;
+}
+
+TEST_F(PlannerCliTest, RingOfPartLayersCanBePinned) {
+  // Mixtral-8x7B's 2.8 GB layers at 6 GiB: a pinned half-layer ring, as the report and its JSON say.
+  fs::path json_path = dir_ / "report.json";
+  Output run =
+      Run("plan --model " + kSource + "/tests/data/configs/mixtral-8x7b.json --layers 4 --hardware " +
+          kSource + "/bench/h200_profile.json --gpu-mem 6GiB --prompt-len 512 --gen-len 256 " +
+          "--num-requests 512 --layer-parts 2 --no-what-if --report-json " + json_path.string());
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("slots of 1/2 layer"), std::string::npos) << run.out;
+  nlohmann::json report = nlohmann::json::parse(Slurp(json_path));
+  EXPECT_EQ(report["prediction"]["plan"]["layer_parts"].get<int>(), 2);
+  EXPECT_GE(report["prediction"]["plan"]["ring_sections"].get<int>(), 3);
+  EXPECT_LE(report["prediction"]["memory"]["gpu_used"].get<int64_t>(), int64_t{6} << 30);
 }
 
 TEST_F(PlannerCliTest, UsageAndInputErrors) {

@@ -28,7 +28,7 @@ struct PlanFlags {
   std::string model, input, gpu_mem, cpu_mem, device = "auto", hardware, report_json, tokenizer;
   int prompt_len = 0, gen_len = 0, layers = 0;
   int64_t num_requests = 0;
-  std::optional<int> batch, micro_batches, prefill_chunk, resident_moe_layers;
+  std::optional<int> batch, micro_batches, prefill_chunk, resident_moe_layers, layer_parts;
   std::optional<double> kv_gpu_fraction;
   bool no_what_if = false;
 };
@@ -77,6 +77,8 @@ int PlanCommand(int argc, char** argv) {
                  "pin the share of the KV cache on the GPU (0..1)");
   app.add_option("--resident-moe-layers", flags.resident_moe_layers,
                  "pin the most MoE layers whose routed experts stay on the GPU");
+  app.add_option("--layer-parts", flags.layer_parts,
+                 "pin the ring sections each streamed layer is cut into (1, 2, 4, ...)");
   app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
   try {
     app.parse(argc, argv);
@@ -130,6 +132,7 @@ int PlanCommand(int argc, char** argv) {
   options.overrides.prefill_chunk = flags.prefill_chunk;
   options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   options.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
+  options.overrides.layer_parts = flags.layer_parts;
   absl::StatusOr<PlanReport> report = PlanJob(*spec, workload, options);
   if (!report.ok()) return Fail(std::string(report.status().message()));
   std::fputs(planner::FormatPlanReport(*report).c_str(), stdout);
