@@ -106,18 +106,6 @@ int main(int argc, char** argv) {
                                             : ringmoe::Device::kGpu;
   options.threads = flags.threads;
   options.cpu_prefill_attention = flags.cpu_prefill_attention;
-  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes},
-                              {&flags.cpu_mem, &options.cpu_memory_bytes},
-                              {&flags.kv_cache, &options.kv_cache_bytes}}) {
-    if (text->empty()) continue;
-    absl::StatusOr<int64_t> bytes = ringmoe::ParseByteSize(*text);
-    if (!bytes.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(bytes.status().message()).c_str());
-      return 2;
-    }
-    *target = *bytes;
-  }
-
   // Plan the job as `ringmoe run` would; a pinned flag is passed to the planner too, so that the
   // prediction is of the plan that runs.
   ringmoe::JobPlanOptions plan_options;
@@ -125,8 +113,15 @@ int main(int argc, char** argv) {
   plan_options.hardware = flags.hardware;
   plan_options.device = flags.device;
   plan_options.what_ifs = false;
-  plan_options.budgets.gpu_bytes = options.gpu_memory_bytes;
-  plan_options.budgets.cpu_bytes = options.cpu_memory_bytes;
+  absl::Status sizes = ringmoe::ParseBudgets(flags.gpu_mem, flags.cpu_mem, &plan_options.budgets);
+  absl::StatusOr<int64_t> kv_cache = flags.kv_cache.empty() ? 0 : ringmoe::ParseByteSize(flags.kv_cache);
+  if (!sizes.ok() || !kv_cache.ok()) {
+    std::fprintf(stderr, "%s\n", std::string((sizes.ok() ? kv_cache.status() : sizes).message()).c_str());
+    return 2;
+  }
+  options.gpu_memory_bytes = plan_options.budgets.gpu_bytes;
+  options.cpu_memory_bytes = plan_options.budgets.cpu_bytes;
+  options.kv_cache_bytes = *kv_cache;
   ringmoe::planner::PlanOverrides& pins = plan_options.overrides;
   if (flags.max_batch > 0) pins.batch = flags.max_batch;
   if (flags.max_batch > 0 && flags.max_step_tokens > 0)
