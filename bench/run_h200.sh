@@ -49,17 +49,18 @@ fi
 [[ -f "${profile}" ]] || profile=bench/h200_profile.json
 
 if wants bench; then
-  made=""
   for case in ${CASES:-qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256}; do
     IFS=: read -r name layers gpu_mem requests prompt gen extra <<<"${case}"
     extra="${extra//,/ }"
     dir="/tmp/${name}-${layers}"
-    if [[ "${made}" != *" ${dir} "* ]]; then
+    # One checkpoint on disk at a time (64 GiB); a complete one left by an earlier call on a warm machine is reused.
+    if [[ ! -f "${dir}/.complete" ]]; then
       step "checkpoint ${name} (${layers} layers)"
-      [[ -n "${made}" ]] && rm -rf ${made}  # one checkpoint on disk at a time (64 GiB)
+      for other in /tmp/*-[0-9]*; do [[ -f "${other}/config.json" && "${other}" != "${dir}" ]] && rm -rf "${other}"; done
+      rm -rf "${dir}"
       "${build}/bench/ringmoe_make_checkpoint" --model "${name}" --layers "${layers}" --out "${dir}" >/dev/null ||
         exit 1
-      made=" ${dir} "
+      touch "${dir}/.complete"
     fi
     tag="${name}_${layers}l_${gpu_mem}_${requests}x${prompt}x${gen}${extra:+_$(echo "${extra}" | tr -dc 'a-z0-9')}"
     step "ringmoe ${tag}"
