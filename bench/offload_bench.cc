@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
   if (flags.micro_batches > 0) pins.micro_batches = flags.micro_batches;
   if (flags.resident_layers >= 0) pins.max_resident_moe_layers = flags.resident_layers;
   if (flags.layer_parts > 0) pins.layer_parts = flags.layer_parts;
+  if (flags.ring_slots > 0) pins.ring_sections = flags.ring_slots;
   const std::vector<int64_t> prompts(flags.requests, flags.prompt_len), gens(flags.requests, flags.gen_len);
   const ringmoe::planner::Workload workload = ringmoe::planner::MakeWorkload(
       prompts, gens, spec->max_position_embeddings, "offload_bench: fixed lengths");

@@ -140,6 +140,10 @@ std::string ProfileToJson(const HardwareProfile& profile) {
                  {"matmul_n", cpu.matmul_n},
                  {"matmul_f32", CurveToJson(cpu.matmul_f32)},
                  {"matmul_bf16", CurveToJson(cpu.matmul_bf16)}};
+  if (attention.bytes_kv_heads > 0) {  // Older probes measured one shape only.
+    root["cpu"]["attention"]["bytes_heads"] = attention.bytes_heads;
+    root["cpu"]["attention"]["bytes_kv_heads"] = attention.bytes_kv_heads;
+  }
 
   if (profile.contention) {
     const DramContention& c = *profile.contention;
@@ -245,6 +249,8 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
       rate.kv_gbps = attention.Get<double>("kv_gbps", 0.0, true);
       rate.gflops = attention.Get<double>("gflops", 0.0, true);
       rate.prefill_gflops = attention.Get<double>("prefill_gflops", 0.0);
+      rate.bytes_heads = attention.Get<int>("bytes_heads", 0);
+      rate.bytes_kv_heads = attention.Get<int>("bytes_kv_heads", 0);
       rate.heads = attention.Get<int>("heads", 0);
       rate.kv_heads = attention.Get<int>("kv_heads", 0);
       rate.head_dim = attention.Get<int>("head_dim", 0);

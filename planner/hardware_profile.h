@@ -36,13 +36,17 @@ struct Topology {
 };
 
 struct CpuAttentionRate {
-  double kv_gbps = 0.0;  // KV-cache bytes read per second by decode attention, all cores.
-  double gflops = 0.0;   // The FLOP rate that read achieved (q.k and p.v, 4 FLOPs per KV element pair).
+  // KV-cache bytes read per second by decode attention, all cores, at a shape whose bytes bind (bytes_heads
+  // query heads over bytes_kv_heads KV heads; older probes: the FLOP shape below).
+  double kv_gbps = 0.0;
+  // The FLOP rate (q.k and p.v, 4 FLOPs per KV element pair) at a shape whose FLOPs bind (heads, kv_heads).
+  double gflops = 0.0;
   // Prefill chunks that continue a cached prefix (many query rows per KV row: FLOP-bound), all cores;
   // 0 = not measured (the model then uses gflops).
   double prefill_gflops = 0.0;
   int heads = 0, kv_heads = 0, head_dim = 0, context = 0;  // The shape it was measured at.
   bool estimated = false;  // true: not measured on that machine (see the profile's notes).
+  int bytes_heads = 0, bytes_kv_heads = 0;  // The shape kv_gbps was measured at (0: heads, kv_heads).
 };
 
 struct CpuProfile {

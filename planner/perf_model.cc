@@ -258,6 +258,10 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
     section = std::max(section, lm_head_streamed);
     int64_t new_ring = streamed > 0 ? plan.ring_sections * section : 0;
     memory.streamed_bytes_per_step = streamed;
+    // Only routed experts stream, in layer_parts sections a layer: with a slot for each, they stay put.
+    memory.ring_holds_streamed =
+        streamed > 0 && other_streamed <= 0 && lm_head_streamed <= 0 &&
+        (moe_layers - memory.gpu_resident_moe_layers) * plan.layer_parts <= plan.ring_sections;
     memory.gpu_ring_bytes = new_ring;
     if (new_ring >= ring) break;
     ring = new_ring;
@@ -298,6 +302,8 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
                                                        ") beside the KV cache"));
     }
   }
+  // The streamed weights keep their host copy (the ring's source) even when the ring ends up holding them.
+  if (memory.ring_holds_streamed) memory.streamed_bytes_per_step = 0;
   memory.pinned_bytes = memory.cpu_weight_bytes + memory.cpu_staging_bytes;
   if (memory.pinned_limit > 0 && memory.pinned_bytes > memory.pinned_limit) {
     return absl::ResourceExhaustedError(absl::StrCat("pinned memory ", Gib(memory.pinned_bytes),
@@ -457,14 +463,22 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
 
   // Copies: streamed weights and the CPU's attention outputs go down; its q (and every row's k/v) come back.
   const double cpu_rows = (1 - gpu_share) * (decode_tokens + std::min(prefill_tokens, prompt_tokens) / 2);
-  double h2d_bytes = memory.cpu_weight_bytes + memory.ssd_weight_bytes +
-                     cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
+  double h2d_bytes = memory.streamed_bytes_per_step + cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
   double d2h_bytes = (cpu_rows * costs_.q_width + tokens * 2.0 * costs_.kv_width) * 4.0 * costs_.num_layers();
 
   // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed.
   const CpuAttentionRate& rate = profile_.cpu.attention;
   double dma_alone = gpu.h2d_gbps * gbps;
   double kv_alone = (bound ? profile_.cpu.dram_read_gbps : rate.kv_gbps) * gbps;
+  const double decode_gflops = (bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9);
+  const double continue_gflops = bound ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
+                                       : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;
+  // Decodes with many query heads per KV head compute more than they read: they read the cache only as fast
+  // as their FLOPs go, and the copies slow that read as they slow a byte-bound one (Qwen3-30B-A3B's 8 heads
+  // per KV head read 54-57 GB/s beside the ring's copies on the H200, 0.8 of the 65 GB/s they reach alone).
+  const double decode_flop_seconds = (1 - gpu_share) * attention.decode_flops / decode_gflops;
+  if (!bound && cpu_kv_bytes > 0 && decode_flop_seconds > cpu_kv_bytes / kv_alone)
+    kv_alone = cpu_kv_bytes / decode_flop_seconds;
   double dma_shared = dma_alone * kDefaultDmaShare;
   double kv_shared = kv_alone * kDefaultCpuShare;
   if (profile_.contention) {
@@ -482,12 +496,9 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
       times.d2h_copy = both - times.h2d_copy;  // Charge the shared-link excess to the smaller direction.
     }
   }
-  const double decode_gflops = (bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9);
-  const double continue_gflops = bound ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
-                                       : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;
   times.cpu_attention = std::max(kv_time, (1 - gpu_share) * (attention.decode_flops / decode_gflops +
                                                              attention.continue_flops / continue_gflops));
-  if (memory.ssd_weight_bytes > 0)
+  if (memory.ssd_weight_bytes > 0 && !memory.ring_holds_streamed)
     times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * gbps);
 
   // Host-side costs of driving the GPU: launches, the expert-count read-back and the q/k/v hand-off, per

@@ -81,6 +81,9 @@ struct MemoryPlan {
 
   int64_t ssd_weight_bytes = 0;         // Weights read from SSD every step (did not fit the CPU budget).
   int64_t streamed_bytes_per_step = 0;  // Host-to-GPU weight bytes per step (GPU device).
+  // The ring has a slot for every streamed section, so it is filled once and then holds them all: the
+  // engine refills slots only when sections outnumber them. Nothing streams per step then.
+  bool ring_holds_streamed = false;
   int64_t dram_weight_bytes_per_step =
       0;                          // CPU device: weight bytes the matmuls read per step (upper bound).
   int kv_capacity_sequences = 0;  // Sequences of max context whose KV fits the KV budgets.

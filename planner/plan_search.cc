@@ -50,6 +50,10 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     std::erase_if(rings, [&](const auto& ring) { return ring.first != *overrides.layer_parts; });
     if (rings.empty()) rings = {{*overrides.layer_parts, *overrides.layer_parts + 1}};
   }
+  if (overrides.ring_sections) {
+    std::erase_if(rings, [&](const auto& ring) { return ring.second != *overrides.ring_sections; });
+    if (rings.empty()) rings = {{overrides.layer_parts.value_or(1), *overrides.ring_sections}};
+  }
 
   SearchResult result;
   absl::Status first_error;  // From the smallest plans: the most telling reason when nothing fits.

@@ -19,9 +19,10 @@ struct PlanOverrides {
   std::optional<int> max_resident_moe_layers;
   std::optional<double> kv_gpu_fraction;
   std::optional<int> layer_parts;  // Ring sections per streamed layer (the ring then has parts + 1 slots).
+  std::optional<int> ring_sections;  // Ring slots (at least parts + 1).
   bool any() const {
     return batch || micro_batches || prefill_chunk || max_resident_moe_layers || kv_gpu_fraction ||
-           layer_parts;
+           layer_parts || ring_sections;
   }
 };
 

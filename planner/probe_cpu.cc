@@ -152,65 +152,102 @@ double MeasureDramReadGbps(int threads, int64_t bytes, int repeats) {
 
 namespace {
 
-CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repeats) {
-  // The engine's own kernel (cpu::PagedAttention) on the engine's pool, over a bf16 paged cache shaped like
-  // Qwen3-30B-A3B's (blocks of 16 tokens in a scattered order, as the block allocator hands them out), one
-  // task per sequence as runtime/attention_step.cc runs decodes.
-  constexpr int kHeads = 32, kKvHeads = 4, kHeadDim = 128, kBlockTokens = 16, kContext = 2048;
-  const int64_t bytes_per_sequence = 2LL * kContext * kKvHeads * kHeadDim * sizeof(uint16_t);
-  const int sequences = static_cast<int>(std::max<int64_t>(threads, kv_bytes / bytes_per_sequence));
-  const int64_t block_elements = int64_t{kBlockTokens} * kKvHeads * kHeadDim;
-  const int blocks_per_sequence = kContext / kBlockTokens;
-  const int64_t total_blocks = int64_t{sequences} * blocks_per_sequence;
-  cpu::CpuWorkers workers(threads);
-  std::vector<uint16_t> k_pool(total_blocks * block_elements), v_pool(total_blocks * block_elements);
-  workers.ParallelFor(static_cast<int64_t>(k_pool.size()), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
-      v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
-    }
-  });
-  std::vector<int32_t> block_ids(total_blocks);
-  for (int64_t b = 0; b < total_blocks; ++b) block_ids[b] = static_cast<int32_t>((b * 7919) % total_blocks);
-  if (std::gcd(int64_t{7919}, total_blocks) != 1) std::iota(block_ids.begin(), block_ids.end(), 0);
-  auto view_of = [&](int sequence, int tokens) {
+// Decode attention (one query row per sequence over its whole context) with the engine's own kernel
+// (cpu::PagedAttention) on `workers`, over a bf16 paged cache of `kv_heads` heads for `heads` query heads
+// (blocks of 16 tokens in a scattered order, as the block allocator hands them out), one task per sequence
+// as runtime/attention_step.cc runs decodes. Returns passes per second over `sequences` x kContext tokens.
+struct DecodeShape {
+  int heads = 32, kv_heads = 4;
+};
+constexpr int kHeadDim = 128, kBlockTokens = 16, kContext = 2048;
+
+struct PagedCache {
+  std::vector<uint16_t> k_pool, v_pool;
+  std::vector<int32_t> block_ids;
+  int64_t block_elements = 0;
+  int kv_heads = 0, blocks_per_sequence = 0;
+  cpu::PagedKvView view_of(int sequence, int tokens) const {
     cpu::PagedKvView view;
     view.dtype = io::DType::kBF16;
     view.k_pool = k_pool.data();
     view.v_pool = v_pool.data();
     view.block_stride = block_elements;
     view.block_tokens = kBlockTokens;
-    view.kv_heads = kKvHeads;
+    view.kv_heads = kv_heads;
     view.head_dim = kHeadDim;
     view.block_ids = block_ids.data() + int64_t{sequence} * blocks_per_sequence;
     view.num_tokens = tokens;
     return view;
-  };
-  const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+  }
+};
 
-  // Decode: one query row per sequence over its whole context.
-  std::vector<float> q(static_cast<size_t>(sequences) * kHeads * kHeadDim, 0.01f);
+PagedCache MakePagedCache(cpu::CpuWorkers& workers, int sequences, int kv_heads) {
+  PagedCache cache;
+  cache.kv_heads = kv_heads;
+  cache.block_elements = int64_t{kBlockTokens} * kv_heads * kHeadDim;
+  cache.blocks_per_sequence = kContext / kBlockTokens;
+  const int64_t total_blocks = int64_t{sequences} * cache.blocks_per_sequence;
+  cache.k_pool.resize(total_blocks * cache.block_elements);
+  cache.v_pool.resize(total_blocks * cache.block_elements);
+  workers.ParallelFor(static_cast<int64_t>(cache.k_pool.size()), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      cache.k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
+      cache.v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
+    }
+  });
+  cache.block_ids.resize(total_blocks);
+  for (int64_t b = 0; b < total_blocks; ++b) cache.block_ids[b] = static_cast<int32_t>((b * 7919) % total_blocks);
+  if (std::gcd(int64_t{7919}, total_blocks) != 1) std::iota(cache.block_ids.begin(), cache.block_ids.end(), 0);
+  return cache;
+}
+
+double DecodePassesPerSecond(cpu::CpuWorkers& workers, const PagedCache& cache, int sequences, int heads,
+                             int repeats) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+  std::vector<float> q(static_cast<size_t>(sequences) * heads * kHeadDim, 0.01f);
   std::vector<float> out(q.size());
   double best = 0;
   for (int repeat = 0; repeat < repeats + 1; ++repeat) {  // The first pass warms pages and caches.
     Clock::time_point start = Clock::now();
     workers.ParallelFor(sequences, 1, [&](int64_t begin, int64_t end) {
       for (int64_t s = begin; s < end; ++s) {
-        const int64_t row = s * kHeads * kHeadDim;
-        cpu::PagedAttention(q.data() + row, 1, kHeads, view_of(static_cast<int>(s), kContext), scale, 0,
+        const int64_t row = s * heads * kHeadDim;
+        cpu::PagedAttention(q.data() + row, 1, heads, cache.view_of(static_cast<int>(s), kContext), scale, 0,
                             out.data() + row);
       }
     });
     double seconds = SecondsSince(start);
     if (repeat > 0 && seconds > 0) best = std::max(best, 1.0 / seconds);
   }
+  return best;
+}
+
+CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repeats) {
+  // Two decode shapes: 4 query heads per KV head (Mixtral's) reads bytes faster than it computes, so it gives
+  // the byte rate; 8 (Qwen3-30B-A3B's) computes more than it reads, so it gives the FLOP rate. The model
+  // charges a step the slower of its bytes and its FLOPs at these two rates.
+  constexpr DecodeShape kBytesShape{32, 8}, kFlopsShape{32, 4};
+  constexpr int kHeads = kFlopsShape.heads, kKvHeads = kFlopsShape.kv_heads;
+  cpu::CpuWorkers workers(threads);
   CpuAttentionRate rate;
+  {
+    const int64_t bytes_per_sequence = 2LL * kContext * kBytesShape.kv_heads * kHeadDim * sizeof(uint16_t);
+    const int sequences = static_cast<int>(std::max<int64_t>(threads, kv_bytes / bytes_per_sequence));
+    PagedCache cache = MakePagedCache(workers, sequences, kBytesShape.kv_heads);
+    const double best = DecodePassesPerSecond(workers, cache, sequences, kBytesShape.heads, repeats);
+    rate.kv_gbps = static_cast<double>(sequences) * bytes_per_sequence * best / 1e9;
+    rate.bytes_heads = kBytesShape.heads;
+    rate.bytes_kv_heads = kBytesShape.kv_heads;
+  }
+  const int64_t bytes_per_sequence = 2LL * kContext * kKvHeads * kHeadDim * sizeof(uint16_t);
+  const int sequences = static_cast<int>(std::max<int64_t>(threads, kv_bytes / bytes_per_sequence));
+  PagedCache cache = MakePagedCache(workers, sequences, kKvHeads);
+  const double best = DecodePassesPerSecond(workers, cache, sequences, kHeads, repeats);
   rate.heads = kHeads;
   rate.kv_heads = kKvHeads;
   rate.head_dim = kHeadDim;
   rate.context = kContext;
-  const double bytes = static_cast<double>(sequences) * bytes_per_sequence;
-  rate.kv_gbps = bytes * best / 1e9;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
   rate.gflops = 4.0 * sequences * kContext * kHeads * kHeadDim * best / 1e9;
 
   // Prefill continuing a cached prefix: 256 new rows after 256 cached ones, split per kv head as the engine
@@ -226,7 +263,7 @@ CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repea
       for (int64_t task = begin; task < end; ++task) {
         const int s = static_cast<int>(task / kKvHeads), g = static_cast<int>(task % kKvHeads);
         const int64_t row = int64_t{s} * kNew * kHeads * kHeadDim;
-        cpu::PagedAttentionHeads(prefill_q.data() + row, kNew, kHeads, view_of(s, kPrefix + kNew), scale, 0,
+        cpu::PagedAttentionHeads(prefill_q.data() + row, kNew, kHeads, cache.view_of(s, kPrefix + kNew), scale, 0,
                                  prefill_out.data() + row, g, g + 1);
       }
     });

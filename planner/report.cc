@@ -53,9 +53,17 @@ void AppendHardware(const PlanReport& report, std::string* out) {
                         static_cast<int>(topology.numa_nodes.size()), topology.cores, topology.threads,
                         Gib(topology.memory_bytes));
   const CpuProfile& cpu = profile.cpu;
-  absl::StrAppendFormat(out, "          DRAM read %.1f GB/s; attention %.1f GB/s of KV, %.0f GFLOP/s%s\n",
-                        cpu.dram_read_gbps, cpu.attention.kv_gbps, cpu.attention.gflops,
-                        cpu.attention.estimated ? " (estimated, not measured)" : "");
+  const CpuAttentionRate& attention = cpu.attention;
+  absl::StrAppendFormat(out, "          DRAM read %.1f GB/s; attention %.1f GB/s of KV%s, %.0f GFLOP/s%s%s\n",
+                        cpu.dram_read_gbps, attention.kv_gbps,
+                        attention.bytes_kv_heads > 0
+                            ? absl::StrFormat(" (%d/%d heads)", attention.bytes_heads, attention.bytes_kv_heads)
+                            : "",
+                        attention.gflops,
+                        attention.kv_heads > 0 && attention.bytes_kv_heads > 0
+                            ? absl::StrFormat(" (%d/%d heads)", attention.heads, attention.kv_heads)
+                            : "",
+                        attention.estimated ? " (estimated, not measured)" : "");
   if (!cpu.matmul_bf16.empty())
     absl::StrAppend(out, "          oneDNN bf16 ", CurveText(cpu.matmul_bf16, "M"), "\n");
   if (!cpu.matmul_f32.empty())
@@ -117,7 +125,9 @@ void AppendMemory(const PlanReport& report, std::string* out) {
                          : "",
                      ")"),
         memory.gpu_ring_bytes,
-        memory.gpu_ring_bytes > 0 ? "streamed layers pass through here" : "nothing streams");
+        memory.ring_holds_streamed ? "a slot per streamed section: filled once, then nothing streams"
+        : memory.gpu_ring_bytes > 0 ? "streamed layers pass through here"
+                                    : "nothing streams");
     row("workspace", memory.gpu_workspace_bytes, "activations, logits, cuBLAS");
     row("KV cache", memory.gpu_kv_bytes,
         absl::StrCat(Percent(prediction.plan.kv_gpu_fraction), " of each sequence"));
@@ -236,6 +246,7 @@ json PredictionJson(const Prediction& p) {
         {"pinned_limit", m.pinned_limit},
         {"ssd_weight_bytes", m.ssd_weight_bytes},
         {"streamed_bytes_per_step", m.streamed_bytes_per_step},
+        {"ring_holds_streamed", m.ring_holds_streamed},
         {"kv_capacity_sequences", m.kv_capacity_sequences}}},
       {"decode_step", stages(p.decode_step)},
       {"prefill_chunk", stages(p.prefill_chunk)},

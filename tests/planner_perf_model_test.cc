@@ -56,13 +56,34 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   EXPECT_EQ(prediction->effective_batch, 64);
   EXPECT_NEAR(prediction->decode_tokens_per_s, 64 * 10e9 / bytes_down, 1e-6);
 
-  // Half the MoE layers resident: half the bytes stream, twice the tokens per second (less the activations).
+  // One MoE layer resident: three layers take turns in the two slots, 3/4 of the bytes each step.
+  plan.max_resident_moe_layers = 1;
+  memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok());
+  EXPECT_FALSE(memory->ring_holds_streamed);
+  EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes / 4 * 3);
+  EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100).step,
+              (kTinyRoutedBytes / 4 * 3 + 64.0 * 1024 * 4 * 4) / 10e9, 1e-12);
+
+  // Half resident: the two streamed layers get a slot each and stay in it (the engine refills slots only
+  // when sections outnumber them), so after the first fill only the activations go down.
   plan.max_resident_moe_layers = 2;
   memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok());
+  EXPECT_TRUE(memory->ring_holds_streamed);
+  EXPECT_EQ(memory->streamed_bytes_per_step, 0);
+  EXPECT_EQ(memory->cpu_weight_bytes, kTinyRoutedBytes / 2);  // still the ring's pinned source
+  EXPECT_EQ(memory->gpu_ring_bytes, 2 * 16 * kTinyExpertBytes);
+  EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100).h2d_copy, 64.0 * 1024 * 4 * 4 / 10e9, 1e-12);
+  // Cut into halves, the same two layers need four slots; three make them stream again.
+  plan.layer_parts = 2;
+  plan.ring_sections = 3;
+  memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok());
+  EXPECT_FALSE(memory->ring_holds_streamed);
   EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes / 2);
-  EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100).step,
-              (kTinyRoutedBytes / 2 + 64.0 * 1024 * 4 * 4) / 10e9, 1e-12);
+  plan.layer_parts = 1;
+  plan.ring_sections = 2;
 
   // Everything fits the GPU: nothing streams, no ring.
   plan.max_resident_moe_layers = -1;

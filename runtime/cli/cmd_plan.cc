@@ -28,7 +28,7 @@ struct PlanFlags {
   std::string model, input, gpu_mem, cpu_mem, device = "auto", hardware, report_json, tokenizer;
   int prompt_len = 0, gen_len = 0, layers = 0;
   int64_t num_requests = 0;
-  std::optional<int> batch, micro_batches, prefill_chunk, resident_moe_layers, layer_parts;
+  std::optional<int> batch, micro_batches, prefill_chunk, resident_moe_layers, layer_parts, ring_slots;
   std::optional<double> kv_gpu_fraction;
   bool no_what_if = false;
 };
@@ -79,6 +79,7 @@ int PlanCommand(int argc, char** argv) {
                  "pin the most MoE layers whose routed experts stay on the GPU");
   app.add_option("--layer-parts", flags.layer_parts,
                  "pin the ring sections each streamed layer is cut into (1, 2, 4, ...)");
+  app.add_option("--ring-slots", flags.ring_slots, "pin the GPU ring's slots (at least layer parts + 1)");
   app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
   try {
     app.parse(argc, argv);
@@ -133,6 +134,7 @@ int PlanCommand(int argc, char** argv) {
   options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   options.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
   options.overrides.layer_parts = flags.layer_parts;
+  options.overrides.ring_sections = flags.ring_slots;
   absl::StatusOr<PlanReport> report = PlanJob(*spec, workload, options);
   if (!report.ok()) return Fail(std::string(report.status().message()));
   std::fputs(planner::FormatPlanReport(*report).c_str(), stdout);

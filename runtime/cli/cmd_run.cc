@@ -31,7 +31,7 @@ struct RunFlags {
   std::string model, input, output, device = "auto", cpu_dtype = "auto", tokenizer;
   std::string gpu_mem, cpu_mem, kv_cache, hardware, report_json;
   int max_batch = 256, threads = 0, max_step_tokens = 2048, micro_batches = 0, resident_moe_layers = -1;
-  int layer_parts = 0;
+  int layer_parts = 0, ring_slots = 0;
   bool quiet = false, no_plan = false;
 };
 
@@ -57,6 +57,7 @@ absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
   options.micro_batches = flags.micro_batches;
   options.gpu_resident_moe_layers = flags.resident_moe_layers;
   options.ring_layer_parts = flags.layer_parts;
+  options.ring_slots = flags.ring_slots;
   options.threads = flags.threads;
   options.max_step_tokens = flags.max_step_tokens;
   options.tokenizer_path = flags.tokenizer;
@@ -93,6 +94,7 @@ absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const EngineOptions& p
   if (app.count("--resident-moe-layers") > 0)
     options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   if (app.count("--layer-parts") > 0) options.overrides.layer_parts = flags.layer_parts;
+  if (app.count("--ring-slots") > 0) options.overrides.ring_sections = flags.ring_slots;
   return PlanJob(*spec, *workload, options);
 }
 
@@ -129,6 +131,7 @@ int RunCommand(int argc, char** argv) {
                  "GPU path: MoE layers whose experts stay on the GPU (default: the plan's)");
   app.add_option("--layer-parts", flags.layer_parts,
                  "GPU path: ring sections each streamed layer is cut into (default: the plan's)");
+  app.add_option("--ring-slots", flags.ring_slots, "GPU path: the ring's slots (default: the plan's)");
   app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
   app.add_flag("--no-plan", flags.no_plan, "skip the planner: run with the flags' settings, no report");
   app.add_flag("--quiet", flags.quiet, "no progress display");
