@@ -29,6 +29,7 @@ struct Flags {
   std::string model, json_path, device = "gpu", gpu_mem = "6GiB", cpu_mem, kv_cache, hardware;
   int requests = 4096, prompt_len = 512, gen_len = 256, max_batch = 0, max_step_tokens = 0, threads = 0;
   int micro_batches = 0, resident_layers = -1, ring_slots = 0, layer_parts = 0;
+  std::string routed_copies = "auto";
   bool cpu_prefill_attention = false;
   uint64_t seed = 1;
 };
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
   app.add_option("--resident-layers", flags.resident_layers, "pin the MoE layers kept on the GPU");
   app.add_option("--ring-slots", flags.ring_slots, "pin the ring slots");
   app.add_option("--layer-parts", flags.layer_parts, "pin the ring sections per streamed layer");
+  app.add_option("--routed-copies", flags.routed_copies, "copy only routed experts: auto, on or off");
   app.add_flag("--cpu-prefill-attention", flags.cpu_prefill_attention, "fresh prompts' attention on the CPU");
   app.add_option("--threads", flags.threads);
   app.add_option("--seed", flags.seed);
@@ -130,6 +132,12 @@ int main(int argc, char** argv) {
   if (flags.resident_layers >= 0) pins.max_resident_moe_layers = flags.resident_layers;
   if (flags.layer_parts > 0) pins.layer_parts = flags.layer_parts;
   if (flags.ring_slots > 0) pins.ring_sections = flags.ring_slots;
+  absl::StatusOr<std::optional<bool>> routed = ringmoe::ParseRoutedCopies(flags.routed_copies);
+  if (!routed.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(routed.status().message()).c_str());
+    return 2;
+  }
+  pins.routed_expert_copies = *routed;
   const std::vector<int64_t> prompts(flags.requests, flags.prompt_len), gens(flags.requests, flags.gen_len);
   const ringmoe::planner::Workload workload = ringmoe::planner::MakeWorkload(
       prompts, gens, spec->max_position_embeddings, "offload_bench: fixed lengths");
@@ -251,6 +259,7 @@ int main(int argc, char** argv) {
         {"micro_batches", options.micro_batches},
         {"ring_slots", options.ring_slots},
         {"layer_parts", options.ring_layer_parts},
+        {"routed_expert_copies", options.routed_expert_copies},
         {"gpu_mem_bytes", options.gpu_memory_bytes},
         {"open_seconds", open_seconds},
         {"wall_seconds", s.wall_seconds},

@@ -37,7 +37,8 @@ if wants tests; then
   ctest --test-dir "${build}" -j8 --timeout 300 --output-on-failure >"${work}/gpu_tests.log" 2>&1
   grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Skipped" "${work}/gpu_tests.log" | head -30 |
     tee -a "${work}/summary.txt"
-  grep -hE "tokens compared|TFLOP/s|GB/s|cap" "${build}"/Testing/Temporary/LastTest.log | head -40 >>"${work}/summary.txt"
+  grep -hE "device memory grew|routed copies:|tokens compared|TFLOP/s|GB/s" "${build}"/Testing/Temporary/LastTest.log |
+    head -80 >>"${work}/summary.txt"
 fi
 
 profile="${work}/h200_probe.json"

@@ -119,6 +119,15 @@ double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool 
   return curve.back().tflops * flops_per_tflop;
 }
 
+double RoutedCopyShare(const ModelCosts& costs, double tokens) {
+  for (const LayerCosts& layer : costs.layers) {
+    if (layer.num_experts == 0) continue;
+    const double share = ExpectedTouchedExperts(tokens, layer.num_experts, layer.top_k) / layer.num_experts;
+    return share > 0.75 ? 1.0 : share;
+  }
+  return 1.0;
+}
+
 double ExpectedTouchedExperts(double tokens, int num_experts, int top_k) {
   if (num_experts <= 0 || tokens <= 0) return 0.0;
   double miss = 1.0 - static_cast<double>(top_k) / num_experts;
@@ -463,7 +472,12 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
 
   // Copies: streamed weights and the CPU's attention outputs go down; its q (and every row's k/v) come back.
   const double cpu_rows = (1 - gpu_share) * (decode_tokens + std::min(prefill_tokens, prompt_tokens) / 2);
-  double h2d_bytes = memory.streamed_bytes_per_step + cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
+  // Routed copies move only the experts the step's tokens route to (all micro-batches' together), or a whole
+  // part once three quarters of it is routed, as the engine does.
+  const bool routed = plan.routed_expert_copies && memory.streamed_bytes_per_step > 0;
+  double weight_bytes = memory.streamed_bytes_per_step;
+  if (routed) weight_bytes *= RoutedCopyShare(costs_, tokens);
+  double h2d_bytes = weight_bytes + cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
   double d2h_bytes = (cpu_rows * costs_.q_width + tokens * 2.0 * costs_.kv_width) * 4.0 * costs_.num_layers();
 
   // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed.
@@ -517,7 +531,10 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   // compute; the remainder adds to it (planner/DESIGN.md). The bound overlaps everything.
   const double compute = std::max({gpu_busy, times.cpu_attention, times.serial_chain});
   double h2d = times.h2d_copy;
-  if (!bound && memory.streamed_bytes_per_step > 0 && plan.layer_parts > 0) {
+  if (!bound && routed) {
+    // Fetched when the routing is known: the copies wait for the router and the GEMMs wait for the copies.
+    h2d = compute + h2d;
+  } else if (!bound && memory.streamed_bytes_per_step > 0 && plan.layer_parts > 0) {
     const double phi =
         std::min(1.0, static_cast<double>(plan.ring_sections - plan.layer_parts) / plan.layer_parts);
     if (phi < 1 && compute > phi * h2d) h2d = compute + (1 - phi) * h2d;
@@ -525,7 +542,8 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   double copy = std::max(h2d, times.d2h_copy);
   std::pair<double, const char*> candidates[] = {
       {times.ssd_read, kStageSsdRead},
-      {copy, h2d > times.h2d_copy               ? "h2d_copy (ring too shallow to overlap it)"
+      {copy, routed && h2d > times.h2d_copy     ? "h2d_copy (routed experts, fetched after routing)"
+             : h2d > times.h2d_copy             ? "h2d_copy (ring too shallow to overlap it)"
              : times.h2d_copy >= times.d2h_copy ? kStageH2dCopy
                                                 : kStageD2hCopy},
       {gpu_busy, times.engine_overhead > times.gpu_gemm + times.gpu_attention ? "engine overhead"

@@ -53,6 +53,8 @@ struct Plan {
       -1;                 // Cap on MoE layers whose routed experts stay on the GPU; -1 = all that fit.
   int ring_sections = 2;  // GPU ring slots that streamed layers pass through (>= layer_parts + 1).
   int layer_parts = 1;    // Ring sections each streamed MoE layer's routed experts are cut into.
+  // Streamed layers copy only the experts a step routes to, once its routing is known (small batches).
+  bool routed_expert_copies = false;
 };
 
 // Where every byte lives under a plan.
@@ -196,5 +198,8 @@ inline constexpr double kDefaultPrefillAttentionTflops = 20.0;
 
 // Expected number of distinct experts `tokens` tokens touch when each picks top_k of num_experts uniformly.
 double ExpectedTouchedExperts(double tokens, int num_experts, int top_k);
+// The share of a streamed layer's expert bytes that routed copies move for a step of `tokens`: the experts
+// they route to, or all of them once that passes three quarters (the engine then copies whole parts).
+double RoutedCopyShare(const ModelCosts& costs, double tokens);
 
 }  // namespace ringmoe::planner

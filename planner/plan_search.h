@@ -20,9 +20,10 @@ struct PlanOverrides {
   std::optional<double> kv_gpu_fraction;
   std::optional<int> layer_parts;  // Ring sections per streamed layer (the ring then has parts + 1 slots).
   std::optional<int> ring_sections;  // Ring slots (at least parts + 1).
+  std::optional<bool> routed_expert_copies;
   bool any() const {
     return batch || micro_batches || prefill_chunk || max_resident_moe_layers || kv_gpu_fraction ||
-           layer_parts || ring_sections;
+           layer_parts || ring_sections || routed_expert_copies;
   }
 };
 

@@ -191,6 +191,7 @@ void AppendPlanLine(const char* label, const Prediction& p, std::string* out) {
     absl::StrAppendFormat(
         out, ", a ring of %d slots of %s", p.plan.ring_sections,
         p.plan.layer_parts > 1 ? absl::StrCat("1/", p.plan.layer_parts, " layer") : std::string("a layer"));
+    if (p.plan.routed_expert_copies) absl::StrAppend(out, ", copying only the routed experts");
   }
   absl::StrAppend(out, "\n");
   if (p.effective_batch >= p.memory.kv_capacity_sequences && p.plan.batch >= p.memory.kv_capacity_sequences) {
@@ -224,7 +225,8 @@ json PredictionJson(const Prediction& p) {
         {"kv_gpu_fraction", p.plan.kv_gpu_fraction},
         {"max_resident_moe_layers", p.plan.max_resident_moe_layers},
         {"ring_sections", p.plan.ring_sections},
-        {"layer_parts", p.plan.layer_parts}}},
+        {"layer_parts", p.plan.layer_parts},
+        {"routed_expert_copies", p.plan.routed_expert_copies}}},
       {"memory",
        {{"gpu_budget", m.gpu_budget},
         {"gpu_resident_bytes", groups},

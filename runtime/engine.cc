@@ -133,6 +133,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.ring_slots = std::max(placement.ring_slots, placement.layer_parts + 1);
     if (options.ring_slots > 0) placement.ring_slots = options.ring_slots;
     placement.prefill_attention_on_gpu = !options.cpu_prefill_attention;
+    placement.routed_expert_copies = options.routed_expert_copies;
     absl::StatusOr<std::unique_ptr<GpuForward>> forward =
         GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement,
                            options.gpu_memory_bytes, impl->max_step_tokens);

@@ -177,6 +177,14 @@ absl::Status GpuForward::State::PrimeRing() {
   gpu::SectionRing* ring = model->ring();
   if (ring == nullptr) return absl::OkStatus();
   slot_of_section.assign(model->num_sections(), -1);
+  routed_copies = placement.routed_expert_copies && model->num_sections() > ring->num_slots();
+  if (routed_copies) {
+    // Nothing ahead: a section takes its slot when a micro-batch's routing asks for its experts.
+    for (int section = 0; section < model->num_sections(); ++section)
+      slot_of_section[section] = section % ring->num_slots();
+    slot_experts.assign(ring->num_slots(), {});
+    return absl::OkStatus();
+  }
   for (int section = 0; section < std::min(ring->num_slots(), model->num_sections()); ++section) {
     RETURN_IF_ERROR(ring->Fill(section, model->source(), section, copy));
     slot_of_section[section] = section;

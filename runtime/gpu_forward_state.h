@@ -80,6 +80,8 @@ struct GpuForward::State {
   bool host_attention_direct = false;  // Kernels read host_attention in place (gpu::DeviceReadsHostDirectly).
   std::vector<gpu::Event> qkv_ready;  // Per micro-batch: its q/k/v rows of the next layer are in host memory.
   std::vector<int> slot_of_section;
+  bool routed_copies = false;                   // placement.routed_expert_copies, and the ring rotates.
+  std::vector<std::vector<char>> slot_experts;  // Routed mode: which of its part's experts each slot holds.
   std::vector<const uint8_t*> expert_bases;  // Of the layer being computed (feeder thread).
   StageTimes times;  // attention: driving thread; moe, lm_head, projections: feeder thread.
   GpuRunStats stats;
@@ -108,6 +110,9 @@ struct GpuForward::State {
   absl::Status BeginLayer(int layer);
   // The CPU's attention rows up, o_proj, residual, the MLP or MoE (waits for the expert counts).
   absl::Status EnqueueAfterAttention(int layer, const MicroBatch& batch);
+  // Routed mode, after the micro-batch's expert counts are back: copies the layer's routed experts that its
+  // slots lack and makes the compute stream wait for them.
+  absl::Status FetchRoutedExperts(int layer);
   // The layer's slots are free after the work queued so far; they take the sections N ahead.
   absl::Status EndLayer(int layer);
   absl::Status Logits(const StepLayout& layout, StepOutput* out);

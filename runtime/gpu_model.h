@@ -31,6 +31,10 @@ struct GpuPlacement {
                                  // one part each: smaller slots fit a smaller GPU budget).
   int micro_batches = 2;         // Slices of a step in flight at once.
   bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
+  // Streamed parts are copied when a micro-batch's routing is known, and only the experts it routes to that
+  // are not in the slot yet (the whole part once most of it is routed); nothing is copied ahead. Ignored when
+  // the ring has a slot for every streamed section (they stay put).
+  bool routed_expert_copies = false;
   int64_t workspace_bytes = 0;           // Device memory the forward pass keeps for activations and scratch.
 };
 

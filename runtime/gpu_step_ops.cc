@@ -100,7 +100,16 @@ absl::Status GpuForward::State::BeginLayer(int layer) {
   expert_bases.assign(spec.num_experts, static_cast<const uint8_t*>(g.experts.data()));
   const int64_t stride = model->expert_index().expert_stride_bytes;
   for (const StreamedPart& part : g.parts) {
-    absl::StatusOr<void*> address = model->ring()->BeginCompute(slot_of_section[part.section], compute);
+    const int slot = slot_of_section[part.section];
+    if (routed_copies) {
+      // Filled (and waited for) per micro-batch once its routing is known; the slot's old experts are stale.
+      slot_experts[slot].assign(part.num_experts, 0);
+      const uint8_t* base =
+          static_cast<const uint8_t*>(model->ring()->slot_data(slot)) - part.first_expert * stride;
+      std::fill_n(expert_bases.begin() + part.first_expert, part.num_experts, base);
+      continue;
+    }
+    absl::StatusOr<void*> address = model->ring()->BeginCompute(slot, compute);
     if (!address.ok()) return address.status();
     // Expert e of the part sits at (e - first_expert) * stride in its slot; the index adds e * stride.
     const uint8_t* base = static_cast<const uint8_t*>(*address) - part.first_expert * stride;
@@ -157,6 +166,7 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
   const auto wait_start = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(experts->SortByExpert(Row<int32_t>(ids, r, top_k), n, compute));
   stats.feeder_wait_seconds += SecondsSince(wait_start);
+  if (routed_copies && !g.parts.empty()) RETURN_IF_ERROR(FetchRoutedExperts(layer));
   RETURN_IF_ERROR(experts->RunExperts(blas, input, Row<float>(routing, r, top_k), expert_bases,
                                       model->expert_index(), hidden, compute));
   if (spec.layers[layer].has_shared_expert) {
@@ -171,6 +181,43 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
   return absl::OkStatus();
 }
 
+absl::Status GpuForward::State::FetchRoutedExperts(int layer) {
+  gpu::SectionRing* ring = model->ring();
+  const gpu::PackedLayerIndex& index = model->expert_index();
+  const std::span<const int32_t> counts = experts->expert_counts();
+  std::vector<int32_t> wanted(index.num_experts, 0);
+  for (const StreamedPart& part : model->layer(layer).parts) {
+    const int slot = slot_of_section[part.section];
+    std::vector<char>& held = slot_experts[slot];
+    int routed = 0, missing = 0;
+    std::fill(wanted.begin(), wanted.end(), 0);
+    for (int i = 0; i < part.num_experts; ++i) {
+      const int e = part.first_expert + i;
+      if (counts[e] <= 0) continue;
+      ++routed;
+      if (!held[i]) {
+        wanted[e] = 1;
+        ++missing;
+      }
+    }
+    // The compute stream already waits for what earlier micro-batches fetched into the slot.
+    if (missing == 0) continue;
+    std::vector<gpu::ByteRange> ranges;
+    if (4 * routed > 3 * part.num_experts) {
+      // Most of the part is routed: one large copy of all of it moves little more and runs at full speed.
+      ranges.push_back({0, model->source().section_bytes(part.section)});
+      std::fill(held.begin(), held.end(), 1);
+    } else {
+      ranges = gpu::RoutedExpertRanges(index, wanted);
+      for (gpu::ByteRange& range : ranges) range.offset -= part.first_expert * index.expert_stride_bytes;
+      for (int i = 0; i < part.num_experts; ++i) held[i] = held[i] || wanted[part.first_expert + i];
+    }
+    RETURN_IF_ERROR(ring->FillRanges(slot, model->source(), part.section, ranges, copy));
+    RETURN_IF_ERROR(ring->BeginCompute(slot, compute).status());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status GpuForward::State::EndLayer(int layer) {
   gpu::SectionRing* ring = model->ring();
   const GpuLayer& g = model->layer(layer);
@@ -179,7 +226,7 @@ absl::Status GpuForward::State::EndLayer(int layer) {
   for (const StreamedPart& part : g.parts) {
     const int slot = slot_of_section[part.section];
     RETURN_IF_ERROR(ring->EndCompute(slot, compute));
-    if (sections > ring->num_slots()) {
+    if (sections > ring->num_slots() && !routed_copies) {
       // Round robin: the slot takes the section num_slots after, wrapping into the next step.
       const int next = (part.section + ring->num_slots()) % sections;
       RETURN_IF_ERROR(ring->Fill(slot, model->source(), next, copy));

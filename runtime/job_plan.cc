@@ -62,6 +62,13 @@ absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& li
                                 loaded.ok() ? "" : std::string(loaded.status().message()), spec, source);
 }
 
+absl::StatusOr<std::optional<bool>> ParseRoutedCopies(std::string_view text) {
+  if (text == "auto" || text.empty()) return std::optional<bool>();
+  if (text == "on") return std::optional<bool>(true);
+  if (text == "off") return std::optional<bool>(false);
+  return absl::InvalidArgumentError(absl::StrCat("--routed-copies must be auto, on or off, not '", std::string(text), "'"));
+}
+
 absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets) {
   for (auto [text, target] : {std::pair{&gpu_mem, &budgets->gpu_bytes}, {&cpu_mem, &budgets->cpu_bytes}}) {
     if (text->empty()) continue;
@@ -119,6 +126,7 @@ void ApplyPlan(const PlanReport& report, EngineOptions* options) {
     options->micro_batches = p.plan.micro_batches;
     options->ring_slots = p.plan.ring_sections;
     options->ring_layer_parts = p.plan.layer_parts;
+    options->routed_expert_copies = p.plan.routed_expert_copies;
     options->gpu_resident_moe_layers = static_cast<int>(p.memory.gpu_resident_moe_layers);
     if (options->gpu_memory_bytes == 0) options->gpu_memory_bytes = report.budgets.gpu_bytes;
   }

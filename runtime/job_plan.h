@@ -2,7 +2,9 @@
 // run` prints it and runs it), the engine options a plan implies, and the measured figures to set beside it.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +29,9 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
 absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
                                                 const std::string& tokenizer, const ModelSpec& spec,
                                                 const std::string& source);
+
+// --routed-copies: "auto" (the planner decides), "on" or "off" (pinned).
+absl::StatusOr<std::optional<bool>> ParseRoutedCopies(std::string_view text);
 
 // --gpu-mem / --cpu-mem ("6GiB", ...; empty = the default) into `budgets`; sizes must be positive.
 absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets);

@@ -26,6 +26,53 @@ Workload Job(int64_t requests, int prompt, int gen) {
   return Workload{requests, static_cast<double>(prompt), static_cast<double>(gen), prompt + gen, ""};
 }
 
+TEST(PlannerPerfModel, RoutedCopiesMoveOnlyTheRoutedExpertsAndWaitForTheRouting) {
+  HardwareProfile profile = InstantMachine();
+  profile.gpu->h2d_gbps = 10;
+  profile.contention = DramContention{10, 1e6, 10, 1e6};
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  PerfModel model(profile, costs, Job(1, 100, 50), ResolveBudgets(profile, {}));
+  Plan plan;
+  plan.device = PlanDevice::kGpu;
+  plan.batch = 1;
+  plan.micro_batches = 1;
+  plan.prefill_chunk = 256;
+  plan.max_resident_moe_layers = 0;
+  plan.ring_sections = 3;  // fewer slots than the 4 streamed layers: they rotate
+  plan.routed_expert_copies = true;
+  absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  ASSERT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes);
+  // One decode token routes to top_k = 2 of each layer's 16 experts: 1/8 of the bytes go down, plus its
+  // attention output (q width 1024, f32, 4 layers). The copies wait for the routing, so the GPU's work (here
+  // only the engine's fixed overhead: 1 ms a step + 1 ms per layer) comes on top.
+  EXPECT_DOUBLE_EQ(RoutedCopyShare(costs, 1), 2.0 / 16);
+  const double bytes_down = kTinyRoutedBytes / 8.0 + 1.0 * 1024 * 4 * 4;
+  StageTimes step = model.StepTime(plan, *memory, 1, 125, 0, 100);
+  EXPECT_NEAR(step.h2d_copy, bytes_down / 10e9, 1e-12);
+  EXPECT_NEAR(step.engine_overhead, 1e-3 + 4 * 1e-3, 1e-12);
+  EXPECT_NEAR(step.step, step.engine_overhead + bytes_down / 10e9, 1e-8);  // + the instant GEMMs
+  EXPECT_EQ(step.bottleneck, "h2d_copy (routed experts, fetched after routing)");
+  // Copying whole layers ahead takes longer for one token: all the bytes, overlapped.
+  plan.routed_expert_copies = false;
+  EXPECT_NEAR(model.StepTime(plan, *memory, 1, 125, 0, 100).step, (kTinyRoutedBytes + 1024 * 16.0) / 10e9,
+              1e-12);
+  // 16 tokens touch 16 (1 - (14/16)^16) = 14.8 experts, over three quarters: whole parts, as the engine copies.
+  EXPECT_DOUBLE_EQ(RoutedCopyShare(costs, 16), 1.0);
+  EXPECT_NEAR(RoutedCopyShare(costs, 4), 1 - std::pow(14.0 / 16, 4), 1e-12);
+
+  // The search takes routed copies for a one-sequence job, and not for a 64-sequence one.
+  absl::StatusOr<SearchResult> small =
+      SearchPlan(model, PlanDevice::kGpu, PlanOverrides{.batch = 1, .max_resident_moe_layers = 0});
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_TRUE(small->best.plan.routed_expert_copies);
+  PerfModel large_job(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
+  absl::StatusOr<SearchResult> large =
+      SearchPlan(large_job, PlanDevice::kGpu, PlanOverrides{.batch = 64, .max_resident_moe_layers = 0});
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_FALSE(large->best.plan.routed_expert_copies);
+}
+
 TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   HardwareProfile profile = InstantMachine();
   profile.gpu->h2d_gbps = 10;  // the only finite rate

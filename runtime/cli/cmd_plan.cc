@@ -30,6 +30,7 @@ struct PlanFlags {
   int64_t num_requests = 0;
   std::optional<int> batch, micro_batches, prefill_chunk, resident_moe_layers, layer_parts, ring_slots;
   std::optional<double> kv_gpu_fraction;
+  std::string routed_copies = "auto";
   bool no_what_if = false;
 };
 
@@ -80,6 +81,9 @@ int PlanCommand(int argc, char** argv) {
   app.add_option("--layer-parts", flags.layer_parts,
                  "pin the ring sections each streamed layer is cut into (1, 2, 4, ...)");
   app.add_option("--ring-slots", flags.ring_slots, "pin the GPU ring's slots (at least layer parts + 1)");
+  app.add_option("--routed-copies", flags.routed_copies,
+                 "copy only the routed experts of streamed layers: auto (the plan's choice), on or off")
+      ->capture_default_str();
   app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
   try {
     app.parse(argc, argv);
@@ -135,6 +139,9 @@ int PlanCommand(int argc, char** argv) {
   options.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
   options.overrides.layer_parts = flags.layer_parts;
   options.overrides.ring_sections = flags.ring_slots;
+  absl::StatusOr<std::optional<bool>> routed = ParseRoutedCopies(flags.routed_copies);
+  if (!routed.ok()) return Fail(std::string(routed.status().message()), 2);
+  options.overrides.routed_expert_copies = *routed;
   absl::StatusOr<PlanReport> report = PlanJob(*spec, workload, options);
   if (!report.ok()) return Fail(std::string(report.status().message()));
   std::fputs(planner::FormatPlanReport(*report).c_str(), stdout);

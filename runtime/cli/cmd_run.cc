@@ -32,6 +32,7 @@ struct RunFlags {
   std::string gpu_mem, cpu_mem, kv_cache, hardware, report_json;
   int max_batch = 256, threads = 0, max_step_tokens = 2048, micro_batches = 0, resident_moe_layers = -1;
   int layer_parts = 0, ring_slots = 0;
+  std::string routed_copies = "auto";
   bool quiet = false, no_plan = false;
 };
 
@@ -95,6 +96,9 @@ absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const EngineOptions& p
     options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   if (app.count("--layer-parts") > 0) options.overrides.layer_parts = flags.layer_parts;
   if (app.count("--ring-slots") > 0) options.overrides.ring_sections = flags.ring_slots;
+  absl::StatusOr<std::optional<bool>> routed = ParseRoutedCopies(flags.routed_copies);
+  if (!routed.ok()) return routed.status();
+  options.overrides.routed_expert_copies = *routed;
   return PlanJob(*spec, *workload, options);
 }
 
@@ -132,6 +136,9 @@ int RunCommand(int argc, char** argv) {
   app.add_option("--layer-parts", flags.layer_parts,
                  "GPU path: ring sections each streamed layer is cut into (default: the plan's)");
   app.add_option("--ring-slots", flags.ring_slots, "GPU path: the ring's slots (default: the plan's)");
+  app.add_option("--routed-copies", flags.routed_copies,
+                 "GPU path: copy only the routed experts of streamed layers: auto (the plan's), on or off")
+      ->capture_default_str();
   app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
   app.add_flag("--no-plan", flags.no_plan, "skip the planner: run with the flags' settings, no report");
   app.add_flag("--quiet", flags.quiet, "no progress display");

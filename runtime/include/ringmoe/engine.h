@@ -48,6 +48,9 @@ struct EngineOptions {
   int ring_slots = 0;                    // GPU slots that streamed layers rotate through (>= parts + 1).
   int ring_layer_parts = 0;              // Ring sections each streamed layer is cut into (smaller slots).
   bool cpu_prefill_attention = false;    // Fresh prompts' attention on the CPU too (default: on the GPU).
+  // Streamed layers copy only the experts each step routes to, when it needs them (no copying ahead): for
+  // steps too small to touch most experts. The planner turns it on (Plan::routed_expert_copies).
+  bool routed_expert_copies = false;
   std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
 };
 
