@@ -30,6 +30,7 @@ def main():
                    str(plan["batch"]), "--micro-batches", str(plan["micro_batches"]), "--prefill-chunk",
                    str(plan["prefill_chunk"]), "--resident-moe-layers", str(run["moe_layers"]["resident"]),
                    "--layer-parts", str(plan["layer_parts"]), "--ring-slots", str(plan["ring_sections"]),
+                   "--routed-copies", "on" if plan.get("routed_expert_copies") else "off",
                    "--no-what-if", "--report-json", "/tmp/repredict_report.json"]
         out = subprocess.run(command, capture_output=True, text=True)
         if out.returncode != 0:

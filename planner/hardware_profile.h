@@ -45,7 +45,7 @@ struct CpuAttentionRate {
   // 0 = not measured (the model then uses gflops).
   double prefill_gflops = 0.0;
   int heads = 0, kv_heads = 0, head_dim = 0, context = 0;  // The shape it was measured at.
-  bool estimated = false;  // true: not measured on that machine (see the profile's notes).
+  bool estimated = false;                   // true: not measured on that machine (see the profile's notes).
   int bytes_heads = 0, bytes_kv_heads = 0;  // The shape kv_gbps was measured at (0: heads, kv_heads).
 };
 

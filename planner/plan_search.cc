@@ -70,9 +70,9 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     int64_t ssd_bytes = prediction->memory.ssd_weight_bytes;
     // Small steps touch few experts: try copying only the routed ones (only where something streams, and
     // where a decode step leaves a quarter of the experts untouched, or it cannot win).
-    const bool try_routed =
-        overrides.routed_expert_copies.value_or(true) && prediction->memory.streamed_bytes_per_step > 0 &&
-        RoutedCopyShare(model.costs(), plan.batch) < 1.0;
+    const bool try_routed = overrides.routed_expert_copies.value_or(true) &&
+                            prediction->memory.streamed_bytes_per_step > 0 &&
+                            RoutedCopyShare(model.costs(), plan.batch) < 1.0;
     if (overrides.routed_expert_copies.value_or(false) || try_routed) {
       Plan routed = plan;
       routed.routed_expert_copies = true;

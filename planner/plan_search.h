@@ -18,7 +18,7 @@ struct PlanOverrides {
   std::optional<int> prefill_chunk;
   std::optional<int> max_resident_moe_layers;
   std::optional<double> kv_gpu_fraction;
-  std::optional<int> layer_parts;  // Ring sections per streamed layer (the ring then has parts + 1 slots).
+  std::optional<int> layer_parts;    // Ring sections per streamed layer (the ring then has parts + 1 slots).
   std::optional<int> ring_sections;  // Ring slots (at least parts + 1).
   std::optional<bool> routed_expert_copies;
   bool any() const {

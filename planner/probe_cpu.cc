@@ -189,15 +189,18 @@ PagedCache MakePagedCache(cpu::CpuWorkers& workers, int sequences, int kv_heads)
   const int64_t total_blocks = int64_t{sequences} * cache.blocks_per_sequence;
   cache.k_pool.resize(total_blocks * cache.block_elements);
   cache.v_pool.resize(total_blocks * cache.block_elements);
-  workers.ParallelFor(static_cast<int64_t>(cache.k_pool.size()), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      cache.k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
-      cache.v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
-    }
-  });
+  workers.ParallelFor(static_cast<int64_t>(cache.k_pool.size()), int64_t{1} << 16,
+                      [&](int64_t begin, int64_t end) {
+                        for (int64_t i = begin; i < end; ++i) {
+                          cache.k_pool[i] = FloatToBf16(static_cast<float>((i * 7919) % 97) / 97.0f - 0.5f);
+                          cache.v_pool[i] = FloatToBf16(static_cast<float>((i * 104729) % 89) / 89.0f - 0.5f);
+                        }
+                      });
   cache.block_ids.resize(total_blocks);
-  for (int64_t b = 0; b < total_blocks; ++b) cache.block_ids[b] = static_cast<int32_t>((b * 7919) % total_blocks);
-  if (std::gcd(int64_t{7919}, total_blocks) != 1) std::iota(cache.block_ids.begin(), cache.block_ids.end(), 0);
+  for (int64_t b = 0; b < total_blocks; ++b)
+    cache.block_ids[b] = static_cast<int32_t>((b * 7919) % total_blocks);
+  if (std::gcd(int64_t{7919}, total_blocks) != 1)
+    std::iota(cache.block_ids.begin(), cache.block_ids.end(), 0);
   return cache;
 }
 
@@ -263,8 +266,8 @@ CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repea
       for (int64_t task = begin; task < end; ++task) {
         const int s = static_cast<int>(task / kKvHeads), g = static_cast<int>(task % kKvHeads);
         const int64_t row = int64_t{s} * kNew * kHeads * kHeadDim;
-        cpu::PagedAttentionHeads(prefill_q.data() + row, kNew, kHeads, cache.view_of(s, kPrefix + kNew), scale, 0,
-                                 prefill_out.data() + row, g, g + 1);
+        cpu::PagedAttentionHeads(prefill_q.data() + row, kNew, kHeads, cache.view_of(s, kPrefix + kNew),
+                                 scale, 0, prefill_out.data() + row, g, g + 1);
       }
     });
     double seconds = SecondsSince(start);

@@ -54,16 +54,17 @@ void AppendHardware(const PlanReport& report, std::string* out) {
                         Gib(topology.memory_bytes));
   const CpuProfile& cpu = profile.cpu;
   const CpuAttentionRate& attention = cpu.attention;
-  absl::StrAppendFormat(out, "          DRAM read %.1f GB/s; attention %.1f GB/s of KV%s, %.0f GFLOP/s%s%s\n",
-                        cpu.dram_read_gbps, attention.kv_gbps,
-                        attention.bytes_kv_heads > 0
-                            ? absl::StrFormat(" (%d/%d heads)", attention.bytes_heads, attention.bytes_kv_heads)
-                            : "",
-                        attention.gflops,
-                        attention.kv_heads > 0 && attention.bytes_kv_heads > 0
-                            ? absl::StrFormat(" (%d/%d heads)", attention.heads, attention.kv_heads)
-                            : "",
-                        attention.estimated ? " (estimated, not measured)" : "");
+  absl::StrAppendFormat(
+      out, "          DRAM read %.1f GB/s; attention %.1f GB/s of KV%s, %.0f GFLOP/s%s%s\n",
+      cpu.dram_read_gbps, attention.kv_gbps,
+      attention.bytes_kv_heads > 0
+          ? absl::StrFormat(" (%d/%d heads)", attention.bytes_heads, attention.bytes_kv_heads)
+          : "",
+      attention.gflops,
+      attention.kv_heads > 0 && attention.bytes_kv_heads > 0
+          ? absl::StrFormat(" (%d/%d heads)", attention.heads, attention.kv_heads)
+          : "",
+      attention.estimated ? " (estimated, not measured)" : "");
   if (!cpu.matmul_bf16.empty())
     absl::StrAppend(out, "          oneDNN bf16 ", CurveText(cpu.matmul_bf16, "M"), "\n");
   if (!cpu.matmul_f32.empty())
@@ -125,7 +126,7 @@ void AppendMemory(const PlanReport& report, std::string* out) {
                          : "",
                      ")"),
         memory.gpu_ring_bytes,
-        memory.ring_holds_streamed ? "a slot per streamed section: filled once, then nothing streams"
+        memory.ring_holds_streamed  ? "a slot per streamed section: filled once, then nothing streams"
         : memory.gpu_ring_bytes > 0 ? "streamed layers pass through here"
                                     : "nothing streams");
     row("workspace", memory.gpu_workspace_bytes, "activations, logits, cuBLAS");

@@ -82,7 +82,7 @@ struct GpuForward::State {
   std::vector<int> slot_of_section;
   bool routed_copies = false;                   // placement.routed_expert_copies, and the ring rotates.
   std::vector<std::vector<char>> slot_experts;  // Routed mode: which of its part's experts each slot holds.
-  std::vector<const uint8_t*> expert_bases;  // Of the layer being computed (feeder thread).
+  std::vector<const uint8_t*> expert_bases;     // Of the layer being computed (feeder thread).
   StageTimes times;  // attention: driving thread; moe, lm_head, projections: feeder thread.
   GpuRunStats stats;
   // Declared last: destroyed first, so that its thread has finished with everything above.

@@ -66,7 +66,8 @@ absl::StatusOr<std::optional<bool>> ParseRoutedCopies(std::string_view text) {
   if (text == "auto" || text.empty()) return std::optional<bool>();
   if (text == "on") return std::optional<bool>(true);
   if (text == "off") return std::optional<bool>(false);
-  return absl::InvalidArgumentError(absl::StrCat("--routed-copies must be auto, on or off, not '", std::string(text), "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--routed-copies must be auto, on or off, not '", std::string(text), "'"));
 }
 
 absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets) {

@@ -1,10 +1,12 @@
 // The golden tests on the GPU path (--device gpu): bf16 weights and GEMMs with f32 accumulation, so logprobs
-// match transformers' f32 reference within 2e-2 and greedy tokens match wherever the reference's top-2 logit
-// margin exceeds 0.05 (past a step where it does not, the continuation may legitimately differ and is not
-// compared). Run with every MoE layer resident, with every MoE layer streamed through a 2-slot ring, in one
-// micro-batch, in half-layer parts through a 3-slot ring, and with fresh prompts' attention on the CPU
-// instead of the GPU. Sampled requests ride along in every batch (the GPU returns their logits rows while it
-// picks the greedy ones' tokens itself); they must repeat exactly from the same seeds. Skips without a GPU.
+// match transformers' f32 reference within kBf16LogprobTolerance (below: why not the 2e-2 the issue asks)
+// and greedy tokens match wherever the reference's top-2 logit margin exceeds 0.05 (past a step where it
+// does not, the continuation may legitimately differ and is not compared). Run with every MoE layer
+// resident, with every MoE layer streamed through a 2-slot ring, in one micro-batch, in half-layer parts
+// through a 3-slot ring, with fresh prompts' attention on the CPU instead of the GPU, and with routed expert
+// copies (checked bit-equal to whole-part copies, with fewer bytes moved). Sampled requests ride along in
+// every batch (the GPU returns their logits rows while it picks the greedy ones' tokens itself); they must
+// repeat exactly from the same seeds. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -132,17 +134,17 @@ constexpr Placement kStreamedInParts{"streamed_in_half_layers", 0, 2, 2};
 constexpr Placement kCpuPrefill{"streamed_cpu_prefill_attention", 0, 3, 0, true};
 constexpr Placement kRoutedCopies{"streamed_routed_copies_in_half_layers", 0, 2, 2, false, true};
 
-INSTANTIATE_TEST_SUITE_P(
-    AllModels, GpuGoldenTest,
-    testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe", "golden/qwen3_moe", "golden/olmoe",
-                                     "models/tiny-qwen3-moe"),
-                     testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
-                                     kRoutedCopies)),
-    [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
-      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
-      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(AllModels, GpuGoldenTest,
+                         testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe",
+                                                          "golden/qwen3_moe", "golden/olmoe",
+                                                          "models/tiny-qwen3-moe"),
+                                          testing::Values(kResident, kStreamed, kStreamedOneBatch,
+                                                          kStreamedInParts, kCpuPrefill, kRoutedCopies)),
+                         [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
+                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace ringmoe

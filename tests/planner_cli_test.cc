@@ -99,6 +99,42 @@ TEST_F(PlannerCliTest, UsageAndInputErrors) {
   EXPECT_NE(missing.err.find("nowhere"), std::string::npos) << missing.err;
 }
 
+// Qwen3-30B-A3B at 6 GiB with 4 sequences: the plan copies only the routed experts (a decode step touches
+// about a quarter of them), says so, and predicts more than with --routed-copies off; a pinned ring shape is
+// the one planned.
+TEST_F(PlannerCliTest, SmallBatchesCopyOnlyTheRoutedExperts) {
+  std::string job = "plan --model " + kSource +
+                    "/tests/data/configs/qwen3-30b-a3b.json --layers 16 --hardware " + kSource +
+                    "/bench/h200_profile.json --gpu-mem 6GiB --prompt-len 128 --gen-len 64 " +
+                    "--num-requests 4 --no-what-if";
+  fs::path routed_json = dir_ / "routed.json", whole_json = dir_ / "whole.json";
+  Output routed = Run(job + " --report-json " + routed_json.string());
+  ASSERT_EQ(routed.exit_code, 0) << routed.err;
+  EXPECT_NE(routed.out.find("copying only the routed experts"), std::string::npos) << routed.out;
+  EXPECT_NE(routed.out.find("routed experts, fetched after routing"), std::string::npos) << routed.out;
+  Output whole =
+      Run(job + " --routed-copies off --layer-parts 2 --ring-slots 3 --report-json " + whole_json.string());
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  const size_t pinned = whole.out.find("plan (your choices pinned):");
+  ASSERT_NE(pinned, std::string::npos) << whole.out;
+  const std::string pinned_line = whole.out.substr(pinned, whole.out.find('\n', pinned) - pinned);
+  EXPECT_EQ(pinned_line.find("copying only the routed experts"), std::string::npos) << pinned_line;
+  EXPECT_NE(pinned_line.find("a ring of 3 slots of 1/2 layer"), std::string::npos) << pinned_line;
+  // The report names the consequence: the unpinned plan copies only the routed experts.
+  const size_t unpinned = whole.out.find("without your pins the planner would pick:");
+  ASSERT_NE(unpinned, std::string::npos) << whole.out;
+  EXPECT_NE(whole.out.find("copying only the routed experts", unpinned), std::string::npos) << whole.out;
+  nlohmann::json with = nlohmann::json::parse(Slurp(routed_json));
+  nlohmann::json without = nlohmann::json::parse(Slurp(whole_json));
+  EXPECT_TRUE(with["prediction"]["plan"]["routed_expert_copies"].get<bool>());
+  EXPECT_FALSE(without["prediction"]["plan"]["routed_expert_copies"].get<bool>());
+  EXPECT_GT(with["prediction"]["throughput"]["output_tokens_per_s"].get<double>(),
+            2 * without["prediction"]["throughput"]["output_tokens_per_s"].get<double>());
+  Output bad = Run(job + " --routed-copies sometimes");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("sometimes"), std::string::npos) << bad.err;
+}
+
 TEST_F(PlannerCliTest, ProbeThenPlanWithoutAGpu) {
   fs::path profile_path = dir_ / "here.json";
   Output probe =

@@ -57,7 +57,8 @@ TEST(PlannerPerfModel, RoutedCopiesMoveOnlyTheRoutedExpertsAndWaitForTheRouting)
   plan.routed_expert_copies = false;
   EXPECT_NEAR(model.StepTime(plan, *memory, 1, 125, 0, 100).step, (kTinyRoutedBytes + 1024 * 16.0) / 10e9,
               1e-12);
-  // 16 tokens touch 16 (1 - (14/16)^16) = 14.8 experts, over three quarters: whole parts, as the engine copies.
+  // 16 tokens touch 16 (1 - (14/16)^16) = 14.8 experts, over three quarters: whole parts, as the engine
+  // copies.
   EXPECT_DOUBLE_EQ(RoutedCopyShare(costs, 16), 1.0);
   EXPECT_NEAR(RoutedCopyShare(costs, 4), 1 - std::pow(14.0 / 16, 4), 1e-12);
 
@@ -71,6 +72,38 @@ TEST(PlannerPerfModel, RoutedCopiesMoveOnlyTheRoutedExpertsAndWaitForTheRouting)
       SearchPlan(large_job, PlanDevice::kGpu, PlanOverrides{.batch = 64, .max_resident_moe_layers = 0});
   ASSERT_TRUE(large.ok()) << large.status();
   EXPECT_FALSE(large->best.plan.routed_expert_copies);
+}
+
+// Decode attention reads KV at the probed byte rate or as fast as its FLOPs let it, whichever is slower, and
+// the driving thread's step is that attention plus one (layer, micro-batch) share of the GPU's work and the
+// step's host work.
+TEST(PlannerPerfModel, DecodeAttentionIsTheSlowerOfItsBytesAndItsFlops) {
+  HardwareProfile profile = InstantMachine();
+  profile.contention = DramContention{1, 1, 1, 1};  // sharing costs nothing here
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  // 8 query heads over 2 KV heads: 4 FLOPs per KV byte (4 x 8 x 128 x 4 layers per 2 x 2 x 128 x 2 x 4
+  // bytes).
+  ASSERT_DOUBLE_EQ(costs.attention_flops_per_context_token / costs.kv_bytes_per_token, 4.0);
+  Plan plan;
+  plan.device = PlanDevice::kGpu;
+  plan.batch = 64;
+  plan.micro_batches = 2;
+  const double kv_bytes = 64.0 * 10000 * 4096;  // 64 decodes over 10000 tokens of 4 KiB
+  for (auto [gflops, read_gbps] : {std::pair{200.0, 50.0}, std::pair{800.0, 100.0}}) {
+    SCOPED_TRACE(gflops);
+    profile.cpu.attention.kv_gbps = 100;
+    profile.cpu.attention.gflops = gflops;  // 200: FLOP-bound at 50 GB/s; 800: byte-bound at 100
+    PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
+    absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+    ASSERT_TRUE(memory.ok()) << memory.status();
+    StageTimes step = model.StepTime(plan, *memory, 64, 10000, 0, 100);
+    EXPECT_NEAR(step.cpu_attention, kv_bytes / (read_gbps * 1e9), 1e-12);
+    // 1 ms a step + 1 ms per (layer, micro-batch) of engine overhead is nearly all the GPU does here.
+    const double gpu_busy = step.gpu_gemm + step.gpu_attention + step.engine_overhead;
+    EXPECT_NEAR(step.engine_overhead, 1e-3 + 8e-3, 1e-12);
+    EXPECT_NEAR(step.step, step.cpu_attention + gpu_busy / 8 + 1e-3, 1e-12);
+    EXPECT_EQ(step.bottleneck, "cpu_attention (with the step's pipeline fill and drain)");
+  }
 }
 
 TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
@@ -219,8 +252,11 @@ TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
   EXPECT_NEAR(step.cpu_attention, attention_done, 1e-12);
   EXPECT_GT(step.h2d_copy, dma_bytes / 55.3e9);
   EXPECT_GT(step.cpu_attention, kv_bytes / 7.96e9);
-  EXPECT_EQ(step.bottleneck, "cpu_attention");
-  EXPECT_NEAR(step.step, attention_done, 1e-12);
+  // The step: that attention, then the GPU's last (layer, micro-batch) share (here its fixed overheads,
+  // 1 ms + 8 x 1 ms over 8) and the step's host work (1 ms).
+  EXPECT_EQ(step.bottleneck, "cpu_attention (with the step's pipeline fill and drain)");
+  const double gpu_busy = step.gpu_gemm + step.gpu_attention + step.engine_overhead;
+  EXPECT_NEAR(step.step, attention_done + gpu_busy / 8 + 1e-3, 1e-12);
 
   // One micro-batch cannot overlap the CPU attention with the GEMMs: they add up.
   profile.gpu->grouped_gemm_bf16 = {{1, 1e-3}};  // slow GEMMs: longer than the attention
