@@ -6,6 +6,8 @@
 # STEPS picks the parts (default "build tests probe bench hf"). CASES lists the benchmark runs, each
 # "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]", e.g.
 #   CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256"
+# CASES=accuracy runs the planner issue's eight configurations (both shapes, 6 and 12 GiB, 512/256 and 128/1024;
+# about 20 minutes of benchmark, so over three calls: ACCURACY_PART=1, 2 or 3 picks a third).
 # Logs and JSON land in $WORK (default /tmp/ringmoe-out); everything is packed into $OUT/results.tgz with a
 # summary in $OUT/summary.txt.
 set -uo pipefail
@@ -48,6 +50,15 @@ if wants probe; then
   tail -8 "${work}/probe.log" | tee -a "${work}/summary.txt"
 fi
 [[ -f "${profile}" ]] || profile=bench/h200_profile.json
+
+if [[ "${CASES:-}" == accuracy ]]; then
+  case "${ACCURACY_PART:-all}" in
+    1) CASES="mixtral-8x7b:4:12GiB:512:512:256 mixtral-8x7b:4:12GiB:512:128:1024 mixtral-8x7b:4:6GiB:512:512:256 mixtral-8x7b:4:6GiB:512:128:1024" ;;
+    2) CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:512:128:1024" ;;
+    3) CASES="qwen3-30b-a3b:16:6GiB:512:128:1024" ;;
+    *) CASES="mixtral-8x7b:4:12GiB:512:512:256 mixtral-8x7b:4:12GiB:512:128:1024 mixtral-8x7b:4:6GiB:512:512:256 mixtral-8x7b:4:6GiB:512:128:1024 qwen3-30b-a3b:16:6GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:512:128:1024 qwen3-30b-a3b:16:6GiB:512:128:1024" ;;
+  esac
+fi
 
 if wants bench; then
   for case in ${CASES:-qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256}; do
