@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
   if (flags.resident_layers >= 0) pins.max_resident_moe_layers = flags.resident_layers;
   if (flags.layer_parts > 0) pins.layer_parts = flags.layer_parts;
   if (flags.ring_slots > 0) pins.ring_sections = flags.ring_slots;
+  pins.host_kv_only = true;  // the plan is run, and the engine keeps the KV cache on the host
   absl::StatusOr<std::optional<bool>> routed = ringmoe::ParseRoutedCopies(flags.routed_copies);
   if (!routed.ok()) {
     std::fprintf(stderr, "%s\n", std::string(routed.status().message()).c_str());

@@ -129,6 +129,30 @@ TEST(PlannerSearch, PinsAreHonouredAndPricedAgainstTheFreeChoice) {
   EXPECT_NE(text.find("without your pins the planner would pick"), std::string::npos) << text;
 }
 
+// With a profile that knows the GPU's memory bandwidth the search may put KV on the GPU; for a plan the
+// engine runs (it keeps the whole cache on the host) it must not, and that is not reported as a user's pin.
+TEST(PlannerSearch, PlansForTheEngineKeepTheKvCacheOnTheHost) {
+  PlanInputs inputs;
+  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
+  inputs.model_name = "qwen3-30b-a3b";
+  inputs.layers_override = 2;
+  inputs.profile = H200();
+  inputs.profile.gpu->device_memory_gbps = 4000;  // H200 HBM: attention there beats the CPU by far
+  inputs.profile_path = "bench/h200_profile.json";
+  inputs.workload = Workload{512, 512, 256, 768, ""};
+  inputs.requested_budgets.gpu_bytes = 40 * kGiB;
+  inputs.explore_what_ifs = false;
+  absl::StatusOr<PlanReport> free = BuildPlanReport(inputs);
+  ASSERT_TRUE(free.ok()) << free.status();
+  EXPECT_GT(free->prediction.plan.kv_gpu_fraction, 0);
+  inputs.overrides.host_kv_only = true;
+  absl::StatusOr<PlanReport> host = BuildPlanReport(inputs);
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(host->prediction.plan.kv_gpu_fraction, 0);
+  EXPECT_FALSE(host->unpinned.has_value());
+  EXPECT_LT(host->prediction.total_tokens_per_s, free->prediction.total_tokens_per_s);
+}
+
 TEST(PlannerReport, TableJsonAndMeasuredErrors) {
   PlanInputs inputs;
   inputs.spec = ConfigNamed("qwen3-30b-a3b.json");

@@ -96,6 +96,7 @@ absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const EngineOptions& p
     options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   if (app.count("--layer-parts") > 0) options.overrides.layer_parts = flags.layer_parts;
   if (app.count("--ring-slots") > 0) options.overrides.ring_sections = flags.ring_slots;
+  options.overrides.host_kv_only = true;  // the plan is run, and the engine keeps the KV cache on the host
   absl::StatusOr<std::optional<bool>> routed = ParseRoutedCopies(flags.routed_copies);
   if (!routed.ok()) return routed.status();
   options.overrides.routed_expert_copies = *routed;
