@@ -230,4 +230,24 @@ bool PreferRoutedCopy(const PackedLayerIndex& index, std::span<const int32_t> ex
   return static_cast<double>(routed) <= max_fraction * static_cast<double>(index.total_bytes());
 }
 
+std::vector<ByteRange> MissingRoutedRanges(const PackedLayerIndex& index, int first_expert,
+                                           std::span<const int32_t> expert_counts, std::vector<char>& held) {
+  PackedLayerIndex part = index;  // The part's experts, from its start: offsets come out relative to it.
+  part.num_experts = static_cast<int>(held.size());
+  const std::span<const int32_t> routed = expert_counts.subspan(first_expert, held.size());
+  std::vector<int32_t> missing(held.size(), 0);
+  bool any = false;
+  for (size_t i = 0; i < held.size(); ++i) {
+    missing[i] = routed[i] > 0 && !held[i];
+    any = any || missing[i];
+  }
+  if (!any) return {};
+  if (!PreferRoutedCopy(part, routed)) {
+    std::fill(held.begin(), held.end(), 1);
+    return {ByteRange{0, part.total_bytes()}};
+  }
+  for (size_t i = 0; i < held.size(); ++i) held[i] = held[i] || missing[i];
+  return RoutedExpertRanges(part, missing);
+}
+
 }  // namespace ringmoe::gpu

@@ -137,4 +137,11 @@ absl::StatusOr<int64_t> CopyRoutedExperts(const void* host_layer, const PackedLa
 bool PreferRoutedCopy(const PackedLayerIndex& index, std::span<const int32_t> expert_counts,
                       double max_fraction = 0.75);
 
+// For a ring slot that holds a part of a layer: experts [first_expert, first_expert + held.size()) of the
+// layer `index` describes, `held` marking those already in the slot. Returns the copies (offsets within the
+// part) that bring in what `expert_counts` (the whole layer's) routes to and the slot lacks, and marks them
+// held: none when it holds them all, and the whole part once PreferRoutedCopy finds too much of it routed.
+std::vector<ByteRange> MissingRoutedRanges(const PackedLayerIndex& index, int first_expert,
+                                           std::span<const int32_t> expert_counts, std::vector<char>& held);
+
 }  // namespace ringmoe::gpu

@@ -69,20 +69,19 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     }
     ++result.plans_feasible;
     int64_t ssd_bytes = prediction->memory.ssd_weight_bytes;
-    // Small steps touch few experts: try copying only the routed ones (only where something streams, and
-    // where a decode step leaves a quarter of the experts untouched, or it cannot win).
-    const bool try_routed = overrides.routed_expert_copies.value_or(true) &&
-                            prediction->memory.streamed_bytes_per_step > 0 &&
-                            RoutedCopyShare(model.costs(), plan.batch) < 1.0;
-    if (overrides.routed_expert_copies.value_or(false) || try_routed) {
+    // Small steps touch few experts: copying only the routed ones can win where something streams and a
+    // decode step leaves a quarter of the experts untouched. A pin decides instead.
+    const std::optional<bool>& routed_pin = overrides.routed_expert_copies;
+    const bool routed_may_win =
+        prediction->memory.streamed_bytes_per_step > 0 && RoutedCopyShare(model.costs(), plan.batch) < 1.0;
+    if (routed_pin.value_or(routed_may_win)) {
       Plan routed = plan;
       routed.routed_expert_copies = true;
       absl::StatusOr<Prediction> with_routed = model.Predict(routed);
       ++result.plans_evaluated;
       if (with_routed.ok()) {
         ++result.plans_feasible;
-        if (overrides.routed_expert_copies.value_or(false) ||
-            with_routed->total_tokens_per_s > prediction->total_tokens_per_s * (1 + 1e-9)) {
+        if (routed_pin || with_routed->total_tokens_per_s > prediction->total_tokens_per_s * (1 + 1e-9)) {
           prediction = std::move(with_routed);
         }
       }

@@ -183,35 +183,12 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
 
 absl::Status GpuForward::State::FetchRoutedExperts(int layer) {
   gpu::SectionRing* ring = model->ring();
-  const gpu::PackedLayerIndex& index = model->expert_index();
-  const std::span<const int32_t> counts = experts->expert_counts();
-  std::vector<int32_t> wanted(index.num_experts, 0);
   for (const StreamedPart& part : model->layer(layer).parts) {
     const int slot = slot_of_section[part.section];
-    std::vector<char>& held = slot_experts[slot];
-    int routed = 0, missing = 0;
-    std::fill(wanted.begin(), wanted.end(), 0);
-    for (int i = 0; i < part.num_experts; ++i) {
-      const int e = part.first_expert + i;
-      if (counts[e] <= 0) continue;
-      ++routed;
-      if (!held[i]) {
-        wanted[e] = 1;
-        ++missing;
-      }
-    }
+    const std::vector<gpu::ByteRange> ranges = gpu::MissingRoutedRanges(
+        model->expert_index(), part.first_expert, experts->expert_counts(), slot_experts[slot]);
     // The compute stream already waits for what earlier micro-batches fetched into the slot.
-    if (missing == 0) continue;
-    std::vector<gpu::ByteRange> ranges;
-    if (4 * routed > 3 * part.num_experts) {
-      // Most of the part is routed: one large copy of all of it moves little more and runs at full speed.
-      ranges.push_back({0, model->source().section_bytes(part.section)});
-      std::fill(held.begin(), held.end(), 1);
-    } else {
-      ranges = gpu::RoutedExpertRanges(index, wanted);
-      for (gpu::ByteRange& range : ranges) range.offset -= part.first_expert * index.expert_stride_bytes;
-      for (int i = 0; i < part.num_experts; ++i) held[i] = held[i] || wanted[part.first_expert + i];
-    }
+    if (ranges.empty()) continue;
     RETURN_IF_ERROR(ring->FillRanges(slot, model->source(), part.section, ranges, copy));
     RETURN_IF_ERROR(ring->BeginCompute(slot, compute).status());
   }

@@ -106,6 +106,33 @@ TEST(ExpertPackingTest, RoutedRangesMergeNeighboursAndSkipPadding) {
   EXPECT_FALSE(PreferRoutedCopy(index, std::vector<int32_t>(6, 1)));
 }
 
+// A slot holding experts 2..5 of a 6-expert layer: each micro-batch brings in only what it routes to and the
+// slot lacks; once most of the part is routed, the whole part comes in one copy.
+TEST(ExpertPackingTest, MissingRoutedRangesTopUpAPartSlot) {
+  const PackedLayerIndex index = MakePackedLayerIndex(6, 40, 24);
+  const int64_t stride = index.expert_stride_bytes, bytes = index.expert_bytes();
+  std::vector<char> held(4, 0);
+  // Experts 0 and 3 routed: only 3 is in this part, at offset 1 within it.
+  std::vector<ByteRange> first = MissingRoutedRanges(index, 2, std::vector<int32_t>{5, 0, 0, 1, 0, 0}, held);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].offset, stride);
+  EXPECT_EQ(first[0].bytes, bytes);
+  EXPECT_EQ(held, (std::vector<char>{0, 1, 0, 0}));
+  // The next micro-batch routes to 3 again and to 5: only 5 travels.
+  std::vector<ByteRange> second = MissingRoutedRanges(index, 2, std::vector<int32_t>{0, 0, 0, 2, 0, 1}, held);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].offset, 3 * stride);
+  EXPECT_EQ(held, (std::vector<char>{0, 1, 0, 1}));
+  // Nothing new: no copy.
+  EXPECT_TRUE(MissingRoutedRanges(index, 2, std::vector<int32_t>{1, 1, 0, 1, 0, 1}, held).empty());
+  // All four of the part routed: the whole part, in one copy.
+  std::vector<ByteRange> whole = MissingRoutedRanges(index, 2, std::vector<int32_t>(6, 1), held);
+  ASSERT_EQ(whole.size(), 1u);
+  EXPECT_EQ(whole[0].offset, 0);
+  EXPECT_EQ(whole[0].bytes, 4 * stride);
+  EXPECT_EQ(held, (std::vector<char>(4, 1)));
+}
+
 TEST(PinnedSectionSourceTest, ReportsSizesAndRejectsBadChunks) {
   std::vector<uint8_t> memory(1000);
   PinnedSectionSource source;
