@@ -29,6 +29,7 @@ struct Flags {
   std::string model, json_path, device = "gpu", gpu_mem = "6GiB", cpu_mem, kv_cache, hardware;
   int requests = 4096, prompt_len = 512, gen_len = 256, max_batch = 0, max_step_tokens = 0, threads = 0;
   int micro_batches = 0, resident_layers = -1, ring_slots = 0, layer_parts = 0;
+  double kv_gpu_fraction = -1;  // < 0: the plan's
   std::string routed_copies = "auto";
   bool cpu_prefill_attention = false;
   uint64_t seed = 1;
@@ -89,6 +90,9 @@ int main(int argc, char** argv) {
   app.add_option("--micro-batches", flags.micro_batches, "pin the micro-batches");
   app.add_option("--resident-layers", flags.resident_layers, "pin the MoE layers kept on the GPU");
   app.add_option("--ring-slots", flags.ring_slots, "pin the ring slots");
+  app.add_option("--kv-gpu-fraction", flags.kv_gpu_fraction,
+                 "pin the share of sequences with their KV on the GPU")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--layer-parts", flags.layer_parts, "pin the ring sections per streamed layer");
   app.add_option("--routed-copies", flags.routed_copies, "copy only routed experts: auto, on or off");
   app.add_flag("--cpu-prefill-attention", flags.cpu_prefill_attention, "fresh prompts' attention on the CPU");
@@ -132,7 +136,7 @@ int main(int argc, char** argv) {
   if (flags.resident_layers >= 0) pins.max_resident_moe_layers = flags.resident_layers;
   if (flags.layer_parts > 0) pins.layer_parts = flags.layer_parts;
   if (flags.ring_slots > 0) pins.ring_sections = flags.ring_slots;
-  pins.host_kv_only = true;  // the plan is run, and the engine keeps the KV cache on the host
+  if (flags.kv_gpu_fraction >= 0) pins.kv_gpu_fraction = flags.kv_gpu_fraction;
   absl::StatusOr<std::optional<bool>> routed = ringmoe::ParseRoutedCopies(flags.routed_copies);
   if (!routed.ok()) {
     std::fprintf(stderr, "%s\n", std::string(routed.status().message()).c_str());
@@ -261,6 +265,7 @@ int main(int argc, char** argv) {
         {"ring_slots", options.ring_slots},
         {"layer_parts", options.ring_layer_parts},
         {"routed_expert_copies", options.routed_expert_copies},
+        {"gpu_kv_cache_bytes", options.gpu_kv_cache_bytes},
         {"gpu_mem_bytes", options.gpu_memory_bytes},
         {"open_seconds", open_seconds},
         {"wall_seconds", s.wall_seconds},
@@ -276,7 +281,8 @@ int main(int argc, char** argv) {
           {"streamed_bytes", s.streamed_bytes},
           {"h2d_copy_seconds", s.h2d_copy_seconds},
           {"kv_read_bytes", s.kv_read_bytes},
-          {"cpu_attention_kv_bytes", s.cpu_attention_kv_bytes}}},
+          {"cpu_attention_kv_bytes", s.cpu_attention_kv_bytes},
+          {"gpu_cache_kv_bytes", s.gpu_cache_kv_bytes}}},
         {"gpu_busy_fraction", gpu_busy >= 0 ? json(gpu_busy) : json(nullptr)},
         {"predicted",
          {{"generated_tokens_per_s", predicted.output_tokens_per_s},

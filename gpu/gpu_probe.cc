@@ -10,6 +10,7 @@
 #include "gpu/device_arena.h"
 #include "gpu/expert_packing.h"
 #include "gpu/host_memory.h"
+#include "gpu/kv_cache_ops.h"
 #include "gpu/status_util.h"
 #include "gpu/stream.h"
 
@@ -138,6 +139,54 @@ absl::StatusOr<double> MeasurePrefillAttention(int chunks, int rows) {
   return ms > 0 ? 4.0 * kHeads * kHeadDim * pairs / (ms * 1e-3) / 1e12 : 0.0;
 }
 
+absl::StatusOr<double> MeasurePagedAttention(int sequences, int tokens) {
+  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  constexpr int kHeads = 32, kKvHeads = 8, kHeadDim = 128, kBlockTokens = 16;
+  if (sequences < 1 || tokens < 1) return absl::InvalidArgumentError("MeasurePagedAttention: empty problem");
+  DeviceArena arena(0);
+  RINGMOE_GPU_ASSIGN_OR_RETURN(Stream stream, Stream::Create());
+  const int blocks_per_sequence = (tokens + kBlockTokens - 1) / kBlockTokens;
+  const int64_t blocks = int64_t{sequences} * blocks_per_sequence;
+  const int64_t block_stride = int64_t{kBlockTokens} * kKvHeads * kHeadDim;
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer k, arena.Allocate(2 * blocks * block_stride, "probe K"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer v, arena.Allocate(2 * blocks * block_stride, "probe V"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer q,
+                               arena.Allocate(4LL * sequences * kHeads * kHeadDim, "probe q"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer out, arena.Allocate(q.size(), "probe out"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer tables, arena.Allocate(4 * blocks, "probe tables"));
+  RINGMOE_GPU_ASSIGN_OR_RETURN(DeviceBuffer rows, arena.Allocate(8LL * sequences, "probe rows"));
+  RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(k.data(), blocks * block_stride, 5, 1.0f, stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(v.data(), blocks * block_stride, 6, 1.0f, stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(FillRandomBf16(out.data(), q.size() / 2, 7, 1.0f, stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(ConvertBf16ToF32(out.data(), q.size() / 4, q.as<float>(), stream));
+  // Blocks interleaved across sequences, as a cache filled by many admissions is.
+  std::vector<int32_t> host_tables(blocks), host_rows(2LL * sequences);
+  for (int s = 0; s < sequences; ++s) {
+    for (int b = 0; b < blocks_per_sequence; ++b)
+      host_tables[int64_t{s} * blocks_per_sequence + b] = b * sequences + s;
+    host_rows[s] = s * blocks_per_sequence;
+    host_rows[sequences + s] = tokens - 1;
+  }
+  RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(tables.data(), host_tables.data(), 4 * blocks, stream));
+  RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(rows.data(), host_rows.data(), 8LL * sequences, stream));
+  DevicePagedKv kv;
+  kv.k_pool = k.as<uint16_t>();
+  kv.v_pool = v.as<uint16_t>();
+  kv.block_stride = block_stride;
+  kv.block_tokens = kBlockTokens;
+  kv.kv_heads = kKvHeads;
+  kv.head_dim = kHeadDim;
+  kv.tables = tables.as<int32_t>();
+  kv.row_tables = rows.as<int32_t>();
+  kv.positions = rows.as<int32_t>() + sequences;
+  auto pass = [&] {
+    return PagedAttentionRows(q.as<float>(), sequences, kHeads, kv, 0.088f, 0, out.as<float>(), stream);
+  };
+  RINGMOE_GPU_ASSIGN_OR_RETURN(float ms, BestMilliseconds(stream, pass));
+  const double kv_bytes = 2.0 * 2.0 * sequences * tokens * kKvHeads * kHeadDim;
+  return ms > 0 ? kv_bytes / (ms * 1e-3) / 1e9 : 0.0;
+}
+
 absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options) {
   RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
   if (options.copy_bytes <= 0) return absl::InvalidArgumentError("ProbeGpu: copy_bytes must be positive");
@@ -185,6 +234,7 @@ absl::StatusOr<GpuProbeResult> ProbeGpu(const GpuProbeOptions& options) {
                                MeasureExpertGemm(options, GemmStrategy::kLoopGemmEx));
   absl::StatusOr<std::vector<GemmRate>> grouped = MeasureExpertGemm(options, GemmStrategy::kGroupedBatched);
   RINGMOE_GPU_ASSIGN_OR_RETURN(result.prefill_attention_tflops, MeasurePrefillAttention());
+  RINGMOE_GPU_ASSIGN_OR_RETURN(result.paged_attention_gbps, MeasurePagedAttention());
   result.grouped_gemm_bf16 = loop;
   if (grouped.ok()) {
     for (size_t i = 0; i < loop.size() && i < grouped->size(); ++i) {

@@ -32,6 +32,7 @@ struct GpuProbeResult {
   double h2d_gbps = 0, d2h_gbps = 0, bidirectional_gbps = 0;  // Pinned host memory; 1 GB = 1e9 bytes.
   std::vector<GemmRate> grouped_gemm_bf16;  // The routed-expert pass (both GEMMs), best strategy per size.
   double prefill_attention_tflops = 0;      // PrefillAttention of 16 fresh 512-token prompts, Qwen3's heads.
+  double paged_attention_gbps = 0;          // PagedAttentionRows' KV read rate: decodes over a device cache.
 };
 
 // Takes a few seconds: allocates 2 x copy_bytes of pinned host and device memory.
@@ -46,5 +47,9 @@ absl::StatusOr<std::vector<GemmRate>> MeasureExpertGemm(const GpuProbeOptions& o
 // PrefillAttention (gpu/attention_ops.h) of `chunks` fresh prompts of `rows` tokens each, with 32 heads,
 // 4 kv heads and head_dim 128, in TFLOP/s of its causal attention (4 * heads * head_dim per query-key pair).
 absl::StatusOr<double> MeasurePrefillAttention(int chunks = 16, int rows = 512);
+
+// PagedAttentionRows (gpu/kv_cache_ops.h) of `sequences` decodes over `tokens` cached bf16 tokens each, with
+// 32 heads, 8 kv heads and head_dim 128 in blocks of 16 tokens, in GB/s of K/V read (1 GB = 1e9 bytes).
+absl::StatusOr<double> MeasurePagedAttention(int sequences = 256, int tokens = 1024);
 
 }  // namespace ringmoe::gpu

@@ -163,7 +163,7 @@ std::string ProfileToJson(const HardwareProfile& profile) {
                    {"h2d_gbps", gpu.h2d_gbps},
                    {"d2h_gbps", gpu.d2h_gbps},
                    {"bidirectional_gbps", gpu.bidirectional_gbps},
-                   {"device_memory_gbps", gpu.device_memory_gbps},
+                   {"attention_kv_gbps", gpu.attention_kv_gbps},
                    {"prefill_attention_tflops", gpu.prefill_attention_tflops},
                    {"gemm_hidden", gpu.gemm_hidden},
                    {"gemm_intermediate", gpu.gemm_intermediate},
@@ -289,7 +289,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
     g.h2d_gbps = gpu.Get<double>("h2d_gbps", 0.0, true);
     g.d2h_gbps = gpu.Get<double>("d2h_gbps", 0.0, true);
     g.bidirectional_gbps = gpu.Get<double>("bidirectional_gbps", 0.0);
-    g.device_memory_gbps = gpu.Get<double>("device_memory_gbps", 0.0);
+    g.attention_kv_gbps = gpu.Get<double>("attention_kv_gbps", 0.0);
     g.prefill_attention_tflops = gpu.Get<double>("prefill_attention_tflops", 0.0);
     g.gemm_hidden = gpu.Get<int>("gemm_hidden", 0);
     g.gemm_intermediate = gpu.Get<int>("gemm_intermediate", 0);

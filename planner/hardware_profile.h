@@ -73,7 +73,9 @@ struct GpuProfile {
   int64_t memory_bytes = 0;
   int sm_count = 0;
   double h2d_gbps = 0.0, d2h_gbps = 0.0, bidirectional_gbps = 0.0;  // Pinned host memory.
-  double device_memory_gbps = 0.0;  // Device memory read rate; 0 = unknown (no GPU-side attention then).
+  // GPU decode attention's KV read rate over a device cache (gpu::PagedAttentionRows, probed); 0 = unknown
+  // (no GPU share of the KV cache then).
+  double attention_kv_gbps = 0.0;
   // Causal attention of fresh prompts on the GPU (gpu::PrefillAttention), TFLOP/s at 512-token prompts;
   // 0 = not measured (the model then assumes kDefaultPrefillAttentionTflops and says so).
   double prefill_attention_tflops = 0.0;

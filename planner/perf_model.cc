@@ -178,9 +178,9 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
         absl::StrCat("the hardware profile has no GPU (", profile_.gpu_absent_reason,
                      "); plan with --device cpu, or pass --hardware FILE naming a profile with a GPU"));
   }
-  if (plan.kv_gpu_fraction > 0 && !(profile_.gpu->device_memory_gbps > 0)) {
+  if (plan.kv_gpu_fraction > 0 && !(profile_.gpu->attention_kv_gbps > 0)) {
     return absl::FailedPreconditionError(
-        "the hardware profile lacks gpu.device_memory_gbps, so KV on the GPU cannot be modelled");
+        "the hardware profile lacks gpu.attention_kv_gbps, so KV on the GPU cannot be modelled");
   }
   if (plan.layer_parts < 1) return absl::InvalidArgumentError("a streamed layer needs at least 1 part");
   if (plan.ring_sections < std::max(2, plan.layer_parts + 1)) {
@@ -459,15 +459,15 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   }
   times.gpu_gemm = micro_batches * micro_gemm;
 
-  // Attention: fresh prompts on the GPU; decodes and continuations on the CPU over the host KV cache, or a
-  // share f of it on the GPU at device-memory speed.
+  // Attention: fresh prompts on the GPU; decodes and continuations on the CPU over the host KV cache, or, for
+  // the share f of the sequences whose KV lives on the GPU, on the GPU at its probed paged-attention rate.
   AttentionWork attention =
       StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
   const double prefill_tflops =
       gpu.prefill_attention_tflops > 0 ? gpu.prefill_attention_tflops : kDefaultPrefillAttentionTflops;
   times.gpu_attention = attention.fresh_flops / (prefill_tflops * 1e12);
   const double gpu_share = plan.kv_gpu_fraction;
-  if (gpu_share > 0) times.gpu_attention += gpu_share * attention.kv_bytes / (gpu.device_memory_gbps * gbps);
+  if (gpu_share > 0) times.gpu_attention += gpu_share * attention.kv_bytes / (gpu.attention_kv_gbps * gbps);
   double cpu_kv_bytes = (1 - gpu_share) * attention.kv_bytes;
 
   // Copies: streamed weights and the CPU's attention outputs go down; its q (and every row's k/v) come back.
@@ -478,7 +478,9 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   double weight_bytes = memory.streamed_bytes_per_step;
   if (routed) weight_bytes *= RoutedCopyShare(costs_, tokens);
   double h2d_bytes = weight_bytes + cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
-  double d2h_bytes = (cpu_rows * costs_.q_width + tokens * 2.0 * costs_.kv_width) * 4.0 * costs_.num_layers();
+  // Rows of sequences whose KV lives on the GPU keep their k/v there.
+  double d2h_bytes = (cpu_rows * costs_.q_width + (1 - gpu_share) * tokens * 2.0 * costs_.kv_width) * 4.0 *
+                     costs_.num_layers();
 
   // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed.
   const CpuAttentionRate& rate = profile_.cpu.attention;

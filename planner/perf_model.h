@@ -48,7 +48,7 @@ struct Plan {
   int batch = 1;               // Most sequences in flight.
   int micro_batches = 2;       // Slices of a step in flight at once (GPU device; 1 on the CPU device).
   int prefill_chunk = 2048;    // Most prefill tokens per step.
-  double kv_gpu_fraction = 0;  // Share of each sequence's KV cache (and its attention) kept on the GPU.
+  double kv_gpu_fraction = 0;  // Share of the sequences in flight whose KV cache (and attention) lives on the GPU.
   int max_resident_moe_layers =
       -1;                 // Cap on MoE layers whose routed experts stay on the GPU; -1 = all that fit.
   int ring_sections = 2;  // GPU ring slots that streamed layers pass through (>= layer_parts + 1).

@@ -31,10 +31,9 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
                                         const PlanOverrides& overrides) {
   const bool gpu = device == PlanDevice::kGpu;
   std::vector<double> kv_fractions = {0.0};
-  if (gpu && model.profile().gpu && model.profile().gpu->device_memory_gbps > 0) {
+  if (gpu && model.profile().gpu && model.profile().gpu->attention_kv_gbps > 0) {
     kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
   }
-  if (overrides.host_kv_only) kv_fractions = {0.0};
   if (overrides.kv_gpu_fraction) kv_fractions = {*overrides.kv_gpu_fraction};
   // Two first: on a tie (copy-bound steps) prefer the overlap the engine is built around.
   std::vector<int> micro_batches = gpu ? std::vector<int>{2, 1, 3, 4} : std::vector<int>{1};

@@ -21,9 +21,6 @@ struct PlanOverrides {
   std::optional<int> layer_parts;    // Ring sections per streamed layer (the ring then has parts + 1 slots).
   std::optional<int> ring_sections;  // Ring slots (at least parts + 1).
   std::optional<bool> routed_expert_copies;
-  // Not a pin: the plan is for the engine, which keeps the whole KV cache in host memory (it has no GPU
-  // share yet), so the search must not give the GPU one. `ringmoe plan` leaves it off to show what one buys.
-  bool host_kv_only = false;
   bool any() const {
     return batch || micro_batches || prefill_chunk || max_resident_moe_layers || kv_gpu_fraction ||
            layer_parts || ring_sections || routed_expert_copies;

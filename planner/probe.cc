@@ -71,6 +71,7 @@ void ProbeGpuInto(const ProbeOptions& options, HardwareProfile* profile) {
   gpu.d2h_gbps = result->d2h_gbps;
   gpu.bidirectional_gbps = result->bidirectional_gbps;
   gpu.prefill_attention_tflops = result->prefill_attention_tflops;
+  gpu.attention_kv_gbps = result->paged_attention_gbps;
   gpu.gemm_hidden = gpu_options.hidden;
   gpu.gemm_intermediate = gpu_options.intermediate;
   for (const gpu::GemmRate& rate : result->grouped_gemm_bf16) {
@@ -83,11 +84,10 @@ void ProbeGpuInto(const ProbeOptions& options, HardwareProfile* profile) {
     return;
   }
   profile->gpu = gpu;
-  profile->notes.push_back(
-      "gpu.device_memory_gbps and dram_contention are not measured by this probe (GPU layer has no such "
-      "probe)");
+  profile->notes.push_back("dram_contention is not measured by this probe");
   Progress(options,
-           absl::StrFormat("gpu: %s, h2d %.1f GB/s, d2h %.1f GB/s", gpu.name, gpu.h2d_gbps, gpu.d2h_gbps));
+           absl::StrFormat("gpu: %s, h2d %.1f GB/s, d2h %.1f GB/s, paged attention %.0f GB/s of KV", gpu.name,
+                           gpu.h2d_gbps, gpu.d2h_gbps, gpu.attention_kv_gbps));
 #else
   (void)options;
   profile->gpu_absent_reason = "GPU layer not built (gpu/gpu_probe.h is missing)";

@@ -131,7 +131,7 @@ void AppendMemory(const PlanReport& report, std::string* out) {
                                     : "nothing streams");
     row("workspace", memory.gpu_workspace_bytes, "activations, logits, cuBLAS");
     row("KV cache", memory.gpu_kv_bytes,
-        absl::StrCat(Percent(prediction.plan.kv_gpu_fraction), " of each sequence"));
+        absl::StrCat(Percent(prediction.plan.kv_gpu_fraction), " of the sequences"));
   }
   absl::StrAppendFormat(
       out, "  CPU   budget %s, planned %s%s\n", Gib(memory.cpu_budget), Gib(memory.cpu_used()),

@@ -9,7 +9,7 @@
 namespace ringmoe {
 namespace {
 
-std::vector<int> FirstRows(const std::vector<StepChunk>& chunks) {
+std::vector<int> FirstRows(std::span<const StepChunk> chunks) {
   std::vector<int> first_row(chunks.size() + 1, 0);
   for (size_t c = 0; c < chunks.size(); ++c) first_row[c + 1] = first_row[c] + chunks[c].count;
   return first_row;
@@ -56,7 +56,7 @@ void PrepareQueryKey(const ModelSpec& spec, const AttentionWeights& weights,
   });
 }
 
-void CacheAndAttend(const ModelSpec& spec, int layer, const std::vector<StepChunk>& chunks, int attend_chunks,
+void CacheAndAttend(const ModelSpec& spec, int layer, std::span<const StepChunk> chunks, int attend_chunks,
                     const float* q, const float* k, const float* v, float* out, KvCache& kv_cache,
                     cpu::CpuWorkers& workers) {
   const int q_width = spec.q_width(), kv_width = spec.kv_width();

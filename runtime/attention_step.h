@@ -5,6 +5,7 @@
 // CacheAndAttend stores K and V in the paged KV cache and runs causal attention per chunk on the worker pool.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "cpu/thread_pool.h"
@@ -24,7 +25,7 @@ void PrepareQueryKey(const ModelSpec& spec, const AttentionWeights& weights,
 // Writes the K/V rows of every chunk into `layer`'s cache, then runs attention for the first `attend_chunks`
 // chunks, whose q rows come first in `q` and whose output rows go to `out` [rows of those chunks, q_width].
 // The other chunks' attention runs elsewhere (the GPU path's prefill attention of fresh prompts).
-void CacheAndAttend(const ModelSpec& spec, int layer, const std::vector<StepChunk>& chunks, int attend_chunks,
+void CacheAndAttend(const ModelSpec& spec, int layer, std::span<const StepChunk> chunks, int attend_chunks,
                     const float* q, const float* k, const float* v, float* out, KvCache& kv_cache,
                     cpu::CpuWorkers& workers);
 

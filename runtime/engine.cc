@@ -123,7 +123,14 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
                                                      " bytes holds no block of ", options.kv_block_tokens,
                                                      " tokens (", bytes_per_token, " bytes per token)"));
   }
-  impl->kv_cache = std::make_unique<KvCache>(impl->spec, compute, options.kv_block_tokens, num_blocks);
+  int device_blocks = 0;
+  if (use_gpu && options.gpu_kv_cache_bytes > 0) {
+    const int64_t block_bytes = bytes_per_token * options.kv_block_tokens;  // compute is bf16 on the GPU path
+    device_blocks =
+        static_cast<int>(std::min<int64_t>(options.gpu_kv_cache_bytes / block_bytes, INT32_MAX / 2));
+  }
+  impl->kv_cache =
+      std::make_unique<KvCache>(impl->spec, compute, options.kv_block_tokens, num_blocks, device_blocks);
   impl->max_step_tokens = std::max(options.max_step_tokens, options.max_batch);
   if (use_gpu) {
     GpuPlacement placement;
@@ -287,6 +294,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     stats.gpu_feeder_busy_seconds = gpu.feeder_busy_seconds - before.feeder_busy_seconds;
     stats.gpu_feeder_wait_seconds = gpu.feeder_wait_seconds - before.feeder_wait_seconds;
     stats.cpu_attention_kv_bytes = gpu.cpu_kv_read_bytes - before.cpu_kv_read_bytes;
+    stats.gpu_cache_kv_bytes = gpu.gpu_cache_kv_read_bytes - before.gpu_cache_kv_read_bytes;
     impl.gpu_before = gpu;
     stats.gpu_peak_bytes = gpu.gpu_peak_bytes;
     stats.gpu_cap_bytes = gpu.gpu_cap_bytes;

@@ -34,42 +34,62 @@ std::vector<std::vector<int>> SplitByRows(const std::vector<StepChunk>& chunks,
 
 }  // namespace
 
-StepLayout LayOutStep(const std::vector<StepChunk>& chunks, int micro_batches, bool fresh_on_gpu) {
-  std::vector<int> cpu, fresh;
+StepLayout LayOutStep(const std::vector<StepChunk>& chunks, int micro_batches, bool fresh_on_gpu,
+                      const KvCache* kv_cache) {
+  enum Kind { kCpu, kFreshHost, kFreshDevice, kPaged, kKinds };
+  std::vector<int> of_kind[kKinds];
   for (int i = 0; i < static_cast<int>(chunks.size()); ++i) {
-    (fresh_on_gpu && chunks[i].start == 0 ? fresh : cpu).push_back(i);
+    const bool device = kv_cache != nullptr && kv_cache->OnDevice(*chunks[i].block_table);
+    const bool fresh = fresh_on_gpu && chunks[i].start == 0;
+    of_kind[device ? (fresh ? kFreshDevice : kPaged) : (fresh ? kFreshHost : kCpu)].push_back(i);
   }
   const int parts = std::max(1, micro_batches);
-  const std::vector<std::vector<int>> cpu_runs = SplitByRows(chunks, cpu, parts);
-  const std::vector<std::vector<int>> fresh_runs = SplitByRows(chunks, fresh, parts);
+  std::vector<std::vector<int>> runs[kKinds];
+  for (int kind = 0; kind < kKinds; ++kind) runs[kind] = SplitByRows(chunks, of_kind[kind], parts);
   StepLayout layout;
   std::vector<int> last_row(chunks.size(), -1);
   for (int p = 0; p < parts; ++p) {
-    if (cpu_runs[p].empty() && fresh_runs[p].empty()) continue;
     MicroBatch batch;
     batch.first_row = layout.rows;
     batch.fresh_offsets = static_cast<int>(layout.fresh_offsets.size());
-    for (const std::vector<int>* run : {&cpu_runs[p], &fresh_runs[p]}) {
-      const bool is_fresh = run == &fresh_runs[p];
-      if (is_fresh && !run->empty()) layout.fresh_offsets.push_back(0);
-      for (int i : *run) {
+    for (int kind = 0; kind < kKinds; ++kind) {
+      const bool is_fresh = kind == kFreshHost || kind == kFreshDevice;
+      const bool device = kind == kFreshDevice || kind == kPaged;
+      if (is_fresh && !runs[kind][p].empty() && batch.fresh_chunks == 0) layout.fresh_offsets.push_back(0);
+      for (int i : runs[kind][p]) {
         const StepChunk& chunk = chunks[i];
         batch.chunks.push_back(chunk);
-        for (int t = 0; t < chunk.count; ++t) layout.positions.push_back(chunk.start + t);
+        int32_t table = -1;
+        if (device) {
+          table = static_cast<int32_t>(layout.device_tables.size());
+          for (int32_t id : *chunk.block_table) layout.device_tables.push_back(id - kv_cache->num_blocks());
+        }
+        for (int t = 0; t < chunk.count; ++t) {
+          layout.positions.push_back(chunk.start + t);
+          layout.row_tables.push_back(table);
+        }
         batch.rows += chunk.count;
         layout.rows += chunk.count;
         last_row[i] = layout.rows - 1;
+        if (kind == kCpu) {
+          ++batch.cpu_chunks;
+          batch.cpu_rows += chunk.count;
+        }
+        if (!device) {
+          ++batch.host_chunks;
+          batch.host_rows += chunk.count;
+        } else {
+          batch.device_rows += chunk.count;
+        }
+        if (kind == kPaged) batch.paged_rows += chunk.count;
         if (is_fresh) {
           ++batch.fresh_chunks;
           batch.max_fresh_rows = std::max(batch.max_fresh_rows, chunk.count);
           layout.fresh_offsets.push_back(batch.rows - batch.cpu_rows);
-        } else {
-          ++batch.cpu_chunks;
-          batch.cpu_rows += chunk.count;
         }
       }
     }
-    layout.batches.push_back(std::move(batch));
+    if (batch.rows > 0) layout.batches.push_back(std::move(batch));
   }
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (!chunks[i].want_logits) continue;
@@ -117,8 +137,13 @@ absl::Status GpuForward::State::Allocate() {
                         {&final_bf16, kLogitsRows * h * 2, "final bf16"},
                         {&logits, int64_t{kLogitsRows} * spec.vocab_size * 4, "logits"},
                         {&picked_ids, t * 4, "picked tokens"},
-                        {&picked_logprobs, t * 4, "picked logprobs"}};
+                        {&picked_logprobs, t * 4, "picked logprobs"},
+                        {&row_tables, t * 4, "device KV row tables"},
+                        {&device_tables, std::max(1, kv_cache.device_blocks()) * 4LL, "device KV tables"},
+                        {&device_k, placement.kv_cache_bytes / 2, "device KV cache (K)"},
+                        {&device_v, placement.kv_cache_bytes / 2, "device KV cache (V)"}};
   for (const Want& want : wants) {
+    if (want.bytes == 0) continue;
     absl::StatusOr<gpu::DeviceBuffer> buffer = arena.Allocate(want.bytes, want.purpose);
     if (!buffer.ok()) return buffer.status();
     *want.buffer = std::move(*buffer);
@@ -133,7 +158,9 @@ absl::Status GpuForward::State::Allocate() {
                                {&host_rows, t * 4},
                                {&host_logits, int64_t{kLogitsRows} * spec.vocab_size * 4},
                                {&host_picked_ids, t * 4},
-                               {&host_picked_logprobs, t * 4}}) {
+                               {&host_picked_logprobs, t * 4},
+                               {&host_row_tables, t * 4},
+                               {&host_device_tables, std::max(1, kv_cache.device_blocks()) * 4LL}}) {
     absl::StatusOr<gpu::PinnedHostBuffer> pinned = gpu::PinnedHostBuffer::Allocate(bytes, "step staging");
     if (!pinned.ok()) return pinned.status();
     *buffer = std::move(*pinned);
@@ -208,13 +235,20 @@ absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, co
   }
   std::memcpy(host_positions.data(), layout.positions.data(), 4 * layout.positions.size());
   std::memcpy(host_fresh_offsets.data(), layout.fresh_offsets.data(), 4 * layout.fresh_offsets.size());
+  if (!layout.device_tables.empty()) {
+    std::memcpy(host_row_tables.data(), layout.row_tables.data(), 4 * layout.row_tables.size());
+    std::memcpy(host_device_tables.data(), layout.device_tables.data(), 4 * layout.device_tables.size());
+  }
   times.embed += SecondsSince(embed_start);
 
   for (const MicroBatch& batch : layout.batches) {
-    for (int c = 0; c < batch.cpu_chunks; ++c) {
+    for (int c = 0; c < static_cast<int>(batch.chunks.size()); ++c) {
       const StepChunk& chunk = batch.chunks[c];
-      stats.cpu_kv_read_bytes += kv_cache.bytes_per_token() * (int64_t{chunk.count} * chunk.start +
-                                                               int64_t{chunk.count} * (chunk.count + 1) / 2);
+      const int64_t read = kv_cache.bytes_per_token() * (int64_t{chunk.count} * chunk.start +
+                                                         int64_t{chunk.count} * (chunk.count + 1) / 2);
+      if (c < batch.cpu_chunks) stats.cpu_kv_read_bytes += read;
+      if (kv_cache.OnDevice(*chunk.block_table) && (chunk.start > 0 || !placement.prefill_attention_on_gpu))
+        stats.gpu_cache_kv_read_bytes += read;
     }
   }
   std::vector<int64_t> qkv_ticket(batches, 0);
@@ -231,7 +265,8 @@ absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, co
       RETURN_IF_ERROR(qkv_ready[b].Synchronize());
       stats.cpu_wait_seconds += SecondsSince(wait_start);
       const auto attention_start = std::chrono::steady_clock::now();
-      CacheAndAttend(spec, layer, batch.chunks, batch.cpu_chunks, HostRow<float>(host_q, batch.first_row, qw),
+      CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
+                     HostRow<float>(host_q, batch.first_row, qw),
                      HostRow<float>(host_k, batch.first_row, kvw),
                      HostRow<float>(host_v, batch.first_row, kvw),
                      HostRow<float>(host_attention, batch.first_row, qw), kv_cache, workers);
@@ -263,6 +298,12 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   state->placement = placement;
   state->placement.micro_batches = std::max(1, placement.micro_batches);
   state->placement.workspace_bytes = WorkspaceBytes(weights.spec(), max_step_tokens);
+  if (kv_cache.device_blocks() > 0 && kv_cache.dtype() != io::DType::kBF16) {
+    return absl::InvalidArgumentError("the GPU's share of the KV cache is bf16 only");
+  }
+  // K and V, every layer, bf16.
+  state->placement.kv_cache_bytes =
+      2LL * weights.spec().num_layers * kv_cache.device_blocks() * kv_cache.block_stride() * 2;
   state->max_tokens = max_step_tokens;
   absl::StatusOr<gpu::Stream> compute = gpu::Stream::Create(/*high_priority=*/true);
   if (!compute.ok()) return compute.status();
@@ -295,7 +336,7 @@ absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* o
         absl::StrCat("step of ", tokens, " tokens exceeds the GPU workspace (", s.max_tokens, ")"));
   }
   const StepLayout layout =
-      LayOutStep(chunks, s.placement.micro_batches, s.placement.prefill_attention_on_gpu);
+      LayOutStep(chunks, s.placement.micro_batches, s.placement.prefill_attention_on_gpu, &s.kv_cache);
   absl::Status status = s.RunStep(chunks, layout, out);
   // Whatever happened, nothing posted may outlive this call: the tasks refer to `layout` and `out`.
   absl::Status drained = s.feeder->Drain();

@@ -24,6 +24,7 @@ struct GpuRunStats {
   double feeder_busy_seconds = 0;  // feeder thread queueing GPU work, its waits included
   double feeder_wait_seconds = 0;  // of which waiting for MoE expert counts
   int64_t cpu_kv_read_bytes = 0;   // KV-cache bytes the CPU's attention read (fresh prompts' ran on the GPU)
+  int64_t gpu_cache_kv_read_bytes = 0;  // KV bytes the GPU's paged attention read from its share of the cache
   int64_t gpu_peak_bytes = 0;      // peak of the engine's device allocations
   int64_t gpu_cap_bytes = 0;
   int resident_moe_layers = 0;

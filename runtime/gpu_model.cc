@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   const int parts = placement.layer_parts;
   const int64_t stride = model->expert_index_.expert_stride_bytes;
   const int64_t slot_bytes = (spec.num_experts + parts - 1) / parts * stride;
-  const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes;
+  const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes - placement.kv_cache_bytes;
   int resident =
       placement.resident_moe_layers < 0 ? moe_layers : std::min(placement.resident_moe_layers, moe_layers);
   if (placement.resident_moe_layers < 0 && static_cast<int64_t>(moe_layers) * layer_bytes > room) {
@@ -100,7 +100,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   if (room < resident * layer_bytes + slots * slot_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "GPU budget of ", gpu::FormatBytes(gpu_cap_bytes), " is too small: the non-expert weights need ",
-        gpu::FormatBytes(fixed), ", the step's workspace ", gpu::FormatBytes(placement.workspace_bytes), ", ",
+        gpu::FormatBytes(fixed), ", the step's workspace ", gpu::FormatBytes(placement.workspace_bytes),
+        ", the GPU's KV blocks ", gpu::FormatBytes(placement.kv_cache_bytes), ", ",
         resident, " resident expert layers ", gpu::FormatBytes(resident * layer_bytes), " and ", slots,
         " ring slots of ", gpu::FormatBytes(slot_bytes)));
   }

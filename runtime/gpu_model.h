@@ -36,6 +36,7 @@ struct GpuPlacement {
   // the ring has a slot for every streamed section (they stay put).
   bool routed_expert_copies = false;
   int64_t workspace_bytes = 0;           // Device memory the forward pass keeps for activations and scratch.
+  int64_t kv_cache_bytes = 0;            // Device memory of the GPU share of the KV cache (KvCache device blocks).
 };
 
 // A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring

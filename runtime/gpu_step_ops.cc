@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gpu/attention_ops.h"
 #include "gpu/dense_ops.h"
+#include "gpu/kv_cache_ops.h"
 #include "gpu/routing_ops.h"
 #include "gpu/row_ops.h"
 #include "gpu/status_util.h"
@@ -25,7 +26,28 @@ absl::Status GpuForward::State::UploadStep(const StepLayout& layout) {
     RETURN_IF_ERROR(gpu::CopyHostToDevice(fresh_offsets.data(), host_fresh_offsets.data(),
                                           4LL * layout.fresh_offsets.size(), compute));
   }
+  if (!layout.device_tables.empty()) {
+    RETURN_IF_ERROR(
+        gpu::CopyHostToDevice(row_tables.data(), host_row_tables.data(), 4LL * layout.rows, compute));
+    RETURN_IF_ERROR(gpu::CopyHostToDevice(device_tables.data(), host_device_tables.data(),
+                                          4LL * layout.device_tables.size(), compute));
+  }
   return absl::OkStatus();
+}
+
+gpu::DevicePagedKv GpuForward::State::DeviceKv(int layer, int row) const {
+  const int64_t layer_elements = int64_t{kv_cache.device_blocks()} * kv_cache.block_stride();
+  gpu::DevicePagedKv kv;
+  kv.k_pool = device_k.as<uint16_t>() + layer * layer_elements;
+  kv.v_pool = device_v.as<uint16_t>() + layer * layer_elements;
+  kv.block_stride = kv_cache.block_stride();
+  kv.block_tokens = kv_cache.block_tokens();
+  kv.kv_heads = spec.num_kv_heads;
+  kv.head_dim = spec.head_dim;
+  kv.tables = device_tables.as<int32_t>();
+  kv.row_tables = Row<int32_t>(row_tables, row, 1);
+  kv.positions = Row<int32_t>(positions, row, 1);
+  return kv;
 }
 
 absl::Status GpuForward::State::EnqueueProjections(int layer, const MicroBatch& batch, int b) {
@@ -75,20 +97,37 @@ absl::Status GpuForward::State::EnqueueProjections(int layer, const MicroBatch& 
       RETURN_IF_ERROR(gpu::ConvertBf16ToF32(scratch, int64_t{n} * kvw, rows, compute));
     }
   }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(spec.head_dim));
+  if (batch.device_rows > 0) {
+    // Device-cache sequences keep their K/V here: written before any of their attention reads it.
+    const int device_first = r + batch.host_rows;
+    RETURN_IF_ERROR(gpu::WriteKvRows(Row<float>(k, device_first, kvw), Row<float>(v, device_first, kvw),
+                                     batch.device_rows, kvw, DeviceKv(layer, device_first), compute));
+  }
+  if (batch.paged_rows > 0) {
+    const int paged_first = r + n - batch.paged_rows;
+    RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(q, paged_first, qw), batch.paged_rows, spec.num_heads,
+                                            DeviceKv(layer, paged_first), scale, spec.sliding_window,
+                                            Row<float>(attention, paged_first, qw), compute));
+  }
   if (batch.fresh_chunks > 0) {
     const int fresh = r + batch.cpu_rows;
-    RETURN_IF_ERROR(gpu::PrefillAttention(
-        Row<float>(q, fresh, qw), Row<float>(k, fresh, kvw), Row<float>(v, fresh, kvw),
-        Row<int32_t>(fresh_offsets, batch.fresh_offsets, 1), batch.fresh_chunks, batch.max_fresh_rows,
-        spec.num_heads, spec.num_kv_heads, spec.head_dim, 1.0f / std::sqrt(static_cast<float>(spec.head_dim)),
-        spec.sliding_window, Row<float>(attention, fresh, qw), compute));
+    RETURN_IF_ERROR(
+        gpu::PrefillAttention(Row<float>(q, fresh, qw), Row<float>(k, fresh, kvw), Row<float>(v, fresh, kvw),
+                              Row<int32_t>(fresh_offsets, batch.fresh_offsets, 1), batch.fresh_chunks,
+                              batch.max_fresh_rows, spec.num_heads, spec.num_kv_heads, spec.head_dim, scale,
+                              spec.sliding_window, Row<float>(attention, fresh, qw), compute));
   }
   if (batch.cpu_rows > 0) {
     RETURN_IF_ERROR(
         gpu::CopyDeviceToHost(HostRow<float>(host_q, r, qw), cq, 4LL * batch.cpu_rows * qw, compute));
   }
-  RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(host_k, r, kvw), ck, 4LL * n * kvw, compute));
-  RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(host_v, r, kvw), cv, 4LL * n * kvw, compute));
+  if (batch.host_rows > 0) {  // the host cache's K/V; device-cache rows stay here
+    RETURN_IF_ERROR(
+        gpu::CopyDeviceToHost(HostRow<float>(host_k, r, kvw), ck, 4LL * batch.host_rows * kvw, compute));
+    RETURN_IF_ERROR(
+        gpu::CopyDeviceToHost(HostRow<float>(host_v, r, kvw), cv, 4LL * batch.host_rows * kvw, compute));
+  }
   RETURN_IF_ERROR(qkv_ready[b].Record(compute));
   times.projections += SecondsSince(start);
   return absl::OkStatus();

@@ -129,6 +129,7 @@ void ApplyPlan(const PlanReport& report, EngineOptions* options) {
     options->ring_layer_parts = p.plan.layer_parts;
     options->routed_expert_copies = p.plan.routed_expert_copies;
     options->gpu_resident_moe_layers = static_cast<int>(p.memory.gpu_resident_moe_layers);
+    options->gpu_kv_cache_bytes = p.memory.gpu_kv_bytes;
     if (options->gpu_memory_bytes == 0) options->gpu_memory_bytes = report.budgets.gpu_bytes;
   }
 }

@@ -1,16 +1,18 @@
 #include "runtime/kv_cache.h"
 
+#include <cassert>
 #include <cstring>
 
 namespace ringmoe {
 
-KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int num_blocks)
+KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int num_blocks, int device_blocks)
     : kv_width_(spec.kv_width()),
       kv_heads_(spec.num_kv_heads),
       head_dim_(spec.head_dim),
       dtype_(dtype),
       block_tokens_(block_tokens),
       num_blocks_(num_blocks),
+      device_blocks_(device_blocks),
       block_stride_(static_cast<int64_t>(block_tokens) * spec.kv_width()) {
   const size_t pool_bytes = static_cast<size_t>(num_blocks) * block_stride_ * io::DTypeSize(dtype);
   for (int layer = 0; layer < spec.num_layers; ++layer) {
@@ -20,6 +22,8 @@ KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int n
   }
   free_.reserve(num_blocks);
   for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out low ids first
+  free_device_.reserve(device_blocks);
+  for (int b = num_blocks + device_blocks - 1; b >= num_blocks; --b) free_device_.push_back(b);
 }
 
 int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
@@ -27,27 +31,32 @@ int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
 }
 
 int64_t KvCache::bytes_per_token() const {
-  return 2LL * static_cast<int64_t>(k_pools_.size()) * kv_width_ * static_cast<int64_t>(io::DTypeSize(dtype_));
+  return 2LL * static_cast<int64_t>(k_pools_.size()) * kv_width_ *
+         static_cast<int64_t>(io::DTypeSize(dtype_));
 }
 
 bool KvCache::Reserve(int tokens, std::vector<int32_t>* table) {
   const int needed = BlocksFor(tokens) - static_cast<int>(table->size());
   if (needed <= 0) return true;
-  if (needed > free_blocks()) return false;
+  const bool device = table->empty() ? needed <= free_device_blocks() : OnDevice(*table);
+  std::vector<int32_t>& free = device ? free_device_ : free_;
+  if (needed > static_cast<int>(free.size())) return false;
   for (int i = 0; i < needed; ++i) {
-    table->push_back(free_.back());
-    free_.pop_back();
+    table->push_back(free.back());
+    free.pop_back();
   }
   return true;
 }
 
 void KvCache::Free(std::vector<int32_t>* table) {
-  for (auto it = table->rbegin(); it != table->rend(); ++it) free_.push_back(*it);
+  std::vector<int32_t>& free = OnDevice(*table) ? free_device_ : free_;
+  for (auto it = table->rbegin(); it != table->rend(); ++it) free.push_back(*it);
   table->clear();
 }
 
 void KvCache::Write(int layer, const std::vector<int32_t>& table, int first, int count, const float* k,
                     const float* v, int64_t row_stride) {
+  assert(!OnDevice(table));
   const size_t element = io::DTypeSize(dtype_);
   for (int i = 0; i < count; ++i) {
     const int position = first + i;

@@ -15,6 +15,8 @@
 #include "gpu/device.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
+#include "runtime/kv_cache.h"
+#include "runtime/model_config.h"
 
 namespace ringmoe {
 namespace {
@@ -34,6 +36,7 @@ struct Placement {
   int layer_parts = 0;
   bool cpu_prefill_attention = false;
   bool routed_expert_copies = false;
+  int gpu_kv_sequences = 0;  // sequences whose whole KV fits the GPU's share of the cache
 };
 
 class GpuGoldenTest : public testing::TestWithParam<std::tuple<std::string, Placement>> {};
@@ -56,6 +59,18 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   options.ring_layer_parts = placement.layer_parts;
   options.cpu_prefill_attention = placement.cpu_prefill_attention;
   options.routed_expert_copies = placement.routed_expert_copies;
+  if (placement.gpu_kv_sequences > 0) {
+    // Room for that many of the longest sequences: the others (and any admitted while it is full) stay on
+    // the host, so both attention paths run in the same steps.
+    absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    size_t longest = 0;
+    for (const auto& prompt : golden["prompts"]) longest = std::max(longest, prompt["prompt_ids"].size());
+    const int64_t tokens = static_cast<int64_t>(longest) + golden["max_new_tokens"].get<int>();
+    const int64_t blocks = (tokens + options.kv_block_tokens - 1) / options.kv_block_tokens;
+    options.gpu_kv_cache_bytes = placement.gpu_kv_sequences * blocks * options.kv_block_tokens *
+                                 KvCache::BytesPerToken(*spec, io::DType::kBF16);
+  }
   absl::StatusOr<Engine> engine = Engine::Open(dir, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ASSERT_EQ(engine->info().device, "gpu");
@@ -79,6 +94,17 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   auto results = engine->Generate(requests);
   ASSERT_TRUE(results.ok()) << results.status();
   const int64_t streamed_bytes = engine->last_run_stats().streamed_bytes;
+  const RunStats first_stats = engine->last_run_stats();
+  if (placement.gpu_kv_sequences > 0) {
+    EXPECT_GT(first_stats.gpu_cache_kv_bytes, 0) << "no attention ran over the GPU's cache";
+    EXPECT_GT(first_stats.cpu_attention_kv_bytes, 0) << "no attention ran over the host's cache";
+    std::printf("%s GPU KV share: the GPU read %lld of %lld KV bytes, the CPU %lld\n", case_dir.c_str(),
+                static_cast<long long>(first_stats.gpu_cache_kv_bytes),
+                static_cast<long long>(first_stats.kv_read_bytes),
+                static_cast<long long>(first_stats.cpu_attention_kv_bytes));
+  } else {
+    EXPECT_EQ(first_stats.gpu_cache_kv_bytes, 0);
+  }
   auto again = engine->Generate(requests);
   ASSERT_TRUE(again.ok()) << again.status();
   if (placement.routed_expert_copies) {
@@ -133,18 +159,20 @@ constexpr Placement kStreamedOneBatch{"streamed_one_micro_batch", 0, 1};
 constexpr Placement kStreamedInParts{"streamed_in_half_layers", 0, 2, 2};
 constexpr Placement kCpuPrefill{"streamed_cpu_prefill_attention", 0, 3, 0, true};
 constexpr Placement kRoutedCopies{"streamed_routed_copies_in_half_layers", 0, 2, 2, false, true};
+constexpr Placement kGpuKvShare{"streamed_kv_two_sequences_on_gpu", 0, 2, 0, false, false, 2};
+constexpr Placement kGpuKvCpuPrefill{"streamed_kv_on_gpu_cpu_prefill", 0, 2, 0, true, false, 3};
 
-INSTANTIATE_TEST_SUITE_P(AllModels, GpuGoldenTest,
-                         testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe",
-                                                          "golden/qwen3_moe", "golden/olmoe",
-                                                          "models/tiny-qwen3-moe"),
-                                          testing::Values(kResident, kStreamed, kStreamedOneBatch,
-                                                          kStreamedInParts, kCpuPrefill, kRoutedCopies)),
-                         [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
-                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
-                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    AllModels, GpuGoldenTest,
+    testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe", "golden/qwen3_moe", "golden/olmoe",
+                                     "models/tiny-qwen3-moe"),
+                     testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
+                                     kRoutedCopies, kGpuKvShare, kGpuKvCpuPrefill)),
+    [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
 
 }  // namespace
 }  // namespace ringmoe

@@ -33,6 +33,7 @@ struct RunFlags {
   int max_batch = 256, threads = 0, max_step_tokens = 2048, micro_batches = 0, resident_moe_layers = -1;
   int layer_parts = 0, ring_slots = 0;
   std::string routed_copies = "auto";
+  std::optional<double> kv_gpu_fraction;
   bool quiet = false, no_plan = false;
 };
 
@@ -96,7 +97,7 @@ absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const EngineOptions& p
     options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
   if (app.count("--layer-parts") > 0) options.overrides.layer_parts = flags.layer_parts;
   if (app.count("--ring-slots") > 0) options.overrides.ring_sections = flags.ring_slots;
-  options.overrides.host_kv_only = true;  // the plan is run, and the engine keeps the KV cache on the host
+  options.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
   absl::StatusOr<std::optional<bool>> routed = ParseRoutedCopies(flags.routed_copies);
   if (!routed.ok()) return routed.status();
   options.overrides.routed_expert_copies = *routed;
@@ -137,6 +138,11 @@ int RunCommand(int argc, char** argv) {
   app.add_option("--layer-parts", flags.layer_parts,
                  "GPU path: ring sections each streamed layer is cut into (default: the plan's)");
   app.add_option("--ring-slots", flags.ring_slots, "GPU path: the ring's slots (default: the plan's)");
+  app.add_option(
+         "--kv-gpu-fraction", flags.kv_gpu_fraction,
+         "GPU path: share of the sequences in flight whose KV cache (and attention) lives on the GPU, "
+         "0..1 (default: the plan's)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--routed-copies", flags.routed_copies,
                  "GPU path: copy only the routed experts of streamed layers: auto (the plan's), on or off")
       ->capture_default_str();

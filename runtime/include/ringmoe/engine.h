@@ -51,6 +51,9 @@ struct EngineOptions {
   // Streamed layers copy only the experts each step routes to, when it needs them (no copying ahead): for
   // steps too small to touch most experts. The planner turns it on (Plan::routed_expert_copies).
   bool routed_expert_copies = false;
+  // GPU memory for a share of the KV cache (the plan's kv_gpu_fraction): sequences admitted while a whole
+  // lifetime of their KV fits there keep it on the GPU, and the GPU runs their attention. 0 = none.
+  int64_t gpu_kv_cache_bytes = 0;
   std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
 };
 
@@ -127,6 +130,7 @@ struct RunStats {
   int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
   int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
   int64_t cpu_attention_kv_bytes = 0;  // of which the CPU's attention read (the rest ran on the GPU)
+  int64_t gpu_cache_kv_bytes = 0;      // of which the GPU read from its share of the cache (gpu_kv_cache_bytes)
   int64_t gpu_peak_bytes = 0;
   int64_t gpu_cap_bytes = 0;
   int64_t host_peak_bytes = 0;       // peak resident set of the process
