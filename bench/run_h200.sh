@@ -54,8 +54,8 @@ fi
 if [[ "${CASES:-}" == accuracy ]]; then
   case "${ACCURACY_PART:-all}" in
     1) CASES="mixtral-8x7b:4:12GiB:512:512:256 mixtral-8x7b:4:12GiB:512:128:1024 mixtral-8x7b:4:6GiB:512:512:256 mixtral-8x7b:4:6GiB:512:128:1024" ;;
-    2) CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:512:128:1024" ;;
-    3) CASES="qwen3-30b-a3b:16:6GiB:512:128:1024" ;;
+    2) CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:512:128:1024" ;;
+    3) CASES="qwen3-30b-a3b:16:12GiB:1024:512:256 qwen3-30b-a3b:16:6GiB:512:128:1024" ;;
     *) CASES="mixtral-8x7b:4:12GiB:512:512:256 mixtral-8x7b:4:12GiB:512:128:1024 mixtral-8x7b:4:6GiB:512:512:256 mixtral-8x7b:4:6GiB:512:128:1024 qwen3-30b-a3b:16:6GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:1024:512:256 qwen3-30b-a3b:16:12GiB:512:128:1024 qwen3-30b-a3b:16:6GiB:512:128:1024" ;;
   esac
 fi
