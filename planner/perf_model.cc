@@ -485,7 +485,7 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed.
   const CpuAttentionRate& rate = profile_.cpu.attention;
   double dma_alone = gpu.h2d_gbps * gbps;
-  double kv_alone = (bound ? profile_.cpu.dram_read_gbps : rate.kv_gbps) * gbps;
+  double kv_alone = (bound ? profile_.cpu.dram_read_gbps : rate.kv_gbps * kEngineKvReadShare) * gbps;
   const double decode_gflops = (bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9);
   const double continue_gflops = bound ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
                                        : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;
@@ -542,19 +542,27 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   // compute; the remainder adds to it (planner/DESIGN.md). The bound overlaps everything.
   const double compute = std::max({gpu_busy, times.cpu_attention, times.serial_chain});
   double h2d = times.h2d_copy;
+  bool shallow_ring = false;
   if (!bound && routed) {
     // Fetched when the routing is known: the copies wait for the router and the GEMMs wait for the copies.
     h2d = compute + h2d;
   } else if (!bound && memory.streamed_bytes_per_step > 0 && plan.layer_parts > 0) {
+    // Two lower bounds on the step: the copy engine idles part of a copy-bound step (kRingCopyDuty), and
+    // a ring too shallow to hold the next layer's parts serialises part of the copies after the compute.
     const double phi =
         std::min(1.0, static_cast<double>(plan.ring_sections - plan.layer_parts) / plan.layer_parts);
-    if (phi < 1 && compute > phi * h2d) h2d = compute + (1 - phi) * h2d;
+    const double serialised = phi < 1 && compute > phi * h2d ? compute + (1 - phi) * h2d : 0;
+    h2d /= kRingCopyDuty;
+    if (serialised > h2d) {
+      h2d = serialised;
+      shallow_ring = true;
+    }
   }
   double copy = std::max(h2d, times.d2h_copy);
   std::pair<double, const char*> candidates[] = {
       {times.ssd_read, kStageSsdRead},
       {copy, routed && h2d > times.h2d_copy     ? "h2d_copy (routed experts, fetched after routing)"
-             : h2d > times.h2d_copy             ? "h2d_copy (ring too shallow to overlap it)"
+             : shallow_ring                     ? "h2d_copy (ring too shallow to overlap it)"
              : times.h2d_copy >= times.d2h_copy ? kStageH2dCopy
                                                 : kStageD2hCopy},
       {gpu_busy, times.engine_overhead > times.gpu_gemm + times.gpu_attention ? "engine overhead"

@@ -192,6 +192,16 @@ double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool 
 // kernels already queued; the shipped tiny model's CPU steps take about 0.5 ms on a 2-core machine.
 inline constexpr double kGpuLayerOverheadSeconds = 1.0e-3;
 inline constexpr double kStepOverheadSeconds = 1e-3;
+// How the engine's own loop falls short of the probe's isolated readings (planner/DESIGN.md, "Engine
+// efficiencies"), read off the H200 runs of 2026-12-02 (bench/results/h200-2026-12-02-session3):
+// - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed lengths
+//   with the K/V writes, reads its bytes at 0.86 of the probe's single long pass (Mixtral-8x7B, nothing
+//   streaming: 79.5 GB/s against the probe's 92.7).
+// - In a step bound by the ring's copies the copy engine is busy 0.86-0.91 of the step (the fills wait on
+//   the slots' last micro-batch and on the step's end), and each copy runs at 0.96-0.98 of the probe's
+//   pinned rate: 0.86 together.
+inline constexpr double kEngineKvReadShare = 0.86;
+inline constexpr double kRingCopyDuty = 0.86;
 // GPU prefill attention rate when the profile has no reading (an H200 ran gpu::PrefillAttention at 22.7
 // TFLOP/s on 16 x 512-token prompts, tests/gpu_attention_test.cc, 2026-12-02).
 inline constexpr double kDefaultPrefillAttentionTflops = 20.0;

@@ -1,6 +1,7 @@
 // GpuForward: one step on the GPU offload path. Projections, routers, expert GEMMs, RoPE and the attention of
 // fresh prompts run on the GPU; decode attention (and prefill chunks that continue a cached prefix) run on
-// the CPU over the host KV cache. The step goes layer-major so that each streamed layer's experts visit the
+// the CPU over the host KV cache, except for the sequences whose KV lives in the GPU's share of the cache
+// (KvCache device blocks), which attend on the GPU (gpu/kv_cache_ops.h). The step goes layer-major so that each streamed layer's experts visit the
 // GPU once per step, and is cut into micro-batches so that the CPU's attention on one overlaps the GPU's work
 // on another, while the copy stream fills the ring's next slots. The calling thread runs the CPU attention; a
 // feeder thread (runtime/gpu_feeder.h) queues all GPU work, host waits included (gpu/DESIGN.md).

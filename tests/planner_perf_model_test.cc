@@ -53,10 +53,11 @@ TEST(PlannerPerfModel, RoutedCopiesMoveOnlyTheRoutedExpertsAndWaitForTheRouting)
   EXPECT_NEAR(step.engine_overhead, 1e-3 + 4 * 1e-3, 1e-12);
   EXPECT_NEAR(step.step, step.engine_overhead + bytes_down / 10e9, 1e-8);  // + the instant GEMMs
   EXPECT_EQ(step.bottleneck, "h2d_copy (routed experts, fetched after routing)");
-  // Copying whole layers ahead takes longer for one token: all the bytes, overlapped.
+  // Copying whole layers ahead takes longer for one token: all the bytes, overlapped, with the copy engine
+  // busy kRingCopyDuty of the step.
   plan.routed_expert_copies = false;
-  EXPECT_NEAR(model.StepTime(plan, *memory, 1, 125, 0, 100).step, (kTinyRoutedBytes + 1024 * 16.0) / 10e9,
-              1e-12);
+  EXPECT_NEAR(model.StepTime(plan, *memory, 1, 125, 0, 100).step,
+              (kTinyRoutedBytes + 1024 * 16.0) / 10e9 / kRingCopyDuty, 1e-12);
   // 16 tokens touch 16 (1 - (14/16)^16) = 14.8 experts, over three quarters: whole parts, as the engine
   // copies.
   EXPECT_DOUBLE_EQ(RoutedCopyShare(costs, 16), 1.0);
@@ -89,10 +90,11 @@ TEST(PlannerPerfModel, DecodeAttentionIsTheSlowerOfItsBytesAndItsFlops) {
   plan.batch = 64;
   plan.micro_batches = 2;
   const double kv_bytes = 64.0 * 10000 * 4096;  // 64 decodes over 10000 tokens of 4 KiB
-  for (auto [gflops, read_gbps] : {std::pair{200.0, 50.0}, std::pair{800.0, 100.0}}) {
+  // The engine reads its cache at kEngineKvReadShare of the probe's byte rate.
+  for (auto [gflops, read_gbps] : {std::pair{200.0, 50.0}, std::pair{800.0, 100.0 * kEngineKvReadShare}}) {
     SCOPED_TRACE(gflops);
     profile.cpu.attention.kv_gbps = 100;
-    profile.cpu.attention.gflops = gflops;  // 200: FLOP-bound at 50 GB/s; 800: byte-bound at 100
+    profile.cpu.attention.gflops = gflops;  // 200: FLOP-bound at 50 GB/s; 800: byte-bound at 86
     PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
     absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
     ASSERT_TRUE(memory.ok()) << memory.status();
@@ -127,14 +129,18 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
 
   // Bytes down per step: the experts, plus each token's attention output (q width 1024, f32) in 4 layers.
   const double bytes_down = kTinyRoutedBytes + 64.0 * 1024 * 4 * 4;
+  // At the hardware's limit a step is those bytes over the link; the engine's copy engine is busy
+  // kRingCopyDuty of a copy-bound step.
+  EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100, /*bound=*/true).step, bytes_down / 10e9, 1e-12);
   StageTimes step = model.StepTime(plan, *memory, 64, 125, 0, 100);
-  EXPECT_NEAR(step.step, bytes_down / 10e9, 1e-12);
+  EXPECT_NEAR(step.h2d_copy, bytes_down / 10e9, 1e-12);
+  EXPECT_NEAR(step.step, bytes_down / 10e9 / kRingCopyDuty, 1e-12);
   EXPECT_EQ(step.bottleneck, "h2d_copy");
 
   absl::StatusOr<Prediction> prediction = model.Predict(plan);
   ASSERT_TRUE(prediction.ok()) << prediction.status();
   EXPECT_EQ(prediction->effective_batch, 64);
-  EXPECT_NEAR(prediction->decode_tokens_per_s, 64 * 10e9 / bytes_down, 1e-6);
+  EXPECT_NEAR(prediction->decode_tokens_per_s, 64 * 10e9 / bytes_down * kRingCopyDuty, 1e-6);
 
   // One MoE layer resident: three layers take turns in the two slots, 3/4 of the bytes each step.
   plan.max_resident_moe_layers = 1;
@@ -143,7 +149,7 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   EXPECT_FALSE(memory->ring_holds_streamed);
   EXPECT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes / 4 * 3);
   EXPECT_NEAR(model.StepTime(plan, *memory, 64, 125, 0, 100).step,
-              (kTinyRoutedBytes / 4 * 3 + 64.0 * 1024 * 4 * 4) / 10e9, 1e-12);
+              (kTinyRoutedBytes / 4 * 3 + 64.0 * 1024 * 4 * 4) / 10e9 / kRingCopyDuty, 1e-12);
 
   // Half resident: the two streamed layers get a slot each and stay in it (the engine refills slots only
   // when sections outnumber them), so after the first fill only the activations go down.
@@ -230,7 +236,7 @@ TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
   // reads at a tenth of that (7.96 alone, 6.39 beside the copies), so that it outlasts the engine's fixed
   // per-layer costs of this 4-layer model.
   profile.gpu->h2d_gbps = 55.3;
-  profile.cpu.attention.kv_gbps = 7.96;
+  profile.cpu.attention.kv_gbps = 7.96 / kEngineKvReadShare;  // the engine reads 7.96 alone
   profile.contention = DramContention{55.3, 79.6, 53.2, 63.9};
   ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
   PerfModel model(profile, costs, Job(64, 1000, 1000), ResolveBudgets(profile, {}));
@@ -426,7 +432,7 @@ TEST(PlannerPerfModel, PrefillChunkAttentionByHand) {
   profile.contention = DramContention{1e6, 1.0, 1e6, 1.0};
   PerfModel byte_bound(profile, costs, Workload{16, 1024, 16, 1040, ""}, ResolveBudgets(profile, {}));
   chunk = byte_bound.StepTime(plan, *memory, 0, 0, 256, 1024);
-  EXPECT_NEAR(chunk.cpu_attention, (256 + 1024) * 4096.0 / 1e9, 1e-9);
+  EXPECT_NEAR(chunk.cpu_attention, (256 + 1024) * 4096.0 / (1e9 * kEngineKvReadShare), 1e-9);
 }
 
 }  // namespace
