@@ -32,6 +32,19 @@ if wants build; then
   ninja -C "${build}" -j16 >"${work}/build.log" 2>&1 || { grep -E "error|FAILED" "${work}/build.log" | head -30; exit 1; }
 fi
 
+if wants golden; then
+  # Rebuilds the golden checkpoints and their transformers references (tests/golden/make_models.py) in this
+  # copy of the checkout, so that the tests below read them; packed into $OUT/golden.tgz to be committed.
+  # GOLDEN_HEAD_SCALES: one scale is regenerated and tested in place; each further one is regenerated beside
+  # it (under $WORK/golden-<scale>) and only the GPU golden test is run on it, after the tests.
+  step "golden data (head scales ${GOLDEN_HEAD_SCALES:-4.0})"
+  first_scale="${GOLDEN_HEAD_SCALES:-4.0}"; first_scale="${first_scale%% *}"
+  python3 tests/golden/make_models.py --out tests/data --head-scale "${first_scale}" >"${work}/golden_${first_scale}.log" 2>&1 ||
+    { tail -20 "${work}/golden_${first_scale}.log" | tee -a "${work}/summary.txt"; }
+  grep -E "OK .*min margin|FAILED" "${work}/golden_${first_scale}.log" | sed 's/, files.*//' | tee -a "${work}/summary.txt"
+  [[ -n "${OUT:-}" ]] && tar -czf "${OUT}/golden.tgz" tests/data/golden tests/data/models/tiny-qwen3-moe
+fi
+
 if wants tests; then
   # Every test: the GPU ones are spread over several suites (GpuGoldenTest, DeviceArenaTest, SectionRingTest,
   # HostMemoryTest, StreamTest, ...), and a name filter has missed some before.
@@ -41,6 +54,20 @@ if wants tests; then
     tee -a "${work}/summary.txt"
   grep -hE "device memory grew|routed copies:|tokens compared|TFLOP/s|GB/s" "${build}"/Testing/Temporary/LastTest.log |
     head -80 >>"${work}/summary.txt"
+fi
+
+if wants golden; then
+  for scale in ${GOLDEN_HEAD_SCALES:-}; do
+    [[ "${scale}" == "${first_scale}" ]] && continue
+    step "golden data at head scale ${scale}: the GPU golden test only"
+    rm -rf "${work}/golden-${scale}"; cp -r tests/data "${work}/golden-${scale}"
+    python3 tests/golden/make_models.py --out "${work}/golden-${scale}" --head-scale "${scale}" \
+      >"${work}/golden_${scale}.log" 2>&1 || tail -20 "${work}/golden_${scale}.log" | tee -a "${work}/summary.txt"
+    RINGMOE_TEST_DATA="${work}/golden-${scale}" "${build}/tests/gpu_golden_test" >"${work}/gpu_golden_${scale}.log" 2>&1
+    grep -E "tokens compared|PASSED|FAILED" "${work}/gpu_golden_${scale}.log" | sort | uniq -c | sort -rn | head -40 |
+      tee -a "${work}/summary.txt"
+    [[ -n "${OUT:-}" ]] && tar -czf "${OUT}/golden-${scale}.tgz" -C "${work}/golden-${scale}" golden models/tiny-qwen3-moe
+  done
 fi
 
 profile="${work}/h200_probe.json"

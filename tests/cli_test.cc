@@ -97,7 +97,7 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
 
   CommandRun run = RunCommand("run --model " + kTinyModel + " --input " + (dir_ / "requests.jsonl").string() +
                                   " --output " + (dir_ / "results.jsonl").string() +
-                                  " --max-batch 8 --threads 2 --device cpu --hardware " +
+                                  " --max-batch 8 --threads 2 --device cpu --cpu-dtype f32 --hardware " +
                                   std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json",
                               dir_);
   ASSERT_EQ(run.exit_code, 0) << run.stderr_text;

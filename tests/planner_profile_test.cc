@@ -17,24 +17,27 @@ TEST(PlannerProfile, H200ProfileLoadsInTheProbeFormat) {
   std::string text = ReadSourceFile("bench/h200_profile.json");
   absl::StatusOr<HardwareProfile> profile = ProfileFromJson(text, "bench/h200_profile.json");
   ASSERT_TRUE(profile.ok()) << profile.status();
-  EXPECT_EQ(profile->source, "ringmoe probe on the H200 box, 2026-12-02 run 7 (dram_contention transcribed)");
+  EXPECT_EQ(profile->source,
+            "ringmoe probe on the H200 box, 2026-12-02 run 8 (dram_contention transcribed from "
+            "shared/hardware/h200-box.md)");
   ASSERT_TRUE(profile->gpu.has_value());
   EXPECT_EQ(profile->gpu->name, "NVIDIA H200");
-  EXPECT_NEAR(profile->gpu->h2d_gbps, 55.29, 0.01);
-  EXPECT_NEAR(profile->gpu->d2h_gbps, 55.29, 0.01);
-  EXPECT_NEAR(profile->gpu->prefill_attention_tflops, 29.59, 0.01);
+  EXPECT_NEAR(profile->gpu->h2d_gbps, 55.42, 0.01);
+  EXPECT_NEAR(profile->gpu->d2h_gbps, 55.33, 0.01);
+  EXPECT_NEAR(profile->gpu->prefill_attention_tflops, 29.65, 0.01);
   ASSERT_EQ(profile->gpu->grouped_gemm_bf16.size(), 6u);
-  EXPECT_NEAR(profile->gpu->grouped_gemm_bf16[5].tflops, 258.3, 0.1);
-  EXPECT_NEAR(profile->cpu.dram_read_gbps, 89.26, 0.01);
-  EXPECT_NEAR(profile->cpu.attention.kv_gbps, 93.20, 0.01);  // at 32 query heads over 8 KV heads
+  EXPECT_NEAR(profile->gpu->grouped_gemm_bf16[5].tflops, 257.6, 0.1);
+  EXPECT_NEAR(profile->cpu.dram_read_gbps, 78.42, 0.01);
+  EXPECT_NEAR(profile->cpu.attention.kv_gbps, 92.71, 0.01);  // at 32 query heads over 8 KV heads
   EXPECT_EQ(profile->cpu.attention.bytes_kv_heads, 8);
-  EXPECT_NEAR(profile->cpu.attention.gflops, 608.26, 0.01);  // at 32 over 4
+  EXPECT_NEAR(profile->cpu.attention.gflops, 555.42, 0.01);  // at 32 over 4
   EXPECT_EQ(profile->cpu.attention.kv_heads, 4);
-  EXPECT_NEAR(profile->cpu.attention.prefill_gflops, 946.15, 0.01);
+  EXPECT_NEAR(profile->cpu.attention.prefill_gflops, 970.60, 0.01);
+  EXPECT_NEAR(profile->gpu->attention_kv_gbps, 377.33, 0.01);  // the GPU's paged attention
   ASSERT_TRUE(profile->contention.has_value());
   EXPECT_DOUBLE_EQ(profile->contention->cpu_shared_gbps, 63.9);
   ASSERT_TRUE(profile->ssd.has_value());
-  EXPECT_NEAR(profile->ssd->best_gbps(), 1.105, 0.001);
+  EXPECT_NEAR(profile->ssd->best_gbps(), 1.871, 0.001);
   EXPECT_EQ(profile->topology.cores, 16);
   // Written back by the probe's own writer it is byte for byte the committed file.
   EXPECT_EQ(ProfileToJson(*profile), text);

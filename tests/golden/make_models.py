@@ -157,9 +157,9 @@ def build_model(config):
 
 
 @torch.no_grad()
-def init_weights(model, seed, weights_dtype, router_scale=4.0, head_scale=4.0):
+def init_weights(model, seed, weights_dtype, router_scale=4.0, head_scale=0.6):
     """normal(0, 1/sqrt(fan_in)) everywhere (fan_in = last dim), embeddings std 1, norm weights 1 + 0.1 N,
-    biases 0.1 N, router and lm_head scaled up so that routing is decisive and logits spread over several units."""
+    biases 0.1 N, the router scaled up so that routing is decisive, lm_head to logits head_scale wide."""
     g = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
         n = torch.randn(p.shape, generator=g, dtype=torch.float32)
@@ -563,7 +563,7 @@ def run_case(name, case, out_root, args, case_index):
     # ---- seed search
     chosen = None
     for seed in range(args.seed0, args.seed0 + args.max_seeds):
-        init_weights(model, seed, case["weights_dtype"])
+        init_weights(model, seed, case["weights_dtype"], head_scale=args.head_scale)
         eos_fixed = {case["cfg"]["eos_token_id"]} if demo else None
         gens = [greedy(model, p, eos_fixed) for _, p in all_prompts]
         minm = min(m for g in gens for m in g["top2_margins"])
@@ -672,6 +672,9 @@ def main():
     ap.add_argument("--prose", default="bench/data/prose.txt")
     ap.add_argument("--seed0", type=int, default=1)
     ap.add_argument("--max-seeds", type=int, default=200)
+    # lm_head std x sqrt(hidden): the logits' spread in units.
+    # bf16's rounding error in a logprob grows with it: at 0.6 the GPU path stays within 2e-2 of the reference.
+    ap.add_argument("--head-scale", type=float, default=0.6)
     args = ap.parse_args()
     import transformers
     torch.set_num_threads(min(8, os.cpu_count() or 1))
