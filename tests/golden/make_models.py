@@ -15,7 +15,10 @@ golden.json:
 {"case": str, "model_type": str, "weights_dtype": "float32"|"bfloat16"|"float16", "max_new_tokens": 12,
  "eos_token_id": int or [int, ...], "min_top2_margin": float,
  "prompt_logprobs_check": [8 floats: log_softmax of the last position of the 16-token prompt, vocab ids 0..7],
- "prompts": [{"prompt_ids": [...], ("prompt_text": str,) "tokens": [...], "logprobs": [...], "top2_margins": [...]}]}
+ "prompts": [{"prompt_ids": [...], ("prompt_text": str,) "tokens": [...], "logprobs": [...], "top2_margins": [...],
+              "router_gaps": [...]}]}
+router_gaps[t]: at the step that picks token t, the smallest gap over the MoE layers between the router's k-th and
+(k+1)-th logit (f32).
 Greedy decoding the simple way: the whole sequence through the model at every step (no cache), float32 weights
 (exact upcast of the stored BF16/F16 ones), eager attention and eager experts, on the CPU; stop after the first
 generated token that is in eos_token_id (it is recorded), or after max_new_tokens.
@@ -229,6 +232,40 @@ def greedy(model, prompt, eos_set, max_new=MAX_NEW):
         if eos_set and t in eos_set:
             break
     return {"tokens": toks, "logprobs": lps, "top2_margins": margins, "first_logits": first}
+
+
+def router_modules(model):
+    """Each MoE layer's router: the module named ...mlp.gate (or ...router) with an [experts, hidden] weight."""
+    found = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if (re.search(r"\.mlp\.gate$", name) or re.search(r"\.router$", name)) and weight is not None \
+                and weight.dim() == 2:
+            found.append(module)
+    return found
+
+
+@torch.no_grad()
+def router_gaps(model, ids, top_k):
+    """For each position of ids, the smallest gap over the MoE layers between the router's k-th and (k+1)-th
+    logit, recomputed in f32 from the router's input: where it is tiny, bf16's drift may route to another expert."""
+    inputs = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: inputs.append((mod, args[0])))
+             for m in router_modules(model)]
+    try:
+        model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not inputs:
+        raise CaseError("no router found for the router gaps")
+    gaps = None
+    for module, x in inputs:
+        logits = x.reshape(-1, x.shape[-1]).float() @ module.weight.float().T
+        ordered = logits.sort(dim=-1, descending=True).values
+        gap = ordered[:, top_k - 1] - ordered[:, top_k]
+        gaps = gap if gaps is None else torch.minimum(gaps, gap)
+    return [float(g) for g in gaps]
 
 
 def make_prompts(vocab, seed, exclude):
@@ -630,6 +667,9 @@ def run_case(name, case, out_root, args, case_index):
         if text is not None:
             rec["prompt_text"] = text
         rec.update(tokens=g["tokens"], logprobs=g["logprobs"], top2_margins=g["top2_margins"])
+        # The position that picks generated token t is len(p) - 1 + t.
+        gaps = router_gaps(reloaded, full[:-1], reloaded.config.num_experts_per_tok)
+        rec["router_gaps"] = gaps[len(p) - 1:]
         records.append(rec)
     if maxdiff >= 1e-5:
         raise CaseError(f"in-memory vs reloaded logits differ by {maxdiff}")
