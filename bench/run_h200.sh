@@ -3,7 +3,8 @@
 # the machine, writes the benchmark checkpoints and runs ringmoe's offload benchmark (planned on the fresh
 # probe, measured beside predicted and the hardware bound) and the transformers+accelerate baseline on them.
 #   source .device/env.sh && bench/run_h200.sh
-# STEPS picks the parts (default "build tests probe bench hf"). CASES lists the benchmark runs, each
+# STEPS picks the parts (default "build tests probe bench hf"; "golden" rebuilds the golden data too). CASES
+# lists the benchmark runs, each
 # "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]", e.g.
 #   CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256"
 # CASES=accuracy runs the planner issue's eight configurations (both shapes, 6 and 12 GiB, 512/256 and 128/1024;
@@ -33,15 +34,14 @@ if wants build; then
 fi
 
 if wants golden; then
-  # Rebuilds the golden checkpoints and their transformers references (tests/golden/make_models.py) in this
-  # copy of the checkout, so that the tests below read them; packed into $OUT/golden.tgz to be committed.
-  # GOLDEN_HEAD_SCALES: one scale is regenerated and tested in place; each further one is regenerated beside
-  # it (under $WORK/golden-<scale>) and only the GPU golden test is run on it, after the tests.
-  step "golden data (head scales ${GOLDEN_HEAD_SCALES:-4.0})"
-  first_scale="${GOLDEN_HEAD_SCALES:-4.0}"; first_scale="${first_scale%% *}"
-  python3 tests/golden/make_models.py --out tests/data --head-scale "${first_scale}" >"${work}/golden_${first_scale}.log" 2>&1 ||
-    { tail -20 "${work}/golden_${first_scale}.log" | tee -a "${work}/summary.txt"; }
-  grep -E "OK .*min margin|FAILED" "${work}/golden_${first_scale}.log" | sed 's/, files.*//' | tee -a "${work}/summary.txt"
+  # Rebuilds the golden checkpoints and their transformers references (tests/golden/make_models.py, its defaults
+  # plus GOLDEN_ARGS) in this copy of the checkout, so that the tests below read them; packed into
+  # $OUT/golden.tgz to be committed.
+  step "golden data ${GOLDEN_ARGS:-}"
+  # shellcheck disable=SC2086
+  python3 tests/golden/make_models.py --out tests/data ${GOLDEN_ARGS:-} >"${work}/golden.log" 2>&1 ||
+    tail -20 "${work}/golden.log" | tee -a "${work}/summary.txt"
+  grep -E "OK .*min margin|FAILED" "${work}/golden.log" | sed 's/, files.*//' | tee -a "${work}/summary.txt"
   [[ -n "${OUT:-}" ]] && tar -czf "${OUT}/golden.tgz" tests/data/golden tests/data/models/tiny-qwen3-moe
 fi
 
@@ -54,20 +54,6 @@ if wants tests; then
     tee -a "${work}/summary.txt"
   grep -hE "device memory grew|routed copies:|tokens compared|TFLOP/s|GB/s" "${build}"/Testing/Temporary/LastTest.log |
     head -80 >>"${work}/summary.txt"
-fi
-
-if wants golden; then
-  for scale in ${GOLDEN_HEAD_SCALES:-}; do
-    [[ "${scale}" == "${first_scale}" ]] && continue
-    step "golden data at head scale ${scale}: the GPU golden test only"
-    rm -rf "${work}/golden-${scale}"; cp -r tests/data "${work}/golden-${scale}"
-    python3 tests/golden/make_models.py --out "${work}/golden-${scale}" --head-scale "${scale}" \
-      >"${work}/golden_${scale}.log" 2>&1 || tail -20 "${work}/golden_${scale}.log" | tee -a "${work}/summary.txt"
-    RINGMOE_TEST_DATA="${work}/golden-${scale}" "${build}/tests/gpu_golden_test" >"${work}/gpu_golden_${scale}.log" 2>&1
-    grep -E "tokens compared|PASSED|FAILED" "${work}/gpu_golden_${scale}.log" | sort | uniq -c | sort -rn | head -40 |
-      tee -a "${work}/summary.txt"
-    [[ -n "${OUT:-}" ]] && tar -czf "${OUT}/golden-${scale}.tgz" -C "${work}/golden-${scale}" golden models/tiny-qwen3-moe
-  done
 fi
 
 profile="${work}/h200_probe.json"

@@ -10,7 +10,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <fstream>
 
 #include "gpu/device.h"
@@ -55,11 +54,7 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   std::string why;
   if (!gpu::GpuAvailable(&why)) GTEST_SKIP() << "no GPU: " << why;
   const auto& [case_dir, placement] = GetParam();
-  // RINGMOE_TEST_DATA: another tests/data (bench/run_h200.sh tries golden data made at other logit scales).
-  const char* data = std::getenv("RINGMOE_TEST_DATA");
-  const std::string dir =
-      (data != nullptr ? std::string(data) : std::string(RINGMOE_SOURCE_DIR) + "/tests/data") + "/" +
-      case_dir;
+  const std::string dir = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/" + case_dir;
   nlohmann::json golden = nlohmann::json::parse(std::ifstream(dir + "/golden.json"));
 
   EngineOptions options;

@@ -159,6 +159,10 @@ def build_model(config):
     return model, impl
 
 
+# A MoE layer's router module (its weight is [experts, hidden]).
+ROUTER_MODULE = r"\.(mlp\.gate|router)"
+
+
 @torch.no_grad()
 def init_weights(model, seed, weights_dtype, router_scale=4.0, head_scale=0.6):
     """normal(0, 1/sqrt(fan_in)) everywhere (fan_in = last dim), embeddings std 1, norm weights 1 + 0.1 N,
@@ -174,7 +178,7 @@ def init_weights(model, seed, weights_dtype, router_scale=4.0, head_scale=0.6):
             v = 1.0 + 0.1 * n
         elif name == "lm_head.weight":
             v = n * (head_scale / math.sqrt(p.shape[-1]))
-        elif re.search(r"\.mlp\.gate\.weight$", name) or re.search(r"\.router\.weight$", name):
+        elif re.search(ROUTER_MODULE + r"\.weight$", name):
             v = n * (router_scale / math.sqrt(p.shape[-1]))
         elif p.dim() in (2, 3):
             v = n / math.sqrt(p.shape[-1])
@@ -234,38 +238,37 @@ def greedy(model, prompt, eos_set, max_new=MAX_NEW):
     return {"tokens": toks, "logprobs": lps, "top2_margins": margins, "first_logits": first}
 
 
-def router_modules(model):
-    """Each MoE layer's router: the module named ...mlp.gate (or ...router) with an [experts, hidden] weight."""
-    found = []
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if (re.search(r"\.mlp\.gate$", name) or re.search(r"\.router$", name)) and weight is not None \
-                and weight.dim() == 2:
-            found.append(module)
-    return found
+class RouterInputs:
+    """While open, records each MoE router's input of every forward: `with RouterInputs(model) as r: model(...)`."""
 
+    def __init__(self, model):
+        self.routers = [m for name, m in model.named_modules()
+                        if re.search(ROUTER_MODULE + "$", name) and getattr(m, "weight", None) is not None
+                        and m.weight.dim() == 2]
+        if not self.routers:
+            raise CaseError("no router found for the router gaps")
+        self.inputs, self.hooks = [], []
 
-@torch.no_grad()
-def router_gaps(model, ids, top_k):
-    """For each position of ids, the smallest gap over the MoE layers between the router's k-th and (k+1)-th
-    logit, recomputed in f32 from the router's input: where it is tiny, bf16's drift may route to another expert."""
-    inputs = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: inputs.append((mod, args[0])))
-             for m in router_modules(model)]
-    try:
-        model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False)
-    finally:
-        for h in hooks:
+    def __enter__(self):
+        self.hooks = [m.register_forward_hook(lambda mod, args, out: self.inputs.append((mod, args[0])))
+                      for m in self.routers]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.hooks:
             h.remove()
-    if not inputs:
-        raise CaseError("no router found for the router gaps")
-    gaps = None
-    for module, x in inputs:
-        logits = x.reshape(-1, x.shape[-1]).float() @ module.weight.float().T
-        ordered = logits.sort(dim=-1, descending=True).values
-        gap = ordered[:, top_k - 1] - ordered[:, top_k]
-        gaps = gap if gaps is None else torch.minimum(gaps, gap)
-    return [float(g) for g in gaps]
+
+    @torch.no_grad()
+    def gaps(self, top_k):
+        """Per position of the recorded forward, the smallest gap over the MoE layers between the router's k-th and
+        (k+1)-th logit, recomputed in f32: where it is tiny, bf16's drift may route to another expert."""
+        gaps = None
+        for module, x in self.inputs:
+            logits = x.reshape(-1, x.shape[-1]).float() @ module.weight.float().T
+            ordered = logits.sort(dim=-1, descending=True).values
+            gap = ordered[:, top_k - 1] - ordered[:, top_k]
+            gaps = gap if gaps is None else torch.minimum(gaps, gap)
+        return [float(g) for g in gaps]
 
 
 def make_prompts(vocab, seed, exclude):
@@ -659,7 +662,8 @@ def run_case(name, case, out_root, args, case_index):
         full = p + g["tokens"]
         with torch.no_grad():
             la = model(input_ids=torch.tensor([full]), use_cache=False).logits.float()
-            lb = reloaded(input_ids=torch.tensor([full]), use_cache=False).logits.float()
+            with RouterInputs(reloaded) as routers:
+                lb = reloaded(input_ids=torch.tensor([full]), use_cache=False).logits.float()
         maxdiff = max(maxdiff, float((la - lb).abs().max()))
         if len(p) == 16 and text is None:
             check_row = [float(x) for x in torch.log_softmax(g["first_logits"].double(), -1)[:8]]
@@ -667,9 +671,8 @@ def run_case(name, case, out_root, args, case_index):
         if text is not None:
             rec["prompt_text"] = text
         rec.update(tokens=g["tokens"], logprobs=g["logprobs"], top2_margins=g["top2_margins"])
-        # The position that picks generated token t is len(p) - 1 + t.
-        gaps = router_gaps(reloaded, full[:-1], reloaded.config.num_experts_per_tok)
-        rec["router_gaps"] = gaps[len(p) - 1:]
+        # The position that picks generated token t is len(p) - 1 + t (the last one of full picks nothing).
+        rec["router_gaps"] = routers.gaps(reloaded.config.num_experts_per_tok)[len(p) - 1:len(full) - 1]
         records.append(rec)
     if maxdiff >= 1e-5:
         raise CaseError(f"in-memory vs reloaded logits differ by {maxdiff}")
