@@ -8,21 +8,10 @@
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
 #include "io/dtype.h"
+#include "tests/testing/gpu_test_macros.h"
 
 namespace ringmoe::gpu {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-  do {                                                                         \
-    std::string why_not;                                                       \
-    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not; \
-  } while (0)
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status status_ = (expr);                   \
-    ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
-  } while (0)
 
 constexpr int64_t kMiB = int64_t{1} << 20;
 

@@ -1,5 +1,5 @@
 // gpu/ expert packing (host-only, always runs) and the section ring: fills, wrap-around, releases to the
-// producer, routed-expert copies, and that copies and compute really overlap (event timings).
+// producer, routed-expert copies. The copy/compute overlap check is gpu_overlap_test.
 #include <algorithm>
 #include <cstring>
 #include <random>
@@ -8,21 +8,10 @@
 
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
+#include "tests/testing/gpu_test_macros.h"
 
 namespace ringmoe::gpu {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-  do {                                                                         \
-    std::string why_not;                                                       \
-    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not; \
-  } while (0)
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status status_ = (expr);                   \
-    ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
-  } while (0)
 
 constexpr int64_t kMiB = int64_t{1} << 20;
 
@@ -283,74 +272,6 @@ TEST(SectionRingTest, RoutedExpertCopiesTouchOnlyRoutedExperts) {
   ASSERT_OK(CopyDeviceToHost(back.data(), (*ring)->slot_data(0), index.total_bytes(), *copy));
   ASSERT_OK(copy->Synchronize());
   check("CopyRoutedExperts");
-  ASSERT_OK((*ring)->Drain());
-}
-
-// The point of the ring: a slot's copy and a kernel on another slot run at the same time. Time a copy alone,
-// GEMM work alone, then both on their two streams: together must take clearly less than the sum.
-TEST(SectionRingTest, CopiesAndComputeOverlap) {
-  SKIP_WITHOUT_GPU();
-  DeviceArena arena(0);
-  auto copy = Stream::Create();
-  auto compute = Stream::Create(/*high_priority=*/true);
-  ASSERT_TRUE(copy.ok() && compute.ok());
-  auto blas = BlasHandle::Create(arena);
-  ASSERT_TRUE(blas.ok());
-  const int64_t section_bytes = 512 * kMiB;
-  auto host = PinnedHostBuffer::Allocate(section_bytes, "overlap section");
-  ASSERT_TRUE(host.ok()) << host.status();
-  std::memset(host->data(), 1, host->size());
-  PinnedSectionSource source;
-  ASSERT_TRUE(source.AddSection({{host->data(), section_bytes, 0}}).ok());
-  auto ring = SectionRing::Create(arena, 2, section_bytes);
-  ASSERT_TRUE(ring.ok());
-  // The compute: dense bf16 GEMMs reading slot 0's bytes as a [4096, 4096] weight.
-  const int m = 2048, n = 4096, k = 4096;
-  auto x = arena.Allocate(int64_t{2} * m * k, "x");
-  auto y = arena.Allocate(int64_t{4} * m * n, "y");
-  ASSERT_TRUE(x.ok() && y.ok());
-  ASSERT_OK(FillRandomBf16(x->data(), int64_t{m} * k, 1, 1.0f, *compute));
-  ASSERT_OK(FillRandomBf16((*ring)->slot_data(0), int64_t{n} * k, 2, 0.02f, *compute));
-  ASSERT_OK(compute->Synchronize());
-  auto start = Event::Create(true), copy_end = Event::Create(true), compute_end = Event::Create(true);
-  ASSERT_TRUE(start.ok() && copy_end.ok() && compute_end.ok());
-  auto gemms = [&](int repeats) -> absl::Status {
-    for (int i = 0; i < repeats; ++i) {
-      absl::Status status =
-          LinearBf16(*blas, x->data(), m, (*ring)->slot_data(0), n, k, nullptr, y->as<float>(), *compute);
-      if (!status.ok()) return status;
-    }
-    return absl::OkStatus();
-  };
-  auto time = [&](const Stream& stream, auto enqueue) -> float {
-    EXPECT_TRUE(start->Record(stream).ok());
-    EXPECT_TRUE(enqueue().ok());
-    EXPECT_TRUE(copy_end->Record(stream).ok());
-    EXPECT_TRUE(copy_end->Synchronize().ok());
-    return ElapsedMilliseconds(*start, *copy_end).value_or(-1);
-  };
-  ASSERT_OK(gemms(2));  // Warm-up.
-  const float copy_ms = time(*copy, [&] { return (*ring)->Fill(1, source, 0, *copy); });
-  const float ten_gemms_ms = time(*compute, [&] { return gemms(10); });
-  ASSERT_GT(ten_gemms_ms, 0);
-  // About as long as the copy, so that perfect overlap would halve the total.
-  const int repeats = std::max(1, static_cast<int>(copy_ms / (ten_gemms_ms / 10)));
-  const float compute_ms = time(*compute, [&] { return gemms(repeats); });
-  // Both: the copy stream starts with the compute stream, each records its end.
-  ASSERT_OK(start->Record(*compute));
-  ASSERT_OK(copy->WaitFor(*start));
-  ASSERT_OK(gemms(repeats));
-  ASSERT_OK((*ring)->Fill(1, source, 0, *copy));
-  ASSERT_OK(copy_end->Record(*copy));
-  ASSERT_OK(compute_end->Record(*compute));
-  ASSERT_OK(copy_end->Synchronize());
-  ASSERT_OK(compute_end->Synchronize());
-  const float both_ms = std::max(ElapsedMilliseconds(*start, *copy_end).value_or(-1),
-                                 ElapsedMilliseconds(*start, *compute_end).value_or(-1));
-  std::printf("copy %.2f ms (%.1f GB/s), compute %.2f ms (%d GEMMs), both %.2f ms, sum %.2f ms\n", copy_ms,
-              section_bytes / (copy_ms * 1e6), compute_ms, repeats, both_ms, copy_ms + compute_ms);
-  EXPECT_GT(both_ms, 0.8f * std::max(copy_ms, compute_ms));  // Sanity: the work really ran.
-  EXPECT_LT(both_ms, 0.8f * (copy_ms + compute_ms));
   ASSERT_OK((*ring)->Drain());
 }
 
