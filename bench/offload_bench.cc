@@ -209,8 +209,13 @@ int main(int argc, char** argv) {
   const double link_gbps = report->profile.gpu ? report->profile.gpu->h2d_gbps : 0;
   // The first bound: a decode step of the batch moves every streamed byte once over the link.
   const double streamed_per_step = s.steps > 0 ? static_cast<double>(s.streamed_bytes) / s.steps : 0;
-  const double link_bound =
-      streamed_per_step > 0 ? options.max_batch * link_gbps * 1e9 / streamed_per_step : 0;
+  // A plan whose ring holds every streamed section copies it once, so no per-step link bound applies (0:
+  // "-").
+  const bool streams_each_step =
+      !predicted.memory.ring_holds_streamed && predicted.memory.streamed_bytes_per_step > 0;
+  const double link_bound = streams_each_step && streamed_per_step > 0
+                                ? options.max_batch * link_gbps * 1e9 / streamed_per_step
+                                : 0;
   const double gpu_busy = sampler.mean();
 
   std::printf(
@@ -230,9 +235,14 @@ int main(int argc, char** argv) {
               predicted.output_tokens_per_s, Ratio(generated_per_s, predicted.output_tokens_per_s),
               predicted.bound_output_tokens_per_s,
               Ratio(generated_per_s, predicted.bound_output_tokens_per_s));
-  std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "decode tokens/s (decode steps)", decode_per_s,
-              predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s), link_bound,
-              Ratio(decode_per_s, link_bound));
+  if (link_bound > 0) {
+    std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "decode tokens/s (decode steps)", decode_per_s,
+                predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s), link_bound,
+                Ratio(decode_per_s, link_bound));
+  } else {
+    std::printf("  %-30s %10.1f %10.1f %7.2f %10s %7s\n", "decode tokens/s (decode steps)", decode_per_s,
+                predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s), "-", "-");
+  }
   std::printf("  %-30s %10.1f %10.1f %7.2f\n", "prefill tokens/s (prefill steps)", prefill_per_s,
               predicted.prefill_tokens_per_s, Ratio(prefill_per_s, predicted.prefill_tokens_per_s));
   std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "host-to-device GB/s, streaming", h2d_streaming_gbps,
@@ -241,7 +251,11 @@ int main(int argc, char** argv) {
               link_gbps, Ratio(h2d_avg_gbps, link_gbps));
   std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "CPU attention GB/s of KV", attention_gbps, "", "",
               report->profile.cpu.dram_read_gbps, Ratio(attention_gbps, report->profile.cpu.dram_read_gbps));
-  std::printf("  %-30s %10.0f%%\n", "GPU busy (nvidia-smi)", gpu_busy * 100);
+  if (gpu_busy >= 0) {
+    std::printf("  %-30s %10.0f%%\n", "GPU busy (nvidia-smi)", gpu_busy * 100);
+  } else {
+    std::printf("  %-30s %10s\n", "GPU busy (nvidia-smi)", "-");  // No GPU, or no nvidia-smi.
+  }
   std::printf(
       "  wall %.1f s (predicted %.1f, bound %.1f) in %d steps: CPU attention %.1f s, waits for q/k/v %.1f s, "
       "feeder busy %.1f s (expert-count waits %.1f s), lm_head %.1f s, sampling %.1f s, copies %.1f s\n",
@@ -295,8 +309,8 @@ int main(int argc, char** argv) {
          {{"generated_tokens_per_s", predicted.bound_output_tokens_per_s},
           {"generated_ratio", Ratio(generated_per_s, predicted.bound_output_tokens_per_s)},
           {"link_gbps", link_gbps},
-          {"link_decode_tokens_per_s", link_bound},
-          {"link_decode_ratio", Ratio(decode_per_s, link_bound)}}},
+          {"link_decode_tokens_per_s", link_bound > 0 ? json(link_bound) : json(nullptr)},
+          {"link_decode_ratio", link_bound > 0 ? json(Ratio(decode_per_s, link_bound)) : json(nullptr)}}},
         {"stages_seconds",
          {{"attention", s.attention_seconds},
           {"gpu_wait", s.gpu_wait_seconds},
