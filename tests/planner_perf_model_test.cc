@@ -106,6 +106,20 @@ TEST(PlannerPerfModel, DecodeAttentionIsTheSlowerOfItsBytesAndItsFlops) {
     EXPECT_NEAR(step.step, step.cpu_attention + gpu_busy / 8 + 1e-3, 1e-12);
     EXPECT_EQ(step.bottleneck, "cpu_attention (with the step's pipeline fill and drain)");
   }
+  // The hardware bound reads the KV at the faster of the DRAM probe and the attention probe: a bound below a
+  // rate the machine was measured reaching is no bound (the H200's attention probe reads 92.7 GB/s, its DRAM
+  // probe 78.4).
+  profile.cpu.dram_read_gbps = 80;
+  profile.cpu.attention.gflops = 1e9;
+  for (auto [probe_gbps, bound_gbps] : {std::pair{100.0, 100.0}, std::pair{60.0, 80.0}}) {
+    SCOPED_TRACE(probe_gbps);
+    profile.cpu.attention.kv_gbps = probe_gbps;
+    PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
+    absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+    ASSERT_TRUE(memory.ok()) << memory.status();
+    StageTimes bound = model.StepTime(plan, *memory, 64, 10000, 0, 100, /*bound=*/true);
+    EXPECT_NEAR(bound.cpu_attention, kv_bytes / (bound_gbps * 1e9), 1e-12);
+  }
 }
 
 TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
