@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "fmt/format.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
 #include "runtime/byte_size.h"
@@ -209,11 +210,8 @@ int main(int argc, char** argv) {
   const double link_gbps = report->profile.gpu ? report->profile.gpu->h2d_gbps : 0;
   // The first bound: a decode step of the batch moves every streamed byte once over the link.
   const double streamed_per_step = s.steps > 0 ? static_cast<double>(s.streamed_bytes) / s.steps : 0;
-  // A plan whose ring holds every streamed section copies it once, so no per-step link bound applies (0:
-  // "-").
-  const bool streams_each_step =
-      !predicted.memory.ring_holds_streamed && predicted.memory.streamed_bytes_per_step > 0;
-  const double link_bound = streams_each_step && streamed_per_step > 0
+  // Only where the plan streams every step (not where its ring holds every streamed section, filled once).
+  const double link_bound = predicted.memory.streamed_bytes_per_step > 0 && streamed_per_step > 0
                                 ? options.max_batch * link_gbps * 1e9 / streamed_per_step
                                 : 0;
   const double gpu_busy = sampler.mean();
@@ -235,14 +233,10 @@ int main(int argc, char** argv) {
               predicted.output_tokens_per_s, Ratio(generated_per_s, predicted.output_tokens_per_s),
               predicted.bound_output_tokens_per_s,
               Ratio(generated_per_s, predicted.bound_output_tokens_per_s));
-  if (link_bound > 0) {
-    std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "decode tokens/s (decode steps)", decode_per_s,
-                predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s), link_bound,
-                Ratio(decode_per_s, link_bound));
-  } else {
-    std::printf("  %-30s %10.1f %10.1f %7.2f %10s %7s\n", "decode tokens/s (decode steps)", decode_per_s,
-                predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s), "-", "-");
-  }
+  std::printf("  %-30s %10.1f %10.1f %7.2f %10s %7s\n", "decode tokens/s (decode steps)", decode_per_s,
+              predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s),
+              link_bound > 0 ? fmt::format("{:.1f}", link_bound).c_str() : "-",
+              link_bound > 0 ? fmt::format("{:.2f}", Ratio(decode_per_s, link_bound)).c_str() : "-");
   std::printf("  %-30s %10.1f %10.1f %7.2f\n", "prefill tokens/s (prefill steps)", prefill_per_s,
               predicted.prefill_tokens_per_s, Ratio(prefill_per_s, predicted.prefill_tokens_per_s));
   std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "host-to-device GB/s, streaming", h2d_streaming_gbps,

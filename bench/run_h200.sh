@@ -85,8 +85,8 @@ if wants bench; then
       rm -rf "${dir}"
       "${build}/bench/ringmoe_make_checkpoint" --model "${name}" --layers "${layers}" --out "${dir}" >/dev/null ||
         exit 1
-      # Write the checkpoint's dirty pages out now: flushed in the background, they may slow the first benchmark
-      # after a fresh checkpoint (suspected in mixtral 12 GiB 512/256 of 2026-12-03: 4376 tok/s, CPU attention 69.5 GB/s).
+      # Write the checkpoint's dirty pages out now: flushed in the background, they may slow the first
+      # benchmark (suspected in mixtral 12 GiB 512/256 of 2026-12-03: 4376 tok/s, CPU attention 69.5 GB/s).
       sync
       touch "${dir}/.complete"
     fi

@@ -45,11 +45,10 @@ Budgets ResolveBudgets(const HardwareProfile& profile, Budgets requested);
 // The decisions. The search fills these; a user flag can pin any of them.
 struct Plan {
   PlanDevice device = PlanDevice::kGpu;
-  int batch = 1;             // Most sequences in flight.
-  int micro_batches = 2;     // Slices of a step in flight at once (GPU device; 1 on the CPU device).
-  int prefill_chunk = 2048;  // Most prefill tokens per step.
-  double kv_gpu_fraction =
-      0;  // Share of the sequences in flight whose KV cache (and attention) lives on the GPU.
+  int batch = 1;               // Most sequences in flight.
+  int micro_batches = 2;       // Slices of a step in flight at once (GPU device; 1 on the CPU device).
+  int prefill_chunk = 2048;    // Most prefill tokens per step.
+  double kv_gpu_fraction = 0;  // Share of the sequences in flight whose KV cache (and attention) lives on the GPU.
   int max_resident_moe_layers =
       -1;                 // Cap on MoE layers whose routed experts stay on the GPU; -1 = all that fit.
   int ring_sections = 2;  // GPU ring slots that streamed layers pass through (>= layer_parts + 1).
@@ -197,8 +196,7 @@ inline constexpr double kGpuLayerOverheadSeconds = 1.0e-3;
 inline constexpr double kStepOverheadSeconds = 1e-3;
 // How the engine's own loop falls short of the probe's isolated readings (planner/DESIGN.md, "Engine
 // efficiencies"), read off the H200 runs of 2026-12-02 (bench/results/h200-2026-12-02-session3):
-// - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed
-// lengths
+// - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed lengths
 //   with the K/V writes, reads its bytes at 0.86 of the probe's single long pass (Mixtral-8x7B, nothing
 //   streaming: 79.5 GB/s against the probe's 92.7).
 // - In a step bound by the ring's copies the copy engine is busy 0.86-0.91 of the step (the fills wait on
