@@ -18,9 +18,9 @@
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
-#include "runtime/byte_size.h"
-#include "runtime/job_plan.h"
-#include "runtime/model_config.h"
+#include "runtime/frontend/byte_size.h"
+#include "runtime/frontend/job_plan.h"
+#include "io/model_spec.h"
 
 namespace {
 

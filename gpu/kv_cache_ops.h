@@ -1,6 +1,6 @@
 // The GPU share of the paged KV cache: sequences whose K/V live in device memory keep them there and attend
 // there, so their decodes never cross PCIe. Each op has a CPU twin:
-//   WriteKvRows          ringmoe::KvCache::Write (runtime/kv_cache.h) into a bf16 pool: the same RNE
+//   WriteKvRows          ringmoe::KvCache::Write (runtime/engine/kv_cache.h) into a bf16 pool: the same RNE
 //   rounding. PagedAttentionRows   cpu::PagedAttention (cpu/attention.h) over a bf16 paged view, row by row.
 // Layout as the host cache's: a layer's pool holds blocks of [block_tokens, kv_heads, head_dim] bf16 at
 // block_id * block_stride elements. Rows name their sequence through row_tables[r], an offset into `tables`

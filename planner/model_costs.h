@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/model_config.h"
+#include "io/model_spec.h"
 
 namespace ringmoe::planner {
 
@@ -71,7 +71,7 @@ struct ModelCosts {
 };
 
 // Device bytes the GPU forward pass allocates for activations and scratch at `step_tokens` tokens per step
-// (runtime/gpu_forward.cc allocates exactly these buffers: the engine and the planner share this count).
+// (runtime/engine/gpu_forward.cc allocates exactly these buffers: the engine and the planner share this count).
 // per_token and fixed are the two parts; the total is fixed + step_tokens * per_token.
 struct GpuWorkspace {
   int64_t fixed_bytes = 0;

@@ -14,7 +14,8 @@
 //   plan_search.h       The plan with the highest predicted end-to-end throughput; user pins; what-ifs.
 //   report.h            PlanReport: the table printed by `ringmoe plan` and before/after `ringmoe run`, the
 //                       measured-beside-predicted table (MeasuredRun), and --report-json.
-// The equations are in planner/DESIGN.md. The planner depends on ringmoe_config, never on ringmoe_runtime.
+// The equations are in planner/DESIGN.md. The planner (ringmoe_planner) reads ModelSpec from io/ and links no device code; probe/ (ringmoe_probe)
+// measures the machine and links cpu/, gpu/ and io/. Nothing here includes runtime/.
 //
 // Typical use (what `ringmoe plan` does):
 //   auto profile = planner::LoadOrProbeProfile(hardware_path, {.ssd_dir = model_dir}, &used_path);
@@ -34,5 +35,5 @@
 #include "planner/model_costs.h"
 #include "planner/perf_model.h"
 #include "planner/plan_search.h"
-#include "planner/probe.h"
+#include "planner/probe/probe.h"
 #include "planner/report.h"

@@ -336,7 +336,7 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
         report.notes.push_back(absl::StrCat(
             std::string(WeightGroupName(group)),
             " weights do not all fit on the GPU and are modelled as streamed; the engine's GPU "
-            "path (runtime/gpu_model.h) keeps them resident, so it needs more --gpu-mem for this model"));
+            "path (runtime/engine/gpu_model.h) keeps them resident, so it needs more --gpu-mem for this model"));
       }
     }
   }

@@ -13,7 +13,7 @@
 #include "planner/model_costs.h"
 #include "planner/perf_model.h"
 #include "planner/plan_search.h"
-#include "runtime/model_config.h"
+#include "io/model_spec.h"
 
 namespace ringmoe {
 

@@ -1,4 +1,4 @@
-#include "runtime/batch_io.h"
+#include "runtime/frontend/batch_io.h"
 
 #include <gtest/gtest.h>
 

@@ -15,8 +15,8 @@
 #include "gpu/device.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
-#include "runtime/kv_cache.h"
-#include "runtime/model_config.h"
+#include "runtime/engine/kv_cache.h"
+#include "io/model_spec.h"
 
 namespace ringmoe {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <vector>
 
-#include "runtime/forward.h"
-#include "runtime/gpu_forward_state.h"
-#include "runtime/kv_cache.h"
+#include "runtime/engine/forward.h"
+#include "runtime/engine/gpu_forward_state.h"
+#include "runtime/engine/kv_cache.h"
 
 namespace ringmoe {
 namespace {

@@ -1,4 +1,4 @@
-#include "runtime/model_config.h"
+#include "io/model_spec.h"
 
 #include <gtest/gtest.h>
 

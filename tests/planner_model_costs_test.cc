@@ -8,7 +8,7 @@
 
 #include "planner/model_costs.h"
 #include "planner/perf_model.h"
-#include "runtime/model_config.h"
+#include "io/model_spec.h"
 
 namespace ringmoe::planner {
 namespace {

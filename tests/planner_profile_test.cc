@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "planner/hardware_profile.h"
-#include "planner/probe.h"
+#include "planner/probe/probe.h"
 #include "planner_test_util.h"
 
 namespace ringmoe::planner {

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "planner/hardware_profile.h"
-#include "runtime/model_config.h"
+#include "io/model_spec.h"
 
 namespace ringmoe::planner::testing {
 

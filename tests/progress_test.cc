@@ -1,4 +1,4 @@
-#include "runtime/progress.h"
+#include "runtime/frontend/progress.h"
 
 #include <gtest/gtest.h>
 

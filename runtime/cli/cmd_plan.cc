@@ -15,11 +15,11 @@
 #include "planner/planner.h"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
-#include "runtime/batch_io.h"
-#include "runtime/byte_size.h"
+#include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/byte_size.h"
 #include "runtime/cli/commands.h"
-#include "runtime/job_plan.h"
-#include "runtime/model_config.h"
+#include "runtime/frontend/job_plan.h"
+#include "io/model_spec.h"
 
 namespace ringmoe::cli {
 namespace {

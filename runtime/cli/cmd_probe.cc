@@ -6,7 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "planner/hardware_profile.h"
-#include "planner/probe.h"
+#include "planner/probe/probe.h"
 #include "runtime/cli/commands.h"
 
 namespace ringmoe::cli {

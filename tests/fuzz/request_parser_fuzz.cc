@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "nlohmann/json.hpp"
-#include "runtime/batch_io.h"
+#include "runtime/frontend/batch_io.h"
 
 namespace {
 

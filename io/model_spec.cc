@@ -1,0 +1,267 @@
+#include "io/model_spec.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+
+namespace ringmoe {
+namespace {
+
+using nlohmann::json;
+
+// Reads a typed field with a default, reporting wrong types by key and file instead of throwing.
+class ConfigReader {
+ public:
+  ConfigReader(const json& root, absl::string_view source) : root_(root), source_(source) {}
+
+  bool Has(const char* key) const { return root_.contains(key) && !root_[key].is_null(); }
+
+  template <typename T>
+  T Get(const char* key, T fallback) {
+    if (!Has(key)) return fallback;
+    return As<T>(root_[key], key, fallback);
+  }
+
+  // The first of several spellings that is present (published vs transformers-5 keys).
+  template <typename T>
+  T GetAny(std::initializer_list<const char*> keys, T fallback) {
+    for (const char* key : keys) {
+      if (Has(key)) return As<T>(root_[key], key, fallback);
+    }
+    return fallback;
+  }
+
+  template <typename T>
+  T As(const json& value, absl::string_view key, T fallback) {
+    try {
+      return value.get<T>();
+    } catch (const json::exception&) {
+      Fail(absl::StrCat("config key '", key, "' has the wrong type (", value.type_name(), ")"));
+      return fallback;
+    }
+  }
+
+  void Fail(std::string message) {
+    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(source_, ": ", message));
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  const json& root_;
+  absl::string_view source_;
+  absl::Status status_;
+};
+
+std::vector<int32_t> ReadTokenIds(const json& value) {
+  std::vector<int32_t> ids;
+  if (value.is_number_integer()) ids.push_back(value.get<int32_t>());
+  if (value.is_array()) {
+    for (const json& item : value) {
+      if (item.is_number_integer()) ids.push_back(item.get<int32_t>());
+    }
+  }
+  return ids;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return text.str();
+}
+
+}  // namespace
+
+int ModelSpec::num_moe_layers() const {
+  return static_cast<int>(std::count_if(layers.begin(), layers.end(), [](const LayerSpec& l) { return l.is_moe; }));
+}
+
+int64_t ModelSpec::expert_params() const { return 3LL * hidden_size * moe_intermediate_size; }
+
+int64_t ModelSpec::attention_params() const {
+  int64_t params = static_cast<int64_t>(hidden_size) * (q_width() + 2 * kv_width()) +
+                   static_cast<int64_t>(q_width()) * hidden_size;
+  if (attention_bias) params += q_width() + 2 * kv_width();
+  if (qk_norm == QkNorm::kPerHead) params += 2 * head_dim;
+  if (qk_norm == QkNorm::kFullWidth) params += q_width() + kv_width();
+  return params + 2LL * hidden_size;  // input and post-attention norms
+}
+
+int64_t ModelSpec::total_params() const {
+  int64_t params = static_cast<int64_t>(vocab_size) * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size;
+  for (const LayerSpec& layer : layers) {
+    params += attention_params();
+    if (layer.is_moe) {
+      params += num_experts * expert_params() + static_cast<int64_t>(num_experts) * hidden_size;
+      if (layer.has_shared_expert) params += 3LL * hidden_size * shared_expert_intermediate_size + hidden_size;
+    } else {
+      params += 3LL * hidden_size * intermediate_size;
+    }
+  }
+  return params;
+}
+
+absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::string_view source) {
+  json root = json::parse(config_json.begin(), config_json.end(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  }
+  ConfigReader config(root, source);
+  ModelSpec spec;
+  spec.model_type = config.Get<std::string>("model_type", "");
+  if (spec.model_type == "mixtral") {
+    spec.type = ModelType::kMixtral;
+  } else if (spec.model_type == "qwen2_moe") {
+    spec.type = ModelType::kQwen2Moe;
+  } else if (spec.model_type == "qwen3_moe") {
+    spec.type = ModelType::kQwen3Moe;
+  } else if (spec.model_type == "olmoe") {
+    spec.type = ModelType::kOlmoe;
+  } else {
+    return absl::UnimplementedError(absl::StrCat(source, ": model_type '", spec.model_type,
+                                                 "' is not supported (supported: mixtral, qwen2_moe, "
+                                                 "qwen3_moe, olmoe)"));
+  }
+
+  spec.vocab_size = config.Get<int>("vocab_size", 0);
+  spec.hidden_size = config.Get<int>("hidden_size", 0);
+  spec.num_layers = config.Get<int>("num_hidden_layers", 0);
+  spec.num_heads = config.Get<int>("num_attention_heads", 0);
+  spec.num_kv_heads = config.Get<int>("num_key_value_heads", spec.num_heads);
+  spec.head_dim = config.Get<int>("head_dim", spec.num_heads > 0 ? spec.hidden_size / spec.num_heads : 0);
+  spec.intermediate_size = config.Get<int>("intermediate_size", 0);
+  spec.num_experts = config.GetAny<int>({"num_experts", "num_local_experts"}, 0);
+  spec.num_experts_per_tok = config.Get<int>("num_experts_per_tok", 0);
+  spec.rms_norm_eps = config.Get<double>("rms_norm_eps", 1e-6);
+  spec.max_position_embeddings = config.Get<int>("max_position_embeddings", 0);
+  spec.tie_word_embeddings = config.Get<bool>("tie_word_embeddings", false);
+  spec.torch_dtype = config.GetAny<std::string>({"torch_dtype", "dtype"}, "");
+  spec.bos_token_id = config.Get<int32_t>("bos_token_id", -1);
+  if (config.Has("eos_token_id")) spec.eos_token_ids = ReadTokenIds(root["eos_token_id"]);
+
+  // RoPE: published checkpoints say rope_theta; transformers 5 writes rope_parameters {rope_theta, rope_type}.
+  spec.rope_theta = config.Get<double>("rope_theta", 10000.0);
+  std::string rope_type = "default";
+  if (config.Has("rope_parameters") && root["rope_parameters"].is_object()) {
+    ConfigReader rope(root["rope_parameters"], source);
+    spec.rope_theta = rope.Get<double>("rope_theta", spec.rope_theta);
+    rope_type = rope.GetAny<std::string>({"rope_type", "type"}, rope_type);
+    if (!rope.status().ok()) return rope.status();
+  }
+  if (config.Has("rope_scaling") && root["rope_scaling"].is_object()) {
+    ConfigReader scaling(root["rope_scaling"], source);
+    rope_type = scaling.GetAny<std::string>({"rope_type", "type"}, rope_type);
+  }
+  if (rope_type != "default") {
+    return absl::UnimplementedError(absl::StrCat(source, ": rope type '", rope_type, "' is not supported yet"));
+  }
+
+  switch (spec.type) {
+    case ModelType::kMixtral:
+      spec.router = RouterKind::kTopKSoftmax;
+      spec.moe_intermediate_size = spec.intermediate_size;
+      spec.sliding_window = config.Get<int>("sliding_window", 0);
+      break;
+    case ModelType::kQwen2Moe:
+      spec.moe_intermediate_size = config.Get<int>("moe_intermediate_size", 0);
+      spec.shared_expert_intermediate_size = config.Get<int>("shared_expert_intermediate_size", 0);
+      spec.attention_bias = config.GetAny<bool>({"qkv_bias", "attention_bias"}, true);
+      spec.norm_topk_prob = config.Get<bool>("norm_topk_prob", false);
+      break;
+    case ModelType::kQwen3Moe:
+      spec.moe_intermediate_size = config.Get<int>("moe_intermediate_size", 0);
+      spec.attention_bias = config.Get<bool>("attention_bias", false);
+      spec.norm_topk_prob = config.Get<bool>("norm_topk_prob", false);
+      spec.qk_norm = QkNorm::kPerHead;
+      break;
+    case ModelType::kOlmoe:
+      spec.moe_intermediate_size = spec.intermediate_size;
+      spec.attention_bias = config.Get<bool>("attention_bias", false);
+      spec.norm_topk_prob = config.Get<bool>("norm_topk_prob", false);
+      spec.qk_norm = QkNorm::kFullWidth;
+      spec.clip_qkv = config.Get<float>("clip_qkv", 0.0f);
+      break;
+  }
+  if ((spec.type == ModelType::kQwen2Moe || spec.type == ModelType::kQwen3Moe) &&
+      config.Get<bool>("use_sliding_window", false)) {
+    return absl::UnimplementedError(absl::StrCat(source, ": use_sliding_window=true is not supported"));
+  }
+
+  std::vector<int> mlp_only_layers = config.Get<std::vector<int>>("mlp_only_layers", {});
+  int decoder_sparse_step = config.Get<int>("decoder_sparse_step", 1);
+  if (!config.status().ok()) return config.status();
+
+  auto require_positive = [&](const char* what, int value) -> absl::Status {
+    if (value > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", what, " must be positive (got ", value, ")"));
+  };
+  for (auto [what, value] : {std::pair{"vocab_size", spec.vocab_size}, {"hidden_size", spec.hidden_size},
+                             {"num_hidden_layers", spec.num_layers}, {"num_attention_heads", spec.num_heads},
+                             {"num_key_value_heads", spec.num_kv_heads}, {"head_dim", spec.head_dim},
+                             {"num_experts", spec.num_experts}, {"num_experts_per_tok", spec.num_experts_per_tok},
+                             {"expert intermediate size", spec.moe_intermediate_size},
+                             {"max_position_embeddings", spec.max_position_embeddings},
+                             {"decoder_sparse_step", decoder_sparse_step}}) {
+    if (absl::Status status = require_positive(what, value); !status.ok()) return status;
+  }
+  if (spec.num_heads % spec.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": num_attention_heads (", spec.num_heads,
+                                                   ") is not a multiple of num_key_value_heads (",
+                                                   spec.num_kv_heads, ")"));
+  }
+  if (spec.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": head_dim must be even for RoPE"));
+  }
+  if (spec.num_experts_per_tok > spec.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": num_experts_per_tok (", spec.num_experts_per_tok,
+                                                   ") exceeds the number of experts (", spec.num_experts, ")"));
+  }
+  for (int layer : mlp_only_layers) {
+    if (layer < 0 || layer >= spec.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": mlp_only_layers names layer ", layer,
+                                                     " but the model has ", spec.num_layers));
+    }
+  }
+
+  spec.layers.resize(spec.num_layers);
+  for (int i = 0; i < spec.num_layers; ++i) {
+    bool mlp_only = std::find(mlp_only_layers.begin(), mlp_only_layers.end(), i) != mlp_only_layers.end();
+    spec.layers[i].is_moe = !mlp_only && (i + 1) % decoder_sparse_step == 0;
+    spec.layers[i].has_shared_expert = spec.layers[i].is_moe && spec.shared_expert_intermediate_size > 0;
+  }
+  bool any_dense = std::any_of(spec.layers.begin(), spec.layers.end(), [](const LayerSpec& l) { return !l.is_moe; });
+  if (any_dense && spec.intermediate_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": dense layers need a positive intermediate_size"));
+  }
+  return spec;
+}
+
+absl::StatusOr<ModelSpec> LoadModelSpec(const std::string& model_dir) {
+  std::string config_path = model_dir + "/config.json";
+  absl::StatusOr<std::string> text = ReadFile(config_path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<ModelSpec> spec = ParseModelSpec(*text, config_path);
+  if (!spec.ok()) return spec.status();
+
+  // generation_config.json may name more EOS ids than config.json (chat models stop on several).
+  std::string generation_path = model_dir + "/generation_config.json";
+  if (absl::StatusOr<std::string> generation = ReadFile(generation_path); generation.ok()) {
+    json root = json::parse(*generation, nullptr, false);
+    if (root.is_object() && root.contains("eos_token_id")) {
+      for (int32_t id : ReadTokenIds(root["eos_token_id"])) {
+        if (std::find(spec->eos_token_ids.begin(), spec->eos_token_ids.end(), id) == spec->eos_token_ids.end()) {
+          spec->eos_token_ids.push_back(id);
+        }
+      }
+    }
+  }
+  return spec;
+}
+
+}  // namespace ringmoe

@@ -1,0 +1,224 @@
+#include "planner/probe/probe.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+#if __has_include("gpu/gpu_probe.h")
+#include "gpu/gpu_probe.h"
+#define RINGMOE_PLANNER_HAS_GPU_PROBE 1
+#endif
+#if __has_include("io/uring_reader.h")
+#include "io/uring_reader.h"
+#define RINGMOE_PLANNER_HAS_URING_READER 1
+#endif
+
+namespace ringmoe::planner {
+namespace {
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+std::string Hostname() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) return "unknown";
+  return host;
+}
+
+std::string NowUtc() {
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+void Progress(const ProbeOptions& options, const std::string& line) {
+  if (options.progress) options.progress(line);
+}
+
+// GPU figures from the GPU layer, or the reason there are none.
+void ProbeGpuInto(const ProbeOptions& options, HardwareProfile* profile) {
+#ifdef RINGMOE_PLANNER_HAS_GPU_PROBE
+  std::string why_not;
+  if (!gpu::GpuAvailable(&why_not)) {
+    profile->gpu_absent_reason = why_not.empty() ? "no usable GPU" : why_not;
+    return;
+  }
+  gpu::GpuProbeOptions gpu_options;
+  if (options.quick) gpu_options.copy_bytes = 256 * kMiB;
+  absl::StatusOr<gpu::GpuProbeResult> result = gpu::ProbeGpu(gpu_options);
+  if (!result.ok()) {
+    profile->gpu_absent_reason = std::string(result.status().message());
+    return;
+  }
+  GpuProfile gpu;
+  gpu.name = result->name;
+  gpu.memory_bytes = result->memory_bytes;
+  gpu.sm_count = result->sm_count;
+  gpu.h2d_gbps = result->h2d_gbps;
+  gpu.d2h_gbps = result->d2h_gbps;
+  gpu.bidirectional_gbps = result->bidirectional_gbps;
+  gpu.prefill_attention_tflops = result->prefill_attention_tflops;
+  gpu.attention_kv_gbps = result->paged_attention_gbps;
+  gpu.gemm_hidden = gpu_options.hidden;
+  gpu.gemm_intermediate = gpu_options.intermediate;
+  for (const gpu::GemmRate& rate : result->grouped_gemm_bf16) {
+    if (rate.tflops > 0) gpu.grouped_gemm_bf16.push_back({rate.tokens_per_expert, rate.tflops});
+  }
+  std::sort(gpu.grouped_gemm_bf16.begin(), gpu.grouped_gemm_bf16.end(),
+            [](const RatePoint& a, const RatePoint& b) { return a.tokens < b.tokens; });
+  if (gpu.grouped_gemm_bf16.empty()) {
+    profile->gpu_absent_reason = "the GPU probe returned no GEMM rates";
+    return;
+  }
+  profile->gpu = gpu;
+  profile->notes.push_back("dram_contention is not measured by this probe");
+  Progress(options,
+           absl::StrFormat("gpu: %s, h2d %.1f GB/s, d2h %.1f GB/s, paged attention %.0f GB/s of KV", gpu.name,
+                           gpu.h2d_gbps, gpu.d2h_gbps, gpu.attention_kv_gbps));
+#else
+  (void)options;
+  profile->gpu_absent_reason = "GPU layer not built (gpu/gpu_probe.h is missing)";
+#endif
+}
+
+// O_DIRECT reads through io_uring from a scratch file on the model's filesystem; the file is deleted after.
+void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
+  if (options.ssd_dir.empty()) {
+    profile->ssd_absent_reason = "no --model or --dir given to name the filesystem to measure";
+    return;
+  }
+#ifdef RINGMOE_PLANNER_HAS_URING_READER
+  const int64_t file_bytes = (options.quick ? 32 : 384) * kMiB;
+  const size_t block = 1 << 20;
+  std::string path = absl::StrCat(options.ssd_dir, "/.ringmoe-probe-", ::getpid(), ".tmp");
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    profile->ssd_absent_reason = absl::StrCat(path, ": cannot create the scratch file");
+    return;
+  }
+  std::vector<char> chunk(block);
+  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>(i * 131 + 7);
+  bool written = true;
+  for (int64_t done = 0; done < file_bytes && written; done += block) {
+    written = ::write(fd, chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size());
+  }
+  written = written && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written) {
+    std::filesystem::remove(path);
+    profile->ssd_absent_reason =
+        absl::StrCat(path, ": could not write ", file_bytes / kMiB, " MiB to measure");
+    return;
+  }
+  SsdProfile ssd;
+  ssd.path = options.ssd_dir;
+  std::string failure;
+  for (int depth : {1, 4, 32}) {
+    absl::StatusOr<double> gbps =
+        io::MeasureReadBandwidth(path, depth, block, static_cast<size_t>(file_bytes));
+    if (!gbps.ok()) {
+      failure = std::string(gbps.status().message());
+      break;
+    }
+    ssd.reads.push_back({depth, static_cast<int64_t>(block), *gbps});
+    Progress(options, absl::StrFormat("ssd: %.2f GB/s at queue depth %d", *gbps, depth));
+  }
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);
+  if (ssd.reads.empty()) {
+    profile->ssd_absent_reason = absl::StrCat("io_uring O_DIRECT reads failed: ", failure);
+    return;
+  }
+  profile->ssd = ssd;
+#else
+  profile->ssd_absent_reason = "SSD reader not built (io/uring_reader.h is missing)";
+#endif
+}
+
+}  // namespace
+
+absl::StatusOr<HardwareProfile> ProbeMachine(const ProbeOptions& options) {
+  HardwareProfile profile;
+  profile.source = "ringmoe probe";
+  profile.hostname = Hostname();
+  profile.probed_at = NowUtc();
+  profile.topology = ProbeTopology();
+  const Topology& topology = profile.topology;
+  Progress(options,
+           absl::StrFormat("topology: %d packages, %d NUMA nodes, %d cores, %d threads, %.1f GiB",
+                           topology.packages, static_cast<int>(topology.numa_nodes.size()), topology.cores,
+                           topology.threads, topology.memory_bytes / double(1 << 30)));
+  // Pinned memory cannot be paged out: leave a fifth of the machine to everything else.
+  profile.pinned_limit_bytes = topology.memory_bytes / 5 * 4;
+
+  CpuProfile& cpu = profile.cpu;
+  cpu.threads = options.threads > 0 ? options.threads : std::max(1, topology.threads);
+  DetectBf16Support(&cpu.has_avx512_bf16, &cpu.has_amx_bf16);
+  const int repeats = options.quick ? 2 : 4;
+  const int64_t dram_bytes = std::min<int64_t>((options.quick ? 64 : 1024) * kMiB, topology.memory_bytes / 8);
+  cpu.dram_read_gbps = MeasureDramReadGbps(cpu.threads, std::max<int64_t>(dram_bytes, 16 * kMiB), repeats);
+  Progress(options, absl::StrFormat("dram read: %.1f GB/s with %d threads", cpu.dram_read_gbps, cpu.threads));
+  // Well past the last-level cache (300 MiB on the H200 box), as a real KV cache is.
+  cpu.attention = MeasureCpuAttention(cpu.threads, (options.quick ? 32 : 1024) * kMiB, repeats);
+  Progress(options,
+           absl::StrFormat("cpu attention: %.1f GB/s of bf16 KV, %.1f GFLOP/s; prefill %.1f GFLOP/s",
+                           cpu.attention.kv_gbps, cpu.attention.gflops, cpu.attention.prefill_gflops));
+
+  // An expert's fused gate+up projection of Qwen3-30B-A3B: k = hidden 2048, n = 2 x 768.
+  cpu.matmul_k = 2048;
+  cpu.matmul_n = 1536;
+  std::vector<int> ms = options.quick ? std::vector<int>{1, 16, 64} : std::vector<int>{1, 4, 16, 64, 256};
+  const double seconds_per_point = options.quick ? 0.02 : 0.25;
+  std::string why_not;
+  cpu.matmul_f32 = MeasureOnednnMatmul(false, cpu.matmul_k, cpu.matmul_n, ms, seconds_per_point, &why_not);
+  if (cpu.matmul_f32.empty()) return absl::InternalError(absl::StrCat("oneDNN f32 matmul failed: ", why_not));
+  Progress(options, absl::StrFormat("oneDNN f32 matmul: %.3f TFLOP/s at M=%d", cpu.matmul_f32.back().tflops,
+                                    cpu.matmul_f32.back().tokens));
+  why_not.clear();
+  cpu.matmul_bf16 = MeasureOnednnMatmul(true, cpu.matmul_k, cpu.matmul_n, ms, seconds_per_point, &why_not);
+  if (cpu.matmul_bf16.empty()) {
+    profile.notes.push_back(absl::StrCat("no bf16 matmul rates: ", why_not));
+    Progress(options, absl::StrCat("oneDNN bf16 matmul: none (", why_not, ")"));
+  } else {
+    Progress(options, absl::StrFormat("oneDNN bf16 matmul: %.3f TFLOP/s at M=%d",
+                                      cpu.matmul_bf16.back().tflops, cpu.matmul_bf16.back().tokens));
+  }
+
+  ProbeGpuInto(options, &profile);
+  if (!profile.gpu) Progress(options, absl::StrCat("gpu: none (", profile.gpu_absent_reason, ")"));
+  ProbeSsdInto(options, &profile);
+  if (!profile.ssd) Progress(options, absl::StrCat("ssd: none (", profile.ssd_absent_reason, ")"));
+  return profile;
+}
+
+absl::StatusOr<HardwareProfile> LoadOrProbeProfile(const std::string& path, const ProbeOptions& options,
+                                                   std::string* used_path) {
+  if (!path.empty()) {
+    if (used_path != nullptr) *used_path = path;
+    return LoadProfile(path);
+  }
+  std::string cache = DefaultProfilePath();
+  if (used_path != nullptr) *used_path = cache;
+  if (std::filesystem::exists(cache)) return LoadProfile(cache);
+  absl::StatusOr<HardwareProfile> profile = ProbeMachine(options);
+  if (!profile.ok()) return profile.status();
+  if (absl::Status saved = SaveProfile(*profile, cache); !saved.ok()) {
+    profile->notes.push_back(absl::StrCat("could not cache the profile: ", saved.message()));
+  }
+  return profile;
+}
+
+}  // namespace ringmoe::planner

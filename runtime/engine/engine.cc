@@ -1,0 +1,311 @@
+#include "ringmoe/engine.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "cpu/thread_pool.h"
+#include "gpu/device.h"
+#include "io/checkpoint.h"
+#include "ringmoe/tokenizer.h"
+#include "runtime/engine/forward.h"
+#include "runtime/engine/gpu_forward.h"
+#include "runtime/engine/kv_cache.h"
+#include "io/model_spec.h"
+#include "runtime/engine/model_weights.h"
+#include "runtime/engine/request_state.h"
+#include "runtime/engine/scheduler.h"
+
+namespace ringmoe {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int64_t AvailableHostBytes() {
+  long pages = sysconf(_SC_AVPHYS_PAGES);
+  long page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<int64_t>(pages) * page_size : int64_t{8} << 30;
+}
+
+io::DType ChooseComputeType(ComputeType requested, const io::Checkpoint& checkpoint, bool gpu) {
+  if (gpu) return io::DType::kBF16;  // the GPU path computes in bf16 with f32 accumulation
+  if (requested == ComputeType::kF32) return io::DType::kF32;
+  if (requested == ComputeType::kBF16) return io::DType::kBF16;
+  const io::TensorView* probe = checkpoint.Find("model.layers.0.self_attn.q_proj.weight");
+  const bool f32_checkpoint = probe == nullptr || probe->dtype() == io::DType::kF32;
+  return !f32_checkpoint && cpu::CpuHasNativeBf16() ? io::DType::kBF16 : io::DType::kF32;
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineOptions options;
+  ModelSpec spec;
+  std::unique_ptr<ModelWeights> weights;
+  std::optional<Tokenizer> tokenizer;
+  std::unique_ptr<cpu::CpuWorkers> workers;
+  std::unique_ptr<KvCache> kv_cache;
+  std::unique_ptr<ForwardPass> forward;
+  int max_step_tokens = 0;
+  ModelInfo info;
+  RunStats last_run_stats;
+  GpuRunStats gpu_before;
+};
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+Engine::~Engine() = default;
+
+const ModelInfo& Engine::info() const { return impl_->info; }
+const RunStats& Engine::last_run_stats() const { return impl_->last_run_stats; }
+const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
+
+absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
+  // --device gpu needs a usable GPU; --device auto falls back to the CPU without one.
+  std::string no_gpu_reason;
+  const bool use_gpu = options.device != Device::kCpu && gpu::GpuAvailable(&no_gpu_reason);
+  if (options.device == Device::kGpu && !use_gpu) {
+    return absl::FailedPreconditionError(absl::StrCat("--device gpu: ", no_gpu_reason));
+  }
+  if (options.max_batch < 1 || options.max_step_tokens < 1 || options.kv_block_tokens < 1) {
+    return absl::InvalidArgumentError("max_batch, max_step_tokens and kv_block_tokens must be positive");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_dir);
+  if (!spec.ok()) return spec.status();
+  impl->spec = *spec;
+  absl::StatusOr<std::unique_ptr<io::Checkpoint>> checkpoint = io::Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  const io::DType compute = ChooseComputeType(options.cpu_compute, **checkpoint, use_gpu);
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
+      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute);
+  if (!weights.ok()) return weights.status();
+  impl->weights = std::move(*weights);
+
+  // The tokenizer is optional: without one, prompts must be token ids and outputs carry no text.
+  std::string tokenizer_path = options.tokenizer_path;
+  if (tokenizer_path.empty() && std::filesystem::exists(model_dir + "/tokenizer.json"))
+    tokenizer_path = model_dir;
+  if (!tokenizer_path.empty()) {
+    absl::StatusOr<Tokenizer> tokenizer = Tokenizer::Load(tokenizer_path);
+    if (!tokenizer.ok()) return tokenizer.status();
+    impl->tokenizer.emplace(std::move(*tokenizer));
+    for (int32_t id : impl->tokenizer->EosTokenIds()) {
+      if (std::find(impl->spec.eos_token_ids.begin(), impl->spec.eos_token_ids.end(), id) ==
+          impl->spec.eos_token_ids.end()) {
+        impl->spec.eos_token_ids.push_back(id);
+      }
+    }
+  }
+
+  impl->workers = std::make_unique<cpu::CpuWorkers>(options.threads);
+
+  // KV cache: enough for max_batch sequences of full context, within the budget (default: half the free RAM).
+  const int64_t bytes_per_token = KvCache::BytesPerToken(impl->spec, compute);
+  const int64_t budget = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : AvailableHostBytes() / 2;
+  const int64_t wanted_tokens = static_cast<int64_t>(options.max_batch) * impl->spec.max_position_embeddings;
+  const int64_t tokens = std::min(wanted_tokens, budget / bytes_per_token);
+  const int num_blocks = static_cast<int>(std::min<int64_t>(tokens / options.kv_block_tokens, INT32_MAX / 2));
+  if (num_blocks < 1) {
+    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget,
+                                                     " bytes holds no block of ", options.kv_block_tokens,
+                                                     " tokens (", bytes_per_token, " bytes per token)"));
+  }
+  int device_blocks = 0;
+  if (use_gpu && options.gpu_kv_cache_bytes > 0) {
+    const int64_t block_bytes = bytes_per_token * options.kv_block_tokens;  // compute is bf16 on the GPU path
+    device_blocks =
+        static_cast<int>(std::min<int64_t>(options.gpu_kv_cache_bytes / block_bytes, INT32_MAX / 2));
+  }
+  impl->kv_cache =
+      std::make_unique<KvCache>(impl->spec, compute, options.kv_block_tokens, num_blocks, device_blocks);
+  impl->max_step_tokens = std::max(options.max_step_tokens, options.max_batch);
+  if (use_gpu) {
+    GpuPlacement placement;
+    if (options.gpu_resident_moe_layers >= 0) placement.resident_moe_layers = options.gpu_resident_moe_layers;
+    if (options.micro_batches > 0) placement.micro_batches = options.micro_batches;
+    if (options.ring_layer_parts > 0) placement.layer_parts = options.ring_layer_parts;
+    placement.ring_slots = std::max(placement.ring_slots, placement.layer_parts + 1);
+    if (options.ring_slots > 0) placement.ring_slots = options.ring_slots;
+    placement.prefill_attention_on_gpu = !options.cpu_prefill_attention;
+    placement.routed_expert_copies = options.routed_expert_copies;
+    absl::StatusOr<std::unique_ptr<GpuForward>> forward =
+        GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement,
+                           options.gpu_memory_bytes, impl->max_step_tokens);
+    if (!forward.ok()) return forward.status();
+    impl->forward = std::move(*forward);
+  } else {
+    impl->forward = std::make_unique<CpuForward>(*impl->weights, *impl->kv_cache, *impl->workers);
+  }
+
+  impl->info.model_type = impl->spec.model_type;
+  impl->info.path = model_dir;
+  impl->info.vocab_size = impl->spec.vocab_size;
+  impl->info.num_layers = impl->spec.num_layers;
+  impl->info.max_context = impl->spec.max_position_embeddings;
+  impl->info.parameter_count = impl->spec.total_params();
+  impl->info.device = use_gpu ? "gpu" : "cpu";
+  return Engine(std::move(impl));
+}
+
+absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> requests,
+                                                     const TokenCallback& on_token) {
+  Impl& impl = *impl_;
+  const Tokenizer* tokenizer = this->tokenizer();
+  std::vector<Result> results(requests.size());
+  std::vector<RequestState> states;
+  states.reserve(requests.size());
+  Scheduler scheduler(*impl.kv_cache, impl.options.max_batch, impl.max_step_tokens);
+
+  for (size_t i = 0; i < requests.size(); ++i) {
+    states.emplace_back(requests[i], impl.spec, tokenizer);
+    Result& result = results[i];
+    result.id = requests[i].id;
+    absl::StatusOr<std::unique_ptr<Sequence>> sequence =
+        states.back().Prepare(i, impl.spec, *impl.kv_cache, &result.prompt_ids);
+    if (!sequence.ok()) {
+      result.status = sequence.status();
+      continue;
+    }
+    scheduler.Enqueue(std::move(*sequence));
+  }
+
+  ForwardPass& forward = *impl.forward;
+  const StageTimes times_before = forward.stage_times();
+  RunStats stats;
+  const auto run_start = std::chrono::steady_clock::now();
+  std::vector<StepChunk> chunks;
+  std::vector<Sequence*> owners;
+  StepOutput step_output;
+  // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
+  std::vector<std::pair<int, Sequence*>> sampling_rows;
+  std::vector<SampledToken> sampled;
+  const int vocab = impl.spec.vocab_size;
+  const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
+  // RINGMOE_STEP_LOG=FILE appends one line per step: index, chunks, prefill tokens, seconds (for tuning the
+  // planner against what each kind of step costs).
+  std::unique_ptr<FILE, int (*)(FILE*)> step_log_file(nullptr, &std::fclose);
+  if (const char* path = std::getenv("RINGMOE_STEP_LOG"); path != nullptr && *path != '\0') {
+    step_log_file.reset(std::fopen(path, "a"));
+  }
+  FILE* step_log = step_log_file.get();
+  while (!scheduler.Idle()) {
+    scheduler.NextStep(&chunks, &owners);
+    if (chunks.empty()) {
+      return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
+    }
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      chunks[c].greedy = requests[owners[c]->request_index].sampling.temperature <= 0.0f;
+    }
+    const auto step_start = std::chrono::steady_clock::now();
+    if (absl::Status status = forward.Run(chunks, &step_output); !status.ok()) return status;
+    bool has_prefill = false;
+    int64_t step_prefill_tokens = 0;
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      const StepChunk& chunk = chunks[c];
+      if (chunk.start < owners[c]->prompt_length) {
+        has_prefill = true;
+        step_prefill_tokens += chunk.count;
+        stats.prompt_tokens += chunk.count;
+      }
+      // Each new token's attention reads the K/V of every position up to its own.
+      stats.kv_read_bytes += kv_bytes_per_token * (static_cast<int64_t>(chunk.count) * chunk.start +
+                                                   static_cast<int64_t>(chunk.count) * (chunk.count + 1) / 2);
+    }
+    scheduler.Commit(chunks, owners);
+
+    // Sample every row in parallel (each sequence has its own generator), then record them in order.
+    const auto sampling_start = std::chrono::steady_clock::now();
+    sampling_rows.clear();
+    int logits_row = 0;
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      if (!chunks[c].want_logits) continue;
+      const bool picked = step_output.picked[sampling_rows.size()].token >= 0;
+      sampling_rows.push_back({picked ? -1 : logits_row++, owners[c]});
+    }
+    sampled.resize(sampling_rows.size());
+    impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> scratch;
+      for (int64_t i = begin; i < end; ++i) {
+        const int row = sampling_rows[i].first;
+        if (row < 0) {
+          sampled[i] = step_output.picked[i];
+          continue;
+        }
+        Sequence& sequence = *sampling_rows[i].second;
+        sampled[i] = SampleToken(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
+                                 requests[sequence.request_index].sampling, sequence.random, scratch);
+      }
+    });
+    for (size_t i = 0; i < sampling_rows.size(); ++i) {
+      Sequence& sequence = *sampling_rows[i].second;
+      sequence.tokens.push_back(sampled[i].token);
+      states[sequence.request_index].Accept(sampled[i], sequence, &results[sequence.request_index]);
+      if (on_token) {
+        on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
+                  sequence.prompt_length});
+      }
+    }
+    stats.sampling_seconds += SecondsSince(sampling_start);
+    for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
+      states[done->request_index].Finish(*done, &results[done->request_index]);
+    }
+    const double step_seconds = SecondsSince(step_start);
+    if (step_log != nullptr) {
+      std::fprintf(step_log, "%d %zu %lld %.6f\n", stats.steps, chunks.size(),
+                   static_cast<long long>(step_prefill_tokens), step_seconds);
+    }
+    stats.generated_tokens += static_cast<int64_t>(sampling_rows.size());
+    ++stats.steps;
+    if (has_prefill) {
+      stats.prefill_step_seconds += step_seconds;
+    } else {
+      stats.decode_step_seconds += step_seconds;
+      stats.decode_step_tokens += static_cast<int64_t>(sampling_rows.size());
+    }
+  }
+  stats.wall_seconds = SecondsSince(run_start);
+  stats.cpu_attention_kv_bytes = stats.kv_read_bytes;  // the CPU path; the GPU path's own count below
+  const StageTimes& times = forward.stage_times();
+  stats.embed_seconds = times.embed - times_before.embed;
+  stats.projection_seconds = times.projections - times_before.projections;
+  stats.attention_seconds = times.attention - times_before.attention;
+  stats.moe_seconds = times.moe - times_before.moe;
+  stats.dense_seconds = times.dense_mlp - times_before.dense_mlp;
+  stats.lm_head_seconds = times.lm_head - times_before.lm_head;
+  if (auto* gpu_forward = dynamic_cast<GpuForward*>(&forward)) {
+    const GpuRunStats gpu = gpu_forward->stats();
+    const GpuRunStats& before = impl.gpu_before;
+    stats.streamed_bytes = gpu.streamed_bytes - before.streamed_bytes;
+    stats.h2d_copy_seconds = gpu.copy_seconds - before.copy_seconds;
+    stats.gpu_wait_seconds = gpu.cpu_wait_seconds - before.cpu_wait_seconds;
+    stats.gpu_feeder_busy_seconds = gpu.feeder_busy_seconds - before.feeder_busy_seconds;
+    stats.gpu_feeder_wait_seconds = gpu.feeder_wait_seconds - before.feeder_wait_seconds;
+    stats.cpu_attention_kv_bytes = gpu.cpu_kv_read_bytes - before.cpu_kv_read_bytes;
+    stats.gpu_cache_kv_bytes = gpu.gpu_cache_kv_read_bytes - before.gpu_cache_kv_read_bytes;
+    impl.gpu_before = gpu;
+    stats.gpu_peak_bytes = gpu.gpu_peak_bytes;
+    stats.gpu_cap_bytes = gpu.gpu_cap_bytes;
+    stats.resident_moe_layers = gpu.resident_moe_layers;
+    stats.streamed_moe_layers = gpu.streamed_moe_layers;
+  }
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) == 0)
+    stats.host_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  impl.last_run_stats = stats;
+  return results;
+}
+
+}  // namespace ringmoe

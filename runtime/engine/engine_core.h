@@ -1,0 +1,23 @@
+// runtime/engine/: the engine core behind the public ringmoe/engine.h (library ringmoe_engine).
+//
+// This folder owns:
+//   engine.cc           Engine::Open (loads the model, builds what the plan says) and Generate (the step loop).
+//   request_state.h     One request's life: validation, tokenisation, stops, incremental detokenisation.
+//   scheduler.h         Continuous batching over the paged KV cache: decodes plus prefill chunks per step.
+//   sampler.h           Greedy and seeded temperature / top-p sampling.
+//   kv_cache.h          Paged K/V blocks in host memory (and the ids of the GPU's share), the block allocator.
+//   model_weights.h     Every checkpoint tensor checked against the ModelSpec and laid out for the CPU kernels.
+//   forward.h           ForwardPass (one scheduler step through every layer) and CpuForward.
+//   attention_step.h    The CPU half of a layer's attention, shared by both forward passes.
+//   gpu_model.h         GpuModel: weights placed on the GPU, in pinned memory and in the ring, as the plan says.
+//   gpu_forward.h       GpuForward: the offload step (GPU work queued by gpu_feeder.h's thread, CPU attention).
+// It depends on planner/ (the plan it runs), cpu/, gpu/ and io/; nothing in those folders includes it.
+#pragma once
+
+#include "runtime/engine/forward.h"
+#include "runtime/engine/gpu_forward.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/engine/model_weights.h"
+#include "runtime/engine/request_state.h"
+#include "runtime/engine/sampler.h"
+#include "runtime/engine/scheduler.h"

@@ -1,0 +1,145 @@
+#include "runtime/engine/forward.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "cpu/cpu_ops.h"
+#include "runtime/engine/attention_step.h"
+
+namespace ringmoe {
+namespace {
+
+class StageTimer {
+ public:
+  explicit StageTimer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~StageTimer() {
+    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+template <typename T>
+T* Grow(std::vector<T>& buffer, size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+void AddInPlace(float* dst, const float* src, size_t count) {
+  for (size_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+}  // namespace
+
+CpuForward::CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers)
+    : weights_(weights), spec_(weights.spec()), kv_cache_(kv_cache), workers_(workers) {}
+
+absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* step_out) {
+  std::vector<float>* logits = &step_out->logits;
+  const int hidden = spec_.hidden_size;
+  int tokens = 0;
+  for (const StepChunk& chunk : chunks) tokens += chunk.count;
+
+  float* x = Grow(hidden_, static_cast<size_t>(tokens) * hidden);
+  {
+    StageTimer timer(&times_.embed);
+    int row = 0;
+    for (const StepChunk& chunk : chunks) {
+      weights_.Embed(chunk.tokens, chunk.count, x + static_cast<int64_t>(row) * hidden);
+      row += chunk.count;
+    }
+  }
+  for (int layer = 0; layer < spec_.num_layers; ++layer) {
+    Attention(layer, chunks, tokens);
+    FeedForward(layer, tokens);
+  }
+
+  StageTimer timer(&times_.lm_head);
+  int wanted = 0;
+  for (const StepChunk& chunk : chunks) wanted += chunk.want_logits ? 1 : 0;
+  float* last_rows = Grow(normed_, static_cast<size_t>(std::max(wanted, 1)) * hidden);
+  int row = 0, out = 0;
+  for (const StepChunk& chunk : chunks) {
+    row += chunk.count;
+    if (!chunk.want_logits) continue;
+    cpu::RmsNorm(x + static_cast<int64_t>(row - 1) * hidden, weights_.final_norm().data(), 1, hidden,
+                 static_cast<float>(spec_.rms_norm_eps), last_rows + static_cast<int64_t>(out++) * hidden);
+  }
+  logits->resize(static_cast<size_t>(wanted) * spec_.vocab_size);
+  step_out->picked.assign(wanted, SampledToken{-1, 0.0f});
+  cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data(), &workers_);
+  return absl::OkStatus();
+}
+
+void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int tokens) {
+  const AttentionWeights& w = weights_.layer(layer).attention;
+  const int hidden = spec_.hidden_size, q_width = spec_.q_width(), kv_width = spec_.kv_width();
+  float* x = hidden_.data();
+  float* normed = Grow(normed_, static_cast<size_t>(tokens) * hidden);
+  float* q = Grow(q_, static_cast<size_t>(tokens) * q_width);
+  float* k = Grow(k_, static_cast<size_t>(tokens) * kv_width);
+  float* v = Grow(v_, static_cast<size_t>(tokens) * kv_width);
+  {
+    StageTimer timer(&times_.projections);
+    cpu::RmsNorm(x, w.input_norm.data(), tokens, hidden, static_cast<float>(spec_.rms_norm_eps), normed);
+    cpu::Linear(normed, tokens, w.q, w.q_bias.empty() ? nullptr : w.q_bias.data(), q, &workers_);
+    cpu::Linear(normed, tokens, w.k, w.k_bias.empty() ? nullptr : w.k_bias.data(), k, &workers_);
+    cpu::Linear(normed, tokens, w.v, w.v_bias.empty() ? nullptr : w.v_bias.data(), v, &workers_);
+  }
+  float* attention_out = Grow(attention_out_, static_cast<size_t>(tokens) * q_width);
+  {
+    StageTimer timer(&times_.attention);
+    AttentionOnCpu(spec_, w, layer, chunks, q, k, v, attention_out, kv_cache_, workers_);
+  }
+  StageTimer timer(&times_.projections);
+  float* projected = Grow(projected_, static_cast<size_t>(tokens) * hidden);
+  cpu::Linear(attention_out, tokens, w.o, nullptr, projected, &workers_);
+  AddInPlace(x, projected, static_cast<size_t>(tokens) * hidden);
+}
+
+void CpuForward::FeedForward(int layer, int tokens) {
+  const LayerWeights& w = weights_.layer(layer);
+  const LayerSpec& layer_spec = spec_.layers[layer];
+  const int hidden = spec_.hidden_size;
+  const size_t size = static_cast<size_t>(tokens) * hidden;
+  float* x = hidden_.data();
+  float* normed = Grow(normed_, size);
+  float* out = Grow(projected_, size);
+  cpu::RmsNorm(x, w.attention.post_attention_norm.data(), tokens, hidden,
+               static_cast<float>(spec_.rms_norm_eps), normed);
+  if (!layer_spec.is_moe) {
+    StageTimer timer(&times_.dense_mlp);
+    cpu::SwiGluMlp(normed, tokens, w.dense_mlp, out, &workers_);
+    AddInPlace(x, out, size);
+    return;
+  }
+  StageTimer timer(&times_.moe);
+  const int top_k = spec_.num_experts_per_tok;
+  float* router_logits = Grow(router_logits_, static_cast<size_t>(tokens) * spec_.num_experts);
+  int32_t* expert_ids = Grow(expert_ids_, static_cast<size_t>(tokens) * top_k);
+  float* routing_weights = Grow(routing_weights_, static_cast<size_t>(tokens) * top_k);
+  cpu::Linear(normed, tokens, w.router, nullptr, router_logits, &workers_);
+  cpu::RouteTopK(router_logits, tokens, spec_.num_experts, top_k,
+                 spec_.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
+                                                          : cpu::RouterScoring::kSoftmaxThenTopK,
+                 spec_.norm_topk_prob, expert_ids, routing_weights);
+  std::fill_n(out, size, 0.0f);
+  cpu::MoeForward(normed, tokens, hidden, expert_ids, routing_weights, top_k, w.experts, out, &workers_);
+  if (layer_spec.has_shared_expert) {
+    float* shared = Grow(shared_out_, size);
+    float* gate = Grow(shared_gate_, static_cast<size_t>(tokens));
+    cpu::SwiGluMlp(normed, tokens, w.shared_expert, shared, &workers_);
+    cpu::Linear(normed, tokens, w.shared_expert_gate, nullptr, gate);
+    for (int t = 0; t < tokens; ++t) {
+      const float g = 1.0f / (1.0f + std::exp(-gate[t]));
+      for (int i = 0; i < hidden; ++i)
+        out[static_cast<int64_t>(t) * hidden + i] += g * shared[static_cast<int64_t>(t) * hidden + i];
+    }
+  }
+  AddInPlace(x, out, size);
+}
+
+}  // namespace ringmoe

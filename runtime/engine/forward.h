@@ -1,0 +1,73 @@
+// The forward pass over one scheduler step: a flat batch of token chunks from many sequences (prefill chunks
+// and single decode tokens alike), through every layer, to the logits of the chunks that need them.
+//
+// CpuForward runs every stage on the CPU. Its per-stage structure (projections, attention over the paged
+// KV cache, MoE) is what the GPU path replaces stage by stage; attention always stays on the CPU.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cpu/thread_pool.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/engine/model_weights.h"
+#include "runtime/engine/sampler.h"
+
+namespace ringmoe {
+
+// One sequence's slice of a step: `count` tokens at positions start .. start + count - 1.
+struct StepChunk {
+  const int32_t* tokens = nullptr;
+  int count = 0;
+  int start = 0;
+  const std::vector<int32_t>* block_table = nullptr;
+  bool want_logits = false;  // logits of the chunk's last token
+  bool greedy = false;       // its token is the argmax: the pass may pick it itself (StepOutput::picked)
+};
+
+// What a step gives back for each chunk with want_logits, in chunk order: the token the pass picked itself
+// (greedy chunks only, where it can do so without shipping the logits), or else the next row of `logits`.
+struct StepOutput {
+  std::vector<float> logits;         // [chunks not picked, vocab]
+  std::vector<SampledToken> picked;  // [chunks with want_logits]; token -1 where a logits row was given
+};
+
+// Seconds spent per stage, accumulated over a run (for the measured-versus-predicted report).
+struct StageTimes {
+  double embed = 0, projections = 0, attention = 0, moe = 0, dense_mlp = 0, lm_head = 0;
+};
+
+// A forward pass over one step. Threading: one Run at a time (the scheduler thread); owns its scratch.
+class ForwardPass {
+ public:
+  virtual ~ForwardPass() = default;
+  // Runs every layer over the step's chunks (K/V of their tokens land in the cache) and fills `out`.
+  virtual absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) = 0;
+  virtual const StageTimes& stage_times() const = 0;
+};
+
+class CpuForward final : public ForwardPass {
+ public:
+  CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers);
+
+  // Picks no tokens itself: every chunk with want_logits gets its logits row.
+  absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) override;
+  const StageTimes& stage_times() const override { return times_; }
+
+ private:
+  void Attention(int layer, const std::vector<StepChunk>& chunks, int tokens);
+  void FeedForward(int layer, int tokens);
+
+  const ModelWeights& weights_;
+  const ModelSpec& spec_;
+  KvCache& kv_cache_;
+  cpu::CpuWorkers& workers_;
+  StageTimes times_;
+  // Scratch, grown to the largest step seen.
+  std::vector<float> hidden_, normed_, q_, k_, v_, attention_out_, projected_, router_logits_,
+      routing_weights_, shared_out_, shared_gate_;
+  std::vector<int32_t> expert_ids_;
+};
+
+}  // namespace ringmoe

@@ -1,0 +1,207 @@
+#include "runtime/engine/gpu_model.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "gpu/device.h"
+
+namespace ringmoe {
+namespace {
+
+const uint16_t* Bf16(const cpu::Matrix& matrix) { return static_cast<const uint16_t*>(matrix.data); }
+
+int64_t MatrixBytes(const cpu::Matrix& matrix) { return int64_t{2} * matrix.rows * matrix.cols; }
+
+std::vector<gpu::ExpertMatricesBf16> ExpertViews(std::span<const cpu::ExpertWeights> experts) {
+  std::vector<gpu::ExpertMatricesBf16> views;
+  for (const cpu::ExpertWeights& expert : experts) {
+    views.push_back({Bf16(expert.gate), Bf16(expert.up), Bf16(expert.down)});
+  }
+  return views;
+}
+
+}  // namespace
+
+GpuModel::~GpuModel() {
+  if (ring_) (void)ring_->Drain();
+}
+
+absl::Status GpuModel::Upload(const void* host, int64_t bytes, const char* what, gpu::DeviceBuffer* out,
+                              const gpu::Stream& stream) {
+  absl::StatusOr<gpu::DeviceBuffer> buffer = arena_->Allocate(bytes, what);
+  if (!buffer.ok()) return buffer.status();
+  *out = std::move(*buffer);
+  return gpu::CopyHostToDevice(out->data(), host, bytes, stream);
+}
+
+absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& weights,
+                                                           const GpuPlacement& placement,
+                                                           int64_t gpu_cap_bytes, const gpu::Stream& stream) {
+  const ModelSpec& spec = weights.spec();
+  if (weights.compute_dtype() != io::DType::kBF16) {
+    return absl::InternalError("the GPU path needs the weights loaded as bf16");
+  }
+  if (placement.layer_parts < 1 || placement.layer_parts > spec.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("a streamed layer can be cut into 1 to ", spec.num_experts,
+                                                   " parts, not ", placement.layer_parts));
+  }
+  if (placement.ring_slots < std::max(2, placement.layer_parts + 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("the section ring needs at least ",
+                                                   std::max(2, placement.layer_parts + 1),
+                                                   " slots for layers cut into ", placement.layer_parts,
+                                                   " parts (one layer in the ring "
+                                                   "while the next part streams), not ",
+                                                   placement.ring_slots));
+  }
+  std::unique_ptr<GpuModel> model(new GpuModel(weights));
+  if (gpu_cap_bytes <= 0) {
+    absl::StatusOr<gpu::DeviceMemoryInfo> memory = gpu::QueryDeviceMemory();
+    if (!memory.ok()) return memory.status();
+    gpu_cap_bytes = memory->free_bytes - std::max<int64_t>(int64_t{1} << 30, memory->free_bytes / 20);
+  }
+  model->arena_ = std::make_unique<gpu::DeviceArena>(gpu_cap_bytes);
+  const int hidden = spec.hidden_size;
+  model->expert_index_ = gpu::MakePackedLayerIndex(spec.num_experts, hidden, spec.moe_intermediate_size);
+  if (spec.intermediate_size > 0)
+    model->dense_index_ = gpu::MakePackedLayerIndex(1, hidden, spec.intermediate_size);
+  if (spec.shared_expert_intermediate_size > 0) {
+    model->shared_index_ = gpu::MakePackedLayerIndex(1, hidden, spec.shared_expert_intermediate_size);
+  }
+
+  // What stays resident whatever the plan: everything but the routed experts.
+  int64_t fixed = MatrixBytes(weights.lm_head()) + 4LL * hidden;
+  int moe_layers = 0;
+  for (int i = 0; i < spec.num_layers; ++i) {
+    const AttentionWeights& a = weights.layer(i).attention;
+    fixed += MatrixBytes(a.q) + MatrixBytes(a.k) + MatrixBytes(a.v) + MatrixBytes(a.o) + 8LL * hidden +
+             4LL * (a.q_bias.size() + a.k_bias.size() + a.v_bias.size());
+    if (spec.layers[i].is_moe) {
+      ++moe_layers;
+      fixed += 4LL * spec.num_experts * hidden;
+      if (spec.layers[i].has_shared_expert) fixed += model->shared_index_.total_bytes() + 2LL * hidden;
+    } else {
+      fixed += model->dense_index_.total_bytes();
+    }
+  }
+  const int64_t layer_bytes = model->expert_index_.total_bytes();
+  // Parts of a streamed layer: experts split as evenly as possible, the first ones one larger.
+  const int parts = placement.layer_parts;
+  const int64_t stride = model->expert_index_.expert_stride_bytes;
+  const int64_t slot_bytes = (spec.num_experts + parts - 1) / parts * stride;
+  const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes - placement.kv_cache_bytes;
+  int resident =
+      placement.resident_moe_layers < 0 ? moe_layers : std::min(placement.resident_moe_layers, moe_layers);
+  if (placement.resident_moe_layers < 0 && static_cast<int64_t>(moe_layers) * layer_bytes > room) {
+    resident = static_cast<int>(
+        std::clamp<int64_t>((room - placement.ring_slots * slot_bytes) / layer_bytes, 0, moe_layers));
+  }
+  const int streamed = moe_layers - resident;
+  const int slots = streamed > 0 ? placement.ring_slots : 0;
+  if (room < resident * layer_bytes + slots * slot_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "GPU budget of ", gpu::FormatBytes(gpu_cap_bytes), " is too small: the non-expert weights need ",
+        gpu::FormatBytes(fixed), ", the step's workspace ", gpu::FormatBytes(placement.workspace_bytes),
+        ", the GPU's KV blocks ", gpu::FormatBytes(placement.kv_cache_bytes), ", ",
+        resident, " resident expert layers ", gpu::FormatBytes(resident * layer_bytes), " and ", slots,
+        " ring slots of ", gpu::FormatBytes(slot_bytes)));
+  }
+  model->resident_moe_layers_ = resident;
+  model->layer_parts_ = parts;
+
+  model->layers_.resize(spec.num_layers);
+  int moe_index = 0;
+  for (int i = 0; i < spec.num_layers; ++i) {
+    const LayerWeights& w = weights.layer(i);
+    const AttentionWeights& a = w.attention;
+    GpuLayer& g = model->layers_[i];
+    auto upload = [&](const void* host, int64_t bytes, const char* what, gpu::DeviceBuffer* out) {
+      return model->Upload(host, bytes, what, out, stream);
+    };
+    absl::Status status = upload(a.q.data, MatrixBytes(a.q), "q_proj", &g.q);
+    if (status.ok()) status = upload(a.k.data, MatrixBytes(a.k), "k_proj", &g.k);
+    if (status.ok()) status = upload(a.v.data, MatrixBytes(a.v), "v_proj", &g.v);
+    if (status.ok()) status = upload(a.o.data, MatrixBytes(a.o), "o_proj", &g.o);
+    if (status.ok() && !a.q_bias.empty()) {
+      status = upload(a.q_bias.data(), 4LL * a.q_bias.size(), "q bias", &g.q_bias);
+      if (status.ok()) status = upload(a.k_bias.data(), 4LL * a.k_bias.size(), "k bias", &g.k_bias);
+      if (status.ok()) status = upload(a.v_bias.data(), 4LL * a.v_bias.size(), "v bias", &g.v_bias);
+    }
+    if (status.ok()) status = upload(a.input_norm.data(), 4LL * hidden, "input norm", &g.input_norm);
+    if (status.ok())
+      status = upload(a.post_attention_norm.data(), 4LL * hidden, "post norm", &g.post_attention_norm);
+    if (status.ok() && !a.q_norm.empty()) {
+      status = upload(a.q_norm.data(), 4LL * a.q_norm.size(), "q norm", &g.q_norm);
+      if (status.ok()) status = upload(a.k_norm.data(), 4LL * a.k_norm.size(), "k norm", &g.k_norm);
+    }
+    if (!status.ok()) return status;
+
+    std::vector<uint16_t>& packed = model->staging_.emplace_back();
+    if (!spec.layers[i].is_moe) {
+      packed.resize(model->dense_index_.total_bytes() / 2);
+      std::vector<cpu::ExpertWeights> one = {w.dense_mlp};
+      status =
+          gpu::PackLayerExperts(ExpertViews(one), model->dense_index_, packed.data(), 2LL * packed.size());
+      if (status.ok()) status = upload(packed.data(), 2LL * packed.size(), "dense MLP", &g.mlp);
+      if (!status.ok()) return status;
+      continue;
+    }
+    // The router stays f32: its logits pick the experts, and it is tiny.
+    status = upload(w.router.data, 4LL * spec.num_experts * hidden, "router", &g.router);
+    if (status.ok() && spec.layers[i].has_shared_expert) {
+      packed.resize(model->shared_index_.total_bytes() / 2);
+      std::vector<cpu::ExpertWeights> one = {w.shared_expert};
+      status =
+          gpu::PackLayerExperts(ExpertViews(one), model->shared_index_, packed.data(), 2LL * packed.size());
+      if (status.ok()) status = upload(packed.data(), 2LL * packed.size(), "shared expert", &g.mlp);
+      std::vector<uint16_t>& gate = model->staging_.emplace_back(hidden);
+      io::ConvertF32ToBF16(static_cast<const float*>(w.shared_expert_gate.data), gate.data(), hidden);
+      if (status.ok()) status = upload(gate.data(), 2LL * hidden, "shared expert gate", &g.shared_gate);
+    }
+    if (!status.ok()) return status;
+
+    const std::vector<gpu::ExpertMatricesBf16> experts = ExpertViews(w.experts);
+    // Resident layers spread evenly among the streamed ones (not the first ones together): the ring streams
+    // ahead while a resident layer computes, instead of idling through a run of them and then falling behind.
+    const bool keep = (moe_index + 1) * resident / moe_layers > moe_index * resident / moe_layers;
+    ++moe_index;
+    if (keep) {
+      std::vector<uint16_t>& layer = model->staging_.emplace_back(layer_bytes / 2);
+      status = gpu::PackLayerExperts(experts, model->expert_index_, layer.data(), layer_bytes);
+      if (status.ok()) status = upload(layer.data(), layer_bytes, "resident experts", &g.experts);
+    } else {
+      absl::StatusOr<gpu::PinnedHostBuffer> pinned =
+          gpu::PinnedHostBuffer::Allocate(layer_bytes, "streamed experts");
+      if (!pinned.ok()) return pinned.status();
+      status = gpu::PackLayerExperts(experts, model->expert_index_, pinned->data(), layer_bytes);
+      for (int part = 0, first = 0; part < parts; ++part) {
+        const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+        absl::StatusOr<int> section = model->source_.AddSection(
+            {gpu::HostChunk{pinned->as<uint8_t>() + first * stride, count * stride, 0}});
+        if (!section.ok()) return section.status();
+        g.parts.push_back({*section, first, count});
+        first += count;
+      }
+      model->streamed_.push_back(std::move(*pinned));
+      model->streamed_bytes_per_step_ += layer_bytes;
+    }
+    if (!status.ok()) return status;
+  }
+  absl::Status status = model->Upload(weights.lm_head().data, MatrixBytes(weights.lm_head()), "lm_head",
+                                      &model->lm_head_, stream);
+  if (status.ok()) {
+    status =
+        model->Upload(weights.final_norm().data(), 4LL * hidden, "final norm", &model->final_norm_, stream);
+  }
+  if (status.ok()) status = stream.Synchronize();
+  if (!status.ok()) return status;
+  model->staging_.clear();
+  if (streamed > 0) {
+    absl::StatusOr<std::unique_ptr<gpu::SectionRing>> ring =
+        gpu::SectionRing::Create(*model->arena_, slots, slot_bytes);
+    if (!ring.ok()) return ring.status();
+    model->ring_ = std::move(*ring);
+  }
+  return model;
+}
+
+}  // namespace ringmoe

@@ -1,0 +1,104 @@
+// GpuModel: the model's weights laid out for the GPU path, as the plan places them.
+//
+// Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
+// routers (f32), shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head
+// and the final norm; then the routed experts of as many MoE layers as the plan allows, spread evenly over the
+// model. The routed experts of the other MoE layers are packed at load into pinned host memory, one buffer
+// per layer, and stream through the section ring every step. The embedding stays in host memory (rows are looked up on the CPU). Immutable
+// after Create, except the ring, which the forward pass drives (one thread).
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gpu/blas.h"
+#include "gpu/device_arena.h"
+#include "gpu/expert_packing.h"
+#include "gpu/host_memory.h"
+#include "gpu/section_ring.h"
+#include "gpu/stream.h"
+#include "runtime/engine/model_weights.h"
+
+namespace ringmoe {
+
+// Where the weights go and how the ring runs: from the planner's plan.
+struct GpuPlacement {
+  int resident_moe_layers = -1;  // MoE layers whose routed experts stay on the GPU; -1 = as many as fit.
+  int ring_slots = 2;            // Device slots that streamed layers pass through (>= layer_parts + 1).
+  int layer_parts = 1;           // Sections each streamed layer's routed experts are cut into (ring slots are
+                                 // one part each: smaller slots fit a smaller GPU budget).
+  int micro_batches = 2;         // Slices of a step in flight at once.
+  bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
+  // Streamed parts are copied when a micro-batch's routing is known, and only the experts it routes to that
+  // are not in the slot yet (the whole part once most of it is routed); nothing is copied ahead. Ignored when
+  // the ring has a slot for every streamed section (they stay put).
+  bool routed_expert_copies = false;
+  int64_t workspace_bytes = 0;           // Device memory the forward pass keeps for activations and scratch.
+  int64_t kv_cache_bytes = 0;            // Device memory of the GPU share of the KV cache (KvCache device blocks).
+};
+
+// A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring
+// section.
+struct StreamedPart {
+  int section = -1;
+  int first_expert = 0;
+  int num_experts = 0;
+};
+
+struct GpuLayer {
+  gpu::DeviceBuffer q, k, v, o;                       // bf16 [out, in]
+  gpu::DeviceBuffer q_bias, k_bias, v_bias;           // f32, empty without bias
+  gpu::DeviceBuffer input_norm, post_attention_norm;  // f32 [hidden]
+  gpu::DeviceBuffer q_norm, k_norm;                   // f32, empty without QK-norm
+  gpu::DeviceBuffer router;                           // f32 [experts, hidden]
+  gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
+  gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]
+  gpu::DeviceBuffer experts;                          // packed routed experts, when resident
+  std::vector<StreamedPart> parts;                    // when streamed: its ring sections, in expert order
+};
+
+class GpuModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<GpuModel>> Create(const ModelWeights& weights,
+                                                          const GpuPlacement& placement,
+                                                          int64_t gpu_cap_bytes, const gpu::Stream& stream);
+  ~GpuModel();
+
+  const ModelWeights& weights() const { return weights_; }
+  const GpuLayer& layer(int i) const { return layers_[i]; }
+  const gpu::DeviceBuffer& lm_head() const { return lm_head_; }
+  const gpu::DeviceBuffer& final_norm() const { return final_norm_; }
+  const gpu::PackedLayerIndex& expert_index() const { return expert_index_; }
+  const gpu::PackedLayerIndex& dense_index() const { return dense_index_; }
+  const gpu::PackedLayerIndex& shared_index() const { return shared_index_; }
+  gpu::DeviceArena& arena() { return *arena_; }
+  gpu::SectionRing* ring() { return ring_.get(); }
+  gpu::HostSectionSource& source() { return source_; }
+  int num_sections() const { return source_.num_sections(); }
+  int layer_parts() const { return layer_parts_; }
+  int resident_moe_layers() const { return resident_moe_layers_; }
+  int64_t streamed_bytes_per_step() const { return streamed_bytes_per_step_; }
+
+ private:
+  explicit GpuModel(const ModelWeights& weights) : weights_(weights) {}
+  absl::Status Upload(const void* host, int64_t bytes, const char* what, gpu::DeviceBuffer* out,
+                      const gpu::Stream& stream);
+
+  const ModelWeights& weights_;
+  std::unique_ptr<gpu::DeviceArena> arena_;
+  std::vector<GpuLayer> layers_;
+  gpu::DeviceBuffer lm_head_, final_norm_;
+  gpu::PackedLayerIndex expert_index_, dense_index_, shared_index_;
+  std::vector<gpu::PinnedHostBuffer> streamed_;  // one packed MoE layer each
+  gpu::PinnedSectionSource source_;
+  std::unique_ptr<gpu::SectionRing> ring_;
+  int resident_moe_layers_ = 0;
+  int layer_parts_ = 1;
+  int64_t streamed_bytes_per_step_ = 0;
+  // bf16 conversions kept until the uploads complete; a deque so that references stay valid as it grows.
+  std::deque<std::vector<uint16_t>> staging_;
+};
+
+}  // namespace ringmoe

@@ -1,0 +1,93 @@
+#include "runtime/engine/kv_cache.h"
+
+#include <cassert>
+#include <cstring>
+
+namespace ringmoe {
+
+KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int num_blocks, int device_blocks)
+    : kv_width_(spec.kv_width()),
+      kv_heads_(spec.num_kv_heads),
+      head_dim_(spec.head_dim),
+      dtype_(dtype),
+      block_tokens_(block_tokens),
+      num_blocks_(num_blocks),
+      device_blocks_(device_blocks),
+      block_stride_(static_cast<int64_t>(block_tokens) * spec.kv_width()) {
+  const size_t pool_bytes = static_cast<size_t>(num_blocks) * block_stride_ * io::DTypeSize(dtype);
+  for (int layer = 0; layer < spec.num_layers; ++layer) {
+    // Default-initialised: the OS commits pages only when a block is first written.
+    k_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
+    v_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
+  }
+  free_.reserve(num_blocks);
+  for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out low ids first
+  free_device_.reserve(device_blocks);
+  for (int b = num_blocks + device_blocks - 1; b >= num_blocks; --b) free_device_.push_back(b);
+}
+
+int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
+  return 2LL * spec.num_layers * spec.kv_width() * static_cast<int64_t>(io::DTypeSize(dtype));
+}
+
+int64_t KvCache::bytes_per_token() const {
+  return 2LL * static_cast<int64_t>(k_pools_.size()) * kv_width_ *
+         static_cast<int64_t>(io::DTypeSize(dtype_));
+}
+
+bool KvCache::Reserve(int tokens, std::vector<int32_t>* table) {
+  const int needed = BlocksFor(tokens) - static_cast<int>(table->size());
+  if (needed <= 0) return true;
+  const bool device = table->empty() ? needed <= free_device_blocks() : OnDevice(*table);
+  std::vector<int32_t>& free = device ? free_device_ : free_;
+  if (needed > static_cast<int>(free.size())) return false;
+  for (int i = 0; i < needed; ++i) {
+    table->push_back(free.back());
+    free.pop_back();
+  }
+  return true;
+}
+
+void KvCache::Free(std::vector<int32_t>* table) {
+  std::vector<int32_t>& free = OnDevice(*table) ? free_device_ : free_;
+  for (auto it = table->rbegin(); it != table->rend(); ++it) free.push_back(*it);
+  table->clear();
+}
+
+void KvCache::Write(int layer, const std::vector<int32_t>& table, int first, int count, const float* k,
+                    const float* v, int64_t row_stride) {
+  assert(!OnDevice(table));
+  const size_t element = io::DTypeSize(dtype_);
+  for (int i = 0; i < count; ++i) {
+    const int position = first + i;
+    const int64_t offset = table[position / block_tokens_] * block_stride_ +
+                           static_cast<int64_t>(position % block_tokens_) * kv_width_;
+    uint8_t* k_dst = k_pools_[layer].get() + offset * element;
+    uint8_t* v_dst = v_pools_[layer].get() + offset * element;
+    const float* k_src = k + i * row_stride;
+    const float* v_src = v + i * row_stride;
+    if (dtype_ == io::DType::kF32) {
+      std::memcpy(k_dst, k_src, kv_width_ * sizeof(float));
+      std::memcpy(v_dst, v_src, kv_width_ * sizeof(float));
+    } else {
+      io::ConvertF32ToBF16(k_src, reinterpret_cast<uint16_t*>(k_dst), kv_width_);
+      io::ConvertF32ToBF16(v_src, reinterpret_cast<uint16_t*>(v_dst), kv_width_);
+    }
+  }
+}
+
+cpu::PagedKvView KvCache::View(int layer, const std::vector<int32_t>& table, int num_tokens) const {
+  cpu::PagedKvView view;
+  view.dtype = dtype_;
+  view.k_pool = k_pools_[layer].get();
+  view.v_pool = v_pools_[layer].get();
+  view.block_stride = block_stride_;
+  view.block_tokens = block_tokens_;
+  view.kv_heads = kv_heads_;
+  view.head_dim = head_dim_;
+  view.block_ids = table.data();
+  view.num_tokens = num_tokens;
+  return view;
+}
+
+}  // namespace ringmoe

@@ -1,0 +1,207 @@
+#include "runtime/engine/model_weights.h"
+
+#include <cstring>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmoe {
+
+// Pulls tensors out of the checkpoint by their published names, checks shapes against the spec, and converts
+// them to the layout the kernels want. The first error sticks; later calls become no-ops.
+class ModelWeights::Loader {
+ public:
+  explicit Loader(ModelWeights& weights) : weights_(weights), checkpoint_(*weights.checkpoint_) {}
+
+  const absl::Status& status() const { return status_; }
+
+  std::optional<io::TensorView> Tensor(const std::string& name, std::initializer_list<int64_t> shape) {
+    if (!status_.ok()) return std::nullopt;
+    absl::StatusOr<io::TensorView> view = checkpoint_.Require(name, shape);
+    if (!view.ok()) {
+      status_ = view.status();
+      return std::nullopt;
+    }
+    if (view->dtype() != io::DType::kF32 && view->dtype() != io::DType::kBF16 && view->dtype() != io::DType::kF16) {
+      status_ = absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' (in ", view->file(), ") has dtype ",
+                                                        std::string(io::DTypeName(view->dtype())),
+                                                        "; supported: F32, BF16, F16"));
+      return std::nullopt;
+    }
+    return *view;
+  }
+
+  std::vector<float> Vector(const std::string& name, int64_t length) {
+    std::optional<io::TensorView> view = Tensor(name, {length});
+    if (!view) return {};
+    std::vector<float> values(length);
+    Convert(*view, values.data());
+    return values;
+  }
+
+  // A matrix in the compute dtype: a view into the mapped file when possible, else a converted copy.
+  cpu::Matrix Matrix(const std::string& name, int64_t rows, int64_t cols, io::DType dtype) {
+    cpu::Matrix matrix{dtype, nullptr, static_cast<int>(rows), static_cast<int>(cols)};
+    std::optional<io::TensorView> view = Tensor(name, {rows, cols});
+    if (!view) return matrix;
+    const size_t count = static_cast<size_t>(rows * cols);
+    const bool aligned = reinterpret_cast<uintptr_t>(view->data()) % io::DTypeSize(dtype) == 0;
+    if (view->dtype() == dtype && aligned) {
+      matrix.data = view->data();
+      return matrix;
+    }
+    float* f32 = reinterpret_cast<float*>(Own(count * sizeof(float)));
+    Convert(*view, f32);
+    if (dtype == io::DType::kF32) {
+      matrix.data = f32;
+      return matrix;
+    }
+    uint16_t* bf16 = reinterpret_cast<uint16_t*>(Own(count * sizeof(uint16_t)));
+    io::ConvertF32ToBF16(f32, bf16, count);
+    Release(f32);
+    matrix.data = bf16;
+    return matrix;
+  }
+
+  cpu::ExpertWeights SwiGlu(const std::string& gate, const std::string& up, const std::string& down, int hidden,
+                            int inter, io::DType dtype) {
+    return {Matrix(gate, inter, hidden, dtype), Matrix(up, inter, hidden, dtype), Matrix(down, hidden, inter, dtype)};
+  }
+
+  // A tensor that must not be there: the config and the checkpoint disagree about the model's size.
+  void Absent(const std::string& name, const std::string& why) {
+    if (status_.ok() && checkpoint_.Find(name) != nullptr) {
+      status_ = absl::InvalidArgumentError(absl::StrCat("checkpoint in ", checkpoint_.dir(), " has tensor '", name,
+                                                        "' but config.json says ", why));
+    }
+  }
+
+ private:
+  void Convert(const io::TensorView& view, float* out) {
+    // The shapes were checked, so the byte count matches; copy first in case the mapping is unaligned.
+    if (view.dtype() == io::DType::kF32) {
+      std::memcpy(out, view.data(), view.nbytes());
+      return;
+    }
+    absl::Status status = io::ConvertToF32(view.dtype(), view.data(), out, static_cast<size_t>(view.numel()));
+    if (!status.ok() && status_.ok()) status_ = status;
+  }
+
+  uint8_t* Own(size_t bytes) {
+    weights_.owned_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[bytes]));
+    weights_.owned_bytes_ += static_cast<int64_t>(bytes);
+    return weights_.owned_.back().get();
+  }
+
+  void Release(void* buffer) {
+    auto& owned = weights_.owned_;
+    for (size_t i = owned.size(); i-- > 0;) {
+      if (owned[i].get() == buffer) {
+        owned.erase(owned.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+    }
+  }
+
+  ModelWeights& weights_;
+  const io::Checkpoint& checkpoint_;
+  absl::Status status_;
+};
+
+ModelWeights::ModelWeights(const ModelSpec& spec, std::unique_ptr<io::Checkpoint> checkpoint,
+                           io::DType compute_dtype)
+    : spec_(spec), checkpoint_(std::move(checkpoint)), compute_dtype_(compute_dtype) {}
+
+absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec& spec,
+                                                                 std::unique_ptr<io::Checkpoint> checkpoint,
+                                                                 io::DType compute_dtype) {
+  std::unique_ptr<ModelWeights> weights(new ModelWeights(spec, std::move(checkpoint), compute_dtype));
+  Loader load(*weights);
+  const io::DType dtype = compute_dtype;
+  const int hidden = spec.hidden_size;
+  const bool mixtral = spec.type == ModelType::kMixtral;
+
+  if (std::optional<io::TensorView> embedding = load.Tensor("model.embed_tokens.weight", {spec.vocab_size, hidden})) {
+    weights->embedding_ = *embedding;
+  }
+  weights->final_norm_ = load.Vector("model.norm.weight", hidden);
+  const bool has_lm_head = weights->checkpoint_->Find("lm_head.weight") != nullptr;
+  weights->lm_head_ = load.Matrix(has_lm_head || !spec.tie_word_embeddings ? "lm_head.weight"
+                                                                              : "model.embed_tokens.weight",
+                                  spec.vocab_size, hidden, dtype);
+
+  weights->layers_.resize(spec.num_layers);
+  for (int i = 0; i < spec.num_layers && load.status().ok(); ++i) {
+    const std::string prefix = absl::StrCat("model.layers.", i, ".");
+    LayerWeights& layer = weights->layers_[i];
+    AttentionWeights& attention = layer.attention;
+    const std::string attn = prefix + "self_attn.";
+    attention.q = load.Matrix(attn + "q_proj.weight", spec.q_width(), hidden, dtype);
+    attention.k = load.Matrix(attn + "k_proj.weight", spec.kv_width(), hidden, dtype);
+    attention.v = load.Matrix(attn + "v_proj.weight", spec.kv_width(), hidden, dtype);
+    attention.o = load.Matrix(attn + "o_proj.weight", hidden, spec.q_width(), dtype);
+    if (spec.attention_bias) {
+      attention.q_bias = load.Vector(attn + "q_proj.bias", spec.q_width());
+      attention.k_bias = load.Vector(attn + "k_proj.bias", spec.kv_width());
+      attention.v_bias = load.Vector(attn + "v_proj.bias", spec.kv_width());
+    }
+    if (spec.qk_norm == QkNorm::kPerHead) {
+      attention.q_norm = load.Vector(attn + "q_norm.weight", spec.head_dim);
+      attention.k_norm = load.Vector(attn + "k_norm.weight", spec.head_dim);
+    } else if (spec.qk_norm == QkNorm::kFullWidth) {
+      attention.q_norm = load.Vector(attn + "q_norm.weight", spec.q_width());
+      attention.k_norm = load.Vector(attn + "k_norm.weight", spec.kv_width());
+    }
+    attention.input_norm = load.Vector(prefix + "input_layernorm.weight", hidden);
+    attention.post_attention_norm = load.Vector(prefix + "post_attention_layernorm.weight", hidden);
+
+    const LayerSpec& layer_spec = spec.layers[i];
+    if (!layer_spec.is_moe) {
+      load.Absent(prefix + "mlp.gate.weight", absl::StrCat("layer ", i, " is a dense MLP layer"));
+      layer.dense_mlp = load.SwiGlu(prefix + "mlp.gate_proj.weight", prefix + "mlp.up_proj.weight",
+                                    prefix + "mlp.down_proj.weight", hidden, spec.intermediate_size, dtype);
+      continue;
+    }
+    const std::string moe = prefix + (mixtral ? "block_sparse_moe." : "mlp.");
+    layer.router = load.Matrix(moe + "gate.weight", spec.num_experts, hidden, io::DType::kF32);
+    layer.experts.resize(spec.num_experts);
+    for (int e = 0; e < spec.num_experts; ++e) {
+      const std::string expert = absl::StrCat(moe, "experts.", e, ".");
+      layer.experts[e] =
+          mixtral ? load.SwiGlu(expert + "w1.weight", expert + "w3.weight", expert + "w2.weight", hidden,
+                                spec.moe_intermediate_size, dtype)
+                  : load.SwiGlu(expert + "gate_proj.weight", expert + "up_proj.weight", expert + "down_proj.weight",
+                                hidden, spec.moe_intermediate_size, dtype);
+    }
+    load.Absent(absl::StrCat(moe, "experts.", spec.num_experts, mixtral ? ".w1.weight" : ".gate_proj.weight"),
+                absl::StrCat("there are ", spec.num_experts, " experts"));
+    if (layer_spec.has_shared_expert) {
+      const std::string shared = moe + "shared_expert.";
+      layer.shared_expert = load.SwiGlu(shared + "gate_proj.weight", shared + "up_proj.weight",
+                                        shared + "down_proj.weight", hidden, spec.shared_expert_intermediate_size,
+                                        dtype);
+      layer.shared_expert_gate = load.Matrix(moe + "shared_expert_gate.weight", 1, hidden, io::DType::kF32);
+    }
+  }
+  load.Absent(absl::StrCat("model.layers.", spec.num_layers, ".input_layernorm.weight"),
+              absl::StrCat("num_hidden_layers is ", spec.num_layers));
+  if (!load.status().ok()) return load.status();
+  return weights;
+}
+
+void ModelWeights::Embed(const int32_t* tokens, int count, float* out) const {
+  const int hidden = spec_.hidden_size;
+  const size_t row_bytes = static_cast<size_t>(hidden) * io::DTypeSize(embedding_.dtype());
+  for (int t = 0; t < count; ++t) {
+    const uint8_t* row = embedding_.data() + static_cast<size_t>(tokens[t]) * row_bytes;
+    float* dst = out + static_cast<int64_t>(t) * hidden;
+    if (embedding_.dtype() == io::DType::kF32) {
+      std::memcpy(dst, row, row_bytes);
+    } else {
+      // Loading checked the dtype is F32, BF16 or F16, so this cannot fail.
+      (void)io::ConvertToF32(embedding_.dtype(), row, dst, hidden);
+    }
+  }
+}
+
+}  // namespace ringmoe

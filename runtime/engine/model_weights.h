@@ -1,0 +1,71 @@
+// ModelWeights: every tensor of a checkpoint, checked against the ModelSpec and laid out for the CPU kernels.
+//
+// Matrices are either views into the memory-mapped checkpoint (when its dtype already is the compute dtype)
+// or converted copies owned here. Immutable after Load; safe to read from many threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cpu/linear.h"
+#include "cpu/moe.h"
+#include "io/checkpoint.h"
+#include "io/model_spec.h"
+
+namespace ringmoe {
+
+struct AttentionWeights {
+  cpu::Matrix q, k, v, o;
+  std::vector<float> q_bias, k_bias, v_bias;  // empty without attention_bias
+  std::vector<float> q_norm, k_norm;          // empty without QK-norm
+  std::vector<float> input_norm, post_attention_norm;
+};
+
+struct LayerWeights {
+  AttentionWeights attention;
+  // MoE layers.
+  cpu::Matrix router;  // [num_experts, hidden], always f32
+  std::vector<cpu::ExpertWeights> experts;
+  cpu::ExpertWeights shared_expert;  // valid when the spec says has_shared_expert
+  cpu::Matrix shared_expert_gate;    // [1, hidden], f32
+  // Dense layers.
+  cpu::ExpertWeights dense_mlp;
+};
+
+class ModelWeights {
+ public:
+  // compute_dtype: kF32 or kBF16, the dtype of every matmul weight handed to the kernels.
+  static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const ModelSpec& spec,
+                                                            std::unique_ptr<io::Checkpoint> checkpoint,
+                                                            io::DType compute_dtype);
+
+  const ModelSpec& spec() const { return spec_; }
+  io::DType compute_dtype() const { return compute_dtype_; }
+  const LayerWeights& layer(int i) const { return layers_[i]; }
+  const std::vector<float>& final_norm() const { return final_norm_; }
+  const cpu::Matrix& lm_head() const { return lm_head_; }
+  const io::Checkpoint& checkpoint() const { return *checkpoint_; }
+  // Writes the embedding rows of `tokens` into out [count, hidden] as f32.
+  void Embed(const int32_t* tokens, int count, float* out) const;
+  // Bytes of converted copies held here (the mapped checkpoint is not counted).
+  int64_t owned_bytes() const { return owned_bytes_; }
+
+ private:
+  ModelWeights(const ModelSpec& spec, std::unique_ptr<io::Checkpoint> checkpoint, io::DType compute_dtype);
+  class Loader;
+
+  ModelSpec spec_;
+  std::unique_ptr<io::Checkpoint> checkpoint_;
+  io::DType compute_dtype_;
+  io::TensorView embedding_;
+  std::vector<float> final_norm_;
+  cpu::Matrix lm_head_;
+  std::vector<LayerWeights> layers_;
+  std::vector<std::unique_ptr<uint8_t[]>> owned_;
+  int64_t owned_bytes_ = 0;
+};
+
+}  // namespace ringmoe

@@ -1,0 +1,104 @@
+#include "runtime/engine/request_state.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmoe {
+
+RequestState::RequestState(const Request& request, const ModelSpec& spec, const Tokenizer* tokenizer)
+    : request_(request), tokenizer_(tokenizer) {
+  stop_ids_ = request.stop_token_ids;
+  if (!request.ignore_eos) stop_ids_.insert(stop_ids_.end(), spec.eos_token_ids.begin(), spec.eos_token_ids.end());
+  if (tokenizer_ != nullptr) decoder_.emplace(*tokenizer_, /*skip_special_tokens=*/true);
+}
+
+absl::Status RequestState::Error(absl::StatusCode code, absl::string_view message) const {
+  return absl::Status(code, absl::StrCat("request '", request_.id, "': ", message));
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> RequestState::Prepare(size_t request_index, const ModelSpec& spec,
+                                                                 const KvCache& kv_cache,
+                                                                 std::vector<int32_t>* prompt_ids) {
+  auto sequence = std::make_unique<Sequence>();
+  sequence->request_index = request_index;
+  if (!request_.prompt_text.empty()) {
+    if (tokenizer_ == nullptr) {
+      return Error(absl::StatusCode::kFailedPrecondition,
+                   "a text prompt needs a tokenizer, and the model folder has no tokenizer.json; send token ids");
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(request_.prompt_text, true);
+    if (!ids.ok()) return Error(ids.status().code(), ids.status().message());
+    sequence->tokens = std::move(*ids);
+  } else {
+    sequence->tokens = request_.prompt_ids;
+  }
+  if (sequence->tokens.empty()) return Error(absl::StatusCode::kInvalidArgument, "the prompt is empty");
+  for (size_t i = 0; i < sequence->tokens.size(); ++i) {
+    const int32_t id = sequence->tokens[i];
+    if (id < 0 || id >= spec.vocab_size) {
+      return Error(absl::StatusCode::kInvalidArgument, absl::StrCat("token id ", id, " at prompt position ", i,
+                                                                    " is outside the vocabulary (", spec.vocab_size,
+                                                                    " tokens)"));
+    }
+  }
+  if (!request_.stop.empty() && tokenizer_ == nullptr) {
+    return Error(absl::StatusCode::kFailedPrecondition, "stop strings need a tokenizer; use stop_token_ids");
+  }
+  if (request_.max_tokens < 1) return Error(absl::StatusCode::kInvalidArgument, "max_tokens must be at least 1");
+  const int context = spec.max_position_embeddings;
+  const int prompt_length = static_cast<int>(sequence->tokens.size());
+  if (prompt_length >= context) {
+    return Error(absl::StatusCode::kOutOfRange, absl::StrCat("the prompt has ", prompt_length,
+                                                             " tokens but the model's context is ", context,
+                                                             " (at least one must be left to generate)"));
+  }
+  sequence->prompt_length = prompt_length;
+  // Generation that would run past the context ends there with finish_reason "length".
+  sequence->max_new_tokens = std::min(request_.max_tokens, context - prompt_length);
+  if (kv_cache.BlocksFor(sequence->lifetime_tokens()) > kv_cache.num_blocks()) {
+    return Error(absl::StatusCode::kResourceExhausted,
+                 absl::StrCat("needs ", sequence->lifetime_tokens(), " tokens of KV cache but the cache holds ",
+                              static_cast<int64_t>(kv_cache.num_blocks()) * kv_cache.block_tokens(),
+                              "; give the engine a larger KV-cache budget"));
+  }
+  sequence->random = SeededRandom(request_.sampling.seed);
+  *prompt_ids = sequence->tokens;
+  return sequence;
+}
+
+void RequestState::Accept(const SampledToken& sampled, Sequence& sequence, Result* result) {
+  result->token_ids.push_back(sampled.token);
+  if (request_.logprobs) {
+    result->logprobs.push_back(sampled.logprob);
+    result->token_strings.push_back(tokenizer_ != nullptr ? tokenizer_->TokenToString(sampled.token) : "");
+  }
+  if (decoder_) {
+    const size_t searched = text_.size();
+    text_ += decoder_->Append(sampled.token);
+    for (const std::string& stop : request_.stop) {
+      // Only matches that end in the new text; start early enough to catch one spanning tokens.
+      const size_t from = searched >= stop.size() ? searched - stop.size() + 1 : 0;
+      const size_t at = text_.find(stop, from);
+      if (at != std::string::npos) {
+        text_.resize(at);
+        stopped_by_string_ = true;
+      }
+    }
+  }
+  if (stopped_by_string_ || std::find(stop_ids_.begin(), stop_ids_.end(), sampled.token) != stop_ids_.end()) {
+    finish_reason_ = FinishReason::kStop;
+    sequence.finished = true;
+  } else if (sequence.generated() >= sequence.max_new_tokens) {
+    finish_reason_ = FinishReason::kLength;
+    sequence.finished = true;
+  }
+}
+
+void RequestState::Finish(const Sequence&, Result* result) {
+  if (decoder_ && !stopped_by_string_) text_ += decoder_->Flush();
+  result->text = std::move(text_);
+  result->finish_reason = finish_reason_;
+}
+
+}  // namespace ringmoe

@@ -1,0 +1,61 @@
+// Scheduler: continuous batching over the paged KV cache.
+//
+// Each step mixes single-token decodes of running sequences with prefill chunks of new ones, within a token
+// budget. A sequence is admitted only when the KV blocks for its whole life (prompt + max new tokens, capped at
+// the context) are free, so no running sequence is ever preempted; its blocks return the moment it finishes and
+// waiting sequences take them in the next step. Owns sequences, never weights.
+// Threading: used by the engine's scheduler thread only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "runtime/engine/forward.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/engine/sampler.h"
+
+namespace ringmoe {
+
+struct Sequence {
+  size_t request_index = 0;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  int prompt_length = 0;
+  int computed = 0;             // tokens whose K/V are in the cache
+  int max_new_tokens = 0;       // already capped so that the sequence fits the context
+  std::vector<int32_t> block_table;
+  SeededRandom random{0};
+  bool finished = false;
+
+  int generated() const { return static_cast<int>(tokens.size()) - prompt_length; }
+  int lifetime_tokens() const { return prompt_length + max_new_tokens; }
+};
+
+class Scheduler {
+ public:
+  Scheduler(KvCache& kv_cache, int max_batch, int max_step_tokens);
+
+  void Enqueue(std::unique_ptr<Sequence> sequence);
+  bool Idle() const { return waiting_.empty() && running_.empty(); }
+  int running() const { return static_cast<int>(running_.size()); }
+  int waiting() const { return static_cast<int>(waiting_.size()); }
+
+  // Fills the next step. owners[i] is the sequence of chunks[i]. Empty only when Idle().
+  void NextStep(std::vector<StepChunk>* chunks, std::vector<Sequence*>* owners);
+  // Marks a step's chunks as computed (their K/V are now cached).
+  void Commit(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners);
+  // Frees the blocks of finished sequences and drops them; returns them to the caller.
+  std::vector<std::unique_ptr<Sequence>> Retire();
+
+ private:
+  void Admit();
+
+  KvCache& kv_cache_;
+  int max_batch_;
+  int max_step_tokens_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+};
+
+}  // namespace ringmoe

@@ -1,0 +1,600 @@
+#include "runtime/frontend/batch_io.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <istream>
+#include <limits>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace ringmoe {
+namespace {
+
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+constexpr int kDefaultMaxTokens = 16;
+constexpr double kDefaultTemperature = 1.0;  // The OpenAI completions default (not greedy).
+constexpr int kMaxStopStrings = 4;
+constexpr int kMaxLogprobs = 5;
+
+// Debian's Abseil keeps its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0), which does not convert
+// from std::string_view.
+absl::string_view Av(std::string_view text) { return absl::string_view(text.data(), text.size()); }
+
+std::string FallbackCustomId(int line_number) { return absl::StrCat("line-", line_number); }
+
+// A short rendering of a JSON value for messages; never throws on invalid UTF-8.
+std::string Describe(const json& value) {
+  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  constexpr size_t kMaxShown = 40;
+  if (text.size() > kMaxShown) text = absl::StrCat(text.substr(0, kMaxShown), "...");
+  return text;
+}
+
+std::string_view StripJsonExceptionPrefix(std::string_view what) {
+  // nlohmann prefixes "[json.exception.parse_error.101] "; the rest is the useful part.
+  if (!what.empty() && what.front() == '[') {
+    size_t end = what.find("] ");
+    if (end != std::string_view::npos) what.remove_prefix(end + 2);
+  }
+  return what;
+}
+
+// nlohmann's message without its bracketed prefix; "line 1" is dropped since the input is a single line.
+std::string ParseErrorText(const char* what) {
+  std::string text(StripJsonExceptionPrefix(what));
+  constexpr std::string_view kLineOne = "at line 1, column ";
+  if (size_t at = text.find(kLineOne); at != std::string::npos)
+    text.replace(at, kLineOne.size(), "at column ");
+  return text;
+}
+
+// The value of a JSON integer when it fits in int64_t.
+std::optional<int64_t> AsInt64(const json& value) {
+  if (value.is_number_unsigned()) {
+    uint64_t unsigned_value = value.get<uint64_t>();
+    if (unsigned_value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return static_cast<int64_t>(unsigned_value);
+  }
+  if (value.is_number_integer()) return value.get<int64_t>();
+  return std::nullopt;
+}
+
+// Builds the typed Request from one parsed line, collecting the first error with the line, custom_id and
+// field named.
+class LineParser {
+ public:
+  LineParser(int line_number, std::string custom_id)
+      : line_number_(line_number), custom_id_(std::move(custom_id)) {}
+
+  absl::Status FieldError(std::string_view field, std::string_view problem) const {
+    return absl::InvalidArgumentError(absl::StrCat(Where(), ": field '", Av(field), "' ", Av(problem)));
+  }
+
+  std::string Where() const { return absl::StrCat("line ", line_number_, " (custom_id '", custom_id_, "')"); }
+
+  absl::StatusOr<Request> Parse(const json& root) {
+    const json* body = &root;
+    if (root.contains("body")) {
+      const json& wrapped = root["body"];
+      if (!wrapped.is_object()) {
+        return FieldError("body", absl::StrCat("must be an object, got ", wrapped.type_name()));
+      }
+      if (root.contains("prompt")) {
+        return FieldError("prompt", "appears both at top level and in 'body'; use one form");
+      }
+      body = &wrapped;
+    }
+    if (absl::Status status = CheckEndpoint(root); !status.ok()) return status;
+
+    Request request;
+    request.id = custom_id_;
+    if (absl::Status status = ParsePrompt(*body, request); !status.ok()) return status;
+    if (absl::Status status = ParseLimits(*body, request); !status.ok()) return status;
+    if (absl::Status status = ParseSampling(*body, request); !status.ok()) return status;
+    if (absl::Status status = ParseStops(*body, request); !status.ok()) return status;
+    if (absl::Status status = ParseLogprobs(*body, request); !status.ok()) return status;
+    if (absl::Status status = RejectUnsupported(*body); !status.ok()) return status;
+    return request;
+  }
+
+ private:
+  // Present and not null: OpenAI clients write null for "use the default".
+  static const json* Field(const json& object, const char* key) {
+    auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  absl::Status CheckEndpoint(const json& root) const {
+    if (const json* method = Field(root, "method")) {
+      if (!method->is_string() || method->get<std::string>() != "POST") {
+        return FieldError("method", absl::StrCat("must be \"POST\", got ", Describe(*method)));
+      }
+    }
+    if (const json* url = Field(root, "url")) {
+      std::string text = url->is_string() ? url->get<std::string>() : "";
+      if (absl::StrContains(text, "chat/completions")) {
+        return FieldError("url",
+                          absl::StrCat("is ", Describe(*url),
+                                       ": chat completions are not supported yet; use \"/v1/completions\""));
+      }
+      if (text != "/v1/completions") {
+        return FieldError("url", absl::StrCat("must be \"/v1/completions\", got ", Describe(*url)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParsePrompt(const json& body, Request& request) const {
+    const json* prompt = Field(body, "prompt");
+    if (prompt == nullptr) return FieldError("prompt", "is missing");
+    if (prompt->is_string()) {
+      request.prompt_text = prompt->get<std::string>();
+      if (request.prompt_text.empty()) return FieldError("prompt", "is an empty string");
+      return absl::OkStatus();
+    }
+    if (!prompt->is_array()) {
+      return FieldError("prompt",
+                        absl::StrCat("must be a string or an array of token ids, got ", prompt->type_name()));
+    }
+    if (prompt->empty()) return FieldError("prompt", "is an empty array");
+    bool all_strings = true, all_arrays = true;
+    for (const json& element : *prompt) {
+      all_strings = all_strings && element.is_string();
+      all_arrays = all_arrays && element.is_array();
+    }
+    if (all_strings || all_arrays) {
+      return FieldError("prompt", absl::StrCat("holds ", prompt->size(), all_strings ? " strings" : " arrays",
+                                               ": only one prompt per request is supported; write one line "
+                                               "per prompt"));
+    }
+    request.prompt_ids.reserve(prompt->size());
+    for (size_t i = 0; i < prompt->size(); ++i) {
+      const json& element = (*prompt)[i];
+      std::optional<int64_t> id = AsInt64(element);
+      if (!id || *id < 0 || *id > std::numeric_limits<int32_t>::max()) {
+        return FieldError(
+            "prompt",
+            absl::StrCat("element ", i, " must be a non-negative integer token id, got ", Describe(element)));
+      }
+      request.prompt_ids.push_back(static_cast<int32_t>(*id));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseLimits(const json& body, Request& request) const {
+    request.max_tokens = kDefaultMaxTokens;
+    if (const json* max_tokens = Field(body, "max_tokens")) {
+      std::optional<int64_t> value = AsInt64(*max_tokens);
+      if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
+        return FieldError("max_tokens", absl::StrCat("must be an integer >= 1 (at most 2147483647), got ",
+                                                     Describe(*max_tokens)));
+      }
+      request.max_tokens = static_cast<int>(*value);
+    }
+    if (const json* ids = Field(body, "stop_token_ids")) {
+      if (!ids->is_array()) {
+        return FieldError("stop_token_ids",
+                          absl::StrCat("must be an array of token ids, got ", ids->type_name()));
+      }
+      for (size_t i = 0; i < ids->size(); ++i) {
+        std::optional<int64_t> id = AsInt64((*ids)[i]);
+        if (!id || *id < 0 || *id > std::numeric_limits<int32_t>::max()) {
+          return FieldError(
+              "stop_token_ids",
+              absl::StrCat("element ", i, " must be a non-negative integer, got ", Describe((*ids)[i])));
+        }
+        request.stop_token_ids.push_back(static_cast<int32_t>(*id));
+      }
+    }
+    if (const json* ignore_eos = Field(body, "ignore_eos")) {
+      if (!ignore_eos->is_boolean()) {
+        return FieldError("ignore_eos", absl::StrCat("must be true or false, got ", Describe(*ignore_eos)));
+      }
+      request.ignore_eos = ignore_eos->get<bool>();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseSampling(const json& body, Request& request) const {
+    request.sampling.temperature = static_cast<float>(kDefaultTemperature);
+    if (const json* temperature = Field(body, "temperature")) {
+      double value = temperature->is_number() ? temperature->get<double>() : -1.0;
+      if (!temperature->is_number() || !(value >= 0.0 && value <= 2.0)) {
+        return FieldError("temperature",
+                          absl::StrCat("must be a number in [0, 2], got ", Describe(*temperature)));
+      }
+      request.sampling.temperature = static_cast<float>(value);
+    }
+    request.sampling.top_p = 1.0f;
+    if (const json* top_p = Field(body, "top_p")) {
+      double value = top_p->is_number() ? top_p->get<double>() : -1.0;
+      if (!top_p->is_number() || !(value > 0.0 && value <= 1.0)) {
+        return FieldError("top_p", absl::StrCat("must be a number in (0, 1], got ", Describe(*top_p)));
+      }
+      request.sampling.top_p = static_cast<float>(value);
+    }
+    request.sampling.seed = DefaultSeedForCustomId(custom_id_);
+    if (const json* seed = Field(body, "seed")) {
+      if (seed->is_number_unsigned()) {
+        request.sampling.seed = seed->get<uint64_t>();
+      } else if (seed->is_number_integer()) {
+        request.sampling.seed = static_cast<uint64_t>(seed->get<int64_t>());
+      } else {
+        return FieldError("seed", absl::StrCat("must be an integer, got ", Describe(*seed)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseStops(const json& body, Request& request) const {
+    const json* stop = Field(body, "stop");
+    if (stop == nullptr) return absl::OkStatus();
+    if (stop->is_string()) {
+      if (stop->get_ref<const std::string&>().empty())
+        return FieldError("stop", "must not be an empty string");
+      request.stop.push_back(stop->get<std::string>());
+      return absl::OkStatus();
+    }
+    if (!stop->is_array()) {
+      return FieldError("stop",
+                        absl::StrCat("must be a string or an array of strings, got ", stop->type_name()));
+    }
+    if (stop->size() > kMaxStopStrings) {
+      return FieldError("stop", absl::StrCat("has ", stop->size(), " strings; at most ", kMaxStopStrings));
+    }
+    for (size_t i = 0; i < stop->size(); ++i) {
+      const json& element = (*stop)[i];
+      if (!element.is_string() || element.get_ref<const std::string&>().empty()) {
+        return FieldError(
+            "stop", absl::StrCat("element ", i, " must be a non-empty string, got ", Describe(element)));
+      }
+      request.stop.push_back(element.get<std::string>());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseLogprobs(const json& body, Request& request) const {
+    const json* logprobs = Field(body, "logprobs");
+    if (logprobs == nullptr) return absl::OkStatus();
+    if (logprobs->is_boolean()) {
+      request.logprobs = logprobs->get<bool>();
+      return absl::OkStatus();
+    }
+    std::optional<int64_t> count = AsInt64(*logprobs);
+    if (!count || *count < 0 || *count > kMaxLogprobs) {
+      return FieldError("logprobs", absl::StrCat("must be null, true, false or an integer 0..", kMaxLogprobs,
+                                                 ", got ", Describe(*logprobs)));
+    }
+    // Any integer turns on the chosen token's logprob; top alternatives are not returned yet.
+    request.logprobs = true;
+    return absl::OkStatus();
+  }
+
+  // OpenAI options that would change the shape of the answer; silently ignoring them would mislead.
+  absl::Status RejectUnsupported(const json& body) const {
+    if (const json* n = Field(body, "n")) {
+      if (AsInt64(*n) != std::optional<int64_t>(1)) {
+        return FieldError("n", absl::StrCat("must be 1 (one completion per request), got ", Describe(*n)));
+      }
+    }
+    if (const json* best_of = Field(body, "best_of")) {
+      if (AsInt64(*best_of) != std::optional<int64_t>(1)) {
+        return FieldError("best_of",
+                          absl::StrCat("must be 1 (best_of is not supported), got ", Describe(*best_of)));
+      }
+    }
+    if (const json* echo = Field(body, "echo"); echo != nullptr && *echo != json(false)) {
+      return FieldError("echo", absl::StrCat("is not supported (only false), got ", Describe(*echo)));
+    }
+    if (const json* stream = Field(body, "stream"); stream != nullptr && *stream != json(false)) {
+      return FieldError(
+          "stream", absl::StrCat("is not supported in batch files (only false), got ", Describe(*stream)));
+    }
+    return absl::OkStatus();
+  }
+
+  int line_number_;
+  std::string custom_id_;
+};
+
+// ParseBatchLine, also saying whether custom_id came from the input (duplicates are checked only for those).
+BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_known) {
+  BatchLine parsed;
+  parsed.line_number = line_number;
+  parsed.custom_id = FallbackCustomId(line_number);
+  *custom_id_known = false;
+  std::string where = absl::StrCat("line ", line_number);
+  if (line.size() > kMaxBatchLineBytes) {
+    parsed.request =
+        absl::InvalidArgumentError(absl::StrCat(where, ": ", line.size(), " bytes is longer than the ",
+                                                kMaxBatchLineBytes, "-byte limit for one line"));
+    return parsed;
+  }
+  json root;
+  try {
+    root = json::parse(line);
+  } catch (const json::exception& error) {
+    parsed.request = absl::InvalidArgumentError(
+        absl::StrCat(where, ": not valid JSON (", ParseErrorText(error.what()), ")"));
+    return parsed;
+  }
+  if (!root.is_object()) {
+    parsed.request =
+        absl::InvalidArgumentError(absl::StrCat(where, ": expected a JSON object, got ", root.type_name()));
+    return parsed;
+  }
+  const json* custom_id = nullptr;
+  if (auto it = root.find("custom_id"); it != root.end()) custom_id = &*it;
+  if (custom_id == nullptr) {
+    parsed.request = absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is missing"));
+    return parsed;
+  }
+  if (!custom_id->is_string()) {
+    parsed.request = absl::InvalidArgumentError(
+        absl::StrCat(where, ": field 'custom_id' must be a string, got ", Describe(*custom_id)));
+    return parsed;
+  }
+  if (custom_id->get_ref<const std::string&>().empty()) {
+    parsed.request =
+        absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is an empty string"));
+    return parsed;
+  }
+  parsed.custom_id = custom_id->get<std::string>();
+  *custom_id_known = true;
+  try {
+    parsed.request = LineParser(line_number, parsed.custom_id).Parse(root);
+  } catch (const json::exception& error) {
+    // Every access above is type-checked first; this is a safety net so bad input never aborts the batch.
+    parsed.request = absl::InvalidArgumentError(
+        absl::StrCat(LineParser(line_number, parsed.custom_id).Where(), ": ", error.what()));
+  }
+  return parsed;
+}
+
+// Splits a stream into lines without ever holding more than kMaxBatchLineBytes of one line: a longer line is
+// reported with its length and skipped.
+class BoundedLineReader {
+ public:
+  explicit BoundedLineReader(std::istream& in) : in_(in) {}
+
+  // The next line without its '\n'; false at end of input. `length` is the full length even when the line was
+  // too long to keep (then `line` is empty).
+  bool Next(std::string& line, size_t& length) {
+    line.clear();
+    length = 0;
+    bool saw_bytes = false;
+    for (;;) {
+      if (position_ == filled_ && !Refill()) return saw_bytes;
+      saw_bytes = true;
+      const char* start = buffer_.data() + position_;
+      size_t available = filled_ - position_;
+      const void* newline = std::memchr(start, '\n', available);
+      size_t take = newline ? static_cast<size_t>(static_cast<const char*>(newline) - start) : available;
+      if (length + take <= kMaxBatchLineBytes) {
+        line.append(start, take);
+      } else {
+        line.clear();
+        line.shrink_to_fit();
+      }
+      length += take;
+      position_ += take;
+      if (newline) {
+        ++position_;
+        return true;
+      }
+    }
+  }
+
+ private:
+  bool Refill() {
+    if (!in_) return false;
+    in_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+    filled_ = static_cast<size_t>(in_.gcount());
+    position_ = 0;
+    return filled_ > 0;
+  }
+
+  std::istream& in_;
+  std::string buffer_ = std::string(size_t{1} << 20, '\0');
+  size_t position_ = 0;
+  size_t filled_ = 0;
+};
+
+bool IsBlank(std::string_view line) { return line.find_first_not_of(" \t\r\f\v") == std::string_view::npos; }
+
+// "batch_req_<suffix>" -> "<suffix>", from which the response's "req_<suffix>" and "cmpl-<suffix>" are built.
+std::string_view IdSuffix(std::string_view batch_request_id) {
+  constexpr std::string_view kPrefix = "batch_req_";
+  if (absl::StartsWith(Av(batch_request_id), Av(kPrefix))) batch_request_id.remove_prefix(kPrefix.size());
+  return batch_request_id;
+}
+
+// A float logprob as the shortest decimal that reads back as the same float (not 0.10000000149011612);
+// non-finite values become null.
+ordered_json LogprobJson(float value) {
+  if (!std::isfinite(value)) return nullptr;
+  char text[32];
+  auto [end, error] = std::to_chars(text, text + sizeof(text), value);
+  if (error != std::errc()) return static_cast<double>(value);
+  *end = '\0';
+  return std::strtod(text, nullptr);
+}
+
+std::string Dump(const ordered_json& value) {
+  return value.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+}
+
+std::string ErrorLine(std::string_view id, std::string_view custom_id, std::string_view code,
+                      absl::string_view message) {
+  ordered_json line;
+  line["id"] = id;
+  line["custom_id"] = custom_id;
+  line["response"] = nullptr;
+  line["error"] = {{"code", code}, {"message", message}};
+  return Dump(line);
+}
+
+}  // namespace
+
+BatchLine ParseBatchLine(std::string_view line, int line_number) {
+  bool custom_id_known = false;
+  return ParseLine(line, line_number, &custom_id_known);
+}
+
+absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(std::istream& in, std::string_view source) {
+  std::vector<BatchLine> lines;
+  absl::flat_hash_map<std::string, int> first_line_of_id;
+  BoundedLineReader reader(in);
+  std::string text;
+  size_t length = 0;
+  int line_number = 0;
+  while (reader.Next(text, length)) {
+    ++line_number;
+    std::string_view view = text;
+    if (line_number == 1 && absl::StartsWith(Av(view), "\xEF\xBB\xBF")) view.remove_prefix(3);  // UTF-8 BOM.
+    if (!view.empty() && view.back() == '\r') view.remove_suffix(1);
+    if (length > kMaxBatchLineBytes) {
+      BatchLine too_long;
+      too_long.line_number = line_number;
+      too_long.custom_id = FallbackCustomId(line_number);
+      too_long.request = absl::InvalidArgumentError(
+          absl::StrCat("line ", line_number, ": ", length, " bytes is longer than the ", kMaxBatchLineBytes,
+                       "-byte limit for one line"));
+      lines.push_back(std::move(too_long));
+      continue;
+    }
+    if (IsBlank(view)) continue;
+    bool custom_id_known = false;
+    BatchLine parsed = ParseLine(view, line_number, &custom_id_known);
+    if (custom_id_known) {
+      auto [it, inserted] = first_line_of_id.try_emplace(parsed.custom_id, line_number);
+      if (!inserted && parsed.request.ok()) {
+        parsed.request = absl::InvalidArgumentError(absl::StrCat(
+            "line ", line_number, ": custom_id '", parsed.custom_id, "' also on line ", it->second));
+      }
+    }
+    lines.push_back(std::move(parsed));
+  }
+  if (in.bad())
+    return absl::DataLossError(absl::StrCat("error reading ", Av(source), " after line ", line_number));
+  return lines;
+}
+
+absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) {
+    return absl::NotFoundError(absl::StrCat("cannot open batch input ", path, ": ", std::strerror(errno)));
+  }
+  return ReadBatchFile(in, path);
+}
+
+std::string FormatResultLine(const BatchLine& line, const Result* result, std::string_view model_name,
+                             std::string_view batch_request_id, std::optional<int64_t> created_unix_seconds) {
+  if (!line.request.ok()) {
+    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(line.request.status()),
+                     line.request.status().message());
+  }
+  if (result == nullptr) {
+    return ErrorLine(batch_request_id, line.custom_id, "internal_error",
+                     absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id,
+                                  "'): the engine returned no result for this request"));
+  }
+  if (!result->status.ok()) {
+    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(result->status),
+                     result->status.message());
+  }
+
+  ordered_json logprobs = nullptr;
+  if (line.request->logprobs) {
+    ordered_json tokens = ordered_json::array();
+    ordered_json token_logprobs = ordered_json::array();
+    bool have_strings = result->token_strings.size() == result->logprobs.size();
+    for (size_t i = 0; i < result->logprobs.size(); ++i) {
+      // Without a tokenizer there is no text per token; token_ids still carries the ids.
+      tokens.push_back(have_strings ? result->token_strings[i] : std::string());
+      token_logprobs.push_back(LogprobJson(result->logprobs[i]));
+    }
+    logprobs = {{"tokens", std::move(tokens)}, {"token_logprobs", std::move(token_logprobs)}};
+  }
+
+  ordered_json choice;
+  choice["index"] = 0;
+  choice["text"] = result->text;
+  choice["token_ids"] = result->token_ids;
+  choice["logprobs"] = std::move(logprobs);
+  choice["finish_reason"] = result->finish_reason == FinishReason::kStop ? "stop" : "length";
+
+  const int64_t prompt_tokens = static_cast<int64_t>(result->prompt_ids.size());
+  const int64_t completion_tokens = static_cast<int64_t>(result->token_ids.size());
+  ordered_json body;
+  body["id"] = absl::StrCat("cmpl-", Av(IdSuffix(batch_request_id)));
+  body["object"] = "text_completion";
+  body["created"] = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
+  body["model"] = model_name;
+  body["choices"] = ordered_json::array({std::move(choice)});
+  body["usage"] = {{"prompt_tokens", prompt_tokens},
+                   {"completion_tokens", completion_tokens},
+                   {"total_tokens", prompt_tokens + completion_tokens}};
+
+  ordered_json output;
+  output["id"] = batch_request_id;
+  output["custom_id"] = line.custom_id;
+  output["response"] = {{"status_code", 200},
+                        {"request_id", absl::StrCat("req_", Av(IdSuffix(batch_request_id)))},
+                        {"body", std::move(body)}};
+  output["error"] = nullptr;
+  return Dump(output);
+}
+
+std::string MakeBatchRequestId(std::string_view run_id, int line_number) {
+  return absl::StrCat("batch_req_", Av(run_id), "_", line_number);
+}
+
+std::string ErrorCodeFor(const absl::Status& status) {
+  // absl::optional, not std::optional, with Debian's Abseil.
+  if (auto code = status.GetPayload(kErrorCodePayload); code.has_value()) return std::string(*code);
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+      return "invalid_request";
+    case absl::StatusCode::kOutOfRange:
+      return "prompt_too_long";
+    case absl::StatusCode::kResourceExhausted:
+      return "out_of_memory";
+    case absl::StatusCode::kUnimplemented:
+      return "unsupported";
+    case absl::StatusCode::kCancelled:
+      return "cancelled";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "timeout";
+    default:
+      return "internal_error";
+  }
+}
+
+absl::Status WithErrorCode(absl::Status status, std::string_view code) {
+  status.SetPayload(kErrorCodePayload, absl::Cord(Av(code)));
+  return status;
+}
+
+uint64_t DefaultSeedForCustomId(std::string_view custom_id) {
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64-bit offset basis and prime: fixed forever.
+  for (unsigned char byte : custom_id) {
+    hash ^= byte;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+}  // namespace ringmoe

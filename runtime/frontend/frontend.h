@@ -1,0 +1,14 @@
+// runtime/frontend/: what the `ringmoe` command and the benchmarks share above the engine (library
+// ringmoe_frontend).
+//
+// This folder owns:
+//   batch_io.h   The OpenAI Batch JSONL format: request lines in, result lines out (BATCH_FORMAT.md).
+//   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
+//   byte_size.h  "6GiB"-style sizes for flags.
+//   progress.h   The progress line of `ringmoe run`.
+#pragma once
+
+#include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/byte_size.h"
+#include "runtime/frontend/job_plan.h"
+#include "runtime/frontend/progress.h"
