@@ -18,8 +18,8 @@
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
-#include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/job_plan.h"
+#include "runtime/frontend/plan_flags.h"
 #include "io/model_spec.h"
 
 namespace {
@@ -27,12 +27,9 @@ namespace {
 using nlohmann::json;
 
 struct Flags {
-  std::string model, json_path, device = "gpu", gpu_mem = "6GiB", cpu_mem, kv_cache, hardware;
-  int requests = 4096, prompt_len = 512, gen_len = 256, max_batch = 0, max_step_tokens = 0, threads = 0;
-  int micro_batches = 0, resident_layers = -1, ring_slots = 0, layer_parts = 0;
-  double kv_gpu_fraction = -1;  // < 0: the plan's
-  std::string routed_copies = "auto";
-  bool cpu_prefill_attention = false;
+  std::string model, json_path;
+  ringmoe::PlanFlags plan;
+  int requests = 4096, prompt_len = 512, gen_len = 256, threads = 0;
   uint64_t seed = 1;
 };
 
@@ -81,22 +78,9 @@ int main(int argc, char** argv) {
   app.add_option("--requests", flags.requests)->capture_default_str();
   app.add_option("--prompt-len", flags.prompt_len)->capture_default_str();
   app.add_option("--gen-len", flags.gen_len)->capture_default_str();
-  app.add_option("--device", flags.device, "gpu, cpu or auto")->capture_default_str();
-  app.add_option("--gpu-mem", flags.gpu_mem)->capture_default_str();
-  app.add_option("--cpu-mem", flags.cpu_mem, "host memory budget of the plan");
-  app.add_option("--kv-cache", flags.kv_cache, "host KV-cache budget");
-  app.add_option("--hardware", flags.hardware, "hardware profile to plan with (default: this machine's)");
-  app.add_option("--max-batch", flags.max_batch, "pin the sequences in flight");
-  app.add_option("--max-step-tokens", flags.max_step_tokens, "pin the tokens per step");
-  app.add_option("--micro-batches", flags.micro_batches, "pin the micro-batches");
-  app.add_option("--resident-layers", flags.resident_layers, "pin the MoE layers kept on the GPU");
-  app.add_option("--ring-slots", flags.ring_slots, "pin the ring slots");
-  app.add_option("--kv-gpu-fraction", flags.kv_gpu_fraction,
-                 "pin the share of sequences with their KV on the GPU")
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--layer-parts", flags.layer_parts, "pin the ring sections per streamed layer");
-  app.add_option("--routed-copies", flags.routed_copies, "copy only routed experts: auto, on or off");
-  app.add_flag("--cpu-prefill-attention", flags.cpu_prefill_attention, "fresh prompts' attention on the CPU");
+  flags.plan.device = "gpu";
+  flags.plan.gpu_mem = "6GiB";
+  ringmoe::AddPlanFlags(app, &flags.plan);
   app.add_option("--threads", flags.threads);
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
@@ -108,55 +92,25 @@ int main(int argc, char** argv) {
     return 1;
   }
   ringmoe::EngineOptions options;
-  options.device = flags.device == "cpu"    ? ringmoe::Device::kCpu
-                   : flags.device == "auto" ? ringmoe::Device::kAuto
-                                            : ringmoe::Device::kGpu;
   options.threads = flags.threads;
-  options.cpu_prefill_attention = flags.cpu_prefill_attention;
-  // Plan the job as `ringmoe run` would; a pinned flag is passed to the planner too, so that the
-  // prediction is of the plan that runs.
-  ringmoe::JobPlanOptions plan_options;
-  plan_options.model = flags.model;
-  plan_options.hardware = flags.hardware;
-  plan_options.device = flags.device;
-  plan_options.what_ifs = false;
-  absl::Status sizes = ringmoe::ParseBudgets(flags.gpu_mem, flags.cpu_mem, &plan_options.budgets);
-  absl::StatusOr<int64_t> kv_cache = flags.kv_cache.empty() ? 0 : ringmoe::ParseByteSize(flags.kv_cache);
-  if (!sizes.ok() || !kv_cache.ok()) {
-    std::fprintf(stderr, "%s\n", std::string((sizes.ok() ? kv_cache.status() : sizes).message()).c_str());
+  // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
+  absl::StatusOr<ringmoe::JobPlanOptions> plan_options = ringmoe::JobPlanOptionsFromFlags(flags.model, flags.plan);
+  if (!plan_options.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(plan_options.status().message()).c_str());
     return 2;
   }
-  options.gpu_memory_bytes = plan_options.budgets.gpu_bytes;
-  options.cpu_memory_bytes = plan_options.budgets.cpu_bytes;
-  options.kv_cache_bytes = *kv_cache;
-  ringmoe::planner::PlanOverrides& pins = plan_options.overrides;
-  if (flags.max_batch > 0) pins.batch = flags.max_batch;
-  if (flags.max_batch > 0 && flags.max_step_tokens > 0)
-    pins.prefill_chunk = std::max(1, flags.max_step_tokens - flags.max_batch);
-  if (flags.micro_batches > 0) pins.micro_batches = flags.micro_batches;
-  if (flags.resident_layers >= 0) pins.max_resident_moe_layers = flags.resident_layers;
-  if (flags.layer_parts > 0) pins.layer_parts = flags.layer_parts;
-  if (flags.ring_slots > 0) pins.ring_sections = flags.ring_slots;
-  if (flags.kv_gpu_fraction >= 0) pins.kv_gpu_fraction = flags.kv_gpu_fraction;
-  absl::StatusOr<std::optional<bool>> routed = ringmoe::ParseRoutedCopies(flags.routed_copies);
-  if (!routed.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(routed.status().message()).c_str());
-    return 2;
-  }
-  pins.routed_expert_copies = *routed;
+  plan_options->what_ifs = false;
   const std::vector<int64_t> prompts(flags.requests, flags.prompt_len), gens(flags.requests, flags.gen_len);
   const ringmoe::planner::Workload workload = ringmoe::planner::MakeWorkload(
       prompts, gens, spec->max_position_embeddings, "offload_bench: fixed lengths");
-  absl::StatusOr<ringmoe::PlanReport> report = ringmoe::PlanJob(*spec, workload, plan_options);
+  absl::StatusOr<ringmoe::PlanReport> report = ringmoe::PlanJob(*spec, workload, *plan_options);
   if (!report.ok()) {
     std::fprintf(stderr, "plan: %s\n", std::string(report.status().message()).c_str());
     return 1;
   }
   std::fputs(ringmoe::planner::FormatPlanReport(*report).c_str(), stderr);
-  ringmoe::ApplyPlan(*report, &options);
-  if (flags.max_batch > 0) options.max_batch = flags.max_batch;
-  if (flags.max_step_tokens > 0) options.max_step_tokens = flags.max_step_tokens;
-  if (flags.ring_slots > 0) options.ring_slots = flags.ring_slots;
+  options.plan = report->plan;
+  const ringmoe::planner::ExecutionPlan& plan = options.plan;
 
   const auto open_start = std::chrono::steady_clock::now();
   absl::StatusOr<ringmoe::Engine> engine = ringmoe::Engine::Open(flags.model, options);
@@ -212,7 +166,7 @@ int main(int argc, char** argv) {
   const double streamed_per_step = s.steps > 0 ? static_cast<double>(s.streamed_bytes) / s.steps : 0;
   // Only where the plan streams every step (not where its ring holds every streamed section, filled once).
   const double link_bound = predicted.memory.streamed_bytes_per_step > 0 && streamed_per_step > 0
-                                ? options.max_batch * link_gbps * 1e9 / streamed_per_step
+                                ? plan.batch * link_gbps * 1e9 / streamed_per_step
                                 : 0;
   const double gpu_busy = sampler.mean();
 
@@ -220,14 +174,14 @@ int main(int argc, char** argv) {
       "ringmoe offload bench: %s (%s, %d layers), %s, %d requests x (%d prompt + %d generated), batch %d, "
       "%d tokens per step, %d micro-batches\n",
       flags.model.c_str(), spec->model_type.c_str(), spec->num_layers, engine->info().device.c_str(),
-      flags.requests, flags.prompt_len, flags.gen_len, options.max_batch, options.max_step_tokens,
-      options.micro_batches);
+      flags.requests, flags.prompt_len, flags.gen_len, plan.batch, plan.max_step_tokens(),
+      plan.micro_batches);
   std::printf(
       "  open %.1f s; GPU cap %.2f GiB, peak %.2f GiB; host peak %.2f GiB; MoE layers resident %d, streamed "
       "%d (%d parts each)\n",
       open_seconds, s.gpu_cap_bytes / 1073741824.0, s.gpu_peak_bytes / 1073741824.0,
       s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers,
-      std::max(1, options.ring_layer_parts));
+      plan.layer_parts);
   std::printf("  %-30s %10s %10s %7s %10s %7s\n", "", "measured", "predicted", "ratio", "hw bound", "ratio");
   std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "generated tokens/s (e2e)", generated_per_s,
               predicted.output_tokens_per_s, Ratio(generated_per_s, predicted.output_tokens_per_s),
@@ -267,14 +221,14 @@ int main(int argc, char** argv) {
         {"requests", flags.requests},
         {"prompt_len", flags.prompt_len},
         {"gen_len", flags.gen_len},
-        {"max_batch", options.max_batch},
-        {"max_step_tokens", options.max_step_tokens},
-        {"micro_batches", options.micro_batches},
-        {"ring_slots", options.ring_slots},
-        {"layer_parts", options.ring_layer_parts},
-        {"routed_expert_copies", options.routed_expert_copies},
-        {"gpu_kv_cache_bytes", options.gpu_kv_cache_bytes},
-        {"gpu_mem_bytes", options.gpu_memory_bytes},
+        {"max_batch", plan.batch},
+        {"max_step_tokens", plan.max_step_tokens()},
+        {"micro_batches", plan.micro_batches},
+        {"ring_slots", plan.ring_sections},
+        {"layer_parts", plan.layer_parts},
+        {"routed_expert_copies", plan.routed_expert_copies},
+        {"gpu_kv_cache_bytes", plan.kv.gpu_bytes},
+        {"gpu_mem_bytes", plan.budgets.gpu_bytes},
         {"open_seconds", open_seconds},
         {"wall_seconds", s.wall_seconds},
         {"steps", s.steps},
@@ -320,7 +274,7 @@ int main(int argc, char** argv) {
           {"gpu_cap_bytes", s.gpu_cap_bytes},
           {"host_peak_bytes", s.host_peak_bytes}}},
         {"moe_layers", {{"resident", s.resident_moe_layers}, {"streamed", s.streamed_moe_layers}}},
-        {"plan_report", json::parse(ringmoe::planner::PlanReportJson(*report, &measured))}};
+        {"plan_report", json::parse(ringmoe::planner::PlanReportJson(*report, &measured, &engine->plan()))}};
     std::ofstream(flags.json_path) << out.dump(2) << "\n";
   }
   return 0;

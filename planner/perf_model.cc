@@ -13,7 +13,6 @@ namespace ringmoe::planner {
 namespace {
 
 constexpr int64_t kGiB = int64_t{1} << 30;
-constexpr int kKvBlockTokens = 16;
 // Without a contention measurement, scale DMA and CPU reads as the H200 box measured (53.2/55.3, 63.9/79.6).
 constexpr double kDefaultDmaShare = 53.2 / 55.3;
 constexpr double kDefaultCpuShare = 63.9 / 79.6;
@@ -49,7 +48,6 @@ std::pair<double, double> ContendedTimes(double dma_bytes, double kv_bytes, doub
 
 }  // namespace
 
-std::string_view PlanDeviceName(PlanDevice device) { return device == PlanDevice::kGpu ? "gpu" : "cpu"; }
 
 Workload MakeWorkload(const std::vector<int64_t>& prompt_tokens, const std::vector<int64_t>& gen_tokens,
                       int max_position, std::string note) {
@@ -166,23 +164,23 @@ double PerfModel::CpuMatmulFlops(double tokens) const {
                          /*scale_below=*/false);
 }
 
-absl::StatusOr<MemoryPlan> PerfModel::PlanMemory(const Plan& plan) const {
+absl::StatusOr<MemoryPlan> PerfModel::PlanMemory(const ExecutionPlan& plan) const {
   if (plan.batch < 1 || plan.prefill_chunk < 1 || plan.micro_batches < 1) {
     return absl::InvalidArgumentError("batch, prefill chunk and micro-batches must be at least 1");
   }
-  if (plan.kv_gpu_fraction < 0 || plan.kv_gpu_fraction > 1) {
+  if (plan.kv.gpu_fraction < 0 || plan.kv.gpu_fraction > 1) {
     return absl::InvalidArgumentError("the GPU share of the KV cache must lie in [0, 1]");
   }
   return plan.device == PlanDevice::kGpu ? PlanGpuMemory(plan) : PlanCpuMemory(plan);
 }
 
-absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
+absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) const {
   if (!profile_.gpu) {
     return absl::FailedPreconditionError(
         absl::StrCat("the hardware profile has no GPU (", profile_.gpu_absent_reason,
                      "); plan with --device cpu, or pass --hardware FILE naming a profile with a GPU"));
   }
-  if (plan.kv_gpu_fraction > 0 && !(profile_.gpu->attention_kv_gbps > 0)) {
+  if (plan.kv.gpu_fraction > 0 && !(profile_.gpu->attention_kv_gbps > 0)) {
     return absl::FailedPreconditionError(
         "the hardware profile lacks gpu.attention_kv_gbps, so KV on the GPU cannot be modelled");
   }
@@ -202,7 +200,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
   const int64_t step_tokens = batch + plan.prefill_chunk;
   const int64_t prompt = std::max<int64_t>(1, std::llround(workload_.mean_prompt_tokens));
   int64_t all_kv = batch * memory.kv_bytes_per_sequence;
-  memory.gpu_kv_bytes = static_cast<int64_t>(std::llround(plan.kv_gpu_fraction * all_kv));
+  memory.gpu_kv_bytes = static_cast<int64_t>(std::llround(plan.kv.gpu_fraction * all_kv));
   memory.cpu_kv_bytes = all_kv - memory.gpu_kv_bytes;
   memory.gpu_workspace_bytes = costs_.gpu_workspace_bytes(step_tokens);
 
@@ -324,8 +322,8 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
   }
   // Room for KV with the weights where they are: what is free plus the KV already planned, on each side.
   double capacity = 1e9;
-  double cpu_share = (1.0 - plan.kv_gpu_fraction) * memory.kv_bytes_per_sequence;
-  double gpu_share = plan.kv_gpu_fraction * memory.kv_bytes_per_sequence;
+  double cpu_share = (1.0 - plan.kv.gpu_fraction) * memory.kv_bytes_per_sequence;
+  double gpu_share = plan.kv.gpu_fraction * memory.kv_bytes_per_sequence;
   if (cpu_share > 0)
     capacity = std::min(capacity, (memory.cpu_budget - memory.cpu_used() + memory.cpu_kv_bytes) / cpu_share);
   // GPU KV competes with resident experts; count only what is free (the experts are the planner's choice).
@@ -335,8 +333,8 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const Plan& plan) const {
   return memory;
 }
 
-absl::StatusOr<MemoryPlan> PerfModel::PlanCpuMemory(const Plan& plan) const {
-  if (plan.kv_gpu_fraction > 0) return absl::InvalidArgumentError("the CPU device keeps no KV on a GPU");
+absl::StatusOr<MemoryPlan> PerfModel::PlanCpuMemory(const ExecutionPlan& plan) const {
+  if (plan.kv.gpu_fraction > 0) return absl::InvalidArgumentError("the CPU device keeps no KV on a GPU");
   MemoryPlan memory;
   memory.cpu_budget = budgets_.cpu_bytes;
   memory.kv_bytes_per_sequence = KvBytesPerSequence(costs_, workload_);
@@ -383,7 +381,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanCpuMemory(const Plan& plan) const {
   return memory;
 }
 
-StageTimes PerfModel::StepTime(const Plan& plan, const MemoryPlan& memory, double decode_tokens,
+StageTimes PerfModel::StepTime(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens,
                                double decode_context, double prefill_tokens, double prompt_tokens,
                                bool bound) const {
   if (plan.device == PlanDevice::kGpu) {
@@ -434,7 +432,7 @@ double LogitTokens(double decode_tokens, double prefill_tokens, double prompt_to
 
 }  // namespace
 
-StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double decode_tokens,
+StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens,
                               double decode_context, double prefill_tokens, double prompt_tokens,
                               bool bound) const {
   const GpuProfile& gpu = *profile_.gpu;
@@ -470,7 +468,7 @@ StageTimes PerfModel::GpuStep(const Plan& plan, const MemoryPlan& memory, double
   const double prefill_tflops =
       gpu.prefill_attention_tflops > 0 ? gpu.prefill_attention_tflops : kDefaultPrefillAttentionTflops;
   times.gpu_attention = attention.fresh_flops / (prefill_tflops * 1e12);
-  const double gpu_share = plan.kv_gpu_fraction;
+  const double gpu_share = plan.kv.gpu_fraction;
   if (gpu_share > 0) times.gpu_attention += gpu_share * attention.kv_bytes / (gpu.attention_kv_gbps * gbps);
   double cpu_kv_bytes = (1 - gpu_share) * attention.kv_bytes;
 
@@ -646,11 +644,11 @@ StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, do
   return times;
 }
 
-absl::StatusOr<Prediction> PerfModel::Predict(const Plan& plan) const {
+absl::StatusOr<Prediction> PerfModel::Predict(const ExecutionPlan& plan) const {
   if (workload_.num_requests < 1 || workload_.mean_prompt_tokens < 1 || workload_.mean_gen_tokens < 0) {
     return absl::InvalidArgumentError("the workload needs at least one request with a non-empty prompt");
   }
-  Plan effective = plan;
+  ExecutionPlan effective = plan;
   if (effective.device == PlanDevice::kCpu) effective.micro_batches = 1;
   absl::StatusOr<MemoryPlan> memory = PlanMemory(effective);
   if (!memory.ok()) return memory.status();
@@ -658,6 +656,17 @@ absl::StatusOr<Prediction> PerfModel::Predict(const Plan& plan) const {
   Prediction prediction;
   prediction.plan = effective;
   prediction.memory = *memory;
+  // The placement the engine will run: which layers' experts stay on the GPU, the GPU's KV bytes, the budgets.
+  if (effective.device == PlanDevice::kGpu) {
+    std::vector<bool> is_moe;
+    for (const LayerCosts& layer : costs_.layers) is_moe.push_back(layer.is_moe);
+    prediction.plan.expert_tiers = SpreadResidentLayers(is_moe, memory->gpu_resident_moe_layers);
+  } else {
+    prediction.plan.expert_tiers.clear();
+  }
+  prediction.plan.kv.block_tokens = kKvBlockTokens;
+  prediction.plan.kv.gpu_bytes = memory->gpu_kv_bytes;
+  prediction.plan.budgets = budgets_;
   const double requests = static_cast<double>(workload_.num_requests);
   const double prompt = workload_.mean_prompt_tokens;
   const double gen = workload_.mean_gen_tokens;

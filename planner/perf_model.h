@@ -1,4 +1,4 @@
-// PerfModel: maps a Plan (batch, micro-batches, prefill chunk, residency, attention split) to a memory plan
+// PerfModel: maps an ExecutionPlan (batch, micro-batches, prefill chunk, residency, attention split) to a memory plan
 // per tier and to per-stage times for a decode step, a prefill chunk and a whole job. The equations are in
 // planner/DESIGN.md. Threading: immutable after construction; every method is const and safe to call from
 // several threads at once.
@@ -12,13 +12,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "planner/execution_plan.h"
 #include "planner/hardware_profile.h"
 #include "planner/model_costs.h"
 
 namespace ringmoe::planner {
-
-enum class PlanDevice { kCpu, kGpu };
-std::string_view PlanDeviceName(PlanDevice device);
 
 // The job: how many requests and how long they are.
 struct Workload {
@@ -34,28 +32,8 @@ struct Workload {
 Workload MakeWorkload(const std::vector<int64_t>& prompt_tokens, const std::vector<int64_t>& gen_tokens,
                       int max_position, std::string note);
 
-// Memory the plan may use. Zero fields take defaults from the profile (see ResolveBudgets).
-struct Budgets {
-  int64_t gpu_bytes = 0;
-  int64_t cpu_bytes = 0;
-};
 // GPU: its memory less max(1 GiB, 5%) for the CUDA context; CPU: host memory less max(4 GiB, 10%).
 Budgets ResolveBudgets(const HardwareProfile& profile, Budgets requested);
-
-// The decisions. The search fills these; a user flag can pin any of them.
-struct Plan {
-  PlanDevice device = PlanDevice::kGpu;
-  int batch = 1;               // Most sequences in flight.
-  int micro_batches = 2;       // Slices of a step in flight at once (GPU device; 1 on the CPU device).
-  int prefill_chunk = 2048;    // Most prefill tokens per step.
-  double kv_gpu_fraction = 0;  // Share of the sequences in flight whose KV cache (and attention) lives on the GPU.
-  int max_resident_moe_layers =
-      -1;                 // Cap on MoE layers whose routed experts stay on the GPU; -1 = all that fit.
-  int ring_sections = 2;  // GPU ring slots that streamed layers pass through (>= layer_parts + 1).
-  int layer_parts = 1;    // Ring sections each streamed MoE layer's routed experts are cut into.
-  // Streamed layers copy only the experts a step routes to, once its routing is known (small batches).
-  bool routed_expert_copies = false;
-};
 
 // Where every byte lives under a plan.
 struct MemoryPlan {
@@ -115,7 +93,7 @@ inline constexpr char kStageCpuAttention[] = "cpu_attention";
 inline constexpr char kStageCpuMatmul[] = "cpu_matmul";
 
 struct Prediction {
-  Plan plan;
+  ExecutionPlan plan;
   MemoryPlan memory;
   int effective_batch = 0;           // Sequences in flight in steady state (<= plan.batch).
   double steady_prefill_tokens = 0;  // Prefill tokens riding along each steady-state step.
@@ -150,13 +128,13 @@ class PerfModel {
   const Budgets& budgets() const { return budgets_; }
 
   // Where the bytes go; an error (ResourceExhausted / FailedPrecondition) says which limit the plan breaks.
-  absl::StatusOr<MemoryPlan> PlanMemory(const Plan& plan) const;
+  absl::StatusOr<MemoryPlan> PlanMemory(const ExecutionPlan& plan) const;
   // One step of `decode_tokens` decodes at mean context `decode_context` plus `prefill_tokens` prompt tokens
   // of prompts `prompt_tokens` long.
   // bound: the hardware-bound version of the step (see Prediction::bound_output_tokens_per_s).
-  StageTimes StepTime(const Plan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
+  StageTimes StepTime(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
                       double prefill_tokens, double prompt_tokens, bool bound = false) const;
-  absl::StatusOr<Prediction> Predict(const Plan& plan) const;
+  absl::StatusOr<Prediction> Predict(const ExecutionPlan& plan) const;
 
   // The CPU device's matmul type: bf16 when the profile has a bf16 curve and the CPU has bf16 hardware.
   bool CpuUsesBf16() const;
@@ -169,12 +147,12 @@ class PerfModel {
   double KvBoundGbps() const;
 
  private:
-  StageTimes GpuStep(const Plan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
+  StageTimes GpuStep(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
                      double prefill_tokens, double prompt_tokens, bool bound) const;
   StageTimes CpuStep(const MemoryPlan& memory, double decode_tokens, double decode_context,
                      double prefill_tokens, double prompt_tokens, bool bound) const;
-  absl::StatusOr<MemoryPlan> PlanGpuMemory(const Plan& plan) const;
-  absl::StatusOr<MemoryPlan> PlanCpuMemory(const Plan& plan) const;
+  absl::StatusOr<MemoryPlan> PlanGpuMemory(const ExecutionPlan& plan) const;
+  absl::StatusOr<MemoryPlan> PlanCpuMemory(const ExecutionPlan& plan) const;
 
   HardwareProfile profile_;
   ModelCosts costs_;

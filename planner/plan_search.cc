@@ -28,38 +28,38 @@ std::vector<int> BatchCandidates(int64_t most) {
 }  // namespace
 
 absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice device,
-                                        const PlanOverrides& overrides) {
+                                        const PlanPins& pins) {
   const bool gpu = device == PlanDevice::kGpu;
   std::vector<double> kv_fractions = {0.0};
   if (gpu && model.profile().gpu && model.profile().gpu->attention_kv_gbps > 0) {
     kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
   }
-  if (overrides.kv_gpu_fraction) kv_fractions = {*overrides.kv_gpu_fraction};
+  if (pins.kv_gpu_fraction) kv_fractions = {*pins.kv_gpu_fraction};
   // Two first: on a tie (copy-bound steps) prefer the overlap the engine is built around.
   std::vector<int> micro_batches = gpu ? std::vector<int>{2, 1, 3, 4} : std::vector<int>{1};
-  if (overrides.micro_batches) micro_batches = {*overrides.micro_batches};
+  if (pins.micro_batches) micro_batches = {*pins.micro_batches};
   std::vector<int> chunks = {256, 512, 1024, 2048, 4096, 8192};
-  if (overrides.prefill_chunk) chunks = {*overrides.prefill_chunk};
+  if (pins.prefill_chunk) chunks = {*pins.prefill_chunk};
   std::vector<int> batches = BatchCandidates(model.workload().num_requests);
-  if (overrides.batch) batches = {*overrides.batch};
+  if (pins.batch) batches = {*pins.batch};
   // Ring shapes (parts per layer, slots): a whole layer streaming ahead first, then halves and quarters of
   // layers, which fit smaller GPUs; fewer slots than two layers' worth save memory but stream less ahead.
   std::vector<std::pair<int, int>> rings = {{1, 2}, {2, 4}, {4, 8}, {4, 6}, {2, 3}, {4, 5}};
   if (!gpu) rings = {{1, 2}};
-  if (overrides.layer_parts) {
-    std::erase_if(rings, [&](const auto& ring) { return ring.first != *overrides.layer_parts; });
-    if (rings.empty()) rings = {{*overrides.layer_parts, *overrides.layer_parts + 1}};
+  if (pins.layer_parts) {
+    std::erase_if(rings, [&](const auto& ring) { return ring.first != *pins.layer_parts; });
+    if (rings.empty()) rings = {{*pins.layer_parts, *pins.layer_parts + 1}};
   }
-  if (overrides.ring_sections) {
-    std::erase_if(rings, [&](const auto& ring) { return ring.second != *overrides.ring_sections; });
-    if (rings.empty()) rings = {{overrides.layer_parts.value_or(1), *overrides.ring_sections}};
+  if (pins.ring_sections) {
+    std::erase_if(rings, [&](const auto& ring) { return ring.second != *pins.ring_sections; });
+    if (rings.empty()) rings = {{pins.layer_parts.value_or(1), *pins.ring_sections}};
   }
 
   SearchResult result;
   absl::Status first_error;  // From the smallest plans: the most telling reason when nothing fits.
   bool found = false;
   // Returns the plan's SSD-tier bytes, or its error.
-  auto consider = [&](const Plan& plan) -> absl::StatusOr<int64_t> {
+  auto consider = [&](const ExecutionPlan& plan) -> absl::StatusOr<int64_t> {
     ++result.plans_evaluated;
     absl::StatusOr<Prediction> prediction = model.Predict(plan);
     if (!prediction.ok()) {
@@ -70,11 +70,11 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     int64_t ssd_bytes = prediction->memory.ssd_weight_bytes;
     // Small steps touch few experts: copying only the routed ones can win where something streams and a
     // decode step leaves a quarter of the experts untouched. A pin decides instead.
-    const std::optional<bool>& routed_pin = overrides.routed_expert_copies;
+    const std::optional<bool>& routed_pin = pins.routed_expert_copies;
     const bool routed_may_win =
         prediction->memory.streamed_bytes_per_step > 0 && RoutedCopyShare(model.costs(), plan.batch) < 1.0;
     if (routed_pin.value_or(routed_may_win)) {
-      Plan routed = plan;
+      ExecutionPlan routed = plan;
       routed.routed_expert_copies = true;
       absl::StatusOr<Prediction> with_routed = model.Predict(routed);
       ++result.plans_evaluated;
@@ -93,7 +93,7 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   };
   // Throughput jumps where a limit is crossed: the batch at which the weights start spilling to SSD, and the
   // largest batch that fits at all. Bisect between the candidates on either side to find each edge exactly.
-  auto bisect = [&](Plan plan, int low, int high, auto&& still_good) {
+  auto bisect = [&](ExecutionPlan plan, int low, int high, auto&& still_good) {
     while (low > 0 && high - low > 1) {
       plan.batch = low + (high - low) / 2;
       if (still_good(consider(plan))) {
@@ -109,14 +109,16 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     for (double kv_fraction : kv_fractions) {
       for (int micro : micro_batches) {
         for (int chunk : chunks) {
-          Plan plan;
+          ExecutionPlan plan;
           plan.device = device;
           plan.layer_parts = parts;
           plan.ring_sections = slots;
           plan.micro_batches = micro;
           plan.prefill_chunk = chunk;
-          plan.kv_gpu_fraction = kv_fraction;
-          plan.max_resident_moe_layers = overrides.max_resident_moe_layers.value_or(-1);
+          plan.kv.gpu_fraction = kv_fraction;
+          plan.max_resident_moe_layers = pins.max_resident_moe_layers.value_or(-1);
+          plan.prefill_attention_on_gpu = pins.prefill_attention_on_gpu.value_or(true);
+          plan.kv.host_bytes = pins.kv_host_bytes.value_or(0);
           int last_fit = 0, last_in_memory = 0;
           bool spilled = false;
           for (int batch : batches) {
@@ -149,7 +151,7 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
 
 std::vector<WhatIf> ExploreWhatIfs(const HardwareProfile& profile, const ModelCosts& costs,
                                    const Workload& workload, const Budgets& budgets, PlanDevice device,
-                                   const PlanOverrides& overrides, double base_total_tokens_per_s) {
+                                   const PlanPins& pins, double base_total_tokens_per_s) {
   struct Variant {
     std::string change;
     HardwareProfile profile;
@@ -183,7 +185,7 @@ std::vector<WhatIf> ExploreWhatIfs(const HardwareProfile& profile, const ModelCo
     WhatIf what_if;
     what_if.change = variant.change;
     PerfModel model(std::move(variant.profile), costs, workload, variant.budgets);
-    absl::StatusOr<SearchResult> result = SearchPlan(model, device, overrides);
+    absl::StatusOr<SearchResult> result = SearchPlan(model, device, pins);
     if (result.ok()) {
       what_if.feasible = true;
       what_if.total_tokens_per_s = result->best.total_tokens_per_s;

@@ -131,7 +131,7 @@ void AppendMemory(const PlanReport& report, std::string* out) {
                                     : "nothing streams");
     row("workspace", memory.gpu_workspace_bytes, "activations, logits, cuBLAS");
     row("KV cache", memory.gpu_kv_bytes,
-        absl::StrCat(Percent(prediction.plan.kv_gpu_fraction), " of the sequences"));
+        absl::StrCat(Percent(prediction.plan.kv.gpu_fraction), " of the sequences"));
   }
   absl::StrAppendFormat(
       out, "  CPU   budget %s, planned %s%s\n", Gib(memory.cpu_budget), Gib(memory.cpu_used()),
@@ -184,7 +184,7 @@ void AppendPlanLine(const char* label, const Prediction& p, std::string* out) {
                         p.effective_batch, p.plan.batch, p.plan.prefill_chunk);
   if (p.plan.device == PlanDevice::kGpu) {
     absl::StrAppendFormat(out, ", %d micro-batch%s, %s of KV on the GPU, %s", p.plan.micro_batches,
-                          p.plan.micro_batches == 1 ? "" : "es", Percent(p.plan.kv_gpu_fraction),
+                          p.plan.micro_batches == 1 ? "" : "es", Percent(p.plan.kv.gpu_fraction),
                           p.plan.max_resident_moe_layers >= 0
                               ? absl::StrCat("routed experts of at most ", p.plan.max_resident_moe_layers,
                                              " MoE layers resident")
@@ -223,7 +223,7 @@ json PredictionJson(const Prediction& p) {
         {"effective_batch", p.effective_batch},
         {"micro_batches", p.plan.micro_batches},
         {"prefill_chunk", p.plan.prefill_chunk},
-        {"kv_gpu_fraction", p.plan.kv_gpu_fraction},
+        {"kv_gpu_fraction", p.plan.kv.gpu_fraction},
         {"max_resident_moe_layers", p.plan.max_resident_moe_layers},
         {"ring_sections", p.plan.ring_sections},
         {"layer_parts", p.plan.layer_parts},
@@ -294,7 +294,7 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
   report.workload = inputs.workload;
   report.budgets = ResolveBudgets(inputs.profile, inputs.requested_budgets);
   report.device = inputs.device;
-  report.overrides = inputs.overrides;
+  report.pins = inputs.pins;
   if (inputs.device == PlanDevice::kGpu && !inputs.profile.gpu) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot plan for --device gpu: the hardware profile ",
@@ -303,13 +303,14 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
   }
 
   PerfModel model(report.profile, report.costs, report.workload, report.budgets);
-  absl::StatusOr<SearchResult> chosen = SearchPlan(model, inputs.device, inputs.overrides);
+  absl::StatusOr<SearchResult> chosen = SearchPlan(model, inputs.device, inputs.pins);
   if (!chosen.ok()) {
     return absl::Status(chosen.status().code(), absl::StrCat("no plan fits: ", chosen.status().message()));
   }
   report.prediction = chosen->best;
+  report.plan = RunnablePlan(report.prediction);
   report.plans_evaluated = chosen->plans_evaluated;
-  if (inputs.overrides.any()) {
+  if (inputs.pins.any()) {
     absl::StatusOr<SearchResult> free_search = SearchPlan(model, inputs.device);
     if (free_search.ok()) {
       report.unpinned = free_search->best;
@@ -318,7 +319,7 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
   }
   if (inputs.explore_what_ifs) {
     report.what_ifs = ExploreWhatIfs(report.profile, report.costs, report.workload, report.budgets,
-                                     inputs.device, inputs.overrides, report.prediction.total_tokens_per_s);
+                                     inputs.device, inputs.pins, report.prediction.total_tokens_per_s);
   }
   if (!inputs.workload.prompt_length_note.empty()) report.notes.push_back(inputs.workload.prompt_length_note);
   if (report.layers_planned < report.layers_total) {
@@ -365,7 +366,8 @@ std::string FormatPlanReport(const PlanReport& report) {
 
   const Prediction& p = report.prediction;
   absl::StrAppend(&out, "\n");
-  AppendPlanLine(report.overrides.any() ? "plan (your choices pinned):" : "plan:", p, &out);
+  AppendPlanLine(report.pins.any() ? "plan (your choices pinned):" : "plan:", p, &out);
+  absl::StrAppend(&out, "  engine runs  ", FormatExecutionPlan(report.plan), "\n");
   AppendSteps(report, &out);
 
   absl::StrAppend(&out, "\npredicted throughput\n");
@@ -456,7 +458,14 @@ std::string FormatMeasuredBesidePredicted(const PlanReport& report, const Measur
   return out;
 }
 
-std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured) {
+ExecutionPlan RunnablePlan(const Prediction& prediction) {
+  ExecutionPlan plan = prediction.plan;
+  plan.batch = std::max(1, prediction.effective_batch);
+  return plan;
+}
+
+std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured,
+                           const ExecutionPlan* executed) {
   json root;
   root["model"] = {{"name", report.model_name},
                    {"model_type", report.model_type},
@@ -474,6 +483,8 @@ std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured
                       {"prompt_length_note", report.workload.prompt_length_note}};
   root["budgets"] = {{"gpu_bytes", report.budgets.gpu_bytes}, {"cpu_bytes", report.budgets.cpu_bytes}};
   root["device"] = std::string(PlanDeviceName(report.device));
+  root["plan"] = json::parse(PlanToJson(report.plan));
+  if (executed != nullptr) root["executed_plan"] = json::parse(PlanToJson(*executed));
   root["prediction"] = PredictionJson(report.prediction);
   if (report.unpinned) root["unpinned_best"] = PredictionJson(*report.unpinned);
   root["plans_evaluated"] = report.plans_evaluated;

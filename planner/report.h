@@ -29,7 +29,7 @@ struct PlanInputs {
   Workload workload;
   Budgets requested_budgets;  // Zero fields take defaults (ResolveBudgets).
   PlanDevice device = PlanDevice::kGpu;
-  PlanOverrides overrides;
+  PlanPins pins;
   bool explore_what_ifs = true;  // Also price +1 GiB GPU/CPU memory and faster links (a few more searches).
 };
 
@@ -62,9 +62,12 @@ struct PlanReport {
   planner::Budgets budgets;  // Resolved.
   planner::PlanDevice device = planner::PlanDevice::kGpu;
   planner::ModelCosts costs;
-  planner::Prediction prediction;               // The plan that will run (user overrides applied).
+  planner::Prediction prediction;               // The search's best, pins applied (its plan as searched).
+  // What the engine runs: prediction.plan at the sequences in flight the job and the KV cache allow
+  // (prediction.effective_batch). `ringmoe run` hands exactly this to the engine.
+  planner::ExecutionPlan plan;
   std::optional<planner::Prediction> unpinned;  // The search's own best, when the user pinned choices.
-  planner::PlanOverrides overrides;
+  planner::PlanPins pins;
   int plans_evaluated = 0;
   std::vector<planner::WhatIf> what_ifs;
   std::vector<std::string> notes;
@@ -80,7 +83,11 @@ std::string FormatPlanReport(const PlanReport& report);
 // Measured per-stage seconds and throughput beside the prediction, with the error in percent.
 std::string FormatMeasuredBesidePredicted(const PlanReport& report, const MeasuredRun& measured);
 // The report as JSON; with `measured`, the measurements and errors too.
-std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured = nullptr);
+// `executed`: the plan the engine reports it ran (recorded as "executed_plan").
+std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured = nullptr,
+                           const ExecutionPlan* executed = nullptr);
+// The plan the engine runs for `prediction`: its plan at the effective batch.
+ExecutionPlan RunnablePlan(const Prediction& prediction);
 
 // Error of a prediction against a measurement, in percent of the measurement (0 when nothing was measured).
 double ErrorPercent(double predicted, double measured);

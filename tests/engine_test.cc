@@ -38,10 +38,9 @@ Golden LoadGolden(const std::string& dir) {
 Engine OpenOrDie(const std::string& dir, int max_batch = 16, int max_step_tokens = 64) {
   EngineOptions options;
   options.cpu_compute = ComputeType::kF32;
-  options.max_batch = max_batch;
-  options.max_step_tokens = max_step_tokens;
+  options.plan.batch = max_batch;
+  options.plan.prefill_chunk = max_step_tokens - max_batch;
   options.threads = 2;
-  options.kv_block_tokens = 16;
   absl::StatusOr<Engine> engine = Engine::Open(dir, options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   return std::move(*engine);

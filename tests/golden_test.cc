@@ -57,10 +57,10 @@ TEST_P(GoldenTest, MatchesTransformers) {
 
   EngineOptions options;
   options.cpu_compute = ComputeType::kF32;
-  options.max_batch = schedule.max_batch;
-  options.max_step_tokens = schedule.max_step_tokens;
+  options.plan.batch = schedule.max_batch;
+  options.plan.prefill_chunk = schedule.max_step_tokens - schedule.max_batch;
   options.threads = 2;
-  options.kv_block_tokens = 8;
+  options.plan.kv.block_tokens = 8;
   absl::StatusOr<Engine> engine = Engine::Open(golden.dir, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
 

@@ -54,28 +54,32 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   const std::string dir = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/" + case_dir;
   nlohmann::json golden = nlohmann::json::parse(std::ifstream(dir + "/golden.json"));
 
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir);
+  ASSERT_TRUE(spec.ok()) << spec.status();
   EngineOptions options;
-  options.device = Device::kGpu;
-  options.max_batch = 4;  // queueing and several steps of mixed prefill and decode
-  options.max_step_tokens = 48;
   options.threads = 4;
-  options.gpu_memory_bytes = int64_t{2} << 30;
-  options.gpu_resident_moe_layers = placement.resident_moe_layers;
-  options.micro_batches = placement.micro_batches;
-  options.ring_layer_parts = placement.layer_parts;
-  options.cpu_prefill_attention = placement.cpu_prefill_attention;
-  options.routed_expert_copies = placement.routed_expert_copies;
+  planner::ExecutionPlan& plan = options.plan;
+  plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
+  plan.batch = 4;  // queueing and several steps of mixed prefill and decode
+  plan.prefill_chunk = 44;
+  plan.budgets.gpu_bytes = int64_t{2} << 30;
+  // -1: every MoE layer resident (all fit in 2 GiB).
+  plan.expert_tiers = planner::SpreadResidentLayers(
+      *spec, placement.resident_moe_layers < 0 ? spec->num_layers : placement.resident_moe_layers);
+  plan.micro_batches = placement.micro_batches;
+  if (placement.layer_parts > 0) {
+    plan.layer_parts = placement.layer_parts;
+    plan.ring_sections = std::max(plan.ring_sections, plan.layer_parts + 1);
+  }
+  plan.prefill_attention_on_gpu = !placement.cpu_prefill_attention;
+  plan.routed_expert_copies = placement.routed_expert_copies;
   if (placement.gpu_kv_sequences > 0) {
     // Room for that many of the longest sequences: the others (and any admitted while it is full) stay on
     // the host, so both attention paths run in the same steps.
-    absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir);
-    ASSERT_TRUE(spec.ok()) << spec.status();
     size_t longest = 0;
     for (const auto& prompt : golden["prompts"]) longest = std::max(longest, prompt["prompt_ids"].size());
-    const int64_t tokens = static_cast<int64_t>(longest) + golden["max_new_tokens"].get<int>();
-    const int64_t blocks = (tokens + options.kv_block_tokens - 1) / options.kv_block_tokens;
-    options.gpu_kv_cache_bytes = placement.gpu_kv_sequences * blocks * options.kv_block_tokens *
-                                 KvCache::BytesPerToken(*spec, io::DType::kBF16);
+    const int tokens = static_cast<int>(longest) + golden["max_new_tokens"].get<int>();
+    plan.kv.gpu_bytes = planner::KvBytesForSequences(*spec, plan.kv, placement.gpu_kv_sequences, tokens);
   }
   absl::StatusOr<Engine> engine = Engine::Open(dir, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
@@ -116,7 +120,7 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   if (placement.routed_expert_copies) {
     // The GEMMs read the same bytes as with whole-part copies, so the results are the same to the bit; the
     // decode steps (a token or two per micro-batch) copy fewer of them.
-    options.routed_expert_copies = false;
+    options.plan.routed_expert_copies = false;
     absl::StatusOr<Engine> whole = Engine::Open(dir, options);
     ASSERT_TRUE(whole.ok()) << whole.status();
     auto whole_results = whole->Generate(requests);

@@ -32,7 +32,7 @@ TEST(PlannerPerfModel, RoutedCopiesMoveOnlyTheRoutedExpertsAndWaitForTheRouting)
   profile.contention = DramContention{10, 1e6, 10, 1e6};
   ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
   PerfModel model(profile, costs, Job(1, 100, 50), ResolveBudgets(profile, {}));
-  Plan plan;
+  ExecutionPlan plan;
   plan.device = PlanDevice::kGpu;
   plan.batch = 1;
   plan.micro_batches = 1;
@@ -65,12 +65,12 @@ TEST(PlannerPerfModel, RoutedCopiesMoveOnlyTheRoutedExpertsAndWaitForTheRouting)
 
   // The search takes routed copies for a one-sequence job, and not for a 64-sequence one.
   absl::StatusOr<SearchResult> small =
-      SearchPlan(model, PlanDevice::kGpu, PlanOverrides{.batch = 1, .max_resident_moe_layers = 0});
+      SearchPlan(model, PlanDevice::kGpu, PlanPins{.batch = 1, .max_resident_moe_layers = 0});
   ASSERT_TRUE(small.ok()) << small.status();
   EXPECT_TRUE(small->best.plan.routed_expert_copies);
   PerfModel large_job(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
   absl::StatusOr<SearchResult> large =
-      SearchPlan(large_job, PlanDevice::kGpu, PlanOverrides{.batch = 64, .max_resident_moe_layers = 0});
+      SearchPlan(large_job, PlanDevice::kGpu, PlanPins{.batch = 64, .max_resident_moe_layers = 0});
   ASSERT_TRUE(large.ok()) << large.status();
   EXPECT_FALSE(large->best.plan.routed_expert_copies);
 }
@@ -85,7 +85,7 @@ TEST(PlannerPerfModel, DecodeAttentionIsTheSlowerOfItsBytesAndItsFlops) {
   // 8 query heads over 2 KV heads: 4 FLOPs per KV byte (4 x 8 x 128 x 4 layers per 2 x 2 x 128 x 2 x 4
   // bytes).
   ASSERT_DOUBLE_EQ(costs.attention_flops_per_context_token / costs.kv_bytes_per_token, 4.0);
-  Plan plan;
+  ExecutionPlan plan;
   plan.device = PlanDevice::kGpu;
   plan.batch = 64;
   plan.micro_batches = 2;
@@ -129,7 +129,7 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
   PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
 
-  Plan plan;
+  ExecutionPlan plan;
   plan.device = PlanDevice::kGpu;
   plan.batch = 64;
   plan.micro_batches = 2;
@@ -209,7 +209,7 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
   const int64_t cpu_budget = kTinyRoutedBytes + embedding + 450'000'000;
   PerfModel model(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
 
-  PlanOverrides overrides;
+  PlanPins overrides;
   overrides.prefill_chunk = 256;
   overrides.max_resident_moe_layers = 0;  // keep the step streaming-bound: throughput grows with the batch
   absl::StatusOr<SearchResult> result = SearchPlan(model, PlanDevice::kGpu, overrides);
@@ -226,7 +226,7 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
   EXPECT_LE(best.memory.cpu_used(), cpu_budget);
   EXPECT_EQ(best.memory.kv_capacity_sequences, capacity);
 
-  Plan bigger = best.plan;
+  ExecutionPlan bigger = best.plan;
   bigger.batch = capacity + 1;
   EXPECT_EQ(model.PlanMemory(bigger).status().code(), absl::StatusCode::kResourceExhausted);
 
@@ -254,7 +254,7 @@ TEST(PlannerPerfModel, DramContentionSlowsCopiesAndAttentionTogether) {
   profile.contention = DramContention{55.3, 79.6, 53.2, 63.9};
   ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
   PerfModel model(profile, costs, Job(64, 1000, 1000), ResolveBudgets(profile, {}));
-  Plan plan;
+  ExecutionPlan plan;
   plan.batch = 64;
   plan.max_resident_moe_layers = 0;
   absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
@@ -303,7 +303,7 @@ TEST(PlannerPerfModel, CpuDeviceReadsTheTouchedWeightsFromDram) {
   profile.cpu.dram_read_gbps = 50;
   ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
   PerfModel model(profile, costs, Job(1, 100, 100), ResolveBudgets(profile, {}));
-  Plan plan;
+  ExecutionPlan plan;
   plan.device = PlanDevice::kCpu;
   plan.batch = 1;
   plan.micro_batches = 1;
@@ -375,7 +375,7 @@ TEST(PlannerPerfModel, JobPhasesAccountForEveryToken) {
   ASSERT_TRUE(h200.ok()) << h200.status();
   ModelCosts costs = ComputeModelCosts(ConfigNamed("qwen3-30b-a3b.json"), 16);
   PerfModel model(*h200, costs, Job(4096, 512, 256), ResolveBudgets(*h200, {6 * kGiB, 0}));
-  Plan plan;
+  ExecutionPlan plan;
   plan.batch = 256;
   plan.prefill_chunk = 2048;
   absl::StatusOr<Prediction> p = model.Predict(plan);
@@ -424,7 +424,7 @@ TEST(PlannerPerfModel, PrefillChunkAttentionByHand) {
   const double flops_per_context = 4.0 * 8 * 128 * 4;
   ASSERT_DOUBLE_EQ(costs.attention_flops_per_context_token, flops_per_context);
   PerfModel model(profile, costs, Workload{16, 1024, 16, 1040, ""}, ResolveBudgets(profile, {}));
-  Plan plan;
+  ExecutionPlan plan;
   plan.batch = 16;
   absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
   ASSERT_TRUE(memory.ok()) << memory.status();
@@ -458,7 +458,7 @@ namespace {
 TEST(PlannerPerfModel, HalfLayerRingSectionsFitWhereWholeLayersDoNot) {
   HardwareProfile profile = testing::InstantMachine();
   ModelCosts costs = ComputeModelCosts(testing::ParseOrDie(testing::kTinyMoe, "tiny"));
-  Plan plan;
+  ExecutionPlan plan;
   plan.batch = 16;
   plan.prefill_chunk = 256;
   plan.max_resident_moe_layers = 0;
@@ -471,18 +471,18 @@ TEST(PlannerPerfModel, HalfLayerRingSectionsFitWhereWholeLayersDoNot) {
   EXPECT_EQ(halves->streamed_bytes_per_step, kTinyRoutedBytes);  // parts change the slots, not the bytes
 
   // A ring of three half-layer slots needs p + 1 of them.
-  Plan too_few = plan;
+  ExecutionPlan too_few = plan;
   too_few.ring_sections = 2;
   EXPECT_EQ(roomy.PlanMemory(too_few).status().code(), absl::StatusCode::kInvalidArgument);
 
   // A budget with room for the half-layer ring but not for two whole-layer slots (32 experts' worth).
   const int64_t budget = halves->gpu_used() + kTinyExpertBytes / 2;
   PerfModel tight(profile, costs, Job(16, 100, 50), Budgets{budget, 32 * kGiB});
-  Plan whole = plan;
+  ExecutionPlan whole = plan;
   whole.layer_parts = 1;
   whole.ring_sections = 2;
   EXPECT_EQ(tight.PlanMemory(whole).status().code(), absl::StatusCode::kResourceExhausted);
-  PlanOverrides overrides;
+  PlanPins overrides;
   overrides.batch = 16;
   overrides.prefill_chunk = 256;
   overrides.max_resident_moe_layers = 0;
@@ -500,7 +500,7 @@ TEST(PlannerPerfModel, AShallowRingOverlapsOnlyPartOfTheCopies) {
   profile.gpu->grouped_gemm_bf16 = {{1, 2e-3}};  // GEMMs of the same order as the copies
   ModelCosts costs = ComputeModelCosts(testing::ParseOrDie(testing::kTinyMoe, "tiny"));
   PerfModel model(profile, costs, Job(64, 100, 50), ResolveBudgets(profile, {}));
-  Plan plan;
+  ExecutionPlan plan;
   plan.batch = 64;
   plan.max_resident_moe_layers = 0;
   plan.layer_parts = 4;

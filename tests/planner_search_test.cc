@@ -1,4 +1,4 @@
-// Plan search and report: no plan ever exceeds a budget (random shapes and budgets), user pins are honoured
+// ExecutionPlan search and report: no plan ever exceeds a budget (random shapes and budgets), user pins are honoured
 // and priced against the free choice, and the report/JSON carry the prediction and measured errors.
 #include <gtest/gtest.h>
 
@@ -91,12 +91,12 @@ TEST(PlannerSearch, NoPlanEverExceedsABudget) {
       ExpectWithinBudgets(result->best, context);
       // Random plans too, not just the winner.
       for (int i = 0; i < 5; ++i) {
-        Plan plan;
+        ExecutionPlan plan;
         plan.device = device;
         plan.batch = pick(1, 2048);
         plan.micro_batches = pick(1, 4);
         plan.prefill_chunk = 64 << pick(0, 7);
-        plan.kv_gpu_fraction = device == PlanDevice::kGpu ? pick(0, 4) / 4.0 : 0;
+        plan.kv.gpu_fraction = device == PlanDevice::kGpu ? pick(0, 4) / 4.0 : 0;
         plan.max_resident_moe_layers = pick(0, 1) ? -1 : pick(0, 24);
         absl::StatusOr<Prediction> prediction = model.Predict(plan);
         if (prediction.ok()) ExpectWithinBudgets(*prediction, context + " (random plan)");
@@ -115,8 +115,8 @@ TEST(PlannerSearch, PinsAreHonouredAndPricedAgainstTheFreeChoice) {
   inputs.profile_path = "bench/h200_profile.json";
   inputs.workload = Workload{4096, 512, 256, 768, ""};
   inputs.requested_budgets.gpu_bytes = 6 * kGiB;
-  inputs.overrides.batch = 8;
-  inputs.overrides.micro_batches = 1;
+  inputs.pins.batch = 8;
+  inputs.pins.micro_batches = 1;
   inputs.explore_what_ifs = false;
   absl::StatusOr<PlanReport> report = BuildPlanReport(inputs);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -144,13 +144,13 @@ TEST(PlannerSearch, PlansForTheEngineKeepTheKvCacheOnTheHost) {
   inputs.explore_what_ifs = false;
   absl::StatusOr<PlanReport> free = BuildPlanReport(inputs);
   ASSERT_TRUE(free.ok()) << free.status();
-  EXPECT_GT(free->prediction.plan.kv_gpu_fraction, 0);
-  inputs.overrides.kv_gpu_fraction = 0.0;
+  EXPECT_GT(free->prediction.plan.kv.gpu_fraction, 0);
+  inputs.pins.kv_gpu_fraction = 0.0;
   absl::StatusOr<PlanReport> host = BuildPlanReport(inputs);
   ASSERT_TRUE(host.ok()) << host.status();
-  EXPECT_EQ(host->prediction.plan.kv_gpu_fraction, 0);
+  EXPECT_EQ(host->prediction.plan.kv.gpu_fraction, 0);
   ASSERT_TRUE(host->unpinned.has_value());  // the report shows what the pin costs
-  EXPECT_GT(host->unpinned->plan.kv_gpu_fraction, 0);
+  EXPECT_GT(host->unpinned->plan.kv.gpu_fraction, 0);
   EXPECT_LT(host->prediction.total_tokens_per_s, free->prediction.total_tokens_per_s);
 }
 

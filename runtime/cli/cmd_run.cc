@@ -21,6 +21,7 @@
 #include "runtime/frontend/byte_size.h"
 #include "runtime/cli/commands.h"
 #include "runtime/frontend/job_plan.h"
+#include "runtime/frontend/plan_flags.h"
 #include "io/model_spec.h"
 #include "runtime/frontend/progress.h"
 
@@ -28,80 +29,46 @@ namespace ringmoe::cli {
 namespace {
 
 struct RunFlags {
-  std::string model, input, output, device = "auto", cpu_dtype = "auto", tokenizer;
-  std::string gpu_mem, cpu_mem, kv_cache, hardware, report_json;
-  int max_batch = 256, threads = 0, max_step_tokens = 2048, micro_batches = 0, resident_moe_layers = -1;
-  int layer_parts = 0, ring_slots = 0;
-  std::string routed_copies = "auto";
-  std::optional<double> kv_gpu_fraction;
+  std::string model, input, output, cpu_dtype = "auto", tokenizer, report_json;
+  PlanFlags plan;
+  int threads = 0;
   bool quiet = false, no_plan = false;
 };
 
-absl::StatusOr<EngineOptions> ToOptions(const RunFlags& flags) {
-  EngineOptions options;
-  if (flags.device == "cpu") {
-    options.device = Device::kCpu;
-  } else if (flags.device == "gpu") {
-    options.device = Device::kGpu;
-  } else if (flags.device == "auto") {
-    options.device = Device::kAuto;  // resolved below: gpu when one is usable
-  } else {
-    return absl::InvalidArgumentError("--device must be cpu, gpu or auto");
-  }
-  if (flags.cpu_dtype == "f32") {
-    options.cpu_compute = ComputeType::kF32;
-  } else if (flags.cpu_dtype == "bf16") {
-    options.cpu_compute = ComputeType::kBF16;
-  } else if (flags.cpu_dtype != "auto") {
-    return absl::InvalidArgumentError("--cpu-dtype must be auto, f32 or bf16");
-  }
-  options.max_batch = flags.max_batch;
-  options.micro_batches = flags.micro_batches;
-  options.gpu_resident_moe_layers = flags.resident_moe_layers;
-  options.ring_layer_parts = flags.layer_parts;
-  options.ring_slots = flags.ring_slots;
-  options.threads = flags.threads;
-  options.max_step_tokens = flags.max_step_tokens;
-  options.tokenizer_path = flags.tokenizer;
-  options.hardware_profile = flags.hardware;
-  for (auto [text, target] : {std::pair{&flags.gpu_mem, &options.gpu_memory_bytes},
-                              {&flags.cpu_mem, &options.cpu_memory_bytes},
-                              {&flags.kv_cache, &options.kv_cache_bytes}}) {
-    if (text->empty()) continue;
-    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
-    if (!bytes.ok()) return bytes.status();
-    *target = *bytes;
-  }
-  return options;
+absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
+  if (text == "f32") return ComputeType::kF32;
+  if (text == "bf16") return ComputeType::kBF16;
+  if (text == "auto") return ComputeType::kAuto;
+  return absl::InvalidArgumentError("--cpu-dtype must be auto, f32 or bf16");
 }
 
-// Plans the job of `lines` with the run's flags; pinned choices are the flags the user gave.
-absl::StatusOr<PlanReport> PlanRun(const RunFlags& flags, const EngineOptions& parsed, const CLI::App& app,
-                                   const std::vector<BatchLine>& lines) {
+// The plan of the job in `lines`: searched (with the report to print), or with --no-plan made of the pins
+// and the defaults. Either way the engine runs exactly report->plan / *plan.
+absl::Status PlanRun(const RunFlags& flags, ComputeType cpu_compute, const std::vector<BatchLine>& lines,
+                     std::optional<PlanReport>* report, planner::ExecutionPlan* plan) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
   if (!spec.ok()) return spec.status();
   absl::StatusOr<planner::Workload> workload =
       WorkloadOfJob(lines, flags.model, flags.tokenizer, *spec, flags.input);
   if (!workload.ok()) return workload.status();
-  JobPlanOptions options;
-  options.model = flags.model;
-  options.hardware = flags.hardware;
-  options.device = flags.device;
-  options.what_ifs = false;
-  // The sizes ToOptions already parsed (0 = the planner's default).
-  options.budgets.gpu_bytes = parsed.gpu_memory_bytes;
-  options.budgets.cpu_bytes = parsed.cpu_memory_bytes;
-  if (app.count("--max-batch") > 0) options.overrides.batch = flags.max_batch;
-  if (app.count("--micro-batches") > 0) options.overrides.micro_batches = flags.micro_batches;
-  if (app.count("--resident-moe-layers") > 0)
-    options.overrides.max_resident_moe_layers = flags.resident_moe_layers;
-  if (app.count("--layer-parts") > 0) options.overrides.layer_parts = flags.layer_parts;
-  if (app.count("--ring-slots") > 0) options.overrides.ring_sections = flags.ring_slots;
-  options.overrides.kv_gpu_fraction = flags.kv_gpu_fraction;
-  absl::StatusOr<std::optional<bool>> routed = ParseRoutedCopies(flags.routed_copies);
-  if (!routed.ok()) return routed.status();
-  options.overrides.routed_expert_copies = *routed;
-  return PlanJob(*spec, *workload, options);
+  absl::StatusOr<JobPlanOptions> options = JobPlanOptionsFromFlags(flags.model, flags.plan);
+  if (!options.ok()) return options.status();
+  options->what_ifs = false;
+  options->cpu_compute = cpu_compute;
+  if (!flags.no_plan) {
+    absl::StatusOr<PlanReport> planned = PlanJob(*spec, *workload, *options);
+    if (planned.ok()) {
+      *plan = planned->plan;
+      report->emplace(std::move(*planned));
+      return absl::OkStatus();
+    }
+    std::fprintf(stderr, "ringmoe run: no plan searched (%s); running the defaults and the pinned flags\n",
+                 std::string(planned.status().message()).c_str());
+  }
+  absl::StatusOr<planner::ExecutionPlan> fixed = PlanJobWithoutSearch(*spec, *workload, *options);
+  if (!fixed.ok()) return fixed.status();
+  *plan = *fixed;
+  return absl::OkStatus();
 }
 
 std::string RunId() {
@@ -118,36 +85,13 @@ int RunCommand(int argc, char** argv) {
       ->required();
   app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
   app.add_option("--output", flags.output, "results, one JSON object per line, in input order")->required();
-  app.add_option("--max-batch", flags.max_batch, "sequences in flight at once")->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
-  app.add_option("--device", flags.device, "cpu, gpu or auto")->capture_default_str();
-  app.add_option("--max-step-tokens", flags.max_step_tokens,
-                 "tokens per scheduler step (prefill chunk budget)")
-      ->capture_default_str();
   app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
-  app.add_option("--kv-cache", flags.kv_cache,
-                 "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
-  app.add_option("--gpu-mem", flags.gpu_mem, "cap on GPU memory, e.g. 6GiB");
-  app.add_option("--cpu-mem", flags.cpu_mem, "cap on host memory for the plan");
-  app.add_option("--hardware", flags.hardware, "hardware profile JSON from `ringmoe probe`");
   app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
-  app.add_option("--micro-batches", flags.micro_batches,
-                 "GPU path: micro-batches per step (default: the plan's)");
-  app.add_option("--resident-moe-layers", flags.resident_moe_layers,
-                 "GPU path: MoE layers whose experts stay on the GPU (default: the plan's)");
-  app.add_option("--layer-parts", flags.layer_parts,
-                 "GPU path: ring sections each streamed layer is cut into (default: the plan's)");
-  app.add_option("--ring-slots", flags.ring_slots, "GPU path: the ring's slots (default: the plan's)");
-  app.add_option(
-         "--kv-gpu-fraction", flags.kv_gpu_fraction,
-         "GPU path: share of the sequences in flight whose KV cache (and attention) lives on the GPU, "
-         "0..1 (default: the plan's)")
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--routed-copies", flags.routed_copies,
-                 "GPU path: copy only the routed experts of streamed layers: auto (the plan's), on or off")
-      ->capture_default_str();
+  AddPlanFlags(app, &flags.plan);
   app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
-  app.add_flag("--no-plan", flags.no_plan, "skip the planner: run with the flags' settings, no report");
+  app.add_flag("--no-plan", flags.no_plan,
+               "no search and no report: run the plan the pinned flags and the defaults make");
   app.add_flag("--quiet", flags.quiet, "no progress display");
   try {
     app.parse(argc, argv);
@@ -155,9 +99,9 @@ int RunCommand(int argc, char** argv) {
     return app.exit(error);
   }
 
-  absl::StatusOr<EngineOptions> options = ToOptions(flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "ringmoe run: %s\n", std::string(options.status().message()).c_str());
+  absl::StatusOr<ComputeType> cpu_compute = ParseCpuDtype(flags.cpu_dtype);
+  if (!cpu_compute.ok()) {
+    std::fprintf(stderr, "ringmoe run: %s\n", std::string(cpu_compute.status().message()).c_str());
     return 2;
   }
   absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
@@ -165,32 +109,25 @@ int RunCommand(int argc, char** argv) {
     std::fprintf(stderr, "ringmoe run: %s\n", std::string(lines.status().message()).c_str());
     return 1;
   }
-  // The plan: printed before the run, and the engine runs with its choices unless a flag pins them.
+  // The plan: printed before the run; the engine runs exactly it.
+  if (flags.plan.device == "auto") flags.plan.device = gpu::GpuAvailable() ? "gpu" : "cpu";
   std::optional<PlanReport> report;
-  if (flags.device == "auto") flags.device = gpu::GpuAvailable() ? "gpu" : "cpu";
-  if (!flags.no_plan) {
-    absl::StatusOr<PlanReport> planned = PlanRun(flags, *options, app, *lines);
-    if (planned.ok()) {
-      report = std::move(*planned);
-      std::fputs(planner::FormatPlanReport(*report).c_str(), stderr);
-      const EngineOptions pinned = *options;
-      ApplyPlan(*report, &*options);
-      if (app.count("--max-batch") > 0) options->max_batch = pinned.max_batch;
-      if (app.count("--max-step-tokens") > 0) options->max_step_tokens = pinned.max_step_tokens;
-      if (app.count("--gpu-mem") > 0) options->gpu_memory_bytes = pinned.gpu_memory_bytes;
-    } else {
-      std::fprintf(stderr, "ringmoe run: no plan (%s); running with the flags' settings\n",
-                   std::string(planned.status().message()).c_str());
-    }
+  EngineOptions options;
+  options.cpu_compute = *cpu_compute;
+  options.threads = flags.threads;
+  options.tokenizer_path = flags.tokenizer;
+  if (absl::Status planned = PlanRun(flags, *cpu_compute, *lines, &report, &options.plan); !planned.ok()) {
+    std::fprintf(stderr, "ringmoe run: no plan: %s\n", std::string(planned.message()).c_str());
+    return absl::IsInvalidArgument(planned) ? 2 : 1;
   }
-  options->device = flags.device == "gpu" ? Device::kGpu : Device::kCpu;
+  if (report) std::fputs(planner::FormatPlanReport(*report).c_str(), stderr);
 
   std::ofstream output(flags.output, std::ios::binary | std::ios::trunc);
   if (!output) {
     std::fprintf(stderr, "ringmoe run: cannot write %s\n", flags.output.c_str());
     return 1;
   }
-  absl::StatusOr<Engine> engine = Engine::Open(flags.model, *options);
+  absl::StatusOr<Engine> engine = Engine::Open(flags.model, options);
   if (!engine.ok()) {
     std::fprintf(stderr, "ringmoe run: %s\n", std::string(engine.status().message()).c_str());
     return 1;
@@ -267,9 +204,10 @@ int RunCommand(int argc, char** argv) {
   if (!flags.report_json.empty()) {
     std::ofstream json(flags.report_json, std::ios::binary | std::ios::trunc);
     if (report) {
-      json << planner::PlanReportJson(*report, &measured);
+      json << planner::PlanReportJson(*report, &measured, &engine->plan());
     } else {
-      json << "{\"measured\": {\"wall_seconds\": " << measured.wall_seconds
+      json << "{\"executed_plan\": " << planner::PlanToJson(engine->plan())
+           << ",\n\"measured\": {\"wall_seconds\": " << measured.wall_seconds
            << ", \"generated_tokens\": " << measured.generated_tokens << "}}\n";
     }
     if (!json.flush()) {

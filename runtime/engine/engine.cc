@@ -16,6 +16,7 @@
 #include "gpu/device.h"
 #include "io/checkpoint.h"
 #include "ringmoe/tokenizer.h"
+#include "runtime/engine/compute_type.h"
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_forward.h"
 #include "runtime/engine/kv_cache.h"
@@ -35,15 +36,6 @@ int64_t AvailableHostBytes() {
   long pages = sysconf(_SC_AVPHYS_PAGES);
   long page_size = sysconf(_SC_PAGE_SIZE);
   return pages > 0 && page_size > 0 ? static_cast<int64_t>(pages) * page_size : int64_t{8} << 30;
-}
-
-io::DType ChooseComputeType(ComputeType requested, const io::Checkpoint& checkpoint, bool gpu) {
-  if (gpu) return io::DType::kBF16;  // the GPU path computes in bf16 with f32 accumulation
-  if (requested == ComputeType::kF32) return io::DType::kF32;
-  if (requested == ComputeType::kBF16) return io::DType::kBF16;
-  const io::TensorView* probe = checkpoint.Find("model.layers.0.self_attn.q_proj.weight");
-  const bool f32_checkpoint = probe == nullptr || probe->dtype() == io::DType::kF32;
-  return !f32_checkpoint && cpu::CpuHasNativeBf16() ? io::DType::kBF16 : io::DType::kF32;
 }
 
 }  // namespace
@@ -68,27 +60,27 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 Engine::~Engine() = default;
 
 const ModelInfo& Engine::info() const { return impl_->info; }
+const planner::ExecutionPlan& Engine::plan() const { return impl_->options.plan; }
 const RunStats& Engine::last_run_stats() const { return impl_->last_run_stats; }
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
 
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
-  // --device gpu needs a usable GPU; --device auto falls back to the CPU without one.
-  std::string no_gpu_reason;
-  const bool use_gpu = options.device != Device::kCpu && gpu::GpuAvailable(&no_gpu_reason);
-  if (options.device == Device::kGpu && !use_gpu) {
-    return absl::FailedPreconditionError(absl::StrCat("--device gpu: ", no_gpu_reason));
-  }
-  if (options.max_batch < 1 || options.max_step_tokens < 1 || options.kv_block_tokens < 1) {
-    return absl::InvalidArgumentError("max_batch, max_step_tokens and kv_block_tokens must be positive");
+  const planner::ExecutionPlan& plan = options.plan;  // impl->options.plan below: the plan as run
+  const bool use_gpu = plan.device == planner::PlanDevice::kGpu;
+  if (std::string why_not; use_gpu && !gpu::GpuAvailable(&why_not)) {
+    return absl::FailedPreconditionError(absl::StrCat("the plan runs on the GPU: ", why_not));
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_dir);
   if (!spec.ok()) return spec.status();
   impl->spec = *spec;
+  if (absl::Status valid = planner::ValidatePlan(plan, impl->spec); !valid.ok()) return valid;
   absl::StatusOr<std::unique_ptr<io::Checkpoint>> checkpoint = io::Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
-  const io::DType compute = ChooseComputeType(options.cpu_compute, **checkpoint, use_gpu);
+  const io::DType compute = ChooseComputeType(options.cpu_compute, checkpoint->get(), use_gpu);
+  // The CPU path's KV cache has its compute type (the frontend plans it so); a default plan learns it here.
+  if (!use_gpu) impl->options.plan.kv.dtype = compute;
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
       ModelWeights::Load(impl->spec, std::move(*checkpoint), compute);
   if (!weights.ok()) return weights.status();
@@ -112,38 +104,38 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
 
   impl->workers = std::make_unique<cpu::CpuWorkers>(options.threads);
 
-  // KV cache: enough for max_batch sequences of full context, within the budget (default: half the free RAM).
-  const int64_t bytes_per_token = KvCache::BytesPerToken(impl->spec, compute);
-  const int64_t budget = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : AvailableHostBytes() / 2;
-  const int64_t wanted_tokens = static_cast<int64_t>(options.max_batch) * impl->spec.max_position_embeddings;
+  // KV cache: enough for the plan's sequences at full context, within its host budget (default: half the free
+  // RAM; untouched pages cost nothing), plus the device blocks of the GPU's share.
+  const int block_tokens = plan.kv.block_tokens;
+  const io::DType kv_dtype = impl->options.plan.kv.dtype;
+  const int64_t bytes_per_token = KvCache::BytesPerToken(impl->spec, kv_dtype);
+  const int64_t budget = plan.kv.host_bytes > 0 ? plan.kv.host_bytes : AvailableHostBytes() / 2;
+  const int64_t wanted_tokens = static_cast<int64_t>(plan.batch) * impl->spec.max_position_embeddings;
   const int64_t tokens = std::min(wanted_tokens, budget / bytes_per_token);
-  const int num_blocks = static_cast<int>(std::min<int64_t>(tokens / options.kv_block_tokens, INT32_MAX / 2));
+  const int num_blocks = static_cast<int>(std::min<int64_t>(tokens / block_tokens, INT32_MAX / 2));
   if (num_blocks < 1) {
-    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget,
-                                                     " bytes holds no block of ", options.kv_block_tokens,
-                                                     " tokens (", bytes_per_token, " bytes per token)"));
+    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget, " bytes holds no block of ",
+                                                     block_tokens, " tokens (", bytes_per_token,
+                                                     " bytes per token)"));
   }
   int device_blocks = 0;
-  if (use_gpu && options.gpu_kv_cache_bytes > 0) {
-    const int64_t block_bytes = bytes_per_token * options.kv_block_tokens;  // compute is bf16 on the GPU path
-    device_blocks =
-        static_cast<int>(std::min<int64_t>(options.gpu_kv_cache_bytes / block_bytes, INT32_MAX / 2));
+  if (use_gpu && plan.kv.gpu_bytes > 0) {
+    const int64_t block_bytes = bytes_per_token * block_tokens;  // the plan's GPU KV is bf16 (ValidatePlan)
+    device_blocks = static_cast<int>(std::min<int64_t>(plan.kv.gpu_bytes / block_bytes, INT32_MAX / 2));
   }
-  impl->kv_cache =
-      std::make_unique<KvCache>(impl->spec, compute, options.kv_block_tokens, num_blocks, device_blocks);
-  impl->max_step_tokens = std::max(options.max_step_tokens, options.max_batch);
+  impl->kv_cache = std::make_unique<KvCache>(impl->spec, kv_dtype, block_tokens, num_blocks, device_blocks);
+  impl->max_step_tokens = plan.max_step_tokens();
   if (use_gpu) {
     GpuPlacement placement;
-    if (options.gpu_resident_moe_layers >= 0) placement.resident_moe_layers = options.gpu_resident_moe_layers;
-    if (options.micro_batches > 0) placement.micro_batches = options.micro_batches;
-    if (options.ring_layer_parts > 0) placement.layer_parts = options.ring_layer_parts;
-    placement.ring_slots = std::max(placement.ring_slots, placement.layer_parts + 1);
-    if (options.ring_slots > 0) placement.ring_slots = options.ring_slots;
-    placement.prefill_attention_on_gpu = !options.cpu_prefill_attention;
-    placement.routed_expert_copies = options.routed_expert_copies;
+    placement.expert_tiers = plan.expert_tiers;
+    placement.micro_batches = plan.micro_batches;
+    placement.layer_parts = plan.layer_parts;
+    placement.ring_slots = plan.ring_sections;
+    placement.prefill_attention_on_gpu = plan.prefill_attention_on_gpu;
+    placement.routed_expert_copies = plan.routed_expert_copies;
     absl::StatusOr<std::unique_ptr<GpuForward>> forward =
-        GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement,
-                           options.gpu_memory_bytes, impl->max_step_tokens);
+        GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement, plan.budgets.gpu_bytes,
+                           impl->max_step_tokens);
     if (!forward.ok()) return forward.status();
     impl->forward = std::move(*forward);
   } else {
@@ -167,7 +159,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   std::vector<Result> results(requests.size());
   std::vector<RequestState> states;
   states.reserve(requests.size());
-  Scheduler scheduler(*impl.kv_cache, impl.options.max_batch, impl.max_step_tokens);
+  Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
 
   for (size_t i = 0; i < requests.size(); ++i) {
     states.emplace_back(requests[i], impl.spec, tokenizer);

@@ -89,12 +89,12 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   const int64_t stride = model->expert_index_.expert_stride_bytes;
   const int64_t slot_bytes = (spec.num_experts + parts - 1) / parts * stride;
   const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes - placement.kv_cache_bytes;
-  int resident =
-      placement.resident_moe_layers < 0 ? moe_layers : std::min(placement.resident_moe_layers, moe_layers);
-  if (placement.resident_moe_layers < 0 && static_cast<int64_t>(moe_layers) * layer_bytes > room) {
-    resident = static_cast<int>(
-        std::clamp<int64_t>((room - placement.ring_slots * slot_bytes) / layer_bytes, 0, moe_layers));
+  if (static_cast<int>(placement.expert_tiers.size()) != spec.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("the plan places the experts of ", placement.expert_tiers.size(),
+                                                   " layers; the model has ", spec.num_layers));
   }
+  const int resident = static_cast<int>(
+      std::count(placement.expert_tiers.begin(), placement.expert_tiers.end(), planner::ExpertTier::kGpu));
   const int streamed = moe_layers - resident;
   const int slots = streamed > 0 ? placement.ring_slots : 0;
   if (room < resident * layer_bytes + slots * slot_bytes) {
@@ -109,7 +109,6 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   model->layer_parts_ = parts;
 
   model->layers_.resize(spec.num_layers);
-  int moe_index = 0;
   for (int i = 0; i < spec.num_layers; ++i) {
     const LayerWeights& w = weights.layer(i);
     const AttentionWeights& a = w.attention;
@@ -160,11 +159,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     if (!status.ok()) return status;
 
     const std::vector<gpu::ExpertMatricesBf16> experts = ExpertViews(w.experts);
-    // Resident layers spread evenly among the streamed ones (not the first ones together): the ring streams
-    // ahead while a resident layer computes, instead of idling through a run of them and then falling behind.
-    const bool keep = (moe_index + 1) * resident / moe_layers > moe_index * resident / moe_layers;
-    ++moe_index;
-    if (keep) {
+    // The plan spreads resident layers evenly among the streamed ones (planner::SpreadResidentLayers).
+    if (placement.expert_tiers[i] == planner::ExpertTier::kGpu) {
       std::vector<uint16_t>& layer = model->staging_.emplace_back(layer_bytes / 2);
       status = gpu::PackLayerExperts(experts, model->expert_index_, layer.data(), layer_bytes);
       if (status.ok()) status = upload(layer.data(), layer_bytes, "resident experts", &g.experts);

@@ -19,13 +19,15 @@
 #include "gpu/host_memory.h"
 #include "gpu/section_ring.h"
 #include "gpu/stream.h"
+#include "planner/execution_plan.h"
 #include "runtime/engine/model_weights.h"
 
 namespace ringmoe {
 
-// Where the weights go and how the ring runs: from the planner's plan.
+// Where the weights go and how the ring runs: the GPU part of the ExecutionPlan (Engine::Open copies it).
 struct GpuPlacement {
-  int resident_moe_layers = -1;  // MoE layers whose routed experts stay on the GPU; -1 = as many as fit.
+  // Per layer: where its routed experts live (planner::SpreadResidentLayers); kNone for dense layers.
+  std::vector<planner::ExpertTier> expert_tiers;
   int ring_slots = 2;            // Device slots that streamed layers pass through (>= layer_parts + 1).
   int layer_parts = 1;           // Sections each streamed layer's routed experts are cut into (ring slots are
                                  // one part each: smaller slots fit a smaller GPU budget).

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   ringmoe::EngineOptions options;
-  options.max_batch = 64;
+  options.plan.batch = 64;
   absl::StatusOr<ringmoe::Engine> engine = ringmoe::Engine::Open(argv[1], options);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());

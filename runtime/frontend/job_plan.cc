@@ -1,9 +1,14 @@
 #include "runtime/frontend/job_plan.h"
 
 #include <cstdio>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "gpu/device.h"
+#include "planner/probe/probe.h"
+#include "runtime/engine/compute_type.h"
 #include "runtime/frontend/byte_size.h"
 
 namespace ringmoe {
@@ -62,24 +67,55 @@ absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& li
                                 loaded.ok() ? "" : std::string(loaded.status().message()), spec, source);
 }
 
-absl::StatusOr<std::optional<bool>> ParseRoutedCopies(std::string_view text) {
-  if (text == "auto" || text.empty()) return std::optional<bool>();
-  if (text == "on") return std::optional<bool>(true);
-  if (text == "off") return std::optional<bool>(false);
-  return absl::InvalidArgumentError(
-      absl::StrCat("--routed-copies must be auto, on or off, not '", std::string(text), "'"));
+absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model, const PlanFlags& flags) {
+  JobPlanOptions options;
+  options.model = model;
+  options.hardware = flags.hardware;
+  options.device = flags.device;
+  if (options.device != "gpu" && options.device != "cpu" && options.device != "auto") {
+    return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
+  }
+  absl::StatusOr<planner::Budgets> budgets = BudgetsFromFlags(flags);
+  if (!budgets.ok()) return budgets.status();
+  options.budgets = *budgets;
+  absl::StatusOr<planner::PlanPins> pins = PinsFromFlags(flags);
+  if (!pins.ok()) return pins.status();
+  options.pins = *pins;
+  return options;
 }
 
-absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets) {
-  for (auto [text, target] : {std::pair{&gpu_mem, &budgets->gpu_bytes}, {&cpu_mem, &budgets->cpu_bytes}}) {
-    if (text->empty()) continue;
-    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
-    if (!bytes.ok()) return bytes.status();
-    if (*bytes <= 0) return absl::InvalidArgumentError("memory budgets must be positive");
-    *target = *bytes;
-  }
-  return absl::OkStatus();
+namespace {
+
+absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, bool profile_has_gpu) {
+  if (device == "gpu") return planner::PlanDevice::kGpu;
+  if (device == "cpu") return planner::PlanDevice::kCpu;
+  if (device == "auto") return profile_has_gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
+  return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
 }
+
+// A CPU plan's KV cache has the engine's compute type (f32 or bf16); the GPU path's is always bf16.
+void SetKvType(const JobPlanOptions& options, planner::ExecutionPlan* plan) {
+  plan->kv.dtype = ChooseComputeType(options.cpu_compute, options.model,
+                                     plan->device == planner::PlanDevice::kGpu);
+}
+
+// Host and GPU memory of this machine as a profile without rates: enough to place weights under budgets.
+planner::HardwareProfile MachineMemoryProfile() {
+  planner::HardwareProfile profile;
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  profile.topology.memory_bytes = pages > 0 && page_size > 0 ? int64_t{pages} * page_size : int64_t{8} << 30;
+  if (absl::StatusOr<gpu::DeviceMemoryInfo> memory = gpu::QueryDeviceMemory(); memory.ok()) {
+    profile.gpu.emplace();
+    profile.gpu->name = "this machine's GPU (memory only)";
+    profile.gpu->memory_bytes = memory->total_bytes;
+  } else {
+    profile.gpu_absent_reason = std::string(memory.status().message());
+  }
+  profile.source = "this machine's memory sizes (--no-plan; no rates)";
+  return profile;
+}
+
+}  // namespace
 
 absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workload& workload,
                                    const JobPlanOptions& options) {
@@ -89,7 +125,7 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   inputs.layers_override = options.layers;
   inputs.workload = workload;
   inputs.requested_budgets = options.budgets;
-  inputs.overrides = options.overrides;
+  inputs.pins = options.pins;
   inputs.explore_what_ifs = options.what_ifs;
 
   planner::ProbeOptions probe_options;
@@ -107,31 +143,41 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   if (!profile.ok()) return profile.status();
   inputs.profile = *profile;
   inputs.profile_path = profile_path;
-  if (options.device == "gpu") {
-    inputs.device = planner::PlanDevice::kGpu;
-  } else if (options.device == "cpu") {
-    inputs.device = planner::PlanDevice::kCpu;
-  } else if (options.device == "auto") {
-    inputs.device = profile->gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
-  } else {
-    return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
-  }
-  return planner::BuildPlanReport(inputs);
+  absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile->gpu.has_value());
+  if (!device.ok()) return device.status();
+  inputs.device = *device;
+  absl::StatusOr<PlanReport> report = planner::BuildPlanReport(inputs);
+  if (!report.ok()) return report.status();
+  SetKvType(options, &report->plan);
+  return report;
 }
 
-void ApplyPlan(const PlanReport& report, EngineOptions* options) {
-  const planner::Prediction& p = report.prediction;
-  options->max_batch = std::max(1, p.effective_batch);
-  options->max_step_tokens = std::max(1, p.effective_batch + p.plan.prefill_chunk);
-  if (report.device == planner::PlanDevice::kGpu) {
-    options->micro_batches = p.plan.micro_batches;
-    options->ring_slots = p.plan.ring_sections;
-    options->ring_layer_parts = p.plan.layer_parts;
-    options->routed_expert_copies = p.plan.routed_expert_copies;
-    options->gpu_resident_moe_layers = static_cast<int>(p.memory.gpu_resident_moe_layers);
-    options->gpu_kv_cache_bytes = p.memory.gpu_kv_bytes;
-    if (options->gpu_memory_bytes == 0) options->gpu_memory_bytes = report.budgets.gpu_bytes;
+absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spec,
+                                                            const planner::Workload& workload,
+                                                            const JobPlanOptions& options) {
+  planner::HardwareProfile profile;
+  if (!options.hardware.empty() || std::filesystem::exists(planner::DefaultProfilePath())) {
+    absl::StatusOr<planner::HardwareProfile> loaded =
+        planner::LoadProfile(options.hardware.empty() ? planner::DefaultProfilePath() : options.hardware);
+    if (!loaded.ok()) return loaded.status();
+    profile = *loaded;
+  } else {
+    profile = MachineMemoryProfile();
   }
+  absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value());
+  if (!device.ok()) return device.status();
+  planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);
+  const planner::ModelCosts costs = planner::ComputeModelCosts(spec, options.layers);
+  planner::PerfModel model(profile, costs, workload, planner::ResolveBudgets(profile, options.budgets));
+  absl::StatusOr<planner::MemoryPlan> memory = model.PlanMemory(plan);
+  if (!memory.ok()) return memory.status();
+  if (plan.device == planner::PlanDevice::kGpu) {
+    plan.expert_tiers = planner::SpreadResidentLayers(spec, memory->gpu_resident_moe_layers, options.layers);
+  }
+  plan.kv.gpu_bytes = memory->gpu_kv_bytes;
+  plan.budgets = model.budgets();
+  SetKvType(options, &plan);
+  return plan;
 }
 
 planner::MeasuredRun MeasuredFrom(const RunStats& stats, int64_t requests, bool gpu) {

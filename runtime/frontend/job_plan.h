@@ -1,18 +1,17 @@
 // Planning a batch job: the workload of a batch file, the plan report (`ringmoe plan` prints it, `ringmoe
-// run` prints it and runs it), the engine options a plan implies, and the measured figures to set beside it.
+// run` prints it and runs it), the plan --no-plan runs instead, and the measured figures to set beside it.
 #pragma once
 
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "io/model_spec.h"
 #include "planner/planner.h"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/frontend/batch_io.h"
-#include "io/model_spec.h"
+#include "runtime/frontend/plan_flags.h"
 
 namespace ringmoe {
 
@@ -30,28 +29,31 @@ absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& li
                                                 const std::string& tokenizer, const ModelSpec& spec,
                                                 const std::string& source);
 
-// --routed-copies: "auto" (the planner decides), "on" or "off" (pinned).
-absl::StatusOr<std::optional<bool>> ParseRoutedCopies(std::string_view text);
-
-// --gpu-mem / --cpu-mem ("6GiB", ...; empty = the default) into `budgets`; sizes must be positive.
-absl::Status ParseBudgets(const std::string& gpu_mem, const std::string& cpu_mem, planner::Budgets* budgets);
-
 struct JobPlanOptions {
   std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
   std::string hardware;  // profile JSON; empty = this machine's cache, probed once when missing
   std::string device = "auto";  // gpu, cpu or auto (gpu when the profile has one)
+  ComputeType cpu_compute = ComputeType::kAuto;  // a CPU plan's KV cache takes the engine's compute type
   planner::Budgets budgets;     // zero fields: defaults
-  planner::PlanOverrides overrides;
+  planner::PlanPins pins;
   int layers = 0;  // > 0: plan only the first that many layers
   bool what_ifs = true;
 };
 
-// Loads or probes the hardware profile, picks the device and searches the plan.
+// The options the shared plan flags give (runtime/frontend/plan_flags.h). Errors name the flag.
+absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model, const PlanFlags& flags);
+
+// Loads or probes the hardware profile, picks the device and searches the plan; report.plan is what the
+// engine runs.
 absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workload& workload,
                                    const JobPlanOptions& options);
 
-// The engine settings the plan chose (sequences in flight, step size, micro-batches, ring, residency).
-void ApplyPlan(const PlanReport& report, EngineOptions* options);
+// --no-plan: the plan the pins and the defaults make (planner::DefaultPlan), with no search and no report.
+// On the GPU the routed experts of as many MoE layers as fit the GPU budget stay resident unless pinned. Uses
+// the hardware profile when one is given or cached, else this machine's memory sizes (no probe).
+absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spec,
+                                                            const planner::Workload& workload,
+                                                            const JobPlanOptions& options);
 
 // What a finished run measured, in the planner's terms.
 planner::MeasuredRun MeasuredFrom(const RunStats& stats, int64_t requests, bool gpu);

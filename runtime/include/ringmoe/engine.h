@@ -18,43 +18,27 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "planner/execution_plan.h"
 
 namespace ringmoe {
 
 class Tokenizer;
 struct PlanReport;
 
-// Where the forward pass runs. kAuto picks the GPU path when a usable GPU exists, else the CPU.
-enum class Device { kCpu, kGpu, kAuto };
-
 // Arithmetic type of the CPU matmuls. kAuto: bf16 when the checkpoint is not f32 and the CPU has AMX or
-// AVX512-BF16, f32 otherwise. Golden tests force kF32.
+// AVX512-BF16, f32 otherwise. Golden tests force kF32. (The GPU path always computes in bf16.)
 enum class ComputeType { kAuto, kF32, kBF16 };
 
 struct EngineOptions {
-  Device device = Device::kCpu;
   ComputeType cpu_compute = ComputeType::kAuto;
   int threads = 0;                       // CPU worker threads; 0 = every core hwloc reports.
-  int max_batch = 256;                   // Sequences in flight at once.
-  int max_step_tokens = 2048;            // Tokens per scheduler step (prefill chunks + decodes).
-  int kv_block_tokens = 16;              // Tokens per paged KV-cache block.
-  int64_t kv_cache_bytes = 0;            // Host KV-cache budget; 0 = sized from max_batch and the context.
-  int64_t gpu_memory_bytes = 0;          // Cap on GPU allocations (--gpu-mem); 0 = the planner decides.
-  int64_t cpu_memory_bytes = 0;          // Cap on host memory for the plan (--cpu-mem); 0 = what is free.
-  std::string hardware_profile;          // A probe JSON to plan with (--hardware); empty = probe cache.
-  // GPU path overrides of the plan (-1 / 0: the planner decides).
-  int gpu_resident_moe_layers = -1;      // MoE layers whose routed experts stay on the GPU.
-  int micro_batches = 0;                 // Slices of a step in flight at once.
-  int ring_slots = 0;                    // GPU slots that streamed layers rotate through (>= parts + 1).
-  int ring_layer_parts = 0;              // Ring sections each streamed layer is cut into (smaller slots).
-  bool cpu_prefill_attention = false;    // Fresh prompts' attention on the CPU too (default: on the GPU).
-  // Streamed layers copy only the experts each step routes to, when it needs them (no copying ahead): for
-  // steps too small to touch most experts. The planner turns it on (Plan::routed_expert_copies).
-  bool routed_expert_copies = false;
-  // GPU memory for a share of the KV cache (the plan's kv_gpu_fraction): sequences admitted while a whole
-  // lifetime of their KV fits there keep it on the GPU, and the GPU runs their attention. 0 = none.
-  int64_t gpu_kv_cache_bytes = 0;
   std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
+  // The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
+  // tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where each
+  // layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's PlanJob
+  // (runtime/frontend/job_plan.h) make one for a job; this default runs on the CPU. On the CPU the KV cache
+  // takes the compute type (cpu_compute), whatever plan.kv.dtype says; Engine::plan() shows it.
+  planner::ExecutionPlan plan = planner::DefaultPlan(planner::PlanDevice::kCpu);
 };
 
 // Sampling: temperature 0 is greedy. With temperature > 0 the token is drawn from the top-p nucleus of the
@@ -130,7 +114,7 @@ struct RunStats {
   int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
   int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
   int64_t cpu_attention_kv_bytes = 0;  // of which the CPU's attention read (the rest ran on the GPU)
-  int64_t gpu_cache_kv_bytes = 0;      // of which the GPU read from its share of the cache (gpu_kv_cache_bytes)
+  int64_t gpu_cache_kv_bytes = 0;      // of which the GPU read from its share of the cache (plan.kv.gpu_bytes)
   int64_t gpu_peak_bytes = 0;
   int64_t gpu_cap_bytes = 0;
   int64_t host_peak_bytes = 0;       // peak resident set of the process
@@ -153,6 +137,8 @@ class Engine {
                                                const TokenCallback& on_token = nullptr);
 
   const ModelInfo& info() const;
+  // The plan this engine runs: EngineOptions::plan, with the CPU path's KV type resolved.
+  const planner::ExecutionPlan& plan() const;
   const RunStats& last_run_stats() const;
   // The model's tokenizer, or nullptr when the model folder has none.
   const Tokenizer* tokenizer() const;

@@ -1,0 +1,125 @@
+// ExecutionPlan: the one contract between the planner and the engine. The planner's search produces it, `ringmoe
+// plan` prints it, `ringmoe run` and the benchmarks hand it to the engine, which executes it and decides nothing
+// about placement itself, and --report-json records it. It is a plain value: text and JSON both ways.
+//
+// PlanPins is a partial plan: the choices a user pinned with flags (runtime/frontend/plan_flags.h); the search
+// completes it, and --no-plan completes it with the defaults below instead of searching.
+// Threading: plain values; no shared state.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "io/dtype.h"
+#include "io/model_spec.h"
+
+namespace ringmoe::planner {
+
+enum class PlanDevice { kCpu, kGpu };
+std::string_view PlanDeviceName(PlanDevice device);
+
+// Tokens per paged KV-cache block: one constant for the planner's prices and the engine's cache.
+inline constexpr int kKvBlockTokens = 16;
+
+// Memory the plan may use. Zero fields take defaults from the hardware profile (ResolveBudgets).
+struct Budgets {
+  int64_t gpu_bytes = 0;
+  int64_t cpu_bytes = 0;
+};
+
+// Where a layer's routed experts live. kNone: a dense layer (no routed experts).
+enum class ExpertTier { kNone, kGpu, kPinnedHost };
+std::string_view ExpertTierName(ExpertTier tier);
+
+// The KV cache: its paging, its element type, and its two shares (host memory, and the GPU's share whose
+// sequences also attend on the GPU).
+struct KvPlacement {
+  int block_tokens = kKvBlockTokens;
+  io::DType dtype = io::DType::kBF16;  // kBF16 or kF32
+  int64_t host_bytes = 0;  // Host KV-cache budget; 0 = half the free host memory when the engine opens.
+  double gpu_fraction = 0;  // Share of the sequences in flight whose KV lives on the GPU (the search's choice).
+  int64_t gpu_bytes = 0;    // Device bytes of that share (what the engine allocates).
+};
+
+// A default-constructed plan is the search's starting point; DefaultPlan(device) is what --no-plan starts from.
+struct ExecutionPlan {
+  PlanDevice device = PlanDevice::kGpu;
+  int batch = 1;              // Sequences in flight (the engine's admission limit).
+  int prefill_chunk = 2048;   // Prefill tokens a step may add to its decodes.
+  int micro_batches = 2;      // Slices of a step in flight at once (GPU device; 1 on the CPU).
+  // The ring of GPU slots that streamed layers rotate through (GPU device).
+  int ring_sections = 2;  // Slots (>= layer_parts + 1).
+  int layer_parts = 1;    // Ring sections each streamed MoE layer's routed experts are cut into.
+  bool routed_expert_copies = false;  // Copy only the experts a step routes to, once its routing is known.
+  bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
+  // Search bound: at most this many MoE layers' routed experts on the GPU; -1 = all that fit. The placement
+  // itself is expert_tiers.
+  int max_resident_moe_layers = -1;
+  // Per layer (config order): where its routed experts live. Empty on the CPU device. Resident layers are
+  // spread evenly among the streamed ones (SpreadResidentLayers).
+  std::vector<ExpertTier> expert_tiers;
+  KvPlacement kv;
+  Budgets budgets;  // The GPU cap the engine allocates under, and the host budget the plan was made for.
+
+  // Tokens one step may hold: every sequence's decode plus a prefill chunk.
+  int max_step_tokens() const { return batch + prefill_chunk; }
+  int resident_moe_layers() const;
+  int streamed_moe_layers() const;
+};
+
+// The choices a user pinned; unset fields are the search's (or, with --no-plan, the defaults').
+struct PlanPins {
+  std::optional<int> batch;
+  std::optional<int> prefill_chunk;
+  std::optional<int> micro_batches;
+  std::optional<int> max_resident_moe_layers;
+  std::optional<double> kv_gpu_fraction;
+  std::optional<int> layer_parts;
+  std::optional<int> ring_sections;
+  std::optional<bool> routed_expert_copies;
+  std::optional<bool> prefill_attention_on_gpu;
+  std::optional<int64_t> kv_host_bytes;
+  bool any() const {
+    return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
+           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes;
+  }
+};
+
+// `plan` with every pinned choice of `pins` applied.
+ExecutionPlan ApplyPins(ExecutionPlan plan, const PlanPins& pins);
+
+// The plan --no-plan starts from on `device`: 256 sequences in flight and steps of 2048 tokens; on the GPU two
+// micro-batches and a ring of two whole-layer slots.
+ExecutionPlan DefaultPlan(PlanDevice device);
+
+// Per layer of `spec` (the first `layers` when > 0): `resident` MoE layers on the GPU, spread evenly among the
+// streamed ones (the ring streams ahead while a resident layer computes, instead of idling through a run of
+// them and then falling behind); the other MoE layers in pinned host memory.
+std::vector<ExpertTier> SpreadResidentLayers(const ModelSpec& spec, int resident, int layers = 0);
+// The same over layers given as is-MoE flags.
+std::vector<ExpertTier> SpreadResidentLayers(const std::vector<bool>& is_moe, int resident);
+
+// Bytes of the GPU share of the KV cache for `sequences` sequences of `context_tokens` each (whole blocks).
+int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int sequences, int context_tokens);
+// KV-cache bytes one token adds over all layers (K and V) in `dtype`.
+int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype);
+
+// Checks what the engine relies on (positive sizes, a ring that can turn, tiers for every layer on the GPU).
+// Errors name the field.
+absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec);
+
+// The plan as one line per decision, for reports ("plan  batch 64, prefill chunk 512, ...").
+std::string FormatExecutionPlan(const ExecutionPlan& plan);
+// JSON both ways; PlanFromJson(PlanToJson(p)) == p. Errors name the field.
+std::string PlanToJson(const ExecutionPlan& plan);
+absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view json);
+
+bool operator==(const KvPlacement& a, const KvPlacement& b);
+bool operator==(const Budgets& a, const Budgets& b);
+bool operator==(const ExecutionPlan& a, const ExecutionPlan& b);
+
+}  // namespace ringmoe::planner

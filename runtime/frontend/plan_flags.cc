@@ -1,0 +1,88 @@
+#include "runtime/frontend/plan_flags.h"
+
+#include "absl/strings/str_cat.h"
+#include "runtime/frontend/byte_size.h"
+
+namespace ringmoe {
+
+void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
+  app.add_option("--device", flags->device, "gpu, cpu or auto (the GPU when one is usable)")
+      ->capture_default_str();
+  app.add_option("--gpu-mem", flags->gpu_mem, "GPU memory budget (cap on GPU allocations): 6GiB, 512MiB, ...");
+  app.add_option("--cpu-mem", flags->cpu_mem, "host memory budget of the plan");
+  app.add_option("--kv-cache", flags->kv_cache, "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
+  app.add_option("--hardware", flags->hardware,
+                 "hardware profile JSON from `ringmoe probe` (default: this machine's, probed once)");
+  app.add_option("--max-batch", flags->max_batch, "pin the sequences in flight");
+  app.add_option("--prefill-chunk", flags->prefill_chunk,
+                 "pin the prefill tokens a step adds to its decodes (a step holds max batch + this)");
+  app.add_option("--micro-batches", flags->micro_batches, "GPU path: pin the micro-batches per step");
+  app.add_option("--resident-moe-layers", flags->resident_moe_layers,
+                 "GPU path: pin the most MoE layers whose routed experts stay on the GPU");
+  app.add_option("--layer-parts", flags->layer_parts,
+                 "GPU path: pin the ring sections each streamed layer is cut into (1, 2, 4, ...)");
+  app.add_option("--ring-slots", flags->ring_slots, "GPU path: pin the ring's slots (at least layer parts + 1)");
+  app.add_option("--kv-gpu-fraction", flags->kv_gpu_fraction,
+                 "GPU path: pin the share of the sequences in flight whose KV cache (and attention) lives on "
+                 "the GPU, 0..1")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--routed-copies", flags->routed_copies,
+                 "GPU path: copy only the routed experts of streamed layers: auto (the plan's), on or off")
+      ->capture_default_str();
+  app.add_flag("--cpu-prefill-attention", flags->cpu_prefill_attention,
+               "GPU path: fresh prompts' attention on the CPU too (default: on the GPU)");
+}
+
+absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
+  planner::PlanPins pins;
+  auto positive = [](const std::optional<int>& value, const char* flag) -> absl::Status {
+    if (value && *value < 1) return absl::InvalidArgumentError(absl::StrCat(flag, " must be at least 1"));
+    return absl::OkStatus();
+  };
+  for (auto [value, flag] : {std::pair{&flags.max_batch, "--max-batch"},
+                             {&flags.prefill_chunk, "--prefill-chunk"},
+                             {&flags.micro_batches, "--micro-batches"},
+                             {&flags.layer_parts, "--layer-parts"},
+                             {&flags.ring_slots, "--ring-slots"}}) {
+    if (absl::Status status = positive(*value, flag); !status.ok()) return status;
+  }
+  if (flags.resident_moe_layers && *flags.resident_moe_layers < 0) {
+    return absl::InvalidArgumentError("--resident-moe-layers must not be negative");
+  }
+  pins.batch = flags.max_batch;
+  pins.prefill_chunk = flags.prefill_chunk;
+  pins.micro_batches = flags.micro_batches;
+  pins.max_resident_moe_layers = flags.resident_moe_layers;
+  pins.layer_parts = flags.layer_parts;
+  pins.ring_sections = flags.ring_slots;
+  pins.kv_gpu_fraction = flags.kv_gpu_fraction;
+  if (flags.routed_copies == "on" || flags.routed_copies == "off") {
+    pins.routed_expert_copies = flags.routed_copies == "on";
+  } else if (flags.routed_copies != "auto" && !flags.routed_copies.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--routed-copies must be auto, on or off, not '", flags.routed_copies, "'"));
+  }
+  if (flags.cpu_prefill_attention) pins.prefill_attention_on_gpu = false;
+  if (!flags.kv_cache.empty()) {
+    absl::StatusOr<int64_t> bytes = ParseByteSize(flags.kv_cache);
+    if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat("--kv-cache: ", bytes.status().message()));
+    if (*bytes <= 0) return absl::InvalidArgumentError("--kv-cache must be positive");
+    pins.kv_host_bytes = *bytes;
+  }
+  return pins;
+}
+
+absl::StatusOr<planner::Budgets> BudgetsFromFlags(const PlanFlags& flags) {
+  planner::Budgets budgets;
+  for (auto [text, target, flag] : {std::tuple{&flags.gpu_mem, &budgets.gpu_bytes, "--gpu-mem"},
+                                    {&flags.cpu_mem, &budgets.cpu_bytes, "--cpu-mem"}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<int64_t> bytes = ParseByteSize(*text);
+    if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", bytes.status().message()));
+    if (*bytes <= 0) return absl::InvalidArgumentError(absl::StrCat(flag, " must be positive"));
+    *target = *bytes;
+  }
+  return budgets;
+}
+
+}  // namespace ringmoe

@@ -1,0 +1,33 @@
+// The plan flags, defined once for `ringmoe run`, `ringmoe plan` and the benchmarks: each pins one choice of
+// the ExecutionPlan (planner/execution_plan.h) or sets a budget; unset, the planner chooses. Spellings replaced
+// in issue 16 (runtime/BATCH_FORMAT.md lists them): plan --batch -> --max-batch; run --max-step-tokens N ->
+// --prefill-chunk (N - max batch); offload_bench --resident-layers -> --resident-moe-layers.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "planner/execution_plan.h"
+
+namespace ringmoe {
+
+struct PlanFlags {
+  std::string device = "auto";  // gpu, cpu or auto
+  std::string gpu_mem, cpu_mem, kv_cache;  // sizes ("6GiB"); empty = the planner's default
+  std::string hardware;                    // hardware profile JSON; empty = this machine's (probed once)
+  std::optional<int> max_batch, prefill_chunk, micro_batches, resident_moe_layers, layer_parts, ring_slots;
+  std::optional<double> kv_gpu_fraction;
+  std::string routed_copies = "auto";
+  bool cpu_prefill_attention = false;
+};
+
+// Registers every plan flag on `app`, writing into `flags` (whose current values are the defaults shown).
+void AddPlanFlags(CLI::App& app, PlanFlags* flags);
+
+// The pinned choices (a partial plan) and the budgets the flags give. Errors name the flag.
+absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags);
+absl::StatusOr<planner::Budgets> BudgetsFromFlags(const PlanFlags& flags);
+
+}  // namespace ringmoe
