@@ -153,7 +153,7 @@ absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, co
     std::memcpy(host_row_tables.data(), layout.row_tables.data(), 4 * layout.row_tables.size());
     std::memcpy(host_device_tables.data(), layout.device_tables.data(), 4 * layout.device_tables.size());
   }
-  times.embed += SecondsSince(embed_start);
+  stats.times.embed += SecondsSince(embed_start);
 
   for (const MicroBatch& batch : layout.batches) {
     for (int c = 0; c < static_cast<int>(batch.chunks.size()); ++c) {
@@ -184,7 +184,7 @@ absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, co
                      HostRow<float>(host_k, batch.first_row, kvw),
                      HostRow<float>(host_v, batch.first_row, kvw),
                      HostRow<float>(host_attention, batch.first_row, qw), kv_cache, workers);
-      times.attention += SecondsSince(attention_start);
+      stats.times.attention += SecondsSince(attention_start);
       const bool more = layer + 1 < spec.num_layers;
       const int64_t ticket = feeder->Post([this, &batch, layer, b, more] {
         RETURN_IF_ERROR(EnqueueAfterAttention(layer, batch));
@@ -265,7 +265,6 @@ absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* o
   return absl::OkStatus();
 }
 
-const StageTimes& GpuForward::stage_times() const { return state_->times; }
-GpuRunStats GpuForward::stats() const { return state_->stats; }
+ForwardStats GpuForward::stats() const { return state_->stats; }
 
 }  // namespace ringmoe

@@ -18,20 +18,6 @@
 
 namespace ringmoe {
 
-struct GpuRunStats {
-  int64_t streamed_bytes = 0;      // host-to-device expert bytes queued by the ring
-  double copy_seconds = 0;         // copy-stream time of the completed ring fills
-  double cpu_wait_seconds = 0;     // driving thread blocked on the GPU (q/k/v of the next micro-batch)
-  double feeder_busy_seconds = 0;  // feeder thread queueing GPU work, its waits included
-  double feeder_wait_seconds = 0;  // of which waiting for MoE expert counts
-  int64_t cpu_kv_read_bytes = 0;   // KV-cache bytes the CPU's attention read (fresh prompts' ran on the GPU)
-  int64_t gpu_cache_kv_read_bytes = 0;  // KV bytes the GPU's paged attention read from its share of the cache
-  int64_t gpu_peak_bytes = 0;      // peak of the engine's device allocations
-  int64_t gpu_cap_bytes = 0;
-  int resident_moe_layers = 0;
-  int streamed_moe_layers = 0;
-};
-
 class GpuForward final : public ForwardPass {
  public:
   // max_step_tokens: the most tokens a step may hold (sizes the device workspace).
@@ -44,8 +30,9 @@ class GpuForward final : public ForwardPass {
   // Picks greedy chunks' tokens on the GPU (argmax and its log-softmax); only sampled chunks' logits come
   // back.
   absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) override;
-  const StageTimes& stage_times() const override;
-  GpuRunStats stats() const;
+  // Everything but streamed_bytes, copy_seconds, feeder_busy_seconds and gpu_peak_bytes counts up to now;
+  // those four are as of the end of the last step that succeeded.
+  ForwardStats stats() const override;
 
   // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves).
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens);

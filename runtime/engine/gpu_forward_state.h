@@ -57,8 +57,9 @@ struct GpuForward::State {
   bool routed_copies = false;                   // placement.routed_expert_copies, and the ring rotates.
   std::vector<std::vector<char>> slot_experts;  // Routed mode: which of its part's experts each slot holds.
   std::vector<const uint8_t*> expert_bases;     // Of the layer being computed (feeder thread).
-  StageTimes times;  // attention: driving thread; moe, lm_head, projections: feeder thread.
-  GpuRunStats stats;
+  // Stage times: embed, attention by the driving thread; projections, moe, dense_mlp, lm_head by the feeder.
+  // Counters: feeder_wait_seconds by the feeder, the others by the driving thread.
+  ForwardStats stats;
   // Declared last: destroyed first, so that its thread has finished with everything above.
   std::unique_ptr<GpuFeeder> feeder;
 

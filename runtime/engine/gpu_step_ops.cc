@@ -129,7 +129,7 @@ absl::Status GpuForward::State::EnqueueProjections(int layer, const MicroBatch& 
         gpu::CopyDeviceToHost(HostRow<float>(host_v, r, kvw), cv, 4LL * batch.host_rows * kvw, compute));
   }
   RETURN_IF_ERROR(qkv_ready[b].Record(compute));
-  times.projections += SecondsSince(start);
+  stats.times.projections += SecondsSince(start);
   return absl::OkStatus();
 }
 
@@ -191,7 +191,7 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
     RETURN_IF_ERROR(dense->SortByExpert(zero_ids.as<int32_t>(), n, compute));
     RETURN_IF_ERROR(dense->RunExperts(blas, input, ones.as<float>(), g.mlp.data(), model->dense_index(),
                                       hidden, compute));
-    times.dense_mlp += SecondsSince(start);
+    stats.times.dense_mlp += SecondsSince(start);
     return absl::OkStatus();
   }
   const int e = spec.num_experts;
@@ -216,7 +216,7 @@ absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatc
     RETURN_IF_ERROR(shared->RunExperts(blas, input, Row<float>(gate, r, 1), g.mlp.data(),
                                        model->shared_index(), hidden, compute));
   }
-  times.moe += SecondsSince(start);
+  stats.times.moe += SecondsSince(start);
   return absl::OkStatus();
 }
 
@@ -307,7 +307,7 @@ absl::Status GpuForward::State::Logits(const StepLayout& layout, StepOutput* out
   for (int j = 0; j < greedy; ++j) {
     out->picked[greedy_chunks[j]] = {host_picked_ids.as<int32_t>()[j], host_picked_logprobs.as<float>()[j]};
   }
-  times.lm_head += SecondsSince(start);
+  stats.times.lm_head += SecondsSince(start);
   return absl::OkStatus();
 }
 
