@@ -1,10 +1,15 @@
 // GpuForward: one step on the GPU offload path. Projections, routers, expert GEMMs, RoPE and the attention of
 // fresh prompts run on the GPU; decode attention (and prefill chunks that continue a cached prefix) run on
 // the CPU over the host KV cache, except for the sequences whose KV lives in the GPU's share of the cache
-// (KvCache device blocks), which attend on the GPU (gpu/kv_cache_ops.h). The step goes layer-major so that each streamed layer's experts visit the
-// GPU once per step, and is cut into micro-batches so that the CPU's attention on one overlaps the GPU's work
-// on another, while the copy stream fills the ring's next slots. The calling thread runs the CPU attention; a
-// feeder thread (runtime/engine/gpu_feeder.h) queues all GPU work, host waits included (gpu/DESIGN.md).
+// (KvCache device blocks), which attend on the GPU (gpu/kv_cache_ops.h). The step goes layer-major so that
+// each streamed layer's experts visit the GPU once per step, and is cut into micro-batches so that the CPU's
+// attention on one overlaps the GPU's work on another, while the copy stream fills the ring's next slots.
+//
+// Two threads run a step. The calling (driving) thread lays the step out (step_layout.h), embeds its tokens,
+// runs the CPU attention and posts everything else, in order, to a feeder thread (gpu_feeder.h), which
+// queues the GPU work (gpu_step_ops.h), ring driving included (expert_streamer.h), and does its host waits.
+// The buffers they share are in gpu_step_buffers.h, with which side owns each when; gpu/DESIGN.md has the
+// picture.
 #pragma once
 
 #include <memory>
@@ -37,9 +42,8 @@ class GpuForward final : public ForwardPass {
   // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves).
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens);
 
-  struct State;
-
  private:
+  struct State;
   explicit GpuForward(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
