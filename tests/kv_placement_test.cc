@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "runtime/engine/forward.h"
-#include "runtime/engine/gpu_forward_state.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/step_layout.h"
 
 namespace ringmoe {
 namespace {

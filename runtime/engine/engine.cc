@@ -51,7 +51,6 @@ struct Engine::Impl {
   int max_step_tokens = 0;
   ModelInfo info;
   RunStats last_run_stats;
-  GpuRunStats gpu_before;
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -175,7 +174,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   }
 
   ForwardPass& forward = *impl.forward;
-  const StageTimes times_before = forward.stage_times();
+  const ForwardStats before = forward.stats();
   RunStats stats;
   const auto run_start = std::chrono::steady_clock::now();
   std::vector<StepChunk> chunks;
@@ -269,30 +268,25 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
   }
   stats.wall_seconds = SecondsSince(run_start);
-  stats.cpu_attention_kv_bytes = stats.kv_read_bytes;  // the CPU path; the GPU path's own count below
-  const StageTimes& times = forward.stage_times();
-  stats.embed_seconds = times.embed - times_before.embed;
-  stats.projection_seconds = times.projections - times_before.projections;
-  stats.attention_seconds = times.attention - times_before.attention;
-  stats.moe_seconds = times.moe - times_before.moe;
-  stats.dense_seconds = times.dense_mlp - times_before.dense_mlp;
-  stats.lm_head_seconds = times.lm_head - times_before.lm_head;
-  if (auto* gpu_forward = dynamic_cast<GpuForward*>(&forward)) {
-    const GpuRunStats gpu = gpu_forward->stats();
-    const GpuRunStats& before = impl.gpu_before;
-    stats.streamed_bytes = gpu.streamed_bytes - before.streamed_bytes;
-    stats.h2d_copy_seconds = gpu.copy_seconds - before.copy_seconds;
-    stats.gpu_wait_seconds = gpu.cpu_wait_seconds - before.cpu_wait_seconds;
-    stats.gpu_feeder_busy_seconds = gpu.feeder_busy_seconds - before.feeder_busy_seconds;
-    stats.gpu_feeder_wait_seconds = gpu.feeder_wait_seconds - before.feeder_wait_seconds;
-    stats.cpu_attention_kv_bytes = gpu.cpu_kv_read_bytes - before.cpu_kv_read_bytes;
-    stats.gpu_cache_kv_bytes = gpu.gpu_cache_kv_read_bytes - before.gpu_cache_kv_read_bytes;
-    impl.gpu_before = gpu;
-    stats.gpu_peak_bytes = gpu.gpu_peak_bytes;
-    stats.gpu_cap_bytes = gpu.gpu_cap_bytes;
-    stats.resident_moe_layers = gpu.resident_moe_layers;
-    stats.streamed_moe_layers = gpu.streamed_moe_layers;
-  }
+  // The pass's counters over this run; its gauges as they are now.
+  const ForwardStats after = forward.stats();
+  stats.embed_seconds = after.times.embed - before.times.embed;
+  stats.projection_seconds = after.times.projections - before.times.projections;
+  stats.attention_seconds = after.times.attention - before.times.attention;
+  stats.moe_seconds = after.times.moe - before.times.moe;
+  stats.dense_seconds = after.times.dense_mlp - before.times.dense_mlp;
+  stats.lm_head_seconds = after.times.lm_head - before.times.lm_head;
+  stats.streamed_bytes = after.streamed_bytes - before.streamed_bytes;
+  stats.h2d_copy_seconds = after.copy_seconds - before.copy_seconds;
+  stats.gpu_wait_seconds = after.cpu_wait_seconds - before.cpu_wait_seconds;
+  stats.gpu_feeder_busy_seconds = after.feeder_busy_seconds - before.feeder_busy_seconds;
+  stats.gpu_feeder_wait_seconds = after.feeder_wait_seconds - before.feeder_wait_seconds;
+  stats.cpu_attention_kv_bytes = after.cpu_kv_read_bytes - before.cpu_kv_read_bytes;
+  stats.gpu_cache_kv_bytes = after.gpu_cache_kv_read_bytes - before.gpu_cache_kv_read_bytes;
+  stats.gpu_peak_bytes = after.gpu_peak_bytes;
+  stats.gpu_cap_bytes = after.gpu_cap_bytes;
+  stats.resident_moe_layers = after.resident_moe_layers;
+  stats.streamed_moe_layers = after.streamed_moe_layers;
   struct rusage usage;
   if (getrusage(RUSAGE_SELF, &usage) == 0)
     stats.host_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;

@@ -10,7 +10,10 @@
 //   forward.h           ForwardPass (one scheduler step through every layer) and CpuForward.
 //   attention_step.h    The CPU half of a layer's attention, shared by both forward passes.
 //   gpu_model.h         GpuModel: weights placed on the GPU, in pinned memory and in the ring, as the plan says.
-//   gpu_forward.h       GpuForward: the offload step (GPU work queued by gpu_feeder.h's thread, CPU attention).
+//   gpu_forward.h       GpuForward: the offload step (GPU work queued by gpu_feeder.h's thread, CPU attention),
+//                       composed of step_layout.h (the step's rows and micro-batches), gpu_step_buffers.h
+//                       (device and pinned buffers), expert_streamer.h (the ring) and gpu_step_ops.h (the
+//                       GPU work of each stage).
 // It depends on planner/ (the plan it runs), cpu/, gpu/ and io/; nothing in those folders includes it.
 #pragma once
 

@@ -41,7 +41,12 @@ absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* s
   std::vector<float>* logits = &step_out->logits;
   const int hidden = spec_.hidden_size;
   int tokens = 0;
-  for (const StepChunk& chunk : chunks) tokens += chunk.count;
+  for (const StepChunk& chunk : chunks) {
+    tokens += chunk.count;
+    // Each token's attention reads the K/V of every position up to its own.
+    kv_read_bytes_ += kv_cache_.bytes_per_token() *
+                      (int64_t{chunk.count} * chunk.start + int64_t{chunk.count} * (chunk.count + 1) / 2);
+  }
 
   float* x = Grow(hidden_, static_cast<size_t>(tokens) * hidden);
   {
@@ -72,6 +77,13 @@ absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* s
   step_out->picked.assign(wanted, SampledToken{-1, 0.0f});
   cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data(), &workers_);
   return absl::OkStatus();
+}
+
+ForwardStats CpuForward::stats() const {
+  ForwardStats stats;
+  stats.times = times_;
+  stats.cpu_kv_read_bytes = kv_read_bytes_;
+  return stats;
 }
 
 void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int tokens) {

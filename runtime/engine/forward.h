@@ -2,7 +2,10 @@
 // and single decode tokens alike), through every layer, to the logits of the chunks that need them.
 //
 // CpuForward runs every stage on the CPU. Its per-stage structure (projections, attention over the paged
-// KV cache, MoE) is what the GPU path replaces stage by stage; attention always stays on the CPU.
+// KV cache, MoE) is what the GPU path (gpu_forward.h) replaces stage by stage. There, attention stays on the
+// CPU for decodes and for prefill chunks that continue a cached prefix, over the host KV cache; fresh
+// prompts' attention, and every chunk of the sequences whose KV lives in the GPU's share of the cache, run
+// on the GPU.
 #pragma once
 
 #include <cstdint>
@@ -38,13 +41,33 @@ struct StageTimes {
   double embed = 0, projections = 0, attention = 0, moe = 0, dense_mlp = 0, lm_head = 0;
 };
 
+// What a forward pass has measured since it was created. Counters only grow, so a run's share is the
+// difference of two snapshots; the gauges at the end are values, not sums. Each pass fills what it can
+// report and leaves the rest 0 (the CPU pass: its stage times and cpu_kv_read_bytes).
+struct ForwardStats {
+  StageTimes times;
+  int64_t cpu_kv_read_bytes = 0;        // KV-cache bytes the CPU's attention read
+  int64_t gpu_cache_kv_read_bytes = 0;  // KV bytes the GPU's attention read from its share of the cache
+  int64_t streamed_bytes = 0;           // host-to-device expert bytes queued by the ring
+  double copy_seconds = 0;              // copy-stream time of the completed ring fills
+  double cpu_wait_seconds = 0;          // the driving thread blocked on the GPU (q/k/v of a micro-batch)
+  double feeder_busy_seconds = 0;       // the GPU feeder thread queueing GPU work, its waits included
+  double feeder_wait_seconds = 0;       // of which waiting for MoE expert counts
+  // Gauges.
+  int64_t gpu_peak_bytes = 0;  // peak of the engine's device allocations
+  int64_t gpu_cap_bytes = 0;
+  int resident_moe_layers = 0;
+  int streamed_moe_layers = 0;
+};
+
 // A forward pass over one step. Threading: one Run at a time (the scheduler thread); owns its scratch.
 class ForwardPass {
  public:
   virtual ~ForwardPass() = default;
   // Runs every layer over the step's chunks (K/V of their tokens land in the cache) and fills `out`.
   virtual absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) = 0;
-  virtual const StageTimes& stage_times() const = 0;
+  // A snapshot of the totals so far; call it between Runs (on the thread that calls Run).
+  virtual ForwardStats stats() const = 0;
 };
 
 class CpuForward final : public ForwardPass {
@@ -53,7 +76,7 @@ class CpuForward final : public ForwardPass {
 
   // Picks no tokens itself: every chunk with want_logits gets its logits row.
   absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) override;
-  const StageTimes& stage_times() const override { return times_; }
+  ForwardStats stats() const override;
 
  private:
   void Attention(int layer, const std::vector<StepChunk>& chunks, int tokens);
@@ -64,6 +87,7 @@ class CpuForward final : public ForwardPass {
   KvCache& kv_cache_;
   cpu::CpuWorkers& workers_;
   StageTimes times_;
+  int64_t kv_read_bytes_ = 0;
   // Scratch, grown to the largest step seen.
   std::vector<float> hidden_, normed_, q_, k_, v_, attention_out_, projected_, router_logits_,
       routing_weights_, shared_out_, shared_gate_;

@@ -2,102 +2,57 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "gpu/host_memory.h"
+#include "gpu/blas.h"
 #include "gpu/status_util.h"
+#include "gpu/stream.h"
 #include "planner/model_costs.h"
 #include "runtime/engine/attention_step.h"
-#include "runtime/engine/gpu_forward_state.h"
+#include "runtime/engine/expert_streamer.h"
+#include "runtime/engine/gpu_feeder.h"
+#include "runtime/engine/gpu_step_buffers.h"
+#include "runtime/engine/gpu_step_ops.h"
+#include "runtime/engine/step_layout.h"
 
 #define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
 
 namespace ringmoe {
-namespace {
 
-// Cuts `indices` (chunks in step order) into `parts` contiguous runs of about equal rows.
-std::vector<std::vector<int>> SplitByRows(const std::vector<StepChunk>& chunks,
-                                          const std::vector<int>& indices, int parts) {
-  std::vector<std::vector<int>> runs(parts);
-  int64_t total = 0;
-  for (int i : indices) total += chunks[i].count;
-  int64_t done = 0;
-  int part = 0;
-  for (int i : indices) {
-    // Move on once this part holds its share: part p ends where the running total passes (p + 1) / parts.
-    while (part + 1 < parts && done * parts >= (part + 1) * total) ++part;
-    runs[part].push_back(i);
-    done += chunks[i].count;
-  }
-  return runs;
-}
+// What a GpuForward holds, by owner. The driving thread (the one that calls Run) owns all of it except while
+// a step runs; then the feeder thread owns what the posted tasks use (streams, model, blas, the streamer,
+// the ops and the device buffers), and the two hand the staging buffers over as gpu_step_buffers.h says.
+// Members are destroyed in reverse order: the feeder first (its thread is done with everything), the model
+// (and its arena) after every buffer allocated from it.
+struct GpuForward::State {
+  State(const ModelWeights& w, KvCache& kv, cpu::CpuWorkers& pool)
+      : weights(w), spec(w.spec()), kv_cache(kv), workers(pool) {}
 
-}  // namespace
+  // The driving thread's side of a step: CPU attention per (layer, micro-batch), with the GPU work before
+  // and after each posted to the feeder in the order the compute stream must run it.
+  absl::Status RunStep(const StepLayout& layout, StepOutput* out);
 
-StepLayout LayOutStep(const std::vector<StepChunk>& chunks, int micro_batches, bool fresh_on_gpu,
-                      const KvCache* kv_cache) {
-  enum Kind { kCpu, kFreshHost, kFreshDevice, kPaged, kKinds };
-  std::vector<int> of_kind[kKinds];
-  for (int i = 0; i < static_cast<int>(chunks.size()); ++i) {
-    const bool device = kv_cache != nullptr && kv_cache->OnDevice(*chunks[i].block_table);
-    const bool fresh = fresh_on_gpu && chunks[i].start == 0;
-    of_kind[device ? (fresh ? kFreshDevice : kPaged) : (fresh ? kFreshHost : kCpu)].push_back(i);
-  }
-  const int parts = std::max(1, micro_batches);
-  std::vector<std::vector<int>> runs[kKinds];
-  for (int kind = 0; kind < kKinds; ++kind) runs[kind] = SplitByRows(chunks, of_kind[kind], parts);
-  StepLayout layout;
-  std::vector<int> last_row(chunks.size(), -1);
-  for (int p = 0; p < parts; ++p) {
-    MicroBatch batch;
-    batch.first_row = layout.rows;
-    batch.fresh_offsets = static_cast<int>(layout.fresh_offsets.size());
-    for (int kind = 0; kind < kKinds; ++kind) {
-      const bool is_fresh = kind == kFreshHost || kind == kFreshDevice;
-      const bool device = kind == kFreshDevice || kind == kPaged;
-      if (is_fresh && !runs[kind][p].empty() && batch.fresh_chunks == 0) layout.fresh_offsets.push_back(0);
-      for (int i : runs[kind][p]) {
-        const StepChunk& chunk = chunks[i];
-        batch.chunks.push_back(chunk);
-        int32_t table = -1;
-        if (device) {
-          table = static_cast<int32_t>(layout.device_tables.size());
-          for (int32_t id : *chunk.block_table) layout.device_tables.push_back(id - kv_cache->num_blocks());
-        }
-        for (int t = 0; t < chunk.count; ++t) {
-          layout.positions.push_back(chunk.start + t);
-          layout.row_tables.push_back(table);
-        }
-        batch.rows += chunk.count;
-        layout.rows += chunk.count;
-        last_row[i] = layout.rows - 1;
-        if (kind == kCpu) {
-          ++batch.cpu_chunks;
-          batch.cpu_rows += chunk.count;
-        }
-        if (!device) {
-          ++batch.host_chunks;
-          batch.host_rows += chunk.count;
-        } else {
-          batch.device_rows += chunk.count;
-        }
-        if (kind == kPaged) batch.paged_rows += chunk.count;
-        if (is_fresh) {
-          ++batch.fresh_chunks;
-          batch.max_fresh_rows = std::max(batch.max_fresh_rows, chunk.count);
-          layout.fresh_offsets.push_back(batch.rows - batch.cpu_rows);
-        }
-      }
-    }
-    if (batch.rows > 0) layout.batches.push_back(std::move(batch));
-  }
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    if (!chunks[i].want_logits) continue;
-    layout.logits_rows.push_back(last_row[i]);
-    layout.greedy.push_back(chunks[i].greedy);
-  }
-  return layout;
-}
+  // Fixed once Create returns; both threads read them.
+  const ModelWeights& weights;
+  const ModelSpec& spec;
+  KvCache& kv_cache;  // Its blocks are written by the driving thread's attention (host) or the GPU (device).
+  cpu::CpuWorkers& workers;  // The driving thread's attention pool.
+  GpuPlacement placement;
+  int max_tokens = 0;
+  // Used by the feeder thread while a step runs.
+  gpu::Stream compute, copy;
+  std::unique_ptr<GpuModel> model;
+  gpu::BlasHandle blas;
+  StepBuffers buffers;
+  std::optional<ExpertStreamer> streamer;
+  std::optional<GpuStepOps> ops;
+  // The driving thread's: its stage times (embed, attention) and counters (KV bytes, waits), and the
+  // snapshot of the ring, feeder and arena counters it takes after each step that succeeded.
+  ForwardStats stats;
+  // Declared last: destroyed first, so that its thread has finished with everything above.
+  std::unique_ptr<GpuFeeder> feeder;
+};
 
 int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
@@ -105,141 +60,27 @@ int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens) {
   return workspace.fixed_bytes + int64_t{max_step_tokens} * workspace.bytes_per_token;
 }
 
-absl::Status GpuForward::State::Allocate() {
-  gpu::DeviceArena& arena = model->arena();
-  const int64_t t = max_tokens, h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
-  const int64_t top_k = spec.num_experts_per_tok, e = spec.num_experts;
-  const int64_t offsets = t + placement.micro_batches + 1;
-  struct Want {
-    gpu::DeviceBuffer* buffer;
-    int64_t bytes;
-    const char* purpose;
-  };
-  const Want wants[] = {{&x, t * h * 4, "hidden states"},
-                        {&normed, t * h * 4, "normed"},
-                        {&normed_bf16, t * h * 2, "normed bf16"},
-                        {&q, t * qw * 4, "q"},
-                        {&k, t * kvw * 4, "k"},
-                        {&v, t * kvw * 4, "v"},
-                        {&attention, t * qw * 4, "attention"},
-                        {&attention_bf16, t * qw * 2, "attention bf16"},
-                        {&projected, t * h * 4, "o_proj out"},
-                        {&router_logits, t * e * 4, "router logits"},
-                        {&ids, t * top_k * 4, "expert ids"},
-                        {&routing, t * top_k * 4, "routing weights"},
-                        {&zero_ids, t * 4, "single-expert ids"},
-                        {&ones, t * 4, "unit weights"},
-                        {&gate, t * 4, "shared gate"},
-                        {&positions, t * 4, "positions"},
-                        {&fresh_offsets, offsets * 4, "fresh-prompt offsets"},
-                        {&wanted_rows, t * 4, "logit rows"},
-                        {&final_rows, kLogitsRows * h * 4, "final rows"},
-                        {&final_bf16, kLogitsRows * h * 2, "final bf16"},
-                        {&logits, int64_t{kLogitsRows} * spec.vocab_size * 4, "logits"},
-                        {&picked_ids, t * 4, "picked tokens"},
-                        {&picked_logprobs, t * 4, "picked logprobs"},
-                        {&row_tables, t * 4, "device KV row tables"},
-                        {&device_tables, std::max(1, kv_cache.device_blocks()) * 4LL, "device KV tables"},
-                        {&device_k, placement.kv_cache_bytes / 2, "device KV cache (K)"},
-                        {&device_v, placement.kv_cache_bytes / 2, "device KV cache (V)"}};
-  for (const Want& want : wants) {
-    if (want.bytes == 0) continue;
-    absl::StatusOr<gpu::DeviceBuffer> buffer = arena.Allocate(want.bytes, want.purpose);
-    if (!buffer.ok()) return buffer.status();
-    *want.buffer = std::move(*buffer);
-  }
-  for (auto [buffer, bytes] : {std::pair{&host_x, t * h * 4},
-                               {&host_q, t * qw * 4},
-                               {&host_k, t * kvw * 4},
-                               {&host_v, t * kvw * 4},
-                               {&host_attention, t * qw * 4},
-                               {&host_positions, t * 4},
-                               {&host_fresh_offsets, offsets * 4},
-                               {&host_rows, t * 4},
-                               {&host_logits, int64_t{kLogitsRows} * spec.vocab_size * 4},
-                               {&host_picked_ids, t * 4},
-                               {&host_picked_logprobs, t * 4},
-                               {&host_row_tables, t * 4},
-                               {&host_device_tables, std::max(1, kv_cache.device_blocks()) * 4LL}}) {
-    absl::StatusOr<gpu::PinnedHostBuffer> pinned = gpu::PinnedHostBuffer::Allocate(bytes, "step staging");
-    if (!pinned.ok()) return pinned.status();
-    *buffer = std::move(*pinned);
-  }
-  host_attention_direct = gpu::DeviceReadsHostDirectly(host_attention.data());
-  // Dense MLPs and shared experts run as single-expert MoE layers: expert 0, weight 1 (or the sigmoid gate).
-  RETURN_IF_ERROR(gpu::FillDeviceBytes(zero_ids.data(), 0, t * 4, compute));
-  std::vector<float> unit(t, 1.0f);
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(ones.data(), unit.data(), t * 4, compute));
-  RETURN_IF_ERROR(compute.Synchronize());
-
-  // Routed experts pick their GEMM strategy by rows per expert (grouped calls at decode sizes). The
-  // single-expert runners gain nothing from grouping and keep f32 outputs.
-  auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
-                    std::optional<gpu::MoeRunner>* out) {
-    absl::StatusOr<gpu::MoeRunner> created = gpu::MoeRunner::Create(
-        arena, gpu::MoeShape{spec.hidden_size, intermediate, experts_count, top_k}, max_tokens, strategy);
-    if (!created.ok()) return created.status();
-    out->emplace(std::move(*created));
-    return absl::OkStatus();
-  };
-  RETURN_IF_ERROR(runner(spec.moe_intermediate_size, spec.num_experts, spec.num_experts_per_tok,
-                         gpu::GemmStrategy::kAuto, &experts));
-  if (spec.intermediate_size > 0 && spec.num_moe_layers() < spec.num_layers) {
-    RETURN_IF_ERROR(runner(spec.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense));
-  }
-  if (spec.shared_expert_intermediate_size > 0) {
-    RETURN_IF_ERROR(
-        runner(spec.shared_expert_intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &shared));
-  }
-  qkv_ready.clear();
-  for (int i = 0; i < placement.micro_batches; ++i) {
-    absl::StatusOr<gpu::Event> event = gpu::Event::Create();
-    if (!event.ok()) return event.status();
-    qkv_ready.push_back(std::move(*event));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status GpuForward::State::PrimeRing() {
-  gpu::SectionRing* ring = model->ring();
-  if (ring == nullptr) return absl::OkStatus();
-  slot_of_section.assign(model->num_sections(), -1);
-  routed_copies = placement.routed_expert_copies && model->num_sections() > ring->num_slots();
-  if (routed_copies) {
-    // Nothing ahead: a section takes its slot when a micro-batch's routing asks for its experts.
-    for (int section = 0; section < model->num_sections(); ++section)
-      slot_of_section[section] = section % ring->num_slots();
-    slot_experts.assign(ring->num_slots(), {});
-    return absl::OkStatus();
-  }
-  for (int section = 0; section < std::min(ring->num_slots(), model->num_sections()); ++section) {
-    RETURN_IF_ERROR(ring->Fill(section, model->source(), section, copy));
-    slot_of_section[section] = section;
-  }
-  return absl::OkStatus();
-}
-
-// The driving thread's side of a step: CPU attention per (layer, micro-batch), with the GPU work before and
-// after each posted to the feeder in the order the compute stream must run it.
-absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, const StepLayout& layout,
-                                        StepOutput* out) {
+absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* out) {
   const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
   const int batches = static_cast<int>(layout.batches.size());
+  // The staging buffers the upload reads are filled before it is posted (gpu_step_buffers.h).
   const auto embed_start = std::chrono::steady_clock::now();
   for (const MicroBatch& batch : layout.batches) {
     int row = batch.first_row;
     for (const StepChunk& chunk : batch.chunks) {
-      weights.Embed(chunk.tokens, chunk.count, HostRow<float>(host_x, row, h));
+      weights.Embed(chunk.tokens, chunk.count, HostRow<float>(buffers.host_x, row, h));
       row += chunk.count;
     }
   }
-  std::memcpy(host_positions.data(), layout.positions.data(), 4 * layout.positions.size());
-  std::memcpy(host_fresh_offsets.data(), layout.fresh_offsets.data(), 4 * layout.fresh_offsets.size());
+  std::memcpy(buffers.host_positions.data(), layout.positions.data(), 4 * layout.positions.size());
+  std::memcpy(buffers.host_fresh_offsets.data(), layout.fresh_offsets.data(),
+              4 * layout.fresh_offsets.size());
   if (!layout.device_tables.empty()) {
-    std::memcpy(host_row_tables.data(), layout.row_tables.data(), 4 * layout.row_tables.size());
-    std::memcpy(host_device_tables.data(), layout.device_tables.data(), 4 * layout.device_tables.size());
+    std::memcpy(buffers.host_row_tables.data(), layout.row_tables.data(), 4 * layout.row_tables.size());
+    std::memcpy(buffers.host_device_tables.data(), layout.device_tables.data(),
+                4 * layout.device_tables.size());
   }
-  times.embed += SecondsSince(embed_start);
+  stats.times.embed += SecondsSince(embed_start);
 
   for (const MicroBatch& batch : layout.batches) {
     for (int c = 0; c < static_cast<int>(batch.chunks.size()); ++c) {
@@ -251,36 +92,39 @@ absl::Status GpuForward::State::RunStep(const std::vector<StepChunk>& chunks, co
         stats.gpu_cache_kv_read_bytes += read;
     }
   }
+  // qkv_ticket[b]: the task that queued micro-batch b's projections of the layer the loop is at; once it has
+  // run, qkv_ready(b) is recorded and this thread may wait on the event itself.
   std::vector<int64_t> qkv_ticket(batches, 0);
-  feeder->Post([&] { return UploadStep(layout); });
+  feeder->Post([&] { return ops->UploadStep(layout); });
   for (int b = 0; b < batches; ++b) {
-    qkv_ticket[b] = feeder->Post([this, &layout, b] { return EnqueueProjections(0, layout.batches[b], b); });
+    qkv_ticket[b] =
+        feeder->Post([this, &layout, b] { return ops->EnqueueProjections(0, layout.batches[b], b); });
   }
   for (int layer = 0; layer < spec.num_layers; ++layer) {
-    feeder->Post([this, layer] { return BeginLayer(layer); });
+    feeder->Post([this, layer] { return streamer->BeginLayer(layer); });
     for (int b = 0; b < batches; ++b) {
       const MicroBatch& batch = layout.batches[b];
       const auto wait_start = std::chrono::steady_clock::now();
       RETURN_IF_ERROR(feeder->WaitFor(qkv_ticket[b]));
-      RETURN_IF_ERROR(qkv_ready[b].Synchronize());
+      RETURN_IF_ERROR(ops->qkv_ready(b).Synchronize());
       stats.cpu_wait_seconds += SecondsSince(wait_start);
       const auto attention_start = std::chrono::steady_clock::now();
       CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
-                     HostRow<float>(host_q, batch.first_row, qw),
-                     HostRow<float>(host_k, batch.first_row, kvw),
-                     HostRow<float>(host_v, batch.first_row, kvw),
-                     HostRow<float>(host_attention, batch.first_row, qw), kv_cache, workers);
-      times.attention += SecondsSince(attention_start);
+                     HostRow<float>(buffers.host_q, batch.first_row, qw),
+                     HostRow<float>(buffers.host_k, batch.first_row, kvw),
+                     HostRow<float>(buffers.host_v, batch.first_row, kvw),
+                     HostRow<float>(buffers.host_attention, batch.first_row, qw), kv_cache, workers);
+      stats.times.attention += SecondsSince(attention_start);
       const bool more = layer + 1 < spec.num_layers;
       const int64_t ticket = feeder->Post([this, &batch, layer, b, more] {
-        RETURN_IF_ERROR(EnqueueAfterAttention(layer, batch));
-        return more ? EnqueueProjections(layer + 1, batch, b) : absl::OkStatus();
+        RETURN_IF_ERROR(ops->EnqueueAfterAttention(layer, batch));
+        return more ? ops->EnqueueProjections(layer + 1, batch, b) : absl::OkStatus();
       });
       if (more) qkv_ticket[b] = ticket;
     }
-    feeder->Post([this, layer] { return EndLayer(layer); });
+    feeder->Post([this, layer] { return streamer->EndLayer(layer); });
   }
-  feeder->Post([this, &layout, out] { return Logits(layout, out); });
+  feeder->Post([this, &layout, out] { return ops->Logits(layout, out); });
   return feeder->Drain();
 }
 
@@ -318,8 +162,15 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   absl::StatusOr<gpu::BlasHandle> blas = gpu::BlasHandle::Create(state->model->arena());
   if (!blas.ok()) return blas.status();
   state->blas = std::move(*blas);
-  RETURN_IF_ERROR(state->Allocate());
-  RETURN_IF_ERROR(state->PrimeRing());
+  // The same allocations, in the same order, as when they were one list: buffers, then the runners.
+  RETURN_IF_ERROR(state->buffers.Allocate(state->model->arena(), state->spec, max_step_tokens,
+                                          state->placement, kv_cache.device_blocks(), state->compute));
+  state->streamer.emplace(*state->model, state->spec, state->placement.routed_expert_copies, state->compute,
+                          state->copy);
+  state->ops.emplace(state->spec, kv_cache, *state->model, state->blas, state->compute, state->buffers,
+                     *state->streamer);
+  RETURN_IF_ERROR(state->ops->Allocate(max_step_tokens, state->placement.micro_batches));
+  RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();
   state->stats.streamed_moe_layers = state->model->num_sections() / state->model->layer_parts();
@@ -337,21 +188,29 @@ absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* o
   }
   const StepLayout layout =
       LayOutStep(chunks, s.placement.micro_batches, s.placement.prefill_attention_on_gpu, &s.kv_cache);
-  absl::Status status = s.RunStep(chunks, layout, out);
+  absl::Status status = s.RunStep(layout, out);
   // Whatever happened, nothing posted may outlive this call: the tasks refer to `layout` and `out`.
   absl::Status drained = s.feeder->Drain();
   if (status.ok()) status = drained;
   s.feeder->ClearFailure();
   if (!status.ok()) return status;
-  gpu::SectionRing* ring = s.model->ring();
-  s.stats.streamed_bytes = ring != nullptr ? ring->bytes_copied() : 0;
-  s.stats.copy_seconds = ring != nullptr ? ring->copy_seconds() : 0;
+  s.stats.streamed_bytes = s.streamer->streamed_bytes();
+  s.stats.copy_seconds = s.streamer->copy_seconds();
   s.stats.feeder_busy_seconds = s.feeder->busy_seconds();
   s.stats.gpu_peak_bytes = s.model->arena().peak_bytes();
   return absl::OkStatus();
 }
 
-const StageTimes& GpuForward::stage_times() const { return state_->times; }
-GpuRunStats GpuForward::stats() const { return state_->stats; }
+ForwardStats GpuForward::stats() const {
+  // The driving thread's counters and snapshot, with the feeder's stage times and count waits.
+  ForwardStats stats = state_->stats;
+  const StageTimes& feeder_times = state_->ops->times();
+  stats.times.projections = feeder_times.projections;
+  stats.times.moe = feeder_times.moe;
+  stats.times.dense_mlp = feeder_times.dense_mlp;
+  stats.times.lm_head = feeder_times.lm_head;
+  stats.feeder_wait_seconds = state_->ops->feeder_wait_seconds();
+  return stats;
+}
 
 }  // namespace ringmoe

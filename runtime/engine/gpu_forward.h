@@ -1,10 +1,15 @@
 // GpuForward: one step on the GPU offload path. Projections, routers, expert GEMMs, RoPE and the attention of
 // fresh prompts run on the GPU; decode attention (and prefill chunks that continue a cached prefix) run on
 // the CPU over the host KV cache, except for the sequences whose KV lives in the GPU's share of the cache
-// (KvCache device blocks), which attend on the GPU (gpu/kv_cache_ops.h). The step goes layer-major so that each streamed layer's experts visit the
-// GPU once per step, and is cut into micro-batches so that the CPU's attention on one overlaps the GPU's work
-// on another, while the copy stream fills the ring's next slots. The calling thread runs the CPU attention; a
-// feeder thread (runtime/engine/gpu_feeder.h) queues all GPU work, host waits included (gpu/DESIGN.md).
+// (KvCache device blocks), which attend on the GPU (gpu/kv_cache_ops.h). The step goes layer-major so that
+// each streamed layer's experts visit the GPU once per step, and is cut into micro-batches so that the CPU's
+// attention on one overlaps the GPU's work on another, while the copy stream fills the ring's next slots.
+//
+// Two threads run a step. The calling (driving) thread lays the step out (step_layout.h), embeds its tokens,
+// runs the CPU attention and posts everything else, in order, to a feeder thread (gpu_feeder.h), which
+// queues the GPU work (gpu_step_ops.h), ring driving included (expert_streamer.h), and does its host waits.
+// The buffers they share are in gpu_step_buffers.h, with which side owns each when; gpu/DESIGN.md has the
+// picture.
 #pragma once
 
 #include <memory>
@@ -18,20 +23,6 @@
 
 namespace ringmoe {
 
-struct GpuRunStats {
-  int64_t streamed_bytes = 0;      // host-to-device expert bytes queued by the ring
-  double copy_seconds = 0;         // copy-stream time of the completed ring fills
-  double cpu_wait_seconds = 0;     // driving thread blocked on the GPU (q/k/v of the next micro-batch)
-  double feeder_busy_seconds = 0;  // feeder thread queueing GPU work, its waits included
-  double feeder_wait_seconds = 0;  // of which waiting for MoE expert counts
-  int64_t cpu_kv_read_bytes = 0;   // KV-cache bytes the CPU's attention read (fresh prompts' ran on the GPU)
-  int64_t gpu_cache_kv_read_bytes = 0;  // KV bytes the GPU's paged attention read from its share of the cache
-  int64_t gpu_peak_bytes = 0;      // peak of the engine's device allocations
-  int64_t gpu_cap_bytes = 0;
-  int resident_moe_layers = 0;
-  int streamed_moe_layers = 0;
-};
-
 class GpuForward final : public ForwardPass {
  public:
   // max_step_tokens: the most tokens a step may hold (sizes the device workspace).
@@ -44,15 +35,15 @@ class GpuForward final : public ForwardPass {
   // Picks greedy chunks' tokens on the GPU (argmax and its log-softmax); only sampled chunks' logits come
   // back.
   absl::Status Run(const std::vector<StepChunk>& chunks, StepOutput* out) override;
-  const StageTimes& stage_times() const override;
-  GpuRunStats stats() const;
+  // Everything but streamed_bytes, copy_seconds, feeder_busy_seconds and gpu_peak_bytes counts up to now;
+  // those four are as of the end of the last step that succeeded.
+  ForwardStats stats() const override;
 
   // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves).
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens);
 
-  struct State;
-
  private:
+  struct State;
   explicit GpuForward(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };

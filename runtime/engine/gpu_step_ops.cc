@@ -1,6 +1,5 @@
-// The GPU work of one offload step, stage by stage. Every function here runs on the feeder thread
-// (runtime/engine/gpu_feeder.h), which owns the streams, the cuBLAS handle, the MoE runners and the ring while a
-// step runs; see gpu/DESIGN.md for the order they are queued in.
+#include "runtime/engine/gpu_step_ops.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,249 +11,240 @@
 #include "gpu/routing_ops.h"
 #include "gpu/row_ops.h"
 #include "gpu/status_util.h"
-#include "runtime/engine/gpu_forward_state.h"
 
 #define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
 
 namespace ringmoe {
 
-absl::Status GpuForward::State::UploadStep(const StepLayout& layout) {
-  const int h = spec.hidden_size;
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(x.data(), host_x.data(), 4LL * layout.rows * h, compute));
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(positions.data(), host_positions.data(), 4LL * layout.rows, compute));
-  if (!layout.fresh_offsets.empty()) {
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(fresh_offsets.data(), host_fresh_offsets.data(),
-                                          4LL * layout.fresh_offsets.size(), compute));
+GpuStepOps::GpuStepOps(const ModelSpec& spec, const KvCache& kv_cache, GpuModel& model, gpu::BlasHandle& blas,
+                       const gpu::Stream& compute, StepBuffers& buffers, ExpertStreamer& streamer)
+    : spec_(spec),
+      kv_cache_(kv_cache),
+      model_(model),
+      blas_(blas),
+      compute_(compute),
+      buffers_(buffers),
+      streamer_(streamer) {}
+
+absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches) {
+  // Routed experts pick their GEMM strategy by rows per expert (grouped calls at decode sizes). The
+  // single-expert runners gain nothing from grouping and keep f32 outputs.
+  auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
+                    std::optional<gpu::MoeRunner>* out) {
+    absl::StatusOr<gpu::MoeRunner> created = gpu::MoeRunner::Create(
+        model_.arena(), gpu::MoeShape{spec_.hidden_size, intermediate, experts_count, top_k}, max_tokens,
+        strategy);
+    if (!created.ok()) return created.status();
+    out->emplace(std::move(*created));
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(runner(spec_.moe_intermediate_size, spec_.num_experts, spec_.num_experts_per_tok,
+                         gpu::GemmStrategy::kAuto, &experts_));
+  if (spec_.intermediate_size > 0 && spec_.num_moe_layers() < spec_.num_layers) {
+    RETURN_IF_ERROR(runner(spec_.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense_));
   }
-  if (!layout.device_tables.empty()) {
+  if (spec_.shared_expert_intermediate_size > 0) {
     RETURN_IF_ERROR(
-        gpu::CopyHostToDevice(row_tables.data(), host_row_tables.data(), 4LL * layout.rows, compute));
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(device_tables.data(), host_device_tables.data(),
-                                          4LL * layout.device_tables.size(), compute));
+        runner(spec_.shared_expert_intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &shared_));
+  }
+  qkv_ready_.clear();
+  for (int i = 0; i < micro_batches; ++i) {
+    absl::StatusOr<gpu::Event> event = gpu::Event::Create();
+    if (!event.ok()) return event.status();
+    qkv_ready_.push_back(std::move(*event));
   }
   return absl::OkStatus();
 }
 
-gpu::DevicePagedKv GpuForward::State::DeviceKv(int layer, int row) const {
-  const int64_t layer_elements = int64_t{kv_cache.device_blocks()} * kv_cache.block_stride();
+absl::Status GpuStepOps::UploadStep(const StepLayout& layout) {
+  const int h = spec_.hidden_size;
+  RETURN_IF_ERROR(
+      gpu::CopyHostToDevice(buffers_.x.data(), buffers_.host_x.data(), 4LL * layout.rows * h, compute_));
+  RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.positions.data(), buffers_.host_positions.data(),
+                                        4LL * layout.rows, compute_));
+  if (!layout.fresh_offsets.empty()) {
+    RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.fresh_offsets.data(), buffers_.host_fresh_offsets.data(),
+                                          4LL * layout.fresh_offsets.size(), compute_));
+  }
+  if (!layout.device_tables.empty()) {
+    RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.row_tables.data(), buffers_.host_row_tables.data(),
+                                          4LL * layout.rows, compute_));
+    RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.device_tables.data(), buffers_.host_device_tables.data(),
+                                          4LL * layout.device_tables.size(), compute_));
+  }
+  return absl::OkStatus();
+}
+
+gpu::DevicePagedKv GpuStepOps::DeviceKv(int layer, int row) const {
+  const int64_t layer_elements = int64_t{kv_cache_.device_blocks()} * kv_cache_.block_stride();
   gpu::DevicePagedKv kv;
-  kv.k_pool = device_k.as<uint16_t>() + layer * layer_elements;
-  kv.v_pool = device_v.as<uint16_t>() + layer * layer_elements;
-  kv.block_stride = kv_cache.block_stride();
-  kv.block_tokens = kv_cache.block_tokens();
-  kv.kv_heads = spec.num_kv_heads;
-  kv.head_dim = spec.head_dim;
-  kv.tables = device_tables.as<int32_t>();
-  kv.row_tables = Row<int32_t>(row_tables, row, 1);
-  kv.positions = Row<int32_t>(positions, row, 1);
+  kv.k_pool = buffers_.device_k.as<uint16_t>() + layer * layer_elements;
+  kv.v_pool = buffers_.device_v.as<uint16_t>() + layer * layer_elements;
+  kv.block_stride = kv_cache_.block_stride();
+  kv.block_tokens = kv_cache_.block_tokens();
+  kv.kv_heads = spec_.num_kv_heads;
+  kv.head_dim = spec_.head_dim;
+  kv.tables = buffers_.device_tables.as<int32_t>();
+  kv.row_tables = Row<int32_t>(buffers_.row_tables, row, 1);
+  kv.positions = Row<int32_t>(buffers_.positions, row, 1);
   return kv;
 }
 
-absl::Status GpuForward::State::EnqueueProjections(int layer, const MicroBatch& batch, int b) {
+absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, int b) {
   const auto start = std::chrono::steady_clock::now();
-  const GpuLayer& g = model->layer(layer);
-  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width(), r = batch.first_row,
+  const GpuLayer& g = model_.layer(layer);
+  const int h = spec_.hidden_size, qw = spec_.q_width(), kvw = spec_.kv_width(), r = batch.first_row,
             n = batch.rows;
-  const float eps = static_cast<float>(spec.rms_norm_eps);
-  RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(x, r, h), g.input_norm.as<float>(), n, h, eps,
-                               Row<float>(normed, r, h), compute));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(normed, r, h), int64_t{n} * h,
-                                        Row<uint16_t>(normed_bf16, r, h), compute));
-  const void* input = Row<uint16_t>(normed_bf16, r, h);
-  float* cq = Row<float>(q, r, qw);
-  float* ck = Row<float>(k, r, kvw);
-  float* cv = Row<float>(v, r, kvw);
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.q.data(), qw, h, g.q_bias.as<float>(), cq, compute));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(), ck, compute));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(), cv, compute));
+  const float eps = static_cast<float>(spec_.rms_norm_eps);
+  RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
+                               Row<float>(buffers_.normed, r, h), compute_));
+  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+                                        Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
+  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
+  float* cq = Row<float>(buffers_.q, r, qw);
+  float* ck = Row<float>(buffers_.k, r, kvw);
+  float* cv = Row<float>(buffers_.v, r, kvw);
+  RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, g.q_bias.as<float>(), cq, compute_));
+  RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(), ck, compute_));
+  RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(), cv, compute_));
   // What runtime/engine/attention_step.cc's PrepareQueryKey does on the CPU path, in the same order.
-  if (spec.clip_qkv > 0) {
-    RETURN_IF_ERROR(gpu::ClampInPlace(cq, int64_t{n} * qw, spec.clip_qkv, compute));
-    RETURN_IF_ERROR(gpu::ClampInPlace(ck, int64_t{n} * kvw, spec.clip_qkv, compute));
-    RETURN_IF_ERROR(gpu::ClampInPlace(cv, int64_t{n} * kvw, spec.clip_qkv, compute));
+  if (spec_.clip_qkv > 0) {
+    RETURN_IF_ERROR(gpu::ClampInPlace(cq, int64_t{n} * qw, spec_.clip_qkv, compute_));
+    RETURN_IF_ERROR(gpu::ClampInPlace(ck, int64_t{n} * kvw, spec_.clip_qkv, compute_));
+    RETURN_IF_ERROR(gpu::ClampInPlace(cv, int64_t{n} * kvw, spec_.clip_qkv, compute_));
   }
-  if (spec.qk_norm == QkNorm::kPerHead) {
+  if (spec_.qk_norm == QkNorm::kPerHead) {
     RETURN_IF_ERROR(
-        gpu::RmsNorm(cq, g.q_norm.as<float>(), n * spec.num_heads, spec.head_dim, eps, cq, compute));
+        gpu::RmsNorm(cq, g.q_norm.as<float>(), n * spec_.num_heads, spec_.head_dim, eps, cq, compute_));
     RETURN_IF_ERROR(
-        gpu::RmsNorm(ck, g.k_norm.as<float>(), n * spec.num_kv_heads, spec.head_dim, eps, ck, compute));
-  } else if (spec.qk_norm == QkNorm::kFullWidth) {
-    RETURN_IF_ERROR(gpu::RmsNorm(cq, g.q_norm.as<float>(), n, qw, eps, cq, compute));
-    RETURN_IF_ERROR(gpu::RmsNorm(ck, g.k_norm.as<float>(), n, kvw, eps, ck, compute));
+        gpu::RmsNorm(ck, g.k_norm.as<float>(), n * spec_.num_kv_heads, spec_.head_dim, eps, ck, compute_));
+  } else if (spec_.qk_norm == QkNorm::kFullWidth) {
+    RETURN_IF_ERROR(gpu::RmsNorm(cq, g.q_norm.as<float>(), n, qw, eps, cq, compute_));
+    RETURN_IF_ERROR(gpu::RmsNorm(ck, g.k_norm.as<float>(), n, kvw, eps, ck, compute_));
   }
-  const int32_t* row_positions = Row<int32_t>(positions, r, 1);
+  const int32_t* row_positions = Row<int32_t>(buffers_.positions, r, 1);
   RETURN_IF_ERROR(
-      gpu::ApplyRope(cq, n, spec.num_heads, spec.head_dim, row_positions, spec.rope_theta, compute));
+      gpu::ApplyRope(cq, n, spec_.num_heads, spec_.head_dim, row_positions, spec_.rope_theta, compute_));
   RETURN_IF_ERROR(
-      gpu::ApplyRope(ck, n, spec.num_kv_heads, spec.head_dim, row_positions, spec.rope_theta, compute));
-  if (kv_cache.dtype() == io::DType::kBF16) {
+      gpu::ApplyRope(ck, n, spec_.num_kv_heads, spec_.head_dim, row_positions, spec_.rope_theta, compute_));
+  if (kv_cache_.dtype() == io::DType::kBF16) {
     // Attention reads K and V as the cache holds them, whichever side runs it: rounded to bf16 here too, so
     // that fresh prompts on the GPU see what their decodes will read from the host cache (and what a bf16
     // reference computes with). attention_bf16's rows of this micro-batch are free until o_proj.
-    uint16_t* scratch = Row<uint16_t>(attention_bf16, r, qw);
+    uint16_t* scratch = Row<uint16_t>(buffers_.attention_bf16, r, qw);
     for (float* rows : {ck, cv}) {
-      RETURN_IF_ERROR(gpu::ConvertF32ToBf16(rows, int64_t{n} * kvw, scratch, compute));
-      RETURN_IF_ERROR(gpu::ConvertBf16ToF32(scratch, int64_t{n} * kvw, rows, compute));
+      RETURN_IF_ERROR(gpu::ConvertF32ToBf16(rows, int64_t{n} * kvw, scratch, compute_));
+      RETURN_IF_ERROR(gpu::ConvertBf16ToF32(scratch, int64_t{n} * kvw, rows, compute_));
     }
   }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(spec.head_dim));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(spec_.head_dim));
   if (batch.device_rows > 0) {
     // Device-cache sequences keep their K/V here: written before any of their attention reads it.
     const int device_first = r + batch.host_rows;
-    RETURN_IF_ERROR(gpu::WriteKvRows(Row<float>(k, device_first, kvw), Row<float>(v, device_first, kvw),
-                                     batch.device_rows, kvw, DeviceKv(layer, device_first), compute));
+    RETURN_IF_ERROR(gpu::WriteKvRows(Row<float>(buffers_.k, device_first, kvw),
+                                     Row<float>(buffers_.v, device_first, kvw), batch.device_rows, kvw,
+                                     DeviceKv(layer, device_first), compute_));
   }
   if (batch.paged_rows > 0) {
     const int paged_first = r + n - batch.paged_rows;
-    RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(q, paged_first, qw), batch.paged_rows, spec.num_heads,
-                                            DeviceKv(layer, paged_first), scale, spec.sliding_window,
-                                            Row<float>(attention, paged_first, qw), compute));
+    RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(buffers_.q, paged_first, qw), batch.paged_rows,
+                                            spec_.num_heads, DeviceKv(layer, paged_first), scale,
+                                            spec_.sliding_window,
+                                            Row<float>(buffers_.attention, paged_first, qw), compute_));
   }
   if (batch.fresh_chunks > 0) {
     const int fresh = r + batch.cpu_rows;
-    RETURN_IF_ERROR(
-        gpu::PrefillAttention(Row<float>(q, fresh, qw), Row<float>(k, fresh, kvw), Row<float>(v, fresh, kvw),
-                              Row<int32_t>(fresh_offsets, batch.fresh_offsets, 1), batch.fresh_chunks,
-                              batch.max_fresh_rows, spec.num_heads, spec.num_kv_heads, spec.head_dim, scale,
-                              spec.sliding_window, Row<float>(attention, fresh, qw), compute));
+    RETURN_IF_ERROR(gpu::PrefillAttention(
+        Row<float>(buffers_.q, fresh, qw), Row<float>(buffers_.k, fresh, kvw),
+        Row<float>(buffers_.v, fresh, kvw), Row<int32_t>(buffers_.fresh_offsets, batch.fresh_offsets, 1),
+        batch.fresh_chunks, batch.max_fresh_rows, spec_.num_heads, spec_.num_kv_heads, spec_.head_dim, scale,
+        spec_.sliding_window, Row<float>(buffers_.attention, fresh, qw), compute_));
   }
   if (batch.cpu_rows > 0) {
-    RETURN_IF_ERROR(
-        gpu::CopyDeviceToHost(HostRow<float>(host_q, r, qw), cq, 4LL * batch.cpu_rows * qw, compute));
+    RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
+                                          4LL * batch.cpu_rows * qw, compute_));
   }
   if (batch.host_rows > 0) {  // the host cache's K/V; device-cache rows stay here
-    RETURN_IF_ERROR(
-        gpu::CopyDeviceToHost(HostRow<float>(host_k, r, kvw), ck, 4LL * batch.host_rows * kvw, compute));
-    RETURN_IF_ERROR(
-        gpu::CopyDeviceToHost(HostRow<float>(host_v, r, kvw), cv, 4LL * batch.host_rows * kvw, compute));
+    RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, kvw), ck,
+                                          4LL * batch.host_rows * kvw, compute_));
+    RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
+                                          4LL * batch.host_rows * kvw, compute_));
   }
-  RETURN_IF_ERROR(qkv_ready[b].Record(compute));
-  times.projections += SecondsSince(start);
+  RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  times_.projections += SecondsSince(start);
   return absl::OkStatus();
 }
 
-absl::Status GpuForward::State::BeginLayer(int layer) {
-  const GpuLayer& g = model->layer(layer);
-  if (!spec.layers[layer].is_moe) return absl::OkStatus();
-  expert_bases.assign(spec.num_experts, static_cast<const uint8_t*>(g.experts.data()));
-  const int64_t stride = model->expert_index().expert_stride_bytes;
-  for (const StreamedPart& part : g.parts) {
-    const int slot = slot_of_section[part.section];
-    if (routed_copies) {
-      // Filled (and waited for) per micro-batch once its routing is known; the slot's old experts are stale.
-      slot_experts[slot].assign(part.num_experts, 0);
-      const uint8_t* base =
-          static_cast<const uint8_t*>(model->ring()->slot_data(slot)) - part.first_expert * stride;
-      std::fill_n(expert_bases.begin() + part.first_expert, part.num_experts, base);
-      continue;
-    }
-    absl::StatusOr<void*> address = model->ring()->BeginCompute(slot, compute);
-    if (!address.ok()) return address.status();
-    // Expert e of the part sits at (e - first_expert) * stride in its slot; the index adds e * stride.
-    const uint8_t* base = static_cast<const uint8_t*>(*address) - part.first_expert * stride;
-    std::fill_n(expert_bases.begin() + part.first_expert, part.num_experts, base);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status GpuForward::State::EnqueueAfterAttention(int layer, const MicroBatch& batch) {
+absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batch) {
   const auto start = std::chrono::steady_clock::now();
-  const GpuLayer& g = model->layer(layer);
-  const int h = spec.hidden_size, qw = spec.q_width(), r = batch.first_row, n = batch.rows;
-  const int top_k = spec.num_experts_per_tok;
-  const float eps = static_cast<float>(spec.rms_norm_eps);
+  const GpuLayer& g = model_.layer(layer);
+  const int h = spec_.hidden_size, qw = spec_.q_width(), r = batch.first_row, n = batch.rows;
+  const int top_k = spec_.num_experts_per_tok;
+  const float eps = static_cast<float>(spec_.rms_norm_eps);
   // The CPU's attention rows: read straight from pinned memory by the conversion kernel where the GPU can
   // (a copy would queue on the copy engines behind the ring's fills, on the step's critical path), else
   // copied up first. Fresh prompts' rows are on the GPU already.
   int converted = 0;
-  if (batch.cpu_rows > 0 && host_attention_direct) {
-    RETURN_IF_ERROR(gpu::ConvertF32ToBf16(HostRow<float>(host_attention, r, qw), int64_t{batch.cpu_rows} * qw,
-                                          Row<uint16_t>(attention_bf16, r, qw), compute));
+  if (batch.cpu_rows > 0 && buffers_.host_attention_direct) {
+    RETURN_IF_ERROR(gpu::ConvertF32ToBf16(HostRow<float>(buffers_.host_attention, r, qw),
+                                          int64_t{batch.cpu_rows} * qw,
+                                          Row<uint16_t>(buffers_.attention_bf16, r, qw), compute_));
     converted = batch.cpu_rows;
   } else if (batch.cpu_rows > 0) {
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(attention, r, qw), HostRow<float>(host_attention, r, qw),
-                                          4LL * batch.cpu_rows * qw, compute));
+    RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(buffers_.attention, r, qw),
+                                          HostRow<float>(buffers_.host_attention, r, qw),
+                                          4LL * batch.cpu_rows * qw, compute_));
   }
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(attention, r + converted, qw), int64_t{n - converted} * qw,
-                                        Row<uint16_t>(attention_bf16, r + converted, qw), compute));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas, Row<uint16_t>(attention_bf16, r, qw), n, g.o.data(), h, qw, nullptr,
-                                  Row<float>(projected, r, h), compute));
-  float* hidden = Row<float>(x, r, h);
-  RETURN_IF_ERROR(gpu::ResidualAdd(hidden, Row<float>(projected, r, h), int64_t{n} * h, compute));
-  RETURN_IF_ERROR(
-      gpu::RmsNorm(hidden, g.post_attention_norm.as<float>(), n, h, eps, Row<float>(normed, r, h), compute));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(normed, r, h), int64_t{n} * h,
-                                        Row<uint16_t>(normed_bf16, r, h), compute));
-  const void* input = Row<uint16_t>(normed_bf16, r, h);
+  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.attention, r + converted, qw),
+                                        int64_t{n - converted} * qw,
+                                        Row<uint16_t>(buffers_.attention_bf16, r + converted, qw), compute_));
+  RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(), h, qw,
+                                  nullptr, Row<float>(buffers_.projected, r, h), compute_));
+  float* hidden = Row<float>(buffers_.x, r, h);
+  RETURN_IF_ERROR(gpu::ResidualAdd(hidden, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
+  RETURN_IF_ERROR(gpu::RmsNorm(hidden, g.post_attention_norm.as<float>(), n, h, eps,
+                               Row<float>(buffers_.normed, r, h), compute_));
+  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+                                        Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
+  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
   // The MoE output (routed, then shared) accumulates straight into the residual stream.
-  if (!spec.layers[layer].is_moe) {
-    RETURN_IF_ERROR(dense->SortByExpert(zero_ids.as<int32_t>(), n, compute));
-    RETURN_IF_ERROR(dense->RunExperts(blas, input, ones.as<float>(), g.mlp.data(), model->dense_index(),
-                                      hidden, compute));
-    times.dense_mlp += SecondsSince(start);
+  if (!spec_.layers[layer].is_moe) {
+    RETURN_IF_ERROR(dense_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
+    RETURN_IF_ERROR(dense_->RunExperts(blas_, input, buffers_.ones.as<float>(), g.mlp.data(),
+                                       model_.dense_index(), hidden, compute_));
+    times_.dense_mlp += SecondsSince(start);
     return absl::OkStatus();
   }
-  const int e = spec.num_experts;
-  RETURN_IF_ERROR(gpu::LinearF32(blas, Row<float>(normed, r, h), n, g.router.as<float>(), e, h,
-                                 Row<float>(router_logits, r, e), compute));
-  RETURN_IF_ERROR(gpu::RouteTopK(
-      Row<float>(router_logits, r, e), n, e, top_k,
-      spec.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
-                                              : cpu::RouterScoring::kSoftmaxThenTopK,
-      spec.norm_topk_prob, Row<int32_t>(ids, r, top_k), Row<float>(routing, r, top_k), compute));
+  const int e = spec_.num_experts;
+  RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e, h,
+                                 Row<float>(buffers_.router_logits, r, e), compute_));
+  RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
+                                 spec_.router == RouterKind::kTopKSoftmax
+                                     ? cpu::RouterScoring::kTopKThenSoftmax
+                                     : cpu::RouterScoring::kSoftmaxThenTopK,
+                                 spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
+                                 Row<float>(buffers_.routing, r, top_k), compute_));
   const auto wait_start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(experts->SortByExpert(Row<int32_t>(ids, r, top_k), n, compute));
-  stats.feeder_wait_seconds += SecondsSince(wait_start);
-  if (routed_copies && !g.parts.empty()) RETURN_IF_ERROR(FetchRoutedExperts(layer));
-  RETURN_IF_ERROR(experts->RunExperts(blas, input, Row<float>(routing, r, top_k), expert_bases,
-                                      model->expert_index(), hidden, compute));
-  if (spec.layers[layer].has_shared_expert) {
-    RETURN_IF_ERROR(gpu::LinearBf16(blas, input, n, g.shared_gate.data(), 1, h, nullptr,
-                                    Row<float>(gate, r, 1), compute));
-    RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(gate, r, 1), n, compute));
-    RETURN_IF_ERROR(shared->SortByExpert(zero_ids.as<int32_t>(), n, compute));
-    RETURN_IF_ERROR(shared->RunExperts(blas, input, Row<float>(gate, r, 1), g.mlp.data(),
-                                       model->shared_index(), hidden, compute));
+  RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
+  feeder_wait_seconds_ += SecondsSince(wait_start);
+  RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
+  RETURN_IF_ERROR(experts_->RunExperts(blas_, input, Row<float>(buffers_.routing, r, top_k),
+                                       streamer_.expert_bases(), model_.expert_index(), hidden, compute_));
+  if (spec_.layers[layer].has_shared_expert) {
+    RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
+                                    Row<float>(buffers_.gate, r, 1), compute_));
+    RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
+    RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
+    RETURN_IF_ERROR(shared_->RunExperts(blas_, input, Row<float>(buffers_.gate, r, 1), g.mlp.data(),
+                                        model_.shared_index(), hidden, compute_));
   }
-  times.moe += SecondsSince(start);
+  times_.moe += SecondsSince(start);
   return absl::OkStatus();
 }
 
-absl::Status GpuForward::State::FetchRoutedExperts(int layer) {
-  gpu::SectionRing* ring = model->ring();
-  for (const StreamedPart& part : model->layer(layer).parts) {
-    const int slot = slot_of_section[part.section];
-    const std::vector<gpu::ByteRange> ranges = gpu::MissingRoutedRanges(
-        model->expert_index(), part.first_expert, experts->expert_counts(), slot_experts[slot]);
-    // The compute stream already waits for what earlier micro-batches fetched into the slot.
-    if (ranges.empty()) continue;
-    RETURN_IF_ERROR(ring->FillRanges(slot, model->source(), part.section, ranges, copy));
-    RETURN_IF_ERROR(ring->BeginCompute(slot, compute).status());
-  }
-  return absl::OkStatus();
-}
-
-absl::Status GpuForward::State::EndLayer(int layer) {
-  gpu::SectionRing* ring = model->ring();
-  const GpuLayer& g = model->layer(layer);
-  if (g.parts.empty()) return absl::OkStatus();
-  const int sections = model->num_sections();
-  for (const StreamedPart& part : g.parts) {
-    const int slot = slot_of_section[part.section];
-    RETURN_IF_ERROR(ring->EndCompute(slot, compute));
-    if (sections > ring->num_slots() && !routed_copies) {
-      // Round robin: the slot takes the section num_slots after, wrapping into the next step.
-      const int next = (part.section + ring->num_slots()) % sections;
-      RETURN_IF_ERROR(ring->Fill(slot, model->source(), next, copy));
-      slot_of_section[next] = slot;
-    }
-  }
-  return ring->ReleaseFinishedCopies();
-}
-
-absl::Status GpuForward::State::Logits(const StepLayout& layout, StepOutput* out) {
+absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   const auto start = std::chrono::steady_clock::now();
-  const int h = spec.hidden_size, vocab = spec.vocab_size;
+  const int h = spec_.hidden_size, vocab = spec_.vocab_size;
   // Rows whose logits go back to the host first, then the greedy rows, whose tokens are picked here: each
   // lm_head batch then holds at most one run of each.
   std::vector<int32_t> rows;
@@ -268,46 +258,51 @@ absl::Status GpuForward::State::Logits(const StepLayout& layout, StepOutput* out
   out->logits.resize(static_cast<size_t>(sampled) * vocab);
   out->picked.assign(rows.size(), SampledToken{-1, 0.0f});
   // The step ends here: nothing it queued may still read the staging buffers the next step refills.
-  if (rows.empty()) return compute.Synchronize();
-  std::memcpy(host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(wanted_rows.data(), host_rows.data(), 4LL * rows.size(), compute));
+  if (rows.empty()) return compute_.Synchronize();
+  std::memcpy(buffers_.host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
+  RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.wanted_rows.data(), buffers_.host_rows.data(),
+                                        4LL * rows.size(), compute_));
   for (int first = 0; first < static_cast<int>(rows.size()); first += kLogitsRows) {
     const int count = std::min<int>(kLogitsRows, static_cast<int>(rows.size()) - first);
-    RETURN_IF_ERROR(gpu::GatherRowsF32(x.as<float>(), wanted_rows.as<int32_t>() + first, count, h,
-                                       final_rows.as<float>(), compute));
-    RETURN_IF_ERROR(gpu::RmsNorm(final_rows.as<float>(), model->final_norm().as<float>(), count, h,
-                                 static_cast<float>(spec.rms_norm_eps), final_rows.as<float>(), compute));
-    RETURN_IF_ERROR(
-        gpu::ConvertF32ToBf16(final_rows.as<float>(), int64_t{count} * h, final_bf16.data(), compute));
-    RETURN_IF_ERROR(gpu::LinearBf16(blas, final_bf16.data(), count, model->lm_head().data(), vocab, h,
-                                    nullptr, logits.as<float>(), compute));
+    RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(), buffers_.wanted_rows.as<int32_t>() + first,
+                                       count, h, buffers_.final_rows.as<float>(), compute_));
+    RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(), count, h,
+                                 static_cast<float>(spec_.rms_norm_eps), buffers_.final_rows.as<float>(),
+                                 compute_));
+    RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
+                                          buffers_.final_bf16.data(), compute_));
+    RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(), vocab,
+                                    h, nullptr, buffers_.logits.as<float>(), compute_));
     const int sampled_here = std::clamp(sampled - first, 0, count);
     if (sampled_here < count) {
       const int greedy_first = first + sampled_here - sampled;  // Index among the greedy rows.
       RETURN_IF_ERROR(gpu::GreedyArgmaxLogSoftmax(
-          logits.as<float>() + static_cast<int64_t>(sampled_here) * vocab, count - sampled_here, vocab,
-          picked_ids.as<int32_t>() + greedy_first, picked_logprobs.as<float>() + greedy_first, compute));
+          buffers_.logits.as<float>() + static_cast<int64_t>(sampled_here) * vocab, count - sampled_here,
+          vocab, buffers_.picked_ids.as<int32_t>() + greedy_first,
+          buffers_.picked_logprobs.as<float>() + greedy_first, compute_));
     }
     if (sampled_here > 0) {
-      RETURN_IF_ERROR(
-          gpu::CopyDeviceToHost(host_logits.data(), logits.data(), 4LL * sampled_here * vocab, compute));
-      RETURN_IF_ERROR(compute.Synchronize());
-      std::memcpy(out->logits.data() + static_cast<size_t>(first) * vocab, host_logits.data(),
+      RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_logits.data(), buffers_.logits.data(),
+                                            4LL * sampled_here * vocab, compute_));
+      RETURN_IF_ERROR(compute_.Synchronize());
+      std::memcpy(out->logits.data() + static_cast<size_t>(first) * vocab, buffers_.host_logits.data(),
                   4ULL * sampled_here * vocab);
     }
   }
   const int greedy = static_cast<int>(greedy_chunks.size());
   if (greedy > 0) {
-    RETURN_IF_ERROR(gpu::CopyDeviceToHost(host_picked_ids.data(), picked_ids.data(), 4LL * greedy, compute));
-    RETURN_IF_ERROR(
-        gpu::CopyDeviceToHost(host_picked_logprobs.data(), picked_logprobs.data(), 4LL * greedy, compute));
+    RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_ids.data(), buffers_.picked_ids.data(),
+                                          4LL * greedy, compute_));
+    RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_logprobs.data(),
+                                          buffers_.picked_logprobs.data(), 4LL * greedy, compute_));
   }
-  RETURN_IF_ERROR(compute.Synchronize());
+  RETURN_IF_ERROR(compute_.Synchronize());
   // picked is indexed by chunk order; the sampled chunks' logits rows are in chunk order already.
   for (int j = 0; j < greedy; ++j) {
-    out->picked[greedy_chunks[j]] = {host_picked_ids.as<int32_t>()[j], host_picked_logprobs.as<float>()[j]};
+    out->picked[greedy_chunks[j]] = {buffers_.host_picked_ids.as<int32_t>()[j],
+                                     buffers_.host_picked_logprobs.as<float>()[j]};
   }
-  times.lm_head += SecondsSince(start);
+  times_.lm_head += SecondsSince(start);
   return absl::OkStatus();
 }
 

@@ -1,0 +1,106 @@
+#include "runtime/engine/expert_streamer.h"
+
+#include <algorithm>
+
+#include "gpu/section_ring.h"
+#include "gpu/status_util.h"
+
+#define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
+
+namespace ringmoe {
+
+ExpertStreamer::ExpertStreamer(GpuModel& model, const ModelSpec& spec, bool routed_expert_copies,
+                               const gpu::Stream& compute, const gpu::Stream& copy)
+    : model_(model),
+      spec_(spec),
+      wants_routed_copies_(routed_expert_copies),
+      compute_(compute),
+      copy_(copy) {}
+
+absl::Status ExpertStreamer::PrimeRing() {
+  gpu::SectionRing* ring = model_.ring();
+  if (ring == nullptr) return absl::OkStatus();
+  slot_of_section_.assign(model_.num_sections(), -1);
+  routed_copies_ = wants_routed_copies_ && model_.num_sections() > ring->num_slots();
+  if (routed_copies_) {
+    // Nothing ahead: a section takes its slot when a micro-batch's routing asks for its experts.
+    for (int section = 0; section < model_.num_sections(); ++section)
+      slot_of_section_[section] = section % ring->num_slots();
+    slot_experts_.assign(ring->num_slots(), {});
+    return absl::OkStatus();
+  }
+  for (int section = 0; section < std::min(ring->num_slots(), model_.num_sections()); ++section) {
+    RETURN_IF_ERROR(ring->Fill(section, model_.source(), section, copy_));
+    slot_of_section_[section] = section;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExpertStreamer::BeginLayer(int layer) {
+  const GpuLayer& g = model_.layer(layer);
+  if (!spec_.layers[layer].is_moe) return absl::OkStatus();
+  expert_bases_.assign(spec_.num_experts, static_cast<const uint8_t*>(g.experts.data()));
+  const int64_t stride = model_.expert_index().expert_stride_bytes;
+  for (const StreamedPart& part : g.parts) {
+    const int slot = slot_of_section_[part.section];
+    if (routed_copies_) {
+      // Filled (and waited for) per micro-batch once its routing is known; the slot's old experts are stale.
+      slot_experts_[slot].assign(part.num_experts, 0);
+      const uint8_t* base =
+          static_cast<const uint8_t*>(model_.ring()->slot_data(slot)) - part.first_expert * stride;
+      std::fill_n(expert_bases_.begin() + part.first_expert, part.num_experts, base);
+      continue;
+    }
+    absl::StatusOr<void*> address = model_.ring()->BeginCompute(slot, compute_);
+    if (!address.ok()) return address.status();
+    // Expert e of the part sits at (e - first_expert) * stride in its slot; the index adds e * stride.
+    const uint8_t* base = static_cast<const uint8_t*>(*address) - part.first_expert * stride;
+    std::fill_n(expert_bases_.begin() + part.first_expert, part.num_experts, base);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExpertStreamer::FetchRoutedExperts(int layer, std::span<const int32_t> expert_counts) {
+  if (!routed_copies_) return absl::OkStatus();
+  gpu::SectionRing* ring = model_.ring();
+  for (const StreamedPart& part : model_.layer(layer).parts) {
+    const int slot = slot_of_section_[part.section];
+    const std::vector<gpu::ByteRange> ranges = gpu::MissingRoutedRanges(
+        model_.expert_index(), part.first_expert, expert_counts, slot_experts_[slot]);
+    // The compute stream already waits for what earlier micro-batches fetched into the slot.
+    if (ranges.empty()) continue;
+    RETURN_IF_ERROR(ring->FillRanges(slot, model_.source(), part.section, ranges, copy_));
+    RETURN_IF_ERROR(ring->BeginCompute(slot, compute_).status());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExpertStreamer::EndLayer(int layer) {
+  gpu::SectionRing* ring = model_.ring();
+  const GpuLayer& g = model_.layer(layer);
+  if (g.parts.empty()) return absl::OkStatus();
+  const int sections = model_.num_sections();
+  for (const StreamedPart& part : g.parts) {
+    const int slot = slot_of_section_[part.section];
+    RETURN_IF_ERROR(ring->EndCompute(slot, compute_));
+    if (sections > ring->num_slots() && !routed_copies_) {
+      // Round robin: the slot takes the section num_slots after, wrapping into the next step.
+      const int next = (part.section + ring->num_slots()) % sections;
+      RETURN_IF_ERROR(ring->Fill(slot, model_.source(), next, copy_));
+      slot_of_section_[next] = slot;
+    }
+  }
+  return ring->ReleaseFinishedCopies();
+}
+
+int64_t ExpertStreamer::streamed_bytes() const {
+  const gpu::SectionRing* ring = model_.ring();
+  return ring != nullptr ? ring->bytes_copied() : 0;
+}
+
+double ExpertStreamer::copy_seconds() const {
+  const gpu::SectionRing* ring = model_.ring();
+  return ring != nullptr ? ring->copy_seconds() : 0;
+}
+
+}  // namespace ringmoe

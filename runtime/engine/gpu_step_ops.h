@@ -1,0 +1,85 @@
+// GpuStepOps: the GPU work of one offload step, stage by stage: the step's upload, each micro-batch's
+// projections (and the attention the GPU runs itself), its work after the CPU's attention (o_proj, router,
+// MoE or dense MLP), and lm_head. It owns the MoE runners (routed experts, dense MLPs, shared experts: one
+// each, their scratch shared by all micro-batches because they run in order on the compute stream) and the
+// qkv_ready events; gpu/DESIGN.md shows the order the work is queued in.
+//
+// Threading: Allocate runs on the driving thread in GpuForward::Create, before the feeder thread starts.
+// Every other method but qkv_ready runs on the feeder thread (runtime/engine/gpu_feeder.h), as a task the
+// driving thread posted, so the compute stream, the cuBLAS handle and the runners have one host thread. The
+// hand-over to the driving thread is qkv_ready(b): EnqueueProjections records it after micro-batch b's q/k/v
+// copies to the host; the driving thread waits for the task that recorded it (GpuFeeder::WaitFor) and then
+// synchronises on the event before its attention reads host_q/k/v. times() and feeder_wait_seconds() are read
+// only while the feeder is idle (after GpuFeeder::Drain).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gpu/blas.h"
+#include "gpu/kv_cache_ops.h"
+#include "gpu/moe_ops.h"
+#include "gpu/stream.h"
+#include "runtime/engine/expert_streamer.h"
+#include "runtime/engine/forward.h"
+#include "runtime/engine/gpu_model.h"
+#include "runtime/engine/gpu_step_buffers.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/engine/step_layout.h"
+
+namespace ringmoe {
+
+inline double SecondsSince(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+class GpuStepOps {
+ public:
+  // Everything passed in must outlive the instance. `buffers` must be allocated before Allocate.
+  GpuStepOps(const ModelSpec& spec, const KvCache& kv_cache, GpuModel& model, gpu::BlasHandle& blas,
+             const gpu::Stream& compute, StepBuffers& buffers, ExpertStreamer& streamer);
+
+  // The runners' scratch for steps of up to max_tokens tokens (from the model's arena), and one qkv_ready
+  // event per micro-batch.
+  absl::Status Allocate(int max_tokens, int micro_batches);
+
+  // The step's hidden states, positions, fresh-prompt offsets and device KV tables, from the staging
+  // buffers the driving thread filled.
+  absl::Status UploadStep(const StepLayout& layout);
+  // Norm, q/k/v, clip, QK-norm, RoPE of `layer` for the micro-batch; the fresh prompts' attention and the
+  // device-cache rows' K/V and attention; q (CPU rows), k and v (host-cache rows) back to the host; then
+  // qkv_ready(b).
+  absl::Status EnqueueProjections(int layer, const MicroBatch& batch, int b);
+  // The CPU's attention rows up, o_proj, residual, the MLP or MoE (waits for the expert counts).
+  absl::Status EnqueueAfterAttention(int layer, const MicroBatch& batch);
+  // lm_head over the rows that want logits: greedy rows' tokens picked on the GPU, sampled rows' logits to
+  // `out`. Ends with a compute-stream synchronise (the step is over).
+  absl::Status Logits(const StepLayout& layout, StepOutput* out);
+
+  // Micro-batch b's q/k/v rows of the next layer are in host memory once this completes (see above).
+  gpu::Event& qkv_ready(int b) { return qkv_ready_[b]; }
+  // Seconds of the feeder's stages (projections, moe, dense_mlp, lm_head; embed and attention stay 0).
+  const StageTimes& times() const { return times_; }
+  // Of the feeder's time, the waits for the MoE expert counts.
+  double feeder_wait_seconds() const { return feeder_wait_seconds_; }
+
+ private:
+  // The device KV view of `layer` for rows from `row` on (their tables and positions).
+  gpu::DevicePagedKv DeviceKv(int layer, int row) const;
+
+  const ModelSpec& spec_;
+  const KvCache& kv_cache_;
+  GpuModel& model_;
+  gpu::BlasHandle& blas_;
+  const gpu::Stream& compute_;
+  StepBuffers& buffers_;
+  ExpertStreamer& streamer_;
+  std::optional<gpu::MoeRunner> experts_, dense_, shared_;
+  std::vector<gpu::Event> qkv_ready_;  // Per micro-batch.
+  StageTimes times_;
+  double feeder_wait_seconds_ = 0;
+};
+
+}  // namespace ringmoe
