@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
 #include "gpu/device.h"
 #include "io/checkpoint.h"
@@ -81,6 +82,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   if (options.max_batch < 1 || options.max_step_tokens < 1 || options.kv_block_tokens < 1) {
     return absl::InvalidArgumentError("max_batch, max_step_tokens and kv_block_tokens must be positive");
   }
+  if (absl::Status isa = cpu::CheckCpuIsaEnvironment(); !isa.ok()) return isa;
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_dir);
