@@ -26,6 +26,7 @@
 #include "cpu/activation.h"
 #include "cpu/attention.h"
 #include "cpu/attention_internal.h"
+#include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
 #include "io/dtype.h"
 
@@ -247,7 +248,7 @@ int main(int argc, char** argv) {
   };
   std::vector<std::pair<internal::AttentionKernel, Kernel>> kernels;
   const auto wanted = [&](const char* name) { return only_kernel.empty() || only_kernel == name; };
-  if (internal::CpuSupportsAvx512Attention() && wanted("avx512")) {
+  if (ringmoe::cpu::KernelIsa() == ringmoe::cpu::CpuIsa::kAvx512 && wanted("avx512")) {
     kernels.push_back({internal::AttentionKernel::kAvx512, {"avx512", current}});
   }
   if (wanted("portable")) kernels.push_back({internal::AttentionKernel::kPortable, {"portable", current}});

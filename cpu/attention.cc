@@ -1,10 +1,11 @@
-// PagedAttention's entry points: picks the AVX-512 kernel where the CPU and head_dim allow, else the portable
-// one. The choice is made at run time because the library is built for a baseline x86-64 target.
+// PagedAttention's entry points: picks the AVX-512 kernel where KernelIsa() and head_dim allow, else the
+// portable one. The choice is made at run time because the library is built for a baseline x86-64 target.
 #include "cpu/attention.h"
 
 #include <atomic>
 
 #include "cpu/attention_internal.h"
+#include "cpu/cpu_features.h"
 
 namespace ringmoe::cpu {
 namespace internal {
@@ -16,15 +17,8 @@ std::atomic<AttentionKernel> forced_kernel{AttentionKernel::kAuto};
 
 void SetAttentionKernelForTesting(AttentionKernel kernel) { forced_kernel.store(kernel); }
 
-bool CpuSupportsAvx512Attention() {
-  // libgcc's feature bits include the OS check (XCR0) for the zmm state.
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vl");
-  return supported;
-}
-
 AttentionKernel SelectedAttentionKernel(int head_dim) {
-  const bool avx512 = CpuSupportsAvx512Attention() && head_dim % 16 == 0;
+  const bool avx512 = KernelIsa() == CpuIsa::kAvx512 && head_dim % 16 == 0;
   return forced_kernel.load() != AttentionKernel::kPortable && avx512 ? AttentionKernel::kAvx512
                                                                       : AttentionKernel::kPortable;
 }

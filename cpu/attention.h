@@ -27,7 +27,8 @@ struct PagedKvView {
 //
 // Flash-decoding style: an online softmax over chunks of 16 tokens, f32 accumulation, bf16 K/V widened
 // exactly, each K and V row read once per tile of query rows (one row for decode, about 64 / group rows for
-// prefill) for the whole GQA group. AVX-512 when the CPU has it and head_dim % 16 == 0, else portable loops.
+// prefill) for the whole GQA group. AVX-512 when KernelIsa() allows it (cpu/cpu_features.h) and
+// head_dim % 16 == 0, else portable loops.
 // Single-threaded: callers parallelise over sequences (or over kv heads with PagedAttentionHeads).
 void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
                     int sliding_window, float* out);

@@ -20,15 +20,13 @@ namespace ringmoe::cpu::internal {
 enum class AttentionKernel { kAuto, kPortable, kAvx512 };
 
 // Forces the kernel of later calls (kAuto: runtime dispatch). A forced kAvx512 still falls back to the
-// portable kernel where that one cannot run (CPU without AVX-512, head_dim not a multiple of 16).
+// portable kernel where that one cannot run (KernelIsa() below AVX-512, head_dim not a multiple of 16).
 void SetAttentionKernelForTesting(AttentionKernel kernel);
-// AVX-512 F, BW and VL, with the OS saving the zmm state.
-bool CpuSupportsAvx512Attention();
 // The kernel a call with this head_dim runs now (kPortable or kAvx512).
 AttentionKernel SelectedAttentionKernel(int head_dim);
 
-// Both follow PagedAttentionHeads' contract; the AVX-512 one needs CpuSupportsAvx512Attention() and
-// head_dim % 16 == 0.
+// Both follow PagedAttentionHeads' contract; the AVX-512 one needs KernelIsa() == CpuIsa::kAvx512 (which
+// RINGMOE_CPU_ISA=avx2 withholds, cpu/cpu_features.h) and head_dim % 16 == 0.
 void PagedAttentionPortable(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
                             int sliding_window, float* out, int kv_head_begin, int kv_head_end);
 void PagedAttentionAvx512(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,

@@ -8,6 +8,7 @@
 
 #include "cpu/activation.h"
 #include "cpu/attention.h"
+#include "cpu/cpu_features.h"
 #include "cpu/linear.h"
 #include "cpu/moe.h"
 #include "cpu/norm.h"

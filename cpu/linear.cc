@@ -1,9 +1,11 @@
 #include "cpu/linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <vector>
 
+#include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -21,17 +23,17 @@ dnnl::memory::data_type ToDnnl(io::DType dtype) {
   return dtype == io::DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
 }
 
-// y[:, first .. first + count) for rows first .. first + count - 1 of w. `src` is x in the compute type.
-void LinearSlice(const void* src, int m, const Matrix& w, const float* bias, float* y, int first, int count) {
+// y[r, 0 .. count) = src[r, :] * weights^T (+ bias[0 .. count)) for r < m, y's rows y_stride floats apart.
+// weights: count rows of `in` elements, row-major; src and weights in the `compute` type.
+void OneDnnMatmul(const void* src, dnnl::memory::data_type compute, int m, const void* weights, int in,
+                  int count, const float* bias, float* y, int64_t y_stride) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
-  const dnnl::memory::dim rows = m, in = w.cols, out = count;
-  const dt compute = ToDnnl(w.dtype);
-  const size_t element = w.dtype == io::DType::kBF16 ? 2 : 4;
+  const dnnl::memory::dim rows = m, out = count;
   dnnl::engine& engine = CpuEngine();
   dnnl::memory::desc src_md({rows, in}, compute, tag::ab);
   dnnl::memory::desc weights_md({in, out}, compute, tag::ba);  // [out, in] row-major is W^T in "ba"
-  dnnl::memory::desc dst_md({rows, out}, dt::f32, dnnl::memory::dims{w.rows, 1});  // a column slice of y
+  dnnl::memory::desc dst_md({rows, out}, dt::f32, dnnl::memory::dims{y_stride, 1});  // a column slice of y
   dnnl::memory::desc bias_md({1, out}, dt::f32, tag::ab);
   // Served from oneDNN's primitive cache after the first call with these shapes. oneDNN 3 (Ubuntu 24.04)
   // dropped the op descriptors of oneDNN 2 (Debian 12).
@@ -46,13 +48,12 @@ void LinearSlice(const void* src, int m, const Matrix& w, const float* bias, flo
 #endif
   dnnl::matmul matmul(primitive_desc);
 
-  const uint8_t* weights = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.cols * element;
   dnnl::memory src_memory(src_md, engine, const_cast<void*>(src));
-  dnnl::memory weights_memory(weights_md, engine, const_cast<uint8_t*>(weights));
-  dnnl::memory dst_memory(dst_md, engine, y + first);
+  dnnl::memory weights_memory(weights_md, engine, const_cast<void*>(weights));
+  dnnl::memory dst_memory(dst_md, engine, y);
   dnnl::stream stream(engine);
   if (bias != nullptr) {
-    dnnl::memory bias_memory(bias_md, engine, const_cast<float*>(bias + first));
+    dnnl::memory bias_memory(bias_md, engine, const_cast<float*>(bias));
     matmul.execute(stream, {{DNNL_ARG_SRC, src_memory},
                             {DNNL_ARG_WEIGHTS, weights_memory},
                             {DNNL_ARG_BIAS, bias_memory},
@@ -64,6 +65,38 @@ void LinearSlice(const void* src, int m, const Matrix& w, const float* bias, flo
   stream.wait();
 }
 
+// Widened weights per block: small enough to stay in L2 between the conversion and the matmul.
+constexpr int64_t kWidenedBlockBytes = int64_t{1} << 20;
+
+// y[:, first .. first + count) for rows first .. first + count - 1 of w. `src` is x in the compute type: w's
+// own, or f32 (holding bf16-rounded values) when `widen` runs a BF16 w as f32.
+void LinearSlice(const void* src, int m, const Matrix& w, const float* bias, float* y, int first, int count,
+                 bool widen) {
+  const size_t element = w.dtype == io::DType::kBF16 ? 2 : 4;
+  const uint8_t* weights =
+      static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.cols * element;
+  const float* slice_bias = bias != nullptr ? bias + first : nullptr;
+  if (!widen) {
+    OneDnnMatmul(src, ToDnnl(w.dtype), m, weights, w.cols, count, slice_bias, y + first, w.rows);
+    return;
+  }
+  const auto* bf16 = reinterpret_cast<const uint16_t*>(weights);
+  const int block_rows =
+      static_cast<int>(std::clamp<int64_t>(kWidenedBlockBytes / (int64_t{4} * w.cols), 1, count));
+  thread_local std::vector<float> widened;
+  widened.resize(static_cast<size_t>(block_rows) * w.cols);
+  for (int begin = 0; begin < count; begin += block_rows) {
+    const int rows = std::min(block_rows, count - begin);
+    const uint16_t* block = bf16 + static_cast<size_t>(begin) * w.cols;
+    const size_t elements = static_cast<size_t>(rows) * w.cols;
+    for (size_t i = 0; i < elements; ++i) widened[i] = io::BF16ToF32(block[i]);
+    OneDnnMatmul(src, dnnl::memory::data_type::f32, m, widened.data(), w.cols, rows,
+                 slice_bias != nullptr ? slice_bias + begin : nullptr, y + first + begin, w.rows);
+  }
+}
+
+std::atomic<internal::Bf16LinearPath> forced_bf16_path{internal::Bf16LinearPath::kAuto};
+
 // Below this many multiply-adds a product is not worth splitting across threads.
 constexpr int64_t kMinParallelWork = int64_t{1} << 20;
 
@@ -74,11 +107,21 @@ void Linear(const float* x, int m, const Matrix& w, const float* bias, float* y,
   if (m == 0) return;
   thread_local bool single_threaded_dnnl = (omp_set_num_threads(1), true);  // see the header
   (void)single_threaded_dnnl;
-  // With bf16 weights the activations are rounded to bf16 too, so the matmul runs on AMX / AVX512-BF16.
+  // With bf16 weights the activations are rounded to bf16 too, so the matmul runs on AMX / AVX512-BF16; the
+  // widened path keeps them as f32 holding the rounded values, so both compute the same products.
+  const bool bf16 = w.dtype == io::DType::kBF16;
+  const bool widen =
+      bf16 && (forced_bf16_path.load() == internal::Bf16LinearPath::kWidenToF32 || !OneDnnHasBf16Matmul());
   thread_local std::vector<uint16_t> x_bf16;
+  thread_local std::vector<float> x_rounded;
   const void* src = x;
-  if (w.dtype == io::DType::kBF16) {
-    x_bf16.resize(static_cast<size_t>(m) * w.cols);
+  const size_t x_elements = static_cast<size_t>(m) * w.cols;
+  if (widen) {
+    x_rounded.resize(x_elements);
+    for (size_t i = 0; i < x_elements; ++i) x_rounded[i] = io::BF16ToF32(io::F32ToBF16(x[i]));
+    src = x_rounded.data();
+  } else if (bf16) {
+    x_bf16.resize(x_elements);
     io::ConvertF32ToBF16(x, x_bf16.data(), x_bf16.size());
     src = x_bf16.data();
   }
@@ -86,7 +129,7 @@ void Linear(const float* x, int m, const Matrix& w, const float* bias, float* y,
   const int64_t work = static_cast<int64_t>(m) * w.rows * w.cols;
   const int threads = workers != nullptr ? workers->threads() : 1;
   if (threads <= 1 || work < kMinParallelWork) {
-    LinearSlice(src, m, w, bias, y, 0, w.rows);
+    LinearSlice(src, m, w, bias, y, 0, w.rows, widen);
     return;
   }
   // Slices of 64 output features at least, about two per thread for balance.
@@ -95,9 +138,15 @@ void Linear(const float* x, int m, const Matrix& w, const float* bias, float* y,
   workers->ParallelFor(slices, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int first = static_cast<int>(i * slice);
-      LinearSlice(src, m, w, bias, y, first, static_cast<int>(std::min<int64_t>(slice, w.rows - first)));
+      LinearSlice(src, m, w, bias, y, first, static_cast<int>(std::min<int64_t>(slice, w.rows - first)),
+                  widen);
     }
   });
 }
 
+namespace internal {
+
+void SetBf16LinearPathForTesting(Bf16LinearPath path) { forced_bf16_path.store(path); }
+
+}  // namespace internal
 }  // namespace ringmoe::cpu

@@ -1,6 +1,5 @@
 #include "cpu/thread_pool.h"
 
-#include <cpuid.h>
 #include <hwloc.h>
 #include <omp.h>
 
@@ -95,12 +94,5 @@ void CpuWorkers::ParallelFor(int64_t count, int64_t grain, const std::function<v
 }
 
 int PhysicalCoreCount() { return SharedTopology().cores; }
-
-bool CpuHasNativeBf16() {
-  // CPUID leaf 7: subleaf 1 EAX bit 5 is AVX512-BF16, subleaf 0 EDX bit 22 is AMX-BF16.
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0) return true;
-  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx & (1u << 22)) != 0;
-}
 
 }  // namespace ringmoe::cpu

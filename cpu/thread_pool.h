@@ -30,8 +30,5 @@ class CpuWorkers {
 
 // Number of physical cores (hwloc), at least 1.
 int PhysicalCoreCount();
-// Whether the CPU can run bf16 matmuls natively (AMX-BF16 or AVX512-BF16).
-bool CpuHasNativeBf16();
-
 
 }  // namespace ringmoe::cpu

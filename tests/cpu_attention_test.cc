@@ -15,6 +15,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/attention_internal.h"
+#include "cpu/cpu_features.h"
 #include "io/dtype.h"
 
 namespace ringmoe::cpu {
@@ -140,10 +141,11 @@ double RelativeError(const Case& c, const std::vector<float>& got, const std::ve
   return max_err / std::max(max_abs, 1e-30);
 }
 
-// The kernels this machine can run: the portable one always, the AVX-512 one where the CPU has it.
+// The kernels this machine may run: the portable one always, the AVX-512 one where KernelIsa() allows it (the
+// CPU has it and RINGMOE_CPU_ISA does not withhold it).
 std::vector<AttentionKernel> Kernels() {
   std::vector<AttentionKernel> kernels = {AttentionKernel::kPortable};
-  if (internal::CpuSupportsAvx512Attention()) kernels.push_back(AttentionKernel::kAvx512);
+  if (KernelIsa() == CpuIsa::kAvx512) kernels.push_back(AttentionKernel::kAvx512);
   return kernels;
 }
 
@@ -177,7 +179,7 @@ void CheckCase(const Case& c, uint32_t seed) {
 }
 
 TEST_F(CpuAttention, DispatchPicksAvx512WhereItCanRun) {
-  const bool avx512 = internal::CpuSupportsAvx512Attention();
+  const bool avx512 = KernelIsa() == CpuIsa::kAvx512;
   EXPECT_EQ(internal::SelectedAttentionKernel(128),
             avx512 ? AttentionKernel::kAvx512 : AttentionKernel::kPortable);
   EXPECT_EQ(internal::SelectedAttentionKernel(16),
@@ -185,6 +187,10 @@ TEST_F(CpuAttention, DispatchPicksAvx512WhereItCanRun) {
   EXPECT_EQ(internal::SelectedAttentionKernel(40), AttentionKernel::kPortable);
   internal::SetAttentionKernelForTesting(AttentionKernel::kPortable);
   EXPECT_EQ(internal::SelectedAttentionKernel(128), AttentionKernel::kPortable);
+  // Forcing AVX-512 never runs it where KernelIsa() withholds it.
+  internal::SetAttentionKernelForTesting(AttentionKernel::kAvx512);
+  EXPECT_EQ(internal::SelectedAttentionKernel(128),
+            avx512 ? AttentionKernel::kAvx512 : AttentionKernel::kPortable);
 }
 
 TEST_F(CpuAttention, DecodeOverHeadSizesGroupsAndBlocks) {

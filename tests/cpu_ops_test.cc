@@ -1,10 +1,13 @@
 // Each CPU kernel against a naive reference written the obvious way, in double precision, on random data.
 #include <gtest/gtest.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
@@ -127,7 +130,31 @@ TEST(CpuOps, LogSoftmaxAndSwiGlu) {
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(out[i], gate[i] / (1 + std::exp(-gate[i])) * up[i], 1e-6);
 }
 
+// Restores Linear's runtime choice of bf16 path when a test ends, whatever it forced.
+struct RestoreBf16LinearPath {
+  ~RestoreBf16LinearPath() { internal::SetBf16LinearPathForTesting(internal::Bf16LinearPath::kAuto); }
+};
+
+// Both ways Linear runs a BF16 matrix: whatever this CPU picks (oneDNN's bf16 matmul, or widening where
+// oneDNN has none), and widening forced.
+constexpr internal::Bf16LinearPath kBf16Paths[] = {internal::Bf16LinearPath::kAuto,
+                                                   internal::Bf16LinearPath::kWidenToF32};
+
+const char* Bf16PathName(internal::Bf16LinearPath path) {
+  return path == internal::Bf16LinearPath::kAuto ? "auto" : "widened";
+}
+
+// The naive product of bf16-rounded x and w, accumulated exactly: what Linear with a BF16 matrix computes.
+std::vector<double> NaiveBf16Linear(const std::vector<float>& x, int m, const std::vector<uint16_t>& w_bf16,
+                                    int out, int in, const float* bias) {
+  std::vector<float> w_rounded(w_bf16.size()), x_rounded(x.size());
+  for (size_t i = 0; i < w_bf16.size(); ++i) w_rounded[i] = io::BF16ToF32(w_bf16[i]);
+  for (size_t i = 0; i < x.size(); ++i) x_rounded[i] = io::BF16ToF32(io::F32ToBF16(x[i]));
+  return NaiveLinear(x_rounded, m, w_rounded, out, in, bias);
+}
+
 TEST(CpuOps, LinearF32AndBf16AgainstNaive) {
+  RestoreBf16LinearPath restore;
   std::mt19937 rng(4);
   const int m = 13, in = 64, out = 40;
   auto x = Random(m * in, rng), w = Random(out * in, rng, 0.2f), bias = Random(out, rng);
@@ -138,12 +165,68 @@ TEST(CpuOps, LinearF32AndBf16AgainstNaive) {
   // bf16: the same as the naive product of bf16-rounded operands, accumulated exactly.
   std::vector<uint16_t> w_bf16(w.size());
   io::ConvertF32ToBF16(w.data(), w_bf16.data(), w.size());
-  std::vector<float> w_rounded(w.size()), x_rounded(x.size());
-  for (size_t i = 0; i < w.size(); ++i) w_rounded[i] = io::BF16ToF32(w_bf16[i]);
-  for (size_t i = 0; i < x.size(); ++i) x_rounded[i] = io::BF16ToF32(io::F32ToBF16(x[i]));
-  Linear(x.data(), m, Matrix{io::DType::kBF16, w_bf16.data(), out, in}, nullptr, y.data());
-  EXPECT_LT(MaxRelativeError(y, NaiveLinear(x_rounded, m, w_rounded, out, in, nullptr)), 1e-4);
-  EXPECT_GT(MaxRelativeError(y, NaiveLinear(x, m, w, out, in, nullptr)), 1e-5) << "bf16 rounding must show";
+  for (internal::Bf16LinearPath path : kBf16Paths) {
+    SCOPED_TRACE(Bf16PathName(path));
+    internal::SetBf16LinearPathForTesting(path);
+    std::fill(y.begin(), y.end(), NAN);
+    Linear(x.data(), m, Matrix{io::DType::kBF16, w_bf16.data(), out, in}, nullptr, y.data());
+    EXPECT_LT(MaxRelativeError(y, NaiveBf16Linear(x, m, w_bf16, out, in, nullptr)), 1e-4);
+    EXPECT_GT(MaxRelativeError(y, NaiveLinear(x, m, w, out, in, nullptr)), 1e-5) << "bf16 rounding must show";
+  }
+}
+
+// Shapes that split into slices on the pool and, widened, into several blocks of rows with a short last one
+// (1 MiB of f32 holds 256 rows of 1024), with a bias; decode (m = 1) and prefill-like (m = 37).
+TEST(CpuOps, Bf16InSlicesAndBlocksWithBias) {
+  RestoreBf16LinearPath restore;
+  std::mt19937 rng(7);
+  const int in = 1024, out = 700;
+  auto w = Random(out * in, rng, 0.05f), bias = Random(out, rng);
+  std::vector<uint16_t> w_bf16(w.size());
+  io::ConvertF32ToBF16(w.data(), w_bf16.data(), w.size());
+  CpuWorkers workers(2);
+  for (int m : {1, 37}) {
+    auto x = Random(static_cast<size_t>(m) * in, rng);
+    const std::vector<double> want = NaiveBf16Linear(x, m, w_bf16, out, in, bias.data());
+    for (internal::Bf16LinearPath path : kBf16Paths) {
+      for (CpuWorkers* pool : {static_cast<CpuWorkers*>(nullptr), &workers}) {
+        SCOPED_TRACE(std::string(Bf16PathName(path)) + " m=" + std::to_string(m) +
+                     (pool != nullptr ? " on the pool" : " on the caller"));
+        internal::SetBf16LinearPathForTesting(path);
+        std::vector<float> y(static_cast<size_t>(m) * out, NAN);
+        Linear(x.data(), m, Matrix{io::DType::kBF16, w_bf16.data(), out, in}, bias.data(), y.data(), pool);
+        EXPECT_LT(MaxRelativeError(y, want), 1e-4);
+      }
+    }
+  }
+}
+
+// The engine computes in bf16 only where oneDNN runs it natively, so native must mean oneDNN has the matmul;
+// and a cap of ONEDNN_MAX_CPU_ISA below AVX512-BF16 must switch native off whatever cpuid says.
+TEST(CpuOps, NativeBf16FollowsWhatOneDnnMayUse) {
+  if (CpuHasNativeBf16()) EXPECT_TRUE(OneDnnHasBf16Matmul());
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const std::string capped = cap != nullptr ? cap : "";
+  for (const char* below : {"SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_CORE_VNNI"}) {
+    if (strcasecmp(capped.c_str(), below) == 0) {
+      EXPECT_FALSE(CpuHasNativeBf16()) << "ONEDNN_MAX_CPU_ISA=" << capped;
+    }
+  }
+  if (strcasecmp(capped.c_str(), "AVX2") == 0) EXPECT_FALSE(OneDnnHasBf16Matmul());
+}
+
+// RINGMOE_CPU_ISA caps our own kernels: avx2 keeps them off AVX-512 whatever the CPU has.
+TEST(CpuOps, KernelIsaHonoursRingmoeCpuIsa) {
+  EXPECT_EQ(*ParseCpuIsa("avx2"), CpuIsa::kAvx2);
+  EXPECT_EQ(*ParseCpuIsa("avx512"), CpuIsa::kAvx512);
+  EXPECT_EQ(ParseCpuIsa("AVX-512").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCpuIsa("sse2").status().code(), absl::StatusCode::kInvalidArgument);
+  const char* cap = std::getenv("RINGMOE_CPU_ISA");
+  const absl::StatusOr<CpuIsa> parsed =
+      cap != nullptr && *cap != '\0' ? ParseCpuIsa(cap) : absl::StatusOr<CpuIsa>(CpuIsa::kAvx512);
+  EXPECT_EQ(CheckCpuIsaEnvironment().ok(), parsed.ok());
+  if (parsed.ok() && *parsed == CpuIsa::kAvx2) EXPECT_EQ(KernelIsa(), CpuIsa::kAvx2);
+  if (KernelIsa() == CpuIsa::kAvx512) EXPECT_TRUE(__builtin_cpu_supports("avx512f"));
 }
 
 TEST(CpuOps, MoeForwardMatchesPerTokenLoop) {

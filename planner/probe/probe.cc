@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cpu/cpu_features.h"
 
 #if __has_include("gpu/gpu_probe.h")
 #include "gpu/gpu_probe.h"
@@ -151,6 +152,8 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
 }  // namespace
 
 absl::StatusOr<HardwareProfile> ProbeMachine(const ProbeOptions& options) {
+  // The attention probe runs the engine's kernel, which RINGMOE_CPU_ISA caps.
+  if (absl::Status isa = cpu::CheckCpuIsaEnvironment(); !isa.ok()) return isa;
   HardwareProfile profile;
   profile.source = "ringmoe probe";
   profile.hostname = Hostname();

@@ -40,7 +40,8 @@ CpuAttentionRate MeasureCpuAttention(int threads, int64_t kv_bytes, int repeats)
 // the type here (reference implementation or none); `why_not` then says so.
 std::vector<RatePoint> MeasureOnednnMatmul(bool bf16, int k, int n, const std::vector<int>& ms,
                                            double seconds_per_point, std::string* why_not);
-// cpuid: AVX512-BF16 and AMX-BF16.
+// AVX512-BF16 and AMX-BF16: cpuid, as far as ONEDNN_MAX_CPU_ISA lets oneDNN use them (so the plan assumes the
+// compute type the engine picks, cpu::CpuHasNativeBf16).
 void DetectBf16Support(bool* avx512_bf16, bool* amx_bf16);
 
 }  // namespace ringmoe::planner

@@ -105,8 +105,17 @@ void DetectBf16Support(bool* avx512_bf16, bool* amx_bf16) {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   *avx512_bf16 = false;
   *amx_bf16 = false;
-  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) *avx512_bf16 = (eax >> 5) & 1;
-  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) *amx_bf16 = (edx >> 22) & 1;
+  // oneDNN's cpu_isa values are bit masks, each including the bits of the sets it extends.
+  const unsigned allowed = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto allows = [allowed](dnnl::cpu_isa isa) {
+    return (allowed & static_cast<unsigned>(isa)) == static_cast<unsigned>(isa);
+  };
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) {
+    *avx512_bf16 = ((eax >> 5) & 1) && allows(dnnl::cpu_isa::avx512_core_bf16);
+  }
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
+    *amx_bf16 = ((edx >> 22) & 1) && allows(dnnl::cpu_isa::avx512_core_amx);
+  }
 }
 
 double MeasureDramReadGbps(int threads, int64_t bytes, int repeats) {

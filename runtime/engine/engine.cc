@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
 #include "gpu/device.h"
 #include "io/checkpoint.h"
@@ -69,6 +70,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   if (std::string why_not; use_gpu && !gpu::GpuAvailable(&why_not)) {
     return absl::FailedPreconditionError(absl::StrCat("the plan runs on the GPU: ", why_not));
   }
+  if (absl::Status isa = cpu::CheckCpuIsaEnvironment(); !isa.ok()) return isa;
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_dir);
