@@ -15,12 +15,10 @@ const std::string kTinyModel = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/mo
 
 TEST(EngineStats, CpuPassCountsEachRunsKvReadsOnTheCpu) {
   EngineOptions options;
-  options.device = Device::kCpu;
   options.cpu_compute = ComputeType::kF32;
-  options.max_batch = 4;
-  options.max_step_tokens = 4;  // the prompt is prefilled in chunks of at most 4 tokens
+  options.plan.batch = 1;
+  options.plan.prefill_chunk = 3;  // steps of 4 tokens: the prompt is prefilled in chunks of at most 4
   options.threads = 2;
-  options.kv_block_tokens = 16;
   absl::StatusOr<Engine> engine = Engine::Open(kTinyModel, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
 

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "cpu/thread_pool.h"
+#include "cpu/cpu_features.h"
 
 namespace ringmoe {
 
