@@ -9,6 +9,7 @@
 
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
+#include "io/status_macros.h"
 #include "tests/testing/gpu_test_macros.h"
 
 namespace ringmoe::gpu {
@@ -75,10 +76,10 @@ class OverlapTest : public ::testing::Test {
 
   template <typename Enqueue>
   absl::StatusOr<float> TimeAlone(const Stream& stream, Enqueue enqueue) {
-    RINGMOE_TEST_RETURN_IF_ERROR(start_->Record(stream));
-    RINGMOE_TEST_RETURN_IF_ERROR(enqueue());
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Record(stream));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Synchronize());
+    RINGMOE_RETURN_IF_ERROR(start_->Record(stream));
+    RINGMOE_RETURN_IF_ERROR(enqueue());
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Record(stream));
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Synchronize());
     return ElapsedMilliseconds(*start_, *copy_end_);
   }
 
@@ -94,14 +95,14 @@ class OverlapTest : public ::testing::Test {
     if (!compute_ms.ok()) return compute_ms.status();
     times.compute_ms = *compute_ms;
     // Both: the copy stream starts with the compute stream; each records its own end.
-    RINGMOE_TEST_RETURN_IF_ERROR(start_->Record(*compute_));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_->WaitFor(*start_));
-    RINGMOE_TEST_RETURN_IF_ERROR(ring_->Fill(1, source_, 0, *copy_));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Record(*copy_));
-    RINGMOE_TEST_RETURN_IF_ERROR(Gemms(times.gemms));
-    RINGMOE_TEST_RETURN_IF_ERROR(compute_end_->Record(*compute_));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Synchronize());
-    RINGMOE_TEST_RETURN_IF_ERROR(compute_end_->Synchronize());
+    RINGMOE_RETURN_IF_ERROR(start_->Record(*compute_));
+    RINGMOE_RETURN_IF_ERROR(copy_->WaitFor(*start_));
+    RINGMOE_RETURN_IF_ERROR(ring_->Fill(1, source_, 0, *copy_));
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Record(*copy_));
+    RINGMOE_RETURN_IF_ERROR(Gemms(times.gemms));
+    RINGMOE_RETURN_IF_ERROR(compute_end_->Record(*compute_));
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Synchronize());
+    RINGMOE_RETURN_IF_ERROR(compute_end_->Synchronize());
     auto copy_done = ElapsedMilliseconds(*start_, *copy_end_);
     auto compute_done = ElapsedMilliseconds(*start_, *compute_end_);
     if (!copy_done.ok()) return copy_done.status();
