@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include "gpu/attention_kernels.cuh"
@@ -30,7 +30,7 @@ absl::Status ApplyRope(float* x, int tokens, int heads, int head_dim, const int3
   }
   if (tokens == 0) return absl::OkStatus();
   if (x == nullptr || positions == nullptr) return absl::InvalidArgumentError("gpu::ApplyRope: null pointer");
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   // Exactly cpu::ApplyRope's expression (same compiler, same libm powf), so the tables are bit-identical: at
   // position 32k one ulp of inv_freq would already move the angle by ~2e-3 radians.
   kernels::RopeInvFreq inv_freq{};
@@ -51,7 +51,7 @@ absl::Status ClampInPlace(float* x, int64_t count, float limit, const Stream& st
   }
   if (count == 0) return absl::OkStatus();
   if (x == nullptr) return absl::InvalidArgumentError("gpu::ClampInPlace: null pointer");
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchClamp(x, count, limit, AsCuda(stream)), "clamp kernel");
   return absl::OkStatus();
 }
@@ -83,7 +83,7 @@ absl::Status PrefillAttention(const float* q, const float* k, const float* v, co
   if (q == nullptr || k == nullptr || v == nullptr || chunk_rows == nullptr || out == nullptr) {
     return absl::InvalidArgumentError("gpu::PrefillAttention: null pointer");
   }
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchPrefillAttention(q, k, v, chunk_rows, chunks, max_chunk_rows, heads, kv_heads, head_dim,
                                       scale, sliding_window, out, AsCuda(stream)),

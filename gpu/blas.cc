@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cublas_v2.h>
@@ -31,9 +31,9 @@ BlasHandle& BlasHandle::operator=(BlasHandle&& other) noexcept {
 #if RINGMOE_HAVE_CUDA
 
 absl::StatusOr<BlasHandle> BlasHandle::Create(DeviceArena& arena, int64_t workspace_bytes) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   BlasHandle blas;
-  RINGMOE_GPU_ASSIGN_OR_RETURN(blas.workspace_, arena.Allocate(workspace_bytes, "cuBLAS workspace"));
+  RINGMOE_ASSIGN_OR_RETURN(blas.workspace_, arena.Allocate(workspace_bytes, "cuBLAS workspace"));
   cublasHandle_t handle = nullptr;
   RINGMOE_CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle), "cublasCreate");
   blas.handle_ = handle;

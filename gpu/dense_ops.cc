@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cublas_v2.h>
@@ -18,13 +18,13 @@ using internal::AsCuda;
 
 absl::Status LinearBf16(BlasHandle& blas, const void* x_bf16, int m, const void* w_bf16, int out_features,
                         int in_features, const float* bias, float* y, const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (m < 0 || out_features <= 0 || in_features <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpu::LinearBf16: m ", m, ", out ", out_features, ", in ", in_features));
   }
   if (m == 0) return absl::OkStatus();
-  RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
+  RINGMOE_RETURN_IF_ERROR(blas.Bind(stream));
   const float alpha = 1.0f, beta = 0.0f;
   // Row-major y = x w^T is column-major y^T = w x^T: A = w seen as [in, out] column-major, transposed.
   RINGMOE_CUBLAS_RETURN_IF_ERROR(
@@ -46,7 +46,7 @@ absl::Status LinearF32(BlasHandle& blas, const float* x, int m, const float* w, 
         absl::StrCat("gpu::LinearF32: m ", m, ", out ", out_features, ", in ", in_features));
   }
   if (m == 0) return absl::OkStatus();
-  RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
+  RINGMOE_RETURN_IF_ERROR(blas.Bind(stream));
   const float alpha = 1.0f, beta = 0.0f;
   RINGMOE_CUBLAS_RETURN_IF_ERROR(
       cublasGemmEx(static_cast<cublasHandle_t>(blas.handle()), CUBLAS_OP_T, CUBLAS_OP_N, out_features, m,
@@ -58,7 +58,7 @@ absl::Status LinearF32(BlasHandle& blas, const float* x, int m, const float* w, 
 
 absl::Status RmsNorm(const float* x, const float* weight, int rows, int width, float eps, float* out,
                      const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (rows < 0 || width <= 0)
     return absl::InvalidArgumentError(absl::StrCat("gpu::RmsNorm: ", rows, "x", width));
   RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchRmsNorm(x, weight, rows, width, eps, out, AsCuda(stream)),
@@ -67,7 +67,7 @@ absl::Status RmsNorm(const float* x, const float* weight, int rows, int width, f
 }
 
 absl::Status ResidualAdd(float* x, const float* y, int64_t count, const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (count < 0) return absl::InvalidArgumentError("gpu::ResidualAdd: negative count");
   RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchResidualAdd(x, y, count, AsCuda(stream)),
                                "residual add kernel");
@@ -75,7 +75,7 @@ absl::Status ResidualAdd(float* x, const float* y, int64_t count, const Stream& 
 }
 
 absl::Status ConvertF32ToBf16(const float* in, int64_t count, void* out_bf16, const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (count < 0) return absl::InvalidArgumentError("gpu::ConvertF32ToBf16: negative count");
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchF32ToBf16(in, count, static_cast<uint16_t*>(out_bf16), AsCuda(stream)),
@@ -84,7 +84,7 @@ absl::Status ConvertF32ToBf16(const float* in, int64_t count, void* out_bf16, co
 }
 
 absl::Status ConvertBf16ToF32(const void* in_bf16, int64_t count, float* out, const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (count < 0) return absl::InvalidArgumentError("gpu::ConvertBf16ToF32: negative count");
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchBf16ToF32(static_cast<const uint16_t*>(in_bf16), count, out, AsCuda(stream)),
@@ -94,7 +94,7 @@ absl::Status ConvertBf16ToF32(const void* in_bf16, int64_t count, float* out, co
 
 absl::Status GreedyArgmaxLogSoftmax(const float* logits, int rows, int vocab, int32_t* token_ids,
                                     float* logprobs, const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (rows < 0 || vocab <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("gpu::GreedyArgmaxLogSoftmax: ", rows, "x", vocab));
   }
@@ -105,7 +105,7 @@ absl::Status GreedyArgmaxLogSoftmax(const float* logits, int rows, int vocab, in
 }
 
 absl::Status FillRandomBf16(void* out_bf16, int64_t count, uint64_t seed, float scale, const Stream& stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (count < 0) return absl::InvalidArgumentError("gpu::FillRandomBf16: negative count");
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchFillRandomBf16(static_cast<uint16_t*>(out_bf16), count, seed, scale, AsCuda(stream)),

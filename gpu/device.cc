@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -92,7 +92,7 @@ absl::Status RequireGpu() {
 }
 
 absl::StatusOr<DeviceProperties> QueryDeviceProperties() {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   cudaDeviceProp props{};
   RINGMOE_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&props, 0), "cudaGetDeviceProperties(0)");
   DeviceProperties result;
@@ -105,14 +105,14 @@ absl::StatusOr<DeviceProperties> QueryDeviceProperties() {
 }
 
 absl::StatusOr<DeviceMemoryInfo> QueryDeviceMemory() {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   size_t free_bytes = 0, total_bytes = 0;
   RINGMOE_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
   return DeviceMemoryInfo{static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
 }
 
 absl::Status SynchronizeDevice() {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   RINGMOE_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   return absl::OkStatus();
 }

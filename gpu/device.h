@@ -41,4 +41,7 @@ absl::Status SynchronizeDevice();
 // The CUDA architectures this build compiled kernels for ("90"), or "" without CUDA.
 std::string CompiledCudaArchitectures();
 
+// What every gpu/ entry point returns in a build without CUDA.
+inline absl::Status NotBuiltWithCuda() { return absl::UnavailableError("built without CUDA"); }
+
 }  // namespace ringmoe::gpu

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -78,7 +78,7 @@ absl::StatusOr<DeviceBuffer> DeviceArena::Allocate(int64_t bytes, std::string_vi
   }
   if (bytes == 0) return DeviceBuffer();
 #if RINGMOE_HAVE_CUDA
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   const int64_t charged = (bytes + kGranularity - 1) / kGranularity * kGranularity;
   {
     // Reserve first so that concurrent allocations cannot jointly overshoot the cap.

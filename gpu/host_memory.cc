@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
 #include "gpu/device_arena.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -91,7 +91,7 @@ absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t bytes, std::
     return absl::InvalidArgumentError(
         absl::StrCat("pinned buffer for ", std::string(purpose), ": negative size"));
   if (bytes == 0) return PinnedHostBuffer();
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   void* data = nullptr;
   cudaError_t error = cudaHostAlloc(&data, static_cast<size_t>(bytes), cudaHostAllocPortable);
   if (error != cudaSuccess) {
@@ -115,7 +115,7 @@ absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, in
   }
   HostRegistration registration;
   if (bytes == 0) return registration;
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   unsigned flags = cudaHostRegisterPortable;
   if (read_only) {
     int supported = 0;

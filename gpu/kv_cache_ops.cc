@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include "gpu/cuda_status.cuh"
@@ -38,13 +38,13 @@ absl::Status WriteKvRows(const float* k, const float* v, int rows, int64_t row_s
                          const DevicePagedKv& kv, const Stream& stream) {
   if (rows < 0) return absl::InvalidArgumentError("gpu::WriteKvRows: negative rows");
   if (rows == 0) return absl::OkStatus();
-  RINGMOE_GPU_RETURN_IF_ERROR(CheckView("gpu::WriteKvRows", kv));
+  RINGMOE_RETURN_IF_ERROR(CheckView("gpu::WriteKvRows", kv));
   if (k == nullptr || v == nullptr) return absl::InvalidArgumentError("gpu::WriteKvRows: null k or v");
   if (row_stride < int64_t{kv.kv_heads} * kv.head_dim) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpu::WriteKvRows: row_stride ", row_stride, " < kv width"));
   }
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   RINGMOE_CUDA_RETURN_IF_ERROR(kernels::LaunchWriteKvRows(k, v, rows, row_stride, kv, AsCuda(stream)),
                                absl::StrCat("KV write kernel (", rows, " rows)"));
   return absl::OkStatus();
@@ -54,7 +54,7 @@ absl::Status PagedAttentionRows(const float* q, int rows, int heads, const Devic
                                 int sliding_window, float* out, const Stream& stream) {
   if (rows < 0 || rows > 0x7fffffff) return absl::InvalidArgumentError("gpu::PagedAttentionRows: bad rows");
   if (rows == 0) return absl::OkStatus();
-  RINGMOE_GPU_RETURN_IF_ERROR(CheckView("gpu::PagedAttentionRows", kv));
+  RINGMOE_RETURN_IF_ERROR(CheckView("gpu::PagedAttentionRows", kv));
   if (heads <= 0 || heads % kv.kv_heads != 0 || heads / kv.kv_heads > kernels::kMaxPagedGroup) {
     return absl::InvalidArgumentError(absl::StrCat("gpu::PagedAttentionRows: heads ", heads, ", kv_heads ",
                                                    kv.kv_heads, " (a multiple, at most ",
@@ -68,7 +68,7 @@ absl::Status PagedAttentionRows(const float* q, int rows, int heads, const Devic
   if (!std::isfinite(scale)) return absl::InvalidArgumentError("gpu::PagedAttentionRows: scale not finite");
   if (q == nullptr || out == nullptr)
     return absl::InvalidArgumentError("gpu::PagedAttentionRows: null pointer");
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchPagedAttentionRows(q, rows, heads, kv, scale, sliding_window, out, AsCuda(stream)),
       absl::StrCat("paged attention kernel (", rows, " rows, heads ", heads, "/", kv.kv_heads, ", head_dim ",

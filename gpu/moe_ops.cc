@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cublas_v2.h>
@@ -27,7 +27,7 @@ using internal::AsCuda;
 
 absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
                                             GemmStrategy strategy) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (shape.hidden <= 0 || shape.intermediate <= 0 || shape.num_experts <= 0 || shape.top_k <= 0 ||
       shape.top_k > shape.num_experts || max_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("MoeRunner: hidden ", shape.hidden, ", intermediate ",
@@ -42,31 +42,30 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   const int64_t experts = shape.num_experts;
   const int64_t h = shape.hidden, i = shape.intermediate;
   auto allocate = [&](DeviceBuffer& buffer, int64_t bytes, const char* what) -> absl::Status {
-    RINGMOE_GPU_ASSIGN_OR_RETURN(buffer, arena.Allocate(bytes, absl::StrCat("MoE ", what)));
+    RINGMOE_ASSIGN_OR_RETURN(buffer, arena.Allocate(bytes, absl::StrCat("MoE ", what)));
     return absl::OkStatus();
   };
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.counts_, 4 * (experts + 1), "expert counts"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.offsets_, 4 * (experts + 1), "expert offsets"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.permutation_, 4 * assignments, "permutation"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.inverse_, 4 * assignments, "inverse permutation"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.counts_, 4 * (experts + 1), "expert counts"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.offsets_, 4 * (experts + 1), "expert offsets"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.permutation_, 4 * assignments, "permutation"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.inverse_, 4 * assignments, "inverse permutation"));
+  RINGMOE_RETURN_IF_ERROR(allocate(
       runner.sort_scratch_,
       static_cast<int64_t>(kernels::SortScratchBytes(static_cast<int>(assignments), shape.num_experts)),
       "sort scratch"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.sorted_x_, 2 * assignments * h, "sorted activations (bf16)"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.gate_up_, 4 * assignments * 2 * i, "gate/up output (f32)"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.activated_, 2 * assignments * i, "SwiGLU output (bf16)"));
-  RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
-  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_counts_,
-                               PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.sorted_x_, 2 * assignments * h, "sorted activations (bf16)"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.gate_up_, 4 * assignments * 2 * i, "gate/up output (f32)"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.activated_, 2 * assignments * i, "SwiGLU output (bf16)"));
+  RINGMOE_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
+  RINGMOE_ASSIGN_OR_RETURN(runner.host_counts_, PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
   if (strategy != GemmStrategy::kLoopGemmEx) {
     const int64_t pointer_bytes = 6 * experts * static_cast<int64_t>(sizeof(void*));
-    RINGMOE_GPU_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(runner.host_pointers_,
-                                 PinnedHostBuffer::Allocate(pointer_bytes, "grouped GEMM pointers"));
+    RINGMOE_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
+    RINGMOE_ASSIGN_OR_RETURN(runner.host_pointers_,
+                             PinnedHostBuffer::Allocate(pointer_bytes, "grouped GEMM pointers"));
   }
-  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.counts_ready_, Event::Create(/*timing=*/false, /*blocking_sync=*/true));
-  RINGMOE_GPU_ASSIGN_OR_RETURN(runner.pointers_copied_, Event::Create());
+  RINGMOE_ASSIGN_OR_RETURN(runner.counts_ready_, Event::Create(/*timing=*/false, /*blocking_sync=*/true));
+  RINGMOE_ASSIGN_OR_RETURN(runner.pointers_copied_, Event::Create());
   runner.host_offsets_.assign(experts + 1, 0);
   return runner;
 }
@@ -85,10 +84,9 @@ absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, cons
                                   sort_scratch_.data(), static_cast<size_t>(sort_scratch_.size()),
                                   AsCuda(stream)),
       "expert sort");
-  RINGMOE_GPU_RETURN_IF_ERROR(
-      CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
-  RINGMOE_GPU_RETURN_IF_ERROR(counts_ready_.Record(stream));
-  RINGMOE_GPU_RETURN_IF_ERROR(counts_ready_.Synchronize());
+  RINGMOE_RETURN_IF_ERROR(CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
+  RINGMOE_RETURN_IF_ERROR(counts_ready_.Record(stream));
+  RINGMOE_RETURN_IF_ERROR(counts_ready_.Synchronize());
   const int32_t* counts = host_counts_.as<const int32_t>();
   if (counts[experts] != 0) {
     return absl::InvalidArgumentError(absl::StrCat("MoeRunner::SortByExpert: ", counts[experts],
@@ -132,7 +130,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   const int assignments = tokens_ * shape_.top_k;
   const int h = shape_.hidden, i = shape_.intermediate;
   cudaStream_t cuda_stream = AsCuda(stream);
-  RINGMOE_GPU_RETURN_IF_ERROR(blas.Bind(stream));
+  RINGMOE_RETURN_IF_ERROR(blas.Bind(stream));
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h, permutation_.as<int32_t>(),
                                 assignments, shape_.top_k, sorted_x_.as<uint16_t>(), cuda_stream),
@@ -151,7 +149,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
       fallback_reason_ = std::string(grouped.message());
       strategy_ = GemmStrategy::kLoopGemmEx;
     } else {
-      RINGMOE_GPU_RETURN_IF_ERROR(grouped);
+      RINGMOE_RETURN_IF_ERROR(grouped);
       grouped_done = true;
     }
   }
@@ -200,7 +198,7 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
   const int experts = shape_.num_experts;
   const int32_t* counts = host_counts_.as<const int32_t>();
   // The staging area is reused by every call: the previous call's upload must have left it.
-  if (pointers_pending_) RINGMOE_GPU_RETURN_IF_ERROR(pointers_copied_.Synchronize());
+  if (pointers_pending_) RINGMOE_RETURN_IF_ERROR(pointers_copied_.Synchronize());
   auto** staged = host_pointers_.as<const void*>();
   // Layout: [A1 | B1 | C1 | A2 | B2 | C2], each `experts` long; only the first `groups` of each are used.
   std::vector<int> rows;
@@ -219,9 +217,9 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
     ++groups;
   }
   if (groups == 0) return absl::OkStatus();
-  RINGMOE_GPU_RETURN_IF_ERROR(CopyHostToDevice(device_pointers_.data(), host_pointers_.data(),
-                                               6 * experts * static_cast<int64_t>(sizeof(void*)), stream));
-  RINGMOE_GPU_RETURN_IF_ERROR(pointers_copied_.Record(stream));
+  RINGMOE_RETURN_IF_ERROR(CopyHostToDevice(device_pointers_.data(), host_pointers_.data(),
+                                           6 * experts * static_cast<int64_t>(sizeof(void*)), stream));
+  RINGMOE_RETURN_IF_ERROR(pointers_copied_.Record(stream));
   pointers_pending_ = true;
   auto** device = device_pointers_.as<void*>();
   std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T), trans_b(groups, CUBLAS_OP_N);
@@ -236,7 +234,7 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
     }
     return internal::CublasStatus(status, what);
   };
-  RINGMOE_GPU_RETURN_IF_ERROR(
+  RINGMOE_RETURN_IF_ERROR(
       check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), two_i.data(), rows.data(),
                                        hidden.data(), alpha.data(), device + 0 * experts, CUDA_R_16BF,
                                        hidden.data(), device + 1 * experts, CUDA_R_16BF, hidden.data(),
@@ -247,7 +245,7 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchSwiGlu(gate_up_.data(), true, assignments, i, activated_.as<uint16_t>(), AsCuda(stream)),
       "SwiGLU kernel");
-  RINGMOE_GPU_RETURN_IF_ERROR(
+  RINGMOE_RETURN_IF_ERROR(
       check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(),
                                        inter.data(), alpha.data(), device + 3 * experts, CUDA_R_16BF,
                                        inter.data(), device + 4 * experts, CUDA_R_16BF, inter.data(),

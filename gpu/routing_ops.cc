@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include "gpu/cuda_status.cuh"
@@ -17,7 +17,7 @@ absl::Status RouteTopK(const float* logits, int tokens, int num_experts, int top
                        cpu::RouterScoring scoring, bool renormalize, int32_t* expert_ids, float* weights,
                        const Stream& stream) {
 #if RINGMOE_HAVE_CUDA
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (tokens < 0 || num_experts < 1 || num_experts > kernels::kMaxRouterExperts || top_k < 1 ||
       top_k > std::min(num_experts, 32)) {
     return absl::InvalidArgumentError(

@@ -1,7 +1,6 @@
 #include "gpu/row_ops.h"
 
 #include "gpu/device.h"
-#include "gpu/status_util.h"
 
 #if RINGMOE_HAVE_CUDA
 #include "gpu/cuda_status.cuh"

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 namespace ringmoe::gpu {
 
@@ -42,17 +42,17 @@ absl::StatusOr<std::unique_ptr<SectionRing>> SectionRing::Create(DeviceArena& ar
     return absl::InvalidArgumentError(absl::StrCat("section ring needs >= 2 slots, got ", num_slots));
   if (slot_bytes <= 0)
     return absl::InvalidArgumentError(absl::StrCat("section ring slot of ", slot_bytes, " bytes"));
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   std::unique_ptr<SectionRing> ring(new SectionRing());
   ring->slot_bytes_ = slot_bytes;
   ring->slots_.resize(num_slots);
   for (int i = 0; i < num_slots; ++i) {
     Slot& slot = ring->slots_[i];
-    RINGMOE_GPU_ASSIGN_OR_RETURN(
+    RINGMOE_ASSIGN_OR_RETURN(
         slot.memory, arena.Allocate(slot_bytes, absl::StrCat("section ring slot ", i, " of ", num_slots)));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(slot.copy_start, Event::Create(/*timing=*/true));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(slot.filled, Event::Create(/*timing=*/true));
-    RINGMOE_GPU_ASSIGN_OR_RETURN(slot.consumed, Event::Create());
+    RINGMOE_ASSIGN_OR_RETURN(slot.copy_start, Event::Create(/*timing=*/true));
+    RINGMOE_ASSIGN_OR_RETURN(slot.filled, Event::Create(/*timing=*/true));
+    RINGMOE_ASSIGN_OR_RETURN(slot.consumed, Event::Create());
   }
   return ring;
 }
@@ -73,12 +73,12 @@ absl::Status SectionRing::CheckSlot(int slot, const char* what) const {
 absl::Status SectionRing::ReleaseSlot(Slot& slot, bool wait) {
   if (slot.pending_source == nullptr) return absl::OkStatus();
   if (wait) {
-    RINGMOE_GPU_RETURN_IF_ERROR(slot.filled.Synchronize());
+    RINGMOE_RETURN_IF_ERROR(slot.filled.Synchronize());
   } else {
-    RINGMOE_GPU_ASSIGN_OR_RETURN(bool done, slot.filled.IsComplete());
+    RINGMOE_ASSIGN_OR_RETURN(bool done, slot.filled.IsComplete());
     if (!done) return absl::OkStatus();
   }
-  RINGMOE_GPU_ASSIGN_OR_RETURN(float copy_ms, ElapsedMilliseconds(slot.copy_start, slot.filled));
+  RINGMOE_ASSIGN_OR_RETURN(float copy_ms, ElapsedMilliseconds(slot.copy_start, slot.filled));
   copy_seconds_ += copy_ms * 1e-3;
   slot.pending_source->Release(slot.pending_section);
   slot.pending_source = nullptr;
@@ -87,21 +87,21 @@ absl::Status SectionRing::ReleaseSlot(Slot& slot, bool wait) {
 }
 
 absl::Status SectionRing::ReleaseFinishedCopies() {
-  for (Slot& slot : slots_) RINGMOE_GPU_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/false));
+  for (Slot& slot : slots_) RINGMOE_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/false));
   return absl::OkStatus();
 }
 
 absl::Status SectionRing::Drain() {
   for (Slot& slot : slots_) {
-    if (slot.fill_queued) RINGMOE_GPU_RETURN_IF_ERROR(slot.filled.Synchronize());
-    if (slot.consumed_recorded) RINGMOE_GPU_RETURN_IF_ERROR(slot.consumed.Synchronize());
-    RINGMOE_GPU_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/true));
+    if (slot.fill_queued) RINGMOE_RETURN_IF_ERROR(slot.filled.Synchronize());
+    if (slot.consumed_recorded) RINGMOE_RETURN_IF_ERROR(slot.consumed.Synchronize());
+    RINGMOE_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/true));
   }
   return absl::OkStatus();
 }
 
 absl::Status SectionRing::Fill(int slot, HostSectionSource& source, int section, const Stream& copy_stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(CheckSlot(slot, "SectionRing::Fill"));
+  RINGMOE_RETURN_IF_ERROR(CheckSlot(slot, "SectionRing::Fill"));
   int64_t bytes = source.section_bytes(section);
   ByteRange all{0, bytes};
   return FillRanges(slot, source, section, std::span<const ByteRange>(&all, 1), copy_stream);
@@ -109,7 +109,7 @@ absl::Status SectionRing::Fill(int slot, HostSectionSource& source, int section,
 
 absl::Status SectionRing::FillRanges(int slot_index, HostSectionSource& source, int section,
                                      std::span<const ByteRange> ranges, const Stream& copy_stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::FillRanges"));
+  RINGMOE_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::FillRanges"));
   if (section < 0 || section >= source.num_sections()) {
     return absl::OutOfRangeError(
         absl::StrCat("section ", section, " requested; the source has ", source.num_sections()));
@@ -128,8 +128,8 @@ absl::Status SectionRing::FillRanges(int slot_index, HostSectionSource& source, 
   }
   Slot& slot = slots_[slot_index];
   // The slot's previous section goes back to its source before the slot forgets it.
-  RINGMOE_GPU_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/true));
-  RINGMOE_GPU_ASSIGN_OR_RETURN(std::vector<HostChunk> chunks, source.Acquire(section));
+  RINGMOE_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/true));
+  RINGMOE_ASSIGN_OR_RETURN(std::vector<HostChunk> chunks, source.Acquire(section));
   for (const HostChunk& chunk : chunks) {
     if (chunk.slot_offset < 0 || chunk.bytes < 0 || chunk.slot_offset + chunk.bytes > slot_bytes_) {
       source.Release(section);
@@ -159,8 +159,8 @@ absl::Status SectionRing::QueueCopies(int slot_index, HostSectionSource& source,
   slot.pending_source = &source;
   slot.pending_section = section;
   slot.section = -1;
-  if (slot.consumed_recorded) RINGMOE_GPU_RETURN_IF_ERROR(copy_stream.WaitFor(slot.consumed));
-  RINGMOE_GPU_RETURN_IF_ERROR(slot.copy_start.Record(copy_stream));
+  if (slot.consumed_recorded) RINGMOE_RETURN_IF_ERROR(copy_stream.WaitFor(slot.consumed));
+  RINGMOE_RETURN_IF_ERROR(slot.copy_start.Record(copy_stream));
   auto* base = static_cast<uint8_t*>(slot.memory.data());
   for (const ByteRange& range : ranges) {
     const int64_t range_end = range.offset + range.bytes;
@@ -173,33 +173,32 @@ absl::Status SectionRing::QueueCopies(int slot_index, HostSectionSource& source,
       // not for the whole section (copy engines serve their queues a request at a time).
       for (int64_t piece = begin; piece < end; piece += kFillPieceBytes) {
         const int64_t bytes = std::min(kFillPieceBytes, end - piece);
-        RINGMOE_GPU_RETURN_IF_ERROR(
-            CopyHostToDevice(base + piece, host + (piece - begin), bytes, copy_stream));
+        RINGMOE_RETURN_IF_ERROR(CopyHostToDevice(base + piece, host + (piece - begin), bytes, copy_stream));
       }
       bytes_copied_ += end - begin;
     }
   }
-  RINGMOE_GPU_RETURN_IF_ERROR(slot.filled.Record(copy_stream));
+  RINGMOE_RETURN_IF_ERROR(slot.filled.Record(copy_stream));
   slot.fill_queued = true;
   slot.section = section;
   return absl::OkStatus();
 }
 
 absl::StatusOr<void*> SectionRing::BeginCompute(int slot_index, const Stream& compute_stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::BeginCompute"));
+  RINGMOE_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::BeginCompute"));
   Slot& slot = slots_[slot_index];
   if (!slot.fill_queued || slot.section < 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("SectionRing::BeginCompute: slot ", slot_index, " was never filled"));
   }
-  RINGMOE_GPU_RETURN_IF_ERROR(compute_stream.WaitFor(slot.filled));
+  RINGMOE_RETURN_IF_ERROR(compute_stream.WaitFor(slot.filled));
   return slot.memory.data();
 }
 
 absl::Status SectionRing::EndCompute(int slot_index, const Stream& compute_stream) {
-  RINGMOE_GPU_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::EndCompute"));
+  RINGMOE_RETURN_IF_ERROR(CheckSlot(slot_index, "SectionRing::EndCompute"));
   Slot& slot = slots_[slot_index];
-  RINGMOE_GPU_RETURN_IF_ERROR(slot.consumed.Record(compute_stream));
+  RINGMOE_RETURN_IF_ERROR(slot.consumed.Record(compute_stream));
   slot.consumed_recorded = true;
   return absl::OkStatus();
 }
@@ -216,7 +215,7 @@ absl::StatusOr<int64_t> CopyRoutedExperts(const void* host_layer, const PackedLa
   const auto* host = static_cast<const uint8_t*>(host_layer);
   auto* device = static_cast<uint8_t*>(device_layer);
   for (const ByteRange& range : RoutedExpertRanges(index, expert_counts)) {
-    RINGMOE_GPU_RETURN_IF_ERROR(
+    RINGMOE_RETURN_IF_ERROR(
         CopyHostToDevice(device + range.offset, host + range.offset, range.bytes, copy_stream));
     copied += range.bytes;
   }

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -35,7 +35,7 @@ Event& Event::operator=(Event&& other) noexcept {
 using internal::AsCuda;
 
 absl::StatusOr<Stream> Stream::Create(bool high_priority) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   int least = 0, greatest = 0;
   RINGMOE_CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&least, &greatest),
                                "cudaDeviceGetStreamPriorityRange");
@@ -61,7 +61,7 @@ absl::Status Stream::Synchronize() const {
 }
 
 absl::StatusOr<Event> Event::Create(bool timing, bool blocking_sync) {
-  RINGMOE_GPU_RETURN_IF_ERROR(RequireGpu());
+  RINGMOE_RETURN_IF_ERROR(RequireGpu());
   cudaEvent_t event = nullptr;
   const unsigned flags =
       (timing ? cudaEventDefault : cudaEventDisableTiming) | (blocking_sync ? cudaEventBlockingSync : 0u);

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "io/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace ringmoe::io {
@@ -146,12 +147,8 @@ absl::Status Checkpoint::AddShard(const std::string& file) {
   auto shard = std::make_unique<Shard>();
   shard->file = file;
   shard->path = absl::StrCat(dir_, "/", file);
-  absl::StatusOr<MappedFile> mapped = MappedFile::Open(shard->path);
-  if (!mapped.ok()) return mapped.status();
-  shard->mapped = *std::move(mapped);
-  absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsFile(shard->mapped.bytes(), shard->path);
-  if (!header.ok()) return header.status();
-  shard->header = *std::move(header);
+  RINGMOE_ASSIGN_OR_RETURN(shard->mapped, MappedFile::Open(shard->path));
+  RINGMOE_ASSIGN_OR_RETURN(shard->header, ParseSafetensorsFile(shard->mapped.bytes(), shard->path));
   shards_.push_back(std::move(shard));
   return absl::OkStatus();
 }

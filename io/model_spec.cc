@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace ringmoe {
@@ -244,10 +245,8 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
 
 absl::StatusOr<ModelSpec> LoadModelSpec(const std::string& model_dir) {
   std::string config_path = model_dir + "/config.json";
-  absl::StatusOr<std::string> text = ReadFile(config_path);
-  if (!text.ok()) return text.status();
-  absl::StatusOr<ModelSpec> spec = ParseModelSpec(*text, config_path);
-  if (!spec.ok()) return spec.status();
+  RINGMOE_ASSIGN_OR_RETURN(const std::string text, ReadFile(config_path));
+  RINGMOE_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpec(text, config_path));
 
   // generation_config.json may name more EOS ids than config.json (chat models stop on several).
   std::string generation_path = model_dir + "/generation_config.json";
@@ -255,8 +254,8 @@ absl::StatusOr<ModelSpec> LoadModelSpec(const std::string& model_dir) {
     json root = json::parse(*generation, nullptr, false);
     if (root.is_object() && root.contains("eos_token_id")) {
       for (int32_t id : ReadTokenIds(root["eos_token_id"])) {
-        if (std::find(spec->eos_token_ids.begin(), spec->eos_token_ids.end(), id) == spec->eos_token_ids.end()) {
-          spec->eos_token_ids.push_back(id);
+        if (std::find(spec.eos_token_ids.begin(), spec.eos_token_ids.end(), id) == spec.eos_token_ids.end()) {
+          spec.eos_token_ids.push_back(id);
         }
       }
     }

@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace ringmoe::io {
@@ -268,30 +269,25 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsFile(std::span<const uint8_t> 
   header.data_size = file_bytes.size() - header.data_begin;
 
   const std::string_view text(reinterpret_cast<const char*>(file_bytes.data() + 8), header_length);
-  absl::StatusOr<Json> root = ParseJson(text, file_label);
-  if (!root.ok()) return root.status();
+  RINGMOE_ASSIGN_OR_RETURN(const Json root, ParseJson(text, file_label));
 
   const EntryParser parser(file_label, header.data_size);
-  for (const auto& [name, value] : root->items()) {
+  for (const auto& [name, value] : root.items()) {
     if (name == kMetadataKey) {
-      absl::StatusOr<std::map<std::string, std::string>> metadata = ParseMetadata(value, file_label);
-      if (!metadata.ok()) return metadata.status();
-      header.metadata = *std::move(metadata);
+      RINGMOE_ASSIGN_OR_RETURN(header.metadata, ParseMetadata(value, file_label));
       continue;
     }
-    absl::StatusOr<TensorEntry> entry = parser.Parse(name, value);
-    if (!entry.ok()) return entry.status();
-    header.tensors.push_back(*std::move(entry));
+    RINGMOE_ASSIGN_OR_RETURN(TensorEntry entry, parser.Parse(name, value));
+    header.tensors.push_back(std::move(entry));
   }
-  if (absl::Status status = CheckNoOverlap(header.tensors, file_label); !status.ok()) return status;
+  RINGMOE_RETURN_IF_ERROR(CheckNoOverlap(header.tensors, file_label));
   return header;
 }
 
 absl::StatusOr<std::vector<TensorEntry>> ParseSafetensorsHeader(std::span<const uint8_t> file_bytes,
                                                                 std::string_view file_label) {
-  absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsFile(file_bytes, file_label);
-  if (!header.ok()) return header.status();
-  return std::move(header->tensors);
+  RINGMOE_ASSIGN_OR_RETURN(SafetensorsHeader header, ParseSafetensorsFile(file_bytes, file_label));
+  return std::move(header.tensors);
 }
 
 }  // namespace ringmoe::io

@@ -15,15 +15,10 @@
 #include "gpu/attention_ops.h"
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
+#include "tests/testing/gpu_test_fixture.h"
 
 namespace ringmoe::gpu {
 namespace {
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status status_ = (expr);                   \
-    ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
-  } while (0)
 
 constexpr double kRopeTolerance = 1e-5;
 constexpr double kAttentionTolerance = 1e-4;
@@ -111,49 +106,10 @@ void NaiveReference(const AttentionProblem& p, std::vector<float>& out) {
   }
 }
 
-// Device scratch and a stream per test; skips without a GPU. Data is fresh each run: the seed is printed on
-// failure.
-class GpuAttentionTest : public ::testing::Test {
+// Device scratch and a stream per test (tests/testing/gpu_test_fixture.h); skips without a GPU. Data is fresh
+// each run: the seed is printed on failure.
+class GpuAttentionTest : public gpu_test::GpuTest {
  protected:
-  void SetUp() override {
-    std::string why_not;
-    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not;
-    auto stream = Stream::Create();
-    ASSERT_TRUE(stream.ok()) << stream.status();
-    stream_ = std::move(*stream);
-    seed_ = std::random_device{}();
-    random_.seed(seed_);
-  }
-
-  template <typename T>
-  T* Allocate(size_t count) {
-    auto buffer =
-        arena_.Allocate(static_cast<int64_t>(std::max<size_t>(count, 1) * sizeof(T)), "test buffer");
-    EXPECT_TRUE(buffer.ok()) << buffer.status();
-    buffers_.push_back(std::move(*buffer));
-    return buffers_.back().as<T>();
-  }
-  // offset > 0 places the data `offset` elements past the allocation's start (a misaligned tensor).
-  template <typename T>
-  T* Upload(const std::vector<T>& values, size_t offset = 0) {
-    T* device = Allocate<T>(values.size() + offset) + offset;
-    EXPECT_TRUE(CopyHostToDevice(device, values.data(), values.size() * sizeof(T), stream_).ok());
-    return device;
-  }
-  template <typename T>
-  std::vector<T> Download(const T* device, size_t count) {
-    std::vector<T> values(count);
-    EXPECT_TRUE(CopyDeviceToHost(values.data(), device, count * sizeof(T), stream_).ok());
-    EXPECT_TRUE(stream_.Synchronize().ok());
-    return values;
-  }
-  std::vector<float> Normal(size_t count, float std) {
-    std::normal_distribution<float> dist(0.0f, std);
-    std::vector<float> values(count);
-    for (float& v : values) v = dist(random_);
-    return values;
-  }
-
   AttentionProblem MakeProblem(std::vector<int> lengths, int kv_heads, int group, int head_dim, int window) {
     AttentionProblem p;
     p.lengths = std::move(lengths);
@@ -200,12 +156,6 @@ class GpuAttentionTest : public ::testing::Test {
     }
     return worst;
   }
-
-  DeviceArena arena_{0};
-  Stream stream_;
-  std::vector<DeviceBuffer> buffers_;
-  uint32_t seed_ = 0;
-  std::mt19937 random_;
 };
 
 TEST_F(GpuAttentionTest, RopeMatchesCpuTwin) {

@@ -14,15 +14,10 @@
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
 #include "io/dtype.h"
+#include "tests/testing/gpu_test_fixture.h"
 
 namespace ringmoe::gpu {
 namespace {
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status status_ = (expr);                   \
-    ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
-  } while (0)
 
 constexpr double kBf16Tolerance = 1e-2;
 constexpr double kF32Tolerance = 1e-5;
@@ -36,56 +31,18 @@ double RelativeError(const std::vector<float>& got, const std::vector<float>& wa
   return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
 }
 
-// Device scratch, a stream and a cuBLAS handle per test; skips without a GPU. Data is fresh each run: the
-// seed is printed on failure.
-class GpuKernelTest : public ::testing::Test {
+// Device scratch and a stream per test (tests/testing/gpu_test_fixture.h), and a cuBLAS handle; skips
+// without a GPU. Data is fresh each run: the seed is printed on failure.
+class GpuKernelTest : public gpu_test::GpuTest {
  protected:
   void SetUp() override {
-    std::string why_not;
-    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not;
-    auto stream = Stream::Create();
-    ASSERT_TRUE(stream.ok()) << stream.status();
-    stream_ = std::move(*stream);
+    GpuTestBase::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     auto blas = BlasHandle::Create(arena_);
     ASSERT_TRUE(blas.ok()) << blas.status();
     blas_ = std::move(*blas);
-    seed_ = std::random_device{}();
-    random_.seed(seed_);
   }
 
-  template <typename T>
-  T* Allocate(size_t count) {
-    auto buffer =
-        arena_.Allocate(static_cast<int64_t>(std::max<size_t>(count, 1) * sizeof(T)), "test buffer");
-    EXPECT_TRUE(buffer.ok()) << buffer.status();
-    buffers_.push_back(std::move(*buffer));
-    return buffers_.back().as<T>();
-  }
-  template <typename T>
-  T* Upload(const std::vector<T>& values) {
-    T* device = Allocate<T>(values.size());
-    EXPECT_TRUE(CopyHostToDevice(device, values.data(), values.size() * sizeof(T), stream_).ok());
-    return device;
-  }
-  template <typename T>
-  std::vector<T> Download(const T* device, size_t count) {
-    std::vector<T> values(count);
-    EXPECT_TRUE(CopyDeviceToHost(values.data(), device, count * sizeof(T), stream_).ok());
-    EXPECT_TRUE(stream_.Synchronize().ok());
-    return values;
-  }
-  std::vector<float> Uniform(size_t count, float scale) {
-    std::uniform_real_distribution<float> dist(-scale, scale);
-    std::vector<float> values(count);
-    for (float& v : values) v = dist(random_);
-    return values;
-  }
-  std::vector<float> Normal(size_t count, float std) {
-    std::normal_distribution<float> dist(0.0f, std);
-    std::vector<float> values(count);
-    for (float& v : values) v = dist(random_);
-    return values;
-  }
   // bf16 weights with std 1/sqrt(fan_in), so that activations stay O(1).
   std::vector<uint16_t> Bf16Weights(size_t count, int fan_in) {
     std::vector<float> values = Uniform(count, std::sqrt(3.0f / fan_in));
@@ -94,12 +51,7 @@ class GpuKernelTest : public ::testing::Test {
     return bits;
   }
 
-  DeviceArena arena_{0};
-  Stream stream_;
   BlasHandle blas_;
-  std::vector<DeviceBuffer> buffers_;
-  uint32_t seed_ = 0;
-  std::mt19937 random_;
 };
 
 struct RouterCase {

@@ -17,6 +17,7 @@
 #include "gpu/stream.h"
 #include "gtest/gtest.h"
 #include "io/dtype.h"
+#include "tests/testing/gpu_test_fixture.h"
 
 namespace ringmoe::gpu {
 namespace {
@@ -37,46 +38,10 @@ struct Shape {
   int kv_heads, group, head_dim, window;
 };
 
-class GpuKvCacheTest : public testing::TestWithParam<Shape> {
+// The shared GPU fixture (tests/testing/gpu_test_fixture.h), its arena capped at 1 GiB.
+class GpuKvCacheTest : public gpu_test::GpuTestBase<testing::TestWithParam<Shape>> {
  protected:
-  void SetUp() override {
-    std::string why_not;
-    if (!GpuAvailable(&why_not)) GTEST_SKIP() << "no usable GPU: " << why_not;
-    auto stream = Stream::Create();
-    ASSERT_TRUE(stream.ok()) << stream.status();
-    stream_ = std::move(*stream);
-    seed_ = std::random_device{}();
-    random_.seed(seed_);
-  }
-  template <typename T>
-  T* Upload(const std::vector<T>& values) {
-    auto buffer =
-        arena_.Allocate(static_cast<int64_t>(std::max<size_t>(values.size(), 1) * sizeof(T)), "test");
-    EXPECT_TRUE(buffer.ok()) << buffer.status();
-    buffers_.push_back(std::move(*buffer));
-    T* device = buffers_.back().as<T>();
-    EXPECT_TRUE(CopyHostToDevice(device, values.data(), values.size() * sizeof(T), stream_).ok());
-    return device;
-  }
-  template <typename T>
-  std::vector<T> Download(const T* device, size_t count) {
-    std::vector<T> values(count);
-    EXPECT_TRUE(CopyDeviceToHost(values.data(), device, count * sizeof(T), stream_).ok());
-    EXPECT_TRUE(stream_.Synchronize().ok());
-    return values;
-  }
-  std::vector<float> Normal(size_t count, float std) {
-    std::normal_distribution<float> dist(0.0f, std);
-    std::vector<float> values(count);
-    for (float& v : values) v = dist(random_);
-    return values;
-  }
-
-  DeviceArena arena_{int64_t{1} << 30};
-  std::vector<DeviceBuffer> buffers_;
-  Stream stream_;
-  unsigned seed_ = 0;
-  std::mt19937 random_;
+  GpuKvCacheTest() : GpuTestBase(int64_t{1} << 30) {}
 };
 
 TEST_P(GpuKvCacheTest, WriteAndAttendMatchTheCpu) {

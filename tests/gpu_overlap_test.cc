@@ -9,7 +9,8 @@
 
 #include "gpu/gpu.h"
 #include "gtest/gtest.h"
-#include "tests/testing/gpu_test_macros.h"
+#include "io/status_macros.h"
+#include "tests/testing/gpu_test_fixture.h"
 
 namespace ringmoe::gpu {
 namespace {
@@ -23,15 +24,15 @@ struct OverlapTimes {
 };
 
 // Times a ring fill alone, GEMMs on the other slot alone (as many as take about as long as the fill, so
-// that perfect overlap would halve the total), then both on their two streams from one start event.
-class OverlapTest : public ::testing::Test {
+// that perfect overlap would halve the total), then both on their two streams from one start event. The copy
+// stream is the fixture's stream_ (tests/testing/gpu_test_fixture.h), the compute stream a high-priority one.
+class OverlapTest : public gpu_test::GpuTest {
  protected:
   void SetUp() override {
-    SKIP_WITHOUT_GPU();
-    auto copy = Stream::Create();
+    GpuTestBase::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     auto compute = Stream::Create(/*high_priority=*/true);
-    ASSERT_TRUE(copy.ok() && compute.ok());
-    copy_ = std::make_unique<Stream>(*std::move(copy));
+    ASSERT_TRUE(compute.ok());
     for (std::unique_ptr<Event>* event : {&start_, &copy_end_, &compute_end_}) {
       auto created = Event::Create(/*timing=*/true);
       ASSERT_TRUE(created.ok()) << created.status();
@@ -75,16 +76,16 @@ class OverlapTest : public ::testing::Test {
 
   template <typename Enqueue>
   absl::StatusOr<float> TimeAlone(const Stream& stream, Enqueue enqueue) {
-    RINGMOE_TEST_RETURN_IF_ERROR(start_->Record(stream));
-    RINGMOE_TEST_RETURN_IF_ERROR(enqueue());
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Record(stream));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Synchronize());
+    RINGMOE_RETURN_IF_ERROR(start_->Record(stream));
+    RINGMOE_RETURN_IF_ERROR(enqueue());
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Record(stream));
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Synchronize());
     return ElapsedMilliseconds(*start_, *copy_end_);
   }
 
   absl::StatusOr<OverlapTimes> Measure() {
     OverlapTimes times;
-    auto copy_ms = TimeAlone(*copy_, [&] { return ring_->Fill(1, source_, 0, *copy_); });
+    auto copy_ms = TimeAlone(stream_, [&] { return ring_->Fill(1, source_, 0, stream_); });
     auto ten_gemms_ms = TimeAlone(*compute_, [&] { return Gemms(10); });
     if (!copy_ms.ok()) return copy_ms.status();
     if (!ten_gemms_ms.ok()) return ten_gemms_ms.status();
@@ -94,14 +95,14 @@ class OverlapTest : public ::testing::Test {
     if (!compute_ms.ok()) return compute_ms.status();
     times.compute_ms = *compute_ms;
     // Both: the copy stream starts with the compute stream; each records its own end.
-    RINGMOE_TEST_RETURN_IF_ERROR(start_->Record(*compute_));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_->WaitFor(*start_));
-    RINGMOE_TEST_RETURN_IF_ERROR(ring_->Fill(1, source_, 0, *copy_));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Record(*copy_));
-    RINGMOE_TEST_RETURN_IF_ERROR(Gemms(times.gemms));
-    RINGMOE_TEST_RETURN_IF_ERROR(compute_end_->Record(*compute_));
-    RINGMOE_TEST_RETURN_IF_ERROR(copy_end_->Synchronize());
-    RINGMOE_TEST_RETURN_IF_ERROR(compute_end_->Synchronize());
+    RINGMOE_RETURN_IF_ERROR(start_->Record(*compute_));
+    RINGMOE_RETURN_IF_ERROR(stream_.WaitFor(*start_));
+    RINGMOE_RETURN_IF_ERROR(ring_->Fill(1, source_, 0, stream_));
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Record(stream_));
+    RINGMOE_RETURN_IF_ERROR(Gemms(times.gemms));
+    RINGMOE_RETURN_IF_ERROR(compute_end_->Record(*compute_));
+    RINGMOE_RETURN_IF_ERROR(copy_end_->Synchronize());
+    RINGMOE_RETURN_IF_ERROR(compute_end_->Synchronize());
     auto copy_done = ElapsedMilliseconds(*start_, *copy_end_);
     auto compute_done = ElapsedMilliseconds(*start_, *compute_end_);
     if (!copy_done.ok()) return copy_done.status();
@@ -112,8 +113,7 @@ class OverlapTest : public ::testing::Test {
 
   static constexpr int64_t kSectionBytes = 512 * kMiB;
   static constexpr int kM = 2048, kN = 4096, kK = 4096;
-  DeviceArena arena_{0};
-  std::unique_ptr<Stream> copy_, compute_;
+  std::unique_ptr<Stream> compute_;
   std::unique_ptr<BlasHandle> blas_;
   std::unique_ptr<PinnedHostBuffer> host_;
   PinnedSectionSource source_;

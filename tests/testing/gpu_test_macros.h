@@ -1,5 +1,5 @@
-// Macros the GPU test files share: skip (with the reason) where there is no usable GPU, assert a Status,
-// and return one early.
+// Macros the GPU test files share: skip (with the reason) where there is no usable GPU, and assert a Status.
+// To return a Status early, use RINGMOE_RETURN_IF_ERROR (io/status_macros.h).
 #pragma once
 
 #include <string>
@@ -18,11 +18,4 @@
   do {                                                     \
     const absl::Status status_ = (expr);                   \
     ASSERT_TRUE(status_.ok()) << #expr << ": " << status_; \
-  } while (0)
-
-// Inside a function returning absl::Status or absl::StatusOr: return the status of `expr` unless it is OK.
-#define RINGMOE_TEST_RETURN_IF_ERROR(expr) \
-  do {                                     \
-    const absl::Status status_ = (expr);   \
-    if (!status_.ok()) return status_;     \
   } while (0)
