@@ -199,6 +199,21 @@ std::vector<std::string> Checkpoint::Names() const {
   return names;
 }
 
+void Checkpoint::ReleaseResidentPages() const {
+  for (const std::unique_ptr<Shard>& shard : shards_) shard->mapped.ReleaseResidentPages();
+}
+
+void Checkpoint::ReleaseResidentPages(const void* data, int64_t bytes) const {
+  const uint8_t* begin = static_cast<const uint8_t*>(data);
+  for (const std::unique_ptr<Shard>& shard : shards_) {
+    std::span<const uint8_t> mapped = shard->mapped.bytes();
+    if (begin >= mapped.data() && begin + bytes <= mapped.data() + mapped.size()) {
+      shard->mapped.ReleaseResidentPages(data, static_cast<size_t>(bytes));
+      return;
+    }
+  }
+}
+
 std::vector<std::string> Checkpoint::ShardPaths() const {
   std::vector<std::string> paths;
   for (const std::unique_ptr<Shard>& shard : shards_) paths.push_back(shard->path);

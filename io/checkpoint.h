@@ -82,6 +82,11 @@ class Checkpoint {
   size_t num_tensors() const { return views_.size(); }
   // Sum of all tensors' bytes.
   int64_t total_bytes() const { return total_bytes_; }
+  // MappedFile::ReleaseResidentPages for every shard: after the weights were copied elsewhere.
+  void ReleaseResidentPages() const;
+  // The same for the whole pages inside [data, data + bytes) when that range lies in a shard's mapping; a
+  // no-op otherwise (a converted copy in ordinary memory must never be dropped).
+  void ReleaseResidentPages(const void* data, int64_t bytes) const;
   const std::string& dir() const { return dir_; }
   // Full paths of the files that were opened, sorted.
   std::vector<std::string> ShardPaths() const;

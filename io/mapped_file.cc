@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <cassert>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +74,19 @@ void MappedFile::Unmap() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
   data_ = nullptr;
   size_ = 0;
+}
+
+void MappedFile::ReleaseResidentPages() const {
+  // Advice only: a failure leaves the pages resident, which costs memory but not correctness.
+  if (data_ != nullptr && size_ > 0) (void)::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+}
+
+void MappedFile::ReleaseResidentPages(const void* data, size_t bytes) const {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  assert(reinterpret_cast<const uint8_t*>(data) >= data_ && reinterpret_cast<const uint8_t*>(data) + bytes <= data_ + size_);
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 }  // namespace ringmoe::io

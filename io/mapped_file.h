@@ -29,6 +29,12 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops this process's resident copies of the mapped pages (madvise MADV_DONTNEED): the bytes stay as they
+  // are and fault back in from the page cache when read again. For callers that have copied what they need
+  // (the GPU path's pinned and device weights), so that the mapping does not count twice in host memory.
+  void ReleaseResidentPages() const;
+  // Only the whole pages inside [data, data + bytes), which must lie in this mapping.
+  void ReleaseResidentPages(const void* data, size_t bytes) const;
 
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size)

@@ -159,8 +159,10 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
     absl::StrAppendFormat(&text, "; experts %s (%d on the GPU, %d streamed)", TiersText(plan.expert_tiers),
                           plan.resident_moe_layers(), plan.streamed_moe_layers());
   }
-  absl::StrAppendFormat(&text, "; KV %s in blocks of %d, host %.2f GiB", io::DTypeName(plan.kv.dtype),
-                        plan.kv.block_tokens, plan.kv.host_bytes / 1073741824.0);
+  absl::StrAppendFormat(&text, "; KV %s in blocks of %d, host %s", io::DTypeName(plan.kv.dtype),
+                        plan.kv.block_tokens,
+                        plan.kv.host_bytes > 0 ? absl::StrFormat("%.2f GiB", plan.kv.host_bytes / 1073741824.0)
+                                               : std::string("up to half the free RAM"));
   if (plan.kv.gpu_bytes > 0) {
     absl::StrAppendFormat(&text, ", GPU %.2f GiB (%.0f%% of the sequences)", plan.kv.gpu_bytes / 1073741824.0,
                           plan.kv.gpu_fraction * 100);

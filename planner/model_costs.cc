@@ -1,5 +1,7 @@
 #include "planner/model_costs.h"
 
+#include "planner/memory_table.h"
+
 #include <algorithm>
 #include <cassert>
 
@@ -61,24 +63,23 @@ double ModelCosts::dense_flops_per_token() const {
 }
 
 GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec) {
-  const int64_t h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
-  const int64_t k = spec.num_experts_per_tok;
+  // The memory table's step buffers and MoE runner workspaces (what the engine allocates) are linear in the
+  // step's tokens: fixed = their size at 0 tokens, per_token = the growth per token. Up to four micro-batches'
+  // offsets, every allocation's arena rounding, cuBLAS's workspace, and 8 MiB for CUB's sort scratch, whose
+  // size the table estimates, come on top.
+  auto sum = [&](int tokens) {
+    int64_t bytes = 0;
+    for (const MemoryItem& item : StepBufferItems(spec, tokens, 4, 0, 0)) {
+      if (item.tier == MemoryTier::kGpu) bytes += item.bytes + kArenaGranularity;
+    }
+    for (const MemoryItem& item : MoeRunnerItems(spec, tokens)) {
+      if (item.tier == MemoryTier::kGpu) bytes += item.bytes;
+    }
+    return bytes;
+  };
   GpuWorkspace workspace;
-  // Activations: hidden f32 x3 + bf16, q/k/v f32, attention f32 + bf16, router logits, ids and weights,
-  // single-expert ids/weights/gate, positions, fresh-prompt offsets, logit rows, picked tokens.
-  workspace.bytes_per_token =
-      4 * h * 3 + 2 * h + 4 * (qw + 2 * kvw) + 4 * qw + 2 * qw + 4LL * spec.num_experts + 8 * k + 12 + 16;
-  // Each gpu::MoeRunner: sorted rows (bf16), gate/up (f32), activations (bf16), expert outputs (f32) per
-  // assignment; the dense-MLP and shared-expert runners take one assignment per token.
-  workspace.bytes_per_token += k * (6 * h + 10LL * spec.moe_intermediate_size);
-  if (spec.num_moe_layers() < spec.num_layers)
-    workspace.bytes_per_token += 6 * h + 10LL * spec.intermediate_size;
-  if (spec.shared_expert_intermediate_size > 0)
-    workspace.bytes_per_token += 6 * h + 10LL * spec.shared_expert_intermediate_size;
-  // lm_head over at most 256 rows at once; MoE sort scratch; cuBLAS workspace and allocation slack.
-  constexpr int64_t kLogitsRows = 256;
-  workspace.fixed_bytes =
-      kLogitsRows * (4LL * spec.vocab_size + 6 * h) + (int64_t{1} << 20) + 4096 + (int64_t{64} << 20);
+  workspace.fixed_bytes = sum(0) + kCublasWorkspaceBytes + (int64_t{8} << 20);
+  workspace.bytes_per_token = (sum(1024) - sum(0) + 1023) / 1024;
   return workspace;
 }
 

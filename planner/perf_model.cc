@@ -277,6 +277,13 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
     if (new_ring >= ring) break;
     ring = new_ring;
   }
+  // The last round's ring may outgrow the one its residency was fitted around (sections that also carry
+  // streamed non-expert weights): such a plan does not fit.
+  if (memory.gpu_used() > memory.gpu_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "GPU budget ", Gib(memory.gpu_budget), " cannot hold a ring of ", plan.ring_sections, " sections (",
+        Gib(memory.gpu_ring_bytes), ") beside the workspace (", Gib(memory.gpu_workspace_bytes), ")"));
+  }
 
   // Host side: streamed weights in pinned memory, the rest of the KV cache, staging buffers.
   const int64_t streamed = memory.streamed_bytes_per_step;

@@ -139,6 +139,9 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
                            impl->max_step_tokens);
     if (!forward.ok()) return forward.status();
     impl->forward = std::move(*forward);
+    // Every weight but the embedding now lives in device or pinned memory: the checkpoint's mapped pages would
+    // otherwise stay resident beside those copies (the plan prices host memory without them).
+    impl->weights->checkpoint().ReleaseResidentPages();
   } else {
     impl->forward = std::make_unique<CpuForward>(*impl->weights, *impl->kv_cache, *impl->workers);
   }

@@ -3,9 +3,8 @@
 #include <algorithm>
 
 #include "gpu/section_ring.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
-#define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
 
 namespace ringmoe {
 
@@ -30,7 +29,7 @@ absl::Status ExpertStreamer::PrimeRing() {
     return absl::OkStatus();
   }
   for (int section = 0; section < std::min(ring->num_slots(), model_.num_sections()); ++section) {
-    RETURN_IF_ERROR(ring->Fill(section, model_.source(), section, copy_));
+    RINGMOE_RETURN_IF_ERROR(ring->Fill(section, model_.source(), section, copy_));
     slot_of_section_[section] = section;
   }
   return absl::OkStatus();
@@ -69,8 +68,8 @@ absl::Status ExpertStreamer::FetchRoutedExperts(int layer, std::span<const int32
         model_.expert_index(), part.first_expert, expert_counts, slot_experts_[slot]);
     // The compute stream already waits for what earlier micro-batches fetched into the slot.
     if (ranges.empty()) continue;
-    RETURN_IF_ERROR(ring->FillRanges(slot, model_.source(), part.section, ranges, copy_));
-    RETURN_IF_ERROR(ring->BeginCompute(slot, compute_).status());
+    RINGMOE_RETURN_IF_ERROR(ring->FillRanges(slot, model_.source(), part.section, ranges, copy_));
+    RINGMOE_RETURN_IF_ERROR(ring->BeginCompute(slot, compute_).status());
   }
   return absl::OkStatus();
 }
@@ -82,11 +81,11 @@ absl::Status ExpertStreamer::EndLayer(int layer) {
   const int sections = model_.num_sections();
   for (const StreamedPart& part : g.parts) {
     const int slot = slot_of_section_[part.section];
-    RETURN_IF_ERROR(ring->EndCompute(slot, compute_));
+    RINGMOE_RETURN_IF_ERROR(ring->EndCompute(slot, compute_));
     if (sections > ring->num_slots() && !routed_copies_) {
       // Round robin: the slot takes the section num_slots after, wrapping into the next step.
       const int next = (part.section + ring->num_slots()) % sections;
-      RETURN_IF_ERROR(ring->Fill(slot, model_.source(), next, copy_));
+      RINGMOE_RETURN_IF_ERROR(ring->Fill(slot, model_.source(), next, copy_));
       slot_of_section_[next] = slot;
     }
   }

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/blas.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 #include "gpu/stream.h"
 #include "planner/model_costs.h"
 #include "runtime/engine/attention_step.h"
@@ -16,7 +16,6 @@
 #include "runtime/engine/gpu_step_ops.h"
 #include "runtime/engine/step_layout.h"
 
-#define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
 
 namespace ringmoe {
 
@@ -105,8 +104,8 @@ absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* ou
     for (int b = 0; b < batches; ++b) {
       const MicroBatch& batch = layout.batches[b];
       const auto wait_start = std::chrono::steady_clock::now();
-      RETURN_IF_ERROR(feeder->WaitFor(qkv_ticket[b]));
-      RETURN_IF_ERROR(ops->qkv_ready(b).Synchronize());
+      RINGMOE_RETURN_IF_ERROR(feeder->WaitFor(qkv_ticket[b]));
+      RINGMOE_RETURN_IF_ERROR(ops->qkv_ready(b).Synchronize());
       stats.cpu_wait_seconds += SecondsSince(wait_start);
       const auto attention_start = std::chrono::steady_clock::now();
       CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
@@ -117,7 +116,7 @@ absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* ou
       stats.times.attention += SecondsSince(attention_start);
       const bool more = layer + 1 < spec.num_layers;
       const int64_t ticket = feeder->Post([this, &batch, layer, b, more] {
-        RETURN_IF_ERROR(ops->EnqueueAfterAttention(layer, batch));
+        RINGMOE_RETURN_IF_ERROR(ops->EnqueueAfterAttention(layer, batch));
         return more ? ops->EnqueueProjections(layer + 1, batch, b) : absl::OkStatus();
       });
       if (more) qkv_ticket[b] = ticket;
@@ -163,14 +162,14 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   if (!blas.ok()) return blas.status();
   state->blas = std::move(*blas);
   // The same allocations, in the same order, as when they were one list: buffers, then the runners.
-  RETURN_IF_ERROR(state->buffers.Allocate(state->model->arena(), state->spec, max_step_tokens,
+  RINGMOE_RETURN_IF_ERROR(state->buffers.Allocate(state->model->arena(), state->spec, max_step_tokens,
                                           state->placement, kv_cache.device_blocks(), state->compute));
   state->streamer.emplace(*state->model, state->spec, state->placement.routed_expert_copies, state->compute,
                           state->copy);
   state->ops.emplace(state->spec, kv_cache, *state->model, state->blas, state->compute, state->buffers,
                      *state->streamer);
-  RETURN_IF_ERROR(state->ops->Allocate(max_step_tokens, state->placement.micro_batches));
-  RETURN_IF_ERROR(state->streamer->PrimeRing());
+  RINGMOE_RETURN_IF_ERROR(state->ops->Allocate(max_step_tokens, state->placement.micro_batches));
+  RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();
   state->stats.streamed_moe_layers = state->model->num_sections() / state->model->layer_parts();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
+#include "planner/memory_table.h"
 
 namespace ringmoe {
 namespace {
@@ -68,21 +69,10 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     model->shared_index_ = gpu::MakePackedLayerIndex(1, hidden, spec.shared_expert_intermediate_size);
   }
 
-  // What stays resident whatever the plan: everything but the routed experts.
-  int64_t fixed = MatrixBytes(weights.lm_head()) + 4LL * hidden;
-  int moe_layers = 0;
-  for (int i = 0; i < spec.num_layers; ++i) {
-    const AttentionWeights& a = weights.layer(i).attention;
-    fixed += MatrixBytes(a.q) + MatrixBytes(a.k) + MatrixBytes(a.v) + MatrixBytes(a.o) + 8LL * hidden +
-             4LL * (a.q_bias.size() + a.k_bias.size() + a.v_bias.size());
-    if (spec.layers[i].is_moe) {
-      ++moe_layers;
-      fixed += 4LL * spec.num_experts * hidden;
-      if (spec.layers[i].has_shared_expert) fixed += model->shared_index_.total_bytes() + 2LL * hidden;
-    } else {
-      fixed += model->dense_index_.total_bytes();
-    }
-  }
+  // What stays resident whatever the plan: everything but the routed experts (the memory table's count).
+  int64_t fixed = 0;
+  for (const planner::MemoryItem& item : planner::DenseWeightItems(spec)) fixed += item.bytes;
+  const int moe_layers = spec.num_moe_layers();
   const int64_t layer_bytes = model->expert_index_.total_bytes();
   // Parts of a streamed layer: experts split as evenly as possible, the first ones one larger.
   const int parts = placement.layer_parts;
@@ -181,6 +171,17 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
       model->streamed_bytes_per_step_ += layer_bytes;
     }
     if (!status.ok()) return status;
+    // The layer now lives in device or pinned memory (pageable uploads have read their source when the call
+    // returns): drop the checkpoint's resident pages of it, so that loading never holds the model twice.
+    const io::Checkpoint& checkpoint = weights.checkpoint();
+    for (const cpu::Matrix* matrix : {&a.q, &a.k, &a.v, &a.o}) {
+      checkpoint.ReleaseResidentPages(matrix->data, MatrixBytes(*matrix));
+    }
+    for (const cpu::ExpertWeights& expert : w.experts) {
+      for (const cpu::Matrix* matrix : {&expert.gate, &expert.up, &expert.down}) {
+        checkpoint.ReleaseResidentPages(matrix->data, MatrixBytes(*matrix));
+      }
+    }
   }
   absl::Status status = model->Upload(weights.lm_head().data, MatrixBytes(weights.lm_head()), "lm_head",
                                       &model->lm_head_, stream);

@@ -1,5 +1,5 @@
 // StepBuffers: the device buffers and pinned staging buffers of an offload step. They are allocated once,
-// for the largest step (planner/model_costs.h's GpuWorkspaceBytes prices the device ones, so that plans fit),
+// for the largest step, with the sizes of planner/memory_table.h's StepBufferItems (the planner prices the same list),
 // and indexed by row: each micro-batch has its own rows, so the copies of one run while another computes.
 //
 // Threading: no locks. Each buffer belongs to one side at a time, as the step's protocol hands it over
@@ -22,12 +22,13 @@
 #include "gpu/host_memory.h"
 #include "gpu/stream.h"
 #include "io/model_spec.h"
+#include "planner/memory_table.h"
 #include "runtime/engine/gpu_model.h"
 
 namespace ringmoe {
 
-// lm_head runs over at most this many rows at once, which bounds the logits buffers.
-inline constexpr int kLogitsRows = 256;
+// lm_head runs over at most this many rows at once, which bounds the logits buffers (the memory table's).
+using planner::kLogitsRows;
 
 // Row `row` of a buffer of rows `width` elements wide.
 template <typename T>

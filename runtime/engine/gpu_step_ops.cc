@@ -10,9 +10,8 @@
 #include "gpu/kv_cache_ops.h"
 #include "gpu/routing_ops.h"
 #include "gpu/row_ops.h"
-#include "gpu/status_util.h"
+#include "io/status_macros.h"
 
-#define RETURN_IF_ERROR(expr) RINGMOE_GPU_RETURN_IF_ERROR(expr)
 
 namespace ringmoe {
 
@@ -38,13 +37,13 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches) {
     out->emplace(std::move(*created));
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(runner(spec_.moe_intermediate_size, spec_.num_experts, spec_.num_experts_per_tok,
+  RINGMOE_RETURN_IF_ERROR(runner(spec_.moe_intermediate_size, spec_.num_experts, spec_.num_experts_per_tok,
                          gpu::GemmStrategy::kAuto, &experts_));
   if (spec_.intermediate_size > 0 && spec_.num_moe_layers() < spec_.num_layers) {
-    RETURN_IF_ERROR(runner(spec_.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense_));
+    RINGMOE_RETURN_IF_ERROR(runner(spec_.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense_));
   }
   if (spec_.shared_expert_intermediate_size > 0) {
-    RETURN_IF_ERROR(
+    RINGMOE_RETURN_IF_ERROR(
         runner(spec_.shared_expert_intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &shared_));
   }
   qkv_ready_.clear();
@@ -58,18 +57,18 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches) {
 
 absl::Status GpuStepOps::UploadStep(const StepLayout& layout) {
   const int h = spec_.hidden_size;
-  RETURN_IF_ERROR(
+  RINGMOE_RETURN_IF_ERROR(
       gpu::CopyHostToDevice(buffers_.x.data(), buffers_.host_x.data(), 4LL * layout.rows * h, compute_));
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.positions.data(), buffers_.host_positions.data(),
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.positions.data(), buffers_.host_positions.data(),
                                         4LL * layout.rows, compute_));
   if (!layout.fresh_offsets.empty()) {
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.fresh_offsets.data(), buffers_.host_fresh_offsets.data(),
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.fresh_offsets.data(), buffers_.host_fresh_offsets.data(),
                                           4LL * layout.fresh_offsets.size(), compute_));
   }
   if (!layout.device_tables.empty()) {
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.row_tables.data(), buffers_.host_row_tables.data(),
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.row_tables.data(), buffers_.host_row_tables.data(),
                                           4LL * layout.rows, compute_));
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.device_tables.data(), buffers_.host_device_tables.data(),
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.device_tables.data(), buffers_.host_device_tables.data(),
                                           4LL * layout.device_tables.size(), compute_));
   }
   return absl::OkStatus();
@@ -96,36 +95,36 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
   const int h = spec_.hidden_size, qw = spec_.q_width(), kvw = spec_.kv_width(), r = batch.first_row,
             n = batch.rows;
   const float eps = static_cast<float>(spec_.rms_norm_eps);
-  RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
                                Row<float>(buffers_.normed, r, h), compute_));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
                                         Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
   const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
   float* cq = Row<float>(buffers_.q, r, qw);
   float* ck = Row<float>(buffers_.k, r, kvw);
   float* cv = Row<float>(buffers_.v, r, kvw);
-  RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, g.q_bias.as<float>(), cq, compute_));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(), ck, compute_));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(), cv, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, g.q_bias.as<float>(), cq, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(), ck, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(), cv, compute_));
   // What runtime/engine/attention_step.cc's PrepareQueryKey does on the CPU path, in the same order.
   if (spec_.clip_qkv > 0) {
-    RETURN_IF_ERROR(gpu::ClampInPlace(cq, int64_t{n} * qw, spec_.clip_qkv, compute_));
-    RETURN_IF_ERROR(gpu::ClampInPlace(ck, int64_t{n} * kvw, spec_.clip_qkv, compute_));
-    RETURN_IF_ERROR(gpu::ClampInPlace(cv, int64_t{n} * kvw, spec_.clip_qkv, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::ClampInPlace(cq, int64_t{n} * qw, spec_.clip_qkv, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::ClampInPlace(ck, int64_t{n} * kvw, spec_.clip_qkv, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::ClampInPlace(cv, int64_t{n} * kvw, spec_.clip_qkv, compute_));
   }
   if (spec_.qk_norm == QkNorm::kPerHead) {
-    RETURN_IF_ERROR(
+    RINGMOE_RETURN_IF_ERROR(
         gpu::RmsNorm(cq, g.q_norm.as<float>(), n * spec_.num_heads, spec_.head_dim, eps, cq, compute_));
-    RETURN_IF_ERROR(
+    RINGMOE_RETURN_IF_ERROR(
         gpu::RmsNorm(ck, g.k_norm.as<float>(), n * spec_.num_kv_heads, spec_.head_dim, eps, ck, compute_));
   } else if (spec_.qk_norm == QkNorm::kFullWidth) {
-    RETURN_IF_ERROR(gpu::RmsNorm(cq, g.q_norm.as<float>(), n, qw, eps, cq, compute_));
-    RETURN_IF_ERROR(gpu::RmsNorm(ck, g.k_norm.as<float>(), n, kvw, eps, ck, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(cq, g.q_norm.as<float>(), n, qw, eps, cq, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(ck, g.k_norm.as<float>(), n, kvw, eps, ck, compute_));
   }
   const int32_t* row_positions = Row<int32_t>(buffers_.positions, r, 1);
-  RETURN_IF_ERROR(
+  RINGMOE_RETURN_IF_ERROR(
       gpu::ApplyRope(cq, n, spec_.num_heads, spec_.head_dim, row_positions, spec_.rope_theta, compute_));
-  RETURN_IF_ERROR(
+  RINGMOE_RETURN_IF_ERROR(
       gpu::ApplyRope(ck, n, spec_.num_kv_heads, spec_.head_dim, row_positions, spec_.rope_theta, compute_));
   if (kv_cache_.dtype() == io::DType::kBF16) {
     // Attention reads K and V as the cache holds them, whichever side runs it: rounded to bf16 here too, so
@@ -133,44 +132,44 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
     // reference computes with). attention_bf16's rows of this micro-batch are free until o_proj.
     uint16_t* scratch = Row<uint16_t>(buffers_.attention_bf16, r, qw);
     for (float* rows : {ck, cv}) {
-      RETURN_IF_ERROR(gpu::ConvertF32ToBf16(rows, int64_t{n} * kvw, scratch, compute_));
-      RETURN_IF_ERROR(gpu::ConvertBf16ToF32(scratch, int64_t{n} * kvw, rows, compute_));
+      RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(rows, int64_t{n} * kvw, scratch, compute_));
+      RINGMOE_RETURN_IF_ERROR(gpu::ConvertBf16ToF32(scratch, int64_t{n} * kvw, rows, compute_));
     }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(spec_.head_dim));
   if (batch.device_rows > 0) {
     // Device-cache sequences keep their K/V here: written before any of their attention reads it.
     const int device_first = r + batch.host_rows;
-    RETURN_IF_ERROR(gpu::WriteKvRows(Row<float>(buffers_.k, device_first, kvw),
+    RINGMOE_RETURN_IF_ERROR(gpu::WriteKvRows(Row<float>(buffers_.k, device_first, kvw),
                                      Row<float>(buffers_.v, device_first, kvw), batch.device_rows, kvw,
                                      DeviceKv(layer, device_first), compute_));
   }
   if (batch.paged_rows > 0) {
     const int paged_first = r + n - batch.paged_rows;
-    RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(buffers_.q, paged_first, qw), batch.paged_rows,
+    RINGMOE_RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(buffers_.q, paged_first, qw), batch.paged_rows,
                                             spec_.num_heads, DeviceKv(layer, paged_first), scale,
                                             spec_.sliding_window,
                                             Row<float>(buffers_.attention, paged_first, qw), compute_));
   }
   if (batch.fresh_chunks > 0) {
     const int fresh = r + batch.cpu_rows;
-    RETURN_IF_ERROR(gpu::PrefillAttention(
+    RINGMOE_RETURN_IF_ERROR(gpu::PrefillAttention(
         Row<float>(buffers_.q, fresh, qw), Row<float>(buffers_.k, fresh, kvw),
         Row<float>(buffers_.v, fresh, kvw), Row<int32_t>(buffers_.fresh_offsets, batch.fresh_offsets, 1),
         batch.fresh_chunks, batch.max_fresh_rows, spec_.num_heads, spec_.num_kv_heads, spec_.head_dim, scale,
         spec_.sliding_window, Row<float>(buffers_.attention, fresh, qw), compute_));
   }
   if (batch.cpu_rows > 0) {
-    RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
                                           4LL * batch.cpu_rows * qw, compute_));
   }
   if (batch.host_rows > 0) {  // the host cache's K/V; device-cache rows stay here
-    RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, kvw), ck,
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, kvw), ck,
                                           4LL * batch.host_rows * kvw, compute_));
-    RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
                                           4LL * batch.host_rows * kvw, compute_));
   }
-  RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
   times_.projections += SecondsSince(start);
   return absl::OkStatus();
 }
@@ -186,56 +185,56 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   // copied up first. Fresh prompts' rows are on the GPU already.
   int converted = 0;
   if (batch.cpu_rows > 0 && buffers_.host_attention_direct) {
-    RETURN_IF_ERROR(gpu::ConvertF32ToBf16(HostRow<float>(buffers_.host_attention, r, qw),
+    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(HostRow<float>(buffers_.host_attention, r, qw),
                                           int64_t{batch.cpu_rows} * qw,
                                           Row<uint16_t>(buffers_.attention_bf16, r, qw), compute_));
     converted = batch.cpu_rows;
   } else if (batch.cpu_rows > 0) {
-    RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(buffers_.attention, r, qw),
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(buffers_.attention, r, qw),
                                           HostRow<float>(buffers_.host_attention, r, qw),
                                           4LL * batch.cpu_rows * qw, compute_));
   }
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.attention, r + converted, qw),
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.attention, r + converted, qw),
                                         int64_t{n - converted} * qw,
                                         Row<uint16_t>(buffers_.attention_bf16, r + converted, qw), compute_));
-  RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(), h, qw,
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(), h, qw,
                                   nullptr, Row<float>(buffers_.projected, r, h), compute_));
   float* hidden = Row<float>(buffers_.x, r, h);
-  RETURN_IF_ERROR(gpu::ResidualAdd(hidden, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
-  RETURN_IF_ERROR(gpu::RmsNorm(hidden, g.post_attention_norm.as<float>(), n, h, eps,
+  RINGMOE_RETURN_IF_ERROR(gpu::ResidualAdd(hidden, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(hidden, g.post_attention_norm.as<float>(), n, h, eps,
                                Row<float>(buffers_.normed, r, h), compute_));
-  RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
                                         Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
   const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
   // The MoE output (routed, then shared) accumulates straight into the residual stream.
   if (!spec_.layers[layer].is_moe) {
-    RETURN_IF_ERROR(dense_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
-    RETURN_IF_ERROR(dense_->RunExperts(blas_, input, buffers_.ones.as<float>(), g.mlp.data(),
+    RINGMOE_RETURN_IF_ERROR(dense_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
+    RINGMOE_RETURN_IF_ERROR(dense_->RunExperts(blas_, input, buffers_.ones.as<float>(), g.mlp.data(),
                                        model_.dense_index(), hidden, compute_));
     times_.dense_mlp += SecondsSince(start);
     return absl::OkStatus();
   }
   const int e = spec_.num_experts;
-  RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e, h,
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e, h,
                                  Row<float>(buffers_.router_logits, r, e), compute_));
-  RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
+  RINGMOE_RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
                                  spec_.router == RouterKind::kTopKSoftmax
                                      ? cpu::RouterScoring::kTopKThenSoftmax
                                      : cpu::RouterScoring::kSoftmaxThenTopK,
                                  spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
                                  Row<float>(buffers_.routing, r, top_k), compute_));
   const auto wait_start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
+  RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
   feeder_wait_seconds_ += SecondsSince(wait_start);
-  RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
-  RETURN_IF_ERROR(experts_->RunExperts(blas_, input, Row<float>(buffers_.routing, r, top_k),
+  RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
+  RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input, Row<float>(buffers_.routing, r, top_k),
                                        streamer_.expert_bases(), model_.expert_index(), hidden, compute_));
   if (spec_.layers[layer].has_shared_expert) {
-    RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
                                     Row<float>(buffers_.gate, r, 1), compute_));
-    RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
-    RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
-    RETURN_IF_ERROR(shared_->RunExperts(blas_, input, Row<float>(buffers_.gate, r, 1), g.mlp.data(),
+    RINGMOE_RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
+    RINGMOE_RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
+    RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input, Row<float>(buffers_.gate, r, 1), g.mlp.data(),
                                         model_.shared_index(), hidden, compute_));
   }
   times_.moe += SecondsSince(start);
@@ -260,43 +259,43 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   // The step ends here: nothing it queued may still read the staging buffers the next step refills.
   if (rows.empty()) return compute_.Synchronize();
   std::memcpy(buffers_.host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
-  RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.wanted_rows.data(), buffers_.host_rows.data(),
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.wanted_rows.data(), buffers_.host_rows.data(),
                                         4LL * rows.size(), compute_));
   for (int first = 0; first < static_cast<int>(rows.size()); first += kLogitsRows) {
     const int count = std::min<int>(kLogitsRows, static_cast<int>(rows.size()) - first);
-    RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(), buffers_.wanted_rows.as<int32_t>() + first,
+    RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(), buffers_.wanted_rows.as<int32_t>() + first,
                                        count, h, buffers_.final_rows.as<float>(), compute_));
-    RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(), count, h,
+    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(), count, h,
                                  static_cast<float>(spec_.rms_norm_eps), buffers_.final_rows.as<float>(),
                                  compute_));
-    RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
+    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
                                           buffers_.final_bf16.data(), compute_));
-    RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(), vocab,
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(), vocab,
                                     h, nullptr, buffers_.logits.as<float>(), compute_));
     const int sampled_here = std::clamp(sampled - first, 0, count);
     if (sampled_here < count) {
       const int greedy_first = first + sampled_here - sampled;  // Index among the greedy rows.
-      RETURN_IF_ERROR(gpu::GreedyArgmaxLogSoftmax(
+      RINGMOE_RETURN_IF_ERROR(gpu::GreedyArgmaxLogSoftmax(
           buffers_.logits.as<float>() + static_cast<int64_t>(sampled_here) * vocab, count - sampled_here,
           vocab, buffers_.picked_ids.as<int32_t>() + greedy_first,
           buffers_.picked_logprobs.as<float>() + greedy_first, compute_));
     }
     if (sampled_here > 0) {
-      RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_logits.data(), buffers_.logits.data(),
+      RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_logits.data(), buffers_.logits.data(),
                                             4LL * sampled_here * vocab, compute_));
-      RETURN_IF_ERROR(compute_.Synchronize());
+      RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
       std::memcpy(out->logits.data() + static_cast<size_t>(first) * vocab, buffers_.host_logits.data(),
                   4ULL * sampled_here * vocab);
     }
   }
   const int greedy = static_cast<int>(greedy_chunks.size());
   if (greedy > 0) {
-    RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_ids.data(), buffers_.picked_ids.data(),
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_ids.data(), buffers_.picked_ids.data(),
                                           4LL * greedy, compute_));
-    RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_logprobs.data(),
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_logprobs.data(),
                                           buffers_.picked_logprobs.data(), 4LL * greedy, compute_));
   }
-  RETURN_IF_ERROR(compute_.Synchronize());
+  RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
   // picked is indexed by chunk order; the sampled chunks' logits rows are in chunk order already.
   for (int j = 0; j < greedy; ++j) {
     out->picked[greedy_chunks[j]] = {buffers_.host_picked_ids.as<int32_t>()[j],

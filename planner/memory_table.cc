@@ -1,0 +1,195 @@
+#include "planner/memory_table.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace ringmoe::planner {
+namespace {
+
+constexpr int64_t kPackAlignment = 4096;  // gpu::kPackAlignment
+
+int64_t Charged(int64_t bytes) { return (bytes + kArenaGranularity - 1) / kArenaGranularity * kArenaGranularity; }
+
+}  // namespace
+
+std::string_view MemoryTierName(MemoryTier tier) {
+  switch (tier) {
+    case MemoryTier::kGpu:
+      return "gpu";
+    case MemoryTier::kPinned:
+      return "pinned";
+    case MemoryTier::kHost:
+      return "host";
+  }
+  return "?";
+}
+
+int64_t MemoryTable::Total(MemoryTier tier) const {
+  int64_t total = 0;
+  for (const MemoryItem& item : items) total += item.tier == tier ? item.bytes : 0;
+  return total;
+}
+
+int64_t MemoryTable::Sum(std::string_view prefix) const {
+  int64_t total = 0;
+  for (const MemoryItem& item : items) total += item.what.rfind(prefix, 0) == 0 ? item.bytes : 0;
+  return total;
+}
+
+std::string MemoryTable::Format() const {
+  std::string text;
+  for (MemoryTier tier : {MemoryTier::kGpu, MemoryTier::kPinned, MemoryTier::kHost}) {
+    absl::StrAppendFormat(&text, "%-6s %10.3f GiB\n", MemoryTierName(tier), Total(tier) / 1073741824.0);
+    for (const MemoryItem& item : items) {
+      if (item.tier == tier) absl::StrAppendFormat(&text, "  %-40s %14d\n", item.what, item.bytes);
+    }
+  }
+  return text;
+}
+
+int64_t PackedExpertStride(int hidden, int intermediate) {
+  const int64_t bytes = int64_t{3} * intermediate * hidden * 2;
+  return (bytes + kPackAlignment - 1) / kPackAlignment * kPackAlignment;
+}
+
+std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, int micro_batches,
+                                        int device_kv_blocks, int64_t device_kv_bytes) {
+  const int64_t t = max_tokens, h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  const int64_t top_k = spec.num_experts_per_tok, e = spec.num_experts, vocab = spec.vocab_size;
+  const int64_t offsets = t + micro_batches + 1;
+  const int64_t tables = std::max(1, device_kv_blocks) * 4LL;
+  const MemoryTier gpu = MemoryTier::kGpu, pinned = MemoryTier::kPinned;
+  return {{gpu, "hidden states", t * h * 4},
+          {gpu, "normed", t * h * 4},
+          {gpu, "normed bf16", t * h * 2},
+          {gpu, "q", t * qw * 4},
+          {gpu, "k", t * kvw * 4},
+          {gpu, "v", t * kvw * 4},
+          {gpu, "attention", t * qw * 4},
+          {gpu, "attention bf16", t * qw * 2},
+          {gpu, "o_proj out", t * h * 4},
+          {gpu, "router logits", t * e * 4},
+          {gpu, "expert ids", t * top_k * 4},
+          {gpu, "routing weights", t * top_k * 4},
+          {gpu, "single-expert ids", t * 4},
+          {gpu, "unit weights", t * 4},
+          {gpu, "shared gate", t * 4},
+          {gpu, "positions", t * 4},
+          {gpu, "fresh-prompt offsets", offsets * 4},
+          {gpu, "logit rows", t * 4},
+          {gpu, "final rows", kLogitsRows * h * 4},
+          {gpu, "final bf16", kLogitsRows * h * 2},
+          {gpu, "logits", kLogitsRows * vocab * 4},
+          {gpu, "picked tokens", t * 4},
+          {gpu, "picked logprobs", t * 4},
+          {gpu, "device KV row tables", t * 4},
+          {gpu, "device KV tables", tables},
+          {gpu, "device KV cache (K)", device_kv_bytes / 2},
+          {gpu, "device KV cache (V)", device_kv_bytes / 2},
+          {pinned, "staging: hidden states", t * h * 4},
+          {pinned, "staging: q", t * qw * 4},
+          {pinned, "staging: k", t * kvw * 4},
+          {pinned, "staging: v", t * kvw * 4},
+          {pinned, "staging: attention", t * qw * 4},
+          {pinned, "staging: positions", t * 4},
+          {pinned, "staging: fresh-prompt offsets", offsets * 4},
+          {pinned, "staging: logit rows", t * 4},
+          {pinned, "staging: logits", kLogitsRows * vocab * 4},
+          {pinned, "staging: picked tokens", t * 4},
+          {pinned, "staging: picked logprobs", t * 4},
+          {pinned, "staging: device KV row tables", t * 4},
+          {pinned, "staging: device KV tables", tables}};
+}
+
+std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens) {
+  std::vector<MemoryItem> items;
+  // gpu/moe_ops.cc's MoeRunner::Create, one runner per shape.
+  auto runner = [&](const char* name, int64_t experts, int64_t top_k, int64_t intermediate, bool grouped) {
+    const int64_t a = int64_t{max_tokens} * top_k, h = spec.hidden_size;
+    const int64_t device = Charged(4 * (experts + 1)) * 2 + Charged(4 * a) * 2 +
+                           // CUB's radix sort: keys and values (2 x 4a) plus its own temporary storage,
+                           // about 4a and a little more at these sizes.
+                           Charged(2 * 4 * a + 4 * a + (int64_t{64} << 10)) + Charged(2 * a * h) +
+                           Charged(4 * a * 2 * intermediate) + Charged(2 * a * intermediate) + Charged(4 * a * h) +
+                           (grouped ? Charged(6 * experts * 8) : 0);
+    items.push_back({MemoryTier::kGpu, std::string("MoE runner: ") + name, device});
+    items.push_back({MemoryTier::kPinned, std::string("MoE runner: ") + name,
+                     4 * (experts + 1) + (grouped ? 6 * experts * 8 : 0)});
+  };
+  if (spec.num_moe_layers() > 0) {
+    runner("routed experts", spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size, true);
+  }
+  if (spec.intermediate_size > 0 && spec.num_moe_layers() < spec.num_layers) {
+    runner("dense MLPs", 1, 1, spec.intermediate_size, false);
+  }
+  if (spec.shared_expert_intermediate_size > 0) {
+    runner("shared experts", 1, 1, spec.shared_expert_intermediate_size, false);
+  }
+  return items;
+}
+
+std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
+  const int64_t h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  int64_t attention = 0, routers = 0, mlps = 0;
+  for (int i = 0; i < spec.num_layers; ++i) {
+    attention += Charged(qw * h * 2) + 2 * Charged(kvw * h * 2) + Charged(h * qw * 2) + 2 * Charged(4 * h);
+    if (spec.attention_bias) attention += Charged(4 * qw) + 2 * Charged(4 * kvw);
+    if (spec.qk_norm == QkNorm::kPerHead) attention += 2 * Charged(4LL * spec.head_dim);
+    if (spec.qk_norm == QkNorm::kFullWidth) attention += Charged(4 * qw) + Charged(4 * kvw);
+    if (spec.layers[i].is_moe) {
+      routers += Charged(4LL * spec.num_experts * h);
+      if (spec.layers[i].has_shared_expert) {
+        mlps += Charged(PackedExpertStride(spec.hidden_size, spec.shared_expert_intermediate_size)) +
+                Charged(2 * h);
+      }
+    } else {
+      mlps += Charged(PackedExpertStride(spec.hidden_size, spec.intermediate_size));
+    }
+  }
+  return {{MemoryTier::kGpu, "weights: attention", attention},
+          {MemoryTier::kGpu, "weights: routers", routers},
+          {MemoryTier::kGpu, "weights: shared experts and dense MLPs", mlps},
+          {MemoryTier::kGpu, "weights: lm_head and final norm",
+           Charged(int64_t{spec.vocab_size} * h * 2) + Charged(4 * h)}};
+}
+
+MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan, int max_context_tokens) {
+  MemoryTable table;
+  const int64_t h = spec.hidden_size;
+  const int64_t kv_per_token = KvBytesPerToken(spec, plan.kv.dtype);
+  const int64_t blocks_per_sequence = (max_context_tokens + plan.kv.block_tokens - 1) / plan.kv.block_tokens;
+  int64_t host_kv = plan.batch * blocks_per_sequence * plan.kv.block_tokens * kv_per_token;
+  if (plan.kv.host_bytes > 0) host_kv = std::min(host_kv, plan.kv.host_bytes);
+  // Embedding rows are looked up on the host from the mapped checkpoint (bf16 in the checkpoints we plan for).
+  table.items.push_back({MemoryTier::kHost, "embeddings (mapped)", int64_t{spec.vocab_size} * h * 2});
+  if (plan.device == PlanDevice::kCpu) {
+    const int64_t weights = (spec.total_params() - int64_t{spec.vocab_size} * h) * io::DTypeSize(plan.kv.dtype);
+    table.items.push_back({MemoryTier::kHost, "weights (mapped or converted)", weights});
+    table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
+    return table;
+  }
+  for (MemoryItem& item : DenseWeightItems(spec)) table.items.push_back(std::move(item));
+  const int64_t layer_bytes = int64_t{spec.num_experts} * PackedExpertStride(h, spec.moe_intermediate_size);
+  const int resident = plan.resident_moe_layers(), streamed = plan.streamed_moe_layers();
+  table.items.push_back({MemoryTier::kGpu, "resident experts", Charged(layer_bytes) * resident});
+  if (streamed > 0) {
+    const int64_t slot = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts *
+                         PackedExpertStride(h, spec.moe_intermediate_size);
+    table.items.push_back({MemoryTier::kGpu, "ring slots", Charged(slot) * plan.ring_sections});
+    table.items.push_back({MemoryTier::kPinned, "streamed experts", layer_bytes * streamed});
+  }
+  table.items.push_back({MemoryTier::kGpu, "cuBLAS workspace", kCublasWorkspaceBytes});
+  const int64_t device_block_bytes = kv_per_token * plan.kv.block_tokens;
+  const int device_blocks = device_block_bytes > 0 ? static_cast<int>(plan.kv.gpu_bytes / device_block_bytes) : 0;
+  for (MemoryItem& item : StepBufferItems(spec, plan.max_step_tokens(), plan.micro_batches, device_blocks,
+                                          int64_t{device_blocks} * device_block_bytes)) {
+    if (item.tier == MemoryTier::kGpu) item.bytes = Charged(item.bytes);
+    if (item.bytes > 0) table.items.push_back(std::move(item));
+  }
+  for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens())) table.items.push_back(std::move(item));
+  table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
+  return table;
+}
+
+}  // namespace ringmoe::planner

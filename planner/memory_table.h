@@ -1,0 +1,62 @@
+// MemoryTable: what the engine allocates on the GPU, in pinned host memory and in ordinary host memory for a
+// model and a plan, item by item. One function of (ModelSpec, ExecutionPlan): the engine allocates from its
+// parts (StepBufferItems for the step's buffers, DenseWeightItems for the GPU's fixed weights) and the planner
+// prices plans with the same counts (model_costs.h's GpuWorkspaceBytes), so they cannot drift apart;
+// tests/memory_table_test.cc checks the sums and tests/gpu_memory_table_test.cc the engine's arena on a GPU.
+// Plain arithmetic: no device code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/model_spec.h"
+#include "planner/execution_plan.h"
+
+namespace ringmoe::planner {
+
+enum class MemoryTier { kGpu, kPinned, kHost };
+std::string_view MemoryTierName(MemoryTier tier);
+
+struct MemoryItem {
+  MemoryTier tier = MemoryTier::kGpu;
+  std::string what;
+  int64_t bytes = 0;
+};
+
+struct MemoryTable {
+  std::vector<MemoryItem> items;
+  int64_t Total(MemoryTier tier) const;
+  // Bytes of the items whose name starts with `prefix`.
+  int64_t Sum(std::string_view prefix) const;
+  // One line per tier with its total, then the items.
+  std::string Format() const;
+};
+
+// lm_head runs over at most this many rows at once, which bounds the logits buffers.
+inline constexpr int kLogitsRows = 256;
+// The device arena charges every allocation in whole units of this many bytes (gpu/device_arena.h).
+inline constexpr int64_t kArenaGranularity = 512;
+// cuBLAS's workspace, taken from the arena (gpu/blas.h's default).
+inline constexpr int64_t kCublasWorkspaceBytes = int64_t{32} << 20;
+
+// One packed routed expert's bytes, padded as gpu/expert_packing.h lays experts out (4096-byte boundaries).
+int64_t PackedExpertStride(int hidden, int intermediate);
+
+// The device buffers then the pinned staging buffers of an offload step of up to `max_tokens` tokens, in the
+// order runtime/engine/gpu_step_buffers.cc allocates them (it allocates exactly these). device_kv_blocks and
+// device_kv_bytes: the GPU share of the KV cache (KvCache device blocks, K and V of every layer).
+std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, int micro_batches,
+                                        int device_kv_blocks, int64_t device_kv_bytes);
+// The workspaces of the step's gpu::MoeRunners (routed experts; dense MLPs and shared experts as single
+// experts), as gpu/moe_ops.cc sizes them; CUB's sort scratch is estimated (its size is known only on a GPU).
+std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens);
+// Every weight the GPU path keeps on the GPU whatever the plan: attention (bf16 matrices, f32 biases and
+// norms), routers (f32), shared experts and dense MLPs (packed), lm_head and the final norm.
+std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec);
+
+// Everything for `plan` on `spec`. max_context_tokens sizes the host KV cache the plan's sequences touch.
+MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan, int max_context_tokens);
+
+}  // namespace ringmoe::planner
