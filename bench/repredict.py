@@ -26,7 +26,7 @@ def main():
         config = os.path.join(here, "..", "tests", "data", "configs", CONFIGS[run["model_type"]])
         command = [args.ringmoe, "plan", "--model", config, "--layers", str(run["layers"]), "--hardware",
                    args.hardware, "--gpu-mem", str(run["gpu_mem_bytes"]), "--num-requests", str(run["requests"]),
-                   "--prompt-len", str(run["prompt_len"]), "--gen-len", str(run["gen_len"]), "--batch",
+                   "--prompt-len", str(run["prompt_len"]), "--gen-len", str(run["gen_len"]), "--max-batch",
                    str(plan["batch"]), "--micro-batches", str(plan["micro_batches"]), "--prefill-chunk",
                    str(plan["prefill_chunk"]), "--resident-moe-layers", str(run["moe_layers"]["resident"]),
                    "--layer-parts", str(plan["layer_parts"]), "--ring-slots", str(plan["ring_sections"]),

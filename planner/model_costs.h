@@ -71,7 +71,7 @@ struct ModelCosts {
 };
 
 // Device bytes the GPU forward pass allocates for activations and scratch at `step_tokens` tokens per step
-// (runtime/engine/gpu_forward.cc allocates exactly these buffers: the engine and the planner share this count).
+// (priced from planner/memory_table.h's StepBufferItems and MoeRunnerItems, the lists the engine allocates).
 // per_token and fixed are the two parts; the total is fixed + step_tokens * per_token.
 struct GpuWorkspace {
   int64_t fixed_bytes = 0;
