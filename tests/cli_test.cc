@@ -152,4 +152,89 @@ TEST_F(CliTest, MissingModelAndUsageErrors) {
   EXPECT_NE(RunCommand("frobnicate", dir_).exit_code, 0);
 }
 
+// The plan `ringmoe run` searched is the plan its engine ran ("plan" == "executed_plan" in --report-json),
+// and `ringmoe plan` on the same job and flags prints that same plan; with --no-plan the engine runs the pins
+// and the defaults. --cpu-dtype f32 fixes a CPU plan's KV type on any CPU, so the comparisons are exact.
+TEST_F(CliTest, ReportJsonRecordsThePlanTheEngineRan) {
+  const std::string hardware = std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json";
+  const std::string requests = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/requests/quickstart.jsonl";
+  // A private cache folder: the test never reads or writes the user's probe cache.
+  const std::string env = "XDG_CACHE_HOME=" + (dir_ / "cache").string() + " ";
+  const std::string pins = " --device cpu --cpu-dtype f32 --hardware " + hardware +
+                           " --max-batch 3 --prefill-chunk 40 --model " + kTinyModel + " --input " + requests;
+  auto run = [&](const std::string& arguments) {
+    const fs::path err = dir_ / "stderr.txt";
+    const std::string command =
+        env + kBinary + " " + arguments + " > " + (dir_ / "stdout.txt").string() + " 2> " + err.string();
+    const int status = std::system(command.c_str());
+    std::ifstream in(err);
+    std::stringstream text;
+    text << in.rdbuf();
+    return CommandRun{WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+  };
+  auto read_json = [](const fs::path& path) {
+    std::ifstream in(path);
+    EXPECT_TRUE(in.good()) << path;
+    return json::parse(in, nullptr, /*allow_exceptions=*/false);
+  };
+
+  const fs::path r1 = dir_ / "run.json", r2 = dir_ / "plan.json", r3 = dir_ / "no_plan.json";
+  CommandRun searched = run("run" + pins + " --output " + (dir_ / "out1.jsonl").string() +
+                            " --threads 2 --quiet" + " --report-json " + r1.string());
+  ASSERT_EQ(searched.exit_code, 0) << searched.stderr_text;
+  const json run_report = read_json(r1);
+  ASSERT_TRUE(run_report.is_object()) << searched.stderr_text;
+  ASSERT_TRUE(run_report.contains("plan") && run_report["plan"].is_object()) << run_report.dump(2);
+  ASSERT_TRUE(run_report.contains("executed_plan") && run_report["executed_plan"].is_object())
+      << run_report.dump(2);
+  const json& executed = run_report["executed_plan"];
+  EXPECT_EQ(run_report["plan"], executed) << run_report["plan"].dump(2) << "\nvs\n" << executed.dump(2);
+  EXPECT_EQ(executed["device"], "cpu");
+  EXPECT_EQ(executed["batch"], 3);
+  EXPECT_EQ(executed["prefill_chunk"], 40);
+  EXPECT_EQ(executed["max_step_tokens"], 43);
+  EXPECT_EQ(executed["kv"]["dtype"], "F32");
+  EXPECT_EQ(ReadLines(dir_ / "out1.jsonl").size(), 5u);
+
+  CommandRun planned = run("plan" + pins + " --report-json " + r2.string());
+  ASSERT_EQ(planned.exit_code, 0) << planned.stderr_text;
+  const json plan_report = read_json(r2);
+  ASSERT_TRUE(plan_report.is_object()) << planned.stderr_text;
+  ASSERT_TRUE(plan_report.contains("plan")) << plan_report.dump(2);
+  EXPECT_FALSE(plan_report.contains("executed_plan"));
+  EXPECT_EQ(plan_report["plan"], executed) << plan_report["plan"].dump(2) << "\nvs\n" << executed.dump(2);
+
+  CommandRun fixed = run("run" + pins + " --no-plan --output " + (dir_ / "out3.jsonl").string() +
+                         " --threads 2 --quiet --report-json " + r3.string());
+  ASSERT_EQ(fixed.exit_code, 0) << fixed.stderr_text;
+  const json fixed_report = read_json(r3);
+  ASSERT_TRUE(fixed_report.is_object()) << fixed.stderr_text;
+  EXPECT_FALSE(fixed_report.contains("plan"));
+  ASSERT_TRUE(fixed_report.contains("executed_plan")) << fixed_report.dump(2);
+  const json& ran = fixed_report["executed_plan"];
+  EXPECT_EQ(ran["device"], "cpu");
+  EXPECT_EQ(ran["batch"], 3);
+  EXPECT_EQ(ran["prefill_chunk"], 40);
+  EXPECT_EQ(ran["max_step_tokens"], 43);
+  EXPECT_EQ(ran["micro_batches"], 1);
+  EXPECT_EQ(ran["kv"]["dtype"], "F32");
+  EXPECT_EQ(ran["expert_tiers"], json::array());
+  EXPECT_GT(fixed_report["measured"]["generated_tokens"].get<int64_t>(), 0);
+  // The same plan, searched or not, gives the same tokens (greedy and seeded requests alike).
+  std::vector<json> with_plan = ReadLines(dir_ / "out1.jsonl"), without = ReadLines(dir_ / "out3.jsonl");
+  ASSERT_EQ(with_plan.size(), 5u);
+  ASSERT_EQ(without.size(), 5u);
+  int answered = 0;
+  for (size_t i = 0; i < with_plan.size(); ++i) {
+    EXPECT_EQ(with_plan[i]["custom_id"], without[i]["custom_id"]);
+    EXPECT_EQ(with_plan[i]["error"].is_null(), without[i]["error"].is_null()) << i;
+    if (!with_plan[i]["error"].is_null() || !without[i]["error"].is_null()) continue;
+    ++answered;
+    EXPECT_EQ(with_plan[i]["response"]["body"]["choices"][0]["token_ids"],
+              without[i]["response"]["body"]["choices"][0]["token_ids"])
+        << with_plan[i]["custom_id"];
+  }
+  EXPECT_EQ(answered, 4);  // "broken" asks for 0 tokens
+}
+
 }  // namespace
