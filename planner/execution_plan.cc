@@ -113,9 +113,8 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   if (plan.kv.dtype != io::DType::kBF16 && plan.kv.dtype != io::DType::kF32) {
     return bad("kv.dtype", std::string(io::DTypeName(plan.kv.dtype)), "must be bf16 or f32");
   }
-  if (plan.kv.host_bytes < 0 || plan.kv.gpu_bytes < 0) {
-    return bad("kv.host_bytes/gpu_bytes", plan.kv.host_bytes, "must not be negative");
-  }
+  if (plan.kv.host_bytes < 0) return bad("kv.host_bytes", plan.kv.host_bytes, "must not be negative");
+  if (plan.kv.gpu_bytes < 0) return bad("kv.gpu_bytes", plan.kv.gpu_bytes, "must not be negative");
   if (!(plan.kv.gpu_fraction >= 0 && plan.kv.gpu_fraction <= 1)) {
     return bad("kv.gpu_fraction", plan.kv.gpu_fraction, "must lie in 0..1");
   }
