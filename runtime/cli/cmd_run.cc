@@ -45,11 +45,12 @@ absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
 // The plan of the job in `lines`: searched (with the report to print), or with --no-plan made of the pins
 // and the defaults. Either way the engine runs exactly report->plan / *plan.
 absl::Status PlanRun(const RunFlags& flags, ComputeType cpu_compute, const std::vector<BatchLine>& lines,
-                     std::optional<PlanReport>* report, planner::ExecutionPlan* plan) {
+                     const Tokenizer* tokenizer, std::optional<PlanReport>* report,
+                     planner::ExecutionPlan* plan) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
   if (!spec.ok()) return spec.status();
-  absl::StatusOr<planner::Workload> workload =
-      WorkloadOfJob(lines, flags.model, flags.tokenizer, *spec, flags.input);
+  absl::StatusOr<planner::Workload> workload = WorkloadFromBatchLines(
+      lines, tokenizer, "no tokenizer.json beside the model; pass --tokenizer", *spec, flags.input);
   if (!workload.ok()) return workload.status();
   absl::StatusOr<JobPlanOptions> options = JobPlanOptionsFromFlags(flags.model, flags.plan);
   if (!options.ok()) return options.status();
@@ -109,14 +110,22 @@ int RunCommand(int argc, char** argv) {
     std::fprintf(stderr, "ringmoe run: %s\n", std::string(lines.status().message()).c_str());
     return 1;
   }
+  // One tokenizer and one encoding of each prompt, for the plan's workload and the engine alike.
+  absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer = LoadJobTokenizer(flags.model, flags.tokenizer);
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "ringmoe run: %s\n", std::string(tokenizer.status().message()).c_str());
+    return 1;
+  }
+  if (*tokenizer != nullptr) TokenizePromptsOnce(&*lines, **tokenizer);
   // The plan: printed before the run; the engine runs exactly it.
   if (flags.plan.device == "auto") flags.plan.device = gpu::GpuAvailable() ? "gpu" : "cpu";
   std::optional<PlanReport> report;
   EngineOptions options;
   options.cpu_compute = *cpu_compute;
   options.threads = flags.threads;
-  options.tokenizer_path = flags.tokenizer;
-  if (absl::Status planned = PlanRun(flags, *cpu_compute, *lines, &report, &options.plan); !planned.ok()) {
+  options.tokenizer = *tokenizer;
+  if (absl::Status planned = PlanRun(flags, *cpu_compute, *lines, options.tokenizer.get(), &report, &options.plan);
+      !planned.ok()) {
     std::fprintf(stderr, "ringmoe run: no plan: %s\n", std::string(planned.message()).c_str());
     return absl::IsInvalidArgument(planned) ? 2 : 1;
   }

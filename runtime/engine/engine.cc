@@ -45,7 +45,7 @@ struct Engine::Impl {
   EngineOptions options;
   ModelSpec spec;
   std::unique_ptr<ModelWeights> weights;
-  std::optional<Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;
   std::unique_ptr<cpu::CpuWorkers> workers;
   std::unique_ptr<KvCache> kv_cache;
   std::unique_ptr<ForwardPass> forward;
@@ -62,7 +62,7 @@ Engine::~Engine() = default;
 const ModelInfo& Engine::info() const { return impl_->info; }
 const planner::ExecutionPlan& Engine::plan() const { return impl_->options.plan; }
 const RunStats& Engine::last_run_stats() const { return impl_->last_run_stats; }
-const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
+const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
   const planner::ExecutionPlan& plan = options.plan;  // impl->options.plan below: the plan as run
@@ -91,10 +91,13 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   std::string tokenizer_path = options.tokenizer_path;
   if (tokenizer_path.empty() && std::filesystem::exists(model_dir + "/tokenizer.json"))
     tokenizer_path = model_dir;
-  if (!tokenizer_path.empty()) {
+  impl->tokenizer = options.tokenizer;
+  if (impl->tokenizer == nullptr && !tokenizer_path.empty()) {
     absl::StatusOr<Tokenizer> tokenizer = Tokenizer::Load(tokenizer_path);
     if (!tokenizer.ok()) return tokenizer.status();
-    impl->tokenizer.emplace(std::move(*tokenizer));
+    impl->tokenizer = std::make_shared<const Tokenizer>(std::move(*tokenizer));
+  }
+  if (impl->tokenizer != nullptr) {
     for (int32_t id : impl->tokenizer->EosTokenIds()) {
       if (std::find(impl->spec.eos_token_ids.begin(), impl->spec.eos_token_ids.end(), id) ==
           impl->spec.eos_token_ids.end()) {

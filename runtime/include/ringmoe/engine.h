@@ -33,6 +33,9 @@ struct EngineOptions {
   ComputeType cpu_compute = ComputeType::kAuto;
   int threads = 0;                       // CPU worker threads; 0 = every core hwloc reports.
   std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
+  // A tokenizer already loaded (the frontend loads one to count the job's prompts): used instead of loading
+  // tokenizer_path again. Null: load it.
+  std::shared_ptr<const Tokenizer> tokenizer;
   // The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
   // tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where each
   // layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's PlanJob
