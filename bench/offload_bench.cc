@@ -27,7 +27,7 @@ namespace {
 using nlohmann::json;
 
 struct Flags {
-  std::string model, json_path;
+  std::string model, json_path, step_log;
   ringmoe::PlanFlags plan;
   int requests = 4096, prompt_len = 512, gen_len = 256, threads = 0;
   uint64_t seed = 1;
@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   flags.plan.gpu_mem = "6GiB";
   ringmoe::AddPlanFlags(app, &flags.plan);
   app.add_option("--threads", flags.threads);
+  app.add_option("--step-log", flags.step_log, "append one line per step: index, chunks, prefill tokens, seconds");
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
   CLI11_PARSE(app, argc, argv);
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
   }
   ringmoe::EngineOptions options;
   options.threads = flags.threads;
+  options.step_log_path = flags.step_log;
   // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
   absl::StatusOr<ringmoe::JobPlanOptions> plan_options = ringmoe::JobPlanOptionsFromFlags(flags.model, flags.plan);
   if (!plan_options.ok()) {

@@ -95,9 +95,9 @@ if wants bench; then
     "${build}/ringmoe" plan --model "${dir}" --hardware "${profile}" --gpu-mem "${gpu_mem}" \
       --prompt-len "${prompt}" --gen-len "${gen}" --num-requests "${requests}" >"${work}/plan_${tag}.txt" 2>&1
     # shellcheck disable=SC2086
-    RINGMOE_STEP_LOG="${work}/steps_${tag}.txt" \
     timeout "${BENCH_TIMEOUT:-280}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
       --hardware "${profile}" --requests "${requests}" --prompt-len "${prompt}" --gen-len "${gen}" ${extra} \
+      --step-log "${work}/steps_${tag}.txt" \
       --json "${work}/ringmoe_${tag}.json" >"${work}/ringmoe_${tag}.txt" 2>"${work}/ringmoe_${tag}.log"
     rc=$?
     cat "${work}/ringmoe_${tag}.txt" | tee -a "${work}/summary.txt"

@@ -117,9 +117,8 @@ std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens) {
     items.push_back({MemoryTier::kPinned, std::string("MoE runner: ") + name,
                      4 * (experts + 1) + (grouped ? 6 * experts * 8 : 0)});
   };
-  if (spec.num_moe_layers() > 0) {
-    runner("routed experts", spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size, true);
-  }
+  // The engine makes the routed-expert runner whatever the layers (runtime/engine/gpu_step_ops.cc).
+  runner("routed experts", spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size, true);
   if (spec.intermediate_size > 0 && spec.num_moe_layers() < spec.num_layers) {
     runner("dense MLPs", 1, 1, spec.intermediate_size, false);
   }

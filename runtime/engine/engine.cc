@@ -193,11 +193,12 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   std::vector<SampledToken> sampled;
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
-  // RINGMOE_STEP_LOG=FILE appends one line per step: index, chunks, prefill tokens, seconds (for tuning the
-  // planner against what each kind of step costs).
   std::unique_ptr<FILE, int (*)(FILE*)> step_log_file(nullptr, &std::fclose);
-  if (const char* path = std::getenv("RINGMOE_STEP_LOG"); path != nullptr && *path != '\0') {
-    step_log_file.reset(std::fopen(path, "a"));
+  if (!impl.options.step_log_path.empty()) {
+    step_log_file.reset(std::fopen(impl.options.step_log_path.c_str(), "a"));
+    if (step_log_file == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot append to the step log ", impl.options.step_log_path));
+    }
   }
   FILE* step_log = step_log_file.get();
   while (!scheduler.Idle()) {

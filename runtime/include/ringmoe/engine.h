@@ -36,6 +36,9 @@ struct EngineOptions {
   // A tokenizer already loaded (the frontend loads one to count the job's prompts): used instead of loading
   // tokenizer_path again. Null: load it.
   std::shared_ptr<const Tokenizer> tokenizer;
+  // Diagnostics: when set, Generate appends one line per step to this file: index, chunks, prefill tokens,
+  // seconds (for fitting the planner to what each kind of step costs).
+  std::string step_log_path;
   // The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
   // tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where each
   // layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's PlanJob
