@@ -193,6 +193,10 @@ int main(int argc, char** argv) {
               predicted.decode_tokens_per_s, Ratio(decode_per_s, predicted.decode_tokens_per_s),
               link_bound > 0 ? fmt::format("{:.1f}", link_bound).c_str() : "-",
               link_bound > 0 ? fmt::format("{:.2f}", Ratio(decode_per_s, link_bound)).c_str() : "-");
+  const ringmoe::planner::JobBound& job_bound = predicted.job_bound;
+  std::printf("  %-30s %10.1f %10s %7s %10.1f %7.2f  (limit: %s)\n", "generated tokens/s, job bound",
+              generated_per_s, "", "", job_bound.output_tokens_per_s,
+              Ratio(generated_per_s, job_bound.output_tokens_per_s), job_bound.limit.c_str());
   std::printf("  %-30s %10.1f %10.1f %7.2f\n", "prefill tokens/s (prefill steps)", prefill_per_s,
               predicted.prefill_tokens_per_s, Ratio(prefill_per_s, predicted.prefill_tokens_per_s));
   std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "host-to-device GB/s, streaming", h2d_streaming_gbps,
@@ -260,7 +264,10 @@ int main(int argc, char** argv) {
           {"generated_ratio", Ratio(generated_per_s, predicted.bound_output_tokens_per_s)},
           {"link_gbps", link_gbps},
           {"link_decode_tokens_per_s", link_bound > 0 ? json(link_bound) : json(nullptr)},
-          {"link_decode_ratio", link_bound > 0 ? json(Ratio(decode_per_s, link_bound)) : json(nullptr)}}},
+          {"link_decode_ratio", link_bound > 0 ? json(Ratio(decode_per_s, link_bound)) : json(nullptr)},
+          {"job_generated_tokens_per_s", job_bound.output_tokens_per_s},
+          {"job_generated_ratio", Ratio(generated_per_s, job_bound.output_tokens_per_s)},
+          {"job_limit", job_bound.limit}}},
         {"stages_seconds",
          {{"attention", s.attention_seconds},
           {"gpu_wait", s.gpu_wait_seconds},

@@ -92,6 +92,19 @@ inline constexpr char kStageGpuAttention[] = "gpu_attention";
 inline constexpr char kStageCpuAttention[] = "cpu_attention";
 inline constexpr char kStageCpuMatmul[] = "cpu_matmul";
 
+// The job-level bound: over the whole job no stage beats its hardware rate, whatever the pipeline. Stage
+// minimums: the streamed weight bytes of the job's decode steps over the link (prefill rides on those steps'
+// weights), the CPU's share of the KV bytes decode attention reads over DRAM at the rate it keeps while DMA
+// streams, both together over DRAM's total, and the job's FLOPs at the GPU's (or on the CPU device the CPU's)
+// best measured rate. Unlike the plan's bound it assumes no pipeline: measured / job bound says how much of
+// the machine the engine uses (planner/DESIGN.md, "Job-level bound").
+struct JobBound {
+  double output_tokens_per_s = 0;  // Generated tokens / seconds.
+  double seconds = 0;              // The slowest stage's minimum.
+  std::string limit;               // That stage: "pcie", "kv_read", "dram", "gpu_flops" or "cpu_flops".
+  std::map<std::string, double> stage_seconds;  // Each stage's minimum over the job.
+};
+
 struct Prediction {
   ExecutionPlan plan;
   MemoryPlan memory;
@@ -114,6 +127,7 @@ struct Prediction {
   double bound_total_tokens_per_s = 0;
   double bound_duration_s = 0;
   std::map<std::string, double> job_stage_seconds;  // Each stage's busy seconds over the whole job.
+  JobBound job_bound;                               // The machine's limit for this job (see JobBound).
   std::string bottleneck;                           // Of the phase that takes most of the job.
 };
 
@@ -145,6 +159,8 @@ class PerfModel {
   double CpuPeakFlops() const;
   // The fastest KV read measured (GB/s): DRAM read or the attention probe's, for the hardware bound.
   double KvBoundGbps() const;
+  // The job-level bound of `plan` at `batch` sequences in flight (its MemoryPlan `memory`).
+  JobBound JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& memory, double batch) const;
 
  private:
   StageTimes GpuStep(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,

@@ -270,6 +270,11 @@ json PredictionJson(const Prediction& p) {
        {{"output_tokens_per_s", p.bound_output_tokens_per_s},
         {"total_tokens_per_s", p.bound_total_tokens_per_s},
         {"duration_s", p.bound_duration_s}}},
+      {"job_bound",
+       {{"output_tokens_per_s", p.job_bound.output_tokens_per_s},
+        {"seconds", p.job_bound.seconds},
+        {"limit", p.job_bound.limit},
+        {"stage_seconds", p.job_bound.stage_seconds}}},
       {"job_stage_seconds", p.job_stage_seconds},
       {"bottleneck", p.bottleneck},
   };
@@ -390,6 +395,17 @@ std::string FormatPlanReport(const PlanReport& report) {
         p.bound_output_tokens_per_s, Duration(p.bound_duration_s),
         100.0 * p.output_tokens_per_s / p.bound_output_tokens_per_s);
   }
+  if (p.job_bound.output_tokens_per_s > 0) {
+    std::string stages;
+    for (const auto& [stage, seconds] : p.job_bound.stage_seconds) {
+      absl::StrAppend(&stages, stages.empty() ? "" : ", ", stage, " ", Duration(seconds));
+    }
+    absl::StrAppendFormat(&out,
+                          "  job-level bound: %.0f generated tokens/s, limited by %s (%s; no pipeline assumed); "
+                          "the prediction is %.0f%% of it\n",
+                          p.job_bound.output_tokens_per_s, p.job_bound.limit, stages,
+                          100.0 * p.output_tokens_per_s / p.job_bound.output_tokens_per_s);
+  }
   if (report.unpinned) {
     const Prediction& best = *report.unpinned;
     AppendPlanLine("\nwithout your pins the planner would pick:", best, &out);
@@ -435,6 +451,11 @@ std::string FormatMeasuredBesidePredicted(const PlanReport& report, const Measur
   row("generated tokens/s", absl::StrFormat("%.0f", p.output_tokens_per_s),
       measured_output > 0 ? absl::StrFormat("%.0f", measured_output) : "-",
       ErrorPercent(p.output_tokens_per_s, measured_output));
+  if (p.job_bound.output_tokens_per_s > 0 && measured_output > 0) {
+    absl::StrAppendFormat(&out, "  measured generated tokens/s = %.2f of the job-level bound (%.0f, %s)\n",
+                          measured_output / p.job_bound.output_tokens_per_s, p.job_bound.output_tokens_per_s,
+                          p.job_bound.limit);
+  }
   for (const auto& [name, predicted_seconds] : p.job_stage_seconds) {
     auto it = measured.stage_seconds.find(name);
     if (predicted_seconds <= 0 && it == measured.stage_seconds.end()) continue;
@@ -519,6 +540,8 @@ std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured
                         {"steps", measured->steps},
                         {"total_tokens_per_s", total},
                         {"output_tokens_per_s", output},
+                        {"job_bound_ratio",
+                         p.job_bound.output_tokens_per_s > 0 ? output / p.job_bound.output_tokens_per_s : 0.0},
                         {"stage_seconds", measured->stage_seconds},
                         {"peak_gpu_bytes", measured->peak_gpu_bytes},
                         {"peak_cpu_bytes", measured->peak_cpu_bytes},

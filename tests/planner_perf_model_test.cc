@@ -544,3 +544,58 @@ TEST(PlannerPerfModel, TheHardwareBoundIsNeverBelowThePrediction) {
 
 }  // namespace
 }  // namespace ringmoe::planner
+
+namespace ringmoe::planner {
+namespace {
+
+// The job-level bound by hand: the job's decode steps each stream every routed byte once over a 10 GB/s link,
+// then the same job where only decode attention's KV reads (10 GB/s) are finite.
+TEST(PlannerPerfModel, JobLevelBoundIsTheSlowestStageOverTheWholeJob) {
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  ExecutionPlan plan;
+  plan.device = PlanDevice::kGpu;
+  plan.batch = 64;
+  plan.prefill_chunk = 256;
+  plan.max_resident_moe_layers = 0;
+
+  HardwareProfile link = InstantMachine();
+  link.gpu->h2d_gbps = 10;
+  PerfModel streaming(link, costs, Job(64, 100, 50), ResolveBudgets(link, {}));
+  absl::StatusOr<MemoryPlan> memory = streaming.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  ASSERT_EQ(memory->streamed_bytes_per_step, kTinyRoutedBytes);
+  // 64 x 50 generated tokens in decode steps of 64: 50 steps of 201,326,592 bytes at 10 GB/s = 1.00663296 s.
+  JobBound job = streaming.JobLevelBound(plan, *memory, 64);
+  EXPECT_EQ(job.limit, "pcie");
+  EXPECT_NEAR(job.seconds, 50.0 * kTinyRoutedBytes / 10e9, 1e-9);
+  EXPECT_NEAR(job.output_tokens_per_s, 3200 / (50.0 * kTinyRoutedBytes / 10e9), 1e-6);
+  // Twice the batch halves the steps, so the bound doubles: each streamed byte serves twice the tokens.
+  EXPECT_NEAR(streaming.JobLevelBound(plan, *memory, 128).output_tokens_per_s, 2 * job.output_tokens_per_s,
+              1e-6);
+
+  HardwareProfile dram = InstantMachine();
+  dram.cpu.dram_read_gbps = 10;
+  dram.cpu.attention.kv_gbps = 10;
+  PerfModel reading(dram, costs, Job(64, 100, 50), ResolveBudgets(dram, {}));
+  memory = reading.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  // Each of the 3200 generated tokens reads the prompt and on average 25.5 generated positions of 4096 bytes.
+  const double kv_bytes = 3200.0 * (100 + 25.5) * kTinyKvPerToken;
+  job = reading.JobLevelBound(plan, *memory, 64);
+  EXPECT_EQ(job.limit, "kv_read");
+  EXPECT_NEAR(job.seconds, kv_bytes / 10e9, 1e-9);
+  // A quarter of the sequences on the GPU take a quarter of the reads off the CPU.
+  plan.kv.gpu_fraction = 0.25;
+  EXPECT_NEAR(reading.JobLevelBound(plan, *memory, 64).stage_seconds.at("kv_read"), 0.75 * kv_bytes / 10e9, 1e-9);
+  // Predict reports the bound at the batch it runs.
+  plan.kv.gpu_fraction = 0;
+  absl::StatusOr<Prediction> prediction = streaming.Predict(plan);
+  ASSERT_TRUE(prediction.ok()) << prediction.status();
+  EXPECT_EQ(prediction->job_bound.limit, "pcie");
+  EXPECT_NEAR(prediction->job_bound.output_tokens_per_s,
+              streaming.JobLevelBound(plan, prediction->memory, prediction->effective_batch).output_tokens_per_s,
+              1e-9);
+}
+
+}  // namespace
+}  // namespace ringmoe::planner
