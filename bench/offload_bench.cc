@@ -16,11 +16,11 @@
 
 #include "CLI/CLI.hpp"
 #include "fmt/format.h"
+#include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
-#include "io/model_spec.h"
 
 namespace {
 
@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
   flags.plan.gpu_mem = "6GiB";
   ringmoe::AddPlanFlags(app, &flags.plan);
   app.add_option("--threads", flags.threads);
-  app.add_option("--step-log", flags.step_log, "append one line per step: index, chunks, prefill tokens, seconds");
+  app.add_option("--step-log", flags.step_log,
+                 "append one line per step: index, chunks, prefill tokens, seconds");
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
   CLI11_PARSE(app, argc, argv);
@@ -96,7 +97,8 @@ int main(int argc, char** argv) {
   options.threads = flags.threads;
   options.step_log_path = flags.step_log;
   // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
-  absl::StatusOr<ringmoe::JobPlanOptions> plan_options = ringmoe::JobPlanOptionsFromFlags(flags.model, flags.plan);
+  absl::StatusOr<ringmoe::JobPlanOptions> plan_options =
+      ringmoe::JobPlanOptionsFromFlags(flags.model, flags.plan);
   if (!plan_options.ok()) {
     std::fprintf(stderr, "%s\n", std::string(plan_options.status().message()).c_str());
     return 2;
@@ -182,8 +184,7 @@ int main(int argc, char** argv) {
       "  open %.1f s; GPU cap %.2f GiB, peak %.2f GiB; host peak %.2f GiB; MoE layers resident %d, streamed "
       "%d (%d parts each)\n",
       open_seconds, s.gpu_cap_bytes / 1073741824.0, s.gpu_peak_bytes / 1073741824.0,
-      s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers,
-      plan.layer_parts);
+      s.host_peak_bytes / 1073741824.0, s.resident_moe_layers, s.streamed_moe_layers, plan.layer_parts);
   std::printf("  %-30s %10s %10s %7s %10s %7s\n", "", "measured", "predicted", "ratio", "hw bound", "ratio");
   std::printf("  %-30s %10.1f %10.1f %7.2f %10.1f %7.2f\n", "generated tokens/s (e2e)", generated_per_s,
               predicted.output_tokens_per_s, Ratio(generated_per_s, predicted.output_tokens_per_s),

@@ -2,12 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <unistd.h>
-
-#include <cassert>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -85,7 +83,8 @@ void MappedFile::ReleaseResidentPages(const void* data, size_t bytes) const {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-  assert(reinterpret_cast<const uint8_t*>(data) >= data_ && reinterpret_cast<const uint8_t*>(data) + bytes <= data_ + size_);
+  assert(reinterpret_cast<const uint8_t*>(data) >= data_ &&
+         reinterpret_cast<const uint8_t*>(data) + bytes <= data_ + size_);
   if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 

@@ -18,7 +18,8 @@ constexpr ExpertTier kTiers[] = {ExpertTier::kNone, ExpertTier::kGpu, ExpertTier
 std::string TiersText(const std::vector<ExpertTier>& tiers) {
   // One letter a layer: G resident on the GPU, P streamed from pinned host memory, - dense.
   std::string text;
-  for (ExpertTier tier : tiers) text += tier == ExpertTier::kGpu ? 'G' : tier == ExpertTier::kPinnedHost ? 'P' : '-';
+  for (ExpertTier tier : tiers)
+    text += tier == ExpertTier::kGpu ? 'G' : tier == ExpertTier::kPinnedHost ? 'P' : '-';
   return text;
 }
 
@@ -78,7 +79,8 @@ std::vector<ExpertTier> SpreadResidentLayers(const std::vector<bool>& is_moe, in
   std::vector<ExpertTier> tiers(is_moe.size(), ExpertTier::kNone);
   for (size_t i = 0, moe_index = 0; i < is_moe.size(); ++i) {
     if (!is_moe[i]) continue;
-    // MoE layer m keeps its experts when floor((m + 1) r / M) steps past floor(m r / M): r of M, evenly spaced.
+    // MoE layer m keeps its experts when floor((m + 1) r / M) steps past floor(m r / M): r of M, evenly
+    // spaced.
     const int m = static_cast<int>(moe_index++);
     const bool keep = (m + 1) * resident / moe_layers > m * resident / moe_layers;
     tiers[i] = keep ? ExpertTier::kGpu : ExpertTier::kPinnedHost;
@@ -119,7 +121,8 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
     return bad("kv.gpu_fraction", plan.kv.gpu_fraction, "must lie in 0..1");
   }
   if (plan.device == PlanDevice::kCpu) return absl::OkStatus();
-  if (plan.kv.dtype != io::DType::kBF16) return bad("kv.dtype", "f32", "the GPU path keeps its KV cache in bf16");
+  if (plan.kv.dtype != io::DType::kBF16)
+    return bad("kv.dtype", "f32", "the GPU path keeps its KV cache in bf16");
   if (static_cast<int>(plan.expert_tiers.size()) != spec.num_layers) {
     return bad("expert_tiers", plan.expert_tiers.size(),
                absl::StrCat("a GPU plan places the routed experts of each of the model's ", spec.num_layers,
@@ -128,13 +131,14 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   for (int i = 0; i < spec.num_layers; ++i) {
     const bool dense = plan.expert_tiers[i] == ExpertTier::kNone;
     if (dense == spec.layers[i].is_moe) {
-      return bad(absl::StrCat("expert_tiers[", i, "]"), std::string(ExpertTierName(plan.expert_tiers[i])),
-                 spec.layers[i].is_moe ? "an MoE layer's experts need a tier" : "a dense layer has no experts");
+      return bad(
+          absl::StrCat("expert_tiers[", i, "]"), std::string(ExpertTierName(plan.expert_tiers[i])),
+          spec.layers[i].is_moe ? "an MoE layer's experts need a tier" : "a dense layer has no experts");
     }
   }
   if (plan.layer_parts < 1 || plan.layer_parts > std::max(1, spec.num_experts)) {
-    return bad("layer_parts", plan.layer_parts, absl::StrCat("a layer can be cut into 1 to ", spec.num_experts,
-                                                             " parts"));
+    return bad("layer_parts", plan.layer_parts,
+               absl::StrCat("a layer can be cut into 1 to ", spec.num_experts, " parts"));
   }
   if (plan.ring_sections < std::max(2, plan.layer_parts + 1)) {
     return bad("ring_sections", plan.ring_sections,
@@ -146,9 +150,9 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
 }
 
 std::string FormatExecutionPlan(const ExecutionPlan& plan) {
-  std::string text = absl::StrFormat("%s: %d sequences in flight, prefill chunk %d (step %d tokens)",
-                                     PlanDeviceName(plan.device), plan.batch, plan.prefill_chunk,
-                                     plan.max_step_tokens());
+  std::string text =
+      absl::StrFormat("%s: %d sequences in flight, prefill chunk %d (step %d tokens)",
+                      PlanDeviceName(plan.device), plan.batch, plan.prefill_chunk, plan.max_step_tokens());
   if (plan.device == PlanDevice::kGpu) {
     absl::StrAppendFormat(&text, ", %d micro-batch%s, ring of %d slots", plan.micro_batches,
                           plan.micro_batches == 1 ? "" : "es", plan.ring_sections);
@@ -158,15 +162,16 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
     absl::StrAppendFormat(&text, "; experts %s (%d on the GPU, %d streamed)", TiersText(plan.expert_tiers),
                           plan.resident_moe_layers(), plan.streamed_moe_layers());
   }
-  absl::StrAppendFormat(&text, "; KV %s in blocks of %d, host %s", io::DTypeName(plan.kv.dtype),
-                        plan.kv.block_tokens,
-                        plan.kv.host_bytes > 0 ? absl::StrFormat("%.2f GiB", plan.kv.host_bytes / 1073741824.0)
-                                               : std::string("up to half the free RAM"));
+  absl::StrAppendFormat(
+      &text, "; KV %s in blocks of %d, host %s", io::DTypeName(plan.kv.dtype), plan.kv.block_tokens,
+      plan.kv.host_bytes > 0 ? absl::StrFormat("%.2f GiB", plan.kv.host_bytes / 1073741824.0)
+                             : std::string("up to half the free RAM"));
   if (plan.kv.gpu_bytes > 0) {
     absl::StrAppendFormat(&text, ", GPU %.2f GiB (%.0f%% of the sequences)", plan.kv.gpu_bytes / 1073741824.0,
                           plan.kv.gpu_fraction * 100);
   }
-  if (plan.budgets.gpu_bytes > 0) absl::StrAppendFormat(&text, "; GPU cap %.2f GiB", plan.budgets.gpu_bytes / 1073741824.0);
+  if (plan.budgets.gpu_bytes > 0)
+    absl::StrAppendFormat(&text, "; GPU cap %.2f GiB", plan.budgets.gpu_bytes / 1073741824.0);
   return text;
 }
 
@@ -244,7 +249,8 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
   if (&budgets == &empty && missing.empty()) missing = "budgets";
   read(budgets, "gpu_bytes", &plan.budgets.gpu_bytes);
   read(budgets, "cpu_bytes", &plan.budgets.cpu_bytes);
-  if (!missing.empty()) return absl::InvalidArgumentError(absl::StrCat("plan: missing or mistyped field '", missing, "'"));
+  if (!missing.empty())
+    return absl::InvalidArgumentError(absl::StrCat("plan: missing or mistyped field '", missing, "'"));
   if (device != "gpu" && device != "cpu") {
     return absl::InvalidArgumentError(absl::StrCat("plan: device must be gpu or cpu, not '", device, "'"));
   }
@@ -257,15 +263,16 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("plan: kv.dtype must be BF16 or F32, not '", dtype, "'"));
   }
   auto tiers = root.find("expert_tiers");
-  if (tiers == root.end() || !tiers->is_array()) return absl::InvalidArgumentError("plan: missing field 'expert_tiers'");
+  if (tiers == root.end() || !tiers->is_array())
+    return absl::InvalidArgumentError("plan: missing field 'expert_tiers'");
   for (const json& tier : *tiers) {
     const ExpertTier* found = nullptr;
     for (const ExpertTier& candidate : kTiers) {
       if (tier.is_string() && tier.get<std::string>() == ExpertTierName(candidate)) found = &candidate;
     }
     if (found == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("plan: expert_tiers holds '", tier.dump(),
-                                                     "'; expected none, gpu or pinned"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan: expert_tiers holds '", tier.dump(), "'; expected none, gpu or pinned"));
     }
     plan.expert_tiers.push_back(*found);
   }

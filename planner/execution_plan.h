@@ -1,10 +1,11 @@
-// ExecutionPlan: the one contract between the planner and the engine. The planner's search produces it, `ringmoe
-// plan` prints it, `ringmoe run` and the benchmarks hand it to the engine, which executes it and decides nothing
-// about placement itself, and --report-json records it. It is a plain value: text and JSON both ways.
+// ExecutionPlan: the one contract between the planner and the engine. The planner's search produces it,
+// `ringmoe plan` prints it, `ringmoe run` and the benchmarks hand it to the engine, which executes it and
+// decides nothing about placement itself, and --report-json records it. It is a plain value: text and JSON
+// both ways.
 //
-// PlanPins is a partial plan: the choices a user pinned with flags (runtime/frontend/plan_flags.h); the search
-// completes it, and --no-plan completes it with the defaults below instead of searching.
-// Threading: plain values; no shared state.
+// PlanPins is a partial plan: the choices a user pinned with flags (runtime/frontend/plan_flags.h); the
+// search completes it, and --no-plan completes it with the defaults below instead of searching. Threading:
+// plain values; no shared state.
 #pragma once
 
 #include <cstdint>
@@ -41,19 +42,21 @@ struct KvPlacement {
   int block_tokens = kKvBlockTokens;
   io::DType dtype = io::DType::kBF16;  // kBF16 or kF32
   int64_t host_bytes = 0;  // Host KV-cache budget; 0 = half the free host memory when the engine opens.
-  double gpu_fraction = 0;  // Share of the sequences in flight whose KV lives on the GPU (the search's choice).
-  int64_t gpu_bytes = 0;    // Device bytes of that share (what the engine allocates).
+  double gpu_fraction =
+      0;                  // Share of the sequences in flight whose KV lives on the GPU (the search's choice).
+  int64_t gpu_bytes = 0;  // Device bytes of that share (what the engine allocates).
 };
 
-// A default-constructed plan is the search's starting point; DefaultPlan(device) is what --no-plan starts from.
+// A default-constructed plan is the search's starting point; DefaultPlan(device) is what --no-plan starts
+// from.
 struct ExecutionPlan {
   PlanDevice device = PlanDevice::kGpu;
-  int batch = 1;              // Sequences in flight (the engine's admission limit).
-  int prefill_chunk = 2048;   // Prefill tokens a step may add to its decodes.
-  int micro_batches = 2;      // Slices of a step in flight at once (GPU device; 1 on the CPU).
+  int batch = 1;             // Sequences in flight (the engine's admission limit).
+  int prefill_chunk = 2048;  // Prefill tokens a step may add to its decodes.
+  int micro_batches = 2;     // Slices of a step in flight at once (GPU device; 1 on the CPU).
   // The ring of GPU slots that streamed layers rotate through (GPU device).
-  int ring_sections = 2;  // Slots (>= layer_parts + 1).
-  int layer_parts = 1;    // Ring sections each streamed MoE layer's routed experts are cut into.
+  int ring_sections = 2;              // Slots (>= layer_parts + 1).
+  int layer_parts = 1;                // Ring sections each streamed MoE layer's routed experts are cut into.
   bool routed_expert_copies = false;  // Copy only the experts a step routes to, once its routing is known.
   bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
   // Search bound: at most this many MoE layers' routed experts on the GPU; -1 = all that fit. The placement
@@ -92,13 +95,13 @@ struct PlanPins {
 // `plan` with every pinned choice of `pins` applied.
 ExecutionPlan ApplyPins(ExecutionPlan plan, const PlanPins& pins);
 
-// The plan --no-plan starts from on `device`: 256 sequences in flight and steps of 2048 tokens; on the GPU two
-// micro-batches and a ring of two whole-layer slots.
+// The plan --no-plan starts from on `device`: 256 sequences in flight and steps of 2048 tokens; on the GPU
+// two micro-batches and a ring of two whole-layer slots.
 ExecutionPlan DefaultPlan(PlanDevice device);
 
-// Per layer of `spec` (the first `layers` when > 0): `resident` MoE layers on the GPU, spread evenly among the
-// streamed ones (the ring streams ahead while a resident layer computes, instead of idling through a run of
-// them and then falling behind); the other MoE layers in pinned host memory.
+// Per layer of `spec` (the first `layers` when > 0): `resident` MoE layers on the GPU, spread evenly among
+// the streamed ones (the ring streams ahead while a resident layer computes, instead of idling through a run
+// of them and then falling behind); the other MoE layers in pinned host memory.
 std::vector<ExpertTier> SpreadResidentLayers(const ModelSpec& spec, int resident, int layers = 0);
 // The same over layers given as is-MoE flags.
 std::vector<ExpertTier> SpreadResidentLayers(const std::vector<bool>& is_moe, int resident);

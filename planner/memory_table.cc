@@ -9,7 +9,9 @@ namespace {
 
 constexpr int64_t kPackAlignment = 4096;  // gpu::kPackAlignment
 
-int64_t Charged(int64_t bytes) { return (bytes + kArenaGranularity - 1) / kArenaGranularity * kArenaGranularity; }
+int64_t Charged(int64_t bytes) {
+  return (bytes + kArenaGranularity - 1) / kArenaGranularity * kArenaGranularity;
+}
 
 }  // namespace
 
@@ -111,8 +113,8 @@ std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens) {
                            // CUB's radix sort: keys and values (2 x 4a) plus its own temporary storage,
                            // about 4a and a little more at these sizes.
                            Charged(2 * 4 * a + 4 * a + (int64_t{64} << 10)) + Charged(2 * a * h) +
-                           Charged(4 * a * 2 * intermediate) + Charged(2 * a * intermediate) + Charged(4 * a * h) +
-                           (grouped ? Charged(6 * experts * 8) : 0);
+                           Charged(4 * a * 2 * intermediate) + Charged(2 * a * intermediate) +
+                           Charged(4 * a * h) + (grouped ? Charged(6 * experts * 8) : 0);
     items.push_back({MemoryTier::kGpu, std::string("MoE runner: ") + name, device});
     items.push_back({MemoryTier::kPinned, std::string("MoE runner: ") + name,
                      4 * (experts + 1) + (grouped ? 6 * experts * 8 : 0)});
@@ -160,10 +162,12 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   const int64_t blocks_per_sequence = (max_context_tokens + plan.kv.block_tokens - 1) / plan.kv.block_tokens;
   int64_t host_kv = plan.batch * blocks_per_sequence * plan.kv.block_tokens * kv_per_token;
   if (plan.kv.host_bytes > 0) host_kv = std::min(host_kv, plan.kv.host_bytes);
-  // Embedding rows are looked up on the host from the mapped checkpoint (bf16 in the checkpoints we plan for).
+  // Embedding rows are looked up on the host from the mapped checkpoint (bf16 in the checkpoints we plan
+  // for).
   table.items.push_back({MemoryTier::kHost, "embeddings (mapped)", int64_t{spec.vocab_size} * h * 2});
   if (plan.device == PlanDevice::kCpu) {
-    const int64_t weights = (spec.total_params() - int64_t{spec.vocab_size} * h) * io::DTypeSize(plan.kv.dtype);
+    const int64_t weights =
+        (spec.total_params() - int64_t{spec.vocab_size} * h) * io::DTypeSize(plan.kv.dtype);
     table.items.push_back({MemoryTier::kHost, "weights (mapped or converted)", weights});
     table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
     return table;
@@ -180,13 +184,15 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   }
   table.items.push_back({MemoryTier::kGpu, "cuBLAS workspace", kCublasWorkspaceBytes});
   const int64_t device_block_bytes = kv_per_token * plan.kv.block_tokens;
-  const int device_blocks = device_block_bytes > 0 ? static_cast<int>(plan.kv.gpu_bytes / device_block_bytes) : 0;
+  const int device_blocks =
+      device_block_bytes > 0 ? static_cast<int>(plan.kv.gpu_bytes / device_block_bytes) : 0;
   for (MemoryItem& item : StepBufferItems(spec, plan.max_step_tokens(), plan.micro_batches, device_blocks,
                                           int64_t{device_blocks} * device_block_bytes)) {
     if (item.tier == MemoryTier::kGpu) item.bytes = Charged(item.bytes);
     if (item.bytes > 0) table.items.push_back(std::move(item));
   }
-  for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens())) table.items.push_back(std::move(item));
+  for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens()))
+    table.items.push_back(std::move(item));
   table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
   return table;
 }

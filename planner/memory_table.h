@@ -1,7 +1,7 @@
 // MemoryTable: what the engine allocates on the GPU, in pinned host memory and in ordinary host memory for a
 // model and a plan, item by item. One function of (ModelSpec, ExecutionPlan): the engine allocates from its
-// parts (StepBufferItems for the step's buffers, DenseWeightItems for the GPU's fixed weights) and the planner
-// prices plans with the same counts (model_costs.h's GpuWorkspaceBytes), so they cannot drift apart;
+// parts (StepBufferItems for the step's buffers, DenseWeightItems for the GPU's fixed weights) and the
+// planner prices plans with the same counts (model_costs.h's GpuWorkspaceBytes), so they cannot drift apart;
 // tests/memory_table_test.cc checks the sums and tests/gpu_memory_table_test.cc the engine's arena on a GPU.
 // Plain arithmetic: no device code.
 #pragma once

@@ -48,7 +48,6 @@ std::pair<double, double> ContendedTimes(double dma_bytes, double kv_bytes, doub
 
 }  // namespace
 
-
 Workload MakeWorkload(const std::vector<int64_t>& prompt_tokens, const std::vector<int64_t>& gen_tokens,
                       int max_position, std::string note) {
   assert(prompt_tokens.size() == gen_tokens.size());
@@ -175,14 +174,15 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
   const double gpu_share = plan.device == PlanDevice::kGpu ? plan.kv.gpu_fraction : 0;
   const double kv_bytes =
       (1 - gpu_share) * generated * (prompt + (gen + 1) / 2) * static_cast<double>(costs_.kv_bytes_per_token);
-  const double flops = requests * (prompt + gen) * costs_.dense_flops_per_token() + generated * costs_.lm_head_flops;
+  const double flops =
+      requests * (prompt + gen) * costs_.dense_flops_per_token() + generated * costs_.lm_head_flops;
   const double kv_alone = KvBoundGbps() * gbps;
   double dram_total = profile_.cpu.dram_read_gbps * gbps;
   double kv_beside_dma = kv_alone * kDefaultCpuShare;
   if (profile_.contention && profile_.contention->cpu_alone_gbps > 0) {
     kv_beside_dma = kv_alone * profile_.contention->cpu_shared_gbps / profile_.contention->cpu_alone_gbps;
-    dram_total = std::max(dram_total,
-                          (profile_.contention->dma_shared_gbps + profile_.contention->cpu_shared_gbps) * gbps);
+    dram_total = std::max(
+        dram_total, (profile_.contention->dma_shared_gbps + profile_.contention->cpu_shared_gbps) * gbps);
   }
   double link_bytes = 0, dram_bytes = kv_bytes;
   if (plan.device == PlanDevice::kGpu && profile_.gpu) {
@@ -190,7 +190,8 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
     dram_bytes += link_bytes;  // the copies read pinned DRAM
     if (link_bytes > 0) job.stage_seconds["pcie"] = link_bytes / (profile_.gpu->h2d_gbps * gbps);
     double gpu_flops = 0;
-    for (const RatePoint& point : profile_.gpu->grouped_gemm_bf16) gpu_flops = std::max(gpu_flops, point.tflops * 1e12);
+    for (const RatePoint& point : profile_.gpu->grouped_gemm_bf16)
+      gpu_flops = std::max(gpu_flops, point.tflops * 1e12);
     if (gpu_flops > 0) job.stage_seconds["gpu_flops"] = flops / gpu_flops;
   } else {
     // The CPU device reads its weights from DRAM every step.
@@ -713,7 +714,8 @@ absl::StatusOr<Prediction> PerfModel::Predict(const ExecutionPlan& plan) const {
   Prediction prediction;
   prediction.plan = effective;
   prediction.memory = *memory;
-  // The placement the engine will run: which layers' experts stay on the GPU, the GPU's KV bytes, the budgets.
+  // The placement the engine will run: which layers' experts stay on the GPU, the GPU's KV bytes, the
+  // budgets.
   if (effective.device == PlanDevice::kGpu) {
     std::vector<bool> is_moe;
     for (const LayerCosts& layer : costs_.layers) is_moe.push_back(layer.is_moe);

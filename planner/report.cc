@@ -339,10 +339,11 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
     for (WeightGroup group :
          {WeightGroup::kAttention, WeightGroup::kRouter, WeightGroup::kSharedMlp, WeightGroup::kLmHead}) {
       if (memory.gpu_resident_bytes[static_cast<int>(group)] < report.costs.group_bytes(group)) {
-        report.notes.push_back(absl::StrCat(
-            std::string(WeightGroupName(group)),
-            " weights do not all fit on the GPU and are modelled as streamed; the engine's GPU "
-            "path (runtime/engine/gpu_model.h) keeps them resident, so it needs more --gpu-mem for this model"));
+        report.notes.push_back(
+            absl::StrCat(std::string(WeightGroupName(group)),
+                         " weights do not all fit on the GPU and are modelled as streamed; the engine's GPU "
+                         "path (runtime/engine/gpu_model.h) keeps them resident, so it needs more --gpu-mem "
+                         "for this model"));
       }
     }
   }
@@ -400,11 +401,12 @@ std::string FormatPlanReport(const PlanReport& report) {
     for (const auto& [stage, seconds] : p.job_bound.stage_seconds) {
       absl::StrAppend(&stages, stages.empty() ? "" : ", ", stage, " ", Duration(seconds));
     }
-    absl::StrAppendFormat(&out,
-                          "  job-level bound: %.0f generated tokens/s, limited by %s (%s; no pipeline assumed); "
-                          "the prediction is %.0f%% of it\n",
-                          p.job_bound.output_tokens_per_s, p.job_bound.limit, stages,
-                          100.0 * p.output_tokens_per_s / p.job_bound.output_tokens_per_s);
+    absl::StrAppendFormat(
+        &out,
+        "  job-level bound: %.0f generated tokens/s, limited by %s (%s; no pipeline assumed); "
+        "the prediction is %.0f%% of it\n",
+        p.job_bound.output_tokens_per_s, p.job_bound.limit, stages,
+        100.0 * p.output_tokens_per_s / p.job_bound.output_tokens_per_s);
   }
   if (report.unpinned) {
     const Prediction& best = *report.unpinned;
@@ -533,20 +535,21 @@ std::string PlanReportJson(const PlanReport& report, const MeasuredRun* measured
       auto it = p.job_stage_seconds.find(name);
       if (it != p.job_stage_seconds.end()) errors[name] = ErrorPercent(it->second, seconds);
     }
-    root["measured"] = {{"wall_seconds", measured->wall_seconds},
-                        {"requests", measured->requests},
-                        {"prompt_tokens", measured->prompt_tokens},
-                        {"generated_tokens", measured->generated_tokens},
-                        {"steps", measured->steps},
-                        {"total_tokens_per_s", total},
-                        {"output_tokens_per_s", output},
-                        {"job_bound_ratio",
-                         p.job_bound.output_tokens_per_s > 0 ? output / p.job_bound.output_tokens_per_s : 0.0},
-                        {"stage_seconds", measured->stage_seconds},
-                        {"peak_gpu_bytes", measured->peak_gpu_bytes},
-                        {"peak_cpu_bytes", measured->peak_cpu_bytes},
-                        {"peak_pinned_bytes", measured->peak_pinned_bytes},
-                        {"error_percent", errors}};
+    root["measured"] = {
+        {"wall_seconds", measured->wall_seconds},
+        {"requests", measured->requests},
+        {"prompt_tokens", measured->prompt_tokens},
+        {"generated_tokens", measured->generated_tokens},
+        {"steps", measured->steps},
+        {"total_tokens_per_s", total},
+        {"output_tokens_per_s", output},
+        {"job_bound_ratio",
+         p.job_bound.output_tokens_per_s > 0 ? output / p.job_bound.output_tokens_per_s : 0.0},
+        {"stage_seconds", measured->stage_seconds},
+        {"peak_gpu_bytes", measured->peak_gpu_bytes},
+        {"peak_cpu_bytes", measured->peak_cpu_bytes},
+        {"peak_pinned_bytes", measured->peak_pinned_bytes},
+        {"error_percent", errors}};
   }
   return root.dump(2) + "\n";
 }

@@ -13,10 +13,10 @@
 #include <fstream>
 
 #include "gpu/device.h"
+#include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
 #include "runtime/engine/kv_cache.h"
-#include "io/model_spec.h"
 
 namespace ringmoe {
 namespace {

@@ -18,11 +18,12 @@ const std::string kTinyModel = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/mo
 int64_t Charged(int64_t bytes) { return (bytes + 511) / 512 * 512; }
 
 bool EndsWith(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The GPU keeps attention matrices in bf16 and norms in f32, one allocation each; routers in f32. Counted from
-// the checkpoint's own tensor list, not from the config, so a formula slip in the table shows.
+// The GPU keeps attention matrices in bf16 and norms in f32, one allocation each; routers in f32. Counted
+// from the checkpoint's own tensor list, not from the config, so a formula slip in the table shows.
 TEST(MemoryTable, DenseWeightsAreTheCheckpointsTensorsAsTheGpuKeepsThem) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(kTinyModel);
   ASSERT_TRUE(spec.ok()) << spec.status();

@@ -586,15 +586,17 @@ TEST(PlannerPerfModel, JobLevelBoundIsTheSlowestStageOverTheWholeJob) {
   EXPECT_NEAR(job.seconds, kv_bytes / 10e9, 1e-9);
   // A quarter of the sequences on the GPU take a quarter of the reads off the CPU.
   plan.kv.gpu_fraction = 0.25;
-  EXPECT_NEAR(reading.JobLevelBound(plan, *memory, 64).stage_seconds.at("kv_read"), 0.75 * kv_bytes / 10e9, 1e-9);
+  EXPECT_NEAR(reading.JobLevelBound(plan, *memory, 64).stage_seconds.at("kv_read"), 0.75 * kv_bytes / 10e9,
+              1e-9);
   // Predict reports the bound at the batch it runs.
   plan.kv.gpu_fraction = 0;
   absl::StatusOr<Prediction> prediction = streaming.Predict(plan);
   ASSERT_TRUE(prediction.ok()) << prediction.status();
   EXPECT_EQ(prediction->job_bound.limit, "pcie");
-  EXPECT_NEAR(prediction->job_bound.output_tokens_per_s,
-              streaming.JobLevelBound(plan, prediction->memory, prediction->effective_batch).output_tokens_per_s,
-              1e-9);
+  EXPECT_NEAR(
+      prediction->job_bound.output_tokens_per_s,
+      streaming.JobLevelBound(plan, prediction->memory, prediction->effective_batch).output_tokens_per_s,
+      1e-9);
 }
 
 }  // namespace

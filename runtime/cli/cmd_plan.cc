@@ -12,15 +12,15 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "io/model_spec.h"
 #include "planner/planner.h"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
+#include "runtime/cli/commands.h"
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/byte_size.h"
-#include "runtime/cli/commands.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
-#include "io/model_spec.h"
 
 namespace ringmoe::cli {
 namespace {

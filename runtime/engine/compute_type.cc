@@ -13,7 +13,8 @@ io::DType ChooseComputeType(ComputeType requested, const io::Checkpoint* checkpo
   if (requested == ComputeType::kBF16) return io::DType::kBF16;
   const io::TensorView* probe =
       checkpoint != nullptr ? checkpoint->Find("model.layers.0.self_attn.q_proj.weight") : nullptr;
-  const bool f32_checkpoint = checkpoint != nullptr && (probe == nullptr || probe->dtype() == io::DType::kF32);
+  const bool f32_checkpoint =
+      checkpoint != nullptr && (probe == nullptr || probe->dtype() == io::DType::kF32);
   return !f32_checkpoint && cpu::CpuHasNativeBf16() ? io::DType::kBF16 : io::DType::kF32;
 }
 

@@ -1,6 +1,6 @@
 // The arithmetic type of a run: the GPU path computes in bf16 (f32 accumulation); the CPU path in f32, or in
-// bf16 when asked, or for kAuto when the checkpoint is not f32 and the CPU has AMX or AVX512-BF16. The frontend
-// asks the same question before planning, so that a CPU plan's KV cache has the engine's type.
+// bf16 when asked, or for kAuto when the checkpoint is not f32 and the CPU has AMX or AVX512-BF16. The
+// frontend asks the same question before planning, so that a CPU plan's KV cache has the engine's type.
 #pragma once
 
 #include <string>

@@ -80,8 +80,9 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   const int64_t slot_bytes = (spec.num_experts + parts - 1) / parts * stride;
   const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes - placement.kv_cache_bytes;
   if (static_cast<int>(placement.expert_tiers.size()) != spec.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("the plan places the experts of ", placement.expert_tiers.size(),
-                                                   " layers; the model has ", spec.num_layers));
+    return absl::InvalidArgumentError(absl::StrCat("the plan places the experts of ",
+                                                   placement.expert_tiers.size(), " layers; the model has ",
+                                                   spec.num_layers));
   }
   const int resident = static_cast<int>(
       std::count(placement.expert_tiers.begin(), placement.expert_tiers.end(), planner::ExpertTier::kGpu));
@@ -91,8 +92,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     return absl::ResourceExhaustedError(absl::StrCat(
         "GPU budget of ", gpu::FormatBytes(gpu_cap_bytes), " is too small: the non-expert weights need ",
         gpu::FormatBytes(fixed), ", the step's workspace ", gpu::FormatBytes(placement.workspace_bytes),
-        ", the GPU's KV blocks ", gpu::FormatBytes(placement.kv_cache_bytes), ", ",
-        resident, " resident expert layers ", gpu::FormatBytes(resident * layer_bytes), " and ", slots,
+        ", the GPU's KV blocks ", gpu::FormatBytes(placement.kv_cache_bytes), ", ", resident,
+        " resident expert layers ", gpu::FormatBytes(resident * layer_bytes), " and ", slots,
         " ring slots of ", gpu::FormatBytes(slot_bytes)));
   }
   model->resident_moe_layers_ = resident;

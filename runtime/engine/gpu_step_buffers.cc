@@ -16,17 +16,25 @@ absl::Status StepBuffers::Allocate(gpu::DeviceArena& arena, const ModelSpec& spe
   // The sizes come from the planner's memory table, which prices exactly these buffers.
   const std::vector<planner::MemoryItem> items = planner::StepBufferItems(
       spec, max_tokens, placement.micro_batches, device_kv_blocks, placement.kv_cache_bytes);
-  gpu::DeviceBuffer* const device[] = {&x,          &normed,         &normed_bf16,   &q,
-                                       &k,          &v,              &attention,     &attention_bf16,
-                                       &projected,  &router_logits,  &ids,           &routing,
-                                       &zero_ids,   &ones,           &gate,          &positions,
-                                       &fresh_offsets, &wanted_rows, &final_rows,    &final_bf16,
-                                       &logits,     &picked_ids,     &picked_logprobs, &row_tables,
-                                       &device_tables, &device_k,    &device_v};
-  gpu::PinnedHostBuffer* const pinned[] = {&host_x,          &host_q,           &host_k,
-                                           &host_v,          &host_attention,   &host_positions,
-                                           &host_fresh_offsets, &host_rows,     &host_logits,
-                                           &host_picked_ids, &host_picked_logprobs, &host_row_tables,
+  gpu::DeviceBuffer* const device[] = {
+      &x,         &normed,        &normed_bf16,     &q,          &k,
+      &v,         &attention,     &attention_bf16,  &projected,  &router_logits,
+      &ids,       &routing,       &zero_ids,        &ones,       &gate,
+      &positions, &fresh_offsets, &wanted_rows,     &final_rows, &final_bf16,
+      &logits,    &picked_ids,    &picked_logprobs, &row_tables, &device_tables,
+      &device_k,  &device_v};
+  gpu::PinnedHostBuffer* const pinned[] = {&host_x,
+                                           &host_q,
+                                           &host_k,
+                                           &host_v,
+                                           &host_attention,
+                                           &host_positions,
+                                           &host_fresh_offsets,
+                                           &host_rows,
+                                           &host_logits,
+                                           &host_picked_ids,
+                                           &host_picked_logprobs,
+                                           &host_row_tables,
                                            &host_device_tables};
   constexpr size_t kDevice = sizeof(device) / sizeof(device[0]), kPinned = sizeof(pinned) / sizeof(pinned[0]);
   assert(items.size() == kDevice + kPinned);  // StepBufferItems lists these buffers, in this order
@@ -38,7 +46,8 @@ absl::Status StepBuffers::Allocate(gpu::DeviceArena& arena, const ModelSpec& spe
       RINGMOE_ASSIGN_OR_RETURN(*device[i], arena.Allocate(item.bytes, item.what));
     } else {
       assert(item.tier == planner::MemoryTier::kPinned);
-      RINGMOE_ASSIGN_OR_RETURN(*pinned[i - kDevice], gpu::PinnedHostBuffer::Allocate(item.bytes, "step staging"));
+      RINGMOE_ASSIGN_OR_RETURN(*pinned[i - kDevice],
+                               gpu::PinnedHostBuffer::Allocate(item.bytes, "step staging"));
     }
   }
   const int64_t t = max_tokens;

@@ -1,8 +1,8 @@
 #include "runtime/frontend/job_plan.h"
 
-#include <cstdio>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -112,8 +112,8 @@ absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, boo
 
 // A CPU plan's KV cache has the engine's compute type (f32 or bf16); the GPU path's is always bf16.
 void SetKvType(const JobPlanOptions& options, planner::ExecutionPlan* plan) {
-  plan->kv.dtype = ChooseComputeType(options.cpu_compute, options.model,
-                                     plan->device == planner::PlanDevice::kGpu);
+  plan->kv.dtype =
+      ChooseComputeType(options.cpu_compute, options.model, plan->device == planner::PlanDevice::kGpu);
 }
 
 // Host and GPU memory of this machine as a profile without rates: enough to place weights under budgets.

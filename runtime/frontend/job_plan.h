@@ -30,8 +30,8 @@ absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& li
                                                 const std::string& tokenizer, const ModelSpec& spec,
                                                 const std::string& source);
 
-// The job's tokenizer, loaded once for planning and the engine alike: `tokenizer` (a file or folder) when given,
-// else the model folder's tokenizer.json; null when there is neither (prompts must then be token ids).
+// The job's tokenizer, loaded once for planning and the engine alike: `tokenizer` (a file or folder) when
+// given, else the model folder's tokenizer.json; null when there is neither (prompts must then be token ids).
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::string& model,
                                                                   const std::string& tokenizer);
 
@@ -42,9 +42,9 @@ void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokeniz
 struct JobPlanOptions {
   std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
   std::string hardware;  // profile JSON; empty = this machine's cache, probed once when missing
-  std::string device = "auto";  // gpu, cpu or auto (gpu when the profile has one)
+  std::string device = "auto";                   // gpu, cpu or auto (gpu when the profile has one)
   ComputeType cpu_compute = ComputeType::kAuto;  // a CPU plan's KV cache takes the engine's compute type
-  planner::Budgets budgets;     // zero fields: defaults
+  planner::Budgets budgets;                      // zero fields: defaults
   planner::PlanPins pins;
   int layers = 0;  // > 0: plan only the first that many layers
   bool what_ifs = true;

@@ -8,9 +8,11 @@ namespace ringmoe {
 void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
   app.add_option("--device", flags->device, "gpu, cpu or auto (the GPU when one is usable)")
       ->capture_default_str();
-  app.add_option("--gpu-mem", flags->gpu_mem, "GPU memory budget (cap on GPU allocations): 6GiB, 512MiB, ...");
+  app.add_option("--gpu-mem", flags->gpu_mem,
+                 "GPU memory budget (cap on GPU allocations): 6GiB, 512MiB, ...");
   app.add_option("--cpu-mem", flags->cpu_mem, "host memory budget of the plan");
-  app.add_option("--kv-cache", flags->kv_cache, "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
+  app.add_option("--kv-cache", flags->kv_cache,
+                 "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
   app.add_option("--hardware", flags->hardware,
                  "hardware profile JSON from `ringmoe probe` (default: this machine's, probed once)");
   app.add_option("--max-batch", flags->max_batch, "pin the sequences in flight");
@@ -21,7 +23,8 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
                  "GPU path: pin the most MoE layers whose routed experts stay on the GPU");
   app.add_option("--layer-parts", flags->layer_parts,
                  "GPU path: pin the ring sections each streamed layer is cut into (1, 2, 4, ...)");
-  app.add_option("--ring-slots", flags->ring_slots, "GPU path: pin the ring's slots (at least layer parts + 1)");
+  app.add_option("--ring-slots", flags->ring_slots,
+                 "GPU path: pin the ring's slots (at least layer parts + 1)");
   app.add_option("--kv-gpu-fraction", flags->kv_gpu_fraction,
                  "GPU path: pin the share of the sequences in flight whose KV cache (and attention) lives on "
                  "the GPU, 0..1")
@@ -65,7 +68,8 @@ absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
   if (flags.cpu_prefill_attention) pins.prefill_attention_on_gpu = false;
   if (!flags.kv_cache.empty()) {
     absl::StatusOr<int64_t> bytes = ParseByteSize(flags.kv_cache);
-    if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat("--kv-cache: ", bytes.status().message()));
+    if (!bytes.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--kv-cache: ", bytes.status().message()));
     if (*bytes <= 0) return absl::InvalidArgumentError("--kv-cache must be positive");
     pins.kv_host_bytes = *bytes;
   }

@@ -1,6 +1,7 @@
 // The plan flags, defined once for `ringmoe run`, `ringmoe plan` and the benchmarks: each pins one choice of
-// the ExecutionPlan (planner/execution_plan.h) or sets a budget; unset, the planner chooses. Spellings replaced
-// in issue 16 (runtime/BATCH_FORMAT.md lists them): plan --batch -> --max-batch; run --max-step-tokens N ->
+// the ExecutionPlan (planner/execution_plan.h) or sets a budget; unset, the planner chooses. Spellings
+// replaced in issue 16 (runtime/BATCH_FORMAT.md lists them): plan --batch -> --max-batch; run
+// --max-step-tokens N ->
 // --prefill-chunk (N - max batch); offload_bench --resident-layers -> --resident-moe-layers.
 #pragma once
 
@@ -14,7 +15,7 @@
 namespace ringmoe {
 
 struct PlanFlags {
-  std::string device = "auto";  // gpu, cpu or auto
+  std::string device = "auto";             // gpu, cpu or auto
   std::string gpu_mem, cpu_mem, kv_cache;  // sizes ("6GiB"); empty = the planner's default
   std::string hardware;                    // hardware profile JSON; empty = this machine's (probed once)
   std::optional<int> max_batch, prefill_chunk, micro_batches, resident_moe_layers, layer_parts, ring_slots;
