@@ -19,13 +19,14 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string Line(const std::string& custom_id, int input_line) {
-  return "{\"id\": \"batch_req_1700000000000_" + std::to_string(input_line) + "\", \"custom_id\": \"" + custom_id +
-         "\", \"response\": null, \"error\": null}";
+  return "{\"id\": \"batch_req_1700000000000_" + std::to_string(input_line) + "\", \"custom_id\": \"" +
+         custom_id + "\", \"response\": null, \"error\": null}";
 }
 
 TEST(ScanFinishedLines, KeepsWholeLinesAndDropsACutLastOne) {
   const std::string whole = Line("a", 1) + "\n" + Line("b", 2) + "\n";
-  absl::StatusOr<FinishedLines> scanned = ScanFinishedLines(whole + "{\"id\": \"batch_req_1_3\", \"cus", "out");
+  absl::StatusOr<FinishedLines> scanned =
+      ScanFinishedLines(whole + "{\"id\": \"batch_req_1_3\", \"cus", "out");
   ASSERT_TRUE(scanned.ok()) << scanned.status();
   EXPECT_EQ(scanned->complete_lines, 2);
   EXPECT_EQ(scanned->complete_bytes, static_cast<int64_t>(whole.size()));
@@ -49,7 +50,8 @@ TEST(ScanFinishedLines, KeepsWholeLinesAndDropsACutLastOne) {
 }
 
 TEST(ScanFinishedLines, ABadLineWithLinesAfterItIsAnError) {
-  for (const std::string& bad : {std::string("not json"), std::string("[1, 2]"), std::string("{\"custom_id\": 7}")}) {
+  for (const std::string& bad :
+       {std::string("not json"), std::string("[1, 2]"), std::string("{\"custom_id\": 7}")}) {
     absl::StatusOr<FinishedLines> scanned =
         ScanFinishedLines(Line("a", 1) + "\n" + bad + "\n" + Line("b", 3) + "\n", "results.jsonl");
     ASSERT_FALSE(scanned.ok()) << bad;
@@ -81,9 +83,8 @@ TEST(AnsweredLines, MatchesByCustomIdAndRepeatedIdsByLine) {
 class BatchOutputFileTest : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ringmoe_batch_output_" + std::to_string(::getpid()) + "_" +
-            testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("ringmoe_batch_output_" + std::to_string(::getpid()) + "_" +
+                                        testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     std::ofstream(dir_ / "in.jsonl") << "{}\n";
   }

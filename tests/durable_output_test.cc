@@ -1,6 +1,6 @@
 // `ringmoe run`'s output as an interrupted user meets it: results appended as they finish, a job killed with
-// SIGKILL and resumed until done, and every way an existing output could be lost (refused, the input as output,
-// a bad model, a cut last line, a second writer). These run the built binary, as cli_test.cc does.
+// SIGKILL and resumed until done, and every way an existing output could be lost (refused, the input as
+// output, a bad model, a cut last line, a second writer). These run the built binary, as cli_test.cc does.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -82,7 +82,8 @@ class DurableOutputTest : public testing::Test {
   pid_t Start(const std::vector<std::string>& arguments) {
     std::vector<std::string> argv = {kBinary, "run"};
     argv.insert(argv.end(), arguments.begin(), arguments.end());
-    for (const char* fast : {"--device", "cpu", "--no-plan", "--quiet", "--threads", "2", "--cpu-dtype", "f32"})
+    for (const char* fast :
+         {"--device", "cpu", "--no-plan", "--quiet", "--threads", "2", "--cpu-dtype", "f32"})
       argv.push_back(fast);
     std::vector<char*> c_argv;
     for (std::string& argument : argv) c_argv.push_back(argument.data());
@@ -113,7 +114,8 @@ class DurableOutputTest : public testing::Test {
 
   Finished Run(const std::vector<std::string>& arguments) { return Wait(Start(arguments)); }
 
-  std::vector<std::string> Job(const fs::path& input, const fs::path& output, const std::string& model = kTinyModel) {
+  std::vector<std::string> Job(const fs::path& input, const fs::path& output,
+                               const std::string& model = kTinyModel) {
     return {"--model", model, "--input", input.string(), "--output", output.string()};
   }
 
@@ -182,7 +184,8 @@ TEST_F(DurableOutputTest, KilledThreeTimesAndResumedEqualsAnUninterruptedRun) {
     const std::string whole = text.substr(0, text.rfind('\n') + 1);
     int lines = 0;
     for (const std::string& line : SplitLines(whole)) {
-      EXPECT_FALSE(json::parse(line, nullptr, false).is_discarded()) << "kill " << kill << ": torn line " << line;
+      EXPECT_FALSE(json::parse(line, nullptr, false).is_discarded())
+          << "kill " << kill << ": torn line " << line;
       ++lines;
     }
     if (killed.exit_code == -1 && lines > 0 && lines < kRequests) ++kills_mid_job;
@@ -190,8 +193,9 @@ TEST_F(DurableOutputTest, KilledThreeTimesAndResumedEqualsAnUninterruptedRun) {
                 whole.size() < text.size() ? " and a cut last line" : "",
                 killed.exit_code == -1 ? "killed" : "had finished");
   }
-  EXPECT_GE(kills_mid_job, 1) << "no kill found some results written and others not: results are not appended "
-                                 "as they finish (or the job ran far faster or slower than expected)";
+  EXPECT_GE(kills_mid_job, 1)
+      << "no kill found some results written and others not: results are not appended "
+         "as they finish (or the job ran far faster or slower than expected)";
   Finished finished = Run(job);
   ASSERT_EQ(finished.exit_code, 0) << finished.stderr_text;
 
@@ -245,8 +249,8 @@ TEST_F(DurableOutputTest, TheInputIsNeverTheOutput) {
   const std::string requests = ReadText(input);
   fs::create_symlink(input, dir_ / "symlink.jsonl");
   fs::create_hard_link(input, dir_ / "hardlink.jsonl");
-  for (const fs::path& output : {input, dir_ / "symlink.jsonl", dir_ / "hardlink.jsonl",
-                                 dir_ / "." / input.filename()}) {
+  for (const fs::path& output :
+       {input, dir_ / "symlink.jsonl", dir_ / "hardlink.jsonl", dir_ / "." / input.filename()}) {
     for (const char* flag : {"--resume", "--overwrite"}) {
       std::vector<std::string> job = Job(input, output);
       job.push_back(flag);
@@ -293,14 +297,16 @@ TEST_F(DurableOutputTest, ResumeCutsATornLastLineAndRedoesIt) {
   const std::vector<std::string> lines = SplitLines(ReadText(full));
   ASSERT_EQ(lines.size(), 10u);
   std::map<std::string, std::vector<int>> expected;
-  for (const std::string& line : lines) expected[json::parse(line)["custom_id"]] = TokenIds(json::parse(line));
+  for (const std::string& line : lines)
+    expected[json::parse(line)["custom_id"]] = TokenIds(json::parse(line));
   std::string kept;
   for (int i = 0; i < 6; ++i) kept += lines[i] + "\n";
 
   std::vector<std::string> resume = Job(input, output);
   resume.push_back("--resume");
-  for (const std::string& torn : {lines[6].substr(0, lines[6].size() / 2), lines[6].substr(0, 40) + "\n",
-                                  lines[6]}) {  // cut; ends in a newline but is not JSON; whole but no newline
+  for (const std::string& torn :
+       {lines[6].substr(0, lines[6].size() / 2), lines[6].substr(0, 40) + "\n",
+        lines[6]}) {  // cut; ends in a newline but is not JSON; whole but no newline
     WriteText(output, kept + torn);
     Finished resumed = Run(resume);
     ASSERT_EQ(resumed.exit_code, 0) << resumed.stderr_text;

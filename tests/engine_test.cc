@@ -162,9 +162,9 @@ TEST(Engine, BadRequestsFailAloneAndTheRestComplete) {
   EXPECT_EQ((*results)[6].finish_reason, FinishReason::kLength) << "stops at the context";
 }
 
-// The result callback reports every request exactly once, the moment its Result is final: the ones that fail
-// before they are scheduled first (they are final at once), then the rest as they retire, each Result equal to
-// what Generate returns, and reported before the last token of any request that finishes later.
+// The result callback reports every request exactly once, the moment its Result is final: the ones that
+// fail before they are scheduled first (they are final at once), then the rest as they retire, each Result
+// equal to what Generate returns, and reported before the last token of any request that finishes later.
 TEST(Engine, ResultCallbackReportsEachRequestOnceAsItFinishes) {
   Engine engine = OpenOrDie(kTinyModel, /*max_batch=*/4, /*max_step_tokens=*/32);
   Golden golden = LoadGolden(kTinyModel);
@@ -192,7 +192,9 @@ TEST(Engine, ResultCallbackReportsEachRequestOnceAsItFinishes) {
         order.push_back(index);
         EXPECT_TRUE(reported.emplace(index, result).second) << "reported twice: " << index;
         tokens_when_reported[index] = tokens_seen;
-        if (result.status.ok()) EXPECT_EQ(finished_by_token.count(index), 1u) << "reported before it finished";
+        if (result.status.ok()) {
+          EXPECT_EQ(finished_by_token.count(index), 1u) << "reported before it finished";
+        }
       });
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(reported.size(), requests.size());

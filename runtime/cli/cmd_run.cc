@@ -15,16 +15,16 @@
 
 #include "CLI/CLI.hpp"
 #include "gpu/device.h"
+#include "io/model_spec.h"
 #include "planner/planner.h"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
+#include "runtime/cli/commands.h"
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/batch_output.h"
 #include "runtime/frontend/byte_size.h"
-#include "runtime/cli/commands.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
-#include "io/model_spec.h"
 #include "runtime/frontend/progress.h"
 
 namespace ringmoe::cli {
@@ -121,7 +121,8 @@ int RunJob(RunFlags& flags) {
   const ExistingOutput existing = flags.resume      ? ExistingOutput::kResume
                                   : flags.overwrite ? ExistingOutput::kOverwrite
                                                     : ExistingOutput::kRefuse;
-  absl::StatusOr<std::unique_ptr<BatchOutputFile>> opened = BatchOutputFile::Open(flags.output, flags.input, existing);
+  absl::StatusOr<std::unique_ptr<BatchOutputFile>> opened =
+      BatchOutputFile::Open(flags.output, flags.input, existing);
   if (!opened.ok()) return Fail(opened.status());
   BatchOutputFile& output = **opened;
   const size_t input_lines = lines->size();
@@ -160,8 +161,8 @@ int RunJob(RunFlags& flags) {
       std::fprintf(stderr, "ringmoe run: every line of %s has its result in %s; nothing to run\n",
                    flags.input.c_str(), flags.output.c_str());
     } else {
-      std::fprintf(stderr, "ringmoe run: %zu lines -> %s; all of them bad, no requests to run\n", to_run.size(),
-                   flags.output.c_str());
+      std::fprintf(stderr, "ringmoe run: %zu lines -> %s; all of them bad, no requests to run\n",
+                   to_run.size(), flags.output.c_str());
     }
     return 0;
   }
@@ -173,7 +174,8 @@ int RunJob(RunFlags& flags) {
   options.cpu_compute = *cpu_compute;
   options.threads = flags.threads;
   options.tokenizer = *tokenizer;
-  if (absl::Status planned = PlanRun(flags, *cpu_compute, to_run, options.tokenizer.get(), &report, &options.plan);
+  if (absl::Status planned =
+          PlanRun(flags, *cpu_compute, to_run, options.tokenizer.get(), &report, &options.plan);
       !planned.ok()) {
     std::fprintf(stderr, "ringmoe run: no plan: %s\n", std::string(planned.message()).c_str());
     return absl::IsInvalidArgument(planned) ? 2 : 1;
@@ -222,9 +224,10 @@ int RunJob(RunFlags& flags) {
   const absl::Status closed = output.Close();
   if (!results.ok()) {
     std::fprintf(stderr, "ringmoe run: %s\n", std::string(results.status().message()).c_str());
-    std::fprintf(stderr, "ringmoe run: the %lld results written before the failure stay in %s; run again with "
-                 "--resume to finish the job\n", static_cast<long long>(output.appended_lines()),
-                 flags.output.c_str());
+    std::fprintf(stderr,
+                 "ringmoe run: the %lld results written before the failure stay in %s; run again with "
+                 "--resume to finish the job\n",
+                 static_cast<long long>(output.appended_lines()), flags.output.c_str());
     return 1;
   }
   if (!closed.ok()) return Fail(closed);
@@ -264,8 +267,7 @@ int RunCommand(int argc, char** argv) {
   app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")
       ->required();
   app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
-  app.add_option("--output", flags.output,
-                 "results, one JSON object per line, appended as each request finishes (match them by custom_id)")
+  app.add_option("--output", flags.output, "results, one JSON object per line, in completion order")
       ->required();
   app.add_flag("--resume", flags.resume,
                "keep the results the output already holds and run only the requests it does not answer yet");

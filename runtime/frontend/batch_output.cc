@@ -37,9 +37,7 @@ int InputLineOfId(std::string_view id) {
   return line;
 }
 
-bool IsBlank(std::string_view line) {
-  return line.find_first_not_of(" \t\r") == std::string_view::npos;
-}
+bool IsBlank(std::string_view line) { return line.find_first_not_of(" \t\r") == std::string_view::npos; }
 
 // Feeds an output file's lines one at a time. A line that is not a JSON object with a string custom_id may
 // only be the last one (a write a kill cut short); that is decided once the next line or the end arrives.
@@ -92,7 +90,8 @@ class FinishedLineScanner {
 
   absl::Status BadLineError() const {
     return absl::InvalidArgumentError(absl::StrCat(
-        Av(path_), " line ", *bad_line_, " is not a JSON object with a string custom_id, and more lines follow it: ",
+        Av(path_), " line ", *bad_line_,
+        " is not a JSON object with a string custom_id, and more lines follow it: ",
         "the file is not an output of ringmoe run, so --resume cannot tell which requests it answers"));
   }
 
@@ -111,7 +110,8 @@ absl::StatusOr<FinishedLines> ScanFile(int fd, const std::string& path) {
   std::vector<char> block(size_t{1} << 20);
   int64_t offset = 0;  // file offset of pending's first byte
   while (true) {
-    const ssize_t got = ::pread(fd, block.data(), block.size(), offset + static_cast<int64_t>(pending.size()));
+    const ssize_t got =
+        ::pread(fd, block.data(), block.size(), offset + static_cast<int64_t>(pending.size()));
     if (got < 0) {
       if (errno == EINTR) continue;
       return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", ErrnoText(errno)));
@@ -140,7 +140,8 @@ absl::StatusOr<FinishedLines> ScanFile(int fd, const std::string& path) {
 absl::StatusOr<FinishedLines> ScanFinishedLines(std::string_view text, std::string_view path) {
   FinishedLineScanner scanner(path);
   size_t start = 0;
-  for (size_t newline = text.find('\n'); newline != std::string_view::npos; newline = text.find('\n', start)) {
+  for (size_t newline = text.find('\n'); newline != std::string_view::npos;
+       newline = text.find('\n', start)) {
     if (absl::Status status =
             scanner.AddCompleteLine(text.substr(start, newline - start), static_cast<int64_t>(newline) + 1);
         !status.ok()) {
@@ -163,7 +164,8 @@ std::vector<bool> AnsweredLines(const std::vector<BatchLine>& lines, const Finis
       continue;
     }
     // A repeated custom_id: this line is answered when an output line names it, or names no line at all.
-    for (int input_line : it->second) answered[i] = answered[i] || input_line == lines[i].line_number || input_line < 0;
+    for (int input_line : it->second)
+      answered[i] = answered[i] || input_line == lines[i].line_number || input_line < 0;
   }
   return answered;
 }
@@ -174,7 +176,8 @@ absl::StatusOr<std::unique_ptr<BatchOutputFile>> BatchOutputFile::Open(const std
   // No O_TRUNC: whatever the file holds stays until BeginWriting, once every check has passed.
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot open the output ", path, ": ", ErrnoText(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open the output ", path, ": ", ErrnoText(errno)));
   }
   auto fail = [fd](absl::Status status) {
     ::close(fd);
@@ -193,11 +196,15 @@ absl::StatusOr<std::unique_ptr<BatchOutputFile>> BatchOutputFile::Open(const std
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return fail(absl::UnavailableError(
-          absl::StrCat("the output ", path, " is locked by another process (another ringmoe run writing it?); ",
-                       "two jobs cannot write one output")));
+      return fail(absl::UnavailableError(absl::StrCat(
+          "the output ", path, " is locked by another process (another ringmoe run writing it?); ",
+          "two jobs cannot write one output")));
     }
     return fail(absl::InternalError(absl::StrCat("cannot lock the output ", path, ": ", ErrnoText(errno))));
+  }
+  // Its size now that it is ours: a writer that held the lock until a moment ago may have grown it.
+  if (::fstat(fd, &output_stat) != 0) {
+    return fail(absl::InternalError(absl::StrCat("cannot stat the output ", path, ": ", ErrnoText(errno))));
   }
   const bool regular_file = S_ISREG(output_stat.st_mode);
   const int64_t size = regular_file ? static_cast<int64_t>(output_stat.st_size) : 0;
@@ -206,9 +213,10 @@ absl::StatusOr<std::unique_ptr<BatchOutputFile>> BatchOutputFile::Open(const std
   switch (mode) {
     case ExistingOutput::kRefuse:
       if (size > 0) {
-        return fail(absl::AlreadyExistsError(absl::StrCat(
-            "the output ", path, " already holds ", size, " bytes; pass --resume to run only the requests it ",
-            "does not answer yet and append their results, or --overwrite to replace it")));
+        return fail(absl::AlreadyExistsError(
+            absl::StrCat("the output ", path, " already holds ", size,
+                         " bytes; pass --resume to run only the requests it ",
+                         "does not answer yet and append their results, or --overwrite to replace it")));
       }
       break;
     case ExistingOutput::kResume:
@@ -241,8 +249,8 @@ BatchOutputFile::~BatchOutputFile() {
 
 absl::Status BatchOutputFile::BeginWriting() {
   if (regular_file_ && ::ftruncate(fd_, keep_bytes_) != 0) {
-    return absl::InternalError(absl::StrCat("cannot cut the output ", path_, " to ", keep_bytes_,
-                                            " bytes: ", ErrnoText(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot cut the output ", path_, " to ", keep_bytes_, " bytes: ", ErrnoText(errno)));
   }
   if (regular_file_) syncer_ = std::thread([this] { SyncLoop(); });
   return absl::OkStatus();
@@ -269,8 +277,9 @@ void BatchOutputFile::Append(std::string_view line) {
     const ssize_t wrote = ::write(fd_, whole.data() + written, whole.size() - written);
     if (wrote < 0) {
       if (errno == EINTR) continue;
-      RecordError(absl::DataLossError(absl::StrCat("writing the output ", path_, " failed after ",
-                                                   appended_lines_, " lines of this run: ", ErrnoText(errno))));
+      RecordError(
+          absl::DataLossError(absl::StrCat("writing the output ", path_, " failed after ", appended_lines_,
+                                           " lines of this run: ", ErrnoText(errno))));
       return;
     }
     written += static_cast<size_t>(wrote);
@@ -306,7 +315,8 @@ absl::Status BatchOutputFile::Close() {
     syncer_.join();
   }
   if (regular_file_ && ::fdatasync(fd_) != 0) {
-    RecordError(absl::DataLossError(absl::StrCat("syncing the output ", path_, " failed: ", ErrnoText(errno))));
+    RecordError(
+        absl::DataLossError(absl::StrCat("syncing the output ", path_, " failed: ", ErrnoText(errno))));
   }
   std::lock_guard<std::mutex> lock(mutex_);
   return error_;
