@@ -162,6 +162,60 @@ TEST(Engine, BadRequestsFailAloneAndTheRestComplete) {
   EXPECT_EQ((*results)[6].finish_reason, FinishReason::kLength) << "stops at the context";
 }
 
+// The result callback reports every request exactly once, the moment its Result is final: the ones that
+// fail before they are scheduled first (they are final at once), then the rest as they retire, each Result
+// equal to what Generate returns, and reported before the last token of any request that finishes later.
+TEST(Engine, ResultCallbackReportsEachRequestOnceAsItFinishes) {
+  Engine engine = OpenOrDie(kTinyModel, /*max_batch=*/4, /*max_step_tokens=*/32);
+  Golden golden = LoadGolden(kTinyModel);
+  std::vector<Request> requests(12);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].id = "r" + std::to_string(i);
+    requests[i].prompt_ids = golden.prompts[i % golden.prompts.size()];
+    requests[i].max_tokens = 1 + static_cast<int>(i % 6);
+    requests[i].ignore_eos = true;
+  }
+  requests[5].prompt_ids.clear();  // fails in preparation: no prompt
+  requests[9].prompt_ids = {5, 1 << 30};  // fails in preparation: a token id past the vocabulary
+  std::vector<size_t> order;
+  std::map<size_t, Result> reported;
+  std::set<size_t> finished_by_token;
+  size_t tokens_seen = 0;
+  std::map<size_t, size_t> tokens_when_reported;
+  absl::StatusOr<std::vector<Result>> results = engine.Generate(
+      requests,
+      [&](const TokenEvent& event) {
+        ++tokens_seen;
+        if (event.finished) finished_by_token.insert(event.request_index);
+      },
+      [&](size_t index, const Result& result) {
+        order.push_back(index);
+        EXPECT_TRUE(reported.emplace(index, result).second) << "reported twice: " << index;
+        tokens_when_reported[index] = tokens_seen;
+        if (result.status.ok()) {
+          EXPECT_EQ(finished_by_token.count(index), 1u) << "reported before it finished";
+        }
+      });
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(reported.size(), requests.size());
+  ASSERT_EQ(order.size(), requests.size());
+  EXPECT_EQ(order[0], 5u);
+  EXPECT_EQ(order[1], 9u);
+  EXPECT_FALSE(reported[5].status.ok());
+  EXPECT_FALSE(reported[9].status.ok());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Result& mine = reported[i];
+    const Result& returned = (*results)[i];
+    EXPECT_EQ(mine.id, returned.id);
+    EXPECT_EQ(mine.status, returned.status);
+    EXPECT_EQ(mine.token_ids, returned.token_ids);
+    EXPECT_EQ(mine.text, returned.text);
+    EXPECT_EQ(mine.prompt_ids, returned.prompt_ids);
+  }
+  // Short requests are reported while longer ones still generate: before the run's last token.
+  EXPECT_LT(tokens_when_reported[0], tokens_seen) << "max_tokens 1 finishes long before max_tokens 6";
+}
+
 TEST(Engine, StopTokenIdsAndStopStringsAcrossTokens) {
   Engine engine = OpenOrDie(kTinyModel);
   Request base;

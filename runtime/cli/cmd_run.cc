@@ -1,5 +1,6 @@
 // ringmoe run: an OpenAI Batch JSONL job. Reads every request line, runs the valid ones as one continuous
-// batch, and writes one output line per input line in input order (bad lines get an error object).
+// batch, and appends one output line per input line as each finishes (bad lines get an error object at
+// once), so an interrupted job keeps what it finished and `--resume` runs only the rest.
 #include <unistd.h>
 
 #include <atomic>
@@ -14,15 +15,16 @@
 
 #include "CLI/CLI.hpp"
 #include "gpu/device.h"
+#include "io/model_spec.h"
 #include "planner/planner.h"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
-#include "runtime/frontend/batch_io.h"
-#include "runtime/frontend/byte_size.h"
 #include "runtime/cli/commands.h"
+#include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/batch_output.h"
+#include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
-#include "io/model_spec.h"
 #include "runtime/frontend/progress.h"
 
 namespace ringmoe::cli {
@@ -33,6 +35,7 @@ struct RunFlags {
   PlanFlags plan;
   int threads = 0;
   bool quiet = false, no_plan = false;
+  bool resume = false, overwrite = false;
 };
 
 absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
@@ -77,46 +80,93 @@ std::string RunId() {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
 }
 
-}  // namespace
+// Usage errors (a bad flag value, an output that would be clobbered, the input given as output) exit 2;
+// everything else that stops the job exits 1.
+int ExitCodeFor(const absl::Status& status) {
+  return absl::IsInvalidArgument(status) || absl::IsAlreadyExists(status) ? 2 : 1;
+}
 
-int RunCommand(int argc, char** argv) {
-  CLI::App app{"Run a batch job: OpenAI Batch API JSONL requests in, one result line per request out."};
-  RunFlags flags;
-  app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")
-      ->required();
-  app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
-  app.add_option("--output", flags.output, "results, one JSON object per line, in input order")->required();
-  app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
-  app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
-  app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
-  AddPlanFlags(app, &flags.plan);
-  app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
-  app.add_flag("--no-plan", flags.no_plan,
-               "no search and no report: run the plan the pinned flags and the defaults make");
-  app.add_flag("--quiet", flags.quiet, "no progress display");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "ringmoe run: %s\n", std::string(status.message()).c_str());
+  return ExitCodeFor(status);
+}
+
+// The lines of `lines` that `output` does not answer yet (all of them unless --resume found some).
+std::vector<BatchLine> LinesToRun(std::vector<BatchLine> lines, const BatchOutputFile& output) {
+  const std::vector<bool> answered = AnsweredLines(lines, output.finished());
+  std::vector<BatchLine> to_run;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (!answered[i]) to_run.push_back(std::move(lines[i]));
   }
+  return to_run;
+}
 
+int RunJob(RunFlags& flags) {
+  if (flags.resume && flags.overwrite) {
+    return Fail(absl::InvalidArgumentError(
+        "--resume keeps the output's results and --overwrite discards them: pass one of them"));
+  }
   absl::StatusOr<ComputeType> cpu_compute = ParseCpuDtype(flags.cpu_dtype);
-  if (!cpu_compute.ok()) {
-    std::fprintf(stderr, "ringmoe run: %s\n", std::string(cpu_compute.status().message()).c_str());
-    return 2;
-  }
+  if (!cpu_compute.ok()) return Fail(cpu_compute.status());
   absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
-  if (!lines.ok()) {
-    std::fprintf(stderr, "ringmoe run: %s\n", std::string(lines.status().message()).c_str());
-    return 1;
+  if (!lines.ok()) return Fail(lines.status());  // NotFound or DataLoss: exit 1
+  // The model folder is checked before the output is opened, so a mistyped --model changes no file.
+  if (absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model); !spec.ok()) {
+    return Fail(absl::FailedPreconditionError(spec.status().message()));
   }
   // One tokenizer and one encoding of each prompt, for the plan's workload and the engine alike.
   absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer = LoadJobTokenizer(flags.model, flags.tokenizer);
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "ringmoe run: %s\n", std::string(tokenizer.status().message()).c_str());
-    return 1;
+  if (!tokenizer.ok()) return Fail(absl::FailedPreconditionError(tokenizer.status().message()));
+
+  const ExistingOutput existing = flags.resume      ? ExistingOutput::kResume
+                                  : flags.overwrite ? ExistingOutput::kOverwrite
+                                                    : ExistingOutput::kRefuse;
+  absl::StatusOr<std::unique_ptr<BatchOutputFile>> opened =
+      BatchOutputFile::Open(flags.output, flags.input, existing);
+  if (!opened.ok()) return Fail(opened.status());
+  BatchOutputFile& output = **opened;
+  const size_t input_lines = lines->size();
+  std::vector<BatchLine> to_run = LinesToRun(std::move(*lines), output);
+  if (flags.resume) {
+    std::fprintf(stderr, "ringmoe run: resuming %s: %d lines kept%s; %zu of %zu input lines left to run\n",
+                 flags.output.c_str(), output.finished().complete_lines,
+                 output.finished().dropped_torn_line ? " (a cut last line dropped)" : "", to_run.size(),
+                 input_lines);
   }
-  if (*tokenizer != nullptr) TokenizePromptsOnce(&*lines, **tokenizer);
+
+  std::vector<Request> requests;
+  std::vector<size_t> line_of_request;
+  std::vector<size_t> bad_lines;
+  if (*tokenizer != nullptr) TokenizePromptsOnce(&to_run, **tokenizer);
+  for (size_t i = 0; i < to_run.size(); ++i) {
+    if (!to_run[i].request.ok()) {
+      bad_lines.push_back(i);
+      continue;
+    }
+    line_of_request.push_back(i);
+    requests.push_back(*to_run[i].request);
+  }
+  const std::string run_id = RunId();
+  const std::string model_name = flags.model;
+  auto append_line = [&](size_t line, const Result* result) {
+    output.Append(FormatResultLine(to_run[line], result, model_name,
+                                   MakeBatchRequestId(run_id, to_run[line].line_number)));
+  };
+  // Nothing for the engine (a resumed job that was done, or only bad lines): no plan and no model to load.
+  if (requests.empty()) {
+    if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
+    for (size_t line : bad_lines) append_line(line, nullptr);
+    if (absl::Status closed = output.Close(); !closed.ok()) return Fail(closed);
+    if (to_run.empty()) {
+      std::fprintf(stderr, "ringmoe run: every line of %s has its result in %s; nothing to run\n",
+                   flags.input.c_str(), flags.output.c_str());
+    } else {
+      std::fprintf(stderr, "ringmoe run: %zu lines -> %s; all of them bad, no requests to run\n",
+                   to_run.size(), flags.output.c_str());
+    }
+    return 0;
+  }
+
   // The plan: printed before the run; the engine runs exactly it.
   if (flags.plan.device == "auto") flags.plan.device = gpu::GpuAvailable() ? "gpu" : "cpu";
   std::optional<PlanReport> report;
@@ -124,87 +174,69 @@ int RunCommand(int argc, char** argv) {
   options.cpu_compute = *cpu_compute;
   options.threads = flags.threads;
   options.tokenizer = *tokenizer;
-  if (absl::Status planned = PlanRun(flags, *cpu_compute, *lines, options.tokenizer.get(), &report, &options.plan);
+  if (absl::Status planned =
+          PlanRun(flags, *cpu_compute, to_run, options.tokenizer.get(), &report, &options.plan);
       !planned.ok()) {
     std::fprintf(stderr, "ringmoe run: no plan: %s\n", std::string(planned.message()).c_str());
     return absl::IsInvalidArgument(planned) ? 2 : 1;
   }
   if (report) std::fputs(planner::FormatPlanReport(*report).c_str(), stderr);
 
-  std::ofstream output(flags.output, std::ios::binary | std::ios::trunc);
-  if (!output) {
-    std::fprintf(stderr, "ringmoe run: cannot write %s\n", flags.output.c_str());
-    return 1;
-  }
   absl::StatusOr<Engine> engine = Engine::Open(flags.model, options);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "ringmoe run: %s\n", std::string(engine.status().message()).c_str());
-    return 1;
-  }
-
-  std::vector<Request> requests;
-  std::vector<int> request_of_line(lines->size(), -1);
-  int bad_lines = 0;
-  for (size_t i = 0; i < lines->size(); ++i) {
-    if (!(*lines)[i].request.ok()) {
-      ++bad_lines;
-      continue;
-    }
-    request_of_line[i] = static_cast<int>(requests.size());
-    requests.push_back(*(*lines)[i].request);
-  }
+  if (!engine.ok()) return Fail(absl::FailedPreconditionError(engine.status().message()));
   const double parameters = static_cast<double>(engine->info().parameter_count);
   std::fprintf(stderr,
-               "ringmoe run: %s (%s, %d layers, %.2f%s parameters) on %s; %zu requests, %d bad lines\n",
+               "ringmoe run: %s (%s, %d layers, %.2f%s parameters) on %s; %zu requests, %zu bad lines\n",
                flags.model.c_str(), engine->info().model_type.c_str(), engine->info().num_layers,
                parameters >= 1e9 ? parameters / 1e9 : parameters / 1e6, parameters >= 1e9 ? "B" : "M",
-               engine->info().device.c_str(), requests.size(), bad_lines);
+               engine->info().device.c_str(), requests.size(), bad_lines.size());
+
+  // The job is ready: from here the output changes (cut to what is kept), and bad lines are written at once.
+  if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
+  for (size_t line : bad_lines) append_line(line, nullptr);
 
   FILE* progress_out = flags.quiet ? nullptr : stderr;
   std::unique_ptr<ProgressReporter> progress;
   if (progress_out != nullptr)
     progress = std::make_unique<ProgressReporter>(static_cast<int>(requests.size()));
   int done = 0;
-  int64_t generated = 0, prefilled = 0;
+  int64_t generated = 0, prefilled = 0, prompt_tokens = 0;
+  size_t failed = bad_lines.size();
   std::vector<bool> started(requests.size(), false);
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<Result>> results = engine->Generate(requests, [&](const TokenEvent& event) {
-    ++generated;
-    if (!started[event.request_index]) {
-      started[event.request_index] = true;
-      prefilled += event.prompt_tokens;
-    }
-    if (event.finished) ++done;
-    if (progress) progress->Update(done, generated, prefilled);
-  });
+  absl::StatusOr<std::vector<Result>> results = engine->Generate(
+      requests,
+      [&](const TokenEvent& event) {
+        ++generated;
+        if (!started[event.request_index]) {
+          started[event.request_index] = true;
+          prefilled += event.prompt_tokens;
+        }
+        if (event.finished) ++done;
+        if (progress) progress->Update(done, generated, prefilled);
+      },
+      [&](size_t request_index, const Result& result) {
+        if (!result.status.ok()) ++failed;
+        prompt_tokens += static_cast<int64_t>(result.prompt_ids.size());
+        append_line(line_of_request[request_index], &result);
+      });
   if (progress) progress->Finish();
+  const absl::Status closed = output.Close();
   if (!results.ok()) {
     std::fprintf(stderr, "ringmoe run: %s\n", std::string(results.status().message()).c_str());
+    std::fprintf(stderr,
+                 "ringmoe run: the %lld results written before the failure stay in %s; run again with "
+                 "--resume to finish the job\n",
+                 static_cast<long long>(output.appended_lines()), flags.output.c_str());
     return 1;
   }
+  if (!closed.ok()) return Fail(closed);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const std::string run_id = RunId();
-  const std::string model_name = flags.model;
-  int failed = bad_lines;
-  int64_t prompt_tokens = 0;
-  for (size_t i = 0; i < lines->size(); ++i) {
-    const BatchLine& line = (*lines)[i];
-    const Result* result = request_of_line[i] >= 0 ? &(*results)[request_of_line[i]] : nullptr;
-    if (result != nullptr && !result->status.ok()) ++failed;
-    if (result != nullptr) prompt_tokens += static_cast<int64_t>(result->prompt_ids.size());
-    output << FormatResultLine(line, result, model_name, MakeBatchRequestId(run_id, line.line_number))
-           << '\n';
-  }
-  output.close();
-  if (!output) {
-    std::fprintf(stderr, "ringmoe run: writing %s failed\n", flags.output.c_str());
-    return 1;
-  }
   std::fprintf(stderr,
-               "ringmoe run: %zu lines -> %s; %d failed; %lld prompt + %lld generated tokens in %.2f s "
+               "ringmoe run: %zu lines -> %s; %zu failed; %lld prompt + %lld generated tokens in %.2f s "
                "(%.1f generated tokens/s)\n",
-               lines->size(), flags.output.c_str(), failed, static_cast<long long>(prompt_tokens),
+               to_run.size(), flags.output.c_str(), failed, static_cast<long long>(prompt_tokens),
                static_cast<long long>(generated), seconds, seconds > 0 ? generated / seconds : 0.0);
   const RunStats& stats = engine->last_run_stats();
   const planner::MeasuredRun measured =
@@ -225,6 +257,42 @@ int RunCommand(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+int RunCommand(int argc, char** argv) {
+  CLI::App app{"Run a batch job: OpenAI Batch API JSONL requests in, one result line per request out."};
+  RunFlags flags;
+  app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")
+      ->required();
+  app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
+  app.add_option("--output", flags.output, "results, one JSON object per line, in completion order")
+      ->required();
+  app.add_flag("--resume", flags.resume,
+               "keep the results the output already holds and run only the requests it does not answer yet");
+  app.add_flag("--overwrite", flags.overwrite, "replace an existing output (by default one is refused)");
+  app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
+  app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
+  app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
+  AddPlanFlags(app, &flags.plan);
+  app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
+  app.add_flag("--no-plan", flags.no_plan,
+               "no search and no report: run the plan the pinned flags and the defaults make");
+  app.add_flag("--quiet", flags.quiet, "no progress display");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+  // No exception may leave the command: one thrown by a library (allocation, a thread that cannot start)
+  // ends the job with a message, and the lines already written stay in the output.
+  try {
+    return RunJob(flags);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "ringmoe run: internal error: %s\n", error.what());
+    return 1;
+  }
 }
 
 }  // namespace ringmoe::cli

@@ -160,7 +160,8 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
 }
 
 absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> requests,
-                                                     const TokenCallback& on_token) {
+                                                     const TokenCallback& on_token,
+                                                     const ResultCallback& on_result) {
   Impl& impl = *impl_;
   const Tokenizer* tokenizer = this->tokenizer();
   std::vector<Result> results(requests.size());
@@ -176,6 +177,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         states.back().Prepare(i, impl.spec, *impl.kv_cache, &result.prompt_ids);
     if (!sequence.ok()) {
       result.status = sequence.status();
+      if (on_result) on_result(i, result);  // final now: it will never be scheduled
       continue;
     }
     scheduler.Enqueue(std::move(*sequence));
@@ -261,6 +263,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     stats.sampling_seconds += SecondsSince(sampling_start);
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
       states[done->request_index].Finish(*done, &results[done->request_index]);
+      if (on_result) on_result(done->request_index, results[done->request_index]);
     }
     const double step_seconds = SecondsSince(step_start);
     if (step_log != nullptr) {

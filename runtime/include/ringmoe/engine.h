@@ -91,6 +91,14 @@ struct TokenEvent {
 };
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
+// One request's final Result, reported as soon as it is final: when its sequence retires, or at once when the
+// request fails before it is scheduled (a prompt too long, a text prompt without a tokenizer, ...). Called
+// exactly once per request, in completion order, on the engine's scheduler thread, before Generate returns;
+// `request_index` indexes the span passed to Generate and `result` is the same value Generate returns for it.
+// This lets a caller save each result while the rest still run (ringmoe run appends it to the output file), so
+// an interrupted job keeps what finished. When Generate fails as a whole, requests not yet reported get no call.
+using ResultCallback = std::function<void(size_t request_index, const Result& result)>;
+
 struct ModelInfo {
   std::string model_type;
   std::string path;
@@ -138,9 +146,11 @@ class Engine {
 
   // Runs every request to completion with continuous batching. Per-request failures (prompt too long, text
   // prompt without a tokenizer, ...) are reported in that Result's status; the returned status is non-OK
-  // only when the engine itself failed.
+  // only when the engine itself failed. `on_token` sees each token as it is sampled, `on_result` each
+  // request's Result as soon as it is final (see ResultCallback).
   absl::StatusOr<std::vector<Result>> Generate(std::span<const Request> requests,
-                                               const TokenCallback& on_token = nullptr);
+                                               const TokenCallback& on_token = nullptr,
+                                               const ResultCallback& on_result = nullptr);
 
   const ModelInfo& info() const;
   // The plan this engine runs: EngineOptions::plan, with the CPU path's KV type resolved.

@@ -1,0 +1,140 @@
+// What --resume reads from an existing output (runtime/frontend/batch_output.h): which lines are whole, which
+// requests they answer, and the file's lock and refusals, without running a model.
+#include "runtime/frontend/batch_output.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ringmoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Line(const std::string& custom_id, int input_line) {
+  return "{\"id\": \"batch_req_1700000000000_" + std::to_string(input_line) + "\", \"custom_id\": \"" +
+         custom_id + "\", \"response\": null, \"error\": null}";
+}
+
+TEST(ScanFinishedLines, KeepsWholeLinesAndDropsACutLastOne) {
+  const std::string whole = Line("a", 1) + "\n" + Line("b", 2) + "\n";
+  absl::StatusOr<FinishedLines> scanned =
+      ScanFinishedLines(whole + "{\"id\": \"batch_req_1_3\", \"cus", "out");
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_EQ(scanned->complete_lines, 2);
+  EXPECT_EQ(scanned->complete_bytes, static_cast<int64_t>(whole.size()));
+  EXPECT_TRUE(scanned->dropped_torn_line);
+  EXPECT_EQ(scanned->input_lines_of_id.at("b"), std::vector<int>{2});
+
+  scanned = ScanFinishedLines(whole + "{\"id\": \"batch_req\n", "out");  // a newline, but not JSON
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_EQ(scanned->complete_bytes, static_cast<int64_t>(whole.size()));
+  EXPECT_TRUE(scanned->dropped_torn_line);
+
+  scanned = ScanFinishedLines(whole + Line("c", 3), "out");  // whole JSON, but its newline was never written
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_EQ(scanned->complete_lines, 2);
+  EXPECT_TRUE(scanned->dropped_torn_line);
+
+  scanned = ScanFinishedLines(whole, "out");
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_FALSE(scanned->dropped_torn_line);
+  EXPECT_EQ(scanned->complete_bytes, static_cast<int64_t>(whole.size()));
+}
+
+TEST(ScanFinishedLines, ABadLineWithLinesAfterItIsAnError) {
+  for (const std::string& bad :
+       {std::string("not json"), std::string("[1, 2]"), std::string("{\"custom_id\": 7}")}) {
+    absl::StatusOr<FinishedLines> scanned =
+        ScanFinishedLines(Line("a", 1) + "\n" + bad + "\n" + Line("b", 3) + "\n", "results.jsonl");
+    ASSERT_FALSE(scanned.ok()) << bad;
+    EXPECT_EQ(scanned.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(scanned.status().message().find("results.jsonl line 2"), std::string::npos) << scanned.status();
+  }
+}
+
+BatchLine Input(const std::string& custom_id, int line_number) {
+  BatchLine line;
+  line.custom_id = custom_id;
+  line.line_number = line_number;
+  line.request = Request{};
+  return line;
+}
+
+TEST(AnsweredLines, MatchesByCustomIdAndRepeatedIdsByLine) {
+  const std::vector<BatchLine> input = {Input("a", 1), Input("b", 2), Input("a", 4), Input("c", 5)};
+  // "b" answered by a line of a run where it sat on another line number: custom_id alone decides.
+  absl::StatusOr<FinishedLines> finished =
+      ScanFinishedLines(Line("a", 4) + "\n" + Line("b", 9) + "\n", "out");
+  ASSERT_TRUE(finished.ok());
+  EXPECT_EQ(AnsweredLines(input, *finished), (std::vector<bool>{false, true, true, false}));
+  finished = ScanFinishedLines(Line("a", 1) + "\n", "out");
+  ASSERT_TRUE(finished.ok());
+  EXPECT_EQ(AnsweredLines(input, *finished), (std::vector<bool>{true, false, false, false}));
+}
+
+class BatchOutputFileTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ringmoe_batch_output_" + std::to_string(::getpid()) + "_" +
+                                        testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "in.jsonl") << "{}\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Read(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  fs::path dir_;
+};
+
+TEST_F(BatchOutputFileTest, ResumeCutsOnlyWhenWritingBegins) {
+  const fs::path path = dir_ / "out.jsonl";
+  const std::string whole = Line("a", 1) + "\n";
+  std::ofstream(path, std::ios::binary) << whole << "{\"cut";
+  {
+    absl::StatusOr<std::unique_ptr<BatchOutputFile>> file =
+        BatchOutputFile::Open(path.string(), (dir_ / "in.jsonl").string(), ExistingOutput::kResume);
+    ASSERT_TRUE(file.ok()) << file.status();
+    EXPECT_EQ(Read(path), whole + "{\"cut") << "opening changes nothing";
+    ASSERT_TRUE((*file)->BeginWriting().ok());
+    (*file)->Append(Line("b", 2));
+    EXPECT_TRUE((*file)->Close().ok());
+  }
+  EXPECT_EQ(Read(path), whole + Line("b", 2) + "\n");
+}
+
+TEST_F(BatchOutputFileTest, RefusesNonEmptyOutputsTheInputAndALockedFile) {
+  const fs::path path = dir_ / "out.jsonl";
+  std::ofstream(path) << "x\n";
+  absl::StatusOr<std::unique_ptr<BatchOutputFile>> file =
+      BatchOutputFile::Open(path.string(), (dir_ / "in.jsonl").string(), ExistingOutput::kRefuse);
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kAlreadyExists);
+
+  file = BatchOutputFile::Open((dir_ / "in.jsonl").string(), (dir_ / "in.jsonl").string(),
+                               ExistingOutput::kOverwrite);
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+
+  file = BatchOutputFile::Open(path.string(), (dir_ / "in.jsonl").string(), ExistingOutput::kOverwrite);
+  ASSERT_TRUE(file.ok()) << file.status();
+  absl::StatusOr<std::unique_ptr<BatchOutputFile>> second =
+      BatchOutputFile::Open(path.string(), (dir_ / "in.jsonl").string(), ExistingOutput::kOverwrite);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Read(path), "x\n") << "overwrite empties the file only once writing begins";
+}
+
+}  // namespace
+}  // namespace ringmoe
