@@ -16,12 +16,12 @@
 #include "cpu/thread_pool.h"
 #include "gpu/device.h"
 #include "io/checkpoint.h"
+#include "io/model_spec.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/engine/compute_type.h"
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_forward.h"
 #include "runtime/engine/kv_cache.h"
-#include "io/model_spec.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/scheduler.h"
@@ -118,9 +118,9 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   const int64_t tokens = std::min(wanted_tokens, budget / bytes_per_token);
   const int num_blocks = static_cast<int>(std::min<int64_t>(tokens / block_tokens, INT32_MAX / 2));
   if (num_blocks < 1) {
-    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget, " bytes holds no block of ",
-                                                     block_tokens, " tokens (", bytes_per_token,
-                                                     " bytes per token)"));
+    return absl::ResourceExhaustedError(absl::StrCat("KV-cache budget of ", budget,
+                                                     " bytes holds no block of ", block_tokens, " tokens (",
+                                                     bytes_per_token, " bytes per token)"));
   }
   int device_blocks = 0;
   if (use_gpu && plan.kv.gpu_bytes > 0) {
@@ -142,8 +142,8 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
                            impl->max_step_tokens);
     if (!forward.ok()) return forward.status();
     impl->forward = std::move(*forward);
-    // Every weight but the embedding now lives in device or pinned memory: the checkpoint's mapped pages would
-    // otherwise stay resident beside those copies (the plan prices host memory without them).
+    // Every weight but the embedding now lives in device or pinned memory: the checkpoint's mapped pages
+    // would otherwise stay resident beside those copies (the plan prices host memory without them).
     impl->weights->checkpoint().ReleaseResidentPages();
   } else {
     impl->forward = std::make_unique<CpuForward>(*impl->weights, *impl->kv_cache, *impl->workers);
@@ -199,7 +199,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   if (!impl.options.step_log_path.empty()) {
     step_log_file.reset(std::fopen(impl.options.step_log_path.c_str(), "a"));
     if (step_log_file == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot append to the step log ", impl.options.step_log_path));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot append to the step log ", impl.options.step_log_path));
     }
   }
   FILE* step_log = step_log_file.get();

@@ -40,10 +40,10 @@ struct EngineOptions {
   // seconds (for fitting the planner to what each kind of step costs).
   std::string step_log_path;
   // The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
-  // tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where each
-  // layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's PlanJob
-  // (runtime/frontend/job_plan.h) make one for a job; this default runs on the CPU. On the CPU the KV cache
-  // takes the compute type (cpu_compute), whatever plan.kv.dtype says; Engine::plan() shows it.
+  // tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
+  // each layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's
+  // PlanJob (runtime/frontend/job_plan.h) make one for a job; this default runs on the CPU. On the CPU the KV
+  // cache takes the compute type (cpu_compute), whatever plan.kv.dtype says; Engine::plan() shows it.
   planner::ExecutionPlan plan = planner::DefaultPlan(planner::PlanDevice::kCpu);
 };
 
@@ -95,8 +95,9 @@ using TokenCallback = std::function<void(const TokenEvent&)>;
 // request fails before it is scheduled (a prompt too long, a text prompt without a tokenizer, ...). Called
 // exactly once per request, in completion order, on the engine's scheduler thread, before Generate returns;
 // `request_index` indexes the span passed to Generate and `result` is the same value Generate returns for it.
-// This lets a caller save each result while the rest still run (ringmoe run appends it to the output file), so
-// an interrupted job keeps what finished. When Generate fails as a whole, requests not yet reported get no call.
+// This lets a caller save each result while the rest still run (ringmoe run appends it to the output file),
+// so an interrupted job keeps what finished. When Generate fails as a whole, requests not yet reported get no
+// call.
 using ResultCallback = std::function<void(size_t request_index, const Result& result)>;
 
 struct ModelInfo {
@@ -128,7 +129,7 @@ struct RunStats {
   int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
   int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
   int64_t cpu_attention_kv_bytes = 0;  // of which the CPU's attention read (the rest ran on the GPU)
-  int64_t gpu_cache_kv_bytes = 0;      // of which the GPU read from its share of the cache (plan.kv.gpu_bytes)
+  int64_t gpu_cache_kv_bytes = 0;  // of which the GPU read from its share of the cache (plan.kv.gpu_bytes)
   int64_t gpu_peak_bytes = 0;
   int64_t gpu_cap_bytes = 0;
   int64_t host_peak_bytes = 0;       // peak resident set of the process
