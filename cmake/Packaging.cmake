@@ -1,4 +1,4 @@
-# `cmake --install`: the `ringmoe` command, the public C++ API (headers, static libraries,
+# `cmake --install` and `cpack -G DEB`: the `ringmoe` command, the public C++ API (headers, static libraries,
 # a CMake package giving ringmoe::runtime, and ringmoe.pc for pkg-config) and the licence.
 # Included from the top CMakeLists.txt once every target exists.
 include(GNUInstallDirs)
@@ -50,3 +50,21 @@ if(RINGMOE_HAVE_CUDA)
 endif()
 configure_file(cmake/ringmoe.pc.in ${CMAKE_BINARY_DIR}/ringmoe.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/ringmoe.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# `cpack -G DEB` in the build folder. Depends lists the Debian 12 packages of the shared libraries the `ringmoe`
+# binary needs (objdump -p build/ringmoe | grep NEEDED, each mapped with dpkg -S). A build with CUDA also needs
+# the CUDA toolkit's libcudart and libcublas, which /usr/local/cuda provides and no Debian package does: build
+# with -DRINGMOE_CUDA=OFF for a package whose dependencies all come from Debian.
+set(RINGMOE_PACKAGE_MAINTAINER "ringmoe maintainers <maintainers@users.noreply.r-seed-e2ec9ae9.example>"
+    CACHE STRING "The Maintainer line of the .deb")
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME ringmoe)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Batch inference of Mixture-of-Experts language models, GPU offload")
+set(CPACK_RESOURCE_FILE_LICENSE ${RINGMOE_ROOT}/LICENSE)
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER ${RINGMOE_PACKAGE_MAINTAINER})
+set(CPACK_DEBIAN_PACKAGE_SECTION science)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libabsl20220623, libc6, libdnnl2, libgcc-s1, libgomp1, libhwloc15, libpcre2-8-0, \
+libsimdjson14, libstdc++6, libtbb12, liburing2, libutf8proc2, zlib1g")
+include(CPack)
