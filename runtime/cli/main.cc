@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "runtime/cli/commands.h"
+#include "runtime/cli/version.h"
 
 namespace {
 
@@ -13,12 +14,20 @@ struct Subcommand {
   const char* summary;
 };
 
+// `ringmoe version` and `ringmoe --version`: "ringmoe 0.1.0 (git abc1234, CUDA built in: yes)".
+int VersionCommand(int, char**) {
+  std::printf("ringmoe %s (git %s, CUDA built in: %s)\n", ringmoe::cli::kVersion, ringmoe::cli::kGitCommit,
+              ringmoe::cli::kCudaBuiltIn ? "yes" : "no");
+  return 0;
+}
+
 // One line per subcommand (keep alphabetical).
 constexpr Subcommand kSubcommands[] = {
     {"plan", ringmoe::cli::PlanCommand, "predict a job's throughput, bottleneck and memory plan"},
     {"probe", ringmoe::cli::ProbeCommand, "measure this machine for the planner (writes a hardware profile)"},
     {"run", ringmoe::cli::RunCommand, "run a batch job: OpenAI Batch JSONL in, JSONL out"},
     {"tokenize", ringmoe::cli::TokenizeCommand, "encode JSON-string lines to token ids, or --decode them"},
+    {"version", VersionCommand, "print the version, the git commit and whether CUDA is built in"},
 };
 
 void PrintUsage(FILE* out) {
@@ -33,6 +42,7 @@ int main(int argc, char** argv) {
     PrintUsage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (std::strcmp(argv[1], "--version") == 0) return VersionCommand(argc - 1, argv + 1);
   for (const Subcommand& command : kSubcommands) {
     if (std::string_view(argv[1]) == command.name) return command.main(argc - 1, argv + 1);
   }
