@@ -13,9 +13,6 @@ namespace ringmoe::planner {
 namespace {
 
 constexpr int64_t kGiB = int64_t{1} << 30;
-// Without a contention measurement, scale DMA and CPU reads as the H200 box measured (53.2/55.3, 63.9/79.6).
-constexpr double kDefaultDmaShare = 53.2 / 55.3;
-constexpr double kDefaultCpuShare = 63.9 / 79.6;
 
 std::string Gib(int64_t bytes) { return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / kGiB); }
 
@@ -156,58 +153,6 @@ double PerfModel::CpuPeakFlops() const {
 
 double PerfModel::KvBoundGbps() const {
   return std::max(profile_.cpu.dram_read_gbps, profile_.cpu.attention.kv_gbps);
-}
-
-JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& memory, double batch) const {
-  JobBound job;
-  const double requests = static_cast<double>(workload_.num_requests);
-  const double prompt = workload_.mean_prompt_tokens, gen = workload_.mean_gen_tokens;
-  const double generated = requests * gen;
-  if (generated <= 0 || batch <= 0) return job;
-  constexpr double gbps = 1e9;
-  // Every generated token is a decode row: the job takes generated / batch decode steps, and each streams the
-  // plan's per-step weight bytes (the routed share of them with routed copies).
-  const double decode_steps = generated / batch;
-  double weight_bytes = static_cast<double>(memory.streamed_bytes_per_step);
-  if (plan.routed_expert_copies && weight_bytes > 0) weight_bytes *= RoutedCopyShare(costs_, batch);
-  // Decode attention reads every earlier position's K/V: on average the prompt and half the generation.
-  const double gpu_share = plan.device == PlanDevice::kGpu ? plan.kv.gpu_fraction : 0;
-  const double kv_bytes =
-      (1 - gpu_share) * generated * (prompt + (gen + 1) / 2) * static_cast<double>(costs_.kv_bytes_per_token);
-  const double flops =
-      requests * (prompt + gen) * costs_.dense_flops_per_token() + generated * costs_.lm_head_flops;
-  const double kv_alone = KvBoundGbps() * gbps;
-  double dram_total = profile_.cpu.dram_read_gbps * gbps;
-  double kv_beside_dma = kv_alone * kDefaultCpuShare;
-  if (profile_.contention && profile_.contention->cpu_alone_gbps > 0) {
-    kv_beside_dma = kv_alone * profile_.contention->cpu_shared_gbps / profile_.contention->cpu_alone_gbps;
-    dram_total = std::max(
-        dram_total, (profile_.contention->dma_shared_gbps + profile_.contention->cpu_shared_gbps) * gbps);
-  }
-  double link_bytes = 0, dram_bytes = kv_bytes;
-  if (plan.device == PlanDevice::kGpu && profile_.gpu) {
-    link_bytes = decode_steps * weight_bytes;
-    dram_bytes += link_bytes;  // the copies read pinned DRAM
-    if (link_bytes > 0) job.stage_seconds["pcie"] = link_bytes / (profile_.gpu->h2d_gbps * gbps);
-    double gpu_flops = 0;
-    for (const RatePoint& point : profile_.gpu->grouped_gemm_bf16)
-      gpu_flops = std::max(gpu_flops, point.tflops * 1e12);
-    if (gpu_flops > 0) job.stage_seconds["gpu_flops"] = flops / gpu_flops;
-  } else {
-    // The CPU device reads its weights from DRAM every step.
-    dram_bytes += decode_steps * static_cast<double>(memory.dram_weight_bytes_per_step);
-    if (CpuPeakFlops() > 0) job.stage_seconds["cpu_flops"] = flops / CpuPeakFlops();
-  }
-  if (kv_bytes > 0) job.stage_seconds["kv_read"] = kv_bytes / (link_bytes > 0 ? kv_beside_dma : kv_alone);
-  if (dram_bytes > 0 && dram_total > 0) job.stage_seconds["dram"] = dram_bytes / dram_total;
-  for (const auto& [stage, seconds] : job.stage_seconds) {
-    if (seconds > job.seconds) {
-      job.seconds = seconds;
-      job.limit = stage;
-    }
-  }
-  if (job.seconds > 0) job.output_tokens_per_s = generated / job.seconds;
-  return job;
 }
 
 double PerfModel::CpuMatmulFlops(double tokens) const {

@@ -198,6 +198,10 @@ inline constexpr double kStepOverheadSeconds = 1e-3;
 //   pinned rate: 0.86 together.
 inline constexpr double kEngineKvReadShare = 0.86;
 inline constexpr double kRingCopyDuty = 0.86;
+// Without a contention measurement, DMA and CPU reads of DRAM slow as the H200 box measured them when both ran
+// (53.2 of 55.3 GB/s, 63.9 of 79.6 GB/s).
+inline constexpr double kDefaultDmaShare = 53.2 / 55.3;
+inline constexpr double kDefaultCpuShare = 63.9 / 79.6;
 // GPU prefill attention rate when the profile has no reading (an H200 ran gpu::PrefillAttention at 22.7
 // TFLOP/s on 16 x 512-token prompts, tests/gpu_attention_test.cc, 2026-12-02).
 inline constexpr double kDefaultPrefillAttentionTflops = 20.0;
