@@ -3,11 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "gpu/expert_packing.h"
 
 namespace ringmoe::planner {
 namespace {
-
-constexpr int64_t kPackAlignment = 4096;  // gpu::kPackAlignment
 
 int64_t Charged(int64_t bytes) {
   return (bytes + kArenaGranularity - 1) / kArenaGranularity * kArenaGranularity;
@@ -52,7 +51,7 @@ std::string MemoryTable::Format() const {
 
 int64_t PackedExpertStride(int hidden, int intermediate) {
   const int64_t bytes = int64_t{3} * intermediate * hidden * 2;
-  return (bytes + kPackAlignment - 1) / kPackAlignment * kPackAlignment;
+  return (bytes + gpu::kPackAlignment - 1) / gpu::kPackAlignment * gpu::kPackAlignment;
 }
 
 std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, int micro_batches,

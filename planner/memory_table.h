@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "gpu/blas.h"
+#include "gpu/device_arena.h"
 #include "io/model_spec.h"
 #include "planner/execution_plan.h"
 
@@ -36,12 +38,12 @@ struct MemoryTable {
 
 // lm_head runs over at most this many rows at once, which bounds the logits buffers.
 inline constexpr int kLogitsRows = 256;
-// The device arena charges every allocation in whole units of this many bytes (gpu/device_arena.h).
-inline constexpr int64_t kArenaGranularity = 512;
-// cuBLAS's workspace, taken from the arena (gpu/blas.h's default).
-inline constexpr int64_t kCublasWorkspaceBytes = int64_t{32} << 20;
+// The device arena charges every allocation in whole units of this many bytes, and cuBLAS takes its workspace
+// from it: the gpu/ layer's own constants (plain headers; nothing here links device code).
+inline constexpr int64_t kArenaGranularity = gpu::DeviceArena::kGranularity;
+inline constexpr int64_t kCublasWorkspaceBytes = gpu::BlasHandle::kDefaultWorkspaceBytes;
 
-// One packed routed expert's bytes, padded as gpu/expert_packing.h lays experts out (4096-byte boundaries).
+// One packed routed expert's bytes, padded as gpu/expert_packing.h lays experts out (gpu::kPackAlignment).
 int64_t PackedExpertStride(int hidden, int intermediate);
 
 // The device buffers then the pinned staging buffers of an offload step of up to `max_tokens` tokens, in the

@@ -3,6 +3,8 @@
 #include <cassert>
 #include <cstring>
 
+#include "planner/execution_plan.h"
+
 namespace ringmoe {
 
 KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int num_blocks, int device_blocks)
@@ -27,7 +29,7 @@ KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int n
 }
 
 int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
-  return 2LL * spec.num_layers * spec.kv_width() * static_cast<int64_t>(io::DTypeSize(dtype));
+  return planner::KvBytesPerToken(spec, dtype);  // the planner prices the cache with the same count
 }
 
 int64_t KvCache::bytes_per_token() const {
