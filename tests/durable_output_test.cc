@@ -90,7 +90,10 @@ class DurableOutputTest : public testing::Test {
     c_argv.push_back(nullptr);
     std::string cache = "XDG_CACHE_HOME=" + (dir_ / "cache").string();
     std::vector<std::string> environment = {cache, "PATH=/usr/bin:/bin"};
-    if (const char* home = std::getenv("HOME")) environment.push_back(std::string("HOME=") + home);
+    // The loader's path too: where dependencies live outside the system's (the GPU machine's staged ones).
+    for (const char* inherited : {"HOME", "LD_LIBRARY_PATH"})
+      if (const char* value = std::getenv(inherited))
+        environment.push_back(std::string(inherited) + "=" + value);
     std::vector<char*> c_environment;
     for (std::string& entry : environment) c_environment.push_back(entry.data());
     c_environment.push_back(nullptr);
