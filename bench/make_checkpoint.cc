@@ -64,13 +64,27 @@ std::vector<ModelShape> Presets() {
   mixtral.max_position = 32768, mixtral.rope_theta = 1e6, mixtral.rms_norm_eps = 1e-5;
   mixtral.norm_topk_prob = true, mixtral.qk_norm = false, mixtral.bos = 1, mixtral.eos = 2;
 
+  // The models that do not fit a 128 GB server in bf16 (the SSD tier's targets), from their published
+  // config.json: Qwen3-235B-A22B (470 GB) and Mixtral-8x22B-v0.1 (281 GB).
+  ModelShape qwen3_235b = qwen3;
+  qwen3_235b.preset = "qwen3-235b-a22b";
+  qwen3_235b.hidden = 4096, qwen3_235b.layers = 94, qwen3_235b.heads = 64, qwen3_235b.kv_heads = 4;
+  qwen3_235b.expert_intermediate = 1536, qwen3_235b.dense_intermediate = 12288;
+
+  ModelShape mixtral_8x22b = mixtral;
+  mixtral_8x22b.preset = "mixtral-8x22b";
+  mixtral_8x22b.hidden = 6144, mixtral_8x22b.layers = 56, mixtral_8x22b.heads = 48,
+  mixtral_8x22b.kv_heads = 8;
+  mixtral_8x22b.expert_intermediate = mixtral_8x22b.dense_intermediate = 16384;
+  mixtral_8x22b.max_position = 65536;
+
   // A few MB, for smoke tests of the tool and of whatever reads its output.
   ModelShape tiny = qwen3;
   tiny.preset = "tiny-qwen3-moe";
   tiny.hidden = 128, tiny.layers = 4, tiny.experts = 8, tiny.top_k = 2, tiny.expert_intermediate = 64;
   tiny.dense_intermediate = 256, tiny.heads = 4, tiny.kv_heads = 2, tiny.head_dim = 32, tiny.vocab = 1000;
   tiny.max_position = 1024, tiny.bos = 997, tiny.eos = 997;
-  return {qwen3, mixtral, tiny};
+  return {qwen3, mixtral, qwen3_235b, mixtral_8x22b, tiny};
 }
 
 enum class Fill { kRandom, kOnes };
@@ -227,6 +241,7 @@ int main(int argc, char** argv) {
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   uint64_t seed = 1;
   double shard_gib = 4.0;
+  bool config_only = false;
   std::vector<std::string> names;
   for (const ModelShape& shape : Presets()) names.push_back(shape.preset);
   app.add_option("--model", preset, "Model shape")->check(CLI::IsMember(names));
@@ -236,6 +251,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Fill threads")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "PRNG seed: the same seed writes the same bytes");
   app.add_option("--shard-gib", shard_gib, "Target shard size in GiB")->check(CLI::PositiveNumber);
+  app.add_flag("--config-only", config_only,
+               "Write config.json and generation_config.json only: enough for `ringmoe plan` on models too "
+               "large to write");
   CLI11_PARSE(app, argc, argv);
 
   ModelShape shape;
@@ -280,6 +298,14 @@ int main(int argc, char** argv) {
   if (error) {
     std::fprintf(stderr, "cannot create %s: %s\n", out_dir.c_str(), error.message().c_str());
     return 1;
+  }
+  if (config_only) {
+    std::ofstream(out_dir + "/config.json") << ConfigOf(shape).dump(2) << "\n";
+    json generation = {{"bos_token_id", shape.bos}, {"eos_token_id", shape.eos}, {"do_sample", false}};
+    std::ofstream(out_dir + "/generation_config.json") << generation.dump(2) << "\n";
+    std::printf("%s, %d layers: config only (the weights would be %.2f GB) -> %s\n", shape.preset.c_str(),
+                shape.layers, total_bytes / 1e9, out_dir.c_str());
+    return 0;
   }
   const auto started = std::chrono::steady_clock::now();
   std::printf("%s, %d layers: %zu tensors, %.2f GB in %zu shard(s) -> %s (%u threads)\n",

@@ -173,6 +173,10 @@ int main(int argc, char** argv) {
                                 ? plan.batch * link_gbps * 1e9 / streamed_per_step
                                 : 0;
   const double gpu_busy = sampler.mean();
+  // The SSD tier: what its reader reached while reads were in flight and over the run, against the probe.
+  const double ssd_probe_gbps = report->profile.ssd ? report->profile.ssd->best_gbps() : 0;
+  const double ssd_reading_gbps = s.ssd_read_seconds > 0 ? s.ssd_read_bytes / s.ssd_read_seconds / 1e9 : 0;
+  const double ssd_avg_gbps = s.ssd_read_bytes / s.wall_seconds / 1e9;
 
   std::printf(
       "ringmoe offload bench: %s (%s, %d layers), %s, %d requests x (%d prompt + %d generated), batch %d, "
@@ -204,6 +208,13 @@ int main(int argc, char** argv) {
               "", "", link_gbps, Ratio(h2d_streaming_gbps, link_gbps));
   std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "host-to-device GB/s, average", h2d_avg_gbps, "", "",
               link_gbps, Ratio(h2d_avg_gbps, link_gbps));
+  if (s.ssd_read_bytes > 0) {
+    std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "SSD read GB/s, while reading", ssd_reading_gbps,
+                "", "", ssd_probe_gbps, Ratio(ssd_reading_gbps, ssd_probe_gbps));
+    std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f  (%d MoE layers on SSD; ring waited %.1f s)\n",
+                "SSD read GB/s, average", ssd_avg_gbps, "", "", ssd_probe_gbps,
+                Ratio(ssd_avg_gbps, ssd_probe_gbps), s.ssd_moe_layers, s.ssd_wait_seconds);
+  }
   std::printf("  %-30s %10.2f %10s %7s %10.2f %7.2f\n", "CPU attention GB/s of KV", attention_gbps, "", "",
               report->profile.cpu.dram_read_gbps, Ratio(attention_gbps, report->profile.cpu.dram_read_gbps));
   if (gpu_busy >= 0) {
@@ -249,6 +260,12 @@ int main(int argc, char** argv) {
           {"cpu_attention_gbps", attention_gbps},
           {"streamed_bytes", s.streamed_bytes},
           {"h2d_copy_seconds", s.h2d_copy_seconds},
+          {"ssd_read_bytes", s.ssd_read_bytes},
+          {"ssd_read_seconds", s.ssd_read_seconds},
+          {"ssd_wait_seconds", s.ssd_wait_seconds},
+          {"ssd_gbps_while_reading", ssd_reading_gbps},
+          {"ssd_gbps_avg", ssd_avg_gbps},
+          {"ssd_probe_gbps", ssd_probe_gbps},
           {"kv_read_bytes", s.kv_read_bytes},
           {"cpu_attention_kv_bytes", s.cpu_attention_kv_bytes},
           {"gpu_cache_kv_bytes", s.gpu_cache_kv_bytes}}},
@@ -283,7 +300,10 @@ int main(int argc, char** argv) {
          {{"gpu_peak_bytes", s.gpu_peak_bytes},
           {"gpu_cap_bytes", s.gpu_cap_bytes},
           {"host_peak_bytes", s.host_peak_bytes}}},
-        {"moe_layers", {{"resident", s.resident_moe_layers}, {"streamed", s.streamed_moe_layers}}},
+        {"moe_layers",
+         {{"resident", s.resident_moe_layers},
+          {"streamed", s.streamed_moe_layers},
+          {"ssd", s.ssd_moe_layers}}},
         {"plan_report", json::parse(ringmoe::planner::PlanReportJson(*report, &measured, &engine->plan()))}};
     std::ofstream(flags.json_path) << out.dump(2) << "\n";
   }

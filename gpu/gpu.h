@@ -9,6 +9,8 @@
 //   expert_packing.h Packed per-layer expert layout (fused gate/up + down), sections, routed-expert ranges.
 //   section_ring.h   SectionRing (N device slots, copy/compute overlap ordered by events) and the
 //                    HostSectionSource producer interface with its pinned-memory implementation.
+//   tiered_section_source.h  SsdSectionSource (sections read from the checkpoint on SSD into pinned staging,
+//                    io::SectionPrefetcher) and TieredSectionSource (pinned and SSD sections as one source).
 //   routing_ops.h    Router top-k (twin: cpu::RouteTopK).
 //   moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
 //   cpu::MoeForward). dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add,
@@ -33,3 +35,4 @@
 #include "gpu/routing_ops.h"
 #include "gpu/section_ring.h"
 #include "gpu/stream.h"
+#include "gpu/tiered_section_source.h"

@@ -129,6 +129,9 @@ absl::Status SectionRing::FillRanges(int slot_index, HostSectionSource& source, 
   Slot& slot = slots_[slot_index];
   // The slot's previous section goes back to its source before the slot forgets it.
   RINGMOE_RETURN_IF_ERROR(ReleaseSlot(slot, /*wait=*/true));
+  // Hand back every other finished copy's section too, before a source that reads into a few staging
+  // buffers (the SSD tier) may wait for one.
+  RINGMOE_RETURN_IF_ERROR(ReleaseFinishedCopies());
   RINGMOE_ASSIGN_OR_RETURN(std::vector<HostChunk> chunks, source.Acquire(section));
   for (const HostChunk& chunk : chunks) {
     if (chunk.slot_offset < 0 || chunk.bytes < 0 || chunk.slot_offset + chunk.bytes > slot_bytes_) {

@@ -13,13 +13,19 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr ExpertTier kTiers[] = {ExpertTier::kNone, ExpertTier::kGpu, ExpertTier::kPinnedHost};
+constexpr ExpertTier kTiers[] = {ExpertTier::kNone, ExpertTier::kGpu, ExpertTier::kPinnedHost,
+                                 ExpertTier::kSsd};
 
 std::string TiersText(const std::vector<ExpertTier>& tiers) {
-  // One letter a layer: G resident on the GPU, P streamed from pinned host memory, - dense.
+  // One letter a layer: G resident on the GPU, P streamed from pinned host memory, S streamed from SSD,
+  // - dense.
   std::string text;
-  for (ExpertTier tier : tiers)
-    text += tier == ExpertTier::kGpu ? 'G' : tier == ExpertTier::kPinnedHost ? 'P' : '-';
+  for (ExpertTier tier : tiers) {
+    text += tier == ExpertTier::kGpu          ? 'G'
+            : tier == ExpertTier::kPinnedHost ? 'P'
+            : tier == ExpertTier::kSsd        ? 'S'
+                                              : '-';
+  }
   return text;
 }
 
@@ -35,6 +41,8 @@ std::string_view ExpertTierName(ExpertTier tier) {
       return "gpu";
     case ExpertTier::kPinnedHost:
       return "pinned";
+    case ExpertTier::kSsd:
+      return "ssd";
   }
   return "?";
 }
@@ -44,7 +52,12 @@ int ExecutionPlan::resident_moe_layers() const {
 }
 
 int ExecutionPlan::streamed_moe_layers() const {
-  return static_cast<int>(std::count(expert_tiers.begin(), expert_tiers.end(), ExpertTier::kPinnedHost));
+  return static_cast<int>(std::count(expert_tiers.begin(), expert_tiers.end(), ExpertTier::kPinnedHost)) +
+         ssd_moe_layers();
+}
+
+int ExecutionPlan::ssd_moe_layers() const {
+  return static_cast<int>(std::count(expert_tiers.begin(), expert_tiers.end(), ExpertTier::kSsd));
 }
 
 ExecutionPlan ApplyPins(ExecutionPlan plan, const PlanPins& pins) {
@@ -84,6 +97,20 @@ std::vector<ExpertTier> SpreadResidentLayers(const std::vector<bool>& is_moe, in
     const int m = static_cast<int>(moe_index++);
     const bool keep = (m + 1) * resident / moe_layers > m * resident / moe_layers;
     tiers[i] = keep ? ExpertTier::kGpu : ExpertTier::kPinnedHost;
+  }
+  return tiers;
+}
+
+std::vector<ExpertTier> SpreadSsdLayers(std::vector<ExpertTier> tiers, int ssd_layers) {
+  std::vector<size_t> pinned;
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    if (tiers[i] == ExpertTier::kPinnedHost) pinned.push_back(i);
+  }
+  const int count = static_cast<int>(pinned.size());
+  ssd_layers = std::clamp(ssd_layers, 0, count);
+  for (int m = 0; m < count; ++m) {
+    // As SpreadResidentLayers: m moves when floor((m + 1) s / P) steps past floor(m s / P).
+    if ((m + 1) * ssd_layers / count > m * ssd_layers / count) tiers[pinned[m]] = ExpertTier::kSsd;
   }
   return tiers;
 }
@@ -159,8 +186,11 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
     if (plan.layer_parts > 1) absl::StrAppendFormat(&text, " of 1/%d layer", plan.layer_parts);
     if (plan.routed_expert_copies) absl::StrAppend(&text, ", routed copies");
     if (!plan.prefill_attention_on_gpu) absl::StrAppend(&text, ", prompts' attention on the CPU");
-    absl::StrAppendFormat(&text, "; experts %s (%d on the GPU, %d streamed)", TiersText(plan.expert_tiers),
+    absl::StrAppendFormat(&text, "; experts %s (%d on the GPU, %d streamed", TiersText(plan.expert_tiers),
                           plan.resident_moe_layers(), plan.streamed_moe_layers());
+    if (plan.ssd_moe_layers() > 0)
+      absl::StrAppendFormat(&text, ", %d of them from SSD", plan.ssd_moe_layers());
+    text += ")";
   }
   absl::StrAppendFormat(
       &text, "; KV %s in blocks of %d, host %s", io::DTypeName(plan.kv.dtype), plan.kv.block_tokens,
@@ -272,7 +302,7 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
     }
     if (found == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrCat("plan: expert_tiers holds '", tier.dump(), "'; expected none, gpu or pinned"));
+          absl::StrCat("plan: expert_tiers holds '", tier.dump(), "'; expected none, gpu, pinned or ssd"));
     }
     plan.expert_tiers.push_back(*found);
   }

@@ -32,8 +32,10 @@ struct Budgets {
   int64_t cpu_bytes = 0;
 };
 
-// Where a layer's routed experts live. kNone: a dense layer (no routed experts).
-enum class ExpertTier { kNone, kGpu, kPinnedHost };
+// Where a layer's routed experts live. kNone: a dense layer (no routed experts). kPinnedHost and kSsd
+// layers stream through the GPU ring every step; kSsd layers are read from the checkpoint's files on SSD
+// (io_uring, O_DIRECT) into pinned staging buffers first, because they do not fit the CPU budget.
+enum class ExpertTier { kNone, kGpu, kPinnedHost, kSsd };
 std::string_view ExpertTierName(ExpertTier tier);
 
 // The KV cache: its paging, its element type, and its two shares (host memory, and the GPU's share whose
@@ -71,7 +73,8 @@ struct ExecutionPlan {
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
   int max_step_tokens() const { return batch + prefill_chunk; }
   int resident_moe_layers() const;
-  int streamed_moe_layers() const;
+  int streamed_moe_layers() const;  // From pinned memory or SSD.
+  int ssd_moe_layers() const;
 };
 
 // The choices a user pinned; unset fields are the search's (or, with --no-plan, the defaults').
@@ -105,6 +108,10 @@ ExecutionPlan DefaultPlan(PlanDevice device);
 std::vector<ExpertTier> SpreadResidentLayers(const ModelSpec& spec, int resident, int layers = 0);
 // The same over layers given as is-MoE flags.
 std::vector<ExpertTier> SpreadResidentLayers(const std::vector<bool>& is_moe, int resident);
+
+// `tiers` with `ssd_layers` of its pinned layers moved to the SSD tier, spread evenly among the pinned ones
+// (so that each SSD layer's reads overlap the copies and compute of the pinned layers around it).
+std::vector<ExpertTier> SpreadSsdLayers(std::vector<ExpertTier> tiers, int ssd_layers);
 
 // Bytes of the GPU share of the KV cache for `sequences` sequences of `context_tokens` each (whole blocks).
 int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int sequences, int context_tokens);

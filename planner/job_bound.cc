@@ -37,6 +37,13 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
     link_bytes = decode_steps * weight_bytes;
     dram_bytes += link_bytes;  // the copies read pinned DRAM
     if (link_bytes > 0) job.stage_seconds["pcie"] = link_bytes / (profile_.gpu->h2d_gbps * gbps);
+    // The SSD tier's bytes are read every decode step at the drive's best measured rate; they land in
+    // pinned staging (DRAM writes) before the link reads them (counted above).
+    const double ssd_bytes = memory.ring_holds_streamed ? 0 : decode_steps * memory.ssd_weight_bytes;
+    if (ssd_bytes > 0 && profile_.ssd && profile_.ssd->best_gbps() > 0) {
+      job.stage_seconds["ssd"] = ssd_bytes / (profile_.ssd->best_gbps() * gbps);
+      dram_bytes += ssd_bytes;
+    }
     double gpu_flops = 0;
     for (const RatePoint& point : profile_.gpu->grouped_gemm_bf16)
       gpu_flops = std::max(gpu_flops, point.tflops * 1e12);

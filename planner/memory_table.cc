@@ -154,6 +154,18 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
            Charged(int64_t{spec.vocab_size} * h * 2) + Charged(4 * h)}};
 }
 
+int64_t SsdStagingBufferBytes(int64_t experts, int64_t expert_bf16_bytes, io::DType stored) {
+  const int64_t stored_bytes = expert_bf16_bytes / 2 * static_cast<int64_t>(io::DTypeSize(stored));
+  const int64_t read = experts * (stored_bytes + 3 * 2 * kSsdReadAlignment);
+  return read + (stored == io::DType::kBF16 ? 0 : experts * expert_bf16_bytes);
+}
+
+io::DType CheckpointDType(const ModelSpec& spec) {
+  if (spec.torch_dtype == "float32") return io::DType::kF32;
+  if (spec.torch_dtype == "float16") return io::DType::kF16;
+  return io::DType::kBF16;
+}
+
 MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan, int max_context_tokens) {
   MemoryTable table;
   const int64_t h = spec.hidden_size;
@@ -179,7 +191,15 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
     const int64_t slot = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts *
                          PackedExpertStride(h, spec.moe_intermediate_size);
     table.items.push_back({MemoryTier::kGpu, "ring slots", Charged(slot) * plan.ring_sections});
-    table.items.push_back({MemoryTier::kPinned, "streamed experts", layer_bytes * streamed});
+    const int ssd = plan.ssd_moe_layers();
+    table.items.push_back({MemoryTier::kPinned, "streamed experts", layer_bytes * (streamed - ssd)});
+    if (ssd > 0) {
+      const int64_t experts = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts;
+      const int64_t expert_bytes = int64_t{3} * spec.moe_intermediate_size * h * 2;
+      table.items.push_back({MemoryTier::kPinned, "SSD staging buffers",
+                             SsdStagingBuffers(plan.ring_sections) *
+                                 SsdStagingBufferBytes(experts, expert_bytes, CheckpointDType(spec))});
+    }
   }
   table.items.push_back({MemoryTier::kGpu, "cuBLAS workspace", kCublasWorkspaceBytes});
   const int64_t device_block_bytes = kv_per_token * plan.kv.block_tokens;

@@ -46,6 +46,21 @@ inline constexpr int64_t kCublasWorkspaceBytes = gpu::BlasHandle::kDefaultWorksp
 // One packed routed expert's bytes, padded as gpu/expert_packing.h lays experts out (gpu::kPackAlignment).
 int64_t PackedExpertStride(int hidden, int intermediate);
 
+// The SSD tier reads ring sections (parts of layers' routed experts) from the checkpoint's files into pinned
+// staging buffers, one section a buffer. Each of the ring's slots may hold a section whose copy out of its
+// buffer has not been seen to complete yet, so a ring of N slots needs N + 1 buffers for the reader always to
+// have one to fill (planner/DESIGN.md).
+inline int SsdStagingBuffers(int ring_sections) { return ring_sections + 1; }
+// O_DIRECT reads start and end on this boundary (4 KiB: every NVMe's logical block size or a multiple of it).
+inline constexpr int64_t kSsdReadAlignment = 4096;
+// Bytes one staging buffer needs for a section of `experts` routed experts of `expert_bf16_bytes` each
+// (gate, up and down: three tensors an expert) stored as `stored` in the checkpoint: each tensor read with
+// its ends rounded out to kSsdReadAlignment, plus room for the bf16 conversion when the checkpoint is not
+// bf16. An upper bound on what io::PlanSectionReads lays out (it merges neighbours).
+int64_t SsdStagingBufferBytes(int64_t experts, int64_t expert_bf16_bytes, io::DType stored);
+// The dtype `spec`'s checkpoint stores its weights in, from config.json's torch_dtype (bf16 when unknown).
+io::DType CheckpointDType(const ModelSpec& spec);
+
 // The device buffers then the pinned staging buffers of an offload step of up to `max_tokens` tokens, in the
 // order runtime/engine/gpu_step_buffers.cc allocates them (it allocates exactly these). device_kv_blocks and
 // device_kv_bytes: the GPU share of the KV cache (KvCache device blocks, K and V of every layer).

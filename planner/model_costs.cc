@@ -96,6 +96,7 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
   costs.head_dim = spec.head_dim;
   costs.weight_bytes_per_param = weight_bytes_per_param;
   costs.kv_bytes_per_element = kv_bytes_per_element;
+  costs.checkpoint_dtype = CheckpointDType(spec);
 
   const int64_t h = spec.hidden_size;
   const int64_t bpp = weight_bytes_per_param;

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/dtype.h"
 #include "io/model_spec.h"
 
 namespace ringmoe::planner {
@@ -41,6 +42,8 @@ struct ModelCosts {
   int hidden = 0, q_width = 0, kv_width = 0, vocab = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int weight_bytes_per_param = 2;  // bf16 weights
   int kv_bytes_per_element = 2;    // bf16 KV cache
+  // The dtype the checkpoint stores weights in: what the SSD tier reads (config.json's torch_dtype).
+  io::DType checkpoint_dtype = io::DType::kBF16;
   std::vector<LayerCosts> layers;
   int64_t embedding_bytes = 0;  // Token embeddings: looked up on the CPU, never streamed.
   int64_t lm_head_bytes = 0;    // Final norm and lm_head (a GPU copy even when tied to the embeddings).

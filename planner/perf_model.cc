@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "planner/memory_table.h"
 
 namespace ringmoe::planner {
 namespace {
@@ -296,24 +297,34 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   if (memory.pinned_limit > 0)
     host_room = std::min(host_room, memory.pinned_limit - memory.cpu_staging_bytes);
   host_room = std::max<int64_t>(0, host_room);
-  memory.cpu_weight_bytes = std::min(streamed, host_room);
-  memory.ssd_weight_bytes = streamed - memory.cpu_weight_bytes;
-  if (memory.ssd_weight_bytes > 0) {
+  memory.cpu_weight_bytes = streamed;
+  if (streamed > host_room) {
+    // What does not fit goes to the SSD tier in whole MoE layers' routed experts (the engine reads a layer's
+    // sections from the checkpoint's files), which costs pinned staging buffers of their own.
     if (!profile_.ssd) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("the weights exceed the CPU budget by ", Gib(memory.ssd_weight_bytes),
+          absl::StrCat("the weights exceed the CPU budget by ", Gib(streamed - host_room),
                        " and the hardware profile has no SSD reading (", profile_.ssd_absent_reason, ")"));
     }
-    // Reading from SSD needs a pinned staging ring of its own.
-    int64_t ssd_ring = plan.ring_sections * std::max(max_layer, costs_.lm_head_bytes);
-    int64_t give_back = std::min(memory.cpu_weight_bytes, ssd_ring);
-    memory.cpu_weight_bytes -= give_back;
-    memory.ssd_weight_bytes += give_back;
-    memory.cpu_staging_bytes += ssd_ring;
-    if (memory.cpu_used() > memory.cpu_budget) {
-      return absl::ResourceExhaustedError(absl::StrCat("CPU budget ", Gib(memory.cpu_budget),
-                                                       " cannot hold the SSD staging ring (", Gib(ssd_ring),
-                                                       ") beside the KV cache"));
+    const int64_t streamed_layers = moe_layers - memory.gpu_resident_moe_layers;
+    const int64_t other_pinned = streamed - streamed_layers * moe_layer_bytes;
+    memory.ssd_staging_bytes =
+        SsdStagingBuffers(plan.ring_sections) *
+        SsdStagingBufferBytes((experts_per_layer + plan.layer_parts - 1) / plan.layer_parts,
+                              experts_per_layer > 0 ? moe_layer_bytes / experts_per_layer : 0,
+                              costs_.checkpoint_dtype);
+    const int64_t room = host_room - memory.ssd_staging_bytes - other_pinned;
+    const int64_t pinned_layers =
+        moe_layer_bytes > 0 ? std::clamp<int64_t>(room / moe_layer_bytes, 0, streamed_layers) : 0;
+    memory.ssd_moe_layers = static_cast<int>(streamed_layers - pinned_layers);
+    memory.ssd_weight_bytes = memory.ssd_moe_layers * moe_layer_bytes;
+    memory.cpu_weight_bytes = streamed - memory.ssd_weight_bytes;
+    memory.cpu_staging_bytes += memory.ssd_staging_bytes;
+    if (memory.ssd_moe_layers == 0 || memory.cpu_used() > memory.cpu_budget) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "CPU budget ", Gib(memory.cpu_budget), " cannot hold the streamed weights that cannot go to SSD (",
+          Gib(memory.cpu_weight_bytes), ") and the SSD staging buffers (", Gib(memory.ssd_staging_bytes),
+          ") beside the KV cache (", Gib(memory.cpu_kv_bytes), ")"));
     }
   }
   // The streamed weights keep their host copy (the ring's source) even when the ring ends up holding them.
@@ -664,7 +675,8 @@ absl::StatusOr<Prediction> PerfModel::Predict(const ExecutionPlan& plan) const {
   if (effective.device == PlanDevice::kGpu) {
     std::vector<bool> is_moe;
     for (const LayerCosts& layer : costs_.layers) is_moe.push_back(layer.is_moe);
-    prediction.plan.expert_tiers = SpreadResidentLayers(is_moe, memory->gpu_resident_moe_layers);
+    prediction.plan.expert_tiers = SpreadSsdLayers(
+        SpreadResidentLayers(is_moe, memory->gpu_resident_moe_layers), memory->ssd_moe_layers);
   } else {
     prediction.plan.expert_tiers.clear();
   }

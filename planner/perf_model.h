@@ -59,7 +59,9 @@ struct MemoryPlan {
     return cpu_weight_bytes + cpu_embedding_bytes + cpu_kv_bytes + cpu_staging_bytes;
   }
 
-  int64_t ssd_weight_bytes = 0;         // Weights read from SSD every step (did not fit the CPU budget).
+  int64_t ssd_weight_bytes = 0;   // Weights read from SSD every step (did not fit the CPU budget).
+  int ssd_moe_layers = 0;         // MoE layers whose routed experts are read from SSD (ExpertTier::kSsd).
+  int64_t ssd_staging_bytes = 0;  // The pinned staging buffers SSD reads land in (part of cpu_staging_bytes).
   int64_t streamed_bytes_per_step = 0;  // Host-to-GPU weight bytes per step (GPU device).
   // The ring has a slot for every streamed section, so it is filled once and then holds them all: the
   // engine refills slots only when sections outnumber them. Nothing streams per step then.
@@ -101,7 +103,7 @@ inline constexpr char kStageCpuMatmul[] = "cpu_matmul";
 struct JobBound {
   double output_tokens_per_s = 0;  // Generated tokens / seconds.
   double seconds = 0;              // The slowest stage's minimum.
-  std::string limit;               // That stage: "pcie", "kv_read", "dram", "gpu_flops" or "cpu_flops".
+  std::string limit;  // That stage: "pcie", "ssd", "kv_read", "dram", "gpu_flops" or "cpu_flops".
   std::map<std::string, double> stage_seconds;  // Each stage's minimum over the job.
 };
 

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "planner/memory_table.h"
 
 namespace ringmoe::planner {
 namespace {
@@ -143,12 +145,29 @@ void AppendMemory(const PlanReport& report, std::string* out) {
   row("KV cache", memory.cpu_kv_bytes,
       absl::StrFormat("%d sequences x %d tokens (room for %d)", prediction.plan.batch,
                       report.workload.max_context_tokens, memory.kv_capacity_sequences));
-  row("staging", memory.cpu_staging_bytes, "pinned activations, SSD ring");
+  row("staging", memory.cpu_staging_bytes,
+      memory.ssd_staging_bytes > 0
+          ? absl::StrCat("pinned activations; ", SsdStagingBuffers(prediction.plan.ring_sections),
+                         " SSD staging buffers (", Gib(memory.ssd_staging_bytes), ")")
+          : std::string("pinned activations"));
   if (memory.ssd_weight_bytes > 0) {
-    absl::StrAppendFormat(out, "  SSD   %s of weights read every step (they exceed the CPU budget)\n",
-                          Gib(memory.ssd_weight_bytes));
+    const double ssd_seconds = memory.ring_holds_streamed || !report.profile.ssd
+                                   ? 0
+                                   : memory.ssd_weight_bytes / (report.profile.ssd->best_gbps() * 1e9);
+    absl::StrAppendFormat(
+        out,
+        "  SSD   %s of weights (%d MoE layers' experts) read every step from the checkpoint's "
+        "files: %.2f s a step at %.2f GB/s\n",
+        Gib(memory.ssd_weight_bytes), memory.ssd_moe_layers, ssd_seconds,
+        report.profile.ssd ? report.profile.ssd->best_gbps() : 0.0);
   } else {
     absl::StrAppend(out, "  SSD   not used: the weights fit in memory\n");
+  }
+  if (gpu) {
+    const ExecutionPlan& plan = prediction.plan;
+    absl::StrAppendFormat(out, "  tiers %d MoE layers' experts on the GPU, %d in pinned memory, %d on SSD\n",
+                          plan.resident_moe_layers(), plan.streamed_moe_layers() - plan.ssd_moe_layers(),
+                          plan.ssd_moe_layers());
   }
 }
 
@@ -248,6 +267,12 @@ json PredictionJson(const Prediction& p) {
         {"pinned_bytes", m.pinned_bytes},
         {"pinned_limit", m.pinned_limit},
         {"ssd_weight_bytes", m.ssd_weight_bytes},
+        {"ssd_moe_layers", m.ssd_moe_layers},
+        {"ssd_staging_bytes", m.ssd_staging_bytes},
+        {"weight_bytes_by_tier",
+         {{"gpu", std::accumulate(m.gpu_resident_bytes.begin(), m.gpu_resident_bytes.end(), int64_t{0})},
+          {"pinned", m.cpu_weight_bytes},
+          {"ssd", m.ssd_weight_bytes}}},
         {"streamed_bytes_per_step", m.streamed_bytes_per_step},
         {"ring_holds_streamed", m.ring_holds_streamed},
         {"kv_capacity_sequences", m.kv_capacity_sequences}}},

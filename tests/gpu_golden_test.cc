@@ -43,6 +43,7 @@ struct Placement {
   bool cpu_prefill_attention = false;
   bool routed_expert_copies = false;
   int gpu_kv_sequences = 0;  // sequences whose whole KV fits the GPU's share of the cache
+  int ssd_layers = 0;        // streamed MoE layers read from the checkpoint on SSD (-1: every one)
 };
 
 class GpuGoldenTest : public testing::TestWithParam<std::tuple<std::string, Placement>> {};
@@ -66,6 +67,10 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   // -1: every MoE layer resident (all fit in 2 GiB).
   plan.expert_tiers = planner::SpreadResidentLayers(
       *spec, placement.resident_moe_layers < 0 ? spec->num_layers : placement.resident_moe_layers);
+  if (placement.ssd_layers != 0) {
+    plan.expert_tiers = planner::SpreadSsdLayers(
+        plan.expert_tiers, placement.ssd_layers < 0 ? spec->num_layers : placement.ssd_layers);
+  }
   plan.micro_batches = placement.micro_batches;
   if (placement.layer_parts > 0) {
     plan.layer_parts = placement.layer_parts;
@@ -135,6 +140,28 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     EXPECT_GT(streamed_bytes, 0);
     EXPECT_LT(streamed_bytes, whole_bytes);
   }
+  if (placement.ssd_layers != 0) {
+    // The SSD tier puts the same bytes in the ring's slots as the pinned tier: the same results to the bit.
+    EXPECT_EQ(first_stats.ssd_read_bytes > 0, true) << "nothing was read from SSD";
+    EXPECT_GT(first_stats.ssd_moe_layers, 0);
+    for (planner::ExpertTier& tier : options.plan.expert_tiers) {
+      if (tier == planner::ExpertTier::kSsd) tier = planner::ExpertTier::kPinnedHost;
+    }
+    absl::StatusOr<Engine> pinned = Engine::Open(dir, options);
+    ASSERT_TRUE(pinned.ok()) << pinned.status();
+    auto pinned_results = pinned->Generate(requests);
+    ASSERT_TRUE(pinned_results.ok()) << pinned_results.status();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ((*results)[i].token_ids, (*pinned_results)[i].token_ids) << requests[i].id;
+      EXPECT_EQ((*results)[i].logprobs, (*pinned_results)[i].logprobs) << requests[i].id;
+    }
+    std::printf("%s %s: %d of %d streamed MoE layers from SSD, %lld bytes read at %.2f GB/s\n",
+                case_dir.c_str(), placement.name, first_stats.ssd_moe_layers, first_stats.streamed_moe_layers,
+                static_cast<long long>(first_stats.ssd_read_bytes),
+                first_stats.ssd_read_seconds > 0
+                    ? first_stats.ssd_read_bytes / first_stats.ssd_read_seconds / 1e9
+                    : 0.0);
+  }
   for (size_t i = greedy_requests; i < requests.size(); ++i) {
     ASSERT_TRUE((*results)[i].status.ok()) << (*results)[i].status;
     EXPECT_FALSE((*results)[i].token_ids.empty()) << requests[i].id;
@@ -189,13 +216,18 @@ constexpr Placement kGpuKvShare{"streamed_kv_two_sequences_on_gpu", 0, 2, 0, fal
 // Room for one of the longest: the short sequences admitted first fill it, the longest lands on the host.
 // (Room for three held every sequence the scheduler ever had in flight: nothing ran on the host.)
 constexpr Placement kGpuKvCpuPrefill{"streamed_kv_on_gpu_cpu_prefill", 0, 2, 0, true, false, 1};
+// The SSD tier: every streamed layer read from the checkpoint's files each step, and one of every two
+// streamed layers, in half layers, with a resident layer among them.
+constexpr Placement kStreamedFromSsd{"streamed_from_ssd", 0, 2, 0, false, false, 0, -1};
+constexpr Placement kSomeFromSsdInParts{"some_from_ssd_in_half_layers", 1, 2, 2, false, false, 0, 1};
 
 INSTANTIATE_TEST_SUITE_P(
     AllModels, GpuGoldenTest,
     testing::Combine(testing::Values("golden/mixtral", "golden/qwen2_moe", "golden/qwen3_moe", "golden/olmoe",
                                      "models/tiny-qwen3-moe"),
                      testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
-                                     kRoutedCopies, kGpuKvShare, kGpuKvCpuPrefill)),
+                                     kRoutedCopies, kGpuKvShare, kGpuKvCpuPrefill, kStreamedFromSsd,
+                                     kSomeFromSsdInParts)),
     [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

@@ -104,6 +104,15 @@ TEST(MemoryTable, PlanTiersPlaceEveryExpertOnceAndTheRingOnlyWhenSomethingStream
   plan.ring_sections = 3;
   plan.expert_tiers = SpreadResidentLayers(*spec, 0);
   EXPECT_EQ(ComputeMemoryTable(*spec, plan, 100).Sum("ring slots"), 3 * 4 * stride);
+
+  // Two streamed layers on SSD: the pinned tier holds the other two, and a staging buffer per ring slot and
+  // one more, each of a half layer's tensors (4 experts x 3 tensors, each with up to 2 x 4 KiB of
+  // alignment), are pinned instead.
+  plan.expert_tiers = SpreadSsdLayers(SpreadResidentLayers(*spec, 0), 2);
+  const MemoryTable with_ssd = ComputeMemoryTable(*spec, plan, 100);
+  EXPECT_EQ(with_ssd.Sum("streamed experts"), 2 * layer);
+  EXPECT_EQ(with_ssd.Sum("SSD staging buffers"), 4 * 4 * (3 * 64 * 128 * 2 + 3 * 2 * 4096));
+  EXPECT_EQ(with_ssd.Sum("ring slots"), 3 * 4 * stride);
 }
 
 }  // namespace

@@ -19,11 +19,14 @@ using testing::HasSubstr;
 
 constexpr int64_t kGiB = int64_t{1} << 30;
 
-// One letter a layer, as the plan's text form writes them: G on the GPU, P pinned host, - dense.
+// One letter a layer, as the plan's text form writes them: G on the GPU, P pinned host, S SSD, - dense.
 std::string Tiers(const std::vector<ExpertTier>& tiers) {
   std::string text;
   for (ExpertTier tier : tiers) {
-    text += tier == ExpertTier::kGpu ? 'G' : tier == ExpertTier::kPinnedHost ? 'P' : '-';
+    text += tier == ExpertTier::kGpu          ? 'G'
+            : tier == ExpertTier::kPinnedHost ? 'P'
+            : tier == ExpertTier::kSsd        ? 'S'
+                                              : '-';
   }
   return text;
 }
@@ -328,6 +331,32 @@ TEST(SpreadResidentLayers, EvenlyAmongTheStreamed) {
   EXPECT_EQ(Tiers(SpreadResidentLayers(eight, 1)), "PPPPPPPG");
   EXPECT_EQ(Tiers(SpreadResidentLayers(eight, 6)), "PGGGPGGG");
   EXPECT_EQ(Tiers(SpreadResidentLayers(eight, 3)), "PPGPPGPG");
+}
+
+TEST(SpreadSsdLayers, EvenlyAmongThePinnedOnes) {
+  const ModelSpec eight = SpecOf("MMMMMMMM");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 0), 4)), "PSPSPSPS");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 0), 8)), "SSSSSSSS");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 0), 9)), "SSSSSSSS");  // clamped
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 0), 0)), "PPPPPPPP");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 4), 2)), "PGSGPGSG");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 4), 4)), "SGSGSGSG");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(SpecOf("MMDMM"), 1), 1)), "PS-PG");
+}
+
+TEST(SpreadSsdLayers, PlansWithSsdLayersRoundTripAndCountThemAsStreamed) {
+  ExecutionPlan plan = GoodGpuPlan();
+  plan.expert_tiers = {ExpertTier::kSsd, ExpertTier::kGpu, ExpertTier::kNone, ExpertTier::kPinnedHost};
+  EXPECT_EQ(plan.resident_moe_layers(), 1);
+  EXPECT_EQ(plan.streamed_moe_layers(), 2);
+  EXPECT_EQ(plan.ssd_moe_layers(), 1);
+  EXPECT_TRUE(ValidatePlan(plan, SpecOf("MMDM")).ok());
+  absl::StatusOr<ExecutionPlan> back = PlanFromJson(PlanToJson(plan));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, plan);
+  EXPECT_THAT(PlanToJson(plan), HasSubstr("\"ssd\""));
+  EXPECT_THAT(FormatExecutionPlan(plan),
+              HasSubstr("experts SG-P (1 on the GPU, 2 streamed, 1 of them from SSD)"));
 }
 
 TEST(SpreadResidentLayers, DenseLayersHaveNoTier) {

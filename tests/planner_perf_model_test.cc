@@ -3,6 +3,7 @@
 // binds for models far larger than the machine.
 #include <gtest/gtest.h>
 
+#include "planner/memory_table.h"
 #include "planner/model_costs.h"
 #include "planner/perf_model.h"
 #include "planner/plan_search.h"
@@ -193,6 +194,71 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
   EXPECT_EQ(memory->gpu_ring_bytes, 0);
   EXPECT_EQ(memory->gpu_resident_experts, 64);
   EXPECT_EQ(memory->gpu_resident_moe_layers, 4);
+}
+
+// What does not fit the CPU budget goes to the SSD tier in whole MoE layers, spread among the pinned ones,
+// with pinned staging buffers of a section each, one per ring slot and one more (three for two slots); every
+// step reads those layers from the SSD.
+TEST(PlannerPerfModel, SsdTierTakesTheWholeLayersThatDoNotFitTheCpuBudget) {
+  HardwareProfile profile = InstantMachine();
+  profile.gpu->h2d_gbps = 10;
+  profile.contention = DramContention{10, 1e6, 10, 1e6};
+  profile.ssd = SsdProfile{"/ssd", {{32, 4 << 20, 2.0}}};
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
+  const int64_t layer = 16 * kTinyExpertBytes;
+  // 16 experts a section, each 3 tensors read with both ends rounded out to 4 KiB, bf16 in place.
+  const int64_t staging_buffer = 16 * (kTinyExpertBytes + 3 * 2 * 4096);
+  EXPECT_EQ(SsdStagingBufferBytes(16, kTinyExpertBytes, io::DType::kBF16), staging_buffer);
+  EXPECT_EQ(SsdStagingBufferBytes(16, kTinyExpertBytes, io::DType::kF32),
+            16 * (2 * kTinyExpertBytes + 3 * 2 * 4096) + 16 * kTinyExpertBytes);  // f32 read, bf16 converted
+  const int64_t kv = 64 * 2000 * kTinyKvPerToken, embedding = 1000LL * 1024 * 2;
+  const int64_t activations = (64 + 256) * (2 * 1024 + 2 * 256) * 4 * 2;
+  // Room for two of the four streamed layers beside the KV cache, the buffers and three staging buffers.
+  const int64_t cpu_budget = embedding + kv + activations + 3 * staging_buffer + 2 * layer + 1000;
+  PerfModel model(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
+  ExecutionPlan plan;
+  plan.device = PlanDevice::kGpu;
+  plan.batch = 64;
+  plan.prefill_chunk = 256;
+  plan.max_resident_moe_layers = 0;
+  absl::StatusOr<Prediction> prediction = model.Predict(plan);
+  ASSERT_TRUE(prediction.ok()) << prediction.status();
+  const MemoryPlan& memory = prediction->memory;
+  EXPECT_EQ(memory.ssd_moe_layers, 2);
+  EXPECT_EQ(memory.ssd_weight_bytes, 2 * layer);
+  EXPECT_EQ(memory.cpu_weight_bytes, 2 * layer);
+  EXPECT_EQ(memory.ssd_staging_bytes, 3 * staging_buffer);
+  EXPECT_EQ(memory.cpu_staging_bytes, activations + 3 * staging_buffer);
+  EXPECT_EQ(memory.streamed_bytes_per_step, 4 * layer);  // both tiers cross the link
+  EXPECT_LE(memory.cpu_used(), cpu_budget);
+  EXPECT_EQ(prediction->plan.expert_tiers,
+            (std::vector<ExpertTier>{ExpertTier::kPinnedHost, ExpertTier::kSsd, ExpertTier::kPinnedHost,
+                                     ExpertTier::kSsd}));
+  // The SSD's 2 GB/s binds: 2 layers a step (50 ms) against 4 layers over a 10 GB/s link (23 ms).
+  EXPECT_NEAR(prediction->decode_step.ssd_read, 2.0 * layer / 2e9, 1e-12);
+  EXPECT_EQ(prediction->decode_step.bottleneck, "ssd_read");
+  EXPECT_NEAR(prediction->decode_step.step, 2.0 * layer / 2e9, 1e-12);
+  // The job-level bound: 1000 x 1000 generated tokens in steps of 64, each reading 2 layers from the SSD.
+  EXPECT_EQ(prediction->job_bound.limit, "ssd");
+  EXPECT_NEAR(prediction->job_bound.stage_seconds.at("ssd"), 1e6 / 64 * 2.0 * layer / 2e9, 1e-6);
+  EXPECT_NEAR(prediction->job_bound.stage_seconds.at("pcie"), 1e6 / 64 * 4.0 * layer / 10e9, 1e-6);
+
+  // A byte less: only one layer stays pinned.
+  PerfModel tighter(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget - 1001});
+  absl::StatusOr<MemoryPlan> three = tighter.PlanMemory(plan);
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(three->ssd_moe_layers, 3);
+  // Without room for the staging buffers, the plan fails and says why.
+  PerfModel no_room(profile, costs, Job(1000, 1000, 1000),
+                    Budgets{40 * kGiB, embedding + kv + activations + staging_buffer});
+  absl::StatusOr<MemoryPlan> none = no_room.PlanMemory(plan);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(none.status().message().find("SSD staging buffers"), std::string::npos) << none.status();
+  // Without an SSD reading, the plan fails and names the missing reading.
+  profile.ssd.reset();
+  profile.ssd_absent_reason = "no probe";
+  PerfModel no_ssd(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
+  EXPECT_NE(no_ssd.PlanMemory(plan).status().message().find("no probe"), std::string::npos);
 }
 
 TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {

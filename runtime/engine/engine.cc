@@ -17,6 +17,7 @@
 #include "gpu/device.h"
 #include "io/checkpoint.h"
 #include "io/model_spec.h"
+#include "planner/memory_table.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/engine/compute_type.h"
 #include "runtime/engine/forward.h"
@@ -137,6 +138,13 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.ring_slots = plan.ring_sections;
     placement.prefill_attention_on_gpu = plan.prefill_attention_on_gpu;
     placement.routed_expert_copies = plan.routed_expert_copies;
+    if (plan.ssd_moe_layers() > 0) {
+      const ModelSpec& spec = impl->spec;
+      const int64_t experts = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts;
+      placement.ssd_staging_buffer_bytes = planner::SsdStagingBufferBytes(
+          experts, int64_t{3} * spec.moe_intermediate_size * spec.hidden_size * 2,
+          planner::CheckpointDType(spec));
+    }
     absl::StatusOr<std::unique_ptr<GpuForward>> forward =
         GpuForward::Create(*impl->weights, *impl->kv_cache, *impl->workers, placement, plan.budgets.gpu_bytes,
                            impl->max_step_tokens);
@@ -291,6 +299,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   stats.lm_head_seconds = after.times.lm_head - before.times.lm_head;
   stats.streamed_bytes = after.streamed_bytes - before.streamed_bytes;
   stats.h2d_copy_seconds = after.copy_seconds - before.copy_seconds;
+  stats.ssd_read_bytes = after.ssd_read_bytes - before.ssd_read_bytes;
+  stats.ssd_read_seconds = after.ssd_read_seconds - before.ssd_read_seconds;
+  stats.ssd_wait_seconds = after.ssd_wait_seconds - before.ssd_wait_seconds;
+  stats.ssd_moe_layers = after.ssd_moe_layers;
   stats.gpu_wait_seconds = after.cpu_wait_seconds - before.cpu_wait_seconds;
   stats.gpu_feeder_busy_seconds = after.feeder_busy_seconds - before.feeder_busy_seconds;
   stats.gpu_feeder_wait_seconds = after.feeder_wait_seconds - before.feeder_wait_seconds;

@@ -50,6 +50,9 @@ struct ForwardStats {
   int64_t gpu_cache_kv_read_bytes = 0;  // KV bytes the GPU's attention read from its share of the cache
   int64_t streamed_bytes = 0;           // host-to-device expert bytes queued by the ring
   double copy_seconds = 0;              // copy-stream time of the completed ring fills
+  int64_t ssd_read_bytes = 0;           // SSD tier: bytes read from the checkpoint's files
+  double ssd_read_seconds = 0;          // SSD tier: the reader's time with reads in flight
+  double ssd_wait_seconds = 0;          // SSD tier: the ring's driver waiting for a section's reads
   double cpu_wait_seconds = 0;          // the driving thread blocked on the GPU (q/k/v of a micro-batch)
   double feeder_busy_seconds = 0;       // the GPU feeder thread queueing GPU work, its waits included
   double feeder_wait_seconds = 0;       // of which waiting for MoE expert counts
@@ -58,6 +61,7 @@ struct ForwardStats {
   int64_t gpu_cap_bytes = 0;
   int resident_moe_layers = 0;
   int streamed_moe_layers = 0;
+  int ssd_moe_layers = 0;  // of which read from SSD
 };
 
 // A forward pass over one step. Threading: one Run at a time (the scheduler thread); owns its scratch.

@@ -173,6 +173,7 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();
   state->stats.streamed_moe_layers = state->model->num_sections() / state->model->layer_parts();
+  state->stats.ssd_moe_layers = state->model->ssd_moe_layers();
   state->feeder = std::make_unique<GpuFeeder>();
   return std::unique_ptr<GpuForward>(new GpuForward(std::move(state)));
 }
@@ -197,6 +198,12 @@ absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* o
   s.stats.copy_seconds = s.streamer->copy_seconds();
   s.stats.feeder_busy_seconds = s.feeder->busy_seconds();
   s.stats.gpu_peak_bytes = s.model->arena().peak_bytes();
+  if (const gpu::SsdSectionSource* ssd = s.model->ssd_source()) {
+    const io::SectionPrefetcher::Stats read = ssd->stats();
+    s.stats.ssd_read_bytes = static_cast<int64_t>(read.bytes_read);
+    s.stats.ssd_read_seconds = read.read_seconds;
+    s.stats.ssd_wait_seconds = read.wait_seconds;
+  }
   return absl::OkStatus();
 }
 

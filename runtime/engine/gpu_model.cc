@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
 #include "planner/memory_table.h"
@@ -19,6 +20,60 @@ std::vector<gpu::ExpertMatricesBf16> ExpertViews(std::span<const cpu::ExpertWeig
     views.push_back({Bf16(expert.gate), Bf16(expert.up), Bf16(expert.down)});
   }
   return views;
+}
+
+// The SSD tier's sections: per kSsd layer, its parts' tensors as the checkpoint stores them, each placed
+// where PackLayerExperts would put its bf16 bytes (so the ring's slots look the same whatever the tier).
+struct SsdSections {
+  std::vector<std::string> files;
+  std::vector<io::SectionSpec> sections;
+  std::vector<std::vector<int>> layer_sections;  // Per layer: its parts' indices in `sections`.
+};
+
+absl::StatusOr<SsdSections> PlanSsdSections(const ModelWeights& weights, const GpuPlacement& placement,
+                                            const gpu::PackedLayerIndex& index) {
+  const ModelSpec& spec = weights.spec();
+  SsdSections ssd;
+  ssd.layer_sections.resize(spec.num_layers);
+  absl::flat_hash_map<std::string, int> file_index;
+  const int parts = placement.layer_parts;
+  const uint64_t matrix_bytes = uint64_t{2} * index.intermediate * index.hidden;
+  for (int i = 0; i < spec.num_layers; ++i) {
+    if (placement.expert_tiers[i] != planner::ExpertTier::kSsd) continue;
+    const LayerWeights& w = weights.layer(i);
+    for (int part = 0, first = 0; part < parts; ++part) {
+      const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+      io::SectionSpec section;
+      section.section_bytes = static_cast<uint64_t>(count * index.expert_stride_bytes);
+      for (int e = first; e < first + count; ++e) {
+        const LayerWeights::ExpertTensors& tensors = w.expert_tensors[e];
+        const uint64_t base = static_cast<uint64_t>((e - first) * index.expert_stride_bytes);
+        const std::pair<const io::TensorView*, uint64_t> placed[] = {
+            {&tensors.gate, base},
+            {&tensors.up, base + matrix_bytes},
+            {&tensors.down, base + 2 * matrix_bytes}};
+        for (const auto& [view, offset] : placed) {
+          if (view->dtype() != io::DType::kBF16 && view->dtype() != io::DType::kF32 &&
+              view->dtype() != io::DType::kF16) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "tensor '", view->name(), "' (in ", view->file(), ") has dtype ",
+                std::string(io::DTypeName(view->dtype())), "; the SSD tier reads F32, BF16 and F16"));
+          }
+          auto [it, added] = file_index.try_emplace(view->path(), static_cast<int>(ssd.files.size()));
+          if (added) ssd.files.push_back(view->path());
+          section.tensors.push_back({.file = it->second,
+                                     .file_offset = view->file_offset(),
+                                     .file_bytes = view->nbytes(),
+                                     .dtype = view->dtype(),
+                                     .section_offset = offset});
+        }
+      }
+      ssd.layer_sections[i].push_back(static_cast<int>(ssd.sections.size()));
+      ssd.sections.push_back(std::move(section));
+      first += count;
+    }
+  }
+  return ssd;
 }
 
 }  // namespace
@@ -99,6 +154,17 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   model->resident_moe_layers_ = resident;
   model->layer_parts_ = parts;
 
+  absl::StatusOr<SsdSections> ssd = PlanSsdSections(weights, placement, model->expert_index_);
+  if (!ssd.ok()) return ssd.status();
+  if (!ssd->sections.empty()) {
+    // The reader starts on the first sections at once, while the rest of the model loads.
+    absl::StatusOr<std::unique_ptr<gpu::SsdSectionSource>> source = gpu::SsdSectionSource::Create(
+        ssd->files, ssd->sections, planner::SsdStagingBuffers(placement.ring_slots),
+        placement.ssd_staging_buffer_bytes, {});
+    if (!source.ok()) return source.status();
+    model->ssd_source_ = std::move(*source);
+  }
+
   model->layers_.resize(spec.num_layers);
   for (int i = 0; i < spec.num_layers; ++i) {
     const LayerWeights& w = weights.layer(i);
@@ -155,6 +221,15 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
       std::vector<uint16_t>& layer = model->staging_.emplace_back(layer_bytes / 2);
       status = gpu::PackLayerExperts(experts, model->expert_index_, layer.data(), layer_bytes);
       if (status.ok()) status = upload(layer.data(), layer_bytes, "resident experts", &g.experts);
+    } else if (placement.expert_tiers[i] == planner::ExpertTier::kSsd) {
+      for (int part = 0, first = 0; part < parts; ++part) {
+        const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+        const int section = model->source_.Add(model->ssd_source_.get(), ssd->layer_sections[i][part]);
+        g.parts.push_back({section, first, count});
+        first += count;
+      }
+      model->streamed_bytes_per_step_ += layer_bytes;
+      ++model->ssd_moe_layers_;
     } else {
       absl::StatusOr<gpu::PinnedHostBuffer> pinned =
           gpu::PinnedHostBuffer::Allocate(layer_bytes, "streamed experts");
@@ -162,10 +237,10 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
       status = gpu::PackLayerExperts(experts, model->expert_index_, pinned->data(), layer_bytes);
       for (int part = 0, first = 0; part < parts; ++part) {
         const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
-        absl::StatusOr<int> section = model->source_.AddSection(
+        absl::StatusOr<int> pinned_section = model->pinned_source_.AddSection(
             {gpu::HostChunk{pinned->as<uint8_t>() + first * stride, count * stride, 0}});
-        if (!section.ok()) return section.status();
-        g.parts.push_back({*section, first, count});
+        if (!pinned_section.ok()) return pinned_section.status();
+        g.parts.push_back({model->source_.Add(&model->pinned_source_, *pinned_section), first, count});
         first += count;
       }
       model->streamed_.push_back(std::move(*pinned));

@@ -3,8 +3,10 @@
 // Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
 // routers (f32), shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head
 // and the final norm; then the routed experts of as many MoE layers as the plan allows, spread evenly over the
-// model. The routed experts of the other MoE layers are packed at load into pinned host memory, one buffer
-// per layer, and stream through the section ring every step. The embedding stays in host memory (rows are looked up on the CPU). Immutable
+// model. The routed experts of the other MoE layers stream through the section ring every step: those the
+// plan puts in pinned memory are packed there at load, one buffer per layer; those it puts on SSD
+// (ExpertTier::kSsd) are read from the checkpoint's files every step, straight into the packed layout's
+// pieces in pinned staging buffers (gpu::SsdSectionSource), and never held in memory. The embedding stays in host memory (rows are looked up on the CPU). Immutable
 // after Create, except the ring, which the forward pass drives (one thread).
 #pragma once
 
@@ -19,6 +21,7 @@
 #include "gpu/host_memory.h"
 #include "gpu/section_ring.h"
 #include "gpu/stream.h"
+#include "gpu/tiered_section_source.h"
 #include "planner/execution_plan.h"
 #include "runtime/engine/model_weights.h"
 
@@ -39,6 +42,9 @@ struct GpuPlacement {
   bool routed_expert_copies = false;
   int64_t workspace_bytes = 0;           // Device memory the forward pass keeps for activations and scratch.
   int64_t kv_cache_bytes = 0;            // Device memory of the GPU share of the KV cache (KvCache device blocks).
+  // Bytes of each of the SSD tier's pinned staging buffers as the plan priced them (planner::
+  // SsdStagingBufferBytes); 0: as the sections' reads need.
+  int64_t ssd_staging_buffer_bytes = 0;
 };
 
 // A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring
@@ -78,6 +84,9 @@ class GpuModel {
   gpu::DeviceArena& arena() { return *arena_; }
   gpu::SectionRing* ring() { return ring_.get(); }
   gpu::HostSectionSource& source() { return source_; }
+  // The SSD tier's reader (its bandwidth and waits for the run's report); null without SSD layers.
+  const gpu::SsdSectionSource* ssd_source() const { return ssd_source_.get(); }
+  int ssd_moe_layers() const { return ssd_moe_layers_; }
   int num_sections() const { return source_.num_sections(); }
   int layer_parts() const { return layer_parts_; }
   int resident_moe_layers() const { return resident_moe_layers_; }
@@ -94,7 +103,10 @@ class GpuModel {
   gpu::DeviceBuffer lm_head_, final_norm_;
   gpu::PackedLayerIndex expert_index_, dense_index_, shared_index_;
   std::vector<gpu::PinnedHostBuffer> streamed_;  // one packed MoE layer each
-  gpu::PinnedSectionSource source_;
+  gpu::PinnedSectionSource pinned_source_;
+  std::unique_ptr<gpu::SsdSectionSource> ssd_source_;
+  gpu::TieredSectionSource source_;  // The ring's view: every streamed section, pinned or SSD, in layer order.
+  int ssd_moe_layers_ = 0;
   std::unique_ptr<gpu::SectionRing> ring_;
   int resident_moe_layers_ = 0;
   int layer_parts_ = 1;

@@ -173,6 +173,15 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
                   : load.SwiGlu(expert + "gate_proj.weight", expert + "up_proj.weight", expert + "down_proj.weight",
                                 hidden, spec.moe_intermediate_size, dtype);
     }
+    for (int e = 0; e < spec.num_experts && load.status().ok(); ++e) {
+      const std::string expert = absl::StrCat(moe, "experts.", e, ".");
+      const io::Checkpoint& checkpoint = *weights->checkpoint_;
+      auto find = [&](const char* name) { return *checkpoint.Find(expert + name); };
+      layer.expert_tensors.push_back(
+          mixtral ? LayerWeights::ExpertTensors{find("w1.weight"), find("w3.weight"), find("w2.weight")}
+                  : LayerWeights::ExpertTensors{find("gate_proj.weight"), find("up_proj.weight"),
+                                                find("down_proj.weight")});
+    }
     load.Absent(absl::StrCat(moe, "experts.", spec.num_experts, mixtral ? ".w1.weight" : ".gate_proj.weight"),
                 absl::StrCat("there are ", spec.num_experts, " experts"));
     if (layer_spec.has_shared_expert) {

@@ -29,6 +29,11 @@ struct LayerWeights {
   // MoE layers.
   cpu::Matrix router;  // [num_experts, hidden], always f32
   std::vector<cpu::ExpertWeights> experts;
+  // The same experts' tensors as the checkpoint stores them (file, offset, dtype): what the SSD tier reads.
+  struct ExpertTensors {
+    io::TensorView gate, up, down;
+  };
+  std::vector<ExpertTensors> expert_tensors;
   cpu::ExpertWeights shared_expert;  // valid when the spec says has_shared_expert
   cpu::Matrix shared_expert_gate;    // [1, hidden], f32
   // Dense layers.

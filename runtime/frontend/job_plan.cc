@@ -189,7 +189,9 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   absl::StatusOr<planner::MemoryPlan> memory = model.PlanMemory(plan);
   if (!memory.ok()) return memory.status();
   if (plan.device == planner::PlanDevice::kGpu) {
-    plan.expert_tiers = planner::SpreadResidentLayers(spec, memory->gpu_resident_moe_layers, options.layers);
+    plan.expert_tiers = planner::SpreadSsdLayers(
+        planner::SpreadResidentLayers(spec, memory->gpu_resident_moe_layers, options.layers),
+        memory->ssd_moe_layers);
   }
   plan.kv.gpu_bytes = memory->gpu_kv_bytes;
   plan.budgets = model.budgets();
@@ -206,6 +208,8 @@ planner::MeasuredRun MeasuredFrom(const RunStats& stats, int64_t requests, bool 
   measured.steps = stats.steps;
   measured.stage_seconds[planner::kStageCpuAttention] = stats.attention_seconds;
   if (gpu) measured.stage_seconds[planner::kStageH2dCopy] = stats.h2d_copy_seconds;
+  if (gpu && stats.ssd_read_bytes > 0)
+    measured.stage_seconds[planner::kStageSsdRead] = stats.ssd_read_seconds;
   if (!gpu) {
     measured.stage_seconds[planner::kStageCpuMatmul] =
         stats.projection_seconds + stats.moe_seconds + stats.dense_seconds + stats.lm_head_seconds;

@@ -127,13 +127,16 @@ struct RunStats {
   double gpu_feeder_busy_seconds = 0;  // GPU path: the feeder thread queueing GPU work (its waits included)
   double gpu_feeder_wait_seconds = 0;  // of which waiting for MoE expert counts
   int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
+  int64_t ssd_read_bytes = 0;        // of which first read from SSD (the plan's SSD tier)
+  double ssd_read_seconds = 0;       // time the SSD reader had reads in flight
+  double ssd_wait_seconds = 0;       // time the ring waited for SSD reads
   int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
   int64_t cpu_attention_kv_bytes = 0;  // of which the CPU's attention read (the rest ran on the GPU)
   int64_t gpu_cache_kv_bytes = 0;  // of which the GPU read from its share of the cache (plan.kv.gpu_bytes)
   int64_t gpu_peak_bytes = 0;
   int64_t gpu_cap_bytes = 0;
   int64_t host_peak_bytes = 0;       // peak resident set of the process
-  int resident_moe_layers = 0, streamed_moe_layers = 0;
+  int resident_moe_layers = 0, streamed_moe_layers = 0, ssd_moe_layers = 0;
 };
 
 // Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads.
