@@ -308,14 +308,15 @@ TEST_P(SectionPrefetcherTest, PreadFallbackGivesTheSameBytes) {
 // file can be damaged in between.
 class SectionFaultTest : public SectionPrefetcherTest {
  protected:
-  void MakePrefetcher(const SectionReadOptions& options = {}) {
+  // Section 1 ends at the file's end, or (middle) lies in the middle of the file.
+  void MakePrefetcher(const SectionReadOptions& options = {}, bool middle = false) {
     fixture_ = std::make_unique<SectionFixture>(dir_->path(), 1, 21);
     ASSERT_TRUE(fixture_->ok());
     const uint64_t size = fixture_->contents()[0].size();
     SectionSpec head, tail;
     head.tensors.push_back({0, 1001, 40000, DType::kBF16, 0});
     head.section_bytes = 40000;
-    tail.tensors.push_back({0, size - 80000, 80000, DType::kF32, 0});  // Ends at the file's end.
+    tail.tensors.push_back({0, middle ? kMiddleOffset : size - 80000, 80000, DType::kF32, 0});
     tail.section_bytes = 40000;
     sections_ = {head, tail};
     absl::StatusOr<std::unique_ptr<SectionPrefetcher>> prefetcher = SectionPrefetcher::Create(
@@ -338,6 +339,7 @@ class SectionFaultTest : public SectionPrefetcherTest {
     EXPECT_EQ(prefetcher_->Acquire(1).status(), status);
   }
 
+  static constexpr uint64_t kMiddleOffset = 700'001;
   std::unique_ptr<SectionFixture> fixture_;
   std::vector<SectionSpec> sections_;
   std::unique_ptr<SectionPrefetcher> prefetcher_;
@@ -355,6 +357,16 @@ TEST_P(SectionFaultTest, FileTruncatedAfterCreateIsAnErrorNamingFileAndOffset) {
   const absl::Status status = ReadSectionOne();
   EXPECT_TRUE(status.code() == absl::StatusCode::kOutOfRange || status.code() == absl::StatusCode::kDataLoss)
       << status;
+  ExpectNamesFileAndOffset(status);
+}
+
+TEST_P(SectionFaultTest, ShortReadInsideTheFileIsOutOfRangeNamingFileAndOffset) {
+  MakePrefetcher({}, /*middle=*/true);
+  // The file now ends inside section 1's read, which lies wholly inside the file as it was opened.
+  ASSERT_EQ(::truncate(fixture_->paths()[0].c_str(), static_cast<off_t>(kMiddleOffset + 20000)), 0);
+  const absl::Status status = ReadSectionOne();
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange) << status;
+  EXPECT_NE(status.message().find(std::to_string(kMiddleOffset + 20000)), std::string::npos) << status;
   ExpectNamesFileAndOffset(status);
 }
 
