@@ -263,6 +263,43 @@ TEST_P(SectionPrefetcherTest, OutOfOrderAcquiresResynchroniseAndNeverReturnWrong
   EXPECT_EQ((*prefetcher)->Acquire(6).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The ring's pattern: section i+1 is acquired while i is still held (its copy to the GPU in flight), with
+// random jumps; and a prefetcher destroyed while it is reading ahead.
+TEST_P(SectionPrefetcherTest, HoldingTwoSectionsAtOnceWithJumpsKeepsEveryByteRight) {
+  SectionFixture fixture(dir_->path(), 2, 13);
+  ASSERT_TRUE(fixture.ok());
+  std::vector<SectionSpec> sections;
+  for (int s = 0; s < 5; ++s) sections.push_back(fixture.RandomSection(4));
+  SectionReadOptions options;
+  options.queue_depth = 16;
+  options.max_read_bytes = 16 << 10;
+  std::vector<std::span<uint8_t>> buffers = fixture.MakeBuffers(sections, options, 3);
+  absl::StatusOr<std::unique_ptr<SectionPrefetcher>> prefetcher =
+      SectionPrefetcher::Create(fixture.paths(), sections, buffers, options);
+  ASSERT_TRUE(prefetcher.ok()) << prefetcher.status();
+  std::mt19937 rng(99);
+  int held = -1;
+  int next = 0;
+  for (int step = 0; step < 60; ++step) {
+    if (rng() % 8 == 0) next = static_cast<int>(rng() % 5);  // A jump.
+    if (next == held) next = (next + 1) % 5;
+    absl::StatusOr<std::vector<StagedPiece>> pieces = (*prefetcher)->Acquire(next);
+    ASSERT_TRUE(pieces.ok()) << pieces.status();
+    EXPECT_EQ(Assemble(*pieces, sections[next].section_bytes, 0),
+              ExpectedSection(fixture.contents(), sections[next], 0))
+        << "step " << step << ", section " << next;
+    if (held >= 0) (*prefetcher)->Release(held);
+    held = next;
+    next = (next + 1) % 5;
+  }
+  prefetcher->reset();
+  // Destroyed at once, while reading ahead: no read may land after the destructor returns.
+  absl::StatusOr<std::unique_ptr<SectionPrefetcher>> short_lived =
+      SectionPrefetcher::Create(fixture.paths(), sections, buffers, options);
+  ASSERT_TRUE(short_lived.ok()) << short_lived.status();
+  short_lived->reset();
+}
+
 TEST_P(SectionPrefetcherTest, ReadsInFlightStayWithinTheQueueDepth) {
   SectionFixture fixture(dir_->path(), 1, 3);
   ASSERT_TRUE(fixture.ok());
