@@ -9,6 +9,8 @@
 //                   dtype and shape checked; TensorView hands out the bytes.
 //   uring_reader.h  UringReader: io_uring (O_DIRECT where the filesystem allows) reads of many ranges, the SSD
 //                   tier's reader and the planner's bandwidth probe.
+//   section_reader.h  SectionPrefetcher: the SSD tier's sections read ahead from the checkpoint files
+//                   (aligned superset ranges, O_DIRECT) into staging buffers, in the ring's cyclic order.
 // Nothing here knows about models beyond tensor names and shapes: ModelSpec lives in runtime/.
 #pragma once
 
@@ -16,4 +18,5 @@
 #include "io/dtype.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
+#include "io/section_reader.h"
 #include "io/uring_reader.h"

@@ -199,6 +199,7 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
     return absl::FailedPreconditionError("ReadRanges on a UringReader whose ring failed earlier");
   if (absl::Status status = ValidateRanges(fd, ranges); !status.ok()) return status;
   if (ring_->use_pread) {
+    if (!ranges.empty()) max_in_flight_ = std::max(max_in_flight_, 1);
     for (const ReadRange& range : ranges) {
       if (absl::Status status = PreadRange(fd, range, at_eof); !status.ok()) return status;
     }
@@ -235,6 +236,7 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
       io_uring_sqe_set_data64(sqe, slot);
       ++in_flight;
     }
+    max_in_flight_ = std::max(max_in_flight_, in_flight);
     if (in_flight == 0) break;
 
     const int submitted = io_uring_submit_and_wait(ring, 1);
@@ -321,7 +323,7 @@ void* AllocateAligned(size_t bytes, size_t alignment) {
 void FreeAligned(void* ptr) { std::free(ptr); }
 
 absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_depth, size_t block_bytes,
-                                            size_t total_bytes) {
+                                            size_t total_bytes, bool* direct_out) {
   if (block_bytes == 0 || block_bytes % 4096 != 0 || block_bytes > kMaxPiece) {
     return absl::InvalidArgumentError(absl::StrCat("bandwidth probe block size ", block_bytes,
                                                    " must be a multiple of 4096 up to ", kMaxPiece));
@@ -331,6 +333,7 @@ absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_d
   bool direct = false;
   absl::StatusOr<int> fd = OpenForDirectRead(path, &direct);
   if (!fd.ok()) return fd.status();
+  if (direct_out != nullptr) *direct_out = direct;
   struct stat info;
   if (::fstat(*fd, &info) != 0) {
     const int error = errno;
@@ -344,9 +347,6 @@ absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_d
                                                    " bytes) is too small to measure ", "with blocks of ",
                                                    block_bytes, " bytes and a total of ", total_bytes));
   }
-  // Best effort: without O_DIRECT we would otherwise measure the page cache.
-  if (!direct) ::posix_fadvise(*fd, 0, 0, POSIX_FADV_DONTNEED);
-
   // The data is discarded, so reads in flight may share buffers: queue_depth blocks of memory suffice.
   const size_t buffers = std::min<size_t>(blocks, static_cast<size_t>(queue_depth));
   auto* memory = static_cast<uint8_t*>(AllocateAligned(buffers * block_bytes));
@@ -355,12 +355,20 @@ absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_d
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate ", buffers * block_bytes, " bytes of buffers"));
   }
+  // Fault the buffers in now: at depth 32 with 4 MiB blocks that is 128 MiB of first touches, which would
+  // otherwise be timed as reading (and more so the deeper the queue).
+  std::memset(memory, 0, buffers * block_bytes);
   std::vector<ReadRange> ranges(blocks);
   for (size_t i = 0; i < blocks; ++i)
     ranges[i] = {i * block_bytes, block_bytes, memory + (i % buffers) * block_bytes};
 
+  // Untimed warm-up (the ring's first submission, the kernel's io workers): one block from the last one.
+  absl::Status status = reader->ReadRanges(*fd, {&ranges.back(), 1});
+  // Best effort: without O_DIRECT we would otherwise measure the page cache.
+  if (!direct) ::posix_fadvise(*fd, 0, 0, POSIX_FADV_DONTNEED);
+
   const auto start = std::chrono::steady_clock::now();
-  const absl::Status status = reader->ReadRanges(*fd, ranges);
+  if (status.ok()) status = reader->ReadRanges(*fd, ranges);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   FreeAligned(memory);
   ::close(*fd);

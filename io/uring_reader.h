@@ -47,6 +47,9 @@ class UringReader {
   absl::Status ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof = AtEof::kError);
 
   int queue_depth() const { return queue_depth_; }
+  // The most reads this reader has had in flight at once since it was made (1 on the pread fallback once it
+  // has read anything): lets callers check, rather than assume, that the depth bound held.
+  int max_in_flight() const { return max_in_flight_; }
   // False when io_uring is unavailable (kernel without it, a container seccomp profile that blocks it) or
   // disabled with the environment variable RINGMOE_DISABLE_IO_URING=1: ReadRanges then reads one range at a
   // time with pread, with the same results, at lower bandwidth on NVMe.
@@ -58,6 +61,7 @@ class UringReader {
 
   std::unique_ptr<Ring> ring_;
   int queue_depth_ = 0;
+  int max_in_flight_ = 0;
 };
 
 // Opens `path` read-only with O_DIRECT, falling back to buffered reads when the filesystem refuses O_DIRECT
@@ -71,9 +75,11 @@ void FreeAligned(void* ptr);
 
 // Reads up to `total_bytes` of `path` (from its start, at most the file's size rounded down to block_bytes)
 // in blocks of `block_bytes` with `queue_depth` in flight, and returns GB/s (1e9 bytes per second). Uses
-// O_DIRECT when the filesystem allows it; otherwise first asks the kernel to drop the file's cached pages so
-// the number is not a page-cache number (best effort).
+// O_DIRECT when the filesystem allows it (*direct, when given, says whether it did); otherwise first asks
+// the kernel to drop the file's cached pages so the number is not a page-cache number (best effort; buffered
+// reads at depth > 1 defeat the kernel's readahead, so their rate falls with depth where the drive's would
+// not). The buffers are faulted in and the ring started before the clock starts.
 absl::StatusOr<double> MeasureReadBandwidth(const std::string& path, int queue_depth, size_t block_bytes,
-                                            size_t total_bytes);
+                                            size_t total_bytes, bool* direct = nullptr);
 
 }  // namespace ringmoe::io

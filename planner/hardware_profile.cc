@@ -180,6 +180,9 @@ std::string ProfileToJson(const HardwareProfile& profile) {
           {{"queue_depth", read.queue_depth}, {"block_bytes", read.block_bytes}, {"gbps", read.gbps}});
     }
     root["ssd"] = {{"path", profile.ssd->path}, {"reads", reads}};
+    // Written only when false, so that profiles from before the field (O_DIRECT was always tried) keep
+    // their exact text.
+    if (!profile.ssd->direct) root["ssd"]["direct"] = false;
   } else {
     root["ssd"] = nullptr;
     root["ssd_absent_reason"] = profile.ssd_absent_reason;
@@ -308,6 +311,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
     Reader ssd(*ssd_json, "ssd", &status);
     SsdProfile s;
     s.path = ssd.Get<std::string>("path", "");
+    s.direct = ssd.Get<bool>("direct", true);
     if (const json* reads = ssd.Child("reads"); reads != nullptr && reads->is_array()) {
       for (size_t i = 0; i < reads->size(); ++i) {
         Reader read((*reads)[i], absl::StrCat("ssd.reads[", i, "]"), &status);

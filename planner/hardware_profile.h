@@ -92,6 +92,11 @@ struct SsdReadRate {
 struct SsdProfile {
   std::string path;  // The directory measured (the model's filesystem).
   std::vector<SsdReadRate> reads;
+  // The reads bypassed the page cache (O_DIRECT). False when the filesystem refused O_DIRECT: the rates are
+  // then buffered reads, whose dependence on queue depth (readahead) is not the drive's. In JSON, "direct":
+  // false is written when false and an absent field reads as true (profiles from before the field).
+  // Last, so that SsdProfile{path, reads} still means what it did.
+  bool direct = true;
   double best_gbps() const;
 };
 

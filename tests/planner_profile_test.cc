@@ -62,6 +62,22 @@ TEST(PlannerProfile, RoundTripWithoutGpuOrSsd) {
   EXPECT_EQ(ProfileToJson(*loaded), ProfileToJson(profile));
 }
 
+TEST(PlannerProfile, SsdDirectFlagRoundTripsAndOldProfilesReadAsDirect) {
+  absl::StatusOr<HardwareProfile> old =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_TRUE(old->ssd.has_value());
+  EXPECT_TRUE(old->ssd->direct);  // Written before the field existed.
+  HardwareProfile buffered = *old;
+  buffered.ssd->direct = false;
+  const std::string text = ProfileToJson(buffered);
+  EXPECT_NE(text.find("\"direct\": false"), std::string::npos);
+  absl::StatusOr<HardwareProfile> reread = ProfileFromJson(text, "buffered.json");
+  ASSERT_TRUE(reread.ok()) << reread.status();
+  EXPECT_FALSE(reread->ssd->direct);
+  EXPECT_EQ(ProfileToJson(*reread), text);
+}
+
 TEST(PlannerProfile, ErrorsNameTheFileAndField) {
   std::string text = ReadSourceFile("bench/h200_profile.json");
   std::string broken = text;

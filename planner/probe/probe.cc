@@ -1,6 +1,8 @@
 #include "planner/probe/probe.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,14 +88,88 @@ void ProbeGpuInto(const ProbeOptions& options, HardwareProfile* profile) {
   }
   profile->gpu = gpu;
   profile->notes.push_back("dram_contention is not measured by this probe");
-  Progress(options,
-           absl::StrFormat("gpu: %s, h2d %.1f GB/s, d2h %.1f GB/s, paged attention %.0f GB/s of KV", gpu.name,
-                           gpu.h2d_gbps, gpu.d2h_gbps, gpu.attention_kv_gbps));
+  Progress(options, absl::StrFormat("gpu: %s, h2d %.1f GB/s, d2h %.1f GB/s, paged attention %.0f GB/s of KV",
+                                    gpu.name, gpu.h2d_gbps, gpu.d2h_gbps, gpu.attention_kv_gbps));
 #else
   (void)options;
   profile->gpu_absent_reason = "GPU layer not built (gpu/gpu_probe.h is missing)";
 #endif
 }
+
+#ifdef RINGMOE_PLANNER_HAS_URING_READER
+// "tmpfs" or "ramfs" when `dir` lives in memory, else nullptr.
+const char* MemoryFilesystemName(const std::string& dir) {
+  struct statfs info {};
+  if (::statfs(dir.c_str(), &info) != 0) return nullptr;
+  if (info.f_type == TMPFS_MAGIC) return "tmpfs";
+  if (info.f_type == RAMFS_MAGIC) return "ramfs";
+  return nullptr;
+}
+
+// The read sweep: block sizes x queue depths over the scratch file, two passes in opposite orders (a drive
+// that is throttled after a burst, or shared, then shows as two readings that disagree rather than as a rate
+// that falls with depth). Each setting keeps its slower reading. Fills ssd->reads and ssd->direct and prints
+// a table; returns the first error's message, empty when every reading succeeded.
+std::string SweepSsdReads(const ProbeOptions& options, const std::string& path, int64_t file_bytes,
+                          SsdProfile* ssd) {
+  const std::vector<int64_t> blocks = {256 * 1024, kMiB, 4 * kMiB};
+  const std::vector<int> depths = {1, 4, 32};
+  struct Setting {
+    int64_t block;
+    int depth;
+    double gbps[2] = {0, 0};
+  };
+  std::vector<Setting> settings;
+  for (int64_t block : blocks) {
+    for (int depth : depths) settings.push_back({block, depth});
+  }
+  std::string failure;
+  bool all_direct = true;
+  for (int pass = 0; pass < 2 && failure.empty(); ++pass) {
+    for (size_t k = 0; k < settings.size() && failure.empty(); ++k) {
+      Setting& setting = settings[pass == 0 ? k : settings.size() - 1 - k];
+      bool direct = false;
+      absl::StatusOr<double> gbps = io::MeasureReadBandwidth(
+          path, setting.depth, static_cast<size_t>(setting.block), static_cast<size_t>(file_bytes), &direct);
+      if (!gbps.ok()) {
+        failure = std::string(gbps.status().message());
+        break;
+      }
+      all_direct = all_direct && direct;
+      setting.gbps[pass] = *gbps;
+    }
+  }
+  if (!failure.empty()) return failure;
+  ssd->direct = all_direct;
+  Progress(options, absl::StrFormat("ssd: %s reads of %s, GB/s (pass 1 / pass 2; the slower is kept)",
+                                    all_direct ? "O_DIRECT" : "buffered (O_DIRECT refused)", ssd->path));
+  std::string header = "ssd:   block  ";
+  for (int depth : depths) absl::StrAppend(&header, absl::StrFormat("  depth %-2d     ", depth));
+  Progress(options, header);
+  double widest_disagreement = 0;
+  for (int64_t block : blocks) {
+    std::string row = absl::StrFormat("ssd: %4d KiB  ", static_cast<int>(block / 1024));
+    for (const Setting& setting : settings) {
+      if (setting.block != block) continue;
+      // A file with fewer blocks than the depth cannot keep that many reads in flight: record what it had.
+      const int effective_depth =
+          static_cast<int>(std::min<int64_t>(setting.depth, std::max<int64_t>(1, file_bytes / block)));
+      const double kept = std::min(setting.gbps[0], setting.gbps[1]);
+      ssd->reads.push_back({effective_depth, block, kept});
+      widest_disagreement = std::max(widest_disagreement,
+                                     std::max(setting.gbps[0], setting.gbps[1]) / std::max(kept, 1e-9) - 1);
+      absl::StrAppend(&row, absl::StrFormat("  %5.2f / %5.2f", setting.gbps[0], setting.gbps[1]));
+    }
+    Progress(options, row);
+  }
+  if (widest_disagreement > 0.2) {
+    Progress(options, absl::StrFormat("ssd: readings of one setting differ by up to %.0f%% between passes "
+                                      "(a throttled or shared drive, or the page cache)",
+                                      100 * widest_disagreement));
+  }
+  return "";
+}
+#endif
 
 // O_DIRECT reads through io_uring from a scratch file on the model's filesystem; the file is deleted after.
 void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
@@ -126,22 +202,21 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
   }
   SsdProfile ssd;
   ssd.path = options.ssd_dir;
-  std::string failure;
-  for (int depth : {1, 4, 32}) {
-    absl::StatusOr<double> gbps =
-        io::MeasureReadBandwidth(path, depth, block, static_cast<size_t>(file_bytes));
-    if (!gbps.ok()) {
-      failure = std::string(gbps.status().message());
-      break;
-    }
-    ssd.reads.push_back({depth, static_cast<int64_t>(block), *gbps});
-    Progress(options, absl::StrFormat("ssd: %.2f GB/s at queue depth %d", *gbps, depth));
-  }
+  std::string failure = SweepSsdReads(options, path, file_bytes, &ssd);
   std::error_code ignored;
   std::filesystem::remove(path, ignored);
   if (ssd.reads.empty()) {
     profile->ssd_absent_reason = absl::StrCat("io_uring O_DIRECT reads failed: ", failure);
     return;
+  }
+  if (const char* memory_fs = MemoryFilesystemName(options.ssd_dir)) {
+    // tmpfs takes O_DIRECT opens since Linux 6.6, so "direct" alone does not mean a drive was read.
+    ssd.direct = false;
+    profile->notes.push_back(absl::StrCat("ssd: ", options.ssd_dir, " is on ", memory_fs,
+                                          ": its read rates are memory copies, not a drive's"));
+  }
+  if (!ssd.direct) {
+    Progress(options, "ssd: the reads were not O_DIRECT from a drive: the rates are not the drive's");
   }
   profile->ssd = ssd;
 #else
