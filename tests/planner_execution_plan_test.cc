@@ -341,7 +341,7 @@ TEST(SpreadSsdLayers, EvenlyAmongThePinnedOnes) {
   EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 0), 0)), "PPPPPPPP");
   EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 4), 2)), "PGSGPGSG");
   EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(eight, 4), 4)), "SGSGSGSG");
-  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(SpecOf("MMDMM"), 1), 1)), "PS-PG");
+  EXPECT_EQ(Tiers(SpreadSsdLayers(SpreadResidentLayers(SpecOf("MMDMM"), 1), 1)), "PP-SG");
 }
 
 TEST(SpreadSsdLayers, PlansWithSsdLayersRoundTripAndCountThemAsStreamed) {

@@ -197,8 +197,8 @@ TEST(PlannerPerfModel, PureStreamingThroughputIsTokensTimesBandwidthOverBytes) {
 }
 
 // What does not fit the CPU budget goes to the SSD tier in whole MoE layers, spread among the pinned ones,
-// with pinned staging buffers of a section each, one per ring slot and one more (three for two slots); every
-// step reads those layers from the SSD.
+// with pinned staging buffers of a ring section each, one per ring slot and one more; every step reads those
+// layers from the SSD.
 TEST(PlannerPerfModel, SsdTierTakesTheWholeLayersThatDoNotFitTheCpuBudget) {
   HardwareProfile profile = InstantMachine();
   profile.gpu->h2d_gbps = 10;
@@ -206,35 +206,39 @@ TEST(PlannerPerfModel, SsdTierTakesTheWholeLayersThatDoNotFitTheCpuBudget) {
   profile.ssd = SsdProfile{"/ssd", {{32, 4 << 20, 2.0}}};
   ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"));
   const int64_t layer = 16 * kTinyExpertBytes;
-  // 16 experts a section, each 3 tensors read with both ends rounded out to 4 KiB, bf16 in place.
-  const int64_t staging_buffer = 16 * (kTinyExpertBytes + 3 * 2 * 4096);
-  EXPECT_EQ(SsdStagingBufferBytes(16, kTinyExpertBytes, io::DType::kBF16), staging_buffer);
-  EXPECT_EQ(SsdStagingBufferBytes(16, kTinyExpertBytes, io::DType::kF32),
-            16 * (2 * kTinyExpertBytes + 3 * 2 * 4096) + 16 * kTinyExpertBytes);  // f32 read, bf16 converted
+  // Quarter layers in a ring of 5: 6 staging buffers of 4 experts, each expert's 3 tensors read with both
+  // ends rounded out to 4 KiB, bf16 in place.
+  const int64_t staging_buffer = 4 * (kTinyExpertBytes + 3 * 2 * 4096);
+  EXPECT_EQ(SsdStagingBufferBytes(4, kTinyExpertBytes, io::DType::kBF16), staging_buffer);
+  EXPECT_EQ(SsdStagingBufferBytes(4, kTinyExpertBytes, io::DType::kF32),
+            4 * (2 * kTinyExpertBytes + 3 * 2 * 4096) + 4 * kTinyExpertBytes);  // f32 read, bf16 converted
   const int64_t kv = 64 * 2000 * kTinyKvPerToken, embedding = 1000LL * 1024 * 2;
   const int64_t activations = (64 + 256) * (2 * 1024 + 2 * 256) * 4 * 2;
-  // Room for two of the four streamed layers beside the KV cache, the buffers and three staging buffers.
-  const int64_t cpu_budget = embedding + kv + activations + 3 * staging_buffer + 2 * layer + 1000;
+  // Room for two of the four streamed layers beside the KV cache, the buffers and six staging buffers.
+  const int64_t cpu_budget = embedding + kv + activations + 6 * staging_buffer + 2 * layer + 1000;
   PerfModel model(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
   ExecutionPlan plan;
   plan.device = PlanDevice::kGpu;
   plan.batch = 64;
   plan.prefill_chunk = 256;
   plan.max_resident_moe_layers = 0;
+  plan.layer_parts = 4;
+  plan.ring_sections = 5;
   absl::StatusOr<Prediction> prediction = model.Predict(plan);
   ASSERT_TRUE(prediction.ok()) << prediction.status();
   const MemoryPlan& memory = prediction->memory;
   EXPECT_EQ(memory.ssd_moe_layers, 2);
   EXPECT_EQ(memory.ssd_weight_bytes, 2 * layer);
   EXPECT_EQ(memory.cpu_weight_bytes, 2 * layer);
-  EXPECT_EQ(memory.ssd_staging_bytes, 3 * staging_buffer);
-  EXPECT_EQ(memory.cpu_staging_bytes, activations + 3 * staging_buffer);
+  EXPECT_EQ(memory.ssd_staging_bytes, 6 * staging_buffer);
+  EXPECT_EQ(memory.cpu_staging_bytes, activations + 6 * staging_buffer);
   EXPECT_EQ(memory.streamed_bytes_per_step, 4 * layer);  // both tiers cross the link
   EXPECT_LE(memory.cpu_used(), cpu_budget);
   EXPECT_EQ(prediction->plan.expert_tiers,
             (std::vector<ExpertTier>{ExpertTier::kPinnedHost, ExpertTier::kSsd, ExpertTier::kPinnedHost,
                                      ExpertTier::kSsd}));
-  // The SSD's 2 GB/s binds: 2 layers a step (50 ms) against 4 layers over a 10 GB/s link (23 ms).
+  // The SSD's 2 GB/s binds: 2 layers a step (50 ms) against 4 layers over a 10 GB/s link (23 ms, 27 with a
+  // ring too shallow to overlap it all).
   EXPECT_NEAR(prediction->decode_step.ssd_read, 2.0 * layer / 2e9, 1e-12);
   EXPECT_EQ(prediction->decode_step.bottleneck, "ssd_read");
   EXPECT_NEAR(prediction->decode_step.step, 2.0 * layer / 2e9, 1e-12);
@@ -296,14 +300,18 @@ TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {
   bigger.batch = capacity + 1;
   EXPECT_EQ(model.PlanMemory(bigger).status().code(), absl::StatusCode::kResourceExhausted);
 
-  // With a (slow) SSD, larger batches fit by spilling experts to it, but every step then reads them from the
-  // SSD: the search still stops at the edge where the weights just fit in memory.
+  // With a (slow) SSD, larger batches fit by spilling whole layers to it (here all four: the staging
+  // buffers, three whole layers, leave no room for one pinned), but every step then reads them from the SSD:
+  // the search still stops at the edge where the weights just fit in memory. At 64 sequences even the
+  // staging buffers do not fit.
   profile.ssd = SsdProfile{"/ssd", {{4, 1 << 20, 2.0}}};
   PerfModel with_ssd(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
-  bigger.batch = 64;
   absl::StatusOr<MemoryPlan> spilled = with_ssd.PlanMemory(bigger);
   ASSERT_TRUE(spilled.ok()) << spilled.status();
-  EXPECT_GT(spilled->ssd_weight_bytes, 0);
+  EXPECT_EQ(spilled->ssd_moe_layers, 4);
+  EXPECT_EQ(spilled->ssd_weight_bytes, kTinyRoutedBytes);
+  bigger.batch = 64;
+  EXPECT_EQ(with_ssd.PlanMemory(bigger).status().code(), absl::StatusCode::kResourceExhausted);
   result = SearchPlan(with_ssd, PlanDevice::kGpu, overrides);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->best.plan.batch, capacity);
