@@ -1,6 +1,7 @@
 #include "runtime/engine/gpu_model.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -163,6 +164,16 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
         placement.ssd_staging_buffer_bytes, {});
     if (!source.ok()) return source.status();
     model->ssd_source_ = std::move(*source);
+    // Slower than the plan assumed, but correct: say so once instead of failing (seccomp, old kernels, tmpfs).
+    const io::SectionPrefetcher::Stats reader = model->ssd_source_->stats();
+    if (!reader.uring) {
+      std::fprintf(stderr, "ringmoe: warning: io_uring is unavailable here; the SSD tier reads with pread, "
+                           "one read at a time, below the drive's bandwidth\n");
+    }
+    if (!reader.direct) {
+      std::fprintf(stderr, "ringmoe: warning: the checkpoint's filesystem refuses O_DIRECT; the SSD tier reads "
+                           "through the page cache (and drops what it read from it)\n");
+    }
   }
 
   model->layers_.resize(spec.num_layers);
