@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
                                 : 0;
   const double gpu_busy = sampler.mean();
   // The SSD tier: what its reader reached while reads were in flight and over the run, against the probe.
-  const double ssd_probe_gbps = report->profile.ssd ? report->profile.ssd->best_gbps() : 0;
+  const double ssd_probe_gbps = report->profile.ssd ? report->profile.ssd->planning_gbps() : 0;
   const double ssd_reading_gbps = s.ssd_read_seconds > 0 ? s.ssd_read_bytes / s.ssd_read_seconds / 1e9 : 0;
   const double ssd_avg_gbps = s.ssd_read_bytes / s.wall_seconds / 1e9;
 

@@ -183,6 +183,7 @@ std::string ProfileToJson(const HardwareProfile& profile) {
     // Written only when false, so that profiles from before the field (O_DIRECT was always tried) keep
     // their exact text.
     if (!profile.ssd->direct) root["ssd"]["direct"] = false;
+    if (profile.ssd->sustained_gbps > 0) root["ssd"]["sustained_gbps"] = profile.ssd->sustained_gbps;
   } else {
     root["ssd"] = nullptr;
     root["ssd_absent_reason"] = profile.ssd_absent_reason;
@@ -312,6 +313,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
     SsdProfile s;
     s.path = ssd.Get<std::string>("path", "");
     s.direct = ssd.Get<bool>("direct", true);
+    s.sustained_gbps = ssd.Get<double>("sustained_gbps", 0.0);
     if (const json* reads = ssd.Child("reads"); reads != nullptr && reads->is_array()) {
       for (size_t i = 0; i < reads->size(); ++i) {
         Reader read((*reads)[i], absl::StrCat("ssd.reads[", i, "]"), &status);

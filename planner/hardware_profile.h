@@ -97,7 +97,13 @@ struct SsdProfile {
   // false is written when false and an absent field reads as true (profiles from before the field).
   // Last, so that SsdProfile{path, reads} still means what it did.
   bool direct = true;
+  // A sustained read at the SSD tier's own settings (4 MiB reads, 32 in flight) over a file several times
+  // larger than one sweep reading: what the planner prices the SSD tier at, since the sweep's short readings
+  // vary by tens of percent on a shared or throttled drive. 0 in profiles from before it was measured.
+  double sustained_gbps = 0.0;
   double best_gbps() const;
+  // The rate the planner uses: sustained_gbps when measured, else the sweep's best.
+  double planning_gbps() const { return sustained_gbps > 0 ? sustained_gbps : best_gbps(); }
 };
 
 struct HardwareProfile {

@@ -40,8 +40,8 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
     // The SSD tier's bytes are read every decode step at the drive's best measured rate; they land in
     // pinned staging (DRAM writes) before the link reads them (counted above).
     const double ssd_bytes = memory.ring_holds_streamed ? 0 : decode_steps * memory.ssd_weight_bytes;
-    if (ssd_bytes > 0 && profile_.ssd && profile_.ssd->best_gbps() > 0) {
-      job.stage_seconds["ssd"] = ssd_bytes / (profile_.ssd->best_gbps() * gbps);
+    if (ssd_bytes > 0 && profile_.ssd && profile_.ssd->planning_gbps() > 0) {
+      job.stage_seconds["ssd"] = ssd_bytes / (profile_.ssd->planning_gbps() * gbps);
       dram_bytes += ssd_bytes;
     }
     double gpu_flops = 0;

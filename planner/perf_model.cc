@@ -533,7 +533,7 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   times.cpu_attention = std::max(kv_time, (1 - gpu_share) * (attention.decode_flops / decode_gflops +
                                                              attention.continue_flops / continue_gflops));
   if (memory.ssd_weight_bytes > 0 && !memory.ring_holds_streamed)
-    times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * gbps);
+    times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->planning_gbps() * gbps);
 
   // Host-side costs of driving the GPU: launches, the expert-count read-back and the q/k/v hand-off, per
   // (layer, micro-batch), and per step. The bound has none.
@@ -641,7 +641,7 @@ StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, do
                                  attention.decode_flops / decode_flops_rate +
                                      (attention.continue_flops + attention.fresh_flops) / prefill_flops_rate);
   if (memory.ssd_weight_bytes > 0)
-    times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->best_gbps() * 1e9);
+    times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->planning_gbps() * 1e9);
   // Matmuls and attention share the cores, so they add; SSD reads (io_uring) overlap both. The step's fixed
   // host work (scheduling, embedding, sampling) adds too, except in the bound.
   if (!bound) times.engine_overhead = kStepOverheadSeconds;

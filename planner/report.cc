@@ -153,13 +153,13 @@ void AppendMemory(const PlanReport& report, std::string* out) {
   if (memory.ssd_weight_bytes > 0) {
     const double ssd_seconds = memory.ring_holds_streamed || !report.profile.ssd
                                    ? 0
-                                   : memory.ssd_weight_bytes / (report.profile.ssd->best_gbps() * 1e9);
+                                   : memory.ssd_weight_bytes / (report.profile.ssd->planning_gbps() * 1e9);
     absl::StrAppendFormat(
         out,
         "  SSD   %s of weights (%d MoE layers' experts) read every step from the checkpoint's "
         "files: %.2f s a step at %.2f GB/s\n",
         Gib(memory.ssd_weight_bytes), memory.ssd_moe_layers, ssd_seconds,
-        report.profile.ssd ? report.profile.ssd->best_gbps() : 0.0);
+        report.profile.ssd ? report.profile.ssd->planning_gbps() : 0.0);
   } else {
     absl::StrAppend(out, "  SSD   not used: the weights fit in memory\n");
   }

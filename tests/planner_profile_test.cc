@@ -78,6 +78,20 @@ TEST(PlannerProfile, SsdDirectFlagRoundTripsAndOldProfilesReadAsDirect) {
   EXPECT_EQ(ProfileToJson(*reread), text);
 }
 
+TEST(PlannerProfile, SsdSustainedRateIsWhatThePlannerPricesAndRoundTrips) {
+  absl::StatusOr<HardwareProfile> old =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->ssd->sustained_gbps, 0);  // Probed before it was measured: the sweep's best is used.
+  EXPECT_DOUBLE_EQ(old->ssd->planning_gbps(), old->ssd->best_gbps());
+  HardwareProfile sustained = *old;
+  sustained.ssd->sustained_gbps = 1.93;
+  EXPECT_DOUBLE_EQ(sustained.ssd->planning_gbps(), 1.93);
+  absl::StatusOr<HardwareProfile> reread = ProfileFromJson(ProfileToJson(sustained), "sustained.json");
+  ASSERT_TRUE(reread.ok()) << reread.status();
+  EXPECT_DOUBLE_EQ(reread->ssd->sustained_gbps, 1.93);
+}
+
 TEST(PlannerProfile, ErrorsNameTheFileAndField) {
   std::string text = ReadSourceFile("bench/h200_profile.json");
   std::string broken = text;

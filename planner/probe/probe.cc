@@ -23,6 +23,7 @@
 #define RINGMOE_PLANNER_HAS_GPU_PROBE 1
 #endif
 #if __has_include("io/uring_reader.h")
+#include "io/section_reader.h"
 #include "io/uring_reader.h"
 #define RINGMOE_PLANNER_HAS_URING_READER 1
 #endif
@@ -178,7 +179,9 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
     return;
   }
 #ifdef RINGMOE_PLANNER_HAS_URING_READER
-  const int64_t file_bytes = (options.quick ? 32 : 384) * kMiB;
+  // The sweep reads the first 384 MiB; the sustained reading at the SSD tier's settings reads all of it.
+  const int64_t sweep_bytes = (options.quick ? 32 : 384) * kMiB;
+  const int64_t file_bytes = (options.quick ? 32 : 2048) * kMiB;
   const size_t block = 1 << 20;
   std::string path = absl::StrCat(options.ssd_dir, "/.ringmoe-probe-", ::getpid(), ".tmp");
   int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
@@ -202,7 +205,21 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
   }
   SsdProfile ssd;
   ssd.path = options.ssd_dir;
-  std::string failure = SweepSsdReads(options, path, file_bytes, &ssd);
+  std::string failure = SweepSsdReads(options, path, sweep_bytes, &ssd);
+  if (failure.empty()) {
+    const io::SectionReadOptions engine_reads;
+    absl::StatusOr<double> sustained =
+        io::MeasureReadBandwidth(path, engine_reads.queue_depth, static_cast<size_t>(engine_reads.max_read_bytes),
+                                 static_cast<size_t>(file_bytes));
+    if (sustained.ok()) {
+      ssd.sustained_gbps = *sustained;
+      Progress(options, absl::StrFormat("ssd: sustained %.2f GB/s over %d MiB in %d KiB reads, %d in flight (the "
+                                        "SSD tier's settings; the planner prices SSD reads at this rate)",
+                                        *sustained, static_cast<int>(file_bytes / kMiB),
+                                        static_cast<int>(engine_reads.max_read_bytes / 1024),
+                                        engine_reads.queue_depth));
+    }
+  }
   std::error_code ignored;
   std::filesystem::remove(path, ignored);
   if (ssd.reads.empty()) {
