@@ -92,8 +92,9 @@ if wants bench; then
     fi
     tag="${name}_${layers}l_${gpu_mem}_${requests}x${prompt}x${gen}${extra:+_$(echo "${extra}" | tr -dc 'a-z0-9')}"
     step "ringmoe ${tag}"
+    # shellcheck disable=SC2086
     "${build}/ringmoe" plan --model "${dir}" --hardware "${profile}" --gpu-mem "${gpu_mem}" \
-      --prompt-len "${prompt}" --gen-len "${gen}" --num-requests "${requests}" >"${work}/plan_${tag}.txt" 2>&1
+      --prompt-len "${prompt}" --gen-len "${gen}" --num-requests "${requests}" ${extra} >"${work}/plan_${tag}.txt" 2>&1
     # shellcheck disable=SC2086
     timeout "${BENCH_TIMEOUT:-280}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
       --hardware "${profile}" --requests "${requests}" --prompt-len "${prompt}" --gen-len "${gen}" ${extra} \
