@@ -139,14 +139,34 @@ absl::StatusOr<std::pair<std::string, std::string>> EngineSession::Plan(
 
 bool EngineSession::TryBegin() {
   bool expected = false;
-  return busy_.compare_exchange_strong(expected, true);
+  if (!busy_.compare_exchange_strong(expected, true)) return false;
+  std::lock_guard<std::mutex> lock(cancel_mutex_);
+  cancel_open_ = true;
+  return true;
 }
 
-void EngineSession::End() { busy_.store(false); }
+void EngineSession::End() {
+  bool cancel_sent;
+  {
+    std::lock_guard<std::mutex> lock(cancel_mutex_);
+    cancel_open_ = false;
+    cancel_sent = cancel_sent_;
+    cancel_sent_ = false;
+  }
+  // A Cancel that reached the engine after its Generate returned (or when the job failed before running one)
+  // would still be pending and stop the next job at once: an empty Generate consumes it, since Generate
+  // clears the engine's cancel request as it returns.
+  if (cancel_sent) (void)engine_.Generate({}, nullptr, nullptr);
+  busy_.store(false);
+}
 
 void EngineSession::Cancel(double grace_seconds) {
   // Engine::Cancel with nothing running would cancel the next Generate to start: only a running job is asked.
-  if (busy_.load()) engine_.Cancel(grace_seconds);
+  // From TryBegin to End, a Cancel is this job's: one made before its Generate starts is honoured by it.
+  std::lock_guard<std::mutex> lock(cancel_mutex_);
+  if (!cancel_open_) return;
+  engine_.Cancel(grace_seconds);
+  cancel_sent_ = true;
 }
 
 absl::StatusOr<std::unique_ptr<GenerateJob>> EngineSession::Start(

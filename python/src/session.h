@@ -122,7 +122,10 @@ class EngineSession {
   std::string model_dir_;
   OpenOptions options_;
   Engine engine_;
-  std::atomic<bool> busy_{false};
+  std::atomic<bool> busy_{false};  // a job (GenerateJob or RunFile) holds the engine
+  std::mutex cancel_mutex_;        // guards cancel_open_ and cancel_sent_
+  bool cancel_open_ = false;       // a job runs: Cancel goes to the engine (TryBegin to End)
+  bool cancel_sent_ = false;       // Cancel reached the engine during this job
 };
 
 }  // namespace ringmoe::python

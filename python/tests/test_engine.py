@@ -215,3 +215,21 @@ def test_logging_to_a_file(tmp_path):
     finally:
         ringmoe.configure_logging("info")
     assert (tmp_path / "log.txt").exists()
+
+
+def test_a_cancel_at_once_stops_this_job_and_never_the_next(engine):
+    requests = [{"custom_id": f"long-{i}", "prompt": [40 + i], "max_tokens": 600, "temperature": 0,
+                 "ignore_eos": True} for i in range(10)]
+    for _ in range(5):
+        generation = engine.generate(requests)
+        generation.cancel()  # before (or as) its Generate starts: still this job's
+        results = list(generation)
+        assert len(results) == 10
+        assert all(r["error"] is not None and r["error"]["code"] == "cancelled" for r in results)
+        # A cancel racing the end of a short job is consumed with it: the next job runs whole.
+        short = engine.generate([{"custom_id": "s", "prompt": [3], "max_tokens": 1, "temperature": 0}])
+        list(short)
+        short.cancel()
+        engine.cancel()
+        after = list(engine.generate([{"custom_id": "after", "prompt": [3], "max_tokens": 3, "temperature": 0}]))
+        assert after[0]["error"] is None, after[0]["error"]
