@@ -5,7 +5,9 @@ find_program(RINGMOE_DOXYGEN doxygen)
 if(RINGMOE_DOXYGEN)
   set(RINGMOE_API_DOCS_DIR ${CMAKE_BINARY_DIR}/docs/api)
   configure_file(${RINGMOE_ROOT}/cmake/Doxyfile.in ${CMAKE_BINARY_DIR}/Doxyfile @ONLY)
-  add_custom_target(api_docs COMMAND ${RINGMOE_DOXYGEN} ${CMAKE_BINARY_DIR}/Doxyfile
+  file(MAKE_DIRECTORY ${RINGMOE_API_DOCS_DIR})  # doxygen creates only the last level of OUTPUT_DIRECTORY
+  add_custom_target(api_docs COMMAND ${CMAKE_COMMAND} -E make_directory ${RINGMOE_API_DOCS_DIR}
+                    COMMAND ${RINGMOE_DOXYGEN} ${CMAKE_BINARY_DIR}/Doxyfile
                     COMMENT "Doxygen: the public C++ API in ${RINGMOE_API_DOCS_DIR}/html" VERBATIM)
   if(RINGMOE_TESTS)
     add_test(NAME api_docs COMMAND ${RINGMOE_DOXYGEN} ${CMAKE_BINARY_DIR}/Doxyfile)

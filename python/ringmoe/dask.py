@@ -20,6 +20,7 @@ with plan_report=True each partition also plans its share (engine.plan: needs a 
 engine_options["hardware"] or cached on the worker) and the predictions are summed.
 """
 
+import hashlib
 import json
 import os
 import threading
@@ -144,10 +145,12 @@ def run(client, model_dir, inputs, output, *, work_dir, partitions=None, engine_
         partitions = max(1, 4 * workers)
     if partitions < 1:
         raise ValueError("partitions must be >= 1")
+    # Keys name the job (its work_dir and input), so two jobs on one cluster never share a task.
+    job = hashlib.sha1(f"{work_dir}\0{input_path}\0{model_dir}".encode()).hexdigest()[:12]
     futures = [
         client.submit(_run_partition, model_dir, engine_options, input_path, work_dir, index, partitions,
-                      plan_report, key=f"ringmoe-partition-{index}-of-{partitions}-{os.path.basename(work_dir)}",
-                      pure=False, retries=retries)
+                      plan_report, key=f"ringmoe-partition-{index}-of-{partitions}-{job}", pure=False,
+                      retries=retries)
         for index in range(partitions)
     ]
     wait(futures)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import ringmoe.dask
-from conftest import ENGINE_OPTIONS, TINY_MODEL, read_jsonl, token_ids, write_jsonl
+from conftest import ENGINE_OPTIONS, HARDWARE, TINY_MODEL, read_jsonl, token_ids, write_jsonl
 
 distributed = pytest.importorskip("distributed")
 
@@ -57,12 +57,19 @@ def check_output(path, reference):
 def test_two_workers_give_the_single_process_results(job, client):
     folder, inputs, reference = job
     summary = ringmoe.dask.run(client, TINY_MODEL, inputs, folder / "out.jsonl", work_dir=folder / "work",
-                               partitions=PARTITIONS, engine_options=WORKER_OPTIONS)
+                               partitions=PARTITIONS, engine_options=dict(WORKER_OPTIONS, hardware=str(HARDWARE)),
+                               plan_report=True)
     check_output(folder / "out.jsonl", reference)
     assert summary["totals"]["output_lines"] == REQUESTS
     assert summary["totals"]["ran_requests"] == REQUESTS
     assert summary["totals"]["workers"] == 2
     assert all(p["executed_plan"]["device"] == "cpu" for p in summary["partitions"])
+    # Each partition planned its own share; the job's prediction sums them over the workers.
+    shares = [p["plan_report"]["workload"]["num_requests"] for p in summary["partitions"]]
+    assert sum(shares) == REQUESTS
+    durations = [p["plan_report"]["prediction"]["throughput"]["duration_s"] for p in summary["partitions"]]
+    assert all(seconds > 0 for seconds in durations)
+    assert summary["totals"]["predicted_job_seconds"] == pytest.approx(sum(durations) / 2)
 
 
 def test_a_worker_killed_mid_job_changes_nothing(job, client):

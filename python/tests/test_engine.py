@@ -81,25 +81,25 @@ def test_first_result_arrives_before_the_job_ends(engine):
 
 
 def test_gil_is_released_while_the_engine_works(engine):
-    requests = [{"custom_id": "long", "prompt": [5, 6, 7], "max_tokens": 300, "temperature": 0,
+    # The main thread blocks in next() until the one long request ends. Only a thread that can take the GIL
+    # meanwhile can cancel it; if next() held the GIL, the request would run its 1000 tokens to the end.
+    requests = [{"custom_id": "long", "prompt": [5, 6, 7], "max_tokens": 1000, "temperature": 0,
                  "ignore_eos": True}]
-    ticks = []
-    stop = threading.Event()
+    generation = engine.generate(requests)
+    ran = threading.Event()
 
-    def count():
-        while not stop.is_set():
-            ticks.append(1)
-            time.sleep(0.001)
+    def cancel_soon():
+        time.sleep(0.05)
+        ran.set()
+        generation.cancel()
 
-    counter = threading.Thread(target=count)
-    counter.start()
-    start = time.monotonic()
-    list(engine.generate(requests))
-    seconds = time.monotonic() - start
-    stop.set()
-    counter.join()
-    # A thread that could not take the GIL would tick a handful of times; with it free, ~1 per ms.
-    assert len(ticks) > 0.2 * seconds * 1000, (len(ticks), seconds)
+    helper = threading.Thread(target=cancel_soon)
+    helper.start()
+    result = next(generation)
+    helper.join()
+    assert ran.is_set()
+    assert result["error"] is not None and result["error"]["code"] == "cancelled", result
+    assert list(generation) == []
 
 
 def test_cancel_ends_the_job_with_every_request_reported_once(engine):
