@@ -148,7 +148,8 @@ class Engine:
     def run_file(self, input, output, *, shard=(0, 1), resume=False):
         """`ringmoe run --input input --output output --shard K/N [--resume]` in this process: one result line
         per input line of the shard, appended to `output` as each finishes; an existing output is refused
-        unless resume=True, which keeps its results and runs only the rest. Returns counts and seconds."""
+        unless resume=True, which keeps its results and runs only the rest. cancel() stops it: cancelled
+        requests get no line, so a resumed run runs them. Returns counts and seconds."""
         index, count = shard
         return self._session.run_file(str(input), str(output), int(index), int(count), bool(resume))
 

@@ -134,6 +134,7 @@ py::dict SummaryDict(const RunFileSummary& summary) {
   dict["ran_requests"] = summary.ran_requests;
   dict["bad_lines"] = summary.bad_lines;
   dict["failed_requests"] = summary.failed_requests;
+  dict["cancelled_requests"] = summary.cancelled_requests;
   dict["prompt_tokens"] = summary.prompt_tokens;
   dict["generated_tokens"] = summary.generated_tokens;
   dict["seconds"] = summary.seconds;

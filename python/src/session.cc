@@ -235,6 +235,11 @@ absl::StatusOr<RunFileSummary> EngineSession::RunFile(const std::string& input, 
   if (!requests.empty()) {
     absl::StatusOr<std::vector<Result>> results =
         engine_.Generate(requests, nullptr, [&](size_t request_index, const Result& result) {
+          // As `ringmoe run` does: a cancelled request gets no line, so that a resumed run runs it again.
+          if (absl::IsCancelled(result.status)) {
+            ++summary.cancelled_requests;
+            return;
+          }
           if (!result.status.ok()) ++summary.failed_requests;
           summary.prompt_tokens += static_cast<int64_t>(result.prompt_ids.size());
           summary.generated_tokens += static_cast<int64_t>(result.token_ids.size());

@@ -38,11 +38,12 @@ struct OpenOptions {
 
 // What RunFile did.
 struct RunFileSummary {
-  int64_t input_lines = 0;      // lines of the shard
-  int64_t kept_lines = 0;       // answered by the output already (resume)
-  int64_t ran_requests = 0;     // given to the engine
-  int64_t bad_lines = 0;        // answered with an error line without running
-  int64_t failed_requests = 0;  // ran and failed alone
+  int64_t input_lines = 0;         // lines of the shard
+  int64_t kept_lines = 0;          // answered by the output already (resume)
+  int64_t ran_requests = 0;        // given to the engine
+  int64_t bad_lines = 0;           // answered with an error line without running
+  int64_t failed_requests = 0;     // ran and failed alone
+  int64_t cancelled_requests = 0;  // stopped by Cancel: no line written, a resumed run runs them
   int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
 };

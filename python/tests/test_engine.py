@@ -122,21 +122,27 @@ def test_cancel_ends_the_job_with_every_request_reported_once(engine):
 
 
 def test_cancel_from_another_thread_and_leaving_the_loop_early(engine):
-    requests = [{"custom_id": f"long-{i}", "prompt": [30 + i], "max_tokens": 600, "temperature": 0,
+    requests = [{"custom_id": f"long-{i}", "prompt": [30 + i], "max_tokens": 1000, "temperature": 0,
                  "ignore_eos": True} for i in range(20)]
-    timer = threading.Timer(0.3, engine.cancel)
-    timer.start()
     start = time.monotonic()
-    results = list(engine.generate(requests))
+    generation = engine.generate(requests)
+    timer = threading.Timer(0.1, engine.cancel)
+    timer.start()
+    results = list(generation)
     timer.join()
     assert time.monotonic() - start < 30
     assert len(results) == 20
     assert any(r["error"] is not None and r["error"]["code"] == "cancelled" for r in results)
-    # break out of the loop: the rest is cancelled, and the engine is free again at once.
-    with engine.generate(requests) as generation:
-        for _ in generation:
+    # Break out of the loop at the first (short) result: the long ones are cancelled, and the engine is free
+    # again at once.
+    short = [{"custom_id": "short", "prompt": [3], "max_tokens": 1, "temperature": 0}]
+    start = time.monotonic()
+    with engine.generate(short + requests) as generation:
+        for first in generation:
             break
-    assert generation.total == 20
+    assert first["custom_id"] == "short"
+    assert generation.total == 21
+    assert time.monotonic() - start < 30
     after = list(engine.generate([{"custom_id": "after", "prompt": [3], "max_tokens": 2, "temperature": 0}]))
     assert [r["custom_id"] for r in after] == ["after"] and after[0]["error"] is None
 
@@ -233,3 +239,31 @@ def test_a_cancel_at_once_stops_this_job_and_never_the_next(engine):
         engine.cancel()
         after = list(engine.generate([{"custom_id": "after", "prompt": [3], "max_tokens": 3, "temperature": 0}]))
         assert after[0]["error"] is None, after[0]["error"]
+
+
+def test_a_cancelled_run_file_writes_no_line_for_what_it_stopped_and_resume_finishes_it(engine, tmp_path):
+    requests = [{"custom_id": f"r{i}", "prompt": [60 + i], "max_tokens": 1 if i < 3 else 1000, "temperature": 0,
+                 "ignore_eos": True} for i in range(12)]
+    write_jsonl(tmp_path / "in.jsonl", requests)
+
+    def cancel_once_the_short_ones_are_written():
+        # The three one-token requests finish at the first step; the rest have ~1000 steps to go.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            path = tmp_path / "out.jsonl"
+            if path.exists() and path.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.005)
+        engine.cancel()
+
+    canceller = threading.Thread(target=cancel_once_the_short_ones_are_written)
+    canceller.start()
+    first = engine.run_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    canceller.join()
+    assert first["cancelled_requests"] > 0
+    written = read_jsonl(tmp_path / "out.jsonl")
+    assert len(written) == 12 - first["cancelled_requests"]
+    assert all(r["error"] is None for r in written)
+    second = engine.run_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", resume=True)
+    assert second["kept_lines"] == len(written) and second["cancelled_requests"] == 0
+    assert sorted(r["custom_id"] for r in read_jsonl(tmp_path / "out.jsonl")) == sorted(r["custom_id"] for r in requests)
