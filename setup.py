@@ -7,6 +7,7 @@ benchmarks off; extra configure arguments come from $CMAKE_ARGS (for example -DR
 
 import os
 import pathlib
+import re
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,14 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def project_version():
+    """The version of project(ringmoe VERSION x.y.z) in CMakeLists.txt: one place for the C++ and the wheel."""
+    match = re.search(r"project\(ringmoe\s+VERSION\s+([0-9.]+)", (ROOT / "CMakeLists.txt").read_text())
+    if match is None:
+        raise RuntimeError("CMakeLists.txt: no project(ringmoe VERSION ...)")
+    return match.group(1)
 
 
 class CMakeExtension(Extension):
@@ -43,6 +52,7 @@ class CMakeBuild(build_ext):
 
 
 setup(
+    version=project_version(),
     packages=["ringmoe"],
     package_dir={"": "python"},
     ext_modules=[CMakeExtension("ringmoe._core")],
