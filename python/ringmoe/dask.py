@@ -168,3 +168,49 @@ def run(client, model_dir, inputs, output, *, work_dir, partitions=None, engine_
         totals["predicted_partition_seconds_sum"] = sum(durations)
         totals["predicted_job_seconds"] = sum(durations) / max(1, totals["workers"])
     return {"partitions": summaries, "totals": totals, "output": os.fspath(output)}
+
+
+def main(argv=None):
+    """python3 -m ringmoe.dask: run() from the command line, on a scheduler (--scheduler ADDRESS) or on a
+    LocalCluster of --local-workers processes. Prints the summary's totals as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 -m ringmoe.dask", description=run.__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="model folder")
+    parser.add_argument("--input", required=True, nargs="+", help="request JSONL file(s), taken in order")
+    parser.add_argument("--output", required=True, help="the merged results")
+    parser.add_argument("--work-dir", required=True, help="partition files; shared by every worker")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
+    where.add_argument("--local-workers", type=int, help="start a LocalCluster of this many worker processes")
+    parser.add_argument("--partitions", type=int, help="default: 4 per worker")
+    parser.add_argument("--engine-options", default="{}",
+                        help='JSON object of ringmoe.Engine.open options, e.g. \'{"device": "gpu"}\'')
+    arguments = parser.parse_args(argv)
+    from dask.distributed import Client, LocalCluster
+
+    engine_options = json.loads(arguments.engine_options)
+    if arguments.scheduler:
+        client = Client(arguments.scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=arguments.local_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        summary = run(client, arguments.model, arguments.input, arguments.output, work_dir=arguments.work_dir,
+                      partitions=arguments.partitions, engine_options=engine_options)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(json.dumps(summary["totals"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    # Through the imported module, so that tasks name ringmoe.dask._run_partition (which workers import)
+    # rather than this __main__ copy, which cloudpickle would ship by value with its lock.
+    from ringmoe.dask import main as _main
+
+    raise SystemExit(_main())

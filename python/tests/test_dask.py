@@ -1,9 +1,12 @@
 """ringmoe.dask on a LocalCluster of 2 worker processes: a few thousand requests, each custom_id once in the
 merged output, greedy results identical to a single-process run, also when a worker is killed mid-job."""
 
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -112,3 +115,16 @@ def test_a_worker_killed_mid_job_changes_nothing(job, client):
     assert retried["worker_pid"] != pid
     assert retried["kept_lines"] > 0  # resumed: the results written before the kill were kept
     assert outcome["summary"]["totals"]["output_lines"] == REQUESTS
+
+
+def test_command_line(job, tmp_path):
+    folder, inputs, reference = job
+    done = subprocess.run([sys.executable, "-m", "ringmoe.dask", "--model", str(TINY_MODEL), "--input",
+                           *map(str, inputs), "--output", str(tmp_path / "out.jsonl"), "--work-dir",
+                           str(tmp_path / "work"), "--local-workers", "2", "--partitions", "3",
+                           "--engine-options", json.dumps(WORKER_OPTIONS)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    totals = json.loads(done.stdout)
+    assert totals["output_lines"] == REQUESTS
+    check_output(tmp_path / "out.jsonl", reference)
