@@ -65,6 +65,6 @@ set(CPACK_RESOURCE_FILE_LICENSE ${RINGMOE_ROOT}/LICENSE)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER ${RINGMOE_PACKAGE_MAINTAINER})
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libabsl20220623, libc6, libdnnl2, libgcc-s1, libgomp1, libhwloc15, libpcre2-8-0, \
-libsimdjson14, libstdc++6, libtbb12, liburing2, libutf8proc2, zlib1g")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libabsl20220623, libc6, libdnnl2, libfmt9, libgcc-s1, libgomp1, libhwloc15, libpcre2-8-0, \
+libsimdjson14, libspdlog1.10, libstdc++6, libtbb12, liburing2, libutf8proc2, zlib1g")
 include(CPack)

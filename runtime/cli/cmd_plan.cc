@@ -21,6 +21,8 @@
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
+#include "runtime/log/log.h"
+#include "runtime/log/log_flags.h"
 
 namespace ringmoe::cli {
 namespace {
@@ -31,6 +33,7 @@ struct PlanCommandFlags {
   int prompt_len = 0, gen_len = 0, layers = 0;
   int64_t num_requests = 0;
   bool no_what_if = false;
+  log::LogFlags log;
 };
 
 // --model names a folder with config.json, or a config.json itself.
@@ -46,7 +49,7 @@ absl::StatusOr<ModelSpec> LoadSpec(const std::string& model) {
 }
 
 int Fail(const std::string& message, int code = 1) {
-  std::fprintf(stderr, "ringmoe plan: %s\n", message.c_str());
+  log::Error("ringmoe plan: {}", message);
   return code;
 }
 
@@ -69,10 +72,14 @@ int PlanCommand(int argc, char** argv) {
       ->capture_default_str();
   AddPlanFlags(app, &flags.plan);
   app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
+  log::AddLogFlags(app, &flags.log);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
+  }
+  if (absl::Status logging = log::ApplyLogFlags(flags.log); !logging.ok()) {
+    return Fail(std::string(logging.message()), absl::IsInvalidArgument(logging) ? 2 : 1);
   }
 
   absl::StatusOr<ModelSpec> spec = LoadSpec(flags.model);

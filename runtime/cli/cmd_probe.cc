@@ -8,6 +8,8 @@
 #include "planner/hardware_profile.h"
 #include "planner/probe/probe.h"
 #include "runtime/cli/commands.h"
+#include "runtime/log/log.h"
+#include "runtime/log/log_flags.h"
 
 namespace ringmoe::cli {
 
@@ -16,16 +18,22 @@ int ProbeCommand(int argc, char** argv) {
   std::string out, model, dir;
   int threads = 0;
   bool quick = false, no_cache = false;
+  log::LogFlags log_flags;
   app.add_option("--out", out, "also write the profile here");
   app.add_option("--model", model, "model folder: its filesystem is the one whose SSD reads are measured");
   app.add_option("--dir", dir, "directory whose filesystem to measure for SSD reads (instead of --model)");
   app.add_option("--threads", threads, "CPU threads to measure with (0 = all)")->capture_default_str();
   app.add_flag("--quick", quick, "small buffers, rough figures (a few seconds)");
   app.add_flag("--no-cache", no_cache, "do not write the per-machine cache");
+  log::AddLogFlags(app, &log_flags);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
+  }
+  if (absl::Status logging = log::ApplyLogFlags(log_flags); !logging.ok()) {
+    log::Error("ringmoe probe: {}", std::string(logging.message()));
+    return absl::IsInvalidArgument(logging) ? 2 : 1;
   }
   planner::ProbeOptions options;
   options.threads = threads;
@@ -36,16 +44,14 @@ int ProbeCommand(int argc, char** argv) {
     if (options.ssd_dir.empty()) options.ssd_dir = ".";
   }
   if (!options.ssd_dir.empty() && !std::filesystem::is_directory(options.ssd_dir)) {
-    std::fprintf(stderr, "ringmoe probe: %s is not a directory\n", options.ssd_dir.c_str());
+    log::Error("ringmoe probe: {} is not a directory", options.ssd_dir);
     return 2;
   }
-  options.progress = [](std::string_view line) {
-    std::fprintf(stderr, "  %.*s\n", static_cast<int>(line.size()), line.data());
-  };
-  std::fprintf(stderr, "ringmoe probe: measuring this machine\n");
+  options.progress = [](std::string_view line) { log::Info("ringmoe probe:   {}", line); };
+  log::Info("ringmoe probe: measuring this machine");
   absl::StatusOr<planner::HardwareProfile> profile = planner::ProbeMachine(options);
   if (!profile.ok()) {
-    std::fprintf(stderr, "ringmoe probe: %s\n", std::string(profile.status().message()).c_str());
+    log::Error("ringmoe probe: {}", std::string(profile.status().message()));
     return 1;
   }
   std::vector<std::string> targets;
@@ -54,10 +60,10 @@ int ProbeCommand(int argc, char** argv) {
   int status = 0;
   for (const std::string& target : targets) {
     if (absl::Status saved = planner::SaveProfile(*profile, target); !saved.ok()) {
-      std::fprintf(stderr, "ringmoe probe: %s\n", std::string(saved.message()).c_str());
+      log::Error("ringmoe probe: {}", std::string(saved.message()));
       status = 1;
     } else {
-      std::fprintf(stderr, "ringmoe probe: wrote %s\n", target.c_str());
+      log::Info("ringmoe probe: wrote {}", target);
     }
   }
   if (targets.empty()) std::fputs(planner::ProfileToJson(*profile).c_str(), stdout);

@@ -26,16 +26,20 @@
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/frontend/progress.h"
+#include "runtime/frontend/shard.h"
+#include "runtime/log/log.h"
+#include "runtime/log/log_flags.h"
 
 namespace ringmoe::cli {
 namespace {
 
 struct RunFlags {
-  std::string model, input, output, cpu_dtype = "auto", tokenizer, report_json;
+  std::string model, input, output, cpu_dtype = "auto", tokenizer, report_json, shard = "0/1";
   PlanFlags plan;
   int threads = 0;
   bool quiet = false, no_plan = false;
   bool resume = false, overwrite = false;
+  log::LogFlags log;
 };
 
 absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
@@ -66,8 +70,8 @@ absl::Status PlanRun(const RunFlags& flags, ComputeType cpu_compute, const std::
       report->emplace(std::move(*planned));
       return absl::OkStatus();
     }
-    std::fprintf(stderr, "ringmoe run: no plan searched (%s); running the defaults and the pinned flags\n",
-                 std::string(planned.status().message()).c_str());
+    log::Warning("ringmoe run: no plan searched ({}); running the defaults and the pinned flags",
+                 std::string(planned.status().message()));
   }
   absl::StatusOr<planner::ExecutionPlan> fixed = PlanJobWithoutSearch(*spec, *workload, *options);
   if (!fixed.ok()) return fixed.status();
@@ -87,7 +91,7 @@ int ExitCodeFor(const absl::Status& status) {
 }
 
 int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "ringmoe run: %s\n", std::string(status.message()).c_str());
+  log::Error("ringmoe run: {}", std::string(status.message()));
   return ExitCodeFor(status);
 }
 
@@ -108,8 +112,12 @@ int RunJob(RunFlags& flags) {
   }
   absl::StatusOr<ComputeType> cpu_compute = ParseCpuDtype(flags.cpu_dtype);
   if (!cpu_compute.ok()) return Fail(cpu_compute.status());
+  absl::StatusOr<Shard> shard = ParseShard(flags.shard);
+  if (!shard.ok()) return Fail(shard.status());
   absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
   if (!lines.ok()) return Fail(lines.status());  // NotFound or DataLoss: exit 1
+  // Duplicates were marked over the whole file, so a shard reports them as the whole job would.
+  *lines = LinesOfShard(std::move(*lines), *shard);
   // The model folder is checked before the output is opened, so a mistyped --model changes no file.
   if (absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model); !spec.ok()) {
     return Fail(absl::FailedPreconditionError(spec.status().message()));
@@ -128,10 +136,10 @@ int RunJob(RunFlags& flags) {
   const size_t input_lines = lines->size();
   std::vector<BatchLine> to_run = LinesToRun(std::move(*lines), output);
   if (flags.resume) {
-    std::fprintf(stderr, "ringmoe run: resuming %s: %d lines kept%s; %zu of %zu input lines left to run\n",
-                 flags.output.c_str(), output.finished().complete_lines,
-                 output.finished().dropped_torn_line ? " (a cut last line dropped)" : "", to_run.size(),
-                 input_lines);
+    log::Info("ringmoe run: resuming {}: {} lines kept{}; {} of {} input lines left to run", flags.output,
+              output.finished().complete_lines,
+              output.finished().dropped_torn_line ? " (a cut last line dropped)" : "", to_run.size(),
+              input_lines);
   }
 
   std::vector<Request> requests;
@@ -158,11 +166,11 @@ int RunJob(RunFlags& flags) {
     for (size_t line : bad_lines) append_line(line, nullptr);
     if (absl::Status closed = output.Close(); !closed.ok()) return Fail(closed);
     if (to_run.empty()) {
-      std::fprintf(stderr, "ringmoe run: every line of %s has its result in %s; nothing to run\n",
-                   flags.input.c_str(), flags.output.c_str());
+      log::Info("ringmoe run: every line of {} has its result in {}; nothing to run", flags.input,
+                flags.output);
     } else {
-      std::fprintf(stderr, "ringmoe run: %zu lines -> %s; all of them bad, no requests to run\n",
-                   to_run.size(), flags.output.c_str());
+      log::Info("ringmoe run: {} lines -> {}; all of them bad, no requests to run", to_run.size(),
+                flags.output);
     }
     return 0;
   }
@@ -177,7 +185,7 @@ int RunJob(RunFlags& flags) {
   if (absl::Status planned =
           PlanRun(flags, *cpu_compute, to_run, options.tokenizer.get(), &report, &options.plan);
       !planned.ok()) {
-    std::fprintf(stderr, "ringmoe run: no plan: %s\n", std::string(planned.message()).c_str());
+    log::Error("ringmoe run: no plan: {}", std::string(planned.message()));
     return absl::IsInvalidArgument(planned) ? 2 : 1;
   }
   if (report) std::fputs(planner::FormatPlanReport(*report).c_str(), stderr);
@@ -185,11 +193,10 @@ int RunJob(RunFlags& flags) {
   absl::StatusOr<Engine> engine = Engine::Open(flags.model, options);
   if (!engine.ok()) return Fail(absl::FailedPreconditionError(engine.status().message()));
   const double parameters = static_cast<double>(engine->info().parameter_count);
-  std::fprintf(stderr,
-               "ringmoe run: %s (%s, %d layers, %.2f%s parameters) on %s; %zu requests, %zu bad lines\n",
-               flags.model.c_str(), engine->info().model_type.c_str(), engine->info().num_layers,
-               parameters >= 1e9 ? parameters / 1e9 : parameters / 1e6, parameters >= 1e9 ? "B" : "M",
-               engine->info().device.c_str(), requests.size(), bad_lines.size());
+  log::Info("ringmoe run: {} ({}, {} layers, {:.2f}{} parameters) on {}; {} requests, {} bad lines",
+            flags.model, engine->info().model_type, engine->info().num_layers,
+            parameters >= 1e9 ? parameters / 1e9 : parameters / 1e6, parameters >= 1e9 ? "B" : "M",
+            engine->info().device, requests.size(), bad_lines.size());
 
   // The job is ready: from here the output changes (cut to what is kept), and bad lines are written at once.
   if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
@@ -223,21 +230,21 @@ int RunJob(RunFlags& flags) {
   if (progress) progress->Finish();
   const absl::Status closed = output.Close();
   if (!results.ok()) {
-    std::fprintf(stderr, "ringmoe run: %s\n", std::string(results.status().message()).c_str());
-    std::fprintf(stderr,
-                 "ringmoe run: the %lld results written before the failure stay in %s; run again with "
-                 "--resume to finish the job\n",
-                 static_cast<long long>(output.appended_lines()), flags.output.c_str());
+    log::Error("ringmoe run: {}", std::string(results.status().message()));
+    log::Error(
+        "ringmoe run: the {} results written before the failure stay in {}; run again with --resume to "
+        "finish the job",
+        output.appended_lines(), flags.output);
     return 1;
   }
   if (!closed.ok()) return Fail(closed);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  std::fprintf(stderr,
-               "ringmoe run: %zu lines -> %s; %zu failed; %lld prompt + %lld generated tokens in %.2f s "
-               "(%.1f generated tokens/s)\n",
-               to_run.size(), flags.output.c_str(), failed, static_cast<long long>(prompt_tokens),
-               static_cast<long long>(generated), seconds, seconds > 0 ? generated / seconds : 0.0);
+  log::Info(
+      "ringmoe run: {} lines -> {}; {} failed; {} prompt + {} generated tokens in {:.2f} s "
+      "({:.1f} generated tokens/s)",
+      to_run.size(), flags.output, failed, prompt_tokens, generated, seconds,
+      seconds > 0 ? generated / seconds : 0.0);
   const RunStats& stats = engine->last_run_stats();
   const planner::MeasuredRun measured =
       MeasuredFrom(stats, static_cast<int64_t>(requests.size()), engine->info().device == "gpu");
@@ -252,7 +259,7 @@ int RunJob(RunFlags& flags) {
            << ", \"generated_tokens\": " << measured.generated_tokens << "}}\n";
     }
     if (!json.flush()) {
-      std::fprintf(stderr, "ringmoe run: cannot write %s\n", flags.report_json.c_str());
+      log::Error("ringmoe run: cannot write {}", flags.report_json);
       return 1;
     }
   }
@@ -272,6 +279,10 @@ int RunCommand(int argc, char** argv) {
   app.add_flag("--resume", flags.resume,
                "keep the results the output already holds and run only the requests it does not answer yet");
   app.add_flag("--overwrite", flags.overwrite, "replace an existing output (by default one is refused)");
+  app.add_option("--shard", flags.shard,
+                 "run only the input lines whose index (0-based, non-blank lines) modulo N is K; one process "
+                 "per shard, each with its own --output")
+      ->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
   app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
   app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
@@ -280,17 +291,19 @@ int RunCommand(int argc, char** argv) {
   app.add_flag("--no-plan", flags.no_plan,
                "no search and no report: run the plan the pinned flags and the defaults make");
   app.add_flag("--quiet", flags.quiet, "no progress display");
+  log::AddLogFlags(app, &flags.log);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    return app.exit(error) == 0 ? 0 : 2;  // help: 0; bad usage: 2, as every subcommand (commands.h)
   }
+  if (absl::Status logging = log::ApplyLogFlags(flags.log); !logging.ok()) return Fail(logging);
   // No exception may leave the command: one thrown by a library (allocation, a thread that cannot start)
   // ends the job with a message, and the lines already written stay in the output.
   try {
     return RunJob(flags);
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "ringmoe run: internal error: %s\n", error.what());
+    log::Error("ringmoe run: internal error: {}", error.what());
     return 1;
   }
 }

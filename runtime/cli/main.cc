@@ -1,7 +1,9 @@
 // ringmoe: command-line entry point; dispatches to the subcommand named first.
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "runtime/cli/commands.h"
 #include "runtime/cli/version.h"
@@ -30,9 +32,15 @@ constexpr Subcommand kSubcommands[] = {
     {"version", VersionCommand, "print the version, the git commit and whether CUDA is built in"},
 };
 
+// One set of exit statuses for every subcommand (commands.h): 0 success, 1 the job failed, 2 bad usage. A
+// subcommand that passes on CLI11's own code for a usage error (106 for an unknown flag, ...) exits 2.
+int ExitStatus(int code) { return code == 0 || code == 1 ? code : 2; }
+
 void PrintUsage(FILE* out) {
-  std::fprintf(out, "usage: ringmoe <command> [options]   (ringmoe <command> --help for its options)\n\ncommands:\n");
-  for (const Subcommand& command : kSubcommands) std::fprintf(out, "  %-10s %s\n", command.name, command.summary);
+  std::fprintf(
+      out, "usage: ringmoe <command> [options]   (ringmoe <command> --help for its options)\n\ncommands:\n");
+  for (const Subcommand& command : kSubcommands)
+    std::fprintf(out, "  %-10s %s\n", command.name, command.summary);
 }
 
 }  // namespace
@@ -44,7 +52,14 @@ int main(int argc, char** argv) {
   }
   if (std::strcmp(argv[1], "--version") == 0) return VersionCommand(argc - 1, argv + 1);
   for (const Subcommand& command : kSubcommands) {
-    if (std::string_view(argv[1]) == command.name) return command.main(argc - 1, argv + 1);
+    if (std::string_view(argv[1]) != command.name) continue;
+    // The subcommand parses argv[1..] with CLI11, which names the program after argv[0] in its help and
+    // errors: "ringmoe run", not "run".
+    std::string program = std::string("ringmoe ") + command.name;
+    std::vector<char*> arguments(argv + 1, argv + argc);
+    arguments[0] = program.data();
+    arguments.push_back(nullptr);
+    return ExitStatus(command.main(argc - 1, arguments.data()));
   }
   std::fprintf(stderr, "ringmoe: unknown command '%s'\n\n", argv[1]);
   PrintUsage(stderr);

@@ -7,6 +7,7 @@
 //   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
 //   byte_size.h  "6GiB"-style sizes for flags.
 //   progress.h   The progress line of `ringmoe run`.
+//   shard.h      --shard K/N: which lines of a batch file one of N processes runs.
 #pragma once
 
 #include "runtime/frontend/batch_io.h"
@@ -14,3 +15,4 @@
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/progress.h"
+#include "runtime/frontend/shard.h"

@@ -10,6 +10,7 @@
 #include "planner/probe/probe.h"
 #include "runtime/engine/compute_type.h"
 #include "runtime/frontend/byte_size.h"
+#include "runtime/log/log.h"
 
 namespace ringmoe {
 
@@ -150,9 +151,8 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
                               ? options.model
                               : std::filesystem::path(options.model).parent_path().string();
   if (options.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {
-    std::fprintf(stderr,
-                 "ringmoe: no hardware profile for this machine yet; probing it once (cached at %s)\n",
-                 planner::DefaultProfilePath().c_str());
+    log::Info("ringmoe: no hardware profile for this machine yet; probing it once (cached at {})",
+              planner::DefaultProfilePath());
   }
   std::string profile_path;
   absl::StatusOr<planner::HardwareProfile> profile =

@@ -1,12 +1,15 @@
-// ringmoe public API: open a Hugging Face MoE checkpoint, submit a batch of requests, get results.
-//
-// This header (and the others under runtime/include/ringmoe) is the only public face of the engine. It carries
-// no CUDA, oneDNN or TBB types. Errors a user can cause come back as absl::Status naming the file, tensor or
-// request at fault; a bad request fails alone and the rest of the batch completes.
-//
-//   auto engine = ringmoe::Engine::Open("models/tiny", {});
-//   std::vector<ringmoe::Request> requests = ...;
-//   auto results = engine->Generate(requests);
+/// @file
+/// ringmoe public API: open a Hugging Face MoE checkpoint, submit a batch of requests, get results.
+///
+/// This header (and the others under runtime/include/ringmoe) is the only public face of the engine. It
+/// carries no CUDA, oneDNN or TBB types. Errors a user can cause come back as absl::Status naming the file,
+/// tensor or request at fault; a bad request fails alone and the rest of the batch completes.
+///
+/// @code
+///   auto engine = ringmoe::Engine::Open("models/tiny", {});
+///   std::vector<ringmoe::Request> requests = ...;
+///   auto results = engine->Generate(requests);
+/// @endcode
 #pragma once
 
 #include <cstdint>
@@ -25,30 +28,30 @@ namespace ringmoe {
 class Tokenizer;
 struct PlanReport;
 
-// Arithmetic type of the CPU matmuls. kAuto: bf16 when the checkpoint is not f32 and the CPU has AMX or
-// AVX512-BF16, f32 otherwise. Golden tests force kF32. (The GPU path always computes in bf16.)
+/// Arithmetic type of the CPU matmuls. kAuto: bf16 when the checkpoint is not f32 and the CPU has AMX or
+/// AVX512-BF16, f32 otherwise. Golden tests force kF32. (The GPU path always computes in bf16.)
 enum class ComputeType { kAuto, kF32, kBF16 };
 
 struct EngineOptions {
   ComputeType cpu_compute = ComputeType::kAuto;
-  int threads = 0;                       // CPU worker threads; 0 = every core hwloc reports.
-  std::string tokenizer_path;            // tokenizer.json or folder; empty = the model folder.
-  // A tokenizer already loaded (the frontend loads one to count the job's prompts): used instead of loading
-  // tokenizer_path again. Null: load it.
+  int threads = 0;             ///< CPU worker threads; 0 = every core hwloc reports.
+  std::string tokenizer_path;  ///< tokenizer.json or folder; empty = the model folder.
+  /// A tokenizer already loaded (the frontend loads one to count the job's prompts): used instead of loading
+  /// tokenizer_path again. Null: load it.
   std::shared_ptr<const Tokenizer> tokenizer;
-  // Diagnostics: when set, Generate appends one line per step to this file: index, chunks, prefill tokens,
-  // seconds (for fitting the planner to what each kind of step costs).
+  /// Diagnostics: when set, Generate appends one line per step to this file: index, chunks, prefill tokens,
+  /// seconds (for fitting the planner to what each kind of step costs).
   std::string step_log_path;
-  // The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
-  // tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
-  // each layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's
-  // PlanJob (runtime/frontend/job_plan.h) make one for a job; this default runs on the CPU. On the CPU the KV
-  // cache takes the compute type (cpu_compute), whatever plan.kv.dtype says; Engine::plan() shows it.
+  /// The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
+  /// tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
+  /// each layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's
+  /// PlanJob (runtime/frontend/job_plan.h) make one for a job; this default runs on the CPU. On the CPU the
+  /// KV cache takes the compute type (cpu_compute), whatever plan.kv.dtype says; Engine::plan() shows it.
   planner::ExecutionPlan plan = planner::DefaultPlan(planner::PlanDevice::kCpu);
 };
 
-// Sampling: temperature 0 is greedy. With temperature > 0 the token is drawn from the top-p nucleus of the
-// tempered distribution with a per-request generator seeded by `seed` (the same seed gives the same tokens).
+/// Sampling: temperature 0 is greedy. With temperature > 0 the token is drawn from the top-p nucleus of the
+/// tempered distribution with a per-request generator seeded by `seed` (the same seed gives the same tokens).
 struct SamplingParams {
   float temperature = 0.0f;
   float top_p = 1.0f;
@@ -56,14 +59,14 @@ struct SamplingParams {
 };
 
 struct Request {
-  std::string id;                        // The caller's name for it (custom_id in batch files).
-  std::vector<int32_t> prompt_ids;       // Used when prompt_text is empty.
-  std::string prompt_text;               // Encoded with the model's tokenizer when non-empty.
+  std::string id;                   ///< The caller's name for it (custom_id in batch files).
+  std::vector<int32_t> prompt_ids;  ///< Used when prompt_text is empty.
+  std::string prompt_text;          ///< Encoded with the model's tokenizer when non-empty.
   int max_tokens = 16;
   SamplingParams sampling;
-  std::vector<int32_t> stop_token_ids;   // Generation stops after emitting one of these (as with EOS).
-  std::vector<std::string> stop;         // Stop strings; the text is cut before the match.
-  bool logprobs = false;                 // Report the log-probability of each generated token.
+  std::vector<int32_t> stop_token_ids;  ///< Generation stops after emitting one of these (as with EOS).
+  std::vector<std::string> stop;        ///< Stop strings; the text is cut before the match.
+  bool logprobs = false;                ///< Report the log-probability of each generated token.
   bool ignore_eos = false;
 };
 
@@ -71,33 +74,33 @@ enum class FinishReason { kStop, kLength };
 
 struct Result {
   std::string id;
-  absl::Status status;                   // Non-OK: the request failed alone; the fields below are empty.
+  absl::Status status;  ///< Non-OK: the request failed alone; the fields below are empty.
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> token_ids;
-  std::vector<float> logprobs;           // One per token when Request::logprobs, else empty.
-  std::vector<std::string> token_strings;  // Decoded text piece of each token, with logprobs.
-  std::string text;                      // Detokenised completion; empty when no tokenizer is loaded.
+  std::vector<float> logprobs;             ///< One per token when Request::logprobs, else empty.
+  std::vector<std::string> token_strings;  ///< Decoded text piece of each token, with logprobs.
+  std::string text;                        ///< Detokenised completion; empty when no tokenizer is loaded.
   FinishReason finish_reason = FinishReason::kLength;
 };
 
-// One generated token, reported as soon as it is sampled. Called on the engine's scheduler thread: keep it
-// short and do not call back into the engine.
+/// One generated token, reported as soon as it is sampled. Called on the engine's scheduler thread: keep it
+/// short and do not call back into the engine.
 struct TokenEvent {
-  size_t request_index;  // Index into the span passed to Generate.
+  size_t request_index;  ///< Index into the span passed to Generate.
   int32_t token;
   float logprob;
   bool finished;
-  int prompt_tokens;     // The request's prompt length in tokens (after tokenisation).
+  int prompt_tokens;  ///< The request's prompt length in tokens (after tokenisation).
 };
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
-// One request's final Result, reported as soon as it is final: when its sequence retires, or at once when the
-// request fails before it is scheduled (a prompt too long, a text prompt without a tokenizer, ...). Called
-// exactly once per request, in completion order, on the engine's scheduler thread, before Generate returns;
-// `request_index` indexes the span passed to Generate and `result` is the same value Generate returns for it.
-// This lets a caller save each result while the rest still run (ringmoe run appends it to the output file),
-// so an interrupted job keeps what finished. When Generate fails as a whole, requests not yet reported get no
-// call.
+/// One request's final Result, reported as soon as it is final: when its sequence retires, or at once when
+/// the request fails before it is scheduled (a prompt too long, a text prompt without a tokenizer, ...).
+/// Called exactly once per request, in completion order, on the engine's scheduler thread, before Generate
+/// returns; `request_index` indexes the span passed to Generate and `result` is the same value Generate
+/// returns for it. This lets a caller save each result while the rest still run (ringmoe run appends it to
+/// the output file), so an interrupted job keeps what finished. When Generate fails as a whole, requests not
+/// yet reported get no call.
 using ResultCallback = std::function<void(size_t request_index, const Result& result)>;
 
 struct ModelInfo {
@@ -107,39 +110,40 @@ struct ModelInfo {
   int num_layers = 0;
   int max_context = 0;
   int64_t parameter_count = 0;
-  std::string device;                    // "cpu" or "gpu": where the forward actually runs.
+  std::string device;  ///< "cpu" or "gpu": where the forward actually runs.
 };
 
-// What the last Generate measured: for reports and benchmarks.
+/// What the last Generate measured: for reports and benchmarks.
 struct RunStats {
   double wall_seconds = 0;
   int steps = 0;
-  int64_t prompt_tokens = 0;         // prefilled
+  int64_t prompt_tokens = 0;  ///< prefilled
   int64_t generated_tokens = 0;
-  double prefill_step_seconds = 0;   // steps that held at least one prefill chunk
-  double decode_step_seconds = 0;    // steps of decodes only
-  int64_t decode_step_tokens = 0;    // tokens generated in decode-only steps
-  // Per stage, as the forward pass splits them (seconds of host time).
+  double prefill_step_seconds = 0;  ///< steps that held at least one prefill chunk
+  double decode_step_seconds = 0;   ///< steps of decodes only
+  int64_t decode_step_tokens = 0;   ///< tokens generated in decode-only steps
+  /// Per stage, as the forward pass splits them (seconds of host time).
   double embed_seconds = 0, projection_seconds = 0, attention_seconds = 0, moe_seconds = 0, dense_seconds = 0,
          lm_head_seconds = 0, sampling_seconds = 0;
-  double gpu_wait_seconds = 0;       // host time blocked on the GPU
-  double h2d_copy_seconds = 0;       // time the copy stream spent streaming weights
-  double gpu_feeder_busy_seconds = 0;  // GPU path: the feeder thread queueing GPU work (its waits included)
-  double gpu_feeder_wait_seconds = 0;  // of which waiting for MoE expert counts
-  int64_t streamed_bytes = 0;        // host-to-GPU expert bytes
-  int64_t ssd_read_bytes = 0;        // of which first read from SSD (the plan's SSD tier)
-  double ssd_read_seconds = 0;       // time the SSD reader had reads in flight
-  double ssd_wait_seconds = 0;       // time the ring waited for SSD reads
-  int64_t kv_read_bytes = 0;         // KV-cache bytes attention read
-  int64_t cpu_attention_kv_bytes = 0;  // of which the CPU's attention read (the rest ran on the GPU)
-  int64_t gpu_cache_kv_bytes = 0;  // of which the GPU read from its share of the cache (plan.kv.gpu_bytes)
+  double gpu_wait_seconds = 0;         ///< host time blocked on the GPU
+  double h2d_copy_seconds = 0;         ///< time the copy stream spent streaming weights
+  double gpu_feeder_busy_seconds = 0;  ///< GPU path: the feeder thread queueing GPU work (its waits included)
+  double gpu_feeder_wait_seconds = 0;  ///< of which waiting for MoE expert counts
+  int64_t streamed_bytes = 0;          ///< host-to-GPU expert bytes
+  int64_t ssd_read_bytes = 0;          ///< of which first read from SSD (the plan's SSD tier)
+  double ssd_read_seconds = 0;         ///< time the SSD reader had reads in flight
+  double ssd_wait_seconds = 0;         ///< time the ring waited for SSD reads
+  int64_t kv_read_bytes = 0;           ///< KV-cache bytes attention read
+  int64_t cpu_attention_kv_bytes = 0;  ///< of which the CPU's attention read (the rest ran on the GPU)
+  int64_t gpu_cache_kv_bytes = 0;  ///< of which the GPU read from its share of the cache (plan.kv.gpu_bytes)
   int64_t gpu_peak_bytes = 0;
   int64_t gpu_cap_bytes = 0;
-  int64_t host_peak_bytes = 0;       // peak resident set of the process
+  int64_t host_peak_bytes = 0;  ///< peak resident set of the process
   int resident_moe_layers = 0, streamed_moe_layers = 0, ssd_moe_layers = 0;
 };
 
-// Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads.
+/// Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads. The one
+/// exception is Cancel, which any thread may call at any time (a signal-watching thread, a UI thread).
 class Engine {
  public:
   static absl::StatusOr<Engine> Open(const std::string& model_dir, const EngineOptions& options);
@@ -148,19 +152,30 @@ class Engine {
   Engine& operator=(Engine&&) noexcept;
   ~Engine();
 
-  // Runs every request to completion with continuous batching. Per-request failures (prompt too long, text
-  // prompt without a tokenizer, ...) are reported in that Result's status; the returned status is non-OK
-  // only when the engine itself failed. `on_token` sees each token as it is sampled, `on_result` each
-  // request's Result as soon as it is final (see ResultCallback).
+  /// Runs every request to completion with continuous batching. Per-request failures (prompt too long, text
+  /// prompt without a tokenizer, ...) are reported in that Result's status; the returned status is non-OK
+  /// only when the engine itself failed. `on_token` sees each token as it is sampled, `on_result` each
+  /// request's Result as soon as it is final (see ResultCallback).
   absl::StatusOr<std::vector<Result>> Generate(std::span<const Request> requests,
                                                const TokenCallback& on_token = nullptr,
                                                const ResultCallback& on_result = nullptr);
 
+  /// Asks the Generate in progress (or, when none runs, the next one to start) to stop: it admits no more
+  /// requests, lets the ones already running go on for at most `grace_seconds` (0: none; each that finishes
+  /// in that time keeps its result), and then returns. Every request not finished by then is reported,
+  /// through the ResultCallback and in the returned vector, with an absl::CancelledError status (error code
+  /// "cancelled"): never-started ones and in-flight ones alike, the latter without their partial tokens.
+  /// Generate itself returns OK. The stop takes effect between steps, so Generate returns within one step
+  /// (plus the grace) of the call. Thread-safe and lock-free: any thread may call it, as often as it likes
+  /// (the latest grace wins). Generate clears the request as it returns. From a signal handler, set a flag
+  /// there and call Cancel from a thread that watches it.
+  void Cancel(double grace_seconds = 0);
+
   const ModelInfo& info() const;
-  // The plan this engine runs: EngineOptions::plan, with the CPU path's KV type resolved.
+  /// The plan this engine runs: EngineOptions::plan, with the CPU path's KV type resolved.
   const planner::ExecutionPlan& plan() const;
   const RunStats& last_run_stats() const;
-  // The model's tokenizer, or nullptr when the model folder has none.
+  /// The model's tokenizer, or nullptr when the model folder has none.
   const Tokenizer* tokenizer() const;
 
   struct Impl;
