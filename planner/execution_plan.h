@@ -66,6 +66,10 @@ struct ExecutionPlan {
   // spread evenly among the streamed ones (SpreadResidentLayers).
   std::vector<ExpertTier> expert_tiers;
   KvPlacement kv;
+  // The routed experts' weight type: kBF16 = the checkpoint's own float values; kF8E4M3 = 128x128 FP8 blocks,
+  // from an FP8 checkpoint or quantised at load (--expert-dtype fp8). The engine dequantises them at load for
+  // now, so both paths hold and stream them in the compute type (planner/model_costs.h prices that).
+  io::DType expert_dtype = io::DType::kBF16;
   Budgets budgets;  // The GPU cap the engine allocates under, and the host budget the plan was made for.
 
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
@@ -86,9 +90,11 @@ struct PlanPins {
   std::optional<bool> routed_expert_copies;
   std::optional<bool> prefill_attention_on_gpu;
   std::optional<int64_t> kv_host_bytes;
+  std::optional<io::DType> expert_dtype;
   bool any() const {
     return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
-           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes;
+           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes ||
+           expert_dtype;
   }
 };
 

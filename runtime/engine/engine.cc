@@ -83,7 +83,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   // The CPU path's KV cache has its compute type (the frontend plans it so); a default plan learns it here.
   if (!use_gpu) impl->options.plan.kv.dtype = compute;
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
-      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute);
+      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute, plan.expert_dtype);
   if (!weights.ok()) return weights.status();
   impl->weights = std::move(*weights);
 
