@@ -13,8 +13,10 @@
 #include "gtest/gtest.h"
 #include "io/checkpoint.h"
 #include "io/dtype.h"
+#include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
+#include "runtime/frontend/job_plan.h"
 #include "tests/testing/safetensors_writer.h"
 
 namespace ringmoe {
@@ -271,6 +273,23 @@ TEST(EngineFp8Test, MalformedFp8CheckpointsFailNamingTheTensorOrField) {
     absl::StatusOr<Engine> engine = Engine::Open(dir.path(), options);
     ASSERT_FALSE(engine.ok());
     EXPECT_NE(engine.status().message().find(bad.expected), std::string::npos) << engine.status();
+    // `plan` refuses it too, with the same words: at config.json, or from the checkpoint's headers.
+    absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir.path());
+    if (!spec.ok()) {
+      EXPECT_NE(spec.status().message().find(bad.expected), std::string::npos) << spec.status();
+      continue;
+    }
+    JobPlanOptions plan_options;
+    plan_options.model = dir.path();
+    plan_options.device = "cpu";
+    planner::Workload workload;
+    workload.num_requests = 1;
+    workload.mean_prompt_tokens = 4;
+    workload.mean_gen_tokens = 4;
+    workload.max_context_tokens = 8;
+    absl::StatusOr<planner::ExecutionPlan> plan = PlanJobWithoutSearch(*spec, workload, plan_options);
+    ASSERT_FALSE(plan.ok());
+    EXPECT_EQ(plan.status().message(), engine.status().message());
   }
 }
 

@@ -80,6 +80,9 @@ TEST(PlanFlags, EachFlagLandsInItsPin) {
   ExpectOnlyPin<bool>(Pins({"--cpu-prefill-attention"}), &P::prefill_attention_on_gpu, false);
   ExpectOnlyPin<int64_t>(Pins({"--kv-cache", "1GiB"}), &P::kv_host_bytes, kGiB);
   ExpectOnlyPin<int64_t>(Pins({"--kv-cache", "512MiB"}), &P::kv_host_bytes, 512 << 20);
+  ExpectOnlyPin<io::DType>(Pins({"--expert-dtype", "fp8"}), &P::expert_dtype, io::DType::kF8E4M3);
+  ExpectOnlyPin<io::DType>(Pins({"--expert-dtype", "bf16"}), &P::expert_dtype, io::DType::kBF16);
+  EXPECT_FALSE(Pins({"--expert-dtype", "auto"}).any());
   // The '=' spelling too.
   ExpectOnlyPin<int>(Pins({"--max-batch=9"}), &P::batch, 9);
 }
@@ -152,6 +155,7 @@ TEST(PlanFlags, ErrorsNameTheFlag) {
   ExpectPinsErrorNaming({"--routed-copies", "maybe"}, {"--routed-copies", "maybe"});
   ExpectPinsErrorNaming({"--kv-cache", "lots"}, {"--kv-cache", "lots"});
   ExpectPinsErrorNaming({"--kv-cache", "0"}, {"--kv-cache"});
+  ExpectPinsErrorNaming({"--expert-dtype", "int4"}, {"--expert-dtype", "int4"});
   ExpectBudgetsErrorNaming({"--gpu-mem=-1"}, {"--gpu-mem", "-1"});
   ExpectBudgetsErrorNaming({"--gpu-mem", "-1"}, {"--gpu-mem", "-1"});
   ExpectBudgetsErrorNaming({"--gpu-mem", "lots"}, {"--gpu-mem", "lots"});

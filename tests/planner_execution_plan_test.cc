@@ -117,6 +117,21 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
   EXPECT_EQ(parsed["resident_moe_layers"], 1);
   EXPECT_EQ(parsed["kv"]["dtype"], "BF16");
   EXPECT_EQ(parsed["budgets"]["gpu_bytes"].get<int64_t>(), 6 * kGiB);
+  EXPECT_EQ(parsed["expert_dtype"], "BF16");
+
+  // FP8 experts survive; a plan written before expert_dtype existed reads as BF16.
+  ExecutionPlan fp8 = plan;
+  fp8.expert_dtype = io::DType::kF8E4M3;
+  absl::StatusOr<ExecutionPlan> fp8_back = PlanFromJson(PlanToJson(fp8));
+  ASSERT_TRUE(fp8_back.ok()) << fp8_back.status();
+  EXPECT_TRUE(*fp8_back == fp8);
+  EXPECT_NE(FormatExecutionPlan(fp8).find("routed experts F8_E4M3"), std::string::npos)
+      << FormatExecutionPlan(fp8);
+  json old = parsed;
+  old.erase("expert_dtype");
+  absl::StatusOr<ExecutionPlan> old_back = PlanFromJson(old.dump());
+  ASSERT_TRUE(old_back.ok()) << old_back.status();
+  EXPECT_EQ(old_back->expert_dtype, io::DType::kBF16);
 
   // A fraction with no short binary form survives too.
   ExecutionPlan odd = plan;
@@ -130,7 +145,7 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
 TEST(ExecutionPlanJson, EqualityNoticesEachField) {
   const ExecutionPlan base = GoodGpuPlan();
   EXPECT_TRUE(base == GoodGpuPlan());
-  std::vector<ExecutionPlan> changed(13, base);
+  std::vector<ExecutionPlan> changed(14, base);
   changed[0].device = PlanDevice::kCpu;
   changed[1].batch += 1;
   changed[2].prefill_chunk += 1;
@@ -144,6 +159,7 @@ TEST(ExecutionPlanJson, EqualityNoticesEachField) {
   changed[10].kv.gpu_fraction = 0.5;
   changed[11].budgets.cpu_bytes += 1;
   changed[12].kv.host_bytes += 1;
+  changed[13].expert_dtype = io::DType::kF8E4M3;
   for (size_t i = 0; i < changed.size(); ++i) EXPECT_FALSE(changed[i] == base) << "change " << i;
 }
 
@@ -176,6 +192,7 @@ TEST(ExecutionPlanJson, ErrorsNameTheField) {
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("kv"); })), "'kv'");
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("budgets"); })), "'budgets'");
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("expert_tiers"); })), "expert_tiers");
+  ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j["expert_dtype"] = "INT4"; })), "expert_dtype");
   // Not an object at all.
   ExpectErrorNaming(PlanFromJson("[1, 2, 3]"), "not a JSON object");
   ExpectErrorNaming(PlanFromJson("42"), "not a JSON object");
