@@ -68,6 +68,14 @@ void QuantizeFp8Blocks(const Fp8BlockShape& shape, const float* values, uint8_t*
   }
 }
 
+float QuantizeFp8Row(const float* values, int count, uint8_t* out) {
+  float amax = 0.0f;
+  for (int i = 0; i < count; ++i) amax = std::max(amax, std::fabs(values[i]));
+  const float scale = amax > 0.0f && std::isfinite(amax) ? amax / io::kF8E4M3Max : 1.0f;
+  for (int i = 0; i < count; ++i) out[i] = io::F32ToF8E4M3(values[i] / scale);
+  return scale;
+}
+
 void RoundTripFp8Blocks(const Fp8BlockShape& shape, float* values) {
   std::vector<uint8_t> weight(static_cast<size_t>(shape.rows * shape.cols));
   std::vector<float> scales(static_cast<size_t>(shape.num_scales()));

@@ -31,6 +31,10 @@ void DequantizeFp8Blocks(const Fp8BlockShape& shape, io::DType weight_dtype, con
 // weight[rows * cols] e4m3, scale_inv[num_scales()] row-major.
 void QuantizeFp8Blocks(const Fp8BlockShape& shape, const float* values, uint8_t* weight, float* scale_inv);
 
+// One row (a KV-cache head's K or V of one token) as e4m3 with a single scale: returns scale_inv = amax / 448
+// (1 for an all-zero row) and writes out[count]. The same rounding and bound as QuantizeFp8Blocks.
+float QuantizeFp8Row(const float* values, int count, uint8_t* out);
+
 // QuantizeFp8Blocks then DequantizeFp8Blocks, in place: the values an FP8 copy of the matrix holds.
 void RoundTripFp8Blocks(const Fp8BlockShape& shape, float* values);
 

@@ -40,7 +40,9 @@ std::string_view ExpertTierName(ExpertTier tier);
 // sequences also attend on the GPU).
 struct KvPlacement {
   int block_tokens = kKvBlockTokens;
-  io::DType dtype = io::DType::kBF16;  // kBF16 or kF32
+  // kBF16 or kF32; or kF8E4M3 (e4m3 with an f32 scale per token and kv head) in host memory when the GPU
+  // holds no share (--kv-dtype fp8).
+  io::DType dtype = io::DType::kBF16;
   int64_t host_bytes = 0;  // Host KV-cache budget; 0 = half the free host memory when the engine opens.
   double gpu_fraction =
       0;                  // Share of the sequences in flight whose KV lives on the GPU (the search's choice).
@@ -91,10 +93,11 @@ struct PlanPins {
   std::optional<bool> prefill_attention_on_gpu;
   std::optional<int64_t> kv_host_bytes;
   std::optional<io::DType> expert_dtype;
+  std::optional<io::DType> kv_dtype;  // --kv-dtype fp8
   bool any() const {
     return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
            layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes ||
-           expert_dtype;
+           expert_dtype || kv_dtype;
   }
 };
 
@@ -114,7 +117,8 @@ std::vector<ExpertTier> SpreadResidentLayers(const std::vector<bool>& is_moe, in
 
 // Bytes of the GPU share of the KV cache for `sequences` sequences of `context_tokens` each (whole blocks).
 int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int sequences, int context_tokens);
-// KV-cache bytes one token adds over all layers (K and V) in `dtype`.
+// KV-cache bytes one token adds over all layers (K and V) in `dtype`; F8_E4M3 adds its f32 scale per kv head.
+// The one count the planner and the engine's KvCache both use.
 int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype);
 
 // Checks what the engine relies on (positive sizes, a ring that can turn, tiers for every layer on the GPU).

@@ -1,5 +1,6 @@
 #include "planner/model_costs.h"
 
+#include "planner/execution_plan.h"
 #include "planner/memory_table.h"
 
 #include <algorithm>
@@ -88,6 +89,12 @@ int64_t ExpertBytes(const ModelSpec& spec, io::DType dtype) {
   const int64_t hidden_blocks = (spec.hidden_size + 127) / 128;
   const int64_t inter_blocks = (spec.moe_intermediate_size + 127) / 128;
   return spec.expert_params() + 3 * hidden_blocks * inter_blocks * static_cast<int64_t>(sizeof(float));
+}
+
+void PriceKvCache(const ModelSpec& spec, io::DType kv_dtype, ModelCosts* costs) {
+  if (spec.num_layers <= 0) return;
+  costs->kv_bytes_per_element = static_cast<int>(io::DTypeSize(kv_dtype));
+  costs->kv_bytes_per_token = KvBytesPerToken(spec, kv_dtype) / spec.num_layers * costs->num_layers();
 }
 
 io::DType HeldExpertDType(io::DType expert_dtype) {

@@ -92,6 +92,10 @@ int64_t ExpertBytes(const ModelSpec& spec, io::DType dtype);
 // for now this is BF16 either way. The one place to change when the engine streams FP8.
 io::DType HeldExpertDType(io::DType expert_dtype);
 
+// Prices the KV cache in `kv_dtype` (the plan's --kv-dtype): kv_bytes_per_token over the costed layers from
+// the same per-layer count as KvBytesPerToken (F8_E4M3: a byte per element plus an f32 scale per kv head).
+void PriceKvCache(const ModelSpec& spec, io::DType kv_dtype, ModelCosts* costs);
+
 // Counts costs for `spec`; `layers_override` > 0 keeps only the first that many layers (plan --layers).
 // expert_dtype: the plan's (--expert-dtype); an FP8 checkpoint (spec.quantization) makes it F8_E4M3.
 ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override = 0, int weight_bytes_per_param = 2,

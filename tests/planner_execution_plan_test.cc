@@ -122,6 +122,7 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
   // FP8 experts survive; a plan written before expert_dtype existed reads as BF16.
   ExecutionPlan fp8 = plan;
   fp8.expert_dtype = io::DType::kF8E4M3;
+  fp8.kv.dtype = io::DType::kF8E4M3;
   absl::StatusOr<ExecutionPlan> fp8_back = PlanFromJson(PlanToJson(fp8));
   ASSERT_TRUE(fp8_back.ok()) << fp8_back.status();
   EXPECT_TRUE(*fp8_back == fp8);
@@ -390,6 +391,19 @@ TEST(ValidatePlan, AcceptsGoodPlansAndNamesTheBadField) {
   ExecutionPlan plan = GoodGpuPlan();
   plan.batch = 0;
   ExpectInvalidNaming(ValidatePlan(plan, spec), "batch = 0");
+
+  // An fp8 KV cache: on the CPU, and on the GPU path while the GPU holds no share of it.
+  ExecutionPlan fp8_cpu = CpuPlan();
+  fp8_cpu.kv.dtype = io::DType::kF8E4M3;
+  EXPECT_TRUE(ValidatePlan(fp8_cpu, spec).ok()) << ValidatePlan(fp8_cpu, spec);
+  ExecutionPlan fp8_gpu = GoodGpuPlan();
+  fp8_gpu.kv.dtype = io::DType::kF8E4M3;
+  ExpectInvalidNaming(ValidatePlan(fp8_gpu, spec), "--kv-gpu-fraction 0");
+  fp8_gpu.kv.gpu_fraction = 0;
+  fp8_gpu.kv.gpu_bytes = 0;
+  EXPECT_TRUE(ValidatePlan(fp8_gpu, spec).ok()) << ValidatePlan(fp8_gpu, spec);
+  fp8_gpu.kv.dtype = io::DType::kF8E5M2;
+  ExpectInvalidNaming(ValidatePlan(fp8_gpu, spec), "kv.dtype");
   cpu.batch = 0;
   ExpectInvalidNaming(ValidatePlan(cpu, spec), "batch = 0");
 
@@ -463,6 +477,8 @@ TEST(KvBytes, WholeBlocksHandComputed) {
   const ModelSpec spec = SpecOf("MMDM");
   EXPECT_EQ(KvBytesPerToken(spec, io::DType::kBF16), 4096);
   EXPECT_EQ(KvBytesPerToken(spec, io::DType::kF32), 8192);
+  // e4m3: a byte an element, plus an f32 scale per kv head of each K and V row (4 layers x 2 x 2 heads x 4).
+  EXPECT_EQ(KvBytesPerToken(spec, io::DType::kF8E4M3), 2048 + 4 * 2 * 2 * 4);
   KvPlacement kv;  // blocks of 16, bf16
   // 100 tokens: 7 blocks = 112 tokens; 3 sequences.
   EXPECT_EQ(KvBytesForSequences(spec, kv, 3, 100), 3 * 112 * 4096);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "io/model_spec.h"
+#include "planner/execution_plan.h"
 #include "planner/model_costs.h"
 #include "planner/perf_model.h"
 
@@ -63,6 +64,17 @@ TEST(PlannerModelCosts, Fp8ExpertBytesAndTheHeldType) {
   // An FP8 checkpoint's experts are FP8 whatever the caller passes.
   spec.quantization.method = WeightQuantization::kFp8Block;
   EXPECT_EQ(ComputeModelCosts(spec).expert_dtype, io::DType::kF8E4M3);
+}
+
+TEST(PlannerModelCosts, Fp8KvCacheIsPricedByTheSharedCount) {
+  ModelSpec spec = LoadConfig("qwen3-30b-a3b.json");
+  ModelCosts costs = ComputeModelCosts(spec, 16);
+  EXPECT_EQ(costs.kv_bytes_per_token, 2LL * 512 * 2 * 16);
+  PriceKvCache(spec, io::DType::kF8E4M3, &costs);
+  // 16 of 48 layers: K and V, 512 e4m3 elements and 4 f32 scales each.
+  EXPECT_EQ(costs.kv_bytes_per_token, 2LL * (512 + 4 * 4) * 16);
+  EXPECT_EQ(costs.kv_bytes_per_token, KvBytesPerToken(spec, io::DType::kF8E4M3) / 3);
+  EXPECT_EQ(costs.kv_bytes_per_element, 1);
 }
 
 TEST(PlannerModelCosts, MixtralAndLayerOverride) {

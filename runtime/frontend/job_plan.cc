@@ -112,11 +112,13 @@ absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, boo
   return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
 }
 
-// A CPU plan's KV cache has the engine's compute type (f32 or bf16); the GPU path's is always bf16. The
+// A CPU plan's KV cache has the engine's compute type (f32 or bf16), the GPU path's bf16, unless --kv-dtype
+// fp8 pinned F8_E4M3. The
 // routed experts are FP8 when pinned so, or when the checkpoint is (unless --expert-dtype bf16).
 void SetKvType(const JobPlanOptions& options, const ModelSpec& spec, planner::ExecutionPlan* plan) {
   plan->kv.dtype =
-      ChooseComputeType(options.cpu_compute, options.model, plan->device == planner::PlanDevice::kGpu);
+      options.pins.kv_dtype.value_or(ChooseComputeType(options.cpu_compute, options.model,
+                                                       plan->device == planner::PlanDevice::kGpu));
   const bool fp8_checkpoint = spec.quantization.method == WeightQuantization::kFp8Block;
   plan->expert_dtype =
       options.pins.expert_dtype.value_or(fp8_checkpoint ? io::DType::kF8E4M3 : io::DType::kBF16);
@@ -202,8 +204,9 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value());
   if (!device.ok()) return device.status();
   planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);
-  const planner::ModelCosts costs = planner::ComputeModelCosts(
+  planner::ModelCosts costs = planner::ComputeModelCosts(
       spec, options.layers, 2, 2, options.pins.expert_dtype.value_or(io::DType::kBF16));
+  if (options.pins.kv_dtype) planner::PriceKvCache(spec, *options.pins.kv_dtype, &costs);
   planner::PerfModel model(profile, costs, workload, planner::ResolveBudgets(profile, options.budgets));
   absl::StatusOr<planner::MemoryPlan> memory = model.PlanMemory(plan);
   if (!memory.ok()) return memory.status();
