@@ -27,9 +27,7 @@ AttentionKernel SelectedAttentionKernel(int head_dim) {
 
 void PagedAttentionHeads(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
                          int sliding_window, float* out, int kv_head_begin, int kv_head_end) {
-  // FP8 caches: the portable kernel only, for now (the AVX-512 one reads f32 and bf16 rows).
-  if (kv.dtype != io::DType::kF8E4M3 &&
-      internal::SelectedAttentionKernel(kv.head_dim) == internal::AttentionKernel::kAvx512) {
+  if (internal::SelectedAttentionKernel(kv.head_dim) == internal::AttentionKernel::kAvx512) {
     internal::PagedAttentionAvx512(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin,
                                    kv_head_end);
   } else {

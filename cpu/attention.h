@@ -32,8 +32,9 @@ struct PagedKvView {
 // Flash-decoding style: an online softmax over chunks of 16 tokens, f32 accumulation, bf16 K/V widened
 // exactly, each K and V row read once per tile of query rows (one row for decode, about 64 / group rows for
 // prefill) for the whole GQA group. AVX-512 when KernelIsa() allows it (cpu/cpu_features.h) and
-// head_dim % 16 == 0, else portable loops (compiled for AVX2: x86-64-v3). An F8_E4M3 cache runs the portable
-// kernel, which widens each row once per chunk with integer bit operations that vectorise (no table).
+// head_dim % 16 == 0, else portable loops (compiled for AVX2: x86-64-v3, the AVX2 kernel). Both read an
+// F8_E4M3 cache directly, widening each row once per chunk with integer bit operations (no table) and its
+// per-(token, head) scale.
 // Single-threaded: callers parallelise over sequences (or over kv heads with PagedAttentionHeads).
 void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
                     int sliding_window, float* out);
