@@ -112,7 +112,8 @@ def quantise(w, scale_dtype):
 
 def save(path, tensors):
     from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"format": "pt"})
+    # clone: published expert slices are views of one fused tensor, and safetensors refuses shared storage
+    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, path, metadata={"format": "pt"})
 
 
 def quantization_config(pub):
