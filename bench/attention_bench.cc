@@ -3,9 +3,11 @@
 // sequence on the engine's thread pool as the engine runs it, and a prefill case (8 sequences of 512 new
 // tokens from position 0). Prints KV GB/s (K and V bytes read over seconds), GFLOP/s and per-core figures for
 // the AVX-512 kernel, the portable one and the kernel this replaced ("baseline"); the decode target is >= 4
-// GB/s of KV per core.
+// GB/s of KV per core. --kv-dtype fp8 measures the e4m3 cache (a scale per token and head) instead; its KV
+// GB/s count the bytes the fp8 cache holds (1 per element plus the scales), so compare GFLOP/s (the same
+// work) or seconds with a bf16 run.
 //   build/bench/attention_bench [--batch 256] [--context 640] [--seconds 1] [--threads N] [--kernel NAME]
-//                               [--json FILE]
+//                               [--kv-dtype bf16|fp8] [--json FILE]
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +29,7 @@
 #include "cpu/attention.h"
 #include "cpu/attention_internal.h"
 #include "cpu/cpu_features.h"
+#include "cpu/fp8_blocks.h"
 #include "cpu/thread_pool.h"
 #include "io/dtype.h"
 
@@ -96,12 +99,15 @@ struct Workload {
   int sequences = 0;
   int tokens = 0;  // cached tokens per sequence, the new ones included
   int n_new = 0;
+  bool fp8 = false;
   std::vector<uint16_t> k_pool, v_pool;
+  std::vector<uint8_t> k_fp8, v_fp8;      // --kv-dtype fp8: the same values as e4m3 rows
+  std::vector<float> k_scales, v_scales;  // one per (token, kv head) row
   std::vector<std::vector<int32_t>> tables;
   std::vector<float> q, out;
 
-  Workload(int sequences_, int tokens_, int n_new_, uint32_t seed)
-      : sequences(sequences_), tokens(tokens_), n_new(n_new_) {
+  Workload(int sequences_, int tokens_, int n_new_, uint32_t seed, bool fp8_ = false)
+      : sequences(sequences_), tokens(tokens_), n_new(n_new_), fp8(fp8_) {
     const int blocks_per_sequence = (tokens + kBlockTokens - 1) / kBlockTokens;
     const int64_t blocks = static_cast<int64_t>(sequences) * blocks_per_sequence;
     std::vector<int32_t> ids(blocks);
@@ -124,6 +130,21 @@ struct Workload {
     };
     for (int64_t i = 0; i < elements; ++i) k_pool[i] = ringmoe::io::F32ToBF16(next());
     for (int64_t i = 0; i < elements; ++i) v_pool[i] = ringmoe::io::F32ToBF16(next());
+    if (fp8) {
+      k_fp8.resize(elements);
+      v_fp8.resize(elements);
+      k_scales.resize(elements / kHeadDim);
+      v_scales.resize(elements / kHeadDim);
+      std::vector<float> row(kHeadDim);
+      for (int64_t r = 0; r < elements / kHeadDim; ++r) {
+        for (int d = 0; d < kHeadDim; ++d) row[d] = ringmoe::io::BF16ToF32(k_pool[r * kHeadDim + d]);
+        k_scales[r] = ringmoe::cpu::QuantizeFp8Row(row.data(), kHeadDim, &k_fp8[r * kHeadDim]);
+        for (int d = 0; d < kHeadDim; ++d) row[d] = ringmoe::io::BF16ToF32(v_pool[r * kHeadDim + d]);
+        v_scales[r] = ringmoe::cpu::QuantizeFp8Row(row.data(), kHeadDim, &v_fp8[r * kHeadDim]);
+      }
+      k_pool = {};
+      v_pool = {};
+    }
     q.resize(static_cast<size_t>(sequences) * n_new * kHeads * kHeadDim);
     for (float& x : q) x = 2.0f * next();
     out.assign(q.size(), 0.0f);
@@ -131,6 +152,20 @@ struct Workload {
 
   static int64_t block_stride() { return static_cast<int64_t>(kBlockTokens) * kKvHeads * kHeadDim; }
   PagedKvView view(int s) const {
+    if (fp8) {
+      PagedKvView view{ringmoe::io::DType::kF8E4M3,
+                       k_fp8.data(),
+                       v_fp8.data(),
+                       block_stride(),
+                       kBlockTokens,
+                       kKvHeads,
+                       kHeadDim,
+                       tables[s].data(),
+                       tokens};
+      view.k_scales = k_scales.data();
+      view.v_scales = v_scales.data();
+      return view;
+    }
     return PagedKvView{ringmoe::io::DType::kBF16,
                        k_pool.data(),
                        v_pool.data(),
@@ -147,7 +182,8 @@ struct Workload {
   double kv_bytes() const {
     double rows = 0;
     for (int i = 0; i < n_new; ++i) rows += tokens - n_new + i + 1;
-    return sequences * rows * kKvHeads * kHeadDim * 2.0 * sizeof(uint16_t);
+    const double row_bytes = fp8 ? kHeadDim + sizeof(float) : kHeadDim * sizeof(uint16_t);
+    return sequences * rows * kKvHeads * row_bytes * 2.0;
   }
   double flops() const {
     double rows = 0;
@@ -217,7 +253,7 @@ int main(int argc, char** argv) {
   CLI::App app{"CPU paged attention throughput (Qwen3-30B-A3B layer shape, bf16 KV cache)."};
   int batch = 256, context = 640, threads = 0, prefill_rows = 512, prefill_sequences = 8;
   double min_seconds = 1.0;
-  std::string only_kernel, json_path;
+  std::string only_kernel, json_path, kv_dtype = "bf16";
   app.add_option("--batch", batch, "decoding sequences");
   app.add_option("--context", context, "tokens in each decoding sequence's cache (the new one included)");
   app.add_option("--prefill-rows", prefill_rows, "new tokens per prefill sequence, from position 0");
@@ -225,6 +261,9 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", min_seconds, "minimum time per measurement");
   app.add_option("--threads", threads, "worker threads (default: every core)");
   app.add_option("--kernel", only_kernel, "measure only this kernel: avx512, portable or baseline");
+  app.add_option("--kv-dtype", kv_dtype,
+                 "the cache's type: bf16, or fp8 (e4m3 with a scale per token and head)")
+      ->check(CLI::IsMember({"bf16", "fp8"}));
   app.add_option("--json", json_path, "write the figures as JSON");
   try {
     app.parse(argc, argv);
@@ -233,9 +272,10 @@ int main(int argc, char** argv) {
   }
   ringmoe::cpu::CpuWorkers workers(threads);
   const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
-  Workload decode(batch, context, 1, 1), prefill(prefill_sequences, prefill_rows, prefill_rows, 2);
-  fmt::print("{} threads; {} heads, {} kv heads, head_dim {}, bf16 blocks of {} tokens\n", workers.threads(),
-             kHeads, kKvHeads, kHeadDim, kBlockTokens);
+  const bool fp8 = kv_dtype == "fp8";
+  Workload decode(batch, context, 1, 1, fp8), prefill(prefill_sequences, prefill_rows, prefill_rows, 2, fp8);
+  fmt::print("{} threads; {} heads, {} kv heads, head_dim {}, {} blocks of {} tokens\n", workers.threads(),
+             kHeads, kKvHeads, kHeadDim, kv_dtype, kBlockTokens);
   fmt::print("decode: {} sequences x {} tokens ({:.0f} MB of K+V); prefill: {} sequences x {} new tokens\n",
              batch, context, decode.kv_bytes() / 1e6, prefill_sequences, prefill_rows);
 
@@ -252,7 +292,7 @@ int main(int argc, char** argv) {
     kernels.push_back({internal::AttentionKernel::kAvx512, {"avx512", current}});
   }
   if (wanted("portable")) kernels.push_back({internal::AttentionKernel::kPortable, {"portable", current}});
-  if (wanted("baseline")) {
+  if (wanted("baseline") && !fp8) {  // the old kernel reads bf16 only
     const auto baseline = [scale](Workload& w, int s) {
       BaselineAttention(w.q_of(s), w.n_new, kHeads, w.view(s), scale, w.out_of(s));
     };
@@ -265,7 +305,7 @@ int main(int argc, char** argv) {
                           {"kv_heads", kKvHeads},
                           {"head_dim", kHeadDim},
                           {"block_tokens", kBlockTokens},
-                          {"dtype", "bf16"}}},
+                          {"dtype", kv_dtype}}},
                         {"decode", {{"sequences", batch}, {"context", context}}},
                         {"prefill", {{"sequences", prefill_sequences}, {"new_tokens", prefill_rows}}},
                         {"decode_target_per_core_kv_GB_per_s", 4.0}};

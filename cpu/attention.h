@@ -8,7 +8,9 @@
 namespace ringmoe::cpu {
 
 // One layer's view of a sequence's KV cache. Blocks hold `block_tokens` tokens; a block's K (and V) is laid
-// out [block_tokens, kv_heads, head_dim] at pool + block_id * block_stride elements. F32 or BF16.
+// out [block_tokens, kv_heads, head_dim] at pool + block_id * block_stride elements. F32, BF16 or F8_E4M3;
+// F8_E4M3 rows carry one f32 scale per (token, kv head) (value = e4m3 * scale), at k_scales / v_scales +
+// (element offset of the row) / head_dim, i.e. laid out [blocks, block_tokens, kv_heads].
 struct PagedKvView {
   io::DType dtype = io::DType::kF32;
   const void* k_pool = nullptr;
@@ -19,6 +21,8 @@ struct PagedKvView {
   int head_dim = 0;
   const int32_t* block_ids = nullptr;  // the sequence's block table
   int num_tokens = 0;                  // tokens in the cache, including the new ones
+  const float* k_scales = nullptr;     // F8_E4M3 only
+  const float* v_scales = nullptr;
 };
 
 // q: [n_new, heads, head_dim] for positions num_tokens - n_new .. num_tokens - 1, whose K/V are already
@@ -28,7 +32,9 @@ struct PagedKvView {
 // Flash-decoding style: an online softmax over chunks of 16 tokens, f32 accumulation, bf16 K/V widened
 // exactly, each K and V row read once per tile of query rows (one row for decode, about 64 / group rows for
 // prefill) for the whole GQA group. AVX-512 when KernelIsa() allows it (cpu/cpu_features.h) and
-// head_dim % 16 == 0, else portable loops.
+// head_dim % 16 == 0, else portable loops (compiled for AVX2: x86-64-v3, the AVX2 kernel). Both read an
+// F8_E4M3 cache directly, widening each row once per chunk with integer bit operations (no table) and its
+// per-(token, head) scale.
 // Single-threaded: callers parallelise over sequences (or over kv heads with PagedAttentionHeads).
 void PagedAttention(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
                     int sliding_window, float* out);

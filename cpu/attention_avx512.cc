@@ -6,7 +6,8 @@
 // transposed as 32-bit pairs of dimensions, then split, which halves the shuffles). Scores of up to 8 query
 // vectors are computed together (8 independent FMA chains per K load); the weighted V sum runs on register
 // tiles of 8 query vectors x 32 dimensions, reading bf16 V in place for a decode and from a widened copy when
-// a prefill tile's several blocks of query vectors reuse it.
+// a prefill tile's several blocks of query vectors reuse it. An e4m3 cache is widened (and scaled by its
+// per-(token, head) factors) as it is staged: K into the transpose, V always into the staged copy.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -30,6 +31,16 @@ RINGMOE_AVX512 inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p);
 RINGMOE_AVX512 inline __m512 Load16(const uint16_t* p) {
   const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+// e4m3 -> f32 exactly (unscaled): sign and the other seven bits moved into an f32's place, times 2^120 to
+// rebias the exponent (7 -> 127; subnormals included). The NaN codes read as +-480 (the cache never writes
+// them for finite K/V), as in the portable kernel.
+RINGMOE_AVX512 inline __m512 Load16(const uint8_t* p) {
+  const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
+  const __m512i rest = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x7f)), 20);
+  return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(sign, rest)), _mm512_set1_ps(0x1p120f));
 }
 
 // ExpNonPositive (cpu/activation.h) on 16 lanes: the same reduction and polynomial, with FMAs.
@@ -207,13 +218,17 @@ RINGMOE_AVX512 void AccumulateAll(int vectors, const float* p, const float* corr
   }
 }
 
-// Element: the cache's K/V type, float or bf16 (uint16_t).
+// Element: the cache's K/V type, float, bf16 (uint16_t) or e4m3 with per-(token, head) scales (uint8_t).
 template <typename Element>
 class Avx512Kernel {
  public:
+  static constexpr bool kFp8 = std::is_same_v<Element, uint8_t>;
+
   RINGMOE_AVX512 Avx512Kernel(const PagedKvView& kv, float scale, int max_vectors)
       : k_pool_(static_cast<const Element*>(kv.k_pool)),
         v_pool_(static_cast<const Element*>(kv.v_pool)),
+        k_scales_(kv.k_scales),
+        v_scales_(kv.v_scales),
         scale_(scale) {
     const int64_t head_dim = kv.head_dim;
     thread_local std::vector<float> storage;
@@ -266,7 +281,9 @@ class Avx512Kernel {
     }
     float* acc = tile.acc_of(local_head);
     // One block of query vectors (decode) reads each V row once anyway: widen it in the loop, no staging.
-    if (std::is_same_v<Element, float> || vectors <= kMaxBlock) {
+    if constexpr (kFp8) {  // scaled rows: always from staging
+      AccumulateAll(vectors, p_, corr_, v_staged_, lane_begin, lane_end, acc, head_dim, prefetch);
+    } else if (std::is_same_v<Element, float> || vectors <= kMaxBlock) {
       AccumulateAll(vectors, p_, corr_, v_in_place_, lane_begin, lane_end, acc, head_dim, prefetch);
     } else {
       AccumulateAll(vectors, p_, corr_, v_staged_, lane_begin, lane_end, acc, head_dim, prefetch);
@@ -280,9 +297,12 @@ class Avx512Kernel {
     const int64_t head = static_cast<int64_t>(kv_head) * head_dim;
     const Element* k_rows[kLanes];
     const Element* zero_row = reinterpret_cast<const Element*>(zeros_);
+    __m512 k_scale[kLanes];  // e4m3 only: the rows' scales (0 for lanes not read)
     for (int t = 0; t < kLanes; ++t) {
       const bool read = t >= chunk.lane_begin && t < chunk.lane_end;
       k_rows[t] = read ? k_pool_ + chunk.row_offset[t] + head : zero_row;
+      if constexpr (kFp8)
+        k_scale[t] = _mm512_set1_ps(read ? k_scales_[(chunk.row_offset[t] + head) / head_dim] : 0.0f);
     }
     int d = 0;
     if constexpr (std::is_same_v<Element, uint16_t>) {
@@ -306,7 +326,10 @@ class Avx512Kernel {
     for (; d < head_dim; d += kLanes) {
       __m512 r[kLanes];
 #pragma GCC unroll 16
-      for (int t = 0; t < kLanes; ++t) r[t] = Load16(k_rows[t] + d);
+      for (int t = 0; t < kLanes; ++t) {
+        r[t] = Load16(k_rows[t] + d);
+        if constexpr (kFp8) r[t] = _mm512_mul_ps(r[t], k_scale[t]);
+      }
       Transpose16x16(r);
 #pragma GCC unroll 16
       for (int i = 0; i < kLanes; ++i) _mm512_store_ps(kt_ + (d + i) * kLanes, r[i]);
@@ -314,7 +337,13 @@ class Avx512Kernel {
     for (int t = chunk.lane_begin; t < chunk.lane_end; ++t) {
       const Element* v = v_pool_ + chunk.row_offset[t] + head;
       v_in_place_[t] = v;
-      if (!std::is_same_v<Element, float> && stage_v) {
+      if constexpr (kFp8) {
+        float* row = v_ + t * head_dim;
+        const __m512 v_scale = _mm512_set1_ps(v_scales_[(chunk.row_offset[t] + head) / head_dim]);
+        for (int e = 0; e < head_dim; e += kLanes)
+          _mm512_store_ps(row + e, _mm512_mul_ps(Load16(v + e), v_scale));
+        v_staged_[t] = row;
+      } else if (!std::is_same_v<Element, float> && stage_v) {
         float* row = v_ + t * head_dim;
         for (int e = 0; e < head_dim; e += kLanes) _mm512_store_ps(row + e, Load16(v + e));
         v_staged_[t] = row;
@@ -324,9 +353,11 @@ class Avx512Kernel {
 
   const Element* k_pool_;
   const Element* v_pool_;
+  const float* k_scales_;  // e4m3 only
+  const float* v_scales_;
   float scale_;
   float* kt_;     // [head_dim, 16]
-  float* v_;      // [16, head_dim]: widened bf16 V
+  float* v_;      // [16, head_dim]: widened bf16 (or scaled e4m3) V
   float* zeros_;  // [head_dim]: the K row of lanes not read
   float* p_;      // [vectors, 16]: scores, then probabilities
   float* corr_;   // [vectors]: this chunk's rescaling of the previous terms
@@ -348,6 +379,8 @@ void PagedAttentionAvx512(const float* q, int n_new, int heads, const PagedKvVie
                           int sliding_window, float* out, int kv_head_begin, int kv_head_end) {
   if (kv.dtype == io::DType::kF32) {
     Run<float>(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin, kv_head_end);
+  } else if (kv.dtype == io::DType::kF8E4M3) {
+    Run<uint8_t>(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin, kv_head_end);
   } else {
     Run<uint16_t>(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin, kv_head_end);
   }

@@ -92,7 +92,7 @@ class ChunkPrefetcher {
   explicit ChunkPrefetcher(const PagedKvView& kv)
       : k_(static_cast<const char*>(kv.k_pool)),
         v_(static_cast<const char*>(kv.v_pool)),
-        element_bytes_(kv.dtype == io::DType::kF32 ? 4 : 2),
+        element_bytes_(static_cast<int64_t>(io::DTypeSize(kv.dtype))),
         row_bytes_(kv.head_dim * element_bytes_) {}
 
   // next: the chunk after the one being computed, or nullptr.

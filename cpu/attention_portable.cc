@@ -21,14 +21,29 @@ inline float Widen(uint16_t bf16) {
   return value;
 }
 
-// Element: the cache's K/V type, float (read in place) or bf16 (uint16_t, widened once per chunk into f32
-// rows, so that the inner loops are plain f32 multiply-adds).
+// e4m3 -> f32 times `scale`, exact before the scaling: the sign and the seven other bits moved into an f32's
+// place (exponent bias 7 -> 127 is a factor 2^120, which subnormals get right too), no table and no branch,
+// so that a row's loop vectorises. The NaN codes (0x7f, 0xff) read as +-480: the cache never writes them
+// for finite K/V.
+inline float WidenE4M3(uint8_t value, float scale) {
+  const uint32_t bits =
+      (static_cast<uint32_t>(value & 0x80u) << 24) | (static_cast<uint32_t>(value & 0x7fu) << 20);
+  float magnitude;
+  std::memcpy(&magnitude, &bits, sizeof(magnitude));
+  return magnitude * 0x1p120f * scale;  // left to right: 2^120 * scale alone could overflow
+}
+
+// Element: the cache's K/V type, float (read in place), bf16 (uint16_t) or e4m3 with per-(token, head)
+// scales (uint8_t), the last two widened once per chunk into f32 rows, so that the inner loops are plain f32
+// multiply-adds.
 template <typename Element>
 class PortableKernel {
  public:
   PortableKernel(const PagedKvView& kv, float scale, int max_vectors)
       : k_pool_(static_cast<const Element*>(kv.k_pool)),
         v_pool_(static_cast<const Element*>(kv.v_pool)),
+        k_scales_(kv.k_scales),
+        v_scales_(kv.v_scales),
         scale_(scale) {
     thread_local std::vector<float> storage;
     const size_t rows =
@@ -46,8 +61,15 @@ class PortableKernel {
     const float* k[kChunkTokens];
     const float* v[kChunkTokens];
     for (int t = lane_begin; t < lane_end; ++t) {
-      k[t] = Row(k_pool_ + chunk.row_offset[t] + head, widened_ + t * head_dim, head_dim);
-      v[t] = Row(v_pool_ + chunk.row_offset[t] + head, widened_ + (kChunkTokens + t) * head_dim, head_dim);
+      const int64_t offset = chunk.row_offset[t] + head;
+      if constexpr (std::is_same_v<Element, uint8_t>) {
+        const int64_t row = offset / head_dim;  // the (token, kv head) scale
+        k[t] = Row(k_pool_ + offset, widened_ + t * head_dim, head_dim, k_scales_[row]);
+        v[t] = Row(v_pool_ + offset, widened_ + (kChunkTokens + t) * head_dim, head_dim, v_scales_[row]);
+      } else {
+        k[t] = Row(k_pool_ + offset, widened_ + t * head_dim, head_dim);
+        v[t] = Row(v_pool_ + offset, widened_ + (kChunkTokens + t) * head_dim, head_dim);
+      }
     }
     prefetch.Step();
     // Scores, four tokens per pass over a query vector.
@@ -140,13 +162,20 @@ class PortableKernel {
     for (int d = 0; d < head_dim; ++d) scratch[d] = Widen(row[d]);
     return scratch;
   }
+  static const float* Row(const uint8_t* row, float* scratch, int head_dim, float scale) {
+#pragma omp simd
+    for (int d = 0; d < head_dim; ++d) scratch[d] = WidenE4M3(row[d], scale);
+    return scratch;
+  }
 
   const Element* k_pool_;
   const Element* v_pool_;
+  const float* k_scales_;
+  const float* v_scales_;
   float scale_;
   float* scores_;   // [vectors, kChunkTokens]: scores, then probabilities
   float* corr_;     // [vectors]: this chunk's rescaling of the row's previous terms
-  float* widened_;  // bf16: [2, kChunkTokens, head_dim], the chunk's K then V rows as f32
+  float* widened_;  // bf16, e4m3: [2, kChunkTokens, head_dim], the chunk's K then V rows as f32
 };
 
 template <typename Element>
@@ -163,6 +192,8 @@ void PagedAttentionPortable(const float* q, int n_new, int heads, const PagedKvV
                             int sliding_window, float* out, int kv_head_begin, int kv_head_end) {
   if (kv.dtype == io::DType::kF32) {
     Run<float>(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin, kv_head_end);
+  } else if (kv.dtype == io::DType::kF8E4M3) {
+    Run<uint8_t>(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin, kv_head_end);
   } else {
     Run<uint16_t>(q, n_new, heads, kv, scale, sliding_window, out, kv_head_begin, kv_head_end);
   }

@@ -91,11 +91,54 @@ inline uint16_t F32ToF16(float value) {
   return static_cast<uint16_t>(result | sign);
 }
 
-// Converts `count` elements of `src_type` at `src` to F32. Supports F32, BF16 and F16; any other type is an
-// InvalidArgument error naming the dtype. `src` need not be aligned.
+// FP8 as safetensors stores it (the OCP / PyTorch formats). F8_E4M3 is "e4m3fn": exponent bias 7, no
+// infinities, NaN only at S.1111.111 (0x7f / 0xff), largest finite 448, smallest subnormal 2^-9. F8_E5M2 is
+// the top byte of an IEEE F16 (bias 15, with inf and NaN). Both widen to F32 exactly.
+inline float F8E4M3ToF32(uint8_t value) {
+  const uint32_t sign = static_cast<uint32_t>(value & 0x80u) << 24;
+  const uint32_t exponent = (value >> 3) & 0xfu;
+  const uint32_t mantissa = value & 0x7u;
+  if (exponent == 0xf && mantissa == 0x7) return internal::BitsToFloat(sign | 0x7fc00000u);  // NaN
+  if (exponent == 0) {
+    // Subnormal (or zero): mantissa * 2^-9, exact in F32.
+    const float magnitude = static_cast<float>(mantissa) * 0x1p-9f;
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  return internal::BitsToFloat(sign | ((exponent + (127 - 7)) << 23) | (mantissa << 20));
+}
+inline float F8E5M2ToF32(uint8_t value) { return F16ToF32(static_cast<uint16_t>(value << 8)); }
+
+// The largest finite F8_E4M3 value.
+inline constexpr float kF8E4M3Max = 448.0f;
+
+// Round to nearest, ties to even, saturating: finite values past 448 (and infinities) become +-448, the
+// clamp a quantiser wants (torch's plain cast would give NaN instead). NaN stays NaN (0x7f with the sign).
+inline uint8_t F32ToF8E4M3(float value) {
+  uint32_t bits = internal::FloatBits(value);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  bits &= 0x7fffffffu;
+  if (bits > 0x7f800000u) return sign | 0x7fu;
+  if (bits >= 0x43e00000u) return sign | 0x7eu;  // |value| >= 448 (or inf): saturate.
+  if (bits < 0x3c800000u) {                      // |value| < 2^-6: E4M3 subnormal or zero.
+    // The sum's last mantissa bit is worth 2^-9 (2^14 * 2^-23), E4M3's subnormal step, so the FPU rounds
+    // to nearest even for us (default rounding mode, which this project never changes); 8 steps = 2^-6 is
+    // code 0x08, the smallest normal, so a round-up carries over correctly.
+    const float shifted = internal::BitsToFloat(bits) + 16384.0f;
+    return sign | static_cast<uint8_t>(internal::FloatBits(shifted) - 0x46800000u);
+  }
+  const uint32_t mantissa_odd = (bits >> 20) & 1u;
+  bits += (static_cast<uint32_t>(7 - 127) << 23) + 0x7ffffu + mantissa_odd;
+  const uint32_t result = bits >> 20;  // A carry out of the mantissa bumps the exponent; 448 is the top.
+  return sign | static_cast<uint8_t>(result > 0x7eu ? 0x7eu : result);
+}
+
+// Converts `count` elements of `src_type` at `src` to F32. Supports F32, BF16, F16, F8_E4M3 and F8_E5M2;
+// any other type is an InvalidArgument error naming the dtype. `src` need not be aligned.
 absl::Status ConvertToF32(DType src_type, const void* src, float* dst, size_t count);
 // Round to nearest even; NaN stays NaN.
 void ConvertF32ToBF16(const float* src, uint16_t* dst, size_t count);
+// Round to nearest even, saturating at +-448; NaN stays NaN.
+void ConvertF32ToF8E4M3(const float* src, uint8_t* dst, size_t count);
 // Round to nearest even; NaN stays NaN.
 void ConvertF32ToF16(const float* src, uint16_t* dst, size_t count);
 

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "io/status_macros.h"
@@ -77,10 +78,69 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
+// quantization_config: only Hugging Face's fine-grained FP8 (block-wise e4m3) is read; anything else is
+// refused naming the field, so that a quantised checkpoint never loads as garbage.
+absl::Status ParseQuantization(const json& config, absl::string_view source, QuantizationSpec* out) {
+  auto bad = [&](absl::string_view field, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": quantization_config.", field, " ", why));
+  };
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": quantization_config is a JSON ", config.type_name(), ", not an object"));
+  }
+  ConfigReader reader(config, source);
+  const std::string method = reader.Get<std::string>("quant_method", "");
+  if (!reader.status().ok()) return reader.status();
+  if (method != "fp8") {
+    return absl::UnimplementedError(absl::StrCat(
+        source, ": quantization_config.quant_method '", method,
+        "' is not supported (supported: fp8, the block-wise e4m3 format with weight_scale_inv tensors)"));
+  }
+  QuantizationSpec quantization;
+  quantization.method = WeightQuantization::kFp8Block;
+  const std::string fmt = reader.Get<std::string>("fmt", "e4m3");
+  if (fmt != "e4m3" && fmt != "float8_e4m3fn")
+    return bad("fmt", absl::StrCat("'", fmt, "' is not supported (supported: e4m3)"));
+  quantization.activation_scheme = reader.Get<std::string>("activation_scheme", "dynamic");
+  if (quantization.activation_scheme != "dynamic") {
+    return bad("activation_scheme",
+               absl::StrCat("'", quantization.activation_scheme, "' is not supported (supported: dynamic)"));
+  }
+  if (config.contains("weight_block_size")) {
+    const json& block = config["weight_block_size"];
+    if (!block.is_array() || block.size() != 2 || !block[0].is_number_integer() ||
+        !block[1].is_number_integer() || block[0].get<int64_t>() < 1 || block[1].get<int64_t>() < 1 ||
+        block[0].get<int64_t>() > 65536 || block[1].get<int64_t>() > 65536) {
+      return bad("weight_block_size",
+                 absl::StrCat("must be two positive integers [rows, cols] (got ", block.dump(),
+                              "); per-tensor FP8 scales are not supported"));
+    }
+    quantization.block_rows = block[0].get<int>();
+    quantization.block_cols = block[1].get<int>();
+  }
+  quantization.modules_to_not_convert = reader.Get<std::vector<std::string>>("modules_to_not_convert", {});
+  if (!reader.status().ok()) return reader.status();
+  *out = std::move(quantization);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
+bool QuantizationSpec::Converts(absl::string_view module) const {
+  for (const std::string& pattern : modules_to_not_convert) {
+    if (pattern.empty()) continue;
+    if (module == pattern) return false;
+    if (module.size() > pattern.size()) {
+      if (absl::EndsWith(module, pattern) && module[module.size() - pattern.size() - 1] == '.') return false;
+      if (absl::StartsWith(module, pattern) && module[pattern.size()] == '.') return false;
+    }
+  }
+  return true;
+}
+
 int ModelSpec::num_moe_layers() const {
-  return static_cast<int>(std::count_if(layers.begin(), layers.end(), [](const LayerSpec& l) { return l.is_moe; }));
+  return static_cast<int>(
+      std::count_if(layers.begin(), layers.end(), [](const LayerSpec& l) { return l.is_moe; }));
 }
 
 int64_t ModelSpec::expert_params() const { return 3LL * hidden_size * moe_intermediate_size; }
@@ -95,12 +155,14 @@ int64_t ModelSpec::attention_params() const {
 }
 
 int64_t ModelSpec::total_params() const {
-  int64_t params = static_cast<int64_t>(vocab_size) * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size;
+  int64_t params =
+      static_cast<int64_t>(vocab_size) * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size;
   for (const LayerSpec& layer : layers) {
     params += attention_params();
     if (layer.is_moe) {
       params += num_experts * expert_params() + static_cast<int64_t>(num_experts) * hidden_size;
-      if (layer.has_shared_expert) params += 3LL * hidden_size * shared_expert_intermediate_size + hidden_size;
+      if (layer.has_shared_expert)
+        params += 3LL * hidden_size * shared_expert_intermediate_size + hidden_size;
     } else {
       params += 3LL * hidden_size * intermediate_size;
     }
@@ -146,7 +208,8 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   spec.bos_token_id = config.Get<int32_t>("bos_token_id", -1);
   if (config.Has("eos_token_id")) spec.eos_token_ids = ReadTokenIds(root["eos_token_id"]);
 
-  // RoPE: published checkpoints say rope_theta; transformers 5 writes rope_parameters {rope_theta, rope_type}.
+  // RoPE: published checkpoints say rope_theta; transformers 5 writes rope_parameters {rope_theta,
+  // rope_type}.
   spec.rope_theta = config.Get<double>("rope_theta", 10000.0);
   std::string rope_type = "default";
   if (config.Has("rope_parameters") && root["rope_parameters"].is_object()) {
@@ -160,7 +223,8 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
     rope_type = scaling.GetAny<std::string>({"rope_type", "type"}, rope_type);
   }
   if (rope_type != "default") {
-    return absl::UnimplementedError(absl::StrCat(source, ": rope type '", rope_type, "' is not supported yet"));
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": rope type '", rope_type, "' is not supported yet"));
   }
 
   switch (spec.type) {
@@ -194,18 +258,30 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
     return absl::UnimplementedError(absl::StrCat(source, ": use_sliding_window=true is not supported"));
   }
 
+  if (config.Has("quantization_config")) {
+    if (absl::Status status = ParseQuantization(root["quantization_config"], source, &spec.quantization);
+        !status.ok()) {
+      return status;
+    }
+  }
+
   std::vector<int> mlp_only_layers = config.Get<std::vector<int>>("mlp_only_layers", {});
   int decoder_sparse_step = config.Get<int>("decoder_sparse_step", 1);
   if (!config.status().ok()) return config.status();
 
   auto require_positive = [&](const char* what, int value) -> absl::Status {
     if (value > 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", what, " must be positive (got ", value, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", what, " must be positive (got ", value, ")"));
   };
-  for (auto [what, value] : {std::pair{"vocab_size", spec.vocab_size}, {"hidden_size", spec.hidden_size},
-                             {"num_hidden_layers", spec.num_layers}, {"num_attention_heads", spec.num_heads},
-                             {"num_key_value_heads", spec.num_kv_heads}, {"head_dim", spec.head_dim},
-                             {"num_experts", spec.num_experts}, {"num_experts_per_tok", spec.num_experts_per_tok},
+  for (auto [what, value] : {std::pair{"vocab_size", spec.vocab_size},
+                             {"hidden_size", spec.hidden_size},
+                             {"num_hidden_layers", spec.num_layers},
+                             {"num_attention_heads", spec.num_heads},
+                             {"num_key_value_heads", spec.num_kv_heads},
+                             {"head_dim", spec.head_dim},
+                             {"num_experts", spec.num_experts},
+                             {"num_experts_per_tok", spec.num_experts_per_tok},
                              {"expert intermediate size", spec.moe_intermediate_size},
                              {"max_position_embeddings", spec.max_position_embeddings},
                              {"decoder_sparse_step", decoder_sparse_step}}) {
@@ -220,8 +296,9 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
     return absl::InvalidArgumentError(absl::StrCat(source, ": head_dim must be even for RoPE"));
   }
   if (spec.num_experts_per_tok > spec.num_experts) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": num_experts_per_tok (", spec.num_experts_per_tok,
-                                                   ") exceeds the number of experts (", spec.num_experts, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": num_experts_per_tok (", spec.num_experts_per_tok,
+                     ") exceeds the number of experts (", spec.num_experts, ")"));
   }
   for (int layer : mlp_only_layers) {
     if (layer < 0 || layer >= spec.num_layers) {
@@ -236,9 +313,11 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
     spec.layers[i].is_moe = !mlp_only && (i + 1) % decoder_sparse_step == 0;
     spec.layers[i].has_shared_expert = spec.layers[i].is_moe && spec.shared_expert_intermediate_size > 0;
   }
-  bool any_dense = std::any_of(spec.layers.begin(), spec.layers.end(), [](const LayerSpec& l) { return !l.is_moe; });
+  bool any_dense =
+      std::any_of(spec.layers.begin(), spec.layers.end(), [](const LayerSpec& l) { return !l.is_moe; });
   if (any_dense && spec.intermediate_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": dense layers need a positive intermediate_size"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": dense layers need a positive intermediate_size"));
   }
   return spec;
 }

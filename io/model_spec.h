@@ -29,9 +29,32 @@ enum class RouterKind {
   kTopKSoftmax,  // Mixtral: top-k logits, then softmax over those k (always sums to one).
 };
 
+// How the checkpoint's linear weights are quantised: config.json's quantization_config.
+enum class WeightQuantization {
+  kNone,
+  // Hugging Face's fine-grained FP8 ({"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128,
+  // 128]}): F8_E4M3 weights, each with a `<name>_scale_inv` tensor (F32 or BF16) of one factor per block of
+  // block_rows x block_cols, shape [ceil(out / block_rows), ceil(in / block_cols)]; value = fp8 * scale_inv.
+  kFp8Block,
+};
+
+struct QuantizationSpec {
+  WeightQuantization method = WeightQuantization::kNone;
+  int block_rows = 128;  // weight_block_size[0]: along the output dimension
+  int block_cols = 128;  // weight_block_size[1]: along the input dimension
+  // Modules left in the checkpoint's float dtype (names or name suffixes, e.g. "lm_head",
+  // "model.layers.0.mlp.gate").
+  std::vector<std::string> modules_to_not_convert;
+  std::string activation_scheme = "dynamic";  // Only "dynamic" (no stored activation scales) is supported.
+
+  // Whether the module (a weight's name without ".weight") may hold FP8 weights: false when
+  // modules_to_not_convert names it exactly, as a dotted suffix, or as a dotted prefix.
+  bool Converts(absl::string_view module) const;
+};
+
 struct LayerSpec {
-  bool is_moe = true;             // false: a dense SwiGLU MLP of intermediate_size.
-  bool has_shared_expert = false; // Qwen2-MoE: shared SwiGLU expert with a sigmoid gate.
+  bool is_moe = true;              // false: a dense SwiGLU MLP of intermediate_size.
+  bool has_shared_expert = false;  // Qwen2-MoE: shared SwiGLU expert with a sigmoid gate.
 };
 
 struct ModelSpec {
@@ -44,32 +67,33 @@ struct ModelSpec {
   int num_heads = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
-  int intermediate_size = 0;          // Dense MLP layers.
-  int moe_intermediate_size = 0;      // Each routed expert.
+  int intermediate_size = 0;      // Dense MLP layers.
+  int moe_intermediate_size = 0;  // Each routed expert.
   int shared_expert_intermediate_size = 0;
   int num_experts = 0;
   int num_experts_per_tok = 0;
   bool norm_topk_prob = true;
   RouterKind router = RouterKind::kSoftmaxTopK;
-  bool attention_bias = false;        // q/k/v projections carry biases.
+  bool attention_bias = false;  // q/k/v projections carry biases.
   QkNorm qk_norm = QkNorm::kNone;
-  float clip_qkv = 0.0f;              // OLMoE: clamp q/k/v to [-clip, clip] when > 0.
+  float clip_qkv = 0.0f;  // OLMoE: clamp q/k/v to [-clip, clip] when > 0.
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   int max_position_embeddings = 0;
-  int sliding_window = 0;             // 0 = full attention.
+  int sliding_window = 0;  // 0 = full attention.
   bool tie_word_embeddings = false;
   std::vector<int32_t> eos_token_ids;
   int32_t bos_token_id = -1;
-  std::string torch_dtype;            // "bfloat16", "float32", ... (informational).
+  std::string torch_dtype;  // "bfloat16", "float32", ... (informational).
   std::vector<LayerSpec> layers;
+  QuantizationSpec quantization;  // kNone without a quantization_config.
 
   int q_width() const { return num_heads * head_dim; }
   int kv_width() const { return num_kv_heads * head_dim; }
   int num_moe_layers() const;
   // Parameter counts, for reports and the planner.
-  int64_t expert_params() const;      // One routed expert (gate, up, down).
-  int64_t attention_params() const;   // One layer's q, k, v, o (+ biases, norms).
+  int64_t expert_params() const;     // One routed expert (gate, up, down).
+  int64_t attention_params() const;  // One layer's q, k, v, o (+ biases, norms).
   int64_t total_params() const;
 };
 

@@ -74,6 +74,8 @@ ExecutionPlan ApplyPins(ExecutionPlan plan, const PlanPins& pins) {
   if (pins.routed_expert_copies) plan.routed_expert_copies = *pins.routed_expert_copies;
   if (pins.prefill_attention_on_gpu) plan.prefill_attention_on_gpu = *pins.prefill_attention_on_gpu;
   if (pins.kv_host_bytes) plan.kv.host_bytes = *pins.kv_host_bytes;
+  if (pins.expert_dtype) plan.expert_dtype = *pins.expert_dtype;
+  if (pins.kv_dtype) plan.kv.dtype = *pins.kv_dtype;
   return plan;
 }
 
@@ -123,7 +125,8 @@ std::vector<ExpertTier> SpreadResidentLayers(const ModelSpec& spec, int resident
 }
 
 int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype) {
-  return 2LL * spec.num_layers * spec.kv_width() * static_cast<int64_t>(io::DTypeSize(dtype));
+  const int64_t scale_bytes = dtype == io::DType::kF8E4M3 ? spec.num_kv_heads * int64_t{sizeof(float)} : 0;
+  return 2LL * spec.num_layers * (spec.kv_width() * static_cast<int64_t>(io::DTypeSize(dtype)) + scale_bytes);
 }
 
 int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int sequences, int context_tokens) {
@@ -139,8 +142,12 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   if (plan.prefill_chunk < 1) return bad("prefill_chunk", plan.prefill_chunk, "must be at least 1");
   if (plan.micro_batches < 1) return bad("micro_batches", plan.micro_batches, "must be at least 1");
   if (plan.kv.block_tokens < 1) return bad("kv.block_tokens", plan.kv.block_tokens, "must be at least 1");
-  if (plan.kv.dtype != io::DType::kBF16 && plan.kv.dtype != io::DType::kF32) {
-    return bad("kv.dtype", std::string(io::DTypeName(plan.kv.dtype)), "must be bf16 or f32");
+  if (plan.kv.dtype != io::DType::kBF16 && plan.kv.dtype != io::DType::kF32 &&
+      plan.kv.dtype != io::DType::kF8E4M3) {
+    return bad("kv.dtype", std::string(io::DTypeName(plan.kv.dtype)), "must be bf16, f32 or F8_E4M3");
+  }
+  if (plan.expert_dtype != io::DType::kBF16 && plan.expert_dtype != io::DType::kF8E4M3) {
+    return bad("expert_dtype", std::string(io::DTypeName(plan.expert_dtype)), "must be BF16 or F8_E4M3");
   }
   if (plan.kv.host_bytes < 0) return bad("kv.host_bytes", plan.kv.host_bytes, "must not be negative");
   if (plan.kv.gpu_bytes < 0) return bad("kv.gpu_bytes", plan.kv.gpu_bytes, "must not be negative");
@@ -148,7 +155,11 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
     return bad("kv.gpu_fraction", plan.kv.gpu_fraction, "must lie in 0..1");
   }
   if (plan.device == PlanDevice::kCpu) return absl::OkStatus();
-  if (plan.kv.dtype != io::DType::kBF16)
+  if (plan.kv.dtype == io::DType::kF8E4M3 && (plan.kv.gpu_fraction > 0 || plan.kv.gpu_bytes > 0)) {
+    return bad("kv.dtype", "F8_E4M3",
+               "the GPU's share of the KV cache is bf16 only for now: an fp8 cache needs --kv-gpu-fraction 0");
+  }
+  if (plan.kv.dtype == io::DType::kF32)
     return bad("kv.dtype", "f32", "the GPU path keeps its KV cache in bf16");
   if (static_cast<int>(plan.expert_tiers.size()) != spec.num_layers) {
     return bad("expert_tiers", plan.expert_tiers.size(),
@@ -200,6 +211,9 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
     absl::StrAppendFormat(&text, ", GPU %.2f GiB (%.0f%% of the sequences)", plan.kv.gpu_bytes / 1073741824.0,
                           plan.kv.gpu_fraction * 100);
   }
+  if (plan.expert_dtype != io::DType::kBF16) {
+    absl::StrAppendFormat(&text, "; routed experts %s (128x128 blocks)", io::DTypeName(plan.expert_dtype));
+  }
   if (plan.budgets.gpu_bytes > 0)
     absl::StrAppendFormat(&text, "; GPU cap %.2f GiB", plan.budgets.gpu_bytes / 1073741824.0);
   return text;
@@ -220,6 +234,7 @@ std::string PlanToJson(const ExecutionPlan& plan) {
               {"max_resident_moe_layers", plan.max_resident_moe_layers},
               {"resident_moe_layers", plan.resident_moe_layers()},
               {"expert_tiers", tiers},
+              {"expert_dtype", std::string(io::DTypeName(plan.expert_dtype))},
               {"kv",
                {{"block_tokens", plan.kv.block_tokens},
                 {"dtype", std::string(io::DTypeName(plan.kv.dtype))},
@@ -289,8 +304,22 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
     plan.kv.dtype = io::DType::kBF16;
   } else if (dtype == "F32" || dtype == "f32") {
     plan.kv.dtype = io::DType::kF32;
+  } else if (dtype == "F8_E4M3") {
+    plan.kv.dtype = io::DType::kF8E4M3;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("plan: kv.dtype must be BF16 or F32, not '", dtype, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("plan: kv.dtype must be BF16, F32 or F8_E4M3, not '", dtype, "'"));
+  }
+  // Optional (plans written before FP8 experts): BF16.
+  if (auto expert_dtype = root.find("expert_dtype"); expert_dtype != root.end()) {
+    if (*expert_dtype == "BF16") {
+      plan.expert_dtype = io::DType::kBF16;
+    } else if (*expert_dtype == "F8_E4M3") {
+      plan.expert_dtype = io::DType::kF8E4M3;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan: expert_dtype must be BF16 or F8_E4M3, not ", expert_dtype->dump()));
+    }
   }
   auto tiers = root.find("expert_tiers");
   if (tiers == root.end() || !tiers->is_array())
@@ -324,7 +353,7 @@ bool operator==(const ExecutionPlan& a, const ExecutionPlan& b) {
          a.layer_parts == b.layer_parts && a.routed_expert_copies == b.routed_expert_copies &&
          a.prefill_attention_on_gpu == b.prefill_attention_on_gpu &&
          a.max_resident_moe_layers == b.max_resident_moe_layers && a.expert_tiers == b.expert_tiers &&
-         a.kv == b.kv && a.budgets == b.budgets;
+         a.expert_dtype == b.expert_dtype && a.kv == b.kv && a.budgets == b.budgets;
 }
 
 }  // namespace ringmoe::planner

@@ -42,7 +42,9 @@ std::string_view ExpertTierName(ExpertTier tier);
 // sequences also attend on the GPU).
 struct KvPlacement {
   int block_tokens = kKvBlockTokens;
-  io::DType dtype = io::DType::kBF16;  // kBF16 or kF32
+  // kBF16 or kF32; or kF8E4M3 (e4m3 with an f32 scale per token and kv head) in host memory when the GPU
+  // holds no share (--kv-dtype fp8).
+  io::DType dtype = io::DType::kBF16;
   int64_t host_bytes = 0;  // Host KV-cache budget; 0 = half the free host memory when the engine opens.
   double gpu_fraction =
       0;                  // Share of the sequences in flight whose KV lives on the GPU (the search's choice).
@@ -68,6 +70,10 @@ struct ExecutionPlan {
   // spread evenly among the streamed ones (SpreadResidentLayers).
   std::vector<ExpertTier> expert_tiers;
   KvPlacement kv;
+  // The routed experts' weight type: kBF16 = the checkpoint's own float values; kF8E4M3 = 128x128 FP8 blocks,
+  // from an FP8 checkpoint or quantised at load (--expert-dtype fp8). The engine dequantises them at load for
+  // now, so both paths hold and stream them in the compute type (planner/model_costs.h prices that).
+  io::DType expert_dtype = io::DType::kBF16;
   Budgets budgets;  // The GPU cap the engine allocates under, and the host budget the plan was made for.
 
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
@@ -89,9 +95,12 @@ struct PlanPins {
   std::optional<bool> routed_expert_copies;
   std::optional<bool> prefill_attention_on_gpu;
   std::optional<int64_t> kv_host_bytes;
+  std::optional<io::DType> expert_dtype;
+  std::optional<io::DType> kv_dtype;  // --kv-dtype fp8
   bool any() const {
     return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
-           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes;
+           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes ||
+           expert_dtype || kv_dtype;
   }
 };
 
@@ -115,7 +124,8 @@ std::vector<ExpertTier> SpreadSsdLayers(std::vector<ExpertTier> tiers, int ssd_l
 
 // Bytes of the GPU share of the KV cache for `sequences` sequences of `context_tokens` each (whole blocks).
 int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int sequences, int context_tokens);
-// KV-cache bytes one token adds over all layers (K and V) in `dtype`.
+// KV-cache bytes one token adds over all layers (K and V) in `dtype`; F8_E4M3 adds its f32 scale per kv head.
+// The one count the planner and the engine's KvCache both use.
 int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype);
 
 // Checks what the engine relies on (positive sizes, a ring that can turn, tiers for every layer on the GPU).

@@ -177,8 +177,10 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   // for).
   table.items.push_back({MemoryTier::kHost, "embeddings (mapped)", int64_t{spec.vocab_size} * h * 2});
   if (plan.device == PlanDevice::kCpu) {
-    const int64_t weights =
-        (spec.total_params() - int64_t{spec.vocab_size} * h) * io::DTypeSize(plan.kv.dtype);
+    // The CPU path's KV takes its compute type (bf16 or f32), so the KV dtype names the weights' type too,
+    // except an fp8 KV cache (--kv-dtype fp8), which says nothing about it: bf16 then, the usual case.
+    const io::DType compute = plan.kv.dtype == io::DType::kF8E4M3 ? io::DType::kBF16 : plan.kv.dtype;
+    const int64_t weights = (spec.total_params() - int64_t{spec.vocab_size} * h) * io::DTypeSize(compute);
     table.items.push_back({MemoryTier::kHost, "weights (mapped or converted)", weights});
     table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
     return table;

@@ -1,5 +1,6 @@
 #include "planner/model_costs.h"
 
+#include "planner/execution_plan.h"
 #include "planner/memory_table.h"
 
 #include <algorithm>
@@ -83,8 +84,26 @@ GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec) {
   return workspace;
 }
 
+int64_t ExpertBytes(const ModelSpec& spec, io::DType dtype) {
+  if (dtype != io::DType::kF8E4M3) return spec.expert_params() * static_cast<int64_t>(io::DTypeSize(dtype));
+  const int64_t hidden_blocks = (spec.hidden_size + 127) / 128;
+  const int64_t inter_blocks = (spec.moe_intermediate_size + 127) / 128;
+  return spec.expert_params() + 3 * hidden_blocks * inter_blocks * static_cast<int64_t>(sizeof(float));
+}
+
+void PriceKvCache(const ModelSpec& spec, io::DType kv_dtype, ModelCosts* costs) {
+  if (spec.num_layers <= 0) return;
+  costs->kv_bytes_per_element = static_cast<int>(io::DTypeSize(kv_dtype));
+  costs->kv_bytes_per_token = KvBytesPerToken(spec, kv_dtype) / spec.num_layers * costs->num_layers();
+}
+
+io::DType HeldExpertDType(io::DType expert_dtype) {
+  (void)expert_dtype;
+  return io::DType::kBF16;
+}
+
 ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int weight_bytes_per_param,
-                             int kv_bytes_per_element) {
+                             int kv_bytes_per_element, io::DType expert_dtype) {
   assert(weight_bytes_per_param > 0 && kv_bytes_per_element > 0);
   ModelCosts costs;
   costs.hidden = spec.hidden_size;
@@ -97,6 +116,13 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
   costs.weight_bytes_per_param = weight_bytes_per_param;
   costs.kv_bytes_per_element = kv_bytes_per_element;
   costs.checkpoint_dtype = CheckpointDType(spec);
+  costs.expert_dtype =
+      spec.quantization.method == WeightQuantization::kFp8Block ? io::DType::kF8E4M3 : expert_dtype;
+  costs.held_expert_dtype = HeldExpertDType(costs.expert_dtype);
+  // Held experts priced by their type; bf16 is the weight_bytes_per_param the callers pass for everything.
+  const int64_t expert_bytes = costs.held_expert_dtype == io::DType::kBF16
+                                   ? spec.expert_params() * weight_bytes_per_param
+                                   : ExpertBytes(spec, costs.held_expert_dtype);
 
   const int64_t h = spec.hidden_size;
   const int64_t bpp = weight_bytes_per_param;
@@ -115,7 +141,7 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
       layer.top_k = spec.num_experts_per_tok;
       layer.router_bytes = static_cast<int64_t>(spec.num_experts) * h * bpp;
       layer.router_flops = 2.0 * h * spec.num_experts;
-      layer.expert_bytes = spec.expert_params() * bpp;
+      layer.expert_bytes = expert_bytes;
       layer.expert_flops = 6.0 * h * spec.moe_intermediate_size;
       if (layer_spec.has_shared_expert) {
         layer.shared_mlp_bytes = (3 * h * spec.shared_expert_intermediate_size + h) * bpp;

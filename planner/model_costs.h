@@ -44,6 +44,10 @@ struct ModelCosts {
   int kv_bytes_per_element = 2;    // bf16 KV cache
   // The dtype the checkpoint stores weights in: what the SSD tier reads (config.json's torch_dtype).
   io::DType checkpoint_dtype = io::DType::kBF16;
+  // The routed experts' values (the plan's expert_dtype, or F8_E4M3 for an FP8 checkpoint), and the type the
+  // engine holds and streams them in, which LayerCosts::expert_bytes prices (HeldExpertDType).
+  io::DType expert_dtype = io::DType::kBF16;
+  io::DType held_expert_dtype = io::DType::kBF16;
   std::vector<LayerCosts> layers;
   int64_t embedding_bytes = 0;  // Token embeddings: looked up on the CPU, never streamed.
   int64_t lm_head_bytes = 0;    // Final norm and lm_head (a GPU copy even when tied to the embeddings).
@@ -82,8 +86,21 @@ struct GpuWorkspace {
 };
 GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec);
 
+// Bytes of one routed expert (gate, up, down) stored in `dtype`: F8_E4M3 is a byte per parameter plus an f32
+// scale per 128x128 block of each matrix (the published block-FP8 layout); other types their element size.
+int64_t ExpertBytes(const ModelSpec& spec, io::DType dtype);
+// The type the engine holds and streams routed experts in, for experts whose values are `expert_dtype`:
+// F8_E4M3 experts are dequantised at load (to bf16 on the GPU) until the GPU's FP8 expert GEMM exists, so
+// for now this is BF16 either way. The one place to change when the engine streams FP8.
+io::DType HeldExpertDType(io::DType expert_dtype);
+
+// Prices the KV cache in `kv_dtype` (the plan's --kv-dtype): kv_bytes_per_token over the costed layers from
+// the same per-layer count as KvBytesPerToken (F8_E4M3: a byte per element plus an f32 scale per kv head).
+void PriceKvCache(const ModelSpec& spec, io::DType kv_dtype, ModelCosts* costs);
+
 // Counts costs for `spec`; `layers_override` > 0 keeps only the first that many layers (plan --layers).
+// expert_dtype: the plan's (--expert-dtype); an FP8 checkpoint (spec.quantization) makes it F8_E4M3.
 ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override = 0, int weight_bytes_per_param = 2,
-                             int kv_bytes_per_element = 2);
+                             int kv_bytes_per_element = 2, io::DType expert_dtype = io::DType::kBF16);
 
 }  // namespace ringmoe::planner

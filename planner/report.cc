@@ -317,7 +317,9 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
   report.model_name = inputs.model_name;
   report.model_type = inputs.spec.model_type;
   report.layers_total = inputs.spec.num_layers;
-  report.costs = ComputeModelCosts(inputs.spec, inputs.layers_override);
+  report.costs = ComputeModelCosts(inputs.spec, inputs.layers_override, 2, 2,
+                                   inputs.pins.expert_dtype.value_or(io::DType::kBF16));
+  if (inputs.pins.kv_dtype) PriceKvCache(inputs.spec, *inputs.pins.kv_dtype, &report.costs);
   report.layers_planned = report.costs.num_layers();
   report.profile = inputs.profile;
   report.profile_path = inputs.profile_path;

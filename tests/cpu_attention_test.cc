@@ -16,6 +16,7 @@
 #include "cpu/attention.h"
 #include "cpu/attention_internal.h"
 #include "cpu/cpu_features.h"
+#include "cpu/fp8_blocks.h"
 #include "io/dtype.h"
 
 namespace ringmoe::cpu {
@@ -35,7 +36,7 @@ struct Case {
   float q_scale = 1.0f;  // larger: peakier softmax, so the running maximum moves between chunks
 
   std::string Name() const {
-    return std::string(dtype == io::DType::kF32 ? "f32" : "bf16") + " heads=" + std::to_string(heads) + "/" +
+    return std::string(io::DTypeName(dtype)) + " heads=" + std::to_string(heads) + "/" +
            std::to_string(kv_heads) + " head_dim=" + std::to_string(head_dim) +
            " block=" + std::to_string(block_tokens) + " total=" + std::to_string(total) +
            " n_new=" + std::to_string(n_new) + " window=" + std::to_string(sliding_window);
@@ -47,6 +48,7 @@ struct Case {
 struct Cache {
   std::vector<float> k, v;  // [total, kv_heads, head_dim]
   std::vector<uint8_t> k_pool, v_pool;
+  std::vector<float> k_scales, v_scales;  // F8_E4M3: [pool blocks, block_tokens, kv_heads]
   std::vector<int32_t> table;
   PagedKvView view;
 };
@@ -70,7 +72,28 @@ Cache MakeCache(const Case& c, std::mt19937& rng) {
   // Fill the pool with garbage first: the kernel must only read the sequence's own rows.
   cache.k_pool.assign(pool_blocks * stride * element, 0x7f);
   cache.v_pool.assign(cache.k_pool.size(), 0x7f);
+  cache.k_scales.assign(static_cast<size_t>(pool_blocks) * c.block_tokens * c.kv_heads, NAN);
+  cache.v_scales.assign(cache.k_scales.size(), NAN);
   for (int p = 0; p < c.total; ++p) {
+    if (c.dtype == io::DType::kF8E4M3) {
+      // The cache's own quantiser, one scale per (token, kv head); the reference reads the dequantised
+      // values.
+      const int64_t offset =
+          cache.table[p / c.block_tokens] * stride + static_cast<int64_t>(p % c.block_tokens) * kv_width;
+      for (int h = 0; h < c.kv_heads; ++h) {
+        const int64_t at = offset + h * c.head_dim;
+        const size_t row = static_cast<size_t>(p) * kv_width + h * c.head_dim;
+        const float ks = QuantizeFp8Row(&cache.k[row], c.head_dim, cache.k_pool.data() + at);
+        const float vs = QuantizeFp8Row(&cache.v[row], c.head_dim, cache.v_pool.data() + at);
+        cache.k_scales[at / c.head_dim] = ks;
+        cache.v_scales[at / c.head_dim] = vs;
+        for (int d = 0; d < c.head_dim; ++d) {
+          cache.k[row + d] = io::F8E4M3ToF32(cache.k_pool[at + d]) * ks;
+          cache.v[row + d] = io::F8E4M3ToF32(cache.v_pool[at + d]) * vs;
+        }
+      }
+      continue;
+    }
     const int64_t offset =
         cache.table[p / c.block_tokens] * stride + static_cast<int64_t>(p % c.block_tokens) * kv_width;
     for (int i = 0; i < kv_width; ++i) {
@@ -90,6 +113,10 @@ Cache MakeCache(const Case& c, std::mt19937& rng) {
   }
   cache.view = PagedKvView{c.dtype,    cache.k_pool.data(), cache.v_pool.data(), stride, c.block_tokens,
                            c.kv_heads, c.head_dim,          cache.table.data(),  c.total};
+  if (c.dtype == io::DType::kF8E4M3) {
+    cache.view.k_scales = cache.k_scales.data();
+    cache.view.v_scales = cache.v_scales.data();
+  }
   return cache;
 }
 
@@ -322,6 +349,52 @@ TEST_F(CpuAttention, HeadRangesOnTwoThreadsMakeTheWhole) {
   first.join();
   second.join();
   EXPECT_LT(RelativeError(c, out, want, 0, c.kv_heads), kTolerance);
+}
+
+// An e4m3 cache with per-(token, head) scales: against the reference on the same dequantised values (so
+// within the usual f32 tolerance), over head sizes, GQA groups, prefill chunks and windows; and against the
+// exact (unquantised) values within FP8's accuracy.
+TEST_F(CpuAttention, Fp8CacheMatchesItsDequantisedValues) {
+  uint32_t seed = 500;
+  for (int head_dim : {16, 40, 64, 128}) {
+    for (auto [heads, kv_heads] : {std::pair{4, 4}, {8, 2}}) {
+      for (auto [total, n_new, window] : {std::tuple{1, 1, 0}, {70, 1, 0}, {70, 23, 0}, {90, 30, 20}}) {
+        Case c;
+        c.dtype = io::DType::kF8E4M3;
+        c.heads = heads;
+        c.kv_heads = kv_heads;
+        c.head_dim = head_dim;
+        c.total = total;
+        c.n_new = n_new;
+        c.sliding_window = window;
+        CheckCase(c, seed++);
+      }
+    }
+  }
+}
+
+TEST_F(CpuAttention, Fp8CacheStaysCloseToTheExactValues) {
+  Case c;
+  c.dtype = io::DType::kF8E4M3;
+  c.heads = 8;
+  c.kv_heads = 2;
+  c.head_dim = 128;
+  c.total = 200;
+  c.n_new = 1;
+  std::mt19937 rng(9), exact_rng(9);
+  const Cache cache = MakeCache(c, rng);
+  Case exact_case = c;
+  exact_case.dtype = io::DType::kF32;
+  const Cache exact = MakeCache(exact_case, exact_rng);  // the same random values, unquantised
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(static_cast<size_t>(c.heads) * c.head_dim);
+  for (float& x : q) x = normal(rng);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  std::vector<float> out(q.size());
+  PagedAttention(q.data(), 1, c.heads, cache.view, scale, 0, out.data());
+  const double error = RelativeError(c, out, NaiveAttention(exact_case, q, exact, scale), 0, c.kv_heads);
+  EXPECT_LT(error, 0.05);  // e4m3 keeps ~2.5% RMS per element; averaging over 200 tokens shrinks it
+  EXPECT_GT(error, 1e-5);  // and the cache really is FP8
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -204,7 +205,94 @@ TEST(BulkConversionTest, UnsupportedSourceTypeIsAnErrorNamingIt) {
   const absl::Status status = ConvertToF32(DType::kI32, src, dst, 2);
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("I32"), std::string::npos) << status;
-  EXPECT_FALSE(ConvertToF32(DType::kF8E4M3, src, dst, 2).ok());
+  EXPECT_FALSE(ConvertToF32(DType::kI8, src, dst, 2).ok());
+}
+
+TEST(Fp8Test, E4M3DecodesKnownCodes) {
+  EXPECT_EQ(Bits(F8E4M3ToF32(0x00)), Bits(0.0f));
+  EXPECT_EQ(Bits(F8E4M3ToF32(0x80)), Bits(-0.0f));
+  EXPECT_EQ(F8E4M3ToF32(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+  EXPECT_EQ(F8E4M3ToF32(0x07), 7 * std::ldexp(1.0f, -9));
+  EXPECT_EQ(F8E4M3ToF32(0x08), std::ldexp(1.0f, -6));  // smallest normal
+  EXPECT_EQ(F8E4M3ToF32(0x38), 1.0f);
+  EXPECT_EQ(F8E4M3ToF32(0x39), 1.125f);
+  EXPECT_EQ(F8E4M3ToF32(0x40), 2.0f);
+  EXPECT_EQ(F8E4M3ToF32(0x7e), 448.0f);
+  EXPECT_EQ(F8E4M3ToF32(0xfe), -448.0f);
+  EXPECT_EQ(F8E4M3ToF32(0x78), 256.0f);  // e4m3fn has no infinity: exponent 15 is ordinary
+  EXPECT_TRUE(std::isnan(F8E4M3ToF32(0x7f)));
+  EXPECT_TRUE(std::isnan(F8E4M3ToF32(0xff)));
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7f) != 0x7f) EXPECT_TRUE(std::isfinite(F8E4M3ToF32(static_cast<uint8_t>(code)))) << code;
+  }
+}
+
+TEST(Fp8Test, E5M2IsTheTopByteOfF16) {
+  EXPECT_EQ(F8E5M2ToF32(0x3c), 1.0f);
+  EXPECT_EQ(F8E5M2ToF32(0xc0), -2.0f);
+  EXPECT_EQ(F8E5M2ToF32(0x7b), 57344.0f);
+  EXPECT_EQ(F8E5M2ToF32(0x01), std::ldexp(1.0f, -16));
+  EXPECT_TRUE(std::isinf(F8E5M2ToF32(0x7c)));
+  EXPECT_TRUE(std::isnan(F8E5M2ToF32(0x7d)));
+}
+
+// The nearest E4M3 value by exhaustive search, ties to the even code: the definition F32ToF8E4M3 must meet.
+uint8_t NearestE4M3(float value) {
+  if (std::isnan(value)) return std::signbit(value) ? 0xff : 0x7f;
+  const uint8_t sign = std::signbit(value) ? 0x80 : 0x00;
+  const double magnitude = std::min<double>(std::fabs(static_cast<double>(value)), 448.0);
+  int best = 0;
+  double best_error = INFINITY;
+  for (int code = 0; code <= 0x7e; ++code) {
+    const double error = std::fabs(static_cast<double>(F8E4M3ToF32(static_cast<uint8_t>(code))) - magnitude);
+    if (error < best_error || (error == best_error && code % 2 == 0)) {
+      best = code;
+      best_error = error;
+    }
+  }
+  return static_cast<uint8_t>(sign | best);
+}
+
+TEST(Fp8Test, E4M3EncodeRoundsToNearestEvenAndSaturates) {
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7f) == 0x7f) continue;
+    EXPECT_EQ(F32ToF8E4M3(F8E4M3ToF32(static_cast<uint8_t>(code))), code) << code;
+  }
+  // Every midpoint between neighbours, and a quarter step either side of it.
+  for (int code = 0; code < 0x7e; ++code) {
+    const float low = F8E4M3ToF32(static_cast<uint8_t>(code));
+    const float high = F8E4M3ToF32(static_cast<uint8_t>(code + 1));
+    for (float value : {0.5f * (low + high), 0.375f * low + 0.625f * high, 0.625f * low + 0.375f * high}) {
+      EXPECT_EQ(F32ToF8E4M3(value), NearestE4M3(value)) << value;
+      EXPECT_EQ(F32ToF8E4M3(-value), NearestE4M3(-value)) << -value;
+    }
+  }
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> exponent(-14.0f, 10.0f);
+  for (int i = 0; i < 20000; ++i) {
+    const float value = std::exp2(exponent(rng)) * (i % 2 == 0 ? 1.0f : -1.0f);
+    ASSERT_EQ(F32ToF8E4M3(value), NearestE4M3(value)) << value;
+  }
+  EXPECT_EQ(F32ToF8E4M3(464.0f), 0x7e);
+  EXPECT_EQ(F32ToF8E4M3(1e30f), 0x7e);
+  EXPECT_EQ(F32ToF8E4M3(-std::numeric_limits<float>::infinity()), 0xfe);
+  EXPECT_EQ(F32ToF8E4M3(std::numeric_limits<float>::quiet_NaN()), 0x7f);
+  EXPECT_EQ(F32ToF8E4M3(std::ldexp(1.0f, -11)), 0x00);  // a quarter of the smallest subnormal
+  EXPECT_EQ(F32ToF8E4M3(-0.0f), 0x80);
+}
+
+TEST(Fp8Test, BulkConversionsMatchTheScalarOnes) {
+  std::vector<uint8_t> codes(256);
+  for (int i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>(i);
+  std::vector<float> wide(256);
+  ASSERT_TRUE(ConvertToF32(DType::kF8E4M3, codes.data(), wide.data(), 256).ok());
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(Bits(wide[i]), Bits(F8E4M3ToF32(codes[i]))) << i;
+  ASSERT_TRUE(ConvertToF32(DType::kF8E5M2, codes.data(), wide.data(), 256).ok());
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(Bits(wide[i]), Bits(F8E5M2ToF32(codes[i]))) << i;
+  const std::vector<float> values = {0.0f, 1.0f, -3.3f, 500.0f, 1e-4f, -0.01f};
+  std::vector<uint8_t> narrow(values.size());
+  ConvertF32ToF8E4M3(values.data(), narrow.data(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(narrow[i], F32ToF8E4M3(values[i])) << values[i];
 }
 
 }  // namespace

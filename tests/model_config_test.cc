@@ -1,6 +1,6 @@
-#include "io/model_spec.h"
-
 #include <gtest/gtest.h>
+
+#include "io/model_spec.h"
 
 namespace ringmoe {
 namespace {
@@ -60,7 +60,8 @@ TEST(ModelConfig, MixtralRoutesTopKThenSoftmax) {
   EXPECT_EQ(spec->router, RouterKind::kTopKSoftmax);
   EXPECT_EQ(spec->moe_intermediate_size, 96);
   EXPECT_EQ(spec->sliding_window, 0);
-  EXPECT_EQ(spec->total_params(), 100 * 64 * 2 + 64 + 2 * (spec->attention_params() + 8 * 3 * 64 * 96 + 8 * 64));
+  EXPECT_EQ(spec->total_params(),
+            100 * 64 * 2 + 64 + 2 * (spec->attention_params() + 8 * 3 * 64 * 96 + 8 * 64));
 }
 
 TEST(ModelConfig, ErrorsNameTheProblem) {
@@ -78,19 +79,76 @@ TEST(ModelConfig, ErrorsNameTheProblem) {
 
   auto zero_layers = ParseModelSpec(R"({"model_type": "olmoe", "vocab_size": 10, "hidden_size": 8,
       "num_hidden_layers": 0, "num_attention_heads": 2, "intermediate_size": 4, "num_experts": 2,
-      "num_experts_per_tok": 1, "max_position_embeddings": 16})", "c.json");
+      "num_experts_per_tok": 1, "max_position_embeddings": 16})",
+                                    "c.json");
   ASSERT_FALSE(zero_layers.ok());
   EXPECT_NE(zero_layers.status().message().find("num_hidden_layers"), std::string::npos);
 
   auto bad_topk = ParseModelSpec(R"({"model_type": "olmoe", "vocab_size": 10, "hidden_size": 8,
       "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "num_experts": 2,
-      "num_experts_per_tok": 3, "max_position_embeddings": 16})", "c.json");
+      "num_experts_per_tok": 3, "max_position_embeddings": 16})",
+                                 "c.json");
   EXPECT_FALSE(bad_topk.ok());
 
   auto scaled_rope = ParseModelSpec(R"({"model_type": "olmoe", "vocab_size": 10, "hidden_size": 8,
       "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "num_experts": 2,
-      "num_experts_per_tok": 1, "max_position_embeddings": 16, "rope_scaling": {"type": "yarn"}})", "c.json");
+      "num_experts_per_tok": 1, "max_position_embeddings": 16, "rope_scaling": {"type": "yarn"}})",
+                                    "c.json");
   EXPECT_EQ(scaled_rope.status().code(), absl::StatusCode::kUnimplemented);
+}
+
+std::string WithQuantization(const std::string& quantization_config) {
+  std::string config = kQwen2Moe;
+  config.pop_back();  // the closing brace
+  return config + ", \"quantization_config\": " + quantization_config + "}";
+}
+
+TEST(ModelConfig, ReadsFineGrainedFp8QuantizationConfig) {
+  absl::StatusOr<ModelSpec> spec = ParseModelSpec(
+      WithQuantization(R"({"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                           "weight_block_size": [128, 64],
+                           "modules_to_not_convert": ["lm_head", "model.layers.0.mlp.gate"]})"),
+      "config.json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const QuantizationSpec& q = spec->quantization;
+  EXPECT_EQ(q.method, WeightQuantization::kFp8Block);
+  EXPECT_EQ(q.block_rows, 128);
+  EXPECT_EQ(q.block_cols, 64);
+  EXPECT_FALSE(q.Converts("lm_head"));
+  EXPECT_FALSE(q.Converts("model.layers.0.mlp.gate"));
+  EXPECT_TRUE(q.Converts("model.layers.0.mlp.gate_proj"));  // not a dotted match
+  EXPECT_TRUE(q.Converts("model.layers.10.mlp.gate"));
+  EXPECT_FALSE(q.Converts("model.layers.0.mlp.gate.sub"));  // inside a listed module
+  EXPECT_TRUE(q.Converts("model.layers.0.self_attn.q_proj"));
+
+  absl::StatusOr<ModelSpec> plain = ParseModelSpec(kQwen2Moe, "config.json");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->quantization.method, WeightQuantization::kNone);
+  // Defaults: 128 x 128 blocks, dynamic activations.
+  absl::StatusOr<ModelSpec> defaults = ParseModelSpec(WithQuantization(R"({"quant_method": "fp8"})"), "c");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->quantization.block_rows, 128);
+  EXPECT_EQ(defaults->quantization.block_cols, 128);
+}
+
+TEST(ModelConfig, RefusesQuantizationItCannotRunNamingTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"quant_method": "awq", "bits": 4})", "quantization_config.quant_method 'awq'"},
+      {R"({"fmt": "e4m3"})", "quantization_config.quant_method ''"},
+      {R"({"quant_method": "fp8", "fmt": "e5m2"})", "quantization_config.fmt 'e5m2'"},
+      {R"({"quant_method": "fp8", "activation_scheme": "static"})", "quantization_config.activation_scheme"},
+      {R"({"quant_method": "fp8", "weight_block_size": null})", "quantization_config.weight_block_size"},
+      {R"({"quant_method": "fp8", "weight_block_size": [128]})", "quantization_config.weight_block_size"},
+      {R"({"quant_method": "fp8", "weight_block_size": [0, 128]})", "quantization_config.weight_block_size"},
+      {R"({"quant_method": "fp8", "modules_to_not_convert": "lm_head"})", "modules_to_not_convert"},
+      {R"("fp8")", "quantization_config is a JSON string"},
+  };
+  for (const auto& [quantization, expected] : cases) {
+    absl::StatusOr<ModelSpec> spec = ParseModelSpec(WithQuantization(quantization), "config.json");
+    ASSERT_FALSE(spec.ok()) << quantization;
+    EXPECT_NE(spec.status().message().find(expected), std::string::npos) << spec.status();
+    EXPECT_NE(spec.status().message().find("config.json"), std::string::npos) << spec.status();
+  }
 }
 
 }  // namespace

@@ -80,6 +80,15 @@ TEST(PlanFlags, EachFlagLandsInItsPin) {
   ExpectOnlyPin<bool>(Pins({"--cpu-prefill-attention"}), &P::prefill_attention_on_gpu, false);
   ExpectOnlyPin<int64_t>(Pins({"--kv-cache", "1GiB"}), &P::kv_host_bytes, kGiB);
   ExpectOnlyPin<int64_t>(Pins({"--kv-cache", "512MiB"}), &P::kv_host_bytes, 512 << 20);
+  ExpectOnlyPin<io::DType>(Pins({"--expert-dtype", "fp8"}), &P::expert_dtype, io::DType::kF8E4M3);
+  ExpectOnlyPin<io::DType>(Pins({"--expert-dtype", "bf16"}), &P::expert_dtype, io::DType::kBF16);
+  EXPECT_FALSE(Pins({"--expert-dtype", "auto"}).any());
+  EXPECT_FALSE(Pins({"--kv-dtype", "auto"}).any());
+  // An fp8 cache lives in host memory: it pins the GPU's share to 0 as well.
+  const planner::PlanPins fp8_kv = Pins({"--kv-dtype", "fp8"});
+  EXPECT_EQ(fp8_kv.kv_dtype, io::DType::kF8E4M3);
+  EXPECT_EQ(fp8_kv.kv_gpu_fraction, 0.0);
+  EXPECT_EQ(Pins({"--kv-dtype", "fp8", "--kv-gpu-fraction", "0"}).kv_dtype, io::DType::kF8E4M3);
   // The '=' spelling too.
   ExpectOnlyPin<int>(Pins({"--max-batch=9"}), &P::batch, 9);
 }
@@ -152,6 +161,10 @@ TEST(PlanFlags, ErrorsNameTheFlag) {
   ExpectPinsErrorNaming({"--routed-copies", "maybe"}, {"--routed-copies", "maybe"});
   ExpectPinsErrorNaming({"--kv-cache", "lots"}, {"--kv-cache", "lots"});
   ExpectPinsErrorNaming({"--kv-cache", "0"}, {"--kv-cache"});
+  ExpectPinsErrorNaming({"--expert-dtype", "int4"}, {"--expert-dtype", "int4"});
+  ExpectPinsErrorNaming({"--kv-dtype", "e5m2"}, {"--kv-dtype", "e5m2"});
+  ExpectPinsErrorNaming({"--kv-dtype", "fp8", "--kv-gpu-fraction", "0.5"},
+                        {"--kv-dtype fp8", "--kv-gpu-fraction"});
   ExpectBudgetsErrorNaming({"--gpu-mem=-1"}, {"--gpu-mem", "-1"});
   ExpectBudgetsErrorNaming({"--gpu-mem", "-1"}, {"--gpu-mem", "-1"});
   ExpectBudgetsErrorNaming({"--gpu-mem", "lots"}, {"--gpu-mem", "lots"});

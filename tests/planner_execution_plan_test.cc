@@ -120,6 +120,22 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
   EXPECT_EQ(parsed["resident_moe_layers"], 1);
   EXPECT_EQ(parsed["kv"]["dtype"], "BF16");
   EXPECT_EQ(parsed["budgets"]["gpu_bytes"].get<int64_t>(), 6 * kGiB);
+  EXPECT_EQ(parsed["expert_dtype"], "BF16");
+
+  // FP8 experts survive; a plan written before expert_dtype existed reads as BF16.
+  ExecutionPlan fp8 = plan;
+  fp8.expert_dtype = io::DType::kF8E4M3;
+  fp8.kv.dtype = io::DType::kF8E4M3;
+  absl::StatusOr<ExecutionPlan> fp8_back = PlanFromJson(PlanToJson(fp8));
+  ASSERT_TRUE(fp8_back.ok()) << fp8_back.status();
+  EXPECT_TRUE(*fp8_back == fp8);
+  EXPECT_NE(FormatExecutionPlan(fp8).find("routed experts F8_E4M3"), std::string::npos)
+      << FormatExecutionPlan(fp8);
+  json old = parsed;
+  old.erase("expert_dtype");
+  absl::StatusOr<ExecutionPlan> old_back = PlanFromJson(old.dump());
+  ASSERT_TRUE(old_back.ok()) << old_back.status();
+  EXPECT_EQ(old_back->expert_dtype, io::DType::kBF16);
 
   // A fraction with no short binary form survives too.
   ExecutionPlan odd = plan;
@@ -133,7 +149,7 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
 TEST(ExecutionPlanJson, EqualityNoticesEachField) {
   const ExecutionPlan base = GoodGpuPlan();
   EXPECT_TRUE(base == GoodGpuPlan());
-  std::vector<ExecutionPlan> changed(13, base);
+  std::vector<ExecutionPlan> changed(14, base);
   changed[0].device = PlanDevice::kCpu;
   changed[1].batch += 1;
   changed[2].prefill_chunk += 1;
@@ -147,6 +163,7 @@ TEST(ExecutionPlanJson, EqualityNoticesEachField) {
   changed[10].kv.gpu_fraction = 0.5;
   changed[11].budgets.cpu_bytes += 1;
   changed[12].kv.host_bytes += 1;
+  changed[13].expert_dtype = io::DType::kF8E4M3;
   for (size_t i = 0; i < changed.size(); ++i) EXPECT_FALSE(changed[i] == base) << "change " << i;
 }
 
@@ -179,6 +196,7 @@ TEST(ExecutionPlanJson, ErrorsNameTheField) {
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("kv"); })), "'kv'");
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("budgets"); })), "'budgets'");
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("expert_tiers"); })), "expert_tiers");
+  ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j["expert_dtype"] = "INT4"; })), "expert_dtype");
   // Not an object at all.
   ExpectErrorNaming(PlanFromJson("[1, 2, 3]"), "not a JSON object");
   ExpectErrorNaming(PlanFromJson("42"), "not a JSON object");
@@ -402,6 +420,19 @@ TEST(ValidatePlan, AcceptsGoodPlansAndNamesTheBadField) {
   ExecutionPlan plan = GoodGpuPlan();
   plan.batch = 0;
   ExpectInvalidNaming(ValidatePlan(plan, spec), "batch = 0");
+
+  // An fp8 KV cache: on the CPU, and on the GPU path while the GPU holds no share of it.
+  ExecutionPlan fp8_cpu = CpuPlan();
+  fp8_cpu.kv.dtype = io::DType::kF8E4M3;
+  EXPECT_TRUE(ValidatePlan(fp8_cpu, spec).ok()) << ValidatePlan(fp8_cpu, spec);
+  ExecutionPlan fp8_gpu = GoodGpuPlan();
+  fp8_gpu.kv.dtype = io::DType::kF8E4M3;
+  ExpectInvalidNaming(ValidatePlan(fp8_gpu, spec), "--kv-gpu-fraction 0");
+  fp8_gpu.kv.gpu_fraction = 0;
+  fp8_gpu.kv.gpu_bytes = 0;
+  EXPECT_TRUE(ValidatePlan(fp8_gpu, spec).ok()) << ValidatePlan(fp8_gpu, spec);
+  fp8_gpu.kv.dtype = io::DType::kF8E5M2;
+  ExpectInvalidNaming(ValidatePlan(fp8_gpu, spec), "kv.dtype");
   cpu.batch = 0;
   ExpectInvalidNaming(ValidatePlan(cpu, spec), "batch = 0");
 
@@ -475,6 +506,8 @@ TEST(KvBytes, WholeBlocksHandComputed) {
   const ModelSpec spec = SpecOf("MMDM");
   EXPECT_EQ(KvBytesPerToken(spec, io::DType::kBF16), 4096);
   EXPECT_EQ(KvBytesPerToken(spec, io::DType::kF32), 8192);
+  // e4m3: a byte an element, plus an f32 scale per kv head of each K and V row (4 layers x 2 x 2 heads x 4).
+  EXPECT_EQ(KvBytesPerToken(spec, io::DType::kF8E4M3), 2048 + 4 * 2 * 2 * 4);
   KvPlacement kv;  // blocks of 16, bf16
   // 100 tokens: 7 blocks = 112 tokens; 3 sequences.
   EXPECT_EQ(KvBytesForSequences(spec, kv, 3, 100), 3 * 112 * 4096);

@@ -6,9 +6,10 @@
 #include <sstream>
 #include <string>
 
+#include "io/model_spec.h"
+#include "planner/execution_plan.h"
 #include "planner/model_costs.h"
 #include "planner/perf_model.h"
-#include "io/model_spec.h"
 
 namespace ringmoe::planner {
 namespace {
@@ -44,6 +45,36 @@ TEST(PlannerModelCosts, Qwen3_30bA3bByHand) {
   // The whole model is 2 bytes per parameter of what config.json describes (about 30.5B).
   EXPECT_EQ(costs.total_weight_bytes(), 2 * spec.total_params());
   EXPECT_NEAR(spec.total_params() / 1e9, 30.5, 0.1);
+}
+
+TEST(PlannerModelCosts, Fp8ExpertBytesAndTheHeldType) {
+  ModelSpec spec = LoadConfig("qwen3-30b-a3b.json");
+  // A byte per parameter plus an f32 scale per 128x128 block: gate and up [768, 2048], down [2048, 768].
+  EXPECT_EQ(ExpertBytes(spec, io::DType::kF8E4M3), 3LL * 2048 * 768 + 3 * (6 * 16) * 4);
+  EXPECT_EQ(ExpertBytes(spec, io::DType::kBF16), 3LL * 2048 * 768 * 2);
+  // Partial blocks count whole.
+  spec.moe_intermediate_size = 700;
+  EXPECT_EQ(ExpertBytes(spec, io::DType::kF8E4M3), 3LL * 2048 * 700 + 3 * (6 * 16) * 4);
+  spec.moe_intermediate_size = 768;
+  // The engine dequantises FP8 experts at load for now, so the plan prices them as bf16 but records the type.
+  ModelCosts fp8 = ComputeModelCosts(spec, 0, 2, 2, io::DType::kF8E4M3);
+  EXPECT_EQ(fp8.expert_dtype, io::DType::kF8E4M3);
+  EXPECT_EQ(fp8.held_expert_dtype, HeldExpertDType(io::DType::kF8E4M3));
+  EXPECT_EQ(fp8.layers[0].expert_bytes, ExpertBytes(spec, fp8.held_expert_dtype));
+  // An FP8 checkpoint's experts are FP8 whatever the caller passes.
+  spec.quantization.method = WeightQuantization::kFp8Block;
+  EXPECT_EQ(ComputeModelCosts(spec).expert_dtype, io::DType::kF8E4M3);
+}
+
+TEST(PlannerModelCosts, Fp8KvCacheIsPricedByTheSharedCount) {
+  ModelSpec spec = LoadConfig("qwen3-30b-a3b.json");
+  ModelCosts costs = ComputeModelCosts(spec, 16);
+  EXPECT_EQ(costs.kv_bytes_per_token, 2LL * 512 * 2 * 16);
+  PriceKvCache(spec, io::DType::kF8E4M3, &costs);
+  // 16 of 48 layers: K and V, 512 e4m3 elements and 4 f32 scales each.
+  EXPECT_EQ(costs.kv_bytes_per_token, 2LL * (512 + 4 * 4) * 16);
+  EXPECT_EQ(costs.kv_bytes_per_token, KvBytesPerToken(spec, io::DType::kF8E4M3) / 3);
+  EXPECT_EQ(costs.kv_bytes_per_element, 1);
 }
 
 TEST(PlannerModelCosts, MixtralAndLayerOverride) {

@@ -106,9 +106,10 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   if (!checkpoint.ok()) return checkpoint.status();
   const io::DType compute = ChooseComputeType(options.cpu_compute, checkpoint->get(), use_gpu);
   // The CPU path's KV cache has its compute type (the frontend plans it so); a default plan learns it here.
-  if (!use_gpu) impl->options.plan.kv.dtype = compute;
+  // An fp8 cache (--kv-dtype fp8) stays fp8.
+  if (!use_gpu && plan.kv.dtype != io::DType::kF8E4M3) impl->options.plan.kv.dtype = compute;
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
-      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute);
+      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute, plan.expert_dtype);
   if (!weights.ok()) return weights.status();
   impl->weights = std::move(*weights);
 

@@ -3,6 +3,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "cpu/fp8_blocks.h"
 #include "planner/execution_plan.h"
 
 namespace ringmoe {
@@ -21,6 +22,11 @@ KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int n
     // Default-initialised: the OS commits pages only when a block is first written.
     k_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
     v_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
+    if (dtype == io::DType::kF8E4M3) {
+      const size_t scales = static_cast<size_t>(num_blocks) * block_tokens * kv_heads_;
+      k_scales_.push_back(std::unique_ptr<float[]>(new float[scales]));
+      v_scales_.push_back(std::unique_ptr<float[]>(new float[scales]));
+    }
   }
   free_.reserve(num_blocks);
   for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out low ids first
@@ -33,8 +39,10 @@ int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
 }
 
 int64_t KvCache::bytes_per_token() const {
-  return 2LL * static_cast<int64_t>(k_pools_.size()) * kv_width_ *
-         static_cast<int64_t>(io::DTypeSize(dtype_));
+  const int64_t scale_bytes =
+      dtype_ == io::DType::kF8E4M3 ? kv_heads_ * static_cast<int64_t>(sizeof(float)) : 0;
+  return 2LL * static_cast<int64_t>(k_pools_.size()) *
+         (kv_width_ * static_cast<int64_t>(io::DTypeSize(dtype_)) + scale_bytes);
 }
 
 bool KvCache::Reserve(int tokens, std::vector<int32_t>* table) {
@@ -71,6 +79,14 @@ void KvCache::Write(int layer, const std::vector<int32_t>& table, int first, int
     if (dtype_ == io::DType::kF32) {
       std::memcpy(k_dst, k_src, kv_width_ * sizeof(float));
       std::memcpy(v_dst, v_src, kv_width_ * sizeof(float));
+    } else if (dtype_ == io::DType::kF8E4M3) {
+      const int64_t scale_index = offset / head_dim_;  // (token, kv head 0)
+      for (int h = 0; h < kv_heads_; ++h) {
+        k_scales_[layer][scale_index + h] =
+            cpu::QuantizeFp8Row(k_src + h * head_dim_, head_dim_, k_dst + h * head_dim_);
+        v_scales_[layer][scale_index + h] =
+            cpu::QuantizeFp8Row(v_src + h * head_dim_, head_dim_, v_dst + h * head_dim_);
+      }
     } else {
       io::ConvertF32ToBF16(k_src, reinterpret_cast<uint16_t*>(k_dst), kv_width_);
       io::ConvertF32ToBF16(v_src, reinterpret_cast<uint16_t*>(v_dst), kv_width_);
@@ -89,6 +105,10 @@ cpu::PagedKvView KvCache::View(int layer, const std::vector<int32_t>& table, int
   view.head_dim = head_dim_;
   view.block_ids = table.data();
   view.num_tokens = num_tokens;
+  if (dtype_ == io::DType::kF8E4M3) {
+    view.k_scales = k_scales_[layer].get();
+    view.v_scales = v_scales_[layer].get();
+  }
   return view;
 }
 

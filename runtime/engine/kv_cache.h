@@ -23,7 +23,8 @@ namespace ringmoe {
 
 class KvCache {
  public:
-  // dtype: kF32 or kBF16. num_blocks host blocks; device_blocks more that live on the GPU.
+  // dtype: kF32, kBF16 or kF8E4M3 (e4m3 with an f32 scale per token and kv head, amax / 448 of that head's
+  // row; host blocks only). num_blocks host blocks; device_blocks more that live on the GPU.
   KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int num_blocks, int device_blocks = 0);
 
   int block_tokens() const { return block_tokens_; }
@@ -61,6 +62,7 @@ class KvCache {
   int device_blocks_;
   int64_t block_stride_;  // elements per block
   std::vector<std::unique_ptr<uint8_t[]>> k_pools_, v_pools_;
+  std::vector<std::unique_ptr<float[]>> k_scales_, v_scales_;  // kF8E4M3: [blocks, block_tokens, kv_heads]
   std::vector<int32_t> free_, free_device_;
 };
 

@@ -4,8 +4,16 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "cpu/fp8_blocks.h"
+#include "io/fp8_weights.h"
 
 namespace ringmoe {
+namespace {
+
+// --expert-dtype fp8 quantises to the block size of the published FP8 checkpoints.
+constexpr int kFp8Block = 128;
+
+}  // namespace
 
 // Pulls tensors out of the checkpoint by their published names, checks shapes against the spec, and converts
 // them to the layout the kernels want. The first error sticks; later calls become no-ops.
@@ -22,13 +30,35 @@ class ModelWeights::Loader {
       status_ = view.status();
       return std::nullopt;
     }
-    if (view->dtype() != io::DType::kF32 && view->dtype() != io::DType::kBF16 && view->dtype() != io::DType::kF16) {
-      status_ = absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' (in ", view->file(), ") has dtype ",
-                                                        std::string(io::DTypeName(view->dtype())),
-                                                        "; supported: F32, BF16, F16"));
+    if (view->dtype() != io::DType::kF32 && view->dtype() != io::DType::kBF16 &&
+        view->dtype() != io::DType::kF16) {
+      const bool fp8 = view->dtype() == io::DType::kF8E4M3 || view->dtype() == io::DType::kF8E5M2;
+      status_ = absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' (in ", view->file(), ") has dtype ", std::string(io::DTypeName(view->dtype())),
+          "; supported: F32, BF16, F16", fp8 ? " (FP8 only on linear-layer weights)" : ""));
       return std::nullopt;
     }
     return *view;
+  }
+
+  // A linear layer's weight: also FP8 (with its block scales) when the checkpoint is FP8-quantised.
+  std::optional<io::TensorView> WeightTensor(const std::string& name, std::initializer_list<int64_t> shape,
+                                             std::optional<io::TensorView>* scale) {
+    if (!status_.ok()) return std::nullopt;
+    absl::StatusOr<io::TensorView> view = checkpoint_.Require(name, shape);
+    if (!view.ok()) {
+      status_ = view.status();
+      return std::nullopt;
+    }
+    absl::StatusOr<std::optional<io::TensorView>> found =
+        io::RequireWeightScale(checkpoint_, *view, weights_.spec_.quantization);
+    if (!found.ok()) {
+      status_ = found.status();
+      return std::nullopt;
+    }
+    *scale = *found;
+    if (scale->has_value()) return *view;
+    return Tensor(name, shape);
   }
 
   std::vector<float> Vector(const std::string& name, int64_t length) {
@@ -39,19 +69,30 @@ class ModelWeights::Loader {
     return values;
   }
 
-  // A matrix in the compute dtype: a view into the mapped file when possible, else a converted copy.
-  cpu::Matrix Matrix(const std::string& name, int64_t rows, int64_t cols, io::DType dtype) {
+  // A matrix in the compute dtype: a view into the mapped file when possible, else a converted copy. FP8
+  // weights are dequantised block by block (weight * scale_inv, in f32). With fp8_round_trip a float weight
+  // is quantised to FP8 blocks and back (--expert-dtype fp8: the values an FP8 copy holds).
+  cpu::Matrix Matrix(const std::string& name, int64_t rows, int64_t cols, io::DType dtype,
+                     bool fp8_round_trip = false) {
     cpu::Matrix matrix{dtype, nullptr, static_cast<int>(rows), static_cast<int>(cols)};
-    std::optional<io::TensorView> view = Tensor(name, {rows, cols});
+    std::optional<io::TensorView> scale;
+    std::optional<io::TensorView> view = WeightTensor(name, {rows, cols}, &scale);
     if (!view) return matrix;
     const size_t count = static_cast<size_t>(rows * cols);
     const bool aligned = reinterpret_cast<uintptr_t>(view->data()) % io::DTypeSize(dtype) == 0;
-    if (view->dtype() == dtype && aligned) {
+    if (view->dtype() == dtype && aligned && !fp8_round_trip) {
       matrix.data = view->data();
       return matrix;
     }
     float* f32 = reinterpret_cast<float*>(Own(count * sizeof(float)));
-    Convert(*view, f32);
+    if (scale.has_value()) {
+      const QuantizationSpec& quantization = weights_.spec_.quantization;
+      cpu::DequantizeFp8Blocks({rows, cols, quantization.block_rows, quantization.block_cols}, view->dtype(),
+                               view->data(), scale->dtype(), scale->data(), f32);
+    } else {
+      Convert(*view, f32);
+      if (fp8_round_trip) cpu::RoundTripFp8Blocks({rows, cols, kFp8Block, kFp8Block}, f32);
+    }
     if (dtype == io::DType::kF32) {
       matrix.data = f32;
       return matrix;
@@ -63,16 +104,18 @@ class ModelWeights::Loader {
     return matrix;
   }
 
-  cpu::ExpertWeights SwiGlu(const std::string& gate, const std::string& up, const std::string& down, int hidden,
-                            int inter, io::DType dtype) {
-    return {Matrix(gate, inter, hidden, dtype), Matrix(up, inter, hidden, dtype), Matrix(down, hidden, inter, dtype)};
+  cpu::ExpertWeights SwiGlu(const std::string& gate, const std::string& up, const std::string& down,
+                            int hidden, int inter, io::DType dtype, bool fp8_round_trip = false) {
+    return {Matrix(gate, inter, hidden, dtype, fp8_round_trip),
+            Matrix(up, inter, hidden, dtype, fp8_round_trip),
+            Matrix(down, hidden, inter, dtype, fp8_round_trip)};
   }
 
   // A tensor that must not be there: the config and the checkpoint disagree about the model's size.
   void Absent(const std::string& name, const std::string& why) {
     if (status_.ok() && checkpoint_.Find(name) != nullptr) {
-      status_ = absl::InvalidArgumentError(absl::StrCat("checkpoint in ", checkpoint_.dir(), " has tensor '", name,
-                                                        "' but config.json says ", why));
+      status_ = absl::InvalidArgumentError(absl::StrCat("checkpoint in ", checkpoint_.dir(), " has tensor '",
+                                                        name, "' but config.json says ", why));
     }
   }
 
@@ -114,21 +157,31 @@ ModelWeights::ModelWeights(const ModelSpec& spec, std::unique_ptr<io::Checkpoint
 
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec& spec,
                                                                  std::unique_ptr<io::Checkpoint> checkpoint,
-                                                                 io::DType compute_dtype) {
+                                                                 io::DType compute_dtype,
+                                                                 io::DType expert_dtype) {
+  if (expert_dtype != io::DType::kBF16 && expert_dtype != io::DType::kF8E4M3) {
+    return absl::InvalidArgumentError(absl::StrCat("routed experts in ",
+                                                   std::string(io::DTypeName(expert_dtype)),
+                                                   ": supported are BF16 (as stored) and F8_E4M3"));
+  }
+  // Every FP8 tensor and scale, including those no layer reads, checked up front (what `plan` checks too).
+  if (absl::Status fp8 = io::ValidateFp8Tensors(*checkpoint, spec.quantization); !fp8.ok()) return fp8;
   std::unique_ptr<ModelWeights> weights(new ModelWeights(spec, std::move(checkpoint), compute_dtype));
+  const bool fp8_round_trip = expert_dtype == io::DType::kF8E4M3;
   Loader load(*weights);
   const io::DType dtype = compute_dtype;
   const int hidden = spec.hidden_size;
   const bool mixtral = spec.type == ModelType::kMixtral;
 
-  if (std::optional<io::TensorView> embedding = load.Tensor("model.embed_tokens.weight", {spec.vocab_size, hidden})) {
+  if (std::optional<io::TensorView> embedding =
+          load.Tensor("model.embed_tokens.weight", {spec.vocab_size, hidden})) {
     weights->embedding_ = *embedding;
   }
   weights->final_norm_ = load.Vector("model.norm.weight", hidden);
   const bool has_lm_head = weights->checkpoint_->Find("lm_head.weight") != nullptr;
-  weights->lm_head_ = load.Matrix(has_lm_head || !spec.tie_word_embeddings ? "lm_head.weight"
-                                                                              : "model.embed_tokens.weight",
-                                  spec.vocab_size, hidden, dtype);
+  weights->lm_head_ =
+      load.Matrix(has_lm_head || !spec.tie_word_embeddings ? "lm_head.weight" : "model.embed_tokens.weight",
+                  spec.vocab_size, hidden, dtype);
 
   weights->layers_.resize(spec.num_layers);
   for (int i = 0; i < spec.num_layers && load.status().ok(); ++i) {
@@ -167,11 +220,12 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
     layer.experts.resize(spec.num_experts);
     for (int e = 0; e < spec.num_experts; ++e) {
       const std::string expert = absl::StrCat(moe, "experts.", e, ".");
-      layer.experts[e] =
-          mixtral ? load.SwiGlu(expert + "w1.weight", expert + "w3.weight", expert + "w2.weight", hidden,
-                                spec.moe_intermediate_size, dtype)
-                  : load.SwiGlu(expert + "gate_proj.weight", expert + "up_proj.weight", expert + "down_proj.weight",
-                                hidden, spec.moe_intermediate_size, dtype);
+      layer.experts[e] = mixtral
+                             ? load.SwiGlu(expert + "w1.weight", expert + "w3.weight", expert + "w2.weight",
+                                           hidden, spec.moe_intermediate_size, dtype, fp8_round_trip)
+                             : load.SwiGlu(expert + "gate_proj.weight", expert + "up_proj.weight",
+                                           expert + "down_proj.weight", hidden, spec.moe_intermediate_size,
+                                           dtype, fp8_round_trip);
     }
     for (int e = 0; e < spec.num_experts && load.status().ok(); ++e) {
       const std::string expert = absl::StrCat(moe, "experts.", e, ".");
@@ -186,9 +240,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
                 absl::StrCat("there are ", spec.num_experts, " experts"));
     if (layer_spec.has_shared_expert) {
       const std::string shared = moe + "shared_expert.";
-      layer.shared_expert = load.SwiGlu(shared + "gate_proj.weight", shared + "up_proj.weight",
-                                        shared + "down_proj.weight", hidden, spec.shared_expert_intermediate_size,
-                                        dtype);
+      layer.shared_expert =
+          load.SwiGlu(shared + "gate_proj.weight", shared + "up_proj.weight", shared + "down_proj.weight",
+                      hidden, spec.shared_expert_intermediate_size, dtype);
       layer.shared_expert_gate = load.Matrix(moe + "shared_expert_gate.weight", 1, hidden, io::DType::kF32);
     }
   }

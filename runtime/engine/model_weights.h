@@ -1,7 +1,7 @@
 // ModelWeights: every tensor of a checkpoint, checked against the ModelSpec and laid out for the CPU kernels.
 //
 // Matrices are either views into the memory-mapped checkpoint (when its dtype already is the compute dtype)
-// or converted copies owned here. Immutable after Load; safe to read from many threads.
+// or converted (or FP8-dequantised) copies owned here. Immutable after Load; safe to read from many threads.
 #pragma once
 
 #include <cstdint>
@@ -42,10 +42,15 @@ struct LayerWeights {
 
 class ModelWeights {
  public:
-  // compute_dtype: kF32 or kBF16, the dtype of every matmul weight handed to the kernels.
+  // compute_dtype: kF32 or kBF16, the dtype of every matmul weight handed to the kernels. FP8 checkpoints
+  // (spec.quantization) are dequantised per block at load (weight * scale_inv in f32, then the compute
+  // dtype): both paths compute on the dequantised values for now. expert_dtype kF8E4M3 (--expert-dtype fp8)
+  // quantises the float routed experts to 128x128 FP8 blocks and dequantises them again, so that results
+  // carry FP8's accuracy; kBF16 keeps the checkpoint's values.
   static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const ModelSpec& spec,
                                                             std::unique_ptr<io::Checkpoint> checkpoint,
-                                                            io::DType compute_dtype);
+                                                            io::DType compute_dtype,
+                                                            io::DType expert_dtype = io::DType::kBF16);
 
   const ModelSpec& spec() const { return spec_; }
   io::DType compute_dtype() const { return compute_dtype_; }

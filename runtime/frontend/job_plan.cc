@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
+#include "io/checkpoint.h"
+#include "io/fp8_weights.h"
 #include "planner/probe/probe.h"
 #include "runtime/engine/compute_type.h"
 #include "runtime/frontend/byte_size.h"
@@ -111,10 +113,26 @@ absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, boo
   return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
 }
 
-// A CPU plan's KV cache has the engine's compute type (f32 or bf16); the GPU path's is always bf16.
-void SetKvType(const JobPlanOptions& options, planner::ExecutionPlan* plan) {
+// A CPU plan's KV cache has the engine's compute type (f32 or bf16), the GPU path's bf16, unless --kv-dtype
+// fp8 pinned F8_E4M3. The
+// routed experts are FP8 when pinned so, or when the checkpoint is (unless --expert-dtype bf16).
+void SetKvType(const JobPlanOptions& options, const ModelSpec& spec, planner::ExecutionPlan* plan) {
   plan->kv.dtype =
-      ChooseComputeType(options.cpu_compute, options.model, plan->device == planner::PlanDevice::kGpu);
+      options.pins.kv_dtype.value_or(ChooseComputeType(options.cpu_compute, options.model,
+                                                       plan->device == planner::PlanDevice::kGpu));
+  const bool fp8_checkpoint = spec.quantization.method == WeightQuantization::kFp8Block;
+  plan->expert_dtype =
+      options.pins.expert_dtype.value_or(fp8_checkpoint ? io::DType::kF8E4M3 : io::DType::kBF16);
+}
+
+// What the engine's load would refuse in the checkpoint's FP8 tensors (io/fp8_weights.h), checked from the
+// headers, so that `plan` refuses it too. A model given as a config.json, or a folder without weights, has
+// nothing to check.
+absl::Status CheckCheckpointTensors(const ModelSpec& spec, const std::string& model) {
+  if (!std::filesystem::is_directory(model)) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<io::Checkpoint>> checkpoint = io::Checkpoint::Open(model);
+  if (!checkpoint.ok()) return absl::OkStatus();
+  return io::ValidateFp8Tensors(**checkpoint, spec.quantization);
 }
 
 // Host and GPU memory of this machine as a profile without rates: enough to place weights under budgets.
@@ -137,6 +155,7 @@ planner::HardwareProfile MachineMemoryProfile() {
 
 absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workload& workload,
                                    const JobPlanOptions& options) {
+  if (absl::Status tensors = CheckCheckpointTensors(spec, options.model); !tensors.ok()) return tensors;
   planner::PlanInputs inputs;
   inputs.spec = spec;
   inputs.model_name = options.model;
@@ -165,13 +184,14 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   inputs.device = *device;
   absl::StatusOr<PlanReport> report = planner::BuildPlanReport(inputs);
   if (!report.ok()) return report.status();
-  SetKvType(options, &report->plan);
+  SetKvType(options, spec, &report->plan);
   return report;
 }
 
 absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spec,
                                                             const planner::Workload& workload,
                                                             const JobPlanOptions& options) {
+  if (absl::Status tensors = CheckCheckpointTensors(spec, options.model); !tensors.ok()) return tensors;
   planner::HardwareProfile profile;
   if (!options.hardware.empty() || std::filesystem::exists(planner::DefaultProfilePath())) {
     absl::StatusOr<planner::HardwareProfile> loaded =
@@ -184,7 +204,9 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value());
   if (!device.ok()) return device.status();
   planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);
-  const planner::ModelCosts costs = planner::ComputeModelCosts(spec, options.layers);
+  planner::ModelCosts costs = planner::ComputeModelCosts(
+      spec, options.layers, 2, 2, options.pins.expert_dtype.value_or(io::DType::kBF16));
+  if (options.pins.kv_dtype) planner::PriceKvCache(spec, *options.pins.kv_dtype, &costs);
   planner::PerfModel model(profile, costs, workload, planner::ResolveBudgets(profile, options.budgets));
   absl::StatusOr<planner::MemoryPlan> memory = model.PlanMemory(plan);
   if (!memory.ok()) return memory.status();
@@ -195,7 +217,7 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   }
   plan.kv.gpu_bytes = memory->gpu_kv_bytes;
   plan.budgets = model.budgets();
-  SetKvType(options, &plan);
+  SetKvType(options, spec, &plan);
   return plan;
 }
 

@@ -32,6 +32,14 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
   app.add_option("--routed-copies", flags->routed_copies,
                  "GPU path: copy only the routed experts of streamed layers: auto (the plan's), on or off")
       ->capture_default_str();
+  app.add_option("--expert-dtype", flags->expert_dtype,
+                 "routed experts: auto (as the checkpoint stores them), bf16, or fp8 (quantised at load to "
+                 "128x128 e4m3 blocks)")
+      ->capture_default_str();
+  app.add_option("--kv-dtype", flags->kv_dtype,
+                 "host KV cache: auto (the compute type; bf16 on the GPU) or fp8 (e4m3 with a scale per token "
+                 "and head; no GPU share)")
+      ->capture_default_str();
   app.add_flag("--cpu-prefill-attention", flags->cpu_prefill_attention,
                "GPU path: fresh prompts' attention on the CPU too (default: on the GPU)");
 }
@@ -66,6 +74,25 @@ absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
         absl::StrCat("--routed-copies must be auto, on or off, not '", flags.routed_copies, "'"));
   }
   if (flags.cpu_prefill_attention) pins.prefill_attention_on_gpu = false;
+  if (flags.kv_dtype == "fp8") {
+    if (flags.kv_gpu_fraction && *flags.kv_gpu_fraction > 0) {
+      return absl::InvalidArgumentError(
+          "--kv-dtype fp8 keeps the whole KV cache in host memory: the GPU's share is bf16 only for now, so "
+          "--kv-gpu-fraction must be 0");
+    }
+    pins.kv_dtype = io::DType::kF8E4M3;
+    pins.kv_gpu_fraction = 0.0;
+  } else if (flags.kv_dtype != "auto" && !flags.kv_dtype.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-dtype must be auto or fp8, not '", flags.kv_dtype, "'"));
+  }
+  if (flags.expert_dtype == "fp8") {
+    pins.expert_dtype = io::DType::kF8E4M3;
+  } else if (flags.expert_dtype == "bf16") {
+    pins.expert_dtype = io::DType::kBF16;
+  } else if (flags.expert_dtype != "auto" && !flags.expert_dtype.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--expert-dtype must be auto, bf16 or fp8, not '", flags.expert_dtype, "'"));
+  }
   if (!flags.kv_cache.empty()) {
     absl::StatusOr<int64_t> bytes = ParseByteSize(flags.kv_cache);
     if (!bytes.ok())

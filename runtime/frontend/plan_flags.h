@@ -21,6 +21,8 @@ struct PlanFlags {
   std::optional<int> max_batch, prefill_chunk, micro_batches, resident_moe_layers, layer_parts, ring_slots;
   std::optional<double> kv_gpu_fraction;
   std::string routed_copies = "auto";
+  std::string expert_dtype = "auto";  // auto (the checkpoint's), bf16 or fp8
+  std::string kv_dtype = "auto";      // auto (the compute type; bf16 on the GPU) or fp8
   bool cpu_prefill_attention = false;
 };
 

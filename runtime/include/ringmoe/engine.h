@@ -46,7 +46,8 @@ struct EngineOptions {
   /// tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
   /// each layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's
   /// PlanJob (runtime/frontend/job_plan.h) make one for a job; this default runs on the CPU. On the CPU the
-  /// KV cache takes the compute type (cpu_compute), whatever plan.kv.dtype says; Engine::plan() shows it.
+  /// KV cache takes the compute type (cpu_compute), whatever plan.kv.dtype says, unless it is F8_E4M3
+  /// (--kv-dtype fp8); Engine::plan() shows it.
   planner::ExecutionPlan plan = planner::DefaultPlan(planner::PlanDevice::kCpu);
 };
 
