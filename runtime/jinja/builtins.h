@@ -12,8 +12,8 @@
 namespace ringmoe::jinja {
 
 // Caps that keep a hostile template from exhausting memory through one operation.
-inline constexpr size_t kMaxStringBytes = size_t{64} << 20;
-inline constexpr size_t kMaxListItems = size_t{1} << 22;
+inline constexpr size_t kMaxStringBytes = size_t{16} << 20;
+inline constexpr size_t kMaxListItems = size_t{1} << 18;
 
 bool IsKnownFilter(std::string_view name);
 bool IsKnownTest(std::string_view name);

@@ -11,6 +11,9 @@ namespace ringmoe::jinja {
 namespace {
 
 constexpr int kMaxMacroDepth = 100;
+// Statements and expressions being evaluated at once (macros multiply the parser's nesting limit); keeps the
+// native stack bounded.
+constexpr int kMaxEvalDepth = 800;
 constexpr int64_t kMaxRange = 100000;  // Jinja's sandbox refuses larger range() results too
 
 struct Scope {
@@ -70,8 +73,20 @@ class Renderer {
     return Flow::kNormal;
   }
 
+  struct DepthGuard {
+    DepthGuard(int& depth, Position position) : depth(depth) {
+      if (++depth > kMaxEvalDepth) {
+        --depth;
+        throw TemplateError(position, "the template nests too deeply while rendering");
+      }
+    }
+    ~DepthGuard() { --depth; }
+    int& depth;
+  };
+
   Flow RenderStatement(const Stmt& stmt, const ScopePtr& scope) {
     Step(stmt.position);
+    DepthGuard guard(eval_depth_, stmt.position);
     try {
       switch (stmt.kind) {
         case Stmt::Kind::kText:
@@ -317,6 +332,7 @@ class Renderer {
   }
 
   Value Eval(const Expr& expr, const ScopePtr& scope) {
+    DepthGuard guard(eval_depth_, expr.position);
     try {
       return EvalUnlocated(expr, scope);
     } catch (const TemplateError& error) {
@@ -418,6 +434,7 @@ class Renderer {
   std::string* out_ = nullptr;
   int64_t steps_ = 0;
   int macro_depth_ = 0;
+  int eval_depth_ = 0;
   std::vector<Value> namespaces_;
 };
 
