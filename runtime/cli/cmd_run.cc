@@ -27,6 +27,7 @@
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/frontend/progress.h"
+#include "runtime/frontend/request_fields.h"
 
 namespace ringmoe::cli {
 namespace {
@@ -37,6 +38,7 @@ struct RunFlags {
   int threads = 0;
   bool quiet = false, no_plan = false;
   bool resume = false, overwrite = false;
+  bool lenient = false;
 };
 
 absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
@@ -138,6 +140,7 @@ int RunJob(RunFlags& flags) {
   std::vector<Request> requests;
   std::vector<size_t> line_of_request;
   std::vector<size_t> bad_lines;
+  ApplyUnknownFieldPolicy(&to_run, flags.lenient, stderr);
   if (HasChatLines(to_run)) {  // chat lines: messages through the model's chat template, to prompt ids
     const std::string tokenizer_path = flags.tokenizer.empty() ? flags.model : flags.tokenizer;
     absl::StatusOr<chat::ChatTemplate> chat_template =
@@ -293,6 +296,10 @@ int RunCommand(int argc, char** argv) {
   app.add_flag("--no-plan", flags.no_plan,
                "no search and no report: run the plan the pinned flags and the defaults make");
   app.add_flag("--quiet", flags.quiet, "no progress display");
+  app.add_flag(
+      "--lenient", flags.lenient,
+      "ignore request fields no endpoint defines (one warning per field name) instead of failing the "
+      "lines that carry them");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

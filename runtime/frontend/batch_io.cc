@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "runtime/frontend/chat_lines.h"
+#include "runtime/frontend/request_fields.h"
 
 namespace ringmoe {
 namespace {
@@ -85,7 +86,8 @@ class LineParser {
 
   // `line` is the raw text (chat lines re-read it to keep the key order of messages and tools); a chat line's
   // template input goes to *chat_request.
-  absl::StatusOr<Request> Parse(const json& root, std::string_view line, std::string* chat_request) {
+  absl::StatusOr<Request> Parse(const json& root, std::string_view line, std::string* chat_request,
+                                std::vector<std::string>* unknown_fields) {
     const json* body = &root;
     if (root.contains("body")) {
       const json& wrapped = root["body"];
@@ -114,6 +116,15 @@ class LineParser {
     if (absl::Status status = ParseStops(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseLogprobs(*body, request); !status.ok()) return status;
     if (absl::Status status = RejectUnsupported(*body); !status.ok()) return status;
+    for (const auto& [key, value] : root.items()) {
+      const bool known = IsEnvelopeField(key) || (body == &root && IsKnownBodyField(key, chat));
+      if (!known) unknown_fields->push_back(key);
+    }
+    if (body != &root) {
+      for (const auto& [key, value] : body->items()) {
+        if (!IsKnownBodyField(key, chat)) unknown_fields->push_back(key);
+      }
+    }
     return request;
   }
 
@@ -420,8 +431,12 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
   parsed.custom_id = custom_id->get<std::string>();
   *custom_id_known = true;
   try {
-    parsed.request = LineParser(line_number, parsed.custom_id).Parse(root, line, &parsed.chat_request);
-    if (!parsed.request.ok()) parsed.chat_request.clear();
+    parsed.request = LineParser(line_number, parsed.custom_id)
+                         .Parse(root, line, &parsed.chat_request, &parsed.unknown_fields);
+    if (!parsed.request.ok()) {
+      parsed.chat_request.clear();
+      parsed.unknown_fields.clear();
+    }
   } catch (const json::exception& error) {
     // Every access above is type-checked first; this is a safety net so bad input never aborts the batch.
     parsed.request = absl::InvalidArgumentError(

@@ -38,6 +38,8 @@ struct BatchLine {
   // add_generation_prompt, continue_final_message, chat_template_kwargs; key order as written). Empty for
   // completions lines.
   std::string chat_request;
+  // Fields the line carries that no endpoint defines (request_fields.h decides what happens to them).
+  std::vector<std::string> unknown_fields;
 };
 
 // Parses one input line (without its newline). Never fails as a whole: problems land in `request`.
