@@ -35,6 +35,8 @@ TEST(JinjaLiterals, PrintLikePython) {
   EXPECT_EQ(Render("{{ [1, 'a', none, [true]] }} {{ {'k': \"it's\"} }}"),
             "[1, 'a', None, [True]] {'k': \"it's\"}");
   EXPECT_EQ(Render("{{ undefined_name }}|{{ {'a': 1}.b }}|"), "||");
+  EXPECT_EQ(Render("{{ (1, 2) }} {{ (1,) }} {{ () }} {{ (1, 2) == [1, 2] }} {{ [(1, 'a')] }}"),
+            "(1, 2) (1,) () False [(1, 'a')]");
 }
 
 TEST(JinjaOperators, ArithmeticFollowsPython) {
@@ -114,7 +116,7 @@ TEST(JinjaFilters, CommonFilters) {
       {"ms", {{{"role", "user"}, {"n", 1}}, {{"role", "bot"}, {"n", 2}}, {{"role", "user"}, {"n", 3}}}}};
   EXPECT_EQ(
       Render("{{ ms | map(attribute='role') | join(',') }} {{ ms | selectattr('role', 'equalto', 'user') | "
-             "map(attribute='n') | list }} {{ ms | rejectattr('role', 'eq', 'user') | length }}",
+             "map(attribute='n') | list }} {{ ms | rejectattr('role', 'eq', 'user') | list | length }}",
              context),
       "user,bot,user [1, 3] 1");
   EXPECT_EQ(Render("{{ '  x  ' | trim }}|{{ 'ab' | upper }}{{ 'AB' | lower }} {{ 'hello wORLD' | title }} "
@@ -127,7 +129,7 @@ TEST(JinjaFilters, CommonFilters) {
       "32[1, 3] 13 0 2 42");
   EXPECT_EQ(
       Render("{{ missing | default('d') }} {{ '' | default('e', true) }} {{ {'a': 1} | items | list }}"),
-      "d e [['a', 1]]");
+      "d e [('a', 1)]");
   EXPECT_EQ(Render("{{ [1, 2, 3, 4] | select('even') | list }} {{ [1, 2, 3] | reject('odd') | list }}"),
             "[2, 4] [2]");
 }

@@ -209,10 +209,11 @@ Value SelectOrReject(const Value& value, CallArgs& args, bool select, bool by_at
     }
     if (passed == select) out.push_back(item);
   }
-  return Value::List(std::move(out));
+  return Value::Generator(std::move(out));
 }
 
 Value FirstOrLast(const Value& value, bool first) {
+  if (!first && value.IsGenerator()) Fail("'generator' object is not reversible");
   std::vector<Value> items = Iterate(value);
   if (items.empty()) return Value::Undefined("first");
   return first ? items.front() : items.back();
@@ -248,7 +249,7 @@ const std::map<std::string, FilterFunction, std::less<>>& Filters() {
          const bool by_value = Argument(a, 1, "by") != nullptr && PythonStr(*Argument(a, 1, "by")) == "value";
          std::vector<Value> pairs;
          for (const auto& [key, item] : v.AsDict().entries)
-           pairs.push_back(Value::List({Value::String(key), item}));
+           pairs.push_back(Value::Tuple({Value::String(key), item}));
          return Value::List(SortedItems(std::move(pairs), BoolArgument(a, 2, "reverse", false),
                                         BoolArgument(a, 0, "case_sensitive", false), by_value ? "1" : "0"));
        }},
@@ -321,11 +322,11 @@ const std::map<std::string, FilterFunction, std::less<>>& Filters() {
        }},
       {"items",
        [](const Value& v, CallArgs&) {
-         if (v.IsUndefined()) return Value::List();
+         if (v.IsUndefined()) return Value::Generator({});
          if (!v.IsDict()) Fail("items: can only iterate over a dict");
          std::vector<Value> pairs;
          for (const auto& [key, item] : v.AsDict().entries)
-           pairs.push_back(Value::List({Value::String(key), item}));
+           pairs.push_back(Value::Tuple({Value::String(key), item}));
          return Value::List(std::move(pairs));
        }},
       {"join",
@@ -355,7 +356,7 @@ const std::map<std::string, FilterFunction, std::less<>>& Filters() {
            if (!IsKnownFilter(filter)) Fail("no filter named '" + filter + "'");
            CallArgs rest = RestArguments(a, 1);
            for (const Value& item : Iterate(v)) out.push_back(ApplyFilter(filter, item, rest));
-           return Value::List(std::move(out));
+           return Value::Generator(std::move(out));
          }
          const std::string attribute = AttributeArgument(a, 0);
          if (attribute.empty()) Fail("map needs a filter name or attribute=");
@@ -365,7 +366,7 @@ const std::map<std::string, FilterFunction, std::less<>>& Filters() {
            if (mapped.IsUndefined() && fallback != nullptr) mapped = *fallback;
            out.push_back(std::move(mapped));
          }
-         return Value::List(std::move(out));
+         return Value::Generator(std::move(out));
        }},
       {"max",
        [](const Value& v, CallArgs& a) {
@@ -402,7 +403,9 @@ const std::map<std::string, FilterFunction, std::less<>>& Filters() {
          }
          std::vector<Value> items = Iterate(v);
          std::reverse(items.begin(), items.end());
-         return Value::List(std::move(items));
+         // reversed(list) is an iterator; a generator is listed and reversed into a list (Jinja's fallback).
+         return v.IsList() && !v.IsGenerator() ? Value::Generator(std::move(items))
+                                               : Value::List(std::move(items));
        }},
       {"round",
        [](const Value& v, CallArgs& a) {
@@ -456,7 +459,7 @@ const std::map<std::string, FilterFunction, std::less<>>& Filters() {
              out.push_back(item);
            }
          }
-         return Value::List(std::move(out));
+         return Value::Generator(std::move(out));
        }},
       {"upper", [](const Value& v, CallArgs&) { return Value::String(ToUpper(PythonStr(v))); }},
       {"wordcount",
@@ -514,7 +517,10 @@ bool ApplyTest(const std::string& name, const Value& value, CallArgs& args) {
   if (name == "integer") return value.IsInt();
   if (name == "float") return value.IsFloat();
   if (name == "iterable") return value.IsUndefined() || value.IsString() || value.IsList() || value.IsDict();
-  if (name == "sequence") return value.IsUndefined() || value.IsString() || value.IsList() || value.IsDict();
+  if (name == "sequence") {
+    return value.IsUndefined() || value.IsString() || (value.IsList() && !value.IsGenerator()) ||
+           value.IsDict();
+  }
   if (name == "callable") return value.IsCallable();
   if (name == "escaped") return false;
   if (name == "filter") return value.IsString() && IsKnownFilter(value.AsString());

@@ -223,7 +223,7 @@ Value DictMethod(const Value& dict, const std::string& name) {
       std::vector<Value> items;
       for (const auto& [key, value] : dict.AsDict().entries) {
         if (name == "items") {
-          items.push_back(Value::List({Value::String(key), value}));
+          items.push_back(Value::Tuple({Value::String(key), value}));
         } else {
           items.push_back(name == "keys" ? Value::String(key) : value);
         }
@@ -350,6 +350,7 @@ int64_t Length(const Value& value) {
     case Value::Kind::kString:
       return static_cast<int64_t>(CodePointCount(value.AsString()));
     case Value::Kind::kList:
+      if (value.IsGenerator()) Fail("object of type 'generator' has no len()");
       return static_cast<int64_t>(value.AsList().size());
     case Value::Kind::kDict:
       return static_cast<int64_t>(value.AsDict().entries.size());
@@ -394,6 +395,7 @@ Value GetItem(const Value& object, const Value& key) {
       return Value::Undefined(PythonStr(key));
     case Value::Kind::kList:
     case Value::Kind::kString: {
+      if (object.IsGenerator()) return Value::Undefined(PythonStr(key));  // iterators cannot be indexed
       if (key.IsString()) return GetAttribute(object, key.AsString());
       if (!key.IsInt() && !key.IsBool()) return Value::Undefined(PythonStr(key));
       int64_t index = key.AsInt();

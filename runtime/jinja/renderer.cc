@@ -353,7 +353,8 @@ class Renderer {
       case Expr::Kind::kTuple: {
         std::vector<Value> items;
         for (const auto& item : expr.items) items.push_back(Eval(*item, scope));
-        return Value::List(std::move(items));
+        return expr.kind == Expr::Kind::kTuple ? Value::Tuple(std::move(items))
+                                               : Value::List(std::move(items));
       }
       case Expr::Kind::kDict: {
         Dict dict;

@@ -85,6 +85,18 @@ Value Value::List(std::vector<Value> items) {
   return v;
 }
 
+Value Value::Tuple(std::vector<Value> items) {
+  Value v = List(std::move(items));
+  v.tuple_ = true;
+  return v;
+}
+
+Value Value::Generator(std::vector<Value> items) {
+  Value v = List(std::move(items));
+  v.generator_ = true;
+  return v;
+}
+
 Value Value::MakeDict(Dict dict) {
   Value v;
   v.kind_ = Kind::kDict;
@@ -152,7 +164,7 @@ bool Value::Truthy() const {
     case Kind::kString:
       return !string_.empty();
     case Kind::kList:
-      return !list_->empty();
+      return generator_ || !list_->empty();
     case Kind::kDict:
       return !dict_->entries.empty();
     default:
@@ -338,6 +350,10 @@ bool DumpJson(const Value& value, const JsonDumpOptions& options, int depth, std
       AppendJsonString(value.AsString(), options.ensure_ascii, out);
       return true;
     case Value::Kind::kList: {
+      if (value.IsGenerator()) {
+        error = "Object of type generator is not JSON serializable";
+        return false;
+      }
       const auto& items = value.AsList();
       if (items.empty()) {
         out += "[]";
@@ -386,14 +402,16 @@ std::string Repr(const Value& value, int depth);
 
 std::string ContainerRepr(const Value& value, int depth) {
   if (depth > 100) return "...";
+  if (value.IsGenerator()) return "<generator object>";
   std::string out;
   if (value.IsList()) {
-    out = "[";
+    out = value.IsTuple() ? "(" : "[";
     const auto& items = value.AsList();
     for (size_t k = 0; k < items.size(); ++k) {
       if (k > 0) out += ", ";
       out += Repr(items[k], depth + 1);
     }
+    if (value.IsTuple()) return out + (items.size() == 1 ? ",)" : ")");
     return out + "]";
   }
   out = value.IsNamespace() ? "<Namespace {" : "{";
@@ -463,6 +481,8 @@ bool PythonEquals(const Value& a, const Value& b) {
     case Value::Kind::kString:
       return a.AsString() == b.AsString();
     case Value::Kind::kList: {
+      if (a.IsTuple() != b.IsTuple()) return false;  // (1, 2) != [1, 2] in Python
+      if (a.IsGenerator() || b.IsGenerator()) return &a.AsList() == &b.AsList();
       const auto& x = a.AsList();
       const auto& y = b.AsList();
       if (x.size() != y.size()) return false;

@@ -64,6 +64,12 @@ class Value {
   static Value Float(double value);
   static Value String(std::string value);
   static Value List(std::vector<Value> items = {});
+  // A Python tuple: a list in every respect but printing ("(1, 2)") and equality with lists.
+  static Value Tuple(std::vector<Value> items);
+  // What Jinja's map/select/reject/selectattr/rejectattr/items/unique filters (and reverse of a list) return:
+  // a Python iterator, which is always true, has no len(), is not a sequence and cannot be indexed or dumped
+  // as JSON; `| list` makes it a list again.
+  static Value Generator(std::vector<Value> items);
   static Value MakeDict(Dict dict = {});
   static Value Namespace(Dict attributes = {});
   static Value Function(std::string name, std::function<Value(CallArgs&)> call);
@@ -81,6 +87,8 @@ class Value {
   bool IsNumber() const { return kind_ == Kind::kInt || kind_ == Kind::kFloat || kind_ == Kind::kBool; }
   bool IsString() const { return kind_ == Kind::kString; }
   bool IsList() const { return kind_ == Kind::kList; }
+  bool IsTuple() const { return kind_ == Kind::kList && tuple_; }
+  bool IsGenerator() const { return kind_ == Kind::kList && generator_; }
   bool IsDict() const { return kind_ == Kind::kDict; }
   bool IsNamespace() const { return kind_ == Kind::kNamespace; }
   bool IsCallable() const { return kind_ == Kind::kCallable; }
@@ -101,6 +109,8 @@ class Value {
  private:
   Kind kind_ = Kind::kUndefined;
   bool bool_ = false;
+  bool tuple_ = false;
+  bool generator_ = false;
   int64_t int_ = 0;
   double float_ = 0;
   std::string string_;
