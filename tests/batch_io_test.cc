@@ -150,7 +150,12 @@ INSTANTIATE_TEST_SUITE_P(
     Fields, BadFieldTest,
     ::testing::Values(
         BadField{R"("method": "GET")", "method", "POST"},
-        BadField{R"("url": "/v1/chat/completions")", "url", "chat completions are not supported yet"},
+        BadField{R"("url": "/v1/chat/completions")", "prompt", "a chat request gives 'messages'"},
+        BadField{R"("url": "/v1/chat/completions", "body": {"messages": []})", "messages", "non-empty array"},
+        BadField{R"("url": "/v1/chat/completions", "body": {"messages": [{"content": "x"}]})", "messages",
+                 "string 'role'"},
+        BadField{R"("prompt": "x", "max_tokens": 3, "max_completion_tokens": 4)", "max_completion_tokens",
+                 "both given"},
         BadField{R"("url": "/v1/embeddings")", "url", "/v1/completions"},
         BadField{R"("body": [1])", "body", "must be an object"},
         BadField{R"("body": {"prompt": "x"}, "prompt": "y")", "prompt", "use one form"},

@@ -128,7 +128,7 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
       EXPECT_EQ(text.find('\n'), std::string::npos);
     }
   }
-  EXPECT_EQ(errors, 4);  // bad JSON, bad max_tokens, duplicate, chat url; "too-long" is only a text prompt
+  EXPECT_EQ(errors, 4);  // bad JSON, bad max_tokens, duplicate, empty chat messages; "too-long" is only a text prompt
   for (int i = 0; i < 66; ++i) EXPECT_EQ(seen["job-" + std::to_string(i)], i == 3 ? 2 : 1) << i;
   EXPECT_NE(run.stderr_text.find("generated tokens/s"), std::string::npos) << run.stderr_text;
 }

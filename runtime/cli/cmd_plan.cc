@@ -19,6 +19,7 @@
 #include "runtime/cli/commands.h"
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/byte_size.h"
+#include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/log/log.h"
@@ -95,6 +96,15 @@ int PlanCommand(int argc, char** argv) {
     }
     absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
     if (!lines.ok()) return Fail(std::string(lines.status().message()));
+    if (HasChatLines(*lines)) {  // chat lines' prompts are what their chat template renders
+      absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
+          LoadJobTokenizer(flags.model, flags.tokenizer);
+      absl::StatusOr<chat::ChatTemplate> chat_template =
+          chat::ChatTemplate::Load(flags.tokenizer.empty() ? flags.model : flags.tokenizer);
+      RenderChatPrompts(&*lines, chat_template.ok() ? &*chat_template : nullptr,
+                        tokenizer.ok() ? tokenizer->get() : nullptr,
+                        chat_template.ok() ? "" : std::string(chat_template.status().message()));
+    }
     absl::StatusOr<planner::Workload> from_file =
         WorkloadOfJob(*lines, flags.model, flags.tokenizer, *spec, flags.input);
     if (!from_file.ok()) return Fail(std::string(from_file.status().message()));

@@ -23,9 +23,11 @@
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/batch_output.h"
 #include "runtime/frontend/byte_size.h"
+#include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/frontend/progress.h"
+#include "runtime/frontend/request_fields.h"
 #include "runtime/frontend/shard.h"
 #include "runtime/log/log.h"
 #include "runtime/log/log_flags.h"
@@ -34,12 +36,13 @@ namespace ringmoe::cli {
 namespace {
 
 struct RunFlags {
-  std::string model, input, output, cpu_dtype = "auto", tokenizer, report_json, shard = "0/1";
+  std::string model, input, output, cpu_dtype = "auto", tokenizer, report_json, chat_template, shard = "0/1";
   PlanFlags plan;
   int threads = 0;
   bool quiet = false, no_plan = false;
   bool resume = false, overwrite = false;
   log::LogFlags log;
+  bool lenient = false;
 };
 
 absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
@@ -145,6 +148,15 @@ int RunJob(RunFlags& flags) {
   std::vector<Request> requests;
   std::vector<size_t> line_of_request;
   std::vector<size_t> bad_lines;
+  ApplyUnknownFieldPolicy(&to_run, flags.lenient, stderr);
+  if (HasChatLines(to_run)) {  // chat lines: messages through the model's chat template, to prompt ids
+    const std::string tokenizer_path = flags.tokenizer.empty() ? flags.model : flags.tokenizer;
+    absl::StatusOr<chat::ChatTemplate> chat_template =
+        chat::ChatTemplate::Load(tokenizer_path, flags.chat_template);
+    if (!chat_template.ok() && !flags.chat_template.empty()) return Fail(chat_template.status());
+    RenderChatPrompts(&to_run, chat_template.ok() ? &*chat_template : nullptr, tokenizer->get(),
+                      chat_template.ok() ? "" : std::string(chat_template.status().message()));
+  }
   if (*tokenizer != nullptr) TokenizePromptsOnce(&to_run, **tokenizer);
   for (size_t i = 0; i < to_run.size(); ++i) {
     if (!to_run[i].request.ok()) {
@@ -286,12 +298,20 @@ int RunCommand(int argc, char** argv) {
   app.add_option("--threads", flags.threads, "CPU threads (0 = every core)")->capture_default_str();
   app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type: auto, f32 or bf16")->capture_default_str();
   app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder (default: the model folder)");
+  app.add_option(
+      "--chat-template", flags.chat_template,
+      "Jinja chat template for /v1/chat/completions lines (default: the tokenizer's chat_template.jinja "
+      "or tokenizer_config.json chat_template)");
   AddPlanFlags(app, &flags.plan);
   app.add_option("--report-json", flags.report_json, "write the plan and the measured figures as JSON");
   app.add_flag("--no-plan", flags.no_plan,
                "no search and no report: run the plan the pinned flags and the defaults make");
   app.add_flag("--quiet", flags.quiet, "no progress display");
   log::AddLogFlags(app, &flags.log);
+  app.add_flag(
+      "--lenient", flags.lenient,
+      "ignore request fields no endpoint defines (one warning per field name) instead of failing the "
+      "lines that carry them");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -1,12 +1,15 @@
-// ringmoe tokenize: encode JSON-string lines to id arrays, or (--decode) id arrays to JSON strings.
+// ringmoe tokenize: encode JSON-string lines to id arrays, or (--decode) id arrays to JSON strings, or
+// (--chat) render chat requests through the model's chat template.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ringmoe/tokenizer.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/cli/commands.h"
 
 namespace ringmoe::cli {
@@ -41,12 +44,30 @@ std::string DecodeLine(const Tokenizer& tokenizer, const std::string& line, bool
   return "";
 }
 
+// A chat request object to its rendered text (a JSON string) or, with `ids`, the text's token ids (encoded
+// without added special tokens, as apply_chat_template(tokenize=True) does: the template writes them).
+std::string ChatLine(const Tokenizer& tokenizer, const chat::ChatTemplate& chat_template,
+                     const std::string& line, bool ids, std::string& out) {
+  nlohmann::ordered_json request = nlohmann::ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) return "expected a JSON object with \"messages\"";
+  absl::StatusOr<std::string> text = chat_template.Render(request);
+  if (!text.ok()) return std::string(text.status().message());
+  if (!ids) {
+    out = nlohmann::json(*text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return "";
+  }
+  absl::StatusOr<std::vector<int32_t>> encoded = tokenizer.Encode(*text, /*add_special_tokens=*/false);
+  if (!encoded.ok()) return std::string(encoded.status().message());
+  out = nlohmann::json(*encoded).dump();
+  return "";
+}
+
 }  // namespace
 
 int TokenizeCommand(int argc, char** argv) {
   CLI::App app{
       "Tokenize stdin: one JSON string per line in, one JSON array of ids per line out "
-      "(--decode: id arrays in, JSON strings out)."};
+      "(--decode: id arrays in, JSON strings out; --chat: chat request objects in, rendered text out)."};
   std::string tokenizer_path;
   bool add_special_tokens = false;
   bool decode = false;
@@ -56,6 +77,15 @@ int TokenizeCommand(int argc, char** argv) {
                "add the post-processor's special tokens (e.g. BOS)");
   app.add_flag("--decode", decode, "decode id arrays instead of encoding strings");
   app.add_flag("--skip-special-tokens", skip_special_tokens, "with --decode: drop special tokens");
+  bool chat_mode = false;
+  bool chat_ids = false;
+  std::string chat_template_file;
+  app.add_flag("--chat", chat_mode,
+               "render {\"messages\": [...], \"tools\": [...], \"add_generation_prompt\": true, ...} lines "
+               "through the model's chat template; writes the text as a JSON string");
+  app.add_option("--chat-template", chat_template_file,
+                 "with --chat: a Jinja template file to use instead of the tokenizer's");
+  app.add_flag("--ids", chat_ids, "with --chat: write the rendered text's token ids instead of the text");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -66,6 +96,23 @@ int TokenizeCommand(int argc, char** argv) {
     std::fprintf(stderr, "ringmoe tokenize: %s\n", std::string(tokenizer.status().message()).c_str());
     return 1;
   }
+  if ((chat_ids || !chat_template_file.empty()) && !chat_mode) {
+    std::fprintf(stderr, "ringmoe tokenize: --ids and --chat-template go with --chat\n");
+    return 2;
+  }
+  if (chat_mode && decode) {
+    std::fprintf(stderr, "ringmoe tokenize: --chat and --decode exclude each other\n");
+    return 2;
+  }
+  std::optional<chat::ChatTemplate> chat_template;
+  if (chat_mode) {
+    absl::StatusOr<chat::ChatTemplate> loaded = chat::ChatTemplate::Load(tokenizer_path, chat_template_file);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "ringmoe tokenize: %s\n", std::string(loaded.status().message()).c_str());
+      return 1;
+    }
+    chat_template = *std::move(loaded);
+  }
   std::ios::sync_with_stdio(false);
   std::string line, out;
   int64_t line_number = 0;
@@ -73,8 +120,9 @@ int TokenizeCommand(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    const std::string error = decode ? DecodeLine(*tokenizer, line, skip_special_tokens, out)
-                                     : EncodeLine(*tokenizer, line, add_special_tokens, out);
+    const std::string error = chat_template ? ChatLine(*tokenizer, *chat_template, line, chat_ids, out)
+                              : decode      ? DecodeLine(*tokenizer, line, skip_special_tokens, out)
+                                            : EncodeLine(*tokenizer, line, add_special_tokens, out);
     if (!error.empty()) {
       std::fprintf(stderr, "ringmoe tokenize: line %lld: %s\n", static_cast<long long>(line_number),
                    error.c_str());

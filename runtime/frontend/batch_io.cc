@@ -14,6 +14,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/frontend/chat_lines.h"
+#include "runtime/frontend/request_fields.h"
 
 namespace ringmoe {
 namespace {
@@ -82,7 +84,10 @@ class LineParser {
 
   std::string Where() const { return absl::StrCat("line ", line_number_, " (custom_id '", custom_id_, "')"); }
 
-  absl::StatusOr<Request> Parse(const json& root) {
+  // `line` is the raw text (chat lines re-read it to keep the key order of messages and tools); a chat line's
+  // template input goes to *chat_request.
+  absl::StatusOr<Request> Parse(const json& root, std::string_view line, std::string* chat_request,
+                                std::vector<std::string>* unknown_fields) {
     const json* body = &root;
     if (root.contains("body")) {
       const json& wrapped = root["body"];
@@ -96,14 +101,30 @@ class LineParser {
     }
     if (absl::Status status = CheckEndpoint(root); !status.ok()) return status;
 
+    const bool chat = is_chat_ || (Field(root, "url") == nullptr && body->contains("messages"));
     Request request;
     request.id = custom_id_;
-    if (absl::Status status = ParsePrompt(*body, request); !status.ok()) return status;
+    if (chat) {
+      if (absl::Status status = ParseChat(*body, root.contains("body"), line, chat_request); !status.ok()) {
+        return status;
+      }
+    } else if (absl::Status status = ParsePrompt(*body, request); !status.ok()) {
+      return status;
+    }
     if (absl::Status status = ParseLimits(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseSampling(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseStops(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseLogprobs(*body, request); !status.ok()) return status;
     if (absl::Status status = RejectUnsupported(*body); !status.ok()) return status;
+    for (const auto& [key, value] : root.items()) {
+      const bool known = IsEnvelopeField(key) || (body == &root && IsKnownBodyField(key, chat));
+      if (!known) unknown_fields->push_back(key);
+    }
+    if (body != &root) {
+      for (const auto& [key, value] : body->items()) {
+        if (!IsKnownBodyField(key, chat)) unknown_fields->push_back(key);
+      }
+    }
     return request;
   }
 
@@ -115,7 +136,7 @@ class LineParser {
     return &*it;
   }
 
-  absl::Status CheckEndpoint(const json& root) const {
+  absl::Status CheckEndpoint(const json& root) {
     if (const json* method = Field(root, "method")) {
       if (!method->is_string() || method->get<std::string>() != "POST") {
         return FieldError("method", absl::StrCat("must be \"POST\", got ", Describe(*method)));
@@ -123,13 +144,11 @@ class LineParser {
     }
     if (const json* url = Field(root, "url")) {
       std::string text = url->is_string() ? url->get<std::string>() : "";
-      if (absl::StrContains(text, "chat/completions")) {
-        return FieldError("url",
-                          absl::StrCat("is ", Describe(*url),
-                                       ": chat completions are not supported yet; use \"/v1/completions\""));
-      }
-      if (text != "/v1/completions") {
-        return FieldError("url", absl::StrCat("must be \"/v1/completions\", got ", Describe(*url)));
+      if (text == "/v1/chat/completions") {
+        is_chat_ = true;
+      } else if (text != "/v1/completions") {
+        return FieldError("url", absl::StrCat("must be \"/v1/completions\" or \"/v1/chat/completions\", got ",
+                                              Describe(*url)));
       }
     }
     return absl::OkStatus();
@@ -172,8 +191,66 @@ class LineParser {
     return absl::OkStatus();
   }
 
+  // A chat line's template input: messages (required, objects with a string role) and the fields templates
+  // read; add_generation_prompt defaults to true (the chat API asks for the assistant's turn) unless
+  // continue_final_message is set.
+  absl::Status ParseChat(const json& body, bool wrapped, std::string_view line,
+                         std::string* chat_request) const {
+    if (Field(body, "prompt") != nullptr) {
+      return FieldError("prompt", "is a completions field; a chat request gives 'messages'");
+    }
+    const json* messages = Field(body, "messages");
+    if (messages == nullptr) return FieldError("messages", "is missing");
+    if (!messages->is_array() || messages->empty()) {
+      return FieldError("messages",
+                        absl::StrCat("must be a non-empty array of messages, got ", Describe(*messages)));
+    }
+    for (size_t i = 0; i < messages->size(); ++i) {
+      const json& message = (*messages)[i];
+      if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) {
+        return FieldError(
+            "messages",
+            absl::StrCat("element ", i, " must be an object with a string 'role', got ", Describe(message)));
+      }
+    }
+    for (const char* flag : {"add_generation_prompt", "continue_final_message"}) {
+      if (const json* value = Field(body, flag); value != nullptr && !value->is_boolean()) {
+        return FieldError(flag, absl::StrCat("must be true or false, got ", Describe(*value)));
+      }
+    }
+    if (const json* kwargs = Field(body, "chat_template_kwargs"); kwargs != nullptr && !kwargs->is_object()) {
+      return FieldError("chat_template_kwargs", absl::StrCat("must be an object, got ", Describe(*kwargs)));
+    }
+    ordered_json ordered = ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (wrapped) ordered = ordered["body"];
+    ordered_json input = ordered_json::object();
+    for (const char* key : {"messages", "tools", "documents", "add_generation_prompt",
+                            "continue_final_message", "chat_template_kwargs"}) {
+      if (auto it = ordered.find(key); it != ordered.end() && !it->is_null()) input[key] = *it;
+    }
+    if (!input.contains("add_generation_prompt")) {
+      const bool continuing =
+          input.contains("continue_final_message") && input["continue_final_message"].get<bool>();
+      input["add_generation_prompt"] = !continuing;
+    }
+    *chat_request = input.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+    return absl::OkStatus();
+  }
+
   absl::Status ParseLimits(const json& body, Request& request) const {
     request.max_tokens = kDefaultMaxTokens;
+    if (const json* max_completion = Field(body, "max_completion_tokens")) {
+      if (Field(body, "max_tokens") != nullptr) {
+        return FieldError("max_completion_tokens", "and 'max_tokens' are both given; use one");
+      }
+      std::optional<int64_t> value = AsInt64(*max_completion);
+      if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
+        return FieldError(
+            "max_completion_tokens",
+            absl::StrCat("must be an integer >= 1 (at most 2147483647), got ", Describe(*max_completion)));
+      }
+      request.max_tokens = static_cast<int>(*value);
+    }
     if (const json* max_tokens = Field(body, "max_tokens")) {
       std::optional<int64_t> value = AsInt64(*max_tokens);
       if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
@@ -306,6 +383,7 @@ class LineParser {
 
   int line_number_;
   std::string custom_id_;
+  bool is_chat_ = false;  // the url names the chat endpoint
 };
 
 // ParseBatchLine, also saying whether custom_id came from the input (duplicates are checked only for those).
@@ -353,7 +431,12 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
   parsed.custom_id = custom_id->get<std::string>();
   *custom_id_known = true;
   try {
-    parsed.request = LineParser(line_number, parsed.custom_id).Parse(root);
+    parsed.request = LineParser(line_number, parsed.custom_id)
+                         .Parse(root, line, &parsed.chat_request, &parsed.unknown_fields);
+    if (!parsed.request.ok()) {
+      parsed.chat_request.clear();
+      parsed.unknown_fields.clear();
+    }
   } catch (const json::exception& error) {
     // Every access above is type-checked first; this is a safety net so bad input never aborts the batch.
     parsed.request = absl::InvalidArgumentError(
@@ -515,6 +598,19 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
                      result->status.message());
   }
 
+  const int64_t created = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
+  if (!line.chat_request.empty()) {
+    ordered_json output;
+    output["id"] = batch_request_id;
+    output["custom_id"] = line.custom_id;
+    output["response"] = {
+        {"status_code", 200},
+        {"request_id", absl::StrCat("req_", Av(IdSuffix(batch_request_id)))},
+        {"body", ChatCompletionBody(line, *result, model_name, IdSuffix(batch_request_id), created)}};
+    output["error"] = nullptr;
+    return Dump(output);
+  }
+
   ordered_json logprobs = nullptr;
   if (line.request->logprobs) {
     ordered_json tokens = ordered_json::array();
@@ -540,7 +636,7 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
   ordered_json body;
   body["id"] = absl::StrCat("cmpl-", Av(IdSuffix(batch_request_id)));
   body["object"] = "text_completion";
-  body["created"] = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
+  body["created"] = created;
   body["model"] = model_name;
   body["choices"] = ordered_json::array({std::move(choice)});
   body["usage"] = {{"prompt_tokens", prompt_tokens},

@@ -4,6 +4,8 @@
 //   {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "Hi", "max_tokens": 8}}
 // or the short form with the body fields at top level
 //   {"custom_id": "a", "prompt": "Hi", "max_tokens": 8}
+// Chat lines ("url": "/v1/chat/completions", or a short form with "messages") carry messages that
+// chat_lines.h renders through the model's chat template; both kinds may mix in one file.
 // Output: one line per request in the Batch output form (response or error). runtime/BATCH_FORMAT.md
 // documents every field, default and error code; keep it in step with this file.
 //
@@ -32,6 +34,12 @@ struct BatchLine {
   int line_number = 0;              // 1-based line in the input file (blank lines count).
   std::string custom_id;            // As written, whenever it could be read, else "line-<N>".
   absl::StatusOr<Request> request;  // InvalidArgument naming line, custom_id and field when the line is bad.
+  // Chat lines only: what the chat template sees, as a JSON object (messages, tools, documents,
+  // add_generation_prompt, continue_final_message, chat_template_kwargs; key order as written). Empty for
+  // completions lines.
+  std::string chat_request;
+  // Fields the line carries that no endpoint defines (request_fields.h decides what happens to them).
+  std::vector<std::string> unknown_fields;
 };
 
 // Parses one input line (without its newline). Never fails as a whole: problems land in `request`.

@@ -3,6 +3,8 @@
 //
 // This folder owns:
 //   batch_io.h   The OpenAI Batch JSONL format: request lines in, result lines out (BATCH_FORMAT.md).
+//   chat_lines.h /v1/chat/completions lines: messages through the chat template, chat.completion results.
+//   request_fields.h  The fields a request may carry; unknown ones fail the line unless --lenient.
 //   batch_output.h  The output file: lines appended as results finish, --resume, no clobbering, one writer.
 //   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
 //   byte_size.h  "6GiB"-style sizes for flags.
@@ -13,6 +15,8 @@
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/batch_output.h"
 #include "runtime/frontend/byte_size.h"
+#include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/progress.h"
+#include "runtime/frontend/request_fields.h"
 #include "runtime/frontend/shard.h"
