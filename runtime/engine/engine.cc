@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -52,7 +54,29 @@ struct Engine::Impl {
   int max_step_tokens = 0;
   ModelInfo info;
   RunStats last_run_stats;
+  // Cancel's request, read by Generate between steps: set from any thread (hence atomics, no lock). The
+  // deadline is steady_clock nanoseconds since its epoch; in-flight sequences are cancelled once it passes.
+  std::atomic<bool> cancel_requested{false};
+  std::atomic<int64_t> cancel_deadline_ns{0};
 };
+
+namespace {
+
+int64_t SteadyNanoseconds() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void Engine::Cancel(double grace_seconds) {
+  Impl& impl = *impl_;
+  const double grace = std::isfinite(grace_seconds) ? std::clamp(grace_seconds, 0.0, 1e6) : 0.0;
+  impl.cancel_deadline_ns.store(SteadyNanoseconds() + static_cast<int64_t>(grace * 1e9),
+                                std::memory_order_relaxed);
+  impl.cancel_requested.store(true, std::memory_order_release);
+}
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::Engine(Engine&&) noexcept = default;
@@ -169,10 +193,34 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   states.reserve(requests.size());
   Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
 
+  // Cancel's request ends this call, whichever way it returns; a later Generate starts afresh.
+  struct ClearCancel {
+    Impl& impl;
+    ~ClearCancel() { impl.cancel_requested.store(false, std::memory_order_release); }
+  } clear_cancel{impl};
+  auto cancelled = [&] { return impl.cancel_requested.load(std::memory_order_acquire); };
+  // Reports request `i` as cancelled: its status says how far it got; partial output is dropped.
+  auto report_cancelled = [&](size_t i, int generated) {
+    Result& result = results[i];
+    result = Result{};
+    result.id = requests[i].id;
+    result.status =
+        generated < 0
+            ? absl::CancelledError(absl::StrCat("request '", requests[i].id, "' cancelled before it started"))
+            : absl::CancelledError(absl::StrCat("request '", requests[i].id,
+                                                "' cancelled while running, after ", generated,
+                                                " generated tokens"));
+    if (on_result) on_result(i, result);
+  };
+
   for (size_t i = 0; i < requests.size(); ++i) {
     states.emplace_back(requests[i], impl.spec, tokenizer);
     Result& result = results[i];
     result.id = requests[i].id;
+    if (cancelled()) {
+      report_cancelled(i, -1);
+      continue;
+    }
     absl::StatusOr<std::unique_ptr<Sequence>> sequence =
         states.back().Prepare(i, impl.spec, *impl.kv_cache, &result.prompt_ids);
     if (!sequence.ok()) {
@@ -205,6 +253,18 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   }
   FILE* step_log = step_log_file.get();
   while (!scheduler.Idle()) {
+    if (cancelled()) {
+      // Stop admitting: what waits is cancelled now; what runs gets until the deadline.
+      for (std::unique_ptr<Sequence>& waiting : scheduler.TakeWaiting()) {
+        report_cancelled(waiting->request_index, -1);
+      }
+      if (SteadyNanoseconds() >= impl.cancel_deadline_ns.load(std::memory_order_relaxed)) {
+        for (std::unique_ptr<Sequence>& running : scheduler.TakeRunning()) {
+          report_cancelled(running->request_index, running->generated());
+        }
+      }
+      if (scheduler.Idle()) break;
+    }
     scheduler.NextStep(&chunks, &owners);
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");

@@ -71,4 +71,21 @@ std::vector<std::unique_ptr<Sequence>> Scheduler::Retire() {
   return finished;
 }
 
+std::vector<std::unique_ptr<Sequence>> Scheduler::TakeWaiting() {
+  std::vector<std::unique_ptr<Sequence>> taken;
+  for (auto& sequence : waiting_) taken.push_back(std::move(sequence));
+  waiting_.clear();
+  return taken;
+}
+
+std::vector<std::unique_ptr<Sequence>> Scheduler::TakeRunning() {
+  std::vector<std::unique_ptr<Sequence>> taken;
+  for (auto& sequence : running_) {
+    kv_cache_.Free(&sequence->block_table);
+    taken.push_back(std::move(sequence));
+  }
+  running_.clear();
+  return taken;
+}
+
 }  // namespace ringmoe

@@ -47,6 +47,10 @@ class Scheduler {
   void Commit(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners);
   // Frees the blocks of finished sequences and drops them; returns them to the caller.
   std::vector<std::unique_ptr<Sequence>> Retire();
+  // For a cancelled run: hands back every sequence not admitted yet (they hold no blocks).
+  std::vector<std::unique_ptr<Sequence>> TakeWaiting();
+  // For a cancelled run: frees the blocks of every running sequence and hands them back.
+  std::vector<std::unique_ptr<Sequence>> TakeRunning();
 
  private:
   void Admit();

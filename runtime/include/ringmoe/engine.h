@@ -136,7 +136,8 @@ struct RunStats {
   int resident_moe_layers = 0, streamed_moe_layers = 0;
 };
 
-// Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads.
+// Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads. The one
+// exception is Cancel, which any thread may call at any time (a signal-watching thread, a UI thread).
 class Engine {
  public:
   static absl::StatusOr<Engine> Open(const std::string& model_dir, const EngineOptions& options);
@@ -152,6 +153,17 @@ class Engine {
   absl::StatusOr<std::vector<Result>> Generate(std::span<const Request> requests,
                                                const TokenCallback& on_token = nullptr,
                                                const ResultCallback& on_result = nullptr);
+
+  // Asks the Generate in progress (or, when none runs, the next one to start) to stop: it admits no more
+  // requests, lets the ones already running go on for at most `grace_seconds` (0: none; each that finishes
+  // in that time keeps its result), and then returns. Every request not finished by then is reported, through
+  // the ResultCallback and in the returned vector, with an absl::CancelledError status (error code
+  // "cancelled"): never-started ones and in-flight ones alike, the latter without their partial tokens.
+  // Generate itself returns OK. The stop takes effect between steps, so Generate returns within one step
+  // (plus the grace) of the call. Thread-safe and lock-free: any thread may call it, as often as it likes
+  // (the latest grace wins). Generate clears the request as it returns. From a signal handler, set a flag
+  // there and call Cancel from a thread that watches it.
+  void Cancel(double grace_seconds = 0);
 
   const ModelInfo& info() const;
   // The plan this engine runs: EngineOptions::plan, with the CPU path's KV type resolved.
