@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,7 +29,7 @@ using nlohmann::json;
 
 const std::string kBinary = std::string(RINGMOE_BINARY_DIR) + "/ringmoe";
 const std::string kTinyModel = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/models/tiny-qwen3-moe";
-const std::vector<const char*> kFastFlags = {"--device", "cpu", "--no-plan", "--quiet",
+const std::vector<const char*> kFastFlags = {"--device",  "cpu", "--no-plan",   "--quiet",
                                              "--threads", "2",   "--cpu-dtype", "f32"};
 
 std::string ReadText(const fs::path& path) {

@@ -50,8 +50,8 @@ std::string ShellQuoted(const std::vector<std::string>& arguments) {
   for (const std::string& argument : arguments) {
     if (!text.empty()) text += ' ';
     const bool plain = !argument.empty() && argument.find_first_not_of(
-                                                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                 "0123456789-_./=:,+@%") == std::string::npos;
+                                                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                "0123456789-_./=:,+@%") == std::string::npos;
     if (plain) {
       text += argument;
       continue;

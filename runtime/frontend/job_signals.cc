@@ -10,8 +10,8 @@
 namespace ringmoe {
 namespace {
 
-std::atomic<int> stop_signal{0};       // the first signal's number
-std::atomic<int> exit_status{0};       // non-zero once a second signal asks to exit at once
+std::atomic<int> stop_signal{0};  // the first signal's number
+std::atomic<int> exit_status{0};  // non-zero once a second signal asks to exit at once
 std::atomic<int> writes_in_progress{0};
 const char* program_name = "ringmoe";
 static_assert(std::atomic<int>::is_always_lock_free, "the handler needs lock-free atomics");

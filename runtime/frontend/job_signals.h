@@ -2,9 +2,9 @@
 // engine, flushes the output and says how to resume); a second one ends the process at once, but never in the
 // middle of an output line, so the output stays valid JSONL.
 //
-// The handler only touches lock-free atomics and calls write(2) and _exit(2), which are async-signal-safe. The
-// output writer brackets each line's write(2) with OutputWriteGuard: a second signal that arrives during a
-// write lets the write finish and the writer exits right after it; one that arrives between writes exits in
+// The handler only touches lock-free atomics and calls write(2) and _exit(2), which are async-signal-safe.
+// The output writer brackets each line's write(2) with OutputWriteGuard: a second signal that arrives during
+// a write lets the write finish and the writer exits right after it; one that arrives between writes exits in
 // the handler. Either way no line is cut by the exit.
 //
 // Threading: process-wide state. InstallJobSignalHandlers once per process (the CLI's run command); the other
