@@ -1,7 +1,8 @@
 // io/: everything that reads model files from disk.
 //
 // What this folder owns:
-//   dtype.h         Element types of checkpoint tensors (F32, BF16, F16, ...), their safetensors spellings, and
+//   dtype.h         Element types of checkpoint tensors (F32, BF16, F16, ...), their safetensors spellings,
+//   and
 //                   exact conversions to and from f32.
 //   regular_file.h  Reading only regular files (a FIFO or device is refused before it is opened) and a JSON
 //                   nesting check for hostile files.
@@ -9,7 +10,8 @@
 //   safetensors.h   Validated parsing of the safetensors header (hostile input: fuzzed).
 //   checkpoint.h    Checkpoint: a model folder's tensors over one file or index-named shards, every offset,
 //                   dtype and shape checked; TensorView hands out the bytes.
-//   uring_reader.h  UringReader: io_uring (O_DIRECT where the filesystem allows) reads of many ranges, the SSD
+//   uring_reader.h  UringReader: io_uring (O_DIRECT where the filesystem allows) reads of many ranges, the
+//   SSD
 //                   tier's reader and the planner's bandwidth probe.
 // Nothing here knows about models beyond tensor names and shapes: ModelSpec lives in runtime/.
 #pragma once

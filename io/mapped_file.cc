@@ -29,8 +29,8 @@ absl::Status ErrnoError(int error, const char* what, const std::string& path) {
   return absl::InternalError(message);
 }
 
-// The mappings the SIGBUS handler knows: fixed slots of lock-free atomics, as a handler may read nothing else.
-// A slot is free when its begin is 0; its path is written before begin is published (release).
+// The mappings the SIGBUS handler knows: fixed slots of lock-free atomics, as a handler may read nothing
+// else. A slot is free when its begin is 0; its path is written before begin is published (release).
 constexpr int kMaxMappings = 1024;
 struct MappingSlot {
   std::atomic<uintptr_t> begin{0};
@@ -52,8 +52,9 @@ void OnBusError(int signal_number, siginfo_t* info, void*) {
     if (begin == 0 || address < begin || address >= slot.end.load(std::memory_order_relaxed)) continue;
     WriteStderr("\nringmoe: the model file ");
     WriteStderr(slot.path);
-    WriteStderr(" was truncated or replaced in place while the job read it (a read past its new end); "
-                "stopping. Results already written are kept: restore the model and rerun with --resume.\n");
+    WriteStderr(
+        " was truncated or replaced in place while the job read it (a read past its new end); "
+        "stopping. Results already written are kept: restore the model and rerun with --resume.\n");
     ::_exit(1);
   }
   // Not ours: the default action (a core dump), as if no handler were installed.

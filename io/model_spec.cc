@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <limits>
+#include <sstream>
 #include <tuple>
 #include <type_traits>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -65,7 +65,8 @@ class ConfigReader {
       for (const json& item : value.is_array() ? value : json::array()) {
         if (!item.is_number_integer() || item.get<int64_t>() < INT32_MIN || item.get<int64_t>() > INT32_MAX ||
             (item.is_number_unsigned() && item.get<uint64_t>() > INT32_MAX)) {
-          Fail(absl::StrCat("config key '", key, "' must be a list of integers (it holds ", item.dump(), ")"));
+          Fail(
+              absl::StrCat("config key '", key, "' must be a list of integers (it holds ", item.dump(), ")"));
           return fallback;
         }
       }
@@ -153,8 +154,9 @@ int64_t ModelSpec::total_params() const {
 }
 
 absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::string_view source) {
-  if (absl::Status nesting = io::CheckJsonNesting(std::string_view(config_json.data(), config_json.size()),
-                                                  kMaxConfigNesting, std::string_view(source.data(), source.size()));
+  if (absl::Status nesting =
+          io::CheckJsonNesting(std::string_view(config_json.data(), config_json.size()), kMaxConfigNesting,
+                               std::string_view(source.data(), source.size()));
       !nesting.ok()) {
     return nesting;
   }
@@ -263,27 +265,32 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   // Upper bounds far above any published model, so that no size from the file reaches an allocation or an
   // int64 product unchecked (num_experts 2^31-1 would otherwise ask for terabytes of router rows).
   for (auto [what, value, most] :
-       {std::tuple{"vocab_size", spec.vocab_size, 1 << 24}, {"hidden_size", spec.hidden_size, 1 << 17},
-        {"num_hidden_layers", spec.num_layers, 4096}, {"num_attention_heads", spec.num_heads, 4096},
-        {"num_key_value_heads", spec.num_kv_heads, 4096}, {"head_dim", spec.head_dim, 8192},
-        {"num_experts", spec.num_experts, 1 << 16}, {"num_experts_per_tok", spec.num_experts_per_tok, 1 << 16},
+       {std::tuple{"vocab_size", spec.vocab_size, 1 << 24},
+        {"hidden_size", spec.hidden_size, 1 << 17},
+        {"num_hidden_layers", spec.num_layers, 4096},
+        {"num_attention_heads", spec.num_heads, 4096},
+        {"num_key_value_heads", spec.num_kv_heads, 4096},
+        {"head_dim", spec.head_dim, 8192},
+        {"num_experts", spec.num_experts, 1 << 16},
+        {"num_experts_per_tok", spec.num_experts_per_tok, 1 << 16},
         {"expert intermediate size", spec.moe_intermediate_size, 1 << 20},
         {"intermediate_size", spec.intermediate_size, 1 << 20},
         {"shared_expert_intermediate_size", spec.shared_expert_intermediate_size, 1 << 20},
         {"max_position_embeddings", spec.max_position_embeddings, 1 << 26},
-        {"decoder_sparse_step", decoder_sparse_step, 4096}, {"sliding_window", spec.sliding_window, 1 << 26}}) {
+        {"decoder_sparse_step", decoder_sparse_step, 4096},
+        {"sliding_window", spec.sliding_window, 1 << 26}}) {
     if (value > most) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": ", what, " is ", value, "; more than ", most, " is not a real model"));
     }
   }
   if (!(spec.rms_norm_eps > 0 && spec.rms_norm_eps < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": rms_norm_eps must be in (0, 1), got ",
-                                                   spec.rms_norm_eps));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rms_norm_eps must be in (0, 1), got ", spec.rms_norm_eps));
   }
   if (!(spec.rope_theta > 0 && std::isfinite(spec.rope_theta))) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": rope_theta must be positive, got ",
-                                                   spec.rope_theta));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rope_theta must be positive, got ", spec.rope_theta));
   }
   if (static_cast<int64_t>(spec.num_heads) * spec.head_dim > (1 << 20)) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": num_attention_heads x head_dim is too large"));
@@ -319,8 +326,8 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   }
   // Each size is bounded above; their product must be too, before total_params() multiplies them in int64.
   const double layer_params = 3.0 * spec.hidden_size *
-                              (static_cast<double>(spec.num_experts) * spec.moe_intermediate_size +
-                               spec.shared_expert_intermediate_size + spec.intermediate_size) +
+                                  (static_cast<double>(spec.num_experts) * spec.moe_intermediate_size +
+                                   spec.shared_expert_intermediate_size + spec.intermediate_size) +
                               4.0 * spec.hidden_size * spec.num_heads * spec.head_dim;
   const double parameters = spec.num_layers * layer_params + 2.0 * spec.vocab_size * spec.hidden_size;
   if (parameters > 1e14) {

@@ -24,8 +24,8 @@ absl::Status ErrnoError(int error, std::string_view what, const std::string& pat
 }
 
 absl::Status NotRegular(const std::string& path, unsigned mode) {
-  return absl::InvalidArgumentError(absl::StrCat(path, " is ", Av(FileKindName(mode)),
-                                                 ", not a regular file: refused (it could block or never end)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, " is ", Av(FileKindName(mode)), ", not a regular file: refused (it could block or never end)"));
 }
 
 }  // namespace
@@ -69,8 +69,8 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, int64_t max
   }
   if (info.st_size > max_bytes) {
     ::close(*fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is ", info.st_size, " bytes; more than the ", max_bytes, " such a file may have"));
+    return absl::InvalidArgumentError(absl::StrCat(path, " is ", info.st_size, " bytes; more than the ",
+                                                   max_bytes, " such a file may have"));
   }
   std::string text;
   text.resize(static_cast<size_t>(info.st_size));
@@ -122,8 +122,8 @@ absl::Status CheckJsonNesting(std::string_view json, int max_depth, std::string_
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > max_depth) {
-        return absl::InvalidArgumentError(absl::StrCat(Av(source), ": JSON nested deeper than ", max_depth,
-                                                       " levels (at byte ", i, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(Av(source), ": JSON nested deeper than ", max_depth, " levels (at byte ", i, ")"));
       }
     } else if (c == ']' || c == '}') {
       --depth;

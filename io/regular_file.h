@@ -18,8 +18,8 @@ namespace ringmoe::io {
 // What kind of file `mode` (st_mode) is, for messages: "a FIFO", "a directory", "a character device", ...
 std::string_view FileKindName(unsigned mode);
 
-// Opens `path` for reading (O_RDONLY | O_CLOEXEC, blocking) if it is a regular file after symlinks. Errors name
-// the path and, for other files, their kind: NotFound, PermissionDenied, InvalidArgument (not regular).
+// Opens `path` for reading (O_RDONLY | O_CLOEXEC, blocking) if it is a regular file after symlinks. Errors
+// name the path and, for other files, their kind: NotFound, PermissionDenied, InvalidArgument (not regular).
 absl::StatusOr<int> OpenRegularFileForReading(const std::string& path);
 
 // The whole content of the regular file `path`, at most `max_bytes` (a larger file is an InvalidArgument

@@ -49,7 +49,8 @@ std::string Lowercase(std::string text) {
 }
 
 // Expects `status` to be an error whose message contains every one of `words` (case-insensitive).
-void ExpectClearError(const absl::Status& status, const std::vector<std::string>& words, const std::string& what) {
+void ExpectClearError(const absl::Status& status, const std::vector<std::string>& words,
+                      const std::string& what) {
   ASSERT_FALSE(status.ok()) << what << ": accepted";
   const std::string message = Lowercase(std::string(status.message()));
   for (const std::string& word : words) {
@@ -63,7 +64,8 @@ class BadModelFiles : public testing::Test {
  protected:
   void SetUp() override {
     const auto* test = testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("ringmoe_bad_model_" + std::to_string(::getpid()) + "_" + test->name());
+    dir_ =
+        fs::temp_directory_path() / ("ringmoe_bad_model_" + std::to_string(::getpid()) + "_" + test->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -114,16 +116,19 @@ TEST_F(BadModelFiles, ConfigCorpusCasesAreClearErrors) {
     }
     ++cases;
     absl::StatusOr<ModelSpec> spec = ParseModelSpec(config, "bad/config.json");
-    ExpectClearError(spec.status(), {"bad/config.json", item["expect"]}, "configs.jsonl:" + std::to_string(number));
+    ExpectClearError(spec.status(), {"bad/config.json", item["expect"]},
+                     "configs.jsonl:" + std::to_string(number));
   }
   EXPECT_GE(cases, 100);
 }
 
 // The three of issue 21, through the whole loader (config, checkpoint, weights) on a real model folder.
 TEST_F(BadModelFiles, HugeSizesInConfigAreErrorsBeforeAnyAllocation) {
-  for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{
-           {"num_experts", json(2147483647)}, {"hidden_size", json(uint64_t{4294967296} + 128)},
-           {"vocab_size", json(2147483647)}, {"max_position_embeddings", json(2147483647)}}) {
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, json>>{{"num_experts", json(2147483647)},
+                                                 {"hidden_size", json(uint64_t{4294967296} + 128)},
+                                                 {"vocab_size", json(2147483647)},
+                                                 {"max_position_embeddings", json(2147483647)}}) {
     const fs::path model = CopyOfTinyModel("huge_" + key);
     json config = json::parse(ReadBytes(model / "config.json"));
     config[key] = value;
@@ -165,13 +170,22 @@ TEST_F(BadModelFiles, SafetensorsWithLyingHeadersOffsetsDtypesAndShapes) {
       {"shape negative", [&](json& h) { h[q]["shape"][0] = -128; }, {q}},
       {"shape fraction", [&](json& h) { h[q]["shape"][0] = 1.5; }, {q}},
       {"shape string", [&](json& h) { h[q]["shape"] = "128,128"; }, {q}},
-      {"shape huge", [&](json& h) { h[q]["shape"] = {uint64_t{1} << 40, uint64_t{1} << 40}; }, {q}},
-      {"shape overflowing int64", [&](json& h) { h[q]["shape"] = {uint64_t{1} << 62, 16}; }, {q}},
+      {"shape huge",
+       [&](json& h) {
+         h[q]["shape"] = {uint64_t{1} << 40, uint64_t{1} << 40};
+       },
+       {q}},
+      {"shape overflowing int64",
+       [&](json& h) {
+         h[q]["shape"] = {uint64_t{1} << 62, 16};
+       },
+       {q}},
       {"shape rank 0", [&](json& h) { h[q]["shape"] = json::array(); }, {q}},
       {"shape swapped", [&](json& h) { std::swap(h[embed]["shape"][0], h[embed]["shape"][1]); }, {embed}},
       {"shape with more rows", [&](json& h) { h[q]["shape"][0] = h[q]["shape"][0].get<int>() * 2; }, {q}},
       {"offsets reversed",
-       [&](json& h) { std::swap(h[q]["data_offsets"][0], h[q]["data_offsets"][1]); }, {q}},
+       [&](json& h) { std::swap(h[q]["data_offsets"][0], h[q]["data_offsets"][1]); },
+       {q}},
       {"offsets past the end",
        [&](json& h) {
          h[q]["data_offsets"][0] = h[q]["data_offsets"][0].get<uint64_t>() + (uint64_t{1} << 40);
@@ -181,17 +195,33 @@ TEST_F(BadModelFiles, SafetensorsWithLyingHeadersOffsetsDtypesAndShapes) {
       {"offsets overlapping", [&](json& h) { h[q]["data_offsets"] = h[embed]["data_offsets"]; }, {}},
       {"offsets three", [&](json& h) { h[q]["data_offsets"].push_back(0); }, {q}},
       {"offsets negative", [&](json& h) { h[q]["data_offsets"][0] = -1; }, {q}},
-      {"offsets strings", [&](json& h) { h[q]["data_offsets"] = {"0", "10"}; }, {q}},
+      {"offsets strings",
+       [&](json& h) {
+         h[q]["data_offsets"] = {"0", "10"};
+       },
+       {q}},
       {"offsets missing", [&](json& h) { h[q].erase("data_offsets"); }, {q}},
       {"dtype missing", [&](json& h) { h[q].erase("dtype"); }, {q}},
       {"entry not an object", [&](json& h) { h[q] = 5; }, {q}},
       {"tensor missing", [&](json& h) { h.erase(embed); }, {embed}},
       {"norm missing", [&](json& h) { h.erase(norm); }, {norm}},
       {"metadata not an object", [&](json& h) { h["__metadata__"] = 5; }, {"__metadata__"}},
-      {"metadata value not a string", [&](json& h) { h["__metadata__"] = {{"format", 5}}; }, {"__metadata__"}},
-      {"header an array", [&](json& h) { h = json::array({1, 2}); }, {}},
+      {"metadata value not a string",
+       [&](json& h) {
+         h["__metadata__"] = {{"format", 5}};
+       },
+       {"__metadata__"}},
+      {"header an array",
+       [&](json& h) {
+         h = json::array({1, 2});
+       },
+       {}},
       {"header empty object", [&](json& h) { h = json::object(); }, {}},
-      {"offsets in the header", [&](json& h) { h[q]["data_offsets"] = {0, 0}; }, {q}},
+      {"offsets in the header",
+       [&](json& h) {
+         h[q]["data_offsets"] = {0, 0};
+       },
+       {q}},
   };
   int cases = 0;
   for (const HeaderEdit& edit : edits) {
@@ -226,10 +256,12 @@ TEST_F(BadModelFiles, SafetensorsWithLyingHeadersOffsetsDtypesAndShapes) {
       {"header only", file.substr(0, 8 + header_length)},
       {"cut in the data", file.substr(0, 8 + header_length + (file.size() - 8 - header_length) / 2)},
       {"one byte short", file.substr(0, file.size() - 1)},
-      {"garbage header", std::string(file.substr(0, 8)) + std::string(header_length, '\x01') +
-                             file.substr(8 + header_length)},
-      {"NUL header", std::string(file.substr(0, 8)) + std::string(header_length, '\0') + file.substr(8 + header_length)},
-      {"deeply nested header", [&] {
+      {"garbage header",
+       std::string(file.substr(0, 8)) + std::string(header_length, '\x01') + file.substr(8 + header_length)},
+      {"NUL header",
+       std::string(file.substr(0, 8)) + std::string(header_length, '\0') + file.substr(8 + header_length)},
+      {"deeply nested header",
+       [&] {
          std::string header = std::string(100000, '[') + std::string(100000, ']');
          std::string out(8, '\0');
          const uint64_t length = header.size();
@@ -315,17 +347,33 @@ TEST_F(BadModelFiles, TokenizerFilesThatLie) {
       {"merges an object", [](json& t) { t["model"]["merges"] = json::object(); }, "merges"},
       {"merge without a space", [](json& t) { t["model"]["merges"][0] = "ab"; }, "merge"},
       {"merge of three", [](json& t) { t["model"]["merges"][0] = "a b c"; }, "merge"},
-      {"merge of numbers", [](json& t) { t["model"]["merges"][0] = json::array({1, 2}); }, "merge"},
+      {"merge of numbers",
+       [](json& t) {
+         t["model"]["merges"][0] = json::array({1, 2});
+       },
+       "merge"},
       {"added_tokens an object", [](json& t) { t["added_tokens"] = json::object(); }, "added_tokens"},
       {"added token id 2^31-1", [](json& t) { t["added_tokens"][0]["id"] = 2147483647; }, "id"},
       {"added token id -5", [](json& t) { t["added_tokens"][0]["id"] = -5; }, "id"},
       {"added token id 2^40", [](json& t) { t["added_tokens"][0]["id"] = uint64_t{1} << 40; }, "id"},
       {"added token without content", [](json& t) { t["added_tokens"][0].erase("content"); }, "content"},
-      {"normalizer unknown", [](json& t) { t["normalizer"] = {{"type", "Bogus"}}; }, "Bogus"},
-      {"pre_tokenizer unknown", [](json& t) { t["pre_tokenizer"] = {{"type", "Bogus"}}; }, "Bogus"},
+      {"normalizer unknown",
+       [](json& t) {
+         t["normalizer"] = {{"type", "Bogus"}};
+       },
+       "Bogus"},
+      {"pre_tokenizer unknown",
+       [](json& t) {
+         t["pre_tokenizer"] = {{"type", "Bogus"}};
+       },
+       "Bogus"},
       {"pre_tokenizer bad regex",
        [](json& t) { t["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"; }, "regex"},
-      {"decoder unknown", [](json& t) { t["decoder"] = {{"type", "Bogus"}}; }, "Bogus"},
+      {"decoder unknown",
+       [](json& t) {
+         t["decoder"] = {{"type", "Bogus"}};
+       },
+       "Bogus"},
       {"post_processor bad id",
        [](json& t) {
          t["post_processor"] = {{"type", "BertProcessing"}, {"cls", {"[CLS]", -7}}, {"sep", {"[SEP]", 2}}};

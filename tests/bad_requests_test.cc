@@ -70,8 +70,9 @@ std::vector<Case> GeneratedCases() {
   for (int i = 0; i < 50000; ++i) deep_object += "{\"a\":";
   cases.push_back({0, "nested deeper", deep_object});
   // The crash of issue 21: 80,000 nested brackets in custom_id.
-  cases.push_back({0, "nested deeper",
-                   "{\"custom_id\": " + std::string(80000, '[') + std::string(80000, ']') + ", \"prompt\": \"x\"}"});
+  cases.push_back(
+      {0, "nested deeper",
+       "{\"custom_id\": " + std::string(80000, '[') + std::string(80000, ']') + ", \"prompt\": \"x\"}"});
   cases.push_back({0, "number overflow",
                    "{\"custom_id\": \"long-prompt-list\", \"prompt\": [" + std::string(1 << 20, '1') + "]}"});
   return cases;
@@ -87,14 +88,15 @@ TEST(BadRequestLines, EveryCaseIsAClearErrorOfItsOwnLine) {
   ASSERT_GE(cases.size(), 150u) << "the corpus file holds the bulk of the cases";
   for (Case& generated : GeneratedCases()) cases.push_back(std::move(generated));
   for (const Case& bad : cases) {
-    const std::string where = bad.corpus_line > 0 ? "request_lines.txt:" + std::to_string(bad.corpus_line)
-                                                   : "generated case of " + std::to_string(bad.line.size()) +
-                                                         " bytes";
+    const std::string where = bad.corpus_line > 0
+                                  ? "request_lines.txt:" + std::to_string(bad.corpus_line)
+                                  : "generated case of " + std::to_string(bad.line.size()) + " bytes";
     const BatchLine parsed = ParseBatchLine(bad.line, 41);
     ASSERT_FALSE(parsed.request.ok()) << where << ": accepted " << bad.line.substr(0, 200);
     const std::string message(parsed.request.status().message());
     EXPECT_TRUE(absl::IsInvalidArgument(parsed.request.status())) << where << ": " << message;
-    EXPECT_NE(message.find("line 41"), std::string::npos) << where << ": the message names no line: " << message;
+    EXPECT_NE(message.find("line 41"), std::string::npos)
+        << where << ": the message names no line: " << message;
     EXPECT_NE(Lowercase(message).find(Lowercase(bad.expect)), std::string::npos)
         << where << ": the message does not say '" << bad.expect << "': " << message;
     EXPECT_LT(message.size(), 2000u) << where << ": a message must stay readable";
@@ -112,7 +114,8 @@ absl::StatusOr<std::vector<BatchLine>> ReadText(const std::string& text) {
 }
 
 TEST(BadBatchFiles, EmptyBlankBomCrlfAndDuplicatesAreReadAsDocumented) {
-  for (const std::string empty : {"", "\n", "\n\n\n", "   \n\t\n", "\r\n", "\xEF\xBB\xBF", "\xEF\xBB\xBF\n \n"}) {
+  for (const std::string empty :
+       {"", "\n", "\n\n\n", "   \n\t\n", "\r\n", "\xEF\xBB\xBF", "\xEF\xBB\xBF\n \n"}) {
     absl::StatusOr<std::vector<BatchLine>> lines = ReadText(empty);
     ASSERT_TRUE(lines.ok()) << lines.status();
     EXPECT_TRUE(lines->empty()) << "a blank file has no requests";
@@ -133,9 +136,11 @@ TEST(BadBatchFiles, EmptyBlankBomCrlfAndDuplicatesAreReadAsDocumented) {
 // A 50 MB line (over the 16 MiB limit) between two good lines: an error line of its own, read without
 // holding it, and the lines around it are intact.
 TEST(BadBatchFiles, AFiftyMegabyteLineIsAnErrorOfItsOwn) {
-  std::string text = R"({"custom_id": "before", "prompt": [1]})" "\n";
+  std::string text = R"({"custom_id": "before", "prompt": [1]})"
+                     "\n";
   text += R"({"custom_id": "huge", "prompt": ")" + std::string(50 << 20, 'a') + "\"}\n";
-  text += R"({"custom_id": "after", "prompt": [2]})" "\n";
+  text += R"({"custom_id": "after", "prompt": [2]})"
+          "\n";
   absl::StatusOr<std::vector<BatchLine>> lines = ReadText(text);
   text.clear();
   text.shrink_to_fit();
@@ -165,7 +170,8 @@ TEST(BadBatchFiles, TheWholeCorpusThroughRingmoeRunLosesNoLine) {
     input += cases[i].line + "\n";
     expect_by_line[++line_number] = cases[i].expect;
     if (i % 40 == 0) {  // good requests between the bad ones
-      input += "{\"custom_id\": \"good-" + std::to_string(i) + "\", \"prompt\": [1, 2, 3], \"max_tokens\": 2}\n";
+      input +=
+          "{\"custom_id\": \"good-" + std::to_string(i) + "\", \"prompt\": [1, 2, 3], \"max_tokens\": 2}\n";
       ++line_number;
     }
   }

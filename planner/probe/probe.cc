@@ -128,7 +128,8 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
   } remove_scratch{folder, path};
   int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
-    profile->ssd_absent_reason = absl::StrCat(path, ": cannot create the scratch file: ", std::strerror(errno));
+    profile->ssd_absent_reason =
+        absl::StrCat(path, ": cannot create the scratch file: ", std::strerror(errno));
     return;
   }
   std::vector<char> chunk(block);

@@ -147,9 +147,10 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   inputs.explore_what_ifs = options.what_ifs;
 
   planner::ProbeOptions probe_options;
-  probe_options.ssd_dir = !options.probe_dir.empty()                  ? options.probe_dir
-                          : std::filesystem::is_directory(options.model) ? options.model
-                                                                         : std::filesystem::path(options.model).parent_path().string();
+  probe_options.ssd_dir = !options.probe_dir.empty() ? options.probe_dir
+                          : std::filesystem::is_directory(options.model)
+                              ? options.model
+                              : std::filesystem::path(options.model).parent_path().string();
   if (options.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {
     std::fprintf(stderr,
                  "ringmoe: no hardware profile for this machine yet; probing it once (cached at %s)\n",

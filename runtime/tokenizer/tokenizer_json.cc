@@ -278,7 +278,8 @@ absl::StatusOr<int32_t> PairId(const Context& context, Element config, std::stri
     return context.Error(absl::StrCat("expected '", ToAbsl(key), "': [token, id]"));
   }
   if (id < 0 || id > kMaxTokenId) {
-    return context.Error(absl::StrCat("'", ToAbsl(key), "' token id ", id, " is out of range (0 to ", kMaxTokenId, ")"));
+    return context.Error(
+        absl::StrCat("'", ToAbsl(key), "' token id ", id, " is out of range (0 to ", kMaxTokenId, ")"));
   }
   return static_cast<int32_t>(id);
 }
@@ -383,8 +384,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const Context& context, Ele
   for (auto [key, value] : vocab_object) {
     int64_t id;
     if (value.get_int64().get(id) != simdjson::SUCCESS || id < 0 || id > kMaxTokenId) {
-      return context.Error(absl::StrCat("vocab entry '", ToAbsl(key), "' has no valid id (ids are integers from 0 to ",
-                                        kMaxTokenId, ")"));
+      return context.Error(absl::StrCat("vocab entry '", ToAbsl(key),
+                                        "' has no valid id (ids are integers from 0 to ", kMaxTokenId, ")"));
     }
     vocab.emplace_back(key, static_cast<int32_t>(id));
   }
