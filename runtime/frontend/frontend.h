@@ -4,6 +4,7 @@
 // This folder owns:
 //   batch_io.h   The OpenAI Batch JSONL format: request lines in, result lines out (BATCH_FORMAT.md).
 //   batch_output.h  The output file: lines appended as results finish, --resume, no clobbering, one writer.
+//   job_signals.h  SIGINT/SIGTERM during a job: stop cleanly, and a second signal exits between two lines.
 //   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
 //   byte_size.h  "6GiB"-style sizes for flags.
 //   progress.h   The progress line of `ringmoe run`.
@@ -13,4 +14,5 @@
 #include "runtime/frontend/batch_output.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/job_plan.h"
+#include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/progress.h"
