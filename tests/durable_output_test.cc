@@ -436,7 +436,7 @@ TEST_F(DurableOutputTest, SigtermStopsCleanlyAndThePrintedCommandResumes) {
   const unsigned seed = std::random_device{}();
   SCOPED_TRACE("signal times seeded with " + std::to_string(seed));
   std::mt19937 random(seed);
-  std::uniform_int_distribution<int> delay_ms(300, 1500);
+  std::uniform_int_distribution<int> delay_ms(0, 800);
   std::vector<std::string> job = Job(input, output);
   job.insert(job.end(), small_steps.begin(), small_steps.end());
   job.push_back("--overwrite");  // the first run replaces; the printed command must turn this into --resume
@@ -444,7 +444,13 @@ TEST_F(DurableOutputTest, SigtermStopsCleanlyAndThePrintedCommandResumes) {
   int clean_stops = 0;
   for (int round = 0; round < 3; ++round) {
     const bool twice = round == 2;
+    const size_t before = round == 0 ? 0 : ReadText(output).size();
     const pid_t pid = Start(job);
+    // Signal once the job runs (it has written a line: its handlers are in place; on a loaded machine loading
+    // alone can take seconds), then after a random further delay.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (ReadText(output).size() <= before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     const int delay = delay_ms(random);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     ::kill(pid, SIGTERM);
@@ -467,7 +473,7 @@ TEST_F(DurableOutputTest, SigtermStopsCleanlyAndThePrintedCommandResumes) {
     EXPECT_LT(stop_seconds, 10.0) << "the stop is bounded (--stop-grace 5 s and a step)";
     if (stopped.exit_code == 0) {  // the job won the race: it was done before the signal
       job.back() = "--resume";
-      continue;
+      break;
     }
     if (stopped.exit_code == -1) {  // signalled before the job installed its handlers: nothing was written
       EXPECT_TRUE(text.empty() || round > 0) << stopped.stderr_text;
