@@ -199,6 +199,13 @@ std::vector<std::string> Checkpoint::Names() const {
   return names;
 }
 
+absl::Status Checkpoint::CheckUnchanged() const {
+  for (const std::unique_ptr<Shard>& shard : shards_) {
+    if (absl::Status status = shard->mapped.CheckUnchanged(); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 void Checkpoint::ReleaseResidentPages() const {
   for (const std::unique_ptr<Shard>& shard : shards_) shard->mapped.ReleaseResidentPages();
 }

@@ -87,6 +87,8 @@ class Checkpoint {
   // The same for the whole pages inside [data, data + bytes) when that range lies in a shard's mapping; a
   // no-op otherwise (a converted copy in ordinary memory must never be dropped).
   void ReleaseResidentPages(const void* data, int64_t bytes) const;
+  // MappedFile::CheckUnchanged for every shard: DataLoss naming the first file that changed since Open.
+  absl::Status CheckUnchanged() const;
   const std::string& dir() const { return dir_; }
   // Full paths of the files that were opened, sorted.
   std::vector<std::string> ShardPaths() const;

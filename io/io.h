@@ -1,8 +1,11 @@
 // io/: everything that reads model files from disk.
 //
 // What this folder owns:
-//   dtype.h         Element types of checkpoint tensors (F32, BF16, F16, ...), their safetensors spellings, and
+//   dtype.h         Element types of checkpoint tensors (F32, BF16, F16, ...), their safetensors spellings,
+//   and
 //                   exact conversions to and from f32.
+//   regular_file.h  Reading only regular files (a FIFO or device is refused before it is opened) and a JSON
+//                   nesting check for hostile files.
 //   mapped_file.h   MappedFile: read-only memory maps; checkpoints are mapped, never read whole.
 //   safetensors.h   Validated parsing of the safetensors header (hostile input: fuzzed).
 //   checkpoint.h    Checkpoint: a model folder's tensors over one file or index-named shards, every offset,
@@ -20,6 +23,7 @@
 #include "io/dtype.h"
 #include "io/fp8_weights.h"
 #include "io/mapped_file.h"
+#include "io/regular_file.h"
 #include "io/safetensors.h"
 #include "io/section_reader.h"
 #include "io/uring_reader.h"

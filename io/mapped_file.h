@@ -1,7 +1,14 @@
 // MappedFile: a read-only memory map of a whole file. Checkpoints are mapped, never read into memory, so the
 // page cache is shared by every reader and pages are faulted in only when a tensor is touched.
 //
-// Threading: immutable after Open; bytes() may be read from any number of threads.
+// A mapped file that is truncated while mapped makes a read past its new end fault (SIGBUS). Two defences:
+// CheckUnchanged compares the file's size and modification time with those at Open (the engine calls it
+// between steps, so a change found there ends the job with a clear error), and a SIGBUS handler, installed at
+// the first Open, turns a fault inside any mapping into a message naming the file and exit status 1, for a
+// change that lands in the middle of a step. (Copying the weights out of the mapping would avoid the fault
+// too, but would double the host memory of the CPU path, which computes from the mapping.)
+//
+// Threading: immutable after Open; bytes() and CheckUnchanged may be called from any number of threads.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +16,7 @@
 #include <span>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace ringmoe::io {
@@ -35,15 +43,20 @@ class MappedFile {
   void ReleaseResidentPages() const;
   // Only the whole pages inside [data, data + bytes), which must lie in this mapping.
   void ReleaseResidentPages(const void* data, size_t bytes) const;
+  // DataLoss naming the file when it was truncated, grown or written to since Open (size or mtime differ):
+  // the mapped bytes are then no longer the checkpoint that was validated.
+  absl::Status CheckUnchanged() const;
 
  private:
-  MappedFile(std::string path, const uint8_t* data, size_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(std::string path, const uint8_t* data, size_t size, int fd, int64_t mtime_ns)
+      : path_(std::move(path)), data_(data), size_(size), fd_(fd), mtime_ns_(mtime_ns) {}
   void Unmap();
 
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  int fd_ = -1;  // kept open for CheckUnchanged's fstat (the same inode even if the name is replaced)
+  int64_t mtime_ns_ = 0;
 };
 
 }  // namespace ringmoe::io

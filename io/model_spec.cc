@@ -1,12 +1,18 @@
 #include "io/model_spec.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <tuple>
+#include <type_traits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/regular_file.h"
 #include "io/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -39,6 +45,39 @@ class ConfigReader {
 
   template <typename T>
   T As(const json& value, absl::string_view key, T fallback) {
+    // nlohmann converts any number to any arithmetic type, wrapping or truncating (2^32+128 becomes 128):
+    // integers must be integers and fit.
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (!value.is_number_integer()) {
+        Fail(absl::StrCat("config key '", key, "' must be an integer (it is ",
+                          value.is_number() ? "a fraction" : value.type_name(), ")"));
+        return fallback;
+      }
+      const bool fits = value.is_number_unsigned()
+                            ? value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                            : value.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                  value.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max());
+      if (!fits) {
+        Fail(absl::StrCat("config key '", key, "' is ", value.dump(), ", out of range"));
+        return fallback;
+      }
+    }
+    if constexpr (std::is_same_v<T, std::vector<int>>) {
+      for (const json& item : value.is_array() ? value : json::array()) {
+        if (!item.is_number_integer() || item.get<int64_t>() < INT32_MIN || item.get<int64_t>() > INT32_MAX ||
+            (item.is_number_unsigned() && item.get<uint64_t>() > INT32_MAX)) {
+          Fail(
+              absl::StrCat("config key '", key, "' must be a list of integers (it holds ", item.dump(), ")"));
+          return fallback;
+        }
+      }
+    }
+    if constexpr (std::is_floating_point_v<T>) {
+      if (!value.is_number()) {
+        Fail(absl::StrCat("config key '", key, "' must be a number (it is ", value.type_name(), ")"));
+        return fallback;
+      }
+    }
     try {
       return value.get<T>();
     } catch (const json::exception&) {
@@ -58,24 +97,30 @@ class ConfigReader {
   absl::Status status_;
 };
 
+// Token ids: integers in [0, 2^31); anything else is ignored (ValidateTokenIds below checks the vocabulary).
 std::vector<int32_t> ReadTokenIds(const json& value) {
   std::vector<int32_t> ids;
-  if (value.is_number_integer()) ids.push_back(value.get<int32_t>());
-  if (value.is_array()) {
-    for (const json& item : value) {
-      if (item.is_number_integer()) ids.push_back(item.get<int32_t>());
+  auto add = [&](const json& item) {
+    if (item.is_number_integer() && item.get<int64_t>() >= 0 && item.get<int64_t>() <= INT32_MAX &&
+        !(item.is_number_unsigned() && item.get<uint64_t>() > INT32_MAX)) {
+      ids.push_back(static_cast<int32_t>(item.get<int64_t>()));
     }
+  };
+  if (value.is_array()) {
+    for (const json& item : value) add(item);
+  } else {
+    add(value);
   }
   return ids;
 }
 
+// A config.json is a few KiB; anything past this is not one.
+constexpr int64_t kMaxConfigBytes = int64_t{16} << 20;
+// Real configs nest 3 levels (rope_scaling, quantization_config...); deeper input is hostile.
+constexpr int kMaxConfigNesting = 64;
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return text.str();
+  return io::ReadRegularFile(path, kMaxConfigBytes);
 }
 
 // quantization_config: only Hugging Face's fine-grained FP8 (block-wise e4m3) is read; anything else is
@@ -171,6 +216,12 @@ int64_t ModelSpec::total_params() const {
 }
 
 absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::string_view source) {
+  if (absl::Status nesting =
+          io::CheckJsonNesting(std::string_view(config_json.data(), config_json.size()), kMaxConfigNesting,
+                               std::string_view(source.data(), source.size()));
+      !nesting.ok()) {
+    return nesting;
+  }
   json root = json::parse(config_json.begin(), config_json.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
@@ -287,6 +338,39 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
                              {"decoder_sparse_step", decoder_sparse_step}}) {
     if (absl::Status status = require_positive(what, value); !status.ok()) return status;
   }
+  // Upper bounds far above any published model, so that no size from the file reaches an allocation or an
+  // int64 product unchecked (num_experts 2^31-1 would otherwise ask for terabytes of router rows).
+  for (auto [what, value, most] :
+       {std::tuple{"vocab_size", spec.vocab_size, 1 << 24},
+        {"hidden_size", spec.hidden_size, 1 << 17},
+        {"num_hidden_layers", spec.num_layers, 4096},
+        {"num_attention_heads", spec.num_heads, 4096},
+        {"num_key_value_heads", spec.num_kv_heads, 4096},
+        {"head_dim", spec.head_dim, 8192},
+        {"num_experts", spec.num_experts, 1 << 16},
+        {"num_experts_per_tok", spec.num_experts_per_tok, 1 << 16},
+        {"expert intermediate size", spec.moe_intermediate_size, 1 << 20},
+        {"intermediate_size", spec.intermediate_size, 1 << 20},
+        {"shared_expert_intermediate_size", spec.shared_expert_intermediate_size, 1 << 20},
+        {"max_position_embeddings", spec.max_position_embeddings, 1 << 26},
+        {"decoder_sparse_step", decoder_sparse_step, 4096},
+        {"sliding_window", spec.sliding_window, 1 << 26}}) {
+    if (value > most) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": ", what, " is ", value, "; more than ", most, " is not a real model"));
+    }
+  }
+  if (!(spec.rms_norm_eps > 0 && spec.rms_norm_eps < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rms_norm_eps must be in (0, 1), got ", spec.rms_norm_eps));
+  }
+  if (!(spec.rope_theta > 0 && std::isfinite(spec.rope_theta))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rope_theta must be positive, got ", spec.rope_theta));
+  }
+  if (static_cast<int64_t>(spec.num_heads) * spec.head_dim > (1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": num_attention_heads x head_dim is too large"));
+  }
   if (spec.num_heads % spec.num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": num_attention_heads (", spec.num_heads,
                                                    ") is not a multiple of num_key_value_heads (",
@@ -318,6 +402,16 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   if (any_dense && spec.intermediate_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": dense layers need a positive intermediate_size"));
+  }
+  // Each size is bounded above; their product must be too, before total_params() multiplies them in int64.
+  const double layer_params = 3.0 * spec.hidden_size *
+                                  (static_cast<double>(spec.num_experts) * spec.moe_intermediate_size +
+                                   spec.shared_expert_intermediate_size + spec.intermediate_size) +
+                              4.0 * spec.hidden_size * spec.num_heads * spec.head_dim;
+  const double parameters = spec.num_layers * layer_params + 2.0 * spec.vocab_size * spec.hidden_size;
+  if (parameters > 1e14) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": the sizes describe about ", parameters,
+                                                   " parameters; more than 1e14 is not a real model"));
   }
   return spec;
 }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -28,6 +29,8 @@ using nlohmann::json;
 
 const std::string kBinary = std::string(RINGMOE_BINARY_DIR) + "/ringmoe";
 const std::string kTinyModel = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/models/tiny-qwen3-moe";
+const std::vector<const char*> kFastFlags = {"--device",  "cpu", "--no-plan",   "--quiet",
+                                             "--threads", "2",   "--cpu-dtype", "f32"};
 
 std::string ReadText(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -82,9 +85,12 @@ class DurableOutputTest : public testing::Test {
   pid_t Start(const std::vector<std::string>& arguments) {
     std::vector<std::string> argv = {kBinary, "run"};
     argv.insert(argv.end(), arguments.begin(), arguments.end());
-    for (const char* fast :
-         {"--device", "cpu", "--no-plan", "--quiet", "--threads", "2", "--cpu-dtype", "f32"})
-      argv.push_back(fast);
+    for (const char* fast : kFastFlags) argv.push_back(fast);
+    return StartArgv(std::move(argv));
+  }
+
+  // Starts `argv` (a full command line) as Start does.
+  pid_t StartArgv(std::vector<std::string> argv) {
     std::vector<char*> c_argv;
     for (std::string& argument : argv) c_argv.push_back(argument.data());
     c_argv.push_back(nullptr);
@@ -408,6 +414,168 @@ TEST_F(DurableOutputTest, ASecondWriterIsRefusedAtOnce) {
   Finished after = Run(job);
   ASSERT_EQ(after.exit_code, 0) << after.stderr_text;
   EXPECT_EQ(ReadJsonLines(output).size(), 3u);  // req-0 kept, req-1 and req-2 appended
+}
+
+// SIGTERM at random points of a 2000-request job: each stop is clean (exit 143, a message naming the signal
+// and the exact command that resumes, only whole lines and no `cancelled` lines in the output), a double
+// signal exits at once with whole lines only, and running the printed command (through the shell, as a user
+// would paste it) finishes the job with every custom_id once and the uninterrupted run's greedy tokens.
+TEST_F(DurableOutputTest, SigtermStopsCleanlyAndThePrintedCommandResumes) {
+  constexpr int kRequests = 2000;
+  const fs::path input = WriteRequests(kRequests);
+  const fs::path reference = dir_ / "reference.jsonl", output = dir_ / "stopped.jsonl";
+  const std::vector<std::string> small_steps = {"--max-batch", "4", "--prefill-chunk", "4"};
+  std::vector<std::string> reference_job = Job(input, reference);
+  reference_job.insert(reference_job.end(), small_steps.begin(), small_steps.end());
+  Finished uninterrupted = Run(reference_job);
+  ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.stderr_text;
+  std::map<std::string, std::vector<int>> expected;
+  for (const json& line : ReadJsonLines(reference)) expected[line["custom_id"]] = TokenIds(line);
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kRequests));
+
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("signal times seeded with " + std::to_string(seed));
+  std::mt19937 random(seed);
+  std::uniform_int_distribution<int> delay_ms(0, 800);
+  std::vector<std::string> job = Job(input, output);
+  job.insert(job.end(), small_steps.begin(), small_steps.end());
+  job.push_back("--overwrite");  // the first run replaces; the printed command must turn this into --resume
+  std::string resume_command;
+  int clean_stops = 0;
+  for (int round = 0; round < 3; ++round) {
+    const bool twice = round == 2;
+    const size_t before = round == 0 ? 0 : ReadText(output).size();
+    const pid_t pid = Start(job);
+    // Signal once the job runs (it has written a line: its handlers are in place; on a loaded machine loading
+    // alone can take seconds), then after a random further delay.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (ReadText(output).size() <= before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const int delay = delay_ms(random);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    ::kill(pid, SIGTERM);
+    if (twice) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      ::kill(pid, SIGINT);
+    }
+    const auto signalled = std::chrono::steady_clock::now();
+    Finished stopped = Wait(pid);
+    const double stop_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - signalled).count();
+    const std::string text = ReadText(output);
+    std::printf("round %d: signal after %d ms, exit %d after %.3f s, %zu lines\n", round, delay,
+                stopped.exit_code, stop_seconds, SplitLines(text).size());
+    // Only whole lines: the stop writes nothing partial, and the second signal never exits mid-line.
+    EXPECT_TRUE(text.empty() || text.back() == '\n') << "round " << round << ": a cut last line";
+    for (const json& line : ReadJsonLines(output)) {
+      ASSERT_TRUE(line["error"].is_null()) << "a cancelled request must not be written: " << line.dump();
+    }
+    EXPECT_LT(stop_seconds, 10.0) << "the stop is bounded (--stop-grace 5 s and a step)";
+    if (stopped.exit_code == 0) {  // the job won the race: it was done before the signal
+      job.back() = "--resume";
+      break;
+    }
+    if (stopped.exit_code == -1) {  // signalled before the job installed its handlers: nothing was written
+      EXPECT_TRUE(text.empty() || round > 0) << stopped.stderr_text;
+      continue;
+    }
+    if (twice) {
+      // Both may be pending at once, and then SIGINT (the lower number) is delivered first.
+      EXPECT_TRUE(stopped.exit_code == 128 + SIGINT || stopped.exit_code == 128 + SIGTERM)
+          << stopped.exit_code << ": " << stopped.stderr_text;
+      EXPECT_NE(stopped.stderr_text.find("exiting at once"), std::string::npos) << stopped.stderr_text;
+    } else {
+      ++clean_stops;
+      EXPECT_EQ(stopped.exit_code, 128 + SIGTERM) << stopped.stderr_text;
+      EXPECT_NE(stopped.stderr_text.find("stopped by SIGTERM"), std::string::npos) << stopped.stderr_text;
+      const std::string marker = "To finish the job, run:\n  ";
+      const size_t at = stopped.stderr_text.find(marker);
+      ASSERT_NE(at, std::string::npos) << stopped.stderr_text;
+      const size_t begin = at + marker.size();
+      resume_command = stopped.stderr_text.substr(begin, stopped.stderr_text.find('\n', begin) - begin);
+      // The command as typed, --overwrite dropped, --resume kept where it was or else added at the end.
+      std::string wanted = "ringmoe run";
+      bool has_resume = false;
+      for (const std::string& argument : job) {
+        if (argument != "--overwrite") wanted += " " + argument;
+        has_resume = has_resume || argument == "--resume";
+      }
+      for (const char* fast : kFastFlags) wanted += std::string(" ") + fast;
+      EXPECT_EQ(resume_command, has_resume ? wanted : wanted + " --resume");
+    }
+    job.back() = "--resume";
+  }
+  EXPECT_GE(clean_stops, 1) << "no SIGTERM landed while the job ran";
+  if (resume_command.empty()) resume_command = "ringmoe run --resume";  // (the failure above says why)
+  // The printed command, as pasted into a shell, with the built binary for `ringmoe`.
+  Finished finished = Wait(StartArgv({"/bin/sh", "-c", kBinary + resume_command.substr(strlen("ringmoe"))}));
+  ASSERT_EQ(finished.exit_code, 0) << finished.stderr_text;
+  std::map<std::string, int> seen;
+  for (const json& line : ReadJsonLines(output)) {
+    const std::string id = line["custom_id"];
+    ++seen[id];
+    ASSERT_TRUE(expected.count(id)) << id;
+    EXPECT_EQ(TokenIds(line), expected[id]) << id;
+  }
+  EXPECT_EQ(seen.size(), expected.size());
+  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+}
+
+// A disk that fails (here /dev/full: every write is ENOSPC) stops the job at once with the OS's reason and
+// the resume command, rather than after the whole job with no reason.
+TEST_F(DurableOutputTest, AWriteErrorStopsTheJobAtOnceWithTheReason) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  const fs::path input = WriteRequests(2000);
+  std::vector<std::string> job = Job(input, "/dev/full");
+  job.insert(job.end(), {"--max-batch", "4", "--prefill-chunk", "4"});
+  const auto start = std::chrono::steady_clock::now();
+  Finished failed = Run(job);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(failed.exit_code, 1) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("No space left on device"), std::string::npos) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("--resume"), std::string::npos) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("requests not run"), std::string::npos) << failed.stderr_text;
+  EXPECT_LT(seconds, 5.0) << "the job must stop at the first failed write, not run on";
+}
+
+// The model file truncated while the job runs: the job ends with a clear error naming the file (not a
+// SIGBUS), keeps whole lines only, and once the model is restored --resume finishes the job.
+TEST_F(DurableOutputTest, ACheckpointTruncatedMidJobEndsItWithAClearErrorAndResumes) {
+  const fs::path model = dir_ / "model";
+  fs::create_directories(model);
+  for (const fs::directory_entry& entry : fs::directory_iterator(kTinyModel))
+    fs::copy_file(entry.path(), model / entry.path().filename());
+  const fs::path input = WriteRequests(2000), output = dir_ / "out.jsonl";
+  std::vector<std::string> job = Job(input, output, model.string());
+  job.insert(job.end(), {"--max-batch", "4", "--prefill-chunk", "4"});
+  const pid_t pid = Start(job);
+  // Truncate once the job has written some results (it is then past loading and in the middle of the run).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (ReadText(output).size() < 2000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  fs::resize_file(model / "model.safetensors", 1000);
+  Finished failed = Wait(pid);
+  EXPECT_EQ(failed.exit_code, 1) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("model.safetensors"), std::string::npos) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("--resume"), std::string::npos) << failed.stderr_text;
+  const std::string text = ReadText(output);
+  EXPECT_TRUE(text.empty() || text.back() == '\n');
+  const size_t kept = ReadJsonLines(output).size();
+  EXPECT_GT(kept, 0u);
+  EXPECT_LT(kept, 2000u) << "the job was meant to be stopped in the middle";
+
+  fs::copy_file(fs::path(kTinyModel) / "model.safetensors", model / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  job.push_back("--resume");
+  Finished resumed = Run(job);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.stderr_text;
+  std::map<std::string, int> seen;
+  for (const json& line : ReadJsonLines(output)) {
+    ++seen[line["custom_id"]];
+    EXPECT_TRUE(line["error"].is_null()) << line.dump();
+  }
+  EXPECT_EQ(seen.size(), 2000u);
+  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
 }
 
 }  // namespace

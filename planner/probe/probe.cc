@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <thread>
@@ -183,10 +186,29 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
   const int64_t sweep_bytes = (options.quick ? 32 : 384) * kMiB;
   const int64_t file_bytes = (options.quick ? 32 : 2048) * kMiB;
   const size_t block = 1 << 20;
-  std::string path = absl::StrCat(options.ssd_dir, "/.ringmoe-probe-", ::getpid(), ".tmp");
-  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  // The scratch file lives in a private folder (mkdtemp: a fresh name, mode 0700) on the filesystem to
+  // measure, created with O_EXCL | O_NOFOLLOW: nobody else's file or planted link can be written through, and
+  // a shared folder only ever holds it briefly. Both are removed on every path out.
+  std::string folder = absl::StrCat(options.ssd_dir, "/.ringmoe-probe-XXXXXX");
+  if (::mkdtemp(folder.data()) == nullptr) {
+    profile->ssd_absent_reason =
+        absl::StrCat(options.ssd_dir, ": cannot create a private scratch folder to measure its disk (",
+                     std::strerror(errno), "); pass --probe-dir with a writable folder on that disk");
+    return;
+  }
+  const std::string path = folder + "/read-test.tmp";
+  struct RemoveScratch {
+    const std::string& folder;
+    const std::string& path;
+    ~RemoveScratch() {
+      ::unlink(path.c_str());
+      ::rmdir(folder.c_str());
+    }
+  } remove_scratch{folder, path};
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
-    profile->ssd_absent_reason = absl::StrCat(path, ": cannot create the scratch file");
+    profile->ssd_absent_reason =
+        absl::StrCat(path, ": cannot create the scratch file: ", std::strerror(errno));
     return;
   }
   std::vector<char> chunk(block);

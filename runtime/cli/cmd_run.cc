@@ -5,15 +5,18 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "gpu/device.h"
 #include "io/model_spec.h"
 #include "planner/planner.h"
@@ -25,6 +28,7 @@
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/job_plan.h"
+#include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/frontend/progress.h"
 #include "runtime/frontend/request_fields.h"
@@ -43,7 +47,43 @@ struct RunFlags {
   bool resume = false, overwrite = false;
   log::LogFlags log;
   bool lenient = false;
+  double stop_grace_seconds = 5;
+  std::vector<std::string> command_line;  // as typed after `ringmoe`, for the resume hint
 };
+
+// `arguments` quoted for a POSIX shell where they need it.
+std::string ShellQuoted(const std::vector<std::string>& arguments) {
+  std::string text;
+  for (const std::string& argument : arguments) {
+    if (!text.empty()) text += ' ';
+    const bool plain = !argument.empty() && argument.find_first_not_of(
+                                                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                "0123456789-_./=:,+@%") == std::string::npos;
+    if (plain) {
+      text += argument;
+      continue;
+    }
+    text += '\'';
+    for (char c : argument) text += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    text += '\'';
+  }
+  return text;
+}
+
+// The command that finishes an interrupted job: this one with --resume instead of --overwrite.
+std::string ResumeCommand(const RunFlags& flags) {
+  // command_line[0] is the program name main.cc passes ("ringmoe run"); the flags follow.
+  std::vector<std::string> arguments = {"ringmoe", "run"};
+  bool has_resume = false;
+  for (size_t i = 1; i < flags.command_line.size(); ++i) {
+    const std::string& argument = flags.command_line[i];
+    if (argument == "--overwrite") continue;
+    has_resume = has_resume || argument == "--resume";
+    arguments.push_back(argument);
+  }
+  if (!has_resume) arguments.push_back("--resume");
+  return ShellQuoted(arguments);
+}
 
 absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
   if (text == "f32") return ComputeType::kF32;
@@ -211,6 +251,9 @@ int RunJob(RunFlags& flags) {
             engine->info().device, requests.size(), bad_lines.size());
 
   // The job is ready: from here the output changes (cut to what is kept), and bad lines are written at once.
+  // From here on too, SIGINT/SIGTERM stop the job cleanly (before, nothing was written, and the default
+  // action loses nothing).
+  InstallJobSignalHandlers("ringmoe run");
   if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
   for (size_t line : bad_lines) append_line(line, nullptr);
 
@@ -222,6 +265,27 @@ int RunJob(RunFlags& flags) {
   int64_t generated = 0, prefilled = 0, prompt_tokens = 0;
   size_t failed = bad_lines.size();
   std::vector<bool> started(requests.size(), false);
+  size_t cancelled = 0;
+  // Stops the engine when a signal arrives or the output fails (the sync thread's errors included): polled,
+  // since neither a signal handler nor the sync thread may call into the engine. A signal gives the running
+  // requests --stop-grace seconds to finish; a write error stops at once (nothing more can be saved).
+  std::atomic<bool> generating{true};
+  std::atomic<bool> output_failed{false};
+  std::thread stopper([&] {
+    bool asked = false;
+    while (generating.load() && !asked) {
+      if (JobStopSignal() != 0) {
+        engine->Cancel(flags.stop_grace_seconds);
+        asked = true;
+      } else if (!output.error().ok()) {
+        output_failed = true;
+        engine->Cancel(0);
+        asked = true;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  });
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<Result>> results = engine->Generate(
       requests,
@@ -235,18 +299,39 @@ int RunJob(RunFlags& flags) {
         if (progress) progress->Update(done, generated, prefilled);
       },
       [&](size_t request_index, const Result& result) {
+        // A cancelled request gets no line: --resume runs it again.
+        if (absl::IsCancelled(result.status)) {
+          ++cancelled;
+          return;
+        }
         if (!result.status.ok()) ++failed;
         prompt_tokens += static_cast<int64_t>(result.prompt_ids.size());
         append_line(line_of_request[request_index], &result);
+        if (!output_failed && !output.error().ok()) {
+          output_failed = true;
+          engine->Cancel(0);  // a full or failing disk: stop now, not after the whole job
+        }
       });
+  generating = false;
+  stopper.join();
   if (progress) progress->Finish();
   const absl::Status closed = output.Close();
+  const int stop_signal = JobStopSignal();
+  if (results.ok() && (!closed.ok() || (stop_signal != 0 && cancelled > 0))) {
+    if (!closed.ok()) std::fprintf(stderr, "ringmoe run: %s\n", std::string(closed.message()).c_str());
+    std::fprintf(stderr,
+                 "ringmoe run: %s after %lld results of this run (%zu requests not run); the output %s "
+                 "holds whole lines only. To finish the job, run:\n  %s\n",
+                 stop_signal != 0 ? absl::StrCat("stopped by ", SignalName(stop_signal)).c_str()
+                                  : "stopped: the output cannot be written",
+                 static_cast<long long>(output.appended_lines()), cancelled, flags.output.c_str(),
+                 ResumeCommand(flags).c_str());
+    return stop_signal != 0 ? 128 + stop_signal : 1;
+  }
   if (!results.ok()) {
     log::Error("ringmoe run: {}", std::string(results.status().message()));
-    log::Error(
-        "ringmoe run: the {} results written before the failure stay in {}; run again with --resume to "
-        "finish the job",
-        output.appended_lines(), flags.output);
+    log::Error("ringmoe run: the {} results written before the failure stay in {}; to finish the job, run:\n  {}",
+               output.appended_lines(), flags.output, ResumeCommand(flags));
     return 1;
   }
   if (!closed.ok()) return Fail(closed);
@@ -312,6 +397,11 @@ int RunCommand(int argc, char** argv) {
       "--lenient", flags.lenient,
       "ignore request fields no endpoint defines (one warning per field name) instead of failing the "
       "lines that carry them");
+  app.add_option("--stop-grace", flags.stop_grace_seconds,
+                 "on SIGINT/SIGTERM, seconds the running requests get to finish before they are cancelled")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
+  for (int i = 0; i < argc; ++i) flags.command_line.push_back(argv[i]);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

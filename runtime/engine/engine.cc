@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
@@ -250,6 +251,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
+  absl::flat_hash_map<size_t, absl::Status> nan_failures;  // request index -> its error
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
   std::unique_ptr<FILE, int (*)(FILE*)> step_log_file(nullptr, &std::fclose);
@@ -281,6 +283,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     for (size_t c = 0; c < chunks.size(); ++c) {
       chunks[c].greedy = requests[owners[c]->request_index].sampling.temperature <= 0.0f;
     }
+    // A checkpoint truncated or rewritten under the job ends it here with a clear error, before this step
+    // reads it (a change during a step is MappedFile's SIGBUS handler's; see io/mapped_file.h).
+    if (absl::Status unchanged = impl.weights->checkpoint().CheckUnchanged(); !unchanged.ok())
+      return unchanged;
     const auto step_start = std::chrono::steady_clock::now();
     if (absl::Status status = forward.Run(chunks, &step_output); !status.ok()) return status;
     bool has_prefill = false;
@@ -323,6 +329,19 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     });
     for (size_t i = 0; i < sampling_rows.size(); ++i) {
       Sequence& sequence = *sampling_rows[i].second;
+      // NaN logits (NaN or Inf weights, or an overflow) make every log-probability NaN, and the argmax would
+      // silently be token 0: the request fails instead. One compare per row: the sampler's log-softmax
+      // already folded the whole row into this value.
+      if (std::isnan(sampled[i].logprob)) {
+        nan_failures.emplace(
+            sequence.request_index,
+            absl::InternalError(
+                absl::StrCat("request '", requests[sequence.request_index].id,
+                             "': the model's logits are NaN at generated token ", sequence.generated() + 1,
+                             " (the checkpoint holds NaN or Inf weights, or the computation overflowed)")));
+        sequence.finished = true;
+        continue;
+      }
       sequence.tokens.push_back(sampled[i].token);
       states[sequence.request_index].Accept(sampled[i], sequence, &results[sequence.request_index]);
       if (on_token) {
@@ -332,6 +351,13 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
     stats.sampling_seconds += SecondsSince(sampling_start);
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
+      if (auto failure = nan_failures.find(done->request_index); failure != nan_failures.end()) {
+        results[done->request_index] = Result{};
+        results[done->request_index].id = requests[done->request_index].id;
+        results[done->request_index].status = failure->second;
+        if (on_result) on_result(done->request_index, results[done->request_index]);
+        continue;
+      }
       states[done->request_index].Finish(*done, &results[done->request_index]);
       if (on_result) on_result(done->request_index, results[done->request_index]);
     }

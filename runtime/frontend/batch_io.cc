@@ -13,6 +13,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "io/regular_file.h"
 #include "nlohmann/json.hpp"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/request_fields.h"
@@ -57,6 +58,9 @@ std::string ParseErrorText(const char* what) {
   constexpr std::string_view kLineOne = "at line 1, column ";
   if (size_t at = text.find(kLineOne); at != std::string::npos)
     text.replace(at, kLineOne.size(), "at column ");
+  // nlohmann quotes the offending token whole: a megabyte-long number must not make a megabyte message.
+  constexpr size_t kMaxText = 300;
+  if (text.size() > kMaxText) text = absl::StrCat(text.substr(0, kMaxText), "... (", text.size(), " bytes)");
   return text;
 }
 
@@ -386,6 +390,8 @@ class LineParser {
   bool is_chat_ = false;  // the url names the chat endpoint
 };
 
+constexpr int kMaxRequestNesting = 64;
+
 // ParseBatchLine, also saying whether custom_id came from the input (duplicates are checked only for those).
 BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_known) {
   BatchLine parsed;
@@ -397,6 +403,19 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
     parsed.request =
         absl::InvalidArgumentError(absl::StrCat(where, ": ", line.size(), " bytes is longer than the ",
                                                 kMaxBatchLineBytes, "-byte limit for one line"));
+    return parsed;
+  }
+  // A request nests 3 levels (body, prompt, a list); far deeper input would reach nlohmann's recursive
+  // printer (an error message's dump) and destructor: refused before parsing.
+  if (absl::Status nesting = io::CheckJsonNesting(line, kMaxRequestNesting, where); !nesting.ok()) {
+    parsed.request = absl::InvalidArgumentError(absl::StrCat(
+        where, ": not valid JSON for a request (nested deeper than ", kMaxRequestNesting, " levels)"));
+    return parsed;
+  }
+  // nlohmann stops at a NUL byte as if the text ended there, and would accept what comes before it.
+  if (const size_t nul = line.find('\0'); nul != std::string_view::npos) {
+    parsed.request = absl::InvalidArgumentError(
+        absl::StrCat(where, ": not valid JSON (a NUL byte at column ", nul + 1, ")"));
     return parsed;
   }
   json root;

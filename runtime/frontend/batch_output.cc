@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/frontend/job_signals.h"
 
 namespace ringmoe {
 namespace {
@@ -272,20 +273,34 @@ void BatchOutputFile::Append(std::string_view line) {
   whole.push_back('\n');
   // One write(2) for the whole line: O_APPEND puts it at the end in one piece. A regular file takes it all at
   // once unless the disk fills or a fatal signal arrives, so the loop only finishes a short write.
+  // The guard keeps a second SIGINT/SIGTERM from ending the process inside this write (job_signals.h).
+  OutputWriteGuard guard;
   size_t written = 0;
   while (written < whole.size()) {
     const ssize_t wrote = ::write(fd_, whole.data() + written, whole.size() - written);
     if (wrote < 0) {
       if (errno == EINTR) continue;
+      const int error = errno;
+      // A disk that filled mid-line leaves part of it: cut it off again (O_APPEND left the offset at its
+      // end), so the file still ends with a whole line.
+      if (written > 0 && regular_file_) {
+        const off_t end = ::lseek(fd_, 0, SEEK_CUR);
+        if (end >= static_cast<off_t>(written)) (void)!::ftruncate(fd_, end - static_cast<off_t>(written));
+      }
       RecordError(
           absl::DataLossError(absl::StrCat("writing the output ", path_, " failed after ", appended_lines_,
-                                           " lines of this run: ", ErrnoText(errno))));
+                                           " lines of this run: ", ErrnoText(error))));
       return;
     }
     written += static_cast<size_t>(wrote);
   }
   ++appended_lines_;
   unsynced_.store(true, std::memory_order_release);
+}
+
+absl::Status BatchOutputFile::error() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
 }
 
 void BatchOutputFile::SyncLoop() {

@@ -14,7 +14,8 @@
 // The file is locked (flock) for the life of the object, so two jobs never write one output, and it may not
 // be the job's input file (through symlinks and hard links alike).
 //
-// Threading: Append and Close from one thread at a time (the engine's scheduler thread, then the caller).
+// Threading: Append and Close from one thread at a time (the engine's scheduler thread, then the caller);
+// error() from any thread.
 #pragma once
 
 #include <atomic>
@@ -79,9 +80,12 @@ class BatchOutputFile {
   // periodic sync. Called once the job is about to produce its first line, so a job that fails to start
   // leaves the file as it was.
   absl::Status BeginWriting();
-  // Appends `line` and a newline with one write(2). The first failure is kept (later lines are dropped) and
-  // returned by Close: the engine cannot be stopped from its result callback.
+  // Appends `line` and a newline with one write(2). The first failure (the OS's reason in its message) is
+  // kept, later lines are dropped, and error() and Close return it; a line the failure cut is cut off again,
+  // so the file always ends with a whole line. The caller stops the job when error() is set.
   void Append(std::string_view line);
+  // The first error of any write or of the periodic sync so far. Any thread.
+  absl::Status error();
   int64_t appended_lines() const { return appended_lines_; }
   // Stops the periodic sync, syncs what is left and returns the first error of any write or sync.
   absl::Status Close();

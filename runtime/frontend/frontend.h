@@ -6,6 +6,7 @@
 //   chat_lines.h /v1/chat/completions lines: messages through the chat template, chat.completion results.
 //   request_fields.h  The fields a request may carry; unknown ones fail the line unless --lenient.
 //   batch_output.h  The output file: lines appended as results finish, --resume, no clobbering, one writer.
+//   job_signals.h  SIGINT/SIGTERM during a job: stop cleanly, and a second signal exits between two lines.
 //   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
 //   byte_size.h  "6GiB"-style sizes for flags.
 //   progress.h   The progress line of `ringmoe run`.
@@ -17,6 +18,7 @@
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/job_plan.h"
+#include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/progress.h"
 #include "runtime/frontend/request_fields.h"
 #include "runtime/frontend/shard.h"

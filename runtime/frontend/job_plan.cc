@@ -91,6 +91,7 @@ absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model,
   JobPlanOptions options;
   options.model = model;
   options.hardware = flags.hardware;
+  options.probe_dir = flags.probe_dir;
   options.device = flags.device;
   if (options.device != "gpu" && options.device != "cpu" && options.device != "auto") {
     return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
@@ -166,7 +167,8 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   inputs.explore_what_ifs = options.what_ifs;
 
   planner::ProbeOptions probe_options;
-  probe_options.ssd_dir = std::filesystem::is_directory(options.model)
+  probe_options.ssd_dir = !options.probe_dir.empty() ? options.probe_dir
+                          : std::filesystem::is_directory(options.model)
                               ? options.model
                               : std::filesystem::path(options.model).parent_path().string();
   if (options.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {

@@ -42,6 +42,7 @@ void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokeniz
 struct JobPlanOptions {
   std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
   std::string hardware;  // profile JSON; empty = this machine's cache, probed once when missing
+  std::string probe_dir;  // the folder whose disk that probe measures; empty = the model's folder
   std::string device = "auto";                   // gpu, cpu or auto (gpu when the profile has one)
   ComputeType cpu_compute = ComputeType::kAuto;  // a CPU plan's KV cache takes the engine's compute type
   planner::Budgets budgets;                      // zero fields: defaults

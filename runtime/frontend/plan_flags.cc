@@ -15,6 +15,9 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
                  "host KV-cache budget, e.g. 8GiB (default: half the free RAM)");
   app.add_option("--hardware", flags->hardware,
                  "hardware profile JSON from `ringmoe probe` (default: this machine's, probed once)");
+  app.add_option("--probe-dir", flags->probe_dir,
+                 "when this machine is probed the first time: a writable folder on the disk to measure "
+                 "(default: the model's folder; a private scratch folder is made in it and removed)");
   app.add_option("--max-batch", flags->max_batch, "pin the sequences in flight");
   app.add_option("--prefill-chunk", flags->prefill_chunk,
                  "pin the prefill tokens a step adds to its decodes (a step holds max batch + this)");

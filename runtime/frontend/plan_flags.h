@@ -18,6 +18,7 @@ struct PlanFlags {
   std::string device = "auto";             // gpu, cpu or auto
   std::string gpu_mem, cpu_mem, kv_cache;  // sizes ("6GiB"); empty = the planner's default
   std::string hardware;                    // hardware profile JSON; empty = this machine's (probed once)
+  std::string probe_dir;  // where a first probe measures the disk; empty = the model's folder
   std::optional<int> max_batch, prefill_chunk, micro_batches, resident_moe_layers, layer_parts, ring_slots;
   std::optional<double> kv_gpu_fraction;
   std::string routed_copies = "auto";

@@ -1,25 +1,32 @@
 #include "runtime/tokenizer/file_reader.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "io/regular_file.h"
 
 namespace ringmoe::tokenizer_internal {
 namespace {
 
 constexpr size_t kSpareBytes = 128;
+constexpr size_t kMaxInflatedBytes = size_t{2} << 30;
 
 absl::StatusOr<std::string> ReadRaw(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  // Only a regular file: a FIFO would block the open forever, a device would never end.
+  absl::StatusOr<int> fd = io::OpenRegularFileForReading(path);
+  if (!fd.ok()) return fd.status();
+  std::unique_ptr<FILE, int (*)(FILE*)> file(::fdopen(*fd, "rb"), &std::fclose);
   if (file == nullptr) {
     const int error = errno;
-    const std::string message = absl::StrCat("cannot open ", path, ": ", std::strerror(error));
-    return error == ENOENT ? absl::NotFoundError(message) : absl::PermissionDeniedError(message);
+    ::close(*fd);
+    return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(error)));
   }
   std::string data;
   // Spare capacity past the end lets a JSON parser that reads ahead (simdjson) use the buffer without a copy.
@@ -56,7 +63,15 @@ absl::StatusOr<std::string> Inflate(const std::string& compressed, const std::st
   size_t produced = 0;
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
-    if (produced == out.size()) out.resize(out.size() * 2);
+    if (produced == out.size()) {
+      // A tokenizer.json is tens of MB; a gzip bomb must not take the machine's memory.
+      if (out.size() >= kMaxInflatedBytes) {
+        inflateEnd(&stream);
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, " inflates to more than ", kMaxInflatedBytes, " bytes: refused"));
+      }
+      out.resize(std::min(out.size() * 2, kMaxInflatedBytes));
+    }
     stream.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
     stream.avail_out = static_cast<uInt>(out.size() - produced);
     rc = inflate(&stream, Z_NO_FLUSH);

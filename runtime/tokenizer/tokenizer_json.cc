@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "io/regular_file.h"
 #include "runtime/tokenizer/file_reader.h"
 #include "runtime/tokenizer/string_map.h"
 #include "runtime/tokenizer/tokenizer_impl.h"
@@ -18,6 +19,10 @@ namespace ringmoe::tokenizer_internal {
 namespace {
 
 using Element = simdjson::dom::element;
+
+// Token ids index dense tables (id -> token), so an id from the file bounds an allocation: far above any
+// real vocabulary (262k), far below what would exhaust memory.
+constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
 
 // Parsing context: the file name for messages.
 struct Context {
@@ -272,6 +277,10 @@ absl::StatusOr<int32_t> PairId(const Context& context, Element config, std::stri
       pair.at(1).get_int64().get(id) != simdjson::SUCCESS) {
     return context.Error(absl::StrCat("expected '", ToAbsl(key), "': [token, id]"));
   }
+  if (id < 0 || id > kMaxTokenId) {
+    return context.Error(
+        absl::StrCat("'", ToAbsl(key), "' token id ", id, " is out of range (0 to ", kMaxTokenId, ")"));
+  }
   return static_cast<int32_t>(id);
 }
 
@@ -313,7 +322,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const Context&
       }
       for (Element id : ids) {
         int64_t value;
-        if (id.get_int64().get(value) != simdjson::SUCCESS) return context.Error("bad special token id");
+        if (id.get_int64().get(value) != simdjson::SUCCESS || value < 0 || value > kMaxTokenId)
+          return context.Error("bad special token id");
         (seen_sequence ? after : before).push_back(static_cast<int32_t>(value));
       }
     }
@@ -373,8 +383,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const Context& context, Ele
   vocab.reserve(vocab_object.size());
   for (auto [key, value] : vocab_object) {
     int64_t id;
-    if (value.get_int64().get(id) != simdjson::SUCCESS || id < 0 || id > INT32_MAX) {
-      return context.Error(absl::StrCat("vocab entry '", ToAbsl(key), "' has no valid id"));
+    if (value.get_int64().get(id) != simdjson::SUCCESS || id < 0 || id > kMaxTokenId) {
+      return context.Error(absl::StrCat("vocab entry '", ToAbsl(key),
+                                        "' has no valid id (ids are integers from 0 to ", kMaxTokenId, ")"));
     }
     vocab.emplace_back(key, static_cast<int32_t>(id));
   }
@@ -424,6 +435,9 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const Context& context,
     AddedToken token;
     auto id = IntField(context, entry, "id");
     if (!id.ok()) return id.status();
+    if (*id < 0 || *id > kMaxTokenId) {
+      return context.Error(absl::StrCat("added token id ", *id, " is out of range (0 to ", kMaxTokenId, ")"));
+    }
     auto content = StringField(context, entry, "content");
     if (!content.ok()) return content.status();
     token.id = static_cast<int32_t>(*id);
@@ -458,6 +472,8 @@ std::optional<int32_t> ResolveToken(const TokenizerImpl& impl, std::string_view 
 absl::Status ApplyConfig(const std::string& config_path, TokenizerImpl& impl) {
   absl::StatusOr<std::string> text = ReadFileMaybeGzip(config_path);
   if (!text.ok()) return text.status();
+  // nlohmann's printer and destructor recurse: deep nesting must not reach them.
+  if (absl::Status nesting = io::CheckJsonNesting(*text, 256, config_path); !nesting.ok()) return nesting;
   nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": not a JSON object"));
@@ -483,6 +499,7 @@ absl::Status ApplyConfig(const std::string& config_path, TokenizerImpl& impl) {
 absl::Status ApplyGenerationConfig(const std::string& path, TokenizerImpl& impl) {
   absl::StatusOr<std::string> text = ReadFileMaybeGzip(path);
   if (!text.ok()) return text.status();
+  if (absl::Status nesting = io::CheckJsonNesting(*text, 256, path); !nesting.ok()) return nesting;
   nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));

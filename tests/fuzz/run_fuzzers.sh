@@ -8,7 +8,7 @@
 # Seeds come from tests/fuzz/corpus/<name without _fuzz>/, or failing that corpus/<first word of the name>/
 # (safetensors_header_fuzz -> corpus/safetensors/). New inputs go to <build>/fuzz-corpus/<name>/, so the
 # committed seeds only change on purpose; crashes go to <build>/fuzz-artifacts/. A <name>.dict beside the
-# source is passed as -dict.
+# source is passed as -dict, and the lines of a <name>.flags as more libFuzzer flags.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -43,6 +43,11 @@ for name in "${fuzzers[@]}"; do
         -artifact_prefix="${build}/fuzz-artifacts/${name}-")
   dict="${root}/tests/fuzz/${name}.dict"
   [[ -f "${dict}" ]] && args+=(-dict="${dict}")
+  # <name>.flags: more libFuzzer flags, one a line (e.g. a -max_len that reaches deep nesting).
+  flags="${root}/tests/fuzz/${name}.flags"
+  if [[ -f "${flags}" ]]; then
+    while IFS= read -r flag; do [[ -n "${flag}" ]] && args+=("${flag}"); done <"${flags}"
+  fi
   corpora=("${work}")
   if [[ -d "${seeds}" ]]; then
     corpora+=("${seeds}")
