@@ -32,9 +32,10 @@ constexpr Subcommand kSubcommands[] = {
     {"version", VersionCommand, "print the version, the git commit and whether CUDA is built in"},
 };
 
-// One set of exit statuses for every subcommand (commands.h): 0 success, 1 the job failed, 2 bad usage. A
-// subcommand that passes on CLI11's own code for a usage error (106 for an unknown flag, ...) exits 2.
-int ExitStatus(int code) { return code == 0 || code == 1 ? code : 2; }
+// One set of exit statuses for every subcommand (commands.h): 0 success, 1 the job failed, 2 bad usage,
+// 128 + the signal when a job stopped on SIGINT/SIGTERM (run: 130, 143). A subcommand that passes on CLI11's
+// own code for a usage error (106 for an unknown flag, ...) exits 2.
+int ExitStatus(int code) { return code == 0 || code == 1 || (code > 128 && code < 160) ? code : 2; }
 
 void PrintUsage(FILE* out) {
   std::fprintf(
