@@ -17,8 +17,9 @@ struct CommandRun {
   std::string output;  // stdout and stderr
 };
 
-CommandRun RunRingmoe(const std::string& arguments) {
-  FILE* pipe = ::popen((kBinary + " " + arguments + " 2>&1 < /dev/null").c_str(), "r");
+// `streams` says what `output` holds: "2>&1" both, "2>/dev/null" stdout only, "2>&1 >/dev/null" stderr only.
+CommandRun RunRingmoe(const std::string& arguments, const std::string& streams = "2>&1") {
+  FILE* pipe = ::popen((kBinary + " " + arguments + " " + streams + " < /dev/null").c_str(), "r");
   std::string output;
   char buffer[4096];
   for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
@@ -39,12 +40,47 @@ TEST(CliUsageTest, HelpNamesTheProgramAndExitsZero) {
   for (const char* command : {"run", "plan", "probe", "tokenize"}) {
     const CommandRun help = RunRingmoe(std::string(command) + " --help");
     EXPECT_EQ(help.exit_code, 0) << command;
-    EXPECT_NE(help.output.find("ringmoe " + std::string(command)), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("Usage: ringmoe " + std::string(command) + " [OPTIONS]"), std::string::npos)
+        << help.output;
   }
   const CommandRun run_help = RunRingmoe("run --help");
   for (const char* flag : {"--log-level", "--log-file", "--shard"}) {
     EXPECT_NE(run_help.output.find(flag), std::string::npos) << flag;
   }
+}
+
+TEST(CliUsageTest, TopLevelHelpListsEveryCommandOnStdout) {
+  const CommandRun help = RunRingmoe("--help", "2>/dev/null");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("Usage: ringmoe"), std::string::npos) << help.output;
+  for (const char* command : {"plan", "probe", "run", "tokenize", "version"}) {
+    EXPECT_NE(help.output.find("\n  " + std::string(command) + " "), std::string::npos)
+        << command << help.output;
+  }
+}
+
+TEST(CliUsageTest, NoCommandPrintsUsageToStderrAndExitsTwo) {
+  const CommandRun on_stdout = RunRingmoe("", "2>/dev/null");
+  EXPECT_EQ(on_stdout.exit_code, 2);
+  EXPECT_EQ(on_stdout.output, "");
+  const CommandRun on_stderr = RunRingmoe("", "2>&1 >/dev/null");
+  EXPECT_NE(on_stderr.output.find("Usage: ringmoe"), std::string::npos) << on_stderr.output;
+  EXPECT_NE(on_stderr.output.find("tokenize"), std::string::npos) << on_stderr.output;
+}
+
+TEST(CliUsageTest, AnUnknownCommandIsNamed) {
+  for (const char* command : {"bogus", "--bogus", "bogus --model x"}) {
+    const CommandRun run = RunRingmoe(command);
+    EXPECT_EQ(run.exit_code, 2) << command;
+    const std::string name = std::string(command).substr(0, std::string(command).find(' '));
+    EXPECT_NE(run.output.find("unknown command '" + name + "'"), std::string::npos) << run.output;
+  }
+}
+
+TEST(CliUsageTest, AFlagOfAnotherLevelIsAnError) {
+  // --version belongs to `ringmoe`, not to `ringmoe run`; --model to `run`, not to `ringmoe`.
+  EXPECT_EQ(RunRingmoe("run --version").exit_code, 2);
+  EXPECT_EQ(RunRingmoe("--model x run").exit_code, 2);
 }
 
 }  // namespace

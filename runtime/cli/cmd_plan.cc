@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -54,31 +55,8 @@ int Fail(const std::string& message, int code = 1) {
   return code;
 }
 
-}  // namespace
-
-int PlanCommand(int argc, char** argv) {
-  CLI::App app{
-      "Predict a batch job's throughput and show the plan: memory per tier, time per stage, the "
-      "bottleneck, and what more memory would buy."};
-  PlanCommandFlags flags;
-  app.add_option("--model", flags.model, "model folder (config.json), or a config.json")->required();
-  app.add_option("--input", flags.input, "OpenAI Batch JSONL requests to plan for");
-  app.add_option("--prompt-len", flags.prompt_len, "prompt tokens per request (without --input)");
-  app.add_option("--gen-len", flags.gen_len, "generated tokens per request (without --input)");
-  app.add_option("--num-requests", flags.num_requests, "requests in the job (without --input)");
-  app.add_option("--report-json", flags.report_json, "also write the report as JSON here");
-  app.add_option("--layers", flags.layers, "plan only the first N layers of the model");
-  app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder, to count text prompts exactly");
-  app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type the run will use: auto, f32 or bf16")
-      ->capture_default_str();
-  AddPlanFlags(app, &flags.plan);
-  app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
-  log::AddLogFlags(app, &flags.log);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : 2;
-  }
+// The report for the job `flags` describe, once CLI11 has filled them.
+int PlanJobFromFlags(const PlanCommandFlags& flags) {
   if (absl::Status logging = log::ApplyLogFlags(flags.log); !logging.ok()) {
     return Fail(std::string(logging.message()), absl::IsInvalidArgument(logging) ? 2 : 1);
   }
@@ -142,6 +120,31 @@ int PlanCommand(int argc, char** argv) {
     if (!out.flush()) return Fail(flags.report_json + ": cannot write the JSON report");
   }
   return 0;
+}
+
+}  // namespace
+
+Subcommand AddPlanCommand(CLI::App& ringmoe) {
+  CLI::App& app = *ringmoe.add_subcommand(
+      "plan",
+      "Predict a batch job's throughput and show the plan: memory per tier, time per stage, the "
+      "bottleneck, and what more memory would buy.");
+  auto owned_flags = std::make_shared<PlanCommandFlags>();  // filled by the parse, read by the run below
+  PlanCommandFlags& flags = *owned_flags;
+  app.add_option("--model", flags.model, "model folder (config.json), or a config.json")->required();
+  app.add_option("--input", flags.input, "OpenAI Batch JSONL requests to plan for");
+  app.add_option("--prompt-len", flags.prompt_len, "prompt tokens per request (without --input)");
+  app.add_option("--gen-len", flags.gen_len, "generated tokens per request (without --input)");
+  app.add_option("--num-requests", flags.num_requests, "requests in the job (without --input)");
+  app.add_option("--report-json", flags.report_json, "also write the report as JSON here");
+  app.add_option("--layers", flags.layers, "plan only the first N layers of the model");
+  app.add_option("--tokenizer", flags.tokenizer, "tokenizer.json or folder, to count text prompts exactly");
+  app.add_option("--cpu-dtype", flags.cpu_dtype, "CPU matmul type the run will use: auto, f32 or bf16")
+      ->capture_default_str();
+  AddPlanFlags(app, &flags.plan);
+  app.add_flag("--no-what-if", flags.no_what_if, "skip the +1 GiB / faster-link estimates");
+  log::AddLogFlags(app, &flags.log);
+  return {&app, [owned_flags](const std::vector<std::string>&) { return PlanJobFromFlags(*owned_flags); }};
 }
 
 }  // namespace ringmoe::cli

@@ -2,7 +2,9 @@
 // SSD reads) and write the hardware profile the planner uses, to the per-machine cache and optionally --out.
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "planner/hardware_profile.h"
@@ -13,32 +15,25 @@
 
 namespace ringmoe::cli {
 
-int ProbeCommand(int argc, char** argv) {
-  CLI::App app{"Measure this machine for the planner (under a minute); writes a hardware profile JSON."};
+namespace {
+
+struct ProbeFlags {
   std::string out, model, dir;
   int threads = 0;
   bool quick = false, no_cache = false;
-  log::LogFlags log_flags;
-  app.add_option("--out", out, "also write the profile here");
-  app.add_option("--model", model, "model folder: its filesystem is the one whose SSD reads are measured");
-  app.add_option("--dir", dir, "directory whose filesystem to measure for SSD reads (instead of --model)");
-  app.add_option("--threads", threads, "CPU threads to measure with (0 = all)")->capture_default_str();
-  app.add_flag("--quick", quick, "small buffers, rough figures (a few seconds)");
-  app.add_flag("--no-cache", no_cache, "do not write the per-machine cache");
-  log::AddLogFlags(app, &log_flags);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : 2;
-  }
-  if (absl::Status logging = log::ApplyLogFlags(log_flags); !logging.ok()) {
+  log::LogFlags log;
+};
+
+// Measures this machine as `flags` say, once CLI11 has filled them.
+int ProbeFromFlags(const ProbeFlags& flags) {
+  if (absl::Status logging = log::ApplyLogFlags(flags.log); !logging.ok()) {
     log::Error("ringmoe probe: {}", std::string(logging.message()));
     return absl::IsInvalidArgument(logging) ? 2 : 1;
   }
   planner::ProbeOptions options;
-  options.threads = threads;
-  options.quick = quick;
-  options.ssd_dir = !dir.empty() ? dir : model;
+  options.threads = flags.threads;
+  options.quick = flags.quick;
+  options.ssd_dir = !flags.dir.empty() ? flags.dir : flags.model;
   if (!options.ssd_dir.empty() && std::filesystem::is_regular_file(options.ssd_dir)) {
     options.ssd_dir = std::filesystem::path(options.ssd_dir).parent_path().string();
     if (options.ssd_dir.empty()) options.ssd_dir = ".";
@@ -55,8 +50,8 @@ int ProbeCommand(int argc, char** argv) {
     return 1;
   }
   std::vector<std::string> targets;
-  if (!no_cache) targets.push_back(planner::DefaultProfilePath());
-  if (!out.empty()) targets.push_back(out);
+  if (!flags.no_cache) targets.push_back(planner::DefaultProfilePath());
+  if (!flags.out.empty()) targets.push_back(flags.out);
   int status = 0;
   for (const std::string& target : targets) {
     if (absl::Status saved = planner::SaveProfile(*profile, target); !saved.ok()) {
@@ -68,6 +63,25 @@ int ProbeCommand(int argc, char** argv) {
   }
   if (targets.empty()) std::fputs(planner::ProfileToJson(*profile).c_str(), stdout);
   return status;
+}
+
+}  // namespace
+
+Subcommand AddProbeCommand(CLI::App& ringmoe) {
+  CLI::App& app = *ringmoe.add_subcommand(
+      "probe", "Measure this machine for the planner (under a minute); writes a hardware profile JSON.");
+  auto owned_flags = std::make_shared<ProbeFlags>();  // filled by the parse, read by the run below
+  ProbeFlags& flags = *owned_flags;
+  app.add_option("--out", flags.out, "also write the profile here");
+  app.add_option("--model", flags.model,
+                 "model folder: its filesystem is the one whose SSD reads are measured");
+  app.add_option("--dir", flags.dir,
+                 "directory whose filesystem to measure for SSD reads (instead of --model)");
+  app.add_option("--threads", flags.threads, "CPU threads to measure with (0 = all)")->capture_default_str();
+  app.add_flag("--quick", flags.quick, "small buffers, rough figures (a few seconds)");
+  app.add_flag("--no-cache", flags.no_cache, "do not write the per-machine cache");
+  log::AddLogFlags(app, &flags.log);
+  return {&app, [owned_flags](const std::vector<std::string>&) { return ProbeFromFlags(*owned_flags); }};
 }
 
 }  // namespace ringmoe::cli

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -48,7 +49,7 @@ struct RunFlags {
   log::LogFlags log;
   bool lenient = false;
   double stop_grace_seconds = 5;
-  std::vector<std::string> command_line;  // as typed after `ringmoe`, for the resume hint
+  std::vector<std::string> command_line;  // as typed after `ringmoe run`, for the resume hint
 };
 
 // `arguments` quoted for a POSIX shell where they need it.
@@ -72,11 +73,9 @@ std::string ShellQuoted(const std::vector<std::string>& arguments) {
 
 // The command that finishes an interrupted job: this one with --resume instead of --overwrite.
 std::string ResumeCommand(const RunFlags& flags) {
-  // command_line[0] is the program name main.cc passes ("ringmoe run"); the flags follow.
   std::vector<std::string> arguments = {"ringmoe", "run"};
   bool has_resume = false;
-  for (size_t i = 1; i < flags.command_line.size(); ++i) {
-    const std::string& argument = flags.command_line[i];
+  for (const std::string& argument : flags.command_line) {
     if (argument == "--overwrite") continue;
     has_resume = has_resume || argument == "--resume";
     arguments.push_back(argument);
@@ -330,8 +329,9 @@ int RunJob(RunFlags& flags) {
   }
   if (!results.ok()) {
     log::Error("ringmoe run: {}", std::string(results.status().message()));
-    log::Error("ringmoe run: the {} results written before the failure stay in {}; to finish the job, run:\n  {}",
-               output.appended_lines(), flags.output, ResumeCommand(flags));
+    log::Error(
+        "ringmoe run: the {} results written before the failure stay in {}; to finish the job, run:\n  {}",
+        output.appended_lines(), flags.output, ResumeCommand(flags));
     return 1;
   }
   if (!closed.ok()) return Fail(closed);
@@ -365,9 +365,11 @@ int RunJob(RunFlags& flags) {
 
 }  // namespace
 
-int RunCommand(int argc, char** argv) {
-  CLI::App app{"Run a batch job: OpenAI Batch API JSONL requests in, one result line per request out."};
-  RunFlags flags;
+Subcommand AddRunCommand(CLI::App& ringmoe) {
+  CLI::App& app = *ringmoe.add_subcommand(
+      "run", "Run a batch job: OpenAI Batch API JSONL requests in, one result line per request out.");
+  auto owned_flags = std::make_shared<RunFlags>();  // filled by the parse, read by the run below
+  RunFlags& flags = *owned_flags;
   app.add_option("--model", flags.model, "Hugging Face model folder (config.json, *.safetensors)")
       ->required();
   app.add_option("--input", flags.input, "requests, one JSON object per line")->required();
@@ -401,21 +403,19 @@ int RunCommand(int argc, char** argv) {
                  "on SIGINT/SIGTERM, seconds the running requests get to finish before they are cancelled")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 86400.0));
-  for (int i = 0; i < argc; ++i) flags.command_line.push_back(argv[i]);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : 2;  // help: 0; bad usage: 2, as every subcommand (commands.h)
-  }
-  if (absl::Status logging = log::ApplyLogFlags(flags.log); !logging.ok()) return Fail(logging);
-  // No exception may leave the command: one thrown by a library (allocation, a thread that cannot start)
-  // ends the job with a message, and the lines already written stay in the output.
-  try {
-    return RunJob(flags);
-  } catch (const std::exception& error) {
-    log::Error("ringmoe run: internal error: {}", error.what());
-    return 1;
-  }
+  return {&app, [owned_flags](const std::vector<std::string>& arguments) {
+            RunFlags& flags = *owned_flags;
+            flags.command_line = arguments;
+            if (absl::Status logging = log::ApplyLogFlags(flags.log); !logging.ok()) return Fail(logging);
+            // No exception may leave the command: one thrown by a library (allocation, a thread that cannot
+            // start) ends the job with a message, and the lines already written stay in the output.
+            try {
+              return RunJob(flags);
+            } catch (const std::exception& error) {
+              log::Error("ringmoe run: internal error: {}", error.what());
+              return 1;
+            }
+          }};
 }
 
 }  // namespace ringmoe::cli

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -62,51 +63,35 @@ std::string ChatLine(const Tokenizer& tokenizer, const chat::ChatTemplate& chat_
   return "";
 }
 
-}  // namespace
-
-int TokenizeCommand(int argc, char** argv) {
-  CLI::App app{
-      "Tokenize stdin: one JSON string per line in, one JSON array of ids per line out "
-      "(--decode: id arrays in, JSON strings out; --chat: chat request objects in, rendered text out)."};
+struct TokenizeFlags {
   std::string tokenizer_path;
   bool add_special_tokens = false;
   bool decode = false;
   bool skip_special_tokens = false;
-  app.add_option("--tokenizer", tokenizer_path, "tokenizer.json(.gz) or a model folder")->required();
-  app.add_flag("--add-special-tokens", add_special_tokens,
-               "add the post-processor's special tokens (e.g. BOS)");
-  app.add_flag("--decode", decode, "decode id arrays instead of encoding strings");
-  app.add_flag("--skip-special-tokens", skip_special_tokens, "with --decode: drop special tokens");
   bool chat_mode = false;
   bool chat_ids = false;
   std::string chat_template_file;
-  app.add_flag("--chat", chat_mode,
-               "render {\"messages\": [...], \"tools\": [...], \"add_generation_prompt\": true, ...} lines "
-               "through the model's chat template; writes the text as a JSON string");
-  app.add_option("--chat-template", chat_template_file,
-                 "with --chat: a Jinja template file to use instead of the tokenizer's");
-  app.add_flag("--ids", chat_ids, "with --chat: write the rendered text's token ids instead of the text");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error);
-  }
-  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::Load(tokenizer_path);
+};
+
+// Tokenizes stdin to stdout as `flags` say, once CLI11 has filled them.
+int TokenizeFromFlags(const TokenizeFlags& flags) {
+  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::Load(flags.tokenizer_path);
   if (!tokenizer.ok()) {
     std::fprintf(stderr, "ringmoe tokenize: %s\n", std::string(tokenizer.status().message()).c_str());
     return 1;
   }
-  if ((chat_ids || !chat_template_file.empty()) && !chat_mode) {
+  if ((flags.chat_ids || !flags.chat_template_file.empty()) && !flags.chat_mode) {
     std::fprintf(stderr, "ringmoe tokenize: --ids and --chat-template go with --chat\n");
     return 2;
   }
-  if (chat_mode && decode) {
+  if (flags.chat_mode && flags.decode) {
     std::fprintf(stderr, "ringmoe tokenize: --chat and --decode exclude each other\n");
     return 2;
   }
   std::optional<chat::ChatTemplate> chat_template;
-  if (chat_mode) {
-    absl::StatusOr<chat::ChatTemplate> loaded = chat::ChatTemplate::Load(tokenizer_path, chat_template_file);
+  if (flags.chat_mode) {
+    absl::StatusOr<chat::ChatTemplate> loaded =
+        chat::ChatTemplate::Load(flags.tokenizer_path, flags.chat_template_file);
     if (!loaded.ok()) {
       std::fprintf(stderr, "ringmoe tokenize: %s\n", std::string(loaded.status().message()).c_str());
       return 1;
@@ -120,9 +105,9 @@ int TokenizeCommand(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    const std::string error = chat_template ? ChatLine(*tokenizer, *chat_template, line, chat_ids, out)
-                              : decode      ? DecodeLine(*tokenizer, line, skip_special_tokens, out)
-                                            : EncodeLine(*tokenizer, line, add_special_tokens, out);
+    const std::string error = chat_template  ? ChatLine(*tokenizer, *chat_template, line, flags.chat_ids, out)
+                              : flags.decode ? DecodeLine(*tokenizer, line, flags.skip_special_tokens, out)
+                                             : EncodeLine(*tokenizer, line, flags.add_special_tokens, out);
     if (!error.empty()) {
       std::fprintf(stderr, "ringmoe tokenize: line %lld: %s\n", static_cast<long long>(line_number),
                    error.c_str());
@@ -134,6 +119,30 @@ int TokenizeCommand(int argc, char** argv) {
   }
   std::cout.flush();
   return failed ? 1 : 0;
+}
+
+}  // namespace
+
+Subcommand AddTokenizeCommand(CLI::App& ringmoe) {
+  CLI::App& app = *ringmoe.add_subcommand(
+      "tokenize",
+      "Tokenize stdin: one JSON string per line in, one JSON array of ids per line out "
+      "(--decode: id arrays in, JSON strings out; --chat: chat request objects in, rendered text out).");
+  auto owned_flags = std::make_shared<TokenizeFlags>();  // filled by the parse, read by the run below
+  TokenizeFlags& flags = *owned_flags;
+  app.add_option("--tokenizer", flags.tokenizer_path, "tokenizer.json(.gz) or a model folder")->required();
+  app.add_flag("--add-special-tokens", flags.add_special_tokens,
+               "add the post-processor's special tokens (e.g. BOS)");
+  app.add_flag("--decode", flags.decode, "decode id arrays instead of encoding strings");
+  app.add_flag("--skip-special-tokens", flags.skip_special_tokens, "with --decode: drop special tokens");
+  app.add_flag("--chat", flags.chat_mode,
+               "render {\"messages\": [...], \"tools\": [...], \"add_generation_prompt\": true, ...} lines "
+               "through the model's chat template; writes the text as a JSON string");
+  app.add_option("--chat-template", flags.chat_template_file,
+                 "with --chat: a Jinja template file to use instead of the tokenizer's");
+  app.add_flag("--ids", flags.chat_ids,
+               "with --chat: write the rendered text's token ids instead of the text");
+  return {&app, [owned_flags](const std::vector<std::string>&) { return TokenizeFromFlags(*owned_flags); }};
 }
 
 }  // namespace ringmoe::cli
