@@ -177,17 +177,20 @@ TEST_F(DurableOutputTest, KilledThreeTimesAndResumedEqualsAnUninterruptedRun) {
   SCOPED_TRACE("kill times seeded with " + std::to_string(seed) + "; uninterrupted run " +
                std::to_string(reference_seconds) + " s");
   std::mt19937 random(seed);
-  // Kills between a tenth and nine tenths of the uninterrupted run's time: on a machine whose start-up alone
-  // outlasts a fixed 1.5 s (the GPU box, where loading took most of an 8 s run), fixed delays all landed
-  // before the first result.
-  std::uniform_int_distribution<int> delay_ms(static_cast<int>(100 * reference_seconds),
-                                              static_cast<int>(900 * reference_seconds));
+  // Each kill waits for the run's first new result line (start-up alone can outlast a fixed delay: on the
+  // GPU box loading took most of an 8 s run), then lands a random 0 to 300 ms later, while most of the job
+  // is still to run.
+  std::uniform_int_distribution<int> delay_ms(0, 300);
   std::vector<std::string> job = Job(input, output);
   job.insert(job.end(), small_steps.begin(), small_steps.end());
   job.push_back("--resume");
   int kills_mid_job = 0;  // killed while running, with some but not all results written
   for (int kill = 0; kill < 3; ++kill) {
+    const size_t before = ReadText(output).size();
     const pid_t pid = Start(job);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (ReadText(output).size() <= before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     const int delay = delay_ms(random);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     ::kill(pid, SIGKILL);
