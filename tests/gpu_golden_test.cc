@@ -35,6 +35,11 @@ constexpr double kBf16LogprobTolerance = 2e-2;
 // there no logprob may be more than kBf16OutlierBound off.
 constexpr double kRouterNearTie = 0.05;
 constexpr double kBf16OutlierBound = 0.1;
+// The FP8 goldens' reference runs the dequantised weights in f32; the GPU runs them in bf16, and where a router
+// is near a tie the other expert's FP8-rounded weights move a logprob further: on an H100 (2026-12-07) one
+// position of qwen3_moe_fp8 (prompt 3, token 11, at a router near-tie) was 0.197 off in every placement; every
+// other compared logprob stayed within 2e-2.
+constexpr double kFp8OutlierBound = 0.25;
 
 struct Placement {
   const char* name;
@@ -200,8 +205,9 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
                                                   << " off where no router is near a tie";
         ++near_tie_outliers;
       }
-      EXPECT_LE(error, kBf16OutlierBound) << "prompt " << i << " token " << t << ": " << result.logprobs[t]
-                                          << " where the reference has " << logprobs[t];
+      const double outlier_bound = case_dir.rfind("golden_fp8/", 0) == 0 ? kFp8OutlierBound : kBf16OutlierBound;
+      EXPECT_LE(error, outlier_bound) << "prompt " << i << " token " << t << ": " << result.logprobs[t]
+                                      << " where the reference has " << logprobs[t];
       ++compared;
     }
   }
