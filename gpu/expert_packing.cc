@@ -21,8 +21,53 @@ PackedLayerIndex MakePackedLayerIndex(int num_experts, int hidden, int intermedi
   return index;
 }
 
+PackedLayerIndex MakeFp8PackedLayerIndex(int num_experts, int hidden, int intermediate, int block_rows,
+                                         int block_cols) {
+  PackedLayerIndex index;
+  index.num_experts = num_experts;
+  index.hidden = hidden;
+  index.intermediate = intermediate;
+  index.fp8_block_rows = block_rows;
+  index.fp8_block_cols = block_cols;
+  index.expert_stride_bytes = AlignUp(index.expert_bytes(), kPackAlignment);
+  return index;
+}
+
+int Fp8DequantScratchExperts(int num_experts, int hidden, int intermediate) {
+  constexpr int64_t kTargetBytes = int64_t{64} << 20;
+  const int64_t stride = MakePackedLayerIndex(1, hidden, intermediate).expert_stride_bytes;
+  const int64_t experts = stride > 0 ? kTargetBytes / stride : 1;
+  return static_cast<int>(std::clamp<int64_t>(experts, 1, std::max(num_experts, 1)));
+}
+
+absl::Status PackExpertFp8(const ExpertMatricesFp8& matrices, const PackedLayerIndex& index, int expert,
+                           void* layer) {
+  if (!index.fp8()) return absl::InvalidArgumentError("PackExpertFp8: the index is not in the FP8 layout");
+  if (expert < 0 || expert >= index.num_experts || layer == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("PackExpertFp8: expert ", expert, " of ", index.num_experts));
+  }
+  for (const Fp8MatrixView* m : {&matrices.gate, &matrices.up, &matrices.down}) {
+    if (m->weight == nullptr || m->scale_inv == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("PackExpertFp8: expert ", expert, " is missing a matrix"));
+    }
+  }
+  auto* out = static_cast<uint8_t*>(layer);
+  const auto matrix = static_cast<size_t>(index.matrix_bytes());
+  std::memset(out + index.gate_up_offset(expert), 0, static_cast<size_t>(index.expert_stride_bytes));
+  std::memcpy(out + index.gate_up_offset(expert), matrices.gate.weight, matrix);
+  std::memcpy(out + index.gate_up_offset(expert) + matrix, matrices.up.weight, matrix);
+  std::memcpy(out + index.down_offset(expert), matrices.down.weight, matrix);
+  const auto gate_scales = static_cast<size_t>(4 * index.gate_scale_count());
+  std::memcpy(out + index.gate_scales_offset(expert), matrices.gate.scale_inv, gate_scales);
+  std::memcpy(out + index.up_scales_offset(expert), matrices.up.scale_inv, gate_scales);
+  std::memcpy(out + index.down_scales_offset(expert), matrices.down.scale_inv,
+              static_cast<size_t>(4 * index.down_scale_count()));
+  return absl::OkStatus();
+}
+
 absl::Status PackLayerExperts(std::span<const ExpertMatricesBf16> experts, const PackedLayerIndex& index,
                               void* dst, int64_t dst_bytes) {
+  if (index.fp8()) return absl::InvalidArgumentError("PackLayerExperts: the index is in the FP8 layout");
   if (static_cast<int64_t>(experts.size()) != index.num_experts) {
     return absl::InvalidArgumentError(absl::StrCat("PackLayerExperts: ", experts.size(),
                                                    " experts given, the index has ", index.num_experts));

@@ -40,6 +40,16 @@ cudaError_t LaunchSwiGlu(const void* gate_up, bool gate_up_bf16, int rows, int i
 cudaError_t LaunchCombine(const void* expert_out, bool expert_out_bf16, int hidden, const int32_t* inverse,
                           const float* weights, int tokens, int top_k, float* out, cudaStream_t stream);
 
+// FP8-block experts (gpu/expert_packing.h's FP8 layout; offsets relative to an expert's start) dequantised
+// into bf16 experts of the bf16 layout: expert j from sources[j] (a device array of device addresses, each
+// 16-byte aligned) to dst + j * dst_stride_bytes; value = bf16(float(e4m3) * scale_inv of its block).
+struct Fp8ExpertLayout {
+  int hidden = 0, intermediate = 0, block_rows = 0, block_cols = 0;
+  int64_t gate_scales_offset = 0, up_scales_offset = 0, down_scales_offset = 0;
+};
+cudaError_t LaunchDequantizeFp8Experts(const uint8_t* const* sources, int experts, const Fp8ExpertLayout& layout,
+                                       uint16_t* dst, int64_t dst_stride_bytes, cudaStream_t stream);
+
 cudaError_t LaunchRmsNorm(const float* x, const float* weight, int rows, int width, float eps, float* out,
                           cudaStream_t stream);
 cudaError_t LaunchResidualAdd(float* x, const float* y, int64_t count, cudaStream_t stream);

@@ -26,8 +26,12 @@ std::span<const int32_t> MoeRunner::expert_counts() const {
 using internal::AsCuda;
 
 absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
-                                            GemmStrategy strategy) {
+                                            GemmStrategy strategy, int fp8_scratch_experts) {
   RINGMOE_RETURN_IF_ERROR(RequireGpu());
+  if (fp8_scratch_experts < 0 || fp8_scratch_experts > std::max(shape.num_experts, 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeRunner: FP8 scratch for ", fp8_scratch_experts,
+                                                   " experts of ", shape.num_experts));
+  }
   if (shape.hidden <= 0 || shape.intermediate <= 0 || shape.num_experts <= 0 || shape.top_k <= 0 ||
       shape.top_k > shape.num_experts || max_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("MoeRunner: hidden ", shape.hidden, ", intermediate ",
@@ -58,8 +62,15 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   RINGMOE_RETURN_IF_ERROR(allocate(runner.activated_, 2 * assignments * i, "SwiGLU output (bf16)"));
   RINGMOE_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
   RINGMOE_ASSIGN_OR_RETURN(runner.host_counts_, PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
-  if (strategy != GemmStrategy::kLoopGemmEx) {
-    const int64_t pointer_bytes = 6 * experts * static_cast<int64_t>(sizeof(void*));
+  if (fp8_scratch_experts > 0) {
+    runner.fp8_scratch_experts_ = fp8_scratch_experts;
+    runner.fp8_scratch_index_ = MakePackedLayerIndex(fp8_scratch_experts, shape.hidden, shape.intermediate);
+    RINGMOE_RETURN_IF_ERROR(allocate(runner.fp8_scratch_, runner.fp8_scratch_index_.total_bytes(),
+                                     "FP8 dequantisation scratch"));
+  }
+  if (strategy != GemmStrategy::kLoopGemmEx || fp8_scratch_experts > 0) {
+    // [A1 | B1 | C1 | A2 | B2 | C2 | FP8 sources], each `experts` long.
+    const int64_t pointer_bytes = 7 * experts * static_cast<int64_t>(sizeof(void*));
     RINGMOE_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
     RINGMOE_ASSIGN_OR_RETURN(runner.host_pointers_,
                              PinnedHostBuffer::Allocate(pointer_bytes, "grouped GEMM pointers"));
@@ -142,7 +153,9 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
     use_grouped = routed > 0 && assignments < kAutoGroupedMaxRows * routed;
   }
   bool grouped_done = false;  // The grouped path leaves bf16 outputs; the loop f32.
-  if (use_grouped) {
+  if (index.fp8()) {
+    RINGMOE_RETURN_IF_ERROR(RunGemmsFp8(blas, expert_bases, index, use_grouped, &grouped_done, stream));
+  } else if (use_grouped) {
     absl::Status grouped = RunGemmsGrouped(blas, expert_bases, index, stream);
     if (absl::IsUnimplemented(grouped)) {
       // cuBLAS rejected the call: use the loop from now on, and say why (fallback_reason()).
@@ -154,7 +167,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
     }
   }
   last_used_grouped_ = grouped_done;
-  if (!grouped_done) {
+  if (!grouped_done && !index.fp8()) {
     auto handle = static_cast<cublasHandle_t>(blas.handle());
     const float alpha = 1.0f, beta = 0.0f;
     const int32_t* counts = host_counts_.as<const int32_t>();
@@ -255,9 +268,140 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
   return absl::OkStatus();
 }
 
+absl::Status MoeRunner::RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
+                                    const PackedLayerIndex& index, bool use_grouped, bool* grouped_done,
+                                    const Stream& stream) {
+  if (fp8_scratch_experts_ <= 0) {
+    return absl::FailedPreconditionError(
+        "MoeRunner::RunExperts: the layer is in the FP8 block layout and this runner has no FP8 scratch");
+  }
+  const int h = shape_.hidden, i = shape_.intermediate;
+  const int experts = shape_.num_experts;
+  const int32_t* counts = host_counts_.as<const int32_t>();
+  std::vector<int> routed;
+  for (int e = 0; e < experts; ++e) {
+    if (counts[e] > 0) routed.push_back(e);
+  }
+  *grouped_done = false;
+  if (routed.empty()) return absl::OkStatus();
+  const int group = fp8_scratch_experts_;
+  const PackedLayerIndex& scratch = fp8_scratch_index_;
+  uint8_t* scratch_base = fp8_scratch_.as<uint8_t>();
+  // Group g's experts go to scratch slots 0, 1, ...: the pointers of every group are staged in one copy.
+  if (pointers_pending_) RINGMOE_RETURN_IF_ERROR(pointers_copied_.Synchronize());
+  auto** staged = host_pointers_.as<const void*>();
+  for (int g = 0; g < static_cast<int>(routed.size()); ++g) {
+    const int e = routed[g];
+    const int slot = g % group;
+    const int64_t first = host_offsets_[e];
+    staged[6 * experts + g] = expert_bases[e] + index.gate_up_offset(e);
+    staged[0 * experts + g] = scratch_base + scratch.gate_up_offset(slot);
+    staged[1 * experts + g] = sorted_x_.as<uint16_t>() + first * h;
+    staged[2 * experts + g] = gate_up_.as<uint16_t>() + first * 2 * i;
+    staged[3 * experts + g] = scratch_base + scratch.down_offset(slot);
+    staged[4 * experts + g] = activated_.as<uint16_t>() + first * i;
+    staged[5 * experts + g] = expert_out_.as<uint16_t>() + first * h;
+  }
+  RINGMOE_RETURN_IF_ERROR(CopyHostToDevice(device_pointers_.data(), host_pointers_.data(),
+                                           7 * experts * static_cast<int64_t>(sizeof(void*)), stream));
+  RINGMOE_RETURN_IF_ERROR(pointers_copied_.Record(stream));
+  pointers_pending_ = true;
+  auto** device = device_pointers_.as<void*>();
+  kernels::Fp8ExpertLayout layout;
+  layout.hidden = h;
+  layout.intermediate = i;
+  layout.block_rows = index.fp8_block_rows;
+  layout.block_cols = index.fp8_block_cols;
+  layout.gate_scales_offset = index.gate_scales_offset(0);
+  layout.up_scales_offset = index.up_scales_offset(0);
+  layout.down_scales_offset = index.down_scales_offset(0);
+  cudaStream_t cuda_stream = AsCuda(stream);
+  auto handle = static_cast<cublasHandle_t>(blas.handle());
+  auto check = [](cublasStatus_t status, const char* what) -> absl::Status {
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
+      return absl::UnimplementedError(absl::StrCat(what, ": ", internal::CublasStatusName(status)));
+    }
+    return internal::CublasStatus(status, what);
+  };
+  const float alpha = 1.0f, beta = 0.0f;
+  for (int start = 0; start < static_cast<int>(routed.size()); start += group) {
+    const int n = std::min<int>(group, static_cast<int>(routed.size()) - start);
+    RINGMOE_CUDA_RETURN_IF_ERROR(
+        kernels::LaunchDequantizeFp8Experts(reinterpret_cast<const uint8_t* const*>(device + 6 * experts + start),
+                                            n, layout, reinterpret_cast<uint16_t*>(scratch_base),
+                                            scratch.expert_stride_bytes, cuda_stream),
+        "FP8 dequantisation kernel");
+    const int64_t row_begin = host_offsets_[routed[start]];
+    const int64_t row_end = host_offsets_[routed[start + n - 1] + 1];
+    const int rows_in_group = static_cast<int>(row_end - row_begin);
+    if (use_grouped) {
+      std::vector<int> rows;
+      for (int g = start; g < start + n; ++g) rows.push_back(counts[routed[g]]);
+      std::vector<cublasOperation_t> trans_a(n, CUBLAS_OP_T), trans_b(n, CUBLAS_OP_N);
+      std::vector<float> alphas(n, 1.0f), betas(n, 0.0f);
+      std::vector<int> two_i(n, 2 * i), hidden(n, h), inter(n, i), group_size(n, 1);
+      absl::Status gate_up = check(
+          cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), two_i.data(), rows.data(),
+                                     hidden.data(), alphas.data(), device + 0 * experts + start, CUDA_R_16BF,
+                                     hidden.data(), device + 1 * experts + start, CUDA_R_16BF, hidden.data(),
+                                     betas.data(), device + 2 * experts + start, CUDA_R_16BF, two_i.data(), n,
+                                     group_size.data(), CUBLAS_COMPUTE_32F),
+          "cublasGemmGroupedBatchedEx (FP8 layer, gate/up)");
+      if (absl::IsUnimplemented(gate_up) && start == 0) {
+        // cuBLAS rejected the call before anything was written: the loop from now on (fallback_reason()).
+        fallback_reason_ = std::string(gate_up.message());
+        strategy_ = GemmStrategy::kLoopGemmEx;
+        use_grouped = false;
+      } else {
+        RINGMOE_RETURN_IF_ERROR(gate_up);
+        RINGMOE_CUDA_RETURN_IF_ERROR(
+            kernels::LaunchSwiGlu(gate_up_.as<uint16_t>() + row_begin * 2 * i, true, rows_in_group, i,
+                                  activated_.as<uint16_t>() + row_begin * i, cuda_stream),
+            "SwiGLU kernel");
+        RINGMOE_RETURN_IF_ERROR(check(
+            cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(),
+                                       inter.data(), alphas.data(), device + 3 * experts + start, CUDA_R_16BF,
+                                       inter.data(), device + 4 * experts + start, CUDA_R_16BF, inter.data(),
+                                       betas.data(), device + 5 * experts + start, CUDA_R_16BF, hidden.data(),
+                                       n, group_size.data(), CUBLAS_COMPUTE_32F),
+            "cublasGemmGroupedBatchedEx (FP8 layer, down)"));
+        continue;
+      }
+    }
+    for (int g = start; g < start + n; ++g) {
+      const int e = routed[g];
+      const int64_t first = host_offsets_[e];
+      RINGMOE_CUBLAS_RETURN_IF_ERROR(
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2 * i, counts[e], h, &alpha,
+                       scratch_base + scratch.gate_up_offset(g - start), CUDA_R_16BF, h,
+                       sorted_x_.as<uint16_t>() + first * h, CUDA_R_16BF, h, &beta,
+                       gate_up_.as<float>() + first * 2 * i, CUDA_R_32F, 2 * i, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+          absl::StrCat("cublasGemmEx (FP8 expert ", e, " gate/up, ", counts[e], " rows)"));
+    }
+    RINGMOE_CUDA_RETURN_IF_ERROR(
+        kernels::LaunchSwiGlu(gate_up_.as<float>() + row_begin * 2 * i, false, rows_in_group, i,
+                              activated_.as<uint16_t>() + row_begin * i, cuda_stream),
+        "SwiGLU kernel");
+    for (int g = start; g < start + n; ++g) {
+      const int e = routed[g];
+      const int64_t first = host_offsets_[e];
+      RINGMOE_CUBLAS_RETURN_IF_ERROR(
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, h, counts[e], i, &alpha,
+                       scratch_base + scratch.down_offset(g - start), CUDA_R_16BF, i,
+                       activated_.as<uint16_t>() + first * i, CUDA_R_16BF, i, &beta,
+                       expert_out_.as<float>() + first * h, CUDA_R_32F, h, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+          absl::StrCat("cublasGemmEx (FP8 expert ", e, " down, ", counts[e], " rows)"));
+    }
+  }
+  *grouped_done = use_grouped;
+  return absl::OkStatus();
+}
+
 #else  // !RINGMOE_HAVE_CUDA
 
-absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena&, const MoeShape&, int, GemmStrategy) {
+absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena&, const MoeShape&, int, GemmStrategy, int) {
   return NotBuiltWithCuda();
 }
 absl::Status MoeRunner::SortByExpert(const int32_t*, int, const Stream&) { return NotBuiltWithCuda(); }

@@ -6,6 +6,10 @@
 //   2. RunExperts: gather the rows in expert order, one fused gate/up GEMM per expert (bf16 in, f32 out) into
 //      [rows, 2I], SwiGLU to bf16, the down GEMM per expert, then out[t] += sum_j w[t, j] * y[slot(t, j)] in
 //      token order. Weights are a packed layer (gpu/expert_packing.h) in device memory, e.g. a ring slot.
+//      A layer in the FP8 block layout is dequantised to bf16 a few routed experts at a time into the
+//      runner's scratch (Fp8DequantScratchExperts of them), each group's GEMMs and SwiGLU running on its
+//      rows before the next group is dequantised: the same bf16 values, products and rounding as the CPU
+//      twin's load-time dequantisation.
 #pragma once
 
 #include <cstdint>
@@ -43,9 +47,11 @@ enum class GemmStrategy { kLoopGemmEx, kGroupedBatched, kAuto };
 class MoeRunner {
  public:
   // Allocates scratch for up to max_tokens tokens from `arena` (about max_tokens * top_k * (10 H + 10 I)
-  // bytes).
+  // bytes). fp8_scratch_experts > 0: also room to dequantise that many experts at once, so that RunExperts
+  // takes layers in the FP8 block layout (else they are refused).
   static absl::StatusOr<MoeRunner> Create(DeviceArena& arena, const MoeShape& shape, int max_tokens,
-                                          GemmStrategy strategy = GemmStrategy::kLoopGemmEx);
+                                          GemmStrategy strategy = GemmStrategy::kLoopGemmEx,
+                                          int fp8_scratch_experts = 0);
   // kAuto uses the grouped call below this many rows per routed expert (mean), the loop from there on.
   static constexpr int kAutoGroupedMaxRows = 160;
 
@@ -93,6 +99,11 @@ class MoeRunner {
   MoeRunner() = default;
   absl::Status RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
                                const PackedLayerIndex& index, const Stream& stream);
+  // The GEMMs and SwiGLU of an FP8 layer, group by group of dequantised experts; leaves expert_out_ as the
+  // bf16 path does (bf16 when *grouped_done, else f32).
+  absl::Status RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
+                           const PackedLayerIndex& index, bool use_grouped, bool* grouped_done,
+                           const Stream& stream);
 
   MoeShape shape_;
   int max_tokens_ = 0;
@@ -103,7 +114,10 @@ class MoeRunner {
 
   DeviceBuffer counts_, offsets_, permutation_, inverse_, sort_scratch_;
   DeviceBuffer sorted_x_, gate_up_, activated_, expert_out_;
-  DeviceBuffer device_pointers_;  // Grouped GEMM: A, B, C pointer arrays of both projections.
+  DeviceBuffer device_pointers_;  // Grouped GEMM: A, B, C pointer arrays of both projections; FP8: sources.
+  int fp8_scratch_experts_ = 0;
+  DeviceBuffer fp8_scratch_;      // bf16 experts dequantised from an FP8 layer
+  PackedLayerIndex fp8_scratch_index_;
   PinnedHostBuffer host_counts_;  // [E + 1]: the sort's counts, read back.
   PinnedHostBuffer host_pointers_;
   Event counts_ready_;

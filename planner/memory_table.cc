@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "gpu/expert_packing.h"
+#include "planner/model_costs.h"
 
 namespace ringmoe::planner {
 namespace {
@@ -103,21 +104,40 @@ std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, i
           {pinned, "staging: device KV tables", tables}};
 }
 
-std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens) {
+gpu::PackedLayerIndex RoutedExpertLayerIndex(const ModelSpec& spec, io::DType held_expert_dtype) {
+  if (held_expert_dtype != io::DType::kF8E4M3) {
+    return gpu::MakePackedLayerIndex(spec.num_experts, spec.hidden_size, spec.moe_intermediate_size);
+  }
+  const bool checkpoint_blocks = spec.quantization.method == WeightQuantization::kFp8Block;
+  return gpu::MakeFp8PackedLayerIndex(spec.num_experts, spec.hidden_size, spec.moe_intermediate_size,
+                                      checkpoint_blocks ? spec.quantization.block_rows : 128,
+                                      checkpoint_blocks ? spec.quantization.block_cols : 128);
+}
+
+std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens, io::DType held_expert_dtype) {
   std::vector<MemoryItem> items;
+  const bool fp8 = held_expert_dtype == io::DType::kF8E4M3;
   // gpu/moe_ops.cc's MoeRunner::Create, one runner per shape.
   auto runner = [&](const char* name, int64_t experts, int64_t top_k, int64_t intermediate, bool grouped) {
+    // Grouped GEMM pointer arrays: six per expert, a seventh with FP8 dequantisation (routed experts only).
+    const int64_t pointers = grouped ? (fp8 ? 7 : 6) * experts * 8 : 0;
     const int64_t a = int64_t{max_tokens} * top_k, h = spec.hidden_size;
     const int64_t device = Charged(4 * (experts + 1)) * 2 + Charged(4 * a) * 2 +
                            // CUB's radix sort: keys and values (2 x 4a) plus its own temporary storage,
                            // about 4a and a little more at these sizes.
                            Charged(2 * 4 * a + 4 * a + (int64_t{64} << 10)) + Charged(2 * a * h) +
                            Charged(4 * a * 2 * intermediate) + Charged(2 * a * intermediate) +
-                           Charged(4 * a * h) + (grouped ? Charged(6 * experts * 8) : 0);
+                           Charged(4 * a * h) + (grouped ? Charged(pointers) : 0);
     items.push_back({MemoryTier::kGpu, std::string("MoE runner: ") + name, device});
     items.push_back({MemoryTier::kPinned, std::string("MoE runner: ") + name,
-                     4 * (experts + 1) + (grouped ? 6 * experts * 8 : 0)});
+                     4 * (experts + 1) + (grouped ? pointers : 0)});
   };
+  if (fp8 && spec.num_experts > 0) {
+    const int scratch = gpu::Fp8DequantScratchExperts(spec.num_experts, spec.hidden_size,
+                                                      spec.moe_intermediate_size);
+    items.push_back({MemoryTier::kGpu, "MoE runner: FP8 dequantisation scratch",
+                     Charged(scratch * PackedExpertStride(spec.hidden_size, spec.moe_intermediate_size))});
+  }
   // The engine makes the routed-expert runner whatever the layers (runtime/engine/gpu_step_ops.cc).
   runner("routed experts", spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size, true);
   if (spec.intermediate_size > 0 && spec.num_moe_layers() < spec.num_layers) {
@@ -186,12 +206,14 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
     return table;
   }
   for (MemoryItem& item : DenseWeightItems(spec)) table.items.push_back(std::move(item));
-  const int64_t layer_bytes = int64_t{spec.num_experts} * PackedExpertStride(h, spec.moe_intermediate_size);
+  const io::DType held = HeldExpertDType(plan.expert_dtype);
+  const gpu::PackedLayerIndex expert_index = RoutedExpertLayerIndex(spec, held);
+  const int64_t layer_bytes = expert_index.total_bytes();
   const int resident = plan.resident_moe_layers(), streamed = plan.streamed_moe_layers();
   table.items.push_back({MemoryTier::kGpu, "resident experts", Charged(layer_bytes) * resident});
   if (streamed > 0) {
-    const int64_t slot = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts *
-                         PackedExpertStride(h, spec.moe_intermediate_size);
+    const int64_t slot =
+        (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts * expert_index.expert_stride_bytes;
     table.items.push_back({MemoryTier::kGpu, "ring slots", Charged(slot) * plan.ring_sections});
     const int ssd = plan.ssd_moe_layers();
     table.items.push_back({MemoryTier::kPinned, "streamed experts", layer_bytes * (streamed - ssd)});
@@ -212,7 +234,7 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
     if (item.tier == MemoryTier::kGpu) item.bytes = Charged(item.bytes);
     if (item.bytes > 0) table.items.push_back(std::move(item));
   }
-  for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens()))
+  for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens(), held))
     table.items.push_back(std::move(item));
   table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
   return table;

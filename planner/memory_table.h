@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gpu/blas.h"
+#include "gpu/expert_packing.h"
 #include "gpu/device_arena.h"
 #include "io/model_spec.h"
 #include "planner/execution_plan.h"
@@ -45,6 +46,10 @@ inline constexpr int64_t kCublasWorkspaceBytes = gpu::BlasHandle::kDefaultWorksp
 
 // One packed routed expert's bytes, padded as gpu/expert_packing.h lays experts out (gpu::kPackAlignment).
 int64_t PackedExpertStride(int hidden, int intermediate);
+// The packed layout of a layer of `spec`'s routed experts held in `held_expert_dtype` (HeldExpertDType):
+// bf16, or FP8 blocks (the checkpoint's block size for an FP8 checkpoint, else 128 x 128). The engine packs
+// exactly this; ring slots and resident layers are priced from it.
+gpu::PackedLayerIndex RoutedExpertLayerIndex(const ModelSpec& spec, io::DType held_expert_dtype);
 
 // The SSD tier reads ring sections (parts of layers' routed experts) from the checkpoint's files into pinned
 // staging buffers, one section a buffer. Each of the ring's slots may hold a section whose copy out of its
@@ -68,7 +73,9 @@ std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, i
                                         int device_kv_blocks, int64_t device_kv_bytes);
 // The workspaces of the step's gpu::MoeRunners (routed experts; dense MLPs and shared experts as single
 // experts), as gpu/moe_ops.cc sizes them; CUB's sort scratch is estimated (its size is known only on a GPU).
-std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens);
+// held_expert_dtype F8_E4M3 adds the routed-expert runner's dequantisation scratch.
+std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens,
+                                       io::DType held_expert_dtype = io::DType::kBF16);
 // Every weight the GPU path keeps on the GPU whatever the plan: attention (bf16 matrices, f32 biases and
 // norms), routers (f32), shared experts and dense MLPs (packed), lm_head and the final norm.
 std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec);

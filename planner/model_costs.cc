@@ -63,7 +63,7 @@ double ModelCosts::dense_flops_per_token() const {
   return flops;
 }
 
-GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec) {
+GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec, io::DType held_expert_dtype) {
   // The memory table's step buffers and MoE runner workspaces (what the engine allocates) are linear in the
   // step's tokens: fixed = their size at 0 tokens, per_token = the growth per token. Up to four micro-batches'
   // offsets, every allocation's arena rounding, cuBLAS's workspace, and 8 MiB for CUB's sort scratch, whose
@@ -73,7 +73,7 @@ GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec) {
     for (const MemoryItem& item : StepBufferItems(spec, tokens, 4, 0, 0)) {
       if (item.tier == MemoryTier::kGpu) bytes += item.bytes + kArenaGranularity;
     }
-    for (const MemoryItem& item : MoeRunnerItems(spec, tokens)) {
+    for (const MemoryItem& item : MoeRunnerItems(spec, tokens, held_expert_dtype)) {
       if (item.tier == MemoryTier::kGpu) bytes += item.bytes;
     }
     return bytes;
@@ -98,8 +98,7 @@ void PriceKvCache(const ModelSpec& spec, io::DType kv_dtype, ModelCosts* costs) 
 }
 
 io::DType HeldExpertDType(io::DType expert_dtype) {
-  (void)expert_dtype;
-  return io::DType::kBF16;
+  return expert_dtype == io::DType::kF8E4M3 ? io::DType::kF8E4M3 : io::DType::kBF16;
 }
 
 ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int weight_bytes_per_param,
@@ -168,7 +167,7 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
                 3LL * spec.shared_expert_intermediate_size;
   }
   int64_t dense_width = 3LL * spec.intermediate_size;
-  const GpuWorkspace workspace = GpuWorkspaceBytes(spec);
+  const GpuWorkspace workspace = GpuWorkspaceBytes(spec, costs.held_expert_dtype);
   costs.gpu_workspace_fixed_bytes = workspace.fixed_bytes;
   costs.gpu_workspace_bytes_per_token = workspace.bytes_per_token;
   costs.activation_bytes_per_token = 4 * h + 2 * h + 2 * (2LL * spec.q_width() + 2 * spec.kv_width()) +

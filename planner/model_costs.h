@@ -84,14 +84,16 @@ struct GpuWorkspace {
   int64_t fixed_bytes = 0;
   int64_t bytes_per_token = 0;
 };
-GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec);
+// held_expert_dtype F8_E4M3 adds the routed-expert runner's FP8 dequantisation scratch.
+GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec, io::DType held_expert_dtype = io::DType::kBF16);
 
 // Bytes of one routed expert (gate, up, down) stored in `dtype`: F8_E4M3 is a byte per parameter plus an f32
 // scale per 128x128 block of each matrix (the published block-FP8 layout); other types their element size.
 int64_t ExpertBytes(const ModelSpec& spec, io::DType dtype);
-// The type the engine holds and streams routed experts in, for experts whose values are `expert_dtype`:
-// F8_E4M3 experts are dequantised at load (to bf16 on the GPU) until the GPU's FP8 expert GEMM exists, so
-// for now this is BF16 either way. The one place to change when the engine streams FP8.
+// The type the GPU engine holds and streams routed experts in, for experts whose values are `expert_dtype`:
+// F8_E4M3 experts stay FP8 blocks in pinned memory, over PCIe and in ring slots and resident layers, and
+// are dequantised on the GPU beside their GEMMs (gpu/moe_ops.h); anything else is held as bf16. (The CPU
+// engine dequantises FP8 at load.)
 io::DType HeldExpertDType(io::DType expert_dtype);
 
 // Prices the KV cache in `kv_dtype` (the plan's --kv-dtype): kv_bytes_per_token over the costed layers from

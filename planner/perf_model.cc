@@ -306,6 +306,13 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
           absl::StrCat("the weights exceed the CPU budget by ", Gib(streamed - host_room),
                        " and the hardware profile has no SSD reading (", profile_.ssd_absent_reason, ")"));
     }
+    if (costs_.held_expert_dtype == io::DType::kF8E4M3) {
+      // The SSD tier reads the checkpoint's tensors in place of the ring's bf16 layout; FP8 sections need a
+      // section file of their own first.
+      return absl::UnimplementedError(absl::StrCat(
+          "the FP8 experts exceed the CPU budget by ", Gib(streamed - host_room),
+          " and the SSD tier does not read FP8 experts yet: raise --cpu-mem or use --expert-dtype bf16"));
+    }
     const int64_t streamed_layers = moe_layers - memory.gpu_resident_moe_layers;
     const int64_t other_pinned = streamed - streamed_layers * moe_layer_bytes;
     memory.ssd_staging_bytes =
@@ -468,6 +475,8 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
         double touched = ExpectedTouchedExperts(micro_tokens, layer.num_experts, layer.top_k);
         double per_expert = micro_tokens * layer.top_k / touched;
         micro_gemm += micro_tokens * layer.top_k * layer.expert_flops / GpuGemmFlops(per_expert);
+        if (costs_.held_expert_dtype == io::DType::kF8E4M3)  // expert_flops / 2 weights an expert
+          micro_gemm += touched * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
       }
     }
     double micro_logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens) / micro_batches;

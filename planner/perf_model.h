@@ -190,6 +190,10 @@ double InterpolateRate(const std::vector<RatePoint>& curve, double tokens, bool 
 // kernels already queued; the shipped tiny model's CPU steps take about 0.5 ms on a 2-core machine.
 inline constexpr double kGpuLayerOverheadSeconds = 1.0e-3;
 inline constexpr double kStepOverheadSeconds = 1e-3;
+// FP8 experts (HeldExpertDType): the GPU reads each routed expert's e4m3 bytes and writes its bf16 copy (3
+// bytes a weight) once per micro-batch and layer, at this rate: a plain element-wise kernel's share of HBM
+// (H100 3.35 TB/s, H200 4.8 TB/s), an engine constant until the probe measures it.
+inline constexpr double kGpuFp8DequantBytesPerSecond = 1.5e12;
 // How the engine's own loop falls short of the probe's isolated readings (planner/DESIGN.md, "Engine
 // efficiencies"), read off the H200 runs of 2026-12-02 (bench/results/h200-2026-12-02-session3):
 // - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed lengths

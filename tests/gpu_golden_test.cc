@@ -81,6 +81,8 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
         plan.expert_tiers, placement.ssd_layers < 0 ? spec->num_layers : placement.ssd_layers);
   }
   plan.micro_batches = placement.micro_batches;
+  // An FP8 checkpoint's experts stay FP8 on the GPU, as `ringmoe run` plans them (runtime/frontend/job_plan.cc).
+  if (spec->quantization.method == WeightQuantization::kFp8Block) plan.expert_dtype = io::DType::kF8E4M3;
   if (placement.layer_parts > 0) {
     plan.layer_parts = placement.layer_parts;
     plan.ring_sections = std::max(plan.ring_sections, plan.layer_parts + 1);
@@ -244,12 +246,13 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-// Block-FP8 checkpoints (tests/golden/make_fp8_goldens.py): the engine dequantises them to bf16 at load for
-// now, so the same bf16 rule holds against transformers' dequantised f32 reference.
+// Block-FP8 checkpoints (tests/golden/make_fp8_goldens.py): the routed experts stream and sit in the ring (or
+// stay resident) as FP8 blocks, dequantised to bf16 on the GPU beside their GEMMs; the same bf16 rule holds
+// against transformers' dequantised f32 reference.
 INSTANTIATE_TEST_SUITE_P(Fp8Models, GpuGoldenTest,
                          testing::Combine(testing::Values("golden_fp8/qwen3_moe_fp8",
                                                           "golden_fp8/mixtral_fp8"),
-                                          testing::Values(kResident, kStreamed, kCpuPrefill)),
+                                          testing::Values(kResident, kStreamed, kCpuPrefill, kRoutedCopies)),
                          [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
                            std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

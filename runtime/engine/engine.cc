@@ -21,6 +21,7 @@
 #include "io/checkpoint.h"
 #include "io/model_spec.h"
 #include "planner/memory_table.h"
+#include "planner/model_costs.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/engine/compute_type.h"
 #include "runtime/engine/forward.h"
@@ -109,8 +110,11 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   // The CPU path's KV cache has its compute type (the frontend plans it so); a default plan learns it here.
   // An fp8 cache (--kv-dtype fp8) stays fp8.
   if (!use_gpu && plan.kv.dtype != io::DType::kF8E4M3) impl->options.plan.kv.dtype = compute;
-  absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
-      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute, plan.expert_dtype);
+  // The GPU holds FP8 experts as FP8 blocks, packed from the checkpoint's tensors (GpuModel).
+  const io::DType held_expert_dtype = use_gpu ? planner::HeldExpertDType(plan.expert_dtype) : compute;
+  const bool gpu_packs_experts = use_gpu && held_expert_dtype == io::DType::kF8E4M3;
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = ModelWeights::Load(
+      impl->spec, std::move(*checkpoint), compute, plan.expert_dtype, /*hold_routed_experts=*/!gpu_packs_experts);
   if (!weights.ok()) return weights.status();
   impl->weights = std::move(*weights);
 
@@ -164,6 +168,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.ring_slots = plan.ring_sections;
     placement.prefill_attention_on_gpu = plan.prefill_attention_on_gpu;
     placement.routed_expert_copies = plan.routed_expert_copies;
+    placement.expert_dtype = held_expert_dtype;
     if (plan.ssd_moe_layers() > 0) {
       const ModelSpec& spec = impl->spec;
       const int64_t experts = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts;

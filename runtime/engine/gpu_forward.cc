@@ -53,9 +53,9 @@ struct GpuForward::State {
   std::unique_ptr<GpuFeeder> feeder;
 };
 
-int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens) {
+int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, io::DType expert_dtype) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
-  const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec);
+  const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec, expert_dtype);
   return workspace.fixed_bytes + int64_t{max_step_tokens} * workspace.bytes_per_token;
 }
 
@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   auto state = std::make_unique<State>(weights, kv_cache, workers);
   state->placement = placement;
   state->placement.micro_batches = std::max(1, placement.micro_batches);
-  state->placement.workspace_bytes = WorkspaceBytes(weights.spec(), max_step_tokens);
+  state->placement.workspace_bytes = WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype);
   if (kv_cache.device_blocks() > 0 && kv_cache.dtype() != io::DType::kBF16) {
     return absl::InvalidArgumentError("the GPU's share of the KV cache is bf16 only");
   }

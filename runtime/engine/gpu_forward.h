@@ -40,7 +40,8 @@ class GpuForward final : public ForwardPass {
   ForwardStats stats() const override;
 
   // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves).
-  static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens);
+  static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens,
+                                io::DType expert_dtype = io::DType::kBF16);
 
  private:
   struct State;

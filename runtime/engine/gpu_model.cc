@@ -1,10 +1,14 @@
 #include "runtime/engine/gpu_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <thread>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "cpu/fp8_blocks.h"
 #include "gpu/device.h"
 #include "planner/memory_table.h"
 
@@ -21,6 +25,81 @@ std::vector<gpu::ExpertMatricesBf16> ExpertViews(std::span<const cpu::ExpertWeig
     views.push_back({Bf16(expert.gate), Bf16(expert.up), Bf16(expert.down)});
   }
   return views;
+}
+
+// Converts `view` (F32, BF16, F16 or F8 bytes of `count` values) to f32; the first error sticks in *status.
+void ToF32(const io::TensorView& view, int64_t count, float* out, absl::Status* status) {
+  absl::Status converted = io::ConvertToF32(view.dtype(), view.data(), out, static_cast<size_t>(count));
+  if (!converted.ok() && status->ok()) *status = converted;
+}
+
+// One routed expert's matrices as FP8 blocks in `index`'s block size: an FP8 checkpoint's e4m3 bytes and
+// scales as stored (scales as f32), or a float checkpoint's values quantised here (--expert-dtype fp8, the
+// same quantiser and values as the CPU path's load-time round trip).
+absl::Status PackFp8Expert(const LayerWeights::ExpertTensors& tensors, const gpu::PackedLayerIndex& index,
+                           int expert, void* layer) {
+  struct Owned {
+    std::vector<uint8_t> weight;
+    std::vector<float> scales;
+  };
+  Owned owned[3];
+  gpu::Fp8MatrixView views[3];
+  const std::pair<const io::TensorView*, const std::optional<io::TensorView>*> matrices[3] = {
+      {&tensors.gate, &tensors.gate_scale}, {&tensors.up, &tensors.up_scale}, {&tensors.down, &tensors.down_scale}};
+  absl::Status status;
+  for (int m = 0; m < 3; ++m) {
+    const io::TensorView& view = *matrices[m].first;
+    const cpu::Fp8BlockShape shape{view.shape()[0], view.shape()[1], index.fp8_block_rows, index.fp8_block_cols};
+    if (view.dtype() == io::DType::kF8E5M2) {
+      return absl::UnimplementedError(absl::StrCat("tensor '", view.name(), "' (in ", view.file(),
+                                                   ") is F8_E5M2; the GPU streams F8_E4M3 experts only"));
+    }
+    owned[m].scales.resize(static_cast<size_t>(shape.num_scales()));
+    if (view.dtype() == io::DType::kF8E4M3) {
+      const std::optional<io::TensorView>& scale = *matrices[m].second;
+      if (!scale.has_value() || scale->numel() != shape.num_scales()) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", view.name(), "' (in ", view.file(),
+                                                       ") has no block scales of ", shape.scale_rows(), " x ",
+                                                       shape.scale_cols()));
+      }
+      ToF32(*scale, shape.num_scales(), owned[m].scales.data(), &status);
+      views[m] = {static_cast<const uint8_t*>(view.data()), owned[m].scales.data()};
+    } else {
+      std::vector<float> values(static_cast<size_t>(shape.rows * shape.cols));
+      ToF32(view, shape.rows * shape.cols, values.data(), &status);
+      owned[m].weight.resize(values.size());
+      cpu::QuantizeFp8Blocks(shape, values.data(), owned[m].weight.data(), owned[m].scales.data());
+      views[m] = {owned[m].weight.data(), owned[m].scales.data()};
+    }
+  }
+  if (!status.ok()) return status;
+  return gpu::PackExpertFp8({views[0], views[1], views[2]}, index, expert, layer);
+}
+
+// A layer's routed experts packed as FP8 blocks into `layer`, the experts spread over the host's cores
+// (quantising a float checkpoint is the slow part of loading).
+absl::Status PackFp8Layer(const LayerWeights& weights, const gpu::PackedLayerIndex& index, void* layer) {
+  const int experts = index.num_experts;
+  if (static_cast<int>(weights.expert_tensors.size()) != experts) {
+    return absl::InternalError("PackFp8Layer: the layer's expert tensors were not loaded");
+  }
+  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, std::min(experts, 32));
+  std::vector<absl::Status> statuses(threads);
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int e = next++; e < experts; e = next++) {
+        absl::Status packed = PackFp8Expert(weights.expert_tensors[e], index, e, layer);
+        if (!packed.ok() && statuses[t].ok()) statuses[t] = packed;
+      }
+    });
+  }
+  for (std::thread& thread : pool) thread.join();
+  for (const absl::Status& status : statuses) {
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 // The SSD tier's sections: per kSsd layer, its parts' tensors as the checkpoint stores them, each placed
@@ -41,6 +120,10 @@ absl::StatusOr<SsdSections> PlanSsdSections(const ModelWeights& weights, const G
   const uint64_t matrix_bytes = uint64_t{2} * index.intermediate * index.hidden;
   for (int i = 0; i < spec.num_layers; ++i) {
     if (placement.expert_tiers[i] != planner::ExpertTier::kSsd) continue;
+    if (index.fp8()) {
+      return absl::UnimplementedError(
+          "the plan puts FP8 experts on the SSD tier, which reads bf16 sections only for now");
+    }
     const LayerWeights& w = weights.layer(i);
     for (int part = 0, first = 0; part < parts; ++part) {
       const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
@@ -118,7 +201,7 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   }
   model->arena_ = std::make_unique<gpu::DeviceArena>(gpu_cap_bytes);
   const int hidden = spec.hidden_size;
-  model->expert_index_ = gpu::MakePackedLayerIndex(spec.num_experts, hidden, spec.moe_intermediate_size);
+  model->expert_index_ = planner::RoutedExpertLayerIndex(spec, placement.expert_dtype);
   if (spec.intermediate_size > 0)
     model->dense_index_ = gpu::MakePackedLayerIndex(1, hidden, spec.intermediate_size);
   if (spec.shared_expert_intermediate_size > 0) {
@@ -227,10 +310,14 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     if (!status.ok()) return status;
 
     const std::vector<gpu::ExpertMatricesBf16> experts = ExpertViews(w.experts);
+    const gpu::PackedLayerIndex& index = model->expert_index_;
+    auto pack = [&](void* dst) {
+      return index.fp8() ? PackFp8Layer(w, index, dst) : gpu::PackLayerExperts(experts, index, dst, layer_bytes);
+    };
     // The plan spreads resident layers evenly among the streamed ones (planner::SpreadResidentLayers).
     if (placement.expert_tiers[i] == planner::ExpertTier::kGpu) {
       std::vector<uint16_t>& layer = model->staging_.emplace_back(layer_bytes / 2);
-      status = gpu::PackLayerExperts(experts, model->expert_index_, layer.data(), layer_bytes);
+      status = pack(layer.data());
       if (status.ok()) status = upload(layer.data(), layer_bytes, "resident experts", &g.experts);
     } else if (placement.expert_tiers[i] == planner::ExpertTier::kSsd) {
       for (int part = 0, first = 0; part < parts; ++part) {
@@ -245,7 +332,7 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
       absl::StatusOr<gpu::PinnedHostBuffer> pinned =
           gpu::PinnedHostBuffer::Allocate(layer_bytes, "streamed experts");
       if (!pinned.ok()) return pinned.status();
-      status = gpu::PackLayerExperts(experts, model->expert_index_, pinned->data(), layer_bytes);
+      status = pack(pinned->data());
       for (int part = 0, first = 0; part < parts; ++part) {
         const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
         absl::StatusOr<int> pinned_section = model->pinned_source_.AddSection(
@@ -266,7 +353,13 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     }
     for (const cpu::ExpertWeights& expert : w.experts) {
       for (const cpu::Matrix* matrix : {&expert.gate, &expert.up, &expert.down}) {
-        checkpoint.ReleaseResidentPages(matrix->data, MatrixBytes(*matrix));
+        if (matrix->data != nullptr) checkpoint.ReleaseResidentPages(matrix->data, MatrixBytes(*matrix));
+      }
+    }
+    if (index.fp8()) {
+      for (const LayerWeights::ExpertTensors& tensors : w.expert_tensors) {
+        for (const io::TensorView* view : {&tensors.gate, &tensors.up, &tensors.down})
+          checkpoint.ReleaseResidentPages(view->data(), view->nbytes());
       }
     }
   }

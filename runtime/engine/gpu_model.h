@@ -45,6 +45,10 @@ struct GpuPlacement {
   // Bytes of each of the SSD tier's pinned staging buffers as the plan priced them (planner::
   // SsdStagingBufferBytes); 0: as the sections' reads need.
   int64_t ssd_staging_buffer_bytes = 0;
+  // The routed experts' held type (planner::HeldExpertDType): kBF16, or kF8E4M3 = FP8 blocks in pinned memory,
+  // ring slots and resident layers, dequantised on the GPU beside the GEMMs (ModelWeights loaded without
+  // holding them: GpuModel packs them from the checkpoint's tensors).
+  io::DType expert_dtype = io::DType::kBF16;
 };
 
 // A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring

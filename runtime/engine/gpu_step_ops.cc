@@ -29,16 +29,21 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches) {
   // Routed experts pick their GEMM strategy by rows per expert (grouped calls at decode sizes). The
   // single-expert runners gain nothing from grouping and keep f32 outputs.
   auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
-                    std::optional<gpu::MoeRunner>* out) {
+                    std::optional<gpu::MoeRunner>* out, int fp8_scratch_experts = 0) {
     absl::StatusOr<gpu::MoeRunner> created = gpu::MoeRunner::Create(
         model_.arena(), gpu::MoeShape{spec_.hidden_size, intermediate, experts_count, top_k}, max_tokens,
-        strategy);
+        strategy, fp8_scratch_experts);
     if (!created.ok()) return created.status();
     out->emplace(std::move(*created));
     return absl::OkStatus();
   };
+  // FP8-block experts are dequantised a few at a time into the runner's scratch (planner::MoeRunnerItems).
+  const int fp8_scratch = model_.expert_index().fp8() ? gpu::Fp8DequantScratchExperts(spec_.num_experts,
+                                                                                      spec_.hidden_size,
+                                                                                      spec_.moe_intermediate_size)
+                                                      : 0;
   RINGMOE_RETURN_IF_ERROR(runner(spec_.moe_intermediate_size, spec_.num_experts, spec_.num_experts_per_tok,
-                         gpu::GemmStrategy::kAuto, &experts_));
+                         gpu::GemmStrategy::kAuto, &experts_, fp8_scratch));
   if (spec_.intermediate_size > 0 && spec_.num_moe_layers() < spec_.num_layers) {
     RINGMOE_RETURN_IF_ERROR(runner(spec_.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense_));
   }

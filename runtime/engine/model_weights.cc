@@ -158,7 +158,8 @@ ModelWeights::ModelWeights(const ModelSpec& spec, std::unique_ptr<io::Checkpoint
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec& spec,
                                                                  std::unique_ptr<io::Checkpoint> checkpoint,
                                                                  io::DType compute_dtype,
-                                                                 io::DType expert_dtype) {
+                                                                 io::DType expert_dtype,
+                                                                 bool hold_routed_experts) {
   if (expert_dtype != io::DType::kBF16 && expert_dtype != io::DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrCat("routed experts in ",
                                                    std::string(io::DTypeName(expert_dtype)),
@@ -220,6 +221,14 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
     layer.experts.resize(spec.num_experts);
     for (int e = 0; e < spec.num_experts; ++e) {
       const std::string expert = absl::StrCat(moe, "experts.", e, ".");
+      if (!hold_routed_experts) {  // checked, not converted: the GPU packs them from expert_tensors
+        const int inter = spec.moe_intermediate_size;
+        std::optional<io::TensorView> scale;
+        load.WeightTensor(expert + (mixtral ? "w1.weight" : "gate_proj.weight"), {inter, hidden}, &scale);
+        load.WeightTensor(expert + (mixtral ? "w3.weight" : "up_proj.weight"), {inter, hidden}, &scale);
+        load.WeightTensor(expert + (mixtral ? "w2.weight" : "down_proj.weight"), {hidden, inter}, &scale);
+        continue;
+      }
       layer.experts[e] = mixtral
                              ? load.SwiGlu(expert + "w1.weight", expert + "w3.weight", expert + "w2.weight",
                                            hidden, spec.moe_intermediate_size, dtype, fp8_round_trip)
@@ -231,10 +240,16 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
       const std::string expert = absl::StrCat(moe, "experts.", e, ".");
       const io::Checkpoint& checkpoint = *weights->checkpoint_;
       auto find = [&](const char* name) { return *checkpoint.Find(expert + name); };
-      layer.expert_tensors.push_back(
+      LayerWeights::ExpertTensors& tensors = layer.expert_tensors.emplace_back(
           mixtral ? LayerWeights::ExpertTensors{find("w1.weight"), find("w3.weight"), find("w2.weight")}
                   : LayerWeights::ExpertTensors{find("gate_proj.weight"), find("up_proj.weight"),
                                                 find("down_proj.weight")});
+      // FP8 weights' block scales (validated with the weights above).
+      for (auto [weight, scale] : {std::pair{&tensors.gate, &tensors.gate_scale},
+                                   std::pair{&tensors.up, &tensors.up_scale},
+                                   std::pair{&tensors.down, &tensors.down_scale}}) {
+        if (const io::TensorView* found = checkpoint.Find(io::ScaleInvName(weight->name()))) *scale = *found;
+      }
     }
     load.Absent(absl::StrCat(moe, "experts.", spec.num_experts, mixtral ? ".w1.weight" : ".gate_proj.weight"),
                 absl::StrCat("there are ", spec.num_experts, " experts"));

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct LayerWeights {
   // The same experts' tensors as the checkpoint stores them (file, offset, dtype): what the SSD tier reads.
   struct ExpertTensors {
     io::TensorView gate, up, down;
+    std::optional<io::TensorView> gate_scale, up_scale, down_scale;  // FP8 weights' `_scale_inv`
   };
   std::vector<ExpertTensors> expert_tensors;
   cpu::ExpertWeights shared_expert;  // valid when the spec says has_shared_expert
@@ -47,10 +49,13 @@ class ModelWeights {
   // dtype): both paths compute on the dequantised values for now. expert_dtype kF8E4M3 (--expert-dtype fp8)
   // quantises the float routed experts to 128x128 FP8 blocks and dequantises them again, so that results
   // carry FP8's accuracy; kBF16 keeps the checkpoint's values.
+  // hold_routed_experts false: the routed experts are checked but not converted (LayerWeights::experts stay
+  // empty); the GPU engine packs them itself from expert_tensors when it holds them as FP8 blocks.
   static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const ModelSpec& spec,
                                                             std::unique_ptr<io::Checkpoint> checkpoint,
                                                             io::DType compute_dtype,
-                                                            io::DType expert_dtype = io::DType::kBF16);
+                                                            io::DType expert_dtype = io::DType::kBF16,
+                                                            bool hold_routed_experts = true);
 
   const ModelSpec& spec() const { return spec_; }
   io::DType compute_dtype() const { return compute_dtype_; }
