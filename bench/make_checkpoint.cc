@@ -1,6 +1,7 @@
 // ringmoe_make_checkpoint: writes a random-weight checkpoint with the shapes, tensor names, per-expert
 // tensors, ~4 GiB sharding (model-0000i-of-0000n.safetensors + model.safetensors.index.json) and config.json
-// of a published MoE model, in bf16, for benchmarks on machines that cannot download the real weights.
+// of a published MoE model, in bf16 (routed experts in block FP8 with --fp8), for benchmarks on machines that
+// cannot download the real weights.
 //
 //   ringmoe_make_checkpoint --model qwen3-30b-a3b --layers 16 --out /tmp/qwen3-16l
 //
@@ -87,19 +88,47 @@ std::vector<ModelShape> Presets() {
   return {qwen3, mixtral, qwen3_235b, mixtral_8x22b, tiny};
 }
 
-enum class Fill { kRandom, kOnes };
+// kRandom: bf16 uniforms; kOnes: bf16 ones; kFp8Random: e4m3 values of magnitude 2^-6 to 3.75 (exponent
+// fields 1-8, no NaN or subnormal), which a kF32Constant scale_inv of scale / 3.75 brings to the bf16 tensor's
+// range; kF32Constant: `scale` in f32.
+enum class Fill { kRandom, kOnes, kFp8Random, kF32Constant };
 
 struct Tensor {
   std::string name;
   std::vector<int64_t> shape;
   Fill fill = Fill::kRandom;
-  float scale = 0;  // Uniform half-width: sqrt(3) * std.
-  int64_t bytes() const {
-    int64_t n = 2;
+  float scale = 0;  // Uniform half-width: sqrt(3) * std (kF32Constant: the value).
+  int element_bytes() const { return fill == Fill::kFp8Random ? 1 : fill == Fill::kF32Constant ? 4 : 2; }
+  const char* dtype() const { return fill == Fill::kFp8Random ? "F8_E4M3" : fill == Fill::kF32Constant ? "F32" : "BF16"; }
+  int64_t elements() const {
+    int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;
   }
+  int64_t bytes() const { return elements() * element_bytes(); }
 };
+
+// Largest magnitude kFp8Random writes: exponent field 8 (2^1) with mantissa 7/8.
+constexpr float kFp8RandomMax = 3.75f;
+constexpr int64_t kFp8Block = 128;
+
+// The routed experts' weights as block-FP8 (the published fine-grained format: e4m3 and an f32 scale_inv per
+// 128x128 block, right after each weight), as Qwen3's and DeepSeek's -FP8 checkpoints store them.
+std::vector<Tensor> WithFp8Experts(const std::vector<Tensor>& tensors) {
+  std::vector<Tensor> out;
+  for (const Tensor& tensor : tensors) {
+    if (tensor.name.find(".experts.") == std::string::npos || tensor.shape.size() != 2) {
+      out.push_back(tensor);
+      continue;
+    }
+    out.push_back({tensor.name, tensor.shape, Fill::kFp8Random, 0});
+    out.push_back({tensor.name + "_scale_inv",
+                   {(tensor.shape[0] + kFp8Block - 1) / kFp8Block, (tensor.shape[1] + kFp8Block - 1) / kFp8Block},
+                   Fill::kF32Constant,
+                   tensor.scale / kFp8RandomMax});
+  }
+  return out;
+}
 
 std::vector<Tensor> TensorsOf(const ModelShape& m) {
   std::vector<Tensor> tensors;
@@ -201,15 +230,34 @@ uint16_t ToBf16(float value) {
   return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
-// Fills `count` bf16 values of block `block` of tensor `tensor_index`: four 16-bit uniforms per 64-bit draw.
-void FillBlock(const Tensor& tensor, uint64_t seed, int64_t tensor_index, int64_t block, uint16_t* out,
+// Fills `count` values of block `block` of tensor `tensor_index` into `bytes`: bf16 (four 16-bit uniforms per
+// 64-bit draw), e4m3 (eight bytes per draw) or an f32 constant.
+void FillBlock(const Tensor& tensor, uint64_t seed, int64_t tensor_index, int64_t block, uint8_t* bytes,
                int64_t count) {
+  auto* out = reinterpret_cast<uint16_t*>(bytes);
   if (tensor.fill == Fill::kOnes) {
     std::fill(out, out + count, ToBf16(1.0f));
     return;
   }
+  if (tensor.fill == Fill::kF32Constant) {
+    for (int64_t i = 0; i < count; ++i) std::memcpy(bytes + 4 * i, &tensor.scale, 4);
+    return;
+  }
   uint64_t state =
       SplitMix64(seed ^ SplitMix64(static_cast<uint64_t>(tensor_index) * 0x100000001b3ull + block));
+  if (tensor.fill == Fill::kFp8Random) {
+    for (int64_t i = 0; i < count; i += 8) {
+      state += 0x9e3779b97f4a7c15ull;
+      __uint128_t mixed = static_cast<__uint128_t>(state) * (state ^ 0xe7037ed1a0b428dbull);
+      uint64_t r = static_cast<uint64_t>(mixed >> 64) ^ static_cast<uint64_t>(mixed);
+      for (int j = 0; j < 8 && i + j < count; ++j) {
+        const auto b = static_cast<uint8_t>(r >> (8 * j));
+        // sign | exponent field 1..8 | mantissa
+        bytes[i + j] = static_cast<uint8_t>((b & 0x80) | ((1 + ((b >> 3) & 7)) << 3) | (b & 7));
+      }
+    }
+    return;
+  }
   const float step = 2.0f * tensor.scale / 65536.0f;
   const float offset = -tensor.scale + 0.5f * step;
   for (int64_t i = 0; i < count; i += 4) {
@@ -230,7 +278,7 @@ struct Shard {
   std::string header;  // JSON, padded to a multiple of 8.
 };
 
-constexpr int64_t kBlockElements = int64_t{16} << 20;  // 32 MiB of bf16 per work item.
+constexpr int64_t kBlockElements = int64_t{16} << 20;  // 32 MiB of bf16 (64 of f32) per work item.
 
 }  // namespace
 
@@ -241,7 +289,7 @@ int main(int argc, char** argv) {
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   uint64_t seed = 1;
   double shard_gib = 4.0;
-  bool config_only = false;
+  bool config_only = false, fp8 = false;
   std::vector<std::string> names;
   for (const ModelShape& shape : Presets()) names.push_back(shape.preset);
   app.add_option("--model", preset, "Model shape")->check(CLI::IsMember(names));
@@ -254,13 +302,23 @@ int main(int argc, char** argv) {
   app.add_flag("--config-only", config_only,
                "Write config.json and generation_config.json only: enough for `ringmoe plan` on models too "
                "large to write");
+  app.add_flag("--fp8", fp8,
+               "Routed experts in block FP8 (F8_E4M3 with an f32 weight_scale_inv per 128x128 block, "
+               "quantization_config in config.json): about half the bytes");
   CLI11_PARSE(app, argc, argv);
 
   ModelShape shape;
   for (const ModelShape& candidate : Presets())
     if (candidate.preset == preset) shape = candidate;
   if (layers > 0) shape.layers = layers;
-  const std::vector<Tensor> tensors = TensorsOf(shape);
+  const std::vector<Tensor> tensors = fp8 ? WithFp8Experts(TensorsOf(shape)) : TensorsOf(shape);
+  json config = ConfigOf(shape);
+  if (fp8) {
+    config["quantization_config"] = {{"quant_method", "fp8"},
+                                     {"fmt", "e4m3"},
+                                     {"activation_scheme", "dynamic"},
+                                     {"weight_block_size", {kFp8Block, kFp8Block}}};
+  }
 
   // Shards in order, each up to shard_gib (a tensor larger than that gets a shard of its own).
   const int64_t shard_limit = static_cast<int64_t>(shard_gib * (int64_t{1} << 30));
@@ -283,7 +341,7 @@ int main(int argc, char** argv) {
     json header = {{"__metadata__", {{"format", "pt"}}}};
     for (size_t i = 0; i < shard.tensors.size(); ++i) {
       const Tensor& tensor = tensors[shard.tensors[i]];
-      header[tensor.name] = {{"dtype", "BF16"},
+      header[tensor.name] = {{"dtype", tensor.dtype()},
                              {"shape", tensor.shape},
                              {"data_offsets", {shard.offsets[i], shard.offsets[i] + tensor.bytes()}}};
       weight_map[tensor.name] = shard.file;
@@ -300,7 +358,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (config_only) {
-    std::ofstream(out_dir + "/config.json") << ConfigOf(shape).dump(2) << "\n";
+    std::ofstream(out_dir + "/config.json") << config.dump(2) << "\n";
     json generation = {{"bos_token_id", shape.bos}, {"eos_token_id", shape.eos}, {"do_sample", false}};
     std::ofstream(out_dir + "/generation_config.json") << generation.dump(2) << "\n";
     std::printf("%s, %d layers: config only (the weights would be %.2f GB) -> %s\n", shape.preset.c_str(),
@@ -336,9 +394,11 @@ int main(int argc, char** argv) {
     };
     std::vector<Item> items;
     for (size_t i = 0; i < shard.tensors.size(); ++i) {
-      const int64_t elements = tensors[shard.tensors[i]].bytes() / 2;
+      const Tensor& tensor = tensors[shard.tensors[i]];
+      const int64_t elements = tensor.elements();
       for (int64_t b = 0; b * kBlockElements < elements; ++b) {
-        items.push_back({shard.tensors[i], b, data_start + shard.offsets[i] + b * kBlockElements * 2,
+        items.push_back({shard.tensors[i], b,
+                         data_start + shard.offsets[i] + b * kBlockElements * tensor.element_bytes(),
                          std::min(kBlockElements, elements - b * kBlockElements)});
       }
     }
@@ -347,12 +407,12 @@ int main(int argc, char** argv) {
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
       workers.emplace_back([&] {
-        std::vector<uint16_t> buffer(kBlockElements);
+        std::vector<uint8_t> buffer(kBlockElements * 4);
         for (size_t i = next++; i < items.size() && !failed; i = next++) {
           const Item& item = items[i];
           FillBlock(tensors[item.tensor], seed, item.tensor, item.block, buffer.data(), item.count);
           const char* data = reinterpret_cast<const char*>(buffer.data());
-          int64_t left = item.count * 2, offset = item.file_offset;
+          int64_t left = item.count * tensors[item.tensor].element_bytes(), offset = item.file_offset;
           while (left > 0) {
             ssize_t written = ::pwrite(fd, data, static_cast<size_t>(left), offset);
             if (written <= 0) {
@@ -375,7 +435,7 @@ int main(int argc, char** argv) {
 
   json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
   std::ofstream(out_dir + "/model.safetensors.index.json") << index.dump(2) << "\n";
-  std::ofstream(out_dir + "/config.json") << ConfigOf(shape).dump(2) << "\n";
+  std::ofstream(out_dir + "/config.json") << config.dump(2) << "\n";
   json generation = {{"bos_token_id", shape.bos}, {"eos_token_id", shape.eos}, {"do_sample", false}};
   std::ofstream(out_dir + "/generation_config.json") << generation.dump(2) << "\n";
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
