@@ -186,10 +186,13 @@ TEST(LogitsProcessors, CheckSamplingRequestNamesTheField) {
             std::string::npos);
   EXPECT_NE(message([](Request& r) { r.sampling.min_tokens = 9; }).find("min_tokens (9) must not exceed"),
             std::string::npos);
-  EXPECT_NE(message([](Request& r) { r.sampling.logit_bias = {{100, 1.0f}}; })
-                .find("logit_bias: token id 100 is outside the vocabulary (100 tokens)"),
+  EXPECT_NE(message([](Request& r) {
+              r.sampling.logit_bias = {{100, 1.0f}};
+            }).find("logit_bias: token id 100 is outside the vocabulary (100 tokens)"),
             std::string::npos);
-  EXPECT_NE(message([](Request& r) { r.sampling.logit_bias = {{3, 101.0f}}; }).find("[-100, 100]"),
+  EXPECT_NE(message([](Request& r) {
+              r.sampling.logit_bias = {{3, 101.0f}};
+            }).find("[-100, 100]"),
             std::string::npos);
 }
 

@@ -192,8 +192,8 @@ int RunJob(RunFlags& flags) {
   absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(flags.model);
   if (!defaults.ok()) return Fail(absl::FailedPreconditionError(defaults.status().message()));
   if (!defaults->empty()) {
-    log::Info("ringmoe run: defaults from {}/generation_config.json for requests that omit them: {}", flags.model,
-              defaults->Describe());
+    log::Info("ringmoe run: defaults from {}/generation_config.json for requests that omit them: {}",
+              flags.model, defaults->Describe());
   }
   ApplyGenerationDefaults(*defaults, &to_run);
   if (HasChatLines(to_run)) {  // chat lines: messages through the model's chat template, to prompt ids

@@ -23,8 +23,8 @@ uint64_t ChoiceSeed(uint64_t seed, int choice);
 int SharedPromptBlocks(int prompt_length, int block_tokens);
 
 // The sequences of choices 1 .. parent.choices_to_fork of `parent`'s request. `parent` must have its whole
-// prompt computed; the new sequences hold the shared blocks (they must be freed like any table) and wait to be
-// admitted for the rest.
+// prompt computed; the new sequences hold the shared blocks (they must be freed like any table) and wait to
+// be admitted for the rest.
 std::vector<std::unique_ptr<Sequence>> ForkChoices(const Sequence& parent, KvCache& kv_cache);
 
 }  // namespace ringmoe

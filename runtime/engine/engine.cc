@@ -349,9 +349,9 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         }
         Sequence& sequence = *sampling_rows[i].second;
         const TokenHistory history{sequence.tokens, sequence.prompt_length, state_of(sequence).stop_ids()};
-        sampled[i] = SampleProcessed(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
-                                     requests[sequence.request_index].sampling, history, sequence.random,
-                                     scratch);
+        sampled[i] =
+            SampleProcessed(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
+                            requests[sequence.request_index].sampling, history, sequence.random, scratch);
       }
     });
     for (size_t i = 0; i < sampling_rows.size(); ++i) {

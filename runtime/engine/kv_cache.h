@@ -2,7 +2,8 @@
 // allocator.
 //
 // A sequence owns a block table (its block ids in position order). Blocks are handed out at admission and
-// returned as soon as the sequence ends (a block that several tables share, see Share, when the last ends). Pools are allocated lazily by the OS (untouched pages cost nothing).
+// returned as soon as the sequence ends (a block that several tables share, see Share, when the last one
+// ends). Pools are allocated lazily by the OS (untouched pages cost nothing).
 // The GPU path may add device blocks (the plan's GPU share of the cache): ids num_blocks() ..
 // num_blocks() + device_blocks() - 1, stored by the GPU forward pass (gpu/kv_cache_ops.h), never here. A
 // table is all host or all device; Reserve hands out device blocks while a whole table fits in them, so the

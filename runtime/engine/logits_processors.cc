@@ -26,9 +26,11 @@ absl::Status CheckSamplingRequest(const Request& request, int vocab) {
     return range_error("n", absl::StrCat("an integer in 1..", kMaxChoices).c_str(), request.n);
   if (!(params.temperature >= 0.0f && params.temperature <= 2.0f))  // also NaN
     return range_error("temperature", "a number in [0, 2]", params.temperature);
-  if (!(params.top_p > 0.0f && params.top_p <= 1.0f)) return range_error("top_p", "a number in (0, 1]", params.top_p);
+  if (!(params.top_p > 0.0f && params.top_p <= 1.0f))
+    return range_error("top_p", "a number in (0, 1]", params.top_p);
   if (params.top_k < -1) return range_error("top_k", "-1, 0 (both: off) or a positive integer", params.top_k);
-  if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) return range_error("min_p", "a number in [0, 1]", params.min_p);
+  if (!(params.min_p >= 0.0f && params.min_p <= 1.0f))
+    return range_error("min_p", "a number in [0, 1]", params.min_p);
   if (!(params.presence_penalty >= -2.0f && params.presence_penalty <= 2.0f))
     return range_error("presence_penalty", "a number in [-2, 2]", params.presence_penalty);
   if (!(params.frequency_penalty >= -2.0f && params.frequency_penalty <= 2.0f))
@@ -37,17 +39,17 @@ absl::Status CheckSamplingRequest(const Request& request, int vocab) {
     return range_error("repetition_penalty", "a number > 0", params.repetition_penalty);
   if (params.min_tokens < 0) return range_error("min_tokens", "an integer >= 0", params.min_tokens);
   if (params.min_tokens > request.max_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("min_tokens (", params.min_tokens,
-                                                   ") must not exceed max_tokens (", request.max_tokens, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "min_tokens (", params.min_tokens, ") must not exceed max_tokens (", request.max_tokens, ")"));
   }
   for (const auto& [token, bias] : params.logit_bias) {
     if (token < 0 || token >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token id ", token,
-                                                     " is outside the vocabulary (", vocab, " tokens)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias: token id ", token, " is outside the vocabulary (", vocab, " tokens)"));
     }
     if (!(bias >= -100.0f && bias <= 100.0f)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("logit_bias: the bias of token id ", token, " must be a number in [-100, 100], got ", bias));
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: the bias of token id ", token,
+                                                     " must be a number in [-100, 100], got ", bias));
     }
   }
   return absl::OkStatus();
@@ -122,9 +124,10 @@ void KeepMinP(float* logits, int vocab, float min_p, float temperature) {
   }
 }
 
-SampledToken SampleProcessed(float* logits, int vocab, const SamplingParams& params, const TokenHistory& history,
-                             SeededRandom& random, ProcessorScratch& scratch) {
-  if (!HasActiveProcessors(params, history.generated())) return SampleToken(logits, vocab, params, random, scratch.ids);
+SampledToken SampleProcessed(float* logits, int vocab, const SamplingParams& params,
+                             const TokenHistory& history, SeededRandom& random, ProcessorScratch& scratch) {
+  if (!HasActiveProcessors(params, history.generated()))
+    return SampleToken(logits, vocab, params, random, scratch.ids);
   scratch.raw.assign(logits, logits + vocab);
   if (history.generated() < params.min_tokens) SuppressStopTokens(logits, vocab, history.stop_ids);
   AddLogitBias(logits, vocab, params.logit_bias);

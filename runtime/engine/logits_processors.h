@@ -2,8 +2,8 @@
 // min_tokens, logit_bias, repetition / presence / frequency penalties, min_p and top_k), each as vLLM and
 // OpenAI define it, and SampleProcessed, which applies them and then samples as sampler.h does.
 //
-// Order (vLLM's): min_tokens and logit_bias, then the penalties, then (for sampling only) temperature, min_p and
-// top_k, then top_p in SampleToken. Greedy decoding sees the processed logits too, so logit_bias and the
+// Order (vLLM's): min_tokens and logit_bias, then the penalties, then (for sampling only) temperature, min_p
+// and top_k, then top_p in SampleToken. Greedy decoding sees the processed logits too, so logit_bias and the
 // penalties steer it; min_p and top_k never change the argmax and are skipped there.
 // Stateless: every function works on the row and the token history it is given. Thread-compatible.
 #pragma once
@@ -20,9 +20,10 @@ namespace ringmoe {
 
 // What a request's processors may look at for the row being processed.
 struct TokenHistory {
-  std::span<const int32_t> tokens;     // prompt, then the tokens generated so far
-  int prompt_length = 0;               // tokens[0 .. prompt_length) are the prompt
-  std::span<const int32_t> stop_ids;  // EOS (unless ignore_eos) and stop_token_ids: what min_tokens holds back
+  std::span<const int32_t> tokens;  // prompt, then the tokens generated so far
+  int prompt_length = 0;            // tokens[0 .. prompt_length) are the prompt
+  std::span<const int32_t>
+      stop_ids;  // EOS (unless ignore_eos) and stop_token_ids: what min_tokens holds back
   int generated() const { return static_cast<int>(tokens.size()) - prompt_length; }
 };
 
@@ -62,7 +63,7 @@ struct ProcessorScratch {
   std::vector<float> values;
   std::vector<int32_t> ids;
 };
-SampledToken SampleProcessed(float* logits, int vocab, const SamplingParams& params, const TokenHistory& history,
-                             SeededRandom& random, ProcessorScratch& scratch);
+SampledToken SampleProcessed(float* logits, int vocab, const SamplingParams& params,
+                             const TokenHistory& history, SeededRandom& random, ProcessorScratch& scratch);
 
 }  // namespace ringmoe

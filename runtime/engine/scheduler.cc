@@ -65,11 +65,13 @@ void Scheduler::Commit(const std::vector<StepChunk>& chunks, const std::vector<S
     Sequence& sequence = *owners[i];
     sequence.computed += chunks[i].count;
     if (sequence.choices_to_fork > 0 && sequence.computed >= sequence.prompt_length) {
-      for (std::unique_ptr<Sequence>& child : ForkChoices(sequence, kv_cache_)) forked.push_back(std::move(child));
+      for (std::unique_ptr<Sequence>& child : ForkChoices(sequence, kv_cache_))
+        forked.push_back(std::move(child));
       sequence.choices_to_fork = 0;
     }
   }
-  waiting_.insert(waiting_.begin(), std::make_move_iterator(forked.begin()), std::make_move_iterator(forked.end()));
+  waiting_.insert(waiting_.begin(), std::make_move_iterator(forked.begin()),
+                  std::make_move_iterator(forked.end()));
 }
 
 std::vector<std::unique_ptr<Sequence>> Scheduler::Retire() {

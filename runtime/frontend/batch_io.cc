@@ -252,7 +252,8 @@ class LineParser {
     request.max_tokens = kDefaultMaxTokens;
     if (const json* max_completion = Field(body, "max_completion_tokens")) {
       // Both given: the same value is fine (a client that fills both), different ones are an error.
-      if (const json* max_tokens = Field(body, "max_tokens"); max_tokens != nullptr && *max_tokens != *max_completion) {
+      if (const json* max_tokens = Field(body, "max_tokens");
+          max_tokens != nullptr && *max_tokens != *max_completion) {
         return FieldError("max_completion_tokens",
                           absl::StrCat("is ", Describe(*max_completion), " but 'max_tokens' is ",
                                        Describe(*max_tokens), "; give one, or the same value"));
@@ -623,7 +624,8 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
   }
 
   const int64_t created = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
-  if (!result->other_choices.empty()) return FormatChoicesLine(line, *result, model_name, batch_request_id, created);
+  if (!result->other_choices.empty())
+    return FormatChoicesLine(line, *result, model_name, batch_request_id, created);
   if (!line.chat_request.empty()) {
     ordered_json output;
     output["id"] = batch_request_id;

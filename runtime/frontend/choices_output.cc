@@ -10,7 +10,8 @@ std::string FormatChoicesLine(const BatchLine& line, const Result& result, std::
   // Each choice is formatted as the one choice of a line of its own (so every per-choice field is written the
   // same way whatever the endpoint), then gathered into choice 0's line.
   auto single_line = [&](const Result& choice) {
-    return ordered_json::parse(FormatResultLine(line, &choice, model_name, batch_request_id, created_unix_seconds));
+    return ordered_json::parse(
+        FormatResultLine(line, &choice, model_name, batch_request_id, created_unix_seconds));
   };
   Result first = result;
   first.other_choices.clear();

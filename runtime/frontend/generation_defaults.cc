@@ -17,8 +17,10 @@ using nlohmann::json;
 
 absl::string_view Av(std::string_view text) { return absl::string_view(text.data(), text.size()); }
 
-absl::Status BadValue(std::string_view source, std::string_view field, std::string_view range, const json& value) {
-  return absl::InvalidArgumentError(absl::StrCat(Av(source), ": '", Av(field), "' must be ", Av(range), ", got ",
+absl::Status BadValue(std::string_view source, std::string_view field, std::string_view range,
+                      const json& value) {
+  return absl::InvalidArgumentError(absl::StrCat(Av(source), ": '", Av(field), "' must be ", Av(range),
+                                                 ", got ",
                                                  value.dump(-1, ' ', false, json::error_handler_t::replace)));
 }
 
@@ -35,7 +37,8 @@ std::string GenerationDefaults::Describe() const {
   return absl::StrJoin(parts, ", ");
 }
 
-absl::StatusOr<GenerationDefaults> ParseGenerationDefaults(std::string_view json_text, std::string_view source) {
+absl::StatusOr<GenerationDefaults> ParseGenerationDefaults(std::string_view json_text,
+                                                           std::string_view source) {
   const json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(Av(source), ": not a JSON object"));
   GenerationDefaults defaults;
@@ -44,11 +47,13 @@ absl::StatusOr<GenerationDefaults> ParseGenerationDefaults(std::string_view json
     auto it = root.find(field);
     if (it == root.end() || it->is_null()) return absl::OkStatus();
     const double value = it->is_number() ? it->get<double>() : std::nan("");
-    if (!(value >= low && value <= high) || (low_open && value == low)) return BadValue(source, field, range, *it);
+    if (!(value >= low && value <= high) || (low_open && value == low))
+      return BadValue(source, field, range, *it);
     *out = static_cast<float>(value);
     return absl::OkStatus();
   };
-  auto integer = [&](const char* field, int64_t low, const char* range, std::optional<int>* out) -> absl::Status {
+  auto integer = [&](const char* field, int64_t low, const char* range,
+                     std::optional<int>* out) -> absl::Status {
     auto it = root.find(field);
     if (it == root.end() || it->is_null()) return absl::OkStatus();
     if (!it->is_number_integer() || it->get<int64_t>() < low ||

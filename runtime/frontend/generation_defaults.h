@@ -28,7 +28,8 @@ struct GenerationDefaults {
 
 // Reads the defaults from a generation_config.json text; `source` names the file in errors. A value of the
 // wrong type or out of range (temperature outside [0, 2], ...) is an error naming the file and the field.
-absl::StatusOr<GenerationDefaults> ParseGenerationDefaults(std::string_view json_text, std::string_view source);
+absl::StatusOr<GenerationDefaults> ParseGenerationDefaults(std::string_view json_text,
+                                                           std::string_view source);
 // From <model_dir>/generation_config.json; no such file: no defaults.
 absl::StatusOr<GenerationDefaults> LoadGenerationDefaults(const std::string& model_dir);
 

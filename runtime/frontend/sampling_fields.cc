@@ -42,7 +42,8 @@ std::optional<int64_t> AsInt64(const json& value) {
 std::optional<float> NumberIn(const json& value, double low, double high, bool low_open = false) {
   if (!value.is_number()) return std::nullopt;
   const double number = value.get<double>();
-  if (!std::isfinite(number) || number > high || number < low || (low_open && number == low)) return std::nullopt;
+  if (!std::isfinite(number) || number > high || number < low || (low_open && number == low))
+    return std::nullopt;
   return static_cast<float>(number);
 }
 
@@ -63,7 +64,8 @@ absl::Status ParseSamplingFields(const json& body, Request& request, OmittedGene
                                  const FieldErrorFunction& field_error) {
   omitted.temperature = Field(body, "temperature") == nullptr;
   omitted.top_p = Field(body, "top_p") == nullptr;
-  omitted.max_tokens = Field(body, "max_tokens") == nullptr && Field(body, "max_completion_tokens") == nullptr;
+  omitted.max_tokens =
+      Field(body, "max_tokens") == nullptr && Field(body, "max_completion_tokens") == nullptr;
 
   if (const json* n = Field(body, "n")) {
     const std::optional<int64_t> value = AsInt64(*n);
@@ -76,8 +78,8 @@ absl::Status ParseSamplingFields(const json& body, Request& request, OmittedGene
   if (const json* top_k = Field(body, "top_k")) {
     const std::optional<int64_t> value = AsInt64(*top_k);
     if (!value || *value < -1 || *value > std::numeric_limits<int32_t>::max()) {
-      return field_error("top_k", absl::StrCat("must be an integer: -1 or 0 (off) or a count >= 1, got ",
-                                               Describe(*top_k)));
+      return field_error(
+          "top_k", absl::StrCat("must be an integer: -1 or 0 (off) or a count >= 1, got ", Describe(*top_k)));
     }
     request.sampling.top_k = static_cast<int>(*value);
     omitted.top_k = false;
@@ -85,7 +87,8 @@ absl::Status ParseSamplingFields(const json& body, Request& request, OmittedGene
   omitted.min_p = true;
   if (const json* min_p = Field(body, "min_p")) {
     const std::optional<float> value = NumberIn(*min_p, 0.0, 1.0);
-    if (!value) return field_error("min_p", absl::StrCat("must be a number in [0, 1], got ", Describe(*min_p)));
+    if (!value)
+      return field_error("min_p", absl::StrCat("must be a number in [0, 1], got ", Describe(*min_p)));
     request.sampling.min_p = *value;
     omitted.min_p = false;
   }
@@ -93,7 +96,8 @@ absl::Status ParseSamplingFields(const json& body, Request& request, OmittedGene
     const json* penalty = Field(body, name);
     if (penalty == nullptr) continue;
     const std::optional<float> value = NumberIn(*penalty, -2.0, 2.0);
-    if (!value) return field_error(name, absl::StrCat("must be a number in [-2, 2], got ", Describe(*penalty)));
+    if (!value)
+      return field_error(name, absl::StrCat("must be a number in [-2, 2], got ", Describe(*penalty)));
     (std::string_view(name) == "presence_penalty" ? request.sampling.presence_penalty
                                                   : request.sampling.frequency_penalty) = *value;
   }
@@ -114,8 +118,8 @@ absl::Status ParseSamplingFields(const json& body, Request& request, OmittedGene
     }
     // Without max_tokens the engine checks it against the default that applies (generation_defaults.h).
     if (!omitted.max_tokens && *value > request.max_tokens) {
-      return field_error("min_tokens", absl::StrCat("must not exceed max_tokens (", request.max_tokens,
-                                                    "), got ", *value));
+      return field_error("min_tokens",
+                         absl::StrCat("must not exceed max_tokens (", request.max_tokens, "), got ", *value));
     }
     request.sampling.min_tokens = static_cast<int>(*value);
   }
@@ -133,8 +137,9 @@ absl::Status ParseSamplingFields(const json& body, Request& request, OmittedGene
       }
       const std::optional<float> number = NumberIn(value, -100.0, 100.0);
       if (!number) {
-        return field_error("logit_bias", absl::StrCat("value for token id ", *token,
-                                                      " must be a number in [-100, 100], got ", Describe(value)));
+        return field_error("logit_bias",
+                           absl::StrCat("value for token id ", *token,
+                                        " must be a number in [-100, 100], got ", Describe(value)));
       }
       request.sampling.logit_bias.emplace_back(*token, *number);
     }

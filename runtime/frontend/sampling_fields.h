@@ -30,7 +30,7 @@ using FieldErrorFunction = std::function<absl::Status(std::string_view field, st
 
 // Reads the fields above from a request body into `request` (after max_tokens is known: min_tokens may not
 // exceed it) and fills `omitted`. The first bad field is returned through `field_error`.
-absl::Status ParseSamplingFields(const nlohmann::json& body, Request& request, OmittedGenerationFields& omitted,
-                                 const FieldErrorFunction& field_error);
+absl::Status ParseSamplingFields(const nlohmann::json& body, Request& request,
+                                 OmittedGenerationFields& omitted, const FieldErrorFunction& field_error);
 
 }  // namespace ringmoe
