@@ -272,5 +272,25 @@ TEST(ChoiceFork, SchedulerForksTheOtherChoicesOnceThePromptIsIn) {
   EXPECT_EQ(cache.free_blocks(), 16);
 }
 
+TEST(ChoiceFork, CancellingFreesTheBlocksThatWaitingChoicesShare) {
+  KvCache cache(TinySpec(), io::DType::kF32, 4, 16);
+  Scheduler scheduler(cache, 8, 64);
+  auto parent = std::make_unique<Sequence>();
+  parent->tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  parent->prompt_length = 9;
+  parent->max_new_tokens = 3;
+  parent->choices_to_fork = 3;
+  scheduler.Enqueue(std::move(parent));
+  std::vector<StepChunk> chunks;
+  std::vector<Sequence*> owners;
+  scheduler.NextStep(&chunks, &owners);
+  scheduler.Commit(chunks, owners);
+  ASSERT_EQ(scheduler.waiting(), 3);
+  EXPECT_EQ(cache.free_blocks(), 16 - 3);  // the parent's 3 blocks; 2 of them held by the waiting choices too
+  EXPECT_EQ(scheduler.TakeWaiting().size(), 3u);
+  EXPECT_EQ(scheduler.TakeRunning().size(), 1u);
+  EXPECT_EQ(cache.free_blocks(), 16);
+}
+
 }  // namespace
 }  // namespace ringmoe

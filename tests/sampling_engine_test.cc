@@ -2,6 +2,7 @@
 // as independently seeded requests would, each choice is reported, and bad settings fail their request alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -121,6 +122,73 @@ TEST(SamplingEngine, ManyChoicesWithAKvCacheForFewSequences) {
   ASSERT_EQ(result.other_choices.size(), 7u);
   for (const Result& choice : result.other_choices) EXPECT_EQ(choice.token_ids, result.token_ids);  // greedy
   EXPECT_EQ((*results)[1].token_ids, result.token_ids);
+}
+
+TEST(SamplingEngine, MinTokensDefersStopStringsAndEos) {
+  // Greedy "warranty" on the tiny model: "\x1e This Software..." and EOS after 6 tokens.
+  Engine engine = OpenTiny();
+  Request stopped;
+  stopped.id = "stopped";
+  stopped.prompt_text = "warranty";
+  stopped.max_tokens = 40;
+  stopped.stop = {" This"};
+  Request deferred = stopped;
+  deferred.id = "deferred";
+  deferred.sampling.min_tokens = 4;  // the stop string's tokens are out before then: no stop at it
+  Request held = stopped;
+  held.id = "held";
+  held.stop.clear();
+  held.sampling.min_tokens = 10;
+  Request plain = held;
+  plain.id = "plain";
+  plain.sampling.min_tokens = 0;
+  absl::StatusOr<std::vector<Result>> results =
+      engine.Generate(std::vector<Request>{stopped, deferred, held, plain});
+  ASSERT_TRUE(results.ok()) << results.status();
+  const Result& first = (*results)[0];
+  EXPECT_EQ(first.finish_reason, FinishReason::kStop);
+  EXPECT_EQ(first.text.find(" This"), std::string::npos);
+  ASSERT_LT(first.token_ids.size(), 4u);
+  const Result& later = (*results)[1];
+  EXPECT_EQ(later.text.rfind(first.text + " This", 0), 0u) << later.text;  // went on past the stop string
+  EXPECT_GT(later.token_ids.size(), 4u);
+  const Result& eos = (*results)[3];
+  ASSERT_EQ(eos.token_ids.back(), 997);
+  ASSERT_LT(eos.token_ids.size(), 10u);
+  const Result& past_eos = (*results)[2];
+  EXPECT_GT(past_eos.token_ids.size(), 10u);
+  EXPECT_EQ(std::count(past_eos.token_ids.begin(), past_eos.token_ids.begin() + 10, 997), 0);
+}
+
+TEST(SamplingEngine, ACancelledRequestWithChoicesIsReportedOnce) {
+  Engine engine = OpenTiny();
+  Request request;
+  request.id = "n4";
+  request.prompt_ids = LongPrompt();
+  request.max_tokens = 50;
+  request.ignore_eos = true;
+  request.n = 4;
+  Request next = request;
+  next.id = "next";
+  int reports = 0;
+  absl::StatusOr<std::vector<Result>> results = engine.Generate(
+      std::vector<Request>{request, next},
+      [&](const TokenEvent& event) {
+        if (event.choice == 0 && event.request_index == 0) engine.Cancel(0);  // its other choices wait
+      },
+      [&](size_t, const Result& result) {
+        ++reports;
+        EXPECT_TRUE(absl::IsCancelled(result.status)) << result.id << ": " << result.status;
+      });
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ(reports, 2);
+  EXPECT_TRUE(absl::IsCancelled((*results)[0].status));
+  EXPECT_TRUE((*results)[0].other_choices.empty());  // no partial choices
+  // The same engine runs it again, to the end.
+  absl::StatusOr<std::vector<Result>> again = engine.Generate(std::vector<Request>{request});
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*again)[0].status.ok()) << (*again)[0].status;
+  EXPECT_EQ((*again)[0].other_choices.size(), 3u);
 }
 
 TEST(SamplingEngine, BadSettingsFailTheirRequestAlone) {
