@@ -114,11 +114,13 @@ TEST(LogitsProcessors, TopKOneAndMinPOneAtTemperatureOneAreGreedy) {
       SeededRandom random(seed);
       const SampledToken token = SampleProcessed(row.data(), 6, filtered, history, random, scratch);
       ASSERT_EQ(token.token, 2) << (use_top_k ? "top_k" : "min_p") << " seed " << seed;
-      // The reported logprob is the model's own (before the filter), not log(1).
-      std::vector<float> raw = FlatRow();
+      // The reported logprob is the model's own (before the filter), not log(1), and the row is left holding
+      // the model's log-probabilities.
+      const std::vector<float> raw = FlatRow();
       double total = 0;
       for (float value : raw) total += std::exp(value);
       EXPECT_NEAR(token.logprob, 1.2 - std::log(total), 1e-5);
+      for (int i = 0; i < 6; ++i) EXPECT_NEAR(row[i], raw[i] - std::log(total), 1e-5);
     }
   }
 }

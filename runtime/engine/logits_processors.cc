@@ -141,7 +141,8 @@ SampledToken SampleProcessed(float* logits, int vocab, const SamplingParams& par
   }
   SampledToken sampled = SampleToken(logits, vocab, params, random, scratch.ids);
   cpu::LogSoftmaxInPlace(scratch.raw.data(), vocab);
-  sampled.logprob = scratch.raw[sampled.token];
+  std::copy(scratch.raw.begin(), scratch.raw.end(), logits);
+  sampled.logprob = logits[sampled.token];
   return sampled;
 }
 

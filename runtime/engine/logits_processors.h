@@ -55,9 +55,9 @@ void KeepTopK(float* logits, int vocab, int k, std::vector<float>& scratch);
 // (logit - max) / temperature < log(min_p).
 void KeepMinP(float* logits, int vocab, float min_p, float temperature);
 
-// The processors, then SampleToken. `logits` is overwritten (with the processed log-probabilities). The
-// returned logprob is the token's under the model's own distribution, before any processor (vLLM's default
-// "raw" logprobs), as SampleToken's is before temperature and top-p.
+// The processors, then SampleToken. As after SampleToken, `logits` is left holding the model's own
+// log-probabilities, before any processor (vLLM's default "raw" logprobs), and the returned logprob is the
+// chosen token's among them: top alternatives read from the row agree with it.
 struct ProcessorScratch {
   std::vector<float> raw;
   std::vector<float> values;
