@@ -155,7 +155,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadField{R"("url": "/v1/chat/completions", "body": {"messages": [{"content": "x"}]})", "messages",
                  "string 'role'"},
         BadField{R"("prompt": "x", "max_tokens": 3, "max_completion_tokens": 4)", "max_completion_tokens",
-                 "both given"},
+                 "is 4 but 'max_tokens' is 3"},
         BadField{R"("url": "/v1/embeddings")", "url", "/v1/completions"},
         BadField{R"("body": [1])", "body", "must be an object"},
         BadField{R"("body": {"prompt": "x"}, "prompt": "y")", "prompt", "use one form"},
@@ -191,7 +191,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadField{R"("stop_token_ids": [2, -1])", "stop_token_ids", "element 1"},
         BadField{R"("stop_token_ids": [2.5])", "stop_token_ids", "element 0"},
         BadField{R"("ignore_eos": "yes")", "ignore_eos", "true or false"},
-        BadField{R"("n": 2)", "n", "one completion per request"}, BadField{R"("n": 0)", "n", "must be 1"},
+        BadField{R"("n": 129)", "n", "1..128"}, BadField{R"("n": 0)", "n", "1..128"},
         BadField{R"("best_of": 3)", "best_of", "not supported"},
         BadField{R"("echo": true)", "echo", "not supported"},
         BadField{R"("stream": true)", "stream", "not supported"}));

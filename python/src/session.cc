@@ -11,6 +11,7 @@
 #include "planner/planner.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/frontend/batch_output.h"
+#include "runtime/frontend/generation_defaults.h"
 #include "runtime/frontend/job_plan.h"
 
 namespace ringmoe::python {
@@ -174,6 +175,9 @@ absl::StatusOr<std::unique_ptr<GenerateJob>> EngineSession::Start(
   absl::StatusOr<std::vector<BatchLine>> lines = ParseRequestLines(request_lines);
   if (!lines.ok()) return lines.status();
   if (absl::Status valid = CheckAllValid(*lines); !valid.ok()) return valid;
+  absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(model_dir_);
+  if (!defaults.ok()) return defaults.status();
+  ApplyGenerationDefaults(*defaults, &*lines);
   std::vector<Request> requests;
   requests.reserve(lines->size());
   for (const BatchLine& line : *lines) requests.push_back(*line.request);
@@ -190,6 +194,9 @@ absl::StatusOr<RunFileSummary> EngineSession::RunFile(const std::string& input, 
   absl::StatusOr<std::vector<BatchLine>> all_lines = ReadBatchFile(input);
   if (!all_lines.ok()) return all_lines.status();
   std::vector<BatchLine> lines = LinesOfShard(std::move(*all_lines), shard);
+  absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(model_dir_);
+  if (!defaults.ok()) return defaults.status();
+  ApplyGenerationDefaults(*defaults, &lines);
   if (!TryBegin()) {
     return absl::FailedPreconditionError("this engine is already generating: one job at a time per engine");
   }
@@ -243,6 +250,8 @@ absl::StatusOr<RunFileSummary> EngineSession::RunFile(const std::string& input, 
           if (!result.status.ok()) ++summary.failed_requests;
           summary.prompt_tokens += static_cast<int64_t>(result.prompt_ids.size());
           summary.generated_tokens += static_cast<int64_t>(result.token_ids.size());
+          for (const Result& choice : result.other_choices)
+            summary.generated_tokens += static_cast<int64_t>(choice.token_ids.size());
           append_line(line_of_request[request_index], &result);
         });
     if (!results.ok()) {

@@ -21,6 +21,7 @@
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
+#include "runtime/frontend/generation_defaults.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/log/log.h"
@@ -74,6 +75,9 @@ int PlanJobFromFlags(const PlanCommandFlags& flags) {
     }
     absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
     if (!lines.ok()) return Fail(std::string(lines.status().message()));
+    absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(flags.model);
+    if (!defaults.ok()) return Fail(std::string(defaults.status().message()));
+    ApplyGenerationDefaults(*defaults, &*lines);
     if (HasChatLines(*lines)) {  // chat lines' prompts are what their chat template renders
       absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
           LoadJobTokenizer(flags.model, flags.tokenizer);

@@ -28,6 +28,7 @@
 #include "runtime/frontend/batch_output.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
+#include "runtime/frontend/generation_defaults.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/plan_flags.h"
@@ -188,6 +189,13 @@ int RunJob(RunFlags& flags) {
   std::vector<size_t> line_of_request;
   std::vector<size_t> bad_lines;
   ApplyUnknownFieldPolicy(&to_run, flags.lenient, stderr);
+  absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(flags.model);
+  if (!defaults.ok()) return Fail(absl::FailedPreconditionError(defaults.status().message()));
+  if (!defaults->empty()) {
+    log::Info("ringmoe run: defaults from {}/generation_config.json for requests that omit them: {}",
+              flags.model, defaults->Describe());
+  }
+  ApplyGenerationDefaults(*defaults, &to_run);
   if (HasChatLines(to_run)) {  // chat lines: messages through the model's chat template, to prompt ids
     const std::string tokenizer_path = flags.tokenizer.empty() ? flags.model : flags.tokenizer;
     absl::StatusOr<chat::ChatTemplate> chat_template =
@@ -264,6 +272,8 @@ int RunJob(RunFlags& flags) {
   int64_t generated = 0, prefilled = 0, prompt_tokens = 0;
   size_t failed = bad_lines.size();
   std::vector<bool> started(requests.size(), false);
+  std::vector<int> choices_left(requests.size());  // a request is done when all its n choices are
+  for (size_t i = 0; i < requests.size(); ++i) choices_left[i] = requests[i].n;
   size_t cancelled = 0;
   // Stops the engine when a signal arrives or the output fails (the sync thread's errors included): polled,
   // since neither a signal handler nor the sync thread may call into the engine. A signal gives the running
@@ -294,7 +304,7 @@ int RunJob(RunFlags& flags) {
           started[event.request_index] = true;
           prefilled += event.prompt_tokens;
         }
-        if (event.finished) ++done;
+        if (event.finished && --choices_left[event.request_index] == 0) ++done;
         if (progress) progress->Update(done, generated, prefilled);
       },
       [&](size_t request_index, const Result& result) {

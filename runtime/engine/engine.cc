@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_forward.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/logits_processors.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/scheduler.h"
@@ -204,8 +206,21 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   Impl& impl = *impl_;
   const Tokenizer* tokenizer = this->tokenizer();
   std::vector<Result> results(requests.size());
-  std::vector<RequestState> states;
+  std::vector<RequestState> states;  // choice 0 of each request
   states.reserve(requests.size());
+  // Request::n > 1: the other choices' states and results (results[i].other_choices), and how many of a
+  // request's choices are still to finish: its Result is final, and reported, when none is.
+  std::vector<std::deque<RequestState>> other_states(requests.size());
+  std::vector<int> choices_left(requests.size(), 0);
+  std::vector<bool> reported(requests.size(), false);
+  auto state_of = [&](const Sequence& sequence) -> RequestState& {
+    return sequence.choice == 0 ? states[sequence.request_index]
+                                : other_states[sequence.request_index][sequence.choice - 1];
+  };
+  auto result_of = [&](const Sequence& sequence) -> Result& {
+    Result& first = results[sequence.request_index];
+    return sequence.choice == 0 ? first : first.other_choices[sequence.choice - 1];
+  };
   Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
 
   // Cancel's request ends this call, whichever way it returns; a later Generate starts afresh.
@@ -216,6 +231,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   auto cancelled = [&] { return impl.cancel_requested.load(std::memory_order_acquire); };
   // Reports request `i` as cancelled: its status says how far it got; partial output is dropped.
   auto report_cancelled = [&](size_t i, int generated) {
+    if (reported[i]) return;  // another of its choices was reported already
+    reported[i] = true;
     Result& result = results[i];
     result = Result{};
     result.id = requests[i].id;
@@ -240,8 +257,14 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         states.back().Prepare(i, impl.spec, *impl.kv_cache, &result.prompt_ids);
     if (!sequence.ok()) {
       result.status = sequence.status();
+      reported[i] = true;
       if (on_result) on_result(i, result);  // final now: it will never be scheduled
       continue;
+    }
+    choices_left[i] = requests[i].n;
+    for (int choice = 1; choice < requests[i].n; ++choice) {
+      other_states[i].emplace_back(requests[i], impl.spec, tokenizer);
+      result.other_choices.emplace_back().id = requests[i].id;
     }
     scheduler.Enqueue(std::move(*sequence));
   }
@@ -286,7 +309,9 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
     for (size_t c = 0; c < chunks.size(); ++c) {
-      chunks[c].greedy = requests[owners[c]->request_index].sampling.temperature <= 0.0f;
+      // The pass may pick a greedy token itself only when no logits processor changes the argmax.
+      const SamplingParams& params = requests[owners[c]->request_index].sampling;
+      chunks[c].greedy = params.temperature <= 0.0f && !ChangesGreedyChoice(params, owners[c]->generated());
     }
     // A checkpoint truncated or rewritten under the job ends it here with a clear error, before this step
     // reads it (a change during a step is MappedFile's SIGBUS handler's; see io/mapped_file.h).
@@ -320,7 +345,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
     sampled.resize(sampling_rows.size());
     impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
-      std::vector<int32_t> scratch;
+      ProcessorScratch scratch;
       for (int64_t i = begin; i < end; ++i) {
         const int row = sampling_rows[i].first;
         if (row < 0) {
@@ -328,8 +353,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
           continue;
         }
         Sequence& sequence = *sampling_rows[i].second;
-        sampled[i] = SampleToken(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
-                                 requests[sequence.request_index].sampling, sequence.random, scratch);
+        const TokenHistory history{sequence.tokens, sequence.prompt_length, state_of(sequence).stop_ids()};
+        sampled[i] =
+            SampleProcessed(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
+                            requests[sequence.request_index].sampling, history, sequence.random, scratch);
       }
     });
     for (size_t i = 0; i < sampling_rows.size(); ++i) {
@@ -348,23 +375,28 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         continue;
       }
       sequence.tokens.push_back(sampled[i].token);
-      states[sequence.request_index].Accept(sampled[i], sequence, &results[sequence.request_index]);
+      state_of(sequence).Accept(sampled[i], sequence, &result_of(sequence));
       if (on_token) {
         on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
-                  sequence.prompt_length});
+                  sequence.prompt_length, sequence.choice});
       }
     }
     stats.sampling_seconds += SecondsSince(sampling_start);
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
-      if (auto failure = nan_failures.find(done->request_index); failure != nan_failures.end()) {
-        results[done->request_index] = Result{};
-        results[done->request_index].id = requests[done->request_index].id;
-        results[done->request_index].status = failure->second;
-        if (on_result) on_result(done->request_index, results[done->request_index]);
-        continue;
+      const size_t index = done->request_index;
+      if (reported[index]) continue;  // cancelled while another choice ran on
+      state_of(*done).Finish(*done, &result_of(*done));
+      if (--choices_left[index] > 0) continue;
+      reported[index] = true;
+      Result& result = results[index];
+      if (auto failure = nan_failures.find(index); failure != nan_failures.end()) {
+        result = Result{};
+        result.id = requests[index].id;
+        result.status = failure->second;
+      } else {
+        for (Result& other : result.other_choices) other.prompt_ids = result.prompt_ids;
       }
-      states[done->request_index].Finish(*done, &results[done->request_index]);
-      if (on_result) on_result(done->request_index, results[done->request_index]);
+      if (on_result) on_result(index, result);
     }
     const double step_seconds = SecondsSince(step_start);
     if (step_log != nullptr) {

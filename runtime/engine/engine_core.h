@@ -5,6 +5,8 @@
 //   request_state.h     One request's life: validation, tokenisation, stops, incremental detokenisation.
 //   scheduler.h         Continuous batching over the paged KV cache: decodes plus prefill chunks per step.
 //   sampler.h           Greedy and seeded temperature / top-p sampling.
+//   logits_processors.h min_tokens, logit_bias, the penalties, min_p and top_k before a token is chosen.
+//   choice_fork.h       Request::n > 1: the other choices start from the first's prompt blocks (shared KV).
 //   kv_cache.h          Paged K/V blocks in host memory (and the ids of the GPU's share), the block allocator.
 //   model_weights.h     Every checkpoint tensor checked against the ModelSpec and laid out for the CPU kernels.
 //   forward.h           ForwardPass (one scheduler step through every layer) and CpuForward.
@@ -19,7 +21,9 @@
 
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_forward.h"
+#include "runtime/engine/choice_fork.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/logits_processors.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/sampler.h"

@@ -32,6 +32,7 @@ KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int n
   for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out low ids first
   free_device_.reserve(device_blocks);
   for (int b = num_blocks + device_blocks - 1; b >= num_blocks; --b) free_device_.push_back(b);
+  holders_.assign(static_cast<size_t>(num_blocks) + device_blocks, 0);
 }
 
 int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
@@ -53,6 +54,7 @@ bool KvCache::Reserve(int tokens, std::vector<int32_t>* table) {
   if (needed > static_cast<int>(free.size())) return false;
   for (int i = 0; i < needed; ++i) {
     table->push_back(free.back());
+    holders_[free.back()] = 1;
     free.pop_back();
   }
   return true;
@@ -60,8 +62,18 @@ bool KvCache::Reserve(int tokens, std::vector<int32_t>* table) {
 
 void KvCache::Free(std::vector<int32_t>* table) {
   std::vector<int32_t>& free = OnDevice(*table) ? free_device_ : free_;
-  for (auto it = table->rbegin(); it != table->rend(); ++it) free.push_back(*it);
+  for (auto it = table->rbegin(); it != table->rend(); ++it) {
+    assert(holders_[*it] > 0);
+    if (--holders_[*it] == 0) free.push_back(*it);
+  }
   table->clear();
+}
+
+std::vector<int32_t> KvCache::Share(const std::vector<int32_t>& table, int blocks) {
+  assert(blocks >= 0 && blocks <= static_cast<int>(table.size()));
+  std::vector<int32_t> shared(table.begin(), table.begin() + blocks);
+  for (int32_t block : shared) ++holders_[block];
+  return shared;
 }
 
 void KvCache::Write(int layer, const std::vector<int32_t>& table, int first, int count, const float* k,

@@ -2,7 +2,8 @@
 // allocator.
 //
 // A sequence owns a block table (its block ids in position order). Blocks are handed out at admission and
-// returned as soon as the sequence ends. Pools are allocated lazily by the OS (untouched pages cost nothing).
+// returned as soon as the sequence ends (a block that several tables share, see Share, when the last one
+// ends). Pools are allocated lazily by the OS (untouched pages cost nothing).
 // The GPU path may add device blocks (the plan's GPU share of the cache): ids num_blocks() ..
 // num_blocks() + device_blocks() - 1, stored by the GPU forward pass (gpu/kv_cache_ops.h), never here. A
 // table is all host or all device; Reserve hands out device blocks while a whole table fits in them, so the
@@ -44,7 +45,12 @@ class KvCache {
   // Appends blocks to `table` until it covers `tokens` positions, from the side it is on (an empty table:
   // device blocks if enough are free, else host ones); false (and no change) if too few are free.
   bool Reserve(int tokens, std::vector<int32_t>* table);
+  // Gives up the table's hold on its blocks: a block returns to the free list once no table holds it.
   void Free(std::vector<int32_t>* table);
+  // The first `blocks` blocks of `table`, held once more (copy-free sharing of a prompt's K/V: Request::n
+  // choices read the same prompt blocks). Only full blocks that no sequence writes again may be shared; the
+  // new table then grows with Reserve from the same side (host or device).
+  std::vector<int32_t> Share(const std::vector<int32_t>& table, int blocks);
 
   // Stores K and V ([count, kv_width] each, f32) for positions first .. first + count - 1 of one layer.
   // Host tables only (as View).
@@ -64,6 +70,7 @@ class KvCache {
   std::vector<std::unique_ptr<uint8_t[]>> k_pools_, v_pools_;
   std::vector<std::unique_ptr<float[]>> k_scales_, v_scales_;  // kF8E4M3: [blocks, block_tokens, kv_heads]
   std::vector<int32_t> free_, free_device_;
+  std::vector<int32_t> holders_;  // per block id (host, then device): how many tables hold it
 };
 
 }  // namespace ringmoe

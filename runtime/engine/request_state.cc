@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/engine/choice_fork.h"
+#include "runtime/engine/logits_processors.h"
 
 namespace ringmoe {
 
@@ -46,6 +48,8 @@ absl::StatusOr<std::unique_ptr<Sequence>> RequestState::Prepare(size_t request_i
     return Error(absl::StatusCode::kFailedPrecondition, "stop strings need a tokenizer; use stop_token_ids");
   }
   if (request_.max_tokens < 1) return Error(absl::StatusCode::kInvalidArgument, "max_tokens must be at least 1");
+  if (absl::Status sampling = CheckSamplingRequest(request_, spec.vocab_size); !sampling.ok())
+    return Error(sampling.code(), sampling.message());
   const int context = spec.max_position_embeddings;
   const int prompt_length = static_cast<int>(sequence->tokens.size());
   if (prompt_length >= context) {
@@ -62,7 +66,9 @@ absl::StatusOr<std::unique_ptr<Sequence>> RequestState::Prepare(size_t request_i
                               static_cast<int64_t>(kv_cache.num_blocks()) * kv_cache.block_tokens(),
                               "; give the engine a larger KV-cache budget"));
   }
-  sequence->random = SeededRandom(request_.sampling.seed);
+  sequence->seed = request_.sampling.seed;
+  sequence->random = SeededRandom(ChoiceSeed(request_.sampling.seed, 0));
+  sequence->choices_to_fork = request_.n - 1;
   *prompt_ids = sequence->tokens;
   return sequence;
 }
@@ -73,10 +79,14 @@ void RequestState::Accept(const SampledToken& sampled, Sequence& sequence, Resul
     result->logprobs.push_back(sampled.logprob);
     result->token_strings.push_back(tokenizer_ != nullptr ? tokenizer_->TokenToString(sampled.token) : "");
   }
+  // Before min_tokens, nothing stops generation but the length (vLLM): the stop ids were suppressed (up to
+  // and including token min_tokens), and stop strings are looked for once min_tokens tokens are out.
+  const bool may_stop = sequence.generated() >= request_.sampling.min_tokens;
   if (decoder_) {
     const size_t searched = text_.size();
     text_ += decoder_->Append(sampled.token);
     for (const std::string& stop : request_.stop) {
+      if (!may_stop) break;
       // Only matches that end in the new text; start early enough to catch one spanning tokens.
       const size_t from = searched >= stop.size() ? searched - stop.size() + 1 : 0;
       const size_t at = text_.find(stop, from);
@@ -86,7 +96,8 @@ void RequestState::Accept(const SampledToken& sampled, Sequence& sequence, Resul
       }
     }
   }
-  if (stopped_by_string_ || std::find(stop_ids_.begin(), stop_ids_.end(), sampled.token) != stop_ids_.end()) {
+  if (stopped_by_string_ ||
+      (may_stop && std::find(stop_ids_.begin(), stop_ids_.end(), sampled.token) != stop_ids_.end())) {
     finish_reason_ = FinishReason::kStop;
     sequence.finished = true;
   } else if (sequence.generated() >= sequence.max_new_tokens) {

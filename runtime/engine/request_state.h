@@ -30,6 +30,8 @@ class RequestState {
   void Accept(const SampledToken& sampled, Sequence& sequence, Result* result);
   // Completes the Result once the sequence has finished.
   void Finish(const Sequence& sequence, Result* result);
+  // The ids that end generation: stop_token_ids, and EOS unless ignore_eos (min_tokens holds them back).
+  const std::vector<int32_t>& stop_ids() const { return stop_ids_; }
 
  private:
   absl::Status Error(absl::StatusCode code, absl::string_view message) const;

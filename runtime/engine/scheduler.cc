@@ -1,6 +1,9 @@
 #include "runtime/engine/scheduler.h"
 
 #include <algorithm>
+#include <iterator>
+
+#include "runtime/engine/choice_fork.h"
 
 namespace ringmoe {
 
@@ -57,7 +60,18 @@ void Scheduler::NextStep(std::vector<StepChunk>* chunks, std::vector<Sequence*>*
 }
 
 void Scheduler::Commit(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners) {
-  for (size_t i = 0; i < chunks.size(); ++i) owners[i]->computed += chunks[i].count;
+  std::vector<std::unique_ptr<Sequence>> forked;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Sequence& sequence = *owners[i];
+    sequence.computed += chunks[i].count;
+    if (sequence.choices_to_fork > 0 && sequence.computed >= sequence.prompt_length) {
+      for (std::unique_ptr<Sequence>& child : ForkChoices(sequence, kv_cache_))
+        forked.push_back(std::move(child));
+      sequence.choices_to_fork = 0;
+    }
+  }
+  waiting_.insert(waiting_.begin(), std::make_move_iterator(forked.begin()),
+                  std::make_move_iterator(forked.end()));
 }
 
 std::vector<std::unique_ptr<Sequence>> Scheduler::Retire() {
@@ -73,7 +87,10 @@ std::vector<std::unique_ptr<Sequence>> Scheduler::Retire() {
 
 std::vector<std::unique_ptr<Sequence>> Scheduler::TakeWaiting() {
   std::vector<std::unique_ptr<Sequence>> taken;
-  for (auto& sequence : waiting_) taken.push_back(std::move(sequence));
+  for (auto& sequence : waiting_) {
+    kv_cache_.Free(&sequence->block_table);
+    taken.push_back(std::move(sequence));
+  }
   waiting_.clear();
   return taken;
 }

@@ -27,6 +27,9 @@ struct Sequence {
   std::vector<int32_t> block_table;
   SeededRandom random{0};
   bool finished = false;
+  int choice = 0;           // which of its request's n choices (choice_fork.h)
+  int choices_to_fork = 0;  // choice 0 of an n > 1 request: the other choices, started once the prompt is in
+  uint64_t seed = 0;        // the request's sampling seed, from which each choice's is derived
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_length; }
   int lifetime_tokens() const { return prompt_length + max_new_tokens; }
@@ -43,11 +46,13 @@ class Scheduler {
 
   // Fills the next step. owners[i] is the sequence of chunks[i]. Empty only when Idle().
   void NextStep(std::vector<StepChunk>* chunks, std::vector<Sequence*>* owners);
-  // Marks a step's chunks as computed (their K/V are now cached).
+  // Marks a step's chunks as computed (their K/V are now cached). A sequence whose prompt is now in and that
+  // has choices to fork gets them, at the front of the waiting queue (choice_fork.h).
   void Commit(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners);
   // Frees the blocks of finished sequences and drops them; returns them to the caller.
   std::vector<std::unique_ptr<Sequence>> Retire();
-  // For a cancelled run: hands back every sequence not admitted yet (they hold no blocks).
+  // For a cancelled run: hands back every sequence not admitted yet (freeing the prompt blocks that forked
+  // choices share).
   std::vector<std::unique_ptr<Sequence>> TakeWaiting();
   // For a cancelled run: frees the blocks of every running sequence and hands them back.
   std::vector<std::unique_ptr<Sequence>> TakeRunning();

@@ -16,6 +16,7 @@
 #include "io/regular_file.h"
 #include "nlohmann/json.hpp"
 #include "runtime/frontend/chat_lines.h"
+#include "runtime/frontend/choices_output.h"
 #include "runtime/frontend/request_fields.h"
 
 namespace ringmoe {
@@ -91,7 +92,7 @@ class LineParser {
   // `line` is the raw text (chat lines re-read it to keep the key order of messages and tools); a chat line's
   // template input goes to *chat_request.
   absl::StatusOr<Request> Parse(const json& root, std::string_view line, std::string* chat_request,
-                                std::vector<std::string>* unknown_fields) {
+                                std::vector<std::string>* unknown_fields, OmittedGenerationFields* omitted) {
     const json* body = &root;
     if (root.contains("body")) {
       const json& wrapped = root["body"];
@@ -117,6 +118,12 @@ class LineParser {
     }
     if (absl::Status status = ParseLimits(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseSampling(*body, request); !status.ok()) return status;
+    if (absl::Status status = ParseSamplingFields(
+            *body, request, *omitted,
+            [this](std::string_view field, std::string_view problem) { return FieldError(field, problem); });
+        !status.ok()) {
+      return status;
+    }
     if (absl::Status status = ParseStops(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseLogprobs(*body, request); !status.ok()) return status;
     if (absl::Status status = RejectUnsupported(*body); !status.ok()) return status;
@@ -244,8 +251,12 @@ class LineParser {
   absl::Status ParseLimits(const json& body, Request& request) const {
     request.max_tokens = kDefaultMaxTokens;
     if (const json* max_completion = Field(body, "max_completion_tokens")) {
-      if (Field(body, "max_tokens") != nullptr) {
-        return FieldError("max_completion_tokens", "and 'max_tokens' are both given; use one");
+      // Both given: the same value is fine (a client that fills both), different ones are an error.
+      if (const json* max_tokens = Field(body, "max_tokens");
+          max_tokens != nullptr && *max_tokens != *max_completion) {
+        return FieldError("max_completion_tokens",
+                          absl::StrCat("is ", Describe(*max_completion), " but 'max_tokens' is ",
+                                       Describe(*max_tokens), "; give one, or the same value"));
       }
       std::optional<int64_t> value = AsInt64(*max_completion);
       if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
@@ -364,11 +375,6 @@ class LineParser {
 
   // OpenAI options that would change the shape of the answer; silently ignoring them would mislead.
   absl::Status RejectUnsupported(const json& body) const {
-    if (const json* n = Field(body, "n")) {
-      if (AsInt64(*n) != std::optional<int64_t>(1)) {
-        return FieldError("n", absl::StrCat("must be 1 (one completion per request), got ", Describe(*n)));
-      }
-    }
     if (const json* best_of = Field(body, "best_of")) {
       if (AsInt64(*best_of) != std::optional<int64_t>(1)) {
         return FieldError("best_of",
@@ -451,7 +457,7 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
   *custom_id_known = true;
   try {
     parsed.request = LineParser(line_number, parsed.custom_id)
-                         .Parse(root, line, &parsed.chat_request, &parsed.unknown_fields);
+                         .Parse(root, line, &parsed.chat_request, &parsed.unknown_fields, &parsed.omitted);
     if (!parsed.request.ok()) {
       parsed.chat_request.clear();
       parsed.unknown_fields.clear();
@@ -618,6 +624,8 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
   }
 
   const int64_t created = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
+  if (!result->other_choices.empty())
+    return FormatChoicesLine(line, *result, model_name, batch_request_id, created);
   if (!line.chat_request.empty()) {
     ordered_json output;
     output["id"] = batch_request_id;

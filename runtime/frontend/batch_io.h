@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "ringmoe/engine.h"
+#include "runtime/frontend/sampling_fields.h"
 
 namespace ringmoe {
 
@@ -40,6 +41,8 @@ struct BatchLine {
   std::string chat_request;
   // Fields the line carries that no endpoint defines (request_fields.h decides what happens to them).
   std::vector<std::string> unknown_fields;
+  // Generation fields the line left to their defaults (generation_defaults.h may fill them).
+  OmittedGenerationFields omitted;
 };
 
 // Parses one input line (without its newline). Never fails as a whole: problems land in `request`.

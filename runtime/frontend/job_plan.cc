@@ -40,8 +40,11 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
         ++estimated;
       }
     }
-    prompts.push_back(prompt);
-    gens.push_back(request.max_tokens);
+    // n choices: n sequences in flight (an upper bound: the other choices share the prompt's full blocks).
+    for (int choice = 0; choice < request.n; ++choice) {
+      prompts.push_back(prompt);
+      gens.push_back(request.max_tokens);
+    }
   }
   if (prompts.empty()) return absl::InvalidArgumentError(source + ": no valid request lines to plan for");
   std::string note = absl::StrCat(source, ": ", prompts.size(), " requests");

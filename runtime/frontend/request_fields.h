@@ -3,7 +3,7 @@
 // extensions define is an error naming the field ("temprature", "max_token"), unless `ringmoe run --lenient`
 // turns that into one warning per field name for the whole job (the line then runs without the field).
 //
-// Fields OpenAI defines that ringmoe does not act on yet (e.g. presence_penalty) are not "unknown": see
+// Fields OpenAI defines that ringmoe does not act on (e.g. user, metadata) are not "unknown": see
 // runtime/BATCH_FORMAT.md for how each is treated. Stateless; thread-compatible.
 #pragma once
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -53,10 +54,19 @@ struct EngineOptions {
 
 /// Sampling: temperature 0 is greedy. With temperature > 0 the token is drawn from the top-p nucleus of the
 /// tempered distribution with a per-request generator seeded by `seed` (the same seed gives the same tokens).
+/// The logits processors below run first, in vLLM's order: min_tokens, logit_bias, the penalties, then
+/// temperature, min_p and top_k / top_p (runtime/engine/logits_processors.h). Their defaults change nothing.
 struct SamplingParams {
   float temperature = 0.0f;
   float top_p = 1.0f;
   uint64_t seed = 0;
+  int top_k = 0;                    ///< Keep the k most likely tokens; 0 or -1: all.
+  float min_p = 0.0f;               ///< Drop tokens less likely than min_p times the most likely one.
+  float presence_penalty = 0.0f;    ///< Subtracted once from the logit of every token generated so far.
+  float frequency_penalty = 0.0f;   ///< Subtracted per occurrence among the generated tokens.
+  float repetition_penalty = 1.0f;  ///< > 0; prompt and generated tokens: positive logits / p, negative * p.
+  int min_tokens = 0;  ///< EOS and stop_token_ids are impossible (stop strings unchecked) until this many.
+  std::vector<std::pair<int32_t, float>> logit_bias;  ///< (token id, bias added to its logit).
 };
 
 struct Request {
@@ -69,6 +79,9 @@ struct Request {
   std::vector<std::string> stop;        ///< Stop strings; the text is cut before the match.
   bool logprobs = false;                ///< Report the log-probability of each generated token.
   bool ignore_eos = false;
+  /// Completions to generate from the one prompt, each with its own generator (choice 0 seeded by
+  /// sampling.seed). The prompt is prefilled once: the other choices share its KV blocks.
+  int n = 1;
 };
 
 enum class FinishReason { kStop, kLength };
@@ -82,6 +95,9 @@ struct Result {
   std::vector<std::string> token_strings;  ///< Decoded text piece of each token, with logprobs.
   std::string text;                        ///< Detokenised completion; empty when no tokenizer is loaded.
   FinishReason finish_reason = FinishReason::kLength;
+  /// Request::n > 1: choices 1 .. n-1 (the fields above are choice 0), each a whole Result with the request's
+  /// id, status and prompt_ids and its own tokens, text and finish_reason. Empty when n is 1.
+  std::vector<Result> other_choices;
 };
 
 /// One generated token, reported as soon as it is sampled. Called on the engine's scheduler thread: keep it
@@ -92,6 +108,7 @@ struct TokenEvent {
   float logprob;
   bool finished;
   int prompt_tokens;  ///< The request's prompt length in tokens (after tokenisation).
+  int choice = 0;     ///< Which of the request's n choices (Request::n); `finished` is that choice's.
 };
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
