@@ -150,7 +150,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   if (strategy_ == GemmStrategy::kAuto) {
     int routed = 0;
     for (int e = 0; e < shape_.num_experts; ++e) routed += host_counts_.as<const int32_t>()[e] > 0;
-    use_grouped = routed > 0 && assignments < kAutoGroupedMaxRows * routed;
+    use_grouped = AutoPrefersGrouped(assignments, routed);
   }
   bool grouped_done = false;  // The grouped path leaves bf16 outputs; the loop f32.
   if (index.fp8()) {

@@ -172,6 +172,8 @@ TEST_F(GpuKernelTest, MoeMatchesCpuTwin) {
       {16, 4, 136, 72, 1, GemmStrategy::kGroupedBatched, cpu::RouterScoring::kSoftmaxThenTopK, false},
       {32, 4, 256, 128, 100, GemmStrategy::kAuto, cpu::RouterScoring::kSoftmaxThenTopK, true},  // Grouped.
       {4, 2, 256, 128, 600, GemmStrategy::kAuto, cpu::RouterScoring::kTopKThenSoftmax, false},  // Loop.
+      // Many rows per expert, but 64 experts: grouped (the loop would be launch-bound).
+      {64, 8, 256, 128, 2400, GemmStrategy::kAuto, cpu::RouterScoring::kSoftmaxThenTopK, true},
   };
   for (const MoeCase& c : cases) {
     SCOPED_TRACE(testing::Message() << c.experts << " experts top " << c.top_k << ", " << c.tokens
@@ -233,9 +235,12 @@ TEST_F(GpuKernelTest, MoeMatchesCpuTwin) {
         runner->strategy() == GemmStrategy::kLoopGemmEx ? "loop of cublasGemmEx" : "grouped batched", error,
         runner->fallback_reason().empty() ? "" : "; grouped refused: ", runner->fallback_reason().c_str());
     EXPECT_LT(error, kBf16Tolerance);
-    if (c.strategy == GemmStrategy::kAuto) {  // Few rows per expert: grouped; many: the loop.
-      const bool few_rows = c.tokens * c.top_k < MoeRunner::kAutoGroupedMaxRows * c.experts;
-      EXPECT_EQ(runner->last_used_grouped(), few_rows && runner->fallback_reason().empty());
+    if (c.strategy == GemmStrategy::kAuto) {  // Few rows per expert or many experts: grouped; else the loop.
+      int routed = 0;
+      for (int32_t count : runner->expert_counts()) routed += count > 0;
+      EXPECT_EQ(runner->last_used_grouped(),
+                MoeRunner::AutoPrefersGrouped(int64_t{c.tokens} * c.top_k, routed) &&
+                    runner->fallback_reason().empty());
     }
   }
 }
