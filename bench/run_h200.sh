@@ -5,7 +5,8 @@
 #   source .device/env.sh && bench/run_h200.sh
 # STEPS picks the parts (default "build tests probe bench hf"; "golden" rebuilds the golden data too). CASES
 # lists the benchmark runs, each
-# "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]", e.g.
+# "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]" (shape+fp8: a block-FP8
+# checkpoint of that shape), e.g.
 #   CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256"
 # CASES=accuracy runs the planner issue's eight configurations (both shapes, 6 and 12 GiB, 512/256 and 128/1024;
 # about 20 minutes of benchmark, so over three calls: ACCURACY_PART=1, 2 or 3 picks a third).
@@ -77,13 +78,19 @@ if wants bench; then
   for case in ${CASES:-qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256}; do
     IFS=: read -r name layers gpu_mem requests prompt gen extra <<<"${case}"
     extra="${extra//,/ }"
+    # "shape+fp8": the bench tool writes the routed experts in block FP8 (ringmoe_make_checkpoint --fp8).
+    shape="${name%+fp8}"
+    checkpoint_flags=""
+    [[ "${name}" == *+fp8 ]] && checkpoint_flags="--fp8" && name="${shape}-fp8"
     dir="/tmp/${name}-${layers}"
     # One checkpoint on disk at a time (64 GiB); a complete one left by an earlier call on a warm machine is reused.
     if [[ ! -f "${dir}/.complete" ]]; then
       step "checkpoint ${name} (${layers} layers)"
       for other in /tmp/*-[0-9]*; do [[ -f "${other}/config.json" && "${other}" != "${dir}" ]] && rm -rf "${other}"; done
       rm -rf "${dir}"
-      "${build}/bench/ringmoe_make_checkpoint" --model "${name}" --layers "${layers}" --out "${dir}" >/dev/null ||
+      # shellcheck disable=SC2086
+      "${build}/bench/ringmoe_make_checkpoint" --model "${shape}" --layers "${layers}" --out "${dir}" \
+        ${checkpoint_flags} >/dev/null ||
         exit 1
       # Write the checkpoint's dirty pages out now: flushed in the background, they may slow the first
       # benchmark (suspected in mixtral 12 GiB 512/256 of 2026-12-03: 4376 tok/s, CPU attention 69.5 GB/s).
