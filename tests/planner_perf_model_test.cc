@@ -247,6 +247,15 @@ TEST(PlannerPerfModel, SsdTierTakesTheWholeLayersThatDoNotFitTheCpuBudget) {
   EXPECT_NEAR(prediction->job_bound.stage_seconds.at("ssd"), 1e6 / 64 * 2.0 * layer / 2e9, 1e-6);
   EXPECT_NEAR(prediction->job_bound.stage_seconds.at("pcie"), 1e6 / 64 * 4.0 * layer / 10e9, 1e-6);
 
+  // Striped over two drives (--ssd-dir A --ssd-dir B) the SSD reads at their sum: half the time.
+  HardwareProfile striped = profile;
+  striped.ssd->striped_gbps = 4.0;
+  absl::StatusOr<Prediction> two =
+      PerfModel(striped, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget}).Predict(plan);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_NEAR(two->decode_step.ssd_read, 2.0 * layer / 4e9, 1e-12);
+  EXPECT_NEAR(two->job_bound.stage_seconds.at("ssd"), 1e6 / 64 * 2.0 * layer / 4e9, 1e-6);
+
   // A byte less: only one layer stays pinned.
   PerfModel tighter(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget - 1001});
   absl::StatusOr<MemoryPlan> three = tighter.PlanMemory(plan);
