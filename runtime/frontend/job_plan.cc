@@ -117,8 +117,8 @@ absl::Status ApplySsdDirs(const std::vector<std::string>& dirs, planner::Hardwar
   if (absl::Status status = planner::StripeSsdOverDirs(dirs, profile, &warnings); !status.ok()) return status;
   for (const std::string& warning : warnings) log::Warning("ringmoe: {}", warning);
   if (!dirs.empty() && profile->ssd) {
-    log::Info("ringmoe: the SSD tier is priced at {:.2f} GB/s, the sum of {} --ssd-dir drive(s)",
-              profile->ssd->striped_gbps, dirs.size());
+    log::Info("ringmoe: the SSD tier is priced at {:.2f} GB/s, the sum of the --ssd-dir drives' rates",
+              profile->ssd->striped_gbps);
   }
   return absl::OkStatus();
 }
