@@ -247,10 +247,13 @@ absl::Status LayOut(const std::vector<DirInfo>& dirs, const std::vector<std::str
     temps.paths.push_back(temp);
     temps.fds.push_back(fd);
     const uint64_t needed = data_offset + layout.file_data_bytes[f];
-    // Reserve the space first: a disk too small fails here, before hours of writing.
-    const int reserved = ::posix_fallocate(fd, 0, static_cast<off_t>(needed));
-    if (reserved != 0 && reserved != EOPNOTSUPP && reserved != EINVAL) {
-      return WriteError(reserved, dirs[f].path, temp, 0, needed, needed);
+    // Reserve the space first: a disk too small fails here, before any writing. The fallocate system
+    // call rather than posix_fallocate, which glibc emulates by writing every block where it is missing.
+    if (::fallocate(fd, 0, 0, static_cast<off_t>(needed)) != 0) {
+      const int error = errno;
+      if (error != EOPNOTSUPP && error != ENOSYS && error != EINVAL) {
+        return WriteError(error, dirs[f].path, temp, 0, needed, needed);
+      }
     }
   }
   if (options.log) {

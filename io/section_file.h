@@ -15,7 +15,7 @@
 // layouts) is rebuilt, with a log line saying why.
 //
 // Writing: to a temporary name in the same directory (O_CREAT | O_EXCL | O_NOFOLLOW, O_DIRECT where the
-// filesystem allows it), space reserved first with posix_fallocate, data then header, fdatasync, then
+// filesystem allows it), space reserved first with fallocate, data then header, fdatasync, then
 // renamed over the final name. A full disk is a ResourceExhausted error naming the directory; the temporary
 // files are removed, so no partial file ever carries a valid name. Never written into the model's folder.
 //
