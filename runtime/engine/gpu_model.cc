@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "cpu/fp8_blocks.h"
 #include "gpu/device.h"
+#include "io/fp8_weights.h"
 #include "io/section_file.h"
 #include "planner/memory_table.h"
 
@@ -202,6 +203,11 @@ absl::StatusOr<io::SectionFileSet> EnsureSsdSectionFiles(const ModelWeights& wei
     for (const LayerWeights::ExpertTensors& tensors : weights.layer(part.layer).expert_tensors) {
       for (const io::TensorView* view : {&tensors.gate, &tensors.up, &tensors.down}) {
         if (seen.try_emplace(view->path(), true).second) sources.push_back(view->path());
+        // An FP8 weight's block scales may live in another shard: its bytes depend on them too.
+        if (const io::TensorView* scale = weights.checkpoint().Find(io::ScaleInvName(view->name()));
+            scale != nullptr && seen.try_emplace(scale->path(), true).second) {
+          sources.push_back(scale->path());
+        }
       }
     }
   }
