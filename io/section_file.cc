@@ -6,9 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -220,6 +225,106 @@ struct AlignedDeleter {
   void operator()(uint8_t* ptr) const { FreeAligned(ptr); }
 };
 
+// Writes stripes on one thread per file, so that every drive writes at once while the caller fills the next
+// stripes. Each file has `depth` stripe buffers: Acquire waits for a free one, Submit queues it.
+// Threading: Acquire, Submit and Finish from one thread (the caller's); the writers are internal.
+class StripeWriters {
+ public:
+  StripeWriters(const std::vector<int>& fds, uint64_t stripe_bytes, uint64_t alignment, int depth,
+                std::function<int(int, uint64_t, uint64_t)> fault)
+      : fault_(std::move(fault)), files_(fds.size()) {
+    for (size_t f = 0; f < fds.size(); ++f) {
+      files_[f].fd = fds[f];
+      for (int b = 0; b < depth; ++b) {
+        auto* memory = static_cast<uint8_t*>(AllocateAligned(stripe_bytes, alignment));
+        if (memory == nullptr) {
+          allocated_ = false;
+          continue;
+        }
+        owned_.emplace_back(memory);
+        files_[f].free.push_back(memory);
+      }
+    }
+    if (!allocated_) return;
+    for (size_t f = 0; f < files_.size(); ++f) threads_.emplace_back([this, f] { Run(static_cast<int>(f)); });
+  }
+  ~StripeWriters() { (void)Finish(); }
+  bool allocated() const { return allocated_; }
+
+  // A free buffer of `file`'s, or nullptr once a write failed.
+  uint8_t* Acquire(int file) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return failed_.error != 0 || !files_[file].free.empty(); });
+    if (failed_.error != 0) return nullptr;
+    uint8_t* buffer = files_[file].free.back();
+    files_[file].free.pop_back();
+    return buffer;
+  }
+  void Submit(int file, uint8_t* buffer, uint64_t offset, uint64_t length) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      files_[file].queue.push_back({buffer, offset, length});
+    }
+    work_.notify_all();
+  }
+  // Waits for every queued write; the first failure: its file, offset, length and errno (0: none).
+  struct Failure {
+    int error = 0;
+    int file = 0;
+    uint64_t offset = 0, length = 0;
+  };
+  Failure Finish() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    work_.notify_all();
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+    return failed_;
+  }
+
+ private:
+  struct Job {
+    uint8_t* buffer;
+    uint64_t offset, length;
+  };
+  struct File {
+    int fd = -1;
+    std::vector<uint8_t*> free;
+    std::deque<Job> queue;
+  };
+
+  void Run(int file) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      work_.wait(lock, [&] { return stop_ || failed_.error != 0 || !files_[file].queue.empty(); });
+      if (failed_.error != 0 || files_[file].queue.empty()) return;  // Failed, or stopped with nothing left.
+      const Job job = files_[file].queue.front();
+      files_[file].queue.pop_front();
+      const int fd = files_[file].fd;
+      lock.unlock();
+      int error = fault_ ? fault_(file, job.offset, job.length) : 0;
+      if (error == 0) (void)PwriteAll(fd, job.buffer, job.length, job.offset, &error);
+      lock.lock();
+      files_[file].free.push_back(job.buffer);
+      if (error != 0 && failed_.error == 0) failed_ = {error, file, job.offset, job.length};
+      done_.notify_all();
+      if (error != 0) work_.notify_all();
+    }
+  }
+
+  std::function<int(int, uint64_t, uint64_t)> fault_;
+  std::mutex mutex_;
+  std::condition_variable work_, done_;
+  std::vector<File> files_;
+  std::vector<std::unique_ptr<uint8_t, AlignedDeleter>> owned_;
+  std::vector<std::thread> threads_;
+  Failure failed_;
+  bool stop_ = false;
+  bool allocated_ = true;
+};
+
 absl::Status LayOut(const std::vector<DirInfo>& dirs, const std::vector<std::string>& finals,
                     const SectionFileIdentity& identity, const StripedLayout& layout, const SectionFill& fill,
                     const SectionFileOptions& options) {
@@ -262,40 +367,48 @@ absl::Status LayOut(const std::vector<DirInfo>& dirs, const std::vector<std::str
                              files > 1 ? "s" : "", " in ", layout.stripe_bytes,
                              "-byte stripes: ", absl::StrJoin(finals, ", ")));
   }
-  std::unique_ptr<uint8_t, AlignedDeleter> buffer(
-      static_cast<uint8_t*>(AllocateAligned(std::max(layout.stripe_bytes, data_offset), layout.alignment)));
-  if (buffer == nullptr) return absl::ResourceExhaustedError("cannot allocate a stripe buffer");
   const uint64_t stripes = (layout.logical_bytes + layout.stripe_bytes - 1) / layout.stripe_bytes;
-  size_t section = 0;
-  for (uint64_t k = 0; k < stripes; ++k) {
-    const uint64_t begin = k * layout.stripe_bytes;
-    const uint64_t length = std::min(layout.stripe_bytes, layout.logical_bytes - begin);
-    std::memset(buffer.get(), 0, length);
-    // Sections overlapping [begin, begin + length): from the first not yet behind.
-    while (section < layout.section_bytes.size() &&
-           layout.section_offsets[section] + layout.section_bytes[section] <= begin) {
-      ++section;
-    }
-    for (size_t s = section; s < layout.section_bytes.size() && layout.section_offsets[s] < begin + length;
-         ++s) {
-      const uint64_t from = std::max(begin, layout.section_offsets[s]);
-      const uint64_t to = std::min(begin + length, layout.section_offsets[s] + layout.section_bytes[s]);
-      if (from >= to) continue;
-      if (absl::Status status = fill(static_cast<int>(s), from - layout.section_offsets[s],
-                                     std::span<uint8_t>(buffer.get() + (from - begin), to - from));
-          !status.ok()) {
-        return status;
+  {
+    StripeWriters writers(temps.fds, layout.stripe_bytes, layout.alignment, 2,
+                          options.write_fault_for_testing);
+    if (!writers.allocated()) return absl::ResourceExhaustedError("cannot allocate the stripe buffers");
+    size_t section = 0;
+    absl::Status filled;
+    for (uint64_t k = 0; k < stripes && filled.ok(); ++k) {
+      const int f = static_cast<int>(k % static_cast<uint64_t>(files));
+      uint8_t* buffer = writers.Acquire(f);
+      if (buffer == nullptr) break;  // A write failed: Finish says which.
+      const uint64_t begin = k * layout.stripe_bytes;
+      const uint64_t length = std::min(layout.stripe_bytes, layout.logical_bytes - begin);
+      std::memset(buffer, 0, length);
+      // Sections overlapping [begin, begin + length): from the first not yet behind.
+      while (section < layout.section_bytes.size() &&
+             layout.section_offsets[section] + layout.section_bytes[section] <= begin) {
+        ++section;
       }
+      for (size_t s = section;
+           s < layout.section_bytes.size() && layout.section_offsets[s] < begin + length && filled.ok();
+           ++s) {
+        const uint64_t from = std::max(begin, layout.section_offsets[s]);
+        const uint64_t to = std::min(begin + length, layout.section_offsets[s] + layout.section_bytes[s]);
+        if (from >= to) continue;
+        filled = fill(static_cast<int>(s), from - layout.section_offsets[s],
+                      std::span<uint8_t>(buffer + (from - begin), to - from));
+      }
+      const uint64_t offset = data_offset + (k / static_cast<uint64_t>(files)) * layout.stripe_bytes;
+      writers.Submit(f, buffer, offset, filled.ok() ? length : 0);
     }
-    const int f = static_cast<int>(k % static_cast<uint64_t>(files));
-    const uint64_t offset = data_offset + (k / static_cast<uint64_t>(files)) * layout.stripe_bytes;
-    int error = options.write_fault_for_testing ? options.write_fault_for_testing(f, offset, length) : 0;
-    if (error == 0) (void)PwriteAll(temps.fds[f], buffer.get(), length, offset, &error);
-    if (error != 0) {
-      return WriteError(error, dirs[f].path, temps.paths[f], offset, length,
+    const StripeWriters::Failure failure = writers.Finish();
+    if (!filled.ok()) return filled;
+    if (failure.error != 0) {
+      const int f = failure.file;
+      return WriteError(failure.error, dirs[f].path, temps.paths[f], failure.offset, failure.length,
                         data_offset + layout.file_data_bytes[f]);
     }
   }
+  std::unique_ptr<uint8_t, AlignedDeleter> buffer(
+      static_cast<uint8_t*>(AllocateAligned(data_offset, layout.alignment)));
+  if (buffer == nullptr) return absl::ResourceExhaustedError("cannot allocate the header buffer");
   for (int f = 0; f < files; ++f) {
     std::memset(buffer.get(), 0, data_offset);
     std::memcpy(buffer.get(), headers[f].data(), headers[f].size());

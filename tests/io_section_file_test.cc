@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -399,7 +400,7 @@ TEST(SectionFileDiskFullTest, AWriteFaultIsAClearErrorAndLeavesNoFile) {
   const std::vector<std::string> paths = {a.path(), b.path()};
   SectionFileOptions options;
   options.stripe_bytes = 8192;
-  int writes = 0;
+  std::atomic<int> writes = 0;  // The writers of the two directories run on threads of their own.
   options.write_fault_for_testing = [&writes](int dir, uint64_t, uint64_t) {
     return dir == 1 && ++writes == 3 ? ENOSPC : 0;
   };
@@ -413,6 +414,24 @@ TEST(SectionFileDiskFullTest, AWriteFaultIsAClearErrorAndLeavesNoFile) {
   // A stale valid set stays what it was: a later good run lays the files out.
   options.write_fault_for_testing = nullptr;
   EXPECT_TRUE(EnsureSectionFiles(paths, fixture.Identity(), fixture.Fill(), options).ok());
+}
+
+TEST(SectionFileDiskFullTest, AFillErrorIsReturnedAndLeavesNoFile) {
+  Fixture fixture(RINGMOE_BINARY_DIR);
+  ASSERT_TRUE(fixture.ok());
+  ScratchDir a(RINGMOE_BINARY_DIR), b(RINGMOE_BINARY_DIR), c(RINGMOE_BINARY_DIR);
+  const std::vector<std::string> paths = {a.path(), b.path(), c.path()};
+  SectionFileOptions options;
+  options.stripe_bytes = 8192;
+  const SectionFill good = fixture.Fill();
+  const SectionFill failing = [&good](int section, uint64_t offset, std::span<uint8_t> out) {
+    if (section == 3) return absl::DataLossError("checkpoint tensor unreadable");
+    return good(section, offset, out);
+  };
+  absl::Status status = EnsureSectionFiles(paths, fixture.Identity(), failing, options).status();
+  EXPECT_TRUE(absl::IsDataLoss(status)) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "unreadable")) << status;
+  for (const std::string& path : paths) EXPECT_TRUE(Names(path).empty()) << path;
 }
 
 // The kernel's own "file too large" (RLIMIT_FSIZE, as a quota or a full disk would refuse): in a child
