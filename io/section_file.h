@@ -19,7 +19,8 @@
 // renamed over the final name. A full disk is a ResourceExhausted error naming the directory; the temporary
 // files are removed, so no partial file ever carries a valid name. Never written into the model's folder.
 //
-// Threading: free functions, no shared state; the fill callback runs on the caller's thread.
+// Threading: free functions, no shared state; the fill callback runs on the caller's thread, the writes on
+// one thread per directory (every drive writes while the next stripes are filled).
 #pragma once
 
 #include <cstdint>
