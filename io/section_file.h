@@ -1,6 +1,6 @@
 // The SSD tier's section files (--ssd-dir): the SSD sections' bytes laid out once per model and plan, exactly
-// as the ring consumes them (the packed bf16 layout), striped over one file per directory (one directory per
-// drive) so that every drive reads its share of every section at once.
+// as the ring consumes them (the packed layout, bf16 or FP8 blocks), striped over one file per directory (one
+// directory per drive) so that every drive reads its share of every section at once.
 //
 // Layout. The sections follow each other in a logical byte space, each starting on `alignment` (4 KiB) and
 // padded to it. That space is cut into stripes of stripe_bytes; stripe k lives in file k % D at

@@ -170,7 +170,7 @@ absl::Status PlanCheckpointReads(const ModelWeights& weights, const gpu::PackedL
               absl::StrCat("tensor '", view->name(), "' (in ", view->file(), ") has dtype ",
                            std::string(io::DTypeName(view->dtype())),
                            "; the SSD tier reads F32, BF16 and F16 from the checkpoint (give --ssd-dir: its "
-                           "section files hold the dequantised bf16 experts)"));
+                           "section files hold the experts as the ring does)"));
         }
         auto [it, added] = file_index.try_emplace(view->path(), static_cast<int>(ssd->files.size()));
         if (added) ssd->files.push_back(view->path());
@@ -187,8 +187,8 @@ absl::Status PlanCheckpointReads(const ModelWeights& weights, const gpu::PackedL
 }
 
 // --ssd-dir: the section files (io/section_file.h) hold each SSD part exactly as the ring consumes it, the
-// packed bf16 layout of the experts as loaded (dequantised from an FP8 checkpoint, or rounded through FP8
-// blocks with --expert-dtype fp8), so the SSD tier serves any checkpoint and the DRAM tier's very bytes.
+// packed layout of the held experts (bf16 as loaded, or the FP8 block layout of an FP8 checkpoint or
+// --expert-dtype fp8), so the SSD tier serves any checkpoint with the DRAM tier's very bytes.
 absl::StatusOr<io::SectionFileSet> EnsureSsdSectionFiles(const ModelWeights& weights,
                                                          const GpuPlacement& placement,
                                                          const gpu::PackedLayerIndex& index,
