@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
   }
   ringmoe::EngineOptions options;
   options.threads = flags.threads;
+  options.ssd_dirs = flags.plan.ssd_dirs;  // --ssd-dir: the SSD tier from striped section files
   options.step_log_path = flags.step_log;
   // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
   absl::StatusOr<ringmoe::JobPlanOptions> plan_options =

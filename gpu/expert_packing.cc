@@ -93,6 +93,42 @@ absl::Status PackLayerExperts(std::span<const ExpertMatricesBf16> experts, const
   return absl::OkStatus();
 }
 
+absl::Status CopyPackedRange(std::span<const ExpertMatricesBf16> experts, const PackedLayerIndex& index,
+                             int64_t offset, void* dst, int64_t bytes) {
+  if (static_cast<int64_t>(experts.size()) != index.num_experts || offset < 0 || bytes < 0 ||
+      offset + bytes > index.total_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CopyPackedRange: bytes [", offset, ", ", offset + bytes, ") of a packed layer of ",
+        index.total_bytes(), " bytes and ", index.num_experts, " experts (", experts.size(), " given)"));
+  }
+  const int64_t matrix_bytes = int64_t{index.intermediate} * index.hidden * 2;
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t done = 0; done < bytes;) {
+    const int64_t position = offset + done;
+    const int e = static_cast<int>(position / index.expert_stride_bytes);
+    const int64_t within = position - e * index.expert_stride_bytes;
+    const ExpertMatricesBf16& expert = experts[e];
+    // The expert's pieces in order: gate, up, down, then padding.
+    const int segment = static_cast<int>(std::min<int64_t>(within / matrix_bytes, 3));
+    const int64_t segment_start = segment * matrix_bytes;
+    const int64_t segment_end = segment < 3 ? segment_start + matrix_bytes : index.expert_stride_bytes;
+    const int64_t length = std::min(segment_end - within, bytes - done);
+    const uint16_t* source = segment == 0 ? expert.gate : segment == 1 ? expert.up : expert.down;
+    if (segment < 3) {
+      if (source == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("CopyPackedRange: expert ", e, " is missing a matrix"));
+      }
+      std::memcpy(out + done, reinterpret_cast<const uint8_t*>(source) + (within - segment_start),
+                  static_cast<size_t>(length));
+    } else {
+      std::memset(out + done, 0, static_cast<size_t>(length));
+    }
+    done += length;
+  }
+  return absl::OkStatus();
+}
+
 SectionLayout MakeSectionLayout(int first_layer, std::span<const PackedLayerIndex> layers) {
   SectionLayout layout;
   layout.first_layer = first_layer;

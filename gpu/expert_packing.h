@@ -43,13 +43,22 @@ struct PackedLayerIndex {
   int64_t down_offset(int expert) const { return expert * expert_stride_bytes + 2 * matrix_bytes(); }
   // FP8 layout: scales of gate and up ([ceil(I / rows), ceil(H / cols)] each) and of down ([ceil(H / rows),
   // ceil(I / cols)]).
-  int64_t gate_scale_count() const { return Blocks(intermediate, fp8_block_rows) * Blocks(hidden, fp8_block_cols); }
-  int64_t down_scale_count() const { return Blocks(hidden, fp8_block_rows) * Blocks(intermediate, fp8_block_cols); }
-  int64_t gate_scales_offset(int expert) const {
-    return expert * expert_stride_bytes + (3 * matrix_bytes() + kScaleAlignment - 1) / kScaleAlignment * kScaleAlignment;
+  int64_t gate_scale_count() const {
+    return Blocks(intermediate, fp8_block_rows) * Blocks(hidden, fp8_block_cols);
   }
-  int64_t up_scales_offset(int expert) const { return gate_scales_offset(expert) + ScaleBytes(gate_scale_count()); }
-  int64_t down_scales_offset(int expert) const { return up_scales_offset(expert) + ScaleBytes(gate_scale_count()); }
+  int64_t down_scale_count() const {
+    return Blocks(hidden, fp8_block_rows) * Blocks(intermediate, fp8_block_cols);
+  }
+  int64_t gate_scales_offset(int expert) const {
+    return expert * expert_stride_bytes +
+           (3 * matrix_bytes() + kScaleAlignment - 1) / kScaleAlignment * kScaleAlignment;
+  }
+  int64_t up_scales_offset(int expert) const {
+    return gate_scales_offset(expert) + ScaleBytes(gate_scale_count());
+  }
+  int64_t down_scales_offset(int expert) const {
+    return up_scales_offset(expert) + ScaleBytes(gate_scale_count());
+  }
   // Without padding.
   int64_t expert_bytes() const {
     return fp8() ? down_scales_offset(0) + 4 * down_scale_count() : 3 * matrix_bytes();
@@ -95,9 +104,15 @@ struct ExpertMatricesFp8 {
 };
 
 // Writes expert `expert` of an FP8 index (index.fp8()) into the packed layer at `layer` (index.total_bytes()
-// bytes); its padding is zeroed. InvalidArgument for a bf16 index, a missing matrix or an expert out of range.
+// bytes); its padding is zeroed. InvalidArgument for a bf16 index, a missing matrix or an expert out of
+// range.
 absl::Status PackExpertFp8(const ExpertMatricesFp8& matrices, const PackedLayerIndex& index, int expert,
                            void* layer);
+
+// Bytes [offset, offset + bytes) of the packed layer PackLayerExperts would write, into `dst`: the SSD
+// tier's section files are written a stripe at a time without packing a whole layer in memory.
+absl::Status CopyPackedRange(std::span<const ExpertMatricesBf16> experts, const PackedLayerIndex& index,
+                             int64_t offset, void* dst, int64_t bytes);
 
 // A section: consecutive MoE layers streamed together into one ring slot.
 struct SectionLayout {

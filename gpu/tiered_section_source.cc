@@ -9,10 +9,6 @@ namespace ringmoe::gpu {
 absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::Create(
     std::vector<std::string> files, std::vector<io::SectionSpec> sections, int staging_buffers,
     int64_t staging_bytes, const io::SectionReadOptions& options) {
-  if (staging_buffers < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the SSD tier needs at least 2 staging buffers, not ", staging_buffers));
-  }
   std::unique_ptr<SsdSectionSource> source(new SsdSectionSource());
   int64_t largest = 0;
   for (const io::SectionSpec& spec : sections) {
@@ -20,6 +16,44 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::Create(
     if (!plan.ok()) return plan.status();
     largest = std::max<int64_t>(largest, static_cast<int64_t>(plan->staging_bytes));
     source->section_bytes_.push_back(static_cast<int64_t>(spec.section_bytes));
+  }
+  absl::Status started =
+      source->Start(staging_buffers, staging_bytes, largest, [&](std::vector<std::span<uint8_t>> buffers) {
+        return io::SectionPrefetcher::Create(std::move(files), std::move(sections), std::move(buffers),
+                                             options);
+      });
+  if (!started.ok()) return started;
+  return source;
+}
+
+absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::CreateFromPlans(
+    std::vector<std::string> files, std::vector<io::SectionReadPlan> plans, int staging_buffers,
+    int64_t staging_bytes, const io::SectionReadOptions& options) {
+  std::unique_ptr<SsdSectionSource> source(new SsdSectionSource());
+  int64_t largest = 0;
+  for (const io::SectionReadPlan& plan : plans) {
+    largest = std::max<int64_t>(largest, static_cast<int64_t>(plan.staging_bytes));
+    uint64_t bytes = 0;
+    for (const io::PlannedPiece& piece : plan.pieces)
+      bytes = std::max(bytes, piece.section_offset + piece.bytes);
+    source->section_bytes_.push_back(static_cast<int64_t>(bytes));
+  }
+  absl::Status started =
+      source->Start(staging_buffers, staging_bytes, largest, [&](std::vector<std::span<uint8_t>> buffers) {
+        return io::SectionPrefetcher::CreateFromPlans(std::move(files), std::move(plans), std::move(buffers),
+                                                      options);
+      });
+  if (!started.ok()) return started;
+  return source;
+}
+
+absl::Status SsdSectionSource::Start(
+    int staging_buffers, int64_t staging_bytes, int64_t largest,
+    const std::function<absl::StatusOr<std::unique_ptr<io::SectionPrefetcher>>(
+        std::vector<std::span<uint8_t>>)>& make_prefetcher) {
+  if (staging_buffers < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the SSD tier needs at least 2 staging buffers, not ", staging_buffers));
   }
   if (staging_bytes == 0) staging_bytes = largest;
   if (largest > staging_bytes) {
@@ -31,14 +65,13 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::Create(
     absl::StatusOr<PinnedHostBuffer> buffer = PinnedHostBuffer::Allocate(staging_bytes, "SSD staging buffer");
     if (!buffer.ok()) return buffer.status();
     buffers.emplace_back(buffer->as<uint8_t>(), static_cast<size_t>(staging_bytes));
-    source->staging_.push_back(std::move(*buffer));
+    staging_.push_back(std::move(*buffer));
   }
-  source->staging_bytes_ = staging_bytes * staging_buffers;
-  absl::StatusOr<std::unique_ptr<io::SectionPrefetcher>> prefetcher =
-      io::SectionPrefetcher::Create(std::move(files), std::move(sections), std::move(buffers), options);
+  staging_bytes_ = staging_bytes * staging_buffers;
+  absl::StatusOr<std::unique_ptr<io::SectionPrefetcher>> prefetcher = make_prefetcher(std::move(buffers));
   if (!prefetcher.ok()) return prefetcher.status();
-  source->prefetcher_ = std::move(*prefetcher);
-  return source;
+  prefetcher_ = std::move(*prefetcher);
+  return absl::OkStatus();
 }
 
 SsdSectionSource::~SsdSectionSource() { prefetcher_.reset(); }

@@ -4,6 +4,7 @@
 // so that the ring and the forward pass do not know which tier a section comes from.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -28,6 +29,11 @@ class SsdSectionSource final : public HostSectionSource {
                                                                   std::vector<io::SectionSpec> sections,
                                                                   int staging_buffers, int64_t staging_bytes,
                                                                   const io::SectionReadOptions& options);
+  // The same over read plans made elsewhere: the section files of --ssd-dir (io/section_file.h), read with
+  // io::SectionPrefetcher::CreateFromPlans, every drive of a section at once.
+  static absl::StatusOr<std::unique_ptr<SsdSectionSource>> CreateFromPlans(
+      std::vector<std::string> files, std::vector<io::SectionReadPlan> plans, int staging_buffers,
+      int64_t staging_bytes, const io::SectionReadOptions& options);
   ~SsdSectionSource() override;
 
   int num_sections() const override { return static_cast<int>(section_bytes_.size()); }
@@ -40,6 +46,10 @@ class SsdSectionSource final : public HostSectionSource {
 
  private:
   SsdSectionSource() = default;
+  // Allocates the pinned buffers and starts `make_prefetcher` over them.
+  absl::Status Start(int staging_buffers, int64_t staging_bytes, int64_t largest,
+                     const std::function<absl::StatusOr<std::unique_ptr<io::SectionPrefetcher>>(
+                         std::vector<std::span<uint8_t>>)>& make_prefetcher);
   std::vector<PinnedHostBuffer> staging_;
   std::vector<int64_t> section_bytes_;
   int64_t staging_bytes_ = 0;

@@ -16,6 +16,8 @@
 //                   tier's reader and the planner's bandwidth probe.
 //   section_reader.h  SectionPrefetcher: the SSD tier's sections read ahead from the checkpoint files
 //                   (aligned superset ranges, O_DIRECT) into staging buffers, in the ring's cyclic order.
+//   section_file.h  --ssd-dir: the SSD sections laid out once per model and plan in the ring's layout,
+//                   striped over one file per drive, with a manifest that rejects stale files.
 // Nothing here knows about models beyond tensor names, shapes and config.json (model_spec.h).
 #pragma once
 
@@ -25,5 +27,6 @@
 #include "io/mapped_file.h"
 #include "io/regular_file.h"
 #include "io/safetensors.h"
+#include "io/section_file.h"
 #include "io/section_reader.h"
 #include "io/uring_reader.h"

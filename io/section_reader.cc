@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -332,53 +333,59 @@ struct SectionPrefetcher::State {
     }
   }
 
-  // On the reader thread, without the lock: the section's reads, the file checks, the conversions.
+  // On the reader thread, without the lock: the section's reads, the file checks, the conversions. The reads
+  // of every file the section touches go out together (ReadRange::fd), so that a section striped over
+  // several drives keeps all of them busy at once.
   absl::Status ReadSection(int section, std::span<uint8_t> memory, double* read_seconds) {
     const SectionReadPlan& plan = plans[section];
-    size_t first = 0;
     std::vector<ReadRange> inside, tail;
-    while (first < plan.reads.size()) {
-      const int file_index = plan.reads[first].file;
-      const OpenFile& file = files[file_index];
-      const auto size = static_cast<uint64_t>(file.opened.st_size);
-      inside.clear();
-      tail.clear();
-      size_t last = first;
-      for (; last < plan.reads.size() && plan.reads[last].file == file_index; ++last) {
-        const PlannedRead& read = plan.reads[last];
-        if (options.read_fault_for_testing) {
-          if (const int fault = options.read_fault_for_testing(file_index, read.file_offset, read.length)) {
-            return absl::DataLossError(absl::StrCat("'", file.path, "': read of ", read.length,
-                                                    " bytes at file offset ", read.file_offset,
-                                                    " failed: ", std::strerror(fault)));
-          }
+    std::vector<int> inside_file, tail_file;
+    // Per file touched: the lowest and highest offsets read (for fadvise and the change check).
+    std::vector<std::pair<uint64_t, uint64_t>> touched(files.size(), {UINT64_MAX, 0});
+    for (const PlannedRead& read : plan.reads) {
+      const OpenFile& file = files[read.file];
+      if (options.read_fault_for_testing) {
+        if (const int fault = options.read_fault_for_testing(read.file, read.file_offset, read.length)) {
+          return absl::DataLossError(absl::StrCat("'", file.path, "': read of ", read.length,
+                                                  " bytes at file offset ", read.file_offset,
+                                                  " failed: ", std::strerror(fault)));
         }
-        // Only the read that covers the file's last block may run past its end (zero-filled there).
-        (read.file_offset + read.length > size ? tail : inside)
-            .push_back({read.file_offset, read.length, memory.data() + read.staging_offset});
       }
-      const auto start = std::chrono::steady_clock::now();
-      absl::Status status = reader.ReadRanges(file.fd, inside, AtEof::kError);
-      if (status.ok()) status = reader.ReadRanges(file.fd, tail, AtEof::kZeroFill);
-      *read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (!status.ok()) return NameFile(status, file.path);
-      if (!file.direct) {
+      // Only the read that covers the file's last block may run past its end (zero-filled there).
+      const bool past_end = read.file_offset + read.length > static_cast<uint64_t>(file.opened.st_size);
+      (past_end ? tail : inside)
+          .push_back({read.file_offset, read.length, memory.data() + read.staging_offset, file.fd});
+      (past_end ? tail_file : inside_file).push_back(read.file);
+      touched[read.file].first = std::min(touched[read.file].first, read.file_offset);
+      touched[read.file].second = std::max(touched[read.file].second, read.file_offset + read.length);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    size_t failed = 0;
+    absl::Status status = reader.ReadRanges(-1, inside, AtEof::kError, &failed);
+    const std::vector<int>* failed_files = &inside_file;
+    if (status.ok()) {
+      status = reader.ReadRanges(-1, tail, AtEof::kZeroFill, &failed);
+      failed_files = &tail_file;
+    }
+    *read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!status.ok()) {
+      const std::string path =
+          failed < failed_files->size() ? files[(*failed_files)[failed]].path : std::string("a section file");
+      return NameFile(status, path);
+    }
+    for (size_t f = 0; f < files.size(); ++f) {
+      const auto [begin, end] = touched[f];
+      if (begin > end) continue;  // Not read for this section.
+      if (!files[f].direct) {
         // Buffered fallback: do not let the SSD tier fill the page cache with a model that does not fit.
-        const PlannedRead& first_read = plan.reads[first];
-        const PlannedRead& last_read = plan.reads[last - 1];
-        ::posix_fadvise(file.fd, static_cast<off_t>(first_read.file_offset),
-                        static_cast<off_t>(last_read.file_offset + last_read.length - first_read.file_offset),
+        ::posix_fadvise(files[f].fd, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
                         POSIX_FADV_DONTNEED);
       }
       // After the reads: bytes read from a file that changed meanwhile (a zero-filled tail after a
       // truncation, say) are never handed out.
-      if (absl::Status unchanged =
-              CheckUnchanged(file, section, plan.reads[first].file_offset,
-                             plan.reads[last - 1].file_offset + plan.reads[last - 1].length);
-          !unchanged.ok()) {
+      if (absl::Status unchanged = CheckUnchanged(files[f], section, begin, end); !unchanged.ok()) {
         return unchanged;
       }
-      first = last;
     }
     for (const PlannedConversion& conversion : plan.conversions) ConvertToBf16(conversion, memory.data());
     return absl::OkStatus();
@@ -437,7 +444,6 @@ absl::StatusOr<std::unique_ptr<SectionPrefetcher>> SectionPrefetcher::Create(
     std::vector<std::span<uint8_t>> staging_buffers, const SectionReadOptions& options) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
   std::vector<SectionReadPlan> plans;
-  uint64_t staging_needed = 0;
   for (size_t s = 0; s < sections.size(); ++s) {
     absl::StatusOr<SectionReadPlan> plan = PlanSectionReads(sections[s], options);
     if (!plan.ok()) {
@@ -449,9 +455,88 @@ absl::StatusOr<std::unique_ptr<SectionPrefetcher>> SectionPrefetcher::Create(
                                                        sections[s].tensors[t].file, " of ", files.size()));
       }
     }
-    staging_needed = std::max(staging_needed, plan->staging_bytes);
     plans.push_back(*std::move(plan));
   }
+  // Every tensor inside its file: checked once the files are open, naming the tensor.
+  auto check_extents = [&sections](const std::vector<std::string>& paths,
+                                   const std::vector<uint64_t>& sizes) -> absl::Status {
+    for (size_t s = 0; s < sections.size(); ++s) {
+      for (size_t t = 0; t < sections[s].tensors.size(); ++t) {
+        const SectionTensor& tensor = sections[s].tensors[t];
+        if (tensor.file_offset + tensor.file_bytes > sizes[tensor.file]) {
+          return absl::OutOfRangeError(absl::StrCat(
+              "'", paths[tensor.file], "' (", sizes[tensor.file], " bytes) ends before section ", s,
+              " tensor ", t, " at offset ", tensor.file_offset, " (", tensor.file_bytes, " bytes)"));
+        }
+      }
+    }
+    return absl::OkStatus();
+  };
+  return Start(std::move(files), std::move(plans), std::move(staging_buffers), options, check_extents);
+}
+
+absl::StatusOr<std::unique_ptr<SectionPrefetcher>> SectionPrefetcher::CreateFromPlans(
+    std::vector<std::string> files, std::vector<SectionReadPlan> plans,
+    std::vector<std::span<uint8_t>> staging_buffers, const SectionReadOptions& options) {
+  if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
+  for (size_t s = 0; s < plans.size(); ++s) {
+    const SectionReadPlan& plan = plans[s];
+    for (const PlannedRead& read : plan.reads) {
+      if (read.file < 0 || read.file >= static_cast<int>(files.size()) ||
+          read.file_offset % options.alignment || read.length % options.alignment || read.length == 0 ||
+          read.length > options.max_read_bytes || read.staging_offset % options.alignment ||
+          read.staging_offset + read.length > plan.staging_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "section ", s, ": read of ", read.length, " bytes at offset ", read.file_offset, " of file ",
+            read.file, " is unaligned, too long or outside the ", plan.staging_bytes, " staging bytes"));
+      }
+    }
+    if (!plan.conversions.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("section ", s, ": planned reads convert nothing"));
+    }
+    for (const PlannedPiece& piece : plan.pieces) {
+      if (piece.staging_offset + piece.bytes > plan.staging_bytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("section ", s, ": a piece of ", piece.bytes, " bytes ends past the staging bytes"));
+      }
+    }
+  }
+  // Every read inside its file: a section file shorter than its layout is truncated. (The plans move into
+  // Start, so the furthest read of each file is kept here.)
+  struct Furthest {
+    uint64_t end = 0;
+    size_t section = 0;
+    PlannedRead read;
+  };
+  std::vector<Furthest> furthest(files.size());
+  for (size_t s = 0; s < plans.size(); ++s) {
+    for (const PlannedRead& read : plans[s].reads) {
+      if (read.file_offset + read.length > furthest[read.file].end) {
+        furthest[read.file] = {read.file_offset + read.length, s, read};
+      }
+    }
+  }
+  auto check_extents = [furthest](const std::vector<std::string>& paths,
+                                  const std::vector<uint64_t>& sizes) -> absl::Status {
+    for (size_t f = 0; f < paths.size(); ++f) {
+      if (furthest[f].end > sizes[f]) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "'", paths[f], "' (", sizes[f], " bytes) is truncated: section ", furthest[f].section, " reads ",
+            furthest[f].read.length, " bytes at offset ", furthest[f].read.file_offset));
+      }
+    }
+    return absl::OkStatus();
+  };
+  return Start(std::move(files), std::move(plans), std::move(staging_buffers), options, check_extents);
+}
+
+absl::StatusOr<std::unique_ptr<SectionPrefetcher>> SectionPrefetcher::Start(
+    std::vector<std::string> files, std::vector<SectionReadPlan> plans,
+    std::vector<std::span<uint8_t>> staging_buffers, const SectionReadOptions& options,
+    const std::function<absl::Status(const std::vector<std::string>&, const std::vector<uint64_t>&)>&
+        check_extents) {
+  uint64_t staging_needed = 0;
+  for (const SectionReadPlan& plan : plans) staging_needed = std::max(staging_needed, plan.staging_bytes);
   if (staging_buffers.empty()) return absl::InvalidArgumentError("SectionPrefetcher needs a staging buffer");
   for (size_t b = 0; b < staging_buffers.size(); ++b) {
     const std::span<uint8_t> buffer = staging_buffers[b];
@@ -469,6 +554,7 @@ absl::StatusOr<std::unique_ptr<SectionPrefetcher>> SectionPrefetcher::Create(
   state->options = options;
   state->plans = std::move(plans);
   state->stats.uring = state->reader.uses_io_uring();
+  std::vector<uint64_t> sizes;
   for (const std::string& path : files) {
     OpenFile file;
     file.path = path;
@@ -482,19 +568,10 @@ absl::StatusOr<std::unique_ptr<SectionPrefetcher>> SectionPrefetcher::Create(
     if (!S_ISREG(state->files.back().opened.st_mode)) {
       return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
     }
+    sizes.push_back(static_cast<uint64_t>(state->files.back().opened.st_size));
     state->stats.direct = state->stats.direct && file.direct;
   }
-  for (size_t s = 0; s < sections.size(); ++s) {
-    for (size_t t = 0; t < sections[s].tensors.size(); ++t) {
-      const SectionTensor& tensor = sections[s].tensors[t];
-      const OpenFile& file = state->files[tensor.file];
-      if (tensor.file_offset + tensor.file_bytes > static_cast<uint64_t>(file.opened.st_size)) {
-        return absl::OutOfRangeError(absl::StrCat(
-            "'", file.path, "' (", file.opened.st_size, " bytes) ends before section ", s, " tensor ", t,
-            " at offset ", tensor.file_offset, " (", tensor.file_bytes, " bytes)"));
-      }
-    }
-  }
+  if (absl::Status extents = check_extents(files, sizes); !extents.ok()) return extents;
   for (std::span<uint8_t> buffer : staging_buffers) state->buffers.push_back({buffer});
 
   std::unique_ptr<SectionPrefetcher> prefetcher(new SectionPrefetcher(std::move(state)));

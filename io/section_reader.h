@@ -114,6 +114,13 @@ class SectionPrefetcher {
   static absl::StatusOr<std::unique_ptr<SectionPrefetcher>> Create(
       std::vector<std::string> files, std::vector<SectionSpec> sections,
       std::vector<std::span<uint8_t>> staging_buffers, const SectionReadOptions& options);
+  // The same over read plans made elsewhere (io/section_file.h: a section file striped over several drives):
+  // each read aligned to options.alignment and at most max_read_bytes, inside its file (OutOfRange naming the
+  // file when it is shorter: a truncated file), no conversions. A section's reads of different files go out
+  // together, so every drive it is striped over reads at once.
+  static absl::StatusOr<std::unique_ptr<SectionPrefetcher>> CreateFromPlans(
+      std::vector<std::string> files, std::vector<SectionReadPlan> plans,
+      std::vector<std::span<uint8_t>> staging_buffers, const SectionReadOptions& options);
   ~SectionPrefetcher();  // Stops the thread after the read in flight, if any, has finished.
 
   SectionPrefetcher(const SectionPrefetcher&) = delete;
@@ -149,6 +156,11 @@ class SectionPrefetcher {
  private:
   struct State;
   explicit SectionPrefetcher(std::unique_ptr<State> state);
+  static absl::StatusOr<std::unique_ptr<SectionPrefetcher>> Start(
+      std::vector<std::string> files, std::vector<SectionReadPlan> plans,
+      std::vector<std::span<uint8_t>> staging_buffers, const SectionReadOptions& options,
+      const std::function<absl::Status(const std::vector<std::string>&, const std::vector<uint64_t>&)>&
+          check_extents);
   std::unique_ptr<State> state_;
 };
 

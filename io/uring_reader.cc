@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -72,9 +73,14 @@ class PieceQueue {
   uint64_t next_pos_ = 0;
 };
 
+int RangeFd(int fd, const ReadRange& range) { return range.fd >= 0 ? range.fd : fd; }
+
 absl::Status ValidateRanges(int fd, std::span<const ReadRange> ranges) {
-  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("ReadRanges: invalid file descriptor ", fd));
   for (const ReadRange& range : ranges) {
+    if (RangeFd(fd, range) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("ReadRanges: invalid file descriptor ", fd,
+                                                     " for the range at offset ", range.offset));
+    }
     if (range.length > 0 && range.dst == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("ReadRanges: range at offset ", range.offset, " has no destination buffer"));
@@ -193,15 +199,19 @@ absl::StatusOr<UringReader> UringReader::Create(int queue_depth) {
   return UringReader(std::move(ring), queue_depth);
 }
 
-absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof) {
+absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof,
+                                     size_t* failed_range) {
   if (ring_ == nullptr) return absl::FailedPreconditionError("ReadRanges on a moved-from UringReader");
   if (ring_->broken)
     return absl::FailedPreconditionError("ReadRanges on a UringReader whose ring failed earlier");
   if (absl::Status status = ValidateRanges(fd, ranges); !status.ok()) return status;
   if (ring_->use_pread) {
     if (!ranges.empty()) max_in_flight_ = std::max(max_in_flight_, 1);
-    for (const ReadRange& range : ranges) {
-      if (absl::Status status = PreadRange(fd, range, at_eof); !status.ok()) return status;
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      if (absl::Status status = PreadRange(RangeFd(fd, ranges[i]), ranges[i], at_eof); !status.ok()) {
+        if (failed_range != nullptr) *failed_range = i;
+        return status;
+      }
     }
     return absl::OkStatus();
   }
@@ -215,8 +225,11 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
   int in_flight = 0;
   int transient_retries = 0;
   absl::Status first_error;
-  auto fail = [&](absl::Status status) {
-    if (first_error.ok()) first_error = std::move(status);
+  auto fail = [&](absl::Status status, size_t range = SIZE_MAX) {
+    if (first_error.ok()) {
+      first_error = std::move(status);
+      if (failed_range != nullptr && range != SIZE_MAX) *failed_range = range;
+    }
     queue.Clear();  // Stop issuing; the reads in flight are still waited for below.
   };
 
@@ -232,7 +245,8 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
       free_slots.pop_back();
       slots[slot] = piece;
       const ReadRange& range = ranges[piece.range];
-      io_uring_prep_read(sqe, fd, Destination(range, piece.pos), piece.length, range.offset + piece.pos);
+      io_uring_prep_read(sqe, RangeFd(fd, range), Destination(range, piece.pos), piece.length,
+                         range.offset + piece.pos);
       io_uring_sqe_set_data64(sqe, slot);
       ++in_flight;
     }
@@ -282,16 +296,16 @@ absl::Status UringReader::ReadRanges(int fd, std::span<const ReadRange> ranges, 
       if (!first_error.ok()) continue;  // Draining after an error.
       if (result == -EINTR || result == -EAGAIN) {
         if (++transient_retries > kMaxTransientRetries) {
-          fail(ReadError(-result, range, done));
+          fail(ReadError(-result, range, done), done.range);
         } else {
           queue.Retry(done);
         }
       } else if (result < 0) {
-        fail(ReadError(-result, range, done));
-      } else if (absl::Status status =
-                     HandleShortRead(fd, range, done, static_cast<uint32_t>(result), at_eof, queue);
+        fail(ReadError(-result, range, done), done.range);
+      } else if (absl::Status status = HandleShortRead(RangeFd(fd, range), range, done,
+                                                       static_cast<uint32_t>(result), at_eof, queue);
                  !status.ok()) {
-        fail(std::move(status));
+        fail(std::move(status), done.range);
       }
     }
     io_uring_cq_advance(ring, reaped);

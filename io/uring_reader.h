@@ -21,6 +21,7 @@ struct ReadRange {
   uint64_t offset = 0;  // In the file. With O_DIRECT: a multiple of the logical block size (4096 is safe).
   size_t length = 0;    // With O_DIRECT: a multiple of the block size too.
   void* dst = nullptr;  // With O_DIRECT: aligned (see AllocateAligned).
+  int fd = -1;          // >= 0: read this file instead of ReadRanges' fd (one ring reading several drives).
 };
 
 // What ReadRanges does when the file ends before a range does.
@@ -43,8 +44,11 @@ class UringReader {
 
   // Reads every range of `fd` into its dst and returns when all have finished. Short reads are resubmitted
   // for the remainder; EINTR/EAGAIN are retried. On an error, the reads already in flight are waited for (so
-  // no buffer is written after return) and the first error is returned, naming the offset.
-  absl::Status ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof = AtEof::kError);
+  // no buffer is written after return) and the first error is returned, naming the offset; *failed_range,
+  // when given, receives the index of the range it concerns, when it concerns one (so that callers reading
+  // several files through ReadRange::fd can name the file). `fd` may be -1 when every range names its own.
+  absl::Status ReadRanges(int fd, std::span<const ReadRange> ranges, AtEof at_eof = AtEof::kError,
+                          size_t* failed_range = nullptr);
 
   int queue_depth() const { return queue_depth_; }
   // The most reads this reader has had in flight at once since it was made (1 on the pread fallback once it

@@ -1,15 +1,18 @@
 #include "planner/hardware_profile.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 
 namespace ringmoe::planner {
@@ -101,6 +104,61 @@ double SsdProfile::best_gbps() const {
   return best;
 }
 
+absl::Status StripeSsdOverDirs(const std::vector<std::string>& dirs, HardwareProfile* profile,
+                               std::vector<std::string>* warnings) {
+  if (dirs.empty() || !profile->ssd) return absl::OkStatus();
+  SsdProfile& ssd = *profile->ssd;
+  ssd.striped_gbps = 0;  // From the probe's figures alone, whatever an earlier call set.
+  ssd.section_files = false;
+  std::error_code ignored;
+  auto same_path = [&](const std::string& a, const std::string& b) {
+    return std::filesystem::weakly_canonical(a, ignored) == std::filesystem::weakly_canonical(b, ignored);
+  };
+  struct stat model_info {};
+  const bool model_known = !ssd.path.empty() && ::stat(ssd.path.c_str(), &model_info) == 0;
+  double slowest = ssd.planning_gbps();
+  for (const SsdDrive& drive : ssd.drives) slowest = std::min(slowest, drive.gbps);
+  std::vector<std::pair<uint64_t, std::string>> counted;  // Devices already summed, and by which dir.
+  double total = 0.0;
+  for (const std::string& dir : dirs) {
+    struct stat info {};
+    if (::stat(dir.c_str(), &info) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--ssd-dir '", dir, "': ", std::strerror(errno)));
+    }
+    const auto device = static_cast<uint64_t>(info.st_dev);
+    const auto shared = std::find_if(counted.begin(), counted.end(),
+                                     [&](const auto& entry) { return entry.first == device; });
+    if (shared != counted.end()) {
+      warnings->push_back(absl::StrCat("--ssd-dir '", dir, "' is on the same device as '", shared->second,
+                                       "': its bandwidth is counted once (striping over one drive gains "
+                                       "nothing)"));
+      continue;
+    }
+    counted.emplace_back(device, dir);
+    const SsdDrive* match = nullptr;
+    for (const SsdDrive& drive : ssd.drives) {
+      if (same_path(drive.path, dir)) match = &drive;
+    }
+    for (const SsdDrive& drive : ssd.drives) {
+      if (match == nullptr && drive.device == device) match = &drive;
+    }
+    if (match != nullptr) {
+      total += match->gbps;
+    } else if (model_known && model_info.st_dev == info.st_dev) {
+      total += ssd.sustained_gbps > 0 ? ssd.sustained_gbps : ssd.best_gbps();
+    } else {
+      warnings->push_back(absl::StrFormat(
+          "--ssd-dir '%s' was not probed: counted at %.2f GB/s, the slowest probed drive (`ringmoe probe "
+          "--ssd-dir ...` with every directory measures each)",
+          dir, slowest));
+      total += slowest;
+    }
+  }
+  ssd.striped_gbps = total;
+  ssd.section_files = true;
+  return absl::OkStatus();
+}
+
 std::string ProfileToJson(const HardwareProfile& profile) {
   json root;
   root["format"] = kFormatName;
@@ -184,6 +242,14 @@ std::string ProfileToJson(const HardwareProfile& profile) {
     // their exact text.
     if (!profile.ssd->direct) root["ssd"]["direct"] = false;
     if (profile.ssd->sustained_gbps > 0) root["ssd"]["sustained_gbps"] = profile.ssd->sustained_gbps;
+    if (!profile.ssd->drives.empty()) {
+      json drives = json::array();
+      for (const SsdDrive& drive : profile.ssd->drives) {
+        drives.push_back({{"path", drive.path}, {"device", drive.device}, {"gbps", drive.gbps}});
+        if (!drive.direct) drives.back()["direct"] = false;
+      }
+      root["ssd"]["drives"] = drives;
+    }
   } else {
     root["ssd"] = nullptr;
     root["ssd_absent_reason"] = profile.ssd_absent_reason;
@@ -319,6 +385,16 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
         Reader read((*reads)[i], absl::StrCat("ssd.reads[", i, "]"), &status);
         s.reads.push_back({read.Get<int>("queue_depth", 0, true), read.Get<int64_t>("block_bytes", 0),
                            read.Get<double>("gbps", 0.0, true)});
+      }
+    }
+    if (const json* drives = ssd.Child("drives"); drives != nullptr && drives->is_array()) {
+      for (size_t i = 0; i < drives->size(); ++i) {
+        Reader drive((*drives)[i], absl::StrCat("ssd.drives[", i, "]"), &status);
+        s.drives.push_back({drive.Get<std::string>("path", "", true), drive.Get<uint64_t>("device", 0),
+                            drive.Get<double>("gbps", 0.0, true), drive.Get<bool>("direct", true)});
+        if (status.ok() && !(s.drives.back().gbps > 0)) {
+          status = absl::InvalidArgumentError(absl::StrCat("ssd.drives[", i, "] has no positive gbps"));
+        }
       }
     }
     if (status.ok() && !(s.best_gbps() > 0))

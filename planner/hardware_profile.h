@@ -89,6 +89,14 @@ struct SsdReadRate {
   double gbps = 0.0;
 };
 
+// One --ssd-dir as `ringmoe probe --ssd-dir A --ssd-dir B ...` measured it.
+struct SsdDrive {
+  std::string path;     // The directory.
+  uint64_t device = 0;  // Its st_dev when probed: two directories on one device share its bandwidth.
+  double gbps = 0.0;    // Sustained O_DIRECT reads at the SSD tier's settings (4 MiB, 32 in flight).
+  bool direct = true;   // False: the filesystem refused O_DIRECT (or is tmpfs): not a drive's rate.
+};
+
 struct SsdProfile {
   std::string path;  // The directory measured (the model's filesystem).
   std::vector<SsdReadRate> reads;
@@ -102,8 +110,19 @@ struct SsdProfile {
   // vary by tens of percent on a shared or throttled drive. 0 in profiles from before it was measured.
   double sustained_gbps = 0.0;
   double best_gbps() const;
-  // The rate the planner uses: sustained_gbps when measured, else the sweep's best.
-  double planning_gbps() const { return sustained_gbps > 0 ? sustained_gbps : best_gbps(); }
+  // Every --ssd-dir the probe measured (empty in profiles without them).
+  std::vector<SsdDrive> drives;
+  // Set for a run whose SSD tier is striped over --ssd-dir directories (StripeSsdOverDirs): the sum of their
+  // drives' rates, each device counted once. Not written to JSON.
+  double striped_gbps = 0.0;
+  // Set with striped_gbps: the SSD tier reads section files in the ring's own layout (any held expert type,
+  // FP8 included), not the checkpoint's files. Not written to JSON.
+  bool section_files = false;
+  // The rate the planner uses: the striped drives' sum when set, else sustained_gbps when measured, else the
+  // sweep's best.
+  double planning_gbps() const {
+    return striped_gbps > 0 ? striped_gbps : sustained_gbps > 0 ? sustained_gbps : best_gbps();
+  }
 };
 
 struct HardwareProfile {
@@ -120,6 +139,15 @@ struct HardwareProfile {
   std::optional<SsdProfile> ssd;
   std::string ssd_absent_reason;  // Set when ssd is empty.
 };
+
+// The SSD rate of section files striped over `dirs` (--ssd-dir): each directory's probed rate (profile->ssd->
+// drives, matched by path, else by device; else the probed model drive's rate when on its device), summed
+// over distinct devices, into profile->ssd->striped_gbps. `warnings` gets a line for two directories on one
+// device (counted once) and for a directory nobody probed (counted at the slowest probed rate; `ringmoe
+// probe --ssd-dir` measures it). Errors: a directory that cannot be stat'ed (InvalidArgument naming it). No
+// SSD in the profile: nothing to do.
+absl::Status StripeSsdOverDirs(const std::vector<std::string>& dirs, HardwareProfile* profile,
+                               std::vector<std::string>* warnings);
 
 std::string ProfileToJson(const HardwareProfile& profile);
 // `source` names the file in error messages.

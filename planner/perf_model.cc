@@ -306,20 +306,23 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
           absl::StrCat("the weights exceed the CPU budget by ", Gib(streamed - host_room),
                        " and the hardware profile has no SSD reading (", profile_.ssd_absent_reason, ")"));
     }
-    if (costs_.held_expert_dtype == io::DType::kF8E4M3) {
-      // The SSD tier reads the checkpoint's tensors in place of the ring's bf16 layout; FP8 sections need a
-      // section file of their own first.
-      return absl::UnimplementedError(absl::StrCat(
-          "the FP8 experts exceed the CPU budget by ", Gib(streamed - host_room),
-          " and the SSD tier does not read FP8 experts yet: raise --cpu-mem or use --expert-dtype bf16"));
+    if (costs_.held_expert_dtype == io::DType::kF8E4M3 && !profile_.ssd->section_files) {
+      // From the checkpoint's files the SSD tier reads tensors into the ring's bf16 layout; FP8 sections come
+      // from section files in the ring's own layout (--ssd-dir).
+      return absl::UnimplementedError(absl::StrCat("the FP8 experts exceed the CPU budget by ",
+                                                   Gib(streamed - host_room),
+                                                   " and the SSD tier reads FP8 experts only from section "
+                                                   "files: give --ssd-dir, raise --cpu-mem or use "
+                                                   "--expert-dtype bf16"));
     }
     const int64_t streamed_layers = moe_layers - memory.gpu_resident_moe_layers;
     const int64_t other_pinned = streamed - streamed_layers * moe_layer_bytes;
+    // Section files (--ssd-dir) hold each part in the ring's layout: staged as held, no conversion area.
     memory.ssd_staging_bytes =
         SsdStagingBuffers(plan.ring_sections) *
         SsdStagingBufferBytes((experts_per_layer + plan.layer_parts - 1) / plan.layer_parts,
                               experts_per_layer > 0 ? moe_layer_bytes / experts_per_layer : 0,
-                              costs_.checkpoint_dtype);
+                              profile_.ssd->section_files ? io::DType::kBF16 : costs_.checkpoint_dtype);
     const int64_t room = host_room - memory.ssd_staging_bytes - other_pinned;
     const int64_t pinned_layers =
         moe_layer_bytes > 0 ? std::clamp<int64_t>(room / moe_layer_bytes, 0, streamed_layers) : 0;

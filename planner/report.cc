@@ -93,6 +93,12 @@ void AppendHardware(const PlanReport& report, std::string* out) {
     }
     absl::StrAppend(out, "  ssd     ", absl::StrJoin(reads, ", "), profile.ssd->path.empty() ? "" : " on ",
                     profile.ssd->path, "\n");
+    if (profile.ssd->striped_gbps > 0) {
+      absl::StrAppend(out,
+                      absl::StrFormat("  ssd     section files striped over the --ssd-dir drives: %.2f GB/s "
+                                      "(the planned rate)\n",
+                                      profile.ssd->striped_gbps));
+    }
   } else {
     absl::StrAppend(out, "  ssd     not measured: ", profile.ssd_absent_reason, "\n");
   }

@@ -8,10 +8,16 @@
 // GPU returns their logits rows while it picks the greedy ones' tokens itself); they must repeat exactly from
 // the same seeds. Skips without a GPU.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gpu/device.h"
 #include "io/model_spec.h"
@@ -35,10 +41,10 @@ constexpr double kBf16LogprobTolerance = 2e-2;
 // there no logprob may be more than kBf16OutlierBound off.
 constexpr double kRouterNearTie = 0.05;
 constexpr double kBf16OutlierBound = 0.1;
-// The FP8 goldens' reference runs the dequantised weights in f32; the GPU runs them in bf16, and where a router
-// is near a tie the other expert's FP8-rounded weights move a logprob further: on an H100 (2026-12-07) one
-// position of qwen3_moe_fp8 (prompt 3, token 11, at a router near-tie) was 0.197 off in every placement; every
-// other compared logprob stayed within 2e-2.
+// The FP8 goldens' reference runs the dequantised weights in f32; the GPU runs them in bf16, and where a
+// router is near a tie the other expert's FP8-rounded weights move a logprob further: on an H100 (2026-12-07)
+// one position of qwen3_moe_fp8 (prompt 3, token 11, at a router near-tie) was 0.197 off in every placement;
+// every other compared logprob stayed within 2e-2.
 constexpr double kFp8OutlierBound = 0.25;
 
 struct Placement {
@@ -50,6 +56,34 @@ struct Placement {
   bool routed_expert_copies = false;
   int gpu_kv_sequences = 0;  // sequences whose whole KV fits the GPU's share of the cache
   int ssd_layers = 0;        // streamed MoE layers read from the checkpoint on SSD (-1: every one)
+  int ssd_dirs = 0;          // > 0: the SSD tier reads section files striped over that many --ssd-dir folders
+};
+
+// Folders for --ssd-dir under the build folder (a disk filesystem: O_DIRECT), removed with their files.
+struct SsdDirs {
+  explicit SsdDirs(int count) {
+    for (int i = 0; i < count; ++i) {
+      std::string pattern = std::string(RINGMOE_BINARY_DIR) + "/gpu_golden_ssd_XXXXXX";
+      if (::mkdtemp(pattern.data()) != nullptr) paths.push_back(pattern);
+    }
+  }
+  ~SsdDirs() {
+    std::error_code ignored;
+    for (const std::string& path : paths) std::filesystem::remove_all(path, ignored);
+  }
+  // Each folder's files and their mtimes (a reused layout keeps them).
+  std::vector<std::pair<std::string, int64_t>> Files() const {
+    std::vector<std::pair<std::string, int64_t>> files;
+    for (const std::string& path : paths) {
+      for (const auto& entry : std::filesystem::directory_iterator(path)) {
+        files.emplace_back(entry.path().string(),
+                           static_cast<int64_t>(entry.last_write_time().time_since_epoch().count()));
+      }
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+  std::vector<std::string> paths;
 };
 
 class GpuGoldenTest : public testing::TestWithParam<std::tuple<std::string, Placement>> {};
@@ -81,7 +115,8 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
         plan.expert_tiers, placement.ssd_layers < 0 ? spec->num_layers : placement.ssd_layers);
   }
   plan.micro_batches = placement.micro_batches;
-  // An FP8 checkpoint's experts stay FP8 on the GPU, as `ringmoe run` plans them (runtime/frontend/job_plan.cc).
+  // An FP8 checkpoint's experts stay FP8 on the GPU, as `ringmoe run` plans them
+  // (runtime/frontend/job_plan.cc).
   if (spec->quantization.method == WeightQuantization::kFp8Block) plan.expert_dtype = io::DType::kF8E4M3;
   if (placement.layer_parts > 0) {
     plan.layer_parts = placement.layer_parts;
@@ -97,9 +132,20 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     const int tokens = static_cast<int>(longest) + golden["max_new_tokens"].get<int>();
     plan.kv.gpu_bytes = planner::KvBytesForSequences(*spec, plan.kv, placement.gpu_kv_sequences, tokens);
   }
+  SsdDirs ssd_dirs(placement.ssd_dirs);
+  ASSERT_EQ(static_cast<int>(ssd_dirs.paths.size()), placement.ssd_dirs);
+  options.ssd_dirs = ssd_dirs.paths;
   absl::StatusOr<Engine> engine = Engine::Open(dir, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ASSERT_EQ(engine->info().device, "gpu");
+  const auto section_files = ssd_dirs.Files();
+  if (placement.ssd_dirs > 0) {
+    // One section file per folder, and nothing else (no temporary file left behind).
+    ASSERT_EQ(section_files.size(), ssd_dirs.paths.size());
+    absl::StatusOr<Engine> reopened = Engine::Open(dir, options);
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    EXPECT_EQ(ssd_dirs.Files(), section_files) << "a valid layout was written again";
+  }
 
   std::vector<Request> requests;
   for (const auto& prompt : golden["prompts"]) {
@@ -207,7 +253,8 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
                                                   << " off where no router is near a tie";
         ++near_tie_outliers;
       }
-      const double outlier_bound = case_dir.rfind("golden_fp8/", 0) == 0 ? kFp8OutlierBound : kBf16OutlierBound;
+      const double outlier_bound =
+          case_dir.rfind("golden_fp8/", 0) == 0 ? kFp8OutlierBound : kBf16OutlierBound;
       EXPECT_LE(error, outlier_bound) << "prompt " << i << " token " << t << ": " << result.logprobs[t]
                                       << " where the reference has " << logprobs[t];
       ++compared;
@@ -232,6 +279,11 @@ constexpr Placement kGpuKvCpuPrefill{"streamed_kv_on_gpu_cpu_prefill", 0, 2, 0, 
 // streamed layers, in half layers, with a resident layer among them.
 constexpr Placement kStreamedFromSsd{"streamed_from_ssd", 0, 2, 0, false, false, 0, -1};
 constexpr Placement kSomeFromSsdInParts{"some_from_ssd_in_half_layers", 1, 2, 2, false, false, 0, 1};
+// The same from section files (--ssd-dir), striped over three folders, and over two in half layers.
+constexpr Placement kStreamedFromSsdFiles{
+    "streamed_from_ssd_files_on_three_dirs", 0, 2, 0, false, false, 0, -1, 3};
+constexpr Placement kSomeFromSsdFilesInParts{
+    "some_from_ssd_files_in_half_layers", 1, 2, 2, false, false, 0, 1, 2};
 
 INSTANTIATE_TEST_SUITE_P(
     AllModels, GpuGoldenTest,
@@ -239,7 +291,7 @@ INSTANTIATE_TEST_SUITE_P(
                                      "models/tiny-qwen3-moe"),
                      testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
                                      kRoutedCopies, kGpuKvShare, kGpuKvCpuPrefill, kStreamedFromSsd,
-                                     kSomeFromSsdInParts)),
+                                     kSomeFromSsdInParts, kStreamedFromSsdFiles, kSomeFromSsdFilesInParts)),
     [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -248,11 +300,13 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Block-FP8 checkpoints (tests/golden/make_fp8_goldens.py): the routed experts stream and sit in the ring (or
 // stay resident) as FP8 blocks, dequantised to bf16 on the GPU beside their GEMMs; the same bf16 rule holds
-// against transformers' dequantised f32 reference.
+// against transformers' dequantised f32 reference. The SSD tier serves them from section files (--ssd-dir),
+// which hold the FP8 layout as the ring does.
 INSTANTIATE_TEST_SUITE_P(Fp8Models, GpuGoldenTest,
                          testing::Combine(testing::Values("golden_fp8/qwen3_moe_fp8",
                                                           "golden_fp8/mixtral_fp8"),
-                                          testing::Values(kResident, kStreamed, kCpuPrefill, kRoutedCopies)),
+                                          testing::Values(kResident, kStreamed, kCpuPrefill, kRoutedCopies,
+                                                          kStreamedFromSsdFiles)),
                          [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
                            std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

@@ -247,6 +247,15 @@ TEST(PlannerPerfModel, SsdTierTakesTheWholeLayersThatDoNotFitTheCpuBudget) {
   EXPECT_NEAR(prediction->job_bound.stage_seconds.at("ssd"), 1e6 / 64 * 2.0 * layer / 2e9, 1e-6);
   EXPECT_NEAR(prediction->job_bound.stage_seconds.at("pcie"), 1e6 / 64 * 4.0 * layer / 10e9, 1e-6);
 
+  // Striped over two drives (--ssd-dir A --ssd-dir B) the SSD reads at their sum: half the time.
+  HardwareProfile striped = profile;
+  striped.ssd->striped_gbps = 4.0;
+  absl::StatusOr<Prediction> two =
+      PerfModel(striped, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget}).Predict(plan);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_NEAR(two->decode_step.ssd_read, 2.0 * layer / 4e9, 1e-12);
+  EXPECT_NEAR(two->job_bound.stage_seconds.at("ssd"), 1e6 / 64 * 2.0 * layer / 4e9, 1e-6);
+
   // A byte less: only one layer stays pinned.
   PerfModel tighter(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget - 1001});
   absl::StatusOr<MemoryPlan> three = tighter.PlanMemory(plan);
@@ -263,6 +272,37 @@ TEST(PlannerPerfModel, SsdTierTakesTheWholeLayersThatDoNotFitTheCpuBudget) {
   profile.ssd_absent_reason = "no probe";
   PerfModel no_ssd(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
   EXPECT_NE(no_ssd.PlanMemory(plan).status().message().find("no probe"), std::string::npos);
+}
+
+// FP8 experts on the SSD tier: only from section files (--ssd-dir), which hold the ring's FP8 layout; the
+// checkpoint path reads bf16 sections only.
+TEST(PlannerPerfModel, Fp8ExpertsGoToTheSsdTierOnlyFromSectionFiles) {
+  HardwareProfile profile = InstantMachine();
+  profile.ssd = SsdProfile{"/ssd", {{32, 4 << 20, 2.0}}};
+  ModelCosts costs = ComputeModelCosts(ParseOrDie(kTinyMoe, "tiny"), 0, 2, 2, io::DType::kF8E4M3);
+  ASSERT_EQ(costs.held_expert_dtype, io::DType::kF8E4M3);
+  ExecutionPlan plan;
+  plan.device = PlanDevice::kGpu;
+  plan.batch = 64;
+  plan.prefill_chunk = 256;
+  plan.max_resident_moe_layers = 0;
+  plan.layer_parts = 4;
+  plan.ring_sections = 5;
+  // A CPU budget a little over the fixed part: most streamed layers must go to the SSD.
+  const int64_t kv = 64 * 2000 * kTinyKvPerToken, embedding = 1000LL * 1024 * 2;
+  const int64_t activations = (64 + 256) * (2 * 1024 + 2 * 256) * 4 * 2;
+  const int64_t cpu_budget = embedding + kv + activations + 4 * kTinyExpertBytes * 6 + 200000;
+  PerfModel checkpoint_reads(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
+  absl::StatusOr<MemoryPlan> refused = checkpoint_reads.PlanMemory(plan);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented) << refused.status();
+  EXPECT_NE(refused.status().message().find("--ssd-dir"), std::string::npos) << refused.status();
+  profile.ssd->section_files = true;
+  profile.ssd->striped_gbps = 2.0;
+  PerfModel section_files(profile, costs, Job(1000, 1000, 1000), Budgets{40 * kGiB, cpu_budget});
+  absl::StatusOr<MemoryPlan> memory = section_files.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  EXPECT_GT(memory->ssd_moe_layers, 0);
+  EXPECT_LE(memory->cpu_used(), cpu_budget);
 }
 
 TEST(PlannerPerfModel, KvCapacityBoundsTheBatch) {

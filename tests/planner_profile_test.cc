@@ -1,6 +1,7 @@
 // Hardware profiles: JSON round trip, the committed H200 profile in exactly the probe's format, errors that
 // name the file and field, and a quick probe of this machine.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 
@@ -90,6 +91,79 @@ TEST(PlannerProfile, SsdSustainedRateIsWhatThePlannerPricesAndRoundTrips) {
   absl::StatusOr<HardwareProfile> reread = ProfileFromJson(ProfileToJson(sustained), "sustained.json");
   ASSERT_TRUE(reread.ok()) << reread.status();
   EXPECT_DOUBLE_EQ(reread->ssd->sustained_gbps, 1.93);
+}
+
+TEST(PlannerProfile, SsdDrivesRoundTripAndOldProfilesHaveNone) {
+  absl::StatusOr<HardwareProfile> old =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_TRUE(old->ssd->drives.empty());
+  HardwareProfile drives = *old;
+  drives.ssd->drives = {{"/nvme0/cache", 2049, 1.9, true}, {"/nvme1/cache", 2050, 2.1, false}};
+  drives.ssd->striped_gbps = 9.9;  // Per run, never written.
+  const std::string text = ProfileToJson(drives);
+  EXPECT_EQ(text.find("striped"), std::string::npos);
+  absl::StatusOr<HardwareProfile> reread = ProfileFromJson(text, "drives.json");
+  ASSERT_TRUE(reread.ok()) << reread.status();
+  ASSERT_EQ(reread->ssd->drives.size(), 2u);
+  EXPECT_EQ(reread->ssd->drives[1].path, "/nvme1/cache");
+  EXPECT_EQ(reread->ssd->drives[1].device, 2050u);
+  EXPECT_DOUBLE_EQ(reread->ssd->drives[1].gbps, 2.1);
+  EXPECT_FALSE(reread->ssd->drives[1].direct);
+  EXPECT_EQ(reread->ssd->striped_gbps, 0);
+  EXPECT_EQ(ProfileToJson(*reread), text);
+}
+
+// --ssd-dir: the planner prices the SSD tier at the sum of the drives' probed rates, each device once.
+TEST(PlannerProfile, StripedSsdRateSumsTheDrivesAndCountsADeviceOnce) {
+  const std::string base = std::string(RINGMOE_BINARY_DIR) + "/planner_profile_stripe";
+  std::filesystem::remove_all(base);
+  for (const char* name : {"a", "b", "c", "d"}) std::filesystem::create_directories(base + "/" + name);
+  absl::StatusOr<HardwareProfile> loaded =
+      LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  HardwareProfile profile = *loaded;
+  profile.ssd->path = "/nonexistent-model-dir";
+  profile.ssd->sustained_gbps = 1.5;
+  // Directories a and b as if on two drives (the probe recorded devices 1 and 2; matched by path).
+  profile.ssd->drives = {{base + "/a", 1, 2.0}, {base + "/b", 2, 3.0}};
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(StripeSsdOverDirs({base + "/a", base + "/b"}, &profile, &warnings).ok());
+  // a and b are really on one device here (the build folder's): the second is counted once, with a warning.
+  EXPECT_DOUBLE_EQ(profile.ssd->striped_gbps, 2.0);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("same device"), std::string::npos) << warnings[0];
+  EXPECT_DOUBLE_EQ(profile.ssd->planning_gbps(), 2.0);
+
+  // One directory: its own probed rate. An unprobed one: the slowest probed rate, with a warning.
+  warnings.clear();
+  ASSERT_TRUE(StripeSsdOverDirs({base + "/b"}, &profile, &warnings).ok());
+  EXPECT_DOUBLE_EQ(profile.ssd->striped_gbps, 3.0);
+  EXPECT_TRUE(warnings.empty());
+  profile.ssd->drives.clear();
+  ASSERT_TRUE(StripeSsdOverDirs({base + "/c"}, &profile, &warnings).ok());
+  EXPECT_DOUBLE_EQ(profile.ssd->striped_gbps, 1.5);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("not probed"), std::string::npos) << warnings[0];
+
+  // Drives matched by device when the path differs: the sum over distinct devices.
+  struct stat info {};
+  ASSERT_EQ(::stat(base.c_str(), &info), 0);
+  profile.ssd->drives = {{"/elsewhere", static_cast<uint64_t>(info.st_dev), 2.5}};
+  warnings.clear();
+  ASSERT_TRUE(StripeSsdOverDirs({base + "/d"}, &profile, &warnings).ok());
+  EXPECT_DOUBLE_EQ(profile.ssd->striped_gbps, 2.5);
+  EXPECT_FALSE(StripeSsdOverDirs({base + "/missing"}, &profile, &warnings).ok());
+  std::filesystem::remove_all(base);
+}
+
+// The sum itself, over drives the test cannot create: a pure check of the arithmetic through planning_gbps.
+TEST(PlannerProfile, PlanningRatePrefersTheStripedSum) {
+  SsdProfile ssd{"/ssd", {{32, 4 << 20, 2.0}}};
+  ssd.sustained_gbps = 1.8;
+  EXPECT_DOUBLE_EQ(ssd.planning_gbps(), 1.8);
+  ssd.striped_gbps = 7.2;
+  EXPECT_DOUBLE_EQ(ssd.planning_gbps(), 7.2);
 }
 
 TEST(PlannerProfile, ErrorsNameTheFileAndField) {

@@ -137,6 +137,34 @@ TEST_F(ProgressTest, LogModePrintsOneLineEveryIntervalAndASummary) {
       << text;
 }
 
+TEST_F(ProgressTest, AnSsdTierAddsItsRateAndShareOfTheTime) {
+  auto progress = Make(10, /*interactive=*/false, /*interval=*/10.0);
+  now_ += 10.0;
+  // 15 GB in 8 s of reads over 10 s; the ring stood waiting for them 2.5 s.
+  progress->UpdateSsd(15'000'000'000, 8.0, 2.5);
+  progress->Update(2, 100, 1000);
+  now_ += 10.0;
+  progress->UpdateSsd(30'000'000'000, 16.0, 3.0);
+  progress->Update(10, 200, 2000);
+  progress->Finish();
+  const std::string text = Output();
+  EXPECT_NE(
+      text.find("progress: 2/10 req (20%) | gen 10.0 tok/s | prompt 100.0 tok/s | ssd 1.88 GB/s, 15.0 GB "
+                "read, reads busy 80%, ring waited 25% | 00:10 elapsed"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find("(100.0 tok/s) | ssd 1.88 GB/s, 30.0 GB read, reads busy 80%, ring waited 15%\n"),
+            std::string::npos)
+      << text;
+}
+
+TEST_F(ProgressTest, WithoutAnSsdTierTheLineHasNoSsdPart) {
+  auto progress = Make(1, /*interactive=*/true);
+  progress->Update(0, 0, 0);
+  progress->Finish();
+  EXPECT_EQ(Output().find("ssd"), std::string::npos) << Output();
+}
+
 TEST_F(ProgressTest, LogModeKeepsItsScheduleAfterAGap) {
   auto progress = Make(10, /*interactive=*/false, /*interval=*/10.0);
   now_ += 35.0;  // A long step: one line, not three.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -110,6 +111,49 @@ const char* MemoryFilesystemName(const std::string& dir) {
   return nullptr;
 }
 
+// A scratch file of `bytes` to read back, in a private folder (mkdtemp: a fresh name, mode 0700) on the
+// filesystem to measure, created with O_EXCL | O_NOFOLLOW: nobody else's file or planted link can be written
+// through, and a shared folder only ever holds it briefly. Both are removed on destruction.
+class ScratchFile {
+ public:
+  ScratchFile(const std::string& dir, int64_t bytes) {
+    folder_ = absl::StrCat(dir, "/.ringmoe-probe-XXXXXX");
+    if (::mkdtemp(folder_.data()) == nullptr) {
+      error_ = absl::StrCat(dir, ": cannot create a private scratch folder to measure its disk (",
+                            std::strerror(errno), "); pass --probe-dir with a writable folder on that disk");
+      folder_.clear();
+      return;
+    }
+    path_ = folder_ + "/read-test.tmp";
+    const int fd = ::open(path_.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      error_ = absl::StrCat(path_, ": cannot create the scratch file: ", std::strerror(errno));
+      return;
+    }
+    const size_t block = 1 << 20;
+    std::vector<char> chunk(block);
+    for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>(i * 131 + 7);
+    bool written = true;
+    for (int64_t done = 0; done < bytes && written; done += block) {
+      written = ::write(fd, chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size());
+    }
+    written = written && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!written) error_ = absl::StrCat(path_, ": could not write ", bytes / kMiB, " MiB to measure");
+  }
+  ~ScratchFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+    if (!folder_.empty()) ::rmdir(folder_.c_str());
+  }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  const std::string& error() const { return error_; }  // Empty when the file is ready.
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string folder_, path_, error_;
+};
+
 // The read sweep: block sizes x queue depths over the scratch file, two passes in opposite orders (a drive
 // that is throttled after a burst, or shared, then shows as two readings that disagree rather than as a rate
 // that falls with depth). Each setting keeps its slower reading. Fills ssd->reads and ssd->direct and prints
@@ -185,65 +229,29 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
   // The sweep reads the first 384 MiB; the sustained reading at the SSD tier's settings reads all of it.
   const int64_t sweep_bytes = (options.quick ? 32 : 384) * kMiB;
   const int64_t file_bytes = (options.quick ? 32 : 2048) * kMiB;
-  const size_t block = 1 << 20;
-  // The scratch file lives in a private folder (mkdtemp: a fresh name, mode 0700) on the filesystem to
-  // measure, created with O_EXCL | O_NOFOLLOW: nobody else's file or planted link can be written through, and
-  // a shared folder only ever holds it briefly. Both are removed on every path out.
-  std::string folder = absl::StrCat(options.ssd_dir, "/.ringmoe-probe-XXXXXX");
-  if (::mkdtemp(folder.data()) == nullptr) {
-    profile->ssd_absent_reason =
-        absl::StrCat(options.ssd_dir, ": cannot create a private scratch folder to measure its disk (",
-                     std::strerror(errno), "); pass --probe-dir with a writable folder on that disk");
+  ScratchFile scratch(options.ssd_dir, file_bytes);
+  if (!scratch.error().empty()) {
+    profile->ssd_absent_reason = scratch.error();
     return;
   }
-  const std::string path = folder + "/read-test.tmp";
-  struct RemoveScratch {
-    const std::string& folder;
-    const std::string& path;
-    ~RemoveScratch() {
-      ::unlink(path.c_str());
-      ::rmdir(folder.c_str());
-    }
-  } remove_scratch{folder, path};
-  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    profile->ssd_absent_reason =
-        absl::StrCat(path, ": cannot create the scratch file: ", std::strerror(errno));
-    return;
-  }
-  std::vector<char> chunk(block);
-  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>(i * 131 + 7);
-  bool written = true;
-  for (int64_t done = 0; done < file_bytes && written; done += block) {
-    written = ::write(fd, chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size());
-  }
-  written = written && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written) {
-    std::filesystem::remove(path);
-    profile->ssd_absent_reason =
-        absl::StrCat(path, ": could not write ", file_bytes / kMiB, " MiB to measure");
-    return;
-  }
+  const std::string& path = scratch.path();
   SsdProfile ssd;
   ssd.path = options.ssd_dir;
   std::string failure = SweepSsdReads(options, path, sweep_bytes, &ssd);
   if (failure.empty()) {
     const io::SectionReadOptions engine_reads;
-    absl::StatusOr<double> sustained =
-        io::MeasureReadBandwidth(path, engine_reads.queue_depth, static_cast<size_t>(engine_reads.max_read_bytes),
-                                 static_cast<size_t>(file_bytes));
+    absl::StatusOr<double> sustained = io::MeasureReadBandwidth(
+        path, engine_reads.queue_depth, static_cast<size_t>(engine_reads.max_read_bytes),
+        static_cast<size_t>(file_bytes));
     if (sustained.ok()) {
       ssd.sustained_gbps = *sustained;
-      Progress(options, absl::StrFormat("ssd: sustained %.2f GB/s over %d MiB in %d KiB reads, %d in flight (the "
-                                        "SSD tier's settings; the planner prices SSD reads at this rate)",
-                                        *sustained, static_cast<int>(file_bytes / kMiB),
-                                        static_cast<int>(engine_reads.max_read_bytes / 1024),
-                                        engine_reads.queue_depth));
+      Progress(options, absl::StrFormat(
+                            "ssd: sustained %.2f GB/s over %d MiB in %d KiB reads, %d in flight (the "
+                            "SSD tier's settings; the planner prices SSD reads at this rate)",
+                            *sustained, static_cast<int>(file_bytes / kMiB),
+                            static_cast<int>(engine_reads.max_read_bytes / 1024), engine_reads.queue_depth));
     }
   }
-  std::error_code ignored;
-  std::filesystem::remove(path, ignored);
   if (ssd.reads.empty()) {
     profile->ssd_absent_reason = absl::StrCat("io_uring O_DIRECT reads failed: ", failure);
     return;
@@ -260,6 +268,54 @@ void ProbeSsdInto(const ProbeOptions& options, HardwareProfile* profile) {
   profile->ssd = ssd;
 #else
   profile->ssd_absent_reason = "SSD reader not built (io/uring_reader.h is missing)";
+#endif
+}
+
+// --ssd-dir: each directory's sustained read at the SSD tier's settings, into profile->ssd->drives (the
+// planner sums them for section files striped over those drives).
+void ProbeSsdDrivesInto(const ProbeOptions& options, HardwareProfile* profile) {
+  if (options.ssd_drive_dirs.empty()) return;
+#ifdef RINGMOE_PLANNER_HAS_URING_READER
+  if (!profile->ssd) {
+    Progress(options, "ssd: the --ssd-dir drives are not measured: the model's drive could not be");
+    return;
+  }
+  const int64_t file_bytes = (options.quick ? 32 : 2048) * kMiB;
+  const io::SectionReadOptions engine_reads;
+  for (const std::string& dir : options.ssd_drive_dirs) {
+    struct stat info {};
+    if (::stat(dir.c_str(), &info) != 0) {
+      profile->notes.push_back(absl::StrCat("ssd: --ssd-dir ", dir, " not measured: ", std::strerror(errno)));
+      continue;
+    }
+    SsdDrive drive{dir, static_cast<uint64_t>(info.st_dev)};
+    const auto same = std::find_if(profile->ssd->drives.begin(), profile->ssd->drives.end(),
+                                   [&](const SsdDrive& other) { return other.device == drive.device; });
+    if (same != profile->ssd->drives.end()) {
+      Progress(options, absl::StrCat("ssd: warning: --ssd-dir ", dir, " is on the same device as ",
+                                     same->path, ": one drive, counted once when striping"));
+    }
+    ScratchFile scratch(dir, file_bytes);
+    absl::StatusOr<double> gbps =
+        scratch.error().empty() ? io::MeasureReadBandwidth(scratch.path(), engine_reads.queue_depth,
+                                                           static_cast<size_t>(engine_reads.max_read_bytes),
+                                                           static_cast<size_t>(file_bytes), &drive.direct)
+                                : absl::StatusOr<double>(absl::UnavailableError(scratch.error()));
+    if (!gbps.ok()) {
+      profile->notes.push_back(
+          absl::StrCat("ssd: --ssd-dir ", dir, " not measured: ", gbps.status().message()));
+      Progress(options, profile->notes.back());
+      continue;
+    }
+    if (MemoryFilesystemName(dir) != nullptr) drive.direct = false;
+    drive.gbps = *gbps;
+    Progress(options, absl::StrFormat("ssd: --ssd-dir %s: sustained %.2f GB/s (%s)", dir, drive.gbps,
+                                      drive.direct ? "O_DIRECT" : "not O_DIRECT: not the drive's rate"));
+    profile->ssd->drives.push_back(drive);
+  }
+#else
+  (void)options;
+  (void)profile;
 #endif
 }
 
@@ -318,6 +374,7 @@ absl::StatusOr<HardwareProfile> ProbeMachine(const ProbeOptions& options) {
   if (!profile.gpu) Progress(options, absl::StrCat("gpu: none (", profile.gpu_absent_reason, ")"));
   ProbeSsdInto(options, &profile);
   if (!profile.ssd) Progress(options, absl::StrCat("ssd: none (", profile.ssd_absent_reason, ")"));
+  ProbeSsdDrivesInto(options, &profile);
   return profile;
 }
 

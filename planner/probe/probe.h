@@ -17,8 +17,10 @@ namespace ringmoe::planner {
 
 struct ProbeOptions {
   std::string ssd_dir;  // Directory on the filesystem that holds the model; empty = SSD left out.
-  int threads = 0;      // CPU threads; 0 = every hardware thread.
-  bool quick = false;   // Small buffers and few repetitions (tests); figures are rougher.
+  // --ssd-dir: directories (one per drive) whose sustained read rate is measured each (SsdProfile::drives).
+  std::vector<std::string> ssd_drive_dirs;
+  int threads = 0;     // CPU threads; 0 = every hardware thread.
+  bool quick = false;  // Small buffers and few repetitions (tests); figures are rougher.
   std::function<void(std::string_view)> progress;  // Called with a line per measurement; may be empty.
 };
 

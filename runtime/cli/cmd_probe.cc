@@ -19,6 +19,7 @@ namespace {
 
 struct ProbeFlags {
   std::string out, model, dir;
+  std::vector<std::string> ssd_dirs;
   int threads = 0;
   bool quick = false, no_cache = false;
   log::LogFlags log;
@@ -33,7 +34,17 @@ int ProbeFromFlags(const ProbeFlags& flags) {
   planner::ProbeOptions options;
   options.threads = flags.threads;
   options.quick = flags.quick;
-  options.ssd_dir = !flags.dir.empty() ? flags.dir : flags.model;
+  options.ssd_dir = !flags.dir.empty()        ? flags.dir
+                    : !flags.model.empty()    ? flags.model
+                    : !flags.ssd_dirs.empty() ? flags.ssd_dirs.front()
+                                              : std::string();
+  for (const std::string& dir : flags.ssd_dirs) {
+    if (!std::filesystem::is_directory(dir)) {
+      log::Error("ringmoe probe: --ssd-dir {} is not a directory", dir);
+      return 2;
+    }
+  }
+  options.ssd_drive_dirs = flags.ssd_dirs;
   if (!options.ssd_dir.empty() && std::filesystem::is_regular_file(options.ssd_dir)) {
     options.ssd_dir = std::filesystem::path(options.ssd_dir).parent_path().string();
     if (options.ssd_dir.empty()) options.ssd_dir = ".";
@@ -77,6 +88,10 @@ Subcommand AddProbeCommand(CLI::App& ringmoe) {
                  "model folder: its filesystem is the one whose SSD reads are measured");
   app.add_option("--dir", flags.dir,
                  "directory whose filesystem to measure for SSD reads (instead of --model)");
+  app.add_option(
+      "--ssd-dir", flags.ssd_dirs,
+      "a directory on one NVMe drive for the SSD tier's section files (repeat, one per drive): each "
+      "one's sustained read rate is measured; the planner sums them (a device counted once)");
   app.add_option("--threads", flags.threads, "CPU threads to measure with (0 = all)")->capture_default_str();
   app.add_flag("--quick", flags.quick, "small buffers, rough figures (a few seconds)");
   app.add_flag("--no-cache", flags.no_cache, "do not write the per-machine cache");

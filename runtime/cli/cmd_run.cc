@@ -241,6 +241,7 @@ int RunJob(RunFlags& flags) {
   options.cpu_compute = *cpu_compute;
   options.threads = flags.threads;
   options.tokenizer = *tokenizer;
+  options.ssd_dirs = flags.plan.ssd_dirs;
   if (absl::Status planned =
           PlanRun(flags, *cpu_compute, to_run, options.tokenizer.get(), &report, &options.plan);
       !planned.ok()) {
@@ -295,6 +296,8 @@ int RunJob(RunFlags& flags) {
       }
     }
   });
+  // The GPU path reads its SSD tier itself (the CPU path's goes through the page cache, unmeasured).
+  const bool ssd_reader = engine->info().device == "gpu" && engine->plan().ssd_moe_layers() > 0;
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<Result>> results = engine->Generate(
       requests,
@@ -305,6 +308,9 @@ int RunJob(RunFlags& flags) {
           prefilled += event.prompt_tokens;
         }
         if (event.finished && --choices_left[event.request_index] == 0) ++done;
+        if (progress && ssd_reader) {
+          progress->UpdateSsd(event.ssd_read_bytes, event.ssd_read_seconds, event.ssd_wait_seconds);
+        }
         if (progress) progress->Update(done, generated, prefilled);
       },
       [&](size_t request_index, const Result& result) {

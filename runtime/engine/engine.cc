@@ -115,8 +115,9 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   // The GPU holds FP8 experts as FP8 blocks, packed from the checkpoint's tensors (GpuModel).
   const io::DType held_expert_dtype = use_gpu ? planner::HeldExpertDType(plan.expert_dtype) : compute;
   const bool gpu_packs_experts = use_gpu && held_expert_dtype == io::DType::kF8E4M3;
-  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = ModelWeights::Load(
-      impl->spec, std::move(*checkpoint), compute, plan.expert_dtype, /*hold_routed_experts=*/!gpu_packs_experts);
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
+      ModelWeights::Load(impl->spec, std::move(*checkpoint), compute, plan.expert_dtype,
+                         /*hold_routed_experts=*/!gpu_packs_experts);
   if (!weights.ok()) return weights.status();
   impl->weights = std::move(*weights);
 
@@ -171,6 +172,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.prefill_attention_on_gpu = plan.prefill_attention_on_gpu;
     placement.routed_expert_copies = plan.routed_expert_copies;
     placement.expert_dtype = held_expert_dtype;
+    placement.ssd_dirs = options.ssd_dirs;
     if (plan.ssd_moe_layers() > 0) {
       const ModelSpec& spec = impl->spec;
       const int64_t experts = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts;
@@ -359,6 +361,14 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
                             requests[sequence.request_index].sampling, history, sequence.random, scratch);
       }
     });
+    // The SSD tier's totals so far, for the callback's progress display (a snapshot between Runs).
+    TokenEvent ssd_so_far{};
+    if (on_token && before.ssd_moe_layers > 0) {
+      const ForwardStats now = forward.stats();
+      ssd_so_far.ssd_read_bytes = now.ssd_read_bytes - before.ssd_read_bytes;
+      ssd_so_far.ssd_read_seconds = now.ssd_read_seconds - before.ssd_read_seconds;
+      ssd_so_far.ssd_wait_seconds = now.ssd_wait_seconds - before.ssd_wait_seconds;
+    }
     for (size_t i = 0; i < sampling_rows.size(); ++i) {
       Sequence& sequence = *sampling_rows[i].second;
       // NaN logits (NaN or Inf weights, or an overflow) make every log-probability NaN, and the argmax would
@@ -378,7 +388,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       state_of(sequence).Accept(sampled[i], sequence, &result_of(sequence));
       if (on_token) {
         on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
-                  sequence.prompt_length, sequence.choice});
+                  sequence.prompt_length, sequence.choice, ssd_so_far.ssd_read_bytes,
+                  ssd_so_far.ssd_read_seconds, ssd_so_far.ssd_wait_seconds});
       }
     }
     stats.sampling_seconds += SecondsSince(sampling_start);

@@ -1,8 +1,12 @@
 #include "runtime/engine/gpu_model.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -10,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "cpu/fp8_blocks.h"
 #include "gpu/device.h"
+#include "io/fp8_weights.h"
+#include "io/section_file.h"
 #include "planner/memory_table.h"
 
 namespace ringmoe {
@@ -45,11 +51,14 @@ absl::Status PackFp8Expert(const LayerWeights::ExpertTensors& tensors, const gpu
   Owned owned[3];
   gpu::Fp8MatrixView views[3];
   const std::pair<const io::TensorView*, const std::optional<io::TensorView>*> matrices[3] = {
-      {&tensors.gate, &tensors.gate_scale}, {&tensors.up, &tensors.up_scale}, {&tensors.down, &tensors.down_scale}};
+      {&tensors.gate, &tensors.gate_scale},
+      {&tensors.up, &tensors.up_scale},
+      {&tensors.down, &tensors.down_scale}};
   absl::Status status;
   for (int m = 0; m < 3; ++m) {
     const io::TensorView& view = *matrices[m].first;
-    const cpu::Fp8BlockShape shape{view.shape()[0], view.shape()[1], index.fp8_block_rows, index.fp8_block_cols};
+    const cpu::Fp8BlockShape shape{view.shape()[0], view.shape()[1], index.fp8_block_rows,
+                                   index.fp8_block_cols};
     if (view.dtype() == io::DType::kF8E5M2) {
       return absl::UnimplementedError(absl::StrCat("tensor '", view.name(), "' (in ", view.file(),
                                                    ") is F8_E5M2; the GPU streams F8_E4M3 experts only"));
@@ -83,7 +92,8 @@ absl::Status PackFp8Layer(const LayerWeights& weights, const gpu::PackedLayerInd
   if (static_cast<int>(weights.expert_tensors.size()) != experts) {
     return absl::InternalError("PackFp8Layer: the layer's expert tensors were not loaded");
   }
-  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, std::min(experts, 32));
+  const int threads =
+      std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, std::min(experts, 32));
   std::vector<absl::Status> statuses(threads);
   std::atomic<int> next{0};
   std::vector<std::thread> pool;
@@ -102,62 +112,176 @@ absl::Status PackFp8Layer(const LayerWeights& weights, const gpu::PackedLayerInd
   return absl::OkStatus();
 }
 
-// The SSD tier's sections: per kSsd layer, its parts' tensors as the checkpoint stores them, each placed
-// where PackLayerExperts would put its bf16 bytes (so the ring's slots look the same whatever the tier).
+// The SSD tier's sections: per kSsd layer, its parts (experts [first, first + count)), in ring order.
+struct SsdPart {
+  int layer = 0;
+  int first = 0;
+  int count = 0;
+};
 struct SsdSections {
+  std::vector<SsdPart> parts;
+  std::vector<std::vector<int>> layer_sections;  // Per layer: its parts' indices in `parts`.
+  // From the checkpoint's files: each part's tensors as stored, placed where PackLayerExperts would put
+  // their bf16 bytes (so the ring's slots look the same whatever the tier).
   std::vector<std::string> files;
   std::vector<io::SectionSpec> sections;
-  std::vector<std::vector<int>> layer_sections;  // Per layer: its parts' indices in `sections`.
 };
 
-absl::StatusOr<SsdSections> PlanSsdSections(const ModelWeights& weights, const GpuPlacement& placement,
-                                            const gpu::PackedLayerIndex& index) {
-  const ModelSpec& spec = weights.spec();
+SsdSections ListSsdParts(const ModelSpec& spec, const GpuPlacement& placement) {
   SsdSections ssd;
   ssd.layer_sections.resize(spec.num_layers);
-  absl::flat_hash_map<std::string, int> file_index;
   const int parts = placement.layer_parts;
-  const uint64_t matrix_bytes = uint64_t{2} * index.intermediate * index.hidden;
   for (int i = 0; i < spec.num_layers; ++i) {
     if (placement.expert_tiers[i] != planner::ExpertTier::kSsd) continue;
-    if (index.fp8()) {
-      return absl::UnimplementedError(
-          "the plan puts FP8 experts on the SSD tier, which reads bf16 sections only for now");
-    }
-    const LayerWeights& w = weights.layer(i);
     for (int part = 0, first = 0; part < parts; ++part) {
       const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
-      io::SectionSpec section;
-      section.section_bytes = static_cast<uint64_t>(count * index.expert_stride_bytes);
-      for (int e = first; e < first + count; ++e) {
-        const LayerWeights::ExpertTensors& tensors = w.expert_tensors[e];
-        const uint64_t base = static_cast<uint64_t>((e - first) * index.expert_stride_bytes);
-        const std::pair<const io::TensorView*, uint64_t> placed[] = {
-            {&tensors.gate, base},
-            {&tensors.up, base + matrix_bytes},
-            {&tensors.down, base + 2 * matrix_bytes}};
-        for (const auto& [view, offset] : placed) {
-          if (view->dtype() != io::DType::kBF16 && view->dtype() != io::DType::kF32 &&
-              view->dtype() != io::DType::kF16) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "tensor '", view->name(), "' (in ", view->file(), ") has dtype ",
-                std::string(io::DTypeName(view->dtype())), "; the SSD tier reads F32, BF16 and F16"));
-          }
-          auto [it, added] = file_index.try_emplace(view->path(), static_cast<int>(ssd.files.size()));
-          if (added) ssd.files.push_back(view->path());
-          section.tensors.push_back({.file = it->second,
-                                     .file_offset = view->file_offset(),
-                                     .file_bytes = view->nbytes(),
-                                     .dtype = view->dtype(),
-                                     .section_offset = offset});
-        }
-      }
-      ssd.layer_sections[i].push_back(static_cast<int>(ssd.sections.size()));
-      ssd.sections.push_back(std::move(section));
+      ssd.layer_sections[i].push_back(static_cast<int>(ssd.parts.size()));
+      ssd.parts.push_back({i, first, count});
       first += count;
     }
   }
   return ssd;
+}
+
+absl::Status PlanCheckpointReads(const ModelWeights& weights, const gpu::PackedLayerIndex& index,
+                                 SsdSections* ssd) {
+  if (index.fp8()) {
+    return absl::UnimplementedError(
+        "the plan puts FP8 experts on the SSD tier, which reads only bf16 sections from the checkpoint's "
+        "files: "
+        "give --ssd-dir (its section files hold the FP8 layout the ring takes)");
+  }
+  absl::flat_hash_map<std::string, int> file_index;
+  const uint64_t matrix_bytes = uint64_t{2} * index.intermediate * index.hidden;
+  for (const SsdPart& part : ssd->parts) {
+    const LayerWeights& w = weights.layer(part.layer);
+    io::SectionSpec section;
+    section.section_bytes = static_cast<uint64_t>(part.count * index.expert_stride_bytes);
+    for (int e = part.first; e < part.first + part.count; ++e) {
+      const LayerWeights::ExpertTensors& tensors = w.expert_tensors[e];
+      const uint64_t base = static_cast<uint64_t>((e - part.first) * index.expert_stride_bytes);
+      const std::pair<const io::TensorView*, uint64_t> placed[] = {{&tensors.gate, base},
+                                                                   {&tensors.up, base + matrix_bytes},
+                                                                   {&tensors.down, base + 2 * matrix_bytes}};
+      for (const auto& [view, offset] : placed) {
+        if (view->dtype() != io::DType::kBF16 && view->dtype() != io::DType::kF32 &&
+            view->dtype() != io::DType::kF16) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("tensor '", view->name(), "' (in ", view->file(), ") has dtype ",
+                           std::string(io::DTypeName(view->dtype())),
+                           "; the SSD tier reads F32, BF16 and F16 from the checkpoint (give --ssd-dir: its "
+                           "section files hold the experts as the ring does)"));
+        }
+        auto [it, added] = file_index.try_emplace(view->path(), static_cast<int>(ssd->files.size()));
+        if (added) ssd->files.push_back(view->path());
+        section.tensors.push_back({.file = it->second,
+                                   .file_offset = view->file_offset(),
+                                   .file_bytes = view->nbytes(),
+                                   .dtype = view->dtype(),
+                                   .section_offset = offset});
+      }
+    }
+    ssd->sections.push_back(std::move(section));
+  }
+  return absl::OkStatus();
+}
+
+// --ssd-dir: the section files (io/section_file.h) hold each SSD part exactly as the ring consumes it, the
+// packed layout of the held experts (bf16 as loaded, or the FP8 block layout of an FP8 checkpoint or
+// --expert-dtype fp8), so the SSD tier serves any checkpoint with the DRAM tier's very bytes.
+absl::StatusOr<io::SectionFileSet> EnsureSsdSectionFiles(const ModelWeights& weights,
+                                                         const GpuPlacement& placement,
+                                                         const gpu::PackedLayerIndex& index,
+                                                         const SsdSections& ssd,
+                                                         const io::SectionReadOptions& read_options) {
+  const ModelSpec& spec = weights.spec();
+  io::SectionFileIdentity identity;
+  identity.model_dir = weights.checkpoint().dir();
+  std::vector<std::string> sources;
+  absl::flat_hash_map<std::string, bool> seen;
+  for (const SsdPart& part : ssd.parts) {
+    for (const LayerWeights::ExpertTensors& tensors : weights.layer(part.layer).expert_tensors) {
+      for (const io::TensorView* view : {&tensors.gate, &tensors.up, &tensors.down}) {
+        if (seen.try_emplace(view->path(), true).second) sources.push_back(view->path());
+        // An FP8 weight's block scales may live in another shard: its bytes depend on them too.
+        if (const io::TensorView* scale = weights.checkpoint().Find(io::ScaleInvName(view->name()));
+            scale != nullptr && seen.try_emplace(scale->path(), true).second) {
+          sources.push_back(scale->path());
+        }
+      }
+    }
+  }
+  const std::string config = identity.model_dir + "/config.json";
+  if (::access(config.c_str(), R_OK) == 0) sources.push_back(config);
+  absl::StatusOr<std::vector<io::SectionSourceFile>> stats = io::StatSourceFiles(sources);
+  if (!stats.ok()) return stats.status();
+  identity.sources = *std::move(stats);
+  // What the bytes are: the ring's layout (gpu/expert_packing.h) and where its values came from.
+  const bool fp8_checkpoint = spec.quantization.method == WeightQuantization::kFp8Block;
+  if (index.fp8()) {
+    identity.content =
+        absl::StrCat("F8_E4M3 blocks ", index.fp8_block_rows, "x", index.fp8_block_cols, " with f32 scales, ",
+                     fp8_checkpoint ? "as the checkpoint stores them" : "quantised at load");
+  } else if (fp8_checkpoint) {
+    identity.content = absl::StrCat("bf16 dequantised from ", spec.quantization.block_rows, "x",
+                                    spec.quantization.block_cols, " FP8 blocks");
+  } else if (weights.expert_dtype() == io::DType::kF8E4M3) {
+    identity.content = "bf16 rounded through 128x128 F8_E4M3 blocks";
+  } else {
+    identity.content = "bf16";
+  }
+  std::string plan = absl::StrCat("experts ", spec.num_experts, " hidden ", index.hidden, " intermediate ",
+                                  index.intermediate, " stride ", index.expert_stride_bytes, ";");
+  for (const SsdPart& part : ssd.parts) {
+    absl::StrAppend(&plan, part.layer, ":", part.first, "+", part.count, ";");
+    identity.section_bytes.push_back(static_cast<uint64_t>(part.count * index.expert_stride_bytes));
+  }
+  identity.plan_hash = io::StableHash64(plan);
+
+  io::SectionFileOptions options;
+  options.log = [](std::string_view line) {
+    std::fprintf(stderr, "ringmoe: %.*s\n", static_cast<int>(line.size()), line.data());
+  };
+  // FP8: each expert packed once (quantising a float checkpoint is the slow part) into a one-expert buffer,
+  // then copied out a stripe at a time; stripes come in order, so the last packed expert is all the cache
+  // needed.
+  gpu::PackedLayerIndex one_expert = index;
+  one_expert.num_experts = 1;
+  std::vector<uint8_t> packed(index.fp8() ? static_cast<size_t>(index.expert_stride_bytes) : 0);
+  std::pair<int, int> packed_expert{-1, -1};  // (section, expert) in `packed`
+  const io::SectionFill fill = [&](int section, uint64_t offset, std::span<uint8_t> out) -> absl::Status {
+    const SsdPart& part = ssd.parts[section];
+    const LayerWeights& w = weights.layer(part.layer);
+    if (!index.fp8()) {
+      std::vector<gpu::ExpertMatricesBf16> views;
+      for (int e = part.first; e < part.first + part.count; ++e) {
+        const cpu::ExpertWeights& expert = w.experts[e];
+        views.push_back({Bf16(expert.gate), Bf16(expert.up), Bf16(expert.down)});
+      }
+      const gpu::PackedLayerIndex part_index =
+          gpu::MakePackedLayerIndex(part.count, index.hidden, index.intermediate);
+      return gpu::CopyPackedRange(views, part_index, static_cast<int64_t>(offset), out.data(),
+                                  static_cast<int64_t>(out.size()));
+    }
+    const auto stride = static_cast<uint64_t>(index.expert_stride_bytes);
+    for (uint64_t done = 0; done < out.size();) {
+      const uint64_t position = offset + done;
+      const int expert = part.first + static_cast<int>(position / stride);
+      const uint64_t within = position % stride;
+      const uint64_t length = std::min<uint64_t>(stride - within, out.size() - done);
+      if (packed_expert != std::pair{section, expert}) {
+        if (absl::Status status = PackFp8Expert(w.expert_tensors[expert], one_expert, 0, packed.data());
+            !status.ok()) {
+          return status;
+        }
+        packed_expert = {section, expert};
+      }
+      std::memcpy(out.data() + done, packed.data() + within, static_cast<size_t>(length));
+      done += length;
+    }
+    return absl::OkStatus();
+  };
+  return io::EnsureSectionFiles(placement.ssd_dirs, identity, fill, options, read_options.max_read_bytes);
 }
 
 }  // namespace
@@ -238,24 +362,45 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   model->resident_moe_layers_ = resident;
   model->layer_parts_ = parts;
 
-  absl::StatusOr<SsdSections> ssd = PlanSsdSections(weights, placement, model->expert_index_);
-  if (!ssd.ok()) return ssd.status();
-  if (!ssd->sections.empty()) {
+  SsdSections ssd = ListSsdParts(spec, placement);
+  if (!ssd.parts.empty()) {
     // The reader starts on the first sections at once, while the rest of the model loads.
-    absl::StatusOr<std::unique_ptr<gpu::SsdSectionSource>> source = gpu::SsdSectionSource::Create(
-        ssd->files, ssd->sections, planner::SsdStagingBuffers(placement.ring_slots),
-        placement.ssd_staging_buffer_bytes, {});
+    absl::StatusOr<std::unique_ptr<gpu::SsdSectionSource>> source;
+    if (placement.ssd_dirs.empty()) {
+      if (absl::Status planned = PlanCheckpointReads(weights, model->expert_index_, &ssd); !planned.ok()) {
+        return planned;
+      }
+      source = gpu::SsdSectionSource::Create(ssd.files, ssd.sections,
+                                             planner::SsdStagingBuffers(placement.ring_slots),
+                                             placement.ssd_staging_buffer_bytes, {});
+    } else {
+      // Up to 32 reads in flight per drive: each drive at the depth it was probed at.
+      io::SectionReadOptions read_options;
+      read_options.queue_depth =
+          std::min<int>(4096, read_options.queue_depth * static_cast<int>(placement.ssd_dirs.size()));
+      absl::StatusOr<io::SectionFileSet> files =
+          EnsureSsdSectionFiles(weights, placement, model->expert_index_, ssd, read_options);
+      if (!files.ok()) return files.status();
+      // Staging as the section files need (each part's packed bytes, no conversion area): at most what the
+      // plan priced for reads of the checkpoint.
+      source = gpu::SsdSectionSource::CreateFromPlans(
+          files->paths, files->plans, planner::SsdStagingBuffers(placement.ring_slots), 0, read_options);
+    }
     if (!source.ok()) return source.status();
     model->ssd_source_ = std::move(*source);
-    // Slower than the plan assumed, but correct: say so once instead of failing (seccomp, old kernels, tmpfs).
+    // Slower than the plan assumed, but correct: say so once instead of failing (seccomp, old kernels,
+    // tmpfs).
     const io::SectionPrefetcher::Stats reader = model->ssd_source_->stats();
     if (!reader.uring) {
-      std::fprintf(stderr, "ringmoe: warning: io_uring is unavailable here; the SSD tier reads with pread, "
-                           "one read at a time, below the drive's bandwidth\n");
+      std::fprintf(stderr,
+                   "ringmoe: warning: io_uring is unavailable here; the SSD tier reads with pread, "
+                   "one read at a time, below the drive's bandwidth\n");
     }
     if (!reader.direct) {
-      std::fprintf(stderr, "ringmoe: warning: the checkpoint's filesystem refuses O_DIRECT; the SSD tier reads "
-                           "through the page cache (and drops what it read from it)\n");
+      std::fprintf(stderr,
+                   "ringmoe: warning: %s refuses O_DIRECT; the SSD tier reads through the page cache "
+                   "(and drops what it read from it)\n",
+                   placement.ssd_dirs.empty() ? "the checkpoint's filesystem" : "an --ssd-dir filesystem");
     }
   }
 
@@ -312,7 +457,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     const std::vector<gpu::ExpertMatricesBf16> experts = ExpertViews(w.experts);
     const gpu::PackedLayerIndex& index = model->expert_index_;
     auto pack = [&](void* dst) {
-      return index.fp8() ? PackFp8Layer(w, index, dst) : gpu::PackLayerExperts(experts, index, dst, layer_bytes);
+      return index.fp8() ? PackFp8Layer(w, index, dst)
+                         : gpu::PackLayerExperts(experts, index, dst, layer_bytes);
     };
     // The plan spreads resident layers evenly among the streamed ones (planner::SpreadResidentLayers).
     if (placement.expert_tiers[i] == planner::ExpertTier::kGpu) {
@@ -322,7 +468,7 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     } else if (placement.expert_tiers[i] == planner::ExpertTier::kSsd) {
       for (int part = 0, first = 0; part < parts; ++part) {
         const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
-        const int section = model->source_.Add(model->ssd_source_.get(), ssd->layer_sections[i][part]);
+        const int section = model->source_.Add(model->ssd_source_.get(), ssd.layer_sections[i][part]);
         g.parts.push_back({section, first, count});
         first += count;
       }

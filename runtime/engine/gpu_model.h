@@ -2,16 +2,19 @@
 //
 // Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
 // routers (f32), shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head
-// and the final norm; then the routed experts of as many MoE layers as the plan allows, spread evenly over the
-// model. The routed experts of the other MoE layers stream through the section ring every step: those the
+// and the final norm; then the routed experts of as many MoE layers as the plan allows, spread evenly over
+// the model. The routed experts of the other MoE layers stream through the section ring every step: those the
 // plan puts in pinned memory are packed there at load, one buffer per layer; those it puts on SSD
-// (ExpertTier::kSsd) are read from the checkpoint's files every step, straight into the packed layout's
-// pieces in pinned staging buffers (gpu::SsdSectionSource), and never held in memory. The embedding stays in host memory (rows are looked up on the CPU). Immutable
-// after Create, except the ring, which the forward pass drives (one thread).
+// (ExpertTier::kSsd) are read every step, straight into the packed layout's pieces in pinned staging buffers
+// (gpu::SsdSectionSource), and never held in memory: from the checkpoint's files, or with --ssd-dir from
+// section files laid out once in the packed layout and striped over the drives (io/section_file.h). The
+// embedding stays in host memory (rows are looked up on the CPU). Immutable after Create, except the ring,
+// which the forward pass drives (one thread).
 #pragma once
 
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,24 +34,27 @@ namespace ringmoe {
 struct GpuPlacement {
   // Per layer: where its routed experts live (planner::SpreadResidentLayers); kNone for dense layers.
   std::vector<planner::ExpertTier> expert_tiers;
-  int ring_slots = 2;            // Device slots that streamed layers pass through (>= layer_parts + 1).
-  int layer_parts = 1;           // Sections each streamed layer's routed experts are cut into (ring slots are
-                                 // one part each: smaller slots fit a smaller GPU budget).
-  int micro_batches = 2;         // Slices of a step in flight at once.
+  int ring_slots = 2;     // Device slots that streamed layers pass through (>= layer_parts + 1).
+  int layer_parts = 1;    // Sections each streamed layer's routed experts are cut into (ring slots are
+                          // one part each: smaller slots fit a smaller GPU budget).
+  int micro_batches = 2;  // Slices of a step in flight at once.
   bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
   // Streamed parts are copied when a micro-batch's routing is known, and only the experts it routes to that
   // are not in the slot yet (the whole part once most of it is routed); nothing is copied ahead. Ignored when
   // the ring has a slot for every streamed section (they stay put).
   bool routed_expert_copies = false;
-  int64_t workspace_bytes = 0;           // Device memory the forward pass keeps for activations and scratch.
-  int64_t kv_cache_bytes = 0;            // Device memory of the GPU share of the KV cache (KvCache device blocks).
+  int64_t workspace_bytes = 0;  // Device memory the forward pass keeps for activations and scratch.
+  int64_t kv_cache_bytes = 0;   // Device memory of the GPU share of the KV cache (KvCache device blocks).
   // Bytes of each of the SSD tier's pinned staging buffers as the plan priced them (planner::
   // SsdStagingBufferBytes); 0: as the sections' reads need.
   int64_t ssd_staging_buffer_bytes = 0;
-  // The routed experts' held type (planner::HeldExpertDType): kBF16, or kF8E4M3 = FP8 blocks in pinned memory,
-  // ring slots and resident layers, dequantised on the GPU beside the GEMMs (ModelWeights loaded without
-  // holding them: GpuModel packs them from the checkpoint's tensors).
+  // The routed experts' held type (planner::HeldExpertDType): kBF16, or kF8E4M3 = FP8 blocks in pinned
+  // memory, ring slots and resident layers, dequantised on the GPU beside the GEMMs (ModelWeights loaded
+  // without holding them: GpuModel packs them from the checkpoint's tensors).
   io::DType expert_dtype = io::DType::kBF16;
+  // --ssd-dir: the SSD tier reads section files laid out in these directories (one per drive, striped;
+  // io/section_file.h) instead of the checkpoint's files. Empty: the checkpoint's files.
+  std::vector<std::string> ssd_dirs;
 };
 
 // A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring
@@ -109,7 +115,8 @@ class GpuModel {
   std::vector<gpu::PinnedHostBuffer> streamed_;  // one packed MoE layer each
   gpu::PinnedSectionSource pinned_source_;
   std::unique_ptr<gpu::SsdSectionSource> ssd_source_;
-  gpu::TieredSectionSource source_;  // The ring's view: every streamed section, pinned or SSD, in layer order.
+  gpu::TieredSectionSource
+      source_;  // The ring's view: every streamed section, pinned or SSD, in layer order.
   int ssd_moe_layers_ = 0;
   std::unique_ptr<gpu::SectionRing> ring_;
   int resident_moe_layers_ = 0;

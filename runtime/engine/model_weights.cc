@@ -169,6 +169,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
   if (absl::Status fp8 = io::ValidateFp8Tensors(*checkpoint, spec.quantization); !fp8.ok()) return fp8;
   std::unique_ptr<ModelWeights> weights(new ModelWeights(spec, std::move(checkpoint), compute_dtype));
   const bool fp8_round_trip = expert_dtype == io::DType::kF8E4M3;
+  weights->expert_dtype_ = expert_dtype;
   Loader load(*weights);
   const io::DType dtype = compute_dtype;
   const int hidden = spec.hidden_size;

@@ -59,6 +59,8 @@ class ModelWeights {
 
   const ModelSpec& spec() const { return spec_; }
   io::DType compute_dtype() const { return compute_dtype_; }
+  // kF8E4M3 when the float routed experts were rounded through FP8 blocks at load (--expert-dtype fp8).
+  io::DType expert_dtype() const { return expert_dtype_; }
   const LayerWeights& layer(int i) const { return layers_[i]; }
   const std::vector<float>& final_norm() const { return final_norm_; }
   const cpu::Matrix& lm_head() const { return lm_head_; }
@@ -75,6 +77,7 @@ class ModelWeights {
   ModelSpec spec_;
   std::unique_ptr<io::Checkpoint> checkpoint_;
   io::DType compute_dtype_;
+  io::DType expert_dtype_ = io::DType::kBF16;
   io::TensorView embedding_;
   std::vector<float> final_norm_;
   cpu::Matrix lm_head_;

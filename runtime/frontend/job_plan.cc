@@ -95,6 +95,7 @@ absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model,
   options.model = model;
   options.hardware = flags.hardware;
   options.probe_dir = flags.probe_dir;
+  options.ssd_dirs = flags.ssd_dirs;
   options.device = flags.device;
   if (options.device != "gpu" && options.device != "cpu" && options.device != "auto") {
     return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
@@ -110,6 +111,18 @@ absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model,
 
 namespace {
 
+// --ssd-dir: the SSD tier reads section files striped over these drives, at the sum of their probed rates.
+absl::Status ApplySsdDirs(const std::vector<std::string>& dirs, planner::HardwareProfile* profile) {
+  std::vector<std::string> warnings;
+  if (absl::Status status = planner::StripeSsdOverDirs(dirs, profile, &warnings); !status.ok()) return status;
+  for (const std::string& warning : warnings) log::Warning("ringmoe: {}", warning);
+  if (!dirs.empty() && profile->ssd) {
+    log::Info("ringmoe: the SSD tier is priced at {:.2f} GB/s, the sum of the --ssd-dir drives' rates",
+              profile->ssd->striped_gbps);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, bool profile_has_gpu) {
   if (device == "gpu") return planner::PlanDevice::kGpu;
   if (device == "cpu") return planner::PlanDevice::kCpu;
@@ -121,9 +134,8 @@ absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, boo
 // fp8 pinned F8_E4M3. The
 // routed experts are FP8 when pinned so, or when the checkpoint is (unless --expert-dtype bf16).
 void SetKvType(const JobPlanOptions& options, const ModelSpec& spec, planner::ExecutionPlan* plan) {
-  plan->kv.dtype =
-      options.pins.kv_dtype.value_or(ChooseComputeType(options.cpu_compute, options.model,
-                                                       plan->device == planner::PlanDevice::kGpu));
+  plan->kv.dtype = options.pins.kv_dtype.value_or(
+      ChooseComputeType(options.cpu_compute, options.model, plan->device == planner::PlanDevice::kGpu));
   const bool fp8_checkpoint = spec.quantization.method == WeightQuantization::kFp8Block;
   plan->expert_dtype =
       options.pins.expert_dtype.value_or(fp8_checkpoint ? io::DType::kF8E4M3 : io::DType::kBF16);
@@ -174,6 +186,7 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
                           : std::filesystem::is_directory(options.model)
                               ? options.model
                               : std::filesystem::path(options.model).parent_path().string();
+  probe_options.ssd_drive_dirs = options.ssd_dirs;
   if (options.hardware.empty() && !std::filesystem::exists(planner::DefaultProfilePath())) {
     log::Info("ringmoe: no hardware profile for this machine yet; probing it once (cached at {})",
               planner::DefaultProfilePath());
@@ -182,6 +195,7 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   absl::StatusOr<planner::HardwareProfile> profile =
       planner::LoadOrProbeProfile(options.hardware, probe_options, &profile_path);
   if (!profile.ok()) return profile.status();
+  if (absl::Status striped = ApplySsdDirs(options.ssd_dirs, &*profile); !striped.ok()) return striped;
   inputs.profile = *profile;
   inputs.profile_path = profile_path;
   absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile->gpu.has_value());
@@ -206,6 +220,7 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   } else {
     profile = MachineMemoryProfile();
   }
+  if (absl::Status striped = ApplySsdDirs(options.ssd_dirs, &profile); !striped.ok()) return striped;
   absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value());
   if (!device.ok()) return device.status();
   planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);

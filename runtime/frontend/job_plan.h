@@ -40,14 +40,15 @@ absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::str
 void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokenizer);
 
 struct JobPlanOptions {
-  std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
-  std::string hardware;  // profile JSON; empty = this machine's cache, probed once when missing
+  std::string model;      // folder (or config.json): names the model in the report, and the SSD to probe
+  std::string hardware;   // profile JSON; empty = this machine's cache, probed once when missing
   std::string probe_dir;  // the folder whose disk that probe measures; empty = the model's folder
   std::string device = "auto";                   // gpu, cpu or auto (gpu when the profile has one)
   ComputeType cpu_compute = ComputeType::kAuto;  // a CPU plan's KV cache takes the engine's compute type
   planner::Budgets budgets;                      // zero fields: defaults
   planner::PlanPins pins;
-  int layers = 0;  // > 0: plan only the first that many layers
+  int layers = 0;                     // > 0: plan only the first that many layers
+  std::vector<std::string> ssd_dirs;  // --ssd-dir: the SSD tier is priced at the sum of these drives' rates
   bool what_ifs = true;
 };
 

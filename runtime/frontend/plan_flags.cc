@@ -39,10 +39,16 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
                  "routed experts: auto (as the checkpoint stores them), bf16, or fp8 (quantised at load to "
                  "128x128 e4m3 blocks)")
       ->capture_default_str();
-  app.add_option("--kv-dtype", flags->kv_dtype,
-                 "host KV cache: auto (the compute type; bf16 on the GPU) or fp8 (e4m3 with a scale per token "
-                 "and head; no GPU share)")
+  app.add_option(
+         "--kv-dtype", flags->kv_dtype,
+         "host KV cache: auto (the compute type; bf16 on the GPU) or fp8 (e4m3 with a scale per token "
+         "and head; no GPU share)")
       ->capture_default_str();
+  app.add_option(
+      "--ssd-dir", flags->ssd_dirs,
+      "GPU path, SSD tier: a directory on one NVMe drive (repeat, one per drive) where the plan's SSD "
+      "sections are laid out once per model and plan, striped over the drives, and read from every "
+      "step (default: read from the checkpoint's files); never the model's folder");
   app.add_flag("--cpu-prefill-attention", flags->cpu_prefill_attention,
                "GPU path: fresh prompts' attention on the CPU too (default: on the GPU)");
 }
@@ -86,7 +92,8 @@ absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
     pins.kv_dtype = io::DType::kF8E4M3;
     pins.kv_gpu_fraction = 0.0;
   } else if (flags.kv_dtype != "auto" && !flags.kv_dtype.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--kv-dtype must be auto or fp8, not '", flags.kv_dtype, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-dtype must be auto or fp8, not '", flags.kv_dtype, "'"));
   }
   if (flags.expert_dtype == "fp8") {
     pins.expert_dtype = io::DType::kF8E4M3;

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
@@ -25,6 +26,8 @@ struct PlanFlags {
   std::string expert_dtype = "auto";  // auto (the checkpoint's), bf16 or fp8
   std::string kv_dtype = "auto";      // auto (the compute type; bf16 on the GPU) or fp8
   bool cpu_prefill_attention = false;
+  // --ssd-dir (repeatable, one per drive): the SSD tier's section files, striped over these directories.
+  std::vector<std::string> ssd_dirs;
 };
 
 // Registers every plan flag on `app`, writing into `flags` (whose current values are the defaults shown).

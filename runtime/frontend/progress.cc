@@ -79,6 +79,24 @@ void ProgressReporter::Update(int requests_done, int64_t tokens_generated, int64
   }
 }
 
+void ProgressReporter::UpdateSsd(int64_t bytes_read, double read_seconds, double wait_seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  has_ssd_ = true;
+  ssd_bytes_ = bytes_read;
+  ssd_read_seconds_ = read_seconds;
+  ssd_wait_seconds_ = wait_seconds;
+}
+
+std::string ProgressReporter::SsdText(double elapsed) const {
+  if (!has_ssd_) return "";
+  auto share = [elapsed](double seconds) {
+    return elapsed > 0 ? static_cast<int>(std::lround(100 * std::clamp(seconds / elapsed, 0.0, 1.0))) : 0;
+  };
+  return absl::StrFormat(" | ssd %.2f GB/s, %.1f GB read, reads busy %d%%, ring waited %d%%",
+                         ssd_read_seconds_ > 0 ? ssd_bytes_ / ssd_read_seconds_ / 1e9 : 0.0, ssd_bytes_ / 1e9,
+                         share(ssd_read_seconds_), share(ssd_wait_seconds_));
+}
+
 void ProgressReporter::Finish() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (finished_) return;
@@ -88,11 +106,11 @@ void ProgressReporter::Finish() {
     Emit(absl::StrCat("\r", StatusText(elapsed), "\x1b[K\n"));
     return;
   }
-  Emit(
-      absl::StrFormat("progress: done %d/%d requests in %s | %d tokens generated (%.1f tok/s) | %d prompt "
-                      "tokens (%.1f tok/s)\n",
-                      requests_done_, total_requests_, FormatDuration(elapsed), tokens_generated_,
-                      Rate(tokens_generated_, elapsed), prompt_tokens_, Rate(prompt_tokens_, elapsed)));
+  Emit(absl::StrFormat(
+      "progress: done %d/%d requests in %s | %d tokens generated (%.1f tok/s) | %d prompt "
+      "tokens (%.1f tok/s)%s\n",
+      requests_done_, total_requests_, FormatDuration(elapsed), tokens_generated_,
+      Rate(tokens_generated_, elapsed), prompt_tokens_, Rate(prompt_tokens_, elapsed), SsdText(elapsed)));
 }
 
 std::string ProgressReporter::StatusText(double elapsed) const {
@@ -107,9 +125,9 @@ std::string ProgressReporter::StatusText(double elapsed) const {
     eta = FormatDuration(elapsed * (total_requests_ - requests_done_) / requests_done_);
   }
   std::string counts = absl::StrFormat(
-      "%d/%d req (%d%%) | gen %.1f tok/s | prompt %.1f tok/s | %s elapsed | ETA %s", requests_done_,
+      "%d/%d req (%d%%) | gen %.1f tok/s | prompt %.1f tok/s%s | %s elapsed | ETA %s", requests_done_,
       total_requests_, static_cast<int>(fraction * 100), Rate(tokens_generated_, elapsed),
-      Rate(prompt_tokens_, elapsed), FormatDuration(elapsed), eta);
+      Rate(prompt_tokens_, elapsed), SsdText(elapsed), FormatDuration(elapsed), eta);
   if (!interactive_) return counts;
   const int filled = static_cast<int>(fraction * kBarWidth);
   return absl::StrCat("[", std::string(filled, '#'), std::string(kBarWidth - filled, '.'), "] ", counts);

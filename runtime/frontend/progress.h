@@ -3,7 +3,11 @@
 // Interactive (a terminal): one line redrawn in place, at most ~10 times a second:
 //   [#########.......] 37/100 req (37%) | gen 512.3 tok/s | prompt 2048.0 tok/s | 01:12 elapsed | ETA 02:03
 // Otherwise (a log file, CI): one plain line every `log_interval_seconds`, and a summary line from Finish.
-// Rates are averages since construction; the ETA extrapolates the request completion rate.
+// Rates are averages since construction; the ETA extrapolates the request completion rate. With an SSD tier
+// (UpdateSsd called), the line adds the SSD's read rate and its share of the time:
+//   ... | ssd 1.88 GB/s, 41.2 GB read, reads busy 97%, ring waited 12% | ...
+// "ring waited" is the share of the run the ring stood waiting for SSD reads (the SSD's share of step time);
+// "reads busy" the share the reader had reads in flight.
 //
 // Threading: every public method takes an internal mutex, so Update may run on the engine's scheduler thread
 // while another thread calls Finish. Output happens only inside Update and Finish (and the destructor), on
@@ -35,6 +39,8 @@ class ProgressReporter {
 
   // Cumulative counts so far (not increments): requests finished, tokens sampled, prompt tokens prefilled.
   void Update(int requests_done, int64_t tokens_generated, int64_t prompt_tokens_processed);
+  // The SSD tier's totals so far (TokenEvent's ssd_* fields); shown from the next Update on.
+  void UpdateSsd(int64_t bytes_read, double read_seconds, double wait_seconds);
   // Draws the final state (interactive) or prints the summary line (log mode). Idempotent.
   void Finish();
 
@@ -43,6 +49,7 @@ class ProgressReporter {
 
  private:
   std::string StatusText(double elapsed) const;  // Needs mutex_.
+  std::string SsdText(double elapsed) const;     // Needs mutex_; empty without an SSD tier.
   void Emit(const std::string& text);            // Needs mutex_.
 
   std::mutex mutex_;
@@ -59,6 +66,9 @@ class ProgressReporter {
   int requests_done_ = 0;
   int64_t tokens_generated_ = 0;
   int64_t prompt_tokens_ = 0;
+  bool has_ssd_ = false;
+  int64_t ssd_bytes_ = 0;
+  double ssd_read_seconds_ = 0, ssd_wait_seconds_ = 0;
 };
 
 }  // namespace ringmoe

@@ -50,6 +50,10 @@ struct EngineOptions {
   /// KV cache takes the compute type (cpu_compute), whatever plan.kv.dtype says, unless it is F8_E4M3
   /// (--kv-dtype fp8); Engine::plan() shows it.
   planner::ExecutionPlan plan = planner::DefaultPlan(planner::PlanDevice::kCpu);
+  /// --ssd-dir: directories (one per NVMe drive) where the GPU path lays out, once per model and plan, the
+  /// plan's SSD-tier sections as section files striped over them, and reads them from there. Empty: the SSD
+  /// tier reads the checkpoint's own files. Never the model's folder.
+  std::vector<std::string> ssd_dirs;
 };
 
 /// Sampling: temperature 0 is greedy. With temperature > 0 the token is drawn from the top-p nucleus of the
@@ -109,6 +113,11 @@ struct TokenEvent {
   bool finished;
   int prompt_tokens;  ///< The request's prompt length in tokens (after tokenisation).
   int choice = 0;     ///< Which of the request's n choices (Request::n); `finished` is that choice's.
+  /// A plan with an SSD tier (GPU path): this Generate's SSD totals so far, as of the step that sampled
+  /// this token (all 0 without an SSD tier), for progress displays.
+  int64_t ssd_read_bytes = 0;   ///< bytes read from SSD
+  double ssd_read_seconds = 0;  ///< time the SSD reader had reads in flight
+  double ssd_wait_seconds = 0;  ///< time the ring waited for SSD reads (the SSD's share of step time)
 };
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
