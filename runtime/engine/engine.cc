@@ -102,7 +102,19 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_dir);
   if (!spec.ok()) return spec.status();
   impl->spec = *spec;
+  if (use_gpu && impl->spec.is_mla()) {
+    // The GPU forward pass has no MLA kernels yet (issue 20): refused before any weight is read.
+    return absl::UnimplementedError(
+        absl::StrCat(model_dir, ": ", impl->spec.model_type,
+                     " (multi-head latent attention) runs on the CPU only for now: pass --device cpu"));
+  }
   if (absl::Status valid = planner::ValidatePlan(plan, impl->spec); !valid.ok()) return valid;
+  if (impl->spec.num_nextn_predict_layers > 0) {
+    std::fprintf(stderr,
+                 "ringmoe: note: %s has %d multi-token-prediction layer(s) (num_nextn_predict_layers) after "
+                 "its %d layers; generation does not use them, so they are not loaded\n",
+                 model_dir.c_str(), impl->spec.num_nextn_predict_layers, impl->spec.num_layers);
+  }
   absl::StatusOr<std::unique_ptr<io::Checkpoint>> checkpoint = io::Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
   const io::DType compute = ChooseComputeType(options.cpu_compute, checkpoint->get(), use_gpu);
