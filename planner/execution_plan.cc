@@ -158,6 +158,12 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   if (!(plan.kv.gpu_fraction >= 0 && plan.kv.gpu_fraction <= 1)) {
     return bad("kv.gpu_fraction", plan.kv.gpu_fraction, "must lie in 0..1");
   }
+  if (spec.is_mla() && plan.kv.dtype == io::DType::kF8E4M3) {
+    return bad("kv.dtype", "F8_E4M3",
+               absl::StrCat(spec.model_type,
+                            "'s MLA cache (latent + rope key per token) is kept in bf16 or f32 only: drop "
+                            "--kv-dtype fp8"));
+  }
   if (plan.device == PlanDevice::kCpu) return absl::OkStatus();
   if (plan.kv.dtype == io::DType::kF8E4M3 && (plan.kv.gpu_fraction > 0 || plan.kv.gpu_bytes > 0)) {
     return bad(
