@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/fp8_blocks.h"
 #include "cpu/thread_pool.h"
 #include "io/checkpoint.h"
 #include "io/model_spec.h"
@@ -421,6 +422,58 @@ TEST(DeepseekEngine, BadInputFailsClearly) {
   results = Generate(good.path(), 2, 64, io::DType::kF8E4M3);
   ASSERT_FALSE(results.ok());
   EXPECT_NE(results.status().message().find("kv.dtype"), std::string::npos) << results.status();
+}
+
+// Block-FP8 (DeepSeek ships FP8): every projection (q LoRA, kv_a, kv_b, o, dense MLP, experts, shared
+// experts) as F8_E4M3 with weight_scale_inv blocks of 8 x 12 (which divide none of the sides evenly), the
+// router, norms and correction bias as they are. The engine must give the same tokens and logprobs as on an
+// f32 checkpoint of the dequantised values.
+TEST(DeepseekEngine, BlockFp8CheckpointMatchesItsDequantisedValues) {
+  const Options options;
+  const Tensors tensors = MakeTensors(options, 11);
+  std::vector<TensorSpec> fp8, reference;
+  int quantised = 0;
+  for (const auto& [name, tensor] : tensors) {
+    const auto& [shape, values] = tensor;
+    const bool projection = name.find("_proj.weight") != std::string::npos ||
+                            name.find("_proj_with_mqa.weight") != std::string::npos;
+    if (!projection) {
+      fp8.push_back({name, "F32", shape, testing::F32Bytes(values)});
+      reference.push_back({name, "F32", shape, testing::F32Bytes(values)});
+      continue;
+    }
+    const cpu::Fp8BlockShape block{shape[0], shape[1], 8, 12};
+    std::vector<uint8_t> weight(values.size());
+    std::vector<float> scales(static_cast<size_t>(block.num_scales())), dequantised(values.size());
+    cpu::QuantizeFp8Blocks(block, values.data(), weight.data(), scales.data());
+    cpu::DequantizeFp8Blocks(block, io::DType::kF8E4M3, weight.data(), io::DType::kF32, scales.data(),
+                             dequantised.data());
+    fp8.push_back({name, "F8_E4M3", shape, weight});
+    fp8.push_back(
+        {name + "_scale_inv", "F32", {block.scale_rows(), block.scale_cols()}, testing::F32Bytes(scales)});
+    reference.push_back({name, "F32", shape, testing::F32Bytes(dequantised)});
+    ++quantised;
+  }
+  EXPECT_GT(quantised, 50);
+  json config = Config(options);
+  TempDir fp8_dir, reference_dir;
+  ASSERT_TRUE(testing::WriteFile(reference_dir.path() + "/config.json", config.dump()));
+  ASSERT_TRUE(testing::WriteSafetensors(reference_dir.path() + "/model.safetensors", reference));
+  config["quantization_config"] = {{"quant_method", "fp8"},
+                                   {"fmt", "e4m3"},
+                                   {"activation_scheme", "dynamic"},
+                                   {"weight_block_size", {8, 12}}};
+  ASSERT_TRUE(testing::WriteFile(fp8_dir.path() + "/config.json", config.dump()));
+  ASSERT_TRUE(testing::WriteSafetensors(fp8_dir.path() + "/model.safetensors", fp8));
+  absl::StatusOr<std::vector<Result>> from_fp8 = Generate(fp8_dir.path(), 8, 512);
+  ASSERT_TRUE(from_fp8.ok()) << from_fp8.status();
+  absl::StatusOr<std::vector<Result>> from_reference = Generate(reference_dir.path(), 8, 512);
+  ASSERT_TRUE(from_reference.ok()) << from_reference.status();
+  for (size_t i = 0; i < from_fp8->size(); ++i) {
+    EXPECT_EQ((*from_fp8)[i].token_ids, (*from_reference)[i].token_ids) << "request " << i;
+    for (size_t t = 0; t < (*from_fp8)[i].logprobs.size(); ++t)
+      EXPECT_NEAR((*from_fp8)[i].logprobs[t], (*from_reference)[i].logprobs[t], 1e-5);
+  }
 }
 
 // Planner and engine price the cache from the same count: one latent + rope row per token and layer.
