@@ -416,6 +416,14 @@ TEST(DeepseekEngine, BadInputFailsClearly) {
   ASSERT_FALSE(results.ok());
   EXPECT_NE(results.status().message().find("q_proj"), std::string::npos) << results.status();
 
+  // The GPU path refuses DeepSeek, pointing at the CPU path (on any machine: before it looks for a GPU).
+  EngineOptions gpu_options;
+  gpu_options.plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
+  absl::StatusOr<Engine> on_gpu = Engine::Open(mismatched.path(), gpu_options);
+  ASSERT_FALSE(on_gpu.ok());
+  EXPECT_EQ(on_gpu.status().code(), absl::StatusCode::kUnimplemented) << on_gpu.status();
+  EXPECT_NE(on_gpu.status().message().find("--device cpu"), std::string::npos) << on_gpu.status();
+
   // An fp8 KV cache is refused for MLA, naming the field.
   TempDir good;
   ASSERT_TRUE(WriteCheckpoint(good.path(), Options{}, MakeTensors(Options{}, 5)));

@@ -93,6 +93,15 @@ const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
   const planner::ExecutionPlan& plan = options.plan;  // impl->options.plan below: the plan as run
   const bool use_gpu = plan.device == planner::PlanDevice::kGpu;
+  if (use_gpu) {
+    // The GPU forward pass has no MLA kernels or group-limited router yet (issue 20): refused up front, on
+    // any machine, before any weight is read.
+    if (absl::StatusOr<ModelSpec> early = LoadModelSpec(model_dir); early.ok() && early->is_mla()) {
+      return absl::UnimplementedError(
+          absl::StrCat(model_dir, ": ", early->model_type,
+                       " (multi-head latent attention) runs on the CPU only for now: pass --device cpu"));
+    }
+  }
   if (std::string why_not; use_gpu && !gpu::GpuAvailable(&why_not)) {
     return absl::FailedPreconditionError(absl::StrCat("the plan runs on the GPU: ", why_not));
   }
@@ -102,12 +111,6 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_dir);
   if (!spec.ok()) return spec.status();
   impl->spec = *spec;
-  if (use_gpu && impl->spec.is_mla()) {
-    // The GPU forward pass has no MLA kernels yet (issue 20): refused before any weight is read.
-    return absl::UnimplementedError(
-        absl::StrCat(model_dir, ": ", impl->spec.model_type,
-                     " (multi-head latent attention) runs on the CPU only for now: pass --device cpu"));
-  }
   if (absl::Status valid = planner::ValidatePlan(plan, impl->spec); !valid.ok()) return valid;
   if (impl->spec.num_nextn_predict_layers > 0) {
     std::fprintf(stderr,
