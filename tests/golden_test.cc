@@ -148,11 +148,12 @@ INSTANTIATE_TEST_SUITE_P(Fp8Models, GoldenTest,
                            return name;
                          });
 
-// DeepSeek-V3 (q LoRA and q_proj) and DeepSeek-V2: MLA with the absorbed form over the compressed cache,
+// DeepSeek-V3 (q LoRA, q_proj, and block-FP8 against its dequantised weights) and DeepSeek-V2: MLA with the absorbed form over the compressed cache,
 // YaRN, group-limited routing, dense first layers, shared experts; the same rule as the other goldens.
 INSTANTIATE_TEST_SUITE_P(DeepseekModels, GoldenTest,
                          testing::Combine(testing::Values("golden_deepseek/deepseek_v3",
                                                           "golden_deepseek/deepseek_v3_no_qlora",
+                                                          "golden_deepseek/deepseek_v3_fp8",
                                                           "golden_deepseek/deepseek_v2"),
                                           testing::Values(kOneBatch, kChunked)),
                          [](const testing::TestParamInfo<GoldenTest::ParamType>& info) {

@@ -17,6 +17,8 @@ experts; v_head_dim != qk_nope_head_dim so that a mix-up of the two shows):
                          n_group 4 / topk_group 2, first_k_dense_replace 1
   deepseek_v3_no_qlora   q_lora_rank null (q_proj), bf16 weights, n_group 2 / topk_group 1,
                          first_k_dense_replace 2, two shared experts
+  deepseek_v3_fp8        deepseek_v3's shape in block-FP8 (every linear projection F8_E4M3 + weight_scale_inv,
+                         as DeepSeek ships V3); the reference runs on the dequantised weights in float32
   deepseek_v2            DeepSeek-V2 (softmax scores, group_limited_greedy, complex-multiply RoPE, no q LoRA);
                          mscale_all_dim unset, so transformers versions with and without PR #47435 agree
 For each case writes <out>/<case>/ with config.json (the full config as transformers 5 writes it:
@@ -42,6 +44,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_models as mm  # noqa: E402
+import make_fp8_goldens as f8  # noqa: E402
 
 YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=64, beta_fast=32.0,
             beta_slow=1.0, mscale=1.0, mscale_all_dim=0.8)
@@ -60,6 +63,14 @@ CASES = {
     "deepseek_v3_no_qlora": dict(
         model_type="deepseek_v3", weights_dtype="bfloat16", moe_layers=[2, 3], rope=YARN,
         cfg=dict(COMMON, q_lora_rank=None, n_shared_experts=2, n_group=2, topk_group=1, first_k_dense_replace=2,
+                 norm_topk_prob=True, topk_method="noaux_tc", scoring_func="sigmoid", rope_interleave=True)),
+    # deepseek_v3's shape as DeepSeek ships it: block-FP8 (128 x 128 e4m3 blocks with weight_scale_inv) on every
+    # linear projection (q_a/q_b, kv_a_proj_with_mqa, kv_b, o, dense MLP, routed and shared experts); router,
+    # correction bias, norms, embeddings and lm_head in bf16. The reference is transformers on the dequantised
+    # weights in float32 (as make_fp8_goldens.py does).
+    "deepseek_v3_fp8": dict(
+        model_type="deepseek_v3", weights_dtype="bfloat16", moe_layers=[1, 2, 3], rope=YARN, fp8=True,
+        cfg=dict(COMMON, q_lora_rank=32, n_shared_experts=1, n_group=4, topk_group=2, first_k_dense_replace=1,
                  norm_topk_prob=True, topk_method="noaux_tc", scoring_func="sigmoid", rope_interleave=True)),
     "deepseek_v2": dict(
         model_type="deepseek_v2", weights_dtype="float32", moe_layers=[1, 2, 3],
@@ -267,6 +278,99 @@ def run_case(name, case, out_root, args, case_index):
     return {"seed": seed, "min_margin": minm, "eos": eos[0], "size": size}
 
 
+def fp8_quantised(name):
+    """Every linear projection, kv_a_proj_with_mqa included (as in the published V3); not the router."""
+    if not name.endswith(".weight"):
+        return False
+    leaf = name[: -len(".weight")].rsplit(".", 1)[-1]
+    return leaf.endswith("_proj") or leaf == "kv_a_proj_with_mqa"
+
+
+def run_fp8_case(name, case, out_root, args, case_index):
+    import tempfile
+    from transformers import GenerationConfig
+    t0 = time.time()
+    folder = os.path.join(out_root, name)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    log(f"=== {name} -> {folder}")
+    model, impl = mm.build_model(make_config(case))
+    check_structure(model, case, "in-memory")
+    prompts = mm.make_prompts(case["cfg"]["vocab_size"], 2000 + case_index, set(mm.RESERVED_IDS))
+    f32 = dict(case, weights_dtype="float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        chosen = None
+        for seed in range(args.seed0, args.seed0 + args.max_seeds):
+            init_deepseek(model, seed, case["weights_dtype"], args.head_scale)
+            sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            pub, _ = mm.to_published(sd, case, model.config, "gate_first")
+            fp8_tensors, dequantised = {}, {}
+            for k, v in pub.items():
+                if fp8_quantised(k):
+                    q, scale, d = f8.quantise(v.float(), torch.float32)
+                    fp8_tensors[k], fp8_tensors[k + "_scale_inv"], dequantised[k] = q, scale, d
+                else:
+                    fp8_tensors[k] = v.to(torch.bfloat16) if v.is_floating_point() and "correction_bias" not in k \
+                        else v.float()
+                    dequantised[k] = fp8_tensors[k].float()
+            ref_dir = os.path.join(tmp, f"seed-{seed}")
+            os.makedirs(ref_dir)
+            write_config(ref_dir, model, f32, 2)
+            f8.save(os.path.join(ref_dir, "model.safetensors"), dequantised)
+            reference, info, _ = mm.reload(ref_dir)
+            bad = {k: v for k, v in (info or {}).items() if v and k in ("missing_keys", "unexpected_keys",
+                                                                            "mismatched_keys", "error_msgs")}
+            if bad:
+                raise CaseError(f"the dequantised copy does not load cleanly: {bad}")
+            gens = [mm.greedy(reference, p, None) for p in prompts]
+            minm = min(m for g in gens for m in g["top2_margins"])
+            if minm <= mm.MARGIN_MIN:
+                log(f"  seed {seed}: min margin {minm:.3g} too small")
+                continue
+            eos = mm.choose_eos([g["tokens"] for g in gens], prompts, 1)
+            if eos is None:
+                log(f"  seed {seed}: no usable eos id")
+                continue
+            chosen = (seed, eos, fp8_tensors, reference)
+            break
+        if chosen is None:
+            raise CaseError("no seed found")
+        seed, eos, fp8_tensors, reference = chosen
+        rope_info = check_structure(reference, case, "reference")
+        cfg_json = write_config(folder, model, case, eos[0])
+        cfg_json["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                           "weight_block_size": [f8.BLOCK, f8.BLOCK]}
+        mm.write_json(os.path.join(folder, "config.json"), cfg_json)
+        GenerationConfig(bos_token_id=1, eos_token_id=eos[0]).save_pretrained(folder)
+        f8.save(os.path.join(folder, "model.safetensors"), fp8_tensors)
+        records, check_row = [], None
+        for p in prompts:
+            g = mm.greedy(reference, p, set(eos))
+            if len(p) == 16:
+                check_row = [float(x) for x in torch.log_softmax(g["first_logits"].double(), -1)[:8]]
+            records.append({"prompt_ids": p, "tokens": g["tokens"], "logprobs": g["logprobs"],
+                            "top2_margins": g["top2_margins"]})
+        minm = min(m for r in records for m in r["top2_margins"])
+        if minm <= mm.MARGIN_MIN:
+            raise CaseError(f"min margin {minm}")
+        cross_check = f8.transformers_fp8_check(folder, reference, prompts[4])
+        log(f"  transformers' FP8 loader: {cross_check}")
+    quantised = sorted(k for k in fp8_tensors if k.endswith("_scale_inv"))
+    golden = {"case": name, "model_type": case["model_type"], "weights_dtype": "float8_e4m3fn",
+              "max_new_tokens": mm.MAX_NEW, "eos_token_id": eos[0], "min_top2_margin": minm,
+              "prompt_logprobs_check": check_row, "rope": rope_info, "seed": seed, "prompts": records,
+              "fp8": {"weight_block_size": [f8.BLOCK, f8.BLOCK], "scale_dtype": "float32",
+                      "quantised_tensors": len(quantised),
+                      "reference": "transformers on the dequantised weights (fp8.float() * scale_inv) in float32",
+                      "transformers_fp8_load": cross_check}}
+    with open(os.path.join(folder, "golden.json"), "w", encoding="utf-8") as f:
+        json.dump(golden, f, indent=1)
+        f.write("\n")
+    log(f"  OK {name}: seed {seed}, min margin {minm:.4g}, {len(quantised)} FP8 tensors, {time.time() - t0:.1f} s")
+    return {"seed": seed, "min_margin": minm, "eos": eos[0], "fp8_check": cross_check}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/data/golden_deepseek")
@@ -283,7 +387,8 @@ def main():
         if name not in args.cases.split(","):
             continue
         try:
-            results[name] = run_case(name, CASES[name], args.out, args, i)
+            run = run_fp8_case if CASES[name].get("fp8") else run_case
+            results[name] = run(name, CASES[name], args.out, args, i)
         except Exception as e:  # noqa: BLE001 - keep going, fail at the end
             import traceback
             traceback.print_exc()
