@@ -148,16 +148,20 @@ def check_structure(model, case, where):
     shared = [i for i, l in enumerate(layers) if hasattr(l.mlp, "shared_experts")]
     if shared != case["moe_layers"]:
         raise CaseError(f"{where}: shared experts in layers {shared}")
+    # Not fatal: if this transformers computes YaRN otherwise than ringmoe's formula, the goldens still record
+    # what transformers did (and golden_test will show the difference); the mismatch is logged and recorded.
     rot = model.model.rotary_emb
     inv, att = expected_yarn(case)
-    if not torch.allclose(rot.inv_freq.float().cpu(), inv, rtol=1e-6, atol=0):
-        raise CaseError(f"{where}: YaRN inv_freq {rot.inv_freq.tolist()} != expected {inv.tolist()}")
-    if abs(float(getattr(rot, "attention_scaling", 1.0)) - att) > 1e-6:
-        raise CaseError(f"{where}: attention_scaling {rot.attention_scaling} != expected {att}")
+    matches = bool(torch.allclose(rot.inv_freq.float().cpu(), inv, rtol=1e-6, atol=0)) and \
+        abs(float(getattr(rot, "attention_scaling", 1.0)) - att) <= 1e-6
+    if not matches:
+        log(f"  WARNING {where}: YaRN inv_freq {rot.inv_freq.tolist()} attention_scaling "
+            f"{getattr(rot, 'attention_scaling', None)}; ringmoe's formula gives {inv.tolist()} and {att}")
     attn = layers[0].self_attn
-    log(f"  {where}: softmax scale {attn.scaling}, attention_scaling {rot.attention_scaling}, MoE layers {moe}")
+    scaling = float(getattr(attn, "scaling", float("nan")))
+    log(f"  {where}: softmax scale {scaling}, attention_scaling {rot.attention_scaling}, MoE layers {moe}")
     return {"inv_freq": [float(x) for x in rot.inv_freq], "attention_scaling": float(rot.attention_scaling),
-            "softmax_scale": float(attn.scaling)}
+            "softmax_scale": scaling, "matches_ringmoe_formula": matches}
 
 
 def write_config(folder, model, case, eos):
