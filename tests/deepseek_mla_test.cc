@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu/fp8_blocks.h"
@@ -40,6 +41,7 @@ struct Options {
   bool q_lora = true;
   bool mtp_layer = true;  // tensors of a multi-token-prediction layer after the last one
   bool correction_bias = true;
+  bool rope_interleave = true;
 };
 
 json Config(const Options& options) {
@@ -71,7 +73,7 @@ json Config(const Options& options) {
                  {"max_position_embeddings", 256},
                  {"rms_norm_eps", 1e-6},
                  {"rope_theta", 10000.0},
-                 {"rope_interleave", true},
+                 {"rope_interleave", options.rope_interleave},
                  {"tie_word_embeddings", false},
                  {"torch_dtype", "float32"},
                  {"eos_token_id", 1},
@@ -198,11 +200,12 @@ Yarn ReferenceYarn() {
   return yarn;
 }
 
-// transformers' apply_rotary_pos_emb_interleave: [x0, x2, ..., x1, x3, ...], then rotate_half.
-Vector RopeInterleaved(const Vector& x, int position, const Yarn& yarn) {
+// transformers' apply_rotary_pos_emb_interleave: [x0, x2, ..., x1, x3, ...], then rotate_half; with
+// rope_interleave false, apply_rotary_pos_emb: rotate_half on x as it is.
+Vector Rope(const Vector& x, int position, const Yarn& yarn, bool interleave) {
   const int half = kRope / 2;
-  Vector permuted(kRope), out(kRope);
-  for (int i = 0; i < half; ++i) {
+  Vector permuted(x), out(kRope);
+  for (int i = 0; i < half && interleave; ++i) {
     permuted[i] = x[2 * i];
     permuted[i + half] = x[2 * i + 1];
   }
@@ -216,7 +219,7 @@ Vector RopeInterleaved(const Vector& x, int position, const Yarn& yarn) {
 
 // Attention output rows [positions, heads * v] of one sequence whose inputs are rows x (naive MLA).
 std::vector<Vector> NaiveMla(const Tensors& t, const std::string& p, const std::vector<Vector>& x,
-                             bool q_lora) {
+                             bool q_lora, bool interleave) {
   const Yarn yarn = ReferenceYarn();
   const int n = static_cast<int>(x.size());
   std::vector<Vector> q(n), k_nope(n), values(n), k_rope(n);
@@ -228,7 +231,7 @@ std::vector<Vector> NaiveMla(const Tensors& t, const std::string& p, const std::
             : MatVec(t, p + "q_proj.weight", x[s]);
     Vector ckv = MatVec(t, p + "kv_a_proj_with_mqa.weight", x[s]);
     Vector c = RmsNorm(Vector(ckv.begin(), ckv.begin() + kLatent), t.at(p + "kv_a_layernorm.weight").second);
-    k_rope[s] = RopeInterleaved(Vector(ckv.begin() + kLatent, ckv.end()), s, yarn);
+    k_rope[s] = Rope(Vector(ckv.begin() + kLatent, ckv.end()), s, yarn, interleave);
     Vector kv = MatVec(t, p + "kv_b_proj.weight", c);  // [heads, nope + v]
     k_nope[s] = kv;
     values[s] = kv;
@@ -237,7 +240,7 @@ std::vector<Vector> NaiveMla(const Tensors& t, const std::string& p, const std::
   for (int s = 0; s < n; ++s) {
     for (int h = 0; h < kHeads; ++h) {
       const double* qh = q[s].data() + h * (kNope + kRope);
-      const Vector q_rope = RopeInterleaved(Vector(qh + kNope, qh + kNope + kRope), s, yarn);
+      const Vector q_rope = Rope(Vector(qh + kNope, qh + kNope + kRope), s, yarn, interleave);
       std::vector<double> scores(s + 1);
       double top = -1e300;
       for (int u = 0; u <= s; ++u) {
@@ -257,13 +260,14 @@ std::vector<Vector> NaiveMla(const Tensors& t, const std::string& p, const std::
   return out;
 }
 
-class MlaTest : public ::testing::TestWithParam<bool> {};  // q_lora
+class MlaTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {};  // q_lora, rope_interleave
 
 // Two sequences: a 11-token and a 40-token prompt in one step (the second long enough to be split into row
 // and head blocks), then three decode steps of both; every output row against the naive form.
 TEST_P(MlaTest, AbsorbedDecodeMatchesTheNaiveForm) {
   Options options;
-  options.q_lora = GetParam();
+  options.q_lora = std::get<0>(GetParam());
+  options.rope_interleave = std::get<1>(GetParam());
   TempDir dir;
   const Tensors tensors = MakeTensors(options, 7);
   ASSERT_TRUE(WriteCheckpoint(dir.path(), options, tensors));
@@ -322,7 +326,8 @@ TEST_P(MlaTest, AbsorbedDecodeMatchesTheNaiveForm) {
     const double tolerance = cache_dtype == io::DType::kF32 ? 2e-5 : 2e-2;  // bf16 rounds the cached rows
     double worst = 0;
     for (int s = 0; s < 2; ++s) {
-      const std::vector<Vector> want = NaiveMla(tensors, prefix, inputs[s], options.q_lora);
+      const std::vector<Vector> want =
+          NaiveMla(tensors, prefix, inputs[s], options.q_lora, options.rope_interleave);
       ASSERT_EQ(got[s].size(), want.size());
       for (size_t i = 0; i < want.size(); ++i)
         for (size_t j = 0; j < want[i].size(); ++j) {
@@ -336,9 +341,10 @@ TEST_P(MlaTest, AbsorbedDecodeMatchesTheNaiveForm) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(QVariants, MlaTest, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "QLora" : "QProj";
+INSTANTIATE_TEST_SUITE_P(Variants, MlaTest, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<MlaTest::ParamType>& info) {
+                           return std::string(std::get<0>(info.param) ? "QLora" : "QProj") +
+                                  (std::get<1>(info.param) ? "Interleaved" : "HalfRope");
                          });
 
 std::vector<Request> Requests() {
