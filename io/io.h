@@ -10,18 +10,14 @@
 //   safetensors.h   Validated parsing of the safetensors header (hostile input: fuzzed).
 //   checkpoint.h    Checkpoint: a model folder's tensors over one file or index-named shards, every offset,
 //                   dtype and shape checked; TensorView hands out the bytes.
-//   fp8_weights.h   Which tensors of a block-FP8 checkpoint may be F8_E4M3, and each weight's
-//   weight_scale_inv,
+//   fp8_weights.h   Which tensors of a block-FP8 checkpoint may be F8_E4M3, and each weight's weight_scale_inv,
 //                   checked from the headers (run and plan alike).
-//   uring_reader.h  UringReader: io_uring (O_DIRECT where the filesystem allows) reads of many ranges, the
-//   SSD
+//   uring_reader.h  UringReader: io_uring (O_DIRECT where the filesystem allows) reads of many ranges, the SSD
 //                   tier's reader and the planner's bandwidth probe.
 //   section_reader.h  SectionPrefetcher: the SSD tier's sections read ahead from the checkpoint files
 //                   (aligned superset ranges, O_DIRECT) into staging buffers, in the ring's cyclic order.
-//   model_spec.h    ModelSpec: config.json parsed and validated; deepseek_config.h reads DeepSeek-V2/V3's
-//   keys
-//                   (MLA, group-limited routing, YaRN) for it, config_reader.h the typed field reads both
-//                   use.
+//   model_spec.h    ModelSpec: config.json parsed and validated. deepseek_config.h reads DeepSeek-V2/V3's
+//                   keys (MLA, group-limited routing, YaRN) for it; config_reader.h: the typed reads of both.
 // Nothing here knows about models beyond tensor names, shapes and config.json (model_spec.h).
 #pragma once
 

@@ -148,19 +148,19 @@ INSTANTIATE_TEST_SUITE_P(Fp8Models, GoldenTest,
                            return name;
                          });
 
-// DeepSeek-V3 (q LoRA, q_proj, and block-FP8 against its dequantised weights) and DeepSeek-V2: MLA with the absorbed form over the compressed cache,
-// YaRN, group-limited routing, dense first layers, shared experts; the same rule as the other goldens.
-INSTANTIATE_TEST_SUITE_P(DeepseekModels, GoldenTest,
-                         testing::Combine(testing::Values("golden_deepseek/deepseek_v3",
-                                                          "golden_deepseek/deepseek_v3_no_qlora",
-                                                          "golden_deepseek/deepseek_v3_fp8",
-                                                          "golden_deepseek/deepseek_v2"),
-                                          testing::Values(kOneBatch, kChunked)),
-                         [](const testing::TestParamInfo<GoldenTest::ParamType>& info) {
-                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
-                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return name;
-                         });
+// DeepSeek-V3 (q LoRA, q_proj, and block-FP8 against its dequantised weights) and DeepSeek-V2: MLA with the
+// absorbed form over the compressed cache, YaRN, group-limited routing, dense first layers, shared experts;
+// the same rule as the other goldens.
+INSTANTIATE_TEST_SUITE_P(
+    DeepseekModels, GoldenTest,
+    testing::Combine(testing::Values("golden_deepseek/deepseek_v3", "golden_deepseek/deepseek_v3_no_qlora",
+                                     "golden_deepseek/deepseek_v3_fp8", "golden_deepseek/deepseek_v2"),
+                     testing::Values(kOneBatch, kChunked)),
+    [](const testing::TestParamInfo<GoldenTest::ParamType>& info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
 
 // --expert-dtype fp8 on the bf16/f32 goldens: the routed experts quantised to 128x128 e4m3 blocks at load.
 // Tokens must equal the reference's wherever its top-2 margin exceeds kFp8Margin; at the first position where
