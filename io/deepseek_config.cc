@@ -96,6 +96,13 @@ absl::Status ParseDeepseekConfig(ConfigReader& config, ModelSpec* spec) {
                                     mla.qk_rope_head_dim, " and qk_nope_head_dim + qk_rope_head_dim is ",
                                     mla.qk_head_dim(), ": inconsistent head dims"));
   }
+  // transformers gives q_a_proj, kv_a_proj_with_mqa and o_proj a bias under attention_bias; no released
+  // DeepSeek sets it, and the loader reads no such bias: refused by name rather than silently ignored.
+  if (config.Get<bool>("attention_bias", false)) {
+    return absl::UnimplementedError(
+        absl::StrCat(config.source(), ": attention_bias true is not supported for ", spec->model_type));
+  }
+  if (!config.status().ok()) return config.status();
   spec->head_dim = mla.qk_head_dim();
   spec->num_kv_heads = spec->num_heads;  // num_key_value_heads is cosmetic in MLA
   spec->rope_interleave = v3 ? config.Get<bool>("rope_interleave", true) : true;  // V2: complex-multiply RoPE

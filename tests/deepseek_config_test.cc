@@ -213,6 +213,10 @@ TEST(DeepseekConfig, BadInputNamesTheKey) {
   ErrorNaming(config, "n_group");
 
   config = DeepseekV3();
+  config["attention_bias"] = true;
+  ErrorNaming(config, "attention_bias");
+
+  config = DeepseekV3();
   config["rope_scaling"]["factor"] = 0;
   ErrorNaming(config, "rope_scaling.factor");
   config = DeepseekV3();

@@ -19,8 +19,11 @@ experts; v_head_dim != qk_nope_head_dim so that a mix-up of the two shows):
                          first_k_dense_replace 2, two shared experts
   deepseek_v3_fp8        deepseek_v3's shape in block-FP8 (every linear projection F8_E4M3 + weight_scale_inv,
                          as DeepSeek ships V3); the reference runs on the dequantised weights in float32
-  deepseek_v2            DeepSeek-V2 (softmax scores, group_limited_greedy, complex-multiply RoPE, no q LoRA);
-                         mscale_all_dim unset, so transformers versions with and without PR #47435 agree
+  deepseek_v2            DeepSeek-V2 (softmax scores, greedy top-k times routed_scaling_factor, complex-multiply
+                         RoPE, no q LoRA); mscale_all_dim unset, so transformers versions with and without PR #47435
+                         agree. greedy, not group_limited_greedy: some transformers 5 builds fail on the latter
+                         (DeepseekV2Moe.num_experts unset), and ringmoe's group-limited path is the V3 one plus the
+                         max group score, covered by tests/group_routing_test.cc
 For each case writes <out>/<case>/ with config.json (the full config as transformers 5 writes it:
 rope_parameters {"rope_type": "yarn", ...}), generation_config.json, model.safetensors and golden.json in the
 format of make_models.py (prompts, greedy tokens, logprobs, top-2 margins), plus "rope" (inv_freq and
@@ -75,9 +78,8 @@ CASES = {
     "deepseek_v2": dict(
         model_type="deepseek_v2", weights_dtype="float32", moe_layers=[1, 2, 3],
         rope=dict(YARN, mscale_all_dim=None),
-        cfg=dict(COMMON, q_lora_rank=None, n_shared_experts=1, n_group=4, topk_group=2, first_k_dense_replace=1,
-                 norm_topk_prob=False, topk_method="group_limited_greedy", scoring_func="softmax",
-                 routed_scaling_factor=1.5)),
+        cfg=dict(COMMON, q_lora_rank=None, n_shared_experts=1, n_group=1, topk_group=1, first_k_dense_replace=1,
+                 norm_topk_prob=False, topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.5)),
 }
 
 
@@ -164,6 +166,53 @@ def check_structure(model, case, where):
             "softmax_scale": scaling, "matches_ringmoe_formula": matches}
 
 
+@torch.no_grad()
+def check_moe_block(model, pub, case):
+    """One MoE layer of `model` against the routing written out by hand from the published tensors (what ringmoe
+    computes): sigmoid + correction bias for choice, groups by top-2 sum, renormalised unbiased weights (V3);
+    softmax, greedy top-k (V2); times routed_scaling_factor; plus the shared experts. Catches a transformers whose
+    DeepSeek MoE differs (e.g. the V2 dense-weights bug of PR #43288) before its goldens are recorded."""
+    cfg = case["cfg"]
+    L = case["moe_layers"][0]
+    p = f"model.layers.{L}.mlp."
+    H, E, k = cfg["hidden_size"], cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    x = torch.randn(7, H, generator=torch.Generator().manual_seed(5))
+    got = model.model.layers[L].mlp(x.view(1, 7, H)).view(7, H)
+    w = {n[len(p):]: t.float() for n, t in pub.items() if n.startswith(p)}
+    logits = x @ w["gate.weight"].T
+
+    def ffn(prefix, v):
+        return (torch.nn.functional.silu(v @ w[prefix + "gate_proj.weight"].T) * (v @ w[prefix + "up_proj.weight"].T)) \
+            @ w[prefix + "down_proj.weight"].T
+
+    want = ffn("shared_experts.", x)
+    for t in range(7):
+        if case["model_type"] == "deepseek_v3":
+            scores = logits[t].sigmoid()
+            choice = scores + w["gate.e_score_correction_bias"]
+            g = cfg["n_group"]
+            group_scores = choice.view(g, -1).topk(2).values.sum(-1)
+            keep = torch.zeros(g, dtype=torch.bool)
+            keep[group_scores.topk(cfg["topk_group"]).indices] = True
+            choice = choice.masked_fill(~keep.repeat_interleave(E // g), float("-inf"))
+            idx = choice.topk(k).indices
+            weights = scores[idx]
+            if cfg["norm_topk_prob"]:
+                weights = weights / (weights.sum() + 1e-20)
+        else:
+            scores = logits[t].softmax(-1)
+            idx = scores.topk(k).indices
+            weights = scores[idx]
+        weights = weights * cfg["routed_scaling_factor"]
+        for j in range(k):
+            want[t] += weights[j] * ffn(f"experts.{int(idx[j])}.", x[t:t + 1])[0]
+    diff = float((got - want).abs().max())
+    log(f"  MoE layer {L} against the hand-written routing: max difference {diff:.3g}")
+    if diff > 1e-4:
+        raise CaseError(f"transformers' {case['model_type']} MoE layer differs from the hand-written routing by {diff}: "
+                        "this transformers computes DeepSeek's MoE otherwise (see moe-architectures.md section 6.2)")
+
+
 def write_config(folder, model, case, eos):
     from transformers import AutoConfig
     cfg = model.config
@@ -238,6 +287,7 @@ def run_case(name, case, out_root, args, case_index):
     if reloaded is None:
         raise CaseError("reloaded checkpoint differs from the in-memory model under every layout hypothesis")
     rope_info = check_structure(reloaded, case, "reloaded")
+    check_moe_block(reloaded, pub, case)
     names = sorted(pub)
     for k in names:
         if f"layers.{case['moe_layers'][0]}." in k and ".experts." not in k or ".experts.0." in k:
