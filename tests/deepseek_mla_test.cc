@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cpu/cpu_features.h"
 #include "cpu/fp8_blocks.h"
 #include "cpu/thread_pool.h"
 #include "io/checkpoint.h"
@@ -21,6 +22,7 @@
 #include "nlohmann/json.hpp"
 #include "planner/execution_plan.h"
 #include "ringmoe/engine.h"
+#include "runtime/engine/compute_type.h"
 #include "runtime/engine/forward.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/mla_step.h"
@@ -146,10 +148,13 @@ Tensors MakeTensors(const Options& options, uint32_t seed) {
   return tensors;
 }
 
-bool WriteCheckpoint(const std::string& dir, const Options& options, const Tensors& tensors) {
+bool WriteCheckpoint(const std::string& dir, const Options& options, const Tensors& tensors,
+                     bool bf16 = false) {
   std::vector<TensorSpec> specs;
-  for (const auto& [name, tensor] : tensors)
-    specs.push_back({name, "F32", tensor.first, testing::F32Bytes(tensor.second)});
+  for (const auto& [name, tensor] : tensors) {
+    specs.push_back({name, bf16 ? "BF16" : "F32", tensor.first,
+                     bf16 ? testing::BF16Bytes(tensor.second) : testing::F32Bytes(tensor.second)});
+  }
   return testing::WriteFile(dir + "/config.json", Config(options).dump(2)) &&
          testing::WriteSafetensors(dir + "/model.safetensors", specs);
 }
@@ -362,9 +367,10 @@ std::vector<Request> Requests() {
 }
 
 absl::StatusOr<std::vector<Result>> Generate(const std::string& dir, int batch, int step_tokens,
-                                             io::DType kv_dtype = io::DType::kF32) {
+                                             io::DType kv_dtype = io::DType::kF32,
+                                             ComputeType compute = ComputeType::kF32) {
   EngineOptions options;
-  options.cpu_compute = ComputeType::kF32;
+  options.cpu_compute = compute;
   options.threads = 2;
   options.plan.batch = batch;
   options.plan.prefill_chunk = step_tokens - batch;
@@ -488,6 +494,35 @@ TEST(DeepseekEngine, BlockFp8CheckpointMatchesItsDequantisedValues) {
     for (size_t t = 0; t < (*from_fp8)[i].logprobs.size(); ++t)
       EXPECT_NEAR((*from_fp8)[i].logprobs[t], (*from_reference)[i].logprobs[t], 1e-5);
   }
+}
+
+// bf16 compute (matmul weights in bf16, the latent cache in bf16; kv_b and the absorbed matrices stay f32):
+// the first generated token of each prompt, where bf16's drift has not compounded, stays the f32 one's with
+// its logprob within 0.05.
+TEST(DeepseekEngine, Bf16ComputeStaysCloseToF32) {
+  TempDir dir;
+  ASSERT_TRUE(WriteCheckpoint(dir.path(), Options{}, MakeTensors(Options{}, 11)));
+  absl::StatusOr<std::vector<Result>> f32 = Generate(dir.path(), 8, 512);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  absl::StatusOr<std::vector<Result>> bf16 =
+      Generate(dir.path(), 8, 512, io::DType::kBF16, ComputeType::kBF16);
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  for (size_t i = 0; i < f32->size(); ++i) {
+    ASSERT_FALSE((*bf16)[i].token_ids.empty());
+    EXPECT_EQ((*bf16)[i].token_ids[0], (*f32)[i].token_ids[0]) << "request " << i;
+    EXPECT_NEAR((*bf16)[i].logprobs[0], (*f32)[i].logprobs[0], 0.05) << "request " << i;
+  }
+}
+
+// --cpu-compute auto decides by the checkpoint's dtype, probed on a tensor every DeepSeek variant has (with q
+// LoRA there is no q_proj): a bf16 checkpoint computes in bf16 where the CPU has native bf16.
+TEST(DeepseekEngine, AutoComputeTypeSeesABf16Checkpoint) {
+  TempDir bf16_dir, f32_dir;
+  ASSERT_TRUE(WriteCheckpoint(bf16_dir.path(), Options{}, MakeTensors(Options{}, 3), /*bf16=*/true));
+  ASSERT_TRUE(WriteCheckpoint(f32_dir.path(), Options{}, MakeTensors(Options{}, 3)));
+  EXPECT_EQ(ChooseComputeType(ComputeType::kAuto, bf16_dir.path(), false),
+            cpu::CpuHasNativeBf16() ? io::DType::kBF16 : io::DType::kF32);
+  EXPECT_EQ(ChooseComputeType(ComputeType::kAuto, f32_dir.path(), false), io::DType::kF32);
 }
 
 // Planner and engine price the cache from the same count: one latent + rope row per token and layer.
