@@ -14,9 +14,12 @@ namespace ringmoe::cpu {
 // q: [n_new, heads, cache.head_dim] for positions cache.num_tokens - n_new .. num_tokens - 1, whose rows are
 // already in the cache (cache.kv_heads == 1, rows of cache.head_dim = latent + rope values; F32 or BF16).
 // out: [n_new, heads, latent]; only heads [head_begin, head_end) are computed (the others are untouched), so
-// disjoint head ranges may run on different threads. Causal; online softmax over blocks of 16 cached rows,
-// each row read once for all the rows and heads of the call; f32 accumulation.
-// Single-threaded.
+// disjoint head ranges may run on different threads. Causal. The cache is read in tiles of 512 rows, each
+// widened to f32 once for every query row and head of the call; per tile two oneDNN f32 matmuls (the scores
+// of all query rows against the tile's rows, then the probabilities against its latents) and an online
+// softmax across tiles; f32 throughout. Absorbed MLA does ~240 FLOPs per cached byte, so matmuls, not
+// bandwidth, set its speed (bench/mla_bench).
+// Single-threaded (oneDNN on the calling thread).
 void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int head_end,
                        const PagedKvView& cache, int latent, float scale, float* out);
 
