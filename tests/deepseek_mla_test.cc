@@ -27,6 +27,7 @@
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/mla_step.h"
 #include "runtime/engine/model_weights.h"
+#include "runtime/frontend/job_plan.h"
 #include "tests/testing/safetensors_writer.h"
 
 namespace ringmoe {
@@ -523,6 +524,38 @@ TEST(DeepseekEngine, AutoComputeTypeSeesABf16Checkpoint) {
   EXPECT_EQ(ChooseComputeType(ComputeType::kAuto, bf16_dir.path(), false),
             cpu::CpuHasNativeBf16() ? io::DType::kBF16 : io::DType::kF32);
   EXPECT_EQ(ChooseComputeType(ComputeType::kAuto, f32_dir.path(), false), io::DType::kF32);
+}
+
+// --device auto plans an MLA model for the CPU even where the profile has a GPU (the engine refuses MLA on
+// the GPU for now); --device gpu still plans it there, and a GQA model still goes to the GPU under auto.
+TEST(DeepseekEngine, AutoDevicePlansMlaForTheCpu) {
+  TempDir dir;
+  ASSERT_TRUE(WriteCheckpoint(dir.path(), Options{}, MakeTensors(Options{}, 3)));
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir.path());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  planner::Workload workload;
+  workload.num_requests = 8;
+  workload.mean_prompt_tokens = 16;
+  workload.mean_gen_tokens = 8;
+  workload.max_context_tokens = 24;
+  JobPlanOptions options;
+  options.model = dir.path();
+  options.hardware = std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json";
+  absl::StatusOr<planner::ExecutionPlan> plan = PlanJobWithoutSearch(*spec, workload, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->device, planner::PlanDevice::kCpu);
+  options.device = "gpu";
+  plan = PlanJobWithoutSearch(*spec, workload, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->device, planner::PlanDevice::kGpu);
+  const std::string qwen3 = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/golden/qwen3_moe";
+  absl::StatusOr<ModelSpec> gqa = LoadModelSpec(qwen3);
+  ASSERT_TRUE(gqa.ok()) << gqa.status();
+  options.model = qwen3;
+  options.device = "auto";
+  plan = PlanJobWithoutSearch(*gqa, workload, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->device, planner::PlanDevice::kGpu);
 }
 
 // Planner and engine price the cache from the same count: one latent + rope row per token and layer.
