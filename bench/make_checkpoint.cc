@@ -42,6 +42,11 @@ struct ModelShape {
   bool norm_topk_prob = true;
   bool qk_norm = false;
   int bos = 1, eos = 2;
+  // DeepSeek-V3 (model_type deepseek_v3): MLA and DeepSeekMoE. kv_lora 0: not DeepSeek.
+  int q_lora = 0, kv_lora = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
+  int shared_experts = 0, first_dense = 0, n_group = 1, topk_group = 1, nextn_layers = 0;
+  double routed_scaling = 1.0;
+  bool deepseek() const { return kv_lora > 0; }
 };
 
 std::vector<ModelShape> Presets() {
@@ -85,7 +90,24 @@ std::vector<ModelShape> Presets() {
   tiny.hidden = 128, tiny.layers = 4, tiny.experts = 8, tiny.top_k = 2, tiny.expert_intermediate = 64;
   tiny.dense_intermediate = 256, tiny.heads = 4, tiny.kv_heads = 2, tiny.head_dim = 32, tiny.vocab = 1000;
   tiny.max_position = 1024, tiny.bos = 997, tiny.eos = 997;
-  return {qwen3, mixtral, qwen3_235b, mixtral_8x22b, tiny};
+  // DeepSeek-V3 (671B; V3-0324, R1 and Kimi-K2's shape family), from deepseek-ai/DeepSeek-V3's config.json:
+  // MLA (q LoRA 1536, kv latent 512, 128 + 64 q/k head dims, v 128), 3 dense layers of 18432 then 58 MoE
+  // layers of 256 experts of 2048 (8 per token from the best 4 of 8 groups) plus one shared expert, YaRN
+  // factor 40 over 4096 positions. Written in bf16 (the published checkpoint is block-FP8); the MTP layer is
+  // not written.
+  ModelShape deepseek_v3;
+  deepseek_v3.preset = "deepseek-v3";
+  deepseek_v3.model_type = "deepseek_v3";
+  deepseek_v3.architecture = "DeepseekV3ForCausalLM";
+  deepseek_v3.hidden = 7168, deepseek_v3.layers = 61, deepseek_v3.experts = 256, deepseek_v3.top_k = 8;
+  deepseek_v3.expert_intermediate = 2048, deepseek_v3.dense_intermediate = 18432;
+  deepseek_v3.heads = 128, deepseek_v3.kv_heads = 128, deepseek_v3.head_dim = 192, deepseek_v3.vocab = 129280;
+  deepseek_v3.max_position = 163840, deepseek_v3.rope_theta = 10000, deepseek_v3.rms_norm_eps = 1e-6;
+  deepseek_v3.norm_topk_prob = true, deepseek_v3.bos = 0, deepseek_v3.eos = 1;
+  deepseek_v3.q_lora = 1536, deepseek_v3.kv_lora = 512, deepseek_v3.qk_nope = 128, deepseek_v3.qk_rope = 64;
+  deepseek_v3.v_head = 128, deepseek_v3.shared_experts = 1, deepseek_v3.first_dense = 3;
+  deepseek_v3.n_group = 8, deepseek_v3.topk_group = 4, deepseek_v3.routed_scaling = 2.5;
+  return {qwen3, mixtral, qwen3_235b, mixtral_8x22b, tiny, deepseek_v3};
 }
 
 // kRandom: bf16 uniforms; kOnes: bf16 ones; kFp8Random: e4m3 values of magnitude 2^-6 to 3.75 (exponent
@@ -143,7 +165,34 @@ std::vector<Tensor> TensorsOf(const ModelShape& m) {
   // Embeddings: std 1 keeps the first layer's inputs O(1) (RMSNorm follows anyway).
   random("model.embed_tokens.weight", {m.vocab, h}, 1);
   const bool mixtral = m.model_type == "mixtral";
-  for (int l = 0; l < m.layers; ++l) {
+  for (int l = 0; l < m.layers && m.deepseek(); ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const int64_t qk = m.qk_nope + m.qk_rope, heads = m.heads;
+    ones(p + "input_layernorm.weight", h);
+    random(p + "self_attn.q_a_proj.weight", {m.q_lora, h}, h);
+    ones(p + "self_attn.q_a_layernorm.weight", m.q_lora);
+    random(p + "self_attn.q_b_proj.weight", {heads * qk, m.q_lora}, m.q_lora);
+    random(p + "self_attn.kv_a_proj_with_mqa.weight", {m.kv_lora + m.qk_rope, h}, h);
+    ones(p + "self_attn.kv_a_layernorm.weight", m.kv_lora);
+    random(p + "self_attn.kv_b_proj.weight", {heads * (m.qk_nope + m.v_head), m.kv_lora}, m.kv_lora);
+    random(p + "self_attn.o_proj.weight", {h, heads * m.v_head}, heads * m.v_head);
+    ones(p + "post_attention_layernorm.weight", h);
+    auto mlp = [&](const std::string& x, int64_t inter) {
+      random(x + "gate_proj.weight", {inter, h}, h);
+      random(x + "up_proj.weight", {inter, h}, h);
+      random(x + "down_proj.weight", {h, inter}, inter);
+    };
+    if (l < m.first_dense) {
+      mlp(p + "mlp.", m.dense_intermediate);
+      continue;
+    }
+    random(p + "mlp.gate.weight", {m.experts, h}, h);
+    ones(p + "mlp.gate.e_score_correction_bias", m.experts);
+    for (int e = 0; e < m.experts; ++e)
+      mlp(p + "mlp.experts." + std::to_string(e) + ".", m.expert_intermediate);
+    mlp(p + "mlp.shared_experts.", int64_t{m.shared_experts} * m.expert_intermediate);
+  }
+  for (int l = 0; l < m.layers && !m.deepseek(); ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     ones(p + "input_layernorm.weight", h);
     random(p + "self_attn.q_proj.weight", {q, h}, h);
@@ -201,7 +250,32 @@ json ConfigOf(const ModelShape& m) {
       {"sliding_window", nullptr},
       {"use_cache", true},
   };
-  if (m.model_type == "mixtral") {
+  if (m.deepseek()) {
+    config.erase("head_dim");
+    config.erase("sliding_window");
+    config["n_routed_experts"] = m.experts;
+    config["n_shared_experts"] = m.shared_experts;
+    config["moe_intermediate_size"] = m.expert_intermediate;
+    config["first_k_dense_replace"] = m.first_dense;
+    config["moe_layer_freq"] = 1;
+    config["n_group"] = m.n_group;
+    config["topk_group"] = m.topk_group;
+    config["topk_method"] = "noaux_tc";
+    config["scoring_func"] = "sigmoid";
+    config["norm_topk_prob"] = m.norm_topk_prob;
+    config["routed_scaling_factor"] = m.routed_scaling;
+    config["q_lora_rank"] = m.q_lora;
+    config["kv_lora_rank"] = m.kv_lora;
+    config["qk_nope_head_dim"] = m.qk_nope;
+    config["qk_rope_head_dim"] = m.qk_rope;
+    config["v_head_dim"] = m.v_head;
+    config["num_nextn_predict_layers"] = m.nextn_layers;
+    config["rope_scaling"] = {
+        {"type", "yarn"},       {"factor", 40},   {"original_max_position_embeddings", 4096},
+        {"beta_fast", 32},      {"beta_slow", 1}, {"mscale", 1.0},
+        {"mscale_all_dim", 1.0}};
+    config["attention_bias"] = false;
+  } else if (m.model_type == "mixtral") {
     config["num_local_experts"] = m.experts;
     config["router_aux_loss_coef"] = 0.02;
   } else {

@@ -16,6 +16,8 @@
 //                   tier's reader and the planner's bandwidth probe.
 //   section_reader.h  SectionPrefetcher: the SSD tier's sections read ahead from the checkpoint files
 //                   (aligned superset ranges, O_DIRECT) into staging buffers, in the ring's cyclic order.
+//   model_spec.h    ModelSpec: config.json parsed and validated. deepseek_config.h reads DeepSeek-V2/V3's
+//                   keys (MLA, group-limited routing, YaRN) for it; config_reader.h: the typed reads of both.
 //   section_file.h  --ssd-dir: the SSD sections laid out once per model and plan in the ring's layout,
 //                   striped over one file per drive, with a manifest that rejects stale files.
 // Nothing here knows about models beyond tensor names, shapes and config.json (model_spec.h).

@@ -12,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/config_reader.h"
+#include "io/deepseek_config.h"
 #include "io/regular_file.h"
 #include "io/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -19,83 +21,8 @@
 namespace ringmoe {
 namespace {
 
+using io_internal::ConfigReader;
 using nlohmann::json;
-
-// Reads a typed field with a default, reporting wrong types by key and file instead of throwing.
-class ConfigReader {
- public:
-  ConfigReader(const json& root, absl::string_view source) : root_(root), source_(source) {}
-
-  bool Has(const char* key) const { return root_.contains(key) && !root_[key].is_null(); }
-
-  template <typename T>
-  T Get(const char* key, T fallback) {
-    if (!Has(key)) return fallback;
-    return As<T>(root_[key], key, fallback);
-  }
-
-  // The first of several spellings that is present (published vs transformers-5 keys).
-  template <typename T>
-  T GetAny(std::initializer_list<const char*> keys, T fallback) {
-    for (const char* key : keys) {
-      if (Has(key)) return As<T>(root_[key], key, fallback);
-    }
-    return fallback;
-  }
-
-  template <typename T>
-  T As(const json& value, absl::string_view key, T fallback) {
-    // nlohmann converts any number to any arithmetic type, wrapping or truncating (2^32+128 becomes 128):
-    // integers must be integers and fit.
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      if (!value.is_number_integer()) {
-        Fail(absl::StrCat("config key '", key, "' must be an integer (it is ",
-                          value.is_number() ? "a fraction" : value.type_name(), ")"));
-        return fallback;
-      }
-      const bool fits = value.is_number_unsigned()
-                            ? value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
-                            : value.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
-                                  value.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max());
-      if (!fits) {
-        Fail(absl::StrCat("config key '", key, "' is ", value.dump(), ", out of range"));
-        return fallback;
-      }
-    }
-    if constexpr (std::is_same_v<T, std::vector<int>>) {
-      for (const json& item : value.is_array() ? value : json::array()) {
-        if (!item.is_number_integer() || item.get<int64_t>() < INT32_MIN || item.get<int64_t>() > INT32_MAX ||
-            (item.is_number_unsigned() && item.get<uint64_t>() > INT32_MAX)) {
-          Fail(
-              absl::StrCat("config key '", key, "' must be a list of integers (it holds ", item.dump(), ")"));
-          return fallback;
-        }
-      }
-    }
-    if constexpr (std::is_floating_point_v<T>) {
-      if (!value.is_number()) {
-        Fail(absl::StrCat("config key '", key, "' must be a number (it is ", value.type_name(), ")"));
-        return fallback;
-      }
-    }
-    try {
-      return value.get<T>();
-    } catch (const json::exception&) {
-      Fail(absl::StrCat("config key '", key, "' has the wrong type (", value.type_name(), ")"));
-      return fallback;
-    }
-  }
-
-  void Fail(std::string message) {
-    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(source_, ": ", message));
-  }
-  const absl::Status& status() const { return status_; }
-
- private:
-  const json& root_;
-  absl::string_view source_;
-  absl::Status status_;
-};
 
 // Token ids: integers in [0, 2^31); anything else is ignored (ValidateTokenIds below checks the vocabulary).
 std::vector<int32_t> ReadTokenIds(const json& value) {
@@ -190,7 +117,26 @@ int ModelSpec::num_moe_layers() const {
 
 int64_t ModelSpec::expert_params() const { return 3LL * hidden_size * moe_intermediate_size; }
 
+float ModelSpec::softmax_scale() const {
+  return attention_scale > 0 ? static_cast<float>(attention_scale)
+                             : 1.0f / std::sqrt(static_cast<float>(head_dim));
+}
+
+int64_t ModelSpec::router_params() const {
+  return static_cast<int64_t>(num_experts) * hidden_size +
+         (router == RouterKind::kSigmoidGroupTopK ? num_experts : 0);  // e_score_correction_bias
+}
+
 int64_t ModelSpec::attention_params() const {
+  if (is_mla()) {
+    const int64_t h = hidden_size, heads = num_heads;
+    const int64_t q = mla.q_lora_rank > 0 ? h * mla.q_lora_rank + mla.q_lora_rank +
+                                                int64_t{mla.q_lora_rank} * heads * mla.qk_head_dim()
+                                          : h * heads * mla.qk_head_dim();
+    const int64_t kv = h * mla.cache_width() + mla.kv_lora_rank +
+                       int64_t{mla.kv_lora_rank} * heads * (mla.qk_nope_head_dim + mla.v_head_dim);
+    return q + kv + heads * mla.v_head_dim * h + 2 * h;
+  }
   int64_t params = static_cast<int64_t>(hidden_size) * (q_width() + 2 * kv_width()) +
                    static_cast<int64_t>(q_width()) * hidden_size;
   if (attention_bias) params += q_width() + 2 * kv_width();
@@ -205,9 +151,10 @@ int64_t ModelSpec::total_params() const {
   for (const LayerSpec& layer : layers) {
     params += attention_params();
     if (layer.is_moe) {
-      params += num_experts * expert_params() + static_cast<int64_t>(num_experts) * hidden_size;
+      params += num_experts * expert_params() + router_params();
       if (layer.has_shared_expert)
-        params += 3LL * hidden_size * shared_expert_intermediate_size + hidden_size;
+        params +=
+            3LL * hidden_size * shared_expert_intermediate_size + (shared_expert_gated ? hidden_size : 0);
     } else {
       params += 3LL * hidden_size * intermediate_size;
     }
@@ -237,10 +184,14 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
     spec.type = ModelType::kQwen3Moe;
   } else if (spec.model_type == "olmoe") {
     spec.type = ModelType::kOlmoe;
+  } else if (spec.model_type == "deepseek_v2") {
+    spec.type = ModelType::kDeepseekV2;
+  } else if (spec.model_type == "deepseek_v3") {
+    spec.type = ModelType::kDeepseekV3;
   } else {
     return absl::UnimplementedError(absl::StrCat(source, ": model_type '", spec.model_type,
                                                  "' is not supported (supported: mixtral, qwen2_moe, "
-                                                 "qwen3_moe, olmoe)"));
+                                                 "qwen3_moe, olmoe, deepseek_v2, deepseek_v3)"));
   }
 
   spec.vocab_size = config.Get<int>("vocab_size", 0);
@@ -263,19 +214,34 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   // rope_type}.
   spec.rope_theta = config.Get<double>("rope_theta", 10000.0);
   std::string rope_type = "default";
+  const json* rope_object = nullptr;  // the object that names the rope type (and holds YaRN's parameters)
   if (config.Has("rope_parameters") && root["rope_parameters"].is_object()) {
     ConfigReader rope(root["rope_parameters"], source);
     spec.rope_theta = rope.Get<double>("rope_theta", spec.rope_theta);
     rope_type = rope.GetAny<std::string>({"rope_type", "type"}, rope_type);
     if (!rope.status().ok()) return rope.status();
+    rope_object = &root["rope_parameters"];
   }
   if (config.Has("rope_scaling") && root["rope_scaling"].is_object()) {
     ConfigReader scaling(root["rope_scaling"], source);
-    rope_type = scaling.GetAny<std::string>({"rope_type", "type"}, rope_type);
+    const std::string scaling_type = scaling.GetAny<std::string>({"rope_type", "type"}, "");
+    if (!scaling.status().ok()) return scaling.status();
+    if (!scaling_type.empty()) {
+      rope_type = scaling_type;
+      rope_object = &root["rope_scaling"];
+    }
   }
-  if (rope_type != "default") {
+  if (rope_type == "yarn" && spec.is_deepseek()) {
+    ConfigReader yarn(*rope_object, source);
+    if (absl::Status status =
+            io_internal::ParseYarn(yarn, config.Get<int>("max_position_embeddings", 0), &spec.rope_scaling);
+        !status.ok()) {
+      return status;
+    }
+  } else if (rope_type != "default") {
     return absl::UnimplementedError(
-        absl::StrCat(source, ": rope type '", rope_type, "' is not supported yet"));
+        absl::StrCat(source, ": rope type '", rope_type, "' is not supported",
+                     spec.is_deepseek() ? " (supported: default, yarn)" : " yet"));
   }
 
   switch (spec.type) {
@@ -302,6 +268,10 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
       spec.norm_topk_prob = config.Get<bool>("norm_topk_prob", false);
       spec.qk_norm = QkNorm::kFullWidth;
       spec.clip_qkv = config.Get<float>("clip_qkv", 0.0f);
+      break;
+    case ModelType::kDeepseekV2:
+    case ModelType::kDeepseekV3:
+      if (absl::Status status = io_internal::ParseDeepseekConfig(config, &spec); !status.ok()) return status;
       break;
   }
   if ((spec.type == ModelType::kQwen2Moe || spec.type == ModelType::kQwen3Moe) &&
@@ -376,7 +346,7 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
                                                    ") is not a multiple of num_key_value_heads (",
                                                    spec.num_kv_heads, ")"));
   }
-  if (spec.head_dim % 2 != 0) {
+  if (!spec.is_mla() && spec.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": head_dim must be even for RoPE"));
   }
   if (spec.num_experts_per_tok > spec.num_experts) {
@@ -394,7 +364,9 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   spec.layers.resize(spec.num_layers);
   for (int i = 0; i < spec.num_layers; ++i) {
     bool mlp_only = std::find(mlp_only_layers.begin(), mlp_only_layers.end(), i) != mlp_only_layers.end();
-    spec.layers[i].is_moe = !mlp_only && (i + 1) % decoder_sparse_step == 0;
+    spec.layers[i].is_moe = spec.is_deepseek()
+                                ? i >= spec.first_k_dense_replace && i % spec.moe_layer_freq == 0
+                                : !mlp_only && (i + 1) % decoder_sparse_step == 0;
     spec.layers[i].has_shared_expert = spec.layers[i].is_moe && spec.shared_expert_intermediate_size > 0;
   }
   bool any_dense =
@@ -412,6 +384,15 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view config_json, absl::st
   if (parameters > 1e14) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": the sizes describe about ", parameters,
                                                    " parameters; more than 1e14 is not a real model"));
+  }
+  if (spec.is_deepseek()) {
+    // transformers' DeepSeek attention: qk_head_dim^-0.5, times mscale(factor, mscale_all_dim)^2 under YaRN.
+    double scale = 1.0 / std::sqrt(static_cast<double>(spec.mla.qk_head_dim()));
+    if (spec.rope_scaling.yarn && spec.rope_scaling.mscale_all_dim != 0) {
+      const double m = io_internal::YarnMscale(spec.rope_scaling.factor, spec.rope_scaling.mscale_all_dim);
+      scale *= m * m;
+    }
+    spec.attention_scale = scale;
   }
   return spec;
 }

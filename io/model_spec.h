@@ -14,7 +14,7 @@
 
 namespace ringmoe {
 
-enum class ModelType { kMixtral, kQwen2Moe, kQwen3Moe, kOlmoe };
+enum class ModelType { kMixtral, kQwen2Moe, kQwen3Moe, kOlmoe, kDeepseekV2, kDeepseekV3 };
 
 // How attention normalises q and k before RoPE.
 enum class QkNorm {
@@ -27,6 +27,35 @@ enum class QkNorm {
 enum class RouterKind {
   kSoftmaxTopK,  // softmax over all experts, then top-k; renormalised only when norm_topk_prob.
   kTopKSoftmax,  // Mixtral: top-k logits, then softmax over those k (always sums to one).
+  // DeepSeek (cpu/group_routing.h): the best topk_group of n_group expert groups, then top-k within them;
+  // renormalised when norm_topk_prob, then times routed_scaling_factor.
+  kSoftmaxGroupTopK,  // DeepSeek-V2 greedy (n_group 1) / group_limited_greedy: softmax, groups by their max.
+  kSigmoidGroupTopK,  // DeepSeek-V3 noaux_tc: sigmoid; choice by score + e_score_correction_bias, groups by
+                      // the sum of their top-2 biased scores; weights from the unbiased scores.
+};
+
+// Multi-head latent attention (DeepSeek-V2/V3, io/deepseek_config.cc). kv_lora_rank 0: not MLA.
+struct MlaSpec {
+  int q_lora_rank =
+      0;  // 0: a direct q_proj (config q_lora_rank null); else q_a_proj, q_a_layernorm, q_b_proj
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;  // the rotary part of q and of the one shared rope key
+  int v_head_dim = 0;
+  int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  // Values the KV cache keeps per token per layer: the normed latent, then the rotated rope key.
+  int cache_width() const { return kv_lora_rank + qk_rope_head_dim; }
+};
+
+// rope_scaling / rope_parameters. Only "default" and (for DeepSeek) "yarn" are accepted.
+struct RopeScaling {
+  bool yarn = false;
+  double factor = 1.0;
+  int original_max_position_embeddings = 0;
+  double beta_fast = 32.0, beta_slow = 1.0;
+  double mscale = 0.0, mscale_all_dim = 0.0;  // 0: not given
+  double attention_factor = 1.0;              // multiplies cos and sin (derived unless given)
+  bool truncate = true;
 };
 
 // How the checkpoint's linear weights are quantised: config.json's quantization_config.
@@ -54,7 +83,7 @@ struct QuantizationSpec {
 
 struct LayerSpec {
   bool is_moe = true;              // false: a dense SwiGLU MLP of intermediate_size.
-  bool has_shared_expert = false;  // Qwen2-MoE: shared SwiGLU expert with a sigmoid gate.
+  bool has_shared_expert = false;  // Qwen2-MoE (sigmoid-gated) or DeepSeek (ungated) shared SwiGLU expert.
 };
 
 struct ModelSpec {
@@ -88,12 +117,30 @@ struct ModelSpec {
   std::vector<LayerSpec> layers;
   QuantizationSpec quantization;  // kNone without a quantization_config.
 
+  // DeepSeek-V2/V3 (zero/defaults elsewhere). For MLA models head_dim is qk_head_dim() and num_kv_heads is
+  // num_heads: the widths of the expanded (naive) q and k, which the planner prices GPU scratch by.
+  MlaSpec mla;
+  RopeScaling rope_scaling;
+  bool rope_interleave = false;     // RoPE rotates pairs (2i, 2i+1) (GPT-J style) instead of (i, i + d/2).
+  double attention_scale = 0.0;     // softmax scale; 0: head_dim^-0.5
+  bool shared_expert_gated = true;  // Qwen2-MoE's sigmoid gate; DeepSeek's shared experts have none.
+  int n_group = 1, topk_group = 1;  // expert groups, and how many of them a token may use
+  double routed_scaling_factor = 1.0;
+  int first_k_dense_replace = 0;  // layers before it are dense
+  int moe_layer_freq = 1;
+  int num_nextn_predict_layers = 0;  // multi-token-prediction layers after the last: never loaded
+
+  bool is_mla() const { return mla.kv_lora_rank > 0; }
+  bool is_deepseek() const { return type == ModelType::kDeepseekV2 || type == ModelType::kDeepseekV3; }
+  float softmax_scale() const;
+
   int q_width() const { return num_heads * head_dim; }
   int kv_width() const { return num_kv_heads * head_dim; }
   int num_moe_layers() const;
   // Parameter counts, for reports and the planner.
   int64_t expert_params() const;     // One routed expert (gate, up, down).
-  int64_t attention_params() const;  // One layer's q, k, v, o (+ biases, norms).
+  int64_t attention_params() const;  // One layer's q, k, v, o (+ biases, norms); MLA's projections.
+  int64_t router_params() const;     // One MoE layer's gate (+ DeepSeek-V3's correction bias).
   int64_t total_params() const;
 };
 

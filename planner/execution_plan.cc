@@ -125,6 +125,10 @@ std::vector<ExpertTier> SpreadResidentLayers(const ModelSpec& spec, int resident
 }
 
 int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype) {
+  // MLA (DeepSeek): one row per token per layer, the normed kv latent and the rotated rope key; no V.
+  if (spec.is_mla()) {
+    return int64_t{spec.num_layers} * spec.mla.cache_width() * static_cast<int64_t>(io::DTypeSize(dtype));
+  }
   const int64_t scale_bytes = dtype == io::DType::kF8E4M3 ? spec.num_kv_heads * int64_t{sizeof(float)} : 0;
   return 2LL * spec.num_layers * (spec.kv_width() * static_cast<int64_t>(io::DTypeSize(dtype)) + scale_bytes);
 }
@@ -154,10 +158,17 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   if (!(plan.kv.gpu_fraction >= 0 && plan.kv.gpu_fraction <= 1)) {
     return bad("kv.gpu_fraction", plan.kv.gpu_fraction, "must lie in 0..1");
   }
+  if (spec.is_mla() && plan.kv.dtype == io::DType::kF8E4M3) {
+    return bad("kv.dtype", "F8_E4M3",
+               absl::StrCat(spec.model_type,
+                            "'s MLA cache (latent + rope key per token) is kept in bf16 or f32 only: drop "
+                            "--kv-dtype fp8"));
+  }
   if (plan.device == PlanDevice::kCpu) return absl::OkStatus();
   if (plan.kv.dtype == io::DType::kF8E4M3 && (plan.kv.gpu_fraction > 0 || plan.kv.gpu_bytes > 0)) {
-    return bad("kv.dtype", "F8_E4M3",
-               "the GPU's share of the KV cache is bf16 only for now: an fp8 cache needs --kv-gpu-fraction 0");
+    return bad(
+        "kv.dtype", "F8_E4M3",
+        "the GPU's share of the KV cache is bf16 only for now: an fp8 cache needs --kv-gpu-fraction 0");
   }
   if (plan.kv.dtype == io::DType::kF32)
     return bad("kv.dtype", "f32", "the GPU path keeps its KV cache in bf16");

@@ -125,6 +125,7 @@ std::vector<ExpertTier> SpreadSsdLayers(std::vector<ExpertTier> tiers, int ssd_l
 // Bytes of the GPU share of the KV cache for `sequences` sequences of `context_tokens` each (whole blocks).
 int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int sequences, int context_tokens);
 // KV-cache bytes one token adds over all layers (K and V) in `dtype`; F8_E4M3 adds its f32 scale per kv head.
+// MLA models (DeepSeek) keep one row of mla.cache_width() values per token and layer instead.
 // The one count the planner and the engine's KvCache both use.
 int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype);
 

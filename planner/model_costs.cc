@@ -1,10 +1,10 @@
 #include "planner/model_costs.h"
 
-#include "planner/execution_plan.h"
-#include "planner/memory_table.h"
-
 #include <algorithm>
 #include <cassert>
+
+#include "planner/execution_plan.h"
+#include "planner/memory_table.h"
 
 namespace ringmoe::planner {
 
@@ -65,9 +65,9 @@ double ModelCosts::dense_flops_per_token() const {
 
 GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec, io::DType held_expert_dtype) {
   // The memory table's step buffers and MoE runner workspaces (what the engine allocates) are linear in the
-  // step's tokens: fixed = their size at 0 tokens, per_token = the growth per token. Up to four micro-batches'
-  // offsets, every allocation's arena rounding, cuBLAS's workspace, and 8 MiB for CUB's sort scratch, whose
-  // size the table estimates, come on top.
+  // step's tokens: fixed = their size at 0 tokens, per_token = the growth per token. Up to four
+  // micro-batches' offsets, every allocation's arena rounding, cuBLAS's workspace, and 8 MiB for CUB's sort
+  // scratch, whose size the table estimates, come on top.
   auto sum = [&](int tokens) {
     int64_t bytes = 0;
     for (const MemoryItem& item : StepBufferItems(spec, tokens, 4, 0, 0)) {
@@ -135,15 +135,22 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
     layer.attention_bytes = spec.attention_params() * bpp;
     layer.attention_projection_flops =
         2.0 * h * (spec.q_width() + 2 * spec.kv_width()) + 2.0 * spec.q_width() * h;
+    if (spec.is_mla()) {
+      // Every projection once per token. kv_b never meets the cache in the absorbed form; its place is taken
+      // by the absorption (q_nope into the latent through W_UK, each head's latent output through W_UV),
+      // which multiplies by the same number of weights.
+      layer.attention_projection_flops = 2.0 * static_cast<double>(spec.attention_params() - 2 * h);
+    }
     if (layer_spec.is_moe) {
       layer.num_experts = spec.num_experts;
       layer.top_k = spec.num_experts_per_tok;
-      layer.router_bytes = static_cast<int64_t>(spec.num_experts) * h * bpp;
+      layer.router_bytes = spec.router_params() * bpp;
       layer.router_flops = 2.0 * h * spec.num_experts;
       layer.expert_bytes = expert_bytes;
       layer.expert_flops = 6.0 * h * spec.moe_intermediate_size;
       if (layer_spec.has_shared_expert) {
-        layer.shared_mlp_bytes = (3 * h * spec.shared_expert_intermediate_size + h) * bpp;
+        layer.shared_mlp_bytes =
+            (3 * h * spec.shared_expert_intermediate_size + (spec.shared_expert_gated ? h : 0)) * bpp;
         layer.shared_mlp_flops = 6.0 * h * spec.shared_expert_intermediate_size + 2.0 * h;
       }
     } else {
@@ -156,8 +163,16 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
   costs.embedding_bytes = static_cast<int64_t>(spec.vocab_size) * h * bpp;
   costs.lm_head_bytes = (static_cast<int64_t>(spec.vocab_size) * h + h) * bpp;
   costs.lm_head_flops = 2.0 * spec.vocab_size * h;
-  costs.kv_bytes_per_token = 2LL * spec.kv_width() * kv_bytes_per_element * num_layers;
-  costs.attention_flops_per_context_token = 4.0 * spec.num_heads * spec.head_dim * num_layers;
+  const io::DType kv_dtype = kv_bytes_per_element == 4   ? io::DType::kF32
+                             : kv_bytes_per_element == 1 ? io::DType::kF8E4M3
+                                                         : io::DType::kBF16;
+  costs.kv_bytes_per_token =
+      spec.num_layers > 0 ? KvBytesPerToken(spec, kv_dtype) / spec.num_layers * num_layers : 0;
+  // MLA's absorbed attention: per head, q.[c; k_rope] over the whole cache row and p.c over the latent.
+  costs.attention_flops_per_context_token =
+      spec.is_mla()
+          ? 2.0 * spec.num_heads * (2 * spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim) * num_layers
+          : 4.0 * spec.num_heads * spec.head_dim * num_layers;
 
   // Per token in flight on the GPU: residual and normed hidden (f32 + bf16), q/k/v and attention output,
   // router logits, and for each of top_k experts the gate/up/activation intermediates (bf16).

@@ -59,16 +59,24 @@ class GoldenTest : public testing::TestWithParam<std::tuple<std::string, Schedul
 // The block-FP8 goldens (tests/golden/make_fp8_goldens.py, run on the GPU machine) live in their own folder;
 // until their data is committed those cases skip, saying so.
 constexpr char kFp8GoldenDir[] = "golden_fp8/";
+// The same for the DeepSeek goldens (tests/golden/make_deepseek_goldens.py, issue 20).
+constexpr char kDeepseekGoldenDir[] = "golden_deepseek/";
 
 TEST_P(GoldenTest, MatchesTransformers) {
   const auto& [case_dir, schedule] = GetParam();
-  if (case_dir.rfind(kFp8GoldenDir, 0) == 0 &&
-      !std::filesystem::exists(std::string(RINGMOE_SOURCE_DIR) + "/tests/data/" + case_dir +
-                               "/golden.json")) {
+  const bool absent =
+      !std::filesystem::exists(std::string(RINGMOE_SOURCE_DIR) + "/tests/data/" + case_dir + "/golden.json");
+  if (case_dir.rfind(kFp8GoldenDir, 0) == 0 && absent) {
     GTEST_SKIP()
         << "tests/data/" << case_dir
         << "/golden.json is absent: run tests/golden/make_fp8_goldens.py --out tests/data/golden_fp8 on "
            "a machine with torch and transformers, and commit its output";
+  }
+  if (case_dir.rfind(kDeepseekGoldenDir, 0) == 0 && absent) {
+    GTEST_SKIP()
+        << "tests/data/" << case_dir
+        << "/golden.json is absent: run tests/golden/make_deepseek_goldens.py --out "
+           "tests/data/golden_deepseek on a machine with torch and transformers, and commit its output";
   }
   GoldenCase golden = LoadCase(std::string(RINGMOE_SOURCE_DIR) + "/tests/data/" + case_dir);
   ASSERT_GE(golden.prompts.size(), 8u);
@@ -139,6 +147,20 @@ INSTANTIATE_TEST_SUITE_P(Fp8Models, GoldenTest,
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return name;
                          });
+
+// DeepSeek-V3 (q LoRA, q_proj, and block-FP8 against its dequantised weights) and DeepSeek-V2: MLA with the
+// absorbed form over the compressed cache, YaRN, group-limited routing, dense first layers, shared experts;
+// the same rule as the other goldens.
+INSTANTIATE_TEST_SUITE_P(
+    DeepseekModels, GoldenTest,
+    testing::Combine(testing::Values("golden_deepseek/deepseek_v3", "golden_deepseek/deepseek_v3_no_qlora",
+                                     "golden_deepseek/deepseek_v3_fp8", "golden_deepseek/deepseek_v2"),
+                     testing::Values(kOneBatch, kChunked)),
+    [](const testing::TestParamInfo<GoldenTest::ParamType>& info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
 
 // --expert-dtype fp8 on the bf16/f32 goldens: the routed experts quantised to 128x128 e4m3 blocks at load.
 // Tokens must equal the reference's wherever its top-2 margin exceeds kFp8Margin; at the first position where

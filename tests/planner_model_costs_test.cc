@@ -47,6 +47,45 @@ TEST(PlannerModelCosts, Qwen3_30bA3bByHand) {
   EXPECT_NEAR(spec.total_params() / 1e9, 30.5, 0.1);
 }
 
+// DeepSeek-V3 (tests/data/configs/deepseek-v3.json, the published config.json): MLA's compressed KV and
+// absorbed attention FLOPs, dense first layers, the ungated shared expert and the router's correction bias.
+TEST(PlannerModelCosts, DeepseekV3ByHand) {
+  ModelSpec spec = LoadConfig("deepseek-v3.json");
+  ModelCosts costs = ComputeModelCosts(spec);
+  ASSERT_EQ(costs.num_layers(), 61);
+  // q_a [1536, 7168] + q_a_layernorm + q_b [128 x 192, 1536]; kv_a [576, 7168] + kv_a_layernorm;
+  // kv_b [128 x 256, 512]; o [7168, 128 x 128]; two layer norms; bf16.
+  const int64_t attention = 7168LL * 1536 + 1536 + 1536LL * 128 * 192 + 7168LL * 576 + 512 +
+                            512LL * 128 * 256 + 128LL * 128 * 7168 + 2 * 7168;
+  for (int i = 0; i < 61; ++i) {
+    const LayerCosts& layer = costs.layers[i];
+    EXPECT_EQ(layer.attention_bytes, attention * 2) << i;
+    // Every projection once per token: the absorption of kv_b costs what applying it would.
+    EXPECT_DOUBLE_EQ(layer.attention_projection_flops, 2.0 * (attention - 2 * 7168)) << i;
+    EXPECT_EQ(layer.is_moe, i >= 3) << i;
+    if (i < 3) {
+      EXPECT_EQ(layer.shared_mlp_bytes, 3LL * 7168 * 18432 * 2) << i;  // the dense MLP
+      EXPECT_EQ(layer.routed_expert_bytes(), 0) << i;
+      continue;
+    }
+    EXPECT_EQ(layer.router_bytes, (256LL * 7168 + 256) * 2) << i;   // gate + e_score_correction_bias
+    EXPECT_EQ(layer.shared_mlp_bytes, 3LL * 7168 * 2048 * 2) << i;  // one shared expert, no gate
+    EXPECT_EQ(layer.expert_bytes, 3LL * 7168 * 2048 * 2) << i;
+    EXPECT_EQ(layer.num_experts, 256);
+    EXPECT_EQ(layer.top_k, 8);
+  }
+  // One row of kv_lora_rank + qk_rope_head_dim = 576 values per token and layer, bf16 (section 10 of
+  // moe-architectures.md: "latent 70272"); the engine's KvCache counts the same.
+  EXPECT_EQ(costs.kv_bytes_per_token, 576LL * 2 * 61);
+  EXPECT_EQ(costs.kv_bytes_per_token, KvBytesPerToken(spec, io::DType::kBF16));
+  // Absorbed attention per head: q . [c ; k_rope] (576) and p . c (512), a multiply-add each.
+  EXPECT_DOUBLE_EQ(costs.attention_flops_per_context_token, 2.0 * 128 * (2 * 512 + 64) * 61);
+  EXPECT_EQ(costs.total_weight_bytes(), 2 * spec.total_params());
+  EXPECT_NEAR(spec.total_params() / 1e9, 671.0, 0.1);
+  // --layers keeps the first layers' share of the KV.
+  EXPECT_EQ(ComputeModelCosts(spec, 7).kv_bytes_per_token, 576LL * 2 * 7);
+}
+
 TEST(PlannerModelCosts, Fp8ExpertBytesAndTheHeldType) {
   ModelSpec spec = LoadConfig("qwen3-30b-a3b.json");
   // A byte per parameter plus an f32 scale per 128x128 block: gate and up [768, 2048], down [2048, 768].

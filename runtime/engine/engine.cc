@@ -96,6 +96,15 @@ const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
   const planner::ExecutionPlan& plan = options.plan;  // impl->options.plan below: the plan as run
   const bool use_gpu = plan.device == planner::PlanDevice::kGpu;
+  if (use_gpu) {
+    // The GPU forward pass has no MLA kernels or group-limited router yet (issue 20): refused up front, on
+    // any machine, before any weight is read.
+    if (absl::StatusOr<ModelSpec> early = LoadModelSpec(model_dir); early.ok() && early->is_mla()) {
+      return absl::UnimplementedError(
+          absl::StrCat(model_dir, ": ", early->model_type,
+                       " (multi-head latent attention) runs on the CPU only for now: pass --device cpu"));
+    }
+  }
   if (std::string why_not; use_gpu && !gpu::GpuAvailable(&why_not)) {
     return absl::FailedPreconditionError(absl::StrCat("the plan runs on the GPU: ", why_not));
   }
@@ -106,6 +115,12 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   if (!spec.ok()) return spec.status();
   impl->spec = *spec;
   if (absl::Status valid = planner::ValidatePlan(plan, impl->spec); !valid.ok()) return valid;
+  if (impl->spec.num_nextn_predict_layers > 0) {
+    std::fprintf(stderr,
+                 "ringmoe: note: %s has %d multi-token-prediction layer(s) (num_nextn_predict_layers) after "
+                 "its %d layers; generation does not use them, so they are not loaded\n",
+                 model_dir.c_str(), impl->spec.num_nextn_predict_layers, impl->spec.num_layers);
+  }
   absl::StatusOr<std::unique_ptr<io::Checkpoint>> checkpoint = io::Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
   const io::DType compute = ChooseComputeType(options.cpu_compute, checkpoint->get(), use_gpu);

@@ -11,6 +11,7 @@
 //   model_weights.h     Every checkpoint tensor checked against the ModelSpec and laid out for the CPU kernels.
 //   forward.h           ForwardPass (one scheduler step through every layer) and CpuForward.
 //   attention_step.h    The CPU half of a layer's attention, shared by both forward passes.
+//   mla_step.h          DeepSeek's multi-head latent attention on the CPU (absorbed form, compressed cache).
 //   gpu_model.h         GpuModel: weights placed on the GPU, in pinned memory and in the ring, as the plan says.
 //   gpu_forward.h       GpuForward: the offload step (GPU work queued by gpu_feeder.h's thread, CPU attention),
 //                       composed of step_layout.h (the step's rows and micro-batches), gpu_step_buffers.h

@@ -35,7 +35,9 @@ void AddInPlace(float* dst, const float* src, size_t count) {
 }  // namespace
 
 CpuForward::CpuForward(const ModelWeights& weights, KvCache& kv_cache, cpu::CpuWorkers& workers)
-    : weights_(weights), spec_(weights.spec()), kv_cache_(kv_cache), workers_(workers) {}
+    : weights_(weights), spec_(weights.spec()), kv_cache_(kv_cache), workers_(workers) {
+  if (spec_.is_mla()) mla_rotary_ = MlaRotary(spec_);
+}
 
 absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* step_out) {
   std::vector<float>* logits = &step_out->logits;
@@ -91,6 +93,21 @@ void CpuForward::Attention(int layer, const std::vector<StepChunk>& chunks, int 
   const int hidden = spec_.hidden_size, q_width = spec_.q_width(), kv_width = spec_.kv_width();
   float* x = hidden_.data();
   float* normed = Grow(normed_, static_cast<size_t>(tokens) * hidden);
+  if (spec_.is_mla()) {
+    const int out_width = spec_.num_heads * spec_.mla.v_head_dim;
+    float* attention_out = Grow(attention_out_, static_cast<size_t>(tokens) * out_width);
+    {
+      StageTimer timer(&times_.attention);  // the projections included: they are interleaved with it
+      cpu::RmsNorm(x, w.input_norm.data(), tokens, hidden, static_cast<float>(spec_.rms_norm_eps), normed);
+      MlaAttentionOnCpu(spec_, w, mla_rotary_, layer, chunks, normed, tokens, attention_out, kv_cache_,
+                        workers_, mla_scratch_);
+    }
+    StageTimer timer(&times_.projections);
+    float* projected = Grow(projected_, static_cast<size_t>(tokens) * hidden);
+    cpu::Linear(attention_out, tokens, w.o, nullptr, projected, &workers_);
+    AddInPlace(x, projected, static_cast<size_t>(tokens) * hidden);
+    return;
+  }
   float* q = Grow(q_, static_cast<size_t>(tokens) * q_width);
   float* k = Grow(k_, static_cast<size_t>(tokens) * kv_width);
   float* v = Grow(v_, static_cast<size_t>(tokens) * kv_width);
@@ -134,16 +151,34 @@ void CpuForward::FeedForward(int layer, int tokens) {
   int32_t* expert_ids = Grow(expert_ids_, static_cast<size_t>(tokens) * top_k);
   float* routing_weights = Grow(routing_weights_, static_cast<size_t>(tokens) * top_k);
   cpu::Linear(normed, tokens, w.router, nullptr, router_logits, &workers_);
-  cpu::RouteTopK(router_logits, tokens, spec_.num_experts, top_k,
-                 spec_.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
-                                                          : cpu::RouterScoring::kSoftmaxThenTopK,
-                 spec_.norm_topk_prob, expert_ids, routing_weights);
+  if (spec_.is_deepseek()) {
+    cpu::GroupRouting routing;
+    routing.scoring = spec_.router == RouterKind::kSigmoidGroupTopK ? cpu::GroupScoring::kSigmoidTopTwoSum
+                                                                    : cpu::GroupScoring::kSoftmaxMax;
+    routing.n_group = spec_.n_group;
+    routing.topk_group = spec_.topk_group;
+    routing.renormalize = spec_.norm_topk_prob;
+    routing.routed_scaling_factor = static_cast<float>(spec_.routed_scaling_factor);
+    routing.correction_bias = w.router_bias.empty() ? nullptr : w.router_bias.data();
+    cpu::RouteGroupLimited(router_logits, tokens, spec_.num_experts, top_k, routing, expert_ids,
+                           routing_weights);
+  } else {
+    cpu::RouteTopK(router_logits, tokens, spec_.num_experts, top_k,
+                   spec_.router == RouterKind::kTopKSoftmax ? cpu::RouterScoring::kTopKThenSoftmax
+                                                            : cpu::RouterScoring::kSoftmaxThenTopK,
+                   spec_.norm_topk_prob, expert_ids, routing_weights);
+  }
   std::fill_n(out, size, 0.0f);
   cpu::MoeForward(normed, tokens, hidden, expert_ids, routing_weights, top_k, w.experts, out, &workers_);
   if (layer_spec.has_shared_expert) {
     float* shared = Grow(shared_out_, size);
     float* gate = Grow(shared_gate_, static_cast<size_t>(tokens));
     cpu::SwiGluMlp(normed, tokens, w.shared_expert, shared, &workers_);
+    if (!spec_.shared_expert_gated) {  // DeepSeek: shared experts added as they are
+      AddInPlace(out, shared, size);
+      AddInPlace(x, out, size);
+      return;
+    }
     cpu::Linear(normed, tokens, w.shared_expert_gate, nullptr, gate);
     for (int t = 0; t < tokens; ++t) {
       const float g = 1.0f / (1.0f + std::exp(-gate[t]));

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "cpu/thread_pool.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/mla_step.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/sampler.h"
 
@@ -96,6 +97,9 @@ class CpuForward final : public ForwardPass {
   std::vector<float> hidden_, normed_, q_, k_, v_, attention_out_, projected_, router_logits_,
       routing_weights_, shared_out_, shared_gate_;
   std::vector<int32_t> expert_ids_;
+  // MLA models (DeepSeek).
+  cpu::RotaryEmbedding mla_rotary_;
+  MlaScratch mla_scratch_;
 };
 
 }  // namespace ringmoe

@@ -9,19 +9,23 @@
 namespace ringmoe {
 
 KvCache::KvCache(const ModelSpec& spec, io::DType dtype, int block_tokens, int num_blocks, int device_blocks)
-    : kv_width_(spec.kv_width()),
-      kv_heads_(spec.num_kv_heads),
-      head_dim_(spec.head_dim),
+    // MLA: one row of [latent ; rope key] per token, stored as the K of a single "head"; no V.
+    : kv_width_(spec.is_mla() ? spec.mla.cache_width() : spec.kv_width()),
+      kv_heads_(spec.is_mla() ? 1 : spec.num_kv_heads),
+      head_dim_(spec.is_mla() ? spec.mla.cache_width() : spec.head_dim),
+      has_v_(!spec.is_mla()),
       dtype_(dtype),
       block_tokens_(block_tokens),
       num_blocks_(num_blocks),
       device_blocks_(device_blocks),
-      block_stride_(static_cast<int64_t>(block_tokens) * spec.kv_width()) {
+      block_stride_(static_cast<int64_t>(block_tokens) * kv_width_),
+      bytes_per_token_(planner::KvBytesPerToken(spec, dtype)) {
+  assert(!(spec.is_mla() && dtype == io::DType::kF8E4M3));  // ValidatePlan refuses it
   const size_t pool_bytes = static_cast<size_t>(num_blocks) * block_stride_ * io::DTypeSize(dtype);
   for (int layer = 0; layer < spec.num_layers; ++layer) {
     // Default-initialised: the OS commits pages only when a block is first written.
     k_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
-    v_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
+    if (has_v_) v_pools_.push_back(std::unique_ptr<uint8_t[]>(new uint8_t[pool_bytes]));
     if (dtype == io::DType::kF8E4M3) {
       const size_t scales = static_cast<size_t>(num_blocks) * block_tokens * kv_heads_;
       k_scales_.push_back(std::unique_ptr<float[]>(new float[scales]));
@@ -39,12 +43,7 @@ int64_t KvCache::BytesPerToken(const ModelSpec& spec, io::DType dtype) {
   return planner::KvBytesPerToken(spec, dtype);  // the planner prices the cache with the same count
 }
 
-int64_t KvCache::bytes_per_token() const {
-  const int64_t scale_bytes =
-      dtype_ == io::DType::kF8E4M3 ? kv_heads_ * static_cast<int64_t>(sizeof(float)) : 0;
-  return 2LL * static_cast<int64_t>(k_pools_.size()) *
-         (kv_width_ * static_cast<int64_t>(io::DTypeSize(dtype_)) + scale_bytes);
-}
+int64_t KvCache::bytes_per_token() const { return bytes_per_token_; }
 
 bool KvCache::Reserve(int tokens, std::vector<int32_t>* table) {
   const int needed = BlocksFor(tokens) - static_cast<int>(table->size());
@@ -85,8 +84,16 @@ void KvCache::Write(int layer, const std::vector<int32_t>& table, int first, int
     const int64_t offset = table[position / block_tokens_] * block_stride_ +
                            static_cast<int64_t>(position % block_tokens_) * kv_width_;
     uint8_t* k_dst = k_pools_[layer].get() + offset * element;
-    uint8_t* v_dst = v_pools_[layer].get() + offset * element;
     const float* k_src = k + i * row_stride;
+    if (!has_v_) {
+      if (dtype_ == io::DType::kF32) {
+        std::memcpy(k_dst, k_src, kv_width_ * sizeof(float));
+      } else {
+        io::ConvertF32ToBF16(k_src, reinterpret_cast<uint16_t*>(k_dst), kv_width_);
+      }
+      continue;
+    }
+    uint8_t* v_dst = v_pools_[layer].get() + offset * element;
     const float* v_src = v + i * row_stride;
     if (dtype_ == io::DType::kF32) {
       std::memcpy(k_dst, k_src, kv_width_ * sizeof(float));
@@ -110,7 +117,7 @@ cpu::PagedKvView KvCache::View(int layer, const std::vector<int32_t>& table, int
   cpu::PagedKvView view;
   view.dtype = dtype_;
   view.k_pool = k_pools_[layer].get();
-  view.v_pool = v_pools_[layer].get();
+  view.v_pool = has_v_ ? v_pools_[layer].get() : nullptr;
   view.block_stride = block_stride_;
   view.block_tokens = block_tokens_;
   view.kv_heads = kv_heads_;

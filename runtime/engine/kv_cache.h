@@ -1,5 +1,5 @@
-// KvCache: paged K/V storage in host memory, one pool of fixed-size blocks per layer, and the block
-// allocator.
+// KvCache: paged K/V storage in host memory (for MLA models the compressed [latent ; rope key] rows), one
+// pool of fixed-size blocks per layer, and the block allocator.
 //
 // A sequence owns a block table (its block ids in position order). Blocks are handed out at admission and
 // returned as soon as the sequence ends (a block that several tables share, see Share, when the last one
@@ -37,7 +37,7 @@ class KvCache {
   bool OnDevice(const std::vector<int32_t>& table) const { return !table.empty() && table[0] >= num_blocks_; }
   int64_t block_stride() const { return block_stride_; }
   io::DType dtype() const { return dtype_; }
-  // Bytes one token occupies across all layers (K and V).
+  // Bytes one token occupies across all layers (K and V, or MLA's one row): planner::KvBytesPerToken.
   int64_t bytes_per_token() const;
   static int64_t BytesPerToken(const ModelSpec& spec, io::DType dtype);
 
@@ -53,6 +53,7 @@ class KvCache {
   std::vector<int32_t> Share(const std::vector<int32_t>& table, int blocks);
 
   // Stores K and V ([count, kv_width] each, f32) for positions first .. first + count - 1 of one layer.
+  // MLA models: k is the [latent ; rope key] rows (mla.cache_width() each) and v is unused (null).
   // Host tables only (as View).
   void Write(int layer, const std::vector<int32_t>& table, int first, int count, const float* k,
              const float* v, int64_t row_stride);
@@ -62,11 +63,13 @@ class KvCache {
   int kv_width_;
   int kv_heads_;
   int head_dim_;
+  bool has_v_;  // false for MLA: the cache holds K rows only
   io::DType dtype_;
   int block_tokens_;
   int num_blocks_;
   int device_blocks_;
   int64_t block_stride_;  // elements per block
+  int64_t bytes_per_token_;
   std::vector<std::unique_ptr<uint8_t[]>> k_pools_, v_pools_;
   std::vector<std::unique_ptr<float[]>> k_scales_, v_scales_;  // kF8E4M3: [blocks, block_tokens, kv_heads]
   std::vector<int32_t> free_, free_device_;

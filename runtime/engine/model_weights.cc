@@ -111,6 +111,60 @@ class ModelWeights::Loader {
             Matrix(down, hidden, inter, dtype, fp8_round_trip)};
   }
 
+  // MLA's projections (spec.is_mla()) and the per-head absorbed matrices built from kv_b.
+  void LoadMla(const std::string& attn, AttentionWeights* attention) {
+    const ModelSpec& spec = weights_.spec_;
+    const MlaSpec& mla = spec.mla;
+    const io::DType dtype = weights_.compute_dtype_;
+    const int hidden = spec.hidden_size, heads = spec.num_heads;
+    const int q_rows = heads * mla.qk_head_dim();
+    if (mla.q_lora_rank > 0) {
+      Absent(attn + "q_proj.weight",
+             absl::StrCat("q_lora_rank is ", mla.q_lora_rank, " (q_a_proj, q_b_proj)"));
+      attention->q_a = Matrix(attn + "q_a_proj.weight", mla.q_lora_rank, hidden, dtype);
+      attention->q_a_norm = Vector(attn + "q_a_layernorm.weight", mla.q_lora_rank);
+      attention->q_b = Matrix(attn + "q_b_proj.weight", q_rows, mla.q_lora_rank, dtype);
+    } else {
+      Absent(attn + "q_a_proj.weight", "q_lora_rank is null (a direct q_proj)");
+      attention->q = Matrix(attn + "q_proj.weight", q_rows, hidden, dtype);
+    }
+    attention->kv_a = Matrix(attn + "kv_a_proj_with_mqa.weight", mla.cache_width(), hidden, dtype);
+    attention->kv_a_norm = Vector(attn + "kv_a_layernorm.weight", mla.kv_lora_rank);
+    const int per_head = mla.qk_nope_head_dim + mla.v_head_dim;
+    attention->kv_b =
+        Matrix(attn + "kv_b_proj.weight", int64_t{heads} * per_head, mla.kv_lora_rank, io::DType::kF32);
+    attention->o = Matrix(attn + "o_proj.weight", hidden, int64_t{heads} * mla.v_head_dim, dtype);
+    if (!status_.ok()) return;
+    const float* kv_b = static_cast<const float*>(attention->kv_b.data);
+    const int latent = mla.kv_lora_rank, nope = mla.qk_nope_head_dim;
+    float* absorb_q = OwnFloats(static_cast<size_t>(heads) * latent * nope);
+    for (int h = 0; h < heads; ++h) {
+      // W_UK_h = kv_b rows [h * per_head, h * per_head + nope): [nope, latent]; stored transposed.
+      const float* w_uk = kv_b + static_cast<int64_t>(h) * per_head * latent;
+      float* transposed = absorb_q + static_cast<int64_t>(h) * latent * nope;
+      for (int r = 0; r < nope; ++r) {
+        for (int c = 0; c < latent; ++c)
+          transposed[static_cast<int64_t>(c) * nope + r] = w_uk[int64_t{r} * latent + c];
+      }
+      attention->absorb_q.push_back({io::DType::kF32, transposed, latent, nope});
+      attention->absorb_out.push_back({io::DType::kF32,
+                                       kv_b + (static_cast<int64_t>(h) * per_head + nope) * latent,
+                                       mla.v_head_dim, latent});
+    }
+  }
+
+  // Room for `count` floats owned by the weights.
+  float* OwnFloats(size_t count) { return reinterpret_cast<float*>(Own(count * sizeof(float))); }
+
+  // Fails naming the tensor unless the checkpoint has it (for tensors whose absence needs its reason told).
+  bool Expect(const std::string& name, const std::string& why) {
+    if (status_.ok() && checkpoint_.Find(name) == nullptr) {
+      status_ = absl::InvalidArgumentError(
+          absl::StrCat("checkpoint in ", checkpoint_.dir(), " lacks tensor '", name, "', which ", why));
+    }
+    return status_.ok();
+  }
+
   // A tensor that must not be there: the config and the checkpoint disagree about the model's size.
   void Absent(const std::string& name, const std::string& why) {
     if (status_.ok() && checkpoint_.Find(name) != nullptr) {
@@ -191,21 +245,25 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
     LayerWeights& layer = weights->layers_[i];
     AttentionWeights& attention = layer.attention;
     const std::string attn = prefix + "self_attn.";
-    attention.q = load.Matrix(attn + "q_proj.weight", spec.q_width(), hidden, dtype);
-    attention.k = load.Matrix(attn + "k_proj.weight", spec.kv_width(), hidden, dtype);
-    attention.v = load.Matrix(attn + "v_proj.weight", spec.kv_width(), hidden, dtype);
-    attention.o = load.Matrix(attn + "o_proj.weight", hidden, spec.q_width(), dtype);
-    if (spec.attention_bias) {
-      attention.q_bias = load.Vector(attn + "q_proj.bias", spec.q_width());
-      attention.k_bias = load.Vector(attn + "k_proj.bias", spec.kv_width());
-      attention.v_bias = load.Vector(attn + "v_proj.bias", spec.kv_width());
-    }
-    if (spec.qk_norm == QkNorm::kPerHead) {
-      attention.q_norm = load.Vector(attn + "q_norm.weight", spec.head_dim);
-      attention.k_norm = load.Vector(attn + "k_norm.weight", spec.head_dim);
-    } else if (spec.qk_norm == QkNorm::kFullWidth) {
-      attention.q_norm = load.Vector(attn + "q_norm.weight", spec.q_width());
-      attention.k_norm = load.Vector(attn + "k_norm.weight", spec.kv_width());
+    if (spec.is_mla()) {
+      load.LoadMla(attn, &attention);
+    } else {
+      attention.q = load.Matrix(attn + "q_proj.weight", spec.q_width(), hidden, dtype);
+      attention.k = load.Matrix(attn + "k_proj.weight", spec.kv_width(), hidden, dtype);
+      attention.v = load.Matrix(attn + "v_proj.weight", spec.kv_width(), hidden, dtype);
+      attention.o = load.Matrix(attn + "o_proj.weight", hidden, spec.q_width(), dtype);
+      if (spec.attention_bias) {
+        attention.q_bias = load.Vector(attn + "q_proj.bias", spec.q_width());
+        attention.k_bias = load.Vector(attn + "k_proj.bias", spec.kv_width());
+        attention.v_bias = load.Vector(attn + "v_proj.bias", spec.kv_width());
+      }
+      if (spec.qk_norm == QkNorm::kPerHead) {
+        attention.q_norm = load.Vector(attn + "q_norm.weight", spec.head_dim);
+        attention.k_norm = load.Vector(attn + "k_norm.weight", spec.head_dim);
+      } else if (spec.qk_norm == QkNorm::kFullWidth) {
+        attention.q_norm = load.Vector(attn + "q_norm.weight", spec.q_width());
+        attention.k_norm = load.Vector(attn + "k_norm.weight", spec.kv_width());
+      }
     }
     attention.input_norm = load.Vector(prefix + "input_layernorm.weight", hidden);
     attention.post_attention_norm = load.Vector(prefix + "post_attention_layernorm.weight", hidden);
@@ -219,6 +277,11 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
     }
     const std::string moe = prefix + (mixtral ? "block_sparse_moe." : "mlp.");
     layer.router = load.Matrix(moe + "gate.weight", spec.num_experts, hidden, io::DType::kF32);
+    if (spec.router == RouterKind::kSigmoidGroupTopK &&
+        load.Expect(moe + "gate.e_score_correction_bias",
+                    "topk_method 'noaux_tc' needs (the routing bias)")) {
+      layer.router_bias = load.Vector(moe + "gate.e_score_correction_bias", spec.num_experts);
+    }
     layer.experts.resize(spec.num_experts);
     for (int e = 0; e < spec.num_experts; ++e) {
       const std::string expert = absl::StrCat(moe, "experts.", e, ".");
@@ -255,15 +318,22 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelSpec
     load.Absent(absl::StrCat(moe, "experts.", spec.num_experts, mixtral ? ".w1.weight" : ".gate_proj.weight"),
                 absl::StrCat("there are ", spec.num_experts, " experts"));
     if (layer_spec.has_shared_expert) {
-      const std::string shared = moe + "shared_expert.";
+      // DeepSeek: shared_experts (n_shared_experts of them fused into one MLP), no gate.
+      const std::string shared = moe + (spec.is_deepseek() ? "shared_experts." : "shared_expert.");
       layer.shared_expert =
           load.SwiGlu(shared + "gate_proj.weight", shared + "up_proj.weight", shared + "down_proj.weight",
                       hidden, spec.shared_expert_intermediate_size, dtype);
-      layer.shared_expert_gate = load.Matrix(moe + "shared_expert_gate.weight", 1, hidden, io::DType::kF32);
+      if (spec.shared_expert_gated) {
+        layer.shared_expert_gate = load.Matrix(moe + "shared_expert_gate.weight", 1, hidden, io::DType::kF32);
+      }
     }
   }
-  load.Absent(absl::StrCat("model.layers.", spec.num_layers, ".input_layernorm.weight"),
-              absl::StrCat("num_hidden_layers is ", spec.num_layers));
+  // DeepSeek's multi-token-prediction layers (num_nextn_predict_layers) follow the last layer; generation
+  // never uses them, so they stay unread.
+  if (spec.num_nextn_predict_layers == 0) {
+    load.Absent(absl::StrCat("model.layers.", spec.num_layers, ".input_layernorm.weight"),
+                absl::StrCat("num_hidden_layers is ", spec.num_layers));
+  }
   if (!load.status().ok()) return load.status();
   return weights;
 }

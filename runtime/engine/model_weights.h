@@ -23,12 +23,22 @@ struct AttentionWeights {
   std::vector<float> q_bias, k_bias, v_bias;  // empty without attention_bias
   std::vector<float> q_norm, k_norm;          // empty without QK-norm
   std::vector<float> input_norm, post_attention_norm;
+
+  // MLA (DeepSeek; spec.is_mla()). q is q_proj (q_lora_rank null) or else empty, with q_a (+ q_a_norm) and
+  // q_b. kv_a [latent + rope, hidden] gives the kv latent (normed by kv_a_norm) and the rope key. kv_b
+  // [heads * (nope + v), latent] is f32; decode never applies it to the cache but absorbs it per head:
+  //   absorb_q[h]   = W_UK_h^T [latent, nope]: q_nope_h into the latent space (an owned transposed copy)
+  //   absorb_out[h] = W_UV_h   [v, latent]:   the latent output back to head h's values (a view of kv_b)
+  cpu::Matrix q_a, q_b, kv_a, kv_b;
+  std::vector<float> q_a_norm, kv_a_norm;
+  std::vector<cpu::Matrix> absorb_q, absorb_out;
 };
 
 struct LayerWeights {
   AttentionWeights attention;
   // MoE layers.
-  cpu::Matrix router;  // [num_experts, hidden], always f32
+  cpu::Matrix router;              // [num_experts, hidden], always f32
+  std::vector<float> router_bias;  // DeepSeek-V3's e_score_correction_bias [num_experts] (choice only)
   std::vector<cpu::ExpertWeights> experts;
   // The same experts' tensors as the checkpoint stores them (file, offset, dtype): what the SSD tier reads.
   struct ExpertTensors {
@@ -37,7 +47,7 @@ struct LayerWeights {
   };
   std::vector<ExpertTensors> expert_tensors;
   cpu::ExpertWeights shared_expert;  // valid when the spec says has_shared_expert
-  cpu::Matrix shared_expert_gate;    // [1, hidden], f32
+  cpu::Matrix shared_expert_gate;    // [1, hidden], f32; Qwen2-MoE only (spec.shared_expert_gated)
   // Dense layers.
   cpu::ExpertWeights dense_mlp;
 };

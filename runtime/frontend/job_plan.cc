@@ -123,10 +123,15 @@ absl::Status ApplySsdDirs(const std::vector<std::string>& dirs, planner::Hardwar
   return absl::OkStatus();
 }
 
-absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, bool profile_has_gpu) {
+// auto: the GPU when the profile has one, except for MLA models (DeepSeek), which the engine runs on the CPU
+// only for now (--device gpu still plans them for the GPU, to price the offload).
+absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, bool profile_has_gpu,
+                                                  const ModelSpec& spec) {
   if (device == "gpu") return planner::PlanDevice::kGpu;
   if (device == "cpu") return planner::PlanDevice::kCpu;
-  if (device == "auto") return profile_has_gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
+  if (device == "auto") {
+    return profile_has_gpu && !spec.is_mla() ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
+  }
   return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
 }
 
@@ -198,7 +203,7 @@ absl::StatusOr<PlanReport> PlanJob(const ModelSpec& spec, const planner::Workloa
   if (absl::Status striped = ApplySsdDirs(options.ssd_dirs, &*profile); !striped.ok()) return striped;
   inputs.profile = *profile;
   inputs.profile_path = profile_path;
-  absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile->gpu.has_value());
+  absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile->gpu.has_value(), spec);
   if (!device.ok()) return device.status();
   inputs.device = *device;
   absl::StatusOr<PlanReport> report = planner::BuildPlanReport(inputs);
@@ -221,7 +226,7 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
     profile = MachineMemoryProfile();
   }
   if (absl::Status striped = ApplySsdDirs(options.ssd_dirs, &profile); !striped.ok()) return striped;
-  absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value());
+  absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value(), spec);
   if (!device.ok()) return device.status();
   planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);
   planner::ModelCosts costs = planner::ComputeModelCosts(

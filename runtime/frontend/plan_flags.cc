@@ -6,7 +6,8 @@
 namespace ringmoe {
 
 void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
-  app.add_option("--device", flags->device, "gpu, cpu or auto (the GPU when one is usable)")
+  app.add_option("--device", flags->device,
+                 "gpu, cpu or auto (the GPU when one is usable; the CPU for DeepSeek's MLA models)")
       ->capture_default_str();
   app.add_option("--gpu-mem", flags->gpu_mem,
                  "GPU memory budget (cap on GPU allocations): 6GiB, 512MiB, ...");

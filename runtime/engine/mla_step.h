@@ -1,0 +1,38 @@
+// The CPU's multi-head latent attention (DeepSeek-V2/V3) for one layer of a step: from the normed hidden rows
+// to the attention output rows before o_proj, with the KV cache holding only each token's compressed row.
+//
+//   q        = q_proj(x), or q_b(RMSNorm(q_a(x)))             [heads, nope + rope]
+//   [c ; kr] = kv_a(x); c = RMSNorm(c)                         one latent and one rope key per token
+//   RoPE (interleaved or half, YaRN frequencies) on q's rope part and kr; [c ; kr] goes into the cache
+//   query_h  = [W_UK_h^T q_nope_h ; q_rope_h]                  the absorbed query, in the cache row's space
+//   o_h      = W_UV_h . softmax(query_h . rows * scale) . c    attention reads only the cached rows
+// Prefill chunks and decodes use the same absorbed form.
+#pragma once
+
+#include <vector>
+
+#include "cpu/rope.h"
+#include "cpu/thread_pool.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/engine/model_weights.h"
+
+namespace ringmoe {
+
+struct StepChunk;
+
+// The rotary embedding of an MLA model's rope part (qk_rope_head_dim; YaRN when configured).
+cpu::RotaryEmbedding MlaRotary(const ModelSpec& spec);
+
+// Scratch of MlaAttentionOnCpu, grown to the largest step seen. Threading: one call at a time per scratch.
+struct MlaScratch {
+  std::vector<float> q_lora, q, kv, query, latent_out;
+};
+
+// normed: [tokens, hidden] for the tokens of `chunks` in order; out: [tokens, heads * v_head_dim]. Writes
+// each token's [latent ; rope key] row into `layer`'s cache.
+void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& weights,
+                       const cpu::RotaryEmbedding& rope, int layer, const std::vector<StepChunk>& chunks,
+                       const float* normed, int tokens, float* out, KvCache& kv_cache,
+                       cpu::CpuWorkers& workers, MlaScratch& scratch);
+
+}  // namespace ringmoe
