@@ -26,6 +26,7 @@
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_forward.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/logprobs.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/scheduler.h"
@@ -68,6 +69,32 @@ int64_t SteadyNanoseconds() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// Scores the prompt positions the step computed for scoring sequences (StepChunk::prompt_logits) into their
+// Results, rows in parallel (each writes its own position).
+void ScorePromptRows(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners,
+                     std::span<const Request> requests, const Tokenizer* tokenizer, int vocab,
+                     cpu::CpuWorkers& workers, StepOutput* step_output, std::vector<Result>* results) {
+  struct Row {
+    const Sequence* sequence;
+    int position;
+  };
+  std::vector<Row> rows;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    for (int j = 0; j < chunks[c].prompt_logits; ++j) rows.push_back({owners[c], chunks[c].start + j});
+  }
+  if (rows.empty()) return;
+  workers.ParallelFor(static_cast<int64_t>(rows.size()), 4, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> scratch;
+    for (int64_t i = begin; i < end; ++i) {
+      const Sequence& sequence = *rows[i].sequence;
+      Result& result = (*results)[sequence.request_index];
+      ScorePromptPosition(step_output->prompt_logits.data() + i * vocab, vocab, rows[i].position,
+                          result.prompt_ids, requests[sequence.request_index].top_logprobs, tokenizer,
+                          &result, scratch);
+    }
+  });
 }
 
 }  // namespace
@@ -238,6 +265,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       if (on_result) on_result(i, result);  // final now: it will never be scheduled
       continue;
     }
+    if ((*sequence)->prompt_logits) SizePromptLogprobs(result.prompt_ids, tokenizer, &result);
     scheduler.Enqueue(std::move(*sequence));
   }
 
@@ -251,6 +279,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
+  std::vector<std::vector<TokenLogprob>> sampled_tops;     // per sampling row, with top_logprobs
   absl::flat_hash_map<size_t, absl::Status> nan_failures;  // request index -> its error
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
@@ -281,7 +310,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
     for (size_t c = 0; c < chunks.size(); ++c) {
-      chunks[c].greedy = requests[owners[c]->request_index].sampling.temperature <= 0.0f;
+      const Request& request = requests[owners[c]->request_index];
+      // Top alternatives are read from the logits row: the pass must give it back rather than pick.
+      chunks[c].greedy =
+          request.sampling.temperature <= 0.0f && !(request.logprobs && request.top_logprobs > 0);
     }
     // A checkpoint truncated or rewritten under the job ends it here with a clear error, before this step
     // reads it (a change during a step is MappedFile's SIGBUS handler's; see io/mapped_file.h).
@@ -303,6 +335,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
                                                    static_cast<int64_t>(chunk.count) * (chunk.count + 1) / 2);
     }
     scheduler.Commit(chunks, owners);
+    ScorePromptRows(chunks, owners, requests, tokenizer, vocab, *impl.workers, &step_output, &results);
 
     // Sample every row in parallel (each sequence has its own generator), then record them in order.
     const auto sampling_start = std::chrono::steady_clock::now();
@@ -314,6 +347,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       sampling_rows.push_back({picked ? -1 : logits_row++, owners[c]});
     }
     sampled.resize(sampling_rows.size());
+    sampled_tops.assign(sampling_rows.size(), {});
     impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
       std::vector<int32_t> scratch;
       for (int64_t i = begin; i < end; ++i) {
@@ -323,8 +357,12 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
           continue;
         }
         Sequence& sequence = *sampling_rows[i].second;
-        sampled[i] = SampleToken(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
-                                 requests[sequence.request_index].sampling, sequence.random, scratch);
+        const Request& request = requests[sequence.request_index];
+        float* logits = step_output.logits.data() + static_cast<int64_t>(row) * vocab;
+        sampled[i] = SampleToken(logits, vocab, request.sampling, sequence.random, scratch);
+        // SampleToken left the row's log-probabilities in place.
+        if (request.logprobs && request.top_logprobs > 0)
+          sampled_tops[i] = TopLogprobs(logits, vocab, request.top_logprobs, tokenizer, scratch);
       }
     });
     for (size_t i = 0; i < sampling_rows.size(); ++i) {
@@ -344,12 +382,18 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       }
       sequence.tokens.push_back(sampled[i].token);
       states[sequence.request_index].Accept(sampled[i], sequence, &results[sequence.request_index]);
+      if (requests[sequence.request_index].logprobs && requests[sequence.request_index].top_logprobs > 0)
+        results[sequence.request_index].top_logprobs.push_back(std::move(sampled_tops[i]));
       if (on_token) {
         on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
                   sequence.prompt_length});
       }
     }
     stats.sampling_seconds += SecondsSince(sampling_start);
+    // A sequence that generates nothing (scoring, max_tokens 0) is done once its prompt is.
+    for (Sequence* owner : owners) {
+      if (owner->max_new_tokens == 0 && owner->computed >= owner->prompt_length) owner->finished = true;
+    }
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
       if (auto failure = nan_failures.find(done->request_index); failure != nan_failures.end()) {
         results[done->request_index] = Result{};

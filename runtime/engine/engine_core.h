@@ -5,6 +5,7 @@
 //   request_state.h     One request's life: validation, tokenisation, stops, incremental detokenisation.
 //   scheduler.h         Continuous batching over the paged KV cache: decodes plus prefill chunks per step.
 //   sampler.h           Greedy and seeded temperature / top-p sampling.
+//   logprobs.h          Top alternatives and the prompt's own log-probabilities (echo, scoring).
 //   kv_cache.h          Paged K/V blocks in host memory (and the ids of the GPU's share), the block allocator.
 //   model_weights.h     Every checkpoint tensor checked against the ModelSpec and laid out for the CPU kernels.
 //   forward.h           ForwardPass (one scheduler step through every layer) and CpuForward.
@@ -20,6 +21,7 @@
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_forward.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/logprobs.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/sampler.h"

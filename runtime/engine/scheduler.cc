@@ -46,10 +46,14 @@ void Scheduler::NextStep(std::vector<StepChunk>* chunks, std::vector<Sequence*>*
     if (s.computed >= s.prompt_length || budget <= 0) continue;
     StepChunk chunk;
     chunk.count = std::min(s.prompt_length - s.computed, budget);
+    if (s.prompt_logits) chunk.count = std::min(chunk.count, kPromptLogitsChunk);
     chunk.tokens = s.tokens.data() + s.computed;
     chunk.start = s.computed;
     chunk.block_table = &s.block_table;
-    chunk.want_logits = s.computed + chunk.count == s.prompt_length;
+    const bool last = s.computed + chunk.count == s.prompt_length;
+    // A sequence that generates nothing (scoring with max_tokens 0) needs no logits past its prompt.
+    chunk.want_logits = last && s.max_new_tokens > 0;
+    if (s.prompt_logits) chunk.prompt_logits = last ? chunk.count - 1 : chunk.count;
     budget -= chunk.count;
     chunks->push_back(chunk);
     owners->push_back(&s);

@@ -27,10 +27,17 @@ struct Sequence {
   std::vector<int32_t> block_table;
   SeededRandom random{0};
   bool finished = false;
+  // Scoring (Request::echo with logprobs): its prefill chunks ask for the logits of every prompt position,
+  // and are cut to kPromptLogitsChunk tokens so that a step's logits stay a bounded size.
+  bool prompt_logits = false;
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_length; }
   int lifetime_tokens() const { return prompt_length + max_new_tokens; }
 };
+
+// Most tokens of a scoring sequence's prefill chunk: its logits rows are kept for one step (at 150k
+// vocabulary entries, 256 rows are 150 MB of f32).
+inline constexpr int kPromptLogitsChunk = 256;
 
 class Scheduler {
  public:

@@ -5,6 +5,7 @@
 //   batch_io.h   The OpenAI Batch JSONL format: request lines in, result lines out (BATCH_FORMAT.md).
 //   chat_lines.h /v1/chat/completions lines: messages through the chat template, chat.completion results.
 //   request_fields.h  The fields a request may carry; unknown ones fail the line unless --lenient.
+//   scoring_fields.h  logprobs with top alternatives, top_logprobs and echo (scoring): parsing and output.
 //   batch_output.h  The output file: lines appended as results finish, --resume, no clobbering, one writer.
 //   job_signals.h  SIGINT/SIGTERM during a job: stop cleanly, and a second signal exits between two lines.
 //   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
@@ -21,4 +22,5 @@
 #include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/progress.h"
 #include "runtime/frontend/request_fields.h"
+#include "runtime/frontend/scoring_fields.h"
 #include "runtime/frontend/shard.h"
