@@ -12,9 +12,13 @@
 #include <sstream>
 #include <string>
 
+#include "io/dtype.h"
+#include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/engine/scheduler.h"
 
 namespace ringmoe {
 namespace {
@@ -208,6 +212,115 @@ TEST(Scoring, ScoringAContinuationReproducesItsLogprobs) {
   ASSERT_TRUE(failed.ok());
   EXPECT_EQ((*failed)[0].status.code(), absl::StatusCode::kInvalidArgument) << (*failed)[0].status;
   EXPECT_EQ((*failed)[1].status.code(), absl::StatusCode::kInvalidArgument) << (*failed)[1].status;
+}
+
+// The scheduler cuts a scoring sequence's prefill into chunks of at most kPromptLogitsChunk tokens, each
+// asking for the logits of every position whose next token is in the prompt; one that generates nothing asks
+// for no sampling row.
+TEST(Scoring, SchedulerChunksScoringPrefills) {
+  ModelSpec spec;
+  spec.num_layers = 1;
+  spec.num_kv_heads = 1;
+  spec.head_dim = 2;
+  KvCache kv_cache(spec, io::DType::kF32, 16, 256);
+  Scheduler scheduler(kv_cache, 4, 4096);
+  auto make = [](size_t index, int prompt, int new_tokens, bool scoring) {
+    auto sequence = std::make_unique<Sequence>();
+    sequence->request_index = index;
+    sequence->tokens.assign(prompt, 5);
+    sequence->prompt_length = prompt;
+    sequence->max_new_tokens = new_tokens;
+    sequence->prompt_logits = scoring;
+    return sequence;
+  };
+  scheduler.Enqueue(make(0, 600, 0, true));
+  scheduler.Enqueue(make(1, 300, 2, true));
+  scheduler.Enqueue(make(2, 300, 2, false));
+  std::vector<StepChunk> chunks;
+  std::vector<Sequence*> owners;
+  // (start, count, prompt_logits, want_logits) per step for the two scoring sequences.
+  const int expected[3][2][4] = {{{0, 256, 256, 0}, {0, 256, 256, 0}},
+                                 {{256, 256, 256, 0}, {256, 44, 43, 1}},
+                                 {{512, 88, 87, 0}, {-1, 0, 0, 0}}};
+  for (int step = 0; step < 3; ++step) {
+    scheduler.NextStep(&chunks, &owners);
+    int scoring_seen = 0;
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      if (owners[c]->request_index == 2) {
+        EXPECT_EQ(chunks[c].prompt_logits, 0);
+        continue;
+      }
+      if (owners[c]->request_index == 1 && step == 2) {
+        EXPECT_EQ(chunks[c].count, 1);  // its decode
+        EXPECT_EQ(chunks[c].prompt_logits, 0);
+        continue;
+      }
+      const int* want = expected[step][owners[c]->request_index];
+      EXPECT_EQ(chunks[c].start, want[0]) << "step " << step << " sequence " << owners[c]->request_index;
+      EXPECT_EQ(chunks[c].count, want[1]) << "step " << step;
+      EXPECT_EQ(chunks[c].prompt_logits, want[2]) << "step " << step;
+      EXPECT_EQ(chunks[c].want_logits, want[3] != 0) << "step " << step;
+      ++scoring_seen;
+    }
+    EXPECT_EQ(scoring_seen, step < 2 ? 2 : 1) << "step " << step;
+    scheduler.Commit(chunks, owners);
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      if (chunks[c].want_logits) owners[c]->tokens.push_back(7);
+    }
+  }
+}
+
+// A prompt longer than one scoring chunk (kPromptLogitsChunk), scored with one large step budget and with a
+// small one: the same values (f32 CPU, within 1e-4); its last token, the greedy continuation of the rest,
+// gets the logprob that generating it got.
+TEST(Scoring, LongPromptsScoreTheSameInAnyChunking) {
+  std::vector<int32_t> context;
+  for (int i = 0; i < 699; ++i) context.push_back((i * 37 + 11) % 500);
+  std::vector<std::vector<float>> scored;
+  int32_t continuation = -1;
+  float continuation_logprob = 0;
+  for (int budget : {4096, 100}) {
+    EngineOptions options;
+    options.cpu_compute = ComputeType::kF32;
+    options.threads = 2;
+    options.plan.batch = 2;
+    options.plan.prefill_chunk = budget;
+    absl::StatusOr<Engine> engine = Engine::Open(kTinyModel, options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    if (continuation < 0) {
+      Request generate;
+      generate.id = "generate";
+      generate.prompt_ids = context;
+      generate.max_tokens = 1;
+      generate.logprobs = true;
+      generate.ignore_eos = true;
+      auto generated = engine->Generate(std::span<const Request>(&generate, 1));
+      ASSERT_TRUE(generated.ok()) << generated.status();
+      ASSERT_TRUE((*generated)[0].status.ok()) << (*generated)[0].status;
+      continuation = (*generated)[0].token_ids[0];
+      continuation_logprob = (*generated)[0].logprobs[0];
+    }
+    Request score;
+    score.id = "score";
+    score.prompt_ids = context;
+    score.prompt_ids.push_back(continuation);
+    score.max_tokens = 0;
+    score.echo = true;
+    score.logprobs = true;
+    score.top_logprobs = 1;
+    auto results = engine->Generate(std::span<const Request>(&score, 1));
+    ASSERT_TRUE(results.ok()) << results.status();
+    const Result& result = (*results)[0];
+    ASSERT_TRUE(result.status.ok()) << result.status;
+    ASSERT_EQ(result.prompt_logprobs.size(), score.prompt_ids.size());
+    EXPECT_EQ(result.prompt_top_logprobs.back()[0].token, continuation);
+    scored.push_back(result.prompt_logprobs);
+  }
+  for (size_t p = 1; p < scored[0].size(); ++p) {
+    EXPECT_NEAR(scored[0][p], scored[1][p], 1e-4) << "position " << p;
+    EXPECT_LT(scored[0][p], 0.0f);
+  }
+  EXPECT_NEAR(scored[0].back(), continuation_logprob, 1e-4);
 }
 
 }  // namespace
