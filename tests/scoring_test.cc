@@ -19,6 +19,7 @@
 #include "ringmoe/tokenizer.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/scheduler.h"
+#include "runtime/engine/step_layout.h"
 
 namespace ringmoe {
 namespace {
@@ -266,6 +267,47 @@ TEST(Scoring, SchedulerChunksScoringPrefills) {
     scheduler.Commit(chunks, owners);
     for (size_t c = 0; c < chunks.size(); ++c) {
       if (chunks[c].want_logits) owners[c]->tokens.push_back(7);
+    }
+  }
+}
+
+// The GPU path's layout of a step lists the scoring rows in the caller's chunk order, whatever order the
+// micro-batches and row kinds put the chunks in: each chunk's first prompt_logits rows, at its positions.
+TEST(Scoring, StepLayoutListsScoringRowsInChunkOrder) {
+  const int32_t tokens[16] = {};
+  std::vector<int32_t> t0{0}, t1{1}, t2{2}, t3{3};
+  auto chunk = [&](const std::vector<int32_t>& table, int start, int count, int prompt_logits) {
+    StepChunk c;
+    c.tokens = tokens;
+    c.start = start;
+    c.count = count;
+    c.block_table = &table;
+    c.want_logits = prompt_logits < count;
+    c.prompt_logits = prompt_logits;
+    return c;
+  };
+  // A decode, a fresh scoring prompt (attended on the GPU: laid out after the CPU chunks), a continuing
+  // scoring chunk (CPU attention) and another fresh one, over two micro-batches.
+  const std::vector<StepChunk> chunks = {chunk(t0, 10, 1, 0), chunk(t1, 0, 5, 5), chunk(t2, 8, 4, 3),
+                                         chunk(t3, 0, 3, 2)};
+  for (int micro_batches : {1, 2}) {
+    const StepLayout layout = LayOutStep(chunks, micro_batches, /*fresh_on_gpu=*/true);
+    ASSERT_EQ(layout.prompt_logit_rows.size(), 10u);
+    // Which chunk each row holds, from the micro-batches' chunk lists.
+    std::vector<const std::vector<int32_t>*> row_table(layout.rows);
+    for (const MicroBatch& batch : layout.batches) {
+      int row = batch.first_row;
+      for (const StepChunk& c : batch.chunks) {
+        for (int t = 0; t < c.count; ++t) row_table[row++] = c.block_table;
+      }
+    }
+    size_t next = 0;
+    for (const StepChunk& c : chunks) {
+      for (int t = 0; t < c.prompt_logits; ++t, ++next) {
+        const int row = layout.prompt_logit_rows[next];
+        EXPECT_EQ(row_table[row], c.block_table) << micro_batches << " micro-batches, entry " << next;
+        EXPECT_EQ(layout.positions[row], c.start + t) << micro_batches << " micro-batches, entry " << next;
+      }
     }
   }
 }
