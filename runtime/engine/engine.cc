@@ -335,10 +335,26 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
                                                    static_cast<int64_t>(chunk.count) * (chunk.count + 1) / 2);
     }
     scheduler.Commit(chunks, owners);
-    ScorePromptRows(chunks, owners, requests, tokenizer, vocab, *impl.workers, &step_output, &results);
 
     // Sample every row in parallel (each sequence has its own generator), then record them in order.
     const auto sampling_start = std::chrono::steady_clock::now();
+    ScorePromptRows(chunks, owners, requests, tokenizer, vocab, *impl.workers, &step_output, &results);
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      // NaN logits fail a scoring request as they fail a generating one (below).
+      const Sequence& owner = *owners[c];
+      const std::vector<float>& scored = results[owner.request_index].prompt_logprobs;
+      for (int j = 0; j < chunks[c].prompt_logits; ++j) {
+        if (!std::isnan(scored[chunks[c].start + j + 1])) continue;
+        nan_failures.emplace(
+            owner.request_index,
+            absl::InternalError(
+                absl::StrCat("request '", requests[owner.request_index].id,
+                             "': the model's logits are NaN at prompt position ", chunks[c].start + j,
+                             " (the checkpoint holds NaN or Inf weights, or the computation overflowed)")));
+        owners[c]->finished = true;
+        break;
+      }
+    }
     sampling_rows.clear();
     int logits_row = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
