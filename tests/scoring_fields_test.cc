@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/request_fields.h"
 
 namespace ringmoe {
 namespace {
@@ -216,6 +217,39 @@ TEST(ScoringFields, ChatLogprobsListAlternatives) {
       ordered_json::parse(FormatResultLine(plain, &no_tops, "tiny", "batch_req_r_1", 1700000000));
   EXPECT_EQ(plain_out["response"]["body"]["choices"][0]["logprobs"]["content"][0]["top_logprobs"],
             ordered_json::array());
+}
+
+// A failed line's error object: code and message, and param naming the request field at fault (null when the
+// error is not one field's), as OpenAI's error objects do.
+TEST(ScoringFields, ErrorLinesNameTheFieldAtFault) {
+  auto error_of = [](const BatchLine& line) {
+    return ordered_json::parse(FormatResultLine(line, nullptr, "tiny", "batch_req_r_1", 1700000000));
+  };
+  const ordered_json bad_field =
+      error_of(ParseBatchLine(R"({"custom_id": "a", "prompt": "x", "logprobs": 99})", 1));
+  EXPECT_TRUE(bad_field["response"].is_null());
+  EXPECT_EQ(bad_field["error"]["code"], "invalid_request");
+  EXPECT_EQ(bad_field["error"]["param"], "logprobs");
+  EXPECT_EQ(bad_field["error"].begin().key(), "code");
+
+  const ordered_json not_json = error_of(ParseBatchLine(R"({"custom_id": )", 2));
+  EXPECT_EQ(not_json["error"]["code"], "invalid_request");
+  EXPECT_TRUE(not_json["error"].contains("param"));
+  EXPECT_TRUE(not_json["error"]["param"].is_null());
+
+  std::vector<BatchLine> lines = {ParseBatchLine(R"({"custom_id": "u", "prompt": "x", "temprature": 0})", 3)};
+  ApplyUnknownFieldPolicy(&lines, /*lenient=*/false, nullptr);
+  const ordered_json unknown = error_of(lines[0]);
+  EXPECT_EQ(unknown["error"]["param"], "temprature");
+
+  // An engine failure is no field's.
+  BatchLine good = ParseBatchLine(R"({"custom_id": "g", "prompt": "x"})", 4);
+  Result failed;
+  failed.status = absl::OutOfRangeError("request 'g': the prompt has 9 tokens but the model's context is 8");
+  const ordered_json engine_error =
+      ordered_json::parse(FormatResultLine(good, &failed, "tiny", "batch_req_r_4", 1700000000));
+  EXPECT_EQ(engine_error["error"]["code"], "prompt_too_long");
+  EXPECT_TRUE(engine_error["error"]["param"].is_null());
 }
 
 }  // namespace

@@ -83,7 +83,8 @@ class LineParser {
       : line_number_(line_number), custom_id_(std::move(custom_id)) {}
 
   absl::Status FieldError(std::string_view field, std::string_view problem) const {
-    return absl::InvalidArgumentError(absl::StrCat(Where(), ": field '", Av(field), "' ", Av(problem)));
+    return WithErrorParam(
+        absl::InvalidArgumentError(absl::StrCat(Where(), ": field '", Av(field), "' ", Av(problem))), field);
   }
 
   std::string Where() const { return absl::StrCat("line ", line_number_, " (custom_id '", custom_id_, "')"); }
@@ -516,12 +517,18 @@ std::string Dump(const ordered_json& value) {
 }
 
 std::string ErrorLine(std::string_view id, std::string_view custom_id, std::string_view code,
-                      absl::string_view message) {
+                      const absl::Status& status) {
   ordered_json line;
   line["id"] = id;
   line["custom_id"] = custom_id;
   line["response"] = nullptr;
-  line["error"] = {{"code", code}, {"message", message}};
+  line["error"] = {{"code", code}, {"message", status.message()}};
+  // The request field at fault, as OpenAI's error objects name it; null when the error is not one field's.
+  if (auto param = status.GetPayload(kErrorParamPayload); param.has_value()) {
+    line["error"]["param"] = std::string(*param);
+  } else {
+    line["error"]["param"] = nullptr;
+  }
   return Dump(line);
 }
 
@@ -583,16 +590,16 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
                              std::string_view batch_request_id, std::optional<int64_t> created_unix_seconds) {
   if (!line.request.ok()) {
     return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(line.request.status()),
-                     line.request.status().message());
+                     line.request.status());
   }
   if (result == nullptr) {
-    return ErrorLine(batch_request_id, line.custom_id, "internal_error",
-                     absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id,
-                                  "'): the engine returned no result for this request"));
+    return ErrorLine(
+        batch_request_id, line.custom_id, "internal_error",
+        absl::InternalError(absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id,
+                                         "'): the engine returned no result for this request")));
   }
   if (!result->status.ok()) {
-    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(result->status),
-                     result->status.message());
+    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(result->status), result->status);
   }
 
   const int64_t created = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
@@ -665,6 +672,11 @@ std::string ErrorCodeFor(const absl::Status& status) {
 
 absl::Status WithErrorCode(absl::Status status, std::string_view code) {
   status.SetPayload(kErrorCodePayload, absl::Cord(Av(code)));
+  return status;
+}
+
+absl::Status WithErrorParam(absl::Status status, std::string_view field) {
+  status.SetPayload(kErrorParamPayload, absl::Cord(Av(field)));
   return status;
 }
 
