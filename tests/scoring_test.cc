@@ -215,10 +215,11 @@ TEST(Scoring, ScoringAContinuationReproducesItsLogprobs) {
   EXPECT_EQ((*failed)[1].status.code(), absl::StatusCode::kInvalidArgument) << (*failed)[1].status;
 }
 
-// The scheduler cuts a scoring sequence's prefill into chunks of at most kPromptLogitsChunk tokens, each
-// asking for the logits of every position whose next token is in the prompt; one that generates nothing asks
-// for no sampling row.
-TEST(Scoring, SchedulerChunksScoringPrefills) {
+// The scheduler scores at most kPromptLogitsStepRows prompt positions per step, over all scoring sequences
+// (first come, first served; a scoring sequence left without rows waits for the next step), each chunk asking
+// for the logits of every position whose next token is in the prompt; one that generates nothing asks for no
+// sampling row, and once its prompt is done it gets no chunk.
+TEST(Scoring, SchedulerBoundsTheScoredRowsOfAStep) {
   ModelSpec spec;
   spec.num_layers = 1;
   spec.num_kv_heads = 1;
@@ -234,36 +235,35 @@ TEST(Scoring, SchedulerChunksScoringPrefills) {
     sequence->prompt_logits = scoring;
     return sequence;
   };
-  scheduler.Enqueue(make(0, 600, 0, true));
+  ASSERT_EQ(kPromptLogitsStepRows, 512);
+  scheduler.Enqueue(make(0, 700, 0, true));
   scheduler.Enqueue(make(1, 300, 2, true));
   scheduler.Enqueue(make(2, 300, 2, false));
+  struct Expected {
+    size_t sequence;
+    int start, count, prompt_logits;
+    bool want_logits;
+  };
+  const std::vector<std::vector<Expected>> steps = {
+      // 512 of sequence 0's 700 positions; none left for sequence 1; sequence 2 is not scored.
+      {{0, 0, 512, 512, false}, {2, 0, 300, 0, true}},
+      // Sequence 2's decode; the rest of sequence 0 (its last position predicts nothing); all of sequence 1.
+      {{2, 300, 1, 0, true}, {0, 512, 188, 187, false}, {1, 0, 300, 299, true}},
+      // Decodes only: sequence 0 has nothing left to compute.
+      {{1, 300, 1, 0, true}, {2, 301, 1, 0, true}}};
   std::vector<StepChunk> chunks;
   std::vector<Sequence*> owners;
-  // (start, count, prompt_logits, want_logits) per step for the two scoring sequences.
-  const int expected[3][2][4] = {{{0, 256, 256, 0}, {0, 256, 256, 0}},
-                                 {{256, 256, 256, 0}, {256, 44, 43, 1}},
-                                 {{512, 88, 87, 0}, {-1, 0, 0, 0}}};
-  for (int step = 0; step < 3; ++step) {
+  for (size_t step = 0; step < steps.size(); ++step) {
     scheduler.NextStep(&chunks, &owners);
-    int scoring_seen = 0;
+    ASSERT_EQ(chunks.size(), steps[step].size()) << "step " << step;
     for (size_t c = 0; c < chunks.size(); ++c) {
-      if (owners[c]->request_index == 2) {
-        EXPECT_EQ(chunks[c].prompt_logits, 0);
-        continue;
-      }
-      if (owners[c]->request_index == 1 && step == 2) {
-        EXPECT_EQ(chunks[c].count, 1);  // its decode
-        EXPECT_EQ(chunks[c].prompt_logits, 0);
-        continue;
-      }
-      const int* want = expected[step][owners[c]->request_index];
-      EXPECT_EQ(chunks[c].start, want[0]) << "step " << step << " sequence " << owners[c]->request_index;
-      EXPECT_EQ(chunks[c].count, want[1]) << "step " << step;
-      EXPECT_EQ(chunks[c].prompt_logits, want[2]) << "step " << step;
-      EXPECT_EQ(chunks[c].want_logits, want[3] != 0) << "step " << step;
-      ++scoring_seen;
+      const Expected& want = steps[step][c];
+      EXPECT_EQ(owners[c]->request_index, want.sequence) << "step " << step << " chunk " << c;
+      EXPECT_EQ(chunks[c].start, want.start) << "step " << step << " chunk " << c;
+      EXPECT_EQ(chunks[c].count, want.count) << "step " << step << " chunk " << c;
+      EXPECT_EQ(chunks[c].prompt_logits, want.prompt_logits) << "step " << step << " chunk " << c;
+      EXPECT_EQ(chunks[c].want_logits, want.want_logits) << "step " << step << " chunk " << c;
     }
-    EXPECT_EQ(scoring_seen, step < 2 ? 2 : 1) << "step " << step;
     scheduler.Commit(chunks, owners);
     for (size_t c = 0; c < chunks.size(); ++c) {
       if (chunks[c].want_logits) owners[c]->tokens.push_back(7);
@@ -312,9 +312,9 @@ TEST(Scoring, StepLayoutListsScoringRowsInChunkOrder) {
   }
 }
 
-// A prompt longer than one scoring chunk (kPromptLogitsChunk), scored with one large step budget and with a
-// small one: the same values (f32 CPU, within 1e-4); its last token, the greedy continuation of the rest,
-// gets the logprob that generating it got.
+// A prompt longer than a step's scored rows (kPromptLogitsStepRows), scored with one large step budget and
+// with a small one: the same values (f32 CPU, within 1e-4); its last token, the greedy continuation of the
+// rest, gets the logprob that generating it got.
 TEST(Scoring, LongPromptsScoreTheSameInAnyChunking) {
   std::vector<int32_t> context;
   for (int i = 0; i < 699; ++i) context.push_back((i * 37 + 11) % 500);

@@ -28,16 +28,16 @@ struct Sequence {
   SeededRandom random{0};
   bool finished = false;
   // Scoring (Request::echo with logprobs): its prefill chunks ask for the logits of every prompt position,
-  // and are cut to kPromptLogitsChunk tokens so that a step's logits stay a bounded size.
+  // at most kPromptLogitsStepRows of them per step (all scoring sequences together).
   bool prompt_logits = false;
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_length; }
   int lifetime_tokens() const { return prompt_length + max_new_tokens; }
 };
 
-// Most tokens of a scoring sequence's prefill chunk: its logits rows are kept for one step (at 150k
-// vocabulary entries, 256 rows are 150 MB of f32).
-inline constexpr int kPromptLogitsChunk = 256;
+// Most prompt positions a step scores, over all its scoring chunks: their logits rows are held for the step
+// (at 150k vocabulary entries, 512 rows are 300 MB of f32).
+inline constexpr int kPromptLogitsStepRows = 512;
 
 class Scheduler {
  public:
