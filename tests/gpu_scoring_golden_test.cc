@@ -29,6 +29,7 @@ struct Placement {
   int resident_moe_layers;  // -1: every one
   int prefill_chunk;
   bool cpu_prefill_attention;
+  int batch = 4;
 };
 
 class GpuScoringGoldenTest : public testing::TestWithParam<std::tuple<std::string, Placement>> {};
@@ -46,7 +47,7 @@ TEST_P(GpuScoringGoldenTest, ScoringTheContinuationGivesItsRecordedLogprobs) {
   options.threads = 4;
   planner::ExecutionPlan& plan = options.plan;
   plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
-  plan.batch = 4;
+  plan.batch = placement.batch;
   plan.prefill_chunk = placement.prefill_chunk;
   plan.budgets.gpu_bytes = int64_t{2} << 30;
   plan.expert_tiers = planner::SpreadResidentLayers(
@@ -119,7 +120,8 @@ TEST_P(GpuScoringGoldenTest, ScoringTheContinuationGivesItsRecordedLogprobs) {
       case_dir.c_str(), placement.name, compared, worst, near_tie_outliers, kBf16LogprobTolerance);
 }
 
-constexpr Placement kResident{"resident", -1, 4096, false};
+// Every sequence in one step: over 256 scored rows (kLogitsRows), so the GPU's lm_head runs in two batches.
+constexpr Placement kResident{"resident_one_step", -1, 4096, false, 16};
 constexpr Placement kStreamedChunked{"streamed_chunked_prefill", 0, 20, false};
 constexpr Placement kCpuPrefillChunked{"streamed_cpu_prefill_attention_chunked", 0, 20, true};
 
