@@ -115,8 +115,14 @@ TEST(Scoring, EchoAndScoringThroughRingmoeRun) {
        R"({"custom_id": "echo", "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "echo": true, "logprobs": 1})",
        R"({"custom_id": "echo-text", "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "echo": true})",
        R"({"custom_id": "score", "prompt": "Once upon a time", "max_tokens": 0, "echo": true, "logprobs": 2})",
-       R"({"custom_id": "no-echo-zero", "prompt": "Once upon a time", "max_tokens": 0})"});
-  ASSERT_EQ(out.size(), 5u);
+       R"({"custom_id": "no-echo-zero", "prompt": "Once upon a time", "max_tokens": 0})",
+       R"({"custom_id": "echo-zero", "prompt": "Once upon a time", "max_tokens": 0, "echo": true})"});
+  ASSERT_EQ(out.size(), 6u);
+  // echo with nothing to generate and no logprobs: the prompt back, nothing computed.
+  ASSERT_TRUE(out["echo-zero"]["error"].is_null()) << out["echo-zero"].dump();
+  EXPECT_EQ(Choice(out["echo-zero"])["text"], "Once upon a time");
+  EXPECT_EQ(Choice(out["echo-zero"])["finish_reason"], "length");
+  EXPECT_TRUE(Choice(out["echo-zero"])["logprobs"].is_null());
   for (const char* id : {"plain", "echo", "echo-text", "score"})
     ASSERT_TRUE(out[id]["error"].is_null()) << id;
   const std::string completion = Choice(out["plain"])["text"];

@@ -265,6 +265,12 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       if (on_result) on_result(i, result);  // final now: it will never be scheduled
       continue;
     }
+    if ((*sequence)->max_new_tokens == 0 && !(*sequence)->prompt_logits) {
+      // echo with max_tokens 0 and no logprobs: the answer is the prompt itself, with nothing to compute.
+      states.back().Finish(**sequence, &result);
+      if (on_result) on_result(i, result);
+      continue;
+    }
     if ((*sequence)->prompt_logits) SizePromptLogprobs(result.prompt_ids, tokenizer, &result);
     scheduler.Enqueue(std::move(*sequence));
   }
