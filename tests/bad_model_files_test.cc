@@ -461,10 +461,15 @@ TEST_F(BadModelFiles, NanWeightsAreAnErrorNotTokenZero) {
     requests[i].prompt_ids = {1, 2, 3, static_cast<int32_t>(i)};
     requests[i].max_tokens = 4;
   }
+  // Scoring (echo, logprobs, max_tokens 0) fails the same way, at its prompt's first scored position.
+  requests[2].echo = true;
+  requests[2].logprobs = true;
+  requests[2].max_tokens = 0;
   absl::StatusOr<std::vector<Result>> results = engine->Generate(requests);
   ASSERT_TRUE(results.ok()) << results.status();
   for (const Result& result : *results) {
     ExpectClearError(result.status, {result.id, "NaN"}, result.id);
+    if (result.id == "nan-2") EXPECT_NE(result.status.message().find("prompt position 0"), std::string::npos);
     EXPECT_TRUE(result.token_ids.empty());
   }
 }

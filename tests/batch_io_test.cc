@@ -185,15 +185,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadField{R"("stop": ["a", 3])", "stop", "element 1"},
         BadField{R"("stop": ["a", "b", "c", "d", "e"])", "stop", "at most 4"},
         BadField{R"("stop": 7)", "stop", "string or an array"},
-        BadField{R"("logprobs": 6)", "logprobs", "0..5"}, BadField{R"("logprobs": -1)", "logprobs", "0..5"},
-        BadField{R"("logprobs": "yes")", "logprobs", "0..5"},
+        BadField{R"("logprobs": 21)", "logprobs", "0..20"},
+        BadField{R"("logprobs": -1)", "logprobs", "0..20"},
+        BadField{R"("logprobs": "yes")", "logprobs", "0..20"},
         BadField{R"("stop_token_ids": 2)", "stop_token_ids", "array"},
         BadField{R"("stop_token_ids": [2, -1])", "stop_token_ids", "element 1"},
         BadField{R"("stop_token_ids": [2.5])", "stop_token_ids", "element 0"},
         BadField{R"("ignore_eos": "yes")", "ignore_eos", "true or false"},
         BadField{R"("n": 129)", "n", "1..128"}, BadField{R"("n": 0)", "n", "1..128"},
         BadField{R"("best_of": 3)", "best_of", "not supported"},
-        BadField{R"("echo": true)", "echo", "not supported"},
+        BadField{R"("echo": "yes")", "echo", "true or false"},
         BadField{R"("stream": true)", "stream", "not supported"}));
 
 TEST(ParseBatchLine, MissingPromptInShortForm) {

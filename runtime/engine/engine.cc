@@ -29,6 +29,7 @@
 #include "runtime/engine/gpu_forward.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/logits_processors.h"
+#include "runtime/engine/logprobs.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/scheduler.h"
@@ -71,6 +72,32 @@ int64_t SteadyNanoseconds() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// Scores the prompt positions the step computed for scoring sequences (StepChunk::prompt_logits) into their
+// Results, rows in parallel (each writes its own position).
+void ScorePromptRows(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners,
+                     std::span<const Request> requests, const Tokenizer* tokenizer, int vocab,
+                     cpu::CpuWorkers& workers, StepOutput* step_output, std::vector<Result>* results) {
+  struct Row {
+    const Sequence* sequence;
+    int position;
+  };
+  std::vector<Row> rows;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    for (int j = 0; j < chunks[c].prompt_logits; ++j) rows.push_back({owners[c], chunks[c].start + j});
+  }
+  if (rows.empty()) return;
+  workers.ParallelFor(static_cast<int64_t>(rows.size()), 4, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> scratch;
+    for (int64_t i = begin; i < end; ++i) {
+      const Sequence& sequence = *rows[i].sequence;
+      Result& result = (*results)[sequence.request_index];
+      ScorePromptPosition(step_output->prompt_logits.data() + i * vocab, vocab, rows[i].position,
+                          result.prompt_ids, requests[sequence.request_index].top_logprobs, tokenizer,
+                          &result, scratch);
+    }
+  });
 }
 
 }  // namespace
@@ -278,6 +305,14 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       if (on_result) on_result(i, result);  // final now: it will never be scheduled
       continue;
     }
+    if ((*sequence)->max_new_tokens == 0 && !(*sequence)->prompt_logits) {
+      // echo with max_tokens 0 and no logprobs: the answer is the prompt itself, with nothing to compute.
+      states.back().Finish(**sequence, &result);
+      reported[i] = true;
+      if (on_result) on_result(i, result);
+      continue;
+    }
+    if ((*sequence)->prompt_logits) SizePromptLogprobs(result.prompt_ids, tokenizer, &result);
     choices_left[i] = requests[i].n;
     for (int choice = 1; choice < requests[i].n; ++choice) {
       other_states[i].emplace_back(requests[i], impl.spec, tokenizer);
@@ -296,6 +331,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
+  std::vector<std::vector<TokenLogprob>> sampled_tops;     // per sampling row, with top_logprobs
   absl::flat_hash_map<size_t, absl::Status> nan_failures;  // request index -> its error
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
@@ -326,9 +362,12 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
     for (size_t c = 0; c < chunks.size(); ++c) {
-      // The pass may pick a greedy token itself only when no logits processor changes the argmax.
-      const SamplingParams& params = requests[owners[c]->request_index].sampling;
-      chunks[c].greedy = params.temperature <= 0.0f && !ChangesGreedyChoice(params, owners[c]->generated());
+      // The pass may pick a greedy token itself only when no logits processor changes the argmax and no top
+      // alternatives are read from the logits row.
+      const Request& request = requests[owners[c]->request_index];
+      chunks[c].greedy = request.sampling.temperature <= 0.0f &&
+                         !ChangesGreedyChoice(request.sampling, owners[c]->generated()) &&
+                         !(request.logprobs && request.top_logprobs > 0);
     }
     // A checkpoint truncated or rewritten under the job ends it here with a clear error, before this step
     // reads it (a change during a step is MappedFile's SIGBUS handler's; see io/mapped_file.h).
@@ -353,6 +392,23 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
 
     // Sample every row in parallel (each sequence has its own generator), then record them in order.
     const auto sampling_start = std::chrono::steady_clock::now();
+    ScorePromptRows(chunks, owners, requests, tokenizer, vocab, *impl.workers, &step_output, &results);
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      // NaN logits fail a scoring request as they fail a generating one (below).
+      const Sequence& owner = *owners[c];
+      const std::vector<float>& scored = results[owner.request_index].prompt_logprobs;
+      for (int j = 0; j < chunks[c].prompt_logits; ++j) {
+        if (!std::isnan(scored[chunks[c].start + j + 1])) continue;
+        nan_failures.emplace(
+            owner.request_index,
+            absl::InternalError(
+                absl::StrCat("request '", requests[owner.request_index].id,
+                             "': the model's logits are NaN at prompt position ", chunks[c].start + j,
+                             " (the checkpoint holds NaN or Inf weights, or the computation overflowed)")));
+        owners[c]->finished = true;
+        break;
+      }
+    }
     sampling_rows.clear();
     int logits_row = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
@@ -361,6 +417,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       sampling_rows.push_back({picked ? -1 : logits_row++, owners[c]});
     }
     sampled.resize(sampling_rows.size());
+    sampled_tops.assign(sampling_rows.size(), {});
     impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
       ProcessorScratch scratch;
       for (int64_t i = begin; i < end; ++i) {
@@ -370,10 +427,13 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
           continue;
         }
         Sequence& sequence = *sampling_rows[i].second;
+        const Request& request = requests[sequence.request_index];
+        float* logits = step_output.logits.data() + static_cast<int64_t>(row) * vocab;
         const TokenHistory history{sequence.tokens, sequence.prompt_length, state_of(sequence).stop_ids()};
-        sampled[i] =
-            SampleProcessed(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
-                            requests[sequence.request_index].sampling, history, sequence.random, scratch);
+        sampled[i] = SampleProcessed(logits, vocab, request.sampling, history, sequence.random, scratch);
+        // SampleProcessed left the row's (unprocessed) log-probabilities in place.
+        if (request.logprobs && request.top_logprobs > 0)
+          sampled_tops[i] = TopLogprobs(logits, vocab, request.top_logprobs, tokenizer, scratch.ids);
       }
     });
     // The SSD tier's totals so far, for the callback's progress display (a snapshot between Runs).
@@ -401,6 +461,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       }
       sequence.tokens.push_back(sampled[i].token);
       state_of(sequence).Accept(sampled[i], sequence, &result_of(sequence));
+      if (requests[sequence.request_index].logprobs && requests[sequence.request_index].top_logprobs > 0)
+        result_of(sequence).top_logprobs.push_back(std::move(sampled_tops[i]));
       if (on_token) {
         on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
                   sequence.prompt_length, sequence.choice, ssd_so_far.ssd_read_bytes,
@@ -408,6 +470,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       }
     }
     stats.sampling_seconds += SecondsSince(sampling_start);
+    // A sequence that generates nothing (scoring, max_tokens 0) is done once its prompt is.
+    for (Sequence* owner : owners) {
+      if (owner->max_new_tokens == 0 && owner->computed >= owner->prompt_length) owner->finished = true;
+    }
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
       const size_t index = done->request_index;
       if (reported[index]) continue;  // cancelled while another choice ran on
@@ -420,7 +486,14 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         result.id = requests[index].id;
         result.status = failure->second;
       } else {
-        for (Result& other : result.other_choices) other.prompt_ids = result.prompt_ids;
+        for (Result& other : result.other_choices) {
+          // The choices share the prompt: its ids, and with echo its text and (computed once, by choice 0) its
+          // log-probabilities.
+          other.prompt_ids = result.prompt_ids;
+          if (other.prompt_text.empty()) other.prompt_text = result.prompt_text;
+          other.prompt_logprobs = result.prompt_logprobs;
+          other.prompt_top_logprobs = result.prompt_top_logprobs;
+        }
       }
       if (on_result) on_result(index, result);
     }

@@ -7,6 +7,7 @@
 //   sampler.h           Greedy and seeded temperature / top-p sampling.
 //   logits_processors.h min_tokens, logit_bias, the penalties, min_p and top_k before a token is chosen.
 //   choice_fork.h       Request::n > 1: the other choices start from the first's prompt blocks (shared KV).
+//   logprobs.h          Top alternatives and the prompt's own log-probabilities (echo, scoring).
 //   kv_cache.h          Paged K/V blocks in host memory (and the ids of the GPU's share), the block allocator.
 //   model_weights.h     Every checkpoint tensor checked against the ModelSpec and laid out for the CPU kernels.
 //   forward.h           ForwardPass (one scheduler step through every layer) and CpuForward.
@@ -25,6 +26,7 @@
 #include "runtime/engine/choice_fork.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/logits_processors.h"
+#include "runtime/engine/logprobs.h"
 #include "runtime/engine/model_weights.h"
 #include "runtime/engine/request_state.h"
 #include "runtime/engine/sampler.h"

@@ -78,6 +78,28 @@ absl::Status CpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* s
   logits->resize(static_cast<size_t>(wanted) * spec_.vocab_size);
   step_out->picked.assign(wanted, SampledToken{-1, 0.0f});
   cpu::Linear(last_rows, wanted, weights_.lm_head(), nullptr, logits->data(), &workers_);
+  return PromptLogits(chunks, step_out);
+}
+
+absl::Status CpuForward::PromptLogits(const std::vector<StepChunk>& chunks, StepOutput* step_out) {
+  const int hidden = spec_.hidden_size;
+  int rows = 0;
+  for (const StepChunk& chunk : chunks) rows += chunk.prompt_logits;
+  step_out->prompt_logits.resize(static_cast<size_t>(rows) * spec_.vocab_size);
+  if (rows == 0) return absl::OkStatus();
+  // The final norm of each scored row (the layers are done with normed_), then one lm_head over them all.
+  float* normed = Grow(normed_, static_cast<size_t>(rows) * hidden);
+  int row = 0, out = 0;
+  for (const StepChunk& chunk : chunks) {
+    if (chunk.prompt_logits > 0) {
+      cpu::RmsNorm(hidden_.data() + static_cast<int64_t>(row) * hidden, weights_.final_norm().data(),
+                   chunk.prompt_logits, hidden, static_cast<float>(spec_.rms_norm_eps),
+                   normed + static_cast<int64_t>(out) * hidden);
+      out += chunk.prompt_logits;
+    }
+    row += chunk.count;
+  }
+  cpu::Linear(normed, rows, weights_.lm_head(), nullptr, step_out->prompt_logits.data(), &workers_);
   return absl::OkStatus();
 }
 

@@ -28,6 +28,9 @@ struct StepChunk {
   const std::vector<int32_t>* block_table = nullptr;
   bool want_logits = false;  // logits of the chunk's last token
   bool greedy = false;       // its token is the argmax: the pass may pick it itself (StepOutput::picked)
+  // Scoring (Request::echo with logprobs): the logits of the chunk's first `prompt_logits` tokens too, each
+  // predicting the prompt token after it, into StepOutput::prompt_logits.
+  int prompt_logits = 0;
 };
 
 // What a step gives back for each chunk with want_logits, in chunk order: the token the pass picked itself
@@ -35,6 +38,8 @@ struct StepChunk {
 struct StepOutput {
   std::vector<float> logits;         // [chunks not picked, vocab]
   std::vector<SampledToken> picked;  // [chunks with want_logits]; token -1 where a logits row was given
+  // [sum of the chunks' prompt_logits, vocab]: each chunk's first prompt_logits rows, in chunk order.
+  std::vector<float> prompt_logits;
 };
 
 // Seconds spent per stage, accumulated over a run (for the measured-versus-predicted report).
@@ -84,6 +89,8 @@ class CpuForward final : public ForwardPass {
   ForwardStats stats() const override;
 
  private:
+  // Fills out->prompt_logits (StepChunk::prompt_logits), after the step's own logits.
+  absl::Status PromptLogits(const std::vector<StepChunk>& chunks, StepOutput* out);
   void Attention(int layer, const std::vector<StepChunk>& chunks, int tokens);
   void FeedForward(int layer, int tokens);
 

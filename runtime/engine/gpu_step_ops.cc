@@ -262,7 +262,10 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   out->logits.resize(static_cast<size_t>(sampled) * vocab);
   out->picked.assign(rows.size(), SampledToken{-1, 0.0f});
   // The step ends here: nothing it queued may still read the staging buffers the next step refills.
-  if (rows.empty()) return compute_.Synchronize();
+  if (rows.empty()) {
+    RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
+    return PromptLogits(layout, out);
+  }
   std::memcpy(buffers_.host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.wanted_rows.data(), buffers_.host_rows.data(),
                                         4LL * rows.size(), compute_));
@@ -306,7 +309,38 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
     out->picked[greedy_chunks[j]] = {buffers_.host_picked_ids.as<int32_t>()[j],
                                      buffers_.host_picked_logprobs.as<float>()[j]};
   }
+  RINGMOE_RETURN_IF_ERROR(PromptLogits(layout, out));
   times_.lm_head += SecondsSince(start);
+  return absl::OkStatus();
+}
+
+absl::Status GpuStepOps::PromptLogits(const StepLayout& layout, StepOutput* out) {
+  const int h = spec_.hidden_size, vocab = spec_.vocab_size;
+  const std::vector<int32_t>& rows = layout.prompt_logit_rows;
+  out->prompt_logits.resize(rows.size() * static_cast<size_t>(vocab));
+  if (rows.empty()) return absl::OkStatus();
+  // Logits synchronised before this, so the row list's staging buffer is free again.
+  std::memcpy(buffers_.host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.wanted_rows.data(), buffers_.host_rows.data(),
+                                                4LL * rows.size(), compute_));
+  for (int first = 0; first < static_cast<int>(rows.size()); first += kLogitsRows) {
+    const int count = std::min<int>(kLogitsRows, static_cast<int>(rows.size()) - first);
+    RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(),
+                                               buffers_.wanted_rows.as<int32_t>() + first, count, h,
+                                               buffers_.final_rows.as<float>(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(),
+                                         count, h, static_cast<float>(spec_.rms_norm_eps),
+                                         buffers_.final_rows.as<float>(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
+                                                  buffers_.final_bf16.data(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(),
+                                            vocab, h, nullptr, buffers_.logits.as<float>(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_logits.data(), buffers_.logits.data(),
+                                                  4LL * count * vocab, compute_));
+    RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
+    std::memcpy(out->prompt_logits.data() + static_cast<size_t>(first) * vocab, buffers_.host_logits.data(),
+                4ULL * count * vocab);
+  }
   return absl::OkStatus();
 }
 

@@ -66,6 +66,9 @@ class GpuStepOps {
   double feeder_wait_seconds() const { return feeder_wait_seconds_; }
 
  private:
+  // Scoring: the logits of layout.prompt_logit_rows into out->prompt_logits, kLogitsRows at a time (called
+  // by Logits once its own rows are done).
+  absl::Status PromptLogits(const StepLayout& layout, StepOutput* out);
   // The device KV view of `layer` for rows from `row` on (their tables and positions).
   gpu::DevicePagedKv DeviceKv(int layer, int row) const;
 

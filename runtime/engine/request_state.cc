@@ -47,12 +47,25 @@ absl::StatusOr<std::unique_ptr<Sequence>> RequestState::Prepare(size_t request_i
   if (!request_.stop.empty() && tokenizer_ == nullptr) {
     return Error(absl::StatusCode::kFailedPrecondition, "stop strings need a tokenizer; use stop_token_ids");
   }
-  if (request_.max_tokens < 1) return Error(absl::StatusCode::kInvalidArgument, "max_tokens must be at least 1");
+  if (request_.max_tokens < 0 || (request_.max_tokens == 0 && !request_.echo)) {
+    return Error(absl::StatusCode::kInvalidArgument, "max_tokens must be at least 1 (0 only with echo)");
+  }
+  if (request_.max_tokens == 0 && request_.n > 1) {
+    return Error(absl::StatusCode::kInvalidArgument, "n must be 1 when max_tokens is 0 (scoring the prompt)");
+  }
+  if (request_.top_logprobs < 0 || request_.top_logprobs > kMaxTopLogprobs) {
+    return Error(absl::StatusCode::kInvalidArgument,
+                 absl::StrCat("top_logprobs must be 0..", kMaxTopLogprobs, ", got ", request_.top_logprobs));
+  }
   if (absl::Status sampling = CheckSamplingRequest(request_, spec.vocab_size); !sampling.ok())
     return Error(sampling.code(), sampling.message());
   const int context = spec.max_position_embeddings;
   const int prompt_length = static_cast<int>(sequence->tokens.size());
-  if (prompt_length >= context) {
+  if (request_.max_tokens == 0 && prompt_length > context) {
+    return Error(absl::StatusCode::kOutOfRange, absl::StrCat("the prompt has ", prompt_length,
+                                                             " tokens but the model's context is ", context));
+  }
+  if (request_.max_tokens > 0 && prompt_length >= context) {
     return Error(absl::StatusCode::kOutOfRange, absl::StrCat("the prompt has ", prompt_length,
                                                              " tokens but the model's context is ", context,
                                                              " (at least one must be left to generate)"));
@@ -69,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> RequestState::Prepare(size_t request_i
   sequence->seed = request_.sampling.seed;
   sequence->random = SeededRandom(ChoiceSeed(request_.sampling.seed, 0));
   sequence->choices_to_fork = request_.n - 1;
+  sequence->prompt_logits = request_.echo && request_.logprobs;
   *prompt_ids = sequence->tokens;
   return sequence;
 }
@@ -110,6 +124,11 @@ void RequestState::Finish(const Sequence&, Result* result) {
   if (decoder_ && !stopped_by_string_) text_ += decoder_->Flush();
   result->text = std::move(text_);
   result->finish_reason = finish_reason_;
+  if (request_.echo) {
+    result->prompt_text = !request_.prompt_text.empty() || tokenizer_ == nullptr
+                              ? request_.prompt_text
+                              : tokenizer_->Decode(result->prompt_ids, /*skip_special_tokens=*/true);
+  }
 }
 
 }  // namespace ringmoe

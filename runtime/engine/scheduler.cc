@@ -32,7 +32,8 @@ void Scheduler::NextStep(std::vector<StepChunk>* chunks, std::vector<Sequence*>*
   int budget = max_step_tokens_;
   for (auto& sequence : running_) {
     Sequence& s = *sequence;
-    if (s.computed < s.prompt_length) continue;
+    // (Nothing to compute: a scoring sequence that generates nothing, done with its prompt.)
+    if (s.computed < s.prompt_length || s.computed == static_cast<int>(s.tokens.size())) continue;
     StepChunk chunk;
     chunk.tokens = s.tokens.data() + s.computed;
     chunk.count = static_cast<int>(s.tokens.size()) - s.computed;  // 1
@@ -43,16 +44,25 @@ void Scheduler::NextStep(std::vector<StepChunk>* chunks, std::vector<Sequence*>*
     chunks->push_back(chunk);
     owners->push_back(&s);
   }
-  // Then prefill chunks, oldest first, in what is left of the budget.
+  // Then prefill chunks, oldest first, in what is left of the budget (and of the scored rows').
+  int scoring_rows = kPromptLogitsStepRows;
   for (auto& sequence : running_) {
     Sequence& s = *sequence;
     if (s.computed >= s.prompt_length || budget <= 0) continue;
     StepChunk chunk;
     chunk.count = std::min(s.prompt_length - s.computed, budget);
+    if (s.prompt_logits) {
+      chunk.count = std::min(chunk.count, scoring_rows);
+      if (chunk.count == 0) continue;
+      scoring_rows -= chunk.count;
+    }
     chunk.tokens = s.tokens.data() + s.computed;
     chunk.start = s.computed;
     chunk.block_table = &s.block_table;
-    chunk.want_logits = s.computed + chunk.count == s.prompt_length;
+    const bool last = s.computed + chunk.count == s.prompt_length;
+    // A sequence that generates nothing (scoring with max_tokens 0) needs no logits past its prompt.
+    chunk.want_logits = last && s.max_new_tokens > 0;
+    if (s.prompt_logits) chunk.prompt_logits = last ? chunk.count - 1 : chunk.count;
     budget -= chunk.count;
     chunks->push_back(chunk);
     owners->push_back(&s);

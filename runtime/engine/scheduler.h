@@ -30,10 +30,17 @@ struct Sequence {
   int choice = 0;           // which of its request's n choices (choice_fork.h)
   int choices_to_fork = 0;  // choice 0 of an n > 1 request: the other choices, started once the prompt is in
   uint64_t seed = 0;        // the request's sampling seed, from which each choice's is derived
+  // Scoring (Request::echo with logprobs): its prefill chunks ask for the logits of every prompt position,
+  // at most kPromptLogitsStepRows of them per step (all scoring sequences together).
+  bool prompt_logits = false;
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_length; }
   int lifetime_tokens() const { return prompt_length + max_new_tokens; }
 };
+
+// Most prompt positions a step scores, over all its scoring chunks: their logits rows are held for the step
+// (at 150k vocabulary entries, 512 rows are 300 MB of f32).
+inline constexpr int kPromptLogitsStepRows = 512;
 
 class Scheduler {
  public:

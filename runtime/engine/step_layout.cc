@@ -82,6 +82,10 @@ StepLayout LayOutStep(const std::vector<StepChunk>& chunks, int micro_batches, b
     if (batch.rows > 0) layout.batches.push_back(std::move(batch));
   }
   for (size_t i = 0; i < chunks.size(); ++i) {
+    for (int t = 0; t < chunks[i].prompt_logits; ++t)
+      layout.prompt_logit_rows.push_back(last_row[i] - chunks[i].count + 1 + t);
+  }
+  for (size_t i = 0; i < chunks.size(); ++i) {
     if (!chunks[i].want_logits) continue;
     layout.logits_rows.push_back(last_row[i]);
     layout.greedy.push_back(chunks[i].greedy);

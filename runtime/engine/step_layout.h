@@ -40,6 +40,8 @@ struct StepLayout {
   // Per chunk with want_logits, in the caller's order: its last row, and whether its token is picked here.
   std::vector<int> logits_rows;
   std::vector<bool> greedy;
+  // Scoring: the rows of every chunk's first StepChunk::prompt_logits tokens, in the caller's chunk order.
+  std::vector<int32_t> prompt_logit_rows;
   std::vector<int32_t> positions;      // Per row.
   std::vector<int32_t> fresh_offsets;  // Per micro-batch: 0, rows of its first fresh chunk, ... (relative).
   // Device-cache rows: per row, the offset of its sequence's table in device_tables, or -1 (host rows);

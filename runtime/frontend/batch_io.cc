@@ -18,6 +18,7 @@
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/choices_output.h"
 #include "runtime/frontend/request_fields.h"
+#include "runtime/frontend/scoring_fields.h"
 
 namespace ringmoe {
 namespace {
@@ -28,7 +29,6 @@ using nlohmann::ordered_json;
 constexpr int kDefaultMaxTokens = 16;
 constexpr double kDefaultTemperature = 1.0;  // The OpenAI completions default (not greedy).
 constexpr int kMaxStopStrings = 4;
-constexpr int kMaxLogprobs = 5;
 
 // Debian's Abseil keeps its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0), which does not convert
 // from std::string_view.
@@ -84,7 +84,8 @@ class LineParser {
       : line_number_(line_number), custom_id_(std::move(custom_id)) {}
 
   absl::Status FieldError(std::string_view field, std::string_view problem) const {
-    return absl::InvalidArgumentError(absl::StrCat(Where(), ": field '", Av(field), "' ", Av(problem)));
+    return WithErrorParam(
+        absl::InvalidArgumentError(absl::StrCat(Where(), ": field '", Av(field), "' ", Av(problem))), field);
   }
 
   std::string Where() const { return absl::StrCat("line ", line_number_, " (custom_id '", custom_id_, "')"); }
@@ -116,6 +117,14 @@ class LineParser {
     } else if (absl::Status status = ParsePrompt(*body, request); !status.ok()) {
       return status;
     }
+    // Before the limits: echo allows max_tokens 0.
+    if (absl::Status status = ParseScoringFields(
+            *body, chat,
+            [this](std::string_view field, std::string_view problem) { return FieldError(field, problem); },
+            &request);
+        !status.ok()) {
+      return status;
+    }
     if (absl::Status status = ParseLimits(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseSampling(*body, request); !status.ok()) return status;
     if (absl::Status status = ParseSamplingFields(
@@ -125,7 +134,6 @@ class LineParser {
       return status;
     }
     if (absl::Status status = ParseStops(*body, request); !status.ok()) return status;
-    if (absl::Status status = ParseLogprobs(*body, request); !status.ok()) return status;
     if (absl::Status status = RejectUnsupported(*body); !status.ok()) return status;
     for (const auto& [key, value] : root.items()) {
       const bool known = IsEnvelopeField(key) || (body == &root && IsKnownBodyField(key, chat));
@@ -250,6 +258,7 @@ class LineParser {
 
   absl::Status ParseLimits(const json& body, Request& request) const {
     request.max_tokens = kDefaultMaxTokens;
+    const int least = request.echo ? 0 : 1;  // echo with max_tokens 0 scores the prompt alone
     if (const json* max_completion = Field(body, "max_completion_tokens")) {
       // Both given: the same value is fine (a client that fills both), different ones are an error.
       if (const json* max_tokens = Field(body, "max_tokens");
@@ -259,18 +268,19 @@ class LineParser {
                                        Describe(*max_tokens), "; give one, or the same value"));
       }
       std::optional<int64_t> value = AsInt64(*max_completion);
-      if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
-        return FieldError(
-            "max_completion_tokens",
-            absl::StrCat("must be an integer >= 1 (at most 2147483647), got ", Describe(*max_completion)));
+      if (!value || *value < least || *value > std::numeric_limits<int>::max()) {
+        return FieldError("max_completion_tokens",
+                          absl::StrCat("must be an integer >= 1 (at most 2147483647; 0 with echo), got ",
+                                       Describe(*max_completion)));
       }
       request.max_tokens = static_cast<int>(*value);
     }
     if (const json* max_tokens = Field(body, "max_tokens")) {
       std::optional<int64_t> value = AsInt64(*max_tokens);
-      if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
-        return FieldError("max_tokens", absl::StrCat("must be an integer >= 1 (at most 2147483647), got ",
-                                                     Describe(*max_tokens)));
+      if (!value || *value < least || *value > std::numeric_limits<int>::max()) {
+        return FieldError("max_tokens",
+                          absl::StrCat("must be an integer >= 1 (at most 2147483647; 0 with echo), got ",
+                                       Describe(*max_tokens)));
       }
       request.max_tokens = static_cast<int>(*value);
     }
@@ -356,23 +366,6 @@ class LineParser {
     return absl::OkStatus();
   }
 
-  absl::Status ParseLogprobs(const json& body, Request& request) const {
-    const json* logprobs = Field(body, "logprobs");
-    if (logprobs == nullptr) return absl::OkStatus();
-    if (logprobs->is_boolean()) {
-      request.logprobs = logprobs->get<bool>();
-      return absl::OkStatus();
-    }
-    std::optional<int64_t> count = AsInt64(*logprobs);
-    if (!count || *count < 0 || *count > kMaxLogprobs) {
-      return FieldError("logprobs", absl::StrCat("must be null, true, false or an integer 0..", kMaxLogprobs,
-                                                 ", got ", Describe(*logprobs)));
-    }
-    // Any integer turns on the chosen token's logprob; top alternatives are not returned yet.
-    request.logprobs = true;
-    return absl::OkStatus();
-  }
-
   // OpenAI options that would change the shape of the answer; silently ignoring them would mislead.
   absl::Status RejectUnsupported(const json& body) const {
     if (const json* best_of = Field(body, "best_of")) {
@@ -380,9 +373,6 @@ class LineParser {
         return FieldError("best_of",
                           absl::StrCat("must be 1 (best_of is not supported), got ", Describe(*best_of)));
       }
-    }
-    if (const json* echo = Field(body, "echo"); echo != nullptr && *echo != json(false)) {
-      return FieldError("echo", absl::StrCat("is not supported (only false), got ", Describe(*echo)));
     }
     if (const json* stream = Field(body, "stream"); stream != nullptr && *stream != json(false)) {
       return FieldError(
@@ -528,28 +518,23 @@ std::string_view IdSuffix(std::string_view batch_request_id) {
   return batch_request_id;
 }
 
-// A float logprob as the shortest decimal that reads back as the same float (not 0.10000000149011612);
-// non-finite values become null.
-ordered_json LogprobJson(float value) {
-  if (!std::isfinite(value)) return nullptr;
-  char text[32];
-  auto [end, error] = std::to_chars(text, text + sizeof(text), value);
-  if (error != std::errc()) return static_cast<double>(value);
-  *end = '\0';
-  return std::strtod(text, nullptr);
-}
-
 std::string Dump(const ordered_json& value) {
   return value.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
 std::string ErrorLine(std::string_view id, std::string_view custom_id, std::string_view code,
-                      absl::string_view message) {
+                      const absl::Status& status) {
   ordered_json line;
   line["id"] = id;
   line["custom_id"] = custom_id;
   line["response"] = nullptr;
-  line["error"] = {{"code", code}, {"message", message}};
+  line["error"] = {{"code", code}, {"message", status.message()}};
+  // The request field at fault, as OpenAI's error objects name it; null when the error is not one field's.
+  if (auto param = status.GetPayload(kErrorParamPayload); param.has_value()) {
+    line["error"]["param"] = std::string(*param);
+  } else {
+    line["error"]["param"] = nullptr;
+  }
   return Dump(line);
 }
 
@@ -611,16 +596,16 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
                              std::string_view batch_request_id, std::optional<int64_t> created_unix_seconds) {
   if (!line.request.ok()) {
     return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(line.request.status()),
-                     line.request.status().message());
+                     line.request.status());
   }
   if (result == nullptr) {
-    return ErrorLine(batch_request_id, line.custom_id, "internal_error",
-                     absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id,
-                                  "'): the engine returned no result for this request"));
+    return ErrorLine(
+        batch_request_id, line.custom_id, "internal_error",
+        absl::InternalError(absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id,
+                                         "'): the engine returned no result for this request")));
   }
   if (!result->status.ok()) {
-    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(result->status),
-                     result->status.message());
+    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(result->status), result->status);
   }
 
   const int64_t created = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
@@ -638,24 +623,11 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
     return Dump(output);
   }
 
-  ordered_json logprobs = nullptr;
-  if (line.request->logprobs) {
-    ordered_json tokens = ordered_json::array();
-    ordered_json token_logprobs = ordered_json::array();
-    bool have_strings = result->token_strings.size() == result->logprobs.size();
-    for (size_t i = 0; i < result->logprobs.size(); ++i) {
-      // Without a tokenizer there is no text per token; token_ids still carries the ids.
-      tokens.push_back(have_strings ? result->token_strings[i] : std::string());
-      token_logprobs.push_back(LogprobJson(result->logprobs[i]));
-    }
-    logprobs = {{"tokens", std::move(tokens)}, {"token_logprobs", std::move(token_logprobs)}};
-  }
-
   ordered_json choice;
   choice["index"] = 0;
-  choice["text"] = result->text;
+  choice["text"] = CompletionText(*line.request, *result);
   choice["token_ids"] = result->token_ids;
-  choice["logprobs"] = std::move(logprobs);
+  choice["logprobs"] = CompletionLogprobs(*line.request, *result);
   choice["finish_reason"] = result->finish_reason == FinishReason::kStop ? "stop" : "length";
 
   const int64_t prompt_tokens = static_cast<int64_t>(result->prompt_ids.size());
@@ -708,6 +680,11 @@ std::string ErrorCodeFor(const absl::Status& status) {
 
 absl::Status WithErrorCode(absl::Status status, std::string_view code) {
   status.SetPayload(kErrorCodePayload, absl::Cord(Av(code)));
+  return status;
+}
+
+absl::Status WithErrorParam(absl::Status status, std::string_view field) {
+  status.SetPayload(kErrorParamPayload, absl::Cord(Av(field)));
   return status;
 }
 

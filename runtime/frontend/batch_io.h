@@ -75,6 +75,10 @@ inline constexpr char kErrorCodePayload[] = "type.ringmoe/error_code";
 std::string ErrorCodeFor(const absl::Status& status);
 // Returns `status` tagged with an explicit error code for ErrorCodeFor.
 absl::Status WithErrorCode(absl::Status status, std::string_view code);
+// Returns `status` tagged with the request field at fault: an error line writes it as error.param (null for a
+// status without one).
+inline constexpr char kErrorParamPayload[] = "type.ringmoe/error_param";
+absl::Status WithErrorParam(absl::Status status, std::string_view field);
 
 // The seed used when a request gives none: a stable 64-bit hash (FNV-1a) of the custom_id, so reruns of the
 // same file sample the same tokens.

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/frontend/scoring_fields.h"
 
 namespace ringmoe {
 namespace {
@@ -14,16 +15,6 @@ using nlohmann::ordered_json;
 
 std::string Where(const BatchLine& line) {
   return absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id, "')");
-}
-
-// The shortest decimal that reads back as the same float; non-finite values become null.
-ordered_json LogprobValue(float value) {
-  if (!std::isfinite(value)) return nullptr;
-  char text[32];
-  auto [end, error] = std::to_chars(text, text + sizeof(text), value);
-  if (error != std::errc()) return static_cast<double>(value);
-  *end = '\0';
-  return std::strtod(text, nullptr);
 }
 
 }  // namespace
@@ -97,21 +88,7 @@ ordered_json ChatCompletionBody(const BatchLine& line, const Result& result, std
   message["content"] = split.content;
   if (split.found) message["reasoning_content"] = split.reasoning;
 
-  ordered_json logprobs = nullptr;
-  if (line.request.ok() && line.request->logprobs) {
-    ordered_json content = ordered_json::array();
-    const bool have_strings = result.token_strings.size() == result.logprobs.size();
-    for (size_t i = 0; i < result.logprobs.size(); ++i) {
-      const std::string token = have_strings ? result.token_strings[i] : std::string();
-      ordered_json bytes = ordered_json::array();
-      for (unsigned char byte : token) bytes.push_back(static_cast<int>(byte));
-      content.push_back({{"token", token},
-                         {"logprob", LogprobValue(result.logprobs[i])},
-                         {"bytes", std::move(bytes)},
-                         {"top_logprobs", ordered_json::array()}});
-    }
-    logprobs = {{"content", std::move(content)}};
-  }
+  ordered_json logprobs = line.request.ok() ? ChatLogprobs(*line.request, result) : ordered_json(nullptr);
 
   ordered_json choice;
   choice["index"] = 0;

@@ -8,6 +8,7 @@
 //   sampling_fields.h  n, top_k, min_p, the penalties, min_tokens, logit_bias: parsed and range-checked.
 //   generation_defaults.h  Defaults from generation_config.json for the fields a request omits (vLLM's way).
 //   choices_output.h  The output line of a request with n > 1 choices.
+//   scoring_fields.h  logprobs with top alternatives, top_logprobs and echo (scoring): parsing and output.
 //   batch_output.h  The output file: lines appended as results finish, --resume, no clobbering, one writer.
 //   job_signals.h  SIGINT/SIGTERM during a job: stop cleanly, and a second signal exits between two lines.
 //   job_plan.h   A batch file's workload, planning it (profile, device, search) and the measured run.
@@ -27,4 +28,5 @@
 #include "runtime/frontend/progress.h"
 #include "runtime/frontend/request_fields.h"
 #include "runtime/frontend/sampling_fields.h"
+#include "runtime/frontend/scoring_fields.h"
 #include "runtime/frontend/shard.h"

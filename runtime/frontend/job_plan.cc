@@ -86,7 +86,8 @@ void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokeniz
     absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(line.request->prompt_text, true);
     if (!ids.ok()) continue;
     line.request->prompt_ids = std::move(*ids);
-    line.request->prompt_text.clear();
+    // An echo request keeps its text: the engine returns it verbatim (and encodes it to the same ids).
+    if (!line.request->echo) line.request->prompt_text.clear();
   }
 }
 

@@ -73,15 +73,17 @@ void ApplyUnknownFieldPolicy(std::vector<BatchLine>* lines, bool lenient, std::F
   for (BatchLine& line : *lines) {
     if (!line.request.ok() || line.unknown_fields.empty()) continue;
     if (!lenient) {
-      line.request = absl::InvalidArgumentError(absl::StrCat(
-          "line ", line.line_number, " (custom_id '", line.custom_id, "'): field '",
-          line.unknown_fields.front(), "' is not a known request field",
-          line.unknown_fields.size() > 1 ? " (nor are '" : "",
-          line.unknown_fields.size() > 1
-              ? absl::StrCat(
-                    absl::StrJoin(line.unknown_fields.begin() + 1, line.unknown_fields.end(), "', '"), "')")
-              : "",
-          "; check its spelling, or pass --lenient to ignore unknown fields"));
+      line.request = WithErrorParam(
+          absl::InvalidArgumentError(absl::StrCat(
+              "line ", line.line_number, " (custom_id '", line.custom_id, "'): field '",
+              line.unknown_fields.front(), "' is not a known request field",
+              line.unknown_fields.size() > 1 ? " (nor are '" : "",
+              line.unknown_fields.size() > 1 ? absl::StrCat(absl::StrJoin(line.unknown_fields.begin() + 1,
+                                                                          line.unknown_fields.end(), "', '"),
+                                                            "')")
+                                             : "",
+              "; check its spelling, or pass --lenient to ignore unknown fields")),
+          line.unknown_fields.front());
       continue;
     }
     for (const std::string& field : line.unknown_fields) {

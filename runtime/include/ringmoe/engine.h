@@ -77,7 +77,7 @@ struct Request {
   std::string id;                   ///< The caller's name for it (custom_id in batch files).
   std::vector<int32_t> prompt_ids;  ///< Used when prompt_text is empty.
   std::string prompt_text;          ///< Encoded with the model's tokenizer when non-empty.
-  int max_tokens = 16;
+  int max_tokens = 16;              ///< At least 1; 0 only with echo (scoring: nothing is generated).
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;  ///< Generation stops after emitting one of these (as with EOS).
   std::vector<std::string> stop;        ///< Stop strings; the text is cut before the match.
@@ -86,6 +86,22 @@ struct Request {
   /// Completions to generate from the one prompt, each with its own generator (choice 0 seeded by
   /// sampling.seed). The prompt is prefilled once: the other choices share its KV blocks.
   int n = 1;
+  /// With logprobs: also report this many most likely tokens at each position (0..kMaxTopLogprobs).
+  int top_logprobs = 0;
+  /// Return the prompt beside the completion (Result::prompt_text) and, with logprobs, the log-probability
+  /// of every prompt token (Result::prompt_logprobs): the LM head then runs over every prompt position.
+  /// With echo, max_tokens may be 0: the prompt is scored and nothing is generated.
+  bool echo = false;
+};
+
+/// The most alternatives Request::top_logprobs may ask for (OpenAI's and vLLM's limit).
+inline constexpr int kMaxTopLogprobs = 20;
+
+/// A token and its log-probability, with its text piece (empty without a tokenizer).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::string text;
 };
 
 enum class FinishReason { kStop, kLength };
@@ -97,6 +113,18 @@ struct Result {
   std::vector<int32_t> token_ids;
   std::vector<float> logprobs;             ///< One per token when Request::logprobs, else empty.
   std::vector<std::string> token_strings;  ///< Decoded text piece of each token, with logprobs.
+  /// With logprobs and top_logprobs > 0: per generated token, the top_logprobs most likely tokens, most
+  /// likely first (ties: lower id first). All log-probabilities here are the model's own distribution,
+  /// before temperature and top-p, as `logprobs` is.
+  std::vector<std::vector<TokenLogprob>> top_logprobs;
+  /// With echo: the prompt as text (prompt_text as given, else the decoded prompt_ids).
+  std::string prompt_text;
+  /// With echo and logprobs, one entry per prompt token: its log-probability given the tokens before it
+  /// (NaN for the first, which has no context), its text piece, and (top_logprobs > 0) the most likely
+  /// tokens at its position (empty for the first).
+  std::vector<float> prompt_logprobs;
+  std::vector<std::string> prompt_token_strings;
+  std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
   std::string text;                        ///< Detokenised completion; empty when no tokenizer is loaded.
   FinishReason finish_reason = FinishReason::kLength;
   /// Request::n > 1: choices 1 .. n-1 (the fields above are choice 0), each a whole Result with the request's
