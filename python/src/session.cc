@@ -204,7 +204,9 @@ absl::StatusOr<RunFileSummary> EngineSession::RunFile(const std::string& input, 
   BatchOutputFile& out = **opened;
   RunFileSummary summary;
   summary.input_lines = static_cast<int64_t>(lines.size());
-  const std::vector<bool> answered = AnsweredLines(lines, out.finished());
+  absl::StatusOr<std::vector<bool>> answered_or = AnsweredLines(lines, out.finished(), out.KeptLineReader());
+  if (!answered_or.ok()) return answered_or.status();
+  const std::vector<bool>& answered = *answered_or;
   std::vector<BatchLine> to_run;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (!answered[i]) to_run.push_back(std::move(lines[i]));

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -193,53 +194,83 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   return Engine(std::move(impl));
 }
 
-absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> requests,
-                                                     const TokenCallback& on_token,
-                                                     const ResultCallback& on_result) {
-  Impl& impl = *impl_;
-  const Tokenizer* tokenizer = this->tokenizer();
-  std::vector<Result> results(requests.size());
-  std::vector<RequestState> states;
-  states.reserve(requests.size());
+namespace {
+
+// One request the engine holds, from when it is handed out until its result is reported: at most the
+// scheduler's window of waiting requests plus the running batch.
+struct HeldRequest {
+  Request owned;                     // a streamed request lives here
+  const Request* request = nullptr;  // &owned, or the caller's span element
+  std::optional<RequestState> state;
+  Result result;
+};
+
+// Fills `held.request` with the next request; false at the end.
+using NextHeldRequest = std::function<bool(HeldRequest& held)>;
+// Reports a final result; the callee may move from it (it is dropped next).
+using ReportResult = std::function<void(size_t request_index, Result& result)>;
+
+// Generate and GenerateStream: continuous batching over the requests `next_request` hands out, a window
+// ahead of the scheduler.
+absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request, const TokenCallback& on_token,
+                         const ReportResult& report) {
+  const Tokenizer* tokenizer = impl.tokenizer.get();
   Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
+  // The requests handed out and not reported yet, by request index.
+  absl::flat_hash_map<size_t, std::unique_ptr<HeldRequest>> held;
+  // Requests are pulled while fewer than this many wait: admission (first come, first served, up to the
+  // batch) then sees the same queue head as with every request queued at once.
+  const int window = std::max(1, impl.options.plan.batch);
+  size_t next_index = 0;
+  bool feed_done = false;
 
   // Cancel's request ends this call, whichever way it returns; a later Generate starts afresh.
   struct ClearCancel {
-    Impl& impl;
+    Engine::Impl& impl;
     ~ClearCancel() { impl.cancel_requested.store(false, std::memory_order_release); }
   } clear_cancel{impl};
   auto cancelled = [&] { return impl.cancel_requested.load(std::memory_order_acquire); };
+  // Reports held request `i` and forgets it.
+  auto finish = [&](size_t i) {
+    auto it = held.find(i);
+    report(i, it->second->result);
+    held.erase(it);
+  };
   // Reports request `i` as cancelled: its status says how far it got; partial output is dropped.
   auto report_cancelled = [&](size_t i, int generated) {
-    Result& result = results[i];
-    result = Result{};
-    result.id = requests[i].id;
-    result.status =
-        generated < 0
-            ? absl::CancelledError(absl::StrCat("request '", requests[i].id, "' cancelled before it started"))
-            : absl::CancelledError(absl::StrCat("request '", requests[i].id,
-                                                "' cancelled while running, after ", generated,
-                                                " generated tokens"));
-    if (on_result) on_result(i, result);
+    HeldRequest& request = *held.at(i);
+    const std::string& id = request.request->id;
+    request.result = Result{};
+    request.result.id = id;
+    request.result.status =
+        generated < 0 ? absl::CancelledError(absl::StrCat("request '", id, "' cancelled before it started"))
+                      : absl::CancelledError(absl::StrCat("request '", id, "' cancelled while running, after ",
+                                                          generated, " generated tokens"));
+    finish(i);
   };
-
-  for (size_t i = 0; i < requests.size(); ++i) {
-    states.emplace_back(requests[i], impl.spec, tokenizer);
-    Result& result = results[i];
-    result.id = requests[i].id;
-    if (cancelled()) {
-      report_cancelled(i, -1);
-      continue;
+  // Pulls requests until the window is full or the feed ends; one that fails before it is scheduled is
+  // reported at once and never held.
+  auto pull = [&] {
+    while (!feed_done && !cancelled() && scheduler.waiting() < window) {
+      auto request = std::make_unique<HeldRequest>();
+      if (!next_request(*request)) {
+        feed_done = true;
+        break;
+      }
+      const size_t i = next_index++;
+      request->state.emplace(*request->request, impl.spec, tokenizer);
+      request->result.id = request->request->id;
+      absl::StatusOr<std::unique_ptr<Sequence>> sequence =
+          request->state->Prepare(i, impl.spec, *impl.kv_cache, &request->result.prompt_ids);
+      if (!sequence.ok()) {
+        request->result.status = sequence.status();
+        report(i, request->result);  // final now: it will never be scheduled
+        continue;
+      }
+      held.emplace(i, std::move(request));
+      scheduler.Enqueue(std::move(*sequence));
     }
-    absl::StatusOr<std::unique_ptr<Sequence>> sequence =
-        states.back().Prepare(i, impl.spec, *impl.kv_cache, &result.prompt_ids);
-    if (!sequence.ok()) {
-      result.status = sequence.status();
-      if (on_result) on_result(i, result);  // final now: it will never be scheduled
-      continue;
-    }
-    scheduler.Enqueue(std::move(*sequence));
-  }
+  };
 
   ForwardPass& forward = *impl.forward;
   const ForwardStats before = forward.stats();
@@ -251,6 +282,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
+  std::vector<HeldRequest*> sampling_requests;  // the request of each sampling row
   absl::flat_hash_map<size_t, absl::Status> nan_failures;  // request index -> its error
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();
@@ -263,7 +295,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
   }
   FILE* step_log = step_log_file.get();
-  while (!scheduler.Idle()) {
+  for (;;) {
+    pull();
     if (cancelled()) {
       // Stop admitting: what waits is cancelled now; what runs gets until the deadline.
       for (std::unique_ptr<Sequence>& waiting : scheduler.TakeWaiting()) {
@@ -274,14 +307,14 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
           report_cancelled(running->request_index, running->generated());
         }
       }
-      if (scheduler.Idle()) break;
     }
+    if (scheduler.Idle()) break;  // the feed has ended (or the run was cancelled) and nothing is left
     scheduler.NextStep(&chunks, &owners);
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
     for (size_t c = 0; c < chunks.size(); ++c) {
-      chunks[c].greedy = requests[owners[c]->request_index].sampling.temperature <= 0.0f;
+      chunks[c].greedy = held.at(owners[c]->request_index)->request->sampling.temperature <= 0.0f;
     }
     // A checkpoint truncated or rewritten under the job ends it here with a clear error, before this step
     // reads it (a change during a step is MappedFile's SIGBUS handler's; see io/mapped_file.h).
@@ -307,11 +340,13 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     // Sample every row in parallel (each sequence has its own generator), then record them in order.
     const auto sampling_start = std::chrono::steady_clock::now();
     sampling_rows.clear();
+    sampling_requests.clear();
     int logits_row = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
       if (!chunks[c].want_logits) continue;
       const bool picked = step_output.picked[sampling_rows.size()].token >= 0;
       sampling_rows.push_back({picked ? -1 : logits_row++, owners[c]});
+      sampling_requests.push_back(held.at(owners[c]->request_index).get());
     }
     sampled.resize(sampling_rows.size());
     impl.workers->ParallelFor(static_cast<int64_t>(sampling_rows.size()), 4, [&](int64_t begin, int64_t end) {
@@ -324,7 +359,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         }
         Sequence& sequence = *sampling_rows[i].second;
         sampled[i] = SampleToken(step_output.logits.data() + static_cast<int64_t>(row) * vocab, vocab,
-                                 requests[sequence.request_index].sampling, sequence.random, scratch);
+                                 sampling_requests[i]->request->sampling, sequence.random, scratch);
       }
     });
     for (size_t i = 0; i < sampling_rows.size(); ++i) {
@@ -336,14 +371,15 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         nan_failures.emplace(
             sequence.request_index,
             absl::InternalError(
-                absl::StrCat("request '", requests[sequence.request_index].id,
+                absl::StrCat("request '", sampling_requests[i]->request->id,
                              "': the model's logits are NaN at generated token ", sequence.generated() + 1,
                              " (the checkpoint holds NaN or Inf weights, or the computation overflowed)")));
         sequence.finished = true;
         continue;
       }
       sequence.tokens.push_back(sampled[i].token);
-      states[sequence.request_index].Accept(sampled[i], sequence, &results[sequence.request_index]);
+      HeldRequest& request = *sampling_requests[i];
+      request.state->Accept(sampled[i], sequence, &request.result);
       if (on_token) {
         on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
                   sequence.prompt_length});
@@ -351,15 +387,16 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
     stats.sampling_seconds += SecondsSince(sampling_start);
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
+      HeldRequest& request = *held.at(done->request_index);
       if (auto failure = nan_failures.find(done->request_index); failure != nan_failures.end()) {
-        results[done->request_index] = Result{};
-        results[done->request_index].id = requests[done->request_index].id;
-        results[done->request_index].status = failure->second;
-        if (on_result) on_result(done->request_index, results[done->request_index]);
-        continue;
+        request.result = Result{};
+        request.result.id = request.request->id;
+        request.result.status = failure->second;
+        nan_failures.erase(failure);
+      } else {
+        request.state->Finish(*done, &request.result);
       }
-      states[done->request_index].Finish(*done, &results[done->request_index]);
-      if (on_result) on_result(done->request_index, results[done->request_index]);
+      finish(done->request_index);
     }
     const double step_seconds = SecondsSince(step_start);
     if (step_log != nullptr) {
@@ -403,7 +440,55 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   if (getrusage(RUSAGE_SELF, &usage) == 0)
     stats.host_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
   impl.last_run_stats = stats;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> requests,
+                                                     const TokenCallback& on_token,
+                                                     const ResultCallback& on_result) {
+  std::vector<Result> results(requests.size());
+  std::vector<bool> reported(requests.size(), false);
+  size_t next = 0;
+  absl::Status run = RunRequests(
+      *impl_,
+      [&](HeldRequest& held) {
+        if (next >= requests.size()) return false;
+        held.request = &requests[next++];
+        return true;
+      },
+      on_token,
+      [&](size_t i, Result& result) {
+        if (on_result) on_result(i, result);
+        results[i] = std::move(result);
+        reported[i] = true;
+      });
+  if (!run.ok()) return run;
+  // A cancelled run stops handing requests out: the rest never started.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (reported[i]) continue;
+    results[i].id = requests[i].id;
+    results[i].status =
+        absl::CancelledError(absl::StrCat("request '", requests[i].id, "' cancelled before it started"));
+    if (on_result) on_result(i, results[i]);
+  }
   return results;
+}
+
+absl::Status Engine::GenerateStream(const RequestFeed& next_request, const TokenCallback& on_token,
+                                    const ResultCallback& on_result) {
+  return RunRequests(
+      *impl_,
+      [&](HeldRequest& held) {
+        if (!next_request(&held.owned)) return false;
+        held.request = &held.owned;
+        return true;
+      },
+      on_token,
+      [&](size_t i, Result& result) {
+        if (on_result) on_result(i, result);
+      });
 }
 
 }  // namespace ringmoe

@@ -16,6 +16,25 @@
 
 namespace ringmoe {
 
+// A job's workload counted one line at a time, so that a streamed input is never held (ringmoe run and
+// ringmoe plan --input): the same figures as WorkloadFromBatchLines. Thread-compatible.
+class WorkloadCounter {
+ public:
+  // `tokenizer` (may be null) counts text prompts; `tokenizer_problem` says why there is none.
+  WorkloadCounter(const Tokenizer* tokenizer, std::string tokenizer_problem);
+  // A valid line's prompt length and max_tokens; a bad line is counted as left out.
+  void Add(const BatchLine& line);
+  int64_t requests() const { return requests_; }
+  // InvalidArgument naming `source` when no valid line was added.
+  absl::StatusOr<planner::Workload> Finish(const ModelSpec& spec, const std::string& source) const;
+
+ private:
+  const Tokenizer* tokenizer_;
+  std::string tokenizer_problem_;
+  int64_t requests_ = 0, bad_ = 0, estimated_ = 0, exact_text_ = 0;
+  int64_t prompt_sum_ = 0, gen_sum_ = 0, longest_ = 0;
+};
+
 // Prompt lengths of the valid lines: token-id prompts exactly, text prompts through `tokenizer` when given,
 // else ceil(bytes / 4) (the note says which, and why: `tokenizer_problem`). Generation lengths are
 // max_tokens.
