@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -210,17 +211,17 @@ using NextHeldRequest = std::function<bool(HeldRequest& held)>;
 // Reports a final result; the callee may move from it (it is dropped next).
 using ReportResult = std::function<void(size_t request_index, Result& result)>;
 
-// Generate and GenerateStream: continuous batching over the requests `next_request` hands out, a window
-// ahead of the scheduler.
+// Generate and GenerateStream: continuous batching over the requests `next_request` hands out, pulled while
+// fewer than `window` wait to be scheduled (0: the plan's batch). Admission (first come, first served, up to
+// the batch) then sees the same queue head as with every request queued at once, so any window of at least
+// the batch runs the same steps.
 absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request, const TokenCallback& on_token,
-                         const ReportResult& report) {
+                         const ReportResult& report, size_t window) {
   const Tokenizer* tokenizer = impl.tokenizer.get();
   Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
   // The requests handed out and not reported yet, by request index.
   absl::flat_hash_map<size_t, std::unique_ptr<HeldRequest>> held;
-  // Requests are pulled while fewer than this many wait: admission (first come, first served, up to the
-  // batch) then sees the same queue head as with every request queued at once.
-  const int window = std::max(1, impl.options.plan.batch);
+  if (window == 0) window = static_cast<size_t>(std::max(1, impl.options.plan.batch));
   size_t next_index = 0;
   bool feed_done = false;
 
@@ -251,7 +252,7 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
   // Pulls requests until the window is full or the feed ends; one that fails before it is scheduled is
   // reported at once and never held.
   auto pull = [&] {
-    while (!feed_done && !cancelled() && scheduler.waiting() < window) {
+    while (!feed_done && !cancelled() && static_cast<size_t>(scheduler.waiting()) < window) {
       auto request = std::make_unique<HeldRequest>();
       if (!next_request(*request)) {
         feed_done = true;
@@ -463,7 +464,10 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         if (on_result) on_result(i, result);
         results[i] = std::move(result);
         reported[i] = true;
-      });
+      },
+      // Every request queued at once, as the span is held anyway: a request that fails before it is
+      // scheduled is reported before the first step.
+      std::numeric_limits<size_t>::max());
   if (!run.ok()) return run;
   // A cancelled run stops handing requests out: the rest never started.
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -488,7 +492,8 @@ absl::Status Engine::GenerateStream(const RequestFeed& next_request, const Token
       on_token,
       [&](size_t i, Result& result) {
         if (on_result) on_result(i, result);
-      });
+      },
+      /*window=*/0);
 }
 
 }  // namespace ringmoe

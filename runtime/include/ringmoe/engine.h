@@ -171,7 +171,9 @@ class Engine {
 
   /// Generate for a job of any length: requests are pulled from `next_request` a window ahead of the engine
   /// (the plan's batch), each is tokenised when it is pulled, its Result reported through `on_result` as soon
-  /// as it is final and then forgotten, so memory stays bounded by what is in flight. `request_index` in the
+  /// as it is final and then forgotten, so memory stays bounded by what is in flight. (Generate queues its
+  /// whole span at once, and so reports requests that fail before they are scheduled before the first step;
+  /// GenerateStream reports them when it pulls them.) `request_index` in the
   /// callbacks counts the requests in the order the feed handed them out (0, 1, ...). Scheduling is the same
   /// as Generate's (first come, first served), so the same requests give the same results. After Cancel the
   /// feed is not called again; requests it handed out and that are not finished are reported cancelled, as
