@@ -58,9 +58,10 @@ TEST_F(BatchReaderTest, AStreamedPassReadsWhatReadBatchFileReads) {
       "{\"custom_id\": \"b\", \"prompt\": [2]}\n"
       "not json\n"
       "{\"custom_id\": \"a\", \"prompt\": [3]}\n"
-      "{\"custom_id\": \"line-4\", \"prompt\": [4]}\n"  // the fallback id of line 4: repeated, not a duplicate
+      "{\"custom_id\": \"line-4\", \"prompt\": [4]}\n"  // the fallback id of line 4: repeated, not a
+                                                        // duplicate
       "{\"custom_id\": \"b\", \"prompt\": \"bad\", \"max_tokens\": 0}\n"  // repeated but already bad
-      "{\"custom_id\": \"a\", \"prompt\": [5]}";  // no final newline
+      "{\"custom_id\": \"a\", \"prompt\": [5]}";                          // no final newline
   const std::string path = Write(text);
   absl::StatusOr<CustomIdScan> scan = ScanCustomIds(path);
   ASSERT_TRUE(scan.ok()) << scan.status();
@@ -103,7 +104,8 @@ TEST_F(BatchReaderTest, UniqueIdsKeepNothing) {
 }
 
 TEST_F(BatchReaderTest, AFileChangedAfterTheScanIsAnError) {
-  const std::string path = Write("{\"custom_id\": \"a\", \"prompt\": [1]}\n{\"custom_id\": \"b\", \"prompt\": [1]}\n");
+  const std::string path =
+      Write("{\"custom_id\": \"a\", \"prompt\": [1]}\n{\"custom_id\": \"b\", \"prompt\": [1]}\n");
   absl::StatusOr<CustomIdScan> scan = ScanCustomIds(path);
   ASSERT_TRUE(scan.ok()) << scan.status();
   // Changed before a pass opens it: refused at once.

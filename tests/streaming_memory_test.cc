@@ -43,9 +43,8 @@ struct Finished {
 class StreamingMemoryTest : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ringmoe_streaming_" + std::to_string(::getpid()) + "_" +
-            testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("ringmoe_streaming_" + std::to_string(::getpid()) + "_" +
+                                        testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -54,7 +53,8 @@ class StreamingMemoryTest : public testing::Test {
   pid_t Start(const std::vector<std::string>& arguments) {
     std::vector<std::string> argv = {kBinary, "run"};
     argv.insert(argv.end(), arguments.begin(), arguments.end());
-    for (const char* fast : {"--device", "cpu", "--no-plan", "--quiet", "--threads", "2", "--cpu-dtype", "f32"})
+    for (const char* fast :
+         {"--device", "cpu", "--no-plan", "--quiet", "--threads", "2", "--cpu-dtype", "f32"})
       argv.push_back(fast);
     std::vector<char*> c_argv;
     for (std::string& argument : argv) c_argv.push_back(argument.data());
@@ -62,7 +62,8 @@ class StreamingMemoryTest : public testing::Test {
     std::string cache = "XDG_CACHE_HOME=" + (dir_ / "cache").string();
     std::vector<std::string> environment = {cache, "PATH=/usr/bin:/bin"};
     for (const char* inherited : {"HOME", "LD_LIBRARY_PATH"})
-      if (const char* value = std::getenv(inherited)) environment.push_back(std::string(inherited) + "=" + value);
+      if (const char* value = std::getenv(inherited))
+        environment.push_back(std::string(inherited) + "=" + value);
     std::vector<char*> c_environment;
     for (std::string& entry : environment) c_environment.push_back(entry.data());
     c_environment.push_back(nullptr);
@@ -116,8 +117,8 @@ TEST_F(StreamingMemoryTest, PeakMemoryDoesNotGrowWithTheNumberOfRequests) {
     const fs::path input = WriteRequests(count, "requests" + std::to_string(count) + ".jsonl");
     const fs::path output = dir_ / ("out" + std::to_string(count) + ".jsonl");
     const auto start = std::chrono::steady_clock::now();
-    Finished finished = Wait(Start({"--model", kTinyModel, "--input", input.string(), "--output", output.string(),
-                                    "--max-batch", "64", "--prefill-chunk", "64"}));
+    Finished finished = Wait(Start({"--model", kTinyModel, "--input", input.string(), "--output",
+                                    output.string(), "--max-batch", "64", "--prefill-chunk", "64"}));
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(finished.exit_code, 0) << finished.stderr_text;
     std::set<std::string> ids;

@@ -19,9 +19,9 @@
 #include "ringmoe/tokenizer.h"
 #include "runtime/cli/commands.h"
 #include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
-#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/job_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
@@ -78,7 +78,8 @@ int PlanJobFromFlags(const PlanCommandFlags& flags) {
     // line (chat lines rendered through their template, text prompts tokenised) and keeps none.
     absl::StatusOr<CustomIdScan> scan = ScanCustomIds(flags.input);
     if (!scan.ok()) return Fail(std::string(scan.status().message()));
-    absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer = LoadJobTokenizer(flags.model, flags.tokenizer);
+    absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
+        LoadJobTokenizer(flags.model, flags.tokenizer);
     ChatTemplateOnce chat_template(flags.tokenizer.empty() ? flags.model : flags.tokenizer, "");
     JobLineOptions line_options;
     line_options.input = flags.input;

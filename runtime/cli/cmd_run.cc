@@ -149,7 +149,8 @@ struct JobCount {
 
 // The first pass over the job's lines: counts them and their workload, holding none of them.
 absl::StatusOr<JobCount> CountJob(const JobLineOptions& options, const CustomIdScan& scan,
-                                  const Tokenizer* tokenizer, const ModelSpec& spec, const std::string& source) {
+                                  const Tokenizer* tokenizer, const ModelSpec& spec,
+                                  const std::string& source) {
   absl::StatusOr<std::unique_ptr<JobLines>> lines = JobLines::Open(options, scan);
   if (!lines.ok()) return lines.status();
   WorkloadCounter counter(tokenizer, "no tokenizer.json beside the model; pass --tokenizer");
@@ -214,7 +215,8 @@ int RunJob(RunFlags& flags) {
   BatchOutputFile& output = **opened;
 
   // Chat lines: messages through the model's chat template, to prompt ids (loaded when a line needs it).
-  ChatTemplateOnce chat_template(flags.tokenizer.empty() ? flags.model : flags.tokenizer, flags.chat_template);
+  ChatTemplateOnce chat_template(flags.tokenizer.empty() ? flags.model : flags.tokenizer,
+                                 flags.chat_template);
   JobLineOptions line_options;
   line_options.input = flags.input;
   line_options.shard = *shard;
@@ -378,8 +380,7 @@ int RunJob(RunFlags& flags) {
                  stop_signal != 0 ? absl::StrCat("stopped by ", SignalName(stop_signal)).c_str()
                                   : "stopped: the output cannot be written",
                  static_cast<long long>(output.appended_lines()), static_cast<long long>(not_answered),
-                 flags.output.c_str(),
-                 ResumeCommand(flags).c_str());
+                 flags.output.c_str(), ResumeCommand(flags).c_str());
     return stop_signal != 0 ? 128 + stop_signal : 1;
   }
   if (!results.ok() || !lines.status().ok()) {
@@ -398,8 +399,7 @@ int RunJob(RunFlags& flags) {
       count->lines, flags.output, failed, prompt_tokens, generated, seconds,
       seconds > 0 ? generated / seconds : 0.0);
   const RunStats& stats = engine->last_run_stats();
-  const planner::MeasuredRun measured =
-      MeasuredFrom(stats, count->requests, engine->info().device == "gpu");
+  const planner::MeasuredRun measured = MeasuredFrom(stats, count->requests, engine->info().device == "gpu");
   if (report) std::fputs(planner::FormatMeasuredBesidePredicted(*report, measured).c_str(), stderr);
   if (!flags.report_json.empty()) {
     std::ofstream json(flags.report_json, std::ios::binary | std::ios::trunc);

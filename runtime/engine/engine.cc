@@ -215,8 +215,8 @@ using ReportResult = std::function<void(size_t request_index, Result& result)>;
 // fewer than `window` wait to be scheduled (0: the plan's batch). Admission (first come, first served, up to
 // the batch) then sees the same queue head as with every request queued at once, so any window of at least
 // the batch runs the same steps.
-absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request, const TokenCallback& on_token,
-                         const ReportResult& report, size_t window) {
+absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request,
+                         const TokenCallback& on_token, const ReportResult& report, size_t window) {
   const Tokenizer* tokenizer = impl.tokenizer.get();
   Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
   // The requests handed out and not reported yet, by request index.
@@ -244,9 +244,10 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
     request.result = Result{};
     request.result.id = id;
     request.result.status =
-        generated < 0 ? absl::CancelledError(absl::StrCat("request '", id, "' cancelled before it started"))
-                      : absl::CancelledError(absl::StrCat("request '", id, "' cancelled while running, after ",
-                                                          generated, " generated tokens"));
+        generated < 0
+            ? absl::CancelledError(absl::StrCat("request '", id, "' cancelled before it started"))
+            : absl::CancelledError(absl::StrCat("request '", id, "' cancelled while running, after ",
+                                                generated, " generated tokens"));
     finish(i);
   };
   // Pulls requests until the window is full or the feed ends; one that fails before it is scheduled is
@@ -283,7 +284,7 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
   // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
-  std::vector<HeldRequest*> sampling_requests;  // the request of each sampling row
+  std::vector<HeldRequest*> sampling_requests;             // the request of each sampling row
   absl::flat_hash_map<size_t, absl::Status> nan_failures;  // request index -> its error
   const int vocab = impl.spec.vocab_size;
   const int64_t kv_bytes_per_token = impl.kv_cache->bytes_per_token();

@@ -468,7 +468,6 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
   return parsed;
 }
 
-
 // "batch_req_<suffix>" -> "<suffix>", from which the response's "req_<suffix>" and "cmpl-<suffix>" are built.
 std::string_view IdSuffix(std::string_view batch_request_id) {
   constexpr std::string_view kPrefix = "batch_req_";
@@ -559,8 +558,8 @@ absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path) {
   }
   ::close(*fd);
   if (stream.read_error()) {
-    return absl::DataLossError(absl::StrCat("error reading ", path, " after line ", stream.line_number(), ": ",
-                                            std::strerror(stream.read_errno())));
+    return absl::DataLossError(absl::StrCat("error reading ", path, " after line ", stream.line_number(),
+                                            ": ", std::strerror(stream.read_errno())));
   }
   return lines;
 }

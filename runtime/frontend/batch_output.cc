@@ -6,11 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstring>
-#include <algorithm>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -208,12 +208,13 @@ absl::StatusOr<std::vector<bool>> AnsweredLines(const std::vector<BatchLine>& li
 }
 
 OutputLineAt BatchOutputFile::KeptLineReader() const {
-  return [fd = fd_, limit = finished_.complete_bytes, path = path_](int64_t offset) -> absl::StatusOr<std::string> {
+  return [fd = fd_, limit = finished_.complete_bytes,
+          path = path_](int64_t offset) -> absl::StatusOr<std::string> {
     std::string line;
     char block[4096];
     while (offset < limit) {
-      const ssize_t got = ::pread(fd, block, static_cast<size_t>(std::min<int64_t>(sizeof(block), limit - offset)),
-                                  offset);
+      const ssize_t got =
+          ::pread(fd, block, static_cast<size_t>(std::min<int64_t>(sizeof(block), limit - offset)), offset);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) {
         return absl::DataLossError(absl::StrCat("cannot read back the output ", path, ": ",

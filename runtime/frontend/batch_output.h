@@ -49,7 +49,7 @@ struct FinishedLines {
       return id_hash != other.id_hash ? id_hash < other.id_hash : offset < other.offset;
     }
   };
-  std::vector<Line> lines;  // sorted
+  std::vector<Line> lines;     // sorted
   int64_t complete_bytes = 0;  // The file's bytes up to the end of its last complete line.
   int complete_lines = 0;
   bool dropped_torn_line = false;  // A last line without a newline or not JSON: cut off before appending.

@@ -110,9 +110,9 @@ bool BatchLineStream::Next(BatchLine* line, bool* custom_id_known) {
       *line = BatchLine();
       line->line_number = line_number_;
       line->custom_id = absl::StrCat("line-", line_number_);
-      line->request = absl::InvalidArgumentError(absl::StrCat("line ", line_number_, ": ", length,
-                                                              " bytes is longer than the ", kMaxBatchLineBytes,
-                                                              "-byte limit for one line"));
+      line->request = absl::InvalidArgumentError(
+          absl::StrCat("line ", line_number_, ": ", length, " bytes is longer than the ", kMaxBatchLineBytes,
+                       "-byte limit for one line"));
       *custom_id_known = false;
       // The limit's worth of buffer is given back: the next line starts small again.
       if (text_.capacity() > kReadBlockBytes) std::string().swap(text_);
@@ -169,12 +169,13 @@ absl::StatusOr<CustomIdScan> ScanCustomIds(const std::string& path) {
   int64_t lines = 0;
   while (stream.Next(&line, &known)) {
     ++lines;
-    if (candidates.contains(IdHash(line.custom_id))) sites[line.custom_id].push_back({line.line_number, known});
+    if (candidates.contains(IdHash(line.custom_id)))
+      sites[line.custom_id].push_back({line.line_number, known});
   }
   if (stream.read_error()) return ReadError(path, stream);
   if (lines != scan.non_blank_lines) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " changed while it was read (", scan.non_blank_lines, " lines, then ", lines, ")"));
+    return absl::FailedPreconditionError(absl::StrCat(path, " changed while it was read (",
+                                                      scan.non_blank_lines, " lines, then ", lines, ")"));
   }
   for (const auto& [id, id_sites] : sites) {
     if (id_sites.size() < 2) continue;
@@ -200,9 +201,9 @@ absl::StatusOr<std::unique_ptr<BatchFileReader>> BatchFileReader::Open(const std
   if (!state.ok() || state->size_bytes != scan.size_bytes || state->modified_ns != scan.modified_ns) {
     ::close(*fd);
     if (!state.ok()) return state.status();
-    return absl::FailedPreconditionError(
-        absl::StrCat("the input ", path, " changed after it was first read (", scan.size_bytes, " bytes, now ",
-                     state->size_bytes, "); a job reads its input again as it runs, so leave it unchanged"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the input ", path, " changed after it was first read (", scan.size_bytes, " bytes, now ",
+        state->size_bytes, "); a job reads its input again as it runs, so leave it unchanged"));
   }
   return std::unique_ptr<BatchFileReader>(new BatchFileReader(*fd, path, scan));
 }
@@ -221,7 +222,8 @@ bool BatchFileReader::Next(BatchLine* line, int64_t* index) {
     } else if (index_ != scan_.non_blank_lines) {
       status_ = absl::FailedPreconditionError(
           absl::StrCat("the input ", path_, " changed while the job ran: it had ", scan_.non_blank_lines,
-                       " request lines and now has ", index_, "; a job reads its input again as it runs, so "
+                       " request lines and now has ", index_,
+                       "; a job reads its input again as it runs, so "
                        "leave it unchanged"));
     }
     return false;
@@ -234,7 +236,8 @@ bool BatchFileReader::Next(BatchLine* line, int64_t* index) {
     return false;
   }
   if (known && line->request.ok()) {
-    if (auto it = scan_.first_line_of_duplicate.find(line->line_number); it != scan_.first_line_of_duplicate.end())
+    if (auto it = scan_.first_line_of_duplicate.find(line->line_number);
+        it != scan_.first_line_of_duplicate.end())
       line->request = DuplicateIdError(*line, it->second);
   }
   *index = index_++;

@@ -67,7 +67,8 @@ void RenderChatPrompt(BatchLine* line_pointer, const chat::ChatTemplate* chat_te
     return;
   }
   if (ids->empty()) {
-    line.request = absl::InvalidArgumentError(absl::StrCat(Where(line), ": the chat template rendered nothing"));
+    line.request =
+        absl::InvalidArgumentError(absl::StrCat(Where(line), ": the chat template rendered nothing"));
     return;
   }
   line.request->prompt_text.clear();

@@ -1,8 +1,8 @@
 // The lines a batch job answers, streamed from its input (batch_reader.h) and never held together: the lines
-// of its shard (shard.h) that the output does not answer yet (--resume), with the unknown-field policy applied
-// (request_fields.h) and chat prompts rendered (chat_lines.h), ready to count, to run or to write as error
-// lines. `ringmoe run` passes over them twice, once to count the job for its plan and once to run it, and
-// `ringmoe plan --input` once; each pass sees the same lines in the same order.
+// of its shard (shard.h) that the output does not answer yet (--resume), with the unknown-field policy
+// applied (request_fields.h) and chat prompts rendered (chat_lines.h), ready to count, to run or to write as
+// error lines. `ringmoe run` passes over them twice, once to count the job for its plan and once to run it,
+// and `ringmoe plan --input` once; each pass sees the same lines in the same order.
 //
 // Threading: a JobLines, and the ChatTemplateOnce it is given, belong to one thread at a time.
 #pragma once
@@ -54,7 +54,8 @@ class JobLines {
  public:
   // Opens the input for one pass. `scan` (ScanCustomIds of the same file) and the options' pointers must
   // outlive this object. Fails as BatchFileReader::Open does.
-  static absl::StatusOr<std::unique_ptr<JobLines>> Open(const JobLineOptions& options, const CustomIdScan& scan);
+  static absl::StatusOr<std::unique_ptr<JobLines>> Open(const JobLineOptions& options,
+                                                        const CustomIdScan& scan);
 
   // The next line the job answers: a good request (line->request holds it) or an error line. False at the
   // end, or on an error (status()).

@@ -68,15 +68,17 @@ bool IsKnownBodyField(std::string_view name, bool chat) {
                    "function_call"});
 }
 
-void ApplyUnknownFieldPolicy(BatchLine* line, bool lenient, std::set<std::string>* warned, std::FILE* warnings) {
+void ApplyUnknownFieldPolicy(BatchLine* line, bool lenient, std::set<std::string>* warned,
+                             std::FILE* warnings) {
   if (!line->request.ok() || line->unknown_fields.empty()) return;
   if (!lenient) {
     line->request = absl::InvalidArgumentError(absl::StrCat(
-        "line ", line->line_number, " (custom_id '", line->custom_id, "'): field '", line->unknown_fields.front(),
-        "' is not a known request field", line->unknown_fields.size() > 1 ? " (nor are '" : "",
+        "line ", line->line_number, " (custom_id '", line->custom_id, "'): field '",
+        line->unknown_fields.front(), "' is not a known request field",
+        line->unknown_fields.size() > 1 ? " (nor are '" : "",
         line->unknown_fields.size() > 1
-            ? absl::StrCat(absl::StrJoin(line->unknown_fields.begin() + 1, line->unknown_fields.end(), "', '"),
-                           "')")
+            ? absl::StrCat(
+                  absl::StrJoin(line->unknown_fields.begin() + 1, line->unknown_fields.end(), "', '"), "')")
             : "",
         "; check its spelling, or pass --lenient to ignore unknown fields"));
     return;

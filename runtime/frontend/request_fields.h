@@ -27,6 +27,7 @@ bool IsKnownBodyField(std::string_view name, bool chat);
 // distinct unknown field name is reported once on `warnings` and the lines run.
 void ApplyUnknownFieldPolicy(std::vector<BatchLine>* lines, bool lenient, std::FILE* warnings);
 // The same for one line of a streamed job: `warned` holds the field names already reported.
-void ApplyUnknownFieldPolicy(BatchLine* line, bool lenient, std::set<std::string>* warned, std::FILE* warnings);
+void ApplyUnknownFieldPolicy(BatchLine* line, bool lenient, std::set<std::string>* warned,
+                             std::FILE* warnings);
 
 }  // namespace ringmoe
