@@ -244,13 +244,17 @@ int RunJob(RunFlags& flags) {
   // Nothing for the engine (a resumed job that was done, or only bad lines): no plan and no model to load.
   if (count->requests == 0) {
     if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
-    absl::StatusOr<std::unique_ptr<JobLines>> lines = JobLines::Open(line_options, *scan);
-    if (!lines.ok()) return Fail(lines.status());
-    BatchLine line;
-    while ((*lines)->Next(&line)) append_line(line, nullptr);
-    const absl::Status closed = output.Close();
-    if (!(*lines)->status().ok()) return Fail((*lines)->status());
-    if (!closed.ok()) return Fail(closed);
+    if (count->lines > 0) {  // bad lines only: one more pass writes them
+      absl::StatusOr<std::unique_ptr<JobLines>> lines = JobLines::Open(line_options, *scan);
+      if (!lines.ok()) return Fail(lines.status());
+      BatchLine line;
+      while ((*lines)->Next(&line)) append_line(line, nullptr);
+      if (!(*lines)->status().ok()) {
+        (void)output.Close();
+        return Fail((*lines)->status());
+      }
+    }
+    if (absl::Status closed = output.Close(); !closed.ok()) return Fail(closed);
     if (count->lines == 0) {
       log::Info("ringmoe run: every line of {} has its result in {}; nothing to run", flags.input,
                 flags.output);
