@@ -140,14 +140,13 @@ int Fail(const absl::Status& status) {
 
 // What the counting pass found: the lines this run answers.
 struct JobCount {
-  int64_t lines = 0;     // lines to answer: the shard's, less those the output answers
-  int64_t requests = 0;  // of which good requests, for the engine
-  int64_t answered = 0;  // lines of the shard the output already answers
-  std::optional<planner::Workload> workload;
-  absl::Status workload_status;  // why there is no workload (no good line)
+  int64_t lines = 0;                          // lines to answer: the shard's, less those the output answers
+  int64_t requests = 0;                       // of which good requests, for the engine
+  int64_t answered = 0;                       // lines of the shard the output already answers
+  std::optional<planner::Workload> workload;  // set when there is a good request
 };
 
-// The first pass over the job's lines: counts them and their workload, holding none of them.
+// The counting pass over the job's lines: counts them and their workload, holding none of them.
 absl::StatusOr<JobCount> CountJob(const JobLineOptions& options, const CustomIdScan& scan,
                                   const Tokenizer* tokenizer, const ModelSpec& spec,
                                   const std::string& source) {
@@ -163,12 +162,8 @@ absl::StatusOr<JobCount> CountJob(const JobLineOptions& options, const CustomIdS
   if (!(*lines)->status().ok()) return (*lines)->status();
   count.requests = counter.requests();
   count.answered = (*lines)->answered_lines();
-  absl::StatusOr<planner::Workload> workload = counter.Finish(spec, source);
-  if (workload.ok()) {
+  if (absl::StatusOr<planner::Workload> workload = counter.Finish(spec, source); workload.ok())
     count.workload = *workload;
-  } else {
-    count.workload_status = workload.status();
-  }
   return count;
 }
 
