@@ -79,15 +79,6 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
   return counter.Finish(spec, source);
 }
 
-absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
-                                                const std::string& tokenizer, const ModelSpec& spec,
-                                                const std::string& source) {
-  absl::StatusOr<std::shared_ptr<const Tokenizer>> loaded = LoadJobTokenizer(model, tokenizer);
-  std::string problem = "no tokenizer.json beside the model; pass --tokenizer";
-  if (!loaded.ok()) problem = std::string(loaded.status().message());
-  return WorkloadFromBatchLines(lines, loaded.ok() ? loaded->get() : nullptr, problem, spec, source);
-}
-
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::string& model,
                                                                   const std::string& tokenizer) {
   std::string path = tokenizer;
@@ -99,16 +90,6 @@ absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::str
   absl::StatusOr<Tokenizer> loaded = Tokenizer::Load(path);
   if (!loaded.ok()) return loaded.status();
   return std::make_shared<const Tokenizer>(std::move(*loaded));
-}
-
-void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokenizer) {
-  for (BatchLine& line : *lines) {
-    if (!line.request.ok() || line.request->prompt_text.empty()) continue;
-    absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(line.request->prompt_text, true);
-    if (!ids.ok()) continue;
-    line.request->prompt_ids = std::move(*ids);
-    line.request->prompt_text.clear();
-  }
 }
 
 absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model, const PlanFlags& flags) {

@@ -43,20 +43,10 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
                                                          const std::string& tokenizer_problem,
                                                          const ModelSpec& spec, const std::string& source);
 
-// The same, finding the tokenizer itself: `tokenizer` (a file or folder) when given, else the model folder's
-// tokenizer.json when there is one.
-absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
-                                                const std::string& tokenizer, const ModelSpec& spec,
-                                                const std::string& source);
-
 // The job's tokenizer, loaded once for planning and the engine alike: `tokenizer` (a file or folder) when
 // given, else the model folder's tokenizer.json; null when there is neither (prompts must then be token ids).
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::string& model,
                                                                   const std::string& tokenizer);
-
-// Encodes every valid line's text prompt once, in place (prompt_ids, as the engine would encode it); a prompt
-// the tokenizer rejects keeps its text, so that the engine reports it on its line.
-void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokenizer);
 
 struct JobPlanOptions {
   std::string model;     // folder (or config.json): names the model in the report, and the SSD to probe
