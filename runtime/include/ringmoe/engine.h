@@ -87,7 +87,7 @@ struct Result {
 /// One generated token, reported as soon as it is sampled. Called on the engine's scheduler thread: keep it
 /// short and do not call back into the engine.
 struct TokenEvent {
-  size_t request_index;  ///< Index into the span passed to Generate.
+  size_t request_index;  ///< Index into the span passed to Generate (GenerateStream: the feed's order).
   int32_t token;
   float logprob;
   bool finished;
@@ -98,10 +98,11 @@ using TokenCallback = std::function<void(const TokenEvent&)>;
 /// One request's final Result, reported as soon as it is final: when its sequence retires, or at once when
 /// the request fails before it is scheduled (a prompt too long, a text prompt without a tokenizer, ...).
 /// Called exactly once per request, in completion order, on the engine's scheduler thread, before Generate
-/// returns; `request_index` indexes the span passed to Generate and `result` is the same value Generate
-/// returns for it. This lets a caller save each result while the rest still run (ringmoe run appends it to
-/// the output file), so an interrupted job keeps what finished. When Generate fails as a whole, requests not
-/// yet reported get no call.
+/// returns; `request_index` indexes the span passed to Generate (for GenerateStream, it counts the requests
+/// in the order the feed handed them out) and `result` is the same value Generate returns for it. This lets a
+/// caller save each result while the rest still run (ringmoe run appends it to the output file), so an
+/// interrupted job keeps what finished. When Generate fails as a whole, requests not yet reported get no
+/// call.
 using ResultCallback = std::function<void(size_t request_index, const Result& result)>;
 
 /// Where GenerateStream's requests come from: fills `*request` with the next request and returns true, or
