@@ -18,7 +18,7 @@ TEST(WorkloadCounter, CountsAsMakeWorkloadDoes) {
   std::mt19937 random(7);
   std::vector<int64_t> prompts, gens;
   WorkloadCounter counter(nullptr, "no tokenizer");
-  int bad = 0;
+  int bad = 0, good = 0;
   for (int i = 0; i < 5000; ++i) {
     BatchLine line;
     line.line_number = i + 1;
@@ -29,8 +29,13 @@ TEST(WorkloadCounter, CountsAsMakeWorkloadDoes) {
       Request request;
       request.prompt_ids.assign(1 + random() % 3000, 5);
       request.max_tokens = 1 + static_cast<int>(random() % 2000);
-      prompts.push_back(static_cast<int64_t>(request.prompt_ids.size()));
-      gens.push_back(request.max_tokens);
+      request.n = i % 5 == 0 ? 1 + static_cast<int>(random() % 4) : 1;
+      ++good;
+      // n choices: n sequences in flight, as the planner counts them.
+      for (int choice = 0; choice < request.n; ++choice) {
+        prompts.push_back(static_cast<int64_t>(request.prompt_ids.size()));
+        gens.push_back(request.max_tokens);
+      }
       line.request = std::move(request);
     }
     counter.Add(line);
@@ -42,7 +47,9 @@ TEST(WorkloadCounter, CountsAsMakeWorkloadDoes) {
   EXPECT_EQ(counted->mean_prompt_tokens, whole.mean_prompt_tokens);
   EXPECT_EQ(counted->mean_gen_tokens, whole.mean_gen_tokens);
   EXPECT_EQ(counted->max_context_tokens, whole.max_context_tokens);
-  EXPECT_EQ(counter.requests(), 5000 - bad);
+  EXPECT_EQ(counter.requests(), good);
+  EXPECT_EQ(good, 5000 - bad);
+  EXPECT_GT(counted->num_requests, good) << "some lines ask for several choices";
   EXPECT_NE(counted->prompt_length_note.find(std::to_string(bad) + " bad lines left out"), std::string::npos)
       << counted->prompt_length_note;
 }

@@ -232,8 +232,8 @@ struct HeldRequest {
   // its Result is final, and reported, when none is.
   std::deque<RequestState> other_states;
   int choices_left = 1;
-  // Reported as cancelled while another of its choices still runs (until the deadline): that choice's
-  // tokens are dropped, and the request is reported no more.
+  // Reported as cancelled while another of its choices still ran: that choice stops at its next token, and
+  // the request is reported no more.
   bool reported = false;
 
   RequestState& state_of(const Sequence& sequence) {
@@ -306,7 +306,8 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
     held.erase(it);
   };
   // Reports request `i` as cancelled: its status says how far it got; partial output is dropped. The request
-  // stays held (marked reported) while another of its choices may still run; the run ends soon after.
+  // stays held (marked reported) while another of its choices may still run: that choice stops at its next
+  // token.
   auto report_cancelled = [&](size_t i, int generated) {
     HeldRequest& request = *held.at(i);
     if (request.reported) return;  // another of its choices was reported already
@@ -320,8 +321,7 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
             : absl::CancelledError(absl::StrCat("request '", id, "' cancelled while running, after ",
                                                 generated, " generated tokens"));
     report(i, request.result);
-    request.result = Result{};
-    request.other_states.clear();
+    request.result = Result{};  // the states stay: a choice still running samples with its own
   };
   // Pulls requests until the window is full or the feed ends; one that fails before it is scheduled is
   // reported at once and never held.
@@ -509,7 +509,10 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
       }
       sequence.tokens.push_back(sampled[i].token);
       HeldRequest& request = *sampling_requests[i];
-      if (!request.reported) {  // else cancelled while this choice ran on: its tokens are dropped
+      if (request.reported) {
+        // Reported as cancelled while this choice ran: nothing of it is kept, so it stops here.
+        sequence.finished = true;
+      } else {
         request.state_of(sequence).Accept(sampled[i], sequence, &request.result_of(sequence));
         if (request.request->logprobs && request.request->top_logprobs > 0)
           request.result_of(sequence).top_logprobs.push_back(std::move(sampled_tops[i]));
