@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -31,7 +32,16 @@ TEST(ScanFinishedLines, KeepsWholeLinesAndDropsACutLastOne) {
   EXPECT_EQ(scanned->complete_lines, 2);
   EXPECT_EQ(scanned->complete_bytes, static_cast<int64_t>(whole.size()));
   EXPECT_TRUE(scanned->dropped_torn_line);
-  EXPECT_EQ(scanned->input_lines_of_id.at("b"), std::vector<int>{2});
+  const std::string text = whole + "{\"id\": \"batch_req_1_3\", \"cus";
+  scanned = ScanFinishedLines(text, "out");
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  ASSERT_EQ(scanned->lines.size(), 2u);
+  absl::StatusOr<bool> answered = IsAnswered(*scanned, OutputLineInText(text), "b", 2, /*id_repeated=*/true);
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  EXPECT_TRUE(*answered);
+  answered = IsAnswered(*scanned, OutputLineInText(text), "c", 3, /*id_repeated=*/false);
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  EXPECT_FALSE(*answered) << "the cut line answers nothing";
 
   scanned = ScanFinishedLines(whole + "{\"id\": \"batch_req\n", "out");  // a newline, but not JSON
   ASSERT_TRUE(scanned.ok()) << scanned.status();
@@ -71,13 +81,33 @@ BatchLine Input(const std::string& custom_id, int line_number) {
 TEST(AnsweredLines, MatchesByCustomIdAndRepeatedIdsByLine) {
   const std::vector<BatchLine> input = {Input("a", 1), Input("b", 2), Input("a", 4), Input("c", 5)};
   // "b" answered by a line of a run where it sat on another line number: custom_id alone decides.
-  absl::StatusOr<FinishedLines> finished =
-      ScanFinishedLines(Line("a", 4) + "\n" + Line("b", 9) + "\n", "out");
+  const std::string first = Line("a", 4) + "\n" + Line("b", 9) + "\n";
+  absl::StatusOr<FinishedLines> finished = ScanFinishedLines(first, "out");
   ASSERT_TRUE(finished.ok());
-  EXPECT_EQ(AnsweredLines(input, *finished), (std::vector<bool>{false, true, true, false}));
-  finished = ScanFinishedLines(Line("a", 1) + "\n", "out");
+  EXPECT_EQ(AnsweredLines(input, *finished, OutputLineInText(first)).value(),
+            (std::vector<bool>{false, true, true, false}));
+  const std::string second = Line("a", 1) + "\n";
+  finished = ScanFinishedLines(second, "out");
   ASSERT_TRUE(finished.ok());
-  EXPECT_EQ(AnsweredLines(input, *finished), (std::vector<bool>{true, false, false, false}));
+  EXPECT_EQ(AnsweredLines(input, *finished, OutputLineInText(second)).value(),
+            (std::vector<bool>{true, false, false, false}));
+}
+
+// Only 16 bytes are kept per output line (a hash of its custom_id and its offset): a hash match is checked
+// against the line itself, so an id that merely shares a hash with an answered one is not answered.
+TEST(AnsweredLines, AHashMatchIsCheckedAgainstTheLineItself) {
+  const std::string text = Line("a", 1) + "\n" + Line("b", 2) + "\n";
+  absl::StatusOr<FinishedLines> finished = ScanFinishedLines(text, "out");
+  ASSERT_TRUE(finished.ok());
+  // Give "b"'s line the hash of "zzz", as a collision would.
+  for (FinishedLines::Line& line : finished->lines) {
+    if (line.offset > 0) line.id_hash = FinishedIdHash("zzz");
+  }
+  std::sort(finished->lines.begin(), finished->lines.end());
+  EXPECT_FALSE(IsAnswered(*finished, OutputLineInText(text), "zzz", 5, false).value());
+  EXPECT_TRUE(IsAnswered(*finished, OutputLineInText(text), "a", 1, false).value());
+  EXPECT_FALSE(IsAnswered(*finished, OutputLineInText(text), "b", 2, false).value())
+      << "its hash is no longer in the index";
 }
 
 class BatchOutputFileTest : public testing::Test {

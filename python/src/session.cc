@@ -5,13 +5,16 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "planner/planner.h"
 #include "ringmoe/tokenizer.h"
 #include "runtime/frontend/batch_output.h"
+#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/generation_defaults.h"
+#include "runtime/frontend/job_lines.h"
 #include "runtime/frontend/job_plan.h"
 
 namespace ringmoe::python {
@@ -191,12 +194,11 @@ absl::StatusOr<std::unique_ptr<GenerateJob>> EngineSession::Start(
 
 absl::StatusOr<RunFileSummary> EngineSession::RunFile(const std::string& input, const std::string& output,
                                                       Shard shard, bool resume) {
-  absl::StatusOr<std::vector<BatchLine>> all_lines = ReadBatchFile(input);
-  if (!all_lines.ok()) return all_lines.status();
-  std::vector<BatchLine> lines = LinesOfShard(std::move(*all_lines), shard);
   absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(model_dir_);
   if (!defaults.ok()) return defaults.status();
-  ApplyGenerationDefaults(*defaults, &lines);
+  // Streamed, as `ringmoe run` reads it: a scan for repeated custom_ids, then one pass feeding the engine.
+  absl::StatusOr<CustomIdScan> scan = ScanCustomIds(input);
+  if (!scan.ok()) return scan.status();
   if (!TryBegin()) {
     return absl::FailedPreconditionError("this engine is already generating: one job at a time per engine");
   }
@@ -209,55 +211,74 @@ absl::StatusOr<RunFileSummary> EngineSession::RunFile(const std::string& input, 
       BatchOutputFile::Open(output, input, resume ? ExistingOutput::kResume : ExistingOutput::kRefuse);
   if (!opened.ok()) return opened.status();
   BatchOutputFile& out = **opened;
-  RunFileSummary summary;
-  summary.input_lines = static_cast<int64_t>(lines.size());
-  const std::vector<bool> answered = AnsweredLines(lines, out.finished());
-  std::vector<BatchLine> to_run;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (!answered[i]) to_run.push_back(std::move(lines[i]));
-  }
-  summary.kept_lines = summary.input_lines - static_cast<int64_t>(to_run.size());
+  JobLineOptions line_options;
+  line_options.input = input;
+  line_options.shard = shard;
+  line_options.resume = resume ? &out : nullptr;
+  line_options.lenient = true;  // as before: fields no endpoint defines are not checked here
+  line_options.defaults = &*defaults;
+  absl::StatusOr<std::unique_ptr<JobLines>> opened_lines = JobLines::Open(line_options, *scan);
+  if (!opened_lines.ok()) return opened_lines.status();
+  JobLines& lines = **opened_lines;
 
-  std::vector<Request> requests;
-  std::vector<size_t> line_of_request;
-  std::vector<size_t> bad_lines;
-  for (size_t i = 0; i < to_run.size(); ++i) {
-    if (!to_run[i].request.ok()) {
-      bad_lines.push_back(i);
-      continue;
-    }
-    line_of_request.push_back(i);
-    requests.push_back(*to_run[i].request);
-  }
+  RunFileSummary summary;
   const std::string run_id = RunId();
-  auto append_line = [&](size_t line, const Result* result) {
-    out.Append(FormatResultLine(to_run[line], result, model_dir_,
-                                MakeBatchRequestId(run_id, to_run[line].line_number)));
+  auto append_line = [&](const BatchLine& line, const Result* result) {
+    out.Append(FormatResultLine(line, result, model_dir_, MakeBatchRequestId(run_id, line.line_number)));
   };
   if (absl::Status begun = out.BeginWriting(); !begun.ok()) return begun;
-  for (size_t line : bad_lines) append_line(line, nullptr);
-  summary.bad_lines = static_cast<int64_t>(bad_lines.size());
-  summary.ran_requests = static_cast<int64_t>(requests.size());
+  // A request's line, without its prompt, kept only while it runs.
+  absl::flat_hash_map<size_t, BatchLine> running_lines;
+  size_t next_index = 0;
   const auto start = std::chrono::steady_clock::now();
-  if (!requests.empty()) {
-    absl::StatusOr<std::vector<Result>> results =
-        engine_.Generate(requests, nullptr, [&](size_t request_index, const Result& result) {
-          // As `ringmoe run` does: a cancelled request gets no line, so that a resumed run runs it again.
-          if (absl::IsCancelled(result.status)) {
-            ++summary.cancelled_requests;
-            return;
+  const absl::Status run = engine_.GenerateStream(
+      [&](Request* request) {
+        BatchLine line;
+        while (lines.Next(&line)) {
+          if (!line.request.ok()) {
+            ++summary.bad_lines;
+            append_line(line, nullptr);
+            continue;
           }
+          BatchLine kept;
+          kept.line_number = line.line_number;
+          kept.custom_id = line.custom_id;
+          Request flags;  // the fields the output's format reads
+          flags.logprobs = line.request->logprobs;
+          flags.top_logprobs = line.request->top_logprobs;
+          flags.echo = line.request->echo;
+          flags.n = line.request->n;
+          kept.request = std::move(flags);
+          kept.chat_request =
+              line.chat_request.empty() ? "" : "{}";  // FormatResultLine asks only if it is one
+          *request = *std::move(line.request);
+          running_lines.emplace(next_index++, std::move(kept));
+          ++summary.ran_requests;
+          return true;
+        }
+        return false;
+      },
+      nullptr,
+      [&](size_t request_index, const Result& result) {
+        auto line = running_lines.find(request_index);
+        // As `ringmoe run` does: a cancelled request gets no line, so that a resumed run runs it again.
+        if (absl::IsCancelled(result.status)) {
+          ++summary.cancelled_requests;
+        } else {
           if (!result.status.ok()) ++summary.failed_requests;
           summary.prompt_tokens += static_cast<int64_t>(result.prompt_ids.size());
           summary.generated_tokens += static_cast<int64_t>(result.token_ids.size());
           for (const Result& choice : result.other_choices)
             summary.generated_tokens += static_cast<int64_t>(choice.token_ids.size());
-          append_line(line_of_request[request_index], &result);
-        });
-    if (!results.ok()) {
-      (void)out.Close();  // the lines written stay; the engine's failure is the one to report
-      return results.status();
-    }
+          append_line(line->second, &result);
+        }
+        running_lines.erase(line);
+      });
+  summary.kept_lines = lines.answered_lines();
+  summary.input_lines = summary.kept_lines + summary.bad_lines + summary.ran_requests;
+  if (!run.ok() || !lines.status().ok()) {
+    (void)out.Close();  // the lines written stay; the engine's or the input's failure is the one to report
+    return !run.ok() ? run : lines.status();
   }
   if (absl::Status closed = out.Close(); !closed.ok()) return closed;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

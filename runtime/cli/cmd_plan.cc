@@ -19,9 +19,11 @@
 #include "ringmoe/tokenizer.h"
 #include "runtime/cli/commands.h"
 #include "runtime/frontend/batch_io.h"
+#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/generation_defaults.h"
+#include "runtime/frontend/job_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/plan_flags.h"
 #include "runtime/log/log.h"
@@ -73,22 +75,30 @@ int PlanJobFromFlags(const PlanCommandFlags& flags) {
     if (flags.prompt_len > 0 || flags.gen_len > 0 || flags.num_requests > 0) {
       return Fail("give either --input or --prompt-len/--gen-len/--num-requests, not both", 2);
     }
-    absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
-    if (!lines.ok()) return Fail(std::string(lines.status().message()));
+    // Streamed, as `ringmoe run` reads it: a scan for repeated custom_ids, then one pass that counts each
+    // line (chat lines rendered through their template, text prompts tokenised) and keeps none.
+    absl::StatusOr<CustomIdScan> scan = ScanCustomIds(flags.input);
+    if (!scan.ok()) return Fail(std::string(scan.status().message()));
+    absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
+        LoadJobTokenizer(flags.model, flags.tokenizer);
+    ChatTemplateOnce chat_template(flags.tokenizer.empty() ? flags.model : flags.tokenizer, "");
+    JobLineOptions line_options;
+    line_options.input = flags.input;
+    line_options.lenient = true;  // the plan counts a line whatever unknown fields it carries
+    line_options.tokenizer = tokenizer.ok() ? tokenizer->get() : nullptr;
+    line_options.chat_template = &chat_template;
     absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(flags.model);
     if (!defaults.ok()) return Fail(std::string(defaults.status().message()));
-    ApplyGenerationDefaults(*defaults, &*lines);
-    if (HasChatLines(*lines)) {  // chat lines' prompts are what their chat template renders
-      absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
-          LoadJobTokenizer(flags.model, flags.tokenizer);
-      absl::StatusOr<chat::ChatTemplate> chat_template =
-          chat::ChatTemplate::Load(flags.tokenizer.empty() ? flags.model : flags.tokenizer);
-      RenderChatPrompts(&*lines, chat_template.ok() ? &*chat_template : nullptr,
-                        tokenizer.ok() ? tokenizer->get() : nullptr,
-                        chat_template.ok() ? "" : std::string(chat_template.status().message()));
-    }
-    absl::StatusOr<planner::Workload> from_file =
-        WorkloadOfJob(*lines, flags.model, flags.tokenizer, *spec, flags.input);
+    line_options.defaults = &*defaults;
+    absl::StatusOr<std::unique_ptr<JobLines>> lines = JobLines::Open(line_options, *scan);
+    if (!lines.ok()) return Fail(std::string(lines.status().message()));
+    WorkloadCounter counter(tokenizer.ok() ? tokenizer->get() : nullptr,
+                            tokenizer.ok() ? "no tokenizer.json beside the model; pass --tokenizer"
+                                           : std::string(tokenizer.status().message()));
+    BatchLine line;
+    while ((*lines)->Next(&line)) counter.Add(line);
+    if (!(*lines)->status().ok()) return Fail(std::string((*lines)->status().message()));
+    absl::StatusOr<planner::Workload> from_file = counter.Finish(*spec, flags.input);
     if (!from_file.ok()) return Fail(std::string(from_file.status().message()));
     workload = *from_file;
   } else {

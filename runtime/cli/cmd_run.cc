@@ -1,8 +1,10 @@
-// ringmoe run: an OpenAI Batch JSONL job. Reads every request line, runs the valid ones as one continuous
-// batch, and appends one output line per input line as each finishes (bad lines get an error object at
-// once), so an interrupted job keeps what it finished and `--resume` runs only the rest.
+// ringmoe run: an OpenAI Batch JSONL job. Streams the request lines (never holding the input: a scan for
+// repeated custom_ids, a pass that counts the job for its plan, and a pass that feeds the engine a window of
+// requests ahead of what it runs), and appends one output line per input line as each finishes (a bad line
+// as it is read), so an interrupted job keeps what it finished and `--resume` runs only the rest.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -17,6 +19,8 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
 #include "io/model_spec.h"
@@ -26,9 +30,11 @@
 #include "runtime/cli/commands.h"
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/batch_output.h"
+#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/generation_defaults.h"
+#include "runtime/frontend/job_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/plan_flags.h"
@@ -92,22 +98,18 @@ absl::StatusOr<ComputeType> ParseCpuDtype(const std::string& text) {
   return absl::InvalidArgumentError("--cpu-dtype must be auto, f32 or bf16");
 }
 
-// The plan of the job in `lines`: searched (with the report to print), or with --no-plan made of the pins
-// and the defaults. Either way the engine runs exactly report->plan / *plan.
-absl::Status PlanRun(const RunFlags& flags, ComputeType cpu_compute, const std::vector<BatchLine>& lines,
-                     const Tokenizer* tokenizer, std::optional<PlanReport>* report,
-                     planner::ExecutionPlan* plan) {
+// The plan of the job `workload` describes: searched (with the report to print), or with --no-plan made of
+// the pins and the defaults. Either way the engine runs exactly report->plan / *plan.
+absl::Status PlanRun(const RunFlags& flags, ComputeType cpu_compute, const planner::Workload& workload,
+                     std::optional<PlanReport>* report, planner::ExecutionPlan* plan) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
   if (!spec.ok()) return spec.status();
-  absl::StatusOr<planner::Workload> workload = WorkloadFromBatchLines(
-      lines, tokenizer, "no tokenizer.json beside the model; pass --tokenizer", *spec, flags.input);
-  if (!workload.ok()) return workload.status();
   absl::StatusOr<JobPlanOptions> options = JobPlanOptionsFromFlags(flags.model, flags.plan);
   if (!options.ok()) return options.status();
   options->what_ifs = false;
   options->cpu_compute = cpu_compute;
   if (!flags.no_plan) {
-    absl::StatusOr<PlanReport> planned = PlanJob(*spec, *workload, *options);
+    absl::StatusOr<PlanReport> planned = PlanJob(*spec, workload, *options);
     if (planned.ok()) {
       *plan = planned->plan;
       report->emplace(std::move(*planned));
@@ -116,7 +118,7 @@ absl::Status PlanRun(const RunFlags& flags, ComputeType cpu_compute, const std::
     log::Warning("ringmoe run: no plan searched ({}); running the defaults and the pinned flags",
                  std::string(planned.status().message()));
   }
-  absl::StatusOr<planner::ExecutionPlan> fixed = PlanJobWithoutSearch(*spec, *workload, *options);
+  absl::StatusOr<planner::ExecutionPlan> fixed = PlanJobWithoutSearch(*spec, workload, *options);
   if (!fixed.ok()) return fixed.status();
   *plan = *fixed;
   return absl::OkStatus();
@@ -138,14 +140,51 @@ int Fail(const absl::Status& status) {
   return ExitCodeFor(status);
 }
 
-// The lines of `lines` that `output` does not answer yet (all of them unless --resume found some).
-std::vector<BatchLine> LinesToRun(std::vector<BatchLine> lines, const BatchOutputFile& output) {
-  const std::vector<bool> answered = AnsweredLines(lines, output.finished());
-  std::vector<BatchLine> to_run;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (!answered[i]) to_run.push_back(std::move(lines[i]));
+// What the counting pass found: the lines this run answers.
+struct JobCount {
+  int64_t lines = 0;                          // lines to answer: the shard's, less those the output answers
+  int64_t requests = 0;                       // of which good requests, for the engine
+  int64_t answered = 0;                       // lines of the shard the output already answers
+  std::optional<planner::Workload> workload;  // set when there is a good request
+};
+
+// The counting pass over the job's lines: counts them and their workload, holding none of them.
+absl::StatusOr<JobCount> CountJob(const JobLineOptions& options, const CustomIdScan& scan,
+                                  const Tokenizer* tokenizer, const ModelSpec& spec,
+                                  const std::string& source) {
+  absl::StatusOr<std::unique_ptr<JobLines>> lines = JobLines::Open(options, scan);
+  if (!lines.ok()) return lines.status();
+  WorkloadCounter counter(tokenizer, "no tokenizer.json beside the model; pass --tokenizer");
+  JobCount count;
+  BatchLine line;
+  while ((*lines)->Next(&line)) {
+    ++count.lines;
+    counter.Add(line);
   }
-  return to_run;
+  if (!(*lines)->status().ok()) return (*lines)->status();
+  count.requests = counter.requests();
+  count.answered = (*lines)->answered_lines();
+  if (absl::StatusOr<planner::Workload> workload = counter.Finish(spec, source); workload.ok())
+    count.workload = *workload;
+  return count;
+}
+
+// A result line kept only while its request runs: what FormatResultLine needs, without the prompt.
+BatchLine ResultLineOf(const BatchLine& line) {
+  BatchLine kept;
+  kept.line_number = line.line_number;
+  kept.custom_id = line.custom_id;
+  Request request;
+  if (line.request.ok()) {  // the fields the output's format reads (batch_io.h, scoring_fields.h)
+    request.logprobs = line.request->logprobs;
+    request.top_logprobs = line.request->top_logprobs;
+    request.echo = line.request->echo;
+    request.n = line.request->n;
+  }
+  kept.request = std::move(request);
+  // FormatResultLine only asks whether the line is a chat line.
+  if (!line.chat_request.empty()) kept.chat_request = "{}";
+  return kept;
 }
 
 int RunJob(RunFlags& flags) {
@@ -157,15 +196,15 @@ int RunJob(RunFlags& flags) {
   if (!cpu_compute.ok()) return Fail(cpu_compute.status());
   absl::StatusOr<Shard> shard = ParseShard(flags.shard);
   if (!shard.ok()) return Fail(shard.status());
-  absl::StatusOr<std::vector<BatchLine>> lines = ReadBatchFile(flags.input);
-  if (!lines.ok()) return Fail(lines.status());  // NotFound or DataLoss: exit 1
-  // Duplicates were marked over the whole file, so a shard reports them as the whole job would.
-  *lines = LinesOfShard(std::move(*lines), *shard);
+  // The first pass over the input: repeated custom_ids over the whole file (so a shard reports them as the
+  // whole job would), and the file's size and time, so that a later pass notices a changed input. Only the
+  // repeated lines are kept.
+  absl::StatusOr<CustomIdScan> scan = ScanCustomIds(flags.input);
+  if (!scan.ok()) return Fail(scan.status());  // NotFound, not a regular file, DataLoss
   // The model folder is checked before the output is opened, so a mistyped --model changes no file.
-  if (absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model); !spec.ok()) {
-    return Fail(absl::FailedPreconditionError(spec.status().message()));
-  }
-  // One tokenizer and one encoding of each prompt, for the plan's workload and the engine alike.
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
+  if (!spec.ok()) return Fail(absl::FailedPreconditionError(spec.status().message()));
+  // One tokenizer for the plan's count and the engine alike.
   absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer = LoadJobTokenizer(flags.model, flags.tokenizer);
   if (!tokenizer.ok()) return Fail(absl::FailedPreconditionError(tokenizer.status().message()));
 
@@ -176,59 +215,61 @@ int RunJob(RunFlags& flags) {
       BatchOutputFile::Open(flags.output, flags.input, existing);
   if (!opened.ok()) return Fail(opened.status());
   BatchOutputFile& output = **opened;
-  const size_t input_lines = lines->size();
-  std::vector<BatchLine> to_run = LinesToRun(std::move(*lines), output);
-  if (flags.resume) {
-    log::Info("ringmoe run: resuming {}: {} lines kept{}; {} of {} input lines left to run", flags.output,
-              output.finished().complete_lines,
-              output.finished().dropped_torn_line ? " (a cut last line dropped)" : "", to_run.size(),
-              input_lines);
-  }
 
-  std::vector<Request> requests;
-  std::vector<size_t> line_of_request;
-  std::vector<size_t> bad_lines;
-  ApplyUnknownFieldPolicy(&to_run, flags.lenient, stderr);
+  // Chat lines: messages through the model's chat template, to prompt ids (loaded when a line needs it).
+  ChatTemplateOnce chat_template(flags.tokenizer.empty() ? flags.model : flags.tokenizer,
+                                 flags.chat_template);
+  JobLineOptions line_options;
+  line_options.input = flags.input;
+  line_options.shard = *shard;
+  line_options.resume = flags.resume ? &output : nullptr;
+  line_options.lenient = flags.lenient;
+  line_options.warnings = stderr;
+  line_options.tokenizer = tokenizer->get();
+  line_options.chat_template = &chat_template;
+  // generation_config.json's defaults, loaded once and filled into each line that omits the fields.
   absl::StatusOr<GenerationDefaults> defaults = LoadGenerationDefaults(flags.model);
   if (!defaults.ok()) return Fail(absl::FailedPreconditionError(defaults.status().message()));
   if (!defaults->empty()) {
     log::Info("ringmoe run: defaults from {}/generation_config.json for requests that omit them: {}",
               flags.model, defaults->Describe());
   }
-  ApplyGenerationDefaults(*defaults, &to_run);
-  if (HasChatLines(to_run)) {  // chat lines: messages through the model's chat template, to prompt ids
-    const std::string tokenizer_path = flags.tokenizer.empty() ? flags.model : flags.tokenizer;
-    absl::StatusOr<chat::ChatTemplate> chat_template =
-        chat::ChatTemplate::Load(tokenizer_path, flags.chat_template);
-    if (!chat_template.ok() && !flags.chat_template.empty()) return Fail(chat_template.status());
-    RenderChatPrompts(&to_run, chat_template.ok() ? &*chat_template : nullptr, tokenizer->get(),
-                      chat_template.ok() ? "" : std::string(chat_template.status().message()));
+  line_options.defaults = &*defaults;
+  // The second pass: the lines to run, counted (and their prompts tokenised) for the plan, none of them kept.
+  absl::StatusOr<JobCount> count = CountJob(line_options, *scan, tokenizer->get(), *spec, flags.input);
+  if (!count.ok()) return Fail(count.status());
+  line_options.warnings = nullptr;  // the run's pass sees the same lines: each warning was given once
+  if (flags.resume) {
+    log::Info("ringmoe run: resuming {}: {} lines kept{}; {} of {} input lines left to run", flags.output,
+              output.finished().complete_lines,
+              output.finished().dropped_torn_line ? " (a cut last line dropped)" : "", count->lines,
+              count->lines + count->answered);
   }
-  if (*tokenizer != nullptr) TokenizePromptsOnce(&to_run, **tokenizer);
-  for (size_t i = 0; i < to_run.size(); ++i) {
-    if (!to_run[i].request.ok()) {
-      bad_lines.push_back(i);
-      continue;
-    }
-    line_of_request.push_back(i);
-    requests.push_back(*to_run[i].request);
-  }
+
   const std::string run_id = RunId();
   const std::string model_name = flags.model;
-  auto append_line = [&](size_t line, const Result* result) {
-    output.Append(FormatResultLine(to_run[line], result, model_name,
-                                   MakeBatchRequestId(run_id, to_run[line].line_number)));
+  auto append_line = [&](const BatchLine& line, const Result* result) {
+    output.Append(FormatResultLine(line, result, model_name, MakeBatchRequestId(run_id, line.line_number)));
   };
   // Nothing for the engine (a resumed job that was done, or only bad lines): no plan and no model to load.
-  if (requests.empty()) {
+  if (count->requests == 0) {
     if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
-    for (size_t line : bad_lines) append_line(line, nullptr);
+    if (count->lines > 0) {  // bad lines only: one more pass writes them
+      absl::StatusOr<std::unique_ptr<JobLines>> lines = JobLines::Open(line_options, *scan);
+      if (!lines.ok()) return Fail(lines.status());
+      BatchLine line;
+      while ((*lines)->Next(&line)) append_line(line, nullptr);
+      if (!(*lines)->status().ok()) {
+        (void)output.Close();
+        return Fail((*lines)->status());
+      }
+    }
     if (absl::Status closed = output.Close(); !closed.ok()) return Fail(closed);
-    if (to_run.empty()) {
+    if (count->lines == 0) {
       log::Info("ringmoe run: every line of {} has its result in {}; nothing to run", flags.input,
                 flags.output);
     } else {
-      log::Info("ringmoe run: {} lines -> {}; all of them bad, no requests to run", to_run.size(),
+      log::Info("ringmoe run: {} lines -> {}; all of them bad, no requests to run", count->lines,
                 flags.output);
     }
     return 0;
@@ -246,8 +287,7 @@ int RunJob(RunFlags& flags) {
   options.threads = flags.threads;
   options.tokenizer = *tokenizer;
   options.ssd_dirs = flags.plan.ssd_dirs;
-  if (absl::Status planned =
-          PlanRun(flags, *cpu_compute, to_run, options.tokenizer.get(), &report, &options.plan);
+  if (absl::Status planned = PlanRun(flags, *cpu_compute, *count->workload, &report, &options.plan);
       !planned.ok()) {
     log::Error("ringmoe run: no plan: {}", std::string(planned.message()));
     return absl::IsInvalidArgument(planned) ? 2 : 1;
@@ -260,26 +300,33 @@ int RunJob(RunFlags& flags) {
   log::Info("ringmoe run: {} ({}, {} layers, {:.2f}{} parameters) on {}; {} requests, {} bad lines",
             flags.model, engine->info().model_type, engine->info().num_layers,
             parameters >= 1e9 ? parameters / 1e9 : parameters / 1e6, parameters >= 1e9 ? "B" : "M",
-            engine->info().device, requests.size(), bad_lines.size());
+            engine->info().device, count->requests, count->lines - count->requests);
 
-  // The job is ready: from here the output changes (cut to what is kept), and bad lines are written at once.
-  // From here on too, SIGINT/SIGTERM stop the job cleanly (before, nothing was written, and the default
-  // action loses nothing).
+  // The job is ready: from here the output changes (cut to what is kept), and lines are written as they are
+  // answered. From here on too, SIGINT/SIGTERM stop the job cleanly (before, nothing was written, and the
+  // default action loses nothing).
   InstallJobSignalHandlers("ringmoe run");
   if (absl::Status begun = output.BeginWriting(); !begun.ok()) return Fail(begun);
-  for (size_t line : bad_lines) append_line(line, nullptr);
+  // The last pass over the input, feeding the engine: a bad line is written as it is read; a good one goes
+  // to the engine, which pulls a window of them ahead of what it runs, and its line is kept (without the
+  // prompt) only until its result is written.
+  absl::StatusOr<std::unique_ptr<JobLines>> opened_lines = JobLines::Open(line_options, *scan);
+  if (!opened_lines.ok()) return Fail(opened_lines.status());
+  JobLines& lines = **opened_lines;
+  absl::flat_hash_map<size_t, BatchLine> running_lines;  // by the engine's request index
+  size_t next_request_index = 0;
 
   FILE* progress_out = flags.quiet ? nullptr : stderr;
   std::unique_ptr<ProgressReporter> progress;
   if (progress_out != nullptr)
-    progress = std::make_unique<ProgressReporter>(static_cast<int>(requests.size()));
+    progress = std::make_unique<ProgressReporter>(static_cast<int>(count->requests));
   int done = 0;
   int64_t generated = 0, prefilled = 0, prompt_tokens = 0;
-  size_t failed = bad_lines.size();
-  std::vector<bool> started(requests.size(), false);
-  std::vector<int> choices_left(requests.size());  // a request is done when all its n choices are
-  for (size_t i = 0; i < requests.size(); ++i) choices_left[i] = requests[i].n;
-  size_t cancelled = 0;
+  int64_t failed = 0;
+  absl::flat_hash_set<size_t> started;  // requests whose first token came, until their result is written
+  // The choices still running of each request fed to the engine, until its result is written: a request is
+  // done when all its n choices are.
+  absl::flat_hash_map<size_t, int> choices_left;
   // Stops the engine when a signal arrives or the output fails (the sync thread's errors included): polled,
   // since neither a signal handler nor the sync thread may call into the engine. A signal gives the running
   // requests --stop-grace seconds to finish; a write error stops at once (nothing more can be saved).
@@ -303,29 +350,49 @@ int RunJob(RunFlags& flags) {
   // The GPU path reads its SSD tier itself (the CPU path's goes through the page cache, unmeasured).
   const bool ssd_reader = engine->info().device == "gpu" && engine->plan().ssd_moe_layers() > 0;
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<Result>> results = engine->Generate(
-      requests,
+  const absl::Status results = engine->GenerateStream(
+      [&](Request* request) {
+        BatchLine line;
+        while (lines.Next(&line)) {
+          if (!line.request.ok()) {
+            ++failed;
+            append_line(line, nullptr);
+            if (!output.error().ok()) return false;  // the stopper thread ends the run
+            continue;
+          }
+          BatchLine result_line = ResultLineOf(line);
+          *request = *std::move(line.request);
+          choices_left[next_request_index] = std::max(1, request->n);
+          running_lines.emplace(next_request_index++, std::move(result_line));
+          return true;
+        }
+        return false;
+      },
       [&](const TokenEvent& event) {
         ++generated;
-        if (!started[event.request_index]) {
-          started[event.request_index] = true;
-          prefilled += event.prompt_tokens;
+        if (started.insert(event.request_index).second) prefilled += event.prompt_tokens;
+        if (event.finished) {
+          auto left = choices_left.find(event.request_index);
+          if (left != choices_left.end() && --left->second == 0) ++done;
         }
-        if (event.finished && --choices_left[event.request_index] == 0) ++done;
         if (progress && ssd_reader) {
           progress->UpdateSsd(event.ssd_read_bytes, event.ssd_read_seconds, event.ssd_wait_seconds);
         }
         if (progress) progress->Update(done, generated, prefilled);
       },
       [&](size_t request_index, const Result& result) {
+        auto line = running_lines.find(request_index);
+        started.erase(request_index);
+        choices_left.erase(request_index);
         // A cancelled request gets no line: --resume runs it again.
         if (absl::IsCancelled(result.status)) {
-          ++cancelled;
+          running_lines.erase(line);
           return;
         }
         if (!result.status.ok()) ++failed;
         prompt_tokens += static_cast<int64_t>(result.prompt_ids.size());
-        append_line(line_of_request[request_index], &result);
+        append_line(line->second, &result);
+        running_lines.erase(line);
         if (!output_failed && !output.error().ok()) {
           output_failed = true;
           engine->Cancel(0);  // a full or failing disk: stop now, not after the whole job
@@ -336,19 +403,20 @@ int RunJob(RunFlags& flags) {
   if (progress) progress->Finish();
   const absl::Status closed = output.Close();
   const int stop_signal = JobStopSignal();
-  if (results.ok() && (!closed.ok() || (stop_signal != 0 && cancelled > 0))) {
+  const int64_t not_answered = count->lines - output.appended_lines();
+  if (results.ok() && lines.status().ok() && (!closed.ok() || (stop_signal != 0 && not_answered > 0))) {
     if (!closed.ok()) std::fprintf(stderr, "ringmoe run: %s\n", std::string(closed.message()).c_str());
     std::fprintf(stderr,
-                 "ringmoe run: %s after %lld results of this run (%zu requests not run); the output %s "
+                 "ringmoe run: %s after %lld results of this run (%lld requests not run); the output %s "
                  "holds whole lines only. To finish the job, run:\n  %s\n",
                  stop_signal != 0 ? absl::StrCat("stopped by ", SignalName(stop_signal)).c_str()
                                   : "stopped: the output cannot be written",
-                 static_cast<long long>(output.appended_lines()), cancelled, flags.output.c_str(),
-                 ResumeCommand(flags).c_str());
+                 static_cast<long long>(output.appended_lines()), static_cast<long long>(not_answered),
+                 flags.output.c_str(), ResumeCommand(flags).c_str());
     return stop_signal != 0 ? 128 + stop_signal : 1;
   }
-  if (!results.ok()) {
-    log::Error("ringmoe run: {}", std::string(results.status().message()));
+  if (!results.ok() || !lines.status().ok()) {
+    log::Error("ringmoe run: {}", std::string((!results.ok() ? results : lines.status()).message()));
     log::Error(
         "ringmoe run: the {} results written before the failure stay in {}; to finish the job, run:\n  {}",
         output.appended_lines(), flags.output, ResumeCommand(flags));
@@ -360,11 +428,10 @@ int RunJob(RunFlags& flags) {
   log::Info(
       "ringmoe run: {} lines -> {}; {} failed; {} prompt + {} generated tokens in {:.2f} s "
       "({:.1f} generated tokens/s)",
-      to_run.size(), flags.output, failed, prompt_tokens, generated, seconds,
+      count->lines, flags.output, failed, prompt_tokens, generated, seconds,
       seconds > 0 ? generated / seconds : 0.0);
   const RunStats& stats = engine->last_run_stats();
-  const planner::MeasuredRun measured =
-      MeasuredFrom(stats, static_cast<int64_t>(requests.size()), engine->info().device == "gpu");
+  const planner::MeasuredRun measured = MeasuredFrom(stats, count->requests, engine->info().device == "gpu");
   if (report) std::fputs(planner::FormatMeasuredBesidePredicted(*report, measured).c_str(), stderr);
   if (!flags.report_json.empty()) {
     std::ofstream json(flags.report_json, std::ios::binary | std::ios::trunc);

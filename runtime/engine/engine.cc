@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -73,33 +75,6 @@ int64_t SteadyNanoseconds() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-// Scores the prompt positions the step computed for scoring sequences (StepChunk::prompt_logits) into their
-// Results, rows in parallel (each writes its own position).
-void ScorePromptRows(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners,
-                     std::span<const Request> requests, const Tokenizer* tokenizer, int vocab,
-                     cpu::CpuWorkers& workers, StepOutput* step_output, std::vector<Result>* results) {
-  struct Row {
-    const Sequence* sequence;
-    int position;
-  };
-  std::vector<Row> rows;
-  for (size_t c = 0; c < chunks.size(); ++c) {
-    for (int j = 0; j < chunks[c].prompt_logits; ++j) rows.push_back({owners[c], chunks[c].start + j});
-  }
-  if (rows.empty()) return;
-  workers.ParallelFor(static_cast<int64_t>(rows.size()), 4, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> scratch;
-    for (int64_t i = begin; i < end; ++i) {
-      const Sequence& sequence = *rows[i].sequence;
-      Result& result = (*results)[sequence.request_index];
-      ScorePromptPosition(step_output->prompt_logits.data() + i * vocab, vocab, rows[i].position,
-                          result.prompt_ids, requests[sequence.request_index].top_logprobs, tokenizer,
-                          &result, scratch);
-    }
-  });
-}
-
 }  // namespace
 
 void Engine::Cancel(double grace_seconds) {
@@ -244,82 +219,147 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   return Engine(std::move(impl));
 }
 
-absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> requests,
-                                                     const TokenCallback& on_token,
-                                                     const ResultCallback& on_result) {
-  Impl& impl = *impl_;
-  const Tokenizer* tokenizer = this->tokenizer();
-  std::vector<Result> results(requests.size());
-  std::vector<RequestState> states;  // choice 0 of each request
-  states.reserve(requests.size());
-  // Request::n > 1: the other choices' states and results (results[i].other_choices), and how many of a
-  // request's choices are still to finish: its Result is final, and reported, when none is.
-  std::vector<std::deque<RequestState>> other_states(requests.size());
-  std::vector<int> choices_left(requests.size(), 0);
-  std::vector<bool> reported(requests.size(), false);
-  auto state_of = [&](const Sequence& sequence) -> RequestState& {
-    return sequence.choice == 0 ? states[sequence.request_index]
-                                : other_states[sequence.request_index][sequence.choice - 1];
+namespace {
+
+// One request the engine holds, from when it is handed out until its result is reported: at most the
+// scheduler's window of waiting requests plus the running batch.
+struct HeldRequest {
+  Request owned;                      // a streamed request lives here
+  const Request* request = nullptr;   // &owned, or the caller's span element
+  std::optional<RequestState> state;  // choice 0's
+  Result result;                      // choice 0's; the other choices' are result.other_choices
+  // Request::n > 1: the other choices' states, and how many of the request's choices are still to finish:
+  // its Result is final, and reported, when none is.
+  std::deque<RequestState> other_states;
+  int choices_left = 1;
+  // Reported as cancelled while another of its choices still ran: that choice stops at its next token, and
+  // the request is reported no more.
+  bool reported = false;
+
+  RequestState& state_of(const Sequence& sequence) {
+    return sequence.choice == 0 ? *state : other_states[sequence.choice - 1];
+  }
+  Result& result_of(const Sequence& sequence) {
+    return sequence.choice == 0 ? result : result.other_choices[sequence.choice - 1];
+  }
+};
+
+using HeldRequests = absl::flat_hash_map<size_t, std::unique_ptr<HeldRequest>>;
+
+// Scores the prompt positions the step computed for scoring sequences (StepChunk::prompt_logits) into their
+// requests' Results (choice 0's: the prompt is scored once), rows in parallel (each writes its own position).
+void ScorePromptRows(const std::vector<StepChunk>& chunks, const std::vector<Sequence*>& owners,
+                     HeldRequests& held, const Tokenizer* tokenizer, int vocab, cpu::CpuWorkers& workers,
+                     StepOutput* step_output) {
+  struct Row {
+    HeldRequest* request;
+    int position;
   };
-  auto result_of = [&](const Sequence& sequence) -> Result& {
-    Result& first = results[sequence.request_index];
-    return sequence.choice == 0 ? first : first.other_choices[sequence.choice - 1];
-  };
+  std::vector<Row> rows;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    if (chunks[c].prompt_logits == 0) continue;
+    HeldRequest* request = held.at(owners[c]->request_index).get();
+    for (int j = 0; j < chunks[c].prompt_logits; ++j) rows.push_back({request, chunks[c].start + j});
+  }
+  if (rows.empty()) return;
+  workers.ParallelFor(static_cast<int64_t>(rows.size()), 4, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> scratch;
+    for (int64_t i = begin; i < end; ++i) {
+      Result& result = rows[i].request->result;
+      ScorePromptPosition(step_output->prompt_logits.data() + i * vocab, vocab, rows[i].position,
+                          result.prompt_ids, rows[i].request->request->top_logprobs, tokenizer, &result,
+                          scratch);
+    }
+  });
+}
+
+// Fills `held.request` with the next request; false at the end.
+using NextHeldRequest = std::function<bool(HeldRequest& held)>;
+// Reports a final result; the callee may move from it (it is dropped next).
+using ReportResult = std::function<void(size_t request_index, Result& result)>;
+
+// Generate and GenerateStream: continuous batching over the requests `next_request` hands out, pulled while
+// fewer than `window` wait to be scheduled (0: the plan's batch). Admission (first come, first served, up to
+// the batch) then sees the same queue head as with every request queued at once, so any window of at least
+// the batch runs the same steps.
+absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request,
+                         const TokenCallback& on_token, const ReportResult& report, size_t window) {
+  const Tokenizer* tokenizer = impl.tokenizer.get();
   Scheduler scheduler(*impl.kv_cache, impl.options.plan.batch, impl.max_step_tokens);
+  // The requests handed out and not reported yet (or reported as cancelled while a choice still runs), by
+  // request index.
+  HeldRequests held;
+  if (window == 0) window = static_cast<size_t>(std::max(1, impl.options.plan.batch));
+  size_t next_index = 0;
+  bool feed_done = false;
 
   // Cancel's request ends this call, whichever way it returns; a later Generate starts afresh.
   struct ClearCancel {
-    Impl& impl;
+    Engine::Impl& impl;
     ~ClearCancel() { impl.cancel_requested.store(false, std::memory_order_release); }
   } clear_cancel{impl};
   auto cancelled = [&] { return impl.cancel_requested.load(std::memory_order_acquire); };
-  // Reports request `i` as cancelled: its status says how far it got; partial output is dropped.
-  auto report_cancelled = [&](size_t i, int generated) {
-    if (reported[i]) return;  // another of its choices was reported already
-    reported[i] = true;
-    Result& result = results[i];
-    result = Result{};
-    result.id = requests[i].id;
-    result.status =
-        generated < 0
-            ? absl::CancelledError(absl::StrCat("request '", requests[i].id, "' cancelled before it started"))
-            : absl::CancelledError(absl::StrCat("request '", requests[i].id,
-                                                "' cancelled while running, after ", generated,
-                                                " generated tokens"));
-    if (on_result) on_result(i, result);
+  // Reports held request `i` and forgets it.
+  auto finish = [&](size_t i) {
+    auto it = held.find(i);
+    report(i, it->second->result);
+    held.erase(it);
   };
-
-  for (size_t i = 0; i < requests.size(); ++i) {
-    states.emplace_back(requests[i], impl.spec, tokenizer);
-    Result& result = results[i];
-    result.id = requests[i].id;
-    if (cancelled()) {
-      report_cancelled(i, -1);
-      continue;
+  // Reports request `i` as cancelled: its status says how far it got; partial output is dropped. The request
+  // stays held (marked reported) while another of its choices may still run: that choice stops at its next
+  // token.
+  auto report_cancelled = [&](size_t i, int generated) {
+    HeldRequest& request = *held.at(i);
+    if (request.reported) return;  // another of its choices was reported already
+    request.reported = true;
+    const std::string& id = request.request->id;
+    request.result = Result{};
+    request.result.id = id;
+    request.result.status =
+        generated < 0
+            ? absl::CancelledError(absl::StrCat("request '", id, "' cancelled before it started"))
+            : absl::CancelledError(absl::StrCat("request '", id, "' cancelled while running, after ",
+                                                generated, " generated tokens"));
+    report(i, request.result);
+    request.result = Result{};  // the states stay: a choice still running samples with its own
+  };
+  // Pulls requests until the window is full or the feed ends; one that fails before it is scheduled is
+  // reported at once and never held.
+  auto pull = [&] {
+    while (!feed_done && !cancelled() && static_cast<size_t>(scheduler.waiting()) < window) {
+      auto request = std::make_unique<HeldRequest>();
+      if (!next_request(*request)) {
+        feed_done = true;
+        break;
+      }
+      const size_t i = next_index++;
+      request->state.emplace(*request->request, impl.spec, tokenizer);
+      request->result.id = request->request->id;
+      absl::StatusOr<std::unique_ptr<Sequence>> sequence =
+          request->state->Prepare(i, impl.spec, *impl.kv_cache, &request->result.prompt_ids);
+      if (!sequence.ok()) {
+        request->result.status = sequence.status();
+        report(i, request->result);  // final now: it will never be scheduled
+        continue;
+      }
+      if ((*sequence)->max_new_tokens == 0 && !(*sequence)->prompt_logits) {
+        // echo with max_tokens 0 and no logprobs: the answer is the prompt itself, with nothing to compute.
+        request->state->Finish(**sequence, &request->result);
+        report(i, request->result);
+        continue;
+      }
+      if ((*sequence)->prompt_logits)
+        SizePromptLogprobs(request->result.prompt_ids, tokenizer, &request->result);
+      const Request& fields = *request->request;
+      request->choices_left = fields.n;
+      for (int choice = 1; choice < fields.n; ++choice) {
+        request->other_states.emplace_back(fields, impl.spec, tokenizer);
+        request->result.other_choices.emplace_back().id = fields.id;
+      }
+      held.emplace(i, std::move(request));
+      scheduler.Enqueue(std::move(*sequence));
     }
-    absl::StatusOr<std::unique_ptr<Sequence>> sequence =
-        states.back().Prepare(i, impl.spec, *impl.kv_cache, &result.prompt_ids);
-    if (!sequence.ok()) {
-      result.status = sequence.status();
-      reported[i] = true;
-      if (on_result) on_result(i, result);  // final now: it will never be scheduled
-      continue;
-    }
-    if ((*sequence)->max_new_tokens == 0 && !(*sequence)->prompt_logits) {
-      // echo with max_tokens 0 and no logprobs: the answer is the prompt itself, with nothing to compute.
-      states.back().Finish(**sequence, &result);
-      reported[i] = true;
-      if (on_result) on_result(i, result);
-      continue;
-    }
-    if ((*sequence)->prompt_logits) SizePromptLogprobs(result.prompt_ids, tokenizer, &result);
-    choices_left[i] = requests[i].n;
-    for (int choice = 1; choice < requests[i].n; ++choice) {
-      other_states[i].emplace_back(requests[i], impl.spec, tokenizer);
-      result.other_choices.emplace_back().id = requests[i].id;
-    }
-    scheduler.Enqueue(std::move(*sequence));
-  }
+  };
 
   ForwardPass& forward = *impl.forward;
   const ForwardStats before = forward.stats();
@@ -331,6 +371,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   // (logits row or -1 when the pass picked the token, sequence) per chunk that wants a token.
   std::vector<std::pair<int, Sequence*>> sampling_rows;
   std::vector<SampledToken> sampled;
+  std::vector<HeldRequest*> sampling_requests;             // the request of each sampling row
   std::vector<std::vector<TokenLogprob>> sampled_tops;     // per sampling row, with top_logprobs
   absl::flat_hash_map<size_t, absl::Status> nan_failures;  // request index -> its error
   const int vocab = impl.spec.vocab_size;
@@ -344,7 +385,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
   }
   FILE* step_log = step_log_file.get();
-  while (!scheduler.Idle()) {
+  for (;;) {
+    pull();
     if (cancelled()) {
       // Stop admitting: what waits is cancelled now; what runs gets until the deadline.
       for (std::unique_ptr<Sequence>& waiting : scheduler.TakeWaiting()) {
@@ -355,8 +397,8 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
           report_cancelled(running->request_index, running->generated());
         }
       }
-      if (scheduler.Idle()) break;
     }
+    if (scheduler.Idle()) break;  // the feed has ended (or the run was cancelled) and nothing is left
     scheduler.NextStep(&chunks, &owners);
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
@@ -364,7 +406,7 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     for (size_t c = 0; c < chunks.size(); ++c) {
       // The pass may pick a greedy token itself only when no logits processor changes the argmax and no top
       // alternatives are read from the logits row.
-      const Request& request = requests[owners[c]->request_index];
+      const Request& request = *held.at(owners[c]->request_index)->request;
       chunks[c].greedy = request.sampling.temperature <= 0.0f &&
                          !ChangesGreedyChoice(request.sampling, owners[c]->generated()) &&
                          !(request.logprobs && request.top_logprobs > 0);
@@ -392,17 +434,19 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
 
     // Sample every row in parallel (each sequence has its own generator), then record them in order.
     const auto sampling_start = std::chrono::steady_clock::now();
-    ScorePromptRows(chunks, owners, requests, tokenizer, vocab, *impl.workers, &step_output, &results);
+    ScorePromptRows(chunks, owners, held, tokenizer, vocab, *impl.workers, &step_output);
     for (size_t c = 0; c < chunks.size(); ++c) {
       // NaN logits fail a scoring request as they fail a generating one (below).
+      if (chunks[c].prompt_logits == 0) continue;
       const Sequence& owner = *owners[c];
-      const std::vector<float>& scored = results[owner.request_index].prompt_logprobs;
+      const HeldRequest& owner_request = *held.at(owner.request_index);
+      const std::vector<float>& scored = owner_request.result.prompt_logprobs;
       for (int j = 0; j < chunks[c].prompt_logits; ++j) {
         if (!std::isnan(scored[chunks[c].start + j + 1])) continue;
         nan_failures.emplace(
             owner.request_index,
             absl::InternalError(
-                absl::StrCat("request '", requests[owner.request_index].id,
+                absl::StrCat("request '", owner_request.request->id,
                              "': the model's logits are NaN at prompt position ", chunks[c].start + j,
                              " (the checkpoint holds NaN or Inf weights, or the computation overflowed)")));
         owners[c]->finished = true;
@@ -410,11 +454,13 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
       }
     }
     sampling_rows.clear();
+    sampling_requests.clear();
     int logits_row = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
       if (!chunks[c].want_logits) continue;
       const bool picked = step_output.picked[sampling_rows.size()].token >= 0;
       sampling_rows.push_back({picked ? -1 : logits_row++, owners[c]});
+      sampling_requests.push_back(held.at(owners[c]->request_index).get());
     }
     sampled.resize(sampling_rows.size());
     sampled_tops.assign(sampling_rows.size(), {});
@@ -427,9 +473,11 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
           continue;
         }
         Sequence& sequence = *sampling_rows[i].second;
-        const Request& request = requests[sequence.request_index];
+        HeldRequest& held_request = *sampling_requests[i];
+        const Request& request = *held_request.request;
         float* logits = step_output.logits.data() + static_cast<int64_t>(row) * vocab;
-        const TokenHistory history{sequence.tokens, sequence.prompt_length, state_of(sequence).stop_ids()};
+        const TokenHistory history{sequence.tokens, sequence.prompt_length,
+                                   held_request.state_of(sequence).stop_ids()};
         sampled[i] = SampleProcessed(logits, vocab, request.sampling, history, sequence.random, scratch);
         // SampleProcessed left the row's (unprocessed) log-probabilities in place.
         if (request.logprobs && request.top_logprobs > 0)
@@ -453,16 +501,22 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
         nan_failures.emplace(
             sequence.request_index,
             absl::InternalError(
-                absl::StrCat("request '", requests[sequence.request_index].id,
+                absl::StrCat("request '", sampling_requests[i]->request->id,
                              "': the model's logits are NaN at generated token ", sequence.generated() + 1,
                              " (the checkpoint holds NaN or Inf weights, or the computation overflowed)")));
         sequence.finished = true;
         continue;
       }
       sequence.tokens.push_back(sampled[i].token);
-      state_of(sequence).Accept(sampled[i], sequence, &result_of(sequence));
-      if (requests[sequence.request_index].logprobs && requests[sequence.request_index].top_logprobs > 0)
-        result_of(sequence).top_logprobs.push_back(std::move(sampled_tops[i]));
+      HeldRequest& request = *sampling_requests[i];
+      if (request.reported) {
+        // Reported as cancelled while this choice ran: nothing of it is kept, so it stops here.
+        sequence.finished = true;
+      } else {
+        request.state_of(sequence).Accept(sampled[i], sequence, &request.result_of(sequence));
+        if (request.request->logprobs && request.request->top_logprobs > 0)
+          request.result_of(sequence).top_logprobs.push_back(std::move(sampled_tops[i]));
+      }
       if (on_token) {
         on_token({sequence.request_index, sampled[i].token, sampled[i].logprob, sequence.finished,
                   sequence.prompt_length, sequence.choice, ssd_so_far.ssd_read_bytes,
@@ -476,26 +530,26 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
     }
     for (std::unique_ptr<Sequence>& done : scheduler.Retire()) {
       const size_t index = done->request_index;
-      if (reported[index]) continue;  // cancelled while another choice ran on
-      state_of(*done).Finish(*done, &result_of(*done));
-      if (--choices_left[index] > 0) continue;
-      reported[index] = true;
-      Result& result = results[index];
+      HeldRequest& request = *held.at(index);
+      if (request.reported) continue;  // cancelled while this choice ran on
+      request.state_of(*done).Finish(*done, &request.result_of(*done));
+      if (--request.choices_left > 0) continue;
       if (auto failure = nan_failures.find(index); failure != nan_failures.end()) {
-        result = Result{};
-        result.id = requests[index].id;
-        result.status = failure->second;
+        request.result = Result{};
+        request.result.id = request.request->id;
+        request.result.status = failure->second;
+        nan_failures.erase(failure);
       } else {
-        for (Result& other : result.other_choices) {
-          // The choices share the prompt: its ids, and with echo its text and (computed once, by choice 0) its
-          // log-probabilities.
-          other.prompt_ids = result.prompt_ids;
-          if (other.prompt_text.empty()) other.prompt_text = result.prompt_text;
-          other.prompt_logprobs = result.prompt_logprobs;
-          other.prompt_top_logprobs = result.prompt_top_logprobs;
+        for (Result& other : request.result.other_choices) {
+          // The choices share the prompt: its ids, and with echo its text and (computed once, by choice 0)
+          // its log-probabilities.
+          other.prompt_ids = request.result.prompt_ids;
+          if (other.prompt_text.empty()) other.prompt_text = request.result.prompt_text;
+          other.prompt_logprobs = request.result.prompt_logprobs;
+          other.prompt_top_logprobs = request.result.prompt_top_logprobs;
         }
       }
-      if (on_result) on_result(index, result);
+      finish(index);
     }
     const double step_seconds = SecondsSince(step_start);
     if (step_log != nullptr) {
@@ -539,7 +593,59 @@ absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> re
   if (getrusage(RUSAGE_SELF, &usage) == 0)
     stats.host_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
   impl.last_run_stats = stats;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Result>> Engine::Generate(std::span<const Request> requests,
+                                                     const TokenCallback& on_token,
+                                                     const ResultCallback& on_result) {
+  std::vector<Result> results(requests.size());
+  std::vector<bool> reported(requests.size(), false);
+  size_t next = 0;
+  absl::Status run = RunRequests(
+      *impl_,
+      [&](HeldRequest& held) {
+        if (next >= requests.size()) return false;
+        held.request = &requests[next++];
+        return true;
+      },
+      on_token,
+      [&](size_t i, Result& result) {
+        if (on_result) on_result(i, result);
+        results[i] = std::move(result);
+        reported[i] = true;
+      },
+      // Every request queued at once, as the span is held anyway: a request that fails before it is
+      // scheduled is reported before the first step.
+      std::numeric_limits<size_t>::max());
+  if (!run.ok()) return run;
+  // A cancelled run stops handing requests out: the rest never started.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (reported[i]) continue;
+    results[i].id = requests[i].id;
+    results[i].status =
+        absl::CancelledError(absl::StrCat("request '", requests[i].id, "' cancelled before it started"));
+    if (on_result) on_result(i, results[i]);
+  }
   return results;
+}
+
+absl::Status Engine::GenerateStream(const RequestFeed& next_request, const TokenCallback& on_token,
+                                    const ResultCallback& on_result) {
+  return RunRequests(
+      *impl_,
+      [&](HeldRequest& held) {
+        if (!next_request(&held.owned)) return false;
+        held.request = &held.owned;
+        return true;
+      },
+      on_token,
+      [&](size_t i, Result& result) {
+        if (on_result) on_result(i, result);
+      },
+      /*window=*/0);
 }
 
 }  // namespace ringmoe

@@ -1,5 +1,8 @@
 #include "runtime/frontend/batch_io.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -15,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "io/regular_file.h"
 #include "nlohmann/json.hpp"
+#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/choices_output.h"
 #include "runtime/frontend/request_fields.h"
@@ -460,57 +464,6 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
   return parsed;
 }
 
-// Splits a stream into lines without ever holding more than kMaxBatchLineBytes of one line: a longer line is
-// reported with its length and skipped.
-class BoundedLineReader {
- public:
-  explicit BoundedLineReader(std::istream& in) : in_(in) {}
-
-  // The next line without its '\n'; false at end of input. `length` is the full length even when the line was
-  // too long to keep (then `line` is empty).
-  bool Next(std::string& line, size_t& length) {
-    line.clear();
-    length = 0;
-    bool saw_bytes = false;
-    for (;;) {
-      if (position_ == filled_ && !Refill()) return saw_bytes;
-      saw_bytes = true;
-      const char* start = buffer_.data() + position_;
-      size_t available = filled_ - position_;
-      const void* newline = std::memchr(start, '\n', available);
-      size_t take = newline ? static_cast<size_t>(static_cast<const char*>(newline) - start) : available;
-      if (length + take <= kMaxBatchLineBytes) {
-        line.append(start, take);
-      } else {
-        line.clear();
-        line.shrink_to_fit();
-      }
-      length += take;
-      position_ += take;
-      if (newline) {
-        ++position_;
-        return true;
-      }
-    }
-  }
-
- private:
-  bool Refill() {
-    if (!in_) return false;
-    in_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
-    filled_ = static_cast<size_t>(in_.gcount());
-    position_ = 0;
-    return filled_ > 0;
-  }
-
-  std::istream& in_;
-  std::string buffer_ = std::string(size_t{1} << 20, '\0');
-  size_t position_ = 0;
-  size_t filled_ = 0;
-};
-
-bool IsBlank(std::string_view line) { return line.find_first_not_of(" \t\r\f\v") == std::string_view::npos; }
-
 // "batch_req_<suffix>" -> "<suffix>", from which the response's "req_<suffix>" and "cmpl-<suffix>" are built.
 std::string_view IdSuffix(std::string_view batch_request_id) {
   constexpr std::string_view kPrefix = "batch_req_";
@@ -545,51 +498,61 @@ BatchLine ParseBatchLine(std::string_view line, int line_number) {
   return ParseLine(line, line_number, &custom_id_known);
 }
 
+BatchLine ParseBatchLine(std::string_view line, int line_number, bool* custom_id_known) {
+  return ParseLine(line, line_number, custom_id_known);
+}
+
 absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(std::istream& in, std::string_view source) {
   std::vector<BatchLine> lines;
   absl::flat_hash_map<std::string, int> first_line_of_id;
-  BoundedLineReader reader(in);
-  std::string text;
-  size_t length = 0;
-  int line_number = 0;
-  while (reader.Next(text, length)) {
-    ++line_number;
-    std::string_view view = text;
-    if (line_number == 1 && absl::StartsWith(Av(view), "\xEF\xBB\xBF")) view.remove_prefix(3);  // UTF-8 BOM.
-    if (!view.empty() && view.back() == '\r') view.remove_suffix(1);
-    if (length > kMaxBatchLineBytes) {
-      BatchLine too_long;
-      too_long.line_number = line_number;
-      too_long.custom_id = FallbackCustomId(line_number);
-      too_long.request = absl::InvalidArgumentError(
-          absl::StrCat("line ", line_number, ": ", length, " bytes is longer than the ", kMaxBatchLineBytes,
-                       "-byte limit for one line"));
-      lines.push_back(std::move(too_long));
-      continue;
-    }
-    if (IsBlank(view)) continue;
-    bool custom_id_known = false;
-    BatchLine parsed = ParseLine(view, line_number, &custom_id_known);
+  BatchLineStream stream([&in](char* buffer, size_t size) -> int64_t {
+    if (!in) return in.bad() ? -1 : 0;
+    in.read(buffer, static_cast<std::streamsize>(size));
+    if (in.bad()) return -1;
+    return static_cast<int64_t>(in.gcount());
+  });
+  BatchLine parsed;
+  bool custom_id_known = false;
+  while (stream.Next(&parsed, &custom_id_known)) {
     if (custom_id_known) {
-      auto [it, inserted] = first_line_of_id.try_emplace(parsed.custom_id, line_number);
-      if (!inserted && parsed.request.ok()) {
-        parsed.request = absl::InvalidArgumentError(absl::StrCat(
-            "line ", line_number, ": custom_id '", parsed.custom_id, "' also on line ", it->second));
-      }
+      auto [it, inserted] = first_line_of_id.try_emplace(parsed.custom_id, parsed.line_number);
+      if (!inserted && parsed.request.ok()) parsed.request = DuplicateIdError(parsed, it->second);
     }
     lines.push_back(std::move(parsed));
   }
-  if (in.bad())
-    return absl::DataLossError(absl::StrCat("error reading ", Av(source), " after line ", line_number));
+  if (stream.read_error() || in.bad()) {
+    return absl::DataLossError(
+        absl::StrCat("error reading ", Av(source), " after line ", stream.line_number()));
+  }
   return lines;
 }
 
+absl::Status DuplicateIdError(const BatchLine& line, int first_line) {
+  return absl::InvalidArgumentError(absl::StrCat("line ", line.line_number, ": custom_id '", line.custom_id,
+                                                 "' also on line ", first_line));
+}
+
 absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.is_open()) {
-    return absl::NotFoundError(absl::StrCat("cannot open batch input ", path, ": ", std::strerror(errno)));
+  absl::StatusOr<int> fd = io::OpenRegularFileForReading(path);
+  if (!fd.ok()) return fd.status();
+  std::vector<BatchLine> lines;
+  absl::flat_hash_map<std::string, int> first_line_of_id;
+  BatchLineStream stream(ReadFromDescriptor(*fd));
+  BatchLine parsed;
+  bool custom_id_known = false;
+  while (stream.Next(&parsed, &custom_id_known)) {
+    if (custom_id_known) {
+      auto [it, inserted] = first_line_of_id.try_emplace(parsed.custom_id, parsed.line_number);
+      if (!inserted && parsed.request.ok()) parsed.request = DuplicateIdError(parsed, it->second);
+    }
+    lines.push_back(std::move(parsed));
   }
-  return ReadBatchFile(in, path);
+  ::close(*fd);
+  if (stream.read_error()) {
+    return absl::DataLossError(absl::StrCat("error reading ", path, " after line ", stream.line_number(),
+                                            ": ", std::strerror(stream.read_errno())));
+  }
+  return lines;
 }
 
 std::string FormatResultLine(const BatchLine& line, const Result* result, std::string_view model_name,

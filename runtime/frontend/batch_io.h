@@ -47,13 +47,20 @@ struct BatchLine {
 
 // Parses one input line (without its newline). Never fails as a whole: problems land in `request`.
 BatchLine ParseBatchLine(std::string_view line, int line_number);
+// The same, also saying whether the custom_id was read from the line (false: the "line-<N>" fallback);
+// repeated custom_ids are checked only among those.
+BatchLine ParseBatchLine(std::string_view line, int line_number, bool* custom_id_known);
 
 // Reads a whole batch: skips blank lines, accepts CRLF, a missing final newline and a UTF-8 byte-order
 // mark, and marks the later line of a duplicated custom_id as an error ("custom_id 'x' also on line 3").
 // Fails only when the stream itself cannot be read; `source` names it in that message.
 absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(std::istream& in, std::string_view source);
-// The same for a file; a missing or unreadable file is an error naming `path`.
+// The same for a file; a missing or unreadable file, or one that is not a regular file (a FIFO, a device), is
+// an error naming `path`. Holds the whole batch: a job streams its input instead (batch_reader.h).
 absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path);
+
+// The error of the later line of a repeated custom_id: "line 9: custom_id 'x' also on line 3".
+absl::Status DuplicateIdError(const BatchLine& line, int first_line);
 
 // One output line (no trailing newline), valid JSON even when the text holds invalid UTF-8 (such bytes
 // become U+FFFD). `result` may be null only for a line whose request failed to parse; a null result for a

@@ -6,13 +6,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/frontend/job_signals.h"
 
@@ -40,6 +43,25 @@ int InputLineOfId(std::string_view id) {
 
 bool IsBlank(std::string_view line) { return line.find_first_not_of(" \t\r") == std::string_view::npos; }
 
+// An output line's custom_id, and the input line number at the end of its "id" (-1 without one).
+struct OutputLineIds {
+  std::string custom_id;
+  int input_line = -1;
+};
+
+// The ids of `line` when it is a JSON object with a string custom_id.
+std::optional<OutputLineIds> ReadOutputLine(simdjson::dom::parser& parser, std::string_view line) {
+  simdjson::dom::element root;
+  if (parser.parse(line.data(), line.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
+  simdjson::dom::object object;
+  if (root.get_object().get(object) != simdjson::SUCCESS) return std::nullopt;
+  std::string_view custom_id, id;
+  if (object.at_key("custom_id").get_string().get(custom_id) != simdjson::SUCCESS) return std::nullopt;
+  OutputLineIds ids{std::string(custom_id), -1};
+  if (object.at_key("id").get_string().get(id) == simdjson::SUCCESS) ids.input_line = InputLineOfId(id);
+  return ids;
+}
+
 // Feeds an output file's lines one at a time. A line that is not a JSON object with a string custom_id may
 // only be the last one (a write a kill cut short); that is decided once the next line or the end arrives.
 class FinishedLineScanner {
@@ -54,12 +76,13 @@ class FinishedLineScanner {
       finished_.complete_bytes = end_offset;
       return absl::OkStatus();
     }
-    std::optional<std::pair<std::string, int>> read = ReadLine(line);
+    std::optional<OutputLineIds> read = ReadOutputLine(parser_, line);
     if (!read) {
       bad_line_ = line_number_;
       return absl::OkStatus();
     }
-    finished_.input_lines_of_id[read->first].push_back(read->second);
+    finished_.lines.push_back(
+        {FinishedIdHash(read->custom_id), end_offset - static_cast<int64_t>(line.size()) - 1});
     finished_.complete_bytes = end_offset;
     ++finished_.complete_lines;
     return absl::OkStatus();
@@ -72,23 +95,12 @@ class FinishedLineScanner {
       return BadLineError();
     }
     finished_.dropped_torn_line = bad_line_.has_value() || !trailing.empty();
+    std::sort(finished_.lines.begin(), finished_.lines.end());
+    finished_.lines.shrink_to_fit();
     return std::move(finished_);
   }
 
  private:
-  // (custom_id, input line of its id) when `line` is a JSON object with a string custom_id.
-  std::optional<std::pair<std::string, int>> ReadLine(std::string_view line) {
-    simdjson::dom::element root;
-    if (parser_.parse(line.data(), line.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
-    simdjson::dom::object object;
-    if (root.get_object().get(object) != simdjson::SUCCESS) return std::nullopt;
-    std::string_view custom_id, id;
-    if (object.at_key("custom_id").get_string().get(custom_id) != simdjson::SUCCESS) return std::nullopt;
-    int input_line = -1;
-    if (object.at_key("id").get_string().get(id) == simdjson::SUCCESS) input_line = InputLineOfId(id);
-    return std::make_pair(std::string(custom_id), input_line);
-  }
-
   absl::Status BadLineError() const {
     return absl::InvalidArgumentError(absl::StrCat(
         Av(path_), " line ", *bad_line_,
@@ -153,22 +165,75 @@ absl::StatusOr<FinishedLines> ScanFinishedLines(std::string_view text, std::stri
   return scanner.Finish(text.substr(start));
 }
 
-std::vector<bool> AnsweredLines(const std::vector<BatchLine>& lines, const FinishedLines& finished) {
+uint64_t FinishedIdHash(std::string_view custom_id) { return absl::Hash<std::string_view>{}(custom_id); }
+
+OutputLineAt OutputLineInText(std::string_view text) {
+  return [text](int64_t offset) -> absl::StatusOr<std::string> {
+    if (offset < 0 || static_cast<size_t>(offset) > text.size()) return absl::OutOfRangeError("no such line");
+    const std::string_view rest = text.substr(static_cast<size_t>(offset));
+    return std::string(rest.substr(0, rest.find('\n')));
+  };
+}
+
+absl::StatusOr<bool> IsAnswered(const FinishedLines& finished, const OutputLineAt& line_at,
+                                std::string_view custom_id, int line_number, bool id_repeated) {
+  const uint64_t hash = FinishedIdHash(custom_id);
+  auto it = std::lower_bound(finished.lines.begin(), finished.lines.end(),
+                             FinishedLines::Line{hash, std::numeric_limits<int64_t>::min()});
+  thread_local simdjson::dom::parser parser;
+  for (; it != finished.lines.end() && it->id_hash == hash; ++it) {
+    // The hash matched: the line itself decides (another id with the same hash is no answer).
+    absl::StatusOr<std::string> text = line_at(it->offset);
+    if (!text.ok()) return text.status();
+    std::optional<OutputLineIds> ids = ReadOutputLine(parser, *text);
+    if (!ids || ids->custom_id != custom_id) continue;
+    // A repeated custom_id: this line is answered when an output line names it, or names no line at all.
+    if (!id_repeated || ids->input_line == line_number || ids->input_line < 0) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::vector<bool>> AnsweredLines(const std::vector<BatchLine>& lines,
+                                                const FinishedLines& finished, const OutputLineAt& line_at) {
   absl::flat_hash_map<std::string, int> lines_with_id;
   for (const BatchLine& line : lines) ++lines_with_id[line.custom_id];
   std::vector<bool> answered(lines.size(), false);
   for (size_t i = 0; i < lines.size(); ++i) {
-    auto it = finished.input_lines_of_id.find(lines[i].custom_id);
-    if (it == finished.input_lines_of_id.end()) continue;
-    if (lines_with_id[lines[i].custom_id] == 1) {
-      answered[i] = true;
-      continue;
-    }
-    // A repeated custom_id: this line is answered when an output line names it, or names no line at all.
-    for (int input_line : it->second)
-      answered[i] = answered[i] || input_line == lines[i].line_number || input_line < 0;
+    absl::StatusOr<bool> is_answered = IsAnswered(finished, line_at, lines[i].custom_id, lines[i].line_number,
+                                                  lines_with_id[lines[i].custom_id] > 1);
+    if (!is_answered.ok()) return is_answered.status();
+    answered[i] = *is_answered;
   }
   return answered;
+}
+
+OutputLineAt BatchOutputFile::KeptLineReader() const {
+  return [fd = fd_, limit = finished_.complete_bytes,
+          path = path_](int64_t offset) -> absl::StatusOr<std::string> {
+    std::string line;
+    char block[4096];
+    while (offset < limit) {
+      const ssize_t got =
+          ::pread(fd, block, static_cast<size_t>(std::min<int64_t>(sizeof(block), limit - offset)), offset);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        return absl::DataLossError(absl::StrCat("cannot read back the output ", path, ": ",
+                                                got < 0 ? ErrnoText(errno) : std::string("it is shorter")));
+      }
+      const std::string_view piece(block, static_cast<size_t>(got));
+      const size_t newline = piece.find('\n');
+      line.append(piece.substr(0, newline));
+      if (newline != std::string_view::npos) break;
+      offset += got;
+    }
+    return line;
+  };
+}
+
+absl::StatusOr<bool> BatchOutputFile::IsAnswered(std::string_view custom_id, int line_number,
+                                                 bool id_repeated) const {
+  if (finished_.lines.empty()) return false;
+  return ringmoe::IsAnswered(finished_, KeptLineReader(), custom_id, line_number, id_repeated);
 }
 
 absl::StatusOr<std::unique_ptr<BatchOutputFile>> BatchOutputFile::Open(const std::string& path,

@@ -8,7 +8,7 @@
 //
 // Before anything is written, Open decides what to do with what the file already holds:
 //   kRefuse     a non-empty file is an error: nothing is overwritten by accident;
-//   kResume     its lines are kept (a cut last line is dropped) and FinishedLines says which requests they
+//   kResume     its lines are kept (a cut last line is dropped) and IsAnswered says which requests they
 //               answer, so the job runs only the rest and appends;
 //   kOverwrite  it is emptied, but only in BeginWriting, once the job is ready to run.
 // The file is locked (flock) for the life of the object, so two jobs never write one output, and it may not
@@ -21,6 +21,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,25 +38,47 @@ namespace ringmoe {
 
 enum class ExistingOutput { kRefuse, kResume, kOverwrite };
 
-// What the complete lines of an existing output answer.
+// What the complete lines of an existing output answer, held compactly (16 bytes a line, whatever the ids'
+// length): the 64-bit hash of each line's custom_id and where the line starts. A lookup reads the few lines
+// whose hash matches back from the output, so a hash collision never counts as an answer.
 struct FinishedLines {
-  // custom_id -> the input line number of each output line with that custom_id, read from its "id"
-  // ("batch_req_<run>_<line>"); -1 when the id is not of that form.
-  absl::flat_hash_map<std::string, std::vector<int>> input_lines_of_id;
+  struct Line {
+    uint64_t id_hash;
+    int64_t offset;  // where the line starts in the output
+    bool operator<(const Line& other) const {
+      return id_hash != other.id_hash ? id_hash < other.id_hash : offset < other.offset;
+    }
+  };
+  std::vector<Line> lines;     // sorted
   int64_t complete_bytes = 0;  // The file's bytes up to the end of its last complete line.
   int complete_lines = 0;
   bool dropped_torn_line = false;  // A last line without a newline or not JSON: cut off before appending.
 };
+
+// The hash FinishedLines keeps of a custom_id.
+uint64_t FinishedIdHash(std::string_view custom_id);
+
+// Reads back the output line that starts at `offset` (without its newline).
+using OutputLineAt = std::function<absl::StatusOr<std::string>(int64_t offset)>;
+// The line reader for an output held in memory (`text` must outlive it).
+OutputLineAt OutputLineInText(std::string_view text);
 
 // Reads the lines of an output file's text. The last line is dropped when it has no newline or is not valid
 // JSON (a write cut short by a kill); any other line that is not a JSON object with a string custom_id is an
 // error naming `path` and the line, since the file is then not an output this program wrote.
 absl::StatusOr<FinishedLines> ScanFinishedLines(std::string_view text, std::string_view path);
 
-// Which of `lines` already have an answer in `finished`. A custom_id answers its input line; a custom_id that
-// the input repeats (the later lines are duplicate errors) is matched by input line number as well, so the
-// first line's result and the duplicates' error lines are told apart.
-std::vector<bool> AnsweredLines(const std::vector<BatchLine>& lines, const FinishedLines& finished);
+// Whether the input line `line_number` with `custom_id` already has an answer in `finished`. A custom_id
+// answers its input line; a custom_id that the input repeats (`id_repeated`: the later lines are duplicate
+// errors) is matched by the input line number at the end of the output line's "id" as well
+// ("batch_req_<run>_<line>"; an id without one matches any line), so the first line's result and the
+// duplicates' error lines are told apart. Fails only when the output cannot be read back.
+absl::StatusOr<bool> IsAnswered(const FinishedLines& finished, const OutputLineAt& line_at,
+                                std::string_view custom_id, int line_number, bool id_repeated);
+
+// IsAnswered for each of `lines`, a custom_id counted as repeated when `lines` holds it more than once.
+absl::StatusOr<std::vector<bool>> AnsweredLines(const std::vector<BatchLine>& lines,
+                                                const FinishedLines& finished, const OutputLineAt& line_at);
 
 class BatchOutputFile {
  public:
@@ -74,6 +97,11 @@ class BatchOutputFile {
 
   // The lines kept from before (empty unless kResume).
   const FinishedLines& finished() const { return finished_; }
+  // Reads those lines back (for IsAnswered). Valid for the life of this object, before and after
+  // BeginWriting; thread-compatible (pread).
+  OutputLineAt KeptLineReader() const;
+  // IsAnswered over this file's kept lines.
+  absl::StatusOr<bool> IsAnswered(std::string_view custom_id, int line_number, bool id_repeated) const;
   const std::string& path() const { return path_; }
 
   // Cuts the file to what is kept (nothing for kOverwrite, the complete lines for kResume) and starts the

@@ -28,38 +28,42 @@ bool HasChatLines(const std::vector<BatchLine>& lines) {
 
 void RenderChatPrompts(std::vector<BatchLine>* lines, const chat::ChatTemplate* chat_template,
                        const Tokenizer* tokenizer, const std::string& missing_template_reason) {
-  for (BatchLine& line : *lines) {
-    if (!line.request.ok() || line.chat_request.empty()) continue;
-    if (chat_template == nullptr) {
-      line.request = absl::FailedPreconditionError(absl::StrCat(
-          Where(line), ": a chat request needs the model's chat template: ", missing_template_reason));
-      continue;
-    }
-    if (tokenizer == nullptr) {
-      line.request = absl::FailedPreconditionError(absl::StrCat(
-          Where(line), ": a chat request needs a tokenizer (none beside the model; pass --tokenizer)"));
-      continue;
-    }
-    const ordered_json request = ordered_json::parse(line.chat_request, nullptr, /*allow_exceptions=*/false);
-    absl::StatusOr<std::string> text = chat_template->Render(request);
-    if (!text.ok()) {
-      line.request = absl::InvalidArgumentError(
-          absl::StrCat(Where(line), ": the chat template rejected the messages: ", text.status().message()));
-      continue;
-    }
-    absl::StatusOr<std::vector<int32_t>> ids = tokenizer->Encode(*text, /*add_special_tokens=*/false);
-    if (!ids.ok()) {
-      line.request = absl::InvalidArgumentError(absl::StrCat(Where(line), ": ", ids.status().message()));
-      continue;
-    }
-    if (ids->empty()) {
-      line.request =
-          absl::InvalidArgumentError(absl::StrCat(Where(line), ": the chat template rendered nothing"));
-      continue;
-    }
-    line.request->prompt_text.clear();
-    line.request->prompt_ids = *std::move(ids);
+  for (BatchLine& line : *lines) RenderChatPrompt(&line, chat_template, tokenizer, missing_template_reason);
+}
+
+void RenderChatPrompt(BatchLine* line_pointer, const chat::ChatTemplate* chat_template,
+                      const Tokenizer* tokenizer, const std::string& missing_template_reason) {
+  BatchLine& line = *line_pointer;
+  if (!line.request.ok() || line.chat_request.empty()) return;
+  if (chat_template == nullptr) {
+    line.request = absl::FailedPreconditionError(absl::StrCat(
+        Where(line), ": a chat request needs the model's chat template: ", missing_template_reason));
+    return;
   }
+  if (tokenizer == nullptr) {
+    line.request = absl::FailedPreconditionError(absl::StrCat(
+        Where(line), ": a chat request needs a tokenizer (none beside the model; pass --tokenizer)"));
+    return;
+  }
+  const ordered_json request = ordered_json::parse(line.chat_request, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<std::string> text = chat_template->Render(request);
+  if (!text.ok()) {
+    line.request = absl::InvalidArgumentError(
+        absl::StrCat(Where(line), ": the chat template rejected the messages: ", text.status().message()));
+    return;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer->Encode(*text, /*add_special_tokens=*/false);
+  if (!ids.ok()) {
+    line.request = absl::InvalidArgumentError(absl::StrCat(Where(line), ": ", ids.status().message()));
+    return;
+  }
+  if (ids->empty()) {
+    line.request =
+        absl::InvalidArgumentError(absl::StrCat(Where(line), ": the chat template rendered nothing"));
+    return;
+  }
+  line.request->prompt_text.clear();
+  line.request->prompt_ids = *std::move(ids);
 }
 
 ReasoningSplit SplitReasoning(std::string_view text) {

@@ -27,6 +27,9 @@ bool HasChatLines(const std::vector<BatchLine>& lines);
 // null, becomes an error line naming the line, custom_id and the reason.
 void RenderChatPrompts(std::vector<BatchLine>* lines, const chat::ChatTemplate* chat_template,
                        const Tokenizer* tokenizer, const std::string& missing_template_reason);
+// The same for one line.
+void RenderChatPrompt(BatchLine* line, const chat::ChatTemplate* chat_template, const Tokenizer* tokenizer,
+                      const std::string& missing_template_reason);
 
 // Splits generated text into (reasoning, content) at the first "</think>", dropping a leading "<think>" (the
 // reasoning format of Qwen3 and DeepSeek-R1, whose templates open the think block or let the model open it).

@@ -3,6 +3,8 @@
 //
 // This folder owns:
 //   batch_io.h   The OpenAI Batch JSONL format: request lines in, result lines out (BATCH_FORMAT.md).
+//   batch_reader.h  Streaming a batch file: the repeated-custom_id scan and the later passes.
+//   job_lines.h  The lines a job answers (shard, --resume, unknown fields, chat prompts), streamed.
 //   chat_lines.h /v1/chat/completions lines: messages through the chat template, chat.completion results.
 //   request_fields.h  The fields a request may carry; unknown ones fail the line unless --lenient.
 //   sampling_fields.h  n, top_k, min_p, the penalties, min_tokens, logit_bias: parsed and range-checked.
@@ -19,10 +21,12 @@
 
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/batch_output.h"
+#include "runtime/frontend/batch_reader.h"
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/choices_output.h"
 #include "runtime/frontend/generation_defaults.h"
+#include "runtime/frontend/job_lines.h"
 #include "runtime/frontend/job_plan.h"
 #include "runtime/frontend/job_signals.h"
 #include "runtime/frontend/progress.h"

@@ -86,20 +86,21 @@ absl::StatusOr<GenerationDefaults> LoadGenerationDefaults(const std::string& mod
   return ParseGenerationDefaults(text.str(), path.string());
 }
 
+void ApplyGenerationDefaults(const GenerationDefaults& defaults, BatchLine* line) {
+  if (defaults.empty() || !line->request.ok()) return;
+  Request& request = *line->request;
+  const OmittedGenerationFields& omitted = line->omitted;
+  if (omitted.temperature && defaults.temperature) request.sampling.temperature = *defaults.temperature;
+  if (omitted.top_p && defaults.top_p) request.sampling.top_p = *defaults.top_p;
+  if (omitted.top_k && defaults.top_k) request.sampling.top_k = *defaults.top_k;
+  if (omitted.min_p && defaults.min_p) request.sampling.min_p = *defaults.min_p;
+  if (omitted.repetition_penalty && defaults.repetition_penalty)
+    request.sampling.repetition_penalty = *defaults.repetition_penalty;
+  if (omitted.max_tokens && defaults.max_tokens) request.max_tokens = *defaults.max_tokens;
+}
+
 void ApplyGenerationDefaults(const GenerationDefaults& defaults, std::vector<BatchLine>* lines) {
-  if (defaults.empty()) return;
-  for (BatchLine& line : *lines) {
-    if (!line.request.ok()) continue;
-    Request& request = *line.request;
-    const OmittedGenerationFields& omitted = line.omitted;
-    if (omitted.temperature && defaults.temperature) request.sampling.temperature = *defaults.temperature;
-    if (omitted.top_p && defaults.top_p) request.sampling.top_p = *defaults.top_p;
-    if (omitted.top_k && defaults.top_k) request.sampling.top_k = *defaults.top_k;
-    if (omitted.min_p && defaults.min_p) request.sampling.min_p = *defaults.min_p;
-    if (omitted.repetition_penalty && defaults.repetition_penalty)
-      request.sampling.repetition_penalty = *defaults.repetition_penalty;
-    if (omitted.max_tokens && defaults.max_tokens) request.max_tokens = *defaults.max_tokens;
-  }
+  for (BatchLine& line : *lines) ApplyGenerationDefaults(defaults, &line);
 }
 
 }  // namespace ringmoe

@@ -35,5 +35,7 @@ absl::StatusOr<GenerationDefaults> LoadGenerationDefaults(const std::string& mod
 
 // Fills each good line's omitted fields (BatchLine::omitted) from `defaults`.
 void ApplyGenerationDefaults(const GenerationDefaults& defaults, std::vector<BatchLine>* lines);
+// The same for one line (a streamed job applies them as it reads each line).
+void ApplyGenerationDefaults(const GenerationDefaults& defaults, BatchLine* line);
 
 }  // namespace ringmoe

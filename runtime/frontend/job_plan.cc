@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -16,55 +17,68 @@
 
 namespace ringmoe {
 
+WorkloadCounter::WorkloadCounter(const Tokenizer* tokenizer, std::string tokenizer_problem)
+    : tokenizer_(tokenizer), tokenizer_problem_(std::move(tokenizer_problem)) {}
+
+void WorkloadCounter::Add(const BatchLine& line) {
+  if (!line.request.ok()) {
+    ++bad_;
+    return;
+  }
+  const Request& request = *line.request;
+  int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
+  if (!request.prompt_text.empty()) {
+    absl::StatusOr<std::vector<int32_t>> ids = absl::UnavailableError("no tokenizer");
+    if (tokenizer_ != nullptr) ids = tokenizer_->Encode(request.prompt_text, /*add_special_tokens=*/true);
+    if (ids.ok()) {
+      prompt = static_cast<int64_t>(ids->size());
+      ++exact_text_;
+    } else {
+      prompt = (static_cast<int64_t>(request.prompt_text.size()) + 3) / 4;
+      ++estimated_;
+    }
+  }
+  // As planner::MakeWorkload counts them: a prompt of at least 1 token, a generation of at least 0.
+  prompt = std::max<int64_t>(1, prompt);
+  const int64_t gen = std::max<int64_t>(0, request.max_tokens);
+  const int64_t choices = std::max(1, request.n);
+  ++requests_;
+  sequences_ += choices;
+  prompt_sum_ += choices * prompt;
+  gen_sum_ += choices * gen;
+  longest_ = std::max(longest_, prompt + gen);
+}
+
+absl::StatusOr<planner::Workload> WorkloadCounter::Finish(const ModelSpec& spec,
+                                                          const std::string& source) const {
+  if (sequences_ == 0) return absl::InvalidArgumentError(source + ": no valid request lines to plan for");
+  std::string note = absl::StrCat(source, ": ", sequences_, " requests");
+  if (bad_ > 0) absl::StrAppend(&note, " (", bad_, " bad lines left out)");
+  absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
+  if (estimated_ > 0) {
+    absl::StrAppend(&note, "; ", estimated_, " text prompts estimated as ceil(bytes / 4) tokens (",
+                    tokenizer_ != nullptr ? "the tokenizer failed on them" : tokenizer_problem_, ")");
+  }
+  if (exact_text_ > 0) absl::StrAppend(&note, "; ", exact_text_, " text prompts counted with the tokenizer");
+  planner::Workload workload;
+  workload.num_requests = sequences_;
+  workload.prompt_length_note = std::move(note);
+  // Integer sums, exact, divided once: what MakeWorkload's running sum of doubles gives for any real job.
+  workload.mean_prompt_tokens = static_cast<double>(prompt_sum_) / static_cast<double>(sequences_);
+  workload.mean_gen_tokens = static_cast<double>(gen_sum_) / static_cast<double>(sequences_);
+  const int max_position = spec.max_position_embeddings;
+  workload.max_context_tokens =
+      static_cast<int>(max_position > 0 ? std::min<int64_t>(longest_, max_position) : longest_);
+  return workload;
+}
+
 absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<BatchLine>& lines,
                                                          const Tokenizer* tokenizer,
                                                          const std::string& tokenizer_problem,
                                                          const ModelSpec& spec, const std::string& source) {
-  std::vector<int64_t> prompts, gens;
-  int64_t bad = 0, estimated = 0, exact_text = 0;
-  for (const BatchLine& line : lines) {
-    if (!line.request.ok()) {
-      ++bad;
-      continue;
-    }
-    const Request& request = *line.request;
-    int64_t prompt = static_cast<int64_t>(request.prompt_ids.size());
-    if (!request.prompt_text.empty()) {
-      absl::StatusOr<std::vector<int32_t>> ids = absl::UnavailableError("no tokenizer");
-      if (tokenizer != nullptr) ids = tokenizer->Encode(request.prompt_text, /*add_special_tokens=*/true);
-      if (ids.ok()) {
-        prompt = static_cast<int64_t>(ids->size());
-        ++exact_text;
-      } else {
-        prompt = (static_cast<int64_t>(request.prompt_text.size()) + 3) / 4;
-        ++estimated;
-      }
-    }
-    // n choices: n sequences in flight (an upper bound: the other choices share the prompt's full blocks).
-    for (int choice = 0; choice < request.n; ++choice) {
-      prompts.push_back(prompt);
-      gens.push_back(request.max_tokens);
-    }
-  }
-  if (prompts.empty()) return absl::InvalidArgumentError(source + ": no valid request lines to plan for");
-  std::string note = absl::StrCat(source, ": ", prompts.size(), " requests");
-  if (bad > 0) absl::StrAppend(&note, " (", bad, " bad lines left out)");
-  absl::StrAppend(&note, "; generation lengths are max_tokens (an upper bound: EOS may stop earlier)");
-  if (estimated > 0) {
-    absl::StrAppend(&note, "; ", estimated, " text prompts estimated as ceil(bytes / 4) tokens (",
-                    tokenizer != nullptr ? "the tokenizer failed on them" : tokenizer_problem, ")");
-  }
-  if (exact_text > 0) absl::StrAppend(&note, "; ", exact_text, " text prompts counted with the tokenizer");
-  return planner::MakeWorkload(prompts, gens, spec.max_position_embeddings, note);
-}
-
-absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
-                                                const std::string& tokenizer, const ModelSpec& spec,
-                                                const std::string& source) {
-  absl::StatusOr<std::shared_ptr<const Tokenizer>> loaded = LoadJobTokenizer(model, tokenizer);
-  std::string problem = "no tokenizer.json beside the model; pass --tokenizer";
-  if (!loaded.ok()) problem = std::string(loaded.status().message());
-  return WorkloadFromBatchLines(lines, loaded.ok() ? loaded->get() : nullptr, problem, spec, source);
+  WorkloadCounter counter(tokenizer, tokenizer_problem);
+  for (const BatchLine& line : lines) counter.Add(line);
+  return counter.Finish(spec, source);
 }
 
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::string& model,
@@ -78,17 +92,6 @@ absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::str
   absl::StatusOr<Tokenizer> loaded = Tokenizer::Load(path);
   if (!loaded.ok()) return loaded.status();
   return std::make_shared<const Tokenizer>(std::move(*loaded));
-}
-
-void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokenizer) {
-  for (BatchLine& line : *lines) {
-    if (!line.request.ok() || line.request->prompt_text.empty()) continue;
-    absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(line.request->prompt_text, true);
-    if (!ids.ok()) continue;
-    line.request->prompt_ids = std::move(*ids);
-    // An echo request keeps its text: the engine returns it verbatim (and encodes it to the same ids).
-    if (!line.request->echo) line.request->prompt_text.clear();
-  }
 }
 
 absl::StatusOr<JobPlanOptions> JobPlanOptionsFromFlags(const std::string& model, const PlanFlags& flags) {

@@ -16,6 +16,27 @@
 
 namespace ringmoe {
 
+// A job's workload counted one line at a time, so that a streamed input is never held (ringmoe run and
+// ringmoe plan --input): the same figures as WorkloadFromBatchLines. Thread-compatible.
+class WorkloadCounter {
+ public:
+  // `tokenizer` (may be null) counts text prompts; `tokenizer_problem` says why there is none.
+  WorkloadCounter(const Tokenizer* tokenizer, std::string tokenizer_problem);
+  // A valid line's prompt length and max_tokens, once per choice (n sequences in flight: an upper bound,
+  // since the other choices share the prompt's full blocks); a bad line is counted as left out.
+  void Add(const BatchLine& line);
+  // The valid lines added (requests, whatever their n).
+  int64_t requests() const { return requests_; }
+  // InvalidArgument naming `source` when no valid line was added.
+  absl::StatusOr<planner::Workload> Finish(const ModelSpec& spec, const std::string& source) const;
+
+ private:
+  const Tokenizer* tokenizer_;
+  std::string tokenizer_problem_;
+  int64_t requests_ = 0, sequences_ = 0, bad_ = 0, estimated_ = 0, exact_text_ = 0;
+  int64_t prompt_sum_ = 0, gen_sum_ = 0, longest_ = 0;
+};
+
 // Prompt lengths of the valid lines: token-id prompts exactly, text prompts through `tokenizer` when given,
 // else ceil(bytes / 4) (the note says which, and why: `tokenizer_problem`). Generation lengths are
 // max_tokens.
@@ -24,20 +45,10 @@ absl::StatusOr<planner::Workload> WorkloadFromBatchLines(const std::vector<Batch
                                                          const std::string& tokenizer_problem,
                                                          const ModelSpec& spec, const std::string& source);
 
-// The same, finding the tokenizer itself: `tokenizer` (a file or folder) when given, else the model folder's
-// tokenizer.json when there is one.
-absl::StatusOr<planner::Workload> WorkloadOfJob(const std::vector<BatchLine>& lines, const std::string& model,
-                                                const std::string& tokenizer, const ModelSpec& spec,
-                                                const std::string& source);
-
 // The job's tokenizer, loaded once for planning and the engine alike: `tokenizer` (a file or folder) when
 // given, else the model folder's tokenizer.json; null when there is neither (prompts must then be token ids).
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadJobTokenizer(const std::string& model,
                                                                   const std::string& tokenizer);
-
-// Encodes every valid line's text prompt once, in place (prompt_ids, as the engine would encode it); a prompt
-// the tokenizer rejects keeps its text, so that the engine reports it on its line.
-void TokenizePromptsOnce(std::vector<BatchLine>* lines, const Tokenizer& tokenizer);
 
 struct JobPlanOptions {
   std::string model;      // folder (or config.json): names the model in the report, and the SSD to probe

@@ -68,32 +68,34 @@ bool IsKnownBodyField(std::string_view name, bool chat) {
                    "function_call"});
 }
 
-void ApplyUnknownFieldPolicy(std::vector<BatchLine>* lines, bool lenient, std::FILE* warnings) {
-  std::set<std::string> warned;
-  for (BatchLine& line : *lines) {
-    if (!line.request.ok() || line.unknown_fields.empty()) continue;
-    if (!lenient) {
-      line.request = WithErrorParam(
-          absl::InvalidArgumentError(absl::StrCat(
-              "line ", line.line_number, " (custom_id '", line.custom_id, "'): field '",
-              line.unknown_fields.front(), "' is not a known request field",
-              line.unknown_fields.size() > 1 ? " (nor are '" : "",
-              line.unknown_fields.size() > 1 ? absl::StrCat(absl::StrJoin(line.unknown_fields.begin() + 1,
-                                                                          line.unknown_fields.end(), "', '"),
-                                                            "')")
-                                             : "",
-              "; check its spelling, or pass --lenient to ignore unknown fields")),
-          line.unknown_fields.front());
-      continue;
-    }
-    for (const std::string& field : line.unknown_fields) {
-      if (warned.insert(field).second && warnings != nullptr) {
-        std::fprintf(warnings,
-                     "ringmoe run: warning: ignoring unknown request field '%s' (first on line %d)\n",
-                     field.c_str(), line.line_number);
-      }
+void ApplyUnknownFieldPolicy(BatchLine* line, bool lenient, std::set<std::string>* warned,
+                             std::FILE* warnings) {
+  if (!line->request.ok() || line->unknown_fields.empty()) return;
+  if (!lenient) {
+    line->request = WithErrorParam(
+        absl::InvalidArgumentError(absl::StrCat(
+            "line ", line->line_number, " (custom_id '", line->custom_id, "'): field '",
+            line->unknown_fields.front(), "' is not a known request field",
+            line->unknown_fields.size() > 1 ? " (nor are '" : "",
+            line->unknown_fields.size() > 1 ? absl::StrCat(absl::StrJoin(line->unknown_fields.begin() + 1,
+                                                                         line->unknown_fields.end(), "', '"),
+                                                           "')")
+                                            : "",
+            "; check its spelling, or pass --lenient to ignore unknown fields")),
+        line->unknown_fields.front());
+    return;
+  }
+  for (const std::string& field : line->unknown_fields) {
+    if (warned->insert(field).second && warnings != nullptr) {
+      std::fprintf(warnings, "ringmoe run: warning: ignoring unknown request field '%s' (first on line %d)\n",
+                   field.c_str(), line->line_number);
     }
   }
+}
+
+void ApplyUnknownFieldPolicy(std::vector<BatchLine>* lines, bool lenient, std::FILE* warnings) {
+  std::set<std::string> warned;
+  for (BatchLine& line : *lines) ApplyUnknownFieldPolicy(&line, lenient, &warned, warnings);
 }
 
 }  // namespace ringmoe

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdio>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,5 +26,8 @@ bool IsKnownBodyField(std::string_view name, bool chat);
 // `lenient` each such line becomes an invalid_request error naming its first unknown field; with it, each
 // distinct unknown field name is reported once on `warnings` and the lines run.
 void ApplyUnknownFieldPolicy(std::vector<BatchLine>* lines, bool lenient, std::FILE* warnings);
+// The same for one line of a streamed job: `warned` holds the field names already reported.
+void ApplyUnknownFieldPolicy(BatchLine* line, bool lenient, std::set<std::string>* warned,
+                             std::FILE* warnings);
 
 }  // namespace ringmoe

@@ -21,7 +21,8 @@ struct Shard {
 // "K/N" with 0 <= K < N; InvalidArgument naming --shard otherwise.
 absl::StatusOr<Shard> ParseShard(std::string_view text);
 
-// The lines of `shard`, in their order. Line numbers (and so output ids) stay those of the whole file.
+// The lines of `shard`, in their order. Line numbers (and so output ids) stay those of the whole file. (A job
+// streams its input instead: job_lines.h applies the same rule line by line.)
 std::vector<BatchLine> LinesOfShard(std::vector<BatchLine> lines, const Shard& shard);
 
 }  // namespace ringmoe

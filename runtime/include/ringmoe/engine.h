@@ -135,7 +135,7 @@ struct Result {
 /// One generated token, reported as soon as it is sampled. Called on the engine's scheduler thread: keep it
 /// short and do not call back into the engine.
 struct TokenEvent {
-  size_t request_index;  ///< Index into the span passed to Generate.
+  size_t request_index;  ///< Index into the span passed to Generate (GenerateStream: the feed's order).
   int32_t token;
   float logprob;
   bool finished;
@@ -152,11 +152,19 @@ using TokenCallback = std::function<void(const TokenEvent&)>;
 /// One request's final Result, reported as soon as it is final: when its sequence retires, or at once when
 /// the request fails before it is scheduled (a prompt too long, a text prompt without a tokenizer, ...).
 /// Called exactly once per request, in completion order, on the engine's scheduler thread, before Generate
-/// returns; `request_index` indexes the span passed to Generate and `result` is the same value Generate
-/// returns for it. This lets a caller save each result while the rest still run (ringmoe run appends it to
-/// the output file), so an interrupted job keeps what finished. When Generate fails as a whole, requests not
-/// yet reported get no call.
+/// returns; `request_index` indexes the span passed to Generate (for GenerateStream, it counts the requests
+/// in the order the feed handed them out) and `result` is the same value Generate returns for it. This lets a
+/// caller save each result while the rest still run (ringmoe run appends it to the output file), so an
+/// interrupted job keeps what finished. When Generate fails as a whole, requests not yet reported get no
+/// call.
 using ResultCallback = std::function<void(size_t request_index, const Result& result)>;
+
+/// Where GenerateStream's requests come from: fills `*request` with the next request and returns true, or
+/// returns false when there are no more (it is not called again in that run). Called on the engine's
+/// scheduler thread, between steps, whenever fewer requests wait to be scheduled than the plan's batch (so
+/// the engine holds at most about twice the batch of requests, whatever the job's length), and never after
+/// Cancel. Do not call back into the engine from it.
+using RequestFeed = std::function<bool(Request* request)>;
 
 struct ModelInfo {
   std::string model_type;
@@ -197,7 +205,8 @@ struct RunStats {
   int resident_moe_layers = 0, streamed_moe_layers = 0, ssd_moe_layers = 0;
 };
 
-/// Threading: an Engine may be used from one thread at a time; Generate runs its own worker threads. The one
+/// Threading: an Engine may be used from one thread at a time; Generate and GenerateStream run their own
+/// worker threads. The one
 /// exception is Cancel, which any thread may call at any time (a signal-watching thread, a UI thread).
 class Engine {
  public:
@@ -214,6 +223,18 @@ class Engine {
   absl::StatusOr<std::vector<Result>> Generate(std::span<const Request> requests,
                                                const TokenCallback& on_token = nullptr,
                                                const ResultCallback& on_result = nullptr);
+
+  /// Generate for a job of any length: requests are pulled from `next_request` a window ahead of the engine
+  /// (the plan's batch), each is tokenised when it is pulled, its Result reported through `on_result` as soon
+  /// as it is final and then forgotten, so memory stays bounded by what is in flight. (Generate queues its
+  /// whole span at once, and so reports requests that fail before they are scheduled before the first step;
+  /// GenerateStream reports them when it pulls them.) `request_index` in the
+  /// callbacks counts the requests in the order the feed handed them out (0, 1, ...). Scheduling is the same
+  /// as Generate's (first come, first served), so the same requests give the same results. After Cancel the
+  /// feed is not called again; requests it handed out and that are not finished are reported cancelled, as
+  /// Generate reports them. Returns non-OK only when the engine itself failed.
+  absl::Status GenerateStream(const RequestFeed& next_request, const TokenCallback& on_token = nullptr,
+                              const ResultCallback& on_result = nullptr);
 
   /// Asks the Generate in progress (or, when none runs, the next one to start) to stop: it admits no more
   /// requests, lets the ones already running go on for at most `grace_seconds` (0: none; each that finishes
