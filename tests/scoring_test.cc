@@ -153,9 +153,15 @@ TEST(Scoring, EchoAndScoringThroughRingmoeRun) {
   ASSERT_EQ(score["logprobs"]["tokens"].size(), static_cast<size_t>(prompt_tokens));
   for (int p = 0; p < prompt_tokens; ++p) {
     EXPECT_EQ(score["logprobs"]["tokens"][p], echoed["tokens"][p]);
-    // The same prompt positions, computed the same way: the same values as the echo run's.
-    EXPECT_EQ(score["logprobs"]["token_logprobs"][p], echoed["token_logprobs"][p]) << p;
-    if (p == 0) continue;
+    // The same prompt positions: the echo run's values, up to the rounding of another step's batch (the
+    // AVX2 kernels' sums group differently: 1e-6 apart there).
+    if (p == 0) {
+      EXPECT_EQ(score["logprobs"]["token_logprobs"][p], echoed["token_logprobs"][p]);
+      continue;
+    }
+    EXPECT_NEAR(score["logprobs"]["token_logprobs"][p].get<double>(), echoed["token_logprobs"][p].get<double>(),
+                1e-5)
+        << p;
     EXPECT_LE(score["logprobs"]["token_logprobs"][p].get<double>(), 0.0);
     EXPECT_GE(score["logprobs"]["top_logprobs"][p].size(), 2u);
   }
