@@ -104,12 +104,10 @@ void WriteModel(const std::string& dir, const nlohmann::json& config,
   ASSERT_TRUE(testing::WriteSafetensors(dir + "/model.safetensors", tensors));
 }
 
-std::vector<Result> Generate(const std::string& dir, io::DType expert_dtype = io::DType::kBF16) {
-  EngineOptions options;
-  options.cpu_compute = ComputeType::kF32;
-  options.threads = 2;
-  options.plan.kv.block_tokens = 8;
-  options.plan.expert_dtype = expert_dtype;
+// Two greedy prompts of 8 tokens each with logprobs, through an engine opened with `options`; the run's
+// streamed expert bytes into *streamed_bytes when given.
+std::vector<Result> GenerateWith(const std::string& dir, const EngineOptions& options,
+                                 int64_t* streamed_bytes = nullptr) {
   absl::StatusOr<Engine> engine = Engine::Open(dir, options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   if (!engine.ok()) return {};
@@ -125,7 +123,17 @@ std::vector<Result> Generate(const std::string& dir, io::DType expert_dtype = io
   }
   absl::StatusOr<std::vector<Result>> results = engine->Generate(requests);
   EXPECT_TRUE(results.ok()) << results.status();
+  if (streamed_bytes != nullptr) *streamed_bytes = engine->last_run_stats().streamed_bytes;
   return results.ok() ? *results : std::vector<Result>{};
+}
+
+std::vector<Result> Generate(const std::string& dir, io::DType expert_dtype = io::DType::kBF16) {
+  EngineOptions options;
+  options.cpu_compute = ComputeType::kF32;
+  options.threads = 2;
+  options.plan.kv.block_tokens = 8;
+  options.plan.expert_dtype = expert_dtype;
+  return GenerateWith(dir, options);
 }
 
 void ExpectSameResults(const std::vector<Result>& a, const std::vector<Result>& b) {
@@ -197,23 +205,7 @@ std::vector<Result> GenerateOnGpu(const std::string& dir, io::DType expert_dtype
   options.plan.budgets.gpu_bytes = int64_t{2} << 30;
   options.plan.expert_dtype = expert_dtype;
   options.plan.expert_tiers = planner::SpreadResidentLayers(*spec, resident ? spec->num_layers : 0);
-  absl::StatusOr<Engine> engine = Engine::Open(dir, options);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  if (!engine.ok()) return {};
-  std::vector<Request> requests;
-  for (std::vector<int32_t> prompt :
-       {std::vector<int32_t>{5, 17, 200}, std::vector<int32_t>{300, 4, 4, 90, 11, 7}}) {
-    Request request;
-    request.prompt_ids = prompt;
-    request.max_tokens = 8;
-    request.logprobs = true;
-    request.ignore_eos = true;
-    requests.push_back(request);
-  }
-  absl::StatusOr<std::vector<Result>> results = engine->Generate(requests);
-  EXPECT_TRUE(results.ok()) << results.status();
-  *streamed_bytes = engine->last_run_stats().streamed_bytes;
-  return results.ok() ? *results : std::vector<Result>{};
+  return GenerateWith(dir, options, streamed_bytes);
 }
 
 // On the GPU the bf16 GEMMs of both runs see the same bf16 weights (the kernel's dequantisation rounds as the
