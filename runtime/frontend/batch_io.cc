@@ -378,6 +378,12 @@ class LineParser {
                           absl::StrCat("must be 1 (best_of is not supported), got ", Describe(*best_of)));
       }
     }
+    // Structured output is not implemented: only plain text may be asked for.
+    if (const json* format = Field(body, "response_format");
+        format != nullptr && !format->is_null() && *format != json{{"type", "text"}}) {
+      return FieldError("response_format",
+                        absl::StrCat("is not supported (only {\"type\": \"text\"}), got ", Describe(*format)));
+    }
     if (const json* stream = Field(body, "stream"); stream != nullptr && *stream != json(false)) {
       return FieldError(
           "stream", absl::StrCat("is not supported in batch files (only false), got ", Describe(*stream)));
