@@ -26,30 +26,17 @@
 #include "io/section_file.h"
 #include "io/section_reader.h"
 #include "io/uring_reader.h"
+#include "tests/testing/scratch_dir.h"
 
 namespace ringmoe::io {
 namespace {
 
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& base) {
-    std::string pattern = base + "/ringmoe_section_file_test_XXXXXX";
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
+using testing::AlignedBuffer;
 
- private:
-  std::string path_;
+// Scratch directories of this test carry its name.
+struct ScratchDir : testing::ScratchDir {
+  explicit ScratchDir(const std::string& base) : testing::ScratchDir(base, "ringmoe_section_file_test") {}
 };
-
-struct FreeAlignedDeleter {
-  void operator()(uint8_t* ptr) const { FreeAligned(ptr); }
-};
-using AlignedBuffer = std::unique_ptr<uint8_t, FreeAlignedDeleter>;
 
 // $TMPDIR (or /tmp; may be tmpfs, where reads fall back to buffered) and the build folder (on disk:
 // O_DIRECT).

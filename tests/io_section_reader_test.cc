@@ -20,31 +20,17 @@
 #include "io/dtype.h"
 #include "io/section_reader.h"
 #include "io/uring_reader.h"
+#include "tests/testing/scratch_dir.h"
 
 namespace ringmoe::io {
 namespace {
 
-// A fresh directory under `base`, removed with everything in it on destruction.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& base) {
-    std::string pattern = base + "/ringmoe_section_test_XXXXXX";
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
+using testing::AlignedBuffer;
 
- private:
-  std::string path_;
+// Scratch directories of this test carry its name.
+struct ScratchDir : testing::ScratchDir {
+  explicit ScratchDir(const std::string& base) : testing::ScratchDir(base, "ringmoe_section_test") {}
 };
-
-struct FreeAlignedDeleter {
-  void operator()(uint8_t* ptr) const { FreeAligned(ptr); }
-};
-using AlignedBuffer = std::unique_ptr<uint8_t, FreeAlignedDeleter>;
 
 bool WriteBytes(const std::string& path, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
