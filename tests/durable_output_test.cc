@@ -18,9 +18,11 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "tests/testing/child_process.h"
 
 namespace {
 
@@ -91,28 +93,8 @@ class DurableOutputTest : public testing::Test {
 
   // Starts `argv` (a full command line) as Start does.
   pid_t StartArgv(std::vector<std::string> argv) {
-    std::vector<char*> c_argv;
-    for (std::string& argument : argv) c_argv.push_back(argument.data());
-    c_argv.push_back(nullptr);
-    std::string cache = "XDG_CACHE_HOME=" + (dir_ / "cache").string();
-    std::vector<std::string> environment = {cache, "PATH=/usr/bin:/bin"};
-    // The loader's path too: where dependencies live outside the system's (the GPU machine's staged ones).
-    for (const char* inherited : {"HOME", "LD_LIBRARY_PATH"})
-      if (const char* value = std::getenv(inherited))
-        environment.push_back(std::string(inherited) + "=" + value);
-    std::vector<char*> c_environment;
-    for (std::string& entry : environment) c_environment.push_back(entry.data());
-    c_environment.push_back(nullptr);
-    const std::string err = (dir_ / "stderr.txt").string();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) ::dup2(fd, 2);
-      ::execve(c_argv[0], c_argv.data(), c_environment.data());
-      ::_exit(127);
-    }
-    EXPECT_GT(pid, 0);
-    return pid;
+    return ringmoe::testing::StartChild(std::move(argv), (dir_ / "cache").string(),
+                                        (dir_ / "stderr.txt").string());
   }
 
   Finished Wait(pid_t pid) {
