@@ -24,7 +24,8 @@ inline pid_t StartChild(std::vector<std::string> argv, const std::string& cache_
   c_argv.push_back(nullptr);
   std::vector<std::string> environment = {"XDG_CACHE_HOME=" + cache_dir, "PATH=/usr/bin:/bin"};
   for (const char* inherited : {"HOME", "LD_LIBRARY_PATH"})
-    if (const char* value = std::getenv(inherited)) environment.push_back(std::string(inherited) + "=" + value);
+    if (const char* value = std::getenv(inherited))
+      environment.push_back(std::string(inherited) + "=" + value);
   std::vector<char*> c_environment;
   for (std::string& entry : environment) c_environment.push_back(entry.data());
   c_environment.push_back(nullptr);
