@@ -415,6 +415,8 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
     // reads it (a change during a step is MappedFile's SIGBUS handler's; see io/mapped_file.h).
     if (absl::Status unchanged = impl.weights->checkpoint().CheckUnchanged(); !unchanged.ok())
       return unchanged;
+    // The step log's per-step stage columns are differences of two snapshots around the step.
+    const ForwardStats before_step = step_log != nullptr ? forward.stats() : ForwardStats{};
     const auto step_start = std::chrono::steady_clock::now();
     if (absl::Status status = forward.Run(chunks, &step_output); !status.ok()) return status;
     bool has_prefill = false;
@@ -553,8 +555,21 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
     }
     const double step_seconds = SecondsSince(step_start);
     if (step_log != nullptr) {
-      std::fprintf(step_log, "%d %zu %lld %.6f\n", stats.steps, chunks.size(),
-                   static_cast<long long>(step_prefill_tokens), step_seconds);
+      const ForwardStats after_step = forward.stats();
+      const auto delta = [](double after, double before) { return after - before; };
+      // Columns after the first four: where the step's time went (the driving thread's CPU attention and its
+      // waits on the GPU, the feeder's host time queueing GPU work and its waits on expert counts, its
+      // queueing of MoE and projections), then the ring's copy seconds and streamed MB, which lag a step.
+      std::fprintf(step_log, "%d %zu %lld %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.1f\n", stats.steps,
+                   chunks.size(), static_cast<long long>(step_prefill_tokens), step_seconds,
+                   delta(after_step.times.attention, before_step.times.attention),
+                   delta(after_step.cpu_wait_seconds, before_step.cpu_wait_seconds),
+                   delta(after_step.feeder_busy_seconds, before_step.feeder_busy_seconds),
+                   delta(after_step.feeder_wait_seconds, before_step.feeder_wait_seconds),
+                   delta(after_step.times.moe, before_step.times.moe),
+                   delta(after_step.times.projections, before_step.times.projections),
+                   delta(after_step.copy_seconds, before_step.copy_seconds),
+                   static_cast<double>(after_step.streamed_bytes - before_step.streamed_bytes) / 1e6);
     }
     stats.generated_tokens += static_cast<int64_t>(sampling_rows.size());
     ++stats.steps;

@@ -41,7 +41,10 @@ struct EngineOptions {
   /// tokenizer_path again. Null: load it.
   std::shared_ptr<const Tokenizer> tokenizer;
   /// Diagnostics: when set, Generate appends one line per step to this file: index, chunks, prefill tokens,
-  /// seconds (for fitting the planner to what each kind of step costs).
+  /// seconds (for fitting the planner to what each kind of step costs), then the step's share of the pass's
+  /// stage counters (ForwardStats): CPU attention, the CPU's waits on the GPU, the GPU feeder's busy time and
+  /// its waits on expert counts, its MoE and projection queueing (seconds), ring copy seconds and streamed MB
+  /// (these two as of the end of the previous step on the GPU path). Zeros where a pass does not count.
   std::string step_log_path;
   /// The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
   /// tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
