@@ -23,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
 #include "ringmoe/tokenizer.h"
+#include "runtime/frontend/batch_io.h"
 
 namespace ringmoe {
 namespace {
@@ -471,6 +472,18 @@ TEST_F(BadModelFiles, NanWeightsAreAnErrorNotTokenZero) {
     ExpectClearError(result.status, {result.id, "NaN"}, result.id);
     if (result.id == "nan-2") EXPECT_NE(result.status.message().find("prompt position 0"), std::string::npos);
     EXPECT_TRUE(result.token_ids.empty());
+    // Its output line is a server-side failure: HTTP 500, "server_error", ringmoe's code internal_error.
+    BatchLine line;
+    line.line_number = 1;
+    line.custom_id = result.id;
+    line.request = requests[0];
+    const json output = json::parse(FormatResultLine(line, &result, "nan", "batch_req_r_1", 0));
+    EXPECT_TRUE(output["error"].is_null()) << output.dump();
+    EXPECT_EQ(output["response"]["status_code"], 500) << output.dump();
+    EXPECT_EQ(output["response"]["body"]["error"]["type"], "server_error");
+    EXPECT_EQ(output["response"]["body"]["error"]["code"], "internal_error");
+    EXPECT_NE(output["response"]["body"]["error"]["message"].get<std::string>().find("NaN"),
+              std::string::npos);
   }
 }
 

@@ -17,9 +17,13 @@
 
 #include "nlohmann/json.hpp"
 #include "runtime/frontend/batch_io.h"
+#include "tests/testing/output_lines.h"
 
 namespace ringmoe {
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 const std::string kCorpus = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/bad_inputs/request_lines.txt";
@@ -104,7 +108,9 @@ TEST(BadRequestLines, EveryCaseIsAClearErrorOfItsOwnLine) {
     const std::string output = FormatResultLine(parsed, nullptr, "m", "batch_req_x_41", 0);
     const nlohmann::json reparsed = nlohmann::json::parse(output, nullptr, false);
     ASSERT_FALSE(reparsed.is_discarded()) << where << ": output not JSON: " << output.substr(0, 200);
-    EXPECT_EQ(reparsed["error"]["code"], "invalid_request") << where;
+    EXPECT_EQ(reparsed["response"]["status_code"], 400) << where;
+    EXPECT_EQ(ErrorOf(reparsed)["type"], "invalid_request_error") << where;
+    EXPECT_EQ(ErrorOf(reparsed)["code"], "invalid_request") << where;
   }
 }
 
@@ -202,13 +208,13 @@ TEST(BadBatchFiles, TheWholeCorpusThroughRingmoeRunLosesNoLine) {
     const std::string id = line["id"];
     const int input_line = std::stoi(id.substr(id.rfind('_') + 1));
     ++seen[input_line];
-    if (line["error"].is_null()) {
+    if (Succeeded(line)) {
       ++good;
       continue;
     }
     auto expect = expect_by_line.find(input_line);
     ASSERT_NE(expect, expect_by_line.end()) << "a good line failed: " << text.substr(0, 300);
-    const std::string message = line["error"]["message"];
+    const std::string message = ErrorOf(line)["message"];
     EXPECT_NE(Lowercase(message).find(Lowercase(expect->second)), std::string::npos)
         << "line " << input_line << ": " << message.substr(0, 300);
   }

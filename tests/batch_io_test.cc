@@ -436,41 +436,123 @@ TEST(FormatResultLine, InvalidUtf8InTheTextBecomesReplacementCharacters) {
   EXPECT_EQ(choice["logprobs"]["tokens"][0], "ok\xEF\xBF\xBD");
 }
 
-TEST(FormatResultLine, ParseErrorBecomesAnErrorLine) {
+// A line that fails validation is written as OpenAI's batch output writes a request its API rejected: an
+// HTTP 400 response whose body is the error object, and a null "error".
+TEST(FormatResultLine, ParseErrorIsAnHttp400Response) {
   BatchLine line = ParseBatchLine(R"({"custom_id": "e", "prompt": "x", "max_tokens": 0})", 12);
   std::string text = FormatResultLine(line, nullptr, "m", "batch_req_r_12", 0);
+  EXPECT_EQ(text,
+            R"({"id":"batch_req_r_12","custom_id":"e","response":{"status_code":400,"request_id":"req_r_12",)"
+            R"("body":{"error":{"message":")" +
+                Message(line.request) +
+                R"(","type":"invalid_request_error","param":"max_tokens","code":"invalid_request"}}},)"
+                R"("error":null})");
   json output = json::parse(text);
-  EXPECT_EQ(output.size(), 4u);
-  EXPECT_EQ(output["id"], "batch_req_r_12");
-  EXPECT_EQ(output["custom_id"], "e");
-  EXPECT_TRUE(output["response"].is_null());
-  EXPECT_EQ(output["error"]["code"], "invalid_request");
-  EXPECT_EQ(output["error"]["message"], Message(line.request));
-  EXPECT_NE(output["error"]["message"].get<std::string>().find("field 'max_tokens'"), std::string::npos);
+  EXPECT_NE(output["response"]["body"]["error"]["message"].get<std::string>().find("field 'max_tokens'"),
+            std::string::npos);
+  EXPECT_NE(Message(line.request).find("line 12 (custom_id 'e')"), std::string::npos);
 }
 
-TEST(FormatResultLine, EngineFailureCarriesItsCode) {
-  BatchLine line = ParseBatchLine(R"({"custom_id": "long", "prompt": [1, 2]})", 2);
+// A line that is not JSON, or has no usable custom_id: a 400 line too (OpenAI would refuse the whole file),
+// under the line-<N> custom_id; param null for the former, "custom_id" for the latter.
+TEST(FormatResultLine, UnreadableLinesAre400WithTheFallbackId) {
+  json not_json =
+      json::parse(FormatResultLine(ParseBatchLine("{\"custom_id\": ", 3), nullptr, "m", "batch_req_r_3", 0));
+  EXPECT_EQ(not_json["custom_id"], "line-3");
+  EXPECT_EQ(not_json["response"]["status_code"], 400);
+  EXPECT_EQ(not_json["response"]["body"]["error"]["type"], "invalid_request_error");
+  EXPECT_TRUE(not_json["response"]["body"]["error"]["param"].is_null());
+  EXPECT_TRUE(not_json["error"].is_null());
+
+  json no_id = json::parse(
+      FormatResultLine(ParseBatchLine(R"({"prompt": "x"})", 4), nullptr, "m", "batch_req_r_4", 0));
+  EXPECT_EQ(no_id["custom_id"], "line-4");
+  EXPECT_EQ(no_id["response"]["status_code"], 400);
+  EXPECT_EQ(no_id["response"]["body"]["error"]["param"], "custom_id");
+  EXPECT_EQ(no_id["response"]["body"]["error"]["code"], "invalid_request");
+}
+
+// A prompt longer than the context: 400 with OpenAI's code for it, context_length_exceeded, and param
+// "prompt" (completions) or "messages" (chat).
+TEST(FormatResultLine, PromptTooLongIsContextLengthExceeded) {
   Result result;
   result.status =
-      absl::OutOfRangeError("request 'long': prompt of 9000 tokens exceeds the 4096-token context");
-  json output = json::parse(FormatResultLine(line, &result, "m", "batch_req_2", 0));
-  EXPECT_TRUE(output["response"].is_null());
-  EXPECT_EQ(output["error"]["code"], "prompt_too_long");
-  EXPECT_EQ(output["error"]["message"],
-            "request 'long': prompt of 9000 tokens exceeds the 4096-token context");
+      absl::OutOfRangeError("request 'long': the prompt has 9000 tokens but the model's context is 4096");
+  BatchLine completion = ParseBatchLine(R"({"custom_id": "long", "prompt": [1, 2]})", 2);
+  json output = json::parse(FormatResultLine(completion, &result, "m", "batch_req_r_2", 0));
+  EXPECT_TRUE(output["error"].is_null());
+  EXPECT_EQ(output["response"]["status_code"], 400);
+  EXPECT_EQ(output["response"]["request_id"], "req_r_2");
+  const json& error = output["response"]["body"]["error"];
+  EXPECT_EQ(error["type"], "invalid_request_error");
+  EXPECT_EQ(error["code"], "context_length_exceeded");
+  EXPECT_EQ(error["param"], "prompt");
+  EXPECT_EQ(error["message"], "request 'long': the prompt has 9000 tokens but the model's context is 4096");
 
-  result.status =
-      WithErrorCode(absl::InvalidArgumentError("token 99999 >= vocab 1000"), "token_out_of_range");
-  output = json::parse(FormatResultLine(line, &result, "m", "batch_req_2", 0));
-  EXPECT_EQ(output["error"]["code"], "token_out_of_range");
+  BatchLine chat = ParseBatchLine(R"({"custom_id": "c", "messages": [{"role": "user", "content": "x"}]})", 5);
+  ASSERT_TRUE(chat.request.ok()) << chat.request.status();
+  chat.chat_request = "{}";  // as a job marks a chat line it has rendered
+  output = json::parse(FormatResultLine(chat, &result, "m", "batch_req_r_5", 0));
+  EXPECT_EQ(output["response"]["body"]["error"]["code"], "context_length_exceeded");
+  EXPECT_EQ(output["response"]["body"]["error"]["param"], "messages");
 }
 
-TEST(FormatResultLine, MissingResultForAGoodLineIsAnInternalError) {
+// Server-side failures: an engine fault (NaN logits, a missing result) is 500, a request the KV cache cannot
+// hold 503; both "server_error", ringmoe's code in "code".
+TEST(FormatResultLine, EngineFaultsAre5xxServerErrors) {
   BatchLine line = ParseBatchLine(R"({"custom_id": "lost", "prompt": "x"})", 4);
   json output = json::parse(FormatResultLine(line, nullptr, "m", "batch_req_4", 0));
-  EXPECT_EQ(output["error"]["code"], "internal_error");
-  EXPECT_NE(output["error"]["message"].get<std::string>().find("custom_id 'lost'"), std::string::npos);
+  EXPECT_TRUE(output["error"].is_null());
+  EXPECT_EQ(output["response"]["status_code"], 500);
+  EXPECT_EQ(output["response"]["request_id"], "req_4");
+  EXPECT_EQ(output["response"]["body"]["error"]["type"], "server_error");
+  EXPECT_EQ(output["response"]["body"]["error"]["code"], "internal_error");
+  EXPECT_TRUE(output["response"]["body"]["error"]["param"].is_null());
+  EXPECT_NE(output["response"]["body"]["error"]["message"].get<std::string>().find("custom_id 'lost'"),
+            std::string::npos);
+
+  Result result;
+  result.status = absl::ResourceExhaustedError("needs 9000 tokens of KV cache but the cache holds 4096");
+  output = json::parse(FormatResultLine(line, &result, "m", "batch_req_4", 0));
+  EXPECT_EQ(output["response"]["status_code"], 503);
+  EXPECT_EQ(output["response"]["body"]["error"]["type"], "server_error");
+  EXPECT_EQ(output["response"]["body"]["error"]["code"], "out_of_memory");
+
+  result.status = absl::UnimplementedError("not supported by this model");
+  output = json::parse(FormatResultLine(line, &result, "m", "batch_req_4", 0));
+  EXPECT_EQ(output["response"]["status_code"], 400);
+  EXPECT_EQ(output["response"]["body"]["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(output["response"]["body"]["error"]["code"], "unsupported");
+}
+
+// A request that got no answer (cancelled, or a deadline passed) has no HTTP response: "response" null and
+// the error object, as OpenAI writes its batch_cancelled and batch_expired requests.
+TEST(FormatResultLine, CancelledAndTimedOutRequestsHaveNoResponse) {
+  BatchLine line = ParseBatchLine(R"({"custom_id": "c", "prompt": "x"})", 6);
+  Result result;
+  result.status = absl::CancelledError("request 'c' cancelled before it started");
+  EXPECT_EQ(FormatResultLine(line, &result, "m", "batch_req_r_6", 0),
+            R"({"id":"batch_req_r_6","custom_id":"c","response":null,"error":{"code":"cancelled",)"
+            R"("message":"request 'c' cancelled before it started","param":null}})");
+  result.status = absl::DeadlineExceededError("too late");
+  json output = json::parse(FormatResultLine(line, &result, "m", "batch_req_r_6", 0));
+  EXPECT_TRUE(output["response"].is_null());
+  EXPECT_EQ(output["error"]["code"], "timeout");
+}
+
+// A code given with WithErrorCode is written as is, with the HTTP status of its absl code.
+TEST(FormatResultLine, AnExplicitCodeKeepsItsStatusClass) {
+  BatchLine line = ParseBatchLine(R"({"custom_id": "t", "prompt": [1, 2]})", 2);
+  Result result;
+  result.status =
+      WithErrorCode(absl::InvalidArgumentError("token 99999 >= vocab 1000"), "token_out_of_range");
+  json output = json::parse(FormatResultLine(line, &result, "m", "batch_req_2", 0));
+  EXPECT_EQ(output["response"]["status_code"], 400);
+  EXPECT_EQ(output["response"]["body"]["error"]["code"], "token_out_of_range");
+  result.status = WithErrorCode(absl::InternalError("bad"), "kernel_failed");
+  output = json::parse(FormatResultLine(line, &result, "m", "batch_req_2", 0));
+  EXPECT_EQ(output["response"]["status_code"], 500);
+  EXPECT_EQ(output["response"]["body"]["error"]["code"], "kernel_failed");
 }
 
 TEST(ErrorCodeFor, MapsStatusCodes) {
@@ -483,6 +565,34 @@ TEST(ErrorCodeFor, MapsStatusCodes) {
   EXPECT_EQ(ErrorCodeFor(absl::DeadlineExceededError("x")), "timeout");
   EXPECT_EQ(ErrorCodeFor(absl::InternalError("x")), "internal_error");
   EXPECT_EQ(ErrorCodeFor(absl::UnknownError("x")), "internal_error");
+}
+
+// The table of BATCH_FORMAT.md ("Failed requests"), row by row.
+TEST(HttpErrorFor, FollowsTheDocumentedTable) {
+  struct Row {
+    absl::Status status;
+    int status_code;
+    const char* type;
+    const char* code;
+  };
+  const Row rows[] = {
+      {absl::InvalidArgumentError("x"), 400, "invalid_request_error", "invalid_request"},
+      {absl::FailedPreconditionError("x"), 400, "invalid_request_error", "invalid_request"},
+      {absl::OutOfRangeError("x"), 400, "invalid_request_error", "context_length_exceeded"},
+      {absl::UnimplementedError("x"), 400, "invalid_request_error", "unsupported"},
+      {absl::ResourceExhaustedError("x"), 503, "server_error", "out_of_memory"},
+      {absl::InternalError("x"), 500, "server_error", "internal_error"},
+      {absl::UnknownError("x"), 500, "server_error", "internal_error"},
+      {absl::DataLossError("x"), 500, "server_error", "internal_error"},
+      {absl::CancelledError("x"), 0, "", "cancelled"},
+      {absl::DeadlineExceededError("x"), 0, "", "timeout"},
+  };
+  for (const Row& row : rows) {
+    const HttpError http = HttpErrorFor(row.status);
+    EXPECT_EQ(http.status_code, row.status_code) << row.status;
+    EXPECT_EQ(http.type, row.type) << row.status;
+    EXPECT_EQ(http.code, row.code) << row.status;
+  }
 }
 
 TEST(MakeBatchRequestId, IsUniquePerLine) {

@@ -110,6 +110,39 @@ TEST(AnsweredLines, AHashMatchIsCheckedAgainstTheLineItself) {
       << "its hash is no longer in the index";
 }
 
+// --resume over error lines: every form FormatResultLine writes (HTTP 400, 500 and 503 responses, a
+// cancelled request's null response) and the form older ringmoe versions wrote for every failure
+// ("response": null, "error": {code, message, param}) answer their requests; only custom_id and id are read.
+TEST(AnsweredLines, ErrorLinesOfEveryFormAnswerTheirRequests) {
+  Result nan_logits, no_memory, cancelled;
+  nan_logits.status = absl::InternalError("request 'nan': the model's logits are NaN at generated token 1");
+  no_memory.status = absl::ResourceExhaustedError("request 'oom': needs 9000 tokens of KV cache");
+  cancelled.status = absl::CancelledError("request 'stop' cancelled while running");
+  const BatchLine bad = ParseBatchLine(R"({"custom_id": "bad", "prompt": "x", "max_tokens": 0})", 1);
+  const BatchLine not_json = ParseBatchLine(R"({"custom_id": )", 2);
+  const std::vector<std::string> written = {
+      FormatResultLine(bad, nullptr, "m", "batch_req_r_1", 0),
+      FormatResultLine(not_json, nullptr, "m", "batch_req_r_2", 0),
+      FormatResultLine(Input("nan", 3), &nan_logits, "m", "batch_req_r_3", 0),
+      FormatResultLine(Input("oom", 4), &no_memory, "m", "batch_req_r_4", 0),
+      FormatResultLine(Input("stop", 5), &cancelled, "m", "batch_req_r_5", 0),
+      // An older ringmoe's error line.
+      R"({"id": "batch_req_r_6", "custom_id": "old", "response": null, "error": {"code": "invalid_request", )"
+      R"("message": "line 6 (custom_id 'old'): field 'max_tokens' must be an integer >= 1, got 0", "param": "max_tokens"}})",
+  };
+  std::string text;
+  for (const std::string& line : written) text += line + "\n";
+  absl::StatusOr<FinishedLines> finished = ScanFinishedLines(text, "out");
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(finished->complete_lines, 6);
+  EXPECT_FALSE(finished->dropped_torn_line);
+  const std::vector<BatchLine> input = {Input("bad", 1), Input("line-2", 2), Input("nan", 3),
+                                        Input("oom", 4), Input("stop", 5),   Input("old", 6),
+                                        Input("new", 7)};
+  EXPECT_EQ(AnsweredLines(input, *finished, OutputLineInText(text)).value(),
+            (std::vector<bool>{true, true, true, true, true, true, false}));
+}
+
 class BatchOutputFileTest : public testing::Test {
  protected:
   void SetUp() override {

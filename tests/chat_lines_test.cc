@@ -16,9 +16,13 @@
 #include "ringmoe/tokenizer.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/frontend/batch_io.h"
+#include "tests/testing/output_lines.h"
 
 namespace ringmoe {
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -161,7 +165,7 @@ TEST(ChatLines, MixedFileThroughRingmoeRun) {
   int chats = 0, completions = 0;
   for (std::string text; std::getline(output, text);) {
     const json line = json::parse(text);
-    ASSERT_TRUE(line["error"].is_null()) << text;
+    ASSERT_TRUE(Succeeded(line)) << text;
     const json& body = line["response"]["body"];
     if (line["custom_id"] == "completion") {
       ++completions;

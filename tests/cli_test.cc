@@ -12,8 +12,12 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "tests/testing/output_lines.h"
 
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -107,10 +111,11 @@ TEST_F(CliTest, MixedBatchFileWithBadLines) {
   int errors = 0;
   for (const json& line : lines) {
     ++seen[line["custom_id"].get<std::string>()];
-    if (!line["error"].is_null()) {
+    if (!Succeeded(line)) {
       ++errors;
-      EXPECT_TRUE(line["response"].is_null());
-      EXPECT_FALSE(line["error"]["message"].get<std::string>().empty());
+      EXPECT_TRUE(line["error"].is_null()) << line.dump();
+      EXPECT_EQ(line["response"]["status_code"], 400) << line.dump();
+      EXPECT_FALSE(ErrorOf(line)["message"].get<std::string>().empty());
       continue;
     }
     const json& body = line["response"]["body"];
@@ -227,8 +232,8 @@ TEST_F(CliTest, ReportJsonRecordsThePlanTheEngineRan) {
   int answered = 0;
   for (size_t i = 0; i < with_plan.size(); ++i) {
     EXPECT_EQ(with_plan[i]["custom_id"], without[i]["custom_id"]);
-    EXPECT_EQ(with_plan[i]["error"].is_null(), without[i]["error"].is_null()) << i;
-    if (!with_plan[i]["error"].is_null() || !without[i]["error"].is_null()) continue;
+    EXPECT_EQ(Succeeded(with_plan[i]), Succeeded(without[i])) << i;
+    if (!Succeeded(with_plan[i]) || !Succeeded(without[i])) continue;
     ++answered;
     EXPECT_EQ(with_plan[i]["response"]["body"]["choices"][0]["token_ids"],
               without[i]["response"]["body"]["choices"][0]["token_ids"])

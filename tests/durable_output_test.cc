@@ -23,8 +23,12 @@
 
 #include "nlohmann/json.hpp"
 #include "tests/testing/child_process.h"
+#include "tests/testing/output_lines.h"
 
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -150,7 +154,7 @@ TEST_F(DurableOutputTest, KilledThreeTimesAndResumedEqualsAnUninterruptedRun) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - reference_start).count();
   std::map<std::string, std::vector<int>> expected;
   for (const json& line : ReadJsonLines(reference)) {
-    ASSERT_TRUE(line["error"].is_null()) << line.dump();
+    ASSERT_TRUE(Succeeded(line)) << line.dump();
     ASSERT_TRUE(expected.emplace(line["custom_id"], TokenIds(line)).second) << line.dump();
   }
   ASSERT_EQ(expected.size(), static_cast<size_t>(kRequests));
@@ -201,7 +205,7 @@ TEST_F(DurableOutputTest, KilledThreeTimesAndResumedEqualsAnUninterruptedRun) {
   for (const json& line : ReadJsonLines(output)) {
     const std::string id = line["custom_id"];
     ++seen[id];
-    ASSERT_TRUE(line["error"].is_null()) << line.dump();
+    ASSERT_TRUE(Succeeded(line)) << line.dump();
     ASSERT_TRUE(expected.count(id)) << id;
     EXPECT_EQ(TokenIds(line), expected[id]) << id;
   }
@@ -239,7 +243,7 @@ TEST_F(DurableOutputTest, ExistingOutputIsRefusedWithoutResumeOrOverwrite) {
   ASSERT_EQ(replaced.exit_code, 0) << replaced.stderr_text;
   std::vector<json> lines = ReadJsonLines(output);
   ASSERT_EQ(lines.size(), 3u);
-  for (const json& line : lines) EXPECT_TRUE(line["error"].is_null()) << line.dump();
+  for (const json& line : lines) EXPECT_TRUE(Succeeded(line)) << line.dump();
 }
 
 TEST_F(DurableOutputTest, TheInputIsNeverTheOutput) {
@@ -337,6 +341,45 @@ TEST_F(DurableOutputTest, ResumeCutsATornLastLineAndRedoesIt) {
 
 // The later line of a repeated custom_id is an error naming both lines; the first one runs. On --resume the
 // two are told apart by line number, so the duplicate's error line never stands in for the first's result.
+// --resume keeps error lines of both forms, OpenAI's HTTP-error form that ringmoe writes now and the
+// "response": null form an older ringmoe wrote for every failure, and runs only what they do not answer.
+TEST_F(DurableOutputTest, ResumeKeepsErrorLinesOfTheNewAndTheOldForm) {
+  const fs::path input = dir_ / "requests.jsonl", output = dir_ / "out.jsonl";
+  WriteText(input,
+            "{\"custom_id\": \"bad\", \"prompt\": [1, 2, 3], \"max_tokens\": 0}\n"
+            "{\"custom_id\": \"old-bad\", \"prompt\": [1, 2], \"max_tokens\": -1}\n"
+            "{\"custom_id\": \"a\", \"prompt\": [4, 5], \"max_tokens\": 3, \"temperature\": 0}\n"
+            "{\"custom_id\": \"b\", \"prompt\": [6], \"max_tokens\": 3, \"temperature\": 0}\n");
+  ASSERT_EQ(Run(Job(input, output)).exit_code, 0);
+  std::string bad_line;
+  for (const json& line : ReadJsonLines(output)) {
+    if (line["custom_id"] == "bad") bad_line = line.dump();
+  }
+  const json bad = json::parse(bad_line);
+  ASSERT_FALSE(bad_line.empty());
+  EXPECT_EQ(bad["response"]["status_code"], 400) << bad_line;
+  EXPECT_EQ(ErrorOf(bad)["param"], "max_tokens") << bad_line;
+  // The older form for the second bad line; "a" and "b" are still to run.
+  const std::string old_line =
+      R"({"id": "batch_req_1_2", "custom_id": "old-bad", "response": null, "error": {"code": "invalid_request", )"
+      R"("message": "line 2 (custom_id 'old-bad'): field 'max_tokens' must be an integer >= 1, got -1", "param": "max_tokens"}})";
+  WriteText(output, bad_line + "\n" + old_line + "\n");
+  std::vector<std::string> resume = Job(input, output);
+  resume.push_back("--resume");
+  Finished resumed = Run(resume);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.stderr_text;
+  std::vector<json> after = ReadJsonLines(output);
+  ASSERT_EQ(after.size(), 4u);
+  EXPECT_EQ(after[0].dump(), bad_line);
+  EXPECT_EQ(after[1], json::parse(old_line));
+  std::map<std::string, int> answered;
+  for (size_t i = 2; i < after.size(); ++i) {
+    EXPECT_TRUE(Succeeded(after[i])) << after[i].dump();
+    ++answered[after[i]["custom_id"]];
+  }
+  EXPECT_EQ(answered, (std::map<std::string, int>{{"a", 1}, {"b", 1}}));
+}
+
 TEST_F(DurableOutputTest, DuplicateCustomIdIsAnErrorLineAndResumesApart) {
   const fs::path input = dir_ / "requests.jsonl", output = dir_ / "out.jsonl";
   WriteText(input,
@@ -349,14 +392,17 @@ TEST_F(DurableOutputTest, DuplicateCustomIdIsAnErrorLineAndResumesApart) {
   ASSERT_EQ(lines.size(), 3u);
   // Bad lines are written before any request finishes.
   EXPECT_EQ(lines[0]["custom_id"], "a");
-  ASSERT_FALSE(lines[0]["error"].is_null()) << lines[0].dump();
-  EXPECT_EQ(lines[0]["error"]["code"], "invalid_request");
-  const std::string message = lines[0]["error"]["message"];
+  ASSERT_FALSE(Succeeded(lines[0])) << lines[0].dump();
+  EXPECT_EQ(lines[0]["response"]["status_code"], 400) << lines[0].dump();
+  const json error = ErrorOf(lines[0]);
+  EXPECT_EQ(error["code"], "invalid_request");
+  EXPECT_EQ(error["param"], "custom_id");
+  const std::string message = error["message"];
   EXPECT_NE(message.find("line 4"), std::string::npos) << message;
   EXPECT_NE(message.find("line 1"), std::string::npos) << message;
   std::string first_result;
   for (const json& line : lines) {
-    if (line["custom_id"] == "a" && line["error"].is_null()) first_result = line.dump();
+    if (line["custom_id"] == "a" && Succeeded(line)) first_result = line.dump();
   }
   ASSERT_FALSE(first_result.empty());
 
@@ -370,8 +416,8 @@ TEST_F(DurableOutputTest, DuplicateCustomIdIsAnErrorLineAndResumesApart) {
   ASSERT_EQ(after.size(), 3u);
   int a_results = 0, a_errors = 0, b_results = 0;
   for (const json& line : after) {
-    if (line["custom_id"] == "a") (line["error"].is_null() ? a_results : a_errors)++;
-    if (line["custom_id"] == "b" && line["error"].is_null()) ++b_results;
+    if (line["custom_id"] == "a") (Succeeded(line) ? a_results : a_errors)++;
+    if (line["custom_id"] == "b" && Succeeded(line)) ++b_results;
   }
   EXPECT_EQ(a_results, 1);
   EXPECT_EQ(a_errors, 1);
@@ -457,7 +503,7 @@ TEST_F(DurableOutputTest, SigtermStopsCleanlyAndThePrintedCommandResumes) {
     // Only whole lines: the stop writes nothing partial, and the second signal never exits mid-line.
     EXPECT_TRUE(text.empty() || text.back() == '\n') << "round " << round << ": a cut last line";
     for (const json& line : ReadJsonLines(output)) {
-      ASSERT_TRUE(line["error"].is_null()) << "a cancelled request must not be written: " << line.dump();
+      ASSERT_TRUE(Succeeded(line)) << "a cancelled request must not be written: " << line.dump();
     }
     EXPECT_LT(stop_seconds, 10.0) << "the stop is bounded (--stop-grace 5 s and a step)";
     if (stopped.exit_code == 0) {  // the job won the race: it was done before the signal
@@ -561,7 +607,7 @@ TEST_F(DurableOutputTest, ACheckpointTruncatedMidJobEndsItWithAClearErrorAndResu
   std::map<std::string, int> seen;
   for (const json& line : ReadJsonLines(output)) {
     ++seen[line["custom_id"]];
-    EXPECT_TRUE(line["error"].is_null()) << line.dump();
+    EXPECT_TRUE(Succeeded(line)) << line.dump();
   }
   EXPECT_EQ(seen.size(), 2000u);
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;

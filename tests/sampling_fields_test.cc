@@ -21,9 +21,13 @@
 #include "nlohmann/json.hpp"
 #include "runtime/frontend/batch_io.h"
 #include "runtime/frontend/generation_defaults.h"
+#include "tests/testing/output_lines.h"
 
 namespace ringmoe {
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -224,7 +228,7 @@ TEST_F(SamplingFieldsRun, EachFieldChangesTheResultAsItShould) {
   for (std::string text; std::getline(input, text);) ++input_lines;
   ASSERT_EQ(out.size(), input_lines);
   for (const auto& [id, line] : out) {
-    if (id.rfind("bad-", 0) != 0) ASSERT_TRUE(line["error"].is_null()) << line;
+    if (id.rfind("bad-", 0) != 0) ASSERT_TRUE(Succeeded(line)) << line;
   }
 
   // min_tokens: the greedy run that ends with EOS after a few tokens goes on past min_tokens.
@@ -306,10 +310,13 @@ TEST_F(SamplingFieldsRun, EachFieldChangesTheResultAsItShould) {
   };
   for (const auto& [id, expected] : errors) {
     const json& line = out[id];
-    ASSERT_FALSE(line["error"].is_null()) << id;
-    EXPECT_EQ(line["error"]["code"], "invalid_request") << id;
-    EXPECT_NE(line["error"]["message"].get<std::string>().find(expected), std::string::npos)
-        << id << ": " << line["error"]["message"];
+    ASSERT_FALSE(Succeeded(line)) << id;
+    EXPECT_EQ(line["response"]["status_code"], 400) << id;
+    const json error = ErrorOf(line);
+    EXPECT_EQ(error["type"], "invalid_request_error") << id;
+    EXPECT_EQ(error["code"], "invalid_request") << id;
+    EXPECT_NE(error["message"].get<std::string>().find(expected), std::string::npos)
+        << id << ": " << error["message"];
   }
 }
 

@@ -219,37 +219,47 @@ TEST(ScoringFields, ChatLogprobsListAlternatives) {
             ordered_json::array());
 }
 
-// A failed line's error object: code and message, and param naming the request field at fault (null when the
-// error is not one field's), as OpenAI's error objects do.
+// A failed line's error object, in OpenAI's form (message, type, param, code), with param naming the request
+// field at fault (null when the error is not one field's), as OpenAI's error objects do.
 TEST(ScoringFields, ErrorLinesNameTheFieldAtFault) {
   auto error_of = [](const BatchLine& line) {
     return ordered_json::parse(FormatResultLine(line, nullptr, "tiny", "batch_req_r_1", 1700000000));
   };
   const ordered_json bad_field =
       error_of(ParseBatchLine(R"({"custom_id": "a", "prompt": "x", "logprobs": 99})", 1));
-  EXPECT_TRUE(bad_field["response"].is_null());
-  EXPECT_EQ(bad_field["error"]["code"], "invalid_request");
-  EXPECT_EQ(bad_field["error"]["param"], "logprobs");
-  EXPECT_EQ(bad_field["error"].begin().key(), "code");
+  EXPECT_TRUE(bad_field["error"].is_null());
+  EXPECT_EQ(bad_field["response"]["status_code"], 400);
+  const ordered_json& bad_field_error = bad_field["response"]["body"]["error"];
+  EXPECT_EQ(bad_field_error["code"], "invalid_request");
+  EXPECT_EQ(bad_field_error["param"], "logprobs");
+  // OpenAI's key order.
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : bad_field_error.items()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"message", "type", "param", "code"}));
 
   const ordered_json not_json = error_of(ParseBatchLine(R"({"custom_id": )", 2));
-  EXPECT_EQ(not_json["error"]["code"], "invalid_request");
-  EXPECT_TRUE(not_json["error"].contains("param"));
-  EXPECT_TRUE(not_json["error"]["param"].is_null());
+  const ordered_json& not_json_error = not_json["response"]["body"]["error"];
+  EXPECT_EQ(not_json_error["code"], "invalid_request");
+  EXPECT_TRUE(not_json_error.contains("param"));
+  EXPECT_TRUE(not_json_error["param"].is_null());
 
   std::vector<BatchLine> lines = {ParseBatchLine(R"({"custom_id": "u", "prompt": "x", "temprature": 0})", 3)};
   ApplyUnknownFieldPolicy(&lines, /*lenient=*/false, nullptr);
   const ordered_json unknown = error_of(lines[0]);
-  EXPECT_EQ(unknown["error"]["param"], "temprature");
+  EXPECT_EQ(unknown["response"]["body"]["error"]["param"], "temprature");
 
-  // An engine failure is no field's.
+  // An engine failure is no field's, except a prompt too long (OpenAI names the prompt).
   BatchLine good = ParseBatchLine(R"({"custom_id": "g", "prompt": "x"})", 4);
   Result failed;
-  failed.status = absl::OutOfRangeError("request 'g': the prompt has 9 tokens but the model's context is 8");
-  const ordered_json engine_error =
+  failed.status = absl::InternalError("request 'g': the model's logits are NaN at generated token 1");
+  ordered_json engine_error =
       ordered_json::parse(FormatResultLine(good, &failed, "tiny", "batch_req_r_4", 1700000000));
-  EXPECT_EQ(engine_error["error"]["code"], "prompt_too_long");
-  EXPECT_TRUE(engine_error["error"]["param"].is_null());
+  EXPECT_EQ(engine_error["response"]["body"]["error"]["code"], "internal_error");
+  EXPECT_TRUE(engine_error["response"]["body"]["error"]["param"].is_null());
+  failed.status = absl::OutOfRangeError("request 'g': the prompt has 9 tokens but the model's context is 8");
+  engine_error = ordered_json::parse(FormatResultLine(good, &failed, "tiny", "batch_req_r_4", 1700000000));
+  EXPECT_EQ(engine_error["response"]["body"]["error"]["code"], "context_length_exceeded");
+  EXPECT_EQ(engine_error["response"]["body"]["error"]["param"], "prompt");
 }
 
 }  // namespace

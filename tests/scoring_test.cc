@@ -20,9 +20,13 @@
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/step_layout.h"
+#include "tests/testing/output_lines.h"
 
 namespace ringmoe {
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
@@ -68,7 +72,7 @@ TEST(Scoring, TopLogprobsThroughRingmoeRun) {
   ASSERT_EQ(out.size(), 3u);
   for (const char* id : {"greedy", "sampled"}) {
     const bool greedy = std::string(id) == "greedy";
-    ASSERT_TRUE(out[id]["error"].is_null()) << out[id].dump();
+    ASSERT_TRUE(Succeeded(out[id])) << out[id].dump();
     const ordered_json& logprobs = Choice(out[id])["logprobs"];
     const size_t tokens = Choice(out[id])["token_ids"].size();
     ASSERT_EQ(tokens, 6u);
@@ -95,7 +99,7 @@ TEST(Scoring, TopLogprobsThroughRingmoeRun) {
       if (greedy) EXPECT_EQ(top.begin().value().get<double>(), chosen) << top.dump();
     }
   }
-  ASSERT_TRUE(out["chat"]["error"].is_null()) << out["chat"].dump();
+  ASSERT_TRUE(Succeeded(out["chat"])) << out["chat"].dump();
   const ordered_json& content = Choice(out["chat"])["logprobs"]["content"];
   ASSERT_FALSE(content.empty());
   for (const ordered_json& entry : content) {
@@ -119,12 +123,11 @@ TEST(Scoring, EchoAndScoringThroughRingmoeRun) {
        R"({"custom_id": "echo-zero", "prompt": "Once upon a time", "max_tokens": 0, "echo": true})"});
   ASSERT_EQ(out.size(), 6u);
   // echo with nothing to generate and no logprobs: the prompt back, nothing computed.
-  ASSERT_TRUE(out["echo-zero"]["error"].is_null()) << out["echo-zero"].dump();
+  ASSERT_TRUE(Succeeded(out["echo-zero"])) << out["echo-zero"].dump();
   EXPECT_EQ(Choice(out["echo-zero"])["text"], "Once upon a time");
   EXPECT_EQ(Choice(out["echo-zero"])["finish_reason"], "length");
   EXPECT_TRUE(Choice(out["echo-zero"])["logprobs"].is_null());
-  for (const char* id : {"plain", "echo", "echo-text", "score"})
-    ASSERT_TRUE(out[id]["error"].is_null()) << id;
+  for (const char* id : {"plain", "echo", "echo-text", "score"}) ASSERT_TRUE(Succeeded(out[id])) << id;
   const std::string completion = Choice(out["plain"])["text"];
   EXPECT_EQ(Choice(out["echo"])["text"], "Once upon a time" + completion);
   EXPECT_EQ(Choice(out["echo-text"])["text"], "Once upon a time" + completion);
@@ -165,8 +168,8 @@ TEST(Scoring, EchoAndScoringThroughRingmoeRun) {
     EXPECT_LE(score["logprobs"]["token_logprobs"][p].get<double>(), 0.0);
     EXPECT_GE(score["logprobs"]["top_logprobs"][p].size(), 2u);
   }
-  ASSERT_FALSE(out["no-echo-zero"]["error"].is_null());
-  EXPECT_NE(out["no-echo-zero"]["error"]["message"].get<std::string>().find("max_tokens"), std::string::npos);
+  ASSERT_FALSE(Succeeded(out["no-echo-zero"]));
+  EXPECT_NE(ErrorOf(out["no-echo-zero"])["message"].get<std::string>().find("max_tokens"), std::string::npos);
 }
 
 // Scoring a generated continuation through the API gives back the logprobs it was generated with (f32 CPU:

@@ -21,8 +21,12 @@
 
 #include "nlohmann/json.hpp"
 #include "tests/testing/child_process.h"
+#include "tests/testing/output_lines.h"
 
 namespace {
+
+using ::ringmoe::testing::ErrorOf;
+using ::ringmoe::testing::Succeeded;
 
 namespace fs = std::filesystem;
 
@@ -108,7 +112,7 @@ TEST_F(StreamingMemoryTest, PeakMemoryDoesNotGrowWithTheNumberOfRequests) {
     std::istringstream lines(ReadText(output));
     for (std::string line; std::getline(lines, line);) {
       const nlohmann::json parsed = nlohmann::json::parse(line);
-      ASSERT_TRUE(parsed["error"].is_null()) << line;
+      ASSERT_TRUE(Succeeded(parsed)) << line;
       ids.insert(parsed["custom_id"].get<std::string>());
     }
     EXPECT_EQ(ids.size(), static_cast<size_t>(count)) << "every request once";

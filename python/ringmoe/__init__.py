@@ -8,8 +8,10 @@
 
 Requests and results are dicts in the shape of a `ringmoe run` input and output line (runtime/BATCH_FORMAT.md):
 a request has custom_id, prompt (text or token ids), max_tokens, temperature, top_p, seed, stop, logprobs, ...
-(the short form, or the full Batch form with "body"); a result has custom_id, response (the completion, with
-choices[0]["text"] and ["token_ids"]) and error (None, or {"code", "message"} for a request that failed alone).
+(the short form, or the full Batch form with "body"); a result has custom_id, response (status_code 200 and the
+completion, with choices[0]["text"] and ["token_ids"]) and error (None). A request that failed alone has, as in
+OpenAI's batch output, response {"status_code": 400, 500 or 503, "body": {"error": {"message", "type", "param",
+"code"}}}, or, when cancelled, response None and error {"code": "cancelled", "message", "param"}.
 
 Errors raise: ValueError for bad options or requests, FileNotFoundError / OSError for missing or unreadable
 files, RuntimeError when the engine fails. ringmoe.dask spreads one job over a Dask cluster.

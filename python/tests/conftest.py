@@ -52,6 +52,12 @@ def cli_run_file(input_path, output_path, *extra):
     return read_jsonl(output_path)
 
 
+def succeeded(result):
+    """Whether a result line answers its request: a failed one has an HTTP error response (400, 500, 503) or,
+    when cancelled, no response and an "error" (runtime/BATCH_FORMAT.md, "Failed requests")."""
+    return result["error"] is None and result["response"] is not None and result["response"]["status_code"] == 200
+
+
 def token_ids(result):
-    assert result["error"] is None, result["error"]
+    assert succeeded(result), result
     return result["response"]["body"]["choices"][0]["token_ids"]

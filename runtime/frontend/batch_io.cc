@@ -13,7 +13,6 @@
 #include <limits>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "io/regular_file.h"
@@ -381,8 +380,8 @@ class LineParser {
     // Structured output is not implemented: only plain text may be asked for.
     if (const json* format = Field(body, "response_format");
         format != nullptr && !format->is_null() && *format != json{{"type", "text"}}) {
-      return FieldError("response_format",
-                        absl::StrCat("is not supported (only {\"type\": \"text\"}), got ", Describe(*format)));
+      return FieldError("response_format", absl::StrCat("is not supported (only {\"type\": \"text\"}), got ",
+                                                        Describe(*format)));
     }
     if (const json* stream = Field(body, "stream"); stream != nullptr && *stream != json(false)) {
       return FieldError(
@@ -440,17 +439,21 @@ BatchLine ParseLine(std::string_view line, int line_number, bool* custom_id_know
   const json* custom_id = nullptr;
   if (auto it = root.find("custom_id"); it != root.end()) custom_id = &*it;
   if (custom_id == nullptr) {
-    parsed.request = absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is missing"));
+    parsed.request = WithErrorParam(
+        absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is missing")), "custom_id");
     return parsed;
   }
   if (!custom_id->is_string()) {
-    parsed.request = absl::InvalidArgumentError(
-        absl::StrCat(where, ": field 'custom_id' must be a string, got ", Describe(*custom_id)));
+    parsed.request =
+        WithErrorParam(absl::InvalidArgumentError(absl::StrCat(
+                           where, ": field 'custom_id' must be a string, got ", Describe(*custom_id))),
+                       "custom_id");
     return parsed;
   }
   if (custom_id->get_ref<const std::string&>().empty()) {
-    parsed.request =
-        absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is an empty string"));
+    parsed.request = WithErrorParam(
+        absl::InvalidArgumentError(absl::StrCat(where, ": field 'custom_id' is an empty string")),
+        "custom_id");
     return parsed;
   }
   parsed.custom_id = custom_id->get<std::string>();
@@ -481,20 +484,9 @@ std::string Dump(const ordered_json& value) {
   return value.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
-std::string ErrorLine(std::string_view id, std::string_view custom_id, std::string_view code,
-                      const absl::Status& status) {
-  ordered_json line;
-  line["id"] = id;
-  line["custom_id"] = custom_id;
-  line["response"] = nullptr;
-  line["error"] = {{"code", code}, {"message", status.message()}};
-  // The request field at fault, as OpenAI's error objects name it; null when the error is not one field's.
-  if (auto param = status.GetPayload(kErrorParamPayload); param.has_value()) {
-    line["error"]["param"] = std::string(*param);
-  } else {
-    line["error"]["param"] = nullptr;
-  }
-  return Dump(line);
+std::string ErrorLine(const BatchLine& line, std::string_view batch_request_id, const absl::Status& status) {
+  return FormatErrorLine(batch_request_id, absl::StrCat("req_", Av(IdSuffix(batch_request_id))),
+                         line.custom_id, status, !line.chat_request.empty());
 }
 
 }  // namespace
@@ -534,8 +526,10 @@ absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(std::istream& in, std::stri
 }
 
 absl::Status DuplicateIdError(const BatchLine& line, int first_line) {
-  return absl::InvalidArgumentError(absl::StrCat("line ", line.line_number, ": custom_id '", line.custom_id,
-                                                 "' also on line ", first_line));
+  return WithErrorParam(
+      absl::InvalidArgumentError(absl::StrCat("line ", line.line_number, ": custom_id '", line.custom_id,
+                                              "' also on line ", first_line)),
+      "custom_id");
 }
 
 absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path) {
@@ -564,17 +558,16 @@ absl::StatusOr<std::vector<BatchLine>> ReadBatchFile(const std::string& path) {
 std::string FormatResultLine(const BatchLine& line, const Result* result, std::string_view model_name,
                              std::string_view batch_request_id, std::optional<int64_t> created_unix_seconds) {
   if (!line.request.ok()) {
-    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(line.request.status()),
-                     line.request.status());
+    return ErrorLine(line, batch_request_id, line.request.status());
   }
   if (result == nullptr) {
     return ErrorLine(
-        batch_request_id, line.custom_id, "internal_error",
+        line, batch_request_id,
         absl::InternalError(absl::StrCat("line ", line.line_number, " (custom_id '", line.custom_id,
                                          "'): the engine returned no result for this request")));
   }
   if (!result->status.ok()) {
-    return ErrorLine(batch_request_id, line.custom_id, ErrorCodeFor(result->status), result->status);
+    return ErrorLine(line, batch_request_id, result->status);
   }
 
   const int64_t created = created_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
@@ -623,38 +616,6 @@ std::string FormatResultLine(const BatchLine& line, const Result* result, std::s
 
 std::string MakeBatchRequestId(std::string_view run_id, int line_number) {
   return absl::StrCat("batch_req_", Av(run_id), "_", line_number);
-}
-
-std::string ErrorCodeFor(const absl::Status& status) {
-  // absl::optional, not std::optional, with Debian's Abseil.
-  if (auto code = status.GetPayload(kErrorCodePayload); code.has_value()) return std::string(*code);
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-      return "invalid_request";
-    case absl::StatusCode::kOutOfRange:
-      return "prompt_too_long";
-    case absl::StatusCode::kResourceExhausted:
-      return "out_of_memory";
-    case absl::StatusCode::kUnimplemented:
-      return "unsupported";
-    case absl::StatusCode::kCancelled:
-      return "cancelled";
-    case absl::StatusCode::kDeadlineExceeded:
-      return "timeout";
-    default:
-      return "internal_error";
-  }
-}
-
-absl::Status WithErrorCode(absl::Status status, std::string_view code) {
-  status.SetPayload(kErrorCodePayload, absl::Cord(Av(code)));
-  return status;
-}
-
-absl::Status WithErrorParam(absl::Status status, std::string_view field) {
-  status.SetPayload(kErrorParamPayload, absl::Cord(Av(field)));
-  return status;
 }
 
 uint64_t DefaultSeedForCustomId(std::string_view custom_id) {

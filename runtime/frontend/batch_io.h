@@ -6,8 +6,8 @@
 //   {"custom_id": "a", "prompt": "Hi", "max_tokens": 8}
 // Chat lines ("url": "/v1/chat/completions", or a short form with "messages") carry messages that
 // chat_lines.h renders through the model's chat template; both kinds may mix in one file.
-// Output: one line per request in the Batch output form (response or error). runtime/BATCH_FORMAT.md
-// documents every field, default and error code; keep it in step with this file.
+// Output: one line per request in the Batch output form (a response, or an error line: error_lines.h).
+// runtime/BATCH_FORMAT.md documents every field, default and error code; keep it in step with this file.
 //
 // A bad line never stops the batch: it becomes a BatchLine whose `request` holds the error, and
 // FormatResultLine turns that into an error line. Everything here is stateless and thread-compatible.
@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "ringmoe/engine.h"
+#include "runtime/frontend/error_lines.h"
 #include "runtime/frontend/sampling_fields.h"
 
 namespace ringmoe {
@@ -64,28 +65,16 @@ absl::Status DuplicateIdError(const BatchLine& line, int first_line);
 
 // One output line (no trailing newline), valid JSON even when the text holds invalid UTF-8 (such bytes
 // become U+FFFD). `result` may be null only for a line whose request failed to parse; a null result for a
-// good line is reported as an internal_error line. `batch_request_id` is the line's "id" (e.g.
-// "batch_req_<run>_<line>", see MakeBatchRequestId); the response's request_id ("req_...") and completion id
-// ("cmpl-...") are derived from it. `created_unix_seconds` defaults to the current time.
+// good line is reported as an internal_error line (HTTP 500). A failed request is written by FormatErrorLine.
+// `batch_request_id` is the line's "id" (e.g. "batch_req_<run>_<line>", see MakeBatchRequestId); the
+// response's request_id ("req_...") and completion id ("cmpl-...") are derived from it.
+// `created_unix_seconds` defaults to the current time.
 std::string FormatResultLine(const BatchLine& line, const Result* result, std::string_view model_name,
                              std::string_view batch_request_id,
                              std::optional<int64_t> created_unix_seconds = std::nullopt);
 
 // "batch_req_<run_id>_<line_number>": unique per line of a run and stable across reruns with the same run_id.
 std::string MakeBatchRequestId(std::string_view run_id, int line_number);
-
-// The short machine-readable code of an error line. A status carrying a kErrorCodePayload payload uses that
-// text; otherwise by status code: InvalidArgument/FailedPrecondition -> "invalid_request", OutOfRange ->
-// "prompt_too_long", ResourceExhausted -> "out_of_memory", Unimplemented -> "unsupported", Cancelled ->
-// "cancelled", DeadlineExceeded -> "timeout", anything else -> "internal_error".
-inline constexpr char kErrorCodePayload[] = "type.ringmoe/error_code";
-std::string ErrorCodeFor(const absl::Status& status);
-// Returns `status` tagged with an explicit error code for ErrorCodeFor.
-absl::Status WithErrorCode(absl::Status status, std::string_view code);
-// Returns `status` tagged with the request field at fault: an error line writes it as error.param (null for a
-// status without one).
-inline constexpr char kErrorParamPayload[] = "type.ringmoe/error_param";
-absl::Status WithErrorParam(absl::Status status, std::string_view field);
 
 // The seed used when a request gives none: a stable 64-bit hash (FNV-1a) of the custom_id, so reruns of the
 // same file sample the same tokens.

@@ -3,6 +3,7 @@
 //
 // This folder owns:
 //   batch_io.h   The OpenAI Batch JSONL format: request lines in, result lines out (BATCH_FORMAT.md).
+//   error_lines.h  A failed request's output line, in OpenAI's form (HTTP status and error body).
 //   batch_reader.h  Streaming a batch file: the repeated-custom_id scan and the later passes.
 //   job_lines.h  The lines a job answers (shard, --resume, unknown fields, chat prompts), streamed.
 //   chat_lines.h /v1/chat/completions lines: messages through the chat template, chat.completion results.
@@ -25,6 +26,7 @@
 #include "runtime/frontend/byte_size.h"
 #include "runtime/frontend/chat_lines.h"
 #include "runtime/frontend/choices_output.h"
+#include "runtime/frontend/error_lines.h"
 #include "runtime/frontend/generation_defaults.h"
 #include "runtime/frontend/job_lines.h"
 #include "runtime/frontend/job_plan.h"

@@ -43,7 +43,14 @@ void CheckOutputLine(const std::string& line, bool expect_response) {
   if (expect_response) {
     Check(output["error"].is_null() && output["response"]["status_code"] == 200);
   } else {
-    Check(output["response"].is_null() && output["error"]["code"].is_string());
+    // A failed line (error_lines.h): an HTTP error response with OpenAI's error body, or no response.
+    if (output["response"].is_null()) {
+      Check(output["error"]["code"].is_string() && output["error"]["message"].is_string());
+    } else {
+      const nlohmann::json& error = output["response"]["body"]["error"];
+      Check(output["error"].is_null() && output["response"]["status_code"] != 200);
+      Check(error["code"].is_string() && error["message"].is_string() && error["type"].is_string());
+    }
   }
 }
 
