@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
   app.add_option("--prefill-sequences", prefill_sequences, "prefill sequences");
   app.add_option("--seconds", min_seconds, "minimum time per measurement");
   app.add_option("--threads", threads, "worker threads (default: every core)");
-  app.add_option("--kernel", only_kernel, "measure only this kernel: avx512, portable or baseline");
+  app.add_option("--kernel", only_kernel, "measure only this kernel: avx512, avx512bf16 (bf16 pairs), portable or baseline");
   app.add_option("--kv-dtype", kv_dtype,
                  "the cache's type: bf16, or fp8 (e4m3 with a scale per token and head)")
       ->check(CLI::IsMember({"bf16", "fp8"}));
@@ -290,6 +290,10 @@ int main(int argc, char** argv) {
   const auto wanted = [&](const char* name) { return only_kernel.empty() || only_kernel == name; };
   if (ringmoe::cpu::KernelIsa() == ringmoe::cpu::CpuIsa::kAvx512 && wanted("avx512")) {
     kernels.push_back({internal::AttentionKernel::kAvx512, {"avx512", current}});
+  }
+  if (ringmoe::cpu::KernelIsa() == ringmoe::cpu::CpuIsa::kAvx512 && internal::CpuHasAvx512Bf16() &&
+      wanted("avx512bf16")) {
+    kernels.push_back({internal::AttentionKernel::kAvx512Bf16, {"avx512bf16", current}});
   }
   if (wanted("portable")) kernels.push_back({internal::AttentionKernel::kPortable, {"portable", current}});
   if (wanted("baseline") && !fp8) {  // the old kernel reads bf16 only

@@ -17,13 +17,15 @@
 
 namespace ringmoe::cpu::internal {
 
-enum class AttentionKernel { kAuto, kPortable, kAvx512 };
+enum class AttentionKernel { kAuto, kPortable, kAvx512, kAvx512Bf16 };
 
 // Forces the kernel of later calls (kAuto: runtime dispatch). A forced kAvx512 still falls back to the
 // portable kernel where that one cannot run (KernelIsa() below AVX-512, head_dim not a multiple of 16).
 void SetAttentionKernelForTesting(AttentionKernel kernel);
-// The kernel a call with this head_dim runs now (kPortable or kAvx512).
-AttentionKernel SelectedAttentionKernel(int head_dim);
+// The kernel a call with this head_dim and cache type runs now (kPortable, kAvx512 or kAvx512Bf16): the
+// bf16-pair kernel for bf16 and e4m3 caches with head_dim % 32 == 0 on a CPU with AVX512-BF16 unless kAvx512
+// or kPortable is forced, else kAvx512's rule (AVX-512 allowed, head_dim % 16 == 0), else the portable one.
+AttentionKernel SelectedAttentionKernel(int head_dim, io::DType dtype = io::DType::kF32);
 
 // Both follow PagedAttentionHeads' contract; the AVX-512 one needs KernelIsa() == CpuIsa::kAvx512 (which
 // RINGMOE_CPU_ISA=avx2 withholds, cpu/cpu_features.h) and head_dim % 16 == 0.
@@ -31,6 +33,12 @@ void PagedAttentionPortable(const float* q, int n_new, int heads, const PagedKvV
                             int sliding_window, float* out, int kv_head_begin, int kv_head_end);
 void PagedAttentionAvx512(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
                           int sliding_window, float* out, int kv_head_begin, int kv_head_end);
+// The bf16-pair kernel (attention_avx512_bf16.cc): bf16 and e4m3 caches only, head_dim % 32 == 0, and
+// CpuHasAvx512Bf16(). Rounds queries and probabilities to bf16.
+void PagedAttentionAvx512Bf16(const float* q, int n_new, int heads, const PagedKvView& kv, float scale,
+                              int sliding_window, float* out, int kv_head_begin, int kv_head_end);
+// Whether the CPU has AVX512-BF16 (with BW and VL).
+bool CpuHasAvx512Bf16();
 
 // Tokens per chunk: one 16-lane vector of scores per query vector.
 constexpr int kChunkTokens = 16;
@@ -202,6 +210,8 @@ void RunPagedAttention(const float* q, int n_new, int heads, const PagedKvView& 
         }
       }
     }
+    // A kernel that keeps the tile's queries in its own form converts them once here.
+    if constexpr (requires { kernel.BeginTile(tile, local_heads); }) kernel.BeginTile(tile, local_heads);
     std::fill_n(tile.acc, static_cast<int64_t>(local_heads) * tile.vectors * head_dim, 0.0f);
     std::fill_n(tile.max, local_heads * tile.vectors, -std::numeric_limits<float>::infinity());
     std::fill_n(tile.sum, local_heads * tile.vectors * kChunkTokens, 0.0f);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -348,7 +349,14 @@ TEST_F(CpuAttention, HeadRangesOnTwoThreadsMakeTheWhole) {
       [&] { PagedAttentionHeads(q.data(), c.n_new, c.heads, cache.view, scale, 0, out.data(), 1, 4); });
   first.join();
   second.join();
-  EXPECT_LT(RelativeError(c, out, want, 0, c.kv_heads), kTolerance);
+  // Each head's answer does not depend on the range it ran in: the same as one call over all heads, to the
+  // bit, and within the tolerance of the kernel that runs here (the bf16-pair one where the CPU has it).
+  std::vector<float> whole(q.size(), NAN);
+  PagedAttention(q.data(), c.n_new, c.heads, cache.view, scale, 0, whole.data());
+  EXPECT_EQ(out, whole);
+  const bool bf16_pairs =
+      internal::SelectedAttentionKernel(c.head_dim, c.dtype) == AttentionKernel::kAvx512Bf16;
+  EXPECT_LT(RelativeError(c, out, want, 0, c.kv_heads), bf16_pairs ? 1.5e-2 : kTolerance);
 }
 
 // An e4m3 cache with per-(token, head) scales: against the reference on the same dequantised values (so
@@ -395,6 +403,50 @@ TEST_F(CpuAttention, Fp8CacheStaysCloseToTheExactValues) {
   const double error = RelativeError(c, out, NaiveAttention(exact_case, q, exact, scale), 0, c.kv_heads);
   EXPECT_LT(error, 0.05);  // e4m3 keeps ~2.5% RMS per element; averaging over 200 tokens shrinks it
   EXPECT_GT(error, 1e-5);  // and the cache really is FP8
+}
+
+// The bf16-pair kernel (AVX512-BF16) rounds the queries and the probabilities to bf16, so it is held to a
+// bf16 tolerance against the reference on the cache's own values; it must still track the f32 kernel's
+// answer closely, over decodes and prefill tiles, GQA groups, block sizes, windows and both cache types.
+TEST_F(CpuAttention, Bf16PairKernelWithinBf16Tolerance) {
+  if (KernelIsa() != CpuIsa::kAvx512 || !internal::CpuHasAvx512Bf16()) {
+    GTEST_SKIP() << "no AVX512-BF16 on this CPU (or RINGMOE_CPU_ISA withholds AVX-512)";
+  }
+  constexpr double kBf16Tolerance = 1.5e-2;  // q and p rounded to 8 significant bits
+  double worst = 0;
+  uint32_t seed = 700;
+  for (io::DType dtype : {io::DType::kBF16, io::DType::kF8E4M3}) {
+    for (int head_dim : {32, 64, 128, 256}) {
+      for (auto [heads, kv_heads] : {std::pair{4, 4}, {8, 2}, {32, 4}}) {
+        for (auto [block_tokens, total, n_new, window] :
+             {std::tuple{16, 1, 1, 0}, {16, 37, 1, 0}, {5, 250, 1, 0}, {16, 70, 23, 0}, {7, 90, 30, 20},
+              {32, 300, 1, 100}}) {
+          Case c{dtype, heads, kv_heads, head_dim, block_tokens, total, n_new, window};
+          SCOPED_TRACE(c.Name());
+          std::mt19937 rng(seed++);
+          const Cache cache = MakeCache(c, rng);
+          std::normal_distribution<float> normal(0.0f, c.q_scale);
+          std::vector<float> q(static_cast<size_t>(c.n_new) * c.heads * c.head_dim);
+          for (float& x : q) x = normal(rng);
+          const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+          internal::SetAttentionKernelForTesting(AttentionKernel::kAvx512Bf16);
+          ASSERT_EQ(internal::SelectedAttentionKernel(head_dim, dtype), AttentionKernel::kAvx512Bf16);
+          std::vector<float> out(q.size(), NAN);
+          PagedAttention(q.data(), c.n_new, c.heads, cache.view, scale, c.sliding_window, out.data());
+          const double error = RelativeError(c, out, NaiveAttention(c, q, cache, scale), 0, c.kv_heads);
+          EXPECT_LT(error, kBf16Tolerance);
+          worst = std::max(worst, error);
+        }
+      }
+    }
+  }
+  // Not the f32 kernel in disguise: the rounding shows.
+  EXPECT_GT(worst, 1e-5);
+  std::printf("[ bf16 pairs ] worst relative error %.3g (tolerance %.3g)\n", worst, kBf16Tolerance);
+  // Where it cannot run, forcing it falls back to the AVX-512 kernel.
+  internal::SetAttentionKernelForTesting(AttentionKernel::kAvx512Bf16);
+  EXPECT_EQ(internal::SelectedAttentionKernel(128, io::DType::kF32), AttentionKernel::kAvx512);
+  EXPECT_EQ(internal::SelectedAttentionKernel(48, io::DType::kBF16), AttentionKernel::kAvx512);
 }
 
 }  // namespace
