@@ -202,6 +202,7 @@ std::string ProfileToJson(const HardwareProfile& profile) {
     root["cpu"]["attention"]["bytes_heads"] = attention.bytes_heads;
     root["cpu"]["attention"]["bytes_kv_heads"] = attention.bytes_kv_heads;
   }
+  if (attention.fp8_gflops > 0) root["cpu"]["attention"]["fp8_gflops"] = attention.fp8_gflops;  // newer probes
 
   if (profile.contention) {
     const DramContention& c = *profile.contention;
@@ -319,6 +320,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
       rate.kv_gbps = attention.Get<double>("kv_gbps", 0.0, true);
       rate.gflops = attention.Get<double>("gflops", 0.0, true);
       rate.prefill_gflops = attention.Get<double>("prefill_gflops", 0.0);
+      rate.fp8_gflops = attention.Get<double>("fp8_gflops", 0.0);
       rate.bytes_heads = attention.Get<int>("bytes_heads", 0);
       rate.bytes_kv_heads = attention.Get<int>("bytes_kv_heads", 0);
       rate.heads = attention.Get<int>("heads", 0);

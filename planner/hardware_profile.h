@@ -47,6 +47,9 @@ struct CpuAttentionRate {
   int heads = 0, kv_heads = 0, head_dim = 0, context = 0;  // The shape it was measured at.
   bool estimated = false;                   // true: not measured on that machine (see the profile's notes).
   int bytes_heads = 0, bytes_kv_heads = 0;  // The shape kv_gbps was measured at (0: heads, kv_heads).
+  // The decode FLOP rate over an e4m3 cache (--kv-dtype fp8) at the FLOP shape: its values are widened as
+  // they are read, so it computes slower than over bf16; 0 = not measured (the model then uses gflops).
+  double fp8_gflops = 0.0;
 };
 
 struct CpuProfile {

@@ -94,6 +94,7 @@ int64_t ExpertBytes(const ModelSpec& spec, io::DType dtype) {
 void PriceKvCache(const ModelSpec& spec, io::DType kv_dtype, ModelCosts* costs) {
   if (spec.num_layers <= 0) return;
   costs->kv_bytes_per_element = static_cast<int>(io::DTypeSize(kv_dtype));
+  costs->kv_dtype = kv_dtype;
   costs->kv_bytes_per_token = KvBytesPerToken(spec, kv_dtype) / spec.num_layers * costs->num_layers();
 }
 

@@ -42,6 +42,8 @@ struct ModelCosts {
   int hidden = 0, q_width = 0, kv_width = 0, vocab = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int weight_bytes_per_param = 2;  // bf16 weights
   int kv_bytes_per_element = 2;    // bf16 KV cache
+  io::DType kv_dtype = io::DType::kBF16;  // The KV cache's type (PriceKvCache); decode attention's FLOP rate
+                                          // depends on it (CpuAttentionRate::fp8_gflops).
   // The dtype the checkpoint stores weights in: what the SSD tier reads (config.json's torch_dtype).
   io::DType checkpoint_dtype = io::DType::kBF16;
   // The routed experts' values (the plan's expert_dtype, or F8_E4M3 for an FP8 checkpoint), and the type the

@@ -152,6 +152,11 @@ double PerfModel::CpuPeakFlops() const {
   return peak;
 }
 
+double PerfModel::DecodeAttentionGflops() const {
+  const CpuAttentionRate& rate = profile_.cpu.attention;
+  return costs_.kv_dtype == io::DType::kF8E4M3 && rate.fp8_gflops > 0 ? rate.fp8_gflops : rate.gflops;
+}
+
 double PerfModel::KvBoundGbps() const {
   return std::max(profile_.cpu.dram_read_gbps, profile_.cpu.attention.kv_gbps);
 }
@@ -516,7 +521,8 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   const CpuAttentionRate& rate = profile_.cpu.attention;
   double dma_alone = gpu.h2d_gbps * gbps;
   double kv_alone = (bound ? KvBoundGbps() : rate.kv_gbps * kEngineKvReadShare) * gbps;
-  const double decode_gflops = (bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9);
+  const double decode_gflops =
+      (bound ? std::max(DecodeAttentionGflops() * 1e9, CpuPeakFlops()) : DecodeAttentionGflops() * 1e9);
   const double continue_gflops = bound ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
                                        : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;
   // Decodes with many query heads per KV head compute more than they read: they read the cache only as fast
@@ -645,7 +651,8 @@ StageTimes PerfModel::CpuStep(const MemoryPlan& memory, double decode_tokens, do
   // The CPU device attends to everything over the cache; the bound reads it at DRAM speed (or faster, as
   // above).
   const double kv_rate = (bound ? KvBoundGbps() : rate.kv_gbps) * 1e9;
-  const double decode_flops_rate = bound ? std::max(rate.gflops * 1e9, CpuPeakFlops()) : rate.gflops * 1e9;
+  const double decode_flops_rate =
+      bound ? std::max(DecodeAttentionGflops() * 1e9, CpuPeakFlops()) : DecodeAttentionGflops() * 1e9;
   const double prefill_flops_rate = bound
                                         ? std::max(rate.prefill_gflops * 1e9, CpuPeakFlops())
                                         : (rate.prefill_gflops > 0 ? rate.prefill_gflops : rate.gflops) * 1e9;

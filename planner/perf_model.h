@@ -161,6 +161,8 @@ class PerfModel {
   double CpuPeakFlops() const;
   // The fastest KV read measured (GB/s): DRAM read or the attention probe's, for the hardware bound.
   double KvBoundGbps() const;
+  // Decode attention's FLOP rate on the CPU for the plan's KV type (an e4m3 cache computes slower).
+  double DecodeAttentionGflops() const;
   // The job-level bound of `plan` at `batch` sequences in flight (its MemoryPlan `memory`).
   JobBound JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& memory, double batch) const;
 

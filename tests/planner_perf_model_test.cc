@@ -563,6 +563,32 @@ TEST(PlannerPerfModel, PrefillChunkAttentionByHand) {
   EXPECT_NEAR(chunk.cpu_attention, (256 + 1024) * 4096.0 / (1e9 * kEngineKvReadShare), 1e-9);
 }
 
+// Decode attention over an e4m3 cache runs at the probe's fp8 FLOP rate where the profile has one (its values
+// are widened as they are read), at the bf16 rate where it has none; a bf16 cache never uses it.
+TEST(PlannerPerfModel, Fp8KvDecodeAttentionAtItsOwnFlopRate) {
+  HardwareProfile profile = testing::InstantMachine();
+  profile.cpu.attention.gflops = 100;  // FLOP-bound: the byte rate is the instant machine's
+  const ModelSpec spec = testing::ParseOrDie(testing::kTinyMoe, "tiny");
+  const double flops_per_context = 4.0 * 8 * 128 * 4;
+  ExecutionPlan plan;
+  plan.batch = 16;
+  const auto decode_attention = [&](io::DType kv_dtype, double fp8_gflops) {
+    HardwareProfile p = profile;
+    p.cpu.attention.fp8_gflops = fp8_gflops;
+    ModelCosts costs = ComputeModelCosts(spec);
+    PriceKvCache(spec, kv_dtype, &costs);
+    PerfModel model(p, costs, Workload{16, 100, 16, 200, ""}, ResolveBudgets(p, {}));
+    absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+    EXPECT_TRUE(memory.ok()) << memory.status();
+    return memory.ok() ? model.StepTime(plan, *memory, 16, 150, 0, 0).cpu_attention : -1.0;
+  };
+  const double at_bf16_rate = 16 * 150 * flops_per_context / 100e9;
+  EXPECT_NEAR(decode_attention(io::DType::kBF16, 0), at_bf16_rate, 1e-12);
+  EXPECT_NEAR(decode_attention(io::DType::kBF16, 50), at_bf16_rate, 1e-12);
+  EXPECT_NEAR(decode_attention(io::DType::kF8E4M3, 0), at_bf16_rate, 1e-12);
+  EXPECT_NEAR(decode_attention(io::DType::kF8E4M3, 50), 2 * at_bf16_rate, 1e-12);
+}
+
 }  // namespace
 }  // namespace ringmoe::planner
 

@@ -172,14 +172,20 @@ constexpr int kHeadDim = 128, kBlockTokens = 16, kContext = 2048;
 
 struct PagedCache {
   std::vector<uint16_t> k_pool, v_pool;
+  std::vector<uint8_t> k_fp8, v_fp8;       // AddFp8: an e4m3 cache of the same layout
+  std::vector<float> k_scales, v_scales;  // one per (token, kv head) row of the e4m3 cache
   std::vector<int32_t> block_ids;
   int64_t block_elements = 0;
   int kv_heads = 0, blocks_per_sequence = 0;
-  cpu::PagedKvView view_of(int sequence, int tokens) const {
+  cpu::PagedKvView view_of(int sequence, int tokens, bool fp8 = false) const {
     cpu::PagedKvView view;
-    view.dtype = io::DType::kBF16;
-    view.k_pool = k_pool.data();
-    view.v_pool = v_pool.data();
+    view.dtype = fp8 ? io::DType::kF8E4M3 : io::DType::kBF16;
+    view.k_pool = fp8 ? static_cast<const void*>(k_fp8.data()) : k_pool.data();
+    view.v_pool = fp8 ? static_cast<const void*>(v_fp8.data()) : v_pool.data();
+    if (fp8) {
+      view.k_scales = k_scales.data();
+      view.v_scales = v_scales.data();
+    }
     view.block_stride = block_elements;
     view.block_tokens = kBlockTokens;
     view.kv_heads = kv_heads;
@@ -213,8 +219,23 @@ PagedCache MakePagedCache(cpu::CpuWorkers& workers, int sequences, int kv_heads)
   return cache;
 }
 
+// The e4m3 cache beside the bf16 one (finite codes of both signs, scales of a few units in the last place).
+void AddFp8(cpu::CpuWorkers& workers, PagedCache* cache) {
+  cache->k_fp8.resize(cache->k_pool.size());
+  cache->v_fp8.resize(cache->v_pool.size());
+  workers.ParallelFor(static_cast<int64_t>(cache->k_fp8.size()), int64_t{1} << 16,
+                      [&](int64_t begin, int64_t end) {
+                        for (int64_t i = begin; i < end; ++i) {
+                          cache->k_fp8[i] = static_cast<uint8_t>((i * 7919) % 0x77 | ((i & 1) << 7));
+                          cache->v_fp8[i] = static_cast<uint8_t>((i * 104729) % 0x77 | ((i & 2) << 6));
+                        }
+                      });
+  cache->k_scales.assign(cache->k_pool.size() / kHeadDim, 1.0f / 256);
+  cache->v_scales.assign(cache->v_pool.size() / kHeadDim, 1.0f / 256);
+}
+
 double DecodePassesPerSecond(cpu::CpuWorkers& workers, const PagedCache& cache, int sequences, int heads,
-                             int repeats) {
+                             int repeats, bool fp8 = false) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
   std::vector<float> q(static_cast<size_t>(sequences) * heads * kHeadDim, 0.01f);
   std::vector<float> out(q.size());
@@ -224,8 +245,8 @@ double DecodePassesPerSecond(cpu::CpuWorkers& workers, const PagedCache& cache, 
     workers.ParallelFor(sequences, 1, [&](int64_t begin, int64_t end) {
       for (int64_t s = begin; s < end; ++s) {
         const int64_t row = s * heads * kHeadDim;
-        cpu::PagedAttention(q.data() + row, 1, heads, cache.view_of(static_cast<int>(s), kContext), scale, 0,
-                            out.data() + row);
+        cpu::PagedAttention(q.data() + row, 1, heads, cache.view_of(static_cast<int>(s), kContext, fp8), scale,
+                            0, out.data() + row);
       }
     });
     double seconds = SecondsSince(start);
@@ -261,6 +282,15 @@ CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repea
   rate.context = kContext;
   const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
   rate.gflops = 4.0 * sequences * kContext * kHeads * kHeadDim * best / 1e9;
+  {
+    // The same decodes over an e4m3 cache (--kv-dtype fp8): half the bytes, more work per value.
+    PagedCache fp8_cache = MakePagedCache(workers, sequences, kKvHeads);
+    AddFp8(workers, &fp8_cache);
+    fp8_cache.k_pool = {};
+    fp8_cache.v_pool = {};
+    const double fp8_best = DecodePassesPerSecond(workers, fp8_cache, sequences, kHeads, repeats, true);
+    rate.fp8_gflops = 4.0 * sequences * kContext * kHeads * kHeadDim * fp8_best / 1e9;
+  }
 
   // Prefill continuing a cached prefix: 256 new rows after 256 cached ones, split per kv head as the engine
   // splits long chunks (FLOP-bound: every K/V row serves many query rows).
