@@ -12,6 +12,7 @@
 //   tiered_section_source.h  SsdSectionSource (sections read from the checkpoint on SSD into pinned staging,
 //                    io::SectionPrefetcher) and TieredSectionSource (pinned and SSD sections as one source).
 //   routing_ops.h    Router top-k (twin: cpu::RouteTopK).
+//   group_routing_ops.h  DeepSeek's group-limited router (twin: cpu::RouteGroupLimited).
 //   moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
 //   cpu::MoeForward). dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add,
 //   conversions,
@@ -30,6 +31,7 @@
 #include "gpu/device_arena.h"
 #include "gpu/expert_packing.h"
 #include "gpu/gpu_probe.h"
+#include "gpu/group_routing_ops.h"
 #include "gpu/host_memory.h"
 #include "gpu/moe_ops.h"
 #include "gpu/routing_ops.h"

@@ -177,6 +177,11 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
         absl::StrCat("the hardware profile has no GPU (", profile_.gpu_absent_reason,
                      "); plan with --device cpu, or pass --hardware FILE naming a profile with a GPU"));
   }
+  if (costs_.attention_on_cpu_only && plan.kv.gpu_fraction > 0) {
+    return absl::InvalidArgumentError(
+        "an MLA model's KV cache stays in host memory on the GPU path (no MLA attention on the GPU yet): "
+        "the GPU share of the KV cache must be 0");
+  }
   if (plan.kv.gpu_fraction > 0 && !(profile_.gpu->attention_kv_gbps > 0)) {
     return absl::FailedPreconditionError(
         "the hardware profile lacks gpu.attention_kv_gbps, so KV on the GPU cannot be modelled");
@@ -212,7 +217,6 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   // Residency and ring size depend on each other: start from a ring for a whole layer, fill, then shrink the
   // ring to what the streamed remainder needs (it only shrinks, so the budget holds at every round).
   const int64_t total_weights = costs_.gpu_weight_bytes();
-  const int64_t max_layer = MaxLayerWeightBytes(costs_);
   // Routed experts stay resident in whole MoE layers (as gpu_model places them); the others stream one layer
   // per ring section.
   int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0, part_bytes = 0;
@@ -227,8 +231,10 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   }
   memory.gpu_total_moe_layers = static_cast<int>(moe_layers);
   memory.gpu_total_experts = moe_layers * experts_per_layer;
-  int64_t ring = plan.ring_sections *
-                 std::max((max_layer + plan.layer_parts - 1) / plan.layer_parts, costs_.lm_head_bytes);
+  // The engine keeps every non-expert weight on the GPU (attention, routers, shared experts, dense MLPs such
+  // as DeepSeek's first layers, lm_head: planner::DenseWeightItems); only routed experts stream, so the ring
+  // holds parts of MoE layers, and none when everything fits.
+  int64_t ring = total_weights <= available ? 0 : plan.ring_sections * part_bytes;
   for (int round = 0; round < 8; ++round) {
     int64_t remaining = available - ring;
     if (remaining < 0) {
@@ -248,7 +254,14 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
         memory.gpu_resident_experts = layers * experts_per_layer;
         keep = layers * moe_layer_bytes;
       } else {
-        keep = std::min(costs_.group_bytes(group), remaining);
+        keep = costs_.group_bytes(group);
+        if (keep > remaining) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "GPU budget ", Gib(memory.gpu_budget), " cannot hold the ", std::string(WeightGroupName(group)),
+              " weights the engine keeps on the GPU (", Gib(keep), ") beside the workspace, the GPU KV cache",
+              ring > 0 ? absl::StrCat(", a ring of ", plan.ring_sections, " sections (", Gib(ring), ")") : "",
+              " and the weights kept before them"));
+        }
       }
       memory.gpu_resident_bytes[g] = keep;
       remaining -= keep;
@@ -471,8 +484,9 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   double micro_gemm = 0;
   if (micro_tokens > 0) {
     for (const LayerCosts& layer : costs_.layers) {
-      double dense_flops =
-          micro_tokens * (layer.attention_projection_flops + layer.router_flops + layer.shared_mlp_flops);
+      // MLA's absorption runs on the CPU (below).
+      double dense_flops = micro_tokens * (layer.attention_projection_flops - layer.mla_absorb_flops +
+                                           layer.router_flops + layer.shared_mlp_flops);
       micro_gemm += dense_flops / GpuGemmFlops(micro_tokens);
       if (layer.num_experts > 0) {
         double touched = ExpectedTouchedExperts(micro_tokens, layer.num_experts, layer.top_k);
@@ -493,21 +507,28 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
       StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
   const double prefill_tflops =
       gpu.prefill_attention_tflops > 0 ? gpu.prefill_attention_tflops : kDefaultPrefillAttentionTflops;
+  // MLA: fresh prompts attend on the CPU too, as continuations (costs_.attention_on_cpu_only).
+  const bool all_on_cpu = costs_.attention_on_cpu_only;
+  if (all_on_cpu) {
+    attention.continue_flops += attention.fresh_flops;
+    attention.fresh_flops = 0;
+  }
   times.gpu_attention = attention.fresh_flops / (prefill_tflops * 1e12);
-  const double gpu_share = plan.kv.gpu_fraction;
+  const double gpu_share = all_on_cpu ? 0.0 : plan.kv.gpu_fraction;
   if (gpu_share > 0) times.gpu_attention += gpu_share * attention.kv_bytes / (gpu.attention_kv_gbps * gbps);
   double cpu_kv_bytes = (1 - gpu_share) * attention.kv_bytes;
 
   // Copies: streamed weights and the CPU's attention outputs go down; its q (and every row's k/v) come back.
-  const double cpu_rows = (1 - gpu_share) * (decode_tokens + std::min(prefill_tokens, prompt_tokens) / 2);
+  const double cpu_rows =
+      all_on_cpu ? tokens : (1 - gpu_share) * (decode_tokens + std::min(prefill_tokens, prompt_tokens) / 2);
   // Routed copies move only the experts the step's tokens route to (all micro-batches' together), or a whole
   // part once three quarters of it is routed, as the engine does.
   const bool routed = plan.routed_expert_copies && memory.streamed_bytes_per_step > 0;
   double weight_bytes = memory.streamed_bytes_per_step;
   if (routed) weight_bytes *= RoutedCopyShare(costs_, tokens);
-  double h2d_bytes = weight_bytes + cpu_rows * costs_.q_width * 4.0 * costs_.num_layers();
+  double h2d_bytes = weight_bytes + cpu_rows * costs_.attention_out_width * 4.0 * costs_.num_layers();
   // Rows of sequences whose KV lives on the GPU keep their k/v there.
-  double d2h_bytes = (cpu_rows * costs_.q_width + (1 - gpu_share) * tokens * 2.0 * costs_.kv_width) * 4.0 *
+  double d2h_bytes = (cpu_rows * costs_.q_width + (1 - gpu_share) * tokens * costs_.kv_rows_width) * 4.0 *
                      costs_.num_layers();
 
   // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed, or at the
@@ -544,6 +565,13 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   }
   times.cpu_attention = std::max(kv_time, (1 - gpu_share) * (attention.decode_flops / decode_gflops +
                                                              attention.continue_flops / continue_gflops));
+  // MLA: the CPU also absorbs kv_b into its rows' queries and outputs, matmuls at its measured rate.
+  double absorb_flops = 0;
+  for (const LayerCosts& layer : costs_.layers) absorb_flops += cpu_rows * layer.mla_absorb_flops;
+  if (absorb_flops > 0) {
+    times.cpu_attention += absorb_flops / (bound ? std::max(CpuPeakFlops(), CpuMatmulFlops(cpu_rows))
+                                                 : CpuMatmulFlops(cpu_rows));
+  }
   if (memory.ssd_weight_bytes > 0 && !memory.ring_holds_streamed)
     times.ssd_read = memory.ssd_weight_bytes / (profile_.ssd->planning_gbps() * gbps);
 

@@ -98,15 +98,6 @@ const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
   const planner::ExecutionPlan& plan = options.plan;  // impl->options.plan below: the plan as run
   const bool use_gpu = plan.device == planner::PlanDevice::kGpu;
-  if (use_gpu) {
-    // The GPU forward pass has no MLA kernels or group-limited router yet (issue 20): refused up front, on
-    // any machine, before any weight is read.
-    if (absl::StatusOr<ModelSpec> early = LoadModelSpec(model_dir); early.ok() && early->is_mla()) {
-      return absl::UnimplementedError(
-          absl::StrCat(model_dir, ": ", early->model_type,
-                       " (multi-head latent attention) runs on the CPU only for now: pass --device cpu"));
-    }
-  }
   if (std::string why_not; use_gpu && !gpu::GpuAvailable(&why_not)) {
     return absl::FailedPreconditionError(absl::StrCat("the plan runs on the GPU: ", why_not));
   }
@@ -117,6 +108,9 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   if (!spec.ok()) return spec.status();
   impl->spec = *spec;
   if (absl::Status valid = planner::ValidatePlan(plan, impl->spec); !valid.ok()) return valid;
+  // MLA (DeepSeek) on the GPU path attends on the CPU only, fresh prompts too (GpuForward): the plan as run
+  // says so.
+  if (use_gpu && impl->spec.is_mla()) impl->options.plan.prefill_attention_on_gpu = false;
   if (impl->spec.num_nextn_predict_layers > 0) {
     std::fprintf(stderr,
                  "ringmoe: note: %s has %d multi-token-prediction layer(s) (num_nextn_predict_layers) after "

@@ -46,6 +46,9 @@ struct GpuForward::State {
   StepBuffers buffers;
   std::optional<ExpertStreamer> streamer;
   std::optional<GpuStepOps> ops;
+  // MLA models: the rope part's rotary embedding and the CPU attention's scratch (driving thread).
+  cpu::RotaryEmbedding mla_rotary;
+  MlaScratch mla_scratch;
   // The driving thread's: its stage times (embed, attention) and counters (KV bytes, waits), and the
   // snapshot of the ring, feeder and arena counters it takes after each step that succeeded.
   ForwardStats stats;
@@ -60,7 +63,7 @@ int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, i
 }
 
 absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* out) {
-  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width(), aw = spec.attention_out_width();
   const int batches = static_cast<int>(layout.batches.size());
   // The staging buffers the upload reads are filled before it is posted (gpu_step_buffers.h).
   const auto embed_start = std::chrono::steady_clock::now();
@@ -108,11 +111,21 @@ absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* ou
       RINGMOE_RETURN_IF_ERROR(ops->qkv_ready(b).Synchronize());
       stats.cpu_wait_seconds += SecondsSince(wait_start);
       const auto attention_start = std::chrono::steady_clock::now();
-      CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
-                     HostRow<float>(buffers.host_q, batch.first_row, qw),
-                     HostRow<float>(buffers.host_k, batch.first_row, kvw),
-                     HostRow<float>(buffers.host_v, batch.first_row, kvw),
-                     HostRow<float>(buffers.host_attention, batch.first_row, qw), kv_cache, workers);
+      if (spec.is_mla()) {
+        // Every row of an MLA step attends here (LayOutStep was told so): kv_a's norm, RoPE, the cache rows,
+        // the absorbed attention and W_UV, from q and kv_a's rows (host_k).
+        MlaAttendProjected(spec, weights.layer(layer).attention, mla_rotary, layer, batch.chunks,
+                           HostRow<float>(buffers.host_q, batch.first_row, qw),
+                           HostRow<float>(buffers.host_k, batch.first_row, spec.mla.cache_width()),
+                           batch.rows, HostRow<float>(buffers.host_attention, batch.first_row, aw), kv_cache,
+                           workers, mla_scratch);
+      } else {
+        CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
+                       HostRow<float>(buffers.host_q, batch.first_row, qw),
+                       HostRow<float>(buffers.host_k, batch.first_row, kvw),
+                       HostRow<float>(buffers.host_v, batch.first_row, kvw),
+                       HostRow<float>(buffers.host_attention, batch.first_row, aw), kv_cache, workers);
+      }
       stats.times.attention += SecondsSince(attention_start);
       const bool more = layer + 1 < spec.num_layers;
       const int64_t ticket = feeder->Post([this, &batch, layer, b, more] {
@@ -143,6 +156,15 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   state->placement.workspace_bytes = WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype);
   if (kv_cache.device_blocks() > 0 && kv_cache.dtype() != io::DType::kBF16) {
     return absl::InvalidArgumentError("the GPU's share of the KV cache is bf16 only");
+  }
+  if (weights.spec().is_mla()) {
+    // MLA attends on the CPU only, fresh prompts too, over the host cache (no MLA attention kernel on the GPU
+    // yet; ValidatePlan refuses a GPU share of its cache).
+    if (kv_cache.device_blocks() > 0) {
+      return absl::InvalidArgumentError("an MLA model's KV cache has no share on the GPU");
+    }
+    state->placement.prefill_attention_on_gpu = false;
+    state->mla_rotary = MlaRotary(weights.spec());
   }
   // K and V, every layer, bf16.
   state->placement.kv_cache_bytes =

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "gpu/attention_ops.h"
 #include "gpu/dense_ops.h"
+#include "gpu/group_routing_ops.h"
 #include "gpu/kv_cache_ops.h"
 #include "gpu/routing_ops.h"
 #include "gpu/row_ops.h"
@@ -94,7 +95,52 @@ gpu::DevicePagedKv GpuStepOps::DeviceKv(int layer, int row) const {
   return kv;
 }
 
+absl::Status GpuStepOps::EnqueueMlaProjections(int layer, const MicroBatch& batch, int b) {
+  const auto start = std::chrono::steady_clock::now();
+  const GpuLayer& g = model_.layer(layer);
+  const int h = spec_.hidden_size, qw = spec_.q_width(), rw = spec_.mla.cache_width(), r = batch.first_row,
+            n = batch.rows, lora = spec_.mla.q_lora_rank;
+  const float eps = static_cast<float>(spec_.rms_norm_eps);
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
+                                       Row<float>(buffers_.normed, r, h), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+                                                Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
+  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
+  float* cq = Row<float>(buffers_.q, r, qw);
+  float* ckv = Row<float>(buffers_.k, r, rw);
+  if (lora > 0) {
+    // q_b(RMSNorm(q_a(x))), q_a's norm with RMSNorm's default eps as transformers builds it (mla_step.cc).
+    float* q_lora = Row<float>(buffers_.q_lora, r, lora);
+    RINGMOE_RETURN_IF_ERROR(
+        gpu::LinearBf16(blas_, input, n, g.q_a.data(), lora, h, nullptr, q_lora, compute_));
+    RINGMOE_RETURN_IF_ERROR(
+        gpu::RmsNorm(q_lora, g.q_a_norm.as<float>(), n, lora, kMlaLatentNormEps, q_lora, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(q_lora, int64_t{n} * lora,
+                                                  Row<uint16_t>(buffers_.q_lora_bf16, r, lora), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.q_lora_bf16, r, lora), n,
+                                            g.q_b.data(), qw, lora, nullptr, cq, compute_));
+  } else {
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, nullptr, cq, compute_));
+  }
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.kv_a.data(), rw, h, nullptr, ckv, compute_));
+  // Every row's attention runs on the CPU (the layout puts every chunk there for MLA): q and kv_a's rows go
+  // down; kv_a's norm, RoPE, the cache write and the absorbed attention are the CPU's (MlaAttendProjected).
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq, 4LL * n * qw, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, rw), ckv, 4LL * n * rw, compute_));
+  RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  times_.projections += SecondsSince(start);
+  return absl::OkStatus();
+}
+
 absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, int b) {
+  if (spec_.is_mla()) {
+    if (batch.cpu_rows != batch.rows) {
+      return absl::InternalError("MLA steps attend on the CPU only: the step was laid out otherwise");
+    }
+    return EnqueueMlaProjections(layer, batch, b);
+  }
   const auto start = std::chrono::steady_clock::now();
   const GpuLayer& g = model_.layer(layer);
   const int h = spec_.hidden_size, qw = spec_.q_width(), kvw = spec_.kv_width(), r = batch.first_row,
@@ -182,7 +228,8 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
 absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batch) {
   const auto start = std::chrono::steady_clock::now();
   const GpuLayer& g = model_.layer(layer);
-  const int h = spec_.hidden_size, qw = spec_.q_width(), r = batch.first_row, n = batch.rows;
+  // Attention rows are o_proj's input: q_width wide, or heads * v_head_dim for MLA.
+  const int h = spec_.hidden_size, qw = spec_.attention_out_width(), r = batch.first_row, n = batch.rows;
   const int top_k = spec_.num_experts_per_tok;
   const float eps = static_cast<float>(spec_.rms_norm_eps);
   // The CPU's attention rows: read straight from pinned memory by the conversion kernel where the GPU can
@@ -222,12 +269,27 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   const int e = spec_.num_experts;
   RINGMOE_RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e, h,
                                  Row<float>(buffers_.router_logits, r, e), compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
-                                 spec_.router == RouterKind::kTopKSoftmax
-                                     ? cpu::RouterScoring::kTopKThenSoftmax
-                                     : cpu::RouterScoring::kSoftmaxThenTopK,
-                                 spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
-                                 Row<float>(buffers_.routing, r, top_k), compute_));
+  if (spec_.is_deepseek()) {
+    // The CPU path's routing (runtime/engine/forward.cc), with the correction bias on the device.
+    cpu::GroupRouting routing;
+    routing.scoring = spec_.router == RouterKind::kSigmoidGroupTopK ? cpu::GroupScoring::kSigmoidTopTwoSum
+                                                                    : cpu::GroupScoring::kSoftmaxMax;
+    routing.n_group = spec_.n_group;
+    routing.topk_group = spec_.topk_group;
+    routing.renormalize = spec_.norm_topk_prob;
+    routing.routed_scaling_factor = static_cast<float>(spec_.routed_scaling_factor);
+    routing.correction_bias = g.router_bias.empty() ? nullptr : g.router_bias.as<float>();
+    RINGMOE_RETURN_IF_ERROR(gpu::RouteGroupLimited(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
+                                                   routing, Row<int32_t>(buffers_.ids, r, top_k),
+                                                   Row<float>(buffers_.routing, r, top_k), compute_));
+  } else {
+    RINGMOE_RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
+                                           spec_.router == RouterKind::kTopKSoftmax
+                                               ? cpu::RouterScoring::kTopKThenSoftmax
+                                               : cpu::RouterScoring::kSoftmaxThenTopK,
+                                           spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
+                                           Row<float>(buffers_.routing, r, top_k), compute_));
+  }
   const auto wait_start = std::chrono::steady_clock::now();
   RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
   feeder_wait_seconds_ += SecondsSince(wait_start);
@@ -235,12 +297,17 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input, Row<float>(buffers_.routing, r, top_k),
                                        streamer_.expert_bases(), model_.expert_index(), hidden, compute_));
   if (spec_.layers[layer].has_shared_expert) {
-    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
-                                    Row<float>(buffers_.gate, r, 1), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
+    // Qwen2-MoE's shared expert is weighted by its sigmoid gate; DeepSeek's are added as they are.
+    const float* shared_weights = buffers_.ones.as<float>();
+    if (spec_.shared_expert_gated) {
+      RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
+                                              Row<float>(buffers_.gate, r, 1), compute_));
+      RINGMOE_RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
+      shared_weights = Row<float>(buffers_.gate, r, 1);
+    }
     RINGMOE_RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
-    RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input, Row<float>(buffers_.gate, r, 1), g.mlp.data(),
-                                        model_.shared_index(), hidden, compute_));
+    RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input, shared_weights, g.mlp.data(),
+                                                model_.shared_index(), hidden, compute_));
   }
   times_.moe += SecondsSince(start);
   return absl::OkStatus();

@@ -48,9 +48,9 @@ class GpuStepOps {
   // The step's hidden states, positions, fresh-prompt offsets and device KV tables, from the staging
   // buffers the driving thread filled.
   absl::Status UploadStep(const StepLayout& layout);
-  // Norm, q/k/v, clip, QK-norm, RoPE of `layer` for the micro-batch; the fresh prompts' attention and the
-  // device-cache rows' K/V and attention; q (CPU rows), k and v (host-cache rows) back to the host; then
-  // qkv_ready(b).
+  // Norm, q/k/v, clip, QK-norm, RoPE of `layer` for the micro-batch (MLA: EnqueueMlaProjections); the fresh
+  // prompts' attention and the device-cache rows' K/V and attention; q (CPU rows), k and v (host-cache rows)
+  // back to the host; then qkv_ready(b).
   absl::Status EnqueueProjections(int layer, const MicroBatch& batch, int b);
   // The CPU's attention rows up, o_proj, residual, the MLP or MoE (waits for the expert counts).
   absl::Status EnqueueAfterAttention(int layer, const MicroBatch& batch);
@@ -71,6 +71,9 @@ class GpuStepOps {
   absl::Status PromptLogits(const StepLayout& layout, StepOutput* out);
   // The device KV view of `layer` for rows from `row` on (their tables and positions).
   gpu::DevicePagedKv DeviceKv(int layer, int row) const;
+  // EnqueueProjections of MLA models: norm, q (q LoRA or q_proj) and kv_a on the GPU; q and kv_a's rows to
+  // the host for the CPU's attention (runtime/engine/mla_step.h); then qkv_ready(b).
+  absl::Status EnqueueMlaProjections(int layer, const MicroBatch& batch, int b);
 
   const ModelSpec& spec_;
   const KvCache& kv_cache_;

@@ -9,8 +9,6 @@
 namespace ringmoe {
 namespace {
 
-// transformers builds q_a_layernorm and kv_a_layernorm with RMSNorm's default eps, not rms_norm_eps.
-constexpr float kLatentNormEps = 1e-6f;
 // Chunks of at least this many rows are cut into blocks of rows and heads, so that every core takes part.
 constexpr int kSplitRows = 32;
 constexpr int kHeadsPerItem = 8;
@@ -32,11 +30,10 @@ cpu::RotaryEmbedding MlaRotary(const ModelSpec& spec) {
 }
 
 void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const cpu::RotaryEmbedding& rope,
-                       int layer, const std::vector<StepChunk>& chunks, const float* normed, int tokens,
+                       int layer, std::span<const StepChunk> chunks, const float* normed, int tokens,
                        float* out, KvCache& kv_cache, cpu::CpuWorkers& workers, MlaScratch& scratch) {
   const MlaSpec& mla = spec.mla;
-  const int heads = spec.num_heads, qk = mla.qk_head_dim(), nope = mla.qk_nope_head_dim;
-  const int latent = mla.kv_lora_rank, row_width = mla.cache_width(), v_dim = mla.v_head_dim;
+  const int heads = spec.num_heads, qk = mla.qk_head_dim(), row_width = mla.cache_width();
   const int64_t t_count = tokens;
 
   // Projections.
@@ -44,15 +41,25 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const c
   if (mla.q_lora_rank > 0) {
     float* q_lora = Grow(scratch.q_lora, t_count * mla.q_lora_rank);
     cpu::Linear(normed, tokens, w.q_a, nullptr, q_lora, &workers);
-    cpu::RmsNorm(q_lora, w.q_a_norm.data(), tokens, mla.q_lora_rank, kLatentNormEps, q_lora);
+    cpu::RmsNorm(q_lora, w.q_a_norm.data(), tokens, mla.q_lora_rank, kMlaLatentNormEps, q_lora);
     cpu::Linear(q_lora, tokens, w.q_b, nullptr, q, &workers);
   } else {
     cpu::Linear(normed, tokens, w.q, nullptr, q, &workers);
   }
   float* kv = Grow(scratch.kv, t_count * row_width);
   cpu::Linear(normed, tokens, w.kv_a, nullptr, kv, &workers);
+  MlaAttendProjected(spec, w, rope, layer, chunks, q, kv, tokens, out, kv_cache, workers, scratch);
+}
+
+void MlaAttendProjected(const ModelSpec& spec, const AttentionWeights& w, const cpu::RotaryEmbedding& rope,
+                        int layer, std::span<const StepChunk> chunks, float* q, float* kv, int tokens,
+                        float* out, KvCache& kv_cache, cpu::CpuWorkers& workers, MlaScratch& scratch) {
+  const MlaSpec& mla = spec.mla;
+  const int heads = spec.num_heads, qk = mla.qk_head_dim(), nope = mla.qk_nope_head_dim;
+  const int latent = mla.kv_lora_rank, row_width = mla.cache_width(), v_dim = mla.v_head_dim;
+  const int64_t t_count = tokens;
   for (int64_t t = 0; t < t_count; ++t) {
-    cpu::RmsNorm(kv + t * row_width, w.kv_a_norm.data(), 1, latent, kLatentNormEps, kv + t * row_width);
+    cpu::RmsNorm(kv + t * row_width, w.kv_a_norm.data(), 1, latent, kMlaLatentNormEps, kv + t * row_width);
   }
 
   // RoPE at each token's position, then the rows into the cache.

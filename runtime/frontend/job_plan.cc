@@ -127,15 +127,13 @@ absl::Status ApplySsdDirs(const std::vector<std::string>& dirs, planner::Hardwar
   return absl::OkStatus();
 }
 
-// auto: the GPU when the profile has one, except for MLA models (DeepSeek), which the engine runs on the CPU
-// only for now (--device gpu still plans them for the GPU, to price the offload).
+// auto: the GPU when the profile has one, for every model (MLA models' attention stays on the CPU there).
 absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, bool profile_has_gpu,
                                                   const ModelSpec& spec) {
+  (void)spec;
   if (device == "gpu") return planner::PlanDevice::kGpu;
   if (device == "cpu") return planner::PlanDevice::kCpu;
-  if (device == "auto") {
-    return profile_has_gpu && !spec.is_mla() ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
-  }
+  if (device == "auto") return profile_has_gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
   return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
 }
 
@@ -232,7 +230,10 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   if (absl::Status striped = ApplySsdDirs(options.ssd_dirs, &profile); !striped.ok()) return striped;
   absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value(), spec);
   if (!device.ok()) return device.status();
-  planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);
+  planner::ExecutionPlan plan = planner::DefaultPlan(*device);
+  // MLA models attend on the CPU only, fresh prompts too (ModelCosts::attention_on_cpu_only).
+  if (spec.is_mla()) plan.prefill_attention_on_gpu = false;
+  plan = planner::ApplyPins(plan, options.pins);
   planner::ModelCosts costs = planner::ComputeModelCosts(
       spec, options.layers, 2, 2, options.pins.expert_dtype.value_or(io::DType::kBF16));
   if (options.pins.kv_dtype) planner::PriceKvCache(spec, *options.pins.kv_dtype, &costs);
