@@ -6,7 +6,8 @@
 // ring, with fresh prompts' attention on the CPU instead of the GPU, and with routed expert copies (checked
 // bit-equal to whole-part copies, with fewer bytes moved). Sampled requests ride along in every batch (the
 // GPU returns their logits rows while it picks the greedy ones' tokens itself); they must repeat exactly from
-// the same seeds. Skips without a GPU.
+// the same seeds. The DeepSeek goldens (MLA, group-limited routing) run the same placements but for the GPU
+// share of the KV cache, which MLA does not have. Skips without a GPU.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -93,6 +94,9 @@ struct SsdDirs {
 // run is itself more than kBf16SensitiveError off the reference, or no longer follows it (bf16 moved
 // something near a tie: a router or a token). Returns per prompt, per reference token, whether it is such a
 // position.
+// On the build machine's CPU in bf16 (2026-12-07) the DeepSeek cases compared 59 to 92 tokens, worst logprob
+// 0.009-0.029 off (two positions of deepseek_v2 over 2e-2), and left the reference's tokens 2 to 4 times
+// each, at top-2 margins up to 0.43 (deepseek_v3_fp8): router near ties, which the margins do not show.
 constexpr double kBf16SensitiveError = 1e-2;
 
 std::vector<std::vector<bool>> Bf16SensitivePositions(const std::string& dir, const nlohmann::json& golden,
@@ -295,8 +299,11 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     // not (bf16 may pick the runner-up of a near-tie; past it the reference says nothing).
     for (size_t t = 0; t < tokens.size() && t < result.token_ids.size(); ++t) {
       if (result.token_ids[t] != tokens[t]) {
-        EXPECT_LE(margins[t], 0.05) << "prompt " << i << " token " << t << ": " << result.token_ids[t]
-                                    << " where the reference picked " << tokens[t];
+        // DeepSeek goldens: or where bf16 itself leaves the reference (at a router's near tie, which a
+        // token's margin does not show: on the CPU in bf16 deepseek_v3 leaves it at margins up to 0.29).
+        EXPECT_TRUE(margins[t] <= 0.05 || (!bf16_sensitive.empty() && near_tie[t]))
+            << "prompt " << i << " token " << t << ": " << result.token_ids[t]
+            << " where the reference picked " << tokens[t] << " (margin " << margins[t] << ")";
         break;
       }
       const double error = std::abs(result.logprobs[t] - logprobs[t]);
