@@ -298,7 +298,9 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   // Host side: streamed weights in pinned memory, the rest of the KV cache, staging buffers.
   const int64_t streamed = memory.streamed_bytes_per_step;
   memory.cpu_embedding_bytes = costs_.embedding_bytes;
-  memory.cpu_staging_bytes = step_tokens * (2LL * costs_.q_width + 2LL * costs_.kv_width) * 4 * 2;
+  // q, the k/v rows and the attention rows per token (2 q_width + 2 kv_width; MLA's own widths), twice.
+  memory.cpu_staging_bytes =
+      step_tokens * (int64_t{costs_.q_width} + costs_.kv_rows_width + costs_.attention_out_width) * 4 * 2;
   int64_t fixed = memory.cpu_embedding_bytes + memory.cpu_kv_bytes + memory.cpu_staging_bytes;
   if (fixed > memory.cpu_budget) {
     return absl::ResourceExhaustedError(
