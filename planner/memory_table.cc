@@ -161,13 +161,15 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
   int64_t attention = 0, routers = 0, mlps = 0;
   for (int i = 0; i < spec.num_layers; ++i) {
     if (spec.is_mla()) {
-      // q_a, its norm and q_b (or q_proj), kv_a, o_proj and the two layer norms; kv_a's norm and kv_b stay
-      // with the CPU's attention (MlaHostWeightBytes).
+      // q_a, its norm and q_b (or q_proj), kv_a and its norm, kv_b (bf16: fresh prompts' attention), o_proj
+      // and the two layer norms. The CPU's attention keeps f32 copies of its own (MlaHostWeightBytes).
       const int64_t lora = spec.mla.q_lora_rank;
       attention +=
           lora > 0 ? Charged(lora * h * 2) + Charged(4 * lora) + Charged(qw * lora * 2) : Charged(qw * h * 2);
-      attention += Charged(int64_t{spec.mla.cache_width()} * h * 2) +
-                   Charged(h * spec.attention_out_width() * 2) + 2 * Charged(4 * h);
+      const int64_t kv_b =
+          int64_t{spec.num_heads} * (spec.mla.qk_nope_head_dim + spec.mla.v_head_dim) * spec.mla.kv_lora_rank;
+      attention += Charged(int64_t{spec.mla.cache_width()} * h * 2) + Charged(4LL * spec.mla.kv_lora_rank) +
+                   Charged(kv_b * 2) + Charged(h * spec.attention_out_width() * 2) + 2 * Charged(4 * h);
     } else {
       attention += Charged(qw * h * 2) + 2 * Charged(kvw * h * 2) + Charged(h * qw * 2) + 2 * Charged(4 * h);
     }
@@ -191,6 +193,20 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
           {MemoryTier::kGpu, "weights: shared experts and dense MLPs", mlps},
           {MemoryTier::kGpu, "weights: lm_head and final norm",
            Charged(int64_t{spec.vocab_size} * h * 2) + Charged(4 * h)}};
+}
+
+std::vector<MemoryItem> MlaPrefillItems(const ModelSpec& spec, int max_tokens) {
+  if (!spec.is_mla()) return {};
+  const MlaSpec& mla = spec.mla;
+  const int64_t t = max_tokens, heads = spec.num_heads, qk = mla.qk_head_dim();
+  const MemoryTier gpu = MemoryTier::kGpu;
+  return {{gpu, "MLA prefill: latents", t * mla.kv_lora_rank * 4},
+          {gpu, "MLA prefill: latents bf16", t * mla.kv_lora_rank * 2},
+          {gpu, "MLA prefill: rope keys", t * mla.qk_rope_head_dim * 4},
+          {gpu, "MLA prefill: kv_b out", t * heads * (mla.qk_nope_head_dim + mla.v_head_dim) * 4},
+          {gpu, "MLA prefill: k", t * heads * qk * 4},
+          {gpu, "MLA prefill: v", t * heads * qk * 4},
+          {gpu, "MLA prefill: out", t * heads * qk * 4}};
 }
 
 int64_t MlaHostWeightBytes(const ModelSpec& spec) {
@@ -266,6 +282,12 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens(), held))
     table.items.push_back(std::move(item));
   if (spec.is_mla()) {
+    if (plan.prefill_attention_on_gpu) {
+      for (MemoryItem& item : MlaPrefillItems(spec, plan.max_step_tokens())) {
+        item.bytes = Charged(item.bytes);
+        table.items.push_back(std::move(item));
+      }
+    }
     table.items.push_back({MemoryTier::kHost, "weights: MLA kv_b and its absorbed copy (f32, CPU attention)",
                            MlaHostWeightBytes(spec)});
   }

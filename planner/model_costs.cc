@@ -110,7 +110,12 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
   costs.kv_width = spec.kv_width();
   costs.attention_out_width = spec.attention_out_width();
   costs.kv_rows_width = spec.is_mla() ? spec.mla.cache_width() : 2 * spec.kv_width();
-  costs.attention_on_cpu_only = spec.is_mla();
+  costs.mla = spec.is_mla();
+  if (costs.mla) {
+    int64_t bytes = 0;
+    for (const MemoryItem& item : MlaPrefillItems(spec, 1024)) bytes += item.bytes;
+    costs.mla_prefill_bytes_per_token = (bytes + 1023) / 1024;
+  }
   costs.vocab = spec.vocab_size;
   costs.heads = spec.num_heads;
   costs.kv_heads = spec.num_kv_heads;

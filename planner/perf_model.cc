@@ -177,9 +177,10 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
         absl::StrCat("the hardware profile has no GPU (", profile_.gpu_absent_reason,
                      "); plan with --device cpu, or pass --hardware FILE naming a profile with a GPU"));
   }
-  if (costs_.attention_on_cpu_only && plan.kv.gpu_fraction > 0) {
+  if (costs_.mla && plan.kv.gpu_fraction > 0) {
     return absl::InvalidArgumentError(
-        "an MLA model's KV cache stays in host memory on the GPU path (no MLA attention on the GPU yet): "
+        "an MLA model's KV cache stays in host memory on the GPU path (its decode attention runs on the "
+        "CPU): "
         "the GPU share of the KV cache must be 0");
   }
   if (plan.kv.gpu_fraction > 0 && !(profile_.gpu->attention_kv_gbps > 0)) {
@@ -205,6 +206,9 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   memory.gpu_kv_bytes = static_cast<int64_t>(std::llround(plan.kv.gpu_fraction * all_kv));
   memory.cpu_kv_bytes = all_kv - memory.gpu_kv_bytes;
   memory.gpu_workspace_bytes = costs_.gpu_workspace_bytes(step_tokens);
+  // MLA's fresh prompts on the GPU need their attention's scratch too.
+  if (costs_.mla && plan.prefill_attention_on_gpu)
+    memory.gpu_workspace_bytes += step_tokens * costs_.mla_prefill_bytes_per_token;
 
   int64_t available = memory.gpu_budget - memory.gpu_workspace_bytes - memory.gpu_kv_bytes;
   if (available < 0) {
@@ -486,9 +490,14 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   double micro_gemm = 0;
   if (micro_tokens > 0) {
     for (const LayerCosts& layer : costs_.layers) {
-      // MLA's absorption runs on the CPU (below).
-      double dense_flops = micro_tokens * (layer.attention_projection_flops - layer.mla_absorb_flops +
-                                           layer.router_flops + layer.shared_mlp_flops);
+      // MLA's absorption runs on the CPU (below); fresh prompts attending on the GPU have kv_b applied there.
+      const double fresh_share =
+          costs_.mla && plan.prefill_attention_on_gpu && tokens > 0
+              ? std::max(0.0, prefill_tokens - std::min(prefill_tokens, prompt_tokens) / 2) / tokens
+              : 0.0;
+      double dense_flops =
+          micro_tokens * (layer.attention_projection_flops - layer.mla_absorb_flops +
+                          fresh_share * layer.mla_absorb_flops + layer.router_flops + layer.shared_mlp_flops);
       micro_gemm += dense_flops / GpuGemmFlops(micro_tokens);
       if (layer.num_experts > 0) {
         double touched = ExpectedTouchedExperts(micro_tokens, layer.num_experts, layer.top_k);
@@ -509,8 +518,8 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
       StepAttention(costs_, decode_tokens, decode_context, prefill_tokens, prompt_tokens);
   const double prefill_tflops =
       gpu.prefill_attention_tflops > 0 ? gpu.prefill_attention_tflops : kDefaultPrefillAttentionTflops;
-  // MLA: fresh prompts attend on the CPU too, as continuations (costs_.attention_on_cpu_only).
-  const bool all_on_cpu = costs_.attention_on_cpu_only;
+  // MLA: fresh prompts attend on the GPU only when the plan says so (else on the CPU, as continuations).
+  const bool all_on_cpu = costs_.mla && !plan.prefill_attention_on_gpu;
   if (all_on_cpu) {
     attention.continue_flops += attention.fresh_flops;
     attention.fresh_flops = 0;

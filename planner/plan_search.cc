@@ -31,9 +31,8 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
                                         const PlanPins& pins) {
   const bool gpu = device == PlanDevice::kGpu;
   std::vector<double> kv_fractions = {0.0};
-  // MLA models attend on the CPU only (ModelCosts::attention_on_cpu_only): no GPU share, prompts on the CPU.
-  const bool attention_on_cpu_only = model.costs().attention_on_cpu_only;
-  if (gpu && !attention_on_cpu_only && model.profile().gpu && model.profile().gpu->attention_kv_gbps > 0) {
+  // MLA models keep their whole cache on the host (ModelCosts::mla): no GPU share to try.
+  if (gpu && !model.costs().mla && model.profile().gpu && model.profile().gpu->attention_kv_gbps > 0) {
     kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
   }
   if (pins.kv_gpu_fraction) kv_fractions = {*pins.kv_gpu_fraction};
@@ -119,7 +118,7 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
           plan.prefill_chunk = chunk;
           plan.kv.gpu_fraction = kv_fraction;
           plan.max_resident_moe_layers = pins.max_resident_moe_layers.value_or(-1);
-          plan.prefill_attention_on_gpu = pins.prefill_attention_on_gpu.value_or(!attention_on_cpu_only);
+          plan.prefill_attention_on_gpu = pins.prefill_attention_on_gpu.value_or(true);
           plan.kv.host_bytes = pins.kv_host_bytes.value_or(0);
           int last_fit = 0, last_in_memory = 0;
           bool spilled = false;

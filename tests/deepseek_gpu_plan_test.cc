@@ -45,9 +45,10 @@ HardwareProfile H200() {
   return profile.ok() ? *profile : HardwareProfile{};
 }
 
-// The GPU keeps MLA's q_a, q_b or q_proj, kv_a and o_proj in bf16 and q_a's norm and the layer norms in f32;
-// kv_a's norm and kv_b stay with the CPU's attention. Routers and V3's correction bias in f32; the shared
-// experts packed, with no gate. Counted from each golden checkpoint's tensor list.
+// The GPU keeps MLA's q_a, q_b or q_proj, kv_a, kv_b and o_proj in bf16 and q_a's and kv_a's norms and the
+// layer norms in f32; the CPU's attention keeps kv_b in f32 (and absorb_q's transposed copy of it). Routers
+// and V3's correction bias in f32; the shared experts packed, with no gate. Counted from each golden
+// checkpoint's tensor list.
 TEST(DeepseekGpuPlan, DenseWeightsAreTheCheckpointsTensorsAsTheGpuKeepsThem) {
   for (const char* name : {"deepseek_v3", "deepseek_v3_no_qlora", "deepseek_v2"}) {
     SCOPED_TRACE(name);
@@ -65,9 +66,11 @@ TEST(DeepseekGpuPlan, DenseWeightsAreTheCheckpointsTensorsAsTheGpuKeepsThem) {
       int64_t elements = 1;
       for (int64_t dim : tensor->shape()) elements *= dim;
       if (EndsWith(tensor_name, "kv_b_proj.weight")) {
-        host += elements * 4;  // f32, plus absorb_q's copy of its W_UK rows (below)
+        host += elements * 4;                // f32, plus absorb_q's copy of its W_UK rows (below)
+        attention += Charged(elements * 2);  // and bf16 on the GPU, for fresh prompts
       } else if (EndsWith(tensor_name, "kv_a_layernorm.weight")) {
         host += elements * 4;
+        attention += Charged(elements * 4);
       } else if (tensor_name.find("self_attn.") != std::string::npos &&
                  (EndsWith(tensor_name, "_proj.weight") || EndsWith(tensor_name, "_mqa.weight"))) {
         attention += Charged(elements * 2);
@@ -137,12 +140,13 @@ TEST(DeepseekGpuPlan, StepBuffersHaveMlaWidths) {
   EXPECT_EQ(table.Sum("q LoRA"), 0);
 }
 
-// The cost model: kv_b's absorption is the CPU's, the rows crossing PCIe have MLA's widths, and every chunk's
-// attention is the CPU's on the GPU path.
+// The cost model: kv_b's absorption is the CPU's, the rows crossing PCIe have MLA's widths, and fresh
+// prompts' attention on the GPU has a scratch price per token.
 TEST(DeepseekGpuPlan, CostsPutAttentionAndAbsorptionOnTheCpu) {
   const ModelSpec spec = LoadConfig("deepseek-v3.json");
   const ModelCosts costs = ComputeModelCosts(spec);
-  EXPECT_TRUE(costs.attention_on_cpu_only);
+  EXPECT_TRUE(costs.mla);
+  EXPECT_GT(costs.mla_prefill_bytes_per_token, 0);
   EXPECT_EQ(costs.attention_out_width, 128 * 128);
   EXPECT_EQ(costs.kv_rows_width, 512 + 64);
   for (const LayerCosts& layer : costs.layers) {
@@ -151,17 +155,18 @@ TEST(DeepseekGpuPlan, CostsPutAttentionAndAbsorptionOnTheCpu) {
     EXPECT_LT(layer.mla_absorb_flops, layer.attention_projection_flops);
   }
   const ModelCosts qwen = ComputeModelCosts(LoadConfig("qwen3-30b-a3b.json"));
-  EXPECT_FALSE(qwen.attention_on_cpu_only);
+  EXPECT_FALSE(qwen.mla);
+  EXPECT_EQ(qwen.mla_prefill_bytes_per_token, 0);
   EXPECT_EQ(qwen.attention_out_width, qwen.q_width);
   EXPECT_EQ(qwen.kv_rows_width, 2 * qwen.kv_width);
   EXPECT_DOUBLE_EQ(qwen.layers[0].mla_absorb_flops, 0);
 }
 
 // The search over DeepSeek-V3's first 7 layers (3 dense + 4 MoE) on the H200 with 48 GiB of GPU memory (a
-// bf16 layer's routed experts are 22.5 GB: the ring's slots are quarter layers):
-// a GPU plan, the dense layers' MLPs resident (no tier), the MoE layers' experts placed, no GPU share of the
-// cache, prompts' attention on the CPU, no GPU attention time in any step; the plan validates, and pinning a
-// GPU share of the cache is refused.
+// bf16 layer's routed experts are 22.5 GB: the ring's slots are quarter layers): a GPU plan, the dense
+// layers' MLPs resident (no tier), the MoE layers' experts placed, no GPU share of the cache, decodes'
+// attention on the CPU and fresh prompts' on the GPU; the plan validates, and pinning a GPU share of the
+// cache is refused.
 TEST(DeepseekGpuPlan, SearchPlansTheGpuWithTheCacheOnTheHost) {
   const ModelSpec spec = LoadConfig("deepseek-v3.json");
   const HardwareProfile h200 = H200();
@@ -180,17 +185,21 @@ TEST(DeepseekGpuPlan, SearchPlansTheGpuWithTheCacheOnTheHost) {
   EXPECT_EQ(best.plan.device, PlanDevice::kGpu);
   EXPECT_EQ(best.plan.kv.gpu_fraction, 0);
   EXPECT_EQ(best.plan.kv.gpu_bytes, 0);
-  EXPECT_FALSE(best.plan.prefill_attention_on_gpu);
+  EXPECT_TRUE(best.plan.prefill_attention_on_gpu);
   ASSERT_EQ(best.plan.expert_tiers.size(), 7u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(best.plan.expert_tiers[i], ExpertTier::kNone) << i;
   for (int i = 3; i < 7; ++i) EXPECT_NE(best.plan.expert_tiers[i], ExpertTier::kNone) << i;
   EXPECT_EQ(best.decode_step.gpu_attention, 0);
-  EXPECT_EQ(best.prefill_chunk.gpu_attention, 0);
-  EXPECT_GT(best.prefill_chunk.cpu_attention, 0);
+  EXPECT_GT(best.prefill_chunk.gpu_attention, 0);
+  EXPECT_GT(best.prefill_chunk.cpu_attention, 0);  // the continuations
   EXPECT_LE(best.memory.gpu_used(), best.memory.gpu_budget);
-  // The dense layers' MLPs are part of the GPU's resident weights.
-  EXPECT_GE(best.memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kSharedMlp)],
-            3LL * 3 * 7168 * 18432 * 2);
+  // Every non-expert weight is resident, the dense layers' MLPs among them (the engine streams none).
+  for (WeightGroup group :
+       {WeightGroup::kAttention, WeightGroup::kRouter, WeightGroup::kSharedMlp, WeightGroup::kLmHead}) {
+    EXPECT_EQ(best.memory.gpu_resident_bytes[static_cast<int>(group)], costs.group_bytes(group))
+        << WeightGroupName(group);
+  }
+  EXPECT_GE(costs.group_bytes(WeightGroup::kSharedMlp), 3LL * 3 * 7168 * 18432 * 2);
 
   ExecutionPlan shared = best.plan;
   shared.kv.gpu_fraction = 0.25;
@@ -200,8 +209,9 @@ TEST(DeepseekGpuPlan, SearchPlansTheGpuWithTheCacheOnTheHost) {
   EXPECT_FALSE(SearchPlan(model, PlanDevice::kGpu, pins).ok());
 }
 
-// Prefill on the GPU path: fresh prompts' attention FLOPs land on the CPU for MLA, on the GPU for GQA.
-TEST(DeepseekGpuPlan, FreshPromptsAttendOnTheCpu) {
+// Fresh prompts on the GPU path: with prefill_attention_on_gpu their attention is the GPU's (its scratch in
+// the workspace), without it the CPU's; GQA models price them on the GPU as before.
+TEST(DeepseekGpuPlan, FreshPromptsFollowThePlan) {
   const HardwareProfile h200 = H200();
   Workload job;
   job.num_requests = 64;
@@ -211,16 +221,44 @@ TEST(DeepseekGpuPlan, FreshPromptsAttendOnTheCpu) {
   ExecutionPlan plan = DefaultPlan(PlanDevice::kGpu);
   plan.batch = 16;
   plan.prefill_chunk = 1024;
-  for (const char* name : {"deepseek-v3.json", "qwen3-30b-a3b.json"}) {
-    SCOPED_TRACE(name);
-    const ModelSpec spec = LoadConfig(name);
-    const bool mla = spec.is_mla();
-    PerfModel model(h200, ComputeModelCosts(spec, mla ? 4 : 0), job, ResolveBudgets(h200, {}));
-    plan.expert_tiers.clear();
-    absl::StatusOr<Prediction> prediction = model.Predict(plan);
-    ASSERT_TRUE(prediction.ok()) << prediction.status();
-    EXPECT_EQ(prediction->prefill_chunk.gpu_attention > 0, !mla);
-  }
+  const ModelSpec deepseek = LoadConfig("deepseek-v3.json");
+  PerfModel mla(h200, ComputeModelCosts(deepseek, 4), job, ResolveBudgets(h200, {}));
+  absl::StatusOr<Prediction> on_gpu = mla.Predict(plan);
+  ASSERT_TRUE(on_gpu.ok()) << on_gpu.status();
+  plan.prefill_attention_on_gpu = false;
+  absl::StatusOr<Prediction> on_cpu = mla.Predict(plan);
+  ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+  EXPECT_GT(on_gpu->prefill_chunk.gpu_attention, 0);
+  EXPECT_EQ(on_cpu->prefill_chunk.gpu_attention, 0);
+  EXPECT_GT(on_cpu->prefill_chunk.cpu_attention, on_gpu->prefill_chunk.cpu_attention);
+  EXPECT_EQ(on_gpu->memory.gpu_workspace_bytes - on_cpu->memory.gpu_workspace_bytes,
+            (plan.batch + plan.prefill_chunk) * ComputeModelCosts(deepseek, 4).mla_prefill_bytes_per_token);
+
+  plan.prefill_attention_on_gpu = true;
+  PerfModel gqa(h200, ComputeModelCosts(LoadConfig("qwen3-30b-a3b.json")), job, ResolveBudgets(h200, {}));
+  absl::StatusOr<Prediction> qwen = gqa.Predict(plan);
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  EXPECT_GT(qwen->prefill_chunk.gpu_attention, 0);
+}
+
+// The memory table of a GPU plan carries MLA's prefill scratch exactly when fresh prompts attend on the GPU.
+TEST(DeepseekGpuPlan, MemoryTableHasThePrefillScratchWhenPlanned) {
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(kGoldens + "deepseek_v3");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ExecutionPlan plan = DefaultPlan(PlanDevice::kGpu);
+  plan.batch = 4;
+  plan.prefill_chunk = 60;
+  plan.expert_tiers = SpreadResidentLayers(*spec, 0);
+  const MemoryTable with = ComputeMemoryTable(*spec, plan, 64);
+  plan.prefill_attention_on_gpu = false;
+  const MemoryTable without = ComputeMemoryTable(*spec, plan, 64);
+  EXPECT_GT(with.Sum("MLA prefill"), 0);
+  EXPECT_EQ(without.Sum("MLA prefill"), 0);
+  int64_t scratch = 0;
+  for (const MemoryItem& item : MlaPrefillItems(*spec, plan.max_step_tokens()))
+    scratch += Charged(item.bytes);
+  EXPECT_EQ(with.Sum("MLA prefill"), scratch);
+  EXPECT_EQ(with.Total(MemoryTier::kGpu) - without.Total(MemoryTier::kGpu), scratch);
 }
 
 }  // namespace

@@ -529,9 +529,8 @@ TEST(DeepseekEngine, AutoComputeTypeSeesABf16Checkpoint) {
   EXPECT_EQ(ChooseComputeType(ComputeType::kAuto, f32_dir.path(), false), io::DType::kF32);
 }
 
-// --device auto plans an MLA model for the GPU where the profile has one, as any model, with every chunk's
-// attention on the CPU (no GPU share of its cache, prompts' attention on the CPU); --device cpu keeps it
-// there.
+// --device auto plans an MLA model for the GPU where the profile has one, as any model, with no GPU share of
+// its cache; --device cpu keeps it on the CPU.
 TEST(DeepseekEngine, AutoDevicePlansMlaForTheGpu) {
   TempDir dir;
   ASSERT_TRUE(WriteCheckpoint(dir.path(), Options{}, MakeTensors(Options{}, 3)));
@@ -548,7 +547,6 @@ TEST(DeepseekEngine, AutoDevicePlansMlaForTheGpu) {
   absl::StatusOr<planner::ExecutionPlan> plan = PlanJobWithoutSearch(*spec, workload, options);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->device, planner::PlanDevice::kGpu);
-  EXPECT_FALSE(plan->prefill_attention_on_gpu);
   EXPECT_EQ(plan->kv.gpu_bytes, 0);
   EXPECT_TRUE(planner::ValidatePlan(*plan, *spec).ok()) << planner::ValidatePlan(*plan, *spec);
   options.device = "cpu";

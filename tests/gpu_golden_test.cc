@@ -89,14 +89,14 @@ struct SsdDirs {
 
 // The DeepSeek goldens (tests/data/golden_deepseek) record no router_gaps. There the rule's exception is
 // decided by bf16 itself: the same prompts run on the CPU path in bf16 (the GPU path's roundings: bf16
-// weights and matmul inputs, f32 accumulation, a bf16 latent cache; MLA's attention is the very code the GPU
-// path runs), and a logprob may be more than kBf16LogprobTolerance off on the GPU only where the CPU's bf16
-// run is itself more than kBf16SensitiveError off the reference, or no longer follows it (bf16 moved
-// something near a tie: a router or a token). Returns per prompt, per reference token, whether it is such a
-// position.
-// On the build machine's CPU in bf16 (2026-12-07) the DeepSeek cases compared 59 to 92 tokens, worst logprob
-// 0.009-0.029 off (two positions of deepseek_v2 over 2e-2), and left the reference's tokens 2 to 4 times
-// each, at top-2 margins up to 0.43 (deepseek_v3_fp8): router near ties, which the margins do not show.
+// weights and matmul inputs, f32 accumulation, a bf16 latent cache; decode attention is the very code the
+// GPU path runs, fresh prompts' differ only by kv_b's bf16 rounding), and a logprob may be more than
+// kBf16LogprobTolerance off on the GPU only where the CPU's bf16 run is itself more than kBf16SensitiveError
+// off the reference, or no longer follows it (bf16 moved something near a tie: a router or a token). Returns
+// per prompt, per reference token, whether it is such a position. On the build machine's CPU in bf16
+// (2026-12-07) the DeepSeek cases compared 59 to 92 tokens, worst logprob 0.009-0.029 off (two positions of
+// deepseek_v2 over 2e-2), and left the reference's tokens 2 to 4 times each, at top-2 margins up to 0.43
+// (deepseek_v3_fp8): router near ties, which the margins do not show.
 constexpr double kBf16SensitiveError = 1e-2;
 
 std::vector<std::vector<bool>> Bf16SensitivePositions(const std::string& dir, const nlohmann::json& golden,
@@ -358,9 +358,10 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // DeepSeek-V3 (q LoRA; q_proj, bf16; block-FP8) and DeepSeek-V2 (tests/data/golden_deepseek): MLA's
-// projections, group-limited routing and the ungated shared experts on the GPU, its attention on the CPU
-// (fresh prompts too: the GPU path has no MLA attention kernel yet), the routed experts resident, streamed,
-// in parts, routed copies and from SSD. No placement puts KV on the GPU: an MLA cache stays on the host.
+// projections, group-limited routing and the ungated shared experts on the GPU, decode attention on the CPU,
+// fresh prompts' attention on the GPU in the expanded form (on the CPU in the cpu_prefill_attention
+// placement), the routed experts resident, streamed, in parts, routed copies and from SSD. No placement puts
+// KV on the GPU: an MLA cache stays on the host.
 INSTANTIATE_TEST_SUITE_P(
     DeepseekModels, GpuGoldenTest,
     testing::Combine(testing::Values("golden_deepseek/deepseek_v3", "golden_deepseek/deepseek_v3_no_qlora",

@@ -108,9 +108,6 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
   if (!spec.ok()) return spec.status();
   impl->spec = *spec;
   if (absl::Status valid = planner::ValidatePlan(plan, impl->spec); !valid.ok()) return valid;
-  // MLA (DeepSeek) on the GPU path attends on the CPU only, fresh prompts too (GpuForward): the plan as run
-  // says so.
-  if (use_gpu && impl->spec.is_mla()) impl->options.plan.prefill_attention_on_gpu = false;
   if (impl->spec.num_nextn_predict_layers > 0) {
     std::fprintf(stderr,
                  "ringmoe: note: %s has %d multi-token-prediction layer(s) (num_nextn_predict_layers) after "

@@ -414,8 +414,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     };
     absl::Status status;
     if (spec.is_mla()) {
-      // MLA: the projections the GPU runs (q LoRA or q_proj, kv_a, o_proj); kv_a's norm and kv_b stay with
-      // the CPU's attention. The planner's DenseWeightItems counts the same.
+      // MLA: the projections the GPU runs (q LoRA or q_proj, kv_a and its norm, kv_b for fresh prompts,
+      // o_proj). The planner's DenseWeightItems counts the same.
       if (spec.mla.q_lora_rank > 0) {
         status = upload(a.q_a.data, MatrixBytes(a.q_a), "q_a_proj", &g.q_a);
         if (status.ok())
@@ -425,6 +425,16 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
         status = upload(a.q.data, MatrixBytes(a.q), "q_proj", &g.q);
       }
       if (status.ok()) status = upload(a.kv_a.data, MatrixBytes(a.kv_a), "kv_a_proj_with_mqa", &g.kv_a);
+      if (status.ok())
+        status = upload(a.kv_a_norm.data(), 4LL * a.kv_a_norm.size(), "kv_a_layernorm", &g.kv_a_norm);
+      if (status.ok()) {
+        // kv_b is f32 on the host (the CPU absorbs it per head); the GPU applies it to fresh prompts'
+        // latents.
+        const int64_t count = int64_t{a.kv_b.rows} * a.kv_b.cols;
+        std::vector<uint16_t>& kv_b = model->staging_.emplace_back(static_cast<size_t>(count));
+        io::ConvertF32ToBF16(static_cast<const float*>(a.kv_b.data), kv_b.data(), static_cast<size_t>(count));
+        status = upload(kv_b.data(), 2 * count, "kv_b_proj", &g.kv_b);
+      }
     } else {
       status = upload(a.q.data, MatrixBytes(a.q), "q_proj", &g.q);
       if (status.ok()) status = upload(a.k.data, MatrixBytes(a.k), "k_proj", &g.k);

@@ -9,10 +9,11 @@
 #include "gpu/dense_ops.h"
 #include "gpu/group_routing_ops.h"
 #include "gpu/kv_cache_ops.h"
+#include "gpu/mla_ops.h"
 #include "gpu/routing_ops.h"
 #include "gpu/row_ops.h"
 #include "io/status_macros.h"
-
+#include "runtime/engine/mla_prefill_layout.h"
 
 namespace ringmoe {
 
@@ -26,7 +27,23 @@ GpuStepOps::GpuStepOps(const ModelSpec& spec, const KvCache& kv_cache, GpuModel&
       buffers_(buffers),
       streamer_(streamer) {}
 
-absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches) {
+bool MlaPrefillFitsGpu(const ModelSpec& spec) {
+  const MlaSpec& mla = spec.mla;
+  return spec.is_mla() && mla.qk_head_dim() <= 256 && mla.v_head_dim <= mla.qk_head_dim() &&
+         mla.qk_rope_head_dim % 2 == 0 && mla.qk_rope_head_dim <= 512 && spec.sliding_window <= 0;
+}
+
+absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill) {
+  if (mla_prefill) {
+    if (!MlaPrefillFitsGpu(spec_)) return absl::InternalError("MLA prefill on the GPU: unsupported shapes");
+    mla_rotary_ = MlaRotary(spec_);
+    gpu::DeviceBuffer* const buffers[] = {
+        &mla_latents_, &mla_latents_bf16_, &mla_rope_keys_, &mla_kv_b_out_, &mla_k_, &mla_v_, &mla_out_};
+    const std::vector<planner::MemoryItem> items = planner::MlaPrefillItems(spec_, max_tokens);
+    for (size_t i = 0; i < items.size(); ++i) {
+      RINGMOE_ASSIGN_OR_RETURN(*buffers[i], model_.arena().Allocate(items[i].bytes, items[i].what));
+    }
+  }
   // Routed experts pick their GEMM strategy by rows per expert (grouped calls at decode sizes). The
   // single-expert runners gain nothing from grouping and keep f32 outputs.
   auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
@@ -123,21 +140,66 @@ absl::Status GpuStepOps::EnqueueMlaProjections(int layer, const MicroBatch& batc
     RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, nullptr, cq, compute_));
   }
   RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.kv_a.data(), rw, h, nullptr, ckv, compute_));
-  // Every row's attention runs on the CPU (the layout puts every chunk there for MLA): q and kv_a's rows go
-  // down; kv_a's norm, RoPE, the cache write and the absorbed attention are the CPU's (MlaAttendProjected).
-  RINGMOE_RETURN_IF_ERROR(
-      gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq, 4LL * n * qw, compute_));
+  // Every row's kv_a row goes down (the CPU norms, rotates and caches it: MlaAttendProjected), and the CPU
+  // rows' q (decodes and continuations, which the CPU attends to in the absorbed form).
+  if (batch.cpu_rows > 0) {
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
+                                                  4LL * batch.cpu_rows * qw, compute_));
+  }
   RINGMOE_RETURN_IF_ERROR(
       gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, rw), ckv, 4LL * n * rw, compute_));
   RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  // Fresh prompts attend here meanwhile; their q and kv_a rows were read by the copies above (stream order).
+  if (batch.fresh_chunks > 0) RINGMOE_RETURN_IF_ERROR(EnqueueMlaPrefill(layer, batch));
   times_.projections += SecondsSince(start);
   return absl::OkStatus();
 }
 
+absl::Status GpuStepOps::EnqueueMlaPrefill(int layer, const MicroBatch& batch) {
+  if (mla_out_.empty()) return absl::InternalError("MLA prefill on the GPU without its scratch");
+  const GpuLayer& g = model_.layer(layer);
+  const MlaSpec& mla = spec_.mla;
+  const int heads = spec_.num_heads, qk = mla.qk_head_dim(), nope = mla.qk_nope_head_dim, v = mla.v_head_dim;
+  const int latent = mla.kv_lora_rank, rope = mla.qk_rope_head_dim, rw = mla.cache_width();
+  const int qw = spec_.q_width(), aw = spec_.attention_out_width(), kv_b_width = heads * (nope + v);
+  const int f = batch.first_row + batch.cpu_rows, rows = batch.rows - batch.cpu_rows;
+  float* q = Row<float>(buffers_.q, f, qw);
+  const float* kv = Row<float>(buffers_.k, f, rw);
+  const int32_t* positions = Row<int32_t>(buffers_.positions, f, 1);
+  float* latents = mla_latents_.as<float>();
+  float* rope_keys = mla_rope_keys_.as<float>();
+  float* kv_b_out = mla_kv_b_out_.as<float>();
+  float* k = mla_k_.as<float>();
+  float* v_padded = mla_v_.as<float>();
+  const MlaPrefillCopies copies = MlaPrefillLayout(spec_, rows);
+  // The normed latents (as the cache holds them: bf16) through kv_b: each head's k_nope and v.
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv, latents, copies.latents, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv + latent, rope_keys, copies.rope_keys, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::RmsNorm(latents, g.kv_a_norm.as<float>(), rows, latent, kMlaLatentNormEps, latents, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::ConvertF32ToBf16(latents, int64_t{rows} * latent, mla_latents_bf16_.as<uint16_t>(), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, mla_latents_bf16_.data(), rows, g.kv_b.data(), kv_b_width,
+                                          latent, nullptr, kv_b_out, compute_));
+  // RoPE on the one rope key per token and on every head's rope part of q.
+  RINGMOE_RETURN_IF_ERROR(gpu::ApplyRotary(mla_rotary_, rope_keys, rows, 1, rope, 0, positions, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::ApplyRotary(mla_rotary_, q + nope, rows, heads, qw, qk, positions, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv_b_out, k, copies.k_nope, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(rope_keys, k + nope, copies.k_rope, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::FillDeviceBytes(v_padded, 0, 4LL * rows * qw, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv_b_out + nope, v_padded, copies.v, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::PrefillAttention(
+      q, k, v_padded, Row<int32_t>(buffers_.fresh_offsets, batch.fresh_offsets, 1), batch.fresh_chunks,
+      batch.max_fresh_rows, heads, heads, qk, spec_.softmax_scale(), 0, mla_out_.as<float>(), compute_));
+  // Each head's first v_head_dim outputs are its attention row (o_proj's input).
+  return gpu::CopyBlocks(mla_out_.as<float>(), Row<float>(buffers_.attention, f, aw), copies.out, compute_);
+}
+
 absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, int b) {
   if (spec_.is_mla()) {
-    if (batch.cpu_rows != batch.rows) {
-      return absl::InternalError("MLA steps attend on the CPU only: the step was laid out otherwise");
+    // MLA: no device-cache rows; fresh prompts (the last rows) only when this pass attends them.
+    if (batch.device_rows > 0 || (batch.fresh_chunks > 0 && mla_out_.empty())) {
+      return absl::InternalError("an MLA step laid out with rows this pass cannot attend");
     }
     return EnqueueMlaProjections(layer, batch, b);
   }

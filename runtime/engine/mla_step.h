@@ -39,13 +39,15 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& weights,
                        const float* normed, int tokens, float* out, KvCache& kv_cache,
                        cpu::CpuWorkers& workers, MlaScratch& scratch);
 
-// Everything after the projections, the CPU's part of MLA on the GPU path too: q [tokens, heads *
-// qk_head_dim] (q_proj's or q_b's rows) and kv [tokens, cache_width] (kv_a's rows, before its norm) are
-// modified in place (kv_a's norm, RoPE), the cache rows written, and out [tokens, heads * v_head_dim] filled
-// through the absorbed attention and W_UV.
+// Everything after the projections, the CPU's part of MLA on the GPU path too: kv [tokens, cache_width]
+// (kv_a's rows, before its norm) is normed and rotated in place and every chunk's rows written into the
+// cache; the first attend_chunks chunks (all when negative) also attend: their q rows [heads * qk_head_dim]
+// (q_proj's or q_b's, first in q) are rotated in place and their out rows [heads * v_head_dim] (first in out)
+// filled through the absorbed attention and W_UV. The other chunks' q and out rows are not touched (the GPU
+// path attends fresh prompts itself).
 void MlaAttendProjected(const ModelSpec& spec, const AttentionWeights& weights,
                         const cpu::RotaryEmbedding& rope, int layer, std::span<const StepChunk> chunks,
                         float* q, float* kv, int tokens, float* out, KvCache& kv_cache,
-                        cpu::CpuWorkers& workers, MlaScratch& scratch);
+                        cpu::CpuWorkers& workers, MlaScratch& scratch, int attend_chunks = -1);
 
 }  // namespace ringmoe

@@ -230,10 +230,7 @@ absl::StatusOr<planner::ExecutionPlan> PlanJobWithoutSearch(const ModelSpec& spe
   if (absl::Status striped = ApplySsdDirs(options.ssd_dirs, &profile); !striped.ok()) return striped;
   absl::StatusOr<planner::PlanDevice> device = ResolveDevice(options.device, profile.gpu.has_value(), spec);
   if (!device.ok()) return device.status();
-  planner::ExecutionPlan plan = planner::DefaultPlan(*device);
-  // MLA models attend on the CPU only, fresh prompts too (ModelCosts::attention_on_cpu_only).
-  if (spec.is_mla()) plan.prefill_attention_on_gpu = false;
-  plan = planner::ApplyPins(plan, options.pins);
+  planner::ExecutionPlan plan = planner::ApplyPins(planner::DefaultPlan(*device), options.pins);
   planner::ModelCosts costs = planner::ComputeModelCosts(
       spec, options.layers, 2, 2, options.pins.expert_dtype.value_or(io::DType::kBF16));
   if (options.pins.kv_dtype) planner::PriceKvCache(spec, *options.pins.kv_dtype, &costs);
