@@ -12,7 +12,9 @@
 //   tiered_section_source.h  SsdSectionSource (sections read from the checkpoint on SSD into pinned staging,
 //                    io::SectionPrefetcher) and TieredSectionSource (pinned and SSD sections as one source).
 //   routing_ops.h    Router top-k (twin: cpu::RouteTopK).
-//   moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
+//   group_routing_ops.h  DeepSeek's group-limited router (twin: cpu::RouteGroupLimited).
+//   mla_ops.h        MLA prefill pieces: rotary of any rope type (twin: cpu::ApplyRotary), strided block
+//   copies. moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
 //   cpu::MoeForward). dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add,
 //   conversions,
 //                    greedy argmax + log-softmax for lm_head logits.
@@ -30,7 +32,9 @@
 #include "gpu/device_arena.h"
 #include "gpu/expert_packing.h"
 #include "gpu/gpu_probe.h"
+#include "gpu/group_routing_ops.h"
 #include "gpu/host_memory.h"
+#include "gpu/mla_ops.h"
 #include "gpu/moe_ops.h"
 #include "gpu/routing_ops.h"
 #include "gpu/section_ring.h"

@@ -20,6 +20,14 @@ inline constexpr int kMaxRouterExperts = 1024;
 cudaError_t LaunchRouteTopK(const float* logits, int tokens, int num_experts, int top_k, bool softmax_first,
                             bool renormalize, int32_t* expert_ids, float* weights, cudaStream_t stream);
 
+// DeepSeek's group-limited router (twin: cpu::RouteGroupLimited): one thread per token. sigmoid: noaux_tc's
+// sigmoid scores chosen by score + correction_bias (may be null), groups by their top-2 sum; else softmax
+// scores, groups by their best. n_group <= 64; top_k <= 32.
+cudaError_t LaunchRouteGroupLimited(const float* logits, int tokens, int num_experts, int top_k, int n_group,
+                                    int topk_group, bool sigmoid, const float* correction_bias,
+                                    bool renormalize, float routed_scaling_factor, int32_t* expert_ids,
+                                    float* weights, cudaStream_t stream);
+
 // Sort of token->expert assignments by expert (stable: within an expert, by assignment index t * top_k + j).
 // counts: [num_experts + 1], the last entry counts ids outside [0, num_experts). offsets: [num_experts + 1].
 // permutation[s]: the assignment at sorted position s. inverse[a]: the sorted position of assignment a.

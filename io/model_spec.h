@@ -136,6 +136,8 @@ struct ModelSpec {
 
   int q_width() const { return num_heads * head_dim; }
   int kv_width() const { return num_kv_heads * head_dim; }
+  // Width of attention's output rows, o_proj's input: q_width(), or heads * v_head_dim for MLA.
+  int attention_out_width() const { return is_mla() ? num_heads * mla.v_head_dim : q_width(); }
   int num_moe_layers() const;
   // Parameter counts, for reports and the planner.
   int64_t expert_params() const;     // One routed expert (gate, up, down).

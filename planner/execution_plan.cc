@@ -165,6 +165,12 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
                             "--kv-dtype fp8"));
   }
   if (plan.device == PlanDevice::kCpu) return absl::OkStatus();
+  if (spec.is_mla() && (plan.kv.gpu_fraction > 0 || plan.kv.gpu_bytes > 0)) {
+    return bad("kv.gpu_fraction", plan.kv.gpu_fraction,
+               absl::StrCat(spec.model_type,
+                            "'s MLA cache stays in host memory on the GPU path (its attention runs on the "
+                            "CPU): use --kv-gpu-fraction 0"));
+  }
   if (plan.kv.dtype == io::DType::kF8E4M3 && (plan.kv.gpu_fraction > 0 || plan.kv.gpu_bytes > 0)) {
     return bad(
         "kv.dtype", "F8_E4M3",

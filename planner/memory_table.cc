@@ -57,7 +57,12 @@ int64_t PackedExpertStride(int hidden, int intermediate) {
 
 std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, int micro_batches,
                                         int device_kv_blocks, int64_t device_kv_bytes) {
-  const int64_t t = max_tokens, h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  const int64_t t = max_tokens, h = spec.hidden_size, qw = spec.q_width();
+  // MLA (DeepSeek): "k" holds kv_a's [latent ; rope key] rows and there is no "v"; attention rows are
+  // heads * v_head_dim wide; q_b's input (the normed q LoRA rows) has buffers of its own.
+  const bool mla = spec.is_mla();
+  const int64_t kw = mla ? spec.mla.cache_width() : spec.kv_width(), vw = mla ? 0 : spec.kv_width();
+  const int64_t aw = spec.attention_out_width(), lora = mla ? spec.mla.q_lora_rank : 0;
   const int64_t top_k = spec.num_experts_per_tok, e = spec.num_experts, vocab = spec.vocab_size;
   const int64_t offsets = t + micro_batches + 1;
   const int64_t tables = std::max(1, device_kv_blocks) * 4LL;
@@ -66,10 +71,10 @@ std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, i
           {gpu, "normed", t * h * 4},
           {gpu, "normed bf16", t * h * 2},
           {gpu, "q", t * qw * 4},
-          {gpu, "k", t * kvw * 4},
-          {gpu, "v", t * kvw * 4},
-          {gpu, "attention", t * qw * 4},
-          {gpu, "attention bf16", t * qw * 2},
+          {gpu, "k", t * kw * 4},
+          {gpu, "v", t * vw * 4},
+          {gpu, "attention", t * aw * 4},
+          {gpu, "attention bf16", t * aw * 2},
           {gpu, "o_proj out", t * h * 4},
           {gpu, "router logits", t * e * 4},
           {gpu, "expert ids", t * top_k * 4},
@@ -89,11 +94,13 @@ std::vector<MemoryItem> StepBufferItems(const ModelSpec& spec, int max_tokens, i
           {gpu, "device KV tables", tables},
           {gpu, "device KV cache (K)", device_kv_bytes / 2},
           {gpu, "device KV cache (V)", device_kv_bytes / 2},
+          {gpu, "q LoRA", t * lora * 4},
+          {gpu, "q LoRA bf16", t * lora * 2},
           {pinned, "staging: hidden states", t * h * 4},
           {pinned, "staging: q", t * qw * 4},
-          {pinned, "staging: k", t * kvw * 4},
-          {pinned, "staging: v", t * kvw * 4},
-          {pinned, "staging: attention", t * qw * 4},
+          {pinned, "staging: k", t * kw * 4},
+          {pinned, "staging: v", t * vw * 4},
+          {pinned, "staging: attention", t * aw * 4},
           {pinned, "staging: positions", t * 4},
           {pinned, "staging: fresh-prompt offsets", offsets * 4},
           {pinned, "staging: logit rows", t * 4},
@@ -153,15 +160,29 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
   const int64_t h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
   int64_t attention = 0, routers = 0, mlps = 0;
   for (int i = 0; i < spec.num_layers; ++i) {
-    attention += Charged(qw * h * 2) + 2 * Charged(kvw * h * 2) + Charged(h * qw * 2) + 2 * Charged(4 * h);
+    if (spec.is_mla()) {
+      // q_a, its norm and q_b (or q_proj), kv_a and its norm, kv_b (bf16: fresh prompts' attention), o_proj
+      // and the two layer norms. The CPU's attention keeps f32 copies of its own (MlaHostWeightBytes).
+      const int64_t lora = spec.mla.q_lora_rank;
+      attention +=
+          lora > 0 ? Charged(lora * h * 2) + Charged(4 * lora) + Charged(qw * lora * 2) : Charged(qw * h * 2);
+      const int64_t kv_b =
+          int64_t{spec.num_heads} * (spec.mla.qk_nope_head_dim + spec.mla.v_head_dim) * spec.mla.kv_lora_rank;
+      attention += Charged(int64_t{spec.mla.cache_width()} * h * 2) + Charged(4LL * spec.mla.kv_lora_rank) +
+                   Charged(kv_b * 2) + Charged(h * spec.attention_out_width() * 2) + 2 * Charged(4 * h);
+    } else {
+      attention += Charged(qw * h * 2) + 2 * Charged(kvw * h * 2) + Charged(h * qw * 2) + 2 * Charged(4 * h);
+    }
     if (spec.attention_bias) attention += Charged(4 * qw) + 2 * Charged(4 * kvw);
     if (spec.qk_norm == QkNorm::kPerHead) attention += 2 * Charged(4LL * spec.head_dim);
     if (spec.qk_norm == QkNorm::kFullWidth) attention += Charged(4 * qw) + Charged(4 * kvw);
     if (spec.layers[i].is_moe) {
       routers += Charged(4LL * spec.num_experts * h);
+      // DeepSeek-V3's e_score_correction_bias, f32, beside its router.
+      if (spec.router == RouterKind::kSigmoidGroupTopK) routers += Charged(4LL * spec.num_experts);
       if (spec.layers[i].has_shared_expert) {
         mlps += Charged(PackedExpertStride(spec.hidden_size, spec.shared_expert_intermediate_size)) +
-                Charged(2 * h);
+                (spec.shared_expert_gated ? Charged(2 * h) : 0);
       }
     } else {
       mlps += Charged(PackedExpertStride(spec.hidden_size, spec.intermediate_size));
@@ -172,6 +193,30 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
           {MemoryTier::kGpu, "weights: shared experts and dense MLPs", mlps},
           {MemoryTier::kGpu, "weights: lm_head and final norm",
            Charged(int64_t{spec.vocab_size} * h * 2) + Charged(4 * h)}};
+}
+
+std::vector<MemoryItem> MlaPrefillItems(const ModelSpec& spec, int max_tokens) {
+  if (!spec.is_mla()) return {};
+  const MlaSpec& mla = spec.mla;
+  const int64_t t = max_tokens, heads = spec.num_heads, qk = mla.qk_head_dim();
+  const MemoryTier gpu = MemoryTier::kGpu;
+  return {{gpu, "MLA prefill: latents", t * mla.kv_lora_rank * 4},
+          {gpu, "MLA prefill: latents bf16", t * mla.kv_lora_rank * 2},
+          {gpu, "MLA prefill: rope keys", t * mla.qk_rope_head_dim * 4},
+          {gpu, "MLA prefill: kv_b out", t * heads * (mla.qk_nope_head_dim + mla.v_head_dim) * 4},
+          {gpu, "MLA prefill: k", t * heads * qk * 4},
+          {gpu, "MLA prefill: v", t * heads * qk * 4},
+          {gpu, "MLA prefill: out", t * heads * qk * 4}};
+}
+
+int64_t MlaHostWeightBytes(const ModelSpec& spec) {
+  if (!spec.is_mla()) return 0;
+  const MlaSpec& mla = spec.mla;
+  // kv_b [heads * (nope + v), latent] in f32, absorb_q's transposed copy of its W_UK part, kv_a's norm.
+  const int64_t per_layer =
+      int64_t{spec.num_heads} * (mla.qk_nope_head_dim + mla.v_head_dim) * mla.kv_lora_rank * 4 +
+      int64_t{spec.num_heads} * mla.qk_nope_head_dim * mla.kv_lora_rank * 4 + int64_t{mla.kv_lora_rank} * 4;
+  return per_layer * spec.num_layers;
 }
 
 int64_t SsdStagingBufferBytes(int64_t experts, int64_t expert_bf16_bytes, io::DType stored) {
@@ -236,6 +281,16 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   }
   for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens(), held))
     table.items.push_back(std::move(item));
+  if (spec.is_mla()) {
+    if (plan.prefill_attention_on_gpu) {
+      for (MemoryItem& item : MlaPrefillItems(spec, plan.max_step_tokens())) {
+        item.bytes = Charged(item.bytes);
+        table.items.push_back(std::move(item));
+      }
+    }
+    table.items.push_back({MemoryTier::kHost, "weights: MLA kv_b and its absorbed copy (f32, CPU attention)",
+                           MlaHostWeightBytes(spec)});
+  }
   table.items.push_back({MemoryTier::kHost, "KV cache (host)", host_kv});
   return table;
 }

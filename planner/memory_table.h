@@ -78,7 +78,16 @@ std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens,
                                        io::DType held_expert_dtype = io::DType::kBF16);
 // Every weight the GPU path keeps on the GPU whatever the plan: attention (bf16 matrices, f32 biases and
 // norms), routers (f32), shared experts and dense MLPs (packed), lm_head and the final norm.
+// MLA models (DeepSeek): q_a, q_a's norm and q_b (or q_proj), kv_a and its norm, kv_b in bf16 and o_proj.
 std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec);
+// MLA models whose fresh prompts attend on the GPU (ExecutionPlan::prefill_attention_on_gpu): the scratch of
+// that attention for steps of up to max_tokens tokens, as runtime/engine/gpu_step_ops.cc allocates it (the
+// split latents and rope keys, kv_b's output, K and V padded to qk_head_dim, the padded output). Empty for
+// other models.
+std::vector<MemoryItem> MlaPrefillItems(const ModelSpec& spec, int max_tokens);
+// MLA models on the GPU path: host bytes of what the CPU's attention keeps in f32 besides the cache (kv_b,
+// absorb_q's transposed copy of W_UK, kv_a's norm); 0 for other models.
+int64_t MlaHostWeightBytes(const ModelSpec& spec);
 
 // Everything for `plan` on `spec`. max_context_tokens sizes the host KV cache the plan's sequences touch.
 MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan, int max_context_tokens);

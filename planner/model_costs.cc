@@ -109,6 +109,14 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
   costs.hidden = spec.hidden_size;
   costs.q_width = spec.q_width();
   costs.kv_width = spec.kv_width();
+  costs.attention_out_width = spec.attention_out_width();
+  costs.kv_rows_width = spec.is_mla() ? spec.mla.cache_width() : 2 * spec.kv_width();
+  costs.mla = spec.is_mla();
+  if (costs.mla) {
+    int64_t bytes = 0;
+    for (const MemoryItem& item : MlaPrefillItems(spec, 1024)) bytes += item.bytes;
+    costs.mla_prefill_bytes_per_token = (bytes + 1023) / 1024;
+  }
   costs.vocab = spec.vocab_size;
   costs.heads = spec.num_heads;
   costs.kv_heads = spec.num_kv_heads;
@@ -141,6 +149,8 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
       // by the absorption (q_nope into the latent through W_UK, each head's latent output through W_UV),
       // which multiplies by the same number of weights.
       layer.attention_projection_flops = 2.0 * static_cast<double>(spec.attention_params() - 2 * h);
+      layer.mla_absorb_flops = 2.0 * spec.num_heads * spec.mla.kv_lora_rank *
+                               static_cast<double>(spec.mla.qk_nope_head_dim + spec.mla.v_head_dim);
     }
     if (layer_spec.is_moe) {
       layer.num_experts = spec.num_experts;

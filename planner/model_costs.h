@@ -28,6 +28,10 @@ struct LayerCosts {
 
   // FLOPs per token (a multiply-add is 2).
   double attention_projection_flops = 0;  // q, k, v and o projections.
+  // MLA (DeepSeek): of attention_projection_flops, the absorption of kv_b (W_UK into the queries, W_UV out of
+  // the latent), which runs on the CPU beside its attention on both paths; for fresh prompts attending on the
+  // GPU, applying kv_b to their latents costs the GPU the same.
+  double mla_absorb_flops = 0;
   double router_flops = 0;
   double shared_mlp_flops = 0;
   double expert_flops = 0;  // One token through one routed expert; a token visits top_k of them.
@@ -40,6 +44,13 @@ struct LayerCosts {
 
 struct ModelCosts {
   int hidden = 0, q_width = 0, kv_width = 0, vocab = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int attention_out_width = 0;  // o_proj's input per token: q_width, or heads * v_head_dim (MLA)
+  int kv_rows_width = 0;        // k/v values per token the GPU path sends the host: 2 kv_width, or MLA's row
+  // MLA (DeepSeek) on the GPU path: its cache stays on the host (no share on the GPU), and fresh prompts
+  // attend on the GPU only with ExecutionPlan::prefill_attention_on_gpu (else on the CPU with the rest),
+  // which then also needs mla_prefill_bytes_per_token of device scratch per step token (MlaPrefillItems).
+  bool mla = false;
+  int64_t mla_prefill_bytes_per_token = 0;
   int weight_bytes_per_param = 2;  // bf16 weights
   int kv_bytes_per_element = 2;    // bf16 KV cache
   io::DType kv_dtype = io::DType::kBF16;  // The KV cache's type (PriceKvCache); decode attention's FLOP rate

@@ -31,7 +31,8 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
                                         const PlanPins& pins) {
   const bool gpu = device == PlanDevice::kGpu;
   std::vector<double> kv_fractions = {0.0};
-  if (gpu && model.profile().gpu && model.profile().gpu->attention_kv_gbps > 0) {
+  // MLA models keep their whole cache on the host (ModelCosts::mla): no GPU share to try.
+  if (gpu && !model.costs().mla && model.profile().gpu && model.profile().gpu->attention_kv_gbps > 0) {
     kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
   }
   if (pins.kv_gpu_fraction) kv_fractions = {*pins.kv_gpu_fraction};

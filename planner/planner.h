@@ -7,8 +7,10 @@
 //   hardware_profile.h  HardwareProfile (what `ringmoe probe` measured) and its JSON form; the per-machine
 //                       cache ~/.cache/ringmoe/hardware-<hostname>.json and bench/h200_profile.json share it.
 //   model_costs.h       Bytes and FLOPs per layer and weight group, from ModelSpec (config.json) alone.
-//   perf_model.h        ExecutionPlan -> memory per tier and per-stage step times (copies, GEMMs, CPU attention,
-//                       DRAM contention, SSD), for decode steps, prefill chunks and the whole job.
+//   perf_model.h        ExecutionPlan -> memory per tier and per-stage step times (copies, GEMMs, CPU
+//   attention,
+//                       DRAM contention, SSD), for decode steps, prefill chunks and the whole job (the step
+//                       times are in step_time.cc).
 //   plan_search.h       The plan with the highest predicted end-to-end throughput; user pins; what-ifs.
 //   report.h            PlanReport: the table printed by `ringmoe plan` and before/after `ringmoe run`, the
 //                       measured-beside-predicted table (MeasuredRun), and --report-json.

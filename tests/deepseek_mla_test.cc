@@ -429,13 +429,16 @@ TEST(DeepseekEngine, BadInputFailsClearly) {
   ASSERT_FALSE(results.ok());
   EXPECT_NE(results.status().message().find("q_proj"), std::string::npos) << results.status();
 
-  // The GPU path refuses DeepSeek, pointing at the CPU path (on any machine: before it looks for a GPU).
-  EngineOptions gpu_options;
-  gpu_options.plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
-  absl::StatusOr<Engine> on_gpu = Engine::Open(mismatched.path(), gpu_options);
-  ASSERT_FALSE(on_gpu.ok());
-  EXPECT_EQ(on_gpu.status().code(), absl::StatusCode::kUnimplemented) << on_gpu.status();
-  EXPECT_NE(on_gpu.status().message().find("--device cpu"), std::string::npos) << on_gpu.status();
+  // A GPU plan may not put any of the MLA cache on the GPU (its attention runs on the CPU), naming the field.
+  absl::StatusOr<ModelSpec> mla_spec = LoadModelSpec(mismatched.path());
+  ASSERT_TRUE(mla_spec.ok()) << mla_spec.status();
+  planner::ExecutionPlan gpu_plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
+  gpu_plan.expert_tiers = planner::SpreadResidentLayers(*mla_spec, 0);
+  EXPECT_TRUE(planner::ValidatePlan(gpu_plan, *mla_spec).ok());
+  gpu_plan.kv.gpu_fraction = 0.5;
+  const absl::Status gpu_share = planner::ValidatePlan(gpu_plan, *mla_spec);
+  EXPECT_TRUE(absl::IsInvalidArgument(gpu_share)) << gpu_share;
+  EXPECT_NE(gpu_share.message().find("kv.gpu_fraction"), std::string::npos) << gpu_share;
 
   // An fp8 KV cache is refused for MLA, naming the field.
   TempDir good;
@@ -526,9 +529,9 @@ TEST(DeepseekEngine, AutoComputeTypeSeesABf16Checkpoint) {
   EXPECT_EQ(ChooseComputeType(ComputeType::kAuto, f32_dir.path(), false), io::DType::kF32);
 }
 
-// --device auto plans an MLA model for the CPU even where the profile has a GPU (the engine refuses MLA on
-// the GPU for now); --device gpu still plans it there, and a GQA model still goes to the GPU under auto.
-TEST(DeepseekEngine, AutoDevicePlansMlaForTheCpu) {
+// --device auto plans an MLA model for the GPU where the profile has one, as any model, with no GPU share of
+// its cache; --device cpu keeps it on the CPU.
+TEST(DeepseekEngine, AutoDevicePlansMlaForTheGpu) {
   TempDir dir;
   ASSERT_TRUE(WriteCheckpoint(dir.path(), Options{}, MakeTensors(Options{}, 3)));
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir.path());
@@ -543,11 +546,13 @@ TEST(DeepseekEngine, AutoDevicePlansMlaForTheCpu) {
   options.hardware = std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json";
   absl::StatusOr<planner::ExecutionPlan> plan = PlanJobWithoutSearch(*spec, workload, options);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->device, planner::PlanDevice::kCpu);
-  options.device = "gpu";
+  EXPECT_EQ(plan->device, planner::PlanDevice::kGpu);
+  EXPECT_EQ(plan->kv.gpu_bytes, 0);
+  EXPECT_TRUE(planner::ValidatePlan(*plan, *spec).ok()) << planner::ValidatePlan(*plan, *spec);
+  options.device = "cpu";
   plan = PlanJobWithoutSearch(*spec, workload, options);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->device, planner::PlanDevice::kGpu);
+  EXPECT_EQ(plan->device, planner::PlanDevice::kCpu);
   const std::string qwen3 = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/golden/qwen3_moe";
   absl::StatusOr<ModelSpec> gqa = LoadModelSpec(qwen3);
   ASSERT_TRUE(gqa.ok()) << gqa.status();

@@ -6,7 +6,8 @@
 // ring, with fresh prompts' attention on the CPU instead of the GPU, and with routed expert copies (checked
 // bit-equal to whole-part copies, with fewer bytes moved). Sampled requests ride along in every batch (the
 // GPU returns their logits rows while it picks the greedy ones' tokens itself); they must repeat exactly from
-// the same seeds. Skips without a GPU.
+// the same seeds. The DeepSeek goldens (MLA, group-limited routing) run the same placements but for the GPU
+// share of the KV cache, which MLA does not have. Skips without a GPU.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -85,6 +86,46 @@ struct SsdDirs {
   }
   std::vector<std::string> paths;
 };
+
+// The DeepSeek goldens (tests/data/golden_deepseek) record no router_gaps. There the rule's exception is
+// decided by bf16 itself: the same prompts run on the CPU path in bf16 (the GPU path's roundings: bf16
+// weights and matmul inputs, f32 accumulation, a bf16 latent cache; decode attention is the very code the
+// GPU path runs, fresh prompts' differ only by kv_b's bf16 rounding), and a logprob may be more than
+// kBf16LogprobTolerance off on the GPU only where the CPU's bf16 run is itself more than kBf16SensitiveError
+// off the reference, or no longer follows it (bf16 moved something near a tie: a router or a token). Returns
+// per prompt, per reference token, whether it is such a position. On the build machine's CPU in bf16
+// (2026-12-07) the DeepSeek cases compared 59 to 92 tokens, worst logprob 0.009-0.029 off (two positions of
+// deepseek_v2 over 2e-2), and left the reference's tokens 2 to 4 times each, at top-2 margins up to 0.43
+// (deepseek_v3_fp8): router near ties, which the margins do not show.
+constexpr double kBf16SensitiveError = 1e-2;
+
+std::vector<std::vector<bool>> Bf16SensitivePositions(const std::string& dir, const nlohmann::json& golden,
+                                                      const std::vector<Request>& requests) {
+  EngineOptions options;
+  options.threads = 4;
+  options.cpu_compute = ComputeType::kBF16;
+  options.plan = planner::DefaultPlan(planner::PlanDevice::kCpu);
+  options.plan.batch = 4;
+  options.plan.prefill_chunk = 44;
+  absl::StatusOr<Engine> engine = Engine::Open(dir, options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  std::vector<std::vector<bool>> sensitive;
+  if (!engine.ok()) return sensitive;
+  auto results = engine->Generate(requests);
+  EXPECT_TRUE(results.ok()) << results.status();
+  if (!results.ok()) return sensitive;
+  for (size_t i = 0; i < golden["prompts"].size(); ++i) {
+    const auto tokens = golden["prompts"][i]["tokens"].get<std::vector<int32_t>>();
+    const auto logprobs = golden["prompts"][i]["logprobs"].get<std::vector<double>>();
+    const Result& result = (*results)[i];
+    std::vector<bool>& flags = sensitive.emplace_back(tokens.size(), true);
+    for (size_t t = 0; t < tokens.size() && t < result.token_ids.size(); ++t) {
+      if (result.token_ids[t] != tokens[t]) break;  // from here on the bf16 run says nothing
+      flags[t] = std::abs(result.logprobs[t] - logprobs[t]) > kBf16SensitiveError;
+    }
+  }
+  return sensitive;
+}
 
 class GpuGoldenTest : public testing::TestWithParam<std::tuple<std::string, Placement>> {};
 
@@ -224,6 +265,15 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     EXPECT_FALSE((*results)[i].token_ids.empty()) << requests[i].id;
     EXPECT_EQ((*results)[i].token_ids, (*again)[i].token_ids) << requests[i].id << " did not repeat";
   }
+  // Goldens without router_gaps (DeepSeek's): bf16's own sensitive positions (Bf16SensitivePositions).
+  std::vector<std::vector<bool>> bf16_sensitive;
+  if (!golden["prompts"][0].contains("router_gaps")) {
+    bf16_sensitive = Bf16SensitivePositions(
+        dir, golden, std::vector<Request>(requests.begin(), requests.begin() + greedy_requests));
+    ASSERT_EQ(bf16_sensitive.size(), greedy_requests);
+  }
+  const bool fp8_golden =
+      case_dir.rfind("golden_fp8/", 0) == 0 || spec->quantization.method == WeightQuantization::kFp8Block;
   int compared = 0, near_tie_outliers = 0;
   double worst = 0;
   for (size_t i = 0; i < greedy_requests; ++i) {
@@ -233,28 +283,37 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     const auto tokens = expected["tokens"].get<std::vector<int32_t>>();
     const auto logprobs = expected["logprobs"].get<std::vector<double>>();
     const auto margins = expected["top2_margins"].get<std::vector<double>>();
-    ASSERT_TRUE(expected.contains("router_gaps"))
-        << dir << ": golden.json predates make_models.py's router_gaps";
-    const auto router_gaps = expected["router_gaps"].get<std::vector<double>>();
-    ASSERT_EQ(router_gaps.size(), tokens.size()) << "prompt " << i;
+    // A near tie at a position: a router's (router_gaps), or else bf16's own sensitivity there.
+    std::vector<bool> near_tie(tokens.size(), false);
+    if (bf16_sensitive.empty()) {
+      ASSERT_TRUE(expected.contains("router_gaps"))
+          << dir << ": golden.json predates make_models.py's router_gaps";
+      const auto router_gaps = expected["router_gaps"].get<std::vector<double>>();
+      ASSERT_EQ(router_gaps.size(), tokens.size()) << "prompt " << i;
+      for (size_t t = 0; t < tokens.size(); ++t) near_tie[t] = router_gaps[t] <= kRouterNearTie;
+    } else {
+      near_tie = bf16_sensitive[i];
+    }
     // Token by token while the engine's continuation is the reference's: a different token is an error
     // where the reference's top-2 margin exceeds 0.05, and ends the comparison of that prompt where it does
     // not (bf16 may pick the runner-up of a near-tie; past it the reference says nothing).
     for (size_t t = 0; t < tokens.size() && t < result.token_ids.size(); ++t) {
       if (result.token_ids[t] != tokens[t]) {
-        EXPECT_LE(margins[t], 0.05) << "prompt " << i << " token " << t << ": " << result.token_ids[t]
-                                    << " where the reference picked " << tokens[t];
+        // DeepSeek goldens: or where bf16 itself leaves the reference (at a router's near tie, which a
+        // token's margin does not show: on the CPU in bf16 deepseek_v3 leaves it at margins up to 0.29).
+        EXPECT_TRUE(margins[t] <= 0.05 || (!bf16_sensitive.empty() && near_tie[t]))
+            << "prompt " << i << " token " << t << ": " << result.token_ids[t]
+            << " where the reference picked " << tokens[t] << " (margin " << margins[t] << ")";
         break;
       }
       const double error = std::abs(result.logprobs[t] - logprobs[t]);
       worst = std::max(worst, error);
       if (error > kBf16LogprobTolerance) {
-        EXPECT_LE(router_gaps[t], kRouterNearTie) << "prompt " << i << " token " << t << ": logprob " << error
-                                                  << " off where no router is near a tie";
+        EXPECT_TRUE(near_tie[t]) << "prompt " << i << " token " << t << ": logprob " << error
+                                 << " off where no router is near a tie (nor bf16 itself sensitive)";
         ++near_tie_outliers;
       }
-      const double outlier_bound =
-          case_dir.rfind("golden_fp8/", 0) == 0 ? kFp8OutlierBound : kBf16OutlierBound;
+      const double outlier_bound = fp8_golden ? kFp8OutlierBound : kBf16OutlierBound;
       EXPECT_LE(error, outlier_bound) << "prompt " << i << " token " << t << ": " << result.logprobs[t]
                                       << " where the reference has " << logprobs[t];
       ++compared;
@@ -297,6 +356,32 @@ INSTANTIATE_TEST_SUITE_P(
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
       return name;
     });
+
+// DeepSeek-V3 (q LoRA; q_proj, bf16; block-FP8) and DeepSeek-V2 (tests/data/golden_deepseek): MLA's
+// projections, group-limited routing and the ungated shared experts on the GPU, decode attention on the CPU,
+// fresh prompts' attention on the GPU in the expanded form (on the CPU in the cpu_prefill_attention
+// placement), the routed experts resident, streamed, in parts, routed copies and from SSD. No placement puts
+// KV on the GPU: an MLA cache stays on the host.
+INSTANTIATE_TEST_SUITE_P(
+    DeepseekModels, GpuGoldenTest,
+    testing::Combine(testing::Values("golden_deepseek/deepseek_v3", "golden_deepseek/deepseek_v3_no_qlora",
+                                     "golden_deepseek/deepseek_v2"),
+                     testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
+                                     kRoutedCopies, kStreamedFromSsd, kSomeFromSsdFilesInParts)),
+    [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
+INSTANTIATE_TEST_SUITE_P(DeepseekFp8Models, GpuGoldenTest,
+                         testing::Combine(testing::Values("golden_deepseek/deepseek_v3_fp8"),
+                                          testing::Values(kResident, kStreamed, kRoutedCopies,
+                                                          kStreamedFromSsdFiles)),
+                         [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
+                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
 
 // Block-FP8 checkpoints (tests/golden/make_fp8_goldens.py): the routed experts stream and sit in the ring (or
 // stay resident) as FP8 blocks, dequantised to bf16 on the GPU beside their GEMMs; the same bf16 rule holds

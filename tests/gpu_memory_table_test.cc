@@ -22,6 +22,7 @@ struct Layout {
   int resident;
   int layer_parts;
   int gpu_kv_sequences;
+  const char* model = nullptr;  // under tests/data; null: kTinyModel
 };
 
 class GpuMemoryTableTest : public testing::TestWithParam<Layout> {};
@@ -29,7 +30,9 @@ class GpuMemoryTableTest : public testing::TestWithParam<Layout> {};
 TEST_P(GpuMemoryTableTest, EngineAllocatesWhatTheTableSays) {
   SKIP_WITHOUT_GPU();
   const Layout& layout = GetParam();
-  absl::StatusOr<ModelSpec> spec = LoadModelSpec(kTinyModel);
+  const std::string model =
+      layout.model == nullptr ? kTinyModel : std::string(RINGMOE_SOURCE_DIR) + "/tests/data/" + layout.model;
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(model);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EngineOptions options;
   options.threads = 2;
@@ -43,7 +46,7 @@ TEST_P(GpuMemoryTableTest, EngineAllocatesWhatTheTableSays) {
   plan.ring_sections = layout.layer_parts + 1;
   constexpr int kContext = 40;
   plan.kv.gpu_bytes = planner::KvBytesForSequences(*spec, plan.kv, layout.gpu_kv_sequences, kContext);
-  absl::StatusOr<Engine> engine = Engine::Open(kTinyModel, options);
+  absl::StatusOr<Engine> engine = Engine::Open(model, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   std::vector<Request> requests(6);
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -65,6 +68,14 @@ INSTANTIATE_TEST_SUITE_P(Layouts, GpuMemoryTableTest,
                                          Layout{"one_resident_half_layers", 1, 2, 0},
                                          Layout{"streamed_kv_on_gpu", 0, 1, 2}),
                          [](const testing::TestParamInfo<Layout>& info) { return info.param.name; });
+// DeepSeek-V3 (MLA, a q LoRA, a dense first layer, shared experts, the router's correction bias): its own
+// step buffers and resident weights (planner::DenseWeightItems' MLA branch).
+INSTANTIATE_TEST_SUITE_P(
+    DeepseekLayouts, GpuMemoryTableTest,
+    testing::Values(Layout{"deepseek_resident", 3, 1, 0, "golden_deepseek/deepseek_v3"},
+                    Layout{"deepseek_streamed_half_layers", 0, 2, 0, "golden_deepseek/deepseek_v3"},
+                    Layout{"deepseek_no_qlora_streamed", 1, 1, 0, "golden_deepseek/deepseek_v3_no_qlora"}),
+    [](const testing::TestParamInfo<Layout>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace ringmoe

@@ -276,11 +276,8 @@ int RunJob(RunFlags& flags) {
   }
 
   // The plan: printed before the run; the engine runs exactly it.
-  // auto: the GPU when one is usable, except for MLA models (DeepSeek), which run on the CPU only for now.
-  if (flags.plan.device == "auto") {
-    const absl::StatusOr<ModelSpec> spec = LoadModelSpec(flags.model);
-    flags.plan.device = gpu::GpuAvailable() && !(spec.ok() && spec->is_mla()) ? "gpu" : "cpu";
-  }
+  // auto: the GPU when one is usable (MLA models included: their attention runs on the CPU either way).
+  if (flags.plan.device == "auto") flags.plan.device = gpu::GpuAvailable() ? "gpu" : "cpu";
   std::optional<PlanReport> report;
   EngineOptions options;
   options.cpu_compute = *cpu_compute;

@@ -98,15 +98,6 @@ const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOptions& options) {
   const planner::ExecutionPlan& plan = options.plan;  // impl->options.plan below: the plan as run
   const bool use_gpu = plan.device == planner::PlanDevice::kGpu;
-  if (use_gpu) {
-    // The GPU forward pass has no MLA kernels or group-limited router yet (issue 20): refused up front, on
-    // any machine, before any weight is read.
-    if (absl::StatusOr<ModelSpec> early = LoadModelSpec(model_dir); early.ok() && early->is_mla()) {
-      return absl::UnimplementedError(
-          absl::StrCat(model_dir, ": ", early->model_type,
-                       " (multi-head latent attention) runs on the CPU only for now: pass --device cpu"));
-    }
-  }
   if (std::string why_not; use_gpu && !gpu::GpuAvailable(&why_not)) {
     return absl::FailedPreconditionError(absl::StrCat("the plan runs on the GPU: ", why_not));
   }

@@ -46,6 +46,9 @@ struct GpuForward::State {
   StepBuffers buffers;
   std::optional<ExpertStreamer> streamer;
   std::optional<GpuStepOps> ops;
+  // MLA models: the rope part's rotary embedding and the CPU attention's scratch (driving thread).
+  cpu::RotaryEmbedding mla_rotary;
+  MlaScratch mla_scratch;
   // The driving thread's: its stage times (embed, attention) and counters (KV bytes, waits), and the
   // snapshot of the ring, feeder and arena counters it takes after each step that succeeded.
   ForwardStats stats;
@@ -53,14 +56,22 @@ struct GpuForward::State {
   std::unique_ptr<GpuFeeder> feeder;
 };
 
-int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, io::DType expert_dtype) {
+int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, io::DType expert_dtype,
+                                   bool mla_prefill_on_gpu) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
   const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec, expert_dtype);
-  return workspace.fixed_bytes + int64_t{max_step_tokens} * workspace.bytes_per_token;
+  int64_t bytes = workspace.fixed_bytes + int64_t{max_step_tokens} * workspace.bytes_per_token;
+  if (mla_prefill_on_gpu) {
+    for (const planner::MemoryItem& item : planner::MlaPrefillItems(spec, max_step_tokens)) {
+      bytes += (item.bytes + planner::kArenaGranularity - 1) / planner::kArenaGranularity *
+               planner::kArenaGranularity;
+    }
+  }
+  return bytes;
 }
 
 absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* out) {
-  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width();
+  const int h = spec.hidden_size, qw = spec.q_width(), kvw = spec.kv_width(), aw = spec.attention_out_width();
   const int batches = static_cast<int>(layout.batches.size());
   // The staging buffers the upload reads are filled before it is posted (gpu_step_buffers.h).
   const auto embed_start = std::chrono::steady_clock::now();
@@ -108,11 +119,22 @@ absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* ou
       RINGMOE_RETURN_IF_ERROR(ops->qkv_ready(b).Synchronize());
       stats.cpu_wait_seconds += SecondsSince(wait_start);
       const auto attention_start = std::chrono::steady_clock::now();
-      CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
-                     HostRow<float>(buffers.host_q, batch.first_row, qw),
-                     HostRow<float>(buffers.host_k, batch.first_row, kvw),
-                     HostRow<float>(buffers.host_v, batch.first_row, kvw),
-                     HostRow<float>(buffers.host_attention, batch.first_row, qw), kv_cache, workers);
+      if (spec.is_mla()) {
+        // MLA: every row's kv_a row (host_k) normed, rotated and cached here; the CPU rows (decodes,
+        // continuations) also attend here, from q, absorbed, and through W_UV. Fresh prompts attend on the
+        // GPU (GpuStepOps::EnqueueMlaPrefill) unless the plan keeps them here too.
+        MlaAttendProjected(spec, weights.layer(layer).attention, mla_rotary, layer, batch.chunks,
+                           HostRow<float>(buffers.host_q, batch.first_row, qw),
+                           HostRow<float>(buffers.host_k, batch.first_row, spec.mla.cache_width()),
+                           batch.rows, HostRow<float>(buffers.host_attention, batch.first_row, aw), kv_cache,
+                           workers, mla_scratch, batch.cpu_chunks);
+      } else {
+        CacheAndAttend(spec, layer, std::span(batch.chunks).first(batch.host_chunks), batch.cpu_chunks,
+                       HostRow<float>(buffers.host_q, batch.first_row, qw),
+                       HostRow<float>(buffers.host_k, batch.first_row, kvw),
+                       HostRow<float>(buffers.host_v, batch.first_row, kvw),
+                       HostRow<float>(buffers.host_attention, batch.first_row, aw), kv_cache, workers);
+      }
       stats.times.attention += SecondsSince(attention_start);
       const bool more = layer + 1 < spec.num_layers;
       const int64_t ticket = feeder->Post([this, &batch, layer, b, more] {
@@ -140,10 +162,23 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   auto state = std::make_unique<State>(weights, kv_cache, workers);
   state->placement = placement;
   state->placement.micro_batches = std::max(1, placement.micro_batches);
-  state->placement.workspace_bytes = WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype);
+
   if (kv_cache.device_blocks() > 0 && kv_cache.dtype() != io::DType::kBF16) {
     return absl::InvalidArgumentError("the GPU's share of the KV cache is bf16 only");
   }
+  if (weights.spec().is_mla()) {
+    // MLA's cache stays on the host, where decodes and continuations attend (ValidatePlan refuses a GPU
+    // share). Fresh prompts attend on the GPU when the plan says so and the shapes suit
+    // gpu::PrefillAttention.
+    if (kv_cache.device_blocks() > 0) {
+      return absl::InvalidArgumentError("an MLA model's KV cache has no share on the GPU");
+    }
+    if (!MlaPrefillFitsGpu(weights.spec())) state->placement.prefill_attention_on_gpu = false;
+    state->mla_rotary = MlaRotary(weights.spec());
+  }
+  state->placement.workspace_bytes =
+      WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype,
+                     weights.spec().is_mla() && state->placement.prefill_attention_on_gpu);
   // K and V, every layer, bf16.
   state->placement.kv_cache_bytes =
       2LL * weights.spec().num_layers * kv_cache.device_blocks() * kv_cache.block_stride() * 2;
@@ -168,7 +203,9 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
                           state->copy);
   state->ops.emplace(state->spec, kv_cache, *state->model, state->blas, state->compute, state->buffers,
                      *state->streamer);
-  RINGMOE_RETURN_IF_ERROR(state->ops->Allocate(max_step_tokens, state->placement.micro_batches));
+  RINGMOE_RETURN_IF_ERROR(
+      state->ops->Allocate(max_step_tokens, state->placement.micro_batches,
+                           state->spec.is_mla() && state->placement.prefill_attention_on_gpu));
   RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();

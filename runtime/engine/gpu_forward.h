@@ -39,9 +39,10 @@ class GpuForward final : public ForwardPass {
   // those four are as of the end of the last step that succeeded.
   ForwardStats stats() const override;
 
-  // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves).
+  // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves);
+  // mla_prefill_on_gpu adds MLA's prefill attention scratch (planner::MlaPrefillItems).
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens,
-                                io::DType expert_dtype = io::DType::kBF16);
+                                io::DType expert_dtype = io::DType::kBF16, bool mla_prefill_on_gpu = false);
 
  private:
   struct State;

@@ -412,9 +412,34 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     auto upload = [&](const void* host, int64_t bytes, const char* what, gpu::DeviceBuffer* out) {
       return model->Upload(host, bytes, what, out, stream);
     };
-    absl::Status status = upload(a.q.data, MatrixBytes(a.q), "q_proj", &g.q);
-    if (status.ok()) status = upload(a.k.data, MatrixBytes(a.k), "k_proj", &g.k);
-    if (status.ok()) status = upload(a.v.data, MatrixBytes(a.v), "v_proj", &g.v);
+    absl::Status status;
+    if (spec.is_mla()) {
+      // MLA: the projections the GPU runs (q LoRA or q_proj, kv_a and its norm, kv_b for fresh prompts,
+      // o_proj). The planner's DenseWeightItems counts the same.
+      if (spec.mla.q_lora_rank > 0) {
+        status = upload(a.q_a.data, MatrixBytes(a.q_a), "q_a_proj", &g.q_a);
+        if (status.ok())
+          status = upload(a.q_a_norm.data(), 4LL * a.q_a_norm.size(), "q_a_layernorm", &g.q_a_norm);
+        if (status.ok()) status = upload(a.q_b.data, MatrixBytes(a.q_b), "q_b_proj", &g.q_b);
+      } else {
+        status = upload(a.q.data, MatrixBytes(a.q), "q_proj", &g.q);
+      }
+      if (status.ok()) status = upload(a.kv_a.data, MatrixBytes(a.kv_a), "kv_a_proj_with_mqa", &g.kv_a);
+      if (status.ok())
+        status = upload(a.kv_a_norm.data(), 4LL * a.kv_a_norm.size(), "kv_a_layernorm", &g.kv_a_norm);
+      if (status.ok()) {
+        // kv_b is f32 on the host (the CPU absorbs it per head); the GPU applies it to fresh prompts'
+        // latents.
+        const int64_t count = int64_t{a.kv_b.rows} * a.kv_b.cols;
+        std::vector<uint16_t>& kv_b = model->staging_.emplace_back(static_cast<size_t>(count));
+        io::ConvertF32ToBF16(static_cast<const float*>(a.kv_b.data), kv_b.data(), static_cast<size_t>(count));
+        status = upload(kv_b.data(), 2 * count, "kv_b_proj", &g.kv_b);
+      }
+    } else {
+      status = upload(a.q.data, MatrixBytes(a.q), "q_proj", &g.q);
+      if (status.ok()) status = upload(a.k.data, MatrixBytes(a.k), "k_proj", &g.k);
+      if (status.ok()) status = upload(a.v.data, MatrixBytes(a.v), "v_proj", &g.v);
+    }
     if (status.ok()) status = upload(a.o.data, MatrixBytes(a.o), "o_proj", &g.o);
     if (status.ok() && !a.q_bias.empty()) {
       status = upload(a.q_bias.data(), 4LL * a.q_bias.size(), "q bias", &g.q_bias);
@@ -442,15 +467,24 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     }
     // The router stays f32: its logits pick the experts, and it is tiny.
     status = upload(w.router.data, 4LL * spec.num_experts * hidden, "router", &g.router);
+    if (status.ok() && spec.router == RouterKind::kSigmoidGroupTopK) {
+      if (static_cast<int>(w.router_bias.size()) != spec.num_experts) {
+        return absl::InternalError(
+            absl::StrCat("layer ", i, ": the router's correction bias was not loaded"));
+      }
+      status = upload(w.router_bias.data(), 4LL * spec.num_experts, "router correction bias", &g.router_bias);
+    }
     if (status.ok() && spec.layers[i].has_shared_expert) {
       packed.resize(model->shared_index_.total_bytes() / 2);
       std::vector<cpu::ExpertWeights> one = {w.shared_expert};
       status =
           gpu::PackLayerExperts(ExpertViews(one), model->shared_index_, packed.data(), 2LL * packed.size());
       if (status.ok()) status = upload(packed.data(), 2LL * packed.size(), "shared expert", &g.mlp);
-      std::vector<uint16_t>& gate = model->staging_.emplace_back(hidden);
-      io::ConvertF32ToBF16(static_cast<const float*>(w.shared_expert_gate.data), gate.data(), hidden);
-      if (status.ok()) status = upload(gate.data(), 2LL * hidden, "shared expert gate", &g.shared_gate);
+      if (spec.shared_expert_gated) {  // Qwen2-MoE's sigmoid gate; DeepSeek's shared experts have none
+        std::vector<uint16_t>& gate = model->staging_.emplace_back(hidden);
+        io::ConvertF32ToBF16(static_cast<const float*>(w.shared_expert_gate.data), gate.data(), hidden);
+        if (status.ok()) status = upload(gate.data(), 2LL * hidden, "shared expert gate", &g.shared_gate);
+      }
     }
     if (!status.ok()) return status;
 
@@ -494,8 +528,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     // The layer now lives in device or pinned memory (pageable uploads have read their source when the call
     // returns): drop the checkpoint's resident pages of it, so that loading never holds the model twice.
     const io::Checkpoint& checkpoint = weights.checkpoint();
-    for (const cpu::Matrix* matrix : {&a.q, &a.k, &a.v, &a.o}) {
-      checkpoint.ReleaseResidentPages(matrix->data, MatrixBytes(*matrix));
+    for (const cpu::Matrix* matrix : {&a.q, &a.k, &a.v, &a.o, &a.q_a, &a.q_b, &a.kv_a}) {
+      if (matrix->data != nullptr) checkpoint.ReleaseResidentPages(matrix->data, MatrixBytes(*matrix));
     }
     for (const cpu::ExpertWeights& expert : w.experts) {
       for (const cpu::Matrix* matrix : {&expert.gate, &expert.up, &expert.down}) {

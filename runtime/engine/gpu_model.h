@@ -1,15 +1,15 @@
 // GpuModel: the model's weights laid out for the GPU path, as the plan places them.
 //
-// Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32), the
-// routers (f32), shared experts and dense MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head
-// and the final norm; then the routed experts of as many MoE layers as the plan allows, spread evenly over
-// the model. The routed experts of the other MoE layers stream through the section ring every step: those the
-// plan puts in pinned memory are packed there at load, one buffer per layer; those it puts on SSD
-// (ExpertTier::kSsd) are read every step, straight into the packed layout's pieces in pinned staging buffers
-// (gpu::SsdSectionSource), and never held in memory: from the checkpoint's files, or with --ssd-dir from
-// section files laid out once in the packed layout and striped over the drives (io/section_file.h). The
-// embedding stays in host memory (rows are looked up on the CPU). Immutable after Create, except the ring,
-// which the forward pass drives (one thread).
+// Resident on the GPU (bf16 unless noted): every layer's q/k/v/o projections (biases and norms in f32; MLA's
+// q_a, q_b or q, kv_a and o), the routers (f32, with DeepSeek-V3's correction bias), shared experts and dense
+// MLPs (packed as single-expert layers for gpu::MoeRunner), lm_head and the final norm; then the routed
+// experts of as many MoE layers as the plan allows, spread evenly over the model. The routed experts of the
+// other MoE layers stream through the section ring every step: those the plan puts in pinned memory are
+// packed there at load, one buffer per layer; those it puts on SSD (ExpertTier::kSsd) are read every step,
+// straight into the packed layout's pieces in pinned staging buffers (gpu::SsdSectionSource), and never held
+// in memory: from the checkpoint's files, or with --ssd-dir from section files laid out once in the packed
+// layout and striped over the drives (io/section_file.h). The embedding stays in host memory (rows are looked
+// up on the CPU). Immutable after Create, except the ring, which the forward pass drives (one thread).
 #pragma once
 
 #include <deque>
@@ -71,6 +71,12 @@ struct GpuLayer {
   gpu::DeviceBuffer input_norm, post_attention_norm;  // f32 [hidden]
   gpu::DeviceBuffer q_norm, k_norm;                   // f32, empty without QK-norm
   gpu::DeviceBuffer router;                           // f32 [experts, hidden]
+  gpu::DeviceBuffer router_bias;                      // f32 [experts]: DeepSeek-V3's correction bias
+  // MLA (DeepSeek): q_a [q_lora_rank, hidden] with its f32 norm and q_b [heads * qk, q_lora_rank] (or q:
+  // q_proj), kv_a [latent + rope, hidden] with its f32 norm, kv_b [heads * (nope + v), latent] (bf16, for
+  // fresh prompts' attention on the GPU), o [hidden, heads * v]; k and v stay empty. The CPU's attention
+  // keeps its own f32 kv_b (runtime/engine/mla_step.h).
+  gpu::DeviceBuffer q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
   gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
   gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]
   gpu::DeviceBuffer experts;                          // packed routed experts, when resident

@@ -22,7 +22,7 @@ absl::Status StepBuffers::Allocate(gpu::DeviceArena& arena, const ModelSpec& spe
       &ids,       &routing,       &zero_ids,        &ones,       &gate,
       &positions, &fresh_offsets, &wanted_rows,     &final_rows, &final_bf16,
       &logits,    &picked_ids,    &picked_logprobs, &row_tables, &device_tables,
-      &device_k,  &device_v};
+      &device_k,  &device_v,      &q_lora,          &q_lora_bf16};
   gpu::PinnedHostBuffer* const pinned[] = {&host_x,
                                            &host_q,
                                            &host_k,

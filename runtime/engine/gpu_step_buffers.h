@@ -54,6 +54,9 @@ struct StepBuffers {
       host_rows, host_logits, host_picked_ids, host_picked_logprobs, host_row_tables, host_device_tables;
   // The GPU share of the KV cache: per layer, device blocks of bf16 K and V (KvCache ids >= num_blocks()).
   gpu::DeviceBuffer device_k, device_v;
+  // MLA with a q LoRA: q_a's rows (f32, normed in place) and their bf16 copy, q_b's input. Empty otherwise.
+  // (For MLA, k holds kv_a's [latent ; rope key] rows, v is empty and attention is heads * v_head_dim wide.)
+  gpu::DeviceBuffer q_lora, q_lora_bf16;
   bool host_attention_direct = false;  // Kernels read host_attention in place (gpu::DeviceReadsHostDirectly).
 };
 

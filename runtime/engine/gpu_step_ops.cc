@@ -7,11 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "gpu/attention_ops.h"
 #include "gpu/dense_ops.h"
+#include "gpu/group_routing_ops.h"
 #include "gpu/kv_cache_ops.h"
+#include "gpu/mla_ops.h"
 #include "gpu/routing_ops.h"
 #include "gpu/row_ops.h"
 #include "io/status_macros.h"
-
+#include "runtime/engine/mla_prefill_layout.h"
 
 namespace ringmoe {
 
@@ -25,7 +27,23 @@ GpuStepOps::GpuStepOps(const ModelSpec& spec, const KvCache& kv_cache, GpuModel&
       buffers_(buffers),
       streamer_(streamer) {}
 
-absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches) {
+bool MlaPrefillFitsGpu(const ModelSpec& spec) {
+  const MlaSpec& mla = spec.mla;
+  return spec.is_mla() && mla.qk_head_dim() <= 256 && mla.v_head_dim <= mla.qk_head_dim() &&
+         mla.qk_rope_head_dim % 2 == 0 && mla.qk_rope_head_dim <= 512 && spec.sliding_window <= 0;
+}
+
+absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill) {
+  if (mla_prefill) {
+    if (!MlaPrefillFitsGpu(spec_)) return absl::InternalError("MLA prefill on the GPU: unsupported shapes");
+    mla_rotary_ = MlaRotary(spec_);
+    gpu::DeviceBuffer* const buffers[] = {
+        &mla_latents_, &mla_latents_bf16_, &mla_rope_keys_, &mla_kv_b_out_, &mla_k_, &mla_v_, &mla_out_};
+    const std::vector<planner::MemoryItem> items = planner::MlaPrefillItems(spec_, max_tokens);
+    for (size_t i = 0; i < items.size(); ++i) {
+      RINGMOE_ASSIGN_OR_RETURN(*buffers[i], model_.arena().Allocate(items[i].bytes, items[i].what));
+    }
+  }
   // Routed experts pick their GEMM strategy by rows per expert (grouped calls at decode sizes). The
   // single-expert runners gain nothing from grouping and keep f32 outputs.
   auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
@@ -94,7 +112,97 @@ gpu::DevicePagedKv GpuStepOps::DeviceKv(int layer, int row) const {
   return kv;
 }
 
+absl::Status GpuStepOps::EnqueueMlaProjections(int layer, const MicroBatch& batch, int b) {
+  const auto start = std::chrono::steady_clock::now();
+  const GpuLayer& g = model_.layer(layer);
+  const int h = spec_.hidden_size, qw = spec_.q_width(), rw = spec_.mla.cache_width(), r = batch.first_row,
+            n = batch.rows, lora = spec_.mla.q_lora_rank;
+  const float eps = static_cast<float>(spec_.rms_norm_eps);
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
+                                       Row<float>(buffers_.normed, r, h), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+                                                Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
+  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
+  float* cq = Row<float>(buffers_.q, r, qw);
+  float* ckv = Row<float>(buffers_.k, r, rw);
+  if (lora > 0) {
+    // q_b(RMSNorm(q_a(x))), q_a's norm with RMSNorm's default eps as transformers builds it (mla_step.cc).
+    float* q_lora = Row<float>(buffers_.q_lora, r, lora);
+    RINGMOE_RETURN_IF_ERROR(
+        gpu::LinearBf16(blas_, input, n, g.q_a.data(), lora, h, nullptr, q_lora, compute_));
+    RINGMOE_RETURN_IF_ERROR(
+        gpu::RmsNorm(q_lora, g.q_a_norm.as<float>(), n, lora, kMlaLatentNormEps, q_lora, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(q_lora, int64_t{n} * lora,
+                                                  Row<uint16_t>(buffers_.q_lora_bf16, r, lora), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.q_lora_bf16, r, lora), n,
+                                            g.q_b.data(), qw, lora, nullptr, cq, compute_));
+  } else {
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, nullptr, cq, compute_));
+  }
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.kv_a.data(), rw, h, nullptr, ckv, compute_));
+  // Every row's kv_a row goes down (the CPU norms, rotates and caches it: MlaAttendProjected), and the CPU
+  // rows' q (decodes and continuations, which the CPU attends to in the absorbed form).
+  if (batch.cpu_rows > 0) {
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
+                                                  4LL * batch.cpu_rows * qw, compute_));
+  }
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, rw), ckv, 4LL * n * rw, compute_));
+  RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  // Fresh prompts attend here meanwhile; their q and kv_a rows were read by the copies above (stream order).
+  if (batch.fresh_chunks > 0) RINGMOE_RETURN_IF_ERROR(EnqueueMlaPrefill(layer, batch));
+  times_.projections += SecondsSince(start);
+  return absl::OkStatus();
+}
+
+absl::Status GpuStepOps::EnqueueMlaPrefill(int layer, const MicroBatch& batch) {
+  if (mla_out_.empty()) return absl::InternalError("MLA prefill on the GPU without its scratch");
+  const GpuLayer& g = model_.layer(layer);
+  const MlaSpec& mla = spec_.mla;
+  const int heads = spec_.num_heads, qk = mla.qk_head_dim(), nope = mla.qk_nope_head_dim, v = mla.v_head_dim;
+  const int latent = mla.kv_lora_rank, rope = mla.qk_rope_head_dim, rw = mla.cache_width();
+  const int qw = spec_.q_width(), aw = spec_.attention_out_width(), kv_b_width = heads * (nope + v);
+  const int f = batch.first_row + batch.cpu_rows, rows = batch.rows - batch.cpu_rows;
+  float* q = Row<float>(buffers_.q, f, qw);
+  const float* kv = Row<float>(buffers_.k, f, rw);
+  const int32_t* positions = Row<int32_t>(buffers_.positions, f, 1);
+  float* latents = mla_latents_.as<float>();
+  float* rope_keys = mla_rope_keys_.as<float>();
+  float* kv_b_out = mla_kv_b_out_.as<float>();
+  float* k = mla_k_.as<float>();
+  float* v_padded = mla_v_.as<float>();
+  const MlaPrefillCopies copies = MlaPrefillLayout(spec_, rows);
+  // The normed latents (as the cache holds them: bf16) through kv_b: each head's k_nope and v.
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv, latents, copies.latents, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv + latent, rope_keys, copies.rope_keys, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::RmsNorm(latents, g.kv_a_norm.as<float>(), rows, latent, kMlaLatentNormEps, latents, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::ConvertF32ToBf16(latents, int64_t{rows} * latent, mla_latents_bf16_.as<uint16_t>(), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, mla_latents_bf16_.data(), rows, g.kv_b.data(), kv_b_width,
+                                          latent, nullptr, kv_b_out, compute_));
+  // RoPE on the one rope key per token and on every head's rope part of q.
+  RINGMOE_RETURN_IF_ERROR(gpu::ApplyRotary(mla_rotary_, rope_keys, rows, 1, rope, 0, positions, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::ApplyRotary(mla_rotary_, q + nope, rows, heads, qw, qk, positions, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv_b_out, k, copies.k_nope, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(rope_keys, k + nope, copies.k_rope, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::FillDeviceBytes(v_padded, 0, 4LL * rows * qw, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv_b_out + nope, v_padded, copies.v, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::PrefillAttention(
+      q, k, v_padded, Row<int32_t>(buffers_.fresh_offsets, batch.fresh_offsets, 1), batch.fresh_chunks,
+      batch.max_fresh_rows, heads, heads, qk, spec_.softmax_scale(), 0, mla_out_.as<float>(), compute_));
+  // Each head's first v_head_dim outputs are its attention row (o_proj's input).
+  return gpu::CopyBlocks(mla_out_.as<float>(), Row<float>(buffers_.attention, f, aw), copies.out, compute_);
+}
+
 absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, int b) {
+  if (spec_.is_mla()) {
+    // MLA: no device-cache rows; fresh prompts (the last rows) only when this pass attends them.
+    if (batch.device_rows > 0 || (batch.fresh_chunks > 0 && mla_out_.empty())) {
+      return absl::InternalError("an MLA step laid out with rows this pass cannot attend");
+    }
+    return EnqueueMlaProjections(layer, batch, b);
+  }
   const auto start = std::chrono::steady_clock::now();
   const GpuLayer& g = model_.layer(layer);
   const int h = spec_.hidden_size, qw = spec_.q_width(), kvw = spec_.kv_width(), r = batch.first_row,
@@ -182,7 +290,8 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
 absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batch) {
   const auto start = std::chrono::steady_clock::now();
   const GpuLayer& g = model_.layer(layer);
-  const int h = spec_.hidden_size, qw = spec_.q_width(), r = batch.first_row, n = batch.rows;
+  // Attention rows are o_proj's input: q_width wide, or heads * v_head_dim for MLA.
+  const int h = spec_.hidden_size, qw = spec_.attention_out_width(), r = batch.first_row, n = batch.rows;
   const int top_k = spec_.num_experts_per_tok;
   const float eps = static_cast<float>(spec_.rms_norm_eps);
   // The CPU's attention rows: read straight from pinned memory by the conversion kernel where the GPU can
@@ -222,12 +331,27 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   const int e = spec_.num_experts;
   RINGMOE_RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e, h,
                                  Row<float>(buffers_.router_logits, r, e), compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
-                                 spec_.router == RouterKind::kTopKSoftmax
-                                     ? cpu::RouterScoring::kTopKThenSoftmax
-                                     : cpu::RouterScoring::kSoftmaxThenTopK,
-                                 spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
-                                 Row<float>(buffers_.routing, r, top_k), compute_));
+  if (spec_.is_deepseek()) {
+    // The CPU path's routing (runtime/engine/forward.cc), with the correction bias on the device.
+    cpu::GroupRouting routing;
+    routing.scoring = spec_.router == RouterKind::kSigmoidGroupTopK ? cpu::GroupScoring::kSigmoidTopTwoSum
+                                                                    : cpu::GroupScoring::kSoftmaxMax;
+    routing.n_group = spec_.n_group;
+    routing.topk_group = spec_.topk_group;
+    routing.renormalize = spec_.norm_topk_prob;
+    routing.routed_scaling_factor = static_cast<float>(spec_.routed_scaling_factor);
+    routing.correction_bias = g.router_bias.empty() ? nullptr : g.router_bias.as<float>();
+    RINGMOE_RETURN_IF_ERROR(gpu::RouteGroupLimited(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
+                                                   routing, Row<int32_t>(buffers_.ids, r, top_k),
+                                                   Row<float>(buffers_.routing, r, top_k), compute_));
+  } else {
+    RINGMOE_RETURN_IF_ERROR(gpu::RouteTopK(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
+                                           spec_.router == RouterKind::kTopKSoftmax
+                                               ? cpu::RouterScoring::kTopKThenSoftmax
+                                               : cpu::RouterScoring::kSoftmaxThenTopK,
+                                           spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
+                                           Row<float>(buffers_.routing, r, top_k), compute_));
+  }
   const auto wait_start = std::chrono::steady_clock::now();
   RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
   feeder_wait_seconds_ += SecondsSince(wait_start);
@@ -235,12 +359,17 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input, Row<float>(buffers_.routing, r, top_k),
                                        streamer_.expert_bases(), model_.expert_index(), hidden, compute_));
   if (spec_.layers[layer].has_shared_expert) {
-    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
-                                    Row<float>(buffers_.gate, r, 1), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
+    // Qwen2-MoE's shared expert is weighted by its sigmoid gate; DeepSeek's are added as they are.
+    const float* shared_weights = buffers_.ones.as<float>();
+    if (spec_.shared_expert_gated) {
+      RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
+                                              Row<float>(buffers_.gate, r, 1), compute_));
+      RINGMOE_RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
+      shared_weights = Row<float>(buffers_.gate, r, 1);
+    }
     RINGMOE_RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
-    RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input, Row<float>(buffers_.gate, r, 1), g.mlp.data(),
-                                        model_.shared_index(), hidden, compute_));
+    RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input, shared_weights, g.mlp.data(),
+                                                model_.shared_index(), hidden, compute_));
   }
   times_.moe += SecondsSince(start);
   return absl::OkStatus();

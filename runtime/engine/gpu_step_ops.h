@@ -35,6 +35,10 @@ inline double SecondsSince(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
+// Whether gpu::PrefillAttention can take an MLA model's fresh prompts: q/k heads of at most 256 values,
+// v_head_dim padded up to qk_head_dim, a rope part gpu::ApplyRotary rotates. Else they attend on the CPU.
+bool MlaPrefillFitsGpu(const ModelSpec& spec);
+
 class GpuStepOps {
  public:
   // Everything passed in must outlive the instance. `buffers` must be allocated before Allocate.
@@ -42,15 +46,15 @@ class GpuStepOps {
              const gpu::Stream& compute, StepBuffers& buffers, ExpertStreamer& streamer);
 
   // The runners' scratch for steps of up to max_tokens tokens (from the model's arena), and one qkv_ready
-  // event per micro-batch.
-  absl::Status Allocate(int max_tokens, int micro_batches);
+  // event per micro-batch; with mla_prefill, MLA's prefill attention scratch (planner::MlaPrefillItems).
+  absl::Status Allocate(int max_tokens, int micro_batches, bool mla_prefill = false);
 
   // The step's hidden states, positions, fresh-prompt offsets and device KV tables, from the staging
   // buffers the driving thread filled.
   absl::Status UploadStep(const StepLayout& layout);
-  // Norm, q/k/v, clip, QK-norm, RoPE of `layer` for the micro-batch; the fresh prompts' attention and the
-  // device-cache rows' K/V and attention; q (CPU rows), k and v (host-cache rows) back to the host; then
-  // qkv_ready(b).
+  // Norm, q/k/v, clip, QK-norm, RoPE of `layer` for the micro-batch (MLA: EnqueueMlaProjections); the fresh
+  // prompts' attention and the device-cache rows' K/V and attention; q (CPU rows), k and v (host-cache rows)
+  // back to the host; then qkv_ready(b).
   absl::Status EnqueueProjections(int layer, const MicroBatch& batch, int b);
   // The CPU's attention rows up, o_proj, residual, the MLP or MoE (waits for the expert counts).
   absl::Status EnqueueAfterAttention(int layer, const MicroBatch& batch);
@@ -71,6 +75,13 @@ class GpuStepOps {
   absl::Status PromptLogits(const StepLayout& layout, StepOutput* out);
   // The device KV view of `layer` for rows from `row` on (their tables and positions).
   gpu::DevicePagedKv DeviceKv(int layer, int row) const;
+  // EnqueueProjections of MLA models: norm, q (q LoRA or q_proj) and kv_a on the GPU; q and kv_a's rows to
+  // the host for the CPU's attention (runtime/engine/mla_step.h); then qkv_ready(b).
+  absl::Status EnqueueMlaProjections(int layer, const MicroBatch& batch, int b);
+  // MLA's fresh prompts of the micro-batch (its last rows) attend here, in the expanded form: kv_a's latents
+  // normed, kv_b applied (bf16), K = [k_nope ; the shared rotated rope key] and V padded to qk_head_dim per
+  // head, gpu::PrefillAttention, and each head's first v_head_dim outputs into the attention rows.
+  absl::Status EnqueueMlaPrefill(int layer, const MicroBatch& batch);
 
   const ModelSpec& spec_;
   const KvCache& kv_cache_;
@@ -80,6 +91,10 @@ class GpuStepOps {
   StepBuffers& buffers_;
   ExpertStreamer& streamer_;
   std::optional<gpu::MoeRunner> experts_, dense_, shared_;
+  // MLA's prefill attention: the rope part's rotary embedding and the scratch (shared by the micro-batches,
+  // which run in order on the compute stream), in planner::MlaPrefillItems' order.
+  cpu::RotaryEmbedding mla_rotary_;
+  gpu::DeviceBuffer mla_latents_, mla_latents_bf16_, mla_rope_keys_, mla_kv_b_out_, mla_k_, mla_v_, mla_out_;
   std::vector<gpu::Event> qkv_ready_;  // Per micro-batch.
   StageTimes times_;
   double feeder_wait_seconds_ = 0;

@@ -9,8 +9,6 @@
 namespace ringmoe {
 namespace {
 
-// transformers builds q_a_layernorm and kv_a_layernorm with RMSNorm's default eps, not rms_norm_eps.
-constexpr float kLatentNormEps = 1e-6f;
 // Chunks of at least this many rows are cut into blocks of rows and heads, so that every core takes part.
 constexpr int kSplitRows = 32;
 constexpr int kHeadsPerItem = 8;
@@ -32,11 +30,10 @@ cpu::RotaryEmbedding MlaRotary(const ModelSpec& spec) {
 }
 
 void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const cpu::RotaryEmbedding& rope,
-                       int layer, const std::vector<StepChunk>& chunks, const float* normed, int tokens,
+                       int layer, std::span<const StepChunk> chunks, const float* normed, int tokens,
                        float* out, KvCache& kv_cache, cpu::CpuWorkers& workers, MlaScratch& scratch) {
   const MlaSpec& mla = spec.mla;
-  const int heads = spec.num_heads, qk = mla.qk_head_dim(), nope = mla.qk_nope_head_dim;
-  const int latent = mla.kv_lora_rank, row_width = mla.cache_width(), v_dim = mla.v_head_dim;
+  const int heads = spec.num_heads, qk = mla.qk_head_dim(), row_width = mla.cache_width();
   const int64_t t_count = tokens;
 
   // Projections.
@@ -44,15 +41,30 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const c
   if (mla.q_lora_rank > 0) {
     float* q_lora = Grow(scratch.q_lora, t_count * mla.q_lora_rank);
     cpu::Linear(normed, tokens, w.q_a, nullptr, q_lora, &workers);
-    cpu::RmsNorm(q_lora, w.q_a_norm.data(), tokens, mla.q_lora_rank, kLatentNormEps, q_lora);
+    cpu::RmsNorm(q_lora, w.q_a_norm.data(), tokens, mla.q_lora_rank, kMlaLatentNormEps, q_lora);
     cpu::Linear(q_lora, tokens, w.q_b, nullptr, q, &workers);
   } else {
     cpu::Linear(normed, tokens, w.q, nullptr, q, &workers);
   }
   float* kv = Grow(scratch.kv, t_count * row_width);
   cpu::Linear(normed, tokens, w.kv_a, nullptr, kv, &workers);
-  for (int64_t t = 0; t < t_count; ++t) {
-    cpu::RmsNorm(kv + t * row_width, w.kv_a_norm.data(), 1, latent, kLatentNormEps, kv + t * row_width);
+  MlaAttendProjected(spec, w, rope, layer, chunks, q, kv, tokens, out, kv_cache, workers, scratch);
+}
+
+void MlaAttendProjected(const ModelSpec& spec, const AttentionWeights& w, const cpu::RotaryEmbedding& rope,
+                        int layer, std::span<const StepChunk> chunks, float* q, float* kv, int tokens,
+                        float* out, KvCache& kv_cache, cpu::CpuWorkers& workers, MlaScratch& scratch,
+                        int attend_chunks) {
+  const MlaSpec& mla = spec.mla;
+  const int heads = spec.num_heads, qk = mla.qk_head_dim(), nope = mla.qk_nope_head_dim;
+  const int latent = mla.kv_lora_rank, row_width = mla.cache_width(), v_dim = mla.v_head_dim;
+  if (attend_chunks < 0) attend_chunks = static_cast<int>(chunks.size());
+  int attend_rows = 0;
+  for (int c = 0; c < attend_chunks; ++c) attend_rows += chunks[c].count;
+  // Rows of every chunk for the cache; the absorbed attention only over the attending chunks' rows.
+  const int64_t all_rows = tokens, t_count = attend_rows;
+  for (int64_t t = 0; t < all_rows; ++t) {
+    cpu::RmsNorm(kv + t * row_width, w.kv_a_norm.data(), 1, latent, kMlaLatentNormEps, kv + t * row_width);
   }
 
   // RoPE at each token's position, then the rows into the cache.
@@ -65,14 +77,17 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const c
       const int64_t row = first_row[c];
       positions.resize(chunk.count);
       for (int i = 0; i < chunk.count; ++i) positions[i] = chunk.start + i;
-      cpu::ApplyRotary(rope, q + row * heads * qk + nope, chunk.count, heads, int64_t{heads} * qk, qk,
-                       positions.data());
+      if (c < attend_chunks) {
+        cpu::ApplyRotary(rope, q + row * heads * qk + nope, chunk.count, heads, int64_t{heads} * qk, qk,
+                         positions.data());
+      }
       cpu::ApplyRotary(rope, kv + row * row_width + latent, chunk.count, 1, row_width, 0, positions.data());
       kv_cache.Write(layer, *chunk.block_table, chunk.start, chunk.count, kv + row * row_width, nullptr,
                      row_width);
     }
   });
 
+  if (attend_rows == 0) return;
   // The absorbed queries: [W_UK_h^T q_nope_h ; q_rope_h] per token and head.
   float* query = Grow(scratch.query, t_count * heads * row_width);
   workers.ParallelFor(heads, 1, [&](int64_t head_begin, int64_t head_end) {
@@ -81,7 +96,7 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const c
       for (int64_t t = 0; t < t_count; ++t) {
         std::memcpy(nope_rows.data() + t * nope, q + (t * heads + h) * qk, nope * sizeof(float));
       }
-      cpu::Linear(nope_rows.data(), tokens, w.absorb_q[h], nullptr, latent_rows.data());
+      cpu::Linear(nope_rows.data(), attend_rows, w.absorb_q[h], nullptr, latent_rows.data());
       for (int64_t t = 0; t < t_count; ++t) {
         float* dst = query + (t * heads + h) * row_width;
         std::memcpy(dst, latent_rows.data() + t * latent, latent * sizeof(float));
@@ -95,7 +110,7 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const c
     int chunk, row_begin, row_end, head_begin, head_end;
   };
   std::vector<Item> items;
-  for (int c = 0; c < static_cast<int>(chunks.size()); ++c) {
+  for (int c = 0; c < attend_chunks; ++c) {
     const int rows = chunks[c].count;
     if (rows < kSplitRows) {
       items.push_back({c, 0, rows, 0, heads});
@@ -130,7 +145,7 @@ void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& w, const c
         std::memcpy(latent_rows.data() + t * latent, latent_out + (t * heads + h) * latent,
                     latent * sizeof(float));
       }
-      cpu::Linear(latent_rows.data(), tokens, w.absorb_out[h], nullptr, value_rows.data());
+      cpu::Linear(latent_rows.data(), attend_rows, w.absorb_out[h], nullptr, value_rows.data());
       for (int64_t t = 0; t < t_count; ++t) {
         std::memcpy(out + (t * heads + h) * v_dim, value_rows.data() + t * v_dim, v_dim * sizeof(float));
       }

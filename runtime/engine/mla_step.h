@@ -9,6 +9,7 @@
 // Prefill chunks and decodes use the same absorbed form.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "cpu/rope.h"
@@ -20,6 +21,9 @@ namespace ringmoe {
 
 struct StepChunk;
 
+// transformers builds q_a_layernorm and kv_a_layernorm with RMSNorm's default eps, not rms_norm_eps.
+inline constexpr float kMlaLatentNormEps = 1e-6f;
+
 // The rotary embedding of an MLA model's rope part (qk_rope_head_dim; YaRN when configured).
 cpu::RotaryEmbedding MlaRotary(const ModelSpec& spec);
 
@@ -29,10 +33,21 @@ struct MlaScratch {
 };
 
 // normed: [tokens, hidden] for the tokens of `chunks` in order; out: [tokens, heads * v_head_dim]. Writes
-// each token's [latent ; rope key] row into `layer`'s cache.
+// each token's [latent ; rope key] row into `layer`'s cache. The projections, then MlaAttendProjected.
 void MlaAttentionOnCpu(const ModelSpec& spec, const AttentionWeights& weights,
-                       const cpu::RotaryEmbedding& rope, int layer, const std::vector<StepChunk>& chunks,
+                       const cpu::RotaryEmbedding& rope, int layer, std::span<const StepChunk> chunks,
                        const float* normed, int tokens, float* out, KvCache& kv_cache,
                        cpu::CpuWorkers& workers, MlaScratch& scratch);
+
+// Everything after the projections, the CPU's part of MLA on the GPU path too: kv [tokens, cache_width]
+// (kv_a's rows, before its norm) is normed and rotated in place and every chunk's rows written into the
+// cache; the first attend_chunks chunks (all when negative) also attend: their q rows [heads * qk_head_dim]
+// (q_proj's or q_b's, first in q) are rotated in place and their out rows [heads * v_head_dim] (first in out)
+// filled through the absorbed attention and W_UV. The other chunks' q and out rows are not touched (the GPU
+// path attends fresh prompts itself).
+void MlaAttendProjected(const ModelSpec& spec, const AttentionWeights& weights,
+                        const cpu::RotaryEmbedding& rope, int layer, std::span<const StepChunk> chunks,
+                        float* q, float* kv, int tokens, float* out, KvCache& kv_cache,
+                        cpu::CpuWorkers& workers, MlaScratch& scratch, int attend_chunks = -1);
 
 }  // namespace ringmoe

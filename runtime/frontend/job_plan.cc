@@ -127,15 +127,13 @@ absl::Status ApplySsdDirs(const std::vector<std::string>& dirs, planner::Hardwar
   return absl::OkStatus();
 }
 
-// auto: the GPU when the profile has one, except for MLA models (DeepSeek), which the engine runs on the CPU
-// only for now (--device gpu still plans them for the GPU, to price the offload).
+// auto: the GPU when the profile has one, for every model (MLA models' attention stays on the CPU there).
 absl::StatusOr<planner::PlanDevice> ResolveDevice(const std::string& device, bool profile_has_gpu,
                                                   const ModelSpec& spec) {
+  (void)spec;
   if (device == "gpu") return planner::PlanDevice::kGpu;
   if (device == "cpu") return planner::PlanDevice::kCpu;
-  if (device == "auto") {
-    return profile_has_gpu && !spec.is_mla() ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
-  }
+  if (device == "auto") return profile_has_gpu ? planner::PlanDevice::kGpu : planner::PlanDevice::kCpu;
   return absl::InvalidArgumentError("--device must be gpu, cpu or auto");
 }
 
