@@ -161,15 +161,16 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec) {
   int64_t attention = 0, routers = 0, mlps = 0;
   for (int i = 0; i < spec.num_layers; ++i) {
     if (spec.is_mla()) {
-      // q_a, its norm and q_b (or q_proj), kv_a and its norm, kv_b (bf16: fresh prompts' attention), o_proj
-      // and the two layer norms. The CPU's attention keeps f32 copies of its own (MlaHostWeightBytes).
+      // q_a, its norm and q_b (or q_proj), kv_a and its norm, kv_b (f32, as the CPU's absorbed attention
+      // keeps it: fresh prompts' attention), o_proj and the two layer norms. The CPU's attention keeps its
+      // own (MlaHostWeightBytes).
       const int64_t lora = spec.mla.q_lora_rank;
       attention +=
           lora > 0 ? Charged(lora * h * 2) + Charged(4 * lora) + Charged(qw * lora * 2) : Charged(qw * h * 2);
       const int64_t kv_b =
           int64_t{spec.num_heads} * (spec.mla.qk_nope_head_dim + spec.mla.v_head_dim) * spec.mla.kv_lora_rank;
       attention += Charged(int64_t{spec.mla.cache_width()} * h * 2) + Charged(4LL * spec.mla.kv_lora_rank) +
-                   Charged(kv_b * 2) + Charged(h * spec.attention_out_width() * 2) + 2 * Charged(4 * h);
+                   Charged(kv_b * 4) + Charged(h * spec.attention_out_width() * 2) + 2 * Charged(4 * h);
     } else {
       attention += Charged(qw * h * 2) + 2 * Charged(kvw * h * 2) + Charged(h * qw * 2) + 2 * Charged(4 * h);
     }
@@ -201,7 +202,7 @@ std::vector<MemoryItem> MlaPrefillItems(const ModelSpec& spec, int max_tokens) {
   const int64_t t = max_tokens, heads = spec.num_heads, qk = mla.qk_head_dim();
   const MemoryTier gpu = MemoryTier::kGpu;
   return {{gpu, "MLA prefill: latents", t * mla.kv_lora_rank * 4},
-          {gpu, "MLA prefill: latents bf16", t * mla.kv_lora_rank * 2},
+          {gpu, "MLA prefill: bf16 rounding", t * std::max(mla.kv_lora_rank, mla.qk_rope_head_dim) * 2},
           {gpu, "MLA prefill: rope keys", t * mla.qk_rope_head_dim * 4},
           {gpu, "MLA prefill: kv_b out", t * heads * (mla.qk_nope_head_dim + mla.v_head_dim) * 4},
           {gpu, "MLA prefill: k", t * heads * qk * 4},

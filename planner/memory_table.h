@@ -78,7 +78,7 @@ std::vector<MemoryItem> MoeRunnerItems(const ModelSpec& spec, int max_tokens,
                                        io::DType held_expert_dtype = io::DType::kBF16);
 // Every weight the GPU path keeps on the GPU whatever the plan: attention (bf16 matrices, f32 biases and
 // norms), routers (f32), shared experts and dense MLPs (packed), lm_head and the final norm.
-// MLA models (DeepSeek): q_a, q_a's norm and q_b (or q_proj), kv_a and its norm, kv_b in bf16 and o_proj.
+// MLA models (DeepSeek): q_a, q_a's norm and q_b (or q_proj), kv_a and its norm, kv_b in f32 and o_proj.
 std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec);
 // MLA models whose fresh prompts attend on the GPU (ExecutionPlan::prefill_attention_on_gpu): the scratch of
 // that attention for steps of up to max_tokens tokens, as runtime/engine/gpu_step_ops.cc allocates it (the

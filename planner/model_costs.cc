@@ -151,6 +151,10 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
       layer.attention_projection_flops = 2.0 * static_cast<double>(spec.attention_params() - 2 * h);
       layer.mla_absorb_flops = 2.0 * spec.num_heads * spec.mla.kv_lora_rank *
                                static_cast<double>(spec.mla.qk_nope_head_dim + spec.mla.v_head_dim);
+      // kv_b is held in f32 (the absorbed attention's, and the GPU's for fresh prompts): 2 more bytes a
+      // weight.
+      layer.attention_bytes +=
+          2LL * spec.num_heads * spec.mla.kv_lora_rank * (spec.mla.qk_nope_head_dim + spec.mla.v_head_dim);
     }
     if (layer_spec.is_moe) {
       layer.num_experts = spec.num_experts;

@@ -45,9 +45,9 @@ HardwareProfile H200() {
   return profile.ok() ? *profile : HardwareProfile{};
 }
 
-// The GPU keeps MLA's q_a, q_b or q_proj, kv_a, kv_b and o_proj in bf16 and q_a's and kv_a's norms and the
-// layer norms in f32; the CPU's attention keeps kv_b in f32 (and absorb_q's transposed copy of it). Routers
-// and V3's correction bias in f32; the shared experts packed, with no gate. Counted from each golden
+// The GPU keeps MLA's q_a, q_b or q_proj, kv_a and o_proj in bf16, kv_b, q_a's and kv_a's norms and the
+// layer norms in f32; the CPU's attention keeps kv_b in f32 too (and absorb_q's transposed copy of it).
+// Routers and V3's correction bias in f32; the shared experts packed, with no gate. Counted from each golden
 // checkpoint's tensor list.
 TEST(DeepseekGpuPlan, DenseWeightsAreTheCheckpointsTensorsAsTheGpuKeepsThem) {
   for (const char* name : {"deepseek_v3", "deepseek_v3_no_qlora", "deepseek_v2"}) {
@@ -67,7 +67,7 @@ TEST(DeepseekGpuPlan, DenseWeightsAreTheCheckpointsTensorsAsTheGpuKeepsThem) {
       for (int64_t dim : tensor->shape()) elements *= dim;
       if (EndsWith(tensor_name, "kv_b_proj.weight")) {
         host += elements * 4;                // f32, plus absorb_q's copy of its W_UK rows (below)
-        attention += Charged(elements * 2);  // and bf16 on the GPU, for fresh prompts
+        attention += Charged(elements * 4);  // and on the GPU, for fresh prompts
       } else if (EndsWith(tensor_name, "kv_a_layernorm.weight")) {
         host += elements * 4;
         attention += Charged(elements * 4);

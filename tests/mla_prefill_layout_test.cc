@@ -155,7 +155,8 @@ TEST_P(MlaPrefillLayoutTest, ExpandedFormOfTheGpuMatchesTheAbsorbedCpuForm) {
 }
 
 INSTANTIATE_TEST_SUITE_P(GoldenCheckpoints, MlaPrefillLayoutTest,
-                         testing::Values("deepseek_v3", "deepseek_v3_no_qlora", "deepseek_v2"));
+                         testing::Values("deepseek_v3", "deepseek_v3_no_qlora", "deepseek_v2"),
+                         [](const testing::TestParamInfo<const char*>& info) { return info.param; });
 
 }  // namespace
 }  // namespace ringmoe

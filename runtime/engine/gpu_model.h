@@ -73,9 +73,9 @@ struct GpuLayer {
   gpu::DeviceBuffer router;                           // f32 [experts, hidden]
   gpu::DeviceBuffer router_bias;                      // f32 [experts]: DeepSeek-V3's correction bias
   // MLA (DeepSeek): q_a [q_lora_rank, hidden] with its f32 norm and q_b [heads * qk, q_lora_rank] (or q:
-  // q_proj), kv_a [latent + rope, hidden] with its f32 norm, kv_b [heads * (nope + v), latent] (bf16, for
-  // fresh prompts' attention on the GPU), o [hidden, heads * v]; k and v stay empty. The CPU's attention
-  // keeps its own f32 kv_b (runtime/engine/mla_step.h).
+  // q_proj), kv_a [latent + rope, hidden] with its f32 norm, kv_b [heads * (nope + v), latent] (f32, as
+  // the CPU's absorbed attention keeps it: fresh prompts' attention on the GPU), o [hidden, heads * v]; k and
+  // v stay empty.
   gpu::DeviceBuffer q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
   gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
   gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]

@@ -172,17 +172,24 @@ absl::Status GpuStepOps::EnqueueMlaPrefill(int layer, const MicroBatch& batch) {
   float* k = mla_k_.as<float>();
   float* v_padded = mla_v_.as<float>();
   const MlaPrefillCopies copies = MlaPrefillLayout(spec_, rows);
-  // The normed latents (as the cache holds them: bf16) through kv_b: each head's k_nope and v.
+  // The normed latents and the rotated rope keys as the cache holds them (bf16), so that this computes what
+  // the CPU's absorbed attention over the cache would; the latents through kv_b (f32): each head's k_nope
+  // and v.
+  uint16_t* bf16 = mla_latents_bf16_.as<uint16_t>();
+  auto round_to_bf16 = [&](float* values, int64_t count) -> absl::Status {
+    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(values, count, bf16, compute_));
+    return gpu::ConvertBf16ToF32(bf16, count, values, compute_);
+  };
   RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv, latents, copies.latents, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv + latent, rope_keys, copies.rope_keys, compute_));
   RINGMOE_RETURN_IF_ERROR(
       gpu::RmsNorm(latents, g.kv_a_norm.as<float>(), rows, latent, kMlaLatentNormEps, latents, compute_));
+  RINGMOE_RETURN_IF_ERROR(round_to_bf16(latents, int64_t{rows} * latent));
   RINGMOE_RETURN_IF_ERROR(
-      gpu::ConvertF32ToBf16(latents, int64_t{rows} * latent, mla_latents_bf16_.as<uint16_t>(), compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, mla_latents_bf16_.data(), rows, g.kv_b.data(), kv_b_width,
-                                          latent, nullptr, kv_b_out, compute_));
+      gpu::LinearF32(blas_, latents, rows, g.kv_b.as<float>(), kv_b_width, latent, kv_b_out, compute_));
   // RoPE on the one rope key per token and on every head's rope part of q.
   RINGMOE_RETURN_IF_ERROR(gpu::ApplyRotary(mla_rotary_, rope_keys, rows, 1, rope, 0, positions, compute_));
+  RINGMOE_RETURN_IF_ERROR(round_to_bf16(rope_keys, int64_t{rows} * rope));
   RINGMOE_RETURN_IF_ERROR(gpu::ApplyRotary(mla_rotary_, q + nope, rows, heads, qw, qk, positions, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(kv_b_out, k, copies.k_nope, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyBlocks(rope_keys, k + nope, copies.k_rope, compute_));
