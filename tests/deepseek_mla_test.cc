@@ -531,7 +531,9 @@ TEST(DeepseekEngine, AutoComputeTypeSeesABf16Checkpoint) {
 
 // --device auto plans an MLA model for the GPU where the profile has one, as any model, with no GPU share of
 // its cache; --device cpu keeps it on the CPU.
-TEST(DeepseekEngine, AutoDevicePlansMlaForTheGpu) {
+// --device gpu plans MLA models for the GPU path (the latent cache on the host); auto keeps them on the CPU
+// path until the GPU path has passed its goldens on a GPU; other models go to the GPU under auto.
+TEST(DeepseekEngine, GpuDevicePlansMlaAutoKeepsItOnTheCpu) {
   TempDir dir;
   ASSERT_TRUE(WriteCheckpoint(dir.path(), Options{}, MakeTensors(Options{}, 3)));
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir.path());
@@ -544,7 +546,12 @@ TEST(DeepseekEngine, AutoDevicePlansMlaForTheGpu) {
   JobPlanOptions options;
   options.model = dir.path();
   options.hardware = std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json";
+  options.device = "auto";
   absl::StatusOr<planner::ExecutionPlan> plan = PlanJobWithoutSearch(*spec, workload, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->device, planner::PlanDevice::kCpu);
+  options.device = "gpu";
+  plan = PlanJobWithoutSearch(*spec, workload, options);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->device, planner::PlanDevice::kGpu);
   EXPECT_EQ(plan->kv.gpu_bytes, 0);
