@@ -157,8 +157,8 @@ RINGMOE_AVX512BF16 void Scores(int mb, const uint32_t* q, int half_dim, const ui
 
 // acc[j][d0 .. d0 + 32) = corr[j] * acc[j][...] + sum over token pairs of p[j][pair] . vt[pair][...].
 template <int MB>
-RINGMOE_AVX512BF16 void AccumulateBlock(const uint32_t* p, const float* corr, const uint32_t* vt, int pair_begin,
-                                        int pair_end, int d0, float* acc, int head_dim) {
+RINGMOE_AVX512BF16 void AccumulateBlock(const uint32_t* p, const float* corr, const uint32_t* vt,
+                                        int pair_begin, int pair_end, int d0, float* acc, int head_dim) {
   __m512 a[MB][2];
 #pragma GCC unroll 8
   for (int j = 0; j < MB; ++j) {
@@ -330,11 +330,12 @@ class Avx512Bf16Kernel {
       for (int t = 0; t < kLanes; ++t) r[t] = _mm512_castsi512_ps(Load32(k_rows[t] + d, table_));
       Transpose16x16(r);
 #pragma GCC unroll 16
-      for (int i = 0; i < kLanes; ++i) _mm512_store_ps(reinterpret_cast<float*>(kt_ + (d / 2 + i) * kLanes), r[i]);
+      for (int i = 0; i < kLanes; ++i)
+        _mm512_store_ps(reinterpret_cast<float*>(kt_ + (d / 2 + i) * kLanes), r[i]);
     }
     // Token pairs: lane 2i of a 32-bit unit from the even token's row, 2i + 1 from the odd one's.
-    const __m512i first_half = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39,
-                                                7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i first_half = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                                39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
     const __m512i second_half = _mm512_add_epi16(first_half, _mm512_set1_epi16(16));
     for (int t = chunk.lane_begin / 2; t < (chunk.lane_end + 1) / 2; ++t) {
       uint32_t* row = vt_ + t * head_dim;
