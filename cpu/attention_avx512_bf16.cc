@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/attention_avx512_common.h"
 #include "cpu/attention_internal.h"
 
 #define RINGMOE_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -26,7 +27,9 @@
 namespace ringmoe::cpu::internal {
 namespace {
 
-constexpr int kLanes = 16;
+using avx512::kLanes;
+using avx512::OnlineSoftmax16;
+using avx512::Transpose16x16;
 constexpr int kMaxBlock = 8;  // query vectors per register tile
 
 // bf16 bits of every e4m3 magnitude (the low seven bits): exact, since e4m3 has three mantissa bits. The NaN
@@ -61,53 +64,6 @@ RINGMOE_AVX512BF16 inline __m512i Load32(const uint8_t* p, const __m512i* table)
   const __mmask32 upper = _mm512_test_epi16_mask(b, _mm512_set1_epi16(0x40));
   const __m512i sign = _mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x80)), 8);
   return _mm512_or_si512(_mm512_mask_blend_epi16(upper, low, high), sign);
-}
-
-// ExpNonPositive (cpu/activation.h) on 16 lanes, as in the f32 kernel.
-RINGMOE_AVX512BF16 inline __m512 ExpNonPositive16(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
-// In place: r[i] lane j becomes r[j] lane i (32-bit units).
-RINGMOE_AVX512BF16 inline void Transpose16x16(__m512 r[16]) {
-  __m512 t[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-#pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {
-    const __m512 u0 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
-    const __m512 u1 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
-    const __m512 u2 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
-    const __m512 u3 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
-    t[k] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-    t[8 + k] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-    t[4 + k] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-    t[12 + k] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
 RINGMOE_AVX512BF16 inline __m512bh AsBh(__m512i x) { return reinterpret_cast<__m512bh>(x); }
@@ -277,15 +233,7 @@ class Avx512Bf16Kernel {
         continue;
       }
       const __m512 s = _mm512_mul_ps(_mm512_load_ps(p_ + m * kLanes), scale);
-      const float chunk_max = _mm512_mask_reduce_max_ps(mask, s);
-      corr_[m] = 1.0f;
-      if (chunk_max > max[m]) {
-        corr_[m] = _mm512_cvtss_f32(ExpNonPositive16(_mm512_set1_ps(max[m] - chunk_max)));
-        max[m] = chunk_max;
-      }
-      const __m512 e = _mm512_maskz_mov_ps(mask, ExpNonPositive16(_mm512_sub_ps(s, _mm512_set1_ps(max[m]))));
-      float* lane_sum = sum + m * kLanes;
-      _mm512_storeu_ps(lane_sum, _mm512_fmadd_ps(_mm512_loadu_ps(lane_sum), _mm512_set1_ps(corr_[m]), e));
+      const __m512 e = OnlineSoftmax16(s, mask, &max[m], sum + m * kLanes, &corr_[m]);
       const __m256bh pairs = _mm512_cvtneps_pbh(kFp8 ? _mm512_mul_ps(e, v_scale) : e);
       _mm256_store_si256(reinterpret_cast<__m256i*>(p_pairs), reinterpret_cast<__m256i>(pairs));
     }

@@ -174,14 +174,8 @@ void CpuForward::FeedForward(int layer, int tokens) {
   float* routing_weights = Grow(routing_weights_, static_cast<size_t>(tokens) * top_k);
   cpu::Linear(normed, tokens, w.router, nullptr, router_logits, &workers_);
   if (spec_.is_deepseek()) {
-    cpu::GroupRouting routing;
-    routing.scoring = spec_.router == RouterKind::kSigmoidGroupTopK ? cpu::GroupScoring::kSigmoidTopTwoSum
-                                                                    : cpu::GroupScoring::kSoftmaxMax;
-    routing.n_group = spec_.n_group;
-    routing.topk_group = spec_.topk_group;
-    routing.renormalize = spec_.norm_topk_prob;
-    routing.routed_scaling_factor = static_cast<float>(spec_.routed_scaling_factor);
-    routing.correction_bias = w.router_bias.empty() ? nullptr : w.router_bias.data();
+    const cpu::GroupRouting routing =
+        DeepseekRouting(spec_, w.router_bias.empty() ? nullptr : w.router_bias.data());
     cpu::RouteGroupLimited(router_logits, tokens, spec_.num_experts, top_k, routing, expert_ids,
                            routing_weights);
   } else {

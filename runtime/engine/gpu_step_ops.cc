@@ -14,6 +14,7 @@
 #include "gpu/row_ops.h"
 #include "io/status_macros.h"
 #include "runtime/engine/mla_prefill_layout.h"
+#include "runtime/engine/mla_step.h"
 
 namespace ringmoe {
 
@@ -340,14 +341,8 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
                                  Row<float>(buffers_.router_logits, r, e), compute_));
   if (spec_.is_deepseek()) {
     // The CPU path's routing (runtime/engine/forward.cc), with the correction bias on the device.
-    cpu::GroupRouting routing;
-    routing.scoring = spec_.router == RouterKind::kSigmoidGroupTopK ? cpu::GroupScoring::kSigmoidTopTwoSum
-                                                                    : cpu::GroupScoring::kSoftmaxMax;
-    routing.n_group = spec_.n_group;
-    routing.topk_group = spec_.topk_group;
-    routing.renormalize = spec_.norm_topk_prob;
-    routing.routed_scaling_factor = static_cast<float>(spec_.routed_scaling_factor);
-    routing.correction_bias = g.router_bias.empty() ? nullptr : g.router_bias.as<float>();
+    const cpu::GroupRouting routing =
+        DeepseekRouting(spec_, g.router_bias.empty() ? nullptr : g.router_bias.as<float>());
     RINGMOE_RETURN_IF_ERROR(gpu::RouteGroupLimited(Row<float>(buffers_.router_logits, r, e), n, e, top_k,
                                                    routing, Row<int32_t>(buffers_.ids, r, top_k),
                                                    Row<float>(buffers_.routing, r, top_k), compute_));

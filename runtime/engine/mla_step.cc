@@ -21,6 +21,18 @@ T* Grow(std::vector<T>& buffer, size_t count) {
 
 }  // namespace
 
+cpu::GroupRouting DeepseekRouting(const ModelSpec& spec, const float* correction_bias) {
+  cpu::GroupRouting routing;
+  routing.scoring = spec.router == RouterKind::kSigmoidGroupTopK ? cpu::GroupScoring::kSigmoidTopTwoSum
+                                                                 : cpu::GroupScoring::kSoftmaxMax;
+  routing.n_group = spec.n_group;
+  routing.topk_group = spec.topk_group;
+  routing.renormalize = spec.norm_topk_prob;
+  routing.routed_scaling_factor = static_cast<float>(spec.routed_scaling_factor);
+  routing.correction_bias = correction_bias;
+  return routing;
+}
+
 cpu::RotaryEmbedding MlaRotary(const ModelSpec& spec) {
   const RopeScaling& yarn = spec.rope_scaling;
   if (!yarn.yarn) return cpu::DefaultRotary(spec.mla.qk_rope_head_dim, spec.rope_theta, spec.rope_interleave);

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "cpu/group_routing.h"
 #include "cpu/rope.h"
 #include "cpu/thread_pool.h"
 #include "runtime/engine/kv_cache.h"
@@ -26,6 +27,10 @@ inline constexpr float kMlaLatentNormEps = 1e-6f;
 
 // The rotary embedding of an MLA model's rope part (qk_rope_head_dim; YaRN when configured).
 cpu::RotaryEmbedding MlaRotary(const ModelSpec& spec);
+
+// DeepSeek's group-limited routing from its config, for the CPU router and its GPU twin alike;
+// correction_bias: the layer's e_score_correction_bias (where the caller keeps it), or null.
+cpu::GroupRouting DeepseekRouting(const ModelSpec& spec, const float* correction_bias);
 
 // Scratch of MlaAttentionOnCpu, grown to the largest step seen. Threading: one call at a time per scratch.
 struct MlaScratch {
