@@ -113,17 +113,22 @@ gpu::DevicePagedKv GpuStepOps::DeviceKv(int layer, int row) const {
   return kv;
 }
 
+absl::StatusOr<const void*> GpuStepOps::EnqueueInputNorm(const GpuLayer& g, const MicroBatch& batch) {
+  const int h = spec_.hidden_size, r = batch.first_row, n = batch.rows;
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h,
+                                       static_cast<float>(spec_.rms_norm_eps), Row<float>(buffers_.normed, r, h),
+                                       compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
+                                                Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
+  return static_cast<const void*>(Row<uint16_t>(buffers_.normed_bf16, r, h));
+}
+
 absl::Status GpuStepOps::EnqueueMlaProjections(int layer, const MicroBatch& batch, int b) {
   const auto start = std::chrono::steady_clock::now();
   const GpuLayer& g = model_.layer(layer);
   const int h = spec_.hidden_size, qw = spec_.q_width(), rw = spec_.mla.cache_width(), r = batch.first_row,
             n = batch.rows, lora = spec_.mla.q_lora_rank;
-  const float eps = static_cast<float>(spec_.rms_norm_eps);
-  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
-                                       Row<float>(buffers_.normed, r, h), compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
-                                                Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
-  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
+  RINGMOE_ASSIGN_OR_RETURN(const void* input, EnqueueInputNorm(g, batch));
   float* cq = Row<float>(buffers_.q, r, qw);
   float* ckv = Row<float>(buffers_.k, r, rw);
   if (lora > 0) {
@@ -215,12 +220,8 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
   const GpuLayer& g = model_.layer(layer);
   const int h = spec_.hidden_size, qw = spec_.q_width(), kvw = spec_.kv_width(), r = batch.first_row,
             n = batch.rows;
+  RINGMOE_ASSIGN_OR_RETURN(const void* input, EnqueueInputNorm(g, batch));
   const float eps = static_cast<float>(spec_.rms_norm_eps);
-  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h, eps,
-                               Row<float>(buffers_.normed, r, h), compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
-                                        Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
-  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
   float* cq = Row<float>(buffers_.q, r, qw);
   float* ck = Row<float>(buffers_.k, r, kvw);
   float* cv = Row<float>(buffers_.v, r, kvw);
