@@ -260,7 +260,8 @@ int main(int argc, char** argv) {
   app.add_option("--prefill-sequences", prefill_sequences, "prefill sequences");
   app.add_option("--seconds", min_seconds, "minimum time per measurement");
   app.add_option("--threads", threads, "worker threads (default: every core)");
-  app.add_option("--kernel", only_kernel, "measure only this kernel: avx512, avx512bf16 (bf16 pairs), portable or baseline");
+  app.add_option("--kernel", only_kernel,
+                 "measure only this kernel: avx512, avx512bf16 (bf16 pairs), portable or baseline");
   app.add_option("--kv-dtype", kv_dtype,
                  "the cache's type: bf16, or fp8 (e4m3 with a scale per token and head)")
       ->check(CLI::IsMember({"bf16", "fp8"}));

@@ -202,7 +202,8 @@ std::string ProfileToJson(const HardwareProfile& profile) {
     root["cpu"]["attention"]["bytes_heads"] = attention.bytes_heads;
     root["cpu"]["attention"]["bytes_kv_heads"] = attention.bytes_kv_heads;
   }
-  if (attention.fp8_gflops > 0) root["cpu"]["attention"]["fp8_gflops"] = attention.fp8_gflops;  // newer probes
+  if (attention.fp8_gflops > 0)
+    root["cpu"]["attention"]["fp8_gflops"] = attention.fp8_gflops;  // newer probes
 
   if (profile.contention) {
     const DramContention& c = *profile.contention;

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <string>
@@ -418,9 +418,12 @@ TEST_F(CpuAttention, Bf16PairKernelWithinBf16Tolerance) {
   for (io::DType dtype : {io::DType::kBF16, io::DType::kF8E4M3}) {
     for (int head_dim : {32, 64, 128, 256}) {
       for (auto [heads, kv_heads] : {std::pair{4, 4}, {8, 2}, {32, 4}}) {
-        for (auto [block_tokens, total, n_new, window] :
-             {std::tuple{16, 1, 1, 0}, {16, 37, 1, 0}, {5, 250, 1, 0}, {16, 70, 23, 0}, {7, 90, 30, 20},
-              {32, 300, 1, 100}}) {
+        for (auto [block_tokens, total, n_new, window] : {std::tuple{16, 1, 1, 0},
+                                                          {16, 37, 1, 0},
+                                                          {5, 250, 1, 0},
+                                                          {16, 70, 23, 0},
+                                                          {7, 90, 30, 20},
+                                                          {32, 300, 1, 100}}) {
           Case c{dtype, heads, kv_heads, head_dim, block_tokens, total, n_new, window};
           SCOPED_TRACE(c.Name());
           std::mt19937 rng(seed++);

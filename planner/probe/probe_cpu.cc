@@ -172,7 +172,7 @@ constexpr int kHeadDim = 128, kBlockTokens = 16, kContext = 2048;
 
 struct PagedCache {
   std::vector<uint16_t> k_pool, v_pool;
-  std::vector<uint8_t> k_fp8, v_fp8;       // AddFp8: an e4m3 cache of the same layout
+  std::vector<uint8_t> k_fp8, v_fp8;      // AddFp8: an e4m3 cache of the same layout
   std::vector<float> k_scales, v_scales;  // one per (token, kv head) row of the e4m3 cache
   std::vector<int32_t> block_ids;
   int64_t block_elements = 0;
@@ -245,8 +245,8 @@ double DecodePassesPerSecond(cpu::CpuWorkers& workers, const PagedCache& cache, 
     workers.ParallelFor(sequences, 1, [&](int64_t begin, int64_t end) {
       for (int64_t s = begin; s < end; ++s) {
         const int64_t row = s * heads * kHeadDim;
-        cpu::PagedAttention(q.data() + row, 1, heads, cache.view_of(static_cast<int>(s), kContext, fp8), scale,
-                            0, out.data() + row);
+        cpu::PagedAttention(q.data() + row, 1, heads, cache.view_of(static_cast<int>(s), kContext, fp8),
+                            scale, 0, out.data() + row);
       }
     });
     double seconds = SecondsSince(start);

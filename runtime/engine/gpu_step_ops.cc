@@ -116,8 +116,8 @@ gpu::DevicePagedKv GpuStepOps::DeviceKv(int layer, int row) const {
 absl::StatusOr<const void*> GpuStepOps::EnqueueInputNorm(const GpuLayer& g, const MicroBatch& batch) {
   const int h = spec_.hidden_size, r = batch.first_row, n = batch.rows;
   RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(Row<float>(buffers_.x, r, h), g.input_norm.as<float>(), n, h,
-                                       static_cast<float>(spec_.rms_norm_eps), Row<float>(buffers_.normed, r, h),
-                                       compute_));
+                                       static_cast<float>(spec_.rms_norm_eps),
+                                       Row<float>(buffers_.normed, r, h), compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
                                                 Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
   return static_cast<const void*>(Row<uint16_t>(buffers_.normed_bf16, r, h));

@@ -75,8 +75,9 @@ class GpuStepOps {
   absl::Status PromptLogits(const StepLayout& layout, StepOutput* out);
   // The device KV view of `layer` for rows from `row` on (their tables and positions).
   gpu::DevicePagedKv DeviceKv(int layer, int row) const;
-  // The micro-batch's rows of the residual stream, RMS-normed with the layer's input norm into buffers_.normed
-  // (f32, for the router) and buffers_.normed_bf16 (the projections' input), which it returns.
+  // The micro-batch's rows of the residual stream, RMS-normed with the layer's input norm into
+  // buffers_.normed (f32, for the router) and buffers_.normed_bf16 (the projections' input), which it
+  // returns.
   absl::StatusOr<const void*> EnqueueInputNorm(const GpuLayer& g, const MicroBatch& batch);
   // EnqueueProjections of MLA models: norm, q (q LoRA or q_proj) and kv_a on the GPU; q and kv_a's rows to
   // the host for the CPU's attention (runtime/engine/mla_step.h); then qkv_ready(b).

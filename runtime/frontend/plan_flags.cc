@@ -6,7 +6,9 @@
 namespace ringmoe {
 
 void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
-  app.add_option("--device", flags->device, "gpu, cpu or auto (the GPU when one is usable; the CPU for DeepSeek's MLA models until their GPU path is verified)")
+  app.add_option("--device", flags->device,
+                 "gpu, cpu or auto (the GPU when one is usable; the CPU for DeepSeek's MLA models until "
+                 "their GPU path is verified)")
       ->capture_default_str();
   app.add_option("--gpu-mem", flags->gpu_mem,
                  "GPU memory budget (cap on GPU allocations): 6GiB, 512MiB, ...");
