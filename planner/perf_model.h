@@ -213,8 +213,7 @@ inline constexpr double kGpuFp8DequantBytesPerSecond = 1.5e12;
 // How the engine's own loop falls short of the probe's isolated readings (planner/DESIGN.md, "Engine
 // efficiencies"), read off the H200 runs of 2026-12-02 (bench/results/h200-2026-12-02-session3):
 // - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed
-// lengths
-//   with the K/V writes, reads its bytes at 0.86 of the probe's single long pass (Mixtral-8x7B, nothing
+//   lengths with the K/V writes, reads its bytes at 0.86 of the probe's single long pass (Mixtral-8x7B, nothing
 //   streaming: 79.5 GB/s against the probe's 92.7).
 // - In a step bound by the ring's copies the copy engine is busy 0.86-0.91 of the step (the fills wait on
 //   the slots' last micro-batch and on the step's end), and each copy runs at 0.96-0.98 of the probe's
