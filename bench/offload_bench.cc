@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
   options.ssd_dirs = flags.plan.ssd_dirs;  // --ssd-dir: the SSD tier from striped section files
   options.step_log_path = flags.step_log;
   // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
+  if (absl::Status one_gpu = ringmoe::RefuseMultiGpuExecution(flags.plan); !one_gpu.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(one_gpu.message()).c_str());
+    return 2;
+  }
   absl::StatusOr<ringmoe::JobPlanOptions> plan_options =
       ringmoe::JobPlanOptionsFromFlags(flags.model, flags.plan);
   if (!plan_options.ok()) {

@@ -76,6 +76,7 @@ ExecutionPlan ApplyPins(ExecutionPlan plan, const PlanPins& pins) {
   if (pins.kv_host_bytes) plan.kv.host_bytes = *pins.kv_host_bytes;
   if (pins.expert_dtype) plan.expert_dtype = *pins.expert_dtype;
   if (pins.kv_dtype) plan.kv.dtype = *pins.kv_dtype;
+  if (pins.gpus) plan.gpus = *pins.gpus;
   return plan;
 }
 
@@ -142,6 +143,11 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   auto bad = [](const std::string& field, const auto& value, const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat("plan: ", field, " = ", value, ": ", why));
   };
+  if (plan.gpus != 1) {
+    return bad("gpus", plan.gpus,
+               "the engine runs on one GPU: multi-GPU execution is not implemented; plan only (ringmoe plan "
+               "--gpus)");
+  }
   if (plan.batch < 1) return bad("batch", plan.batch, "must be at least 1");
   if (plan.prefill_chunk < 1) return bad("prefill_chunk", plan.prefill_chunk, "must be at least 1");
   if (plan.micro_batches < 1) return bad("micro_batches", plan.micro_batches, "must be at least 1");
@@ -209,6 +215,7 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
       absl::StrFormat("%s: %d sequences in flight, prefill chunk %d (step %d tokens)",
                       PlanDeviceName(plan.device), plan.batch, plan.prefill_chunk, plan.max_step_tokens());
   if (plan.device == PlanDevice::kGpu) {
+    if (plan.gpus > 1) absl::StrAppendFormat(&text, ", %d GPUs (experts split)", plan.gpus);
     absl::StrAppendFormat(&text, ", %d micro-batch%s, ring of %d slots", plan.micro_batches,
                           plan.micro_batches == 1 ? "" : "es", plan.ring_sections);
     if (plan.layer_parts > 1) absl::StrAppendFormat(&text, " of 1/%d layer", plan.layer_parts);
@@ -259,6 +266,7 @@ std::string PlanToJson(const ExecutionPlan& plan) {
                 {"gpu_fraction", plan.kv.gpu_fraction},
                 {"gpu_bytes", plan.kv.gpu_bytes}}},
               {"budgets", {{"gpu_bytes", plan.budgets.gpu_bytes}, {"cpu_bytes", plan.budgets.cpu_bytes}}}};
+  if (plan.gpus != 1) out["gpus"] = plan.gpus;  // One-GPU plans keep their form.
   return out.dump(2);
 }
 
@@ -327,6 +335,13 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
     return absl::InvalidArgumentError(
         absl::StrCat("plan: kv.dtype must be BF16, F32 or F8_E4M3, not '", dtype, "'"));
   }
+  // Optional (one-GPU plans): 1.
+  if (auto gpus = root.find("gpus"); gpus != root.end()) {
+    if (!gpus->is_number_integer() || gpus->get<int>() < 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan: gpus must be a positive integer, not ", gpus->dump()));
+    plan.gpus = gpus->get<int>();
+  }
   // Optional (plans written before FP8 experts): BF16.
   if (auto expert_dtype = root.find("expert_dtype"); expert_dtype != root.end()) {
     if (*expert_dtype == "BF16") {
@@ -370,7 +385,7 @@ bool operator==(const ExecutionPlan& a, const ExecutionPlan& b) {
          a.layer_parts == b.layer_parts && a.routed_expert_copies == b.routed_expert_copies &&
          a.prefill_attention_on_gpu == b.prefill_attention_on_gpu &&
          a.max_resident_moe_layers == b.max_resident_moe_layers && a.expert_tiers == b.expert_tiers &&
-         a.expert_dtype == b.expert_dtype && a.kv == b.kv && a.budgets == b.budgets;
+         a.expert_dtype == b.expert_dtype && a.kv == b.kv && a.budgets == b.budgets && a.gpus == b.gpus;
 }
 
 }  // namespace ringmoe::planner

@@ -75,6 +75,11 @@ struct ExecutionPlan {
   // now, so both paths hold and stream them in the compute type (planner/model_costs.h prices that).
   io::DType expert_dtype = io::DType::kBF16;
   Budgets budgets;  // The GPU cap the engine allocates under, and the host budget the plan was made for.
+  // GPUs of one server the plan spreads over (GPU device), each on its own host link: each streamed or
+  // resident MoE layer's routed experts are split evenly over them (expert parallel), every GPU keeps the
+  // other weights, and budgets.gpu_bytes is each GPU's. The engine runs one GPU only: above 1 a plan is for
+  // `ringmoe plan` alone (planner/DESIGN.md, "Several GPUs").
+  int gpus = 1;
 
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
   int max_step_tokens() const { return batch + prefill_chunk; }
@@ -97,10 +102,11 @@ struct PlanPins {
   std::optional<int64_t> kv_host_bytes;
   std::optional<io::DType> expert_dtype;
   std::optional<io::DType> kv_dtype;  // --kv-dtype fp8
+  std::optional<int> gpus;            // --gpus (planning only, see ExecutionPlan::gpus)
   bool any() const {
     return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
-           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu || kv_host_bytes ||
-           expert_dtype || kv_dtype;
+           layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu ||
+           kv_host_bytes || expert_dtype || kv_dtype;  // gpus says what the machine is, not a plan choice
   }
 };
 
@@ -129,7 +135,8 @@ int64_t KvBytesForSequences(const ModelSpec& spec, const KvPlacement& kv, int se
 // The one count the planner and the engine's KvCache both use.
 int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype);
 
-// Checks what the engine relies on (positive sizes, a ring that can turn, tiers for every layer on the GPU).
+// Checks what the engine relies on (positive sizes, a ring that can turn, tiers for every layer on the GPU,
+// one GPU).
 // Errors name the field.
 absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec);
 

@@ -228,6 +228,9 @@ std::string ProfileToJson(const HardwareProfile& profile) {
                    {"gemm_hidden", gpu.gemm_hidden},
                    {"gemm_intermediate", gpu.gemm_intermediate},
                    {"grouped_gemm_bf16", CurveToJson(gpu.grouped_gemm_bf16)}};
+    // Written only for several GPUs, so one-GPU profiles keep their form.
+    if (gpu.count != 1) root["gpu"]["count"] = gpu.count;
+    if (gpu.all_links_h2d_gbps > 0) root["gpu"]["all_links_h2d_gbps"] = gpu.all_links_h2d_gbps;
   } else {
     root["gpu"] = nullptr;
     root["gpu_absent_reason"] = profile.gpu_absent_reason;
@@ -367,6 +370,12 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
     g.gemm_hidden = gpu.Get<int>("gemm_hidden", 0);
     g.gemm_intermediate = gpu.Get<int>("gemm_intermediate", 0);
     g.grouped_gemm_bf16 = CurveFromJson(gpu.Child("grouped_gemm_bf16"), "gpu.grouped_gemm_bf16", &status);
+    g.count = gpu.Get<int>("count", 1);
+    g.all_links_h2d_gbps = gpu.Get<double>("all_links_h2d_gbps", 0.0);
+    if (status.ok() && (g.count < 1 || g.all_links_h2d_gbps < 0)) {
+      status = absl::InvalidArgumentError(
+          "gpu.count must be at least 1 and gpu.all_links_h2d_gbps must not be negative");
+    }
     if (status.ok() &&
         (g.memory_bytes <= 0 || !(g.h2d_gbps > 0) || !(g.d2h_gbps > 0) || g.grouped_gemm_bf16.empty())) {
       status = absl::InvalidArgumentError(

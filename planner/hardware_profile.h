@@ -84,6 +84,12 @@ struct GpuProfile {
   double prefill_attention_tflops = 0.0;
   int gemm_hidden = 0, gemm_intermediate = 0;  // The expert shape behind the curve.
   std::vector<RatePoint> grouped_gemm_bf16;    // tokens = tokens per expert, sorted.
+  // GPUs of this kind in the server, each on its own host link (the figures above are one GPU's). 1 = a
+  // one-GPU probe: a plan for several GPUs then assumes that many such links. In JSON only when above 1.
+  int count = 1;
+  // Host-to-device GB/s of all `count` links copying at once (they share DRAM); 0 = not measured: the model
+  // assumes count x h2d_gbps capped by DRAM (planner/DESIGN.md, "Several GPUs"). In JSON only when measured.
+  double all_links_h2d_gbps = 0.0;
 };
 
 struct SsdReadRate {

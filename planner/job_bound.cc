@@ -25,18 +25,18 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
   const double flops =
       requests * (prompt + gen) * costs_.dense_flops_per_token() + generated * costs_.lm_head_flops;
   const double kv_alone = KvBoundGbps() * gbps;
-  double dram_total = profile_.cpu.dram_read_gbps * gbps;
+  const double dram_total = DramTotalGbps() * gbps;
   double kv_beside_dma = kv_alone * kDefaultCpuShare;
-  if (profile_.contention && profile_.contention->cpu_alone_gbps > 0) {
+  if (profile_.contention && profile_.contention->cpu_alone_gbps > 0)
     kv_beside_dma = kv_alone * profile_.contention->cpu_shared_gbps / profile_.contention->cpu_alone_gbps;
-    dram_total = std::max(
-        dram_total, (profile_.contention->dma_shared_gbps + profile_.contention->cpu_shared_gbps) * gbps);
-  }
   double link_bytes = 0, dram_bytes = kv_bytes;
   if (plan.device == PlanDevice::kGpu && profile_.gpu) {
-    link_bytes = decode_steps * weight_bytes;
+    // With several GPUs each link carries its share of the weights and the split's hidden states and
+    // partial outputs (CombineBytesPerLink, the host-to-device half); the links copy at once.
+    const int gpus = std::max(1, plan.gpus);
+    link_bytes = decode_steps * (weight_bytes + gpus * CombineBytesPerLink(gpus, batch));
     dram_bytes += link_bytes;  // the copies read pinned DRAM
-    if (link_bytes > 0) job.stage_seconds["pcie"] = link_bytes / (profile_.gpu->h2d_gbps * gbps);
+    if (link_bytes > 0) job.stage_seconds["pcie"] = link_bytes / AllLinksH2dBytesPerSecond(gpus);
     // The SSD tier's bytes are read every decode step at the drive's best measured rate; they land in
     // pinned staging (DRAM writes) before the link reads them (counted above).
     const double ssd_bytes = memory.ring_holds_streamed ? 0 : decode_steps * memory.ssd_weight_bytes;
@@ -47,7 +47,7 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
     double gpu_flops = 0;
     for (const RatePoint& point : profile_.gpu->grouped_gemm_bf16)
       gpu_flops = std::max(gpu_flops, point.tflops * 1e12);
-    if (gpu_flops > 0) job.stage_seconds["gpu_flops"] = flops / gpu_flops;
+    if (gpu_flops > 0) job.stage_seconds["gpu_flops"] = flops / (gpu_flops * gpus);
   } else {
     // The CPU device reads its weights from DRAM every step.
     dram_bytes += decode_steps * static_cast<double>(memory.dram_weight_bytes_per_step);

@@ -142,6 +142,27 @@ double PerfModel::DecodeAttentionGflops() const {
   return costs_.kv_dtype == io::DType::kF8E4M3 && rate.fp8_gflops > 0 ? rate.fp8_gflops : rate.gflops;
 }
 
+double PerfModel::DramTotalGbps() const {
+  double total = profile_.cpu.dram_read_gbps;
+  if (profile_.contention && profile_.contention->cpu_alone_gbps > 0)
+    total = std::max(total, profile_.contention->dma_shared_gbps + profile_.contention->cpu_shared_gbps);
+  return total;
+}
+
+double PerfModel::AllLinksH2dBytesPerSecond(int gpus) const {
+  const double one_link = profile_.gpu->h2d_gbps * 1e9;
+  if (gpus <= 1) return one_link;
+  if (profile_.gpu->all_links_h2d_gbps > 0) return profile_.gpu->all_links_h2d_gbps * 1e9;
+  return std::max(one_link, std::min(gpus * one_link, DramTotalGbps() * 1e9));
+}
+
+double PerfModel::CombineBytesPerLink(int gpus, double tokens) const {
+  if (gpus <= 1) return 0;
+  int moe_layers = 0;
+  for (const LayerCosts& layer : costs_.layers) moe_layers += layer.num_experts > 0 ? 1 : 0;
+  return tokens * costs_.hidden * 2.0 * (gpus - 1) / gpus * moe_layers;
+}
+
 double PerfModel::KvBoundGbps() const {
   return std::max(profile_.cpu.dram_read_gbps, profile_.cpu.attention.kv_gbps);
 }
@@ -166,6 +187,18 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
     return absl::FailedPreconditionError(
         absl::StrCat("the hardware profile has no GPU (", profile_.gpu_absent_reason,
                      "); plan with --device cpu, or pass --hardware FILE naming a profile with a GPU"));
+  }
+  const int gpus = plan.gpus;
+  if (gpus < 1) return absl::InvalidArgumentError("a plan needs at least 1 GPU");
+  if (gpus > 1 && plan.kv.gpu_fraction > 0) {
+    return absl::InvalidArgumentError(
+        "a GPU share of the KV cache is not modelled over several GPUs: with --gpus above 1 the KV cache "
+        "stays "
+        "in host memory (--kv-gpu-fraction 0)");
+  }
+  if (gpus > 1 && profile_.gpu->count > 1 && gpus > profile_.gpu->count) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the hardware profile has ", profile_.gpu->count, " GPUs; the plan asks for ", gpus));
   }
   if (costs_.mla && plan.kv.gpu_fraction > 0) {
     return absl::InvalidArgumentError(
@@ -210,19 +243,27 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
 
   // Residency and ring size depend on each other: start from a ring for a whole layer, fill, then shrink the
   // ring to what the streamed remainder needs (it only shrinks, so the budget holds at every round).
-  const int64_t total_weights = costs_.gpu_weight_bytes();
   // Routed experts stay resident in whole MoE layers (as gpu_model places them); the others stream one layer
   // per ring section.
-  int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0, part_bytes = 0;
+  // With several GPUs each holds ceil(E / gpus) of every MoE layer's experts (its share): moe_layer_bytes and
+  // the ring's parts are one GPU's share, the residency below is each GPU's.
+  int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0, part_bytes = 0, share_experts = 0;
+  int64_t routed_share_bytes = 0;  // One GPU's share of every MoE layer's routed experts.
   for (const LayerCosts& layer : costs_.layers) {
     if (layer.num_experts == 0) continue;
-    moe_layer_bytes = std::max(moe_layer_bytes, layer.routed_expert_bytes());
+    share_experts = (layer.num_experts + gpus - 1) / gpus;
+    moe_layer_bytes = std::max(moe_layer_bytes, share_experts * layer.expert_bytes);
+    routed_share_bytes += share_experts * layer.expert_bytes;
     // The engine cuts a layer's experts into parts of ceil(E / parts) experts, one ring slot each.
-    part_bytes = std::max(part_bytes,
-                          (layer.num_experts + plan.layer_parts - 1) / plan.layer_parts * layer.expert_bytes);
+    part_bytes =
+        std::max(part_bytes, (share_experts + plan.layer_parts - 1) / plan.layer_parts * layer.expert_bytes);
     experts_per_layer = layer.num_experts;
     ++moe_layers;
   }
+  memory.gpus = gpus;
+  // Each GPU's weights: every non-expert weight and its share of the routed experts.
+  const int64_t total_weights =
+      costs_.gpu_weight_bytes() - costs_.group_bytes(WeightGroup::kRoutedExperts) + routed_share_bytes;
   memory.gpu_total_moe_layers = static_cast<int>(moe_layers);
   memory.gpu_total_experts = moe_layers * experts_per_layer;
   // The engine keeps every non-expert weight on the GPU (attention, routers, shared experts, dense MLPs such
@@ -264,15 +305,21 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
     int64_t streamed = total_weights - resident_total;
     int64_t lm_head_streamed =
         costs_.lm_head_bytes - memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kLmHead)];
-    int64_t experts_streamed = costs_.group_bytes(WeightGroup::kRoutedExperts) -
-                               memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kRoutedExperts)];
+    int64_t experts_streamed =
+        routed_share_bytes - memory.gpu_resident_bytes[static_cast<int>(WeightGroup::kRoutedExperts)];
     // Non-expert weights stream only when even they do not fit; spread them over the layers' sections.
     int64_t other_streamed = streamed - lm_head_streamed - experts_streamed;
     int64_t section = experts_streamed > 0 ? part_bytes : 0;
     if (other_streamed > 0) section += (other_streamed + costs_.num_layers() - 1) / costs_.num_layers();
     section = std::max(section, lm_head_streamed);
     int64_t new_ring = streamed > 0 ? plan.ring_sections * section : 0;
-    memory.streamed_bytes_per_step = streamed;
+    if (gpus > 1 && (other_streamed > 0 || lm_head_streamed > 0)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "GPU budget ", Gib(memory.gpu_budget), " cannot hold the non-expert weights (",
+          Gib(total_weights - routed_share_bytes), "), which every one of several GPUs keeps, beside ",
+          "the workspace and a ring of ", plan.ring_sections, " sections"));
+    }
+    memory.streamed_bytes_per_step = streamed * gpus;  // Each GPU streams its own share over its link.
     // Only routed experts stream, in layer_parts sections a layer: with a slot for each, they stay put.
     memory.ring_holds_streamed =
         streamed > 0 && other_streamed <= 0 && lm_head_streamed <= 0 &&
@@ -290,7 +337,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   }
 
   // Host side: streamed weights in pinned memory, the rest of the KV cache, staging buffers.
-  const int64_t streamed = memory.streamed_bytes_per_step;
+  const int64_t streamed = memory.streamed_bytes_per_step;  // All GPUs' shares, each held once.
   memory.cpu_embedding_bytes = costs_.embedding_bytes;
   // q, the k/v rows and the attention rows per token (2 q_width + 2 kv_width; MLA's own widths), twice.
   memory.cpu_staging_bytes =
@@ -325,18 +372,20 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
                                                    "--expert-dtype bf16"));
     }
     const int64_t streamed_layers = moe_layers - memory.gpu_resident_moe_layers;
-    const int64_t other_pinned = streamed - streamed_layers * moe_layer_bytes;
+    const int64_t host_layer_bytes = moe_layer_bytes * gpus;  // Every GPU's share of one layer.
+    const int64_t other_pinned = streamed - streamed_layers * host_layer_bytes;
     // Section files (--ssd-dir) hold each part in the ring's layout: staged as held, no conversion area.
+    // Each GPU's ring has staging buffers of its own.
     memory.ssd_staging_bytes =
-        SsdStagingBuffers(plan.ring_sections) *
-        SsdStagingBufferBytes((experts_per_layer + plan.layer_parts - 1) / plan.layer_parts,
-                              experts_per_layer > 0 ? moe_layer_bytes / experts_per_layer : 0,
+        gpus * SsdStagingBuffers(plan.ring_sections) *
+        SsdStagingBufferBytes((share_experts + plan.layer_parts - 1) / plan.layer_parts,
+                              share_experts > 0 ? moe_layer_bytes / share_experts : 0,
                               profile_.ssd->section_files ? io::DType::kBF16 : costs_.checkpoint_dtype);
     const int64_t room = host_room - memory.ssd_staging_bytes - other_pinned;
     const int64_t pinned_layers =
-        moe_layer_bytes > 0 ? std::clamp<int64_t>(room / moe_layer_bytes, 0, streamed_layers) : 0;
+        host_layer_bytes > 0 ? std::clamp<int64_t>(room / host_layer_bytes, 0, streamed_layers) : 0;
     memory.ssd_moe_layers = static_cast<int>(streamed_layers - pinned_layers);
-    memory.ssd_weight_bytes = memory.ssd_moe_layers * moe_layer_bytes;
+    memory.ssd_weight_bytes = memory.ssd_moe_layers * host_layer_bytes;
     memory.cpu_weight_bytes = streamed - memory.ssd_weight_bytes;
     memory.cpu_staging_bytes += memory.ssd_staging_bytes;
     if (memory.ssd_moe_layers == 0 || memory.cpu_used() > memory.cpu_budget) {

@@ -1,7 +1,7 @@
-// PerfModel: maps an ExecutionPlan (batch, micro-batches, prefill chunk, residency, attention split) to a memory plan
-// per tier and to per-stage times for a decode step, a prefill chunk and a whole job. The equations are in
-// planner/DESIGN.md. Threading: immutable after construction; every method is const and safe to call from
-// several threads at once.
+// PerfModel: maps an ExecutionPlan (batch, micro-batches, prefill chunk, residency, attention split) to a
+// memory plan per tier and to per-stage times for a decode step, a prefill chunk and a whole job. The
+// equations are in planner/DESIGN.md. Threading: immutable after construction; every method is const and safe
+// to call from several threads at once.
 #pragma once
 
 #include <array>
@@ -36,7 +36,10 @@ Workload MakeWorkload(const std::vector<int64_t>& prompt_tokens, const std::vect
 Budgets ResolveBudgets(const HardwareProfile& profile, Budgets requested);
 
 // Where every byte lives under a plan.
+// With several GPUs (ExecutionPlan::gpus) the gpu_* fields are each GPU's (they are alike); the expert
+// counts and streamed_bytes_per_step are all GPUs' together.
 struct MemoryPlan {
+  int gpus = 1;
   int64_t gpu_budget = 0;
   std::array<int64_t, kNumWeightGroups> gpu_resident_bytes{};  // Per WeightGroup.
   int gpu_resident_moe_layers = 0;  // MoE layers whose routed experts stay on the GPU (GpuPlacement).
@@ -62,7 +65,7 @@ struct MemoryPlan {
   int64_t ssd_weight_bytes = 0;   // Weights read from SSD every step (did not fit the CPU budget).
   int ssd_moe_layers = 0;         // MoE layers whose routed experts are read from SSD (ExpertTier::kSsd).
   int64_t ssd_staging_bytes = 0;  // The pinned staging buffers SSD reads land in (part of cpu_staging_bytes).
-  int64_t streamed_bytes_per_step = 0;  // Host-to-GPU weight bytes per step (GPU device).
+  int64_t streamed_bytes_per_step = 0;  // Host-to-GPU weight bytes per step, all links (GPU device).
   // The ring has a slot for every streamed section, so it is filled once and then holds them all: the
   // engine refills slots only when sections outnumber them. Nothing streams per step then.
   bool ring_holds_streamed = false;
@@ -148,8 +151,9 @@ class PerfModel {
   // One step of `decode_tokens` decodes at mean context `decode_context` plus `prefill_tokens` prompt tokens
   // of prompts `prompt_tokens` long.
   // bound: the hardware-bound version of the step (see Prediction::bound_output_tokens_per_s).
-  StageTimes StepTime(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
-                      double prefill_tokens, double prompt_tokens, bool bound = false) const;
+  StageTimes StepTime(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens,
+                      double decode_context, double prefill_tokens, double prompt_tokens,
+                      bool bound = false) const;
   absl::StatusOr<Prediction> Predict(const ExecutionPlan& plan) const;
 
   // The CPU device's matmul type: bf16 when the profile has a bf16 curve and the CPU has bf16 hardware.
@@ -163,12 +167,22 @@ class PerfModel {
   double KvBoundGbps() const;
   // Decode attention's FLOP rate on the CPU for the plan's KV type (an e4m3 cache computes slower).
   double DecodeAttentionGflops() const;
+  // What DRAM delivers to all readers at once (GB/s): the all-cores read, or the DMA and CPU rates measured
+  // together when that is more.
+  double DramTotalGbps() const;
+  // Host-to-device bytes per second of `gpus` links copying at once with nothing else reading DRAM: the
+  // profile's all-links reading, else gpus x one link capped by DRAM (never below one link).
+  double AllLinksH2dBytesPerSecond(int gpus) const;
+  // Bytes each GPU's link carries in each direction per step of `tokens` tokens to hand the step's hidden
+  // states to every GPU holding a share of a layer's experts and bring the partial outputs back, through
+  // pinned host memory: tokens x hidden x 2 bytes x (gpus - 1) / gpus per MoE layer (0 for one GPU).
+  double CombineBytesPerLink(int gpus, double tokens) const;
   // The job-level bound of `plan` at `batch` sequences in flight (its MemoryPlan `memory`).
   JobBound JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& memory, double batch) const;
 
  private:
-  StageTimes GpuStep(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens, double decode_context,
-                     double prefill_tokens, double prompt_tokens, bool bound) const;
+  StageTimes GpuStep(const ExecutionPlan& plan, const MemoryPlan& memory, double decode_tokens,
+                     double decode_context, double prefill_tokens, double prompt_tokens, bool bound) const;
   StageTimes CpuStep(const MemoryPlan& memory, double decode_tokens, double decode_context,
                      double prefill_tokens, double prompt_tokens, bool bound) const;
   absl::StatusOr<MemoryPlan> PlanGpuMemory(const ExecutionPlan& plan) const;
@@ -198,16 +212,16 @@ inline constexpr double kStepOverheadSeconds = 1e-3;
 inline constexpr double kGpuFp8DequantBytesPerSecond = 1.5e12;
 // How the engine's own loop falls short of the probe's isolated readings (planner/DESIGN.md, "Engine
 // efficiencies"), read off the H200 runs of 2026-12-02 (bench/results/h200-2026-12-02-session3):
-// - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed lengths
-//   with the K/V writes, reads its bytes at 0.86 of the probe's single long pass (Mixtral-8x7B, nothing
+// - Decode attention over the engine's cache, one call per (layer, micro-batch) over contexts of mixed
+//   lengths with the K/V writes, reads its bytes at 0.86 of the probe's single long pass (Mixtral-8x7B, nothing
 //   streaming: 79.5 GB/s against the probe's 92.7).
 // - In a step bound by the ring's copies the copy engine is busy 0.86-0.91 of the step (the fills wait on
 //   the slots' last micro-batch and on the step's end), and each copy runs at 0.96-0.98 of the probe's
 //   pinned rate: 0.86 together.
 inline constexpr double kEngineKvReadShare = 0.86;
 inline constexpr double kRingCopyDuty = 0.86;
-// Without a contention measurement, DMA and CPU reads of DRAM slow as the H200 box measured them when both ran
-// (53.2 of 55.3 GB/s, 63.9 of 79.6 GB/s).
+// Without a contention measurement, DMA and CPU reads of DRAM slow as the H200 box measured them when both
+// ran (53.2 of 55.3 GB/s, 63.9 of 79.6 GB/s).
 inline constexpr double kDefaultDmaShare = 53.2 / 55.3;
 inline constexpr double kDefaultCpuShare = 63.9 / 79.6;
 // GPU prefill attention rate when the profile has no reading (an H200 ran gpu::PrefillAttention at 22.7

@@ -27,8 +27,7 @@ std::vector<int> BatchCandidates(int64_t most) {
 
 }  // namespace
 
-absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice device,
-                                        const PlanPins& pins) {
+absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice device, const PlanPins& pins) {
   const bool gpu = device == PlanDevice::kGpu;
   std::vector<double> kv_fractions = {0.0};
   // MLA models keep their whole cache on the host (ModelCosts::mla): no GPU share to try.
@@ -36,6 +35,9 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
     kv_fractions = {0.0, 0.25, 0.5, 0.75, 1.0};
   }
   if (pins.kv_gpu_fraction) kv_fractions = {*pins.kv_gpu_fraction};
+  // Over several GPUs the KV cache stays in host memory (PerfModel::PlanMemory).
+  const int gpus = pins.gpus.value_or(1);
+  if (gpus > 1 && !pins.kv_gpu_fraction) kv_fractions = {0.0};
   // Two first: on a tie (copy-bound steps) prefer the overlap the engine is built around.
   std::vector<int> micro_batches = gpu ? std::vector<int>{2, 1, 3, 4} : std::vector<int>{1};
   if (pins.micro_batches) micro_batches = {*pins.micro_batches};
@@ -117,6 +119,7 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
           plan.micro_batches = micro;
           plan.prefill_chunk = chunk;
           plan.kv.gpu_fraction = kv_fraction;
+          plan.gpus = gpus;
           plan.max_resident_moe_layers = pins.max_resident_moe_layers.value_or(-1);
           plan.prefill_attention_on_gpu = pins.prefill_attention_on_gpu.value_or(true);
           plan.kv.host_bytes = pins.kv_host_bytes.value_or(0);
@@ -172,6 +175,7 @@ std::vector<WhatIf> ExploreWhatIfs(const HardwareProfile& profile, const ModelCo
     faster_link.gpu->h2d_gbps *= 2;
     faster_link.gpu->d2h_gbps *= 2;
     faster_link.gpu->bidirectional_gbps *= 2;
+    faster_link.gpu->all_links_h2d_gbps *= 2;
     if (faster_link.contention) {
       faster_link.contention->dma_alone_gbps *= 2;
       faster_link.contention->dma_shared_gbps *= 2;

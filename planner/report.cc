@@ -113,14 +113,27 @@ void AppendMemory(const PlanReport& report, std::string* out) {
   };
   absl::StrAppend(out, "\nmemory plan\n");
   if (gpu) {
-    absl::StrAppendFormat(out, "  GPU   budget %s, planned %s\n", Gib(memory.gpu_budget),
-                          Gib(memory.gpu_used()));
+    const int gpus = memory.gpus;
+    if (gpus > 1) {
+      absl::StrAppendFormat(
+          out,
+          "  GPU   x%d, each: budget %s, planned %s (each MoE layer's experts split %d ways; "
+          "every GPU keeps the other weights)\n",
+          gpus, Gib(memory.gpu_budget), Gib(memory.gpu_used()), gpus);
+    } else {
+      absl::StrAppendFormat(out, "  GPU   budget %s, planned %s\n", Gib(memory.gpu_budget),
+                            Gib(memory.gpu_used()));
+    }
     for (int g = 0; g < kNumWeightGroups; ++g) {
       WeightGroup group = static_cast<WeightGroup>(g);
       int64_t total = report.costs.group_bytes(group);
       if (total == 0) continue;
-      std::string detail = absl::StrCat(Percent(static_cast<double>(memory.gpu_resident_bytes[g]) / total),
-                                        " of ", Gib(total), " resident");
+      // Routed experts: each GPU holds its share of them, so all GPUs together hold gpus times its bytes.
+      const int64_t held = group == WeightGroup::kRoutedExperts ? memory.gpu_resident_bytes[g] * gpus
+                                                                : memory.gpu_resident_bytes[g];
+      std::string detail = absl::StrCat(
+          Percent(static_cast<double>(held) / total), " of ", Gib(total), " resident",
+          gpus > 1 && group == WeightGroup::kRoutedExperts ? absl::StrCat(" over the ", gpus, " GPUs") : "");
       if (group == WeightGroup::kRoutedExperts) {
         absl::StrAppend(&detail, " (", memory.gpu_resident_moe_layers, " of ", memory.gpu_total_moe_layers,
                         " MoE layers, ", memory.gpu_resident_experts, " of ", memory.gpu_total_experts,
@@ -145,7 +158,11 @@ void AppendMemory(const PlanReport& report, std::string* out) {
       out, "  CPU   budget %s, planned %s%s\n", Gib(memory.cpu_budget), Gib(memory.cpu_used()),
       memory.pinned_limit > 0 ? absl::StrCat(" (pinned limit ", Gib(memory.pinned_limit), ")") : "");
   row(gpu ? "weights (pinned)" : "weights", memory.cpu_weight_bytes,
-      gpu ? absl::StrCat(Gib(memory.streamed_bytes_per_step), " stream to the GPU each step")
+      gpu ? absl::StrCat(Gib(memory.streamed_bytes_per_step), " stream to the GPU",
+                         memory.gpus > 1 ? absl::StrCat("s each step, ",
+                                                        Gib(memory.streamed_bytes_per_step / memory.gpus),
+                                                        " over each link")
+                                         : " each step")
           : "read every step");
   row("embeddings", memory.cpu_embedding_bytes, "looked up on the CPU");
   row("KV cache", memory.cpu_kv_bytes,
@@ -252,7 +269,8 @@ json PredictionJson(const Prediction& p) {
         {"max_resident_moe_layers", p.plan.max_resident_moe_layers},
         {"ring_sections", p.plan.ring_sections},
         {"layer_parts", p.plan.layer_parts},
-        {"routed_expert_copies", p.plan.routed_expert_copies}}},
+        {"routed_expert_copies", p.plan.routed_expert_copies},
+        {"gpus", p.plan.gpus}}},
       {"memory",
        {{"gpu_budget", m.gpu_budget},
         {"gpu_resident_bytes", groups},
@@ -349,7 +367,9 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
   report.plan = RunnablePlan(report.prediction);
   report.plans_evaluated = chosen->plans_evaluated;
   if (inputs.pins.any()) {
-    absl::StatusOr<SearchResult> free_search = SearchPlan(model, inputs.device);
+    PlanPins free;
+    free.gpus = inputs.pins.gpus;  // The machine, not a choice.
+    absl::StatusOr<SearchResult> free_search = SearchPlan(model, inputs.device, free);
     if (free_search.ok()) {
       report.unpinned = free_search->best;
       report.plans_evaluated += free_search->plans_evaluated;
@@ -380,6 +400,24 @@ absl::StatusOr<PlanReport> BuildPlanReport(const PlanInputs& inputs) {
       }
     }
   }
+  if (inputs.device == PlanDevice::kGpu && report.plan.gpus > 1 && report.profile.gpu) {
+    const int gpus = report.plan.gpus;
+    const GpuProfile& gpu = *report.profile.gpu;
+    report.notes.push_back(
+        absl::StrCat("planned for ", gpus,
+                     " GPUs (expert parallel, planner/DESIGN.md \"Several GPUs\"); the engine runs "
+                     "one GPU, so this plan is not runnable yet (ringmoe run refuses --gpus above 1)"));
+    if (gpu.count <= 1) {
+      report.notes.push_back(absl::StrFormat(
+          "the profile is a one-GPU probe: %d GPUs like it, each on a link like its own (%.1f GB/s), are "
+          "assumed%s",
+          gpus, gpu.h2d_gbps,
+          gpu.all_links_h2d_gbps > 0
+              ? absl::StrFormat("; all links together measured at %.1f GB/s", gpu.all_links_h2d_gbps)
+              : absl::StrFormat("; all links together taken as %.1f GB/s (%d links, capped by DRAM)",
+                                model.AllLinksH2dBytesPerSecond(gpus) / 1e9, gpus)));
+    }
+  }
   if (!report.profile.contention && inputs.device == PlanDevice::kGpu) {
     report.notes.push_back(
         "no DRAM contention measurement: copies and CPU reads share DRAM as on the H200 box");
@@ -406,7 +444,8 @@ std::string FormatPlanReport(const PlanReport& report) {
   const Prediction& p = report.prediction;
   absl::StrAppend(&out, "\n");
   AppendPlanLine(report.pins.any() ? "plan (your choices pinned):" : "plan:", p, &out);
-  absl::StrAppend(&out, "  engine runs  ", FormatExecutionPlan(report.plan), "\n");
+  absl::StrAppend(&out, report.plan.gpus > 1 ? "  planned for  " : "  engine runs  ",
+                  FormatExecutionPlan(report.plan), "\n");
   AppendSteps(report, &out);
 
   absl::StrAppend(&out, "\npredicted throughput\n");

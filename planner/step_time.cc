@@ -88,6 +88,11 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   const int micro_batches = plan.micro_batches;
   const double micro_tokens = tokens / micro_batches;
   const double gbps = 1e9;
+  // Several GPUs (planner/DESIGN.md, "Several GPUs"): each runs the dense work of 1/G of the tokens and, for
+  // every token, the experts of its 1/G share of each layer; the GPUs work side by side, so one GPU's time is
+  // the step's.
+  const int gpus = std::max(1, plan.gpus);
+  const double dense_tokens = micro_tokens / gpus;
 
   // GPU GEMMs, one micro-batch at a time, on the measured curve at the tokens each expert sees.
   double micro_gemm = 0;
@@ -99,18 +104,18 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
               ? std::max(0.0, prefill_tokens - std::min(prefill_tokens, prompt_tokens) / 2) / tokens
               : 0.0;
       double dense_flops =
-          micro_tokens * (layer.attention_projection_flops - layer.mla_absorb_flops +
+          dense_tokens * (layer.attention_projection_flops - layer.mla_absorb_flops +
                           fresh_share * layer.mla_absorb_flops + layer.router_flops + layer.shared_mlp_flops);
-      micro_gemm += dense_flops / GpuGemmFlops(micro_tokens);
+      micro_gemm += dense_flops / GpuGemmFlops(dense_tokens);
       if (layer.num_experts > 0) {
         double touched = ExpectedTouchedExperts(micro_tokens, layer.num_experts, layer.top_k);
         double per_expert = micro_tokens * layer.top_k / touched;
-        micro_gemm += micro_tokens * layer.top_k * layer.expert_flops / GpuGemmFlops(per_expert);
+        micro_gemm += micro_tokens * layer.top_k / gpus * layer.expert_flops / GpuGemmFlops(per_expert);
         if (costs_.held_expert_dtype == io::DType::kF8E4M3)  // expert_flops / 2 weights an expert
-          micro_gemm += touched * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
+          micro_gemm += touched / gpus * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
       }
     }
-    double micro_logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens) / micro_batches;
+    double micro_logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens) / micro_batches / gpus;
     if (micro_logits > 0) micro_gemm += micro_logits * costs_.lm_head_flops / GpuGemmFlops(micro_logits);
   }
   times.gpu_gemm = micro_batches * micro_gemm;
@@ -127,7 +132,7 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
     attention.continue_flops += attention.fresh_flops;
     attention.fresh_flops = 0;
   }
-  times.gpu_attention = attention.fresh_flops / (prefill_tflops * 1e12);
+  times.gpu_attention = attention.fresh_flops / gpus / (prefill_tflops * 1e12);
   const double gpu_share = all_on_cpu ? 0.0 : plan.kv.gpu_fraction;
   if (gpu_share > 0) times.gpu_attention += gpu_share * attention.kv_bytes / (gpu.attention_kv_gbps * gbps);
   double cpu_kv_bytes = (1 - gpu_share) * attention.kv_bytes;
@@ -140,10 +145,16 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   const bool routed = plan.routed_expert_copies && memory.streamed_bytes_per_step > 0;
   double weight_bytes = memory.streamed_bytes_per_step;
   if (routed) weight_bytes *= RoutedCopyShare(costs_, tokens);
-  double h2d_bytes = weight_bytes + cpu_rows * costs_.attention_out_width * 4.0 * costs_.num_layers();
+  // Per GPU link: its share of the weights and of its tokens' attention rows, and the hidden states and
+  // partial outputs the experts' split sends each way (CombineBytesPerLink).
+  const double combine_bytes = CombineBytesPerLink(gpus, tokens);
+  double h2d_bytes =
+      (weight_bytes + cpu_rows * costs_.attention_out_width * 4.0 * costs_.num_layers()) / gpus +
+      combine_bytes;
   // Rows of sequences whose KV lives on the GPU keep their k/v there.
   double d2h_bytes = (cpu_rows * costs_.q_width + (1 - gpu_share) * tokens * costs_.kv_rows_width) * 4.0 *
-                     costs_.num_layers();
+                         costs_.num_layers() / gpus +
+                     combine_bytes;
 
   // DMA and attention both read DRAM; share it as measured. The bound reads the KV at DRAM speed, or at the
   // attention probe's rate where that is higher (on the H200 it is: 92.7 against 78.4 GB/s), so no run beats
@@ -167,9 +178,25 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
     dma_shared = dma_alone * profile_.contention->dma_shared_gbps / profile_.contention->dma_alone_gbps;
     kv_shared = kv_alone * profile_.contention->cpu_shared_gbps / profile_.contention->cpu_alone_gbps;
   }
+  dma_shared = std::min(dma_shared, dma_alone);
+  kv_shared = std::min(kv_shared, kv_alone);
+  if (gpus > 1) {
+    // All links copy at once, one DMA reader of G times the bytes: alone at the all-links rate, beside CPU
+    // attention at the same share of it as one link; when both together ask more than DRAM gives (at least
+    // what one link and the CPU got together), both slow in proportion.
+    const double links = AllLinksH2dBytesPerSecond(gpus);
+    const double dram_total = std::max(DramTotalGbps() * gbps, dma_shared + kv_shared);
+    dma_shared *= links / dma_alone;
+    dma_alone = links;
+    if (dma_shared + kv_shared > dram_total) {
+      const double squeeze = dram_total / (dma_shared + kv_shared);
+      dma_shared *= squeeze;
+      kv_shared *= squeeze;
+    }
+  }
   // SSD-tier bytes reach the GPU through the pinned staging ring, so they too are DMA reads of DRAM.
-  auto [dma_time, kv_time] = ContendedTimes(h2d_bytes, cpu_kv_bytes, dma_alone, kv_alone,
-                                            std::min(dma_shared, dma_alone), std::min(kv_shared, kv_alone));
+  auto [dma_time, kv_time] =
+      ContendedTimes(h2d_bytes * gpus, cpu_kv_bytes, dma_alone, kv_alone, dma_shared, kv_shared);
   times.h2d_copy = dma_time;
   times.d2h_copy = d2h_bytes / (gpu.d2h_gbps * gbps);
   if (gpu.bidirectional_gbps > 0) {

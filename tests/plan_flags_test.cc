@@ -174,6 +174,23 @@ TEST(PlanFlags, ErrorsNameTheFlag) {
   ExpectBudgetsErrorNaming({"--gpu-mem", "6GiB", "--cpu-mem", "lots"}, {"--cpu-mem", "lots"});
 }
 
+// --gpus says what the server has (not a plan choice), plans it, and commands that execute refuse it above 1.
+TEST(PlanFlags, GpusPlansSeveralAndExecutionRefusesThem) {
+  const planner::PlanPins pins = Pins({"--gpus", "4"});
+  EXPECT_EQ(pins.gpus, 4);
+  EXPECT_FALSE(pins.any());
+  EXPECT_EQ(planner::ApplyPins(planner::ExecutionPlan{}, pins).gpus, 4);
+  EXPECT_TRUE(RefuseMultiGpuExecution(Parse({})).ok());
+  EXPECT_TRUE(RefuseMultiGpuExecution(Parse({"--gpus", "1"})).ok());
+  const absl::Status refused = RefuseMultiGpuExecution(Parse({"--gpus", "4"}));
+  EXPECT_TRUE(absl::IsUnimplemented(refused)) << refused;
+  EXPECT_NE(refused.message().find("--gpus 4: multi-GPU execution is not implemented; plan only"),
+            std::string::npos)
+      << refused;
+  ExpectPinsErrorNaming({"--gpus", "0"}, {"--gpus"});
+  ExpectPinsErrorNaming({"--gpus", "2", "--kv-gpu-fraction", "0.5"}, {"--gpus", "--kv-gpu-fraction"});
+}
+
 TEST(PlanFlags, Cli11RejectsMalformedValues) {
   EXPECT_THROW(Parse({"--max-batch", "many"}), CLI::ParseError);
   EXPECT_THROW(Parse({"--kv-gpu-fraction", "1.5"}), CLI::ParseError);  // CLI::Range(0, 1)

@@ -135,6 +135,47 @@ TEST_F(PlannerCliTest, SmallBatchesCopyOnlyTheRoutedExperts) {
   EXPECT_NE(bad.err.find("sometimes"), std::string::npos) << bad.err;
 }
 
+// Issue 24: `ringmoe plan --gpus 4` plans the experts split over four GPUs at --gpu-mem each and says that
+// the profile probed one; `ringmoe run --gpus 4` refuses, naming the flag, since the engine runs one GPU.
+TEST_F(PlannerCliTest, PlanForSeveralGpusAndRunRefusesThem) {
+  const std::string job = " --model " + kSource + "/tests/data/configs/qwen3-30b-a3b.json --hardware " +
+                          kSource +
+                          "/bench/h200_profile.json --gpu-mem 16GiB --prompt-len 512 --gen-len 256 " +
+                          "--num-requests 1024 --no-what-if";
+  fs::path one_json = dir_ / "one.json", four_json = dir_ / "four.json";
+  Output one = Run("plan" + job + " --report-json " + one_json.string());
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(one.out.find("GPU   x"), std::string::npos) << one.out;
+  Output four = Run("plan" + job + " --gpus 4 --report-json " + four_json.string());
+  ASSERT_EQ(four.exit_code, 0) << four.err;
+  for (const char* expected :
+       {"GPU   x4, each: budget 16.00 GiB", "4 GPUs (experts split)", "planned for  gpu",
+        "the profile is a one-GPU probe: 4 GPUs like it", "not runnable yet"}) {
+    EXPECT_NE(four.out.find(expected), std::string::npos) << expected << "\n" << four.out;
+  }
+  nlohmann::json single = nlohmann::json::parse(Slurp(one_json));
+  nlohmann::json split = nlohmann::json::parse(Slurp(four_json));
+  EXPECT_EQ(split["prediction"]["plan"]["gpus"].get<int>(), 4);
+  EXPECT_LE(split["prediction"]["memory"]["gpu_used"].get<int64_t>(), int64_t{16} << 30);  // per GPU
+  // Four GPUs' memory holds more of the experts and four links stream the rest.
+  EXPECT_GT(split["prediction"]["memory"]["gpu_resident_experts"].get<int64_t>(),
+            single["prediction"]["memory"]["gpu_resident_experts"].get<int64_t>());
+  EXPECT_GT(split["prediction"]["throughput"]["output_tokens_per_s"].get<double>(),
+            single["prediction"]["throughput"]["output_tokens_per_s"].get<double>());
+
+  std::ofstream(dir_ / "in.jsonl") << R"({"custom_id": "a", "prompt": [1], "max_tokens": 1})"
+                                   << "\n";
+  Output run = Run("run --model " + kSource + "/tests/data/models/tiny-qwen3-moe --input " +
+                   (dir_ / "in.jsonl").string() + " --output " + (dir_ / "out.jsonl").string() + " --gpus 4");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("--gpus 4: multi-GPU execution is not implemented; plan only"), std::string::npos)
+      << run.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out.jsonl"));
+  Output zero = Run("plan" + job + " --gpus 0");
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.err.find("--gpus must be at least 1"), std::string::npos) << zero.err;
+}
+
 TEST_F(PlannerCliTest, ProbeThenPlanWithoutAGpu) {
   fs::path profile_path = dir_ / "here.json";
   Output probe =

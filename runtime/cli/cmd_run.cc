@@ -192,6 +192,7 @@ int RunJob(RunFlags& flags) {
     return Fail(absl::InvalidArgumentError(
         "--resume keeps the output's results and --overwrite discards them: pass one of them"));
   }
+  if (absl::Status one_gpu = RefuseMultiGpuExecution(flags.plan); !one_gpu.ok()) return Fail(one_gpu);
   absl::StatusOr<ComputeType> cpu_compute = ParseCpuDtype(flags.cpu_dtype);
   if (!cpu_compute.ok()) return Fail(cpu_compute.status());
   absl::StatusOr<Shard> shard = ParseShard(flags.shard);

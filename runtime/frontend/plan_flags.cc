@@ -34,6 +34,10 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
                  "GPU path: pin the share of the sequences in flight whose KV cache (and attention) lives on "
                  "the GPU, 0..1")
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--gpus", flags->gpus,
+                 "GPU path, `ringmoe plan` only: plan for this many GPUs of the server, each on its own host "
+                 "link, splitting each MoE layer's experts over them (--gpu-mem is per GPU; default 1); "
+                 "multi-GPU execution is not implemented");
   app.add_option("--routed-copies", flags->routed_copies,
                  "GPU path: copy only the routed experts of streamed layers: auto (the plan's), on or off")
       ->capture_default_str();
@@ -65,7 +69,8 @@ absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
                              {&flags.prefill_chunk, "--prefill-chunk"},
                              {&flags.micro_batches, "--micro-batches"},
                              {&flags.layer_parts, "--layer-parts"},
-                             {&flags.ring_slots, "--ring-slots"}}) {
+                             {&flags.ring_slots, "--ring-slots"},
+                             {&flags.gpus, "--gpus"}}) {
     if (absl::Status status = positive(*value, flag); !status.ok()) return status;
   }
   if (flags.resident_moe_layers && *flags.resident_moe_layers < 0) {
@@ -78,6 +83,11 @@ absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
   pins.layer_parts = flags.layer_parts;
   pins.ring_sections = flags.ring_slots;
   pins.kv_gpu_fraction = flags.kv_gpu_fraction;
+  pins.gpus = flags.gpus;
+  if (flags.gpus && *flags.gpus > 1 && flags.kv_gpu_fraction && *flags.kv_gpu_fraction > 0) {
+    return absl::InvalidArgumentError(
+        "--gpus above 1 keeps the KV cache in host memory: --kv-gpu-fraction must be 0");
+  }
   if (flags.routed_copies == "on" || flags.routed_copies == "off") {
     pins.routed_expert_copies = flags.routed_copies == "on";
   } else if (flags.routed_copies != "auto" && !flags.routed_copies.empty()) {
@@ -126,6 +136,15 @@ absl::StatusOr<planner::Budgets> BudgetsFromFlags(const PlanFlags& flags) {
     *target = *bytes;
   }
   return budgets;
+}
+
+absl::Status RefuseMultiGpuExecution(const PlanFlags& flags) {
+  if (!flags.gpus || *flags.gpus <= 1) return absl::OkStatus();
+  return absl::UnimplementedError(
+      absl::StrCat("--gpus ", *flags.gpus,
+                   ": multi-GPU execution is not implemented; plan only (`ringmoe "
+                   "plan --gpus ",
+                   *flags.gpus, "`)"));
 }
 
 }  // namespace ringmoe

@@ -22,6 +22,7 @@ struct PlanFlags {
   std::string probe_dir;  // where a first probe measures the disk; empty = the model's folder
   std::optional<int> max_batch, prefill_chunk, micro_batches, resident_moe_layers, layer_parts, ring_slots;
   std::optional<double> kv_gpu_fraction;
+  std::optional<int> gpus;  // --gpus N: plan for N GPUs of one server (ringmoe plan only, for now)
   std::string routed_copies = "auto";
   std::string expert_dtype = "auto";  // auto (the checkpoint's), bf16 or fp8
   std::string kv_dtype = "auto";      // auto (the compute type; bf16 on the GPU) or fp8
@@ -36,5 +37,8 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags);
 // The pinned choices (a partial plan) and the budgets the flags give. Errors name the flag.
 absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags);
 absl::StatusOr<planner::Budgets> BudgetsFromFlags(const PlanFlags& flags);
+// Commands that execute a plan (ringmoe run, the benchmarks): the engine runs on one GPU, so --gpus above 1
+// is refused (Unimplemented, naming the flag); `ringmoe plan --gpus N` plans for N.
+absl::Status RefuseMultiGpuExecution(const PlanFlags& flags);
 
 }  // namespace ringmoe
