@@ -63,6 +63,7 @@ int ExecutionPlan::ssd_moe_layers() const {
 ExecutionPlan ApplyPins(ExecutionPlan plan, const PlanPins& pins) {
   if (pins.batch) plan.batch = *pins.batch;
   if (pins.prefill_chunk) plan.prefill_chunk = *pins.prefill_chunk;
+  if (pins.expert_tile_tokens) plan.expert_tile_tokens = *pins.expert_tile_tokens;
   if (pins.micro_batches) plan.micro_batches = *pins.micro_batches;
   if (pins.max_resident_moe_layers) plan.max_resident_moe_layers = *pins.max_resident_moe_layers;
   if (pins.kv_gpu_fraction) plan.kv.gpu_fraction = *pins.kv_gpu_fraction;
@@ -151,6 +152,9 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
   if (plan.batch < 1) return bad("batch", plan.batch, "must be at least 1");
   if (plan.prefill_chunk < 1) return bad("prefill_chunk", plan.prefill_chunk, "must be at least 1");
   if (plan.micro_batches < 1) return bad("micro_batches", plan.micro_batches, "must be at least 1");
+  if (plan.expert_tile_tokens < 0) {
+    return bad("expert_tile_tokens", plan.expert_tile_tokens, "must be 0 (whole micro-batches) or positive");
+  }
   if (plan.kv.block_tokens < 1) return bad("kv.block_tokens", plan.kv.block_tokens, "must be at least 1");
   if (plan.kv.dtype != io::DType::kBF16 && plan.kv.dtype != io::DType::kF32 &&
       plan.kv.dtype != io::DType::kF8E4M3) {
@@ -220,6 +224,8 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
                           plan.micro_batches == 1 ? "" : "es", plan.ring_sections);
     if (plan.layer_parts > 1) absl::StrAppendFormat(&text, " of 1/%d layer", plan.layer_parts);
     if (plan.routed_expert_copies) absl::StrAppend(&text, ", routed copies");
+    if (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens())
+      absl::StrAppendFormat(&text, ", experts in tiles of %d tokens", plan.expert_tile_tokens);
     if (!plan.prefill_attention_on_gpu) absl::StrAppend(&text, ", prompts' attention on the CPU");
     absl::StrAppendFormat(&text, "; experts %s (%d on the GPU, %d streamed", TiersText(plan.expert_tiers),
                           plan.resident_moe_layers(), plan.streamed_moe_layers());
@@ -267,6 +273,7 @@ std::string PlanToJson(const ExecutionPlan& plan) {
                 {"gpu_bytes", plan.kv.gpu_bytes}}},
               {"budgets", {{"gpu_bytes", plan.budgets.gpu_bytes}, {"cpu_bytes", plan.budgets.cpu_bytes}}}};
   if (plan.gpus != 1) out["gpus"] = plan.gpus;  // One-GPU plans keep their form.
+  if (plan.expert_tile_tokens != 0) out["expert_tile_tokens"] = plan.expert_tile_tokens;  // Likewise.
   return out.dump(2);
 }
 
@@ -342,6 +349,13 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
           absl::StrCat("plan: gpus must be a positive integer, not ", gpus->dump()));
     plan.gpus = gpus->get<int>();
   }
+  // Optional (plans written before tiles): 0, whole micro-batches.
+  if (auto tile = root.find("expert_tile_tokens"); tile != root.end()) {
+    if (!tile->is_number_integer() || tile->get<int>() < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan: expert_tile_tokens must be a non-negative integer, not ", tile->dump()));
+    plan.expert_tile_tokens = tile->get<int>();
+  }
   // Optional (plans written before FP8 experts): BF16.
   if (auto expert_dtype = root.find("expert_dtype"); expert_dtype != root.end()) {
     if (*expert_dtype == "BF16") {
@@ -384,7 +398,7 @@ bool operator==(const ExecutionPlan& a, const ExecutionPlan& b) {
          a.micro_batches == b.micro_batches && a.ring_sections == b.ring_sections &&
          a.layer_parts == b.layer_parts && a.routed_expert_copies == b.routed_expert_copies &&
          a.prefill_attention_on_gpu == b.prefill_attention_on_gpu &&
-         a.max_resident_moe_layers == b.max_resident_moe_layers && a.expert_tiers == b.expert_tiers &&
+         a.expert_tile_tokens == b.expert_tile_tokens && a.max_resident_moe_layers == b.max_resident_moe_layers && a.expert_tiers == b.expert_tiers &&
          a.expert_dtype == b.expert_dtype && a.kv == b.kv && a.budgets == b.budgets && a.gpus == b.gpus;
 }
 

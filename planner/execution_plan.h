@@ -8,6 +8,7 @@
 // plain values; no shared state.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -63,6 +64,10 @@ struct ExecutionPlan {
   int layer_parts = 1;                // Ring sections each streamed MoE layer's routed experts are cut into.
   bool routed_expert_copies = false;  // Copy only the experts a step routes to, once its routing is known.
   bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
+  // The expert runners take a micro-batch's rows in tiles of at most this many tokens (0: the whole
+  // micro-batch at once), so their scratch (about 160 KB a token for Qwen3-30B-A3B) stops growing with the
+  // prefill chunk: large chunks fit a small GPU and the first wave's prompts take fewer streaming steps.
+  int expert_tile_tokens = 0;
   // Search bound: at most this many MoE layers' routed experts on the GPU; -1 = all that fit. The placement
   // itself is expert_tiers.
   int max_resident_moe_layers = -1;
@@ -83,6 +88,10 @@ struct ExecutionPlan {
 
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
   int max_step_tokens() const { return batch + prefill_chunk; }
+  // Rows the expert runners are sized for: a tile, or every token of a step.
+  int expert_runner_tokens() const {
+    return expert_tile_tokens > 0 ? std::min(expert_tile_tokens, max_step_tokens()) : max_step_tokens();
+  }
   int resident_moe_layers() const;
   int streamed_moe_layers() const;  // From pinned memory or SSD.
   int ssd_moe_layers() const;
@@ -99,6 +108,7 @@ struct PlanPins {
   std::optional<int> ring_sections;
   std::optional<bool> routed_expert_copies;
   std::optional<bool> prefill_attention_on_gpu;
+  std::optional<int> expert_tile_tokens;
   std::optional<int64_t> kv_host_bytes;
   std::optional<io::DType> expert_dtype;
   std::optional<io::DType> kv_dtype;  // --kv-dtype fp8
@@ -106,7 +116,7 @@ struct PlanPins {
   bool any() const {
     return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
            layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu ||
-           kv_host_bytes || expert_dtype || kv_dtype;  // gpus says what the machine is, not a plan choice
+           expert_tile_tokens || kv_host_bytes || expert_dtype || kv_dtype;  // gpus says what the machine is, not a plan choice
   }
 };
 

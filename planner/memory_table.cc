@@ -280,7 +280,7 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
     if (item.tier == MemoryTier::kGpu) item.bytes = Charged(item.bytes);
     if (item.bytes > 0) table.items.push_back(std::move(item));
   }
-  for (MemoryItem& item : MoeRunnerItems(spec, plan.max_step_tokens(), held))
+  for (MemoryItem& item : MoeRunnerItems(spec, plan.expert_runner_tokens(), held))
     table.items.push_back(std::move(item));
   if (spec.is_mla()) {
     if (plan.prefill_attention_on_gpu) {

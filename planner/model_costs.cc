@@ -68,19 +68,25 @@ GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec, io::DType held_expert_dtyp
   // step's tokens: fixed = their size at 0 tokens, per_token = the growth per token. Up to four
   // micro-batches' offsets, every allocation's arena rounding, cuBLAS's workspace, and 8 MiB for CUB's sort
   // scratch, whose size the table estimates, come on top.
-  auto sum = [&](int tokens) {
+  auto buffers = [&](int tokens) {
     int64_t bytes = 0;
     for (const MemoryItem& item : StepBufferItems(spec, tokens, 4, 0, 0)) {
       if (item.tier == MemoryTier::kGpu) bytes += item.bytes + kArenaGranularity;
     }
+    return bytes;
+  };
+  auto runners = [&](int tokens) {
+    int64_t bytes = 0;
     for (const MemoryItem& item : MoeRunnerItems(spec, tokens, held_expert_dtype)) {
       if (item.tier == MemoryTier::kGpu) bytes += item.bytes;
     }
     return bytes;
   };
   GpuWorkspace workspace;
-  workspace.fixed_bytes = sum(0) + kCublasWorkspaceBytes + (int64_t{8} << 20);
-  workspace.bytes_per_token = (sum(1024) - sum(0) + 1023) / 1024;
+  workspace.fixed_bytes = buffers(0) + runners(0) + kCublasWorkspaceBytes + (int64_t{8} << 20);
+  const int64_t buffer_per_token = (buffers(1024) - buffers(0) + 1023) / 1024;
+  workspace.runner_bytes_per_token = (runners(1024) - runners(0) + 1023) / 1024;
+  workspace.bytes_per_token = buffer_per_token + workspace.runner_bytes_per_token;
   return workspace;
 }
 
@@ -200,6 +206,7 @@ ModelCosts ComputeModelCosts(const ModelSpec& spec, int layers_override, int wei
   const GpuWorkspace workspace = GpuWorkspaceBytes(spec, costs.held_expert_dtype);
   costs.gpu_workspace_fixed_bytes = workspace.fixed_bytes;
   costs.gpu_workspace_bytes_per_token = workspace.bytes_per_token;
+  costs.gpu_workspace_runner_bytes_per_token = workspace.runner_bytes_per_token;
   costs.activation_bytes_per_token = 4 * h + 2 * h + 2 * (2LL * spec.q_width() + 2 * spec.kv_width()) +
                                      4LL * spec.num_experts + 2 * std::max(moe_width, dense_width) + 2 * h;
   return costs;

@@ -73,12 +73,17 @@ struct ModelCosts {
   double attention_flops_per_context_token = 0;
   // GPU activation bytes per token in flight (hidden states, q/k/v, router logits, expert intermediates).
   int64_t activation_bytes_per_token = 0;
-  // The GPU path's device workspace for a step of T tokens: fixed + T * per_token (GpuWorkspaceBytes).
+  // The GPU path's device workspace for a step of T tokens whose expert runners take R at once:
+  // fixed + (T - R) * (per_token - runner_per_token) + R * per_token (GpuWorkspaceBytes).
   int64_t gpu_workspace_fixed_bytes = 0;
   int64_t gpu_workspace_bytes_per_token = 0;
-  int64_t gpu_workspace_bytes(int64_t step_tokens) const {
-    return gpu_workspace_fixed_bytes + step_tokens * gpu_workspace_bytes_per_token;
+  int64_t gpu_workspace_runner_bytes_per_token = 0;
+  int64_t gpu_workspace_bytes(int64_t step_tokens, int64_t runner_tokens) const {
+    return gpu_workspace_fixed_bytes +
+           step_tokens * (gpu_workspace_bytes_per_token - gpu_workspace_runner_bytes_per_token) +
+           runner_tokens * gpu_workspace_runner_bytes_per_token;
   }
+  int64_t gpu_workspace_bytes(int64_t step_tokens) const { return gpu_workspace_bytes(step_tokens, step_tokens); }
 
   int num_layers() const { return static_cast<int>(layers.size()); }
   // Bytes of one weight group over the whole model.
@@ -95,7 +100,14 @@ struct ModelCosts {
 // per_token and fixed are the two parts; the total is fixed + step_tokens * per_token.
 struct GpuWorkspace {
   int64_t fixed_bytes = 0;
-  int64_t bytes_per_token = 0;
+  int64_t bytes_per_token = 0;  // Per token of a step whose expert runners take the whole step at once.
+  // Of bytes_per_token, the expert runners' share: it grows with the runners' tokens (a tile, with
+  // ExecutionPlan::expert_tile_tokens), the rest with the step's.
+  int64_t runner_bytes_per_token = 0;
+  int64_t bytes(int64_t step_tokens, int64_t runner_tokens) const {
+    return fixed_bytes + step_tokens * (bytes_per_token - runner_bytes_per_token) +
+           runner_tokens * runner_bytes_per_token;
+  }
 };
 // held_expert_dtype F8_E4M3 adds the routed-expert runner's FP8 dequantisation scratch.
 GpuWorkspace GpuWorkspaceBytes(const ModelSpec& spec, io::DType held_expert_dtype = io::DType::kBF16);

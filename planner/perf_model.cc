@@ -228,7 +228,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   int64_t all_kv = batch * memory.kv_bytes_per_sequence;
   memory.gpu_kv_bytes = static_cast<int64_t>(std::llround(plan.kv.gpu_fraction * all_kv));
   memory.cpu_kv_bytes = all_kv - memory.gpu_kv_bytes;
-  memory.gpu_workspace_bytes = costs_.gpu_workspace_bytes(step_tokens);
+  memory.gpu_workspace_bytes = costs_.gpu_workspace_bytes(step_tokens, plan.expert_runner_tokens());
   // MLA's fresh prompts on the GPU need their attention's scratch too.
   if (costs_.mla && plan.prefill_attention_on_gpu)
     memory.gpu_workspace_bytes += step_tokens * costs_.mla_prefill_bytes_per_token;

@@ -1,6 +1,7 @@
 #include "planner/plan_search.h"
 
 #include <algorithm>
+#include <utility>
 #include <cmath>
 
 #include "absl/status/status.h"
@@ -25,6 +26,15 @@ std::vector<int> BatchCandidates(int64_t most) {
   return batches;
 }
 
+// Every (chunk, expert tile) pair, tiles in their order of preference for each chunk.
+std::vector<std::pair<int, int>> ChunkTilePairs(const std::vector<int>& chunks, const std::vector<int>& tiles) {
+  std::vector<std::pair<int, int>> pairs;
+  for (int chunk : chunks) {
+    for (int tile : tiles) pairs.emplace_back(chunk, tile);
+  }
+  return pairs;
+}
+
 }  // namespace
 
 absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice device, const PlanPins& pins) {
@@ -41,8 +51,14 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   // Two first: on a tie (copy-bound steps) prefer the overlap the engine is built around.
   std::vector<int> micro_batches = gpu ? std::vector<int>{2, 1, 3, 4} : std::vector<int>{1};
   if (pins.micro_batches) micro_batches = {*pins.micro_batches};
-  std::vector<int> chunks = {256, 512, 1024, 2048, 4096, 8192};
+  // Chunks above 8192 fit a small GPU only with the experts in tiles (below); they let the first wave's
+  // prompts take fewer steps, each of which streams every layer.
+  std::vector<int> chunks = {256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
   if (pins.prefill_chunk) chunks = {*pins.prefill_chunk};
+  // Expert tiles: none first (on a tie, the fewest expert-count round trips), then tiles whose scratch
+  // leaves room for larger chunks and batches.
+  std::vector<int> tiles = gpu ? std::vector<int>{0, 4096, 1024} : std::vector<int>{0};
+  if (pins.expert_tile_tokens) tiles = {*pins.expert_tile_tokens};
   std::vector<int> batches = BatchCandidates(model.workload().num_requests);
   if (pins.batch) batches = {*pins.batch};
   // Ring shapes (parts per layer, slots): a whole layer streaming ahead first, then halves and quarters of
@@ -111,13 +127,14 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   for (const auto& [parts, slots] : rings) {
     for (double kv_fraction : kv_fractions) {
       for (int micro : micro_batches) {
-        for (int chunk : chunks) {
+        for (const auto& [chunk, tile] : ChunkTilePairs(chunks, tiles)) {
           ExecutionPlan plan;
           plan.device = device;
           plan.layer_parts = parts;
           plan.ring_sections = slots;
           plan.micro_batches = micro;
           plan.prefill_chunk = chunk;
+          plan.expert_tile_tokens = tile;
           plan.kv.gpu_fraction = kv_fraction;
           plan.gpus = gpus;
           plan.max_resident_moe_layers = pins.max_resident_moe_layers.value_or(-1);

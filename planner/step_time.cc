@@ -108,11 +108,17 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
                           fresh_share * layer.mla_absorb_flops + layer.router_flops + layer.shared_mlp_flops);
       micro_gemm += dense_flops / GpuGemmFlops(dense_tokens);
       if (layer.num_experts > 0) {
-        double touched = ExpectedTouchedExperts(micro_tokens, layer.num_experts, layer.top_k);
-        double per_expert = micro_tokens * layer.top_k / touched;
+        // Tiles (ExecutionPlan::expert_tile_tokens) see fewer tokens per expert, and an FP8 layer
+        // dequantises its routed experts once per tile.
+        const double tiles = plan.expert_tile_tokens > 0
+                                 ? std::max(1.0, std::ceil(micro_tokens / plan.expert_tile_tokens))
+                                 : 1.0;
+        const double tile_tokens = micro_tokens / tiles;
+        double touched = ExpectedTouchedExperts(tile_tokens, layer.num_experts, layer.top_k);
+        double per_expert = tile_tokens * layer.top_k / touched;
         micro_gemm += micro_tokens * layer.top_k / gpus * layer.expert_flops / GpuGemmFlops(per_expert);
         if (costs_.held_expert_dtype == io::DType::kF8E4M3)  // expert_flops / 2 weights an expert
-          micro_gemm += touched / gpus * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
+          micro_gemm += tiles * touched / gpus * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
       }
     }
     double micro_logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens) / micro_batches / gpus;

@@ -58,6 +58,7 @@ struct Placement {
   int gpu_kv_sequences = 0;  // sequences whose whole KV fits the GPU's share of the cache
   int ssd_layers = 0;        // streamed MoE layers read from the checkpoint on SSD (-1: every one)
   int ssd_dirs = 0;          // > 0: the SSD tier reads section files striped over that many --ssd-dir folders
+  int expert_tile_tokens = 0;  // > 0: the expert runners take a micro-batch's rows this many at a time
 };
 
 // Folders for --ssd-dir under the build folder (a disk filesystem: O_DIRECT), removed with their files.
@@ -166,6 +167,7 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
   }
   plan.prefill_attention_on_gpu = !placement.cpu_prefill_attention;
   plan.routed_expert_copies = placement.routed_expert_copies;
+  plan.expert_tile_tokens = placement.expert_tile_tokens;
   if (placement.gpu_kv_sequences > 0) {
     // Room for that many of the longest sequences: the others (and any admitted while it is full) stay on
     // the host, so both attention paths run in the same steps.
@@ -344,6 +346,11 @@ constexpr Placement kStreamedFromSsdFiles{
     "streamed_from_ssd_files_on_three_dirs", 0, 2, 0, false, false, 0, -1, 3};
 constexpr Placement kSomeFromSsdFilesInParts{
     "some_from_ssd_files_in_half_layers", 1, 2, 2, false, false, 0, 1, 2};
+// Expert tiles of 5 rows (micro-batches of about 24): routed experts, dense MLPs and shared experts each in
+// several tiles, streamed, and with routed copies topping a slot up tile by tile.
+constexpr Placement kStreamedInTiles{"streamed_experts_in_tiles_of_5", 0, 2, 0, false, false, 0, 0, 0, 5};
+constexpr Placement kRoutedCopiesInTiles{
+    "routed_copies_experts_in_tiles_of_5", 0, 2, 2, false, true, 0, 0, 0, 5};
 
 INSTANTIATE_TEST_SUITE_P(
     AllModels, GpuGoldenTest,
@@ -351,7 +358,8 @@ INSTANTIATE_TEST_SUITE_P(
                                      "models/tiny-qwen3-moe"),
                      testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
                                      kRoutedCopies, kGpuKvShare, kGpuKvCpuPrefill, kStreamedFromSsd,
-                                     kSomeFromSsdInParts, kStreamedFromSsdFiles, kSomeFromSsdFilesInParts)),
+                                     kSomeFromSsdInParts, kStreamedFromSsdFiles, kSomeFromSsdFilesInParts,
+                                     kStreamedInTiles, kRoutedCopiesInTiles)),
     [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -368,7 +376,8 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Combine(testing::Values("golden_deepseek/deepseek_v3", "golden_deepseek/deepseek_v3_no_qlora",
                                      "golden_deepseek/deepseek_v2"),
                      testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
-                                     kRoutedCopies, kStreamedFromSsd, kSomeFromSsdFilesInParts)),
+                                     kRoutedCopies, kStreamedFromSsd, kSomeFromSsdFilesInParts,
+                                     kStreamedInTiles)),
     [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -392,7 +401,7 @@ INSTANTIATE_TEST_SUITE_P(Fp8Models, GpuGoldenTest,
                          testing::Combine(testing::Values("golden_fp8/qwen3_moe_fp8",
                                                           "golden_fp8/mixtral_fp8"),
                                           testing::Values(kResident, kStreamed, kCpuPrefill, kRoutedCopies,
-                                                          kStreamedFromSsdFiles)),
+                                                          kStreamedFromSsdFiles, kStreamedInTiles)),
                          [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
                            std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

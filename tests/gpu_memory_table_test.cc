@@ -23,6 +23,7 @@ struct Layout {
   int layer_parts;
   int gpu_kv_sequences;
   const char* model = nullptr;  // under tests/data; null: kTinyModel
+  int expert_tile_tokens = 0;   // > 0: the expert runners sized for tiles of this many rows
 };
 
 class GpuMemoryTableTest : public testing::TestWithParam<Layout> {};
@@ -44,6 +45,7 @@ TEST_P(GpuMemoryTableTest, EngineAllocatesWhatTheTableSays) {
   plan.expert_tiers = planner::SpreadResidentLayers(*spec, layout.resident);
   plan.layer_parts = layout.layer_parts;
   plan.ring_sections = layout.layer_parts + 1;
+  plan.expert_tile_tokens = layout.expert_tile_tokens;
   constexpr int kContext = 40;
   plan.kv.gpu_bytes = planner::KvBytesForSequences(*spec, plan.kv, layout.gpu_kv_sequences, kContext);
   absl::StatusOr<Engine> engine = Engine::Open(model, options);
@@ -66,7 +68,8 @@ TEST_P(GpuMemoryTableTest, EngineAllocatesWhatTheTableSays) {
 INSTANTIATE_TEST_SUITE_P(Layouts, GpuMemoryTableTest,
                          testing::Values(Layout{"resident", 4, 1, 0}, Layout{"streamed", 0, 1, 0},
                                          Layout{"one_resident_half_layers", 1, 2, 0},
-                                         Layout{"streamed_kv_on_gpu", 0, 1, 2}),
+                                         Layout{"streamed_kv_on_gpu", 0, 1, 2},
+                                         Layout{"streamed_expert_tiles_of_16", 0, 1, 0, nullptr, 16}),
                          [](const testing::TestParamInfo<Layout>& info) { return info.param.name; });
 // DeepSeek-V3 (MLA, a q LoRA, a dense first layer, shared experts, the router's correction bias): its own
 // step buffers and resident weights (planner::DenseWeightItems' MLA branch).

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "io/checkpoint.h"
 #include "io/model_spec.h"
@@ -75,7 +76,49 @@ TEST(MemoryTable, WorkspacePriceCoversWhatTheEngineAllocates) {
     const int64_t priced = workspace.fixed_bytes + tokens * workspace.bytes_per_token;
     EXPECT_GE(priced, allocated);
     EXPECT_LE(priced - allocated, (int64_t{8} << 20) + (items + 1) * 512 + tokens);
+    EXPECT_EQ(workspace.bytes(tokens, tokens), priced);
   }
+}
+
+// With the expert runners in tiles (ExecutionPlan::expert_tile_tokens), the step buffers grow with the step
+// and the runners' scratch with the tile: the price follows both, as the engine allocates them.
+TEST(MemoryTable, WorkspaceWithExpertTilesPricesRunnersForTheTile) {
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(kTinyModel);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const GpuWorkspace workspace = GpuWorkspaceBytes(*spec);
+  ASSERT_GT(workspace.runner_bytes_per_token, 0);
+  ASSERT_LT(workspace.runner_bytes_per_token, workspace.bytes_per_token);
+  for (const auto& [step, tile] : {std::pair{9216, 1024}, std::pair{2304, 48}, std::pair{48, 48}}) {
+    SCOPED_TRACE(testing::Message() << step << " tokens, tiles of " << tile);
+    int64_t allocated = kCublasWorkspaceBytes;
+    int items = 0;
+    for (const MemoryItem& item : StepBufferItems(*spec, step, 4, 0, 0)) {
+      if (item.tier != MemoryTier::kGpu || item.bytes == 0) continue;
+      allocated += Charged(item.bytes);
+      ++items;
+    }
+    for (const MemoryItem& item : MoeRunnerItems(*spec, tile)) {
+      if (item.tier == MemoryTier::kGpu) allocated += item.bytes;
+    }
+    const int64_t priced = workspace.bytes(step, tile);
+    EXPECT_GE(priced, allocated);
+    EXPECT_LE(priced - allocated, (int64_t{8} << 20) + (items + 1) * 512 + step);
+    // The saving is the runners' growth between the tile and the step.
+    EXPECT_EQ(workspace.bytes(step, step) - priced, (step - tile) * workspace.runner_bytes_per_token);
+  }
+  // The memory table of a tiled plan sizes the runners for the tile.
+  ExecutionPlan plan = DefaultPlan(PlanDevice::kGpu);
+  plan.expert_tiers = SpreadResidentLayers(*spec, 0);
+  const MemoryTable untiled = ComputeMemoryTable(*spec, plan, 64);
+  plan.expert_tile_tokens = 256;
+  const MemoryTable tiled = ComputeMemoryTable(*spec, plan, 64);
+  int64_t runner_untiled = 0, runner_tiled = 0;
+  for (const MemoryItem& item : MoeRunnerItems(*spec, plan.max_step_tokens()))
+    if (item.tier == MemoryTier::kGpu) runner_untiled += item.bytes;
+  for (const MemoryItem& item : MoeRunnerItems(*spec, 256))
+    if (item.tier == MemoryTier::kGpu) runner_tiled += item.bytes;
+  EXPECT_EQ(untiled.Sum("MoE runner") - tiled.Sum("MoE runner"), runner_untiled - runner_tiled);
+  EXPECT_GT(runner_untiled, runner_tiled);
 }
 
 TEST(MemoryTable, PlanTiersPlaceEveryExpertOnceAndTheRingOnlyWhenSomethingStreams) {

@@ -137,6 +137,19 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
   ASSERT_TRUE(old_back.ok()) << old_back.status();
   EXPECT_EQ(old_back->expert_dtype, io::DType::kBF16);
 
+  // Expert tiles survive and show; plans without the field (older ones, and untiled plans, which do not
+  // write it) read as untiled.
+  ExecutionPlan tiled = plan;
+  tiled.expert_tile_tokens = 1024;
+  absl::StatusOr<ExecutionPlan> tiled_back = PlanFromJson(PlanToJson(tiled));
+  ASSERT_TRUE(tiled_back.ok()) << tiled_back.status();
+  EXPECT_TRUE(*tiled_back == tiled);
+  EXPECT_EQ(tiled_back->expert_tile_tokens, 1024);
+  EXPECT_FALSE(parsed.contains("expert_tile_tokens"));
+  EXPECT_EQ(PlanFromJson(text)->expert_tile_tokens, 0);
+  EXPECT_EQ(tiled.expert_runner_tokens(), std::min(1024, tiled.max_step_tokens()));
+  EXPECT_EQ(plan.expert_runner_tokens(), plan.max_step_tokens());
+
   // A fraction with no short binary form survives too.
   ExecutionPlan odd = plan;
   odd.kv.gpu_fraction = 0.1 + 0.2;  // 0.30000000000000004
@@ -149,7 +162,7 @@ TEST(ExecutionPlanJson, GpuPlanWithMixedTiersRoundTrips) {
 TEST(ExecutionPlanJson, EqualityNoticesEachField) {
   const ExecutionPlan base = GoodGpuPlan();
   EXPECT_TRUE(base == GoodGpuPlan());
-  std::vector<ExecutionPlan> changed(14, base);
+  std::vector<ExecutionPlan> changed(15, base);
   changed[0].device = PlanDevice::kCpu;
   changed[1].batch += 1;
   changed[2].prefill_chunk += 1;
@@ -164,6 +177,7 @@ TEST(ExecutionPlanJson, EqualityNoticesEachField) {
   changed[11].budgets.cpu_bytes += 1;
   changed[12].kv.host_bytes += 1;
   changed[13].expert_dtype = io::DType::kF8E4M3;
+  changed[14].expert_tile_tokens = 4096;
   for (size_t i = 0; i < changed.size(); ++i) EXPECT_FALSE(changed[i] == base) << "change " << i;
 }
 
@@ -197,6 +211,8 @@ TEST(ExecutionPlanJson, ErrorsNameTheField) {
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("budgets"); })), "'budgets'");
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j.erase("expert_tiers"); })), "expert_tiers");
   ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j["expert_dtype"] = "INT4"; })), "expert_dtype");
+  ExpectErrorNaming(PlanFromJson(EditedJson([](json& j) { j["expert_tile_tokens"] = -4; })),
+                    "expert_tile_tokens");
   // Not an object at all.
   ExpectErrorNaming(PlanFromJson("[1, 2, 3]"), "not a JSON object");
   ExpectErrorNaming(PlanFromJson("42"), "not a JSON object");

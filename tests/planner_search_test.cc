@@ -129,6 +129,40 @@ TEST(PlannerSearch, PinsAreHonouredAndPricedAgainstTheFreeChoice) {
   EXPECT_NE(text.find("without your pins the planner would pick"), std::string::npos) << text;
 }
 
+// Issue 17's small job on the H200 profile: at 6 GiB a step of 1024 decodes and an 8192-token chunk is the
+// largest whose expert runners fit whole; in tiles the runners' scratch stops growing with the chunk, so the
+// search takes a larger chunk (the first wave's prompts in half the streaming steps) and predicts more.
+TEST(PlannerSearch, ExpertTilesLetLargerPrefillChunksFitASmallGpu) {
+  PlanInputs inputs;
+  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
+  inputs.model_name = "qwen3-30b-a3b";
+  inputs.layers_override = 16;
+  inputs.profile = H200();
+  inputs.profile_path = "bench/h200_profile.json";
+  inputs.workload = Workload{1024, 512, 256, 768, ""};
+  inputs.requested_budgets.gpu_bytes = 6 * kGiB;
+  inputs.explore_what_ifs = false;
+  absl::StatusOr<PlanReport> free = BuildPlanReport(inputs);
+  ASSERT_TRUE(free.ok()) << free.status();
+  const ExecutionPlan& plan = free->prediction.plan;
+  EXPECT_GT(plan.prefill_chunk, 8192);
+  EXPECT_GT(plan.expert_tile_tokens, 0);
+  EXPECT_LT(plan.expert_tile_tokens, plan.max_step_tokens());
+  EXPECT_LE(free->prediction.memory.gpu_used(), free->prediction.memory.gpu_budget);
+
+  // Without tiles the same chunk does not fit, and the best untiled plan is slower.
+  inputs.pins.expert_tile_tokens = 0;
+  inputs.pins.prefill_chunk = plan.prefill_chunk;
+  EXPECT_FALSE(BuildPlanReport(inputs).ok());
+  inputs.pins.prefill_chunk.reset();
+  absl::StatusOr<PlanReport> untiled = BuildPlanReport(inputs);
+  ASSERT_TRUE(untiled.ok()) << untiled.status();
+  EXPECT_LE(untiled->prediction.plan.prefill_chunk, 8192);
+  EXPECT_GT(free->prediction.total_tokens_per_s, untiled->prediction.total_tokens_per_s * 1.05);
+  // Fewer steps stream the first wave's prompts.
+  EXPECT_LT(free->prediction.fill_steps, untiled->prediction.fill_steps);
+}
+
 // With a profile that knows the GPU's memory bandwidth the search may put KV on the GPU; for a plan the
 // engine runs (it keeps the whole cache on the host) it must not, and that is not reported as a user's pin.
 TEST(PlannerSearch, PlansForTheEngineKeepTheKvCacheOnTheHost) {

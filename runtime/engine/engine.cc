@@ -175,6 +175,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     GpuPlacement placement;
     placement.expert_tiers = plan.expert_tiers;
     placement.micro_batches = plan.micro_batches;
+    placement.expert_tile_tokens = plan.expert_tile_tokens;
     placement.layer_parts = plan.layer_parts;
     placement.ring_slots = plan.ring_sections;
     placement.prefill_attention_on_gpu = plan.prefill_attention_on_gpu;

@@ -57,10 +57,10 @@ struct GpuForward::State {
 };
 
 int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, io::DType expert_dtype,
-                                   bool mla_prefill_on_gpu) {
+                                   bool mla_prefill_on_gpu, int expert_tile_tokens) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
   const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec, expert_dtype);
-  int64_t bytes = workspace.fixed_bytes + int64_t{max_step_tokens} * workspace.bytes_per_token;
+  int64_t bytes = workspace.bytes(max_step_tokens, ExpertRunnerTokens(max_step_tokens, expert_tile_tokens));
   if (mla_prefill_on_gpu) {
     for (const planner::MemoryItem& item : planner::MlaPrefillItems(spec, max_step_tokens)) {
       bytes += (item.bytes + planner::kArenaGranularity - 1) / planner::kArenaGranularity *
@@ -178,7 +178,8 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   }
   state->placement.workspace_bytes =
       WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype,
-                     weights.spec().is_mla() && state->placement.prefill_attention_on_gpu);
+                     weights.spec().is_mla() && state->placement.prefill_attention_on_gpu,
+                     placement.expert_tile_tokens);
   // K and V, every layer, bf16.
   state->placement.kv_cache_bytes =
       2LL * weights.spec().num_layers * kv_cache.device_blocks() * kv_cache.block_stride() * 2;
@@ -205,7 +206,8 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
                      *state->streamer);
   RINGMOE_RETURN_IF_ERROR(
       state->ops->Allocate(max_step_tokens, state->placement.micro_batches,
-                           state->spec.is_mla() && state->placement.prefill_attention_on_gpu));
+                           state->spec.is_mla() && state->placement.prefill_attention_on_gpu,
+                           ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
   RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();

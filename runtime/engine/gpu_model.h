@@ -38,6 +38,9 @@ struct GpuPlacement {
   int layer_parts = 1;    // Sections each streamed layer's routed experts are cut into (ring slots are
                           // one part each: smaller slots fit a smaller GPU budget).
   int micro_batches = 2;  // Slices of a step in flight at once.
+  // The expert runners take a micro-batch's rows in tiles of at most this many (0: all at once), and are
+  // sized for that many (planner::ExecutionPlan::expert_tile_tokens).
+  int expert_tile_tokens = 0;
   bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
   // Streamed parts are copied when a micro-batch's routing is known, and only the experts it routes to that
   // are not in the slot yet (the whole part once most of it is routed); nothing is copied ahead. Ignored when

@@ -34,7 +34,8 @@ bool MlaPrefillFitsGpu(const ModelSpec& spec) {
          mla.qk_rope_head_dim % 2 == 0 && mla.qk_rope_head_dim <= 512 && spec.sliding_window <= 0;
 }
 
-absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill) {
+absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill, int runner_tokens) {
+  if (runner_tokens <= 0) runner_tokens = max_tokens;
   if (mla_prefill) {
     if (!MlaPrefillFitsGpu(spec_)) return absl::InternalError("MLA prefill on the GPU: unsupported shapes");
     mla_rotary_ = MlaRotary(spec_);
@@ -50,7 +51,7 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_pr
   auto runner = [&](int intermediate, int experts_count, int top_k, gpu::GemmStrategy strategy,
                     std::optional<gpu::MoeRunner>* out, int fp8_scratch_experts = 0) {
     absl::StatusOr<gpu::MoeRunner> created = gpu::MoeRunner::Create(
-        model_.arena(), gpu::MoeShape{spec_.hidden_size, intermediate, experts_count, top_k}, max_tokens,
+        model_.arena(), gpu::MoeShape{spec_.hidden_size, intermediate, experts_count, top_k}, runner_tokens,
         strategy, fp8_scratch_experts);
     if (!created.ok()) return created.status();
     out->emplace(std::move(*created));
@@ -322,18 +323,24 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
                                         Row<uint16_t>(buffers_.attention_bf16, r + converted, qw), compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(), h, qw,
                                   nullptr, Row<float>(buffers_.projected, r, h), compute_));
-  float* hidden = Row<float>(buffers_.x, r, h);
-  RINGMOE_RETURN_IF_ERROR(gpu::ResidualAdd(hidden, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(hidden, g.post_attention_norm.as<float>(), n, h, eps,
+  float* residual = Row<float>(buffers_.x, r, h);
+  RINGMOE_RETURN_IF_ERROR(gpu::ResidualAdd(residual, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(residual, g.post_attention_norm.as<float>(), n, h, eps,
                                Row<float>(buffers_.normed, r, h), compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
                                         Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
-  const void* input = Row<uint16_t>(buffers_.normed_bf16, r, h);
-  // The MoE output (routed, then shared) accumulates straight into the residual stream.
+  // The MoE output (routed, then shared) accumulates straight into the residual stream. Each runner takes
+  // at most its max_tokens() rows at once (ExecutionPlan::expert_tile_tokens): larger micro-batches run in
+  // tiles of rows, in order, so the runners' scratch does not grow with the prefill chunk.
+  auto input = [&](int row) -> const void* { return Row<uint16_t>(buffers_.normed_bf16, row, h); };
+  auto hidden = [&](int row) { return Row<float>(buffers_.x, row, h); };
   if (!spec_.layers[layer].is_moe) {
-    RINGMOE_RETURN_IF_ERROR(dense_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
-    RINGMOE_RETURN_IF_ERROR(dense_->RunExperts(blas_, input, buffers_.ones.as<float>(), g.mlp.data(),
-                                       model_.dense_index(), hidden, compute_));
+    for (int t = 0; t < n; t += dense_->max_tokens()) {
+      const int rows = std::min(dense_->max_tokens(), n - t);
+      RINGMOE_RETURN_IF_ERROR(dense_->SortByExpert(buffers_.zero_ids.as<int32_t>(), rows, compute_));
+      RINGMOE_RETURN_IF_ERROR(dense_->RunExperts(blas_, input(r + t), buffers_.ones.as<float>(), g.mlp.data(),
+                                                 model_.dense_index(), hidden(r + t), compute_));
+    }
     times_.dense_mlp += SecondsSince(start);
     return absl::OkStatus();
   }
@@ -355,24 +362,32 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
                                            spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
                                            Row<float>(buffers_.routing, r, top_k), compute_));
   }
-  const auto wait_start = std::chrono::steady_clock::now();
-  RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
-  feeder_wait_seconds_ += SecondsSince(wait_start);
-  RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
-  RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input, Row<float>(buffers_.routing, r, top_k),
-                                       streamer_.expert_bases(), model_.expert_index(), hidden, compute_));
+  for (int t = 0; t < n; t += experts_->max_tokens()) {
+    const int rows = std::min(experts_->max_tokens(), n - t);
+    const auto wait_start = std::chrono::steady_clock::now();
+    RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r + t, top_k), rows, compute_));
+    feeder_wait_seconds_ += SecondsSince(wait_start);
+    RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
+    RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
+                                                 streamer_.expert_bases(), model_.expert_index(), hidden(r + t),
+                                                 compute_));
+  }
   if (spec_.layers[layer].has_shared_expert) {
     // Qwen2-MoE's shared expert is weighted by its sigmoid gate; DeepSeek's are added as they are.
     const float* shared_weights = buffers_.ones.as<float>();
     if (spec_.shared_expert_gated) {
-      RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.shared_gate.data(), 1, h, nullptr,
+      RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input(r), n, g.shared_gate.data(), 1, h, nullptr,
                                               Row<float>(buffers_.gate, r, 1), compute_));
       RINGMOE_RETURN_IF_ERROR(gpu::SigmoidInPlace(Row<float>(buffers_.gate, r, 1), n, compute_));
       shared_weights = Row<float>(buffers_.gate, r, 1);
     }
-    RINGMOE_RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), n, compute_));
-    RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input, shared_weights, g.mlp.data(),
-                                                model_.shared_index(), hidden, compute_));
+    for (int t = 0; t < n; t += shared_->max_tokens()) {
+      const int rows = std::min(shared_->max_tokens(), n - t);
+      RINGMOE_RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), rows, compute_));
+      RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input(r + t),
+                                                  spec_.shared_expert_gated ? shared_weights + t : shared_weights,
+                                                  g.mlp.data(), model_.shared_index(), hidden(r + t), compute_));
+    }
   }
   times_.moe += SecondsSince(start);
   return absl::OkStatus();

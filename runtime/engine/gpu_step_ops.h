@@ -45,9 +45,11 @@ class GpuStepOps {
   GpuStepOps(const ModelSpec& spec, const KvCache& kv_cache, GpuModel& model, gpu::BlasHandle& blas,
              const gpu::Stream& compute, StepBuffers& buffers, ExpertStreamer& streamer);
 
-  // The runners' scratch for steps of up to max_tokens tokens (from the model's arena), and one qkv_ready
-  // event per micro-batch; with mla_prefill, MLA's prefill attention scratch (planner::MlaPrefillItems).
-  absl::Status Allocate(int max_tokens, int micro_batches, bool mla_prefill = false);
+  // The runners' scratch for runner_tokens rows at once (0: max_tokens; a micro-batch with more runs its
+  // experts in tiles of that many rows), from the model's arena, and one qkv_ready event per micro-batch;
+  // with mla_prefill, MLA's prefill attention scratch for steps of up to max_tokens tokens
+  // (planner::MlaPrefillItems).
+  absl::Status Allocate(int max_tokens, int micro_batches, bool mla_prefill = false, int runner_tokens = 0);
 
   // The step's hidden states, positions, fresh-prompt offsets and device KV tables, from the staging
   // buffers the driving thread filled.

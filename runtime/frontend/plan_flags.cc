@@ -24,6 +24,9 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
   app.add_option("--prefill-chunk", flags->prefill_chunk,
                  "pin the prefill tokens a step adds to its decodes (a step holds max batch + this)");
   app.add_option("--micro-batches", flags->micro_batches, "GPU path: pin the micro-batches per step");
+  app.add_option("--expert-tile-tokens", flags->expert_tile_tokens,
+                 "GPU path: pin the rows the expert GEMMs take at once (0: a whole micro-batch; tiles keep "
+                 "their scratch small so larger prefill chunks fit)");
   app.add_option("--resident-moe-layers", flags->resident_moe_layers,
                  "GPU path: pin the most MoE layers whose routed experts stay on the GPU");
   app.add_option("--layer-parts", flags->layer_parts,
@@ -76,6 +79,10 @@ absl::StatusOr<planner::PlanPins> PinsFromFlags(const PlanFlags& flags) {
   if (flags.resident_moe_layers && *flags.resident_moe_layers < 0) {
     return absl::InvalidArgumentError("--resident-moe-layers must not be negative");
   }
+  if (flags.expert_tile_tokens && *flags.expert_tile_tokens < 0) {
+    return absl::InvalidArgumentError("--expert-tile-tokens must not be negative");
+  }
+  pins.expert_tile_tokens = flags.expert_tile_tokens;
   pins.batch = flags.max_batch;
   pins.prefill_chunk = flags.prefill_chunk;
   pins.micro_batches = flags.micro_batches;

@@ -21,6 +21,7 @@ struct PlanFlags {
   std::string hardware;                    // hardware profile JSON; empty = this machine's (probed once)
   std::string probe_dir;  // where a first probe measures the disk; empty = the model's folder
   std::optional<int> max_batch, prefill_chunk, micro_batches, resident_moe_layers, layer_parts, ring_slots;
+  std::optional<int> expert_tile_tokens;
   std::optional<double> kv_gpu_fraction;
   std::optional<int> gpus;  // --gpus N: plan for N GPUs of one server (ringmoe plan only, for now)
   std::string routed_copies = "auto";
