@@ -40,9 +40,11 @@ class GpuForward final : public ForwardPass {
   ForwardStats stats() const override;
 
   // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves);
-  // mla_prefill_on_gpu adds MLA's prefill attention scratch (planner::MlaPrefillItems).
+  // mla_prefill_on_gpu adds MLA's prefill attention scratch (planner::MlaPrefillItems), expert_shards > 1
+  // the shards' partial outputs (planner::ExpertShardItems).
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens,
-                                io::DType expert_dtype = io::DType::kBF16, bool mla_prefill_on_gpu = false);
+                                io::DType expert_dtype = io::DType::kBF16, bool mla_prefill_on_gpu = false,
+                                int expert_shards = 1);
 
  private:
   struct State;
