@@ -16,7 +16,10 @@
 #include "io/model_spec.h"
 #include "planner/execution_plan.h"
 #include "planner/memory_table.h"
+#include "planner/model_costs.h"
+#include "planner/perf_model.h"
 #include "planner_test_util.h"
+#include "runtime/engine/gpu_forward.h"
 
 namespace ringmoe::planner {
 namespace {
@@ -208,6 +211,36 @@ TEST(ExpertShardsPlan, MemoryTablePricesThePartialsAndTheShardMajorSlots) {
   EXPECT_EQ(ComputeMemoryTable(spec, plan, 256).Sum("ring slots"), 4 * 3 * stride);
   EXPECT_EQ(ExpertShardItems(spec, 100, 1).size(), 0u);
   EXPECT_EQ(ExpertShardItems(spec, 100, 4, 2).size(), 2u) << "two shards on each of two GPUs";
+}
+
+// The planner's workspace grows by the partials the engine allocates (at least: it adds an arena unit each),
+// and the engine reserves them too (GpuForward::WorkspaceBytes), so a plan with shards still fits its budget.
+TEST(ExpertShardsPlan, PlannerAndEnginePriceThePartials) {
+  const ModelSpec spec = TinySpec();
+  Workload job;
+  job.num_requests = 32;
+  job.mean_prompt_tokens = 64;
+  job.mean_gen_tokens = 16;
+  job.max_context_tokens = 80;
+  const HardwareProfile machine = testing::InstantMachine();
+  PerfModel model(machine, ComputeModelCosts(spec), job, ResolveBudgets(machine, {}));
+  ExecutionPlan plan = GpuPlan(spec, 4);
+  absl::StatusOr<Prediction> unsplit = model.Predict(plan);
+  ASSERT_TRUE(unsplit.ok()) << unsplit.status();
+  plan.expert_shards = 2;
+  absl::StatusOr<Prediction> split = model.Predict(plan);
+  ASSERT_TRUE(split.ok()) << split.status();
+  int64_t partials = 0;
+  for (const MemoryItem& item : ExpertShardItems(spec, plan.max_step_tokens(), 2)) {
+    partials += (item.bytes + kArenaGranularity - 1) / kArenaGranularity * kArenaGranularity;
+  }
+  ASSERT_GT(partials, 0);
+  const int64_t priced = split->memory.gpu_workspace_bytes - unsplit->memory.gpu_workspace_bytes;
+  EXPECT_GE(priced, partials);
+  EXPECT_LE(priced, partials + 2 * kArenaGranularity);
+  EXPECT_EQ(GpuForward::WorkspaceBytes(spec, plan.max_step_tokens(), io::DType::kBF16, false, 2) -
+                GpuForward::WorkspaceBytes(spec, plan.max_step_tokens()),
+            partials);
 }
 
 // The CPU twin of the GPU's split: each shard's pass over its experts into a zeroed partial, the partials
