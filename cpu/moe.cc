@@ -18,6 +18,13 @@ void SwiGluMlp(const float* x, int tokens, const ExpertWeights& mlp, float* out,
 
 void MoeForward(const float* x, int tokens, int hidden, const int32_t* expert_ids, const float* weights,
                 int top_k, std::span<const ExpertWeights> experts, float* out, CpuWorkers* workers) {
+  MoeForwardExperts(x, tokens, hidden, expert_ids, weights, top_k, experts, 0,
+                    static_cast<int>(experts.size()), out, workers);
+}
+
+void MoeForwardExperts(const float* x, int tokens, int hidden, const int32_t* expert_ids,
+                       const float* weights, int top_k, std::span<const ExpertWeights> experts,
+                       int first_expert, int end_expert, float* out, CpuWorkers* workers) {
   const int num_experts = static_cast<int>(experts.size());
   const int pairs = tokens * top_k;
   // Bucket (token, slot) pairs by expert so each expert runs one matmul per projection over its tokens.
@@ -28,7 +35,7 @@ void MoeForward(const float* x, int tokens, int hidden, const int32_t* expert_id
   std::vector<int> cursor(counts.begin(), counts.end() - 1);
   for (int i = 0; i < pairs; ++i) routed[cursor[expert_ids[i]]++] = i;
   std::vector<int> active;
-  for (int e = 0; e < num_experts; ++e) {
+  for (int e = first_expert; e < end_expert; ++e) {
     if (counts[e + 1] > counts[e]) active.push_back(e);
   }
 
@@ -59,6 +66,8 @@ void MoeForward(const float* x, int tokens, int hidden, const int32_t* expert_id
   for (int t = 0; t < tokens; ++t) {
     float* dst = out + static_cast<int64_t>(t) * hidden;
     for (int j = 0; j < top_k; ++j) {
+      const int e = expert_ids[t * top_k + j];
+      if (e < first_expert || e >= end_expert) continue;  // another shard's expert
       const float weight = weights[t * top_k + j];
       const float* src = pair_out.data() + static_cast<int64_t>(t * top_k + j) * hidden;
       for (int i = 0; i < hidden; ++i) dst[i] += weight * src[i];

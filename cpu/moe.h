@@ -20,6 +20,12 @@ struct ExpertWeights {
 // With workers, experts run in parallel when enough of them have tokens, else each matmul is split.
 void MoeForward(const float* x, int tokens, int hidden, const int32_t* expert_ids, const float* weights,
                 int top_k, std::span<const ExpertWeights> experts, float* out, CpuWorkers* workers = nullptr);
+// The same over only the experts [first_expert, end_expert) (an expert shard; twin of
+// gpu::MoeRunner::RunExpertRange): assignments routed to other experts add nothing, and their experts do not
+// run. Summing every shard's output is the MoE output up to float rounding.
+void MoeForwardExperts(const float* x, int tokens, int hidden, const int32_t* expert_ids,
+                       const float* weights, int top_k, std::span<const ExpertWeights> experts,
+                       int first_expert, int end_expert, float* out, CpuWorkers* workers = nullptr);
 
 // One SwiGLU MLP (a dense layer or a shared expert): out[t] = down(silu(gate(x)) * up(x)). Overwrites out.
 void SwiGluMlp(const float* x, int tokens, const ExpertWeights& mlp, float* out, CpuWorkers* workers = nullptr);

@@ -43,10 +43,12 @@ cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permu
 // f32, or bf16 when gate_up_bf16.
 cudaError_t LaunchSwiGlu(const void* gate_up, bool gate_up_bf16, int rows, int intermediate, uint16_t* h,
                          cudaStream_t stream);
-// out[t, :] += sum_j weights[t * top_k + j] * expert_out[inverse[t * top_k + j], :], j in order; expert_out
-// f32, or bf16 when expert_out_bf16.
+// out[t, :] += sum_j weights[t * top_k + j] * expert_out[inverse[t * top_k + j], :], j in order, over the
+// assignments whose sorted position inverse[t * top_k + j] lies in [sorted_begin, sorted_end) (an expert
+// range; all of them: [0, tokens * top_k)); expert_out f32, or bf16 when expert_out_bf16.
 cudaError_t LaunchCombine(const void* expert_out, bool expert_out_bf16, int hidden, const int32_t* inverse,
-                          const float* weights, int tokens, int top_k, float* out, cudaStream_t stream);
+                          const float* weights, int tokens, int top_k, int sorted_begin, int sorted_end,
+                          float* out, cudaStream_t stream);
 
 // FP8-block experts (gpu/expert_packing.h's FP8 layout; offsets relative to an expert's start) dequantised
 // into bf16 experts of the bf16 layout: expert j from sources[j] (a device array of device addresses, each

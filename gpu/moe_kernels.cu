@@ -84,14 +84,16 @@ __global__ void SwiGluKernel(const T* __restrict__ gate_up, int rows, int interm
 template <typename T>
 __global__ void CombineKernel(const T* __restrict__ expert_out, int hidden,
                               const int32_t* __restrict__ inverse, const float* __restrict__ weights,
-                              int top_k, float* __restrict__ out) {
+                              int top_k, int sorted_begin, int sorted_end, float* __restrict__ out) {
   const int token = blockIdx.x;
   float* row = out + static_cast<size_t>(token) * hidden;
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
     float value = row[c];
     for (int j = 0; j < top_k; ++j) {
       const int a = token * top_k + j;
-      value += weights[a] * Load(expert_out + static_cast<size_t>(inverse[a]) * hidden + c);
+      const int s = inverse[a];
+      if (s < sorted_begin || s >= sorted_end) continue;  // another expert range's (shard's) assignment
+      value += weights[a] * Load(expert_out + static_cast<size_t>(s) * hidden + c);
     }
     row[c] = value;
   }
@@ -161,14 +163,15 @@ cudaError_t LaunchSwiGlu(const void* gate_up, bool gate_up_bf16, int rows, int i
 }
 
 cudaError_t LaunchCombine(const void* expert_out, bool expert_out_bf16, int hidden, const int32_t* inverse,
-                          const float* weights, int tokens, int top_k, float* out, cudaStream_t stream) {
+                          const float* weights, int tokens, int top_k, int sorted_begin, int sorted_end,
+                          float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   if (expert_out_bf16) {
     CombineKernel<<<tokens, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(expert_out), hidden,
-                                                   inverse, weights, top_k, out);
+                                                   inverse, weights, top_k, sorted_begin, sorted_end, out);
   } else {
     CombineKernel<<<tokens, kThreads, 0, stream>>>(static_cast<const float*>(expert_out), hidden, inverse,
-                                                   weights, top_k, out);
+                                                   weights, top_k, sorted_begin, sorted_end, out);
   }
   return cudaGetLastError();
 }

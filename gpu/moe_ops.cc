@@ -124,6 +124,17 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
 absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
                                    std::span<const uint8_t* const> expert_bases,
                                    const PackedLayerIndex& index, float* out, const Stream& stream) {
+  return RunExpertRange(blas, x_bf16, weights, expert_bases, index, 0, shape_.num_experts, out, stream);
+}
+
+absl::Status MoeRunner::RunExpertRange(BlasHandle& blas, const void* x_bf16, const float* weights,
+                                       std::span<const uint8_t* const> expert_bases,
+                                       const PackedLayerIndex& index, int first_expert, int end_expert,
+                                       float* out, const Stream& stream) {
+  if (first_expert < 0 || end_expert < first_expert || end_expert > shape_.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeRunner::RunExpertRange: experts [", first_expert, ", ",
+                                                   end_expert, ") of ", shape_.num_experts));
+  }
   if (static_cast<int>(expert_bases.size()) != shape_.num_experts) {
     return absl::InvalidArgumentError(absl::StrCat("MoeRunner::RunExperts: ", expert_bases.size(),
                                                    " expert bases for ", shape_.num_experts, " experts"));
@@ -138,25 +149,30 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
                      " of ", shape_.hidden, "x", shape_.intermediate));
   }
   if (tokens_ == 0) return absl::OkStatus();
-  const int assignments = tokens_ * shape_.top_k;
+  // The range's assignments: sorted positions [row_begin, row_end), the sort being by expert.
+  const int row_begin = host_offsets_[first_expert], row_end = host_offsets_[end_expert];
+  const int rows_in_range = row_end - row_begin;
+  if (rows_in_range == 0) return absl::OkStatus();  // Nothing routed here: out stays as it is.
   const int h = shape_.hidden, i = shape_.intermediate;
   cudaStream_t cuda_stream = AsCuda(stream);
   RINGMOE_RETURN_IF_ERROR(blas.Bind(stream));
   RINGMOE_CUDA_RETURN_IF_ERROR(
-      kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h, permutation_.as<int32_t>(),
-                                assignments, shape_.top_k, sorted_x_.as<uint16_t>(), cuda_stream),
+      kernels::LaunchGatherRows(static_cast<const uint16_t*>(x_bf16), h,
+                                permutation_.as<int32_t>() + row_begin, rows_in_range, shape_.top_k,
+                                sorted_x_.as<uint16_t>() + int64_t{row_begin} * h, cuda_stream),
       "gather kernel");
   bool use_grouped = strategy_ == GemmStrategy::kGroupedBatched;
   if (strategy_ == GemmStrategy::kAuto) {
     int routed = 0;
-    for (int e = 0; e < shape_.num_experts; ++e) routed += host_counts_.as<const int32_t>()[e] > 0;
-    use_grouped = AutoPrefersGrouped(assignments, routed);
+    for (int e = first_expert; e < end_expert; ++e) routed += host_counts_.as<const int32_t>()[e] > 0;
+    use_grouped = AutoPrefersGrouped(rows_in_range, routed);
   }
   bool grouped_done = false;  // The grouped path leaves bf16 outputs; the loop f32.
   if (index.fp8()) {
-    RINGMOE_RETURN_IF_ERROR(RunGemmsFp8(blas, expert_bases, index, use_grouped, &grouped_done, stream));
+    RINGMOE_RETURN_IF_ERROR(
+        RunGemmsFp8(blas, expert_bases, index, first_expert, end_expert, use_grouped, &grouped_done, stream));
   } else if (use_grouped) {
-    absl::Status grouped = RunGemmsGrouped(blas, expert_bases, index, stream);
+    absl::Status grouped = RunGemmsGrouped(blas, expert_bases, index, first_expert, end_expert, stream);
     if (absl::IsUnimplemented(grouped)) {
       // cuBLAS rejected the call: use the loop from now on, and say why (fallback_reason()).
       fallback_reason_ = std::string(grouped.message());
@@ -171,7 +187,7 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
     auto handle = static_cast<cublasHandle_t>(blas.handle());
     const float alpha = 1.0f, beta = 0.0f;
     const int32_t* counts = host_counts_.as<const int32_t>();
-    for (int e = 0; e < shape_.num_experts; ++e) {
+    for (int e = first_expert; e < end_expert; ++e) {
       const int rows = counts[e];
       if (rows == 0) continue;
       const int64_t first = host_offsets_[e];
@@ -184,9 +200,10 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
                                      absl::StrCat("cublasGemmEx (expert ", e, " gate/up, ", rows, " rows)"));
     }
     RINGMOE_CUDA_RETURN_IF_ERROR(
-        kernels::LaunchSwiGlu(gate_up_.data(), false, assignments, i, activated_.as<uint16_t>(), cuda_stream),
+        kernels::LaunchSwiGlu(gate_up_.as<float>() + int64_t{row_begin} * 2 * i, false, rows_in_range, i,
+                              activated_.as<uint16_t>() + int64_t{row_begin} * i, cuda_stream),
         "SwiGLU kernel");
-    for (int e = 0; e < shape_.num_experts; ++e) {
+    for (int e = first_expert; e < end_expert; ++e) {
       const int rows = counts[e];
       if (rows == 0) continue;
       const int64_t first = host_offsets_[e];
@@ -200,13 +217,14 @@ absl::Status MoeRunner::RunExperts(BlasHandle& blas, const void* x_bf16, const f
   }
   RINGMOE_CUDA_RETURN_IF_ERROR(
       kernels::LaunchCombine(expert_out_.data(), grouped_done, h, inverse_.as<int32_t>(), weights, tokens_,
-                             shape_.top_k, out, cuda_stream),
+                             shape_.top_k, row_begin, row_end, out, cuda_stream),
       "combine kernel");
   return absl::OkStatus();
 }
 
 absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
-                                        const PackedLayerIndex& index, const Stream& stream) {
+                                        const PackedLayerIndex& index, int first_expert, int end_expert,
+                                        const Stream& stream) {
   const int h = shape_.hidden, i = shape_.intermediate;
   const int experts = shape_.num_experts;
   const int32_t* counts = host_counts_.as<const int32_t>();
@@ -216,7 +234,7 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
   // Layout: [A1 | B1 | C1 | A2 | B2 | C2], each `experts` long; only the first `groups` of each are used.
   std::vector<int> rows;
   int groups = 0;
-  for (int e = 0; e < experts; ++e) {
+  for (int e = first_expert; e < end_expert; ++e) {
     if (counts[e] == 0) continue;
     const int64_t first = host_offsets_[e];
     staged[0 * experts + groups] = expert_bases[e] + index.gate_up_offset(e);
@@ -254,9 +272,11 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
                                        beta.data(), device + 2 * experts, CUDA_R_16BF, two_i.data(), groups,
                                        group_size.data(), CUBLAS_COMPUTE_32F),
             "cublasGemmGroupedBatchedEx (gate/up)"));
-  const int assignments = tokens_ * shape_.top_k;
+  const int64_t row_begin = host_offsets_[first_expert], row_end = host_offsets_[end_expert];
   RINGMOE_CUDA_RETURN_IF_ERROR(
-      kernels::LaunchSwiGlu(gate_up_.data(), true, assignments, i, activated_.as<uint16_t>(), AsCuda(stream)),
+      kernels::LaunchSwiGlu(gate_up_.as<uint16_t>() + row_begin * 2 * i, true,
+                            static_cast<int>(row_end - row_begin), i,
+                            activated_.as<uint16_t>() + row_begin * i, AsCuda(stream)),
       "SwiGLU kernel");
   RINGMOE_RETURN_IF_ERROR(
       check(cublasGemmGroupedBatchedEx(handle, trans_a.data(), trans_b.data(), hidden.data(), rows.data(),
@@ -269,8 +289,8 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
 }
 
 absl::Status MoeRunner::RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
-                                    const PackedLayerIndex& index, bool use_grouped, bool* grouped_done,
-                                    const Stream& stream) {
+                                    const PackedLayerIndex& index, int first_expert, int end_expert,
+                                    bool use_grouped, bool* grouped_done, const Stream& stream) {
   if (fp8_scratch_experts_ <= 0) {
     return absl::FailedPreconditionError(
         "MoeRunner::RunExperts: the layer is in the FP8 block layout and this runner has no FP8 scratch");
@@ -279,7 +299,7 @@ absl::Status MoeRunner::RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* c
   const int experts = shape_.num_experts;
   const int32_t* counts = host_counts_.as<const int32_t>();
   std::vector<int> routed;
-  for (int e = 0; e < experts; ++e) {
+  for (int e = first_expert; e < end_expert; ++e) {
     if (counts[e] > 0) routed.push_back(e);
   }
   *grouped_done = false;
@@ -411,6 +431,11 @@ absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, const
 }
 absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, std::span<const uint8_t* const>,
                                    const PackedLayerIndex&, float*, const Stream&) {
+  return NotBuiltWithCuda();
+}
+absl::Status MoeRunner::RunExpertRange(BlasHandle&, const void*, const float*,
+                                       std::span<const uint8_t* const>, const PackedLayerIndex&, int, int,
+                                       float*, const Stream&) {
   return NotBuiltWithCuda();
 }
 

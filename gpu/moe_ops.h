@@ -93,6 +93,15 @@ class MoeRunner {
   absl::Status RunExperts(BlasHandle& blas, const void* x_bf16, const float* weights,
                           std::span<const uint8_t* const> expert_bases, const PackedLayerIndex& index,
                           float* out, const Stream& stream);
+  // The same over only the experts [first_expert, end_expert) of the last sort (an expert shard:
+  // runtime/engine/gpu_expert_shards.h): out[t, :] += sum over t's assignments j routed into that range of
+  // weights[t, j] * Expert_{ids[t, j]}(x[t, :]); the others add nothing, and only the range's experts are
+  // read. Its rows are contiguous in the sorted order, so the gather, GEMMs, SwiGLU and combine cover just
+  // them; kAuto decides by the range's own rows and routed experts. The whole range [0, num_experts) is
+  // RunExperts.
+  absl::Status RunExpertRange(BlasHandle& blas, const void* x_bf16, const float* weights,
+                              std::span<const uint8_t* const> expert_bases, const PackedLayerIndex& index,
+                              int first_expert, int end_expert, float* out, const Stream& stream);
 
   const MoeShape& shape() const { return shape_; }
   int max_tokens() const { return max_tokens_; }
@@ -105,13 +114,15 @@ class MoeRunner {
 
  private:
   MoeRunner() = default;
+  // Both over the experts [first_expert, end_expert) only.
   absl::Status RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
-                               const PackedLayerIndex& index, const Stream& stream);
+                               const PackedLayerIndex& index, int first_expert, int end_expert,
+                               const Stream& stream);
   // The GEMMs and SwiGLU of an FP8 layer, group by group of dequantised experts; leaves expert_out_ as the
   // bf16 path does (bf16 when *grouped_done, else f32).
   absl::Status RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
-                           const PackedLayerIndex& index, bool use_grouped, bool* grouped_done,
-                           const Stream& stream);
+                           const PackedLayerIndex& index, int first_expert, int end_expert, bool use_grouped,
+                           bool* grouped_done, const Stream& stream);
 
   MoeShape shape_;
   int max_tokens_ = 0;

@@ -6,7 +6,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "io/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "planner/expert_shards.h"
 
 namespace ringmoe::planner {
 namespace {
@@ -149,6 +151,10 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
                "the engine runs on one GPU: multi-GPU execution is not implemented; plan only (ringmoe plan "
                "--gpus)");
   }
+  if (plan.expert_shards < 0) return bad("expert_shards", plan.expert_shards, "must not be negative");
+  if (plan.device == PlanDevice::kCpu && plan.expert_shard_count() > 1) {
+    return bad("expert_shards", plan.expert_shard_count(), "the CPU device runs every expert unsplit");
+  }
   if (plan.batch < 1) return bad("batch", plan.batch, "must be at least 1");
   if (plan.prefill_chunk < 1) return bad("prefill_chunk", plan.prefill_chunk, "must be at least 1");
   if (plan.micro_batches < 1) return bad("micro_batches", plan.micro_batches, "must be at least 1");
@@ -211,6 +217,10 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
                             " slots for layers cut into ", plan.layer_parts,
                             " parts (one layer in the ring while the next part streams)"));
   }
+  if (spec.num_moe_layers() > 0) {
+    RINGMOE_RETURN_IF_ERROR(CheckExpertShards(spec.num_experts, plan.expert_shard_count(), plan.layer_parts,
+                                              plan.streamed_moe_layers() > 0));
+  }
   return absl::OkStatus();
 }
 
@@ -220,6 +230,8 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
                       PlanDeviceName(plan.device), plan.batch, plan.prefill_chunk, plan.max_step_tokens());
   if (plan.device == PlanDevice::kGpu) {
     if (plan.gpus > 1) absl::StrAppendFormat(&text, ", %d GPUs (experts split)", plan.gpus);
+    if (plan.expert_shards > 0 && plan.expert_shards != plan.gpus)
+      absl::StrAppendFormat(&text, ", %d expert shards", plan.expert_shards);
     absl::StrAppendFormat(&text, ", %d micro-batch%s, ring of %d slots", plan.micro_batches,
                           plan.micro_batches == 1 ? "" : "es", plan.ring_sections);
     if (plan.layer_parts > 1) absl::StrAppendFormat(&text, " of 1/%d layer", plan.layer_parts);
@@ -274,6 +286,7 @@ std::string PlanToJson(const ExecutionPlan& plan) {
               {"budgets", {{"gpu_bytes", plan.budgets.gpu_bytes}, {"cpu_bytes", plan.budgets.cpu_bytes}}}};
   if (plan.gpus != 1) out["gpus"] = plan.gpus;  // One-GPU plans keep their form.
   if (plan.expert_tile_tokens != 0) out["expert_tile_tokens"] = plan.expert_tile_tokens;  // Likewise.
+  if (plan.expert_shards != 0) out["expert_shards"] = plan.expert_shards;  // 0: one per GPU
   return out.dump(2);
 }
 
@@ -356,6 +369,13 @@ absl::StatusOr<ExecutionPlan> PlanFromJson(std::string_view text) {
           absl::StrCat("plan: expert_tile_tokens must be a non-negative integer, not ", tile->dump()));
     plan.expert_tile_tokens = tile->get<int>();
   }
+  // Optional: 0 (one shard per GPU).
+  if (auto shards = root.find("expert_shards"); shards != root.end()) {
+    if (!shards->is_number_integer() || shards->get<int>() < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan: expert_shards must be a non-negative integer, not ", shards->dump()));
+    plan.expert_shards = shards->get<int>();
+  }
   // Optional (plans written before FP8 experts): BF16.
   if (auto expert_dtype = root.find("expert_dtype"); expert_dtype != root.end()) {
     if (*expert_dtype == "BF16") {
@@ -398,8 +418,10 @@ bool operator==(const ExecutionPlan& a, const ExecutionPlan& b) {
          a.micro_batches == b.micro_batches && a.ring_sections == b.ring_sections &&
          a.layer_parts == b.layer_parts && a.routed_expert_copies == b.routed_expert_copies &&
          a.prefill_attention_on_gpu == b.prefill_attention_on_gpu &&
-         a.expert_tile_tokens == b.expert_tile_tokens && a.max_resident_moe_layers == b.max_resident_moe_layers && a.expert_tiers == b.expert_tiers &&
-         a.expert_dtype == b.expert_dtype && a.kv == b.kv && a.budgets == b.budgets && a.gpus == b.gpus;
+         a.expert_tile_tokens == b.expert_tile_tokens &&
+         a.max_resident_moe_layers == b.max_resident_moe_layers && a.expert_tiers == b.expert_tiers &&
+         a.expert_dtype == b.expert_dtype && a.kv == b.kv && a.budgets == b.budgets && a.gpus == b.gpus &&
+         a.expert_shards == b.expert_shards;
 }
 
 }  // namespace ringmoe::planner

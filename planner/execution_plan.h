@@ -85,7 +85,16 @@ struct ExecutionPlan {
   // other weights, and budgets.gpu_bytes is each GPU's. The engine runs one GPU only: above 1 a plan is for
   // `ringmoe plan` alone (planner/DESIGN.md, "Several GPUs").
   int gpus = 1;
+  // Expert shards (expert parallel, planner/expert_shards.h): every MoE layer's routed experts split into
+  // this many contiguous shards, each running its expert pass into a partial output of its own, which are
+  // then added to the residual stream in shard order. 0 = one shard per GPU (gpus). Above gpus, several
+  // shards share a GPU: on one GPU that runs the split's whole structure as logical shards (tests compare it
+  // against no split; gpu/DESIGN.md, "Expert shards"). A streamed layer's layer_parts must then be a
+  // multiple of the shards per GPU, so that each ring part belongs to one shard. GPU device only.
+  int expert_shards = 0;
 
+  // The shards the engine runs: expert_shards, or one per GPU.
+  int expert_shard_count() const { return expert_shards > 0 ? expert_shards : gpus; }
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
   int max_step_tokens() const { return batch + prefill_chunk; }
   // Rows the expert runners are sized for: a tile, or every token of a step.

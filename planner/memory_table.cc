@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "gpu/expert_packing.h"
+#include "planner/expert_shards.h"
 #include "planner/model_costs.h"
 
 namespace ringmoe::planner {
@@ -210,6 +211,17 @@ std::vector<MemoryItem> MlaPrefillItems(const ModelSpec& spec, int max_tokens) {
           {gpu, "MLA prefill: out", t * heads * qk * 4}};
 }
 
+std::vector<MemoryItem> ExpertShardItems(const ModelSpec& spec, int max_tokens, int shards, int gpus) {
+  if (shards <= 1 || spec.num_moe_layers() == 0) return {};
+  std::vector<MemoryItem> items;
+  const int here = std::max(1, shards / std::max(gpus, 1));
+  for (int g = 0; g < here; ++g) {
+    items.push_back({MemoryTier::kGpu, absl::StrFormat("expert shard %d partial output", g),
+                     int64_t{max_tokens} * spec.hidden_size * 4});
+  }
+  return items;
+}
+
 int64_t MlaHostWeightBytes(const ModelSpec& spec) {
   if (!spec.is_mla()) return 0;
   const MlaSpec& mla = spec.mla;
@@ -258,17 +270,19 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   const int resident = plan.resident_moe_layers(), streamed = plan.streamed_moe_layers();
   table.items.push_back({MemoryTier::kGpu, "resident experts", Charged(layer_bytes) * resident});
   if (streamed > 0) {
-    const int64_t slot =
-        (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts * expert_index.expert_stride_bytes;
+    // The largest of a layer's ring parts, cut shard-major (planner/expert_shards.h); each GPU cuts its own
+    // shards into layer_parts parts.
+    const int64_t part_experts = MaxPartExperts(spec.num_experts, plan.expert_shard_count(),
+                                                plan.layer_parts * std::max(plan.gpus, 1));
+    const int64_t slot = part_experts * expert_index.expert_stride_bytes;
     table.items.push_back({MemoryTier::kGpu, "ring slots", Charged(slot) * plan.ring_sections});
     const int ssd = plan.ssd_moe_layers();
     table.items.push_back({MemoryTier::kPinned, "streamed experts", layer_bytes * (streamed - ssd)});
     if (ssd > 0) {
-      const int64_t experts = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts;
       const int64_t expert_bytes = int64_t{3} * spec.moe_intermediate_size * h * 2;
       table.items.push_back({MemoryTier::kPinned, "SSD staging buffers",
                              SsdStagingBuffers(plan.ring_sections) *
-                                 SsdStagingBufferBytes(experts, expert_bytes, CheckpointDType(spec))});
+                                 SsdStagingBufferBytes(part_experts, expert_bytes, CheckpointDType(spec))});
     }
   }
   table.items.push_back({MemoryTier::kGpu, "cuBLAS workspace", kCublasWorkspaceBytes});
@@ -282,6 +296,11 @@ MemoryTable ComputeMemoryTable(const ModelSpec& spec, const ExecutionPlan& plan,
   }
   for (MemoryItem& item : MoeRunnerItems(spec, plan.expert_runner_tokens(), held))
     table.items.push_back(std::move(item));
+  for (MemoryItem& item :
+       ExpertShardItems(spec, plan.max_step_tokens(), plan.expert_shard_count(), plan.gpus)) {
+    item.bytes = Charged(item.bytes);
+    table.items.push_back(std::move(item));
+  }
   if (spec.is_mla()) {
     if (plan.prefill_attention_on_gpu) {
       for (MemoryItem& item : MlaPrefillItems(spec, plan.max_step_tokens())) {

@@ -85,6 +85,12 @@ std::vector<MemoryItem> DenseWeightItems(const ModelSpec& spec);
 // split latents and rope keys, kv_b's output, K and V padded to qk_head_dim, the padded output). Empty for
 // other models.
 std::vector<MemoryItem> MlaPrefillItems(const ModelSpec& spec, int max_tokens);
+// The expert shards' partial outputs (ExecutionPlan::expert_shards, planner/expert_shards.h): with more than
+// one shard in all, each shard a GPU runs writes its routed experts' output, f32 [max_tokens, hidden], into a
+// buffer of its own before the shards are combined in shard order; `shards` over `gpus` GPUs, the items of
+// one GPU, in shard order (runtime/engine/gpu_expert_shards.cc allocates exactly these). Empty with one
+// shard or no MoE layer.
+std::vector<MemoryItem> ExpertShardItems(const ModelSpec& spec, int max_tokens, int shards, int gpus = 1);
 // MLA models on the GPU path: host bytes of what the CPU's attention keeps in f32 besides the cache (kv_b,
 // absorb_q's transposed copy of W_UK, kv_a's norm); 0 for other models.
 int64_t MlaHostWeightBytes(const ModelSpec& spec);

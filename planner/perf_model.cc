@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "planner/expert_shards.h"
 #include "planner/memory_table.h"
 
 namespace ringmoe::planner {
@@ -232,6 +233,11 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   // MLA's fresh prompts on the GPU need their attention's scratch too.
   if (costs_.mla && plan.prefill_attention_on_gpu)
     memory.gpu_workspace_bytes += step_tokens * costs_.mla_prefill_bytes_per_token;
+  // Split experts: each shard on a GPU writes a partial output of its own (ExpertShardItems).
+  if (plan.expert_shard_count() > 1 && costs_.group_bytes(WeightGroup::kRoutedExperts) > 0) {
+    const int64_t shards_here = std::max(1, plan.expert_shard_count() / gpus);
+    memory.gpu_workspace_bytes += shards_here * (step_tokens * costs_.hidden * 4 + kArenaGranularity);
+  }
 
   int64_t available = memory.gpu_budget - memory.gpu_workspace_bytes - memory.gpu_kv_bytes;
   if (available < 0) {
@@ -248,15 +254,19 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   // With several GPUs each holds ceil(E / gpus) of every MoE layer's experts (its share): moe_layer_bytes and
   // the ring's parts are one GPU's share, the residency below is each GPU's.
   int64_t moe_layer_bytes = 0, moe_layers = 0, experts_per_layer = 0, part_bytes = 0, share_experts = 0;
+  int64_t part_experts = 0;        // Of the largest ring part.
   int64_t routed_share_bytes = 0;  // One GPU's share of every MoE layer's routed experts.
   for (const LayerCosts& layer : costs_.layers) {
     if (layer.num_experts == 0) continue;
     share_experts = (layer.num_experts + gpus - 1) / gpus;
     moe_layer_bytes = std::max(moe_layer_bytes, share_experts * layer.expert_bytes);
     routed_share_bytes += share_experts * layer.expert_bytes;
-    // The engine cuts a layer's experts into parts of ceil(E / parts) experts, one ring slot each.
-    part_bytes =
-        std::max(part_bytes, (share_experts + plan.layer_parts - 1) / plan.layer_parts * layer.expert_bytes);
+    // The engine cuts a layer's experts into parts, shard-major (planner/expert_shards.h), one ring slot
+    // each: ceil(ceil(E / gpus) / parts) experts with a shard per GPU.
+    const int64_t layer_part_experts =
+        MaxPartExperts(layer.num_experts, plan.expert_shard_count(), plan.layer_parts * gpus);
+    part_experts = std::max(part_experts, layer_part_experts);
+    part_bytes = std::max(part_bytes, layer_part_experts * layer.expert_bytes);
     experts_per_layer = layer.num_experts;
     ++moe_layers;
   }
@@ -378,8 +388,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
     // Each GPU's ring has staging buffers of its own.
     memory.ssd_staging_bytes =
         gpus * SsdStagingBuffers(plan.ring_sections) *
-        SsdStagingBufferBytes((share_experts + plan.layer_parts - 1) / plan.layer_parts,
-                              share_experts > 0 ? moe_layer_bytes / share_experts : 0,
+        SsdStagingBufferBytes(part_experts, share_experts > 0 ? moe_layer_bytes / share_experts : 0,
                               profile_.ssd->section_files ? io::DType::kBF16 : costs_.checkpoint_dtype);
     const int64_t room = host_room - memory.ssd_staging_bytes - other_pinned;
     const int64_t pinned_layers =

@@ -1,6 +1,6 @@
 // On a GPU: what the engine's arena allocates for a plan is what the memory table (planner/memory_table.h)
-// says, for every layout of the experts (resident, streamed, in half layers) and with a GPU share of the KV
-// cache. The table's one estimate, CUB's sort scratch, is the only slack allowed.
+// says, for every layout of the experts (resident, streamed, in half layers, as expert shards) and with a GPU
+// share of the KV cache. The table's one estimate, CUB's sort scratch, is the only slack allowed.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -23,6 +23,7 @@ struct Layout {
   int layer_parts;
   int gpu_kv_sequences;
   const char* model = nullptr;  // under tests/data; null: kTinyModel
+  int expert_shards = 0;        // ExecutionPlan::expert_shards (logical shards on this GPU)
   int expert_tile_tokens = 0;   // > 0: the expert runners sized for tiles of this many rows
 };
 
@@ -46,6 +47,7 @@ TEST_P(GpuMemoryTableTest, EngineAllocatesWhatTheTableSays) {
   plan.layer_parts = layout.layer_parts;
   plan.ring_sections = layout.layer_parts + 1;
   plan.expert_tile_tokens = layout.expert_tile_tokens;
+  plan.expert_shards = layout.expert_shards;
   constexpr int kContext = 40;
   plan.kv.gpu_bytes = planner::KvBytesForSequences(*spec, plan.kv, layout.gpu_kv_sequences, kContext);
   absl::StatusOr<Engine> engine = Engine::Open(model, options);
@@ -69,7 +71,10 @@ INSTANTIATE_TEST_SUITE_P(Layouts, GpuMemoryTableTest,
                          testing::Values(Layout{"resident", 4, 1, 0}, Layout{"streamed", 0, 1, 0},
                                          Layout{"one_resident_half_layers", 1, 2, 0},
                                          Layout{"streamed_kv_on_gpu", 0, 1, 2},
-                                         Layout{"streamed_expert_tiles_of_16", 0, 1, 0, nullptr, 16}),
+                                         Layout{"streamed_expert_tiles_of_16", 0, 1, 0, nullptr, 0, 16},
+                                         // Expert shards' partial outputs and shard-major ring parts.
+                                         Layout{"two_expert_shards_resident", 4, 1, 0, nullptr, 2},
+                                         Layout{"three_expert_shards_streamed", 0, 3, 0, nullptr, 3}),
                          [](const testing::TestParamInfo<Layout>& info) { return info.param.name; });
 // DeepSeek-V3 (MLA, a q LoRA, a dense first layer, shared experts, the router's correction bias): its own
 // step buffers and resident weights (planner::DenseWeightItems' MLA branch).

@@ -23,6 +23,7 @@
 #include "gpu/device.h"
 #include "io/checkpoint.h"
 #include "io/model_spec.h"
+#include "planner/expert_shards.h"
 #include "planner/memory_table.h"
 #include "planner/model_costs.h"
 #include "ringmoe/tokenizer.h"
@@ -177,6 +178,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.micro_batches = plan.micro_batches;
     placement.expert_tile_tokens = plan.expert_tile_tokens;
     placement.layer_parts = plan.layer_parts;
+    placement.expert_shards = plan.expert_shard_count();  // ValidatePlan: one GPU, so all of them here
     placement.ring_slots = plan.ring_sections;
     placement.prefill_attention_on_gpu = plan.prefill_attention_on_gpu;
     placement.routed_expert_copies = plan.routed_expert_copies;
@@ -184,7 +186,8 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.ssd_dirs = options.ssd_dirs;
     if (plan.ssd_moe_layers() > 0) {
       const ModelSpec& spec = impl->spec;
-      const int64_t experts = (spec.num_experts + plan.layer_parts - 1) / plan.layer_parts;
+      const int64_t experts =
+          planner::MaxPartExperts(spec.num_experts, plan.expert_shard_count(), plan.layer_parts);
       placement.ssd_staging_buffer_bytes = planner::SsdStagingBufferBytes(
           experts, int64_t{3} * spec.moe_intermediate_size * spec.hidden_size * 2,
           planner::CheckpointDType(spec));

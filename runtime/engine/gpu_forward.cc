@@ -57,15 +57,17 @@ struct GpuForward::State {
 };
 
 int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, io::DType expert_dtype,
-                                   bool mla_prefill_on_gpu, int expert_tile_tokens) {
+                                   bool mla_prefill_on_gpu, int expert_shards, int expert_tile_tokens) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
   const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec, expert_dtype);
   int64_t bytes = workspace.bytes(max_step_tokens, ExpertRunnerTokens(max_step_tokens, expert_tile_tokens));
+  std::vector<planner::MemoryItem> items = planner::ExpertShardItems(spec, max_step_tokens, expert_shards);
   if (mla_prefill_on_gpu) {
-    for (const planner::MemoryItem& item : planner::MlaPrefillItems(spec, max_step_tokens)) {
-      bytes += (item.bytes + planner::kArenaGranularity - 1) / planner::kArenaGranularity *
-               planner::kArenaGranularity;
-    }
+    for (planner::MemoryItem& item : planner::MlaPrefillItems(spec, max_step_tokens)) items.push_back(item);
+  }
+  for (const planner::MemoryItem& item : items) {
+    bytes += (item.bytes + planner::kArenaGranularity - 1) / planner::kArenaGranularity *
+             planner::kArenaGranularity;
   }
   return bytes;
 }
@@ -176,10 +178,10 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
     if (!MlaPrefillFitsGpu(weights.spec())) state->placement.prefill_attention_on_gpu = false;
     state->mla_rotary = MlaRotary(weights.spec());
   }
-  state->placement.workspace_bytes =
-      WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype,
-                     weights.spec().is_mla() && state->placement.prefill_attention_on_gpu,
-                     placement.expert_tile_tokens);
+  state->placement.workspace_bytes = WorkspaceBytes(
+      weights.spec(), max_step_tokens, placement.expert_dtype,
+      weights.spec().is_mla() && state->placement.prefill_attention_on_gpu, placement.expert_shards,
+      placement.expert_tile_tokens);
   // K and V, every layer, bf16.
   state->placement.kv_cache_bytes =
       2LL * weights.spec().num_layers * kv_cache.device_blocks() * kv_cache.block_stride() * 2;
@@ -204,10 +206,10 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
                           state->copy);
   state->ops.emplace(state->spec, kv_cache, *state->model, state->blas, state->compute, state->buffers,
                      *state->streamer);
-  RINGMOE_RETURN_IF_ERROR(
-      state->ops->Allocate(max_step_tokens, state->placement.micro_batches,
-                           state->spec.is_mla() && state->placement.prefill_attention_on_gpu,
-                           ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
+  RINGMOE_RETURN_IF_ERROR(state->ops->Allocate(
+      max_step_tokens, state->placement.micro_batches,
+      state->spec.is_mla() && state->placement.prefill_attention_on_gpu, state->placement.expert_shards,
+      ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
   RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();

@@ -42,10 +42,11 @@ class GpuForward final : public ForwardPass {
 
   // Device bytes of activations and scratch for a step of max_step_tokens (what GpuPlacement reserves), the
   // expert runners sized for expert_tile_tokens of them (0: all); mla_prefill_on_gpu adds MLA's prefill
-  // attention scratch (planner::MlaPrefillItems).
+  // attention scratch (planner::MlaPrefillItems), expert_shards > 1 the shards' partial outputs
+  // (planner::ExpertShardItems).
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens,
                                 io::DType expert_dtype = io::DType::kBF16, bool mla_prefill_on_gpu = false,
-                                int expert_tile_tokens = 0);
+                                int expert_shards = 1, int expert_tile_tokens = 0);
   // Rows the expert runners take at once for steps of up to max_step_tokens.
   static int ExpertRunnerTokens(int max_step_tokens, int expert_tile_tokens) {
     return expert_tile_tokens > 0 ? std::min(expert_tile_tokens, max_step_tokens) : max_step_tokens;

@@ -16,6 +16,8 @@
 #include "gpu/device.h"
 #include "io/fp8_weights.h"
 #include "io/section_file.h"
+#include "io/status_macros.h"
+#include "planner/expert_shards.h"
 #include "planner/memory_table.h"
 
 namespace ringmoe {
@@ -130,14 +132,13 @@ struct SsdSections {
 SsdSections ListSsdParts(const ModelSpec& spec, const GpuPlacement& placement) {
   SsdSections ssd;
   ssd.layer_sections.resize(spec.num_layers);
-  const int parts = placement.layer_parts;
+  const std::vector<planner::ExpertRange> parts =
+      planner::LayerPartRanges(spec.num_experts, placement.expert_shards, placement.layer_parts);
   for (int i = 0; i < spec.num_layers; ++i) {
     if (placement.expert_tiers[i] != planner::ExpertTier::kSsd) continue;
-    for (int part = 0, first = 0; part < parts; ++part) {
-      const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+    for (const planner::ExpertRange& part : parts) {
       ssd.layer_sections[i].push_back(static_cast<int>(ssd.parts.size()));
-      ssd.parts.push_back({i, first, count});
-      first += count;
+      ssd.parts.push_back({i, part.first, part.count});
     }
   }
   return ssd;
@@ -309,6 +310,13 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     return absl::InvalidArgumentError(absl::StrCat("a streamed layer can be cut into 1 to ", spec.num_experts,
                                                    " parts, not ", placement.layer_parts));
   }
+  if (spec.num_moe_layers() > 0) {
+    const bool streamed = std::any_of(
+        placement.expert_tiers.begin(), placement.expert_tiers.end(),
+        [](auto t) { return t == planner::ExpertTier::kPinnedHost || t == planner::ExpertTier::kSsd; });
+    RINGMOE_RETURN_IF_ERROR(planner::CheckExpertShards(spec.num_experts, placement.expert_shards,
+                                                       placement.layer_parts, streamed));
+  }
   if (placement.ring_slots < std::max(2, placement.layer_parts + 1)) {
     return absl::InvalidArgumentError(absl::StrCat("the section ring needs at least ",
                                                    std::max(2, placement.layer_parts + 1),
@@ -337,10 +345,14 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
   for (const planner::MemoryItem& item : planner::DenseWeightItems(spec)) fixed += item.bytes;
   const int moe_layers = spec.num_moe_layers();
   const int64_t layer_bytes = model->expert_index_.total_bytes();
-  // Parts of a streamed layer: experts split as evenly as possible, the first ones one larger.
+  // Parts of a streamed layer: each expert shard's experts split as evenly as possible, the first ones one
+  // larger, so that every part belongs to one shard (planner/expert_shards.h); one shard: the layer's.
   const int parts = placement.layer_parts;
+  const std::vector<planner::ExpertRange> part_ranges =
+      planner::LayerPartRanges(spec.num_experts, placement.expert_shards, parts);
   const int64_t stride = model->expert_index_.expert_stride_bytes;
-  const int64_t slot_bytes = (spec.num_experts + parts - 1) / parts * stride;
+  const int64_t slot_bytes =
+      int64_t{planner::MaxPartExperts(spec.num_experts, placement.expert_shards, parts)} * stride;
   const int64_t room = gpu_cap_bytes - fixed - placement.workspace_bytes - placement.kv_cache_bytes;
   if (static_cast<int>(placement.expert_tiers.size()) != spec.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("the plan places the experts of ",
@@ -497,11 +509,9 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
       status = pack(layer.data());
       if (status.ok()) status = upload(layer.data(), layer_bytes, "resident experts", &g.experts);
     } else if (placement.expert_tiers[i] == planner::ExpertTier::kSsd) {
-      for (int part = 0, first = 0; part < parts; ++part) {
-        const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+      for (int part = 0; part < parts; ++part) {
         const int section = model->source_.Add(model->ssd_source_.get(), ssd.layer_sections[i][part]);
-        g.parts.push_back({section, first, count});
-        first += count;
+        g.parts.push_back({section, part_ranges[part].first, part_ranges[part].count});
       }
       model->streamed_bytes_per_step_ += layer_bytes;
       ++model->ssd_moe_layers_;
@@ -510,13 +520,12 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
           gpu::PinnedHostBuffer::Allocate(layer_bytes, "streamed experts");
       if (!pinned.ok()) return pinned.status();
       status = pack(pinned->data());
-      for (int part = 0, first = 0; part < parts; ++part) {
-        const int count = spec.num_experts / parts + (part < spec.num_experts % parts ? 1 : 0);
+      for (const planner::ExpertRange& part : part_ranges) {
         absl::StatusOr<int> pinned_section = model->pinned_source_.AddSection(
-            {gpu::HostChunk{pinned->as<uint8_t>() + first * stride, count * stride, 0}});
+            {gpu::HostChunk{pinned->as<uint8_t>() + part.first * stride, part.count * stride, 0}});
         if (!pinned_section.ok()) return pinned_section.status();
-        g.parts.push_back({model->source_.Add(&model->pinned_source_, *pinned_section), first, count});
-        first += count;
+        g.parts.push_back(
+            {model->source_.Add(&model->pinned_source_, *pinned_section), part.first, part.count});
       }
       model->streamed_.push_back(std::move(*pinned));
       model->streamed_bytes_per_step_ += layer_bytes;

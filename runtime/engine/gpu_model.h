@@ -37,6 +37,10 @@ struct GpuPlacement {
   int ring_slots = 2;     // Device slots that streamed layers pass through (>= layer_parts + 1).
   int layer_parts = 1;    // Sections each streamed layer's routed experts are cut into (ring slots are
                           // one part each: smaller slots fit a smaller GPU budget).
+  // Expert shards (planner::ExecutionPlan::expert_shards): each MoE layer's routed experts run as this many
+  // shards, each into a partial output, combined in shard order (runtime/engine/gpu_expert_shards.h); all on
+  // this GPU. layer_parts must be a multiple of it when layers stream: parts are cut shard-major.
+  int expert_shards = 1;
   int micro_batches = 2;  // Slices of a step in flight at once.
   // The expert runners take a micro-batch's rows in tiles of at most this many (0: all at once), and are
   // sized for that many (planner::ExecutionPlan::expert_tile_tokens).

@@ -34,7 +34,8 @@ bool MlaPrefillFitsGpu(const ModelSpec& spec) {
          mla.qk_rope_head_dim % 2 == 0 && mla.qk_rope_head_dim <= 512 && spec.sliding_window <= 0;
 }
 
-absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill, int runner_tokens) {
+absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill, int expert_shards,
+                                  int runner_tokens) {
   if (runner_tokens <= 0) runner_tokens = max_tokens;
   if (mla_prefill) {
     if (!MlaPrefillFitsGpu(spec_)) return absl::InternalError("MLA prefill on the GPU: unsupported shapes");
@@ -70,6 +71,11 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_pr
   if (spec_.shared_expert_intermediate_size > 0) {
     RINGMOE_RETURN_IF_ERROR(
         runner(spec_.shared_expert_intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &shared_));
+  }
+  if (expert_shards > 1 && spec_.num_moe_layers() > 0) {
+    RINGMOE_ASSIGN_OR_RETURN(GpuExpertShards shards,
+                             GpuExpertShards::Create(model_.arena(), spec_, max_tokens, expert_shards));
+    expert_shards_.emplace(std::move(shards));
   }
   qkv_ready_.clear();
   for (int i = 0; i < micro_batches; ++i) {
@@ -368,9 +374,19 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
     RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r + t, top_k), rows, compute_));
     feeder_wait_seconds_ += SecondsSince(wait_start);
     RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
-    RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
-                                                 streamer_.expert_bases(), model_.expert_index(), hidden(r + t),
-                                                 compute_));
+    if (expert_shards_) {
+      // Expert parallel: each shard's experts into its partial, then the partials into the residual in
+      // shard order (the sort above is every shard's: they share this GPU).
+      RINGMOE_RETURN_IF_ERROR(expert_shards_->Run(*experts_, blas_, input(r + t),
+                                                  Row<float>(buffers_.routing, r + t, top_k),
+                                                  streamer_.expert_bases(), model_.expert_index(), r + t, rows,
+                                                  hidden(r + t), compute_));
+    } else {
+      RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input(r + t),
+                                                   Row<float>(buffers_.routing, r + t, top_k),
+                                                   streamer_.expert_bases(), model_.expert_index(),
+                                                   hidden(r + t), compute_));
+    }
   }
   if (spec_.layers[layer].has_shared_expert) {
     // Qwen2-MoE's shared expert is weighted by its sigmoid gate; DeepSeek's are added as they are.

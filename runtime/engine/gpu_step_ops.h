@@ -24,6 +24,7 @@
 #include "gpu/stream.h"
 #include "runtime/engine/expert_streamer.h"
 #include "runtime/engine/forward.h"
+#include "runtime/engine/gpu_expert_shards.h"
 #include "runtime/engine/gpu_model.h"
 #include "runtime/engine/gpu_step_buffers.h"
 #include "runtime/engine/kv_cache.h"
@@ -48,8 +49,10 @@ class GpuStepOps {
   // The runners' scratch for runner_tokens rows at once (0: max_tokens; a micro-batch with more runs its
   // experts in tiles of that many rows), from the model's arena, and one qkv_ready event per micro-batch;
   // with mla_prefill, MLA's prefill attention scratch for steps of up to max_tokens tokens
-  // (planner::MlaPrefillItems).
-  absl::Status Allocate(int max_tokens, int micro_batches, bool mla_prefill = false, int runner_tokens = 0);
+  // (planner::MlaPrefillItems); with expert_shards > 1, the shards' partial outputs (GpuExpertShards,
+  // planner::ExpertShardItems).
+  absl::Status Allocate(int max_tokens, int micro_batches, bool mla_prefill = false, int expert_shards = 1,
+                        int runner_tokens = 0);
 
   // The step's hidden states, positions, fresh-prompt offsets and device KV tables, from the staging
   // buffers the driving thread filled.
@@ -97,6 +100,9 @@ class GpuStepOps {
   StepBuffers& buffers_;
   ExpertStreamer& streamer_;
   std::optional<gpu::MoeRunner> experts_, dense_, shared_;
+  // With more than one expert shard: the routed experts run shard by shard through experts_, and their
+  // partial outputs are combined in shard order.
+  std::optional<GpuExpertShards> expert_shards_;
   // MLA's prefill attention: the rope part's rotary embedding and the scratch (shared by the micro-batches,
   // which run in order on the compute stream), in planner::MlaPrefillItems' order.
   cpu::RotaryEmbedding mla_rotary_;
