@@ -286,7 +286,7 @@ std::string PlanToJson(const ExecutionPlan& plan) {
               {"budgets", {{"gpu_bytes", plan.budgets.gpu_bytes}, {"cpu_bytes", plan.budgets.cpu_bytes}}}};
   if (plan.gpus != 1) out["gpus"] = plan.gpus;  // One-GPU plans keep their form.
   if (plan.expert_tile_tokens != 0) out["expert_tile_tokens"] = plan.expert_tile_tokens;  // Likewise.
-  if (plan.expert_shards != 0) out["expert_shards"] = plan.expert_shards;  // 0: one per GPU
+  if (plan.expert_shards != 0) out["expert_shards"] = plan.expert_shards;                 // 0: one per GPU
   return out.dump(2);
 }
 

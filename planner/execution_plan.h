@@ -125,7 +125,8 @@ struct PlanPins {
   bool any() const {
     return batch || prefill_chunk || micro_batches || max_resident_moe_layers || kv_gpu_fraction ||
            layer_parts || ring_sections || routed_expert_copies || prefill_attention_on_gpu ||
-           expert_tile_tokens || kv_host_bytes || expert_dtype || kv_dtype;  // gpus says what the machine is, not a plan choice
+           expert_tile_tokens || kv_host_bytes || expert_dtype ||
+           kv_dtype;  // gpus says what the machine is, not a plan choice
   }
 };
 

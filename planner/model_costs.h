@@ -83,7 +83,9 @@ struct ModelCosts {
            step_tokens * (gpu_workspace_bytes_per_token - gpu_workspace_runner_bytes_per_token) +
            runner_tokens * gpu_workspace_runner_bytes_per_token;
   }
-  int64_t gpu_workspace_bytes(int64_t step_tokens) const { return gpu_workspace_bytes(step_tokens, step_tokens); }
+  int64_t gpu_workspace_bytes(int64_t step_tokens) const {
+    return gpu_workspace_bytes(step_tokens, step_tokens);
+  }
 
   int num_layers() const { return static_cast<int>(layers.size()); }
   // Bytes of one weight group over the whole model.

@@ -1,8 +1,8 @@
 #include "planner/plan_search.h"
 
 #include <algorithm>
-#include <utility>
 #include <cmath>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -27,7 +27,8 @@ std::vector<int> BatchCandidates(int64_t most) {
 }
 
 // Every (chunk, expert tile) pair, tiles in their order of preference for each chunk.
-std::vector<std::pair<int, int>> ChunkTilePairs(const std::vector<int>& chunks, const std::vector<int>& tiles) {
+std::vector<std::pair<int, int>> ChunkTilePairs(const std::vector<int>& chunks,
+                                                const std::vector<int>& tiles) {
   std::vector<std::pair<int, int>> pairs;
   for (int chunk : chunks) {
     for (int tile : tiles) pairs.emplace_back(chunk, tile);

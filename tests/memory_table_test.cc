@@ -55,57 +55,48 @@ TEST(MemoryTable, DenseWeightsAreTheCheckpointsTensorsAsTheGpuKeepsThem) {
   EXPECT_EQ(table.Sum("weights: shared"), 0);  // Qwen3-MoE: no shared experts, no dense layers
 }
 
-// The planner prices the GPU workspace from the same lists the engine allocates: never below them, and above
-// them only by the margin it states (cuBLAS's workspace, 8 MiB for CUB's scratch, the arena's rounding).
-TEST(MemoryTable, WorkspacePriceCoversWhatTheEngineAllocates) {
-  absl::StatusOr<ModelSpec> spec = LoadModelSpec(kTinyModel);
-  ASSERT_TRUE(spec.ok()) << spec.status();
-  const GpuWorkspace workspace = GpuWorkspaceBytes(*spec);
-  for (int tokens : {1, 48, 2304, 9216}) {
-    SCOPED_TRACE(tokens);
-    int64_t allocated = kCublasWorkspaceBytes;
-    int items = 0;
-    for (const MemoryItem& item : StepBufferItems(*spec, tokens, 4, 0, 0)) {
-      if (item.tier != MemoryTier::kGpu || item.bytes == 0) continue;
-      allocated += Charged(item.bytes);
-      ++items;
-    }
-    for (const MemoryItem& item : MoeRunnerItems(*spec, tokens)) {
-      if (item.tier == MemoryTier::kGpu) allocated += item.bytes;
-    }
-    const int64_t priced = workspace.fixed_bytes + tokens * workspace.bytes_per_token;
-    EXPECT_GE(priced, allocated);
-    EXPECT_LE(priced - allocated, (int64_t{8} << 20) + (items + 1) * 512 + tokens);
-    EXPECT_EQ(workspace.bytes(tokens, tokens), priced);
+// What the engine allocates for a step of `step` tokens whose expert runners take `runner` rows at once, and
+// how many step buffers that is (each may round up by the arena's granularity).
+std::pair<int64_t, int> EngineWorkspace(const ModelSpec& spec, int step, int runner) {
+  int64_t allocated = kCublasWorkspaceBytes;
+  int items = 0;
+  for (const MemoryItem& item : StepBufferItems(spec, step, 4, 0, 0)) {
+    if (item.tier != MemoryTier::kGpu || item.bytes == 0) continue;
+    allocated += Charged(item.bytes);
+    ++items;
   }
+  for (const MemoryItem& item : MoeRunnerItems(spec, runner)) {
+    if (item.tier == MemoryTier::kGpu) allocated += item.bytes;
+  }
+  return {allocated, items};
 }
 
-// With the expert runners in tiles (ExecutionPlan::expert_tile_tokens), the step buffers grow with the step
-// and the runners' scratch with the tile: the price follows both, as the engine allocates them.
-TEST(MemoryTable, WorkspaceWithExpertTilesPricesRunnersForTheTile) {
+// The planner prices the GPU workspace from the same lists the engine allocates: never below them, and above
+// them only by the margin it states (cuBLAS's workspace, 8 MiB for CUB's scratch, the arena's rounding).
+// With the expert runners in tiles (ExecutionPlan::expert_tile_tokens) the step buffers grow with the step
+// and the runners' scratch with the tile: the price follows both.
+TEST(MemoryTable, WorkspacePriceCoversWhatTheEngineAllocates) {
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(kTinyModel);
   ASSERT_TRUE(spec.ok()) << spec.status();
   const GpuWorkspace workspace = GpuWorkspaceBytes(*spec);
   ASSERT_GT(workspace.runner_bytes_per_token, 0);
   ASSERT_LT(workspace.runner_bytes_per_token, workspace.bytes_per_token);
-  for (const auto& [step, tile] : {std::pair{9216, 1024}, std::pair{2304, 48}, std::pair{48, 48}}) {
-    SCOPED_TRACE(testing::Message() << step << " tokens, tiles of " << tile);
-    int64_t allocated = kCublasWorkspaceBytes;
-    int items = 0;
-    for (const MemoryItem& item : StepBufferItems(*spec, step, 4, 0, 0)) {
-      if (item.tier != MemoryTier::kGpu || item.bytes == 0) continue;
-      allocated += Charged(item.bytes);
-      ++items;
-    }
-    for (const MemoryItem& item : MoeRunnerItems(*spec, tile)) {
-      if (item.tier == MemoryTier::kGpu) allocated += item.bytes;
-    }
+  for (const auto& [step, tile] : {std::pair{1, 1}, std::pair{48, 48}, std::pair{2304, 2304},
+                                   std::pair{9216, 9216}, std::pair{9216, 1024}, std::pair{2304, 48}}) {
+    SCOPED_TRACE(testing::Message() << step << " tokens, runners for " << tile);
+    const auto [allocated, items] = EngineWorkspace(*spec, step, tile);
     const int64_t priced = workspace.bytes(step, tile);
     EXPECT_GE(priced, allocated);
     EXPECT_LE(priced - allocated, (int64_t{8} << 20) + (items + 1) * 512 + step);
-    // The saving is the runners' growth between the tile and the step.
+    // Untiled, the price is the per-token figure; tiles save the runners' growth between tile and step.
+    if (step == tile) EXPECT_EQ(priced, workspace.fixed_bytes + step * workspace.bytes_per_token);
     EXPECT_EQ(workspace.bytes(step, step) - priced, (step - tile) * workspace.runner_bytes_per_token);
   }
+}
+
+TEST(MemoryTable, TiledPlanSizesTheRunnersForTheTile) {
+  absl::StatusOr<ModelSpec> spec = LoadModelSpec(kTinyModel);
+  ASSERT_TRUE(spec.ok()) << spec.status();
   // The memory table of a tiled plan sizes the runners for the tile.
   ExecutionPlan plan = DefaultPlan(PlanDevice::kGpu);
   plan.expert_tiers = SpreadResidentLayers(*spec, 0);

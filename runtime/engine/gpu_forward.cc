@@ -178,10 +178,10 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
     if (!MlaPrefillFitsGpu(weights.spec())) state->placement.prefill_attention_on_gpu = false;
     state->mla_rotary = MlaRotary(weights.spec());
   }
-  state->placement.workspace_bytes = WorkspaceBytes(
-      weights.spec(), max_step_tokens, placement.expert_dtype,
-      weights.spec().is_mla() && state->placement.prefill_attention_on_gpu, placement.expert_shards,
-      placement.expert_tile_tokens);
+  state->placement.workspace_bytes =
+      WorkspaceBytes(weights.spec(), max_step_tokens, placement.expert_dtype,
+                     weights.spec().is_mla() && state->placement.prefill_attention_on_gpu,
+                     placement.expert_shards, placement.expert_tile_tokens);
   // K and V, every layer, bf16.
   state->placement.kv_cache_bytes =
       2LL * weights.spec().num_layers * kv_cache.device_blocks() * kv_cache.block_stride() * 2;

@@ -330,9 +330,10 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(), h, qw,
                                   nullptr, Row<float>(buffers_.projected, r, h), compute_));
   float* residual = Row<float>(buffers_.x, r, h);
-  RINGMOE_RETURN_IF_ERROR(gpu::ResidualAdd(residual, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::ResidualAdd(residual, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(residual, g.post_attention_norm.as<float>(), n, h, eps,
-                               Row<float>(buffers_.normed, r, h), compute_));
+                                       Row<float>(buffers_.normed, r, h), compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
                                         Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
   // The MoE output (routed, then shared) accumulates straight into the residual stream. Each runner takes
@@ -377,15 +378,13 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
     if (expert_shards_) {
       // Expert parallel: each shard's experts into its partial, then the partials into the residual in
       // shard order (the sort above is every shard's: they share this GPU).
-      RINGMOE_RETURN_IF_ERROR(expert_shards_->Run(*experts_, blas_, input(r + t),
-                                                  Row<float>(buffers_.routing, r + t, top_k),
-                                                  streamer_.expert_bases(), model_.expert_index(), r + t, rows,
-                                                  hidden(r + t), compute_));
+      RINGMOE_RETURN_IF_ERROR(expert_shards_->Run(
+          *experts_, blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
+          streamer_.expert_bases(), model_.expert_index(), r + t, rows, hidden(r + t), compute_));
     } else {
-      RINGMOE_RETURN_IF_ERROR(experts_->RunExperts(blas_, input(r + t),
-                                                   Row<float>(buffers_.routing, r + t, top_k),
-                                                   streamer_.expert_bases(), model_.expert_index(),
-                                                   hidden(r + t), compute_));
+      RINGMOE_RETURN_IF_ERROR(
+          experts_->RunExperts(blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
+                               streamer_.expert_bases(), model_.expert_index(), hidden(r + t), compute_));
     }
   }
   if (spec_.layers[layer].has_shared_expert) {
@@ -400,9 +399,9 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
     for (int t = 0; t < n; t += shared_->max_tokens()) {
       const int rows = std::min(shared_->max_tokens(), n - t);
       RINGMOE_RETURN_IF_ERROR(shared_->SortByExpert(buffers_.zero_ids.as<int32_t>(), rows, compute_));
-      RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(blas_, input(r + t),
-                                                  spec_.shared_expert_gated ? shared_weights + t : shared_weights,
-                                                  g.mlp.data(), model_.shared_index(), hidden(r + t), compute_));
+      RINGMOE_RETURN_IF_ERROR(shared_->RunExperts(
+          blas_, input(r + t), spec_.shared_expert_gated ? shared_weights + t : shared_weights, g.mlp.data(),
+          model_.shared_index(), hidden(r + t), compute_));
     }
   }
   times_.moe += SecondsSince(start);
