@@ -233,6 +233,11 @@ int main(int argc, char** argv) {
       s.wall_seconds, predicted.duration_s, predicted.bound_duration_s, s.steps, s.attention_seconds,
       s.gpu_wait_seconds, s.gpu_feeder_busy_seconds, s.gpu_feeder_wait_seconds, s.lm_head_seconds,
       s.sampling_seconds, s.h2d_copy_seconds);
+  // Issue 17: the job reaches the batch the plan (and the KV cache) allows, and the step loop's own host
+  // work (admission, KV blocks, sampling, retiring) stays small beside the steps.
+  std::printf("  sequences in flight: peak %d of the plan's %d; step loop's host work %.2f s (%.1f ms a step)\n",
+              s.peak_sequences_in_flight, plan.batch, s.host_step_seconds,
+              s.steps > 0 ? 1e3 * s.host_step_seconds / s.steps : 0.0);
 
   std::fflush(stdout);  // before the engine's teardown (unpinning tens of GB), which a timeout may cut short
   if (!flags.json_path.empty()) {
@@ -255,6 +260,8 @@ int main(int argc, char** argv) {
         {"open_seconds", open_seconds},
         {"wall_seconds", s.wall_seconds},
         {"steps", s.steps},
+        {"peak_sequences_in_flight", s.peak_sequences_in_flight},
+        {"host_step_seconds", s.host_step_seconds},
         {"throughput",
          {{"generated_tokens_per_s", generated_per_s},
           {"prefill_tokens_per_s", prefill_per_s},

@@ -56,5 +56,60 @@ TEST(EngineStats, CpuPassCountsEachRunsKvReadsOnTheCpu) {
   }
 }
 
+
+// Issue 17, item 3: a job of thousands of requests reaches the batch the plan allows (every request is
+// admitted as soon as a sequence slot and its KV blocks are free), and a KV cache too small for that batch
+// caps it at the sequences whose blocks fit, without stalling the job.
+std::vector<Request> ShortRequests(int count) {
+  std::vector<Request> requests(count);
+  for (int i = 0; i < count; ++i) {
+    requests[i].id = std::to_string(i);
+    requests[i].prompt_ids = {3 + i % 50, 7, 11 + i % 13, 5};
+    requests[i].max_tokens = 2;
+    requests[i].ignore_eos = true;
+  }
+  return requests;
+}
+
+TEST(EngineStats, ThousandsOfRequestsReachThePlansBatch) {
+  EngineOptions options;
+  options.cpu_compute = ComputeType::kF32;
+  options.plan.kv.dtype = io::DType::kF32;
+  options.plan.batch = 2048;
+  options.plan.prefill_chunk = 8192;  // a step holds every sequence's prompt: all 2048 decode together
+  options.threads = 2;
+  absl::StatusOr<Engine> engine = Engine::Open(kTinyModel, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  absl::StatusOr<std::vector<Result>> results = engine->Generate(ShortRequests(4096));
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const Result& result : *results) ASSERT_EQ(result.token_ids.size(), 2u) << result.id;
+  const RunStats& stats = engine->last_run_stats();
+  EXPECT_EQ(stats.peak_sequences_in_flight, 2048);
+  EXPECT_EQ(stats.generated_tokens, 2 * 4096);
+  EXPECT_GT(stats.host_step_seconds, 0.0);
+  EXPECT_LT(stats.host_step_seconds, stats.wall_seconds);
+}
+
+TEST(EngineStats, AKvCacheTooSmallForTheBatchCapsTheSequencesInFlight) {
+  EngineOptions options;
+  options.cpu_compute = ComputeType::kF32;
+  options.plan.kv.dtype = io::DType::kF32;
+  options.plan.batch = 512;
+  options.plan.prefill_chunk = 4096;
+  // 100 blocks of 16 tokens at 2048 bytes a token (f32 K and V, tiny-qwen3-moe): each request's 4 + 2
+  // tokens take one block, so 100 sequences fit at once.
+  options.plan.kv.host_bytes = int64_t{100} * 16 * 2048;
+  options.threads = 2;
+  absl::StatusOr<Engine> engine = Engine::Open(kTinyModel, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  absl::StatusOr<std::vector<Result>> results = engine->Generate(ShortRequests(1000));
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const Result& result : *results) {
+    ASSERT_TRUE(result.status.ok()) << result.id << ": " << result.status;
+    ASSERT_EQ(result.token_ids.size(), 2u) << result.id;
+  }
+  EXPECT_EQ(engine->last_run_stats().peak_sequences_in_flight, 100);
+}
+
 }  // namespace
 }  // namespace ringmoe

@@ -394,7 +394,9 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
       }
     }
     if (scheduler.Idle()) break;  // the feed has ended (or the run was cancelled) and nothing is left
+    const auto schedule_start = std::chrono::steady_clock::now();
     scheduler.NextStep(&chunks, &owners);
+    stats.peak_sequences_in_flight = std::max(stats.peak_sequences_in_flight, scheduler.running());
     if (chunks.empty()) {
       return absl::InternalError("scheduler stalled: sequences wait but none can be admitted");
     }
@@ -413,7 +415,9 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
     // The step log's per-step stage columns are differences of two snapshots around the step.
     const ForwardStats before_step = step_log != nullptr ? forward.stats() : ForwardStats{};
     const auto step_start = std::chrono::steady_clock::now();
+    stats.host_step_seconds += std::chrono::duration<double>(step_start - schedule_start).count();
     if (absl::Status status = forward.Run(chunks, &step_output); !status.ok()) return status;
+    const auto pass_end = std::chrono::steady_clock::now();
     bool has_prefill = false;
     int64_t step_prefill_tokens = 0;
     for (size_t c = 0; c < chunks.size(); ++c) {
@@ -549,6 +553,7 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
       finish(index);
     }
     const double step_seconds = SecondsSince(step_start);
+    stats.host_step_seconds += SecondsSince(pass_end);
     if (step_log != nullptr) {
       const ForwardStats after_step = forward.stats();
       const auto delta = [](double after, double before) { return after - before; };

@@ -206,6 +206,11 @@ struct RunStats {
   int64_t gpu_cap_bytes = 0;
   int64_t host_peak_bytes = 0;  ///< peak resident set of the process
   int resident_moe_layers = 0, streamed_moe_layers = 0, ssd_moe_layers = 0;
+  /// Most sequences in flight in one step (the plan's batch, where the KV cache and the requests allow).
+  int peak_sequences_in_flight = 0;
+  /// Host time of the step loop outside the forward pass: admission and KV blocks, the step's chunks,
+  /// sampling and retiring finished sequences.
+  double host_step_seconds = 0;
 };
 
 /// Threading: an Engine may be used from one thread at a time; Generate and GenerateStream run their own
