@@ -235,9 +235,10 @@ int main(int argc, char** argv) {
       s.sampling_seconds, s.h2d_copy_seconds);
   // Issue 17: the job reaches the batch the plan (and the KV cache) allows, and the step loop's own host
   // work (admission, KV blocks, sampling, retiring) stays small beside the steps.
-  std::printf("  sequences in flight: peak %d of the plan's %d; step loop's host work %.2f s (%.1f ms a step)\n",
-              s.peak_sequences_in_flight, plan.batch, s.host_step_seconds,
-              s.steps > 0 ? 1e3 * s.host_step_seconds / s.steps : 0.0);
+  std::printf(
+      "  sequences in flight: peak %d of the plan's %d; step loop's host work %.2f s (%.1f ms a step)\n",
+      s.peak_sequences_in_flight, plan.batch, s.host_step_seconds,
+      s.steps > 0 ? 1e3 * s.host_step_seconds / s.steps : 0.0);
 
   std::fflush(stdout);  // before the engine's teardown (unpinning tens of GB), which a timeout may cut short
   if (!flags.json_path.empty()) {

@@ -56,7 +56,6 @@ TEST(EngineStats, CpuPassCountsEachRunsKvReadsOnTheCpu) {
   }
 }
 
-
 // Issue 17, item 3: a job of thousands of requests reaches the batch the plan allows (every request is
 // admitted as soon as a sequence slot and its KV blocks are free), and a KV cache too small for that batch
 // caps it at the sequences whose blocks fit, without stalling the job.
