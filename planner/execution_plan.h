@@ -98,13 +98,20 @@ struct ExecutionPlan {
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
   int max_step_tokens() const { return batch + prefill_chunk; }
   // Rows the expert runners are sized for: a tile, or every token of a step.
-  int expert_runner_tokens() const {
-    return expert_tile_tokens > 0 ? std::min(expert_tile_tokens, max_step_tokens()) : max_step_tokens();
-  }
+  int expert_runner_tokens() const;
   int resident_moe_layers() const;
   int streamed_moe_layers() const;  // From pinned memory or SSD.
   int ssd_moe_layers() const;
 };
+
+// Rows the expert runners take at once in steps of up to step_tokens, with tiles of expert_tile_tokens
+// (0: whole steps). The planner's price and the engine's allocation both come from it.
+inline int ExpertRunnerTokens(int step_tokens, int expert_tile_tokens) {
+  return expert_tile_tokens > 0 ? std::min(expert_tile_tokens, step_tokens) : step_tokens;
+}
+inline int ExecutionPlan::expert_runner_tokens() const {
+  return ExpertRunnerTokens(max_step_tokens(), expert_tile_tokens);
+}
 
 // The choices a user pinned; unset fields are the search's (or, with --no-plan, the defaults').
 struct PlanPins {

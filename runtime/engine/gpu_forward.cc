@@ -60,7 +60,7 @@ int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, i
                                    bool mla_prefill_on_gpu, int expert_shards, int expert_tile_tokens) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
   const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec, expert_dtype);
-  int64_t bytes = workspace.bytes(max_step_tokens, ExpertRunnerTokens(max_step_tokens, expert_tile_tokens));
+  int64_t bytes = workspace.bytes(max_step_tokens, planner::ExpertRunnerTokens(max_step_tokens, expert_tile_tokens));
   std::vector<planner::MemoryItem> items = planner::ExpertShardItems(spec, max_step_tokens, expert_shards);
   if (mla_prefill_on_gpu) {
     for (planner::MemoryItem& item : planner::MlaPrefillItems(spec, max_step_tokens)) items.push_back(item);
@@ -209,7 +209,7 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   RINGMOE_RETURN_IF_ERROR(state->ops->Allocate(
       max_step_tokens, state->placement.micro_batches,
       state->spec.is_mla() && state->placement.prefill_attention_on_gpu, state->placement.expert_shards,
-      ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
+      planner::ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
   RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();

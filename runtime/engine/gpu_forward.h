@@ -12,7 +12,6 @@
 // picture.
 #pragma once
 
-#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -47,10 +46,6 @@ class GpuForward final : public ForwardPass {
   static int64_t WorkspaceBytes(const ModelSpec& spec, int max_step_tokens,
                                 io::DType expert_dtype = io::DType::kBF16, bool mla_prefill_on_gpu = false,
                                 int expert_shards = 1, int expert_tile_tokens = 0);
-  // Rows the expert runners take at once for steps of up to max_step_tokens.
-  static int ExpertRunnerTokens(int max_step_tokens, int expert_tile_tokens) {
-    return expert_tile_tokens > 0 ? std::min(expert_tile_tokens, max_step_tokens) : max_step_tokens;
-  }
 
  private:
   struct State;
