@@ -21,10 +21,16 @@ AttentionKernel SelectedAttentionKernel(int head_dim, io::DType dtype) {
   const AttentionKernel forced = forced_kernel.load();
   const bool avx512 = KernelIsa() == CpuIsa::kAvx512 && head_dim % 16 == 0;
   if (forced == AttentionKernel::kPortable || !avx512) return AttentionKernel::kPortable;
-  // bf16 and e4m3 caches take the bf16-pair kernel unless the f32 one is forced: their values are bf16
-  // precision already, and it does the same work in about 60% of the time (bench/attention_bench).
-  const bool bf16_pairs = forced != AttentionKernel::kAvx512 && head_dim % 32 == 0 && CpuHasAvx512Bf16() &&
-                          (dtype == io::DType::kBF16 || dtype == io::DType::kF8E4M3);
+  // The bf16-pair kernel rounds the queries and the probabilities to bf16. An e4m3 cache takes it by
+  // default: its values carry 3 mantissa bits, so the rounding is lost in them. A bf16 cache takes it only
+  // when forced: on the GPU path (whose decode attention runs here, over a bf16 cache) the rounding moved
+  // the golden models' logprobs past the GPU rule (tiny-qwen3-moe left the reference at a top-2 margin of
+  // 0.107, on the H100 box, 2026-12-08), and on that box's Xeon it was only 5% faster at decode (50.1 vs
+  // 47.7 GB/s of KV, 16 threads) and slower at prefill (244 vs 331 GFLOP/s). On Zen 4 it is 1.4x.
+  const bool allowed_dtype = dtype == io::DType::kF8E4M3 ||
+                             (dtype == io::DType::kBF16 && forced == AttentionKernel::kAvx512Bf16);
+  const bool bf16_pairs =
+      forced != AttentionKernel::kAvx512 && head_dim % 32 == 0 && CpuHasAvx512Bf16() && allowed_dtype;
   return bf16_pairs ? AttentionKernel::kAvx512Bf16 : AttentionKernel::kAvx512;
 }
 

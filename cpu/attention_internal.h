@@ -23,8 +23,9 @@ enum class AttentionKernel { kAuto, kPortable, kAvx512, kAvx512Bf16 };
 // portable kernel where that one cannot run (KernelIsa() below AVX-512, head_dim not a multiple of 16).
 void SetAttentionKernelForTesting(AttentionKernel kernel);
 // The kernel a call with this head_dim and cache type runs now (kPortable, kAvx512 or kAvx512Bf16): the
-// bf16-pair kernel for bf16 and e4m3 caches with head_dim % 32 == 0 on a CPU with AVX512-BF16 unless kAvx512
-// or kPortable is forced, else kAvx512's rule (AVX-512 allowed, head_dim % 16 == 0), else the portable one.
+// bf16-pair kernel for e4m3 caches (and bf16 ones only when it is forced) with head_dim % 32 == 0 on a CPU
+// with AVX512-BF16 unless kAvx512 or kPortable is forced, else kAvx512's rule (AVX-512 allowed, head_dim %
+// 16 == 0), else the portable one.
 AttentionKernel SelectedAttentionKernel(int head_dim, io::DType dtype = io::DType::kF32);
 
 // Both follow PagedAttentionHeads' contract; the AVX-512 one needs KernelIsa() == CpuIsa::kAvx512 (which

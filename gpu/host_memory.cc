@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstdint>
 #include <utility>
 
@@ -31,11 +32,14 @@ std::string MemlockLimitText() {
 }
 
 PinnedHostBuffer::PinnedHostBuffer(PinnedHostBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : base_(std::exchange(other.base_, nullptr)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
 
 PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept {
   if (this != &other) {
     PinnedHostBuffer dying(std::move(*this));
+    base_ = std::exchange(other.base_, nullptr);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
   }
@@ -86,25 +90,30 @@ bool DeviceReadsHostDirectly(const void* host) {
   return attributes.type == cudaMemoryTypeHost && attributes.devicePointer == host;
 }
 
-absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t bytes, std::string_view purpose) {
+absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t bytes, std::string_view purpose,
+                                                            int64_t alignment) {
+  assert(alignment >= 0 && (alignment & (alignment - 1)) == 0);
   if (bytes < 0)
     return absl::InvalidArgumentError(
         absl::StrCat("pinned buffer for ", std::string(purpose), ": negative size"));
   if (bytes == 0) return PinnedHostBuffer();
   RINGMOE_RETURN_IF_ERROR(RequireGpu());
-  void* data = nullptr;
-  cudaError_t error = cudaHostAlloc(&data, static_cast<size_t>(bytes), cudaHostAllocPortable);
+  const int64_t padding = alignment > 1 ? alignment - 1 : 0;
+  void* base = nullptr;
+  cudaError_t error = cudaHostAlloc(&base, static_cast<size_t>(bytes + padding), cudaHostAllocPortable);
   if (error != cudaSuccess) {
     cudaGetLastError();
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate ", FormatBytes(bytes), " of pinned host memory for ",
                      std::string(purpose), ": ", cudaGetErrorString(error), "; ", MemlockLimitText()));
   }
-  return PinnedHostBuffer(data, bytes);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(base);
+  const uintptr_t aligned = padding > 0 ? (address + padding) & ~static_cast<uintptr_t>(padding) : address;
+  return PinnedHostBuffer(base, reinterpret_cast<void*>(aligned), bytes);
 }
 
 PinnedHostBuffer::~PinnedHostBuffer() {
-  if (data_ != nullptr) cudaFreeHost(data_);
+  if (base_ != nullptr) cudaFreeHost(base_);
 }
 
 absl::StatusOr<HostRegistration> HostRegistration::Register(const void* data, int64_t bytes,
@@ -157,7 +166,7 @@ HostRegistration::~HostRegistration() {
 #else  // !RINGMOE_HAVE_CUDA
 
 bool DeviceReadsHostDirectly(const void*) { return false; }
-absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t, std::string_view) {
+absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Allocate(int64_t, std::string_view, int64_t) {
   return NotBuiltWithCuda();
 }
 PinnedHostBuffer::~PinnedHostBuffer() = default;

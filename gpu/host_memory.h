@@ -25,7 +25,11 @@ bool DeviceReadsHostDirectly(const void* host);
 class PinnedHostBuffer {
  public:
   // cudaHostAlloc of `bytes` (portable, so any context may copy from it). `purpose` names it in errors.
-  static absl::StatusOr<PinnedHostBuffer> Allocate(int64_t bytes, std::string_view purpose);
+  // alignment > 0 (a power of two): data() is a multiple of it. cudaHostAlloc does not promise page
+  // alignment for small sizes (on the H100 box a 96 KiB buffer came back off a 4 KiB boundary), and
+  // O_DIRECT reads need it, so the allocation is padded and data() rounded up.
+  static absl::StatusOr<PinnedHostBuffer> Allocate(int64_t bytes, std::string_view purpose,
+                                                   int64_t alignment = 0);
 
   PinnedHostBuffer() = default;
   PinnedHostBuffer(PinnedHostBuffer&& other) noexcept;
@@ -42,7 +46,8 @@ class PinnedHostBuffer {
   int64_t size() const { return size_; }
 
  private:
-  PinnedHostBuffer(void* data, int64_t size) : data_(data), size_(size) {}
+  PinnedHostBuffer(void* base, void* data, int64_t size) : base_(base), data_(data), size_(size) {}
+  void* base_ = nullptr;  // what cudaHostAlloc returned (data_ rounded up from it)
   void* data_ = nullptr;
   int64_t size_ = 0;
 };

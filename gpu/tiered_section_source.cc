@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::Create(
     source->section_bytes_.push_back(static_cast<int64_t>(spec.section_bytes));
   }
   absl::Status started =
-      source->Start(staging_buffers, staging_bytes, largest, [&](std::vector<std::span<uint8_t>> buffers) {
+      source->Start(staging_buffers, staging_bytes, largest, static_cast<int64_t>(options.alignment), [&](std::vector<std::span<uint8_t>> buffers) {
         return io::SectionPrefetcher::Create(std::move(files), std::move(sections), std::move(buffers),
                                              options);
       });
@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::CreateFromPl
     source->section_bytes_.push_back(static_cast<int64_t>(bytes));
   }
   absl::Status started =
-      source->Start(staging_buffers, staging_bytes, largest, [&](std::vector<std::span<uint8_t>> buffers) {
+      source->Start(staging_buffers, staging_bytes, largest, static_cast<int64_t>(options.alignment), [&](std::vector<std::span<uint8_t>> buffers) {
         return io::SectionPrefetcher::CreateFromPlans(std::move(files), std::move(plans), std::move(buffers),
                                                       options);
       });
@@ -48,7 +48,7 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::CreateFromPl
 }
 
 absl::Status SsdSectionSource::Start(
-    int staging_buffers, int64_t staging_bytes, int64_t largest,
+    int staging_buffers, int64_t staging_bytes, int64_t largest, int64_t alignment,
     const std::function<absl::StatusOr<std::unique_ptr<io::SectionPrefetcher>>(
         std::vector<std::span<uint8_t>>)>& make_prefetcher) {
   if (staging_buffers < 2) {
@@ -62,7 +62,7 @@ absl::Status SsdSectionSource::Start(
   }
   std::vector<std::span<uint8_t>> buffers;
   for (int i = 0; i < staging_buffers; ++i) {
-    absl::StatusOr<PinnedHostBuffer> buffer = PinnedHostBuffer::Allocate(staging_bytes, "SSD staging buffer");
+    absl::StatusOr<PinnedHostBuffer> buffer = PinnedHostBuffer::Allocate(staging_bytes, "SSD staging buffer", alignment);
     if (!buffer.ok()) return buffer.status();
     buffers.emplace_back(buffer->as<uint8_t>(), static_cast<size_t>(staging_bytes));
     staging_.push_back(std::move(*buffer));

@@ -46,8 +46,8 @@ class SsdSectionSource final : public HostSectionSource {
 
  private:
   SsdSectionSource() = default;
-  // Allocates the pinned buffers and starts `make_prefetcher` over them.
-  absl::Status Start(int staging_buffers, int64_t staging_bytes, int64_t largest,
+  // Allocates the pinned buffers (each aligned for O_DIRECT) and starts `make_prefetcher` over them.
+  absl::Status Start(int staging_buffers, int64_t staging_bytes, int64_t largest, int64_t alignment,
                      const std::function<absl::StatusOr<std::unique_ptr<io::SectionPrefetcher>>(
                          std::vector<std::span<uint8_t>>)>& make_prefetcher);
   std::vector<PinnedHostBuffer> staging_;

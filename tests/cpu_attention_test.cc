@@ -219,6 +219,16 @@ TEST_F(CpuAttention, DispatchPicksAvx512WhereItCanRun) {
   internal::SetAttentionKernelForTesting(AttentionKernel::kAvx512);
   EXPECT_EQ(internal::SelectedAttentionKernel(128),
             avx512 ? AttentionKernel::kAvx512 : AttentionKernel::kPortable);
+  // By default a bf16 cache keeps the f32 kernel (the GPU path's decode attention must stay within the GPU
+  // golden rule); an e4m3 cache takes the bf16-pair one where the CPU has it.
+  internal::SetAttentionKernelForTesting(AttentionKernel::kAuto);
+  EXPECT_EQ(internal::SelectedAttentionKernel(128, io::DType::kBF16),
+            avx512 ? AttentionKernel::kAvx512 : AttentionKernel::kPortable);
+  const bool pairs = avx512 && internal::CpuHasAvx512Bf16();
+  EXPECT_EQ(internal::SelectedAttentionKernel(128, io::DType::kF8E4M3),
+            pairs    ? AttentionKernel::kAvx512Bf16
+            : avx512 ? AttentionKernel::kAvx512
+                     : AttentionKernel::kPortable);
 }
 
 TEST_F(CpuAttention, DecodeOverHeadSizesGroupsAndBlocks) {
@@ -350,7 +360,8 @@ TEST_F(CpuAttention, HeadRangesOnTwoThreadsMakeTheWhole) {
   first.join();
   second.join();
   // Each head's answer does not depend on the range it ran in: the same as one call over all heads, to the
-  // bit, and within the tolerance of the kernel that runs here (the bf16-pair one where the CPU has it).
+  // bit, and within the tolerance of the kernel that runs here (the bf16-pair one for an e4m3 cache where
+  // the CPU has it).
   std::vector<float> whole(q.size(), NAN);
   PagedAttention(q.data(), c.n_new, c.heads, cache.view, scale, 0, whole.data());
   EXPECT_EQ(out, whole);
