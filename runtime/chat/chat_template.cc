@@ -103,8 +103,8 @@ absl::StatusOr<std::string> CutAfterFinalMessage(const std::string& rendered,
     return absl::InvalidArgumentError(
         "continue_final_message is set but the final message does not appear in the rendered chat");
   }
-  // As transformers: keep the message's trailing spacing when the template kept it.
-  if (rendered.substr(at, lstripped.size()) == final_message)
+  // As transformers 5.17: keep the message's trailing spacing when the template kept it.
+  if (rendered.compare(at, lstripped.size(), lstripped) == 0)
     return rendered.substr(0, at + lstripped.size());
   return rendered.substr(0, at + stripped.size());
 }
