@@ -27,8 +27,8 @@ AttentionKernel SelectedAttentionKernel(int head_dim, io::DType dtype) {
   // the golden models' logprobs past the GPU rule (tiny-qwen3-moe left the reference at a top-2 margin of
   // 0.107, on the H100 box, 2026-12-08), and on that box's Xeon it was only 5% faster at decode (50.1 vs
   // 47.7 GB/s of KV, 16 threads) and slower at prefill (244 vs 331 GFLOP/s). On Zen 4 it is 1.4x.
-  const bool allowed_dtype = dtype == io::DType::kF8E4M3 ||
-                             (dtype == io::DType::kBF16 && forced == AttentionKernel::kAvx512Bf16);
+  const bool allowed_dtype =
+      dtype == io::DType::kF8E4M3 || (dtype == io::DType::kBF16 && forced == AttentionKernel::kAvx512Bf16);
   const bool bf16_pairs =
       forced != AttentionKernel::kAvx512 && head_dim % 32 == 0 && CpuHasAvx512Bf16() && allowed_dtype;
   return bf16_pairs ? AttentionKernel::kAvx512Bf16 : AttentionKernel::kAvx512;

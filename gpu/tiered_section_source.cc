@@ -18,10 +18,11 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::Create(
     source->section_bytes_.push_back(static_cast<int64_t>(spec.section_bytes));
   }
   absl::Status started =
-      source->Start(staging_buffers, staging_bytes, largest, static_cast<int64_t>(options.alignment), [&](std::vector<std::span<uint8_t>> buffers) {
-        return io::SectionPrefetcher::Create(std::move(files), std::move(sections), std::move(buffers),
-                                             options);
-      });
+      source->Start(staging_buffers, staging_bytes, largest, static_cast<int64_t>(options.alignment),
+                    [&](std::vector<std::span<uint8_t>> buffers) {
+                      return io::SectionPrefetcher::Create(std::move(files), std::move(sections),
+                                                           std::move(buffers), options);
+                    });
   if (!started.ok()) return started;
   return source;
 }
@@ -39,10 +40,11 @@ absl::StatusOr<std::unique_ptr<SsdSectionSource>> SsdSectionSource::CreateFromPl
     source->section_bytes_.push_back(static_cast<int64_t>(bytes));
   }
   absl::Status started =
-      source->Start(staging_buffers, staging_bytes, largest, static_cast<int64_t>(options.alignment), [&](std::vector<std::span<uint8_t>> buffers) {
-        return io::SectionPrefetcher::CreateFromPlans(std::move(files), std::move(plans), std::move(buffers),
-                                                      options);
-      });
+      source->Start(staging_buffers, staging_bytes, largest, static_cast<int64_t>(options.alignment),
+                    [&](std::vector<std::span<uint8_t>> buffers) {
+                      return io::SectionPrefetcher::CreateFromPlans(std::move(files), std::move(plans),
+                                                                    std::move(buffers), options);
+                    });
   if (!started.ok()) return started;
   return source;
 }
@@ -62,7 +64,8 @@ absl::Status SsdSectionSource::Start(
   }
   std::vector<std::span<uint8_t>> buffers;
   for (int i = 0; i < staging_buffers; ++i) {
-    absl::StatusOr<PinnedHostBuffer> buffer = PinnedHostBuffer::Allocate(staging_bytes, "SSD staging buffer", alignment);
+    absl::StatusOr<PinnedHostBuffer> buffer =
+        PinnedHostBuffer::Allocate(staging_bytes, "SSD staging buffer", alignment);
     if (!buffer.ok()) return buffer.status();
     buffers.emplace_back(buffer->as<uint8_t>(), static_cast<size_t>(staging_bytes));
     staging_.push_back(std::move(*buffer));

@@ -224,11 +224,9 @@ TEST_F(CpuAttention, DispatchPicksAvx512WhereItCanRun) {
   internal::SetAttentionKernelForTesting(AttentionKernel::kAuto);
   EXPECT_EQ(internal::SelectedAttentionKernel(128, io::DType::kBF16),
             avx512 ? AttentionKernel::kAvx512 : AttentionKernel::kPortable);
-  const bool pairs = avx512 && internal::CpuHasAvx512Bf16();
-  EXPECT_EQ(internal::SelectedAttentionKernel(128, io::DType::kF8E4M3),
-            pairs    ? AttentionKernel::kAvx512Bf16
-            : avx512 ? AttentionKernel::kAvx512
-                     : AttentionKernel::kPortable);
+  AttentionKernel for_e4m3 = avx512 ? AttentionKernel::kAvx512 : AttentionKernel::kPortable;
+  if (avx512 && internal::CpuHasAvx512Bf16()) for_e4m3 = AttentionKernel::kAvx512Bf16;
+  EXPECT_EQ(internal::SelectedAttentionKernel(128, io::DType::kF8E4M3), for_e4m3);
 }
 
 TEST_F(CpuAttention, DecodeOverHeadSizesGroupsAndBlocks) {

@@ -4,11 +4,11 @@
 // position of every continuation, and on the H100 box one of qwen2_moe's 80 came to 2.05e-2 with no router
 // near a tie), except at a router near-tie (golden.json's router_gaps below 0.05), where bf16 may route
 // to the other expert and the logprob moves by whatever that expert makes of it (0.55 at one of mixtral's 88
-// positions): those are counted, at most one position in 20. The prompt rows' logits come from the GPU's every-position lm_head
-// (GpuStepOps::PromptLogits), over fresh prompts attended on the GPU and, in the chunked placements, prefill
-// chunks that continue a cached prefix. A greedy request asking for top_logprobs (its logits then come back
-// to the host instead of being picked on the GPU) must report its chosen token as the top-1, with the same
-// logprob. Skips without a GPU.
+// positions): those are counted, at most one position in 20. The prompt rows' logits come from the GPU's
+// every-position lm_head (GpuStepOps::PromptLogits), over fresh prompts attended on the GPU and, in the
+// chunked placements, prefill chunks that continue a cached prefix. A greedy request asking for top_logprobs
+// (its logits then come back to the host instead of being picked on the GPU) must report its chosen token as
+// the top-1, with the same logprob. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
