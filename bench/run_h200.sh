@@ -57,13 +57,15 @@ if wants tests; then
     head -80 >>"${work}/summary.txt"
 fi
 
-profile="${work}/h200_probe.json"
+# PROFILE: a probe written by an earlier call on the same warm machine (else this call's probe, else the
+# committed H200 profile, which the summary then names).
+profile="${PROFILE:-${work}/h200_probe.json}"
 if wants probe; then
   step probe
   timeout 120 "${build}/ringmoe" probe --out "${profile}" --dir /tmp --no-cache >"${work}/probe.log" 2>&1
   tail -8 "${work}/probe.log" | tee -a "${work}/summary.txt"
 fi
-[[ -f "${profile}" ]] || profile=bench/h200_profile.json
+[[ -f "${profile}" ]] || { profile=bench/h200_profile.json; say "planning on the committed ${profile} (no probe of this machine)"; }
 
 if [[ "${CASES:-}" == accuracy ]]; then
   case "${ACCURACY_PART:-all}" in
