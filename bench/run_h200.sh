@@ -3,7 +3,10 @@
 # the machine, writes the benchmark checkpoints and runs ringmoe's offload benchmark (planned on the fresh
 # probe, measured beside predicted and the hardware bound) and the transformers+accelerate baseline on them.
 #   source .device/env.sh && bench/run_h200.sh
-# STEPS picks the parts (default "build tests probe bench hf"; "golden" rebuilds the golden data too). CASES
+# STEPS picks the parts (default "build tests probe bench hf"; "golden" rebuilds the golden data too;
+# "refdata" remakes the chat goldens with token ids, cross-checks them with transformers and adds the
+# DeepSeek-V3 router gaps, before the tests read them, into $OUT/refdata.tgz to be committed; "gputests" runs
+# only the GPU-labelled tests, for a short call). CASES
 # lists the benchmark runs, each
 # "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]" (shape+fp8: a block-FP8
 # checkpoint of that shape), e.g.
@@ -27,6 +30,19 @@ pack() {
 }
 trap pack EXIT
 
+refdata_pid=""
+if wants refdata; then
+  # Beside the build (both take about two minutes); the tests wait for it.
+  step "reference data: chat goldens with ids, transformers cross-check, DeepSeek-V3 router gaps"
+  (
+    python3 tests/golden/make_chat_goldens.py --with-ids &&
+      python3 tests/golden/check_chat_goldens_with_transformers.py
+    python3 tests/golden/add_deepseek_router_gaps.py tests/data/golden_deepseek/deepseek_v3
+    [[ -n "${OUT:-}" ]] && tar -czf "${OUT}/refdata.tgz" tests/data/chat_goldens tests/data/golden_deepseek/deepseek_v3/golden.json
+  ) >"${work}/refdata.log" 2>&1 &
+  refdata_pid=$!
+fi
+
 if wants build; then
   step build
   cmake -S . -B "${build}" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DRINGMOE_NATIVE=ON \
@@ -44,6 +60,21 @@ if wants golden; then
     tail -20 "${work}/golden.log" | tee -a "${work}/summary.txt"
   grep -E "OK .*min margin|FAILED" "${work}/golden.log" | sed 's/, files.*//' | tee -a "${work}/summary.txt"
   [[ -n "${OUT:-}" ]] && tar -czf "${OUT}/golden.tgz" tests/data/golden tests/data/models/tiny-qwen3-moe
+fi
+
+if [[ -n "${refdata_pid}" ]]; then
+  wait "${refdata_pid}"
+  grep -E "identical to transformers|router gaps added|rendered|Error|error" "${work}/refdata.log" | head -30 |
+    tee -a "${work}/summary.txt"
+fi
+
+if wants gputests; then
+  step "GPU tests"
+  ctest --test-dir "${build}" -L gpu -j8 --timeout 200 --output-on-failure >"${work}/gpu_tests.log" 2>&1
+  grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)" "${work}/gpu_tests.log" | head -40 |
+    tee -a "${work}/summary.txt"
+  grep -hE "tokens compared|tokens scored|routed copies:" "${build}"/Testing/Temporary/LastTest.log | head -120 \
+    >>"${work}/summary.txt"
 fi
 
 if wants tests; then
