@@ -1,5 +1,5 @@
-// ExecutionPlan search and report: no plan ever exceeds a budget (random shapes and budgets), user pins are honoured
-// and priced against the free choice, and the report/JSON carry the prediction and measured errors.
+// ExecutionPlan search and report: no plan ever exceeds a budget (random shapes and budgets), user pins are
+// honoured and priced against the free choice, and the report/JSON carry the prediction and measured errors.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -22,6 +22,21 @@ HardwareProfile H200() {
       LoadProfile(std::string(RINGMOE_SOURCE_DIR) + "/bench/h200_profile.json");
   EXPECT_TRUE(profile.ok()) << profile.status();
   return *profile;
+}
+
+// Qwen3-30B-A3B on the committed H200 profile, `layers` of its layers at a GPU budget of `gpu_gib`, for
+// `requests` x (512 + 256) tokens; what-ifs off unless a test turns them on.
+PlanInputs Qwen3OnH200(int layers, int64_t gpu_gib, int requests, std::string prompts_note = "") {
+  PlanInputs inputs;
+  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
+  inputs.model_name = "qwen3-30b-a3b";
+  inputs.layers_override = layers;
+  inputs.profile = H200();
+  inputs.profile_path = "bench/h200_profile.json";
+  inputs.workload = Workload{requests, 512, 256, 768, std::move(prompts_note)};
+  inputs.requested_budgets.gpu_bytes = gpu_gib * kGiB;
+  inputs.explore_what_ifs = false;
+  return inputs;
 }
 
 void ExpectWithinBudgets(const Prediction& p, const std::string& context) {
@@ -107,17 +122,9 @@ TEST(PlannerSearch, NoPlanEverExceedsABudget) {
 }
 
 TEST(PlannerSearch, PinsAreHonouredAndPricedAgainstTheFreeChoice) {
-  PlanInputs inputs;
-  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
-  inputs.model_name = "qwen3-30b-a3b";
-  inputs.layers_override = 16;
-  inputs.profile = H200();
-  inputs.profile_path = "bench/h200_profile.json";
-  inputs.workload = Workload{4096, 512, 256, 768, ""};
-  inputs.requested_budgets.gpu_bytes = 6 * kGiB;
+  PlanInputs inputs = Qwen3OnH200(16, 6, 4096);
   inputs.pins.batch = 8;
   inputs.pins.micro_batches = 1;
-  inputs.explore_what_ifs = false;
   absl::StatusOr<PlanReport> report = BuildPlanReport(inputs);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->prediction.plan.batch, 8);
@@ -133,15 +140,7 @@ TEST(PlannerSearch, PinsAreHonouredAndPricedAgainstTheFreeChoice) {
 // largest whose expert runners fit whole; in tiles the runners' scratch stops growing with the chunk, so the
 // search takes a larger chunk (the first wave's prompts in half the streaming steps) and predicts more.
 TEST(PlannerSearch, ExpertTilesLetLargerPrefillChunksFitASmallGpu) {
-  PlanInputs inputs;
-  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
-  inputs.model_name = "qwen3-30b-a3b";
-  inputs.layers_override = 16;
-  inputs.profile = H200();
-  inputs.profile_path = "bench/h200_profile.json";
-  inputs.workload = Workload{1024, 512, 256, 768, ""};
-  inputs.requested_budgets.gpu_bytes = 6 * kGiB;
-  inputs.explore_what_ifs = false;
+  PlanInputs inputs = Qwen3OnH200(16, 6, 1024);
   absl::StatusOr<PlanReport> free = BuildPlanReport(inputs);
   ASSERT_TRUE(free.ok()) << free.status();
   const ExecutionPlan& plan = free->prediction.plan;
@@ -166,16 +165,8 @@ TEST(PlannerSearch, ExpertTilesLetLargerPrefillChunksFitASmallGpu) {
 // With a profile that knows the GPU's memory bandwidth the search may put KV on the GPU; for a plan the
 // engine runs (it keeps the whole cache on the host) it must not, and that is not reported as a user's pin.
 TEST(PlannerSearch, PlansForTheEngineKeepTheKvCacheOnTheHost) {
-  PlanInputs inputs;
-  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
-  inputs.model_name = "qwen3-30b-a3b";
-  inputs.layers_override = 2;
-  inputs.profile = H200();
+  PlanInputs inputs = Qwen3OnH200(2, 40, 512);
   inputs.profile.gpu->attention_kv_gbps = 4000;  // H200 HBM: attention there beats the CPU by far
-  inputs.profile_path = "bench/h200_profile.json";
-  inputs.workload = Workload{512, 512, 256, 768, ""};
-  inputs.requested_budgets.gpu_bytes = 40 * kGiB;
-  inputs.explore_what_ifs = false;
   absl::StatusOr<PlanReport> free = BuildPlanReport(inputs);
   ASSERT_TRUE(free.ok()) << free.status();
   EXPECT_GT(free->prediction.plan.kv.gpu_fraction, 0);
@@ -189,14 +180,8 @@ TEST(PlannerSearch, PlansForTheEngineKeepTheKvCacheOnTheHost) {
 }
 
 TEST(PlannerReport, TableJsonAndMeasuredErrors) {
-  PlanInputs inputs;
-  inputs.spec = ConfigNamed("qwen3-30b-a3b.json");
-  inputs.model_name = "qwen3-30b-a3b";
-  inputs.layers_override = 16;
-  inputs.profile = H200();
-  inputs.profile_path = "bench/h200_profile.json";
-  inputs.workload = Workload{4096, 512, 256, 768, "test prompts"};
-  inputs.requested_budgets.gpu_bytes = 6 * kGiB;
+  PlanInputs inputs = Qwen3OnH200(16, 6, 4096, "test prompts");
+  inputs.explore_what_ifs = true;
   absl::StatusOr<PlanReport> report = BuildPlanReport(inputs);
   ASSERT_TRUE(report.ok()) << report.status();
   const Prediction& p = report->prediction;
