@@ -217,11 +217,7 @@ TEST(ExpertShardsPlan, MemoryTablePricesThePartialsAndTheShardMajorSlots) {
 // and the engine reserves them too (GpuForward::WorkspaceBytes), so a plan with shards still fits its budget.
 TEST(ExpertShardsPlan, PlannerAndEnginePriceThePartials) {
   const ModelSpec spec = TinySpec();
-  Workload job;
-  job.num_requests = 32;
-  job.mean_prompt_tokens = 64;
-  job.mean_gen_tokens = 16;
-  job.max_context_tokens = 80;
+  const Workload job{32, 64, 16, 80, ""};  // requests, prompt, generation, longest context
   const HardwareProfile machine = testing::InstantMachine();
   PerfModel model(machine, ComputeModelCosts(spec), job, ResolveBudgets(machine, {}));
   ExecutionPlan plan = GpuPlan(spec, 4);
