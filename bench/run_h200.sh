@@ -11,6 +11,7 @@
 # "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]" (shape+fp8: a block-FP8
 # checkpoint of that shape), e.g.
 #   CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256"
+# NSYS="delay:duration" profiles each benchmark run's window with Nsight Systems (bench/nsys_timeline.py).
 # CASES=accuracy runs the planner issue's eight configurations (both shapes, 6 and 12 GiB, 512/256 and 128/1024;
 # about 20 minutes of benchmark, so over three calls: ACCURACY_PART=1, 2 or 3 picks a third).
 # Logs and JSON land in $WORK (default /tmp/ringmoe-out); everything is packed into $OUT/results.tgz with a
@@ -135,13 +136,33 @@ if wants bench; then
     # shellcheck disable=SC2086
     "${build}/ringmoe" plan --model "${dir}" --hardware "${profile}" --gpu-mem "${gpu_mem}" \
       --prompt-len "${prompt}" --gen-len "${gen}" --num-requests "${requests}" ${extra} >"${work}/plan_${tag}.txt" 2>&1
+    # NSYS="delay:duration" (seconds): the run under Nsight Systems, capturing that window of it; the GPU trace is
+    # summarised by bench/nsys_timeline.py (busy, overlap, idle gaps, kernels) beside the CUDA API summary.
+    profiler=()
+    if [[ -n "${NSYS:-}" ]]; then
+      nsys_bin="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)"
+      if [[ -x "${nsys_bin}" ]]; then
+        profiler=("${nsys_bin}" profile --trace=cuda,osrt --sample=none --cpuctxsw=none --delay "${NSYS%%:*}"
+                  --duration "${NSYS##*:}" --kill none --force-overwrite true -o "/tmp/nsys_${tag}")
+      else
+        say "NSYS asked for, but no nsys on this machine"
+      fi
+    fi
     # shellcheck disable=SC2086
-    timeout "${BENCH_TIMEOUT:-280}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
+    timeout "${BENCH_TIMEOUT:-280}" "${profiler[@]}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
       --hardware "${profile}" --requests "${requests}" --prompt-len "${prompt}" --gen-len "${gen}" ${extra} \
       --step-log "${work}/steps_${tag}.txt" \
       --json "${work}/ringmoe_${tag}.json" >"${work}/ringmoe_${tag}.txt" 2>"${work}/ringmoe_${tag}.log"
     rc=$?
     cat "${work}/ringmoe_${tag}.txt" | tee -a "${work}/summary.txt"
+    if [[ ${#profiler[@]} -gt 0 && -f "/tmp/nsys_${tag}.nsys-rep" ]]; then
+      "${nsys_bin}" stats -r cuda_gpu_trace -f csv -o "/tmp/nsys_${tag}" "/tmp/nsys_${tag}.nsys-rep" >/dev/null 2>&1
+      "${nsys_bin}" stats -r cuda_api_sum,cuda_gpu_kern_sum,cuda_gpu_mem_time_sum "/tmp/nsys_${tag}.nsys-rep" \
+        >"${work}/nsys_${tag}_stats.txt" 2>&1
+      python3 bench/nsys_timeline.py "/tmp/nsys_${tag}_cuda_gpu_trace.csv" >"${work}/nsys_${tag}_timeline.txt" 2>&1
+      head -12 "${work}/nsys_${tag}_timeline.txt" | tee -a "${work}/summary.txt"
+      gzip -c "/tmp/nsys_${tag}_cuda_gpu_trace.csv" >"${work}/nsys_${tag}_gpu_trace.csv.gz" 2>/dev/null
+    fi
     if [[ ${rc} -ne 0 ]]; then
       say "  offload_bench failed (${rc}):"; tail -5 "${work}/ringmoe_${tag}.log" | tee -a "${work}/summary.txt"
     fi

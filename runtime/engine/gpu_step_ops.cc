@@ -273,6 +273,20 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
                                      Row<float>(buffers_.v, device_first, kvw), batch.device_rows, kvw,
                                      DeviceKv(layer, device_first), compute_));
   }
+  if (batch.cpu_rows > 0) {
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
+                                          4LL * batch.cpu_rows * qw, compute_));
+  }
+  if (batch.host_rows > 0) {  // the host cache's K/V; device-cache rows stay here
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, kvw), ck,
+                                          4LL * batch.host_rows * kvw, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
+                                          4LL * batch.host_rows * kvw, compute_));
+  }
+  RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  // The GPU's own attention rows after the event: the CPU's attention of this micro-batch needs only the
+  // copies above, so it runs beside these (a mixed step's prefill attention was on its critical path).
+  // They read q, k and v, which the copies only read too, and write attention rows the CPU does not.
   if (batch.paged_rows > 0) {
     const int paged_first = r + n - batch.paged_rows;
     RINGMOE_RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(buffers_.q, paged_first, qw), batch.paged_rows,
@@ -288,17 +302,6 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
         batch.fresh_chunks, batch.max_fresh_rows, spec_.num_heads, spec_.num_kv_heads, spec_.head_dim, scale,
         spec_.sliding_window, Row<float>(buffers_.attention, fresh, qw), compute_));
   }
-  if (batch.cpu_rows > 0) {
-    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
-                                          4LL * batch.cpu_rows * qw, compute_));
-  }
-  if (batch.host_rows > 0) {  // the host cache's K/V; device-cache rows stay here
-    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, kvw), ck,
-                                          4LL * batch.host_rows * kvw, compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
-                                          4LL * batch.host_rows * kvw, compute_));
-  }
-  RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
   times_.projections += SecondsSince(start);
   return absl::OkStatus();
 }
