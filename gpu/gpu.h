@@ -14,10 +14,12 @@
 //   routing_ops.h    Router top-k (twin: cpu::RouteTopK).
 //   group_routing_ops.h  DeepSeek's group-limited router (twin: cpu::RouteGroupLimited).
 //   mla_ops.h        MLA prefill pieces: rotary of any rope type (twin: cpu::ApplyRotary), strided block
-//   copies. moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
-//   cpu::MoeForward). dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add,
-//   conversions,
-//                    greedy argmax + log-softmax for lm_head logits.
+//                    copies.
+//   moe_ops.h        MoeRunner: sort by expert, grouped expert GEMMs with SwiGLU, combine (twin:
+//                    cpu::MoeForward).
+//   dense_ops.h      bf16 linear (cpu::Linear), RMSNorm (cpu::RmsNorm), residual add, conversions, greedy
+//                    argmax + log-softmax for lm_head logits.
+//   row_ops.h        Row gathers, small uploads read by a kernel from pinned memory, the sigmoid gate.
 //   gpu_probe.h      ProbeGpu for the planner: copy bandwidths and expert GEMM rates.
 //   DESIGN.md        How the engine is meant to drive the ring, the streams/events and micro-batches.
 //
@@ -37,6 +39,7 @@
 #include "gpu/mla_ops.h"
 #include "gpu/moe_ops.h"
 #include "gpu/routing_ops.h"
+#include "gpu/row_ops.h"
 #include "gpu/section_ring.h"
 #include "gpu/stream.h"
 #include "gpu/tiered_section_source.h"

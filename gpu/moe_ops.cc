@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/device.h"
+#include "gpu/row_ops.h"
 #include "io/status_macros.h"
 
 #if RINGMOE_HAVE_CUDA
@@ -29,8 +30,8 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
                                             GemmStrategy strategy, int fp8_scratch_experts) {
   RINGMOE_RETURN_IF_ERROR(RequireGpu());
   if (fp8_scratch_experts < 0 || fp8_scratch_experts > std::max(shape.num_experts, 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("MoeRunner: FP8 scratch for ", fp8_scratch_experts,
-                                                   " experts of ", shape.num_experts));
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoeRunner: FP8 scratch for ", fp8_scratch_experts, " experts of ", shape.num_experts));
   }
   if (shape.hidden <= 0 || shape.intermediate <= 0 || shape.num_experts <= 0 || shape.top_k <= 0 ||
       shape.top_k > shape.num_experts || max_tokens <= 0) {
@@ -65,8 +66,8 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   if (fp8_scratch_experts > 0) {
     runner.fp8_scratch_experts_ = fp8_scratch_experts;
     runner.fp8_scratch_index_ = MakePackedLayerIndex(fp8_scratch_experts, shape.hidden, shape.intermediate);
-    RINGMOE_RETURN_IF_ERROR(allocate(runner.fp8_scratch_, runner.fp8_scratch_index_.total_bytes(),
-                                     "FP8 dequantisation scratch"));
+    RINGMOE_RETURN_IF_ERROR(
+        allocate(runner.fp8_scratch_, runner.fp8_scratch_index_.total_bytes(), "FP8 dequantisation scratch"));
   }
   if (strategy != GemmStrategy::kLoopGemmEx || fp8_scratch_experts > 0) {
     // [A1 | B1 | C1 | A2 | B2 | C2 | FP8 sources], each `experts` long.
@@ -74,6 +75,7 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
     RINGMOE_RETURN_IF_ERROR(allocate(runner.device_pointers_, pointer_bytes, "grouped GEMM pointers"));
     RINGMOE_ASSIGN_OR_RETURN(runner.host_pointers_,
                              PinnedHostBuffer::Allocate(pointer_bytes, "grouped GEMM pointers"));
+    runner.pointers_read_directly_ = DeviceReadsHostDirectly(runner.host_pointers_.data());
   }
   RINGMOE_ASSIGN_OR_RETURN(runner.counts_ready_, Event::Create(/*timing=*/false, /*blocking_sync=*/true));
   RINGMOE_ASSIGN_OR_RETURN(runner.pointers_copied_, Event::Create());
@@ -222,6 +224,15 @@ absl::Status MoeRunner::RunExpertRange(BlasHandle& blas, const void* x_bf16, con
   return absl::OkStatus();
 }
 
+absl::Status MoeRunner::UploadPointers(int64_t bytes, const Stream& stream) {
+  // Each tile's upload is on the step's critical path (the GPU has just finished the sort and waits for
+  // these): a kernel reads them where it can, instead of a copy queued behind the ring's fills.
+  if (pointers_read_directly_) {
+    return CopyHostToDeviceByKernel(device_pointers_.data(), host_pointers_.data(), bytes, stream);
+  }
+  return CopyHostToDevice(device_pointers_.data(), host_pointers_.data(), bytes, stream);
+}
+
 absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
                                         const PackedLayerIndex& index, int first_expert, int end_expert,
                                         const Stream& stream) {
@@ -248,8 +259,7 @@ absl::Status MoeRunner::RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_
     ++groups;
   }
   if (groups == 0) return absl::OkStatus();
-  RINGMOE_RETURN_IF_ERROR(CopyHostToDevice(device_pointers_.data(), host_pointers_.data(),
-                                           6 * experts * static_cast<int64_t>(sizeof(void*)), stream));
+  RINGMOE_RETURN_IF_ERROR(UploadPointers(6 * experts * static_cast<int64_t>(sizeof(void*)), stream));
   RINGMOE_RETURN_IF_ERROR(pointers_copied_.Record(stream));
   pointers_pending_ = true;
   auto** device = device_pointers_.as<void*>();
@@ -322,8 +332,7 @@ absl::Status MoeRunner::RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* c
     staged[4 * experts + g] = activated_.as<uint16_t>() + first * i;
     staged[5 * experts + g] = expert_out_.as<uint16_t>() + first * h;
   }
-  RINGMOE_RETURN_IF_ERROR(CopyHostToDevice(device_pointers_.data(), host_pointers_.data(),
-                                           7 * experts * static_cast<int64_t>(sizeof(void*)), stream));
+  RINGMOE_RETURN_IF_ERROR(UploadPointers(7 * experts * static_cast<int64_t>(sizeof(void*)), stream));
   RINGMOE_RETURN_IF_ERROR(pointers_copied_.Record(stream));
   pointers_pending_ = true;
   auto** device = device_pointers_.as<void*>();
@@ -347,9 +356,9 @@ absl::Status MoeRunner::RunGemmsFp8(BlasHandle& blas, std::span<const uint8_t* c
   for (int start = 0; start < static_cast<int>(routed.size()); start += group) {
     const int n = std::min<int>(group, static_cast<int>(routed.size()) - start);
     RINGMOE_CUDA_RETURN_IF_ERROR(
-        kernels::LaunchDequantizeFp8Experts(reinterpret_cast<const uint8_t* const*>(device + 6 * experts + start),
-                                            n, layout, reinterpret_cast<uint16_t*>(scratch_base),
-                                            scratch.expert_stride_bytes, cuda_stream),
+        kernels::LaunchDequantizeFp8Experts(
+            reinterpret_cast<const uint8_t* const*>(device + 6 * experts + start), n, layout,
+            reinterpret_cast<uint16_t*>(scratch_base), scratch.expert_stride_bytes, cuda_stream),
         "FP8 dequantisation kernel");
     const int64_t row_begin = host_offsets_[routed[start]];
     const int64_t row_end = host_offsets_[routed[start + n - 1] + 1];

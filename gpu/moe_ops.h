@@ -59,8 +59,8 @@ class MoeRunner {
   static constexpr int kAutoGroupedMaxRows = 160;
   static constexpr int kAutoGroupedMinExperts = 32;
   static bool AutoPrefersGrouped(int64_t assignments, int routed_experts) {
-    return routed_experts > 0 &&
-           (routed_experts >= kAutoGroupedMinExperts || assignments < int64_t{kAutoGroupedMaxRows} * routed_experts);
+    return routed_experts > 0 && (routed_experts >= kAutoGroupedMinExperts ||
+                                  assignments < int64_t{kAutoGroupedMaxRows} * routed_experts);
   }
 
   MoeRunner(MoeRunner&&) noexcept = default;
@@ -114,6 +114,8 @@ class MoeRunner {
 
  private:
   MoeRunner() = default;
+  // host_pointers_' first `bytes` into device_pointers_, on `stream`.
+  absl::Status UploadPointers(int64_t bytes, const Stream& stream);
   // Both over the experts [first_expert, end_expert) only.
   absl::Status RunGemmsGrouped(BlasHandle& blas, std::span<const uint8_t* const> expert_bases,
                                const PackedLayerIndex& index, int first_expert, int end_expert,
@@ -135,13 +137,15 @@ class MoeRunner {
   DeviceBuffer sorted_x_, gate_up_, activated_, expert_out_;
   DeviceBuffer device_pointers_;  // Grouped GEMM: A, B, C pointer arrays of both projections; FP8: sources.
   int fp8_scratch_experts_ = 0;
-  DeviceBuffer fp8_scratch_;      // bf16 experts dequantised from an FP8 layer
+  DeviceBuffer fp8_scratch_;  // bf16 experts dequantised from an FP8 layer
   PackedLayerIndex fp8_scratch_index_;
   PinnedHostBuffer host_counts_;  // [E + 1]: the sort's counts, read back.
   PinnedHostBuffer host_pointers_;
   Event counts_ready_;
   Event pointers_copied_;
   bool pointers_pending_ = false;
+  bool pointers_read_directly_ = false;  // host_pointers_ is read by a kernel, not copied
+
   std::vector<int32_t> host_offsets_;
 };
 

@@ -228,6 +228,40 @@ TEST(HostMemoryTest, KernelsReadPinnedMemoryDirectly) {
   EXPECT_EQ(std::memcmp(expected.data(), back->data(), kCount * 2), 0);
 }
 
+// gpu::CopyHostToDeviceByKernel (the grouped GEMM's pointer uploads, off the copy engines): every byte, for
+// sizes and offsets that leave the 16-byte words ragged at either end.
+TEST(HostMemoryTest, KernelCopiesFromPinnedMemoryAreExact) {
+  SKIP_WITHOUT_GPU();
+  constexpr int64_t kBytes = 1 << 20;
+  auto pinned = PinnedHostBuffer::Allocate(kBytes, "kernel copy source");
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  ASSERT_TRUE(DeviceReadsHostDirectly(pinned->data()));
+  for (int64_t i = 0; i < kBytes; ++i) pinned->as<uint8_t>()[i] = static_cast<uint8_t>((i * 131 + 7) % 251);
+  auto back = PinnedHostBuffer::Allocate(kBytes, "kernel copy result");
+  ASSERT_TRUE(back.ok());
+  DeviceArena arena(0);
+  auto stream = Stream::Create();
+  ASSERT_TRUE(stream.ok());
+  auto device = arena.Allocate(kBytes, "kernel copy target");
+  ASSERT_TRUE(device.ok());
+  for (int64_t offset : {int64_t{0}, int64_t{8}, int64_t{5}}) {
+    for (int64_t bytes : std::vector<int64_t>{0, 1, 15, 16, 17, 6144, 7 * 128 * 8, 100003, kBytes - 8}) {
+      SCOPED_TRACE(testing::Message() << "offset " << offset << ", " << bytes << " bytes");
+      ASSERT_OK(FillDeviceBytes(device->data(), 0xEE, kBytes, *stream));
+      ASSERT_OK(CopyHostToDeviceByKernel(device->as<uint8_t>() + offset, pinned->as<uint8_t>() + offset,
+                                         bytes, *stream));
+      ASSERT_OK(CopyDeviceToHost(back->data(), device->data(), kBytes, *stream));
+      ASSERT_OK(stream->Synchronize());
+      const uint8_t* got = back->as<uint8_t>();
+      EXPECT_EQ(std::memcmp(got + offset, pinned->as<uint8_t>() + offset, static_cast<size_t>(bytes)), 0);
+      int64_t untouched = 0;
+      for (int64_t i = 0; i < kBytes; ++i) untouched += (i < offset || i >= offset + bytes) && got[i] == 0xEE;
+      EXPECT_EQ(untouched, kBytes - bytes);  // nothing written outside [offset, offset + bytes)
+    }
+  }
+  EXPECT_FALSE(CopyHostToDeviceByKernel(device->data(), pinned->data(), -1, *stream).ok());
+}
+
 // More than 1 GiB, at an address that is not page-aligned: registered in two chunks, then usable for copies.
 TEST(HostMemoryTest, RegistersInChunksOfAtMostOneGiB) {
   SKIP_WITHOUT_GPU();

@@ -59,12 +59,12 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_pr
     return absl::OkStatus();
   };
   // FP8-block experts are dequantised a few at a time into the runner's scratch (planner::MoeRunnerItems).
-  const int fp8_scratch = model_.expert_index().fp8() ? gpu::Fp8DequantScratchExperts(spec_.num_experts,
-                                                                                      spec_.hidden_size,
-                                                                                      spec_.moe_intermediate_size)
-                                                      : 0;
+  const int fp8_scratch =
+      model_.expert_index().fp8()
+          ? gpu::Fp8DequantScratchExperts(spec_.num_experts, spec_.hidden_size, spec_.moe_intermediate_size)
+          : 0;
   RINGMOE_RETURN_IF_ERROR(runner(spec_.moe_intermediate_size, spec_.num_experts, spec_.num_experts_per_tok,
-                         gpu::GemmStrategy::kAuto, &experts_, fp8_scratch));
+                                 gpu::GemmStrategy::kAuto, &experts_, fp8_scratch));
   if (spec_.intermediate_size > 0 && spec_.num_moe_layers() < spec_.num_layers) {
     RINGMOE_RETURN_IF_ERROR(runner(spec_.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense_));
   }
@@ -91,16 +91,18 @@ absl::Status GpuStepOps::UploadStep(const StepLayout& layout) {
   RINGMOE_RETURN_IF_ERROR(
       gpu::CopyHostToDevice(buffers_.x.data(), buffers_.host_x.data(), 4LL * layout.rows * h, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.positions.data(), buffers_.host_positions.data(),
-                                        4LL * layout.rows, compute_));
+                                                4LL * layout.rows, compute_));
   if (!layout.fresh_offsets.empty()) {
-    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.fresh_offsets.data(), buffers_.host_fresh_offsets.data(),
-                                          4LL * layout.fresh_offsets.size(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.fresh_offsets.data(),
+                                                  buffers_.host_fresh_offsets.data(),
+                                                  4LL * layout.fresh_offsets.size(), compute_));
   }
   if (!layout.device_tables.empty()) {
     RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.row_tables.data(), buffers_.host_row_tables.data(),
-                                          4LL * layout.rows, compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.device_tables.data(), buffers_.host_device_tables.data(),
-                                          4LL * layout.device_tables.size(), compute_));
+                                                  4LL * layout.rows, compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.device_tables.data(),
+                                                  buffers_.host_device_tables.data(),
+                                                  4LL * layout.device_tables.size(), compute_));
   }
   return absl::OkStatus();
 }
@@ -232,9 +234,12 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
   float* cq = Row<float>(buffers_.q, r, qw);
   float* ck = Row<float>(buffers_.k, r, kvw);
   float* cv = Row<float>(buffers_.v, r, kvw);
-  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, g.q_bias.as<float>(), cq, compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(), ck, compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(), cv, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::LinearBf16(blas_, input, n, g.q.data(), qw, h, g.q_bias.as<float>(), cq, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::LinearBf16(blas_, input, n, g.k.data(), kvw, h, g.k_bias.as<float>(), ck, compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::LinearBf16(blas_, input, n, g.v.data(), kvw, h, g.v_bias.as<float>(), cv, compute_));
   // What runtime/engine/attention_step.cc's PrepareQueryKey does on the CPU path, in the same order.
   if (spec_.clip_qkv > 0) {
     RINGMOE_RETURN_IF_ERROR(gpu::ClampInPlace(cq, int64_t{n} * qw, spec_.clip_qkv, compute_));
@@ -270,18 +275,18 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
     // Device-cache sequences keep their K/V here: written before any of their attention reads it.
     const int device_first = r + batch.host_rows;
     RINGMOE_RETURN_IF_ERROR(gpu::WriteKvRows(Row<float>(buffers_.k, device_first, kvw),
-                                     Row<float>(buffers_.v, device_first, kvw), batch.device_rows, kvw,
-                                     DeviceKv(layer, device_first), compute_));
+                                             Row<float>(buffers_.v, device_first, kvw), batch.device_rows,
+                                             kvw, DeviceKv(layer, device_first), compute_));
   }
   if (batch.cpu_rows > 0) {
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_q, r, qw), cq,
-                                          4LL * batch.cpu_rows * qw, compute_));
+                                                  4LL * batch.cpu_rows * qw, compute_));
   }
   if (batch.host_rows > 0) {  // the host cache's K/V; device-cache rows stay here
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, kvw), ck,
-                                          4LL * batch.host_rows * kvw, compute_));
+                                                  4LL * batch.host_rows * kvw, compute_));
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
-                                          4LL * batch.host_rows * kvw, compute_));
+                                                  4LL * batch.host_rows * kvw, compute_));
   }
   RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
   // The GPU's own attention rows after the event: the CPU's attention of this micro-batch needs only the
@@ -289,10 +294,10 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
   // They read q, k and v, which the copies only read too, and write attention rows the CPU does not.
   if (batch.paged_rows > 0) {
     const int paged_first = r + n - batch.paged_rows;
-    RINGMOE_RETURN_IF_ERROR(gpu::PagedAttentionRows(Row<float>(buffers_.q, paged_first, qw), batch.paged_rows,
-                                            spec_.num_heads, DeviceKv(layer, paged_first), scale,
-                                            spec_.sliding_window,
-                                            Row<float>(buffers_.attention, paged_first, qw), compute_));
+    RINGMOE_RETURN_IF_ERROR(
+        gpu::PagedAttentionRows(Row<float>(buffers_.q, paged_first, qw), batch.paged_rows, spec_.num_heads,
+                                DeviceKv(layer, paged_first), scale, spec_.sliding_window,
+                                Row<float>(buffers_.attention, paged_first, qw), compute_));
   }
   if (batch.fresh_chunks > 0) {
     const int fresh = r + batch.cpu_rows;
@@ -319,26 +324,26 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   int converted = 0;
   if (batch.cpu_rows > 0 && buffers_.host_attention_direct) {
     RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(HostRow<float>(buffers_.host_attention, r, qw),
-                                          int64_t{batch.cpu_rows} * qw,
-                                          Row<uint16_t>(buffers_.attention_bf16, r, qw), compute_));
+                                                  int64_t{batch.cpu_rows} * qw,
+                                                  Row<uint16_t>(buffers_.attention_bf16, r, qw), compute_));
     converted = batch.cpu_rows;
   } else if (batch.cpu_rows > 0) {
     RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(Row<float>(buffers_.attention, r, qw),
-                                          HostRow<float>(buffers_.host_attention, r, qw),
-                                          4LL * batch.cpu_rows * qw, compute_));
+                                                  HostRow<float>(buffers_.host_attention, r, qw),
+                                                  4LL * batch.cpu_rows * qw, compute_));
   }
-  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.attention, r + converted, qw),
-                                        int64_t{n - converted} * qw,
-                                        Row<uint16_t>(buffers_.attention_bf16, r + converted, qw), compute_));
-  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(), h, qw,
-                                  nullptr, Row<float>(buffers_.projected, r, h), compute_));
+  RINGMOE_RETURN_IF_ERROR(
+      gpu::ConvertF32ToBf16(Row<float>(buffers_.attention, r + converted, qw), int64_t{n - converted} * qw,
+                            Row<uint16_t>(buffers_.attention_bf16, r + converted, qw), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, Row<uint16_t>(buffers_.attention_bf16, r, qw), n, g.o.data(),
+                                          h, qw, nullptr, Row<float>(buffers_.projected, r, h), compute_));
   float* residual = Row<float>(buffers_.x, r, h);
   RINGMOE_RETURN_IF_ERROR(
       gpu::ResidualAdd(residual, Row<float>(buffers_.projected, r, h), int64_t{n} * h, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(residual, g.post_attention_norm.as<float>(), n, h, eps,
                                        Row<float>(buffers_.normed, r, h), compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(Row<float>(buffers_.normed, r, h), int64_t{n} * h,
-                                        Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
+                                                Row<uint16_t>(buffers_.normed_bf16, r, h), compute_));
   // The MoE output (routed, then shared) accumulates straight into the residual stream. Each runner takes
   // at most its max_tokens() rows at once (ExecutionPlan::expert_tile_tokens): larger micro-batches run in
   // tiles of rows, in order, so the runners' scratch does not grow with the prefill chunk.
@@ -355,8 +360,8 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
     return absl::OkStatus();
   }
   const int e = spec_.num_experts;
-  RINGMOE_RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e, h,
-                                 Row<float>(buffers_.router_logits, r, e), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e,
+                                         h, Row<float>(buffers_.router_logits, r, e), compute_));
   if (spec_.is_deepseek()) {
     // The CPU path's routing (runtime/engine/forward.cc), with the correction bias on the device.
     const cpu::GroupRouting routing =
@@ -433,18 +438,19 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   }
   std::memcpy(buffers_.host_rows.data(), rows.data(), rows.size() * sizeof(int32_t));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.wanted_rows.data(), buffers_.host_rows.data(),
-                                        4LL * rows.size(), compute_));
+                                                4LL * rows.size(), compute_));
   for (int first = 0; first < static_cast<int>(rows.size()); first += kLogitsRows) {
     const int count = std::min<int>(kLogitsRows, static_cast<int>(rows.size()) - first);
-    RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(), buffers_.wanted_rows.as<int32_t>() + first,
-                                       count, h, buffers_.final_rows.as<float>(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(), count, h,
-                                 static_cast<float>(spec_.rms_norm_eps), buffers_.final_rows.as<float>(),
-                                 compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(),
+                                               buffers_.wanted_rows.as<int32_t>() + first, count, h,
+                                               buffers_.final_rows.as<float>(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(),
+                                         count, h, static_cast<float>(spec_.rms_norm_eps),
+                                         buffers_.final_rows.as<float>(), compute_));
     RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
-                                          buffers_.final_bf16.data(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(), vocab,
-                                    h, nullptr, buffers_.logits.as<float>(), compute_));
+                                                  buffers_.final_bf16.data(), compute_));
+    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(),
+                                            vocab, h, nullptr, buffers_.logits.as<float>(), compute_));
     const int sampled_here = std::clamp(sampled - first, 0, count);
     if (sampled_here < count) {
       const int greedy_first = first + sampled_here - sampled;  // Index among the greedy rows.
@@ -455,7 +461,7 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
     }
     if (sampled_here > 0) {
       RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_logits.data(), buffers_.logits.data(),
-                                            4LL * sampled_here * vocab, compute_));
+                                                    4LL * sampled_here * vocab, compute_));
       RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
       std::memcpy(out->logits.data() + static_cast<size_t>(first) * vocab, buffers_.host_logits.data(),
                   4ULL * sampled_here * vocab);
@@ -464,9 +470,9 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   const int greedy = static_cast<int>(greedy_chunks.size());
   if (greedy > 0) {
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_ids.data(), buffers_.picked_ids.data(),
-                                          4LL * greedy, compute_));
+                                                  4LL * greedy, compute_));
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_logprobs.data(),
-                                          buffers_.picked_logprobs.data(), 4LL * greedy, compute_));
+                                                  buffers_.picked_logprobs.data(), 4LL * greedy, compute_));
   }
   RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
   // picked is indexed by chunk order; the sampled chunks' logits rows are in chunk order already.
