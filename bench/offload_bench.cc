@@ -28,6 +28,7 @@ using nlohmann::json;
 
 struct Flags {
   std::string model, json_path, step_log;
+  bool gpu_stage_times = false;
   ringmoe::PlanFlags plan;
   int requests = 4096, prompt_len = 512, gen_len = 256, threads = 0;
   uint64_t seed = 1;
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", flags.threads);
   app.add_option("--step-log", flags.step_log,
                  "append one line per step: index, chunks, prefill tokens, seconds");
+  app.add_flag("--gpu-stage-times", flags.gpu_stage_times,
+               "add the GPU's seconds by stage, timed with CUDA events, to each step-log line");
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
   CLI11_PARSE(app, argc, argv);
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
   options.threads = flags.threads;
   options.ssd_dirs = flags.plan.ssd_dirs;  // --ssd-dir: the SSD tier from striped section files
   options.step_log_path = flags.step_log;
+  options.gpu_stage_times = flags.gpu_stage_times;
   // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
   if (absl::Status one_gpu = ringmoe::RefuseMultiGpuExecution(flags.plan); !one_gpu.ok()) {
     std::fprintf(stderr, "%s\n", std::string(one_gpu.message()).c_str());

@@ -11,7 +11,8 @@
 # "shape:layers:gpu_mem:requests:prompt:gen[:extra offload_bench flags, commas for spaces]" (shape+fp8: a block-FP8
 # checkpoint of that shape), e.g.
 #   CASES="qwen3-30b-a3b:16:6GiB:1024:512:256 mixtral-8x7b:4:6GiB:512:512:256"
-# NSYS="delay:duration" profiles each benchmark run's window with Nsight Systems (bench/nsys_timeline.py).
+# STAGE_TIMES=1 adds the GPU's seconds by stage to the step logs (offload_bench --gpu-stage-times; summarised
+# per step kind by bench/steps_summary.py). NSYS="delay:duration" profiles each benchmark run's window with Nsight Systems (bench/nsys_timeline.py).
 # CASES=accuracy runs the planner issue's eight configurations (both shapes, 6 and 12 GiB, 512/256 and 128/1024;
 # about 20 minutes of benchmark, so over three calls: ACCURACY_PART=1, 2 or 3 picks a third).
 # Logs and JSON land in $WORK (default /tmp/ringmoe-out); everything is packed into $OUT/results.tgz with a
@@ -151,10 +152,11 @@ if wants bench; then
     # shellcheck disable=SC2086
     timeout "${BENCH_TIMEOUT:-280}" "${profiler[@]}" "${build}/bench/offload_bench" --model "${dir}" --gpu-mem "${gpu_mem}" \
       --hardware "${profile}" --requests "${requests}" --prompt-len "${prompt}" --gen-len "${gen}" ${extra} \
-      --step-log "${work}/steps_${tag}.txt" \
+      --step-log "${work}/steps_${tag}.txt" ${STAGE_TIMES:+--gpu-stage-times} \
       --json "${work}/ringmoe_${tag}.json" >"${work}/ringmoe_${tag}.txt" 2>"${work}/ringmoe_${tag}.log"
     rc=$?
     cat "${work}/ringmoe_${tag}.txt" | tee -a "${work}/summary.txt"
+    [[ -n "${STAGE_TIMES:-}" ]] && python3 bench/steps_summary.py "${work}/steps_${tag}.txt" | tee -a "${work}/summary.txt"
     if [[ ${#profiler[@]} -gt 0 && -f "/tmp/nsys_${tag}.nsys-rep" ]]; then
       "${nsys_bin}" stats -r cuda_gpu_trace -f csv -o "/tmp/nsys_${tag}" "/tmp/nsys_${tag}.nsys-rep" >/dev/null 2>&1
       "${nsys_bin}" stats -r cuda_api_sum,cuda_gpu_kern_sum,cuda_gpu_mem_time_sum "/tmp/nsys_${tag}.nsys-rep" \

@@ -7,12 +7,16 @@ column over mixed steps (some prefill tokens) and decode steps, the first step l
 Columns (runtime/include/ringmoe/engine.h): chunks, prefill tokens, seconds, then the step's share of the
 pass's counters: CPU attention, the driving thread's waits on the GPU, the GPU feeder's busy time, its waits
 on expert counts, its MoE and projection queueing (seconds), ring copy seconds and streamed MB (these two lag a
-step). Older logs have the first three only.
+step); with offload_bench --gpu-stage-times, the GPU's own seconds by stage and its idle seconds (the stream
+empty, waiting for the host). Older logs have the first three only.
 """
 import sys
 
 NAMES = ["chunks", "prefill", "seconds", "attention", "cpu_wait", "feeder_busy", "feeder_wait", "moe_queue",
-         "proj_queue", "copy_s", "streamed_mb"]
+         "proj_queue", "copy_s", "streamed_mb",
+         # With --gpu-stage-times: the compute stream's seconds by stage (GpuStage), then its idle.
+         "gpu_upload", "gpu_proj", "gpu_attn", "gpu_router", "gpu_sort", "gpu_experts", "gpu_mlp", "gpu_ring_wait",
+         "gpu_logits", "gpu_idle"]
 
 
 def main():

@@ -84,7 +84,13 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
 }
 
 absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, const Stream& stream) {
+  RINGMOE_RETURN_IF_ERROR(QueueSort(expert_ids, tokens, stream));
+  return WaitForCounts();
+}
+
+absl::Status MoeRunner::QueueSort(const int32_t* expert_ids, int tokens, const Stream& stream) {
   tokens_ = -1;
+  queued_tokens_ = -1;
   if (tokens < 0 || tokens > max_tokens_) {
     return absl::InvalidArgumentError(absl::StrCat("MoeRunner::SortByExpert: ", tokens,
                                                    " tokens; this runner holds at most ", max_tokens_));
@@ -99,6 +105,15 @@ absl::Status MoeRunner::SortByExpert(const int32_t* expert_ids, int tokens, cons
       "expert sort");
   RINGMOE_RETURN_IF_ERROR(CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
   RINGMOE_RETURN_IF_ERROR(counts_ready_.Record(stream));
+  queued_tokens_ = tokens;
+  return absl::OkStatus();
+}
+
+absl::Status MoeRunner::WaitForCounts() {
+  if (queued_tokens_ < 0)
+    return absl::FailedPreconditionError("MoeRunner::WaitForCounts without a queued sort");
+  const int tokens = queued_tokens_, experts = shape_.num_experts;
+  queued_tokens_ = -1;
   RINGMOE_RETURN_IF_ERROR(counts_ready_.Synchronize());
   const int32_t* counts = host_counts_.as<const int32_t>();
   if (counts[experts] != 0) {
@@ -434,6 +449,8 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena&, const MoeShape&, int, 
   return NotBuiltWithCuda();
 }
 absl::Status MoeRunner::SortByExpert(const int32_t*, int, const Stream&) { return NotBuiltWithCuda(); }
+absl::Status MoeRunner::QueueSort(const int32_t*, int, const Stream&) { return NotBuiltWithCuda(); }
+absl::Status MoeRunner::WaitForCounts() { return NotBuiltWithCuda(); }
 absl::Status MoeRunner::RunExperts(BlasHandle&, const void*, const float*, const void*,
                                    const PackedLayerIndex&, float*, const Stream&) {
   return NotBuiltWithCuda();

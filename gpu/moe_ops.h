@@ -69,6 +69,11 @@ class MoeRunner {
   // expert_ids: device int32 [tokens, top_k]. Queues the sort on `stream`, then waits (host) for the counts.
   // InvalidArgument when tokens > max_tokens or an id is outside [0, num_experts).
   absl::Status SortByExpert(const int32_t* expert_ids, int tokens, const Stream& stream);
+  // SortByExpert in two halves: QueueSort queues the sort and the counts' copy back (no host wait; the
+  // same argument checks), WaitForCounts waits for them and makes them the runner's last sort. Between the
+  // two the caller may queue more work on the stream, but not another sort on this runner.
+  absl::Status QueueSort(const int32_t* expert_ids, int tokens, const Stream& stream);
+  absl::Status WaitForCounts();
 
   // Valid after SortByExpert: host copies of counts [num_experts] and offsets [num_experts + 1].
   std::span<const int32_t> expert_counts() const;
@@ -131,7 +136,8 @@ class MoeRunner {
   GemmStrategy strategy_ = GemmStrategy::kLoopGemmEx;
   std::string fallback_reason_;
   bool last_used_grouped_ = false;
-  int tokens_ = -1;  // Tokens of the last successful sort; -1 before.
+  int tokens_ = -1;         // Tokens of the last successful sort; -1 before.
+  int queued_tokens_ = -1;  // Tokens of a sort QueueSort queued and WaitForCounts has not yet taken.
 
   DeviceBuffer counts_, offsets_, permutation_, inverse_, sort_scratch_;
   DeviceBuffer sorted_x_, gate_up_, activated_, expert_out_;

@@ -154,6 +154,32 @@ TEST_F(GpuKernelTest, SortRejectsBadIdsAndTooManyTokens) {
       blas_, nullptr, nullptr, nullptr, MakePackedLayerIndex(8, 64, 32), nullptr, stream_)));
 }
 
+// SortByExpert in halves (QueueSort, then WaitForCounts after more work was queued) gives the same counts;
+// a wait with nothing queued, or a second wait, is refused; a bad id shows at the wait.
+TEST_F(GpuKernelTest, QueuedSortAndItsWaitEqualTheWholeSort) {
+  SCOPED_TRACE(seed_);
+  const int tokens = 200, experts = 16, top_k = 2;
+  std::vector<int32_t> ids(tokens * top_k);
+  std::mt19937 random(seed_);
+  for (int32_t& id : ids) id = static_cast<int32_t>(random() % experts);
+  auto runner = MoeRunner::Create(arena_, MoeShape{64, 32, experts, top_k}, 256);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(runner->WaitForCounts()));
+  ASSERT_OK(runner->QueueSort(Upload(ids), tokens, stream_));
+  float* scratch = Allocate<float>(1 << 20);
+  ASSERT_OK(FillDeviceBytes(scratch, 0, 4 << 20, stream_));  // other work between the halves
+  ASSERT_OK(runner->WaitForCounts());
+  EXPECT_EQ(runner->sorted_tokens(), tokens);
+  std::vector<int32_t> want_counts(experts, 0);
+  for (int32_t e : ids) ++want_counts[e];
+  std::span<const int32_t> counts = runner->expert_counts();
+  EXPECT_EQ(std::vector<int32_t>(counts.begin(), counts.end()), want_counts);
+  EXPECT_TRUE(absl::IsFailedPrecondition(runner->WaitForCounts()));
+  ids[7] = experts;
+  ASSERT_OK(runner->QueueSort(Upload(ids), tokens, stream_));
+  EXPECT_TRUE(absl::IsInvalidArgument(runner->WaitForCounts()));
+}
+
 struct MoeCase {
   int experts, top_k, hidden, intermediate, tokens;
   GemmStrategy strategy;

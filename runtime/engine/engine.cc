@@ -184,6 +184,7 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.routed_expert_copies = plan.routed_expert_copies;
     placement.expert_dtype = held_expert_dtype;
     placement.ssd_dirs = options.ssd_dirs;
+    placement.gpu_stage_times = options.gpu_stage_times;
     if (plan.ssd_moe_layers() > 0) {
       const ModelSpec& spec = impl->spec;
       const int64_t experts =
@@ -560,7 +561,7 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
       // Columns after the first four: where the step's time went (the driving thread's CPU attention and its
       // waits on the GPU, the feeder's host time queueing GPU work and its waits on expert counts, its
       // queueing of MoE and projections), then the ring's copy seconds and streamed MB, which lag a step.
-      std::fprintf(step_log, "%d %zu %lld %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.1f\n", stats.steps,
+      std::fprintf(step_log, "%d %zu %lld %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.1f", stats.steps,
                    chunks.size(), static_cast<long long>(step_prefill_tokens), step_seconds,
                    delta(after_step.times.attention, before_step.times.attention),
                    delta(after_step.cpu_wait_seconds, before_step.cpu_wait_seconds),
@@ -570,6 +571,14 @@ absl::Status RunRequests(Engine::Impl& impl, const NextHeldRequest& next_request
                    delta(after_step.times.projections, before_step.times.projections),
                    delta(after_step.copy_seconds, before_step.copy_seconds),
                    static_cast<double>(after_step.streamed_bytes - before_step.streamed_bytes) / 1e6);
+      if (impl.options.gpu_stage_times && impl.info.device == "gpu") {
+        // The line goes on with the compute stream's seconds by stage (GpuStage's order), then its idle.
+        for (int stage = 0; stage < kGpuStages; ++stage)
+          std::fprintf(step_log, " %.6f",
+                       delta(after_step.gpu_stages.work[stage], before_step.gpu_stages.work[stage]));
+        std::fprintf(step_log, " %.6f", delta(after_step.gpu_stages.idle, before_step.gpu_stages.idle));
+      }
+      std::fputc('\n', step_log);
     }
     stats.generated_tokens += static_cast<int64_t>(sampling_rows.size());
     ++stats.steps;

@@ -17,7 +17,7 @@
 //   gpu_forward.h       GpuForward: the offload step (GPU work queued by gpu_feeder.h's thread, CPU attention),
 //                       composed of step_layout.h (the step's rows and micro-batches), gpu_step_buffers.h
 //                       (device and pinned buffers), expert_streamer.h (the ring) and gpu_step_ops.h (the
-//                       GPU work of each stage).
+//                       GPU work of each stage); gpu_stage_clock.h times those stages on the GPU (diagnostics).
 // It depends on planner/ (the plan it runs), cpu/, gpu/ and io/; nothing in those folders includes it.
 #pragma once
 

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "cpu/thread_pool.h"
+#include "runtime/engine/gpu_stage_clock.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/mla_step.h"
 #include "runtime/engine/model_weights.h"
@@ -62,6 +63,7 @@ struct ForwardStats {
   double cpu_wait_seconds = 0;          // the driving thread blocked on the GPU (q/k/v of a micro-batch)
   double feeder_busy_seconds = 0;       // the GPU feeder thread queueing GPU work, its waits included
   double feeder_wait_seconds = 0;       // of which waiting for MoE expert counts
+  GpuStageSeconds gpu_stages;           // the compute stream's time by stage, when timed (EngineOptions)
   // Gauges.
   int64_t gpu_peak_bytes = 0;  // peak of the engine's device allocations
   int64_t gpu_cap_bytes = 0;

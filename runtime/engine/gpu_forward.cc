@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/blas.h"
-#include "io/status_macros.h"
 #include "gpu/stream.h"
+#include "io/status_macros.h"
 #include "planner/model_costs.h"
 #include "runtime/engine/attention_step.h"
 #include "runtime/engine/expert_streamer.h"
@@ -15,7 +15,6 @@
 #include "runtime/engine/gpu_step_buffers.h"
 #include "runtime/engine/gpu_step_ops.h"
 #include "runtime/engine/step_layout.h"
-
 
 namespace ringmoe {
 
@@ -60,7 +59,8 @@ int64_t GpuForward::WorkspaceBytes(const ModelSpec& spec, int max_step_tokens, i
                                    bool mla_prefill_on_gpu, int expert_shards, int expert_tile_tokens) {
   // The planner prices the same buffers (planner/model_costs.h), so that its plans fit the engine.
   const planner::GpuWorkspace workspace = planner::GpuWorkspaceBytes(spec, expert_dtype);
-  int64_t bytes = workspace.bytes(max_step_tokens, planner::ExpertRunnerTokens(max_step_tokens, expert_tile_tokens));
+  int64_t bytes =
+      workspace.bytes(max_step_tokens, planner::ExpertRunnerTokens(max_step_tokens, expert_tile_tokens));
   std::vector<planner::MemoryItem> items = planner::ExpertShardItems(spec, max_step_tokens, expert_shards);
   if (mla_prefill_on_gpu) {
     for (planner::MemoryItem& item : planner::MlaPrefillItems(spec, max_step_tokens)) items.push_back(item);
@@ -113,7 +113,11 @@ absl::Status GpuForward::State::RunStep(const StepLayout& layout, StepOutput* ou
         feeder->Post([this, &layout, b] { return ops->EnqueueProjections(0, layout.batches[b], b); });
   }
   for (int layer = 0; layer < spec.num_layers; ++layer) {
-    feeder->Post([this, layer] { return streamer->BeginLayer(layer); });
+    feeder->Post([this, layer] {
+      RINGMOE_RETURN_IF_ERROR(ops->stage_clock().Begin(GpuStage::kRingWait));
+      RINGMOE_RETURN_IF_ERROR(streamer->BeginLayer(layer));
+      return ops->stage_clock().End();
+    });
     for (int b = 0; b < batches; ++b) {
       const MicroBatch& batch = layout.batches[b];
       const auto wait_start = std::chrono::steady_clock::now();
@@ -201,7 +205,8 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   state->blas = std::move(*blas);
   // The same allocations, in the same order, as when they were one list: buffers, then the runners.
   RINGMOE_RETURN_IF_ERROR(state->buffers.Allocate(state->model->arena(), state->spec, max_step_tokens,
-                                          state->placement, kv_cache.device_blocks(), state->compute));
+                                                  state->placement, kv_cache.device_blocks(),
+                                                  state->compute));
   state->streamer.emplace(*state->model, state->spec, state->placement.routed_expert_copies, state->compute,
                           state->copy);
   state->ops.emplace(state->spec, kv_cache, *state->model, state->blas, state->compute, state->buffers,
@@ -210,6 +215,7 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
       max_step_tokens, state->placement.micro_batches,
       state->spec.is_mla() && state->placement.prefill_attention_on_gpu, state->placement.expert_shards,
       planner::ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
+  if (placement.gpu_stage_times) state->ops->stage_clock().Enable(state->compute);
   RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();
   state->stats.resident_moe_layers = state->model->resident_moe_layers();
@@ -234,7 +240,10 @@ absl::Status GpuForward::Run(const std::vector<StepChunk>& chunks, StepOutput* o
   absl::Status drained = s.feeder->Drain();
   if (status.ok()) status = drained;
   s.feeder->ClearFailure();
+  // The feeder is idle: the stage clock is this thread's until the next step (a failed step's is dropped).
+  const absl::Status timed = s.ops->stage_clock().Collect();
   if (!status.ok()) return status;
+  RINGMOE_RETURN_IF_ERROR(timed);
   s.stats.streamed_bytes = s.streamer->streamed_bytes();
   s.stats.copy_seconds = s.streamer->copy_seconds();
   s.stats.feeder_busy_seconds = s.feeder->busy_seconds();
@@ -257,6 +266,7 @@ ForwardStats GpuForward::stats() const {
   stats.times.dense_mlp = feeder_times.dense_mlp;
   stats.times.lm_head = feeder_times.lm_head;
   stats.feeder_wait_seconds = state_->ops->feeder_wait_seconds();
+  stats.gpu_stages = state_->ops->stage_clock().totals();
   return stats;
 }
 

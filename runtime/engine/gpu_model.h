@@ -34,9 +34,9 @@ namespace ringmoe {
 struct GpuPlacement {
   // Per layer: where its routed experts live (planner::SpreadResidentLayers); kNone for dense layers.
   std::vector<planner::ExpertTier> expert_tiers;
-  int ring_slots = 2;     // Device slots that streamed layers pass through (>= layer_parts + 1).
-  int layer_parts = 1;    // Sections each streamed layer's routed experts are cut into (ring slots are
-                          // one part each: smaller slots fit a smaller GPU budget).
+  int ring_slots = 2;   // Device slots that streamed layers pass through (>= layer_parts + 1).
+  int layer_parts = 1;  // Sections each streamed layer's routed experts are cut into (ring slots are
+                        // one part each: smaller slots fit a smaller GPU budget).
   // Expert shards (planner::ExecutionPlan::expert_shards): each MoE layer's routed experts run as this many
   // shards, each into a partial output, combined in shard order (runtime/engine/gpu_expert_shards.h); all on
   // this GPU. layer_parts must be a multiple of it when layers stream: parts are cut shard-major.
@@ -62,6 +62,8 @@ struct GpuPlacement {
   // --ssd-dir: the SSD tier reads section files laid out in these directories (one per drive, striped;
   // io/section_file.h) instead of the checkpoint's files. Empty: the checkpoint's files.
   std::vector<std::string> ssd_dirs;
+  // Diagnostics (EngineOptions::gpu_stage_times): time each stage of the compute stream's work with events.
+  bool gpu_stage_times = false;
 };
 
 // A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring
@@ -84,10 +86,10 @@ struct GpuLayer {
   // the CPU's absorbed attention keeps it: fresh prompts' attention on the GPU), o [hidden, heads * v]; k and
   // v stay empty.
   gpu::DeviceBuffer q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
-  gpu::DeviceBuffer mlp;                              // packed single expert: dense MLP or shared expert
-  gpu::DeviceBuffer shared_gate;                      // bf16 [1, hidden]
-  gpu::DeviceBuffer experts;                          // packed routed experts, when resident
-  std::vector<StreamedPart> parts;                    // when streamed: its ring sections, in expert order
+  gpu::DeviceBuffer mlp;            // packed single expert: dense MLP or shared expert
+  gpu::DeviceBuffer shared_gate;    // bf16 [1, hidden]
+  gpu::DeviceBuffer experts;        // packed routed experts, when resident
+  std::vector<StreamedPart> parts;  // when streamed: its ring sections, in expert order
 };
 
 class GpuModel {

@@ -88,6 +88,7 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_pr
 
 absl::Status GpuStepOps::UploadStep(const StepLayout& layout) {
   const int h = spec_.hidden_size;
+  RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kUpload));
   RINGMOE_RETURN_IF_ERROR(
       gpu::CopyHostToDevice(buffers_.x.data(), buffers_.host_x.data(), 4LL * layout.rows * h, compute_));
   RINGMOE_RETURN_IF_ERROR(gpu::CopyHostToDevice(buffers_.positions.data(), buffers_.host_positions.data(),
@@ -104,7 +105,7 @@ absl::Status GpuStepOps::UploadStep(const StepLayout& layout) {
                                                   buffers_.host_device_tables.data(),
                                                   4LL * layout.device_tables.size(), compute_));
   }
-  return absl::OkStatus();
+  return clock_.End();
 }
 
 gpu::DevicePagedKv GpuStepOps::DeviceKv(int layer, int row) const {
@@ -137,6 +138,7 @@ absl::Status GpuStepOps::EnqueueMlaProjections(int layer, const MicroBatch& batc
   const GpuLayer& g = model_.layer(layer);
   const int h = spec_.hidden_size, qw = spec_.q_width(), rw = spec_.mla.cache_width(), r = batch.first_row,
             n = batch.rows, lora = spec_.mla.q_lora_rank;
+  RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kProjections));
   RINGMOE_ASSIGN_OR_RETURN(const void* input, EnqueueInputNorm(g, batch));
   float* cq = Row<float>(buffers_.q, r, qw);
   float* ckv = Row<float>(buffers_.k, r, rw);
@@ -163,9 +165,14 @@ absl::Status GpuStepOps::EnqueueMlaProjections(int layer, const MicroBatch& batc
   }
   RINGMOE_RETURN_IF_ERROR(
       gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_k, r, rw), ckv, 4LL * n * rw, compute_));
+  RINGMOE_RETURN_IF_ERROR(clock_.End());
   RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
   // Fresh prompts attend here meanwhile; their q and kv_a rows were read by the copies above (stream order).
-  if (batch.fresh_chunks > 0) RINGMOE_RETURN_IF_ERROR(EnqueueMlaPrefill(layer, batch));
+  if (batch.fresh_chunks > 0) {
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kAttention));
+    RINGMOE_RETURN_IF_ERROR(EnqueueMlaPrefill(layer, batch));
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
+  }
   times_.projections += SecondsSince(start);
   return absl::OkStatus();
 }
@@ -229,6 +236,7 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
   const GpuLayer& g = model_.layer(layer);
   const int h = spec_.hidden_size, qw = spec_.q_width(), kvw = spec_.kv_width(), r = batch.first_row,
             n = batch.rows;
+  RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kProjections));
   RINGMOE_ASSIGN_OR_RETURN(const void* input, EnqueueInputNorm(g, batch));
   const float eps = static_cast<float>(spec_.rms_norm_eps);
   float* cq = Row<float>(buffers_.q, r, qw);
@@ -288,7 +296,10 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(HostRow<float>(buffers_.host_v, r, kvw), cv,
                                                   4LL * batch.host_rows * kvw, compute_));
   }
+  RINGMOE_RETURN_IF_ERROR(clock_.End());
   RINGMOE_RETURN_IF_ERROR(qkv_ready_[b].Record(compute_));
+  if (batch.paged_rows > 0 || batch.fresh_chunks > 0)
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kAttention));
   // The GPU's own attention rows after the event: the CPU's attention of this micro-batch needs only the
   // copies above, so it runs beside these (a mixed step's prefill attention was on its critical path).
   // They read q, k and v, which the copies only read too, and write attention rows the CPU does not.
@@ -307,6 +318,7 @@ absl::Status GpuStepOps::EnqueueProjections(int layer, const MicroBatch& batch, 
         batch.fresh_chunks, batch.max_fresh_rows, spec_.num_heads, spec_.num_kv_heads, spec_.head_dim, scale,
         spec_.sliding_window, Row<float>(buffers_.attention, fresh, qw), compute_));
   }
+  RINGMOE_RETURN_IF_ERROR(clock_.End());
   times_.projections += SecondsSince(start);
   return absl::OkStatus();
 }
@@ -318,6 +330,7 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   const int h = spec_.hidden_size, qw = spec_.attention_out_width(), r = batch.first_row, n = batch.rows;
   const int top_k = spec_.num_experts_per_tok;
   const float eps = static_cast<float>(spec_.rms_norm_eps);
+  RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kRouter));
   // The CPU's attention rows: read straight from pinned memory by the conversion kernel where the GPU can
   // (a copy would queue on the copy engines behind the ring's fills, on the step's critical path), else
   // copied up first. Fresh prompts' rows are on the GPU already.
@@ -350,6 +363,8 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
   auto input = [&](int row) -> const void* { return Row<uint16_t>(buffers_.normed_bf16, row, h); };
   auto hidden = [&](int row) { return Row<float>(buffers_.x, row, h); };
   if (!spec_.layers[layer].is_moe) {
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kMlp));
     for (int t = 0; t < n; t += dense_->max_tokens()) {
       const int rows = std::min(dense_->max_tokens(), n - t);
       RINGMOE_RETURN_IF_ERROR(dense_->SortByExpert(buffers_.zero_ids.as<int32_t>(), rows, compute_));
@@ -357,7 +372,7 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
                                                  model_.dense_index(), hidden(r + t), compute_));
     }
     times_.dense_mlp += SecondsSince(start);
-    return absl::OkStatus();
+    return clock_.End();
   }
   const int e = spec_.num_experts;
   RINGMOE_RETURN_IF_ERROR(gpu::LinearF32(blas_, Row<float>(buffers_.normed, r, h), n, g.router.as<float>(), e,
@@ -377,12 +392,19 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
                                            spec_.norm_topk_prob, Row<int32_t>(buffers_.ids, r, top_k),
                                            Row<float>(buffers_.routing, r, top_k), compute_));
   }
+  RINGMOE_RETURN_IF_ERROR(clock_.End());
   for (int t = 0; t < n; t += experts_->max_tokens()) {
     const int rows = std::min(experts_->max_tokens(), n - t);
     const auto wait_start = std::chrono::steady_clock::now();
-    RINGMOE_RETURN_IF_ERROR(experts_->SortByExpert(Row<int32_t>(buffers_.ids, r + t, top_k), rows, compute_));
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kSort));
+    RINGMOE_RETURN_IF_ERROR(experts_->QueueSort(Row<int32_t>(buffers_.ids, r + t, top_k), rows, compute_));
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
+    RINGMOE_RETURN_IF_ERROR(experts_->WaitForCounts());
     feeder_wait_seconds_ += SecondsSince(wait_start);
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kRingWait));
     RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kExperts));
     if (expert_shards_) {
       // Expert parallel: each shard's experts into its partial, then the partials into the residual in
       // shard order (the sort above is every shard's: they share this GPU).
@@ -394,9 +416,11 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
           experts_->RunExperts(blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
                                streamer_.expert_bases(), model_.expert_index(), hidden(r + t), compute_));
     }
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
   }
   if (spec_.layers[layer].has_shared_expert) {
     // Qwen2-MoE's shared expert is weighted by its sigmoid gate; DeepSeek's are added as they are.
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kMlp));
     const float* shared_weights = buffers_.ones.as<float>();
     if (spec_.shared_expert_gated) {
       RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, input(r), n, g.shared_gate.data(), 1, h, nullptr,
@@ -411,6 +435,7 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
           blas_, input(r + t), spec_.shared_expert_gated ? shared_weights + t : shared_weights, g.mlp.data(),
           model_.shared_index(), hidden(r + t), compute_));
     }
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
   }
   times_.moe += SecondsSince(start);
   return absl::OkStatus();
@@ -418,6 +443,7 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
 
 absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   const auto start = std::chrono::steady_clock::now();
+  RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kLogits));
   const int h = spec_.hidden_size, vocab = spec_.vocab_size;
   // Rows whose logits go back to the host first, then the greedy rows, whose tokens are picked here: each
   // lm_head batch then holds at most one run of each.
@@ -433,6 +459,7 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   out->picked.assign(rows.size(), SampledToken{-1, 0.0f});
   // The step ends here: nothing it queued may still read the staging buffers the next step refills.
   if (rows.empty()) {
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
     RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
     return PromptLogits(layout, out);
   }
@@ -474,6 +501,7 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_picked_logprobs.data(),
                                                   buffers_.picked_logprobs.data(), 4LL * greedy, compute_));
   }
+  RINGMOE_RETURN_IF_ERROR(clock_.End());
   RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());
   // picked is indexed by chunk order; the sampled chunks' logits rows are in chunk order already.
   for (int j = 0; j < greedy; ++j) {

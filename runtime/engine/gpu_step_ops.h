@@ -26,6 +26,7 @@
 #include "runtime/engine/forward.h"
 #include "runtime/engine/gpu_expert_shards.h"
 #include "runtime/engine/gpu_model.h"
+#include "runtime/engine/gpu_stage_clock.h"
 #include "runtime/engine/gpu_step_buffers.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/step_layout.h"
@@ -73,6 +74,9 @@ class GpuStepOps {
   const StageTimes& times() const { return times_; }
   // Of the feeder's time, the waits for the MoE expert counts.
   double feeder_wait_seconds() const { return feeder_wait_seconds_; }
+  // The GPU-side time of each stage queued here (disabled unless enabled before the first step), with
+  // GpuStageClock's threading: Collect and totals while the feeder is idle.
+  GpuStageClock& stage_clock() { return clock_; }
 
  private:
   // Scoring: the logits of layout.prompt_logit_rows into out->prompt_logits, kLogitsRows at a time (called
@@ -110,6 +114,7 @@ class GpuStepOps {
   std::vector<gpu::Event> qkv_ready_;  // Per micro-batch.
   StageTimes times_;
   double feeder_wait_seconds_ = 0;
+  GpuStageClock clock_;
 };
 
 }  // namespace ringmoe

@@ -46,6 +46,11 @@ struct EngineOptions {
   /// its waits on expert counts, its MoE and projection queueing (seconds), ring copy seconds and streamed MB
   /// (these two as of the end of the previous step on the GPU path). Zeros where a pass does not count.
   std::string step_log_path;
+  /// Diagnostics, GPU path: times each stage of the compute stream's work with CUDA events (a few
+  /// microseconds of host time per stage) and adds to each step-log line the GPU's seconds by stage (upload,
+  /// projections, its own attention, router, expert sort, expert GEMMs, dense MLP and shared experts, waits
+  /// for the ring, lm_head) and the seconds the stream sat empty waiting for the host.
+  bool gpu_stage_times = false;
   /// The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
   /// tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
   /// each layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's
@@ -128,7 +133,7 @@ struct Result {
   std::vector<float> prompt_logprobs;
   std::vector<std::string> prompt_token_strings;
   std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
-  std::string text;                        ///< Detokenised completion; empty when no tokenizer is loaded.
+  std::string text;  ///< Detokenised completion; empty when no tokenizer is loaded.
   FinishReason finish_reason = FinishReason::kLength;
   /// Request::n > 1: choices 1 .. n-1 (the fields above are choice 0), each a whole Result with the request's
   /// id, status and prompt_ids and its own tokens, text and finish_reason. Empty when n is 1.
