@@ -29,6 +29,7 @@ using nlohmann::json;
 struct Flags {
   std::string model, json_path, step_log;
   bool gpu_stage_times = false;
+  std::string expert_gemm = "auto";
   ringmoe::PlanFlags plan;
   int requests = 4096, prompt_len = 512, gen_len = 256, threads = 0;
   uint64_t seed = 1;
@@ -87,6 +88,11 @@ int main(int argc, char** argv) {
                  "append one line per step: index, chunks, prefill tokens, seconds");
   app.add_flag("--gpu-stage-times", flags.gpu_stage_times,
                "add the GPU's seconds by stage, timed with CUDA events, to each step-log line");
+  app.add_option("--expert-gemm", flags.expert_gemm,
+                 "diagnostics: auto (by rows per expert), loop (one GEMM per expert) or grouped (cuBLAS's "
+                 "grouped call)")
+      ->check(CLI::IsMember({"auto", "loop", "grouped"}))
+      ->capture_default_str();
   app.add_option("--seed", flags.seed);
   app.add_option("--json", flags.json_path, "write the figures here");
   CLI11_PARSE(app, argc, argv);
@@ -101,6 +107,9 @@ int main(int argc, char** argv) {
   options.ssd_dirs = flags.plan.ssd_dirs;  // --ssd-dir: the SSD tier from striped section files
   options.step_log_path = flags.step_log;
   options.gpu_stage_times = flags.gpu_stage_times;
+  options.expert_gemm = flags.expert_gemm == "loop"      ? ringmoe::ExpertGemm::kLoop
+                        : flags.expert_gemm == "grouped" ? ringmoe::ExpertGemm::kGrouped
+                                                         : ringmoe::ExpertGemm::kAuto;
   // Plan the job as `ringmoe run` does (the same flags, the same search); the engine runs exactly the plan.
   if (absl::Status one_gpu = ringmoe::RefuseMultiGpuExecution(flags.plan); !one_gpu.ok()) {
     std::fprintf(stderr, "%s\n", std::string(one_gpu.message()).c_str());

@@ -185,6 +185,9 @@ absl::StatusOr<Engine> Engine::Open(const std::string& model_dir, const EngineOp
     placement.expert_dtype = held_expert_dtype;
     placement.ssd_dirs = options.ssd_dirs;
     placement.gpu_stage_times = options.gpu_stage_times;
+    placement.expert_gemm = options.expert_gemm == ExpertGemm::kLoop      ? gpu::GemmStrategy::kLoopGemmEx
+                            : options.expert_gemm == ExpertGemm::kGrouped ? gpu::GemmStrategy::kGroupedBatched
+                                                                          : gpu::GemmStrategy::kAuto;
     if (plan.ssd_moe_layers() > 0) {
       const ModelSpec& spec = impl->spec;
       const int64_t experts =

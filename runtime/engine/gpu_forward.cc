@@ -214,7 +214,8 @@ absl::StatusOr<std::unique_ptr<GpuForward>> GpuForward::Create(const ModelWeight
   RINGMOE_RETURN_IF_ERROR(state->ops->Allocate(
       max_step_tokens, state->placement.micro_batches,
       state->spec.is_mla() && state->placement.prefill_attention_on_gpu, state->placement.expert_shards,
-      planner::ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens)));
+      planner::ExpertRunnerTokens(max_step_tokens, state->placement.expert_tile_tokens),
+      state->placement.expert_gemm));
   if (placement.gpu_stage_times) state->ops->stage_clock().Enable(state->compute);
   RINGMOE_RETURN_IF_ERROR(state->streamer->PrimeRing());
   state->stats.gpu_cap_bytes = state->model->arena().cap_bytes();

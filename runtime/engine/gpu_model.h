@@ -22,6 +22,7 @@
 #include "gpu/device_arena.h"
 #include "gpu/expert_packing.h"
 #include "gpu/host_memory.h"
+#include "gpu/moe_ops.h"
 #include "gpu/section_ring.h"
 #include "gpu/stream.h"
 #include "gpu/tiered_section_source.h"
@@ -64,6 +65,8 @@ struct GpuPlacement {
   std::vector<std::string> ssd_dirs;
   // Diagnostics (EngineOptions::gpu_stage_times): time each stage of the compute stream's work with events.
   bool gpu_stage_times = false;
+  // Diagnostics (EngineOptions::expert_gemm): the routed experts' GEMM strategy; kAuto unless forced.
+  gpu::GemmStrategy expert_gemm = gpu::GemmStrategy::kAuto;
 };
 
 // A part of a streamed layer's routed experts: experts [first_expert, first_expert + num_experts), one ring

@@ -35,7 +35,7 @@ bool MlaPrefillFitsGpu(const ModelSpec& spec) {
 }
 
 absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_prefill, int expert_shards,
-                                  int runner_tokens) {
+                                  int runner_tokens, gpu::GemmStrategy expert_strategy) {
   if (runner_tokens <= 0) runner_tokens = max_tokens;
   if (mla_prefill) {
     if (!MlaPrefillFitsGpu(spec_)) return absl::InternalError("MLA prefill on the GPU: unsupported shapes");
@@ -64,7 +64,7 @@ absl::Status GpuStepOps::Allocate(int max_tokens, int micro_batches, bool mla_pr
           ? gpu::Fp8DequantScratchExperts(spec_.num_experts, spec_.hidden_size, spec_.moe_intermediate_size)
           : 0;
   RINGMOE_RETURN_IF_ERROR(runner(spec_.moe_intermediate_size, spec_.num_experts, spec_.num_experts_per_tok,
-                                 gpu::GemmStrategy::kAuto, &experts_, fp8_scratch));
+                                 expert_strategy, &experts_, fp8_scratch));
   if (spec_.intermediate_size > 0 && spec_.num_moe_layers() < spec_.num_layers) {
     RINGMOE_RETURN_IF_ERROR(runner(spec_.intermediate_size, 1, 1, gpu::GemmStrategy::kLoopGemmEx, &dense_));
   }

@@ -51,9 +51,9 @@ class GpuStepOps {
   // experts in tiles of that many rows), from the model's arena, and one qkv_ready event per micro-batch;
   // with mla_prefill, MLA's prefill attention scratch for steps of up to max_tokens tokens
   // (planner::MlaPrefillItems); with expert_shards > 1, the shards' partial outputs (GpuExpertShards,
-  // planner::ExpertShardItems).
+  // planner::ExpertShardItems). expert_strategy: the routed experts' runner's (kAuto but for diagnostics).
   absl::Status Allocate(int max_tokens, int micro_batches, bool mla_prefill = false, int expert_shards = 1,
-                        int runner_tokens = 0);
+                        int runner_tokens = 0, gpu::GemmStrategy expert_strategy = gpu::GemmStrategy::kAuto);
 
   // The step's hidden states, positions, fresh-prompt offsets and device KV tables, from the staging
   // buffers the driving thread filled.

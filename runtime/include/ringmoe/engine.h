@@ -33,6 +33,9 @@ struct PlanReport;
 /// AVX512-BF16, f32 otherwise. Golden tests force kF32. (The GPU path always computes in bf16.)
 enum class ComputeType { kAuto, kF32, kBF16 };
 
+/// How the GPU path issues the routed experts' GEMMs (EngineOptions::expert_gemm).
+enum class ExpertGemm { kAuto, kLoop, kGrouped };
+
 struct EngineOptions {
   ComputeType cpu_compute = ComputeType::kAuto;
   int threads = 0;             ///< CPU worker threads; 0 = every core hwloc reports.
@@ -51,6 +54,10 @@ struct EngineOptions {
   /// projections, its own attention, router, expert sort, expert GEMMs, dense MLP and shared experts, waits
   /// for the ring, lm_head) and the seconds the stream sat empty waiting for the host.
   bool gpu_stage_times = false;
+  /// Diagnostics, GPU path: how the routed experts' GEMMs are issued. kAuto (the default) picks per call by
+  /// the rows each routed expert gets (gpu/moe_ops.h: cuBLAS's grouped call, or one GEMM per expert); the
+  /// others force one way, to compare them inside a run.
+  ExpertGemm expert_gemm = ExpertGemm::kAuto;
   /// The plan the engine runs, and the only place its choices come from: the device, sequences in flight,
   /// tokens per step, the KV cache (block size, type, host budget, the GPU's share) and, on the GPU, where
   /// each layer's routed experts live, the ring and the micro-batches. `ringmoe plan` and the frontend's
