@@ -31,10 +31,11 @@ cudaError_t LaunchRouteGroupLimited(const float* logits, int tokens, int num_exp
 // Sort of token->expert assignments by expert (stable: within an expert, by assignment index t * top_k + j).
 // counts: [num_experts + 1], the last entry counts ids outside [0, num_experts). offsets: [num_experts + 1].
 // permutation[s]: the assignment at sorted position s. inverse[a]: the sorted position of assignment a.
+// host_counts: null, or pinned host memory the device writes directly, which then receives counts too.
 size_t SortScratchBytes(int max_assignments, int num_experts);
 cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int num_experts, int32_t* counts,
                                int32_t* offsets, int32_t* permutation, int32_t* inverse, void* scratch,
-                               size_t scratch_bytes, cudaStream_t stream);
+                               size_t scratch_bytes, int32_t* host_counts, cudaStream_t stream);
 
 // sorted_x[s, :] = x[permutation[s] / top_k, :] (bf16 rows of `hidden`).
 cudaError_t LaunchGatherRows(const uint16_t* x, int hidden, const int32_t* permutation, int assignments,
@@ -57,8 +58,9 @@ struct Fp8ExpertLayout {
   int hidden = 0, intermediate = 0, block_rows = 0, block_cols = 0;
   int64_t gate_scales_offset = 0, up_scales_offset = 0, down_scales_offset = 0;
 };
-cudaError_t LaunchDequantizeFp8Experts(const uint8_t* const* sources, int experts, const Fp8ExpertLayout& layout,
-                                       uint16_t* dst, int64_t dst_stride_bytes, cudaStream_t stream);
+cudaError_t LaunchDequantizeFp8Experts(const uint8_t* const* sources, int experts,
+                                       const Fp8ExpertLayout& layout, uint16_t* dst, int64_t dst_stride_bytes,
+                                       cudaStream_t stream);
 
 cudaError_t LaunchRmsNorm(const float* x, const float* weight, int rows, int width, float eps, float* out,
                           cudaStream_t stream);

@@ -28,15 +28,18 @@ __global__ void CountKernel(const int32_t* __restrict__ expert_ids, int assignme
   }
 }
 
-// One thread: num_experts is small (<= a few hundred).
+// One thread: num_experts is small (<= a few hundred). host_counts (pinned, mapped; may be null) gets the
+// counts and the out-of-range slot, written from here rather than copied back by a copy engine.
 __global__ void OffsetsKernel(const int32_t* __restrict__ counts, int num_experts,
-                              int32_t* __restrict__ offsets) {
+                              int32_t* __restrict__ offsets, int32_t* __restrict__ host_counts) {
   int32_t running = 0;
   for (int e = 0; e < num_experts; ++e) {
     offsets[e] = running;
     running += counts[e];
+    if (host_counts != nullptr) host_counts[e] = counts[e];
   }
   offsets[num_experts] = running;
+  if (host_counts != nullptr) host_counts[num_experts] = counts[num_experts];
 }
 
 __global__ void InverseKernel(const int32_t* __restrict__ permutation, int assignments,
@@ -117,7 +120,7 @@ size_t SortScratchBytes(int max_assignments, int num_experts) {
 
 cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int num_experts, int32_t* counts,
                                int32_t* offsets, int32_t* permutation, int32_t* inverse, void* scratch,
-                               size_t scratch_bytes, cudaStream_t stream) {
+                               size_t scratch_bytes, int32_t* host_counts, cudaStream_t stream) {
   cudaError_t error = cudaMemsetAsync(counts, 0, sizeof(int32_t) * (num_experts + 1), stream);
   if (error != cudaSuccess) return error;
   if (assignments > 0) {
@@ -137,7 +140,7 @@ cudaError_t LaunchSortByExpert(const int32_t* expert_ids, int assignments, int n
     if (error != cudaSuccess) return error;
     InverseKernel<<<GridFor(assignments), kThreads, 0, stream>>>(permutation, assignments, inverse);
   }
-  OffsetsKernel<<<1, 1, 0, stream>>>(counts, num_experts, offsets);
+  OffsetsKernel<<<1, 1, 0, stream>>>(counts, num_experts, offsets, host_counts);
   return cudaGetLastError();
 }
 

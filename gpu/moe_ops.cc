@@ -63,6 +63,7 @@ absl::StatusOr<MoeRunner> MoeRunner::Create(DeviceArena& arena, const MoeShape& 
   RINGMOE_RETURN_IF_ERROR(allocate(runner.activated_, 2 * assignments * i, "SwiGLU output (bf16)"));
   RINGMOE_RETURN_IF_ERROR(allocate(runner.expert_out_, 4 * assignments * h, "expert outputs (f32)"));
   RINGMOE_ASSIGN_OR_RETURN(runner.host_counts_, PinnedHostBuffer::Allocate(4 * (experts + 1), "MoE counts"));
+  runner.counts_written_directly_ = DeviceReadsHostDirectly(runner.host_counts_.data());
   if (fp8_scratch_experts > 0) {
     runner.fp8_scratch_experts_ = fp8_scratch_experts;
     runner.fp8_scratch_index_ = MakePackedLayerIndex(fp8_scratch_experts, shape.hidden, shape.intermediate);
@@ -101,9 +102,14 @@ absl::Status MoeRunner::QueueSort(const int32_t* expert_ids, int tokens, const S
       kernels::LaunchSortByExpert(expert_ids, assignments, experts, counts_.as<int32_t>(),
                                   offsets_.as<int32_t>(), permutation_.as<int32_t>(), inverse_.as<int32_t>(),
                                   sort_scratch_.data(), static_cast<size_t>(sort_scratch_.size()),
+                                  counts_written_directly_ ? host_counts_.as<int32_t>() : nullptr,
                                   AsCuda(stream)),
       "expert sort");
-  RINGMOE_RETURN_IF_ERROR(CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
+  // The counts come back at every tile, each on the step's critical path: written to pinned memory by the
+  // sort's last kernel where the device can, so that no copy engine (busy with the ring's fills) is involved.
+  if (!counts_written_directly_) {
+    RINGMOE_RETURN_IF_ERROR(CopyDeviceToHost(host_counts_.data(), counts_.data(), 4 * (experts + 1), stream));
+  }
   RINGMOE_RETURN_IF_ERROR(counts_ready_.Record(stream));
   queued_tokens_ = tokens;
   return absl::OkStatus();

@@ -1,8 +1,8 @@
 // The routed-expert pass of one MoE layer on the GPU; twin of cpu::MoeForward (cpu/moe.h).
 //
 //   1. SortByExpert: counts, offsets and a stable permutation of the (token, k) assignments by expert, and a
-//      host copy of the counts (one small device->host read: the GEMM shapes and the routed-expert copy need
-//      it).
+//      host copy of the counts (written to pinned memory by the sort's last kernel, or copied back where the
+//      device cannot write it: the GEMM shapes and the routed-expert copy need it).
 //   2. RunExperts: gather the rows in expert order, one fused gate/up GEMM per expert (bf16 in, f32 out) into
 //      [rows, 2I], SwiGLU to bf16, the down GEMM per expert, then out[t] += sum_j w[t, j] * y[slot(t, j)] in
 //      token order. Weights are a packed layer (gpu/expert_packing.h) in device memory, e.g. a ring slot.
@@ -150,7 +150,8 @@ class MoeRunner {
   Event counts_ready_;
   Event pointers_copied_;
   bool pointers_pending_ = false;
-  bool pointers_read_directly_ = false;  // host_pointers_ is read by a kernel, not copied
+  bool pointers_read_directly_ = false;   // host_pointers_ is read by a kernel, not copied
+  bool counts_written_directly_ = false;  // host_counts_ is written by the sort's last kernel, not copied
 
   std::vector<int32_t> host_offsets_;
 };
