@@ -76,14 +76,22 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   }
 
   SearchResult result;
-  absl::Status first_error;  // From the smallest plans: the most telling reason when nothing fits.
+  // When nothing fits, the most telling reason is the first failure (from the smallest batch and chunk) of
+  // the ring that needs the least GPU memory: a ring that could never fit says less than the one that came
+  // closest (DeepSeek-V3 at 16 GiB: not the two whole layers tried first, but the five quarter layers).
+  absl::Status first_error;
+  double first_error_ring_layers = 0;  // the slots' share of a layer, of first_error's ring
+  double ring_layers = 0;              // of the ring being searched
   bool found = false;
   // Returns the plan's SSD-tier bytes, or its error.
   auto consider = [&](const ExecutionPlan& plan) -> absl::StatusOr<int64_t> {
     ++result.plans_evaluated;
     absl::StatusOr<Prediction> prediction = model.Predict(plan);
     if (!prediction.ok()) {
-      if (first_error.ok()) first_error = prediction.status();
+      if (first_error.ok() || ring_layers < first_error_ring_layers) {
+        first_error = prediction.status();
+        first_error_ring_layers = ring_layers;
+      }
       return prediction.status();
     }
     ++result.plans_feasible;
@@ -126,6 +134,7 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   auto fits = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok(); };
   auto fits_in_memory = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok() && *outcome == 0; };
   for (const auto& [parts, slots] : rings) {
+    ring_layers = static_cast<double>(slots) / parts;
     for (double kv_fraction : kv_fractions) {
       for (int micro : micro_batches) {
         for (const auto& [chunk, tile] : ChunkTilePairs(chunks, tiles)) {

@@ -218,6 +218,26 @@ TEST(PlannerReport, TableJsonAndMeasuredErrors) {
   EXPECT_FALSE(nlohmann::json::parse(PlanReportJson(*report)).contains("measured"));
 }
 
+// When no plan fits, the reason comes from the ring that needs the least GPU memory (five quarter layers),
+// not from the first ring tried (two whole layers): it says how far the closest plan is from fitting.
+TEST(PlannerSearch, NothingFitsNamesTheSmallestRingsReason) {
+  PlanInputs inputs;
+  inputs.spec = ConfigNamed("deepseek-v3.json");
+  inputs.model_name = "deepseek-v3";
+  inputs.layers_override = 7;
+  inputs.profile = H200();
+  inputs.workload = Workload{128, 512, 64, 576, ""};
+  inputs.requested_budgets.gpu_bytes = 16 * kGiB;
+  inputs.device = PlanDevice::kGpu;
+  inputs.explore_what_ifs = false;
+  absl::StatusOr<PlanReport> report = BuildPlanReport(inputs);
+  ASSERT_FALSE(report.ok());
+  const std::string message(report.status().message());
+  EXPECT_NE(message.find("no plan fits"), std::string::npos) << message;
+  EXPECT_NE(message.find("a ring of 5 sections"), std::string::npos) << message;
+  EXPECT_EQ(message.find("a ring of 2 sections"), std::string::npos) << message;
+}
+
 TEST(PlannerReport, GpuPlanWithoutAGpuFailsClearly) {
   PlanInputs inputs;
   inputs.spec = ConfigNamed("mixtral-8x7b.json");
