@@ -211,11 +211,21 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
     return bad("layer_parts", plan.layer_parts,
                absl::StrCat("a layer can be cut into 1 to ", spec.num_experts, " parts"));
   }
-  if (plan.ring_sections < std::max(2, plan.layer_parts + 1)) {
+  if (plan.ring_sections < 2) {
     return bad("ring_sections", plan.ring_sections,
-               absl::StrCat("the ring needs at least ", std::max(2, plan.layer_parts + 1),
-                            " slots for layers cut into ", plan.layer_parts,
-                            " parts (one layer in the ring while the next part streams)"));
+               "the ring needs at least 2 slots (one computes, one fills)");
+  }
+  if (plan.parts_one_at_a_time()) {
+    // A layer's parts pass through the ring once a step: every row must go through a part before it leaves.
+    const std::string why = absl::StrCat("with a ring of ", plan.ring_sections, " slots for layers cut into ",
+                                         plan.layer_parts, " parts, the parts run one at a time");
+    if (plan.micro_batches != 1)
+      return bad("micro_batches", plan.micro_batches, why + ": one micro-batch only");
+    if (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens())
+      return bad("expert_tile_tokens", plan.expert_tile_tokens, why + ": no expert tiles");
+    if (plan.routed_expert_copies) return bad("routed_expert_copies", "true", why + ": whole parts stream");
+    if (plan.expert_shard_count() > 1)
+      return bad("expert_shards", plan.expert_shard_count(), why + ": one expert shard");
   }
   if (spec.num_moe_layers() > 0) {
     RINGMOE_RETURN_IF_ERROR(CheckExpertShards(spec.num_experts, plan.expert_shard_count(), plan.layer_parts,
@@ -235,6 +245,7 @@ std::string FormatExecutionPlan(const ExecutionPlan& plan) {
     absl::StrAppendFormat(&text, ", %d micro-batch%s, ring of %d slots", plan.micro_batches,
                           plan.micro_batches == 1 ? "" : "es", plan.ring_sections);
     if (plan.layer_parts > 1) absl::StrAppendFormat(&text, " of 1/%d layer", plan.layer_parts);
+    if (plan.parts_one_at_a_time()) absl::StrAppend(&text, " (parts run one at a time)");
     if (plan.routed_expert_copies) absl::StrAppend(&text, ", routed copies");
     if (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens())
       absl::StrAppendFormat(&text, ", experts in tiles of %d tokens", plan.expert_tile_tokens);

@@ -60,7 +60,9 @@ struct ExecutionPlan {
   int prefill_chunk = 2048;  // Prefill tokens a step may add to its decodes.
   int micro_batches = 2;     // Slices of a step in flight at once (GPU device; 1 on the CPU).
   // The ring of GPU slots that streamed layers rotate through (GPU device).
-  int ring_sections = 2;              // Slots (>= layer_parts + 1).
+  // Slots: at least layer_parts + 1 (a whole layer in the ring while the next part streams), or, for layers
+  // cut into parts, as few as 2: then a layer's parts run one at a time (parts_one_at_a_time()).
+  int ring_sections = 2;
   int layer_parts = 1;                // Ring sections each streamed MoE layer's routed experts are cut into.
   bool routed_expert_copies = false;  // Copy only the experts a step routes to, once its routing is known.
   bool prefill_attention_on_gpu = true;  // Fresh prompts' attention on the GPU (else on the CPU, as decodes).
@@ -97,6 +99,10 @@ struct ExecutionPlan {
   int expert_shard_count() const { return expert_shards > 0 ? expert_shards : gpus; }
   // Tokens one step may hold: every sequence's decode plus a prefill chunk.
   int max_step_tokens() const { return batch + prefill_chunk; }
+  // A ring shallower than a layer: each streamed layer's experts run part by part, every micro-batch's rows
+  // (one micro-batch, no tiles) through a part before its slot takes the section N ahead, so models whose
+  // layer dwarfs the GPU still stream (DeepSeek-V3's 10.5 GiB FP8 layers on a 16 GiB budget).
+  bool parts_one_at_a_time() const { return layer_parts > 1 && ring_sections < layer_parts + 1; }
   // Rows the expert runners are sized for: a tile, or every token of a step.
   int expert_runner_tokens() const;
   int resident_moe_layers() const;

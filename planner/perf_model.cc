@@ -18,6 +18,13 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 
 std::string Gib(int64_t bytes) { return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / kGiB); }
 
+// "a ring of 5 sections of 1/4 layer (13.13 GiB)", for errors that name the ring a plan could not hold.
+std::string RingText(const ExecutionPlan& plan, int64_t bytes) {
+  return absl::StrCat("a ring of ", plan.ring_sections, " sections",
+                      plan.layer_parts > 1 ? absl::StrCat(" of 1/", plan.layer_parts, " layer") : "", " (",
+                      Gib(bytes), ")");
+}
+
 int64_t KvBytesPerSequence(const ModelCosts& costs, const Workload& workload) {
   int64_t context = std::max(1, workload.max_context_tokens);
   int64_t blocks = (context + kKvBlockTokens - 1) / kKvBlockTokens;
@@ -212,10 +219,14 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
         "the hardware profile lacks gpu.attention_kv_gbps, so KV on the GPU cannot be modelled");
   }
   if (plan.layer_parts < 1) return absl::InvalidArgumentError("a streamed layer needs at least 1 part");
-  if (plan.ring_sections < std::max(2, plan.layer_parts + 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the GPU ring needs at least ", std::max(2, plan.layer_parts + 1),
-                     " sections for layers cut into ", plan.layer_parts, " parts"));
+  if (plan.ring_sections < 2) return absl::InvalidArgumentError("the GPU ring needs at least 2 sections");
+  if (plan.parts_one_at_a_time() &&
+      (plan.micro_batches != 1 ||
+       (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens()) ||
+       plan.routed_expert_copies || plan.expert_shard_count() > 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a ring of ", plan.ring_sections, " sections for layers cut into ", plan.layer_parts,
+        " parts runs them one at a time: one micro-batch, no expert tiles, routed copies or shards"));
   }
   MemoryPlan memory;
   memory.gpu_budget = budgets_.gpu_bytes;
@@ -283,9 +294,9 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   for (int round = 0; round < 8; ++round) {
     int64_t remaining = available - ring;
     if (remaining < 0) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("GPU budget ", Gib(memory.gpu_budget), " cannot hold a ring of ", plan.ring_sections,
-                       " sections (", Gib(ring), ") beside the workspace and the GPU KV cache"));
+      return absl::ResourceExhaustedError(absl::StrCat("GPU budget ", Gib(memory.gpu_budget), " cannot hold ",
+                                                       RingText(plan, ring),
+                                                       " beside the workspace and the GPU KV cache"));
     }
     int64_t resident_total = 0;
     for (int g = 0; g < kNumWeightGroups; ++g) {
@@ -304,8 +315,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
           return absl::ResourceExhaustedError(absl::StrCat(
               "GPU budget ", Gib(memory.gpu_budget), " cannot hold the ", std::string(WeightGroupName(group)),
               " weights the engine keeps on the GPU (", Gib(keep), ") beside the workspace, the GPU KV cache",
-              ring > 0 ? absl::StrCat(", a ring of ", plan.ring_sections, " sections (", Gib(ring), ")") : "",
-              " and the weights kept before them"));
+              ring > 0 ? absl::StrCat(", ", RingText(plan, ring)) : "", " and the weights kept before them"));
         }
       }
       memory.gpu_resident_bytes[g] = keep;
@@ -342,8 +352,8 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   // streamed non-expert weights): such a plan does not fit.
   if (memory.gpu_used() > memory.gpu_budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "GPU budget ", Gib(memory.gpu_budget), " cannot hold a ring of ", plan.ring_sections, " sections (",
-        Gib(memory.gpu_ring_bytes), ") beside the workspace (", Gib(memory.gpu_workspace_bytes), ")"));
+        "GPU budget ", Gib(memory.gpu_budget), " cannot hold ", RingText(plan, memory.gpu_ring_bytes),
+        " beside the workspace (", Gib(memory.gpu_workspace_bytes), ")"));
   }
 
   // Host side: streamed weights in pinned memory, the rest of the KV cache, staging buffers.

@@ -133,48 +133,61 @@ absl::StatusOr<SearchResult> SearchPlan(const PerfModel& model, PlanDevice devic
   };
   auto fits = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok(); };
   auto fits_in_memory = [](const absl::StatusOr<int64_t>& outcome) { return outcome.ok() && *outcome == 0; };
-  for (const auto& [parts, slots] : rings) {
-    ring_layers = static_cast<double>(slots) / parts;
-    for (double kv_fraction : kv_fractions) {
-      for (int micro : micro_batches) {
-        for (const auto& [chunk, tile] : ChunkTilePairs(chunks, tiles)) {
-          ExecutionPlan plan;
-          plan.device = device;
-          plan.layer_parts = parts;
-          plan.ring_sections = slots;
-          plan.micro_batches = micro;
-          plan.prefill_chunk = chunk;
-          plan.expert_tile_tokens = tile;
-          plan.kv.gpu_fraction = kv_fraction;
-          plan.gpus = gpus;
-          plan.max_resident_moe_layers = pins.max_resident_moe_layers.value_or(-1);
-          plan.prefill_attention_on_gpu = pins.prefill_attention_on_gpu.value_or(true);
-          plan.kv.host_bytes = pins.kv_host_bytes.value_or(0);
-          int last_fit = 0, last_in_memory = 0;
-          bool spilled = false;
-          for (int batch : batches) {
-            plan.batch = batch;
-            absl::StatusOr<int64_t> outcome = consider(plan);
-            if (outcome.ok()) {
-              if (*outcome > 0 && !spilled && last_in_memory > 0)
+  auto search_rings = [&](const std::vector<std::pair<int, int>>& candidate_rings) {
+    for (const auto& [parts, slots] : candidate_rings) {
+      ring_layers = static_cast<double>(slots) / parts;
+      // A ring shallower than a layer runs its parts one at a time: one micro-batch, no tiles (unless pinned
+      // otherwise, when ValidatePlan's reason is the answer).
+      const bool one_at_a_time = parts > 1 && slots < parts + 1;
+      for (double kv_fraction : kv_fractions) {
+        for (int micro : micro_batches) {
+          if (one_at_a_time && micro != 1 && !pins.micro_batches) continue;
+          for (const auto& [chunk, tile] : ChunkTilePairs(chunks, tiles)) {
+            if (one_at_a_time && tile > 0 && !pins.expert_tile_tokens) continue;
+            ExecutionPlan plan;
+            plan.device = device;
+            plan.layer_parts = parts;
+            plan.ring_sections = slots;
+            plan.micro_batches = micro;
+            plan.prefill_chunk = chunk;
+            plan.expert_tile_tokens = tile;
+            plan.kv.gpu_fraction = kv_fraction;
+            plan.gpus = gpus;
+            plan.max_resident_moe_layers = pins.max_resident_moe_layers.value_or(-1);
+            plan.prefill_attention_on_gpu = pins.prefill_attention_on_gpu.value_or(true);
+            plan.kv.host_bytes = pins.kv_host_bytes.value_or(0);
+            int last_fit = 0, last_in_memory = 0;
+            bool spilled = false;
+            for (int batch : batches) {
+              plan.batch = batch;
+              absl::StatusOr<int64_t> outcome = consider(plan);
+              if (outcome.ok()) {
+                if (*outcome > 0 && !spilled && last_in_memory > 0)
+                  bisect(plan, last_in_memory, batch, fits_in_memory);
+                spilled = spilled || *outcome > 0;
+                if (!spilled) last_in_memory = batch;
+                last_fit = batch;
+                continue;
+              }
+              // Memory only grows with the batch: larger batches fail too.
+              if (!absl::IsResourceExhausted(outcome.status())) continue;
+              if (!spilled && last_in_memory > 0) {
                 bisect(plan, last_in_memory, batch, fits_in_memory);
-              spilled = spilled || *outcome > 0;
-              if (!spilled) last_in_memory = batch;
-              last_fit = batch;
-              continue;
+              } else {
+                bisect(plan, last_fit, batch, fits);
+              }
+              break;
             }
-            // Memory only grows with the batch: larger batches fail too.
-            if (!absl::IsResourceExhausted(outcome.status())) continue;
-            if (!spilled && last_in_memory > 0) {
-              bisect(plan, last_in_memory, batch, fits_in_memory);
-            } else {
-              bisect(plan, last_fit, batch, fits);
-            }
-            break;
           }
         }
       }
     }
+  };
+  search_rings(rings);
+  if (!found && gpu && !pins.layer_parts && !pins.ring_sections) {
+    // Only when no ring that holds a whole layer fits: layers cut finely and run part by part through a ring
+    // of two or three slots (ExecutionPlan::parts_one_at_a_time), for layers that dwarf the GPU budget.
+    search_rings({{4, 2}, {4, 3}, {8, 2}, {8, 3}, {16, 2}, {16, 3}});
   }
   if (!found) return first_error.ok() ? absl::InvalidArgumentError("no plan was tried") : first_error;
   return result;

@@ -95,7 +95,7 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   const double dense_tokens = micro_tokens / gpus;
 
   // GPU GEMMs, one micro-batch at a time, on the measured curve at the tokens each expert sees.
-  double micro_gemm = 0;
+  double micro_gemm = 0, micro_expert_gemm = 0;
   if (micro_tokens > 0) {
     for (const LayerCosts& layer : costs_.layers) {
       // MLA's absorption runs on the CPU (below); fresh prompts attending on the GPU have kv_b applied there.
@@ -116,9 +116,12 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
         const double tile_tokens = micro_tokens / tiles;
         double touched = ExpectedTouchedExperts(tile_tokens, layer.num_experts, layer.top_k);
         double per_expert = tile_tokens * layer.top_k / touched;
-        micro_gemm += micro_tokens * layer.top_k / gpus * layer.expert_flops / GpuGemmFlops(per_expert);
+        double expert_gemm =
+            micro_tokens * layer.top_k / gpus * layer.expert_flops / GpuGemmFlops(per_expert);
         if (costs_.held_expert_dtype == io::DType::kF8E4M3)  // expert_flops / 2 weights an expert
-          micro_gemm += tiles * touched / gpus * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
+          expert_gemm += tiles * touched / gpus * layer.expert_flops / 2 * 3 / kGpuFp8DequantBytesPerSecond;
+        micro_gemm += expert_gemm;
+        micro_expert_gemm += expert_gemm;
       }
     }
     double micro_logits = LogitTokens(decode_tokens, prefill_tokens, prompt_tokens) / micro_batches / gpus;
@@ -252,6 +255,18 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   if (!bound && routed) {
     // Fetched when the routing is known: the copies wait for the router and the GEMMs wait for the copies.
     h2d = compute + h2d;
+  } else if (!bound && memory.streamed_bytes_per_step > 0 && plan.parts_one_at_a_time()) {
+    // Parts one at a time (one micro-batch): the copies run beside the experts' GEMMs, but through the rest
+    // of each layer (projections, the CPU's attention, the router) only until the ring's N - 1 other slots
+    // are full; the link then waits for the layer's experts to start.
+    const double ahead = static_cast<double>(plan.ring_sections - 1) / plan.layer_parts * h2d;
+    const double between = times.cpu_attention + (gpu_busy - micro_batches * micro_expert_gemm);
+    h2d /= kRingCopyDuty;
+    const double serialised = h2d + std::max(0.0, between - ahead);
+    if (serialised > h2d) {
+      h2d = serialised;
+      shallow_ring = true;
+    }
   } else if (!bound && memory.streamed_bytes_per_step > 0 && plan.layer_parts > 0) {
     // Two lower bounds on the step: the copy engine idles part of a copy-bound step (kRingCopyDuty), and
     // a ring too shallow to hold the next layer's parts serialises part of the copies after the compute.

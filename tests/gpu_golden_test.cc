@@ -3,11 +3,12 @@
 // wherever the reference's top-2 logit margin exceeds 0.05 (past a near-tie where bf16 picked the runner-up,
 // the continuation may legitimately differ and is not compared). Run with every MoE layer resident, with
 // every MoE layer streamed through a 2-slot ring, in one micro-batch, in half-layer parts through a 3-slot
-// ring, with fresh prompts' attention on the CPU instead of the GPU, and with routed expert copies (checked
-// bit-equal to whole-part copies, with fewer bytes moved). Sampled requests ride along in every batch (the
-// GPU returns their logits rows while it picks the greedy ones' tokens itself); they must repeat exactly from
-// the same seeds. The DeepSeek goldens (MLA, group-limited routing) run the same placements but for the GPU
-// share of the KV cache, which MLA does not have. Skips without a GPU.
+// ring, in quarter-layer parts run one at a time through a 2-slot ring, with fresh prompts' attention on the
+// CPU instead of the GPU, and with routed expert copies (checked bit-equal to whole-part copies, with fewer
+// bytes moved). Sampled requests ride along in every batch (the GPU returns their logits rows while it picks
+// the greedy ones' tokens itself); they must repeat exactly from the same seeds. The DeepSeek goldens (MLA,
+// group-limited routing) run the same placements but for the GPU share of the KV cache, which MLA does not
+// have. Skips without a GPU.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -59,6 +60,7 @@ struct Placement {
   int ssd_layers = 0;        // streamed MoE layers read from the checkpoint on SSD (-1: every one)
   int ssd_dirs = 0;          // > 0: the SSD tier reads section files striped over that many --ssd-dir folders
   int expert_tile_tokens = 0;  // > 0: the expert runners take a micro-batch's rows this many at a time
+  int ring_slots = 0;          // > 0: the ring's slots (fewer than layer_parts + 1: parts one at a time)
 };
 
 // Folders for --ssd-dir under the build folder (a disk filesystem: O_DIRECT), removed with their files.
@@ -165,6 +167,7 @@ TEST_P(GpuGoldenTest, MatchesTransformersInBf16) {
     plan.layer_parts = placement.layer_parts;
     plan.ring_sections = std::max(plan.ring_sections, plan.layer_parts + 1);
   }
+  if (placement.ring_slots > 0) plan.ring_sections = placement.ring_slots;
   plan.prefill_attention_on_gpu = !placement.cpu_prefill_attention;
   plan.routed_expert_copies = placement.routed_expert_copies;
   plan.expert_tile_tokens = placement.expert_tile_tokens;
@@ -351,6 +354,10 @@ constexpr Placement kSomeFromSsdFilesInParts{
 // Expert tiles of 5 rows (micro-batches of about 24): routed experts, dense MLPs and shared experts each in
 // several tiles, streamed, and with routed copies topping a slot up tile by tile.
 constexpr Placement kStreamedInTiles{"streamed_experts_in_tiles_of_5", 0, 2, 0, false, false, 0, 0, 0, 5};
+// Quarter layers through a ring of 2 slots: each layer's parts run one at a time over the one micro-batch
+// (planner::ExecutionPlan::parts_one_at_a_time), as for layers larger than the GPU budget.
+constexpr Placement kPartsOneAtATime{
+    "streamed_quarter_layers_one_at_a_time", 0, 1, 4, false, false, 0, 0, 0, 0, 2};
 constexpr Placement kRoutedCopiesInTiles{
     "routed_copies_experts_in_tiles_of_5", 0, 2, 2, false, true, 0, 0, 0, 5};
 
@@ -361,7 +368,7 @@ INSTANTIATE_TEST_SUITE_P(
                      testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
                                      kRoutedCopies, kGpuKvShare, kGpuKvCpuPrefill, kStreamedFromSsd,
                                      kSomeFromSsdInParts, kStreamedFromSsdFiles, kSomeFromSsdFilesInParts,
-                                     kStreamedInTiles, kRoutedCopiesInTiles)),
+                                     kStreamedInTiles, kRoutedCopiesInTiles, kPartsOneAtATime)),
     [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -379,7 +386,7 @@ INSTANTIATE_TEST_SUITE_P(
                                      "golden_deepseek/deepseek_v2"),
                      testing::Values(kResident, kStreamed, kStreamedOneBatch, kStreamedInParts, kCpuPrefill,
                                      kRoutedCopies, kStreamedFromSsd, kSomeFromSsdFilesInParts,
-                                     kStreamedInTiles)),
+                                     kStreamedInTiles, kPartsOneAtATime)),
     [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
       for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -388,7 +395,7 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(DeepseekFp8Models, GpuGoldenTest,
                          testing::Combine(testing::Values("golden_deepseek/deepseek_v3_fp8"),
                                           testing::Values(kResident, kStreamed, kRoutedCopies,
-                                                          kStreamedFromSsdFiles)),
+                                                          kStreamedFromSsdFiles, kPartsOneAtATime)),
                          [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
                            std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -399,16 +406,16 @@ INSTANTIATE_TEST_SUITE_P(DeepseekFp8Models, GpuGoldenTest,
 // stay resident) as FP8 blocks, dequantised to bf16 on the GPU beside their GEMMs; the same bf16 rule holds
 // against transformers' dequantised f32 reference. The SSD tier serves them from section files (--ssd-dir),
 // which hold the FP8 layout as the ring does.
-INSTANTIATE_TEST_SUITE_P(Fp8Models, GpuGoldenTest,
-                         testing::Combine(testing::Values("golden_fp8/qwen3_moe_fp8",
-                                                          "golden_fp8/mixtral_fp8"),
-                                          testing::Values(kResident, kStreamed, kCpuPrefill, kRoutedCopies,
-                                                          kStreamedFromSsdFiles, kStreamedInTiles)),
-                         [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
-                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
-                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Fp8Models, GpuGoldenTest,
+    testing::Combine(testing::Values("golden_fp8/qwen3_moe_fp8", "golden_fp8/mixtral_fp8"),
+                     testing::Values(kResident, kStreamed, kCpuPrefill, kRoutedCopies, kStreamedFromSsdFiles,
+                                     kStreamedInTiles, kPartsOneAtATime)),
+    [](const testing::TestParamInfo<GpuGoldenTest::ParamType>& info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param).name;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
 
 }  // namespace
 }  // namespace ringmoe

@@ -1,6 +1,7 @@
 // On a GPU: what the engine's arena allocates for a plan is what the memory table (planner/memory_table.h)
-// says, for every layout of the experts (resident, streamed, in half layers, as expert shards) and with a GPU
-// share of the KV cache. The table's one estimate, CUB's sort scratch, is the only slack allowed.
+// says, for every layout of the experts (resident, streamed, in half layers, in quarter layers run one at a
+// time through 2 slots, as expert shards) and with a GPU share of the KV cache. The table's one estimate,
+// CUB's sort scratch, is the only slack allowed.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -25,6 +26,7 @@ struct Layout {
   const char* model = nullptr;  // under tests/data; null: kTinyModel
   int expert_shards = 0;        // ExecutionPlan::expert_shards (logical shards on this GPU)
   int expert_tile_tokens = 0;   // > 0: the expert runners sized for tiles of this many rows
+  int ring_slots = 0;           // > 0: the ring's slots (fewer than layer_parts + 1: parts one at a time)
 };
 
 class GpuMemoryTableTest : public testing::TestWithParam<Layout> {};
@@ -45,7 +47,8 @@ TEST_P(GpuMemoryTableTest, EngineAllocatesWhatTheTableSays) {
   plan.budgets.gpu_bytes = int64_t{1} << 30;
   plan.expert_tiers = planner::SpreadResidentLayers(*spec, layout.resident);
   plan.layer_parts = layout.layer_parts;
-  plan.ring_sections = layout.layer_parts + 1;
+  plan.ring_sections = layout.ring_slots > 0 ? layout.ring_slots : layout.layer_parts + 1;
+  if (plan.parts_one_at_a_time()) plan.micro_batches = 1;
   plan.expert_tile_tokens = layout.expert_tile_tokens;
   plan.expert_shards = layout.expert_shards;
   constexpr int kContext = 40;
@@ -72,6 +75,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, GpuMemoryTableTest,
                                          Layout{"one_resident_half_layers", 1, 2, 0},
                                          Layout{"streamed_kv_on_gpu", 0, 1, 2},
                                          Layout{"streamed_expert_tiles_of_16", 0, 1, 0, nullptr, 0, 16},
+                                         Layout{"quarter_layers_one_at_a_time", 0, 4, 0, nullptr, 0, 0, 2},
                                          // Expert shards' partial outputs and shard-major ring parts.
                                          Layout{"two_expert_shards_resident", 4, 1, 0, nullptr, 2},
                                          Layout{"three_expert_shards_streamed", 0, 3, 0, nullptr, 3}),

@@ -460,10 +460,23 @@ TEST(ValidatePlan, AcceptsGoodPlansAndNamesTheBadField) {
   plan.micro_batches = 0;
   ExpectInvalidNaming(ValidatePlan(plan, spec), "micro_batches");
 
-  plan = GoodGpuPlan();  // 4 parts
-  plan.ring_sections = 4;
-  ExpectInvalidNaming(ValidatePlan(plan, spec), "ring_sections = 4");
+  plan = GoodGpuPlan();    // 4 parts, 3 micro-batches, routed copies
+  plan.ring_sections = 4;  // shallower than a layer: the parts run one at a time, which these plans cannot
+  ExpectInvalidNaming(ValidatePlan(plan, spec), "micro_batches = 3");
+  plan.micro_batches = 1;
+  ExpectInvalidNaming(ValidatePlan(plan, spec), "routed_expert_copies");
+  plan.routed_expert_copies = false;
+  plan.expert_tile_tokens = 128;  // below the step's 512 tokens
+  ExpectInvalidNaming(ValidatePlan(plan, spec), "expert_tile_tokens");
+  plan.expert_tile_tokens = 0;
+  EXPECT_TRUE(plan.parts_one_at_a_time());
+  EXPECT_TRUE(ValidatePlan(plan, spec).ok()) << ValidatePlan(plan, spec);
+  plan.ring_sections = 2;  // the fewest: one part computes while the next fills
+  EXPECT_TRUE(ValidatePlan(plan, spec).ok()) << ValidatePlan(plan, spec);
+  EXPECT_THAT(FormatExecutionPlan(plan), HasSubstr("ring of 2 slots of 1/4 layer (parts run one at a time)"));
   plan.ring_sections = 5;
+  EXPECT_FALSE(plan.parts_one_at_a_time());
+  plan.micro_batches = 3;
   EXPECT_TRUE(ValidatePlan(plan, spec).ok());
   plan.layer_parts = 1;
   plan.ring_sections = 1;

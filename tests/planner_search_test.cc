@@ -1,5 +1,6 @@
 // ExecutionPlan search and report: no plan ever exceeds a budget (random shapes and budgets), user pins are
 // honoured and priced against the free choice, and the report/JSON carry the prediction and measured errors.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <random>
@@ -149,10 +150,15 @@ TEST(PlannerSearch, ExpertTilesLetLargerPrefillChunksFitASmallGpu) {
   EXPECT_LT(plan.expert_tile_tokens, plan.max_step_tokens());
   EXPECT_LE(free->prediction.memory.gpu_used(), free->prediction.memory.gpu_budget);
 
-  // Without tiles the same chunk does not fit, and the best untiled plan is slower.
+  // Without tiles the same chunk fits only with the layers' parts run one at a time (one micro-batch),
+  // which is slower, and the best untiled plan is slower too.
   inputs.pins.expert_tile_tokens = 0;
   inputs.pins.prefill_chunk = plan.prefill_chunk;
-  EXPECT_FALSE(BuildPlanReport(inputs).ok());
+  absl::StatusOr<PlanReport> same_chunk = BuildPlanReport(inputs);
+  if (same_chunk.ok()) {
+    EXPECT_TRUE(same_chunk->prediction.plan.parts_one_at_a_time());
+    EXPECT_GT(free->prediction.total_tokens_per_s, same_chunk->prediction.total_tokens_per_s);
+  }
   inputs.pins.prefill_chunk.reset();
   absl::StatusOr<PlanReport> untiled = BuildPlanReport(inputs);
   ASSERT_TRUE(untiled.ok()) << untiled.status();
@@ -218,9 +224,11 @@ TEST(PlannerReport, TableJsonAndMeasuredErrors) {
   EXPECT_FALSE(nlohmann::json::parse(PlanReportJson(*report)).contains("measured"));
 }
 
-// When no plan fits, the reason comes from the ring that needs the least GPU memory (five quarter layers),
-// not from the first ring tried (two whole layers): it says how far the closest plan is from fitting.
-TEST(PlannerSearch, NothingFitsNamesTheSmallestRingsReason) {
+// DeepSeek-V3 (7 layers, bf16) on 16 GiB: no ring that holds a layer (21 GiB) fits, so the plan runs the
+// layers' parts one at a time through a shallow ring (one micro-batch, no tiles). On 8 GiB nothing fits, and
+// the reason comes from the ring that needs the least GPU memory (two sixteenths of a layer), not from the
+// first ring tried (two whole layers): it says how far the closest plan is from fitting.
+TEST(PlannerSearch, LayersLargerThanTheGpuRunPartByPartOrNameTheSmallestRing) {
   PlanInputs inputs;
   inputs.spec = ConfigNamed("deepseek-v3.json");
   inputs.model_name = "deepseek-v3";
@@ -231,11 +239,21 @@ TEST(PlannerSearch, NothingFitsNamesTheSmallestRingsReason) {
   inputs.device = PlanDevice::kGpu;
   inputs.explore_what_ifs = false;
   absl::StatusOr<PlanReport> report = BuildPlanReport(inputs);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const ExecutionPlan& plan = report->prediction.plan;
+  EXPECT_TRUE(plan.parts_one_at_a_time()) << FormatExecutionPlan(plan);
+  EXPECT_EQ(plan.micro_batches, 1);
+  EXPECT_EQ(plan.expert_tile_tokens, 0);
+  EXPECT_LE(report->prediction.memory.gpu_used(), report->prediction.memory.gpu_budget);
+  EXPECT_GT(report->prediction.output_tokens_per_s, 0);
+  EXPECT_THAT(FormatExecutionPlan(plan), ::testing::HasSubstr("parts run one at a time"));
+
+  inputs.requested_budgets.gpu_bytes = 8 * kGiB;
+  report = BuildPlanReport(inputs);
   ASSERT_FALSE(report.ok());
   const std::string message(report.status().message());
   EXPECT_NE(message.find("no plan fits"), std::string::npos) << message;
-  EXPECT_NE(message.find("a ring of 5 sections"), std::string::npos) << message;
-  EXPECT_EQ(message.find("a ring of 2 sections"), std::string::npos) << message;
+  EXPECT_NE(message.find("a ring of 2 sections of 1/16 layer"), std::string::npos) << message;
 }
 
 TEST(PlannerReport, GpuPlanWithoutAGpuFailsClearly) {

@@ -31,13 +31,23 @@ class ExpertStreamer {
   // Fills the ring's slots with the first sections (nothing in routed mode: slots are filled on demand).
   absl::Status PrimeRing();
 
-  // The layer's routed experts: the compute stream waits for their ring slots; sets expert_bases().
+  // The layer's routed experts: the compute stream waits for their ring slots; sets expert_bases(). With
+  // parts one at a time, a streamed layer's parts are waited for and released by BeginPart / EndPart.
   absl::Status BeginLayer(int layer);
+  // Whether streamed layers' parts pass through the ring one at a time (a ring shallower than a layer:
+  // planner::ExecutionPlan::parts_one_at_a_time).
+  bool parts_one_at_a_time() const { return parts_one_at_a_time_; }
+  // Parts one at a time: the compute stream waits for part `part` of `layer` (GpuModel's parts, in section
+  // order) and its experts' bases are set; EndPart frees its slot after the work queued so far, and the slot
+  // takes the section N ahead.
+  absl::Status BeginPart(int layer, int part);
+  absl::Status EndPart(int layer, int part);
   // Routed mode, once a micro-batch's expert counts (the whole layer's) are back on the host: copies the
   // layer's routed experts that its slots lack and makes the compute stream wait for them. Does nothing
   // otherwise.
   absl::Status FetchRoutedExperts(int layer, std::span<const int32_t> expert_counts);
-  // The layer's slots are free after the work queued so far; they take the sections N ahead.
+  // The layer's slots are free after the work queued so far; they take the sections N ahead (parts one at a
+  // time: EndPart has done that already).
   absl::Status EndLayer(int layer);
 
   // Per expert of the layer between BeginLayer and EndLayer: the device address its packed index is
@@ -52,6 +62,9 @@ class ExpertStreamer {
   double copy_seconds() const;
 
  private:
+  // The section's slot is free after the work queued so far: it takes the section N ahead.
+  absl::Status ReleaseSlot(int section);
+
   GpuModel& model_;
   const ModelSpec& spec_;
   const bool wants_routed_copies_;
@@ -59,6 +72,7 @@ class ExpertStreamer {
   const gpu::Stream& copy_;
   std::vector<int> slot_of_section_;
   bool routed_copies_ = false;                   // wants_routed_copies_, and the ring rotates.
+  bool parts_one_at_a_time_ = false;             // the ring holds fewer slots than a layer's parts + 1
   std::vector<std::vector<char>> slot_experts_;  // Routed mode: which of its part's experts each slot holds.
   std::vector<const uint8_t*> expert_bases_;     // Of the layer being computed.
 };

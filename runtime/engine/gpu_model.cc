@@ -317,13 +317,16 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(const ModelWeights& w
     RINGMOE_RETURN_IF_ERROR(planner::CheckExpertShards(spec.num_experts, placement.expert_shards,
                                                        placement.layer_parts, streamed));
   }
-  if (placement.ring_slots < std::max(2, placement.layer_parts + 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("the section ring needs at least ",
-                                                   std::max(2, placement.layer_parts + 1),
-                                                   " slots for layers cut into ", placement.layer_parts,
-                                                   " parts (one layer in the ring "
-                                                   "while the next part streams), not ",
-                                                   placement.ring_slots));
+  if (placement.ring_slots < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the section ring needs at least 2 slots, not ", placement.ring_slots));
+  }
+  if (placement.layer_parts > 1 && placement.ring_slots < placement.layer_parts + 1 &&
+      (placement.micro_batches != 1 || placement.expert_shards > 1 || placement.routed_expert_copies)) {
+    // The layer's parts then pass through the ring one at a time, every row through each (ValidatePlan).
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ring of ", placement.ring_slots, " slots for layers cut into ", placement.layer_parts,
+                     " parts runs them one at a time: one micro-batch, no expert shards or routed copies"));
   }
   std::unique_ptr<GpuModel> model(new GpuModel(weights));
   if (gpu_cap_bytes <= 0) {

@@ -35,7 +35,10 @@ namespace ringmoe {
 struct GpuPlacement {
   // Per layer: where its routed experts live (planner::SpreadResidentLayers); kNone for dense layers.
   std::vector<planner::ExpertTier> expert_tiers;
-  int ring_slots = 2;   // Device slots that streamed layers pass through (>= layer_parts + 1).
+  // Device slots that streamed layers pass through: >= layer_parts + 1, or as few as 2 for layers cut into
+  // parts, which then run one at a time (planner::ExecutionPlan::parts_one_at_a_time: one micro-batch, no
+  // expert tiles, shards or routed copies).
+  int ring_slots = 2;
   int layer_parts = 1;  // Sections each streamed layer's routed experts are cut into (ring slots are
                         // one part each: smaller slots fit a smaller GPU budget).
   // Expert shards (planner::ExecutionPlan::expert_shards): each MoE layer's routed experts run as this many

@@ -393,30 +393,35 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
                                            Row<float>(buffers_.routing, r, top_k), compute_));
   }
   RINGMOE_RETURN_IF_ERROR(clock_.End());
-  for (int t = 0; t < n; t += experts_->max_tokens()) {
-    const int rows = std::min(experts_->max_tokens(), n - t);
-    const auto wait_start = std::chrono::steady_clock::now();
-    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kSort));
-    RINGMOE_RETURN_IF_ERROR(experts_->QueueSort(Row<int32_t>(buffers_.ids, r + t, top_k), rows, compute_));
-    RINGMOE_RETURN_IF_ERROR(clock_.End());
-    RINGMOE_RETURN_IF_ERROR(experts_->WaitForCounts());
-    feeder_wait_seconds_ += SecondsSince(wait_start);
-    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kRingWait));
-    RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
-    RINGMOE_RETURN_IF_ERROR(clock_.End());
-    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kExperts));
-    if (expert_shards_) {
-      // Expert parallel: each shard's experts into its partial, then the partials into the residual in
-      // shard order (the sort above is every shard's: they share this GPU).
-      RINGMOE_RETURN_IF_ERROR(expert_shards_->Run(
-          *experts_, blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
-          streamer_.expert_bases(), model_.expert_index(), r + t, rows, hidden(r + t), compute_));
-    } else {
-      RINGMOE_RETURN_IF_ERROR(
-          experts_->RunExperts(blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
-                               streamer_.expert_bases(), model_.expert_index(), hidden(r + t), compute_));
+  const std::vector<StreamedPart>& parts = model_.layer(layer).parts;
+  if (streamer_.parts_one_at_a_time() && !parts.empty()) {
+    RINGMOE_RETURN_IF_ERROR(EnqueueExpertsPartByPart(layer, batch));
+  } else {
+    for (int t = 0; t < n; t += experts_->max_tokens()) {
+      const int rows = std::min(experts_->max_tokens(), n - t);
+      const auto wait_start = std::chrono::steady_clock::now();
+      RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kSort));
+      RINGMOE_RETURN_IF_ERROR(experts_->QueueSort(Row<int32_t>(buffers_.ids, r + t, top_k), rows, compute_));
+      RINGMOE_RETURN_IF_ERROR(clock_.End());
+      RINGMOE_RETURN_IF_ERROR(experts_->WaitForCounts());
+      feeder_wait_seconds_ += SecondsSince(wait_start);
+      RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kRingWait));
+      RINGMOE_RETURN_IF_ERROR(streamer_.FetchRoutedExperts(layer, experts_->expert_counts()));
+      RINGMOE_RETURN_IF_ERROR(clock_.End());
+      RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kExperts));
+      if (expert_shards_) {
+        // Expert parallel: each shard's experts into its partial, then the partials into the residual in
+        // shard order (the sort above is every shard's: they share this GPU).
+        RINGMOE_RETURN_IF_ERROR(expert_shards_->Run(
+            *experts_, blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
+            streamer_.expert_bases(), model_.expert_index(), r + t, rows, hidden(r + t), compute_));
+      } else {
+        RINGMOE_RETURN_IF_ERROR(
+            experts_->RunExperts(blas_, input(r + t), Row<float>(buffers_.routing, r + t, top_k),
+                                 streamer_.expert_bases(), model_.expert_index(), hidden(r + t), compute_));
+      }
+      RINGMOE_RETURN_IF_ERROR(clock_.End());
     }
-    RINGMOE_RETURN_IF_ERROR(clock_.End());
   }
   if (spec_.layers[layer].has_shared_expert) {
     // Qwen2-MoE's shared expert is weighted by its sigmoid gate; DeepSeek's are added as they are.
@@ -438,6 +443,38 @@ absl::Status GpuStepOps::EnqueueAfterAttention(int layer, const MicroBatch& batc
     RINGMOE_RETURN_IF_ERROR(clock_.End());
   }
   times_.moe += SecondsSince(start);
+  return absl::OkStatus();
+}
+
+absl::Status GpuStepOps::EnqueueExpertsPartByPart(int layer, const MicroBatch& batch) {
+  const int h = spec_.hidden_size, r = batch.first_row, n = batch.rows, top_k = spec_.num_experts_per_tok;
+  // Every row must pass through a part before its slot takes the next section: one micro-batch, one tile
+  // (ValidatePlan), one sort.
+  if (n > experts_->max_tokens() || expert_shards_) {
+    return absl::InternalError(absl::StrCat("parts one at a time: a micro-batch of ", n,
+                                            " rows for runners of ", experts_->max_tokens(),
+                                            expert_shards_ ? ", with expert shards" : ""));
+  }
+  const auto wait_start = std::chrono::steady_clock::now();
+  RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kSort));
+  RINGMOE_RETURN_IF_ERROR(experts_->QueueSort(Row<int32_t>(buffers_.ids, r, top_k), n, compute_));
+  RINGMOE_RETURN_IF_ERROR(clock_.End());
+  RINGMOE_RETURN_IF_ERROR(experts_->WaitForCounts());
+  feeder_wait_seconds_ += SecondsSince(wait_start);
+  const std::vector<StreamedPart>& parts = model_.layer(layer).parts;
+  for (int i = 0; i < static_cast<int>(parts.size()); ++i) {
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kRingWait));
+    RINGMOE_RETURN_IF_ERROR(streamer_.BeginPart(layer, i));
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
+    RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kExperts));
+    // Adds the part's experts' share of each row's MoE output to the residual stream.
+    RINGMOE_RETURN_IF_ERROR(experts_->RunExpertRange(
+        blas_, Row<uint16_t>(buffers_.normed_bf16, r, h), Row<float>(buffers_.routing, r, top_k),
+        streamer_.expert_bases(), model_.expert_index(), parts[i].first_expert,
+        parts[i].first_expert + parts[i].num_experts, Row<float>(buffers_.x, r, h), compute_));
+    RINGMOE_RETURN_IF_ERROR(clock_.End());
+    RINGMOE_RETURN_IF_ERROR(streamer_.EndPart(layer, i));
+  }
   return absl::OkStatus();
 }
 

@@ -95,6 +95,10 @@ class GpuStepOps {
   // normed, kv_b applied (bf16), K = [k_nope ; the shared rotated rope key] and V padded to qk_head_dim per
   // head, gpu::PrefillAttention, and each head's first v_head_dim outputs into the attention rows.
   absl::Status EnqueueMlaPrefill(int layer, const MicroBatch& batch);
+  // A streamed layer's routed experts when its parts pass through the ring one at a time
+  // (ExpertStreamer::parts_one_at_a_time): one sort, then each part waited for, run over every row (its
+  // experts' share added to the residual stream) and released to take the section N ahead.
+  absl::Status EnqueueExpertsPartByPart(int layer, const MicroBatch& batch);
 
   const ModelSpec& spec_;
   const KvCache& kv_cache_;
