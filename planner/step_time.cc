@@ -251,7 +251,7 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   // compute; the remainder adds to it (planner/DESIGN.md). The bound overlaps everything.
   const double compute = std::max({gpu_busy, times.cpu_attention, times.serial_chain});
   double h2d = times.h2d_copy;
-  bool shallow_ring = false;
+  bool shallow_ring = false, parts_wait = false;
   if (!bound && routed) {
     // Fetched when the routing is known: the copies wait for the router and the GEMMs wait for the copies.
     h2d = compute + h2d;
@@ -265,7 +265,7 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
     const double serialised = h2d + std::max(0.0, between - ahead);
     if (serialised > h2d) {
       h2d = serialised;
-      shallow_ring = true;
+      parts_wait = true;
     }
   } else if (!bound && memory.streamed_bytes_per_step > 0 && plan.layer_parts > 0) {
     // Two lower bounds on the step: the copy engine idles part of a copy-bound step (kRingCopyDuty), and
@@ -282,8 +282,9 @@ StageTimes PerfModel::GpuStep(const ExecutionPlan& plan, const MemoryPlan& memor
   double copy = std::max(h2d, times.d2h_copy);
   std::pair<double, const char*> candidates[] = {
       {times.ssd_read, kStageSsdRead},
-      {copy, routed && h2d > times.h2d_copy     ? "h2d_copy (routed experts, fetched after routing)"
-             : shallow_ring                     ? "h2d_copy (ring too shallow to overlap it)"
+      {copy, routed && h2d > times.h2d_copy ? "h2d_copy (routed experts, fetched after routing)"
+             : shallow_ring                 ? "h2d_copy (ring too shallow to overlap it)"
+             : parts_wait ? "h2d_copy (parts one at a time: the link waits through each layer's attention)"
              : times.h2d_copy >= times.d2h_copy ? kStageH2dCopy
                                                 : kStageD2hCopy},
       {gpu_busy, times.engine_overhead > times.gpu_gemm + times.gpu_attention ? "engine overhead"
