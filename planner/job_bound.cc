@@ -24,6 +24,13 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
       (1 - gpu_share) * generated * (prompt + (gen + 1) / 2) * static_cast<double>(costs_.kv_bytes_per_token);
   const double flops =
       requests * (prompt + gen) * costs_.dense_flops_per_token() + generated * costs_.lm_head_flops;
+  // The CPU's decode attention computes as well as reads: its FLOPs over the same positions, and MLA's
+  // absorption of kv_b into each decode row's query and output (128 heads over one latent: DeepSeek-V3's
+  // decode computes far more than it reads).
+  double cpu_attention_flops =
+      (1 - gpu_share) * generated * (prompt + (gen + 1) / 2) * costs_.attention_flops_per_context_token;
+  for (const LayerCosts& layer : costs_.layers)
+    cpu_attention_flops += (1 - gpu_share) * generated * layer.mla_absorb_flops;
   const double kv_alone = KvBoundGbps() * gbps;
   const double dram_total = DramTotalGbps() * gbps;
   double kv_beside_dma = kv_alone * kDefaultCpuShare;
@@ -48,10 +55,14 @@ JobBound PerfModel::JobLevelBound(const ExecutionPlan& plan, const MemoryPlan& m
     for (const RatePoint& point : profile_.gpu->grouped_gemm_bf16)
       gpu_flops = std::max(gpu_flops, point.tflops * 1e12);
     if (gpu_flops > 0) job.stage_seconds["gpu_flops"] = flops / (gpu_flops * gpus);
+    // At the faster of the CPU's matmul peak and its measured decode-attention rate, as the plan's bound.
+    const double cpu_rate = std::max(CpuPeakFlops(), DecodeAttentionGflops() * 1e9);
+    if (cpu_attention_flops > 0 && cpu_rate > 0)
+      job.stage_seconds["cpu_attention_flops"] = cpu_attention_flops / cpu_rate;
   } else {
-    // The CPU device reads its weights from DRAM every step.
+    // The CPU device reads its weights from DRAM every step, and computes everything, attention included.
     dram_bytes += decode_steps * static_cast<double>(memory.dram_weight_bytes_per_step);
-    if (CpuPeakFlops() > 0) job.stage_seconds["cpu_flops"] = flops / CpuPeakFlops();
+    if (CpuPeakFlops() > 0) job.stage_seconds["cpu_flops"] = (flops + cpu_attention_flops) / CpuPeakFlops();
   }
   if (kv_bytes > 0) job.stage_seconds["kv_read"] = kv_bytes / (link_bytes > 0 ? kv_beside_dma : kv_alone);
   if (dram_bytes > 0 && dram_total > 0) job.stage_seconds["dram"] = dram_bytes / dram_total;

@@ -728,8 +728,30 @@ TEST(PlannerPerfModel, JobLevelBoundIsTheSlowestStageOverTheWholeJob) {
   plan.kv.gpu_fraction = 0.25;
   EXPECT_NEAR(reading.JobLevelBound(plan, *memory, 64).stage_seconds.at("kv_read"), 0.75 * kv_bytes / 10e9,
               1e-9);
-  // Predict reports the bound at the batch it runs.
+  // A CPU that computes at 1 GFLOP/s (matmuls and decode attention alike): its decode attention binds, the
+  // 3200 tokens' 125.5 positions each at attention_flops_per_context_token.
+  HardwareProfile slow_cpu = InstantMachine();
+  slow_cpu.cpu.matmul_bf16 = {{1, 1e-3}};
+  slow_cpu.cpu.matmul_f32 = {{1, 1e-3}};
+  slow_cpu.cpu.attention.gflops = 1;
+  PerfModel computing(slow_cpu, costs, Job(64, 100, 50), ResolveBudgets(slow_cpu, {}));
   plan.kv.gpu_fraction = 0;
+  memory = computing.PlanMemory(plan);
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  const double attention_flops = 3200.0 * (100 + 25.5) * costs.attention_flops_per_context_token;
+  job = computing.JobLevelBound(plan, *memory, 64);
+  EXPECT_EQ(job.limit, "cpu_attention_flops");
+  EXPECT_NEAR(job.seconds, attention_flops / 1e9, 1e-9 * job.seconds);
+  // On the CPU device the same FLOPs join the dense ones in one CPU stage.
+  ExecutionPlan on_cpu = plan;
+  on_cpu.device = PlanDevice::kCpu;
+  absl::StatusOr<MemoryPlan> cpu_memory = computing.PlanMemory(on_cpu);
+  ASSERT_TRUE(cpu_memory.ok()) << cpu_memory.status();
+  const double dense_flops = 64.0 * 150 * costs.dense_flops_per_token() + 3200.0 * costs.lm_head_flops;
+  EXPECT_NEAR(computing.JobLevelBound(on_cpu, *cpu_memory, 64).stage_seconds.at("cpu_flops"),
+              (dense_flops + attention_flops) / 1e9, 1e-9 * (dense_flops + attention_flops) / 1e9);
+
+  // Predict reports the bound at the batch it runs.
   absl::StatusOr<Prediction> prediction = streaming.Predict(plan);
   ASSERT_TRUE(prediction.ok()) << prediction.status();
   EXPECT_EQ(prediction->job_bound.limit, "pcie");
