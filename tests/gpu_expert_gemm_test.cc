@@ -10,6 +10,7 @@
 #include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
+#include "tests/testing/golden_requests.h"
 #include "tests/testing/gpu_test_macros.h"
 
 namespace ringmoe {
@@ -18,27 +19,13 @@ namespace {
 TEST(GpuExpertGemmTest, ForcedStrategiesBothFollowTheReference) {
   SKIP_WITHOUT_GPU();
   const std::string dir = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/golden/mixtral";
-  const nlohmann::json golden = nlohmann::json::parse(std::ifstream(dir + "/golden.json"));
+  const nlohmann::json golden = testing::ReadGolden(dir);
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir);
   ASSERT_TRUE(spec.ok()) << spec.status();
-  std::vector<Request> requests;
-  for (const auto& prompt : golden["prompts"]) {
-    Request& request = requests.emplace_back();
-    request.id = std::to_string(requests.size());
-    request.prompt_ids = prompt["prompt_ids"].get<std::vector<int32_t>>();
-    request.max_tokens = golden["max_new_tokens"];
-    request.logprobs = true;
-  }
+  const std::vector<Request> requests = testing::GoldenRequests(golden, 0, /*logprobs=*/true);
   for (ExpertGemm gemm : {ExpertGemm::kLoop, ExpertGemm::kGrouped}) {
     SCOPED_TRACE(gemm == ExpertGemm::kLoop ? "loop" : "grouped");
-    EngineOptions options;
-    options.threads = 4;
-    options.plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
-    options.plan.batch = 4;
-    options.plan.prefill_chunk = 44;
-    options.plan.budgets.gpu_bytes = int64_t{2} << 30;
-    options.plan.expert_tiers = planner::SpreadResidentLayers(*spec, 0);
-    options.plan.micro_batches = 2;
+    EngineOptions options = testing::StreamedGpuOptions(*spec);
     options.expert_gemm = gemm;
     absl::StatusOr<Engine> engine = Engine::Open(dir, options);
     ASSERT_TRUE(engine.ok()) << engine.status();

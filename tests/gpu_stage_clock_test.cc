@@ -14,6 +14,7 @@
 #include "io/model_spec.h"
 #include "nlohmann/json.hpp"
 #include "ringmoe/engine.h"
+#include "tests/testing/golden_requests.h"
 #include "tests/testing/gpu_test_macros.h"
 #include "tests/testing/scratch_dir.h"
 
@@ -91,28 +92,14 @@ std::vector<std::vector<double>> ReadStepLog(const std::string& path) {
 TEST(GpuStageClockTest, StepLogCarriesTheGpusSecondsByStage) {
   SKIP_WITHOUT_GPU();
   const std::string dir = std::string(RINGMOE_SOURCE_DIR) + "/tests/data/golden/qwen3_moe";
-  const nlohmann::json golden = nlohmann::json::parse(std::ifstream(dir + "/golden.json"));
   absl::StatusOr<ModelSpec> spec = LoadModelSpec(dir);
   ASSERT_TRUE(spec.ok()) << spec.status();
-  std::vector<Request> requests;
-  for (const auto& prompt : golden["prompts"]) {
-    Request& request = requests.emplace_back();
-    request.id = std::to_string(requests.size());
-    request.prompt_ids = prompt["prompt_ids"].get<std::vector<int32_t>>();
-    request.max_tokens = 8;
-  }
+  const std::vector<Request> requests = testing::GoldenRequests(testing::ReadGolden(dir), 8);
   testing::ScratchDir scratch(RINGMOE_BINARY_DIR, "stage_clock_test");
   ASSERT_FALSE(scratch.path().empty());
   for (bool timed : {true, false}) {
     SCOPED_TRACE(timed ? "timed" : "not timed");
-    EngineOptions options;
-    options.threads = 4;
-    options.plan = planner::DefaultPlan(planner::PlanDevice::kGpu);
-    options.plan.batch = 4;
-    options.plan.prefill_chunk = 44;
-    options.plan.budgets.gpu_bytes = int64_t{2} << 30;
-    options.plan.expert_tiers = planner::SpreadResidentLayers(*spec, 0);
-    options.plan.micro_batches = 2;
+    EngineOptions options = testing::StreamedGpuOptions(*spec);
     options.step_log_path = scratch.path() + (timed ? "/timed.txt" : "/plain.txt");
     options.gpu_stage_times = timed;
     absl::StatusOr<Engine> engine = Engine::Open(dir, options);

@@ -478,10 +478,24 @@ absl::Status GpuStepOps::EnqueueExpertsPartByPart(int layer, const MicroBatch& b
   return absl::OkStatus();
 }
 
+absl::Status GpuStepOps::EnqueueLmHead(int first, int count) {
+  const int h = spec_.hidden_size;
+  RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(),
+                                             buffers_.wanted_rows.as<int32_t>() + first, count, h,
+                                             buffers_.final_rows.as<float>(), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(),
+                                       count, h, static_cast<float>(spec_.rms_norm_eps),
+                                       buffers_.final_rows.as<float>(), compute_));
+  RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
+                                                buffers_.final_bf16.data(), compute_));
+  return gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(), spec_.vocab_size,
+                         h, nullptr, buffers_.logits.as<float>(), compute_);
+}
+
 absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
   const auto start = std::chrono::steady_clock::now();
   RINGMOE_RETURN_IF_ERROR(clock_.Begin(GpuStage::kLogits));
-  const int h = spec_.hidden_size, vocab = spec_.vocab_size;
+  const int vocab = spec_.vocab_size;
   // Rows whose logits go back to the host first, then the greedy rows, whose tokens are picked here: each
   // lm_head batch then holds at most one run of each.
   std::vector<int32_t> rows;
@@ -505,16 +519,7 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
                                                 4LL * rows.size(), compute_));
   for (int first = 0; first < static_cast<int>(rows.size()); first += kLogitsRows) {
     const int count = std::min<int>(kLogitsRows, static_cast<int>(rows.size()) - first);
-    RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(),
-                                               buffers_.wanted_rows.as<int32_t>() + first, count, h,
-                                               buffers_.final_rows.as<float>(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(),
-                                         count, h, static_cast<float>(spec_.rms_norm_eps),
-                                         buffers_.final_rows.as<float>(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
-                                                  buffers_.final_bf16.data(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(),
-                                            vocab, h, nullptr, buffers_.logits.as<float>(), compute_));
+    RINGMOE_RETURN_IF_ERROR(EnqueueLmHead(first, count));
     const int sampled_here = std::clamp(sampled - first, 0, count);
     if (sampled_here < count) {
       const int greedy_first = first + sampled_here - sampled;  // Index among the greedy rows.
@@ -551,7 +556,7 @@ absl::Status GpuStepOps::Logits(const StepLayout& layout, StepOutput* out) {
 }
 
 absl::Status GpuStepOps::PromptLogits(const StepLayout& layout, StepOutput* out) {
-  const int h = spec_.hidden_size, vocab = spec_.vocab_size;
+  const int vocab = spec_.vocab_size;
   const std::vector<int32_t>& rows = layout.prompt_logit_rows;
   out->prompt_logits.resize(rows.size() * static_cast<size_t>(vocab));
   if (rows.empty()) return absl::OkStatus();
@@ -561,16 +566,7 @@ absl::Status GpuStepOps::PromptLogits(const StepLayout& layout, StepOutput* out)
                                                 4LL * rows.size(), compute_));
   for (int first = 0; first < static_cast<int>(rows.size()); first += kLogitsRows) {
     const int count = std::min<int>(kLogitsRows, static_cast<int>(rows.size()) - first);
-    RINGMOE_RETURN_IF_ERROR(gpu::GatherRowsF32(buffers_.x.as<float>(),
-                                               buffers_.wanted_rows.as<int32_t>() + first, count, h,
-                                               buffers_.final_rows.as<float>(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::RmsNorm(buffers_.final_rows.as<float>(), model_.final_norm().as<float>(),
-                                         count, h, static_cast<float>(spec_.rms_norm_eps),
-                                         buffers_.final_rows.as<float>(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::ConvertF32ToBf16(buffers_.final_rows.as<float>(), int64_t{count} * h,
-                                                  buffers_.final_bf16.data(), compute_));
-    RINGMOE_RETURN_IF_ERROR(gpu::LinearBf16(blas_, buffers_.final_bf16.data(), count, model_.lm_head().data(),
-                                            vocab, h, nullptr, buffers_.logits.as<float>(), compute_));
+    RINGMOE_RETURN_IF_ERROR(EnqueueLmHead(first, count));
     RINGMOE_RETURN_IF_ERROR(gpu::CopyDeviceToHost(buffers_.host_logits.data(), buffers_.logits.data(),
                                                   4LL * count * vocab, compute_));
     RINGMOE_RETURN_IF_ERROR(compute_.Synchronize());

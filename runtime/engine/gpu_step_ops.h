@@ -79,6 +79,9 @@ class GpuStepOps {
   GpuStageClock& stage_clock() { return clock_; }
 
  private:
+  // Final norm and lm_head of the residual rows listed at wanted_rows[first, first + count) into logits'
+  // first count rows.
+  absl::Status EnqueueLmHead(int first, int count);
   // Scoring: the logits of layout.prompt_logit_rows into out->prompt_logits, kLogitsRows at a time (called
   // by Logits once its own rows are done).
   absl::Status PromptLogits(const StepLayout& layout, StepOutput* out);
