@@ -247,6 +247,7 @@ TEST(PlannerSearch, LayersLargerThanTheGpuRunPartByPartOrNameTheSmallestRing) {
   EXPECT_LE(report->prediction.memory.gpu_used(), report->prediction.memory.gpu_budget);
   EXPECT_GT(report->prediction.output_tokens_per_s, 0);
   EXPECT_THAT(FormatExecutionPlan(plan), ::testing::HasSubstr("parts run one at a time"));
+  EXPECT_THAT(report->notes, ::testing::Contains(::testing::HasSubstr("not yet run on a GPU")));
 
   inputs.requested_budgets.gpu_bytes = 8 * kGiB;
   report = BuildPlanReport(inputs);
