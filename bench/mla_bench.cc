@@ -3,7 +3,8 @@
 // of 16 tokens scattered over a pool). B sequences of context C, one decode query each, one task per sequence
 // on the engine's thread pool. Prints KV GB/s (cached row bytes read over seconds) and GFLOP/s (2 x 128 x
 // (576 + 512) per context token): absorbed MLA does ~240 FLOPs per cached byte, so on a CPU it is FLOP-bound,
-// unlike GQA's paged attention (attention_bench), and the planner prices it by R_attn.
+// unlike GQA's paged attention (attention_bench), and the planner prices it by the probe's mla_gflops (the
+// same kernel at the same shape).
 //   build/bench/mla_bench [--batch 64] [--context 640] [--seconds 1] [--threads N] [--json FILE]
 #include <fmt/format.h>
 
@@ -37,7 +38,19 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "Minimum measuring time")->check(CLI::Range(0.01, 600.0));
   app.add_option("--threads", threads, "Worker threads (0: every core)");
   app.add_option("--json", json_path, "Also write the figures here");
+  std::string matmuls = "auto";
+  app.add_option(
+         "--matmuls", matmuls,
+         "f32 (the tile widened), split (bf16 tile, each f32 operand as two bf16 terms) or auto (split "
+         "where oneDNN has AMX)")
+      ->check(CLI::IsMember({"auto", "f32", "split"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  using ringmoe::cpu::internal::MlaMatmuls;
+  ringmoe::cpu::internal::SetMlaMatmulsForTesting(matmuls == "f32"     ? MlaMatmuls::kF32
+                                                  : matmuls == "split" ? MlaMatmuls::kSplitBf16
+                                                                       : MlaMatmuls::kAuto);
+  const bool split = matmuls == "split" || (matmuls == "auto" && ringmoe::cpu::MlaSplitBf16Matmuls());
 
   const int blocks_per_sequence = (context + kBlockTokens - 1) / kBlockTokens;
   const int64_t num_blocks = int64_t{batch} * blocks_per_sequence;
@@ -84,8 +97,9 @@ int main(int argc, char** argv) {
   const double flops = double(batch) * context * kHeads * 2.0 * (kRow + kLatent);
   const int used_threads = workers.threads();
   fmt::print(
-      "MLA decode, {} sequences x {} tokens, {} heads, rows of {} bf16, {} threads: {:.3f} ms a pass\n",
-      batch, context, kHeads, kRow, used_threads, per_pass * 1e3);
+      "MLA decode, {} sequences x {} tokens, {} heads, rows of {} bf16, {} threads, {} matmuls: {:.3f} ms a "
+      "pass\n",
+      batch, context, kHeads, kRow, used_threads, split ? "split-bf16" : "f32", per_pass * 1e3);
   fmt::print("  KV {:.2f} GB/s ({:.3f} per thread), {:.1f} GFLOP/s ({:.2f} per thread)\n",
              bytes / per_pass / 1e9, bytes / per_pass / 1e9 / used_threads, flops / per_pass / 1e9,
              flops / per_pass / 1e9 / used_threads);
@@ -95,6 +109,7 @@ int main(int argc, char** argv) {
                              {"heads", kHeads},
                              {"row_values", kRow},
                              {"threads", used_threads},
+                             {"matmuls", split ? "split_bf16" : "f32"},
                              {"seconds_per_pass", per_pass},
                              {"kv_gbps", bytes / per_pass / 1e9},
                              {"gflops", flops / per_pass / 1e9}};

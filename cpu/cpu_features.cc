@@ -94,6 +94,11 @@ bool CpuHasNativeBf16() {
   return native;
 }
 
+bool OneDnnHasAmxBf16() {
+  static const bool amx = OneDnnIsaIncludes(dnnl::cpu_isa::avx512_core_amx);
+  return amx;
+}
+
 bool OneDnnHasBf16Matmul() {
   static const bool available = ProbeOneDnnBf16Matmul();
   return available;

@@ -36,4 +36,8 @@ bool CpuHasNativeBf16();
 // below AVX-512; its reference kernel does not count). Probed once by building a small one.
 bool OneDnnHasBf16Matmul();
 
+// Whether oneDNN may use AMX-BF16 tiles here (the CPU has them and ONEDNN_MAX_CPU_ISA allows them): bf16
+// matmuls then run several times faster than f32 ones (cpu/mla_attention.h's split-bf16 matmuls).
+bool OneDnnHasAmxBf16();
+
 }  // namespace ringmoe::cpu

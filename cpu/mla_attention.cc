@@ -1,16 +1,21 @@
 #include "cpu/mla_attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "cpu/cpu_features.h"
 #include "cpu/linear.h"
+#include "io/dtype.h"
 
 namespace ringmoe::cpu {
 namespace {
+
+std::atomic<internal::MlaMatmuls> forced_matmuls{internal::MlaMatmuls::kAuto};
 
 // Cached tokens per tile: the tile's rows are widened to f32 once and serve every query row and head of the
 // call through two matmuls, its scores live in [query rows x heads, kTileTokens].
@@ -39,7 +44,51 @@ void ReadTile(const PagedKvView& cache, int first, int count, int latent, float*
   }
 }
 
+// Copies cache rows [first, first + count) of a bf16 cache as they are into rows [count, width] and their
+// latent parts, transposed, into latent_t [latent, count].
+void ReadTileBf16(const PagedKvView& cache, int first, int count, int latent, uint16_t* rows,
+                  uint16_t* latent_t) {
+  const int width = cache.head_dim;
+  for (int j = 0; j < count; ++j) {
+    const int token = first + j;
+    const int64_t offset =
+        static_cast<int64_t>(cache.block_ids[token / cache.block_tokens]) * cache.block_stride +
+        static_cast<int64_t>(token % cache.block_tokens) * width;
+    const uint16_t* src = static_cast<const uint16_t*>(cache.k_pool) + offset;
+    std::memcpy(rows + static_cast<int64_t>(j) * width, src, width * sizeof(uint16_t));
+    for (int i = 0; i < latent; ++i) latent_t[static_cast<int64_t>(i) * count + j] = src[i];
+  }
+}
+
+// x = hi + lo with hi = bf16(x) (as f32) and lo = x - hi: Linear rounds its input to bf16, exactly for hi
+// and to 8 more bits of x for lo. hi may be x itself.
+void SplitBf16(const float* x, int64_t count, float* hi, float* lo) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = x[i];
+    const float high = io::BF16ToF32(io::F32ToBF16(value));
+    hi[i] = high;
+    lo[i] = value - high;
+  }
+}
+
+// y = x W^T for W bf16 [rows, cols], as the sum of the two halves' products.
+void SplitLinear(const float* hi, const float* lo, int m, const Matrix& w, float* y, float* scratch) {
+  Linear(hi, m, w, nullptr, y);
+  Linear(lo, m, w, nullptr, scratch);
+  const int64_t count = static_cast<int64_t>(m) * w.rows;
+  for (int64_t k = 0; k < count; ++k) y[k] += scratch[k];
+}
+
 }  // namespace
+
+bool MlaSplitBf16Matmuls() {
+  static const bool amx = OneDnnHasAmxBf16() && OneDnnHasBf16Matmul();
+  return amx;
+}
+
+namespace internal {
+void SetMlaMatmulsForTesting(MlaMatmuls matmuls) { forced_matmuls.store(matmuls); }
+}  // namespace internal
 
 void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int head_end,
                        const PagedKvView& cache, int latent, float scale, float* out) {
@@ -61,13 +110,38 @@ void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int
   std::vector<float> running_max(m, -std::numeric_limits<float>::infinity()), running_sum(m, 0.0f);
   std::vector<float> accumulator(static_cast<size_t>(m) * latent, 0.0f);
   const int tile = std::min(kTileTokens, cache.num_tokens);
-  std::vector<float> rows(static_cast<size_t>(tile) * width), latent_t(static_cast<size_t>(latent) * tile);
+  const internal::MlaMatmuls forced = forced_matmuls.load();
+  const bool split = cache.dtype == io::DType::kBF16 &&
+                     (forced == internal::MlaMatmuls::kAuto ? MlaSplitBf16Matmuls()
+                                                            : forced == internal::MlaMatmuls::kSplitBf16);
+  std::vector<float> rows, latent_t;
+  std::vector<uint16_t> rows_bf16, latent_t_bf16;
+  std::vector<float> queries_lo, split_hi, split_lo, split_scratch;
+  if (split) {
+    rows_bf16.resize(static_cast<size_t>(tile) * width);
+    latent_t_bf16.resize(static_cast<size_t>(latent) * tile);
+    queries_lo.resize(queries.size());
+    SplitBf16(queries.data(), static_cast<int64_t>(queries.size()), queries.data(), queries_lo.data());
+    split_hi.resize(static_cast<size_t>(m) * tile);
+    split_lo.resize(static_cast<size_t>(m) * tile);
+    split_scratch.resize(static_cast<size_t>(m) * std::max(tile, latent));
+  } else {
+    rows.resize(static_cast<size_t>(tile) * width);
+    latent_t.resize(static_cast<size_t>(latent) * tile);
+  }
   std::vector<float> scores(static_cast<size_t>(m) * tile), tile_out(static_cast<size_t>(m) * latent);
   for (int first = 0; first < cache.num_tokens; first += kTileTokens) {
     const int count = std::min(kTileTokens, cache.num_tokens - first);
-    ReadTile(cache, first, count, latent, rows.data(), latent_t.data());
     // scores = queries . rows^T: every query row against the whole cached row [c ; k_rope].
-    Linear(queries.data(), m, Matrix{io::DType::kF32, rows.data(), count, width}, nullptr, scores.data());
+    if (split) {
+      ReadTileBf16(cache, first, count, latent, rows_bf16.data(), latent_t_bf16.data());
+      SplitLinear(queries.data(), queries_lo.data(), m,
+                  Matrix{io::DType::kBF16, rows_bf16.data(), count, width}, scores.data(),
+                  split_scratch.data());
+    } else {
+      ReadTile(cache, first, count, latent, rows.data(), latent_t.data());
+      Linear(queries.data(), m, Matrix{io::DType::kF32, rows.data(), count, width}, nullptr, scores.data());
+    }
     for (int i = 0; i < m; ++i) {
       float* row_scores = scores.data() + static_cast<int64_t>(i) * count;
       // Causal: query row r sees cached tokens 0 .. first_position + r; masked ones get probability 0.
@@ -87,8 +161,15 @@ void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int
       }
     }
     // accumulator += p . latent (latent_t is W [latent, count] of y = x W^T).
-    Linear(scores.data(), m, Matrix{io::DType::kF32, latent_t.data(), latent, count}, nullptr,
-           tile_out.data());
+    if (split) {
+      SplitBf16(scores.data(), static_cast<int64_t>(m) * count, split_hi.data(), split_lo.data());
+      SplitLinear(split_hi.data(), split_lo.data(), m,
+                  Matrix{io::DType::kBF16, latent_t_bf16.data(), latent, count}, tile_out.data(),
+                  split_scratch.data());
+    } else {
+      Linear(scores.data(), m, Matrix{io::DType::kF32, latent_t.data(), latent, count}, nullptr,
+             tile_out.data());
+    }
     for (size_t k = 0; k < accumulator.size(); ++k) accumulator[k] += tile_out[k];
   }
   for (int r = 0; r < n_new; ++r) {

@@ -18,9 +18,20 @@ namespace ringmoe::cpu {
 // widened to f32 once for every query row and head of the call; per tile two oneDNN f32 matmuls (the scores
 // of all query rows against the tile's rows, then the probabilities against its latents) and an online
 // softmax across tiles; f32 throughout. Absorbed MLA does ~240 FLOPs per cached byte, so matmuls, not
-// bandwidth, set its speed (bench/mla_bench).
+// bandwidth, set its speed (bench/mla_bench). Where oneDNN has AMX and the cache is bf16, the tile stays bf16
+// and each f32 operand is split into two bf16 terms (x = hi + lo): four bf16 matmuls with f32 accumulation,
+// the f32 products to about 2^-16 of each operand, at AMX's rate (MlaSplitBf16Matmuls).
 // Single-threaded (oneDNN on the calling thread).
 void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int head_end,
                        const PagedKvView& cache, int latent, float scale, float* out);
+
+// Whether PagedMlaAttention takes the split-bf16 matmuls for bf16 caches here (oneDNN with AMX-BF16).
+bool MlaSplitBf16Matmuls();
+
+namespace internal {
+enum class MlaMatmuls { kAuto, kF32, kSplitBf16 };
+// Forces the matmuls of later PagedMlaAttention calls over bf16 caches, so tests cover both on any CPU.
+void SetMlaMatmulsForTesting(MlaMatmuls matmuls);
+}  // namespace internal
 
 }  // namespace ringmoe::cpu

@@ -204,6 +204,7 @@ std::string ProfileToJson(const HardwareProfile& profile) {
   }
   if (attention.fp8_gflops > 0)
     root["cpu"]["attention"]["fp8_gflops"] = attention.fp8_gflops;  // newer probes
+  if (attention.mla_gflops > 0) root["cpu"]["attention"]["mla_gflops"] = attention.mla_gflops;
 
   if (profile.contention) {
     const DramContention& c = *profile.contention;
@@ -325,6 +326,7 @@ absl::StatusOr<HardwareProfile> ProfileFromJson(const std::string& text, const s
       rate.gflops = attention.Get<double>("gflops", 0.0, true);
       rate.prefill_gflops = attention.Get<double>("prefill_gflops", 0.0);
       rate.fp8_gflops = attention.Get<double>("fp8_gflops", 0.0);
+      rate.mla_gflops = attention.Get<double>("mla_gflops", 0.0);
       rate.bytes_heads = attention.Get<int>("bytes_heads", 0);
       rate.bytes_kv_heads = attention.Get<int>("bytes_kv_heads", 0);
       rate.heads = attention.Get<int>("heads", 0);

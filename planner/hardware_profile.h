@@ -50,6 +50,10 @@ struct CpuAttentionRate {
   // The decode FLOP rate over an e4m3 cache (--kv-dtype fp8) at the FLOP shape: its values are widened as
   // they are read, so it computes slower than over bf16; 0 = not measured (the model then uses gflops).
   double fp8_gflops = 0.0;
+  // MLA's absorbed decode (cpu::PagedMlaAttention: DeepSeek-V3's 128 heads over one bf16 row of 512 latent +
+  // 64 rope values, 2 x (576 + 512) FLOPs per head and cached token), all cores: matmuls, not the kernel
+  // above, so its own rate; 0 = not measured (the model then uses gflops).
+  double mla_gflops = 0.0;
 };
 
 struct CpuProfile {

@@ -147,6 +147,7 @@ double PerfModel::CpuPeakFlops() const {
 
 double PerfModel::DecodeAttentionGflops() const {
   const CpuAttentionRate& rate = profile_.cpu.attention;
+  if (costs_.mla && rate.mla_gflops > 0) return rate.mla_gflops;  // MLA's own kernel: matmuls
   return costs_.kv_dtype == io::DType::kF8E4M3 && rate.fp8_gflops > 0 ? rate.fp8_gflops : rate.gflops;
 }
 

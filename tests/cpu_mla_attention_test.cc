@@ -24,7 +24,7 @@ struct Case {
   io::DType dtype;
 };
 
-void Check(const Case& c) {
+void Check(const Case& c, double tolerance = 2e-5) {
   std::mt19937 random(c.context * 31 + c.n_new);
   std::normal_distribution<float> normal;
   const int blocks = (c.context + kBlockTokens - 1) / kBlockTokens;
@@ -78,7 +78,7 @@ void Check(const Case& c) {
       for (int i = 0; i < kLatent; ++i) {
         double want = 0;
         for (int t = 0; t < visible; ++t) want += p[t] / sum * row(t)[i];
-        ASSERT_NEAR(got[i], want, 2e-5)
+        ASSERT_NEAR(got[i], want, tolerance)
             << "context " << c.context << " row " << r << " head " << h << " value " << i;
       }
     }
@@ -94,6 +94,21 @@ TEST(CpuMlaAttention, MatchesADirectSoftmax) {
     Check({700, 700, 0, kHeads, dtype});  // a whole prompt: row 0 sees one token, row 699 all
     Check({513, 2, 5, 6, dtype});         // the second tile holds one token for row 1 only
   }
+}
+
+// A bf16 cache both ways, whichever this CPU picks by itself: widened to f32 for f32 matmuls, and kept bf16
+// with each f32 operand split into two bf16 terms (the AMX path), which keeps the f32 products to about 2^-16
+// of each operand.
+TEST(CpuMlaAttention, BothMatmulPathsOverABf16CacheMatchADirectSoftmax) {
+  for (internal::MlaMatmuls matmuls : {internal::MlaMatmuls::kF32, internal::MlaMatmuls::kSplitBf16}) {
+    SCOPED_TRACE(matmuls == internal::MlaMatmuls::kF32 ? "f32" : "split bf16");
+    internal::SetMlaMatmulsForTesting(matmuls);
+    Check({37, 1, 0, kHeads, io::DType::kBF16});
+    Check({1300, 1, 0, kHeads, io::DType::kBF16});
+    Check({1030, 9, 2, 5, io::DType::kBF16});
+    Check({700, 700, 0, kHeads, io::DType::kBF16});
+  }
+  internal::SetMlaMatmulsForTesting(internal::MlaMatmuls::kAuto);
 }
 
 }  // namespace

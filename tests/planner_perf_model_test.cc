@@ -589,6 +589,32 @@ TEST(PlannerPerfModel, Fp8KvDecodeAttentionAtItsOwnFlopRate) {
   EXPECT_NEAR(decode_attention(io::DType::kF8E4M3, 50), 2 * at_bf16_rate, 1e-12);
 }
 
+// MLA's decode attention (matmuls, cpu::PagedMlaAttention) runs at the probe's MLA rate where the profile
+// has one, at the GQA kernel's FLOP rate where it has none; a GQA model never uses it.
+TEST(PlannerPerfModel, MlaDecodeAttentionAtItsOwnFlopRate) {
+  HardwareProfile profile = testing::InstantMachine();
+  profile.cpu.attention.gflops = 100;  // FLOP-bound: the byte rate is the instant machine's
+  ExecutionPlan plan = DefaultPlan(PlanDevice::kGpu);
+  plan.batch = 16;
+  const auto decode_attention = [&](const ModelSpec& spec, double mla_gflops) {
+    HardwareProfile p = profile;
+    p.cpu.attention.mla_gflops = mla_gflops;
+    ModelCosts costs = ComputeModelCosts(spec, 2);
+    PerfModel model(p, costs, Workload{16, 100, 16, 200, ""}, ResolveBudgets(p, {}));
+    absl::StatusOr<MemoryPlan> memory = model.PlanMemory(plan);
+    EXPECT_TRUE(memory.ok()) << memory.status();
+    return memory.ok() ? model.StepTime(plan, *memory, 16, 150, 0, 0).cpu_attention : -1.0;
+  };
+  const ModelSpec mla = testing::ConfigNamed("deepseek-v3.json");
+  ASSERT_TRUE(mla.is_mla());
+  const double at_kernel_rate = decode_attention(mla, 0);
+  ASSERT_GT(at_kernel_rate, 0);
+  // (kv_b's absorption, at the instant machine's matmul rate, adds next to nothing to either.)
+  EXPECT_NEAR(decode_attention(mla, 400), at_kernel_rate / 4, 1e-6 * at_kernel_rate);
+  const ModelSpec gqa = testing::ParseOrDie(testing::kTinyMoe, "tiny");
+  EXPECT_EQ(decode_attention(gqa, 400), decode_attention(gqa, 0));
+}
+
 }  // namespace
 }  // namespace ringmoe::planner
 

@@ -349,9 +349,9 @@ absl::StatusOr<HardwareProfile> ProbeMachine(const ProbeOptions& options) {
   Progress(
       options,
       absl::StrFormat("cpu attention: %.1f GB/s of bf16 KV, %.1f GFLOP/s (%.1f over an e4m3 cache); prefill "
-                      "%.1f GFLOP/s",
+                      "%.1f GFLOP/s; MLA decode %.1f GFLOP/s",
                       cpu.attention.kv_gbps, cpu.attention.gflops, cpu.attention.fp8_gflops,
-                      cpu.attention.prefill_gflops));
+                      cpu.attention.prefill_gflops, cpu.attention.mla_gflops));
 
   // An expert's fused gate+up projection of Qwen3-30B-A3B: k = hidden 2048, n = 2 x 768.
   cpu.matmul_k = 2048;

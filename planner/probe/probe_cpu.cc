@@ -23,7 +23,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "cpu/attention.h"
+#include "cpu/mla_attention.h"
 #include "cpu/thread_pool.h"
+#include "io/dtype.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "planner/probe/probe.h"
 
@@ -164,7 +166,8 @@ namespace {
 // Decode attention (one query row per sequence over its whole context) with the engine's own kernel
 // (cpu::PagedAttention) on `workers`, over a bf16 paged cache of `kv_heads` heads for `heads` query heads
 // (blocks of 16 tokens in a scattered order, as the block allocator hands them out), one task per sequence
-// as runtime/engine/attention_step.cc runs decodes. Returns passes per second over `sequences` x kContext tokens.
+// as runtime/engine/attention_step.cc runs decodes. Returns passes per second over `sequences` x kContext
+// tokens.
 struct DecodeShape {
   int heads = 32, kv_heads = 4;
 };
@@ -255,6 +258,44 @@ double DecodePassesPerSecond(cpu::CpuWorkers& workers, const PagedCache& cache, 
   return best;
 }
 
+// MLA's absorbed decode at DeepSeek-V3's shape (cpu::PagedMlaAttention, the engine's matmul path for a bf16
+// latent cache): one decode query of 128 heads per sequence over 512 cached rows of 576 bf16 values, two
+// sequences a thread. FLOP-bound (about 240 FLOPs per cached byte), so a small cache suffices.
+double MlaDecodeGflops(cpu::CpuWorkers& workers, int threads, int repeats) {
+  constexpr int kMlaHeads = 128, kLatent = 512, kRow = kLatent + 64, kMlaContext = 512, kBlock = 16;
+  const int sequences = 2 * std::max(1, threads);
+  const int blocks_per_sequence = kMlaContext / kBlock;
+  std::vector<uint16_t> pool(static_cast<size_t>(sequences) * kMlaContext * kRow);
+  for (size_t i = 0; i < pool.size(); ++i)
+    pool[i] = io::F32ToBF16(static_cast<float>((i * 7919) % 1000) / 1000 - 0.5f);
+  std::vector<int32_t> block_ids(static_cast<size_t>(sequences) * blocks_per_sequence);
+  for (size_t i = 0; i < block_ids.size(); ++i) block_ids[i] = static_cast<int32_t>(i);
+  std::vector<float> q(static_cast<size_t>(sequences) * kMlaHeads * kRow, 0.01f);
+  std::vector<float> out(static_cast<size_t>(sequences) * kMlaHeads * kLatent);
+  double best = 0;
+  for (int repeat = 0; repeat < repeats + 1; ++repeat) {  // the first pass warms oneDNN's kernels
+    Clock::time_point start = Clock::now();
+    workers.ParallelFor(sequences, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
+        cpu::PagedKvView view;
+        view.dtype = io::DType::kBF16;
+        view.k_pool = pool.data();
+        view.block_stride = int64_t{kBlock} * kRow;
+        view.block_tokens = kBlock;
+        view.kv_heads = 1;
+        view.head_dim = kRow;
+        view.block_ids = block_ids.data() + s * blocks_per_sequence;
+        view.num_tokens = kMlaContext;
+        cpu::PagedMlaAttention(q.data() + s * kMlaHeads * kRow, 1, kMlaHeads, 0, kMlaHeads, view, kLatent,
+                               0.1f, out.data() + s * kMlaHeads * kLatent);
+      }
+    });
+    const double seconds = SecondsSince(start);
+    if (repeat > 0 && seconds > 0) best = std::max(best, 1.0 / seconds);
+  }
+  return 2.0 * sequences * kMlaContext * kMlaHeads * (kRow + kLatent) * best / 1e9;
+}
+
 CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repeats) {
   // Two decode shapes: 4 query heads per KV head (Mixtral's) reads bytes faster than it computes, so it gives
   // the byte rate; 8 (Qwen3-30B-A3B's) computes more than it reads, so it gives the FLOP rate. The model
@@ -314,6 +355,7 @@ CpuAttentionRate MeasureEngineAttention(int threads, int64_t kv_bytes, int repea
   }
   const double pairs = static_cast<double>(kNew) * kPrefix + static_cast<double>(kNew) * (kNew + 1) / 2;
   rate.prefill_gflops = 4.0 * prefill_sequences * pairs * kHeads * kHeadDim * prefill_best / 1e9;
+  rate.mla_gflops = MlaDecodeGflops(workers, threads, repeats);
   return rate;
 }
 
