@@ -1,5 +1,7 @@
 #include "cpu/linear.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cassert>
@@ -8,8 +10,6 @@
 #include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
 #include "oneapi/dnnl/dnnl.hpp"
-
-#include <omp.h>
 
 namespace ringmoe::cpu {
 namespace {
@@ -24,15 +24,19 @@ dnnl::memory::data_type ToDnnl(io::DType dtype) {
 }
 
 // y[r, 0 .. count) = src[r, :] * weights^T (+ bias[0 .. count)) for r < m, y's rows y_stride floats apart.
-// weights: count rows of `in` elements, row-major; src and weights in the `compute` type.
+// weights: count rows of `in` elements, row-major, or (in_major_stride > 0) `in` rows of count elements
+// in_major_stride apart; src and weights in the `compute` type.
 void OneDnnMatmul(const void* src, dnnl::memory::data_type compute, int m, const void* weights, int in,
-                  int count, const float* bias, float* y, int64_t y_stride) {
+                  int count, const float* bias, float* y, int64_t y_stride, int64_t in_major_stride = 0) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   const dnnl::memory::dim rows = m, out = count;
   dnnl::engine& engine = CpuEngine();
   dnnl::memory::desc src_md({rows, in}, compute, tag::ab);
-  dnnl::memory::desc weights_md({in, out}, compute, tag::ba);  // [out, in] row-major is W^T in "ba"
+  // [out, in] row-major is W^T in "ba"; W^T itself, [in, out] with a row stride, by its strides.
+  dnnl::memory::desc weights_md =
+      in_major_stride > 0 ? dnnl::memory::desc({in, out}, compute, dnnl::memory::dims{in_major_stride, 1})
+                          : dnnl::memory::desc({in, out}, compute, tag::ba);
   dnnl::memory::desc dst_md({rows, out}, dt::f32, dnnl::memory::dims{y_stride, 1});  // a column slice of y
   dnnl::memory::desc bias_md({1, out}, dt::f32, tag::ab);
   // Served from oneDNN's primitive cache after the first call with these shapes. oneDNN 3 (Ubuntu 24.04)
@@ -59,8 +63,8 @@ void OneDnnMatmul(const void* src, dnnl::memory::data_type compute, int m, const
                             {DNNL_ARG_BIAS, bias_memory},
                             {DNNL_ARG_DST, dst_memory}});
   } else {
-    matmul.execute(stream,
-                   {{DNNL_ARG_SRC, src_memory}, {DNNL_ARG_WEIGHTS, weights_memory}, {DNNL_ARG_DST, dst_memory}});
+    matmul.execute(
+        stream, {{DNNL_ARG_SRC, src_memory}, {DNNL_ARG_WEIGHTS, weights_memory}, {DNNL_ARG_DST, dst_memory}});
   }
   stream.wait();
 }
@@ -73,11 +77,27 @@ constexpr int64_t kWidenedBlockBytes = int64_t{1} << 20;
 void LinearSlice(const void* src, int m, const Matrix& w, const float* bias, float* y, int first, int count,
                  bool widen) {
   const size_t element = w.dtype == io::DType::kBF16 ? 2 : 4;
+  const bool in_major = w.in_major_stride > 0;
+  // Out features first .. first + count - 1: rows of W, or the columns of W^T from `first` on.
   const uint8_t* weights =
-      static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.cols * element;
+      static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * (in_major ? 1 : w.cols) * element;
   const float* slice_bias = bias != nullptr ? bias + first : nullptr;
   if (!widen) {
-    OneDnnMatmul(src, ToDnnl(w.dtype), m, weights, w.cols, count, slice_bias, y + first, w.rows);
+    OneDnnMatmul(src, ToDnnl(w.dtype), m, weights, w.cols, count, slice_bias, y + first, w.rows,
+                 w.in_major_stride);
+    return;
+  }
+  if (in_major) {
+    // W^T's columns are not contiguous: the slice is widened whole, [in, count].
+    const auto* bf16 = reinterpret_cast<const uint16_t*>(weights);
+    thread_local std::vector<float> widened_t;
+    widened_t.resize(static_cast<size_t>(w.cols) * count);
+    for (int i = 0; i < w.cols; ++i) {
+      for (int j = 0; j < count; ++j)
+        widened_t[static_cast<size_t>(i) * count + j] = io::BF16ToF32(bf16[i * w.in_major_stride + j]);
+    }
+    OneDnnMatmul(src, dnnl::memory::data_type::f32, m, widened_t.data(), w.cols, count, slice_bias, y + first,
+                 w.rows, count);
     return;
   }
   const auto* bf16 = reinterpret_cast<const uint16_t*>(weights);

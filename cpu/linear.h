@@ -17,6 +17,9 @@ struct Matrix {
   const void* data = nullptr;
   int rows = 0;
   int cols = 0;
+  // 0: data is W as above. > 0: data is W^T, one row per in feature holding the `rows` out features' values
+  // first, rows this many elements apart (so the leading values of wider rows serve, without a copy).
+  int64_t in_major_stride = 0;
 };
 
 // y[m, w.rows] = x[m, w.cols] * w^T (+ bias[w.rows] when non-null). With a BF16 matrix, x is rounded to
@@ -28,7 +31,8 @@ struct Matrix {
 // Threads: with `workers`, large products are split into slices of w's rows (contiguous in memory), one
 // single-threaded oneDNN matmul per slice on the TBB pool; oneDNN's own OpenMP pool stays at one thread so
 // the two never oversubscribe the cores. Without workers it runs on the calling thread.
-void Linear(const float* x, int m, const Matrix& w, const float* bias, float* y, CpuWorkers* workers = nullptr);
+void Linear(const float* x, int m, const Matrix& w, const float* bias, float* y,
+            CpuWorkers* workers = nullptr);
 
 namespace internal {
 

@@ -21,9 +21,9 @@ std::atomic<internal::MlaMatmuls> forced_matmuls{internal::MlaMatmuls::kAuto};
 // call through two matmuls, its scores live in [query rows x heads, kTileTokens].
 constexpr int kTileTokens = 512;
 
-// Widens cache rows [first, first + count) (f32 or bf16) into rows [count, width] and their latent parts,
-// transposed, into latent_t [latent, count].
-void ReadTile(const PagedKvView& cache, int first, int count, int latent, float* rows, float* latent_t) {
+// Widens cache rows [first, first + count) (f32 or bf16) into rows [count, width]; their leading latent
+// values serve the output matmul as W^T (Matrix::in_major_stride), without a transposed copy.
+void ReadTile(const PagedKvView& cache, int first, int count, float* rows) {
   const int width = cache.head_dim;
   for (int j = 0; j < count; ++j) {
     const int token = first + j;
@@ -40,14 +40,11 @@ void ReadTile(const PagedKvView& cache, int first, int count, int latent, float*
         std::memcpy(dst + i, &bits, sizeof(float));
       }
     }
-    for (int i = 0; i < latent; ++i) latent_t[static_cast<int64_t>(i) * count + j] = dst[i];
   }
 }
 
-// Copies cache rows [first, first + count) of a bf16 cache as they are into rows [count, width] and their
-// latent parts, transposed, into latent_t [latent, count].
-void ReadTileBf16(const PagedKvView& cache, int first, int count, int latent, uint16_t* rows,
-                  uint16_t* latent_t) {
+// Copies cache rows [first, first + count) of a bf16 cache as they are into rows [count, width].
+void ReadTileBf16(const PagedKvView& cache, int first, int count, uint16_t* rows) {
   const int width = cache.head_dim;
   for (int j = 0; j < count; ++j) {
     const int token = first + j;
@@ -56,7 +53,6 @@ void ReadTileBf16(const PagedKvView& cache, int first, int count, int latent, ui
         static_cast<int64_t>(token % cache.block_tokens) * width;
     const uint16_t* src = static_cast<const uint16_t*>(cache.k_pool) + offset;
     std::memcpy(rows + static_cast<int64_t>(j) * width, src, width * sizeof(uint16_t));
-    for (int i = 0; i < latent; ++i) latent_t[static_cast<int64_t>(i) * count + j] = src[i];
   }
 }
 
@@ -114,12 +110,11 @@ void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int
   const bool split = cache.dtype == io::DType::kBF16 &&
                      (forced == internal::MlaMatmuls::kAuto ? MlaSplitBf16Matmuls()
                                                             : forced == internal::MlaMatmuls::kSplitBf16);
-  std::vector<float> rows, latent_t;
-  std::vector<uint16_t> rows_bf16, latent_t_bf16;
+  std::vector<float> rows;
+  std::vector<uint16_t> rows_bf16;
   std::vector<float> queries_lo, split_hi, split_lo, split_scratch;
   if (split) {
     rows_bf16.resize(static_cast<size_t>(tile) * width);
-    latent_t_bf16.resize(static_cast<size_t>(latent) * tile);
     queries_lo.resize(queries.size());
     SplitBf16(queries.data(), static_cast<int64_t>(queries.size()), queries.data(), queries_lo.data());
     split_hi.resize(static_cast<size_t>(m) * tile);
@@ -127,19 +122,18 @@ void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int
     split_scratch.resize(static_cast<size_t>(m) * std::max(tile, latent));
   } else {
     rows.resize(static_cast<size_t>(tile) * width);
-    latent_t.resize(static_cast<size_t>(latent) * tile);
   }
   std::vector<float> scores(static_cast<size_t>(m) * tile), tile_out(static_cast<size_t>(m) * latent);
   for (int first = 0; first < cache.num_tokens; first += kTileTokens) {
     const int count = std::min(kTileTokens, cache.num_tokens - first);
     // scores = queries . rows^T: every query row against the whole cached row [c ; k_rope].
     if (split) {
-      ReadTileBf16(cache, first, count, latent, rows_bf16.data(), latent_t_bf16.data());
+      ReadTileBf16(cache, first, count, rows_bf16.data());
       SplitLinear(queries.data(), queries_lo.data(), m,
                   Matrix{io::DType::kBF16, rows_bf16.data(), count, width}, scores.data(),
                   split_scratch.data());
     } else {
-      ReadTile(cache, first, count, latent, rows.data(), latent_t.data());
+      ReadTile(cache, first, count, rows.data());
       Linear(queries.data(), m, Matrix{io::DType::kF32, rows.data(), count, width}, nullptr, scores.data());
     }
     for (int i = 0; i < m; ++i) {
@@ -160,14 +154,15 @@ void PagedMlaAttention(const float* q, int n_new, int heads, int head_begin, int
         for (int c = 0; c < latent; ++c) acc[c] *= rescale;
       }
     }
-    // accumulator += p . latent (latent_t is W [latent, count] of y = x W^T).
+    // accumulator += p . latent: the tile's rows [count, width] are W^T of y = x W^T for W [latent, count],
+    // read as the leading latent values of each row.
     if (split) {
       SplitBf16(scores.data(), static_cast<int64_t>(m) * count, split_hi.data(), split_lo.data());
       SplitLinear(split_hi.data(), split_lo.data(), m,
-                  Matrix{io::DType::kBF16, latent_t_bf16.data(), latent, count}, tile_out.data(),
+                  Matrix{io::DType::kBF16, rows_bf16.data(), latent, count, width}, tile_out.data(),
                   split_scratch.data());
     } else {
-      Linear(scores.data(), m, Matrix{io::DType::kF32, latent_t.data(), latent, count}, nullptr,
+      Linear(scores.data(), m, Matrix{io::DType::kF32, rows.data(), latent, count, width}, nullptr,
              tile_out.data());
     }
     for (size_t k = 0; k < accumulator.size(); ++k) accumulator[k] += tile_out[k];

@@ -16,7 +16,8 @@ namespace ringmoe::cpu {
 // out: [n_new, heads, latent]; only heads [head_begin, head_end) are computed (the others are untouched), so
 // disjoint head ranges may run on different threads. Causal. The cache is read in tiles of 512 rows, each
 // widened to f32 once for every query row and head of the call; per tile two oneDNN f32 matmuls (the scores
-// of all query rows against the tile's rows, then the probabilities against its latents) and an online
+// of all query rows against the tile's rows, then the probabilities against its latents, read in place as
+// the leading values of the same rows: no transposed copy) and an online
 // softmax across tiles; f32 throughout. Absorbed MLA does ~240 FLOPs per cached byte, so matmuls, not
 // bandwidth, set its speed (bench/mla_bench). Where oneDNN has AMX and the cache is bf16, the tile stays bf16
 // and each f32 operand is split into two bf16 terms (x = hi + lo): four bf16 matmuls with f32 accumulation,

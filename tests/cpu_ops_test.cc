@@ -1,4 +1,6 @@
 // Each CPU kernel against a naive reference written the obvious way, in double precision, on random data.
+#include "cpu/cpu_ops.h"
+
 #include <gtest/gtest.h>
 #include <strings.h>
 
@@ -10,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/cpu_ops.h"
 #include "io/dtype.h"
 
 namespace ringmoe::cpu {
@@ -32,8 +33,8 @@ double MaxRelativeError(const std::vector<float>& got, const std::vector<double>
   return max_err / std::max(max_abs, 1e-30);
 }
 
-std::vector<double> NaiveLinear(const std::vector<float>& x, int m, const std::vector<float>& w, int out, int in,
-                                const float* bias) {
+std::vector<double> NaiveLinear(const std::vector<float>& x, int m, const std::vector<float>& w, int out,
+                                int in, const float* bias) {
   std::vector<double> y(static_cast<size_t>(m) * out);
   for (int r = 0; r < m; ++r) {
     for (int o = 0; o < out; ++o) {
@@ -54,8 +55,10 @@ TEST(CpuOps, RmsNormMatchesDefinition) {
   std::vector<double> want(x.size());
   for (int r = 0; r < rows; ++r) {
     double mean_square = 0;
-    for (int i = 0; i < width; ++i) mean_square += static_cast<double>(x[r * width + i]) * x[r * width + i] / width;
-    for (int i = 0; i < width; ++i) want[r * width + i] = weight[i] * x[r * width + i] / std::sqrt(mean_square + 1e-6);
+    for (int i = 0; i < width; ++i)
+      mean_square += static_cast<double>(x[r * width + i]) * x[r * width + i] / width;
+    for (int i = 0; i < width; ++i)
+      want[r * width + i] = weight[i] * x[r * width + i] / std::sqrt(mean_square + 1e-6);
   }
   EXPECT_LT(MaxRelativeError(out, want), 1e-6);
 }
@@ -91,15 +94,17 @@ TEST(CpuOps, RouterSoftmaxTopKWithAndWithoutRenormalisation) {
   std::vector<int32_t> ids(tokens * top_k);
   std::vector<float> weights(tokens * top_k), renormalised(tokens * top_k), mixtral(tokens * top_k);
   std::vector<int32_t> ids_renormalised(tokens * top_k), ids_mixtral(tokens * top_k);
-  RouteTopK(logits.data(), tokens, experts, top_k, RouterScoring::kSoftmaxThenTopK, false, ids.data(), weights.data());
-  RouteTopK(logits.data(), tokens, experts, top_k, RouterScoring::kSoftmaxThenTopK, true, ids_renormalised.data(),
-            renormalised.data());
+  RouteTopK(logits.data(), tokens, experts, top_k, RouterScoring::kSoftmaxThenTopK, false, ids.data(),
+            weights.data());
+  RouteTopK(logits.data(), tokens, experts, top_k, RouterScoring::kSoftmaxThenTopK, true,
+            ids_renormalised.data(), renormalised.data());
   RouteTopK(logits.data(), tokens, experts, top_k, RouterScoring::kTopKThenSoftmax, false, ids_mixtral.data(),
             mixtral.data());
   for (int t = 0; t < tokens; ++t) {
     std::vector<double> probs(experts);
     double sum = 0;
-    for (int e = 0; e < experts; ++e) sum += probs[e] = std::exp(static_cast<double>(logits[t * experts + e]));
+    for (int e = 0; e < experts; ++e)
+      sum += probs[e] = std::exp(static_cast<double>(logits[t * experts + e]));
     for (double& p : probs) p /= sum;
     std::vector<int> order(experts);
     std::iota(order.begin(), order.end(), 0);
@@ -172,6 +177,42 @@ TEST(CpuOps, LinearF32AndBf16AgainstNaive) {
     Linear(x.data(), m, Matrix{io::DType::kBF16, w_bf16.data(), out, in}, nullptr, y.data());
     EXPECT_LT(MaxRelativeError(y, NaiveBf16Linear(x, m, w_bf16, out, in, nullptr)), 1e-4);
     EXPECT_GT(MaxRelativeError(y, NaiveLinear(x, m, w, out, in, nullptr)), 1e-5) << "bf16 rounding must show";
+  }
+}
+
+// W given as W^T ([in, out], Matrix::in_major_stride), the leading `out` values of rows wider than that:
+// the same products as W itself, f32 and bf16 (both paths), on the caller and split over the pool.
+TEST(CpuOps, LinearTakesTransposedWeightsWithARowStride) {
+  RestoreBf16LinearPath restore;
+  std::mt19937 rng(11);
+  const int in = 300, out = 520, stride = 576;
+  auto w = Random(static_cast<size_t>(out) * in, rng, 0.05f), bias = Random(out, rng);
+  std::vector<float> w_t(static_cast<size_t>(in) * stride, NAN);  // the values past `out` must not be read
+  for (int o = 0; o < out; ++o) {
+    for (int i = 0; i < in; ++i)
+      w_t[static_cast<size_t>(i) * stride + o] = w[static_cast<size_t>(o) * in + i];
+  }
+  std::vector<uint16_t> w_bf16(w.size()), w_t_bf16(w_t.size());
+  io::ConvertF32ToBF16(w.data(), w_bf16.data(), w.size());
+  io::ConvertF32ToBF16(w_t.data(), w_t_bf16.data(), w_t.size());
+  CpuWorkers workers(2);
+  for (int m : {1, 37, 128}) {
+    auto x = Random(static_cast<size_t>(m) * in, rng);
+    for (CpuWorkers* pool : {static_cast<CpuWorkers*>(nullptr), &workers}) {
+      SCOPED_TRACE("m=" + std::to_string(m) + (pool != nullptr ? " on the pool" : " on the caller"));
+      std::vector<float> y(static_cast<size_t>(m) * out, NAN);
+      Linear(x.data(), m, Matrix{io::DType::kF32, w_t.data(), out, in, stride}, bias.data(), y.data(), pool);
+      EXPECT_LT(MaxRelativeError(y, NaiveLinear(x, m, w, out, in, bias.data())), 1e-5);
+      const std::vector<double> want = NaiveBf16Linear(x, m, w_bf16, out, in, bias.data());
+      for (internal::Bf16LinearPath path : kBf16Paths) {
+        SCOPED_TRACE(Bf16PathName(path));
+        internal::SetBf16LinearPathForTesting(path);
+        std::fill(y.begin(), y.end(), NAN);
+        Linear(x.data(), m, Matrix{io::DType::kBF16, w_t_bf16.data(), out, in, stride}, bias.data(), y.data(),
+               pool);
+        EXPECT_LT(MaxRelativeError(y, want), 1e-4);
+      }
+    }
   }
 }
 
@@ -269,7 +310,8 @@ void CheckPagedAttention(io::DType dtype, int sliding_window, double tolerance) 
   std::mt19937 rng(6);
   const int heads = 4, kv_heads = 2, head_dim = 8, block_tokens = 4, total = 19, n_new = 5;
   const int kv_width = kv_heads * head_dim;
-  auto q = Random(n_new * heads * head_dim, rng), k = Random(total * kv_width, rng), v = Random(total * kv_width, rng);
+  auto q = Random(n_new * heads * head_dim, rng), k = Random(total * kv_width, rng),
+       v = Random(total * kv_width, rng);
   std::vector<int32_t> table = {6, 2, 0, 5, 3};  // 5 blocks cover 19 tokens
   const int num_blocks = 8;
   const int64_t stride = block_tokens * kv_width;
@@ -287,7 +329,8 @@ void CheckPagedAttention(io::DType dtype, int sliding_window, double tolerance) 
       }
     }
   }
-  PagedKvView view{dtype, k_pool.data(), v_pool.data(), stride, block_tokens, kv_heads, head_dim, table.data(), total};
+  PagedKvView view{dtype,    k_pool.data(), v_pool.data(), stride, block_tokens,
+                   kv_heads, head_dim,      table.data(),  total};
   std::vector<float> out(q.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   PagedAttention(q.data(), n_new, heads, view, scale, sliding_window, out.data());
@@ -302,7 +345,8 @@ void CheckPagedAttention(io::DType dtype, int sliding_window, double tolerance) 
       for (int p = 0; p <= position; ++p) {
         if (sliding_window > 0 && position - p >= sliding_window) continue;
         double dot = 0;
-        for (int d = 0; d < head_dim; ++d) dot += q[(i * heads + h) * head_dim + d] * k[p * kv_width + g * head_dim + d];
+        for (int d = 0; d < head_dim; ++d)
+          dot += q[(i * heads + h) * head_dim + d] * k[p * kv_width + g * head_dim + d];
         scores.push_back(dot * scale);
         keys.push_back(p);
       }
