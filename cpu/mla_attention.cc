@@ -21,15 +21,18 @@ std::atomic<internal::MlaMatmuls> forced_matmuls{internal::MlaMatmuls::kAuto};
 // call through two matmuls, its scores live in [query rows x heads, kTileTokens].
 constexpr int kTileTokens = 512;
 
+// Where token `token`'s row starts in the cache's pool (elements).
+int64_t RowOffset(const PagedKvView& cache, int token) {
+  return static_cast<int64_t>(cache.block_ids[token / cache.block_tokens]) * cache.block_stride +
+         static_cast<int64_t>(token % cache.block_tokens) * cache.head_dim;
+}
+
 // Widens cache rows [first, first + count) (f32 or bf16) into rows [count, width]; their leading latent
 // values serve the output matmul as W^T (Matrix::in_major_stride), without a transposed copy.
 void ReadTile(const PagedKvView& cache, int first, int count, float* rows) {
   const int width = cache.head_dim;
   for (int j = 0; j < count; ++j) {
-    const int token = first + j;
-    const int64_t offset =
-        static_cast<int64_t>(cache.block_ids[token / cache.block_tokens]) * cache.block_stride +
-        static_cast<int64_t>(token % cache.block_tokens) * width;
+    const int64_t offset = RowOffset(cache, first + j);
     float* dst = rows + static_cast<int64_t>(j) * width;
     if (cache.dtype == io::DType::kF32) {
       std::memcpy(dst, static_cast<const float*>(cache.k_pool) + offset, width * sizeof(float));
@@ -47,10 +50,7 @@ void ReadTile(const PagedKvView& cache, int first, int count, float* rows) {
 void ReadTileBf16(const PagedKvView& cache, int first, int count, uint16_t* rows) {
   const int width = cache.head_dim;
   for (int j = 0; j < count; ++j) {
-    const int token = first + j;
-    const int64_t offset =
-        static_cast<int64_t>(cache.block_ids[token / cache.block_tokens]) * cache.block_stride +
-        static_cast<int64_t>(token % cache.block_tokens) * width;
+    const int64_t offset = RowOffset(cache, first + j);
     const uint16_t* src = static_cast<const uint16_t*>(cache.k_pool) + offset;
     std::memcpy(rows + static_cast<int64_t>(j) * width, src, width * sizeof(uint16_t));
   }
