@@ -32,7 +32,8 @@ void AddPlanFlags(CLI::App& app, PlanFlags* flags) {
   app.add_option("--layer-parts", flags->layer_parts,
                  "GPU path: pin the ring sections each streamed layer is cut into (1, 2, 4, ...)");
   app.add_option("--ring-slots", flags->ring_slots,
-                 "GPU path: pin the ring's slots (at least layer parts + 1)");
+                 "GPU path: pin the ring's slots (layer parts + 1 or more; fewer, down to 2, run each layer's "
+                 "parts one at a time, in one micro-batch)");
   app.add_option("--kv-gpu-fraction", flags->kv_gpu_fraction,
                  "GPU path: pin the share of the sequences in flight whose KV cache (and attention) lives on "
                  "the GPU, 0..1")
