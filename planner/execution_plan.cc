@@ -215,22 +215,28 @@ absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec) {
     return bad("ring_sections", plan.ring_sections,
                "the ring needs at least 2 slots (one computes, one fills)");
   }
-  if (plan.parts_one_at_a_time()) {
-    // A layer's parts pass through the ring once a step: every row must go through a part before it leaves.
-    const std::string why = absl::StrCat("with a ring of ", plan.ring_sections, " slots for layers cut into ",
-                                         plan.layer_parts, " parts, the parts run one at a time");
-    if (plan.micro_batches != 1)
-      return bad("micro_batches", plan.micro_batches, why + ": one micro-batch only");
-    if (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens())
-      return bad("expert_tile_tokens", plan.expert_tile_tokens, why + ": no expert tiles");
-    if (plan.routed_expert_copies) return bad("routed_expert_copies", "true", why + ": whole parts stream");
-    if (plan.expert_shard_count() > 1)
-      return bad("expert_shards", plan.expert_shard_count(), why + ": one expert shard");
-  }
+  RINGMOE_RETURN_IF_ERROR(CheckPartsOneAtATime(plan));
   if (spec.num_moe_layers() > 0) {
     RINGMOE_RETURN_IF_ERROR(CheckExpertShards(spec.num_experts, plan.expert_shard_count(), plan.layer_parts,
                                               plan.streamed_moe_layers() > 0));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPartsOneAtATime(const ExecutionPlan& plan) {
+  if (!plan.parts_one_at_a_time()) return absl::OkStatus();
+  // A layer's parts pass through the ring once a step: every row must go through a part before it leaves.
+  auto bad = [&](const std::string& field, const auto& value, const char* needs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "plan: ", field, " = ", value, ": with a ring of ", plan.ring_sections, " slots for layers cut into ",
+        plan.layer_parts, " parts, the parts run one at a time: ", needs));
+  };
+  if (plan.micro_batches != 1) return bad("micro_batches", plan.micro_batches, "one micro-batch only");
+  if (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens())
+    return bad("expert_tile_tokens", plan.expert_tile_tokens, "no expert tiles");
+  if (plan.routed_expert_copies) return bad("routed_expert_copies", "true", "whole parts stream");
+  if (plan.expert_shard_count() > 1)
+    return bad("expert_shards", plan.expert_shard_count(), "one expert shard");
   return absl::OkStatus();
 }
 

@@ -173,6 +173,11 @@ int64_t KvBytesPerToken(const ModelSpec& spec, io::DType dtype);
 // Errors name the field.
 absl::Status ValidatePlan(const ExecutionPlan& plan, const ModelSpec& spec);
 
+// OK unless the plan runs its layers' parts one at a time (ExecutionPlan::parts_one_at_a_time) in a way that
+// cannot: several micro-batches, expert tiles, routed copies or several expert shards (InvalidArgument naming
+// the field). ValidatePlan and the planner's Predict both ask it.
+absl::Status CheckPartsOneAtATime(const ExecutionPlan& plan);
+
 // The plan as one line per decision, for reports ("plan  batch 64, prefill chunk 512, ...").
 std::string FormatExecutionPlan(const ExecutionPlan& plan);
 // JSON both ways; PlanFromJson(PlanToJson(p)) == p. Errors name the field.

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "io/status_macros.h"
 #include "planner/expert_shards.h"
 #include "planner/memory_table.h"
 
@@ -221,14 +222,7 @@ absl::StatusOr<MemoryPlan> PerfModel::PlanGpuMemory(const ExecutionPlan& plan) c
   }
   if (plan.layer_parts < 1) return absl::InvalidArgumentError("a streamed layer needs at least 1 part");
   if (plan.ring_sections < 2) return absl::InvalidArgumentError("the GPU ring needs at least 2 sections");
-  if (plan.parts_one_at_a_time() &&
-      (plan.micro_batches != 1 ||
-       (plan.expert_tile_tokens > 0 && plan.expert_tile_tokens < plan.max_step_tokens()) ||
-       plan.routed_expert_copies || plan.expert_shard_count() > 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a ring of ", plan.ring_sections, " sections for layers cut into ", plan.layer_parts,
-        " parts runs them one at a time: one micro-batch, no expert tiles, routed copies or shards"));
-  }
+  RINGMOE_RETURN_IF_ERROR(CheckPartsOneAtATime(plan));
   MemoryPlan memory;
   memory.gpu_budget = budgets_.gpu_bytes;
   memory.cpu_budget = budgets_.cpu_bytes;
